@@ -1,0 +1,34 @@
+"""segmentkit: behavioral user segmentation from event logs.
+
+Build as-of features, find stable segments, score propensities and watch drift.
+"""
+
+from segmentkit.config import Config, load_config
+from segmentkit.data import DataQualityReport, EventLog, load_events
+from segmentkit.errors import (
+    BundleError,
+    ConfigError,
+    DataValidationError,
+    InsufficientDataError,
+    SegmentkitError,
+)
+from segmentkit.features import build_features, describe_features, feature_names
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BundleError",
+    "Config",
+    "ConfigError",
+    "DataQualityReport",
+    "DataValidationError",
+    "EventLog",
+    "InsufficientDataError",
+    "SegmentkitError",
+    "__version__",
+    "build_features",
+    "describe_features",
+    "feature_names",
+    "load_config",
+    "load_events",
+]

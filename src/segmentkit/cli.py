@@ -1,0 +1,148 @@
+"""Command line: ``segmentkit demo-data | features | ...``.
+
+Each command parses its arguments, reads its section of ``params.yaml``, calls
+the package's functions and writes outputs. Errors a user can cause are printed
+on one line and exit with code 2 (set ``SEGMENTKIT_DEBUG=1`` for the traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from segmentkit.config import Config, load_config
+from segmentkit.errors import SegmentkitError
+
+app = typer.Typer(
+    name="segmentkit",
+    help="Behavioral user segmentation: features, segments, propensities, drift.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+EXIT_USAGE = 2
+
+ParamsOption = Annotated[
+    Path | None,
+    typer.Option("--params", help="params.yaml (default: ./params.yaml if present)."),
+]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of", help="Snapshot date YYYY-MM-DD (default: params, else day after the last event)."
+    ),
+]
+
+
+def _config(params: Path | None) -> Config:
+    if params is None and Path("params.yaml").is_file():
+        params = Path("params.yaml")
+    return load_config(params)
+
+
+def _events_path(cfg: Config, events: str | None) -> str:
+    """Return the events source: the argument, params' `data.events`, or generated demo data."""
+    if events:
+        return events
+    if cfg.data.events:
+        return cfg.data.events
+    from segmentkit.synth import ensure_demo_log
+
+    demo = cfg.data.demo
+    typer.echo(
+        f"no events given: using demo data ({demo.users} users, {demo.days} days) at {demo.path}"
+    )
+    return str(ensure_demo_log(demo.users, demo.days, demo.seed, demo.path))
+
+
+@app.command("demo-data")
+def demo_data(
+    out: Annotated[Path, typer.Option("--out", help="Events file (.parquet or .csv).")],
+    users: Annotated[int, typer.Option("--users", help="Number of users.")] = 20_000,
+    days: Annotated[int, typer.Option("--days", help="Days the log spans.")] = 240,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+) -> None:
+    """Generate a demo event log with planted archetypes (truth written beside it)."""
+    from segmentkit.synth import generate_events, write_demo_log
+
+    log = generate_events(users, days, seed=seed)
+    events_path, truth_path = write_demo_log(log, out)
+    typer.echo(
+        f"wrote {len(log.events):,} events of {len(log.archetypes):,} users to {events_path} "
+        f"(archetypes in {truth_path}; log ends before {log.end})"
+    )
+
+
+@app.command("features")
+def features(
+    out: Annotated[Path, typer.Option("--out", help="Feature table (.parquet or .csv).")],
+    events: Annotated[str | None, typer.Option("--events", help="Event log path or glob.")] = None,
+    as_of: AsOfOption = None,
+    params: ParamsOption = None,
+) -> None:
+    """Build the as-of feature table, one row per user."""
+    from segmentkit.data import (
+        check_output_path,
+        default_as_of,
+        load_events,
+        to_timestamp,
+        write_table,
+    )
+    from segmentkit.features import build_features
+
+    check_output_path(out)
+    cfg = _config(params)
+    source = _events_path(cfg, events)
+    cutoff = as_of or cfg.data.as_of
+    log = load_events(
+        source,
+        cfg.data.columns,
+        as_of=to_timestamp(cutoff) if cutoff is not None else None,
+        on_invalid=cfg.data.on_invalid,
+    )
+    snapshot = to_timestamp(cutoff) if cutoff is not None else default_as_of(log)
+    table = build_features(log, snapshot, cfg.features)
+    write_table(table, out)
+    report = log.report
+    typer.echo(
+        f"features of {len(table):,} users as of {snapshot:%Y-%m-%d} written to {out} "
+        f"({report.rows_clean:,} events used; dropped: {report.duplicate_rows} duplicates, "
+        f"{report.null_user_id + report.null_timestamp} with null ids/timestamps; "
+        f"{report.at_or_after_as_of} at or after as_of)"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; one-line errors, exit code 2 for errors a user can fix."""
+    debug = os.environ.get("SEGMENTKIT_DEBUG") == "1"
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except SegmentkitError as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except (OSError, MemoryError) as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:
+        # Typer vendors its own click: recognise its usage errors by shape, not by class.
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            typer.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(EXIT_USAGE)
+        if type(exc).__name__ == "Abort":
+            typer.echo("error: aborted", err=True)
+            sys.exit(EXIT_USAGE)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,323 @@
+"""Typed configuration read from ``params.yaml``.
+
+Each stage of the pipeline reads its own section. Unknown keys and values of the
+wrong type are refused with an error naming the offending key, so a typo in
+``params.yaml`` never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from segmentkit.errors import ConfigError
+
+__all__ = [
+    "ColumnMap",
+    "Config",
+    "DataConfig",
+    "DemoConfig",
+    "DriftConfig",
+    "FeatureConfig",
+    "PropensityConfig",
+    "SegmentationConfig",
+    "TargetConfig",
+    "TrackingConfig",
+    "load_config",
+]
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Names of the contract's columns in the user's log."""
+
+    user_id: str = "user_id"
+    timestamp: str = "timestamp"
+    event: str = "event"
+    revenue: str | None = "revenue"
+    session_id: str | None = "session_id"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Demo log generated when no event log is given."""
+
+    users: int = 20_000
+    days: int = 240
+    seed: int = 7
+    path: str = "data/demo_events.parquet"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the events come from and how they are read."""
+
+    events: str | None = None
+    as_of: dt.date | None = None
+    columns: ColumnMap = field(default_factory=ColumnMap)
+    on_invalid: Literal["drop", "error"] = "drop"
+    demo: DemoConfig = field(default_factory=DemoConfig)
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Feature windows and depth settings."""
+
+    windows: tuple[int, ...] = (30, 90)
+    session_gap_minutes: int = 30
+    key_events: tuple[str, ...] = ("purchase", "add_to_cart")
+
+
+@dataclass(frozen=True)
+class SegmentationConfig:
+    """Clustering algorithm and the rule that chooses the number of segments."""
+
+    algorithm: Literal["kmeans", "gmm", "hdbscan"] = "kmeans"
+    k: int | Literal["auto"] = "auto"
+    k_range: tuple[int, int] = (3, 10)
+    n_bootstrap: int = 20
+    bootstrap_sample: int = 20_000
+    min_stability: float = 0.75
+    min_share: float = 0.02
+    silhouette_sample: int = 10_000
+    random_state: int = 0
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """One propensity target."""
+
+    name: str
+    kind: Literal["inactivity", "event", "count"]
+    event: str | None = None
+    horizon_days: int | None = None
+
+
+@dataclass(frozen=True)
+class PropensityConfig:
+    """Propensity targets and how their training snapshots are laid out."""
+
+    horizon_days: int = 30
+    n_snapshots: int = 3
+    snapshot_step_days: int = 30
+    min_positives: int = 50
+    random_state: int = 0
+    targets: tuple[TargetConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """Thresholds of the drift tests run on refresh."""
+
+    psi_warn: float = 0.1
+    psi_drift: float = 0.25
+    share_psi_warn: float = 0.1
+    share_psi_drift: float = 0.25
+    ari_warn: float = 0.8
+    ari_drift: float = 0.6
+    n_bins: int = 10
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """MLflow experiment and registry names."""
+
+    experiment: str = "segmentkit"
+    registered_model: str = "segmentkit-demo"
+    tracking_uri: str | None = None
+    models_dir: str = "models"
+
+
+@dataclass(frozen=True)
+class Config:
+    """All of ``params.yaml``."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    propensity: PropensityConfig = field(default_factory=PropensityConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the configuration as plain Python values (dates as ISO strings)."""
+        return _to_plain(dataclasses.asdict(self))
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _to_plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_plain(item) for item in value]
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read ``params.yaml`` into a validated :class:`Config`.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        YAML file. ``None`` gives the built-in defaults.
+    overrides : dict, optional
+        Nested values applied on top of the file, e.g. ``{"data": {"as_of": "2024-01-01"}}``.
+
+    Returns
+    -------
+    Config
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing or unreadable, a key is unknown, or a value has the wrong type.
+
+    Examples
+    --------
+    >>> cfg = load_config(overrides={"features": {"windows": [7, 28]}})
+    >>> cfg.features.windows
+    (7, 28)
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"params file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"params file {path} is not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"params file {path} must hold a mapping of sections")
+        raw = loaded or {}
+    if overrides:
+        raw = _merge(raw, overrides)
+    config = _build(Config, raw, "params")
+    _check_values(config)
+    return config
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(names)}")
+    values = {}
+    for key, value in raw.items():
+        values[key] = _coerce(hints[key], value, f"{where}.{key}")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: invalid value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: expected one of {list(args)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], item, f"{where}[{i}]") for i, item in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        pairs = enumerate(zip(args, value, strict=True))
+        return tuple(_coerce(a, item, f"{where}[{i}]") for i, (a, item) in pairs)
+    if hint is dt.date:
+        if isinstance(value, dt.datetime):
+            return value.date()
+        if isinstance(value, dt.date):
+            return value
+        try:
+            return dt.date.fromisoformat(str(value))
+        except ValueError:
+            raise ConfigError(f"{where}: expected a date YYYY-MM-DD, got {value!r}") from None
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported setting type {hint}")  # pragma: no cover
+
+
+def _check_values(config: Config) -> None:
+    feats = config.features
+    if not feats.windows or any(w <= 0 for w in feats.windows):
+        raise ConfigError("features.windows: expected one or more positive day counts")
+    if len(set(feats.windows)) != len(feats.windows):
+        raise ConfigError(f"features.windows: duplicate windows in {list(feats.windows)}")
+    if feats.session_gap_minutes <= 0:
+        raise ConfigError("features.session_gap_minutes: expected a positive number of minutes")
+    seg = config.segmentation
+    if isinstance(seg.k, int) and seg.k < 2:
+        raise ConfigError(f"segmentation.k: expected at least 2 segments, got {seg.k}")
+    low, high = seg.k_range
+    if not 2 <= low <= high:
+        raise ConfigError(f"segmentation.k_range: expected 2 <= low <= high, got [{low}, {high}]")
+    prop = config.propensity
+    if prop.horizon_days <= 0 or prop.n_snapshots <= 0 or prop.snapshot_step_days <= 0:
+        raise ConfigError(
+            "propensity: horizon_days, n_snapshots and snapshot_step_days must be positive"
+        )
+    names = [t.name for t in prop.targets]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"propensity.targets: duplicate target names in {names}")
+    for target in prop.targets:
+        if target.kind in ("event", "count") and not target.event:
+            raise ConfigError(
+                f"propensity.targets.{target.name}: kind {target.kind!r} needs an `event` name"
+            )
+    if not 0 < config.drift.psi_warn <= config.drift.psi_drift:
+        raise ConfigError("drift: expected 0 < psi_warn <= psi_drift")

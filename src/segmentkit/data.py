@@ -1,0 +1,459 @@
+"""Load and validate event logs into a clean DuckDB table.
+
+Any source (Parquet or CSV path or glob, pandas DataFrame, DuckDB relation) is
+mapped onto the contract's columns, typed, checked and cleaned once; the result
+is an :class:`EventLog` that the feature builder reads. Every row removed is
+counted in a :class:`DataQualityReport`, which holds aggregates only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import glob
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from segmentkit.config import ColumnMap
+from segmentkit.errors import DataValidationError, InsufficientDataError
+
+__all__ = [
+    "DataQualityReport",
+    "EventLog",
+    "EventSource",
+    "check_output_path",
+    "connect",
+    "default_as_of",
+    "load_events",
+    "to_timestamp",
+    "write_table",
+]
+
+EventSource = str | Path | pd.DataFrame | duckdb.DuckDBPyRelation
+_SAMPLE_ROWS = 5
+_table_ids = itertools.count()
+
+
+@dataclass(frozen=True)
+class DataQualityReport:
+    """What validation found and removed; aggregates only, safe to log.
+
+    Attributes
+    ----------
+    rows_read : int
+        Rows in the source.
+    null_user_id, null_timestamp : int
+        Rows dropped for a missing user id or timestamp.
+    duplicate_rows : int
+        Exact duplicate rows dropped (one copy kept).
+    at_or_after_as_of : int
+        Rows at or after ``as_of``, excluded from the clean log.
+    negative_revenue_rows : int
+        Refund rows (kept; they lower revenue).
+    rows_clean, users : int
+        Rows and distinct users left.
+    first_event, last_event : str or None
+        ISO timestamps (UTC) of the first and last clean events.
+    """
+
+    rows_read: int
+    null_user_id: int
+    null_timestamp: int
+    duplicate_rows: int
+    at_or_after_as_of: int
+    negative_revenue_rows: int
+    rows_clean: int
+    users: int
+    first_event: str | None
+    last_event: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as a plain dict."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class EventLog:
+    """A validated event log held in DuckDB.
+
+    Attributes
+    ----------
+    con : duckdb.DuckDBPyConnection
+        Connection owning the clean table.
+    table : str
+        Name of the clean table, columns ``user_id, timestamp, event, revenue, session_id``
+        (``revenue`` and ``session_id`` may be all null when the log lacks them).
+    report : DataQualityReport
+    has_revenue, has_session_id : bool
+        Whether the source had these optional columns.
+    as_of : datetime.datetime or None
+        Cut-off applied while loading (events at or after it were excluded).
+    """
+
+    con: duckdb.DuckDBPyConnection
+    table: str
+    report: DataQualityReport
+    has_revenue: bool
+    has_session_id: bool
+    as_of: dt.datetime | None
+
+    def relation(self) -> duckdb.DuckDBPyRelation:
+        """Return the clean events as a DuckDB relation."""
+        return self.con.table(self.table)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """Return the clean events as a DataFrame (small logs only)."""
+        return self.con.execute(f"SELECT * FROM {self.table} ORDER BY user_id, timestamp").df()
+
+
+def connect(
+    threads: int | None = None, memory_limit: str | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Open an in-memory DuckDB connection set up for segmentkit (UTC session time zone).
+
+    Naive timestamps and time zone strings are then read as UTC whatever the
+    machine's local time zone is.
+    """
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    if threads is not None:
+        con.execute(f"SET threads = {int(threads)}")
+    if memory_limit is not None:
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+    return con
+
+
+def to_timestamp(value: dt.date | dt.datetime | str | pd.Timestamp) -> dt.datetime:
+    """Convert a date-like value to a naive UTC datetime.
+
+    Examples
+    --------
+    >>> to_timestamp("2024-03-01")
+    datetime.datetime(2024, 3, 1, 0, 0)
+    """
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise DataValidationError(f"as_of: expected a date YYYY-MM-DD, got {value!r}") from None
+    if stamp is pd.NaT:
+        raise DataValidationError(f"as_of: expected a date YYYY-MM-DD, got {value!r}")
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp.to_pydatetime()
+
+
+def _register_source(con: duckdb.DuckDBPyConnection, source: EventSource) -> str:
+    """Make ``source`` queryable in ``con`` and return a SQL expression that reads it."""
+    name = f"_sk_raw_{next(_table_ids)}"
+    if isinstance(source, pd.DataFrame):
+        con.register(name, source)
+        return name
+    if isinstance(source, duckdb.DuckDBPyRelation):
+        # A relation belongs to its own connection: stream it into ours once.
+        con.register(name, source.to_arrow_reader())
+        return name
+    if isinstance(source, str | Path):
+        text = str(source)
+        paths = sorted(glob.glob(text)) if glob.has_magic(text) else [text]
+        if not paths:
+            raise DataValidationError(f"no file matches the events pattern {text!r}")
+        for path in paths:
+            if not Path(path).is_file():
+                raise DataValidationError(f"events file not found: {path}")
+        suffixes = {Path(p).suffix.lower() for p in paths}
+        listed = "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+        if suffixes == {".parquet"}:
+            return f"read_parquet({listed})"
+        if suffixes == {".csv"}:
+            return f"read_csv({listed}, header = true, union_by_name = true)"
+        raise DataValidationError(
+            f"events {text!r}: expected .parquet or .csv files, got suffixes {sorted(suffixes)}"
+        )
+    raise DataValidationError(
+        "events: expected a Parquet/CSV path or glob, a pandas DataFrame or a DuckDB relation, "
+        f"got {type(source).__name__}"
+    )
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _timestamp_expr(column: str, type_name: str) -> str:
+    col = _quote(column)
+    upper = type_name.upper()
+    if upper == "TIMESTAMP WITH TIME ZONE":
+        return f"timezone('UTC', {col})"
+    if upper.startswith("TIMESTAMP") or upper == "DATE":
+        return f"CAST({col} AS TIMESTAMP)"
+    if upper == "VARCHAR" or upper.startswith("ENUM"):
+        return f"timezone('UTC', TRY_CAST(CAST({col} AS VARCHAR) AS TIMESTAMPTZ))"
+    raise DataValidationError(
+        f"column {column!r} (timestamp): expected datetimes or date strings, got type {type_name}"
+    )
+
+
+def _user_expr(column: str, type_name: str) -> str:
+    upper = type_name.upper()
+    integer = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"}
+    if upper in integer:
+        return f"CAST({_quote(column)} AS BIGINT)"
+    if upper in ("VARCHAR", "UBIGINT", "HUGEINT") or upper.startswith("ENUM"):
+        return f"CAST({_quote(column)} AS VARCHAR)"
+    raise DataValidationError(
+        f"column {column!r} (user_id): expected strings or integers, got type {type_name}"
+    )
+
+
+def _numeric(type_name: str) -> bool:
+    upper = type_name.upper()
+    return upper.startswith("DECIMAL") or upper in {
+        "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+        "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE",
+    }  # fmt: skip
+
+
+def _samples(con: duckdb.DuckDBPyConnection, source_sql: str, condition: str, column: str) -> str:
+    rows = con.execute(
+        f"""
+        SELECT _row, CAST({_quote(column)} AS VARCHAR) AS value
+        FROM (SELECT row_number() OVER () - 1 AS _row, * FROM {source_sql})
+        WHERE {condition}
+        ORDER BY _row
+        LIMIT {_SAMPLE_ROWS}
+        """
+    ).fetchall()
+    return ", ".join(f"row {row}: {value!r}" for row, value in rows)
+
+
+def load_events(
+    source: EventSource,
+    columns: ColumnMap | None = None,
+    *,
+    as_of: dt.date | dt.datetime | str | None = None,
+    on_invalid: str = "drop",
+    min_users: int = 1,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> EventLog:
+    """Load an event log, check it against the data contract and clean it.
+
+    Parameters
+    ----------
+    source : str, Path, pandas.DataFrame or duckdb.DuckDBPyRelation
+        Parquet or CSV file or glob, a DataFrame, or a relation.
+    columns : ColumnMap, optional
+        Names of the contract's columns in ``source``. ``event=None`` reads a plain
+        transaction table: every row becomes a ``purchase``.
+    as_of : date-like, optional
+        Snapshot time; events at or after it are excluded (and counted).
+    on_invalid : {"drop", "error"}
+        Rows with a null user id or timestamp are dropped and counted, or raise.
+    min_users : int
+        Fewest distinct users the caller needs.
+    con : duckdb.DuckDBPyConnection, optional
+        Connection to hold the clean table; a new one is opened by default.
+
+    Returns
+    -------
+    EventLog
+
+    Raises
+    ------
+    DataValidationError
+        A required column is missing, a timestamp cannot be parsed, revenue is not
+        numeric, or (with ``on_invalid="error"``) a user id or timestamp is null.
+    InsufficientDataError
+        Nothing is left after cleaning, or fewer than ``min_users`` users.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> raw = pd.DataFrame({"user_id": ["a", "a", "b"],
+    ...                     "timestamp": ["2024-01-01 10:00", "2024-01-01 10:00", "2024-01-02"],
+    ...                     "event": ["view", "view", "purchase"]})
+    >>> log = load_events(raw)
+    >>> log.report.duplicate_rows, log.report.users
+    (1, 2)
+    """
+    if on_invalid not in ("drop", "error"):
+        raise DataValidationError(f"on_invalid: expected 'drop' or 'error', got {on_invalid!r}")
+    columns = columns or ColumnMap()
+    con = con or connect()
+    source_sql = _register_source(con, source)
+    try:
+        schema = con.execute(f"DESCRIBE SELECT * FROM {source_sql}").fetchall()
+    except duckdb.Error as exc:
+        raise DataValidationError(f"events cannot be read: {exc}") from None
+    types = {row[0]: row[1] for row in schema}
+
+    required = {"user_id": columns.user_id, "timestamp": columns.timestamp}
+    if columns.event is not None:
+        required["event"] = columns.event
+    missing = [f"{role} ({name!r})" for role, name in required.items() if name not in types]
+    if missing:
+        raise DataValidationError(
+            f"missing required column(s) {', '.join(missing)}; columns present: {list(types)}"
+        )
+    has_revenue = columns.revenue is not None and columns.revenue in types
+    has_session = columns.session_id is not None and columns.session_id in types
+
+    ts_expr = _timestamp_expr(columns.timestamp, types[columns.timestamp])
+    user_expr = _user_expr(columns.user_id, types[columns.user_id])
+    event_expr = (
+        f"CAST({_quote(columns.event)} AS VARCHAR)" if columns.event is not None else "'purchase'"
+    )
+    revenue_expr = "CAST(NULL AS DOUBLE)"
+    if has_revenue:
+        rev_type = types[columns.revenue]
+        if _numeric(rev_type):
+            revenue_expr = f"CAST({_quote(columns.revenue)} AS DOUBLE)"
+        elif rev_type.upper() == "VARCHAR":
+            revenue_expr = f"TRY_CAST({_quote(columns.revenue)} AS DOUBLE)"
+        else:
+            raise DataValidationError(
+                f"column {columns.revenue!r} (revenue): expected numbers, got type {rev_type}"
+            )
+    session_expr = (
+        f"CAST({_quote(columns.session_id)} AS VARCHAR)" if has_session else "CAST(NULL AS VARCHAR)"
+    )
+
+    cutoff = to_timestamp(as_of) if as_of is not None else None
+    cutoff_sql = f"TIMESTAMP '{cutoff.isoformat(sep=' ')}'" if cutoff is not None else None
+    user_col, ts_col = _quote(columns.user_id), _quote(columns.timestamp)
+    # Parse failures: a value is present but does not convert.
+    bad_ts = f"{ts_col} IS NOT NULL AND ({ts_expr}) IS NULL"
+    bad_rev = (
+        f"{_quote(columns.revenue)} IS NOT NULL AND ({revenue_expr}) IS NULL"
+        if has_revenue
+        else "false"
+    )
+    late = f"{user_col} IS NOT NULL AND ({ts_expr}) >= {cutoff_sql}" if cutoff_sql else "false"
+    counts = con.execute(
+        f"""
+        SELECT count(*),
+               count(*) FILTER (WHERE {bad_ts}),
+               count(*) FILTER (WHERE {bad_rev}),
+               count(*) FILTER (WHERE {user_col} IS NULL),
+               count(*) FILTER (WHERE {ts_col} IS NULL),
+               count(*) FILTER (WHERE {user_col} IS NULL OR {ts_col} IS NULL),
+               count(*) FILTER (WHERE {late})
+        FROM {source_sql}
+        """
+    ).fetchone()
+    rows_read, n_bad_ts, n_bad_rev, null_user, null_ts, invalid, after = counts
+    if n_bad_ts:
+        raise DataValidationError(
+            f"column {columns.timestamp!r} (timestamp): {n_bad_ts} value(s) cannot be parsed as "
+            f"a timestamp, e.g. {_samples(con, source_sql, bad_ts, columns.timestamp)}"
+        )
+    if n_bad_rev:
+        raise DataValidationError(
+            f"column {columns.revenue!r} (revenue): {n_bad_rev} value(s) are not numeric, "
+            f"e.g. {_samples(con, source_sql, bad_rev, columns.revenue)}"
+        )
+    if on_invalid == "error" and invalid:
+        column = columns.user_id if null_user else columns.timestamp
+        condition = f"{_quote(column)} IS NULL"
+        raise DataValidationError(
+            f"column {column!r}: {null_user if null_user else null_ts} null value(s) "
+            f"(on_invalid=error), e.g. {_samples(con, source_sql, condition, column)}"
+        )
+
+    table = f"_sk_events_{next(_table_ids)}"
+    keep_time = f"timestamp < {cutoff_sql}" if cutoff_sql else "true"
+    con.execute(
+        f"""
+        CREATE TEMP TABLE {table} AS
+        WITH typed AS (
+            SELECT {user_expr} AS user_id, {ts_expr} AS timestamp, {event_expr} AS event,
+                   {revenue_expr} AS revenue, {session_expr} AS session_id
+            FROM {source_sql}
+        )
+        SELECT DISTINCT * FROM typed
+        WHERE user_id IS NOT NULL AND timestamp IS NOT NULL AND {keep_time}
+        """
+    )
+    rows_clean, users, first, last, negative = con.execute(
+        f"""
+        SELECT count(*), count(DISTINCT user_id), min(timestamp), max(timestamp),
+               count(*) FILTER (WHERE revenue < 0)
+        FROM {table}
+        """
+    ).fetchone()
+    # Rows at or after as_of are counted before de-duplication, duplicates among the rest.
+    duplicates = rows_read - invalid - after - rows_clean
+    report = DataQualityReport(
+        rows_read=int(rows_read),
+        null_user_id=int(null_user),
+        null_timestamp=int(null_ts),
+        duplicate_rows=int(duplicates),
+        at_or_after_as_of=int(after),
+        negative_revenue_rows=int(negative),
+        rows_clean=int(rows_clean),
+        users=int(users),
+        first_event=first.isoformat() if first is not None else None,
+        last_event=last.isoformat() if last is not None else None,
+    )
+    if rows_clean == 0:
+        reason = f" before as_of {cutoff.date()}" if cutoff is not None else ""
+        raise InsufficientDataError(
+            f"no events left after cleaning{reason}: {rows_read} rows read, "
+            f"{null_user} null user ids, {null_ts} null timestamps, {after} at or after as_of"
+        )
+    if users < min_users:
+        raise InsufficientDataError(f"found {users} user(s); at least {min_users} are needed")
+    return EventLog(
+        con=con,
+        table=table,
+        report=report,
+        has_revenue=has_revenue,
+        has_session_id=has_session,
+        as_of=cutoff,
+    )
+
+
+def default_as_of(log: EventLog) -> dt.datetime:
+    """Return the midnight after the last event: the natural snapshot of a complete log.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> log = load_events(pd.DataFrame({"user_id": [1], "timestamp": ["2024-05-01 13:00"],
+    ...                                 "event": ["view"]}))
+    >>> default_as_of(log)
+    datetime.datetime(2024, 5, 2, 0, 0)
+    """
+    if log.report.last_event is None:  # pragma: no cover - load_events refuses empty logs
+        raise InsufficientDataError("the event log is empty")
+    last = dt.datetime.fromisoformat(log.report.last_event)
+    return dt.datetime.combine(last.date() + dt.timedelta(days=1), dt.time())
+
+
+def check_output_path(out: str | Path) -> Path:
+    """Return ``out`` as a Path if it names a .parquet or .csv file, else raise."""
+    out = Path(out)
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        raise DataValidationError(f"output {out}: expected a .parquet or .csv file name")
+    return out
+
+
+def write_table(frame: pd.DataFrame, out: str | Path) -> Path:
+    """Write ``frame`` to Parquet or CSV (by suffix), atomically.
+
+    The file appears complete or not at all: it is written beside its final name
+    and renamed.
+    """
+    out = check_output_path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    if out.suffix.lower() == ".parquet":
+        frame.to_parquet(tmp, index=False)
+    else:
+        frame.to_csv(tmp, index=False)
+    tmp.replace(out)
+    return out
