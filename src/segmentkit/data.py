@@ -154,8 +154,9 @@ def _register_source(con: duckdb.DuckDBPyConnection, source: EventSource) -> str
         con.register(name, source)
         return name
     if isinstance(source, duckdb.DuckDBPyRelation):
-        # A relation belongs to its own connection: stream it into ours once.
-        con.register(name, source.to_arrow_reader())
+        # A relation belongs to its own connection: bring its rows into ours once
+        # (validation scans the source more than once).
+        con.register(name, source.to_arrow_table())
         return name
     if isinstance(source, str | Path):
         text = str(source)

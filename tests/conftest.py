@@ -1,0 +1,38 @@
+"""Shared fixtures: small hand-made logs whose features can be checked by eye."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+AS_OF = pd.Timestamp("2024-01-31")
+
+
+@pytest.fixture
+def tiny_log() -> pd.DataFrame:
+    """Two users; user a has three sessions, a purchase, a refund; b has one old view."""
+    rows = [
+        ("a", "2024-01-01 10:00", "view", 0.0, "s1"),
+        ("a", "2024-01-01 10:10", "purchase", 50.0, "s1"),
+        ("a", "2024-01-20 09:00", "view", 0.0, "s2"),
+        ("a", "2024-01-30 23:00", "add_to_cart", 0.0, "s3"),
+        ("a", "2024-01-30 23:20", "purchase", 30.0, "s3"),
+        ("a", "2024-01-30 23:50", "refund", -10.0, "s3"),
+        ("b", "2023-12-01 12:00", "view", 0.0, "s4"),
+    ]
+    frame = pd.DataFrame(rows, columns=["user_id", "timestamp", "event", "revenue", "session_id"])
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"])
+    return frame
+
+
+@pytest.fixture
+def late_events() -> pd.DataFrame:
+    """Events at or after AS_OF, for existing users and a new one."""
+    rows = [
+        ("a", "2024-01-31 00:00", "purchase", 999.0, "s3"),
+        ("b", "2024-02-03 08:00", "view", 0.0, "s9"),
+        ("c", "2024-02-05 08:00", "purchase", 5.0, "s10"),
+    ]
+    frame = pd.DataFrame(rows, columns=["user_id", "timestamp", "event", "revenue", "session_id"])
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"])
+    return frame

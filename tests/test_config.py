@@ -1,0 +1,75 @@
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from segmentkit.config import Config, load_config
+from segmentkit.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repository_params_load():
+    cfg = load_config(REPO / "params.yaml")
+    assert cfg.features.windows == (30, 90)
+    assert [t.name for t in cfg.propensity.targets] == ["churn", "purchase", "purchases"]
+    assert cfg.segmentation.k == "auto"
+
+
+def test_defaults_without_a_file():
+    assert load_config() == Config()
+
+
+def test_overrides_and_dates():
+    cfg = load_config(overrides={"data": {"as_of": "2024-03-01"}, "segmentation": {"k": 5}})
+    assert cfg.data.as_of == dt.date(2024, 3, 1)
+    assert cfg.segmentation.k == 5
+    assert cfg.to_dict()["data"]["as_of"] == "2024-03-01"
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("features:\n  windowz: [30]\n", r"params.features: unknown key\(s\) \['windowz'\]"),
+        ("features:\n  windows: 30\n", "params.features.windows: expected a list"),
+        (
+            "features:\n  windows: [30, thirty]\n",
+            r"params.features.windows\[1\]: expected an integer",
+        ),
+        (
+            "segmentation:\n  algorithm: dbscan\n",
+            "expected one of \\['kmeans', 'gmm', 'hdbscan'\\]",
+        ),
+        ("segmentation:\n  k: many\n", "params.segmentation.k"),
+        ("segmentation:\n  k_range: [5, 3]\n", "k_range: expected 2 <= low <= high"),
+        ("segmentation:\n  k: 1\n", "at least 2 segments"),
+        ("data:\n  as_of: someday\n", "expected a date YYYY-MM-DD"),
+        ("data:\n  on_invalid: skip\n", "on_invalid: expected one of"),
+        ("features:\n  windows: [30, 30]\n", "duplicate windows"),
+        ("features:\n  windows: [0]\n", "positive day counts"),
+        ("propensity:\n  targets:\n    - {name: x, kind: event}\n", "needs an `event` name"),
+        (
+            "propensity:\n  targets:\n    - {name: x, kind: inactivity}\n    - {name: x, kind: inactivity}\n",
+            "duplicate target names",
+        ),
+        ("drift:\n  psi_warn: 0.5\n  psi_drift: 0.2\n", "psi_warn <= psi_drift"),
+        ("- a\n- b\n", "must hold a mapping"),
+        ("features: [1, 2]\n", "params.features must be a mapping"),
+        ("features: {windows: [1, 2}\n", "not valid YAML"),
+        ("segmentation:\n  min_share: yes\n", "expected a number"),
+    ],
+)
+def test_invalid_params_are_refused_with_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, text))
+
+
+def test_missing_params_file(tmp_path):
+    with pytest.raises(ConfigError, match="params file not found"):
+        load_config(tmp_path / "nope.yaml")
