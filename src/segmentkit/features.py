@@ -178,8 +178,8 @@ def _feature_sql(
     short = windows[0]
     key_events = list(dict.fromkeys(config.key_events))
     if events.has_session_id:
-        session_key = "coalesce(session_id, '~' || CAST(timestamp AS VARCHAR))"
-        keyed = f"SELECT *, {session_key} AS session_key FROM base"
+        # Rows without a session id form one session per timestamp.
+        keyed = "SELECT *, session_id AS session_key, CASE WHEN session_id IS NULL THEN timestamp END AS lone FROM base"
     else:
         # Gap-based sessionization: a session starts when the user's previous event
         # is more than `session_gap_minutes` earlier.
@@ -187,7 +187,7 @@ def _feature_sql(
         keyed = f"""
             SELECT *, sum(new_session) OVER (
                        PARTITION BY user_id ORDER BY timestamp ROWS UNBOUNDED PRECEDING
-                   ) AS session_key
+                   ) AS session_key, NULL AS lone
             FROM (
                 SELECT *, CASE WHEN lag(timestamp) OVER (PARTITION BY user_id ORDER BY timestamp)
                                     >= timestamp - INTERVAL {gap} MINUTE
@@ -236,7 +236,7 @@ def _feature_sql(
     ),
     keyed AS ({keyed}),
     by_session_day AS (
-        SELECT user_id, session_key, days_ago,
+        SELECT user_id, session_key, lone, days_ago,
                count(*) AS n_events,
                sum(revenue) AS revenue,
                count(*) FILTER (WHERE revenue > 0) AS orders,
@@ -246,7 +246,7 @@ def _feature_sql(
                {event_bits}
                {key_counts_a}
         FROM keyed
-        GROUP BY user_id, session_key, days_ago
+        GROUP BY user_id, session_key, lone, days_ago
     ),
     by_day AS (
         SELECT user_id, days_ago,
@@ -277,8 +277,8 @@ def _feature_sql(
     ),
     s AS (
         SELECT user_id, count(*) AS sessions_total {window_sessions}
-        FROM (SELECT user_id, session_key, max(days_ago) AS start_days_ago
-              FROM by_session_day GROUP BY user_id, session_key)
+        FROM (SELECT user_id, session_key, lone, max(days_ago) AS start_days_ago
+              FROM by_session_day GROUP BY user_id, session_key, lone)
         GROUP BY user_id
     )
     SELECT d.user_id,
