@@ -7,10 +7,13 @@ on one line and exit with code 2 (set ``SEGMENTKIT_DEBUG=1`` for the traceback).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -115,6 +118,107 @@ def features(
         f"{report.null_user_id + report.null_timestamp} with null ids/timestamps; "
         f"{report.at_or_after_as_of} at or after as_of)"
     )
+
+
+@contextlib.contextmanager
+def _progress(name: str) -> Iterator[None]:
+    """Show a long step: a spinner on a terminal, start and end lines in logs."""
+    start = time.perf_counter()
+    if sys.stdout.isatty():
+        from rich.console import Console
+
+        with Console().status(f"{name} ..."):
+            yield
+    else:
+        typer.echo(f"{name} ...")
+        yield
+    typer.echo(f"  {name}: done in {time.perf_counter() - start:.1f} s")
+
+
+@app.command("train")
+def train(
+    params: ParamsOption = None,
+    events: Annotated[str | None, typer.Option("--events", help="Event log path or glob.")] = None,
+    as_of: AsOfOption = None,
+    promote: Annotated[
+        bool, typer.Option("--promote", help="Give the new version the champion alias.")
+    ] = False,
+) -> None:
+    """Train segments and propensity models, save the bundle, log and register the run."""
+    from segmentkit.bundle import save_bundle
+    from segmentkit.pipeline import train_model
+    from segmentkit.reporting import training_figures
+
+    cfg = _config(params)
+    source = _events_path(cfg, events)
+    result = train_model(cfg, source, as_of, progress=_progress)
+    with _progress("Saving the bundle"):
+        bundle_root = save_bundle(
+            result.model, Path(cfg.tracking.models_dir) / cfg.tracking.registered_model
+        )
+    from segmentkit.bundle import live_version
+
+    with _progress("Logging to MLflow"):
+        from segmentkit import tracking
+
+        figures = training_figures(result)
+        registered = tracking.log_training_run(
+            tracking_uri=tracking.resolve_tracking_uri(cfg.tracking.tracking_uri),
+            experiment=cfg.tracking.experiment,
+            model_name=cfg.tracking.registered_model,
+            bundle_dir=live_version(bundle_root),
+            feature_names=result.model.feature_names,
+            params=cfg.to_dict(),
+            metrics=result.metrics(),
+            tables=result.tables(),
+            documents=result.documents(),
+            figures=figures,
+            promote_to_champion=promote,
+            tags={"segmentkit.as_of": f"{result.as_of:%Y-%m-%d}", "segmentkit.command": "train"},
+        )
+    _print_training_summary(result)
+    typer.echo(
+        f"bundle: {bundle_root}\nrun {registered.run_id} registered as "
+        f"{registered.model_name} version {registered.model_version} "
+        f"(alias {registered.alias}) at {registered.tracking_uri}"
+    )
+
+
+def _print_training_summary(result: Any) -> None:
+    segmenter = result.model.segmenter
+    profiles = segmenter.profiles_
+    typer.echo(f"\n{segmenter.n_segments_} segments as of {result.as_of:%Y-%m-%d}:")
+    for seg_id, desc in enumerate(segmenter.segment_descriptions_):
+        row = profiles.iloc[seg_id]
+        typer.echo(f"  [{seg_id}] {row['share']:6.1%}  {desc}")
+    if result.propensity is not None:
+        summary = result.propensity.evaluation.summary("roc_auc")
+        columns = [c for c in ("model", "recency", "rfm") if c in summary.columns]
+        typer.echo("\nout-of-time ROC AUC (model vs baselines):")
+        typer.echo(summary[columns].round(3).to_string())
+
+
+@app.command("score")
+def score(
+    model: Annotated[str, typer.Option("--model", help="Bundle path or models:/NAME@ALIAS.")],
+    out: Annotated[Path, typer.Option("--out", help="Scores (.parquet or .csv).")],
+    events: Annotated[str | None, typer.Option("--events", help="Event log path or glob.")] = None,
+    as_of: AsOfOption = None,
+    params: ParamsOption = None,
+) -> None:
+    """Score every user of an event log with a saved model."""
+    import segmentkit
+    from segmentkit.data import check_output_path, write_table
+
+    check_output_path(out)
+    cfg = _config(params)
+    source = _events_path(cfg, events)
+    with _progress(f"Loading {model}"):
+        loaded = segmentkit.load(model)
+    with _progress("Scoring"):
+        scores = loaded.score(source, as_of=as_of)
+    write_table(scores, out)
+    typer.echo(f"scored {len(scores):,} users with {model}: {out}")
 
 
 def main(argv: list[str] | None = None) -> None:

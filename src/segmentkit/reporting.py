@@ -1,0 +1,36 @@
+"""Figures of a training run, assembled from :mod:`segmentkit.plots` (aggregates only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from segmentkit import plots
+
+__all__ = ["training_figures"]
+
+
+def training_figures(result: Any) -> dict[str, Any]:
+    """Return the run's figures by name: profile heatmap, segment sizes, calibration, k selection.
+
+    Parameters
+    ----------
+    result : TrainingResult
+        Output of :func:`segmentkit.pipeline.train_model`.
+    """
+    segmenter = result.model.segmenter
+    profiles = segmenter.profiles_
+    figures = {
+        "segment_sizes": plots.segment_sizes(profiles),
+        "profile_heatmap": plots.profile_heatmap(profiles),
+        "segment_stability": plots.segment_stability(profiles),
+    }
+    selection = getattr(segmenter, "selection_", None)
+    if selection is not None and len(selection):
+        figures["k_selection"] = plots.k_selection(selection)
+    if result.propensity is not None:
+        calibration = result.propensity.evaluation.calibration
+        for target in calibration["target"].unique():
+            figures[f"calibration_{target}"] = plots.calibration(
+                calibration[calibration["target"] == target]
+            )
+    return figures
