@@ -184,3 +184,65 @@ def test_many_event_types_fall_back_to_exact_distinct_count():
     frame = pd.DataFrame(rows, columns=["user_id", "timestamp", "event"])
     table = build_features(frame, "2024-02-01", CONFIG)
     assert table.loc[0, "distinct_events"] == 70
+
+
+def test_active_days_and_gaps_across_64_day_blocks():
+    as_of = pd.Timestamp("2024-12-31")
+    days_ago = [0, 63, 64, 130, 200]
+    frame = pd.DataFrame(
+        {
+            "user_id": "u",
+            "timestamp": [as_of - pd.Timedelta(days=d) - pd.Timedelta(hours=12) for d in days_ago],
+            "event": "view",
+        }
+    )
+    table = build_features(frame, as_of, FeatureConfig(windows=(30, 90, 180), key_events=()))
+    row = table.iloc[0]
+    assert row["active_days_total"] == 5
+    assert row["active_days_30d"] == 1
+    assert row["active_days_90d"] == 3
+    assert row["active_days_180d"] == 4
+    assert row["median_gap_days"] == (63 + 66) / 2  # gaps 63, 1, 66, 70
+
+
+def _naive_features(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """A slow, obviously correct pandas version of a few features."""
+    past = events[events["timestamp"] < as_of].copy()
+    past["days_ago"] = ((as_of - past["timestamp"]) // pd.Timedelta(days=1)).astype(int)
+    grouped = past.groupby("user_id")
+    out = pd.DataFrame(
+        {
+            "events_total": grouped.size(),
+            "sessions_total": grouped["session_id"].nunique(),
+            "active_days_total": grouped["days_ago"].nunique(),
+            "active_days_30d": past[past["days_ago"] < 30].groupby("user_id")["days_ago"].nunique(),
+            "revenue_30d": past[past["days_ago"] < 30].groupby("user_id")["revenue"].sum(),
+            "distinct_events": grouped["event"].nunique(),
+            "median_gap_days": grouped["days_ago"].apply(
+                lambda d: np.median(np.diff(np.sort(d.unique()))) if d.nunique() > 1 else np.nan
+            ),
+        }
+    ).fillna({"active_days_30d": 0, "revenue_30d": 0.0})
+    return out
+
+
+def test_matches_a_naive_pandas_implementation_on_demo_data():
+    log = generate_events(400, 200, seed=5)
+    events = log.events.assign(
+        user_id=log.events["user_id"].astype(str), event=log.events["event"].astype(str)
+    )
+    as_of = pd.Timestamp(log.end) - pd.Timedelta(days=10)
+    table = build_features(events, as_of, FeatureConfig(windows=(30, 90))).set_index("user_id")
+    expected = _naive_features(events, as_of)
+    table = table.loc[expected.index]
+    for column in expected.columns:
+        left = table[column].where(expected[column].notna(), np.nan)
+        np.testing.assert_allclose(left, expected[column], err_msg=column)
+
+
+def test_rows_without_session_id_are_one_session_each(tiny_log):
+    raw = tiny_log.copy()
+    raw["session_id"] = raw["session_id"].astype(object)
+    raw.loc[[3, 4], "session_id"] = None  # two of the three events of s3 lose their id
+    table = build_features(raw, AS_OF, CONFIG).set_index("user_id")
+    assert table.loc["a", "sessions_total"] == 5

@@ -145,23 +145,35 @@ def train(
     ] = False,
 ) -> None:
     """Train segments and propensity models, save the bundle, log and register the run."""
-    from segmentkit.bundle import save_bundle
     from segmentkit.pipeline import train_model
-    from segmentkit.reporting import training_figures
 
     cfg = _config(params)
     source = _events_path(cfg, events)
     result = train_model(cfg, source, as_of, progress=_progress)
+    bundle_root = Path(cfg.tracking.models_dir) / cfg.tracking.registered_model
+    registered = _save_and_log(cfg, result, bundle_root, promote, command="train")
+    _print_training_summary(result)
+    _print_registered(bundle_root, registered)
+
+
+def _save_and_log(
+    cfg: Config,
+    result: Any,
+    bundle_root: Path,
+    promote: bool,
+    command: str,
+    extra_metrics: dict[str, float] | None = None,
+    documents: dict[str, Any] | None = None,
+    texts: dict[str, str] | None = None,
+) -> Any:
+    """Save the bundle, then log the run and register the model (the I/O edge of train/refresh)."""
+    from segmentkit import tracking
+    from segmentkit.bundle import live_version, save_bundle
+    from segmentkit.reporting import training_figures
+
     with _progress("Saving the bundle"):
-        bundle_root = save_bundle(
-            result.model, Path(cfg.tracking.models_dir) / cfg.tracking.registered_model
-        )
-    from segmentkit.bundle import live_version
-
+        save_bundle(result.model, bundle_root)
     with _progress("Logging to MLflow"):
-        from segmentkit import tracking
-
-        figures = training_figures(result)
         registered = tracking.log_training_run(
             tracking_uri=tracking.resolve_tracking_uri(cfg.tracking.tracking_uri),
             experiment=cfg.tracking.experiment,
@@ -169,19 +181,97 @@ def train(
             bundle_dir=live_version(bundle_root),
             feature_names=result.model.feature_names,
             params=cfg.to_dict(),
-            metrics=result.metrics(),
+            metrics={**result.metrics(), **(extra_metrics or {})},
             tables=result.tables(),
-            documents=result.documents(),
-            figures=figures,
+            documents={**result.documents(), **(documents or {})},
+            figures=training_figures(result),
             promote_to_champion=promote,
-            tags={"segmentkit.as_of": f"{result.as_of:%Y-%m-%d}", "segmentkit.command": "train"},
+            tags={"segmentkit.as_of": f"{result.as_of:%Y-%m-%d}", "segmentkit.command": command},
+            texts=texts,
         )
-    _print_training_summary(result)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    return registered
+
+
+def _print_registered(bundle_root: Path, registered: Any) -> None:
     typer.echo(
         f"bundle: {bundle_root}\nrun {registered.run_id} registered as "
         f"{registered.model_name} version {registered.model_version} "
         f"(alias {registered.alias}) at {registered.tracking_uri}"
     )
+
+
+@app.command("refresh")
+def refresh(
+    params: ParamsOption = None,
+    events: Annotated[str | None, typer.Option("--events", help="Event log path or glob.")] = None,
+    as_of: AsOfOption = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Champion: bundle path or models:/NAME@ALIAS (default: registry, else models/).",
+        ),
+    ] = None,
+    promote: Annotated[
+        bool, typer.Option("--promote", help="Move the champion alias to the challenger.")
+    ] = False,
+    reports_dir: Annotated[
+        Path, typer.Option("--reports", help="Directory for the drift report.")
+    ] = Path("reports"),
+) -> None:
+    """Compare the new snapshot with the champion, train an aligned challenger, report drift.
+
+    Exit code 0 for OK and WARN, 3 for DRIFT, 2 for errors.
+    """
+    import json
+
+    import segmentkit
+    from segmentkit.errors import BundleError
+    from segmentkit.refresh import refresh_model
+
+    cfg = _config(params)
+    source = _events_path(cfg, events)
+    name = cfg.tracking.registered_model
+    with _progress("Loading the champion"):
+        if model is not None:
+            champion = segmentkit.load(model)
+        else:
+            import os as _os
+
+            from segmentkit import tracking
+
+            _os.environ.setdefault(
+                "MLFLOW_TRACKING_URI", tracking.resolve_tracking_uri(cfg.tracking.tracking_uri)
+            )
+            try:
+                champion = segmentkit.load(f"models:/{name}@{tracking.CHAMPION}")
+            except BundleError:
+                champion = segmentkit.load(Path(cfg.tracking.models_dir) / name)
+    result = refresh_model(champion, cfg, source, as_of, progress=_progress)
+    report = result.report
+    out_dir = reports_dir / f"refresh-{result.as_of:%Y-%m-%d}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "drift.json").write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+    markdown = report.to_markdown()
+    (out_dir / "drift.md").write_text(markdown, encoding="utf-8")
+    bundle_root = Path(cfg.tracking.models_dir) / (name if promote else f"{name}-challenger")
+    registered = _save_and_log(
+        cfg,
+        result.challenger,
+        bundle_root,
+        promote,
+        command="refresh",
+        extra_metrics=report.metrics(),
+        documents={"drift_report": report.to_dict()},
+        texts={"drift.md": markdown},
+    )
+    _print_registered(bundle_root, registered)
+    typer.echo(f"drift report: {out_dir / 'drift.md'}")
+    typer.echo(f"drift status: {report.status}")
+    raise typer.Exit(report.exit_code)
 
 
 def _print_training_summary(result: Any) -> None:

@@ -339,6 +339,18 @@ def load_events(
         else "false"
     )
     late = f"{user_col} IS NOT NULL AND ({ts_expr}) >= {cutoff_sql}" if cutoff_sql else "false"
+    keep = f"{user_col} IS NOT NULL AND {ts_col} IS NOT NULL"
+    if cutoff_sql:
+        keep += f" AND ({ts_expr}) < {cutoff_sql}"
+    typed = (
+        f"{user_expr} AS user_id, {ts_expr} AS timestamp, {event_expr} AS event, "
+        f"{revenue_expr} AS revenue, {session_expr} AS session_id"
+    )
+    # One scan answers every question. Distinct row hashes tell whether duplicates
+    # exist at all: if every kept row has its own hash, no two rows are equal and
+    # the costly de-duplication is skipped (a hash collision can only send us
+    # down the exact path, never skip a real duplicate).
+    row_hash = f"hash({user_expr}, {ts_expr}, {event_expr}, {revenue_expr}, {session_expr})"
     counts = con.execute(
         f"""
         SELECT count(*),
@@ -347,11 +359,17 @@ def load_events(
                count(*) FILTER (WHERE {user_col} IS NULL),
                count(*) FILTER (WHERE {ts_col} IS NULL),
                count(*) FILTER (WHERE {user_col} IS NULL OR {ts_col} IS NULL),
-               count(*) FILTER (WHERE {late})
+               count(*) FILTER (WHERE {late}),
+               count(DISTINCT {row_hash}) FILTER (WHERE {keep}),
+               count(DISTINCT {user_expr}) FILTER (WHERE {keep}),
+               min({ts_expr}) FILTER (WHERE {keep}),
+               max({ts_expr}) FILTER (WHERE {keep}),
+               count(*) FILTER (WHERE {keep} AND ({revenue_expr}) < 0)
         FROM {source_sql}
         """
     ).fetchone()
-    rows_read, n_bad_ts, n_bad_rev, null_user, null_ts, invalid, after = counts
+    rows_read, n_bad_ts, n_bad_rev, null_user, null_ts, invalid, after = counts[:7]
+    distinct_hashes, users, first, last, negative = counts[7:]
     if n_bad_ts:
         raise DataValidationError(
             f"column {columns.timestamp!r} (timestamp): {n_bad_ts} value(s) cannot be parsed as "
@@ -371,28 +389,23 @@ def load_events(
         )
 
     table = f"_sk_events_{next(_table_ids)}"
-    keep_time = f"timestamp < {cutoff_sql}" if cutoff_sql else "true"
-    con.execute(
-        f"""
-        CREATE TEMP TABLE {table} AS
-        WITH typed AS (
-            SELECT {user_expr} AS user_id, {ts_expr} AS timestamp, {event_expr} AS event,
-                   {revenue_expr} AS revenue, {session_expr} AS session_id
-            FROM {source_sql}
+    kept = rows_read - invalid - after
+    rows_clean = kept
+    if distinct_hashes != kept:
+        con.execute(
+            f"CREATE TEMP TABLE {table} AS "
+            f"SELECT DISTINCT * FROM (SELECT {typed} FROM {source_sql} WHERE {keep})"
         )
-        SELECT DISTINCT * FROM typed
-        WHERE user_id IS NOT NULL AND timestamp IS NOT NULL AND {keep_time}
-        """
-    )
-    rows_clean, users, first, last, negative = con.execute(
-        f"""
-        SELECT count(*), count(DISTINCT user_id), min(timestamp), max(timestamp),
-               count(*) FILTER (WHERE revenue < 0)
-        FROM {table}
-        """
-    ).fetchone()
+        rows_clean, negative = con.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE revenue < 0) FROM {table}"
+        ).fetchone()
+    elif source_sql.startswith("read_parquet("):
+        # Parquet is cheap to re-scan: a view saves copying the log into memory.
+        con.execute(f"CREATE TEMP VIEW {table} AS SELECT {typed} FROM {source_sql} WHERE {keep}")
+    else:
+        con.execute(f"CREATE TEMP TABLE {table} AS SELECT {typed} FROM {source_sql} WHERE {keep}")
     # Rows at or after as_of are counted before de-duplication, duplicates among the rest.
-    duplicates = rows_read - invalid - after - rows_clean
+    duplicates = kept - rows_clean
     report = DataQualityReport(
         rows_read=int(rows_read),
         null_user_id=int(null_user),

@@ -25,7 +25,10 @@ from segmentkit.errors import DataValidationError
 __all__ = ["FeatureSpec", "build_features", "describe_features", "feature_names"]
 
 # Bitmaps of event types stay exact up to this many distinct events.
-_MAX_BITMAP_EVENTS = 64
+_MAX_BITMAP_EVENTS = 63
+# Days per activity bitmap: 63 bits keep a BIGINT positive (unsigned integers reach
+# pandas as float64 and would lose bits).
+_BLOCK_DAYS = 63
 
 
 @dataclass(frozen=True)
@@ -145,21 +148,29 @@ def build_features(
             f"as_of {cutoff} is after the cut-off {events.as_of} the log was loaded with: "
             "events in between are missing"
         )
-    con = events.con
-    sql = _feature_sql(events, cutoff, config, _event_vocabulary(events, cutoff))
-    table = con.execute(sql).df()
-    return _finish(table, config)
+    vocabulary, span_days = _scan_facts(events, cutoff)
+    if span_days == 0:
+        return _finish(_empty_table(config), config)
+    blocks = -(-span_days // _BLOCK_DAYS)
+    sql = _feature_sql(events, cutoff, config, vocabulary, blocks)
+    table = events.con.execute(sql).df()
+    return _finish(_decode_day_bits(table, config, blocks), config)
 
 
-def _event_vocabulary(events: EventLog, cutoff: dt.datetime) -> list[str] | None:
-    names = [
-        row[0]
-        for row in events.con.execute(
-            f"SELECT DISTINCT event FROM {events.table} "
-            f"WHERE timestamp < {_ts(cutoff)} AND event IS NOT NULL ORDER BY event"
-        ).fetchall()
-    ]
-    return names if len(names) <= _MAX_BITMAP_EVENTS else None
+def _scan_facts(events: EventLog, cutoff: dt.datetime) -> tuple[list[str] | None, int]:
+    """Event vocabulary (``None`` when too large for a bitmap) and days spanned before T."""
+    rows = events.con.execute(
+        f"""
+        SELECT event, min(timestamp) FROM {events.table}
+        WHERE timestamp < {_ts(cutoff)} GROUP BY event ORDER BY event
+        """
+    ).fetchall()
+    if not rows:
+        return [], 0
+    first = min(row[1] for row in rows)
+    span_days = int((cutoff - first).total_seconds() // 86_400) + 1
+    names = [row[0] for row in rows if row[0] is not None]
+    return (names if len(names) <= _MAX_BITMAP_EVENTS else None), span_days
 
 
 def _ts(value: dt.datetime) -> str:
@@ -171,15 +182,29 @@ def _literal(text: str) -> str:
 
 
 def _feature_sql(
-    events: EventLog, cutoff: dt.datetime, config: FeatureConfig, vocabulary: list[str] | None
+    events: EventLog,
+    cutoff: dt.datetime,
+    config: FeatureConfig,
+    vocabulary: list[str] | None,
+    blocks: int,
 ) -> str:
+    """Return the SQL of the feature table with raw day bitmaps (see :func:`_decode_day_bits`).
+
+    Raw events are aggregated once, to one row per session; users are then
+    aggregated from sessions. Active days are OR-ed into 63-day bitmaps
+    (``day_bits_<j>`` holds days ago 63j..63j+62), which replaces a costly
+    distinct count over (user, day) pairs.
+    """
     t = _ts(cutoff)
     windows = sorted(config.windows)
     short = windows[0]
     key_events = list(dict.fromkeys(config.key_events))
     if events.has_session_id:
         # Rows without a session id form one session per timestamp.
-        keyed = "SELECT *, session_id AS session_key, CASE WHEN session_id IS NULL THEN timestamp END AS lone FROM base"
+        keyed = (
+            "SELECT *, session_id AS session_key, "
+            "CASE WHEN session_id IS NULL THEN timestamp END AS lone FROM base"
+        )
     else:
         # Gap-based sessionization: a session starts when the user's previous event
         # is more than `session_gap_minutes` earlier.
@@ -196,37 +221,66 @@ def _feature_sql(
             )"""
     if vocabulary is not None:
         codes = "[" + ", ".join(_literal(v) for v in vocabulary) + "]"
-        event_bits = f"bit_or(1::UBIGINT << (list_position({codes}, event) - 1)) AS event_bits"
+        event_bits = f"bit_or(1::BIGINT << (list_position({codes}, event) - 1))"
     else:
-        event_bits = "NULL::UBIGINT AS event_bits"
-    key_counts_a = "".join(
-        f", count(*) FILTER (WHERE event = {_literal(e)}) AS k{i}" for i, e in enumerate(key_events)
-    )
-    key_sums = "".join(f", sum(k{i}) AS k{i}" for i in range(len(key_events)))
-    key_out = "".join(
-        f", coalesce(d.k{i}, 0) AS {_slug(e)}_events" for i, e in enumerate(key_events)
-    )
-    window_day = "".join(
-        f""", count(*) FILTER (WHERE days_ago < {w}) AS active_days_{w}d
-              , coalesce(sum(n_events) FILTER (WHERE days_ago < {w}), 0) AS events_{w}d
-              , coalesce(sum(revenue) FILTER (WHERE days_ago < {w}), 0) AS revenue_{w}d"""
-        for w in windows
-    )
-    window_sessions = "".join(
-        f", count(*) FILTER (WHERE start_days_ago < {w}) AS sessions_{w}d" for w in windows
-    )
-    window_out = "".join(
-        f", d.active_days_{w}d, d.events_{w}d, s.sessions_{w}d, d.revenue_{w}d" for w in windows
-    )
-    if vocabulary is not None:
-        distinct_events = "bit_count(d.event_bits)"
-        distinct_join = ""
-    else:
+        event_bits = "NULL::BIGINT"
+    per_session = [
+        "count(*) AS n_events",
+        "sum(revenue) AS revenue",
+        "count(*) FILTER (WHERE revenue > 0) AS orders",
+        "coalesce(sum(revenue) FILTER (WHERE revenue > 0), 0) AS order_revenue",
+        "min(timestamp) AS first_ts",
+        "max(timestamp) AS last_ts",
+        "max(days_ago) AS start_days_ago",
+        f"{event_bits} AS event_bits",
+        f"count(*) FILTER (WHERE days_ago >= {short} AND days_ago < {2 * short}) AS events_prev",
+    ]
+    per_user = [
+        "min(first_ts) AS first_ts",
+        "max(last_ts) AS last_ts",
+        "sum(n_events) AS events_total",
+        "count(*) AS sessions_total",
+        "sum(revenue) AS revenue_total",
+        "sum(orders) AS orders",
+        "sum(order_revenue) AS order_revenue",
+        "bit_or(event_bits) AS event_bits",
+        "sum(events_prev) AS events_previous",
+    ]
+    for i, name in enumerate(key_events):
+        per_session.append(f"count(*) FILTER (WHERE event = {_literal(name)}) AS k{i}")
+        per_user.append(f"sum(k{i}) AS {_slug(name)}_events")
+    for w in windows:
+        per_session += [
+            f"count(*) FILTER (WHERE days_ago < {w}) AS events_{w}d",
+            f"coalesce(sum(revenue) FILTER (WHERE days_ago < {w}), 0) AS revenue_{w}d",
+        ]
+        per_user += [
+            f"sum(events_{w}d) AS events_{w}d",
+            f"count(*) FILTER (WHERE start_days_ago < {w}) AS sessions_{w}d",
+            f"sum(revenue_{w}d) AS revenue_{w}d",
+        ]
+    for j in range(blocks):
+        lo, hi = _BLOCK_DAYS * j, _BLOCK_DAYS * (j + 1)
+        # The shift is evaluated on every row (before any FILTER), so keep it in range.
+        per_session.append(
+            f"bit_or(CASE WHEN days_ago >= {lo} AND days_ago < {hi} "
+            f"THEN 1::BIGINT << (days_ago - {lo}) ELSE 0::BIGINT END) AS day_bits_{j}"
+        )
+        per_user.append(f"bit_or(day_bits_{j}) AS day_bits_{j}")
+    distinct_events = "bit_count(u.event_bits)"
+    distinct_join = ""
+    if vocabulary is None:
         distinct_events = "x.distinct_events"
         distinct_join = f"""
             JOIN (SELECT user_id, count(DISTINCT event) AS distinct_events
                   FROM {events.table} WHERE timestamp < {t} GROUP BY user_id) x
-              ON x.user_id = d.user_id"""
+              ON x.user_id = u.user_id"""
+    passthrough = (
+        [f"u.{_slug(name)}_events" for name in key_events]
+        + [f"u.{c}_{w}d" for w in windows for c in ("events", "sessions", "revenue")]
+        + [f"u.day_bits_{j}" for j in range(blocks)]
+    )
+    sep = ",\n               "
     return f"""
     WITH base AS (
         SELECT user_id, timestamp, event, coalesce(revenue, 0) AS revenue, session_id,
@@ -235,67 +289,86 @@ def _feature_sql(
         WHERE timestamp < {t}
     ),
     keyed AS ({keyed}),
-    by_session_day AS (
-        SELECT user_id, session_key, lone, days_ago,
-               count(*) AS n_events,
-               sum(revenue) AS revenue,
-               count(*) FILTER (WHERE revenue > 0) AS orders,
-               coalesce(sum(revenue) FILTER (WHERE revenue > 0), 0) AS order_revenue,
-               min(timestamp) AS first_ts,
-               max(timestamp) AS last_ts,
-               {event_bits}
-               {key_counts_a}
-        FROM keyed
-        GROUP BY user_id, session_key, lone, days_ago
-    ),
-    by_day AS (
-        SELECT user_id, days_ago,
-               sum(n_events) AS n_events, sum(revenue) AS revenue, sum(orders) AS orders,
-               sum(order_revenue) AS order_revenue, min(first_ts) AS first_ts,
-               max(last_ts) AS last_ts, bit_or(event_bits) AS event_bits {key_sums}
-        FROM by_session_day
-        GROUP BY user_id, days_ago
-    ),
-    gaps AS (
-        SELECT *, lead(days_ago) OVER (PARTITION BY user_id ORDER BY days_ago) - days_ago
-                  AS gap_after
-        FROM by_day
-    ),
-    d AS (
+    sessions AS (
         SELECT user_id,
-               min(first_ts) AS first_ts, max(last_ts) AS last_ts,
-               sum(n_events) AS events_total, count(*) AS active_days_total,
-               sum(revenue) AS revenue_total, sum(orders) AS orders,
-               sum(order_revenue) AS order_revenue,
-               bit_or(event_bits) AS event_bits,
-               coalesce(sum(n_events) FILTER (WHERE days_ago >= {short}
-                                               AND days_ago < {2 * short}), 0) AS events_previous,
-               median(gap_after) AS median_gap_days
-               {window_day} {key_sums}
-        FROM gaps
-        GROUP BY user_id
+               {sep.join(per_session)}
+        FROM keyed
+        GROUP BY user_id, session_key, lone
     ),
-    s AS (
-        SELECT user_id, count(*) AS sessions_total {window_sessions}
-        FROM (SELECT user_id, session_key, lone, max(days_ago) AS start_days_ago
-              FROM by_session_day GROUP BY user_id, session_key, lone)
+    u AS (
+        SELECT user_id,
+               {sep.join(per_user)}
+        FROM sessions
         GROUP BY user_id
     )
-    SELECT d.user_id,
-           epoch({t} - d.last_ts) / 86400.0 AS recency_days,
-           epoch({t} - d.first_ts) / 86400.0 AS tenure_days,
-           d.events_total, s.sessions_total, d.active_days_total
-           {window_out},
+    SELECT u.user_id,
+           epoch({t} - u.last_ts) / 86400.0 AS recency_days,
+           epoch({t} - u.first_ts) / 86400.0 AS tenure_days,
+           u.events_total, u.sessions_total,
            {distinct_events} AS distinct_events,
-           d.events_total / s.sessions_total AS events_per_session
-           {key_out},
-           d.revenue_total, d.orders,
-           CASE WHEN d.orders > 0 THEN d.order_revenue / d.orders ELSE 0 END AS avg_order_value,
-           ln((1 + d.events_{short}d) / (1 + d.events_previous)) AS activity_trend,
-           d.median_gap_days
-    FROM d JOIN s ON s.user_id = d.user_id {distinct_join}
-    ORDER BY d.user_id
+           u.events_total / u.sessions_total AS events_per_session,
+           u.revenue_total, u.orders,
+           CASE WHEN u.orders > 0 THEN u.order_revenue / u.orders ELSE 0 END AS avg_order_value,
+           ln((1 + u.events_{short}d) / (1 + u.events_previous)) AS activity_trend,
+           {", ".join(passthrough)}
+    FROM u {distinct_join}
+    ORDER BY u.user_id
     """
+
+
+def _decode_day_bits(table: pd.DataFrame, config: FeatureConfig, blocks: int) -> pd.DataFrame:
+    """Turn the 63-day bitmaps into active-day counts and the median gap between active days.
+
+    Bit ``i`` of block ``j`` is set when the user was active ``63 j + i`` days before
+    as_of; decoding is vectorized over users, in chunks to bound memory.
+    """
+    columns = [f"day_bits_{j}" for j in range(blocks)]
+    bits = np.ascontiguousarray(table[columns].to_numpy(dtype=np.int64)).view(np.uint64)
+    table = table.drop(columns=columns)
+    table["active_days_total"] = np.bitwise_count(bits).sum(axis=1).astype(np.int64)
+    for w in sorted(config.windows):
+        full, rest = divmod(min(w, _BLOCK_DAYS * blocks), _BLOCK_DAYS)
+        count = np.bitwise_count(bits[:, :full]).sum(axis=1) if full else 0
+        if rest:
+            mask = np.uint64((1 << rest) - 1)
+            count = count + np.bitwise_count(bits[:, full] & mask)
+        table[f"active_days_{w}d"] = np.asarray(count, dtype=np.int64)
+    medians = np.full(len(table), np.nan)
+    chunk = 50_000
+    for start in range(0, len(table), chunk):
+        medians[start : start + chunk] = _median_gaps(bits[start : start + chunk])
+    table["median_gap_days"] = medians
+    return table
+
+
+def _median_gaps(bits: np.ndarray) -> np.ndarray:
+    """Median distance between consecutive set bits per row (NaN with fewer than two)."""
+    flags = np.unpackbits(bits.view(np.uint8), axis=1, bitorder="little")
+    # Drop bit 63 of every block (always 0) so that column index = days ago.
+    flags = flags.reshape(bits.shape[0], bits.shape[1], 64)[:, :, :_BLOCK_DAYS]
+    flags = flags.reshape(bits.shape[0], -1)
+    rows, days = np.nonzero(flags)  # row-major: days ascend within each row
+    same = rows[1:] == rows[:-1]
+    gap_rows = rows[1:][same]
+    gaps = (days[1:] - days[:-1])[same].astype(float)
+    out = np.full(bits.shape[0], np.nan)
+    if gaps.size == 0:
+        return out
+    order = np.lexsort((gaps, gap_rows))
+    gaps, gap_rows = gaps[order], gap_rows[order]
+    counts = np.bincount(gap_rows, minlength=bits.shape[0])
+    has = counts > 0
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    lower = starts + (counts - 1) // 2
+    upper = starts + counts // 2
+    out[has] = (gaps[lower[has]] + gaps[upper[has]]) / 2.0
+    return out
+
+
+def _empty_table(config: FeatureConfig) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"user_id": pd.Series(dtype=object), **{n: [] for n in feature_names(config)}}
+    )
 
 
 def _finish(table: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:

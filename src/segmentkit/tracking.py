@@ -118,6 +118,7 @@ def log_training_run(
     figures: Mapping[str, Any],
     promote_to_champion: bool = False,
     tags: Mapping[str, str] | None = None,
+    texts: Mapping[str, str] | None = None,
 ) -> RegisteredRun:
     """Log one training run, log the bundle as a pyfunc model and register it.
 
@@ -144,6 +145,8 @@ def log_training_run(
         Give this version the ``champion`` alias even if one exists.
     tags : mapping, optional
         Run tags.
+    texts : mapping of str to str, optional
+        Text artifacts by file name (e.g. a Markdown report), under ``reports/``.
     """
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(experiment)
@@ -157,6 +160,8 @@ def log_training_run(
             mlflow.log_artifact(str(path), artifact_path="reports")
         for name, document in documents.items():
             mlflow.log_dict(document, f"reports/{name}.json")
+        for name, text in (texts or {}).items():
+            mlflow.log_text(text, f"reports/{name}")
         for name, figure in figures.items():
             mlflow.log_figure(figure, f"figures/{name}.png")
         code = Path(tmp) / "segmentkit_model.py"

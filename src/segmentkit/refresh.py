@@ -1,0 +1,199 @@
+"""Refresh: score the new snapshot with the champion, train an aligned challenger, test drift.
+
+Pure computation: the CLI loads the champion, writes the reports and logs to MLflow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from segmentkit.bundle import SegmentationModel
+from segmentkit.config import Config, TargetConfig
+from segmentkit.data import EventLog, EventSource, default_as_of, load_events, to_timestamp
+from segmentkit.drift import (
+    BacktestResult,
+    DriftReport,
+    FeatureReference,
+    migration_matrix,
+    propensity_backtest,
+    run_drift_tests,
+    segment_agreement,
+)
+from segmentkit.errors import InsufficientDataError
+from segmentkit.features import build_features
+from segmentkit.pipeline import Progress, TrainingResult, _silent, train_model
+
+__all__ = ["RefreshResult", "refresh_model", "standardized_centroids"]
+
+
+@dataclass
+class RefreshResult:
+    """The challenger trained on the new snapshot and the drift report against the champion."""
+
+    challenger: TrainingResult
+    report: DriftReport
+    champion_as_of: dt.datetime
+    as_of: dt.datetime
+
+
+def standardized_centroids(
+    features: pd.DataFrame, labels: np.ndarray, n_segments: int
+) -> np.ndarray:
+    """Mean of signed-log, z-scored features per segment (rows for absent segments are NaN).
+
+    Both models' segments are placed in the same space (built from the same
+    users), so centroid shifts are in standard units.
+    """
+    values = features.to_numpy(dtype=float)
+    values = np.sign(values) * np.log1p(np.abs(values))
+    std = values.std(axis=0)
+    z = (values - values.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    centroids = np.full((n_segments, z.shape[1]), np.nan)
+    for seg in np.unique(labels):
+        centroids[seg] = z[labels == seg].mean(axis=0)
+    return centroids
+
+
+def _targets(config: Config) -> dict[str, TargetConfig]:
+    return {t.name: t for t in config.propensity.targets}
+
+
+def _backtests(
+    champion: SegmentationModel,
+    log: EventLog,
+    champion_as_of: dt.datetime,
+    as_of: dt.datetime,
+    config: Config,
+) -> list[BacktestResult]:
+    """Score the champion's old snapshot and compare with outcomes known now."""
+    from segmentkit.propensity import build_labels, score_propensity
+
+    if not champion.propensity:
+        return []
+    training = {
+        (row["target"], row["metric"]): row["value"]
+        for row in champion.metadata.get("propensity_evaluation", [])
+    }
+    targets = _targets(config)
+    features_then = build_features(log, champion_as_of, champion.feature_config)
+    results = []
+    for name, model in champion.propensity.items():
+        target = targets.get(name)
+        if target is None or model.kind == "count":
+            continue
+        horizon = int(model.horizon_days)
+        if champion_as_of + dt.timedelta(days=horizon) > as_of:
+            continue  # the outcome window has not elapsed yet
+        labels = build_labels(log, champion_as_of, target, horizon, as_of=as_of)
+        scores = score_propensity({name: model}, features_then)
+        joined = scores.merge(labels, on="user_id", how="inner")
+        results.append(
+            propensity_backtest(
+                name,
+                joined[f"p_{name}"].to_numpy(),
+                joined["label"].to_numpy(),
+                training_auc=float(training.get((name, "roc_auc"), np.nan)),
+                training_brier=float(training.get((name, "brier"), np.nan)),
+            )
+        )
+    return results
+
+
+def refresh_model(
+    champion: SegmentationModel,
+    config: Config,
+    events: EventSource | EventLog,
+    as_of: dt.date | dt.datetime | str | None = None,
+    *,
+    progress: Progress = _silent,
+) -> RefreshResult:
+    """Compare a new snapshot with the champion and train an aligned challenger.
+
+    Parameters
+    ----------
+    champion : SegmentationModel
+        The model in production (its metadata holds the reference distributions).
+    config : Config
+        ``params.yaml``; ``drift`` holds the thresholds.
+    events : event source or EventLog
+        The log, covering at least the champion's snapshot and the new one.
+    as_of : date-like, optional
+        New snapshot; default ``data.as_of``, else the midnight after the last event.
+    progress : callable
+        Wraps long steps (see :func:`segmentkit.pipeline.train_model`).
+
+    Returns
+    -------
+    RefreshResult
+    """
+    champion_as_of = to_timestamp(champion.metadata["as_of"])
+    requested = as_of if as_of is not None else config.data.as_of
+    cutoff = to_timestamp(requested) if requested is not None else None
+    with progress("Loading and validating events"):
+        log = (
+            events
+            if isinstance(events, EventLog)
+            else load_events(
+                events, config.data.columns, as_of=cutoff, on_invalid=config.data.on_invalid
+            )
+        )
+    snapshot = cutoff if cutoff is not None else default_as_of(log)
+    if snapshot < champion_as_of:
+        raise InsufficientDataError(
+            f"refresh as_of {snapshot:%Y-%m-%d} is before the champion's as_of "
+            f"{champion_as_of:%Y-%m-%d}"
+        )
+    challenger = train_model(config, log, snapshot, reference=champion, progress=progress)
+    names = champion.feature_names
+    current = challenger.features
+    champion_labels = champion.segmenter.predict(current[names])
+    with progress("Drift tests"):
+        n_segments = max(champion.segmenter.n_segments_, challenger.model.segmenter.n_segments_)
+        agreement = segment_agreement(
+            champion_labels,
+            challenger.segments,
+            standardized_centroids(current[names], champion_labels, n_segments),
+            standardized_centroids(current[names], challenger.segments, n_segments),
+            ari_warn=config.drift.ari_warn,
+            ari_drift=config.drift.ari_drift,
+        )
+        previous_features = build_features(log, champion_as_of, champion.feature_config)
+        previous = pd.Series(
+            champion.segmenter.predict(previous_features[names]),
+            index=previous_features["user_id"],
+        )
+        migration = migration_matrix(
+            previous, pd.Series(champion_labels, index=current["user_id"].to_numpy())
+        )
+        reference = {
+            name: FeatureReference.from_dict(data)
+            for name, data in champion.metadata["feature_reference"].items()
+        }
+        report = run_drift_tests(
+            reference,
+            current[names],
+            reference_shares=champion.metadata.get("segment_shares"),
+            current_labels=champion_labels,
+            config=config.drift,
+            agreement=agreement,
+            migration=migration,
+            backtests=_backtests(champion, log, champion_as_of, snapshot, config),
+        )
+    return RefreshResult(
+        challenger=challenger, report=report, champion_as_of=champion_as_of, as_of=snapshot
+    )
+
+
+def refresh_summary(result: RefreshResult) -> dict[str, Any]:
+    """Headline facts of a refresh (JSON-safe)."""
+    return {
+        "status": result.report.status,
+        "champion_as_of": result.champion_as_of.isoformat(),
+        "as_of": result.as_of.isoformat(),
+        "exit_code": result.report.exit_code,
+    }
