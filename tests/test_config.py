@@ -59,6 +59,10 @@ def _write(tmp_path, text):
             "duplicate target names",
         ),
         ("drift:\n  psi_warn: 0.5\n  psi_drift: 0.2\n", "psi_warn <= psi_drift"),
+        (
+            "propensity:\n  targets:\n    - {name: x, kind: inactivity, horizon_days: 0}\n",
+            "x.horizon_days: expected a positive",
+        ),
         ("- a\n- b\n", "must hold a mapping"),
         ("features: [1, 2]\n", "params.features must be a mapping"),
         ("features: {windows: [1, 2}\n", "not valid YAML"),

@@ -109,6 +109,8 @@ class PropensityConfig:
     snapshot_step_days: int = 30
     min_positives: int = 50
     random_state: int = 0
+    # Threads while fitting; 1 avoids OpenMP oversubscription on small shared machines.
+    n_threads: int | None = 1
     targets: tuple[TargetConfig, ...] = ()
 
 
@@ -315,6 +317,10 @@ def _check_values(config: Config) -> None:
     if len(set(names)) != len(names):
         raise ConfigError(f"propensity.targets: duplicate target names in {names}")
     for target in prop.targets:
+        if target.horizon_days is not None and target.horizon_days <= 0:
+            raise ConfigError(
+                f"propensity.targets.{target.name}.horizon_days: expected a positive number of days"
+            )
         if target.kind in ("event", "count") and not target.event:
             raise ConfigError(
                 f"propensity.targets.{target.name}: kind {target.kind!r} needs an `event` name"

@@ -190,6 +190,8 @@ def _feature_sql(
 ) -> str:
     """Return the SQL of the feature table with raw day bitmaps (see :func:`_decode_day_bits`).
 
+    Revenue is summed as DECIMAL: exact integer arithmetic, so parallel
+    aggregation in any order gives bit-identical features (and models).
     Raw events are aggregated once, to one row per session; users are then
     aggregated from sessions. Active days are OR-ed into 63-day bitmaps
     (``day_bits_<j>`` holds days ago 63j..63j+62), which replaces a costly
@@ -277,13 +279,15 @@ def _feature_sql(
               ON x.user_id = u.user_id"""
     passthrough = (
         [f"u.{_slug(name)}_events" for name in key_events]
-        + [f"u.{c}_{w}d" for w in windows for c in ("events", "sessions", "revenue")]
+        + [f"u.{c}_{w}d" for w in windows for c in ("events", "sessions")]
+        + [f"CAST(u.revenue_{w}d AS DOUBLE) AS revenue_{w}d" for w in windows]
         + [f"u.day_bits_{j}" for j in range(blocks)]
     )
     sep = ",\n               "
     return f"""
     WITH base AS (
-        SELECT user_id, timestamp, event, coalesce(revenue, 0) AS revenue, session_id,
+        SELECT user_id, timestamp, event,
+               CAST(coalesce(revenue, 0) AS DECIMAL(18, 6)) AS revenue, session_id,
                CAST(floor(epoch({t} - timestamp) / 86400) AS INTEGER) AS days_ago
         FROM {events.table}
         WHERE timestamp < {t}
@@ -307,8 +311,9 @@ def _feature_sql(
            u.events_total, u.sessions_total,
            {distinct_events} AS distinct_events,
            u.events_total / u.sessions_total AS events_per_session,
-           u.revenue_total, u.orders,
-           CASE WHEN u.orders > 0 THEN u.order_revenue / u.orders ELSE 0 END AS avg_order_value,
+           CAST(u.revenue_total AS DOUBLE) AS revenue_total, u.orders,
+           CASE WHEN u.orders > 0 THEN CAST(u.order_revenue AS DOUBLE) / u.orders ELSE 0 END
+               AS avg_order_value,
            ln((1 + u.events_{short}d) / (1 + u.events_previous)) AS activity_trend,
            {", ".join(passthrough)}
     FROM u {distinct_join}

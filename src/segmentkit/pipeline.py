@@ -203,7 +203,13 @@ def train_model(
     propensity = None
     if config.propensity.targets:
         with step("Propensity models"):
-            propensity = fit_propensity(log, snapshot, config.features, config.propensity)
+            propensity = fit_propensity(
+                log,
+                snapshot,
+                config.features,
+                config.propensity,
+                n_threads=config.propensity.n_threads,
+            )
     shares = np.bincount(segments, minlength=segmenter.n_segments_) / len(segments)
     metadata = {
         "as_of": snapshot.isoformat(),

@@ -22,11 +22,15 @@ def training_figures(result: Any) -> dict[str, Any]:
     figures = {
         "segment_sizes": plots.segment_sizes(profiles),
         "profile_heatmap": plots.profile_heatmap(profiles),
-        "segment_stability": plots.segment_stability(profiles),
+        "segment_stability": plots.segment_stability(
+            profiles, threshold=segmenter.min_stability
+        ),
     }
     selection = getattr(segmenter, "selection_", None)
     if selection is not None and len(selection):
-        figures["k_selection"] = plots.k_selection(selection)
+        figures["k_selection"] = plots.k_selection(
+            selection, threshold=segmenter.min_stability, min_share=segmenter.min_share
+        )
     if result.propensity is not None:
         calibration = result.propensity.evaluation.calibration
         for target in calibration["target"].unique():
