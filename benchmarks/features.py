@@ -106,7 +106,9 @@ def main() -> None:
         for kind in kinds:  # interleaved so that machine noise hits every kind alike
             result = run_child(kind, path, as_of)
             results[kind].append(result)
-            print(f"  run {run + 1} {kind:10s} {result['seconds']:6.2f} s  {result['peak_gb']:.2f} GB")
+            print(
+                f"  run {run + 1} {kind:10s} {result['seconds']:6.2f} s  {result['peak_gb']:.2f} GB"
+            )
 
     def med(kind: str, key: str) -> float:
         return statistics.median(r[key] for r in results[kind])
@@ -119,8 +121,10 @@ def main() -> None:
         f"features {med('segmentkit', 'features_s'):.2f} s"
     )
     a, b = med("segmentkit", "seconds"), med("duckdb", "seconds")
-    print(f"ratio a/b (segmentkit / bare DuckDB count): {a / b:.2f}   (target <= 1.5)")
-    print(f"ratio a'/b (feature SQL alone / bare DuckDB): {med('segmentkit', 'features_s') / b:.2f}")
+    print(f"ratio a/b (segmentkit / bare DuckDB count): {a / b:.2f}  (target <= 1.5)")
+    print(
+        f"ratio a'/b (feature SQL alone / bare DuckDB): {med('segmentkit', 'features_s') / b:.2f}"
+    )
     if "pandas" in results:
         print(f"ratio c/a (pandas / segmentkit): {med('pandas', 'seconds') / a:.2f}")
     print(f"peak RSS segmentkit: {med('segmentkit', 'peak_gb'):.2f} GB (target <= 2 GB)")

@@ -3,6 +3,7 @@
 Build as-of features, find stable segments, score propensities and watch drift.
 """
 
+from segmentkit.bundle import SegmentationModel, load
 from segmentkit.config import Config, load_config
 from segmentkit.data import DataQualityReport, EventLog, load_events
 from segmentkit.errors import (
@@ -13,6 +14,7 @@ from segmentkit.errors import (
     SegmentkitError,
 )
 from segmentkit.features import build_features, describe_features, feature_names
+from segmentkit.segmentation import Segmenter
 
 __version__ = "0.1.0"
 
@@ -24,11 +26,14 @@ __all__ = [
     "DataValidationError",
     "EventLog",
     "InsufficientDataError",
+    "SegmentationModel",
+    "Segmenter",
     "SegmentkitError",
     "__version__",
     "build_features",
     "describe_features",
     "feature_names",
+    "load",
     "load_config",
     "load_events",
 ]

@@ -366,8 +366,10 @@ def load_bundle(path: str | Path) -> SegmentationModel:
     return SegmentationModel(segmenter, propensity, feature_config, columns, metadata)
 
 
-def load(uri: str | Path) -> SegmentationModel:
+def load(uri: str | Path, tracking_uri: str | None = None) -> SegmentationModel:
     """Load a model from a bundle path or an MLflow URI such as ``models:/NAME@champion``.
+
+    ``tracking_uri`` defaults to ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``.
 
     Examples
     --------
@@ -379,5 +381,5 @@ def load(uri: str | Path) -> SegmentationModel:
     if "://" in text or text.startswith("models:/") or text.startswith("runs:/"):
         from segmentkit.tracking import download_bundle
 
-        return load_bundle(download_bundle(text))
+        return load_bundle(download_bundle(text, tracking_uri=tracking_uri))
     return load_bundle(text)

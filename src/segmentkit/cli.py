@@ -8,6 +8,7 @@ on one line and exit with code 2 (set ``SEGMENTKIT_DEBUG=1`` for the traceback).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import time
@@ -179,7 +180,9 @@ def _save_and_log(
             experiment=cfg.tracking.experiment,
             model_name=cfg.tracking.registered_model,
             bundle_dir=live_version(bundle_root),
-            feature_names=result.model.feature_names,
+            input_columns=tracking.input_schema(
+                result.features[["user_id", *result.model.feature_names]]
+            ),
             params=cfg.to_dict(),
             metrics={**result.metrics(), **(extra_metrics or {})},
             tables=result.tables(),
@@ -237,17 +240,12 @@ def refresh(
     name = cfg.tracking.registered_model
     with _progress("Loading the champion"):
         if model is not None:
-            champion = segmentkit.load(model)
+            champion = segmentkit.load(model, tracking_uri=cfg.tracking.tracking_uri)
         else:
-            import os as _os
-
-            from segmentkit import tracking
-
-            _os.environ.setdefault(
-                "MLFLOW_TRACKING_URI", tracking.resolve_tracking_uri(cfg.tracking.tracking_uri)
-            )
             try:
-                champion = segmentkit.load(f"models:/{name}@{tracking.CHAMPION}")
+                champion = segmentkit.load(
+                    f"models:/{name}@champion", tracking_uri=cfg.tracking.tracking_uri
+                )
             except BundleError:
                 champion = segmentkit.load(Path(cfg.tracking.models_dir) / name)
     result = refresh_model(champion, cfg, source, as_of, progress=_progress)
@@ -278,9 +276,11 @@ def _print_training_summary(result: Any) -> None:
     segmenter = result.model.segmenter
     profiles = segmenter.profiles_
     typer.echo(f"\n{segmenter.n_segments_} segments as of {result.as_of:%Y-%m-%d}:")
-    for seg_id, desc in enumerate(segmenter.segment_descriptions_):
+    for seg_id, (name, desc) in enumerate(
+        zip(segmenter.segment_names_, segmenter.segment_descriptions_, strict=True)
+    ):
         row = profiles.iloc[seg_id]
-        typer.echo(f"  [{seg_id}] {row['share']:6.1%}  {desc}")
+        typer.echo(f"  [{seg_id}] {row['share']:6.1%}  {name}: {desc}")
     if result.propensity is not None:
         summary = result.propensity.evaluation.summary("roc_auc")
         columns = [c for c in ("model", "recency", "rfm") if c in summary.columns]
@@ -304,7 +304,7 @@ def score(
     cfg = _config(params)
     source = _events_path(cfg, events)
     with _progress(f"Loading {model}"):
-        loaded = segmentkit.load(model)
+        loaded = segmentkit.load(model, tracking_uri=cfg.tracking.tracking_uri)
     with _progress("Scoring"):
         scores = loaded.score(source, as_of=as_of)
     write_table(scores, out)
@@ -314,6 +314,10 @@ def score(
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; one-line errors, exit code 2 for errors a user can fix."""
     debug = os.environ.get("SEGMENTKIT_DEBUG") == "1"
+    # The CLI's own progress lines are enough: quiet MLflow's progress bars and INFO logs.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         code = app(args=argv, standalone_mode=False)
     except SegmentkitError as exc:
@@ -334,7 +338,15 @@ def main(argv: list[str] | None = None) -> None:
         if type(exc).__name__ == "Abort":
             typer.echo("error: aborted", err=True)
             sys.exit(EXIT_USAGE)
-        raise
+        if debug:
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        typer.echo(
+            f"error: internal error ({type(exc).__name__}: {message}); "
+            "rerun with SEGMENTKIT_DEBUG=1 for the traceback",
+            err=True,
+        )
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -192,10 +192,10 @@ def _feature_sql(
 
     Revenue is summed as DECIMAL: exact integer arithmetic, so parallel
     aggregation in any order gives bit-identical features (and models).
-    Raw events are aggregated once, to one row per session; users are then
-    aggregated from sessions. Active days are OR-ed into 63-day bitmaps
-    (``day_bits_<j>`` holds days ago 63j..63j+62), which replaces a costly
-    distinct count over (user, day) pairs.
+    Users are aggregated straight from events (one wide aggregation with few
+    groups); sessions need a second, narrow aggregation by (user, session).
+    Active days are OR-ed into 63-day bitmaps (``day_bits_<j>`` holds days ago
+    63j..63j+62), which replaces a costly distinct count over (user, day) pairs.
     """
     t = _ts(cutoff)
     windows = sorted(config.windows)
@@ -226,49 +226,33 @@ def _feature_sql(
         event_bits = f"bit_or(1::BIGINT << (list_position({codes}, event) - 1))"
     else:
         event_bits = "NULL::BIGINT"
-    per_session = [
-        "count(*) AS n_events",
-        "sum(revenue) AS revenue",
+    per_user = [
+        "count(*) AS events_total",
+        "sum(revenue) AS revenue_total",
         "count(*) FILTER (WHERE revenue > 0) AS orders",
         "coalesce(sum(revenue) FILTER (WHERE revenue > 0), 0) AS order_revenue",
         "min(timestamp) AS first_ts",
         "max(timestamp) AS last_ts",
-        "max(days_ago) AS start_days_ago",
         f"{event_bits} AS event_bits",
-        f"count(*) FILTER (WHERE days_ago >= {short} AND days_ago < {2 * short}) AS events_prev",
+        f"count(*) FILTER (WHERE days_ago >= {short} AND days_ago < {2 * short})"
+        " AS events_previous",
     ]
-    per_user = [
-        "min(first_ts) AS first_ts",
-        "max(last_ts) AS last_ts",
-        "sum(n_events) AS events_total",
-        "count(*) AS sessions_total",
-        "sum(revenue) AS revenue_total",
-        "sum(orders) AS orders",
-        "sum(order_revenue) AS order_revenue",
-        "bit_or(event_bits) AS event_bits",
-        "sum(events_prev) AS events_previous",
-    ]
-    for i, name in enumerate(key_events):
-        per_session.append(f"count(*) FILTER (WHERE event = {_literal(name)}) AS k{i}")
-        per_user.append(f"sum(k{i}) AS {_slug(name)}_events")
+    per_user_sessions = ["count(*) AS sessions_total"]
+    for name in key_events:
+        per_user.append(f"count(*) FILTER (WHERE event = {_literal(name)}) AS {_slug(name)}_events")
     for w in windows:
-        per_session += [
+        per_user += [
             f"count(*) FILTER (WHERE days_ago < {w}) AS events_{w}d",
             f"coalesce(sum(revenue) FILTER (WHERE days_ago < {w}), 0) AS revenue_{w}d",
         ]
-        per_user += [
-            f"sum(events_{w}d) AS events_{w}d",
-            f"count(*) FILTER (WHERE start_days_ago < {w}) AS sessions_{w}d",
-            f"sum(revenue_{w}d) AS revenue_{w}d",
-        ]
+        per_user_sessions.append(f"count(*) FILTER (WHERE start_days_ago < {w}) AS sessions_{w}d")
     for j in range(blocks):
         lo, hi = _BLOCK_DAYS * j, _BLOCK_DAYS * (j + 1)
         # The shift is evaluated on every row (before any FILTER), so keep it in range.
-        per_session.append(
+        per_user.append(
             f"bit_or(CASE WHEN days_ago >= {lo} AND days_ago < {hi} "
             f"THEN 1::BIGINT << (days_ago - {lo}) ELSE 0::BIGINT END) AS day_bits_{j}"
         )
-        per_user.append(f"bit_or(day_bits_{j}) AS day_bits_{j}")
     distinct_events = "bit_count(u.event_bits)"
     distinct_join = ""
     if vocabulary is None:
@@ -279,13 +263,13 @@ def _feature_sql(
               ON x.user_id = u.user_id"""
     passthrough = (
         [f"u.{_slug(name)}_events" for name in key_events]
-        + [f"u.{c}_{w}d" for w in windows for c in ("events", "sessions")]
+        + [f"{c}_{w}d" for w in windows for c in ("u.events", "s.sessions")]
         + [f"CAST(u.revenue_{w}d AS DOUBLE) AS revenue_{w}d" for w in windows]
         + [f"u.day_bits_{j}" for j in range(blocks)]
     )
     sep = ",\n               "
     return f"""
-    WITH base AS (
+    WITH base AS NOT MATERIALIZED (
         SELECT user_id, timestamp, event,
                CAST(coalesce(revenue, 0) AS DECIMAL(18, 6)) AS revenue, session_id,
                CAST(floor(epoch({t} - timestamp) / 86400) AS INTEGER) AS days_ago
@@ -293,30 +277,30 @@ def _feature_sql(
         WHERE timestamp < {t}
     ),
     keyed AS ({keyed}),
-    sessions AS (
-        SELECT user_id,
-               {sep.join(per_session)}
-        FROM keyed
-        GROUP BY user_id, session_key, lone
-    ),
     u AS (
         SELECT user_id,
                {sep.join(per_user)}
-        FROM sessions
+        FROM base
+        GROUP BY user_id
+    ),
+    s AS (
+        SELECT user_id, {", ".join(per_user_sessions)}
+        FROM (SELECT user_id, max(days_ago) AS start_days_ago
+              FROM keyed GROUP BY user_id, session_key, lone)
         GROUP BY user_id
     )
     SELECT u.user_id,
            epoch({t} - u.last_ts) / 86400.0 AS recency_days,
            epoch({t} - u.first_ts) / 86400.0 AS tenure_days,
-           u.events_total, u.sessions_total,
+           u.events_total, s.sessions_total,
            {distinct_events} AS distinct_events,
-           u.events_total / u.sessions_total AS events_per_session,
+           u.events_total / s.sessions_total AS events_per_session,
            CAST(u.revenue_total AS DOUBLE) AS revenue_total, u.orders,
            CASE WHEN u.orders > 0 THEN CAST(u.order_revenue AS DOUBLE) / u.orders ELSE 0 END
                AS avg_order_value,
            ln((1 + u.events_{short}d) / (1 + u.events_previous)) AS activity_trend,
            {", ".join(passthrough)}
-    FROM u {distinct_join}
+    FROM u JOIN s ON s.user_id = u.user_id {distinct_join}
     ORDER BY u.user_id
     """
 

@@ -84,8 +84,8 @@ class TrainingResult:
             "segments/min_share": float(shares.min()),
         }
         profiles = segmenter.profiles_
-        if "jaccard" in profiles.columns:
-            out["segments/min_jaccard"] = float(profiles["jaccard"].min())
+        if "stability" in profiles.columns and profiles["stability"].notna().any():
+            out["segments/min_stability"] = float(profiles["stability"].min())
         if self.propensity is not None:
             chosen = self.propensity.evaluation.metrics
             chosen = chosen[chosen["model"] == "model"]

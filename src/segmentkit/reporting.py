@@ -23,7 +23,7 @@ def training_figures(result: Any) -> dict[str, Any]:
         "segment_sizes": plots.segment_sizes(profiles),
         "profile_heatmap": plots.profile_heatmap(profiles),
         "segment_stability": plots.segment_stability(
-            profiles, threshold=segmenter.min_stability
+            profiles, threshold=segmenter.min_stability, stability_col="stability"
         ),
     }
     selection = getattr(segmenter, "selection_", None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ __all__ = [
     "SegmentkitPyfunc",
     "download_bundle",
     "flatten_params",
+    "input_schema",
     "log_training_run",
     "promote",
     "resolve_tracking_uri",
@@ -97,11 +99,21 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
     return flat
 
 
-def _signature(feature_names: list[str]) -> ModelSignature:
-    inputs = Schema(
-        [ColSpec("string", "user_id")] + [ColSpec("double", name) for name in feature_names]
-    )
-    return ModelSignature(inputs=inputs)
+def input_schema(frame: pd.DataFrame) -> dict[str, str]:
+    """Map a feature table's columns to MLflow column types (from dtypes only, no values)."""
+    schema = {}
+    for name, dtype in frame.dtypes.items():
+        if pd.api.types.is_integer_dtype(dtype):
+            schema[str(name)] = "long"
+        elif pd.api.types.is_float_dtype(dtype):
+            schema[str(name)] = "double"
+        else:
+            schema[str(name)] = "string"
+    return schema
+
+
+def _signature(schema: Mapping[str, str]) -> ModelSignature:
+    return ModelSignature(inputs=Schema([ColSpec(kind, name) for name, kind in schema.items()]))
 
 
 def log_training_run(
@@ -110,7 +122,7 @@ def log_training_run(
     experiment: str,
     model_name: str,
     bundle_dir: Path,
-    feature_names: list[str],
+    input_columns: Mapping[str, str],
     params: Mapping[str, Any],
     metrics: Mapping[str, float],
     tables: Mapping[str, pd.DataFrame],
@@ -131,8 +143,9 @@ def log_training_run(
         Where to log and register.
     bundle_dir : Path
         A bundle version directory (with its manifest).
-    feature_names : list of str
-        Input columns of the pyfunc model (its signature).
+    input_columns : mapping of str to str
+        Input columns of the pyfunc model and their MLflow types (its signature),
+        e.g. from :func:`input_schema`.
     params, metrics : mapping
         Nested params (flattened here) and aggregate metrics.
     tables : mapping of str to DataFrame
@@ -166,13 +179,16 @@ def log_training_run(
             mlflow.log_figure(figure, f"figures/{name}.png")
         code = Path(tmp) / "segmentkit_model.py"
         code.write_text(_MODEL_CODE, encoding="utf-8")
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(code),
-            artifacts={"bundle": str(bundle_dir)},
-            signature=_signature(feature_names),
-            registered_model_name=model_name,
-        )
+        with warnings.catch_warnings():
+            # No input example on purpose: it would be user-level data in the registry.
+            warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(code),
+                artifacts={"bundle": str(bundle_dir)},
+                signature=_signature(input_columns),
+                registered_model_name=model_name,
+            )
         version = str(info.registered_model_version)
         client = MlflowClient()
         alias = CHALLENGER
@@ -205,7 +221,9 @@ def promote(model_name: str, version: str, tracking_uri: str | None = None) -> N
     MlflowClient().set_registered_model_alias(model_name, CHAMPION, str(version))
 
 
-def download_bundle(uri: str, dst: str | Path | None = None) -> Path:
+def download_bundle(
+    uri: str, dst: str | Path | None = None, tracking_uri: str | None = None
+) -> Path:
     """Download the bundle carried by a logged model (``models:/NAME@ALIAS``, ``runs:/...``).
 
     Raises
@@ -213,10 +231,7 @@ def download_bundle(uri: str, dst: str | Path | None = None) -> Path:
     BundleError
         The URI does not resolve, or the model carries no segmentkit bundle.
     """
-    if tracking := os.environ.get("MLFLOW_TRACKING_URI"):
-        mlflow.set_tracking_uri(tracking)
-    elif mlflow.get_tracking_uri() in ("", None):  # pragma: no cover - mlflow always has one
-        mlflow.set_tracking_uri(DEFAULT_TRACKING_URI)
+    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
     target = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix="segmentkit-"))
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target)))

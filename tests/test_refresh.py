@@ -1,0 +1,151 @@
+"""Refresh: drift of a new snapshot against the champion, built on the demo generator."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from segmentkit.bundle import load_bundle, save_bundle
+from segmentkit.cli import main
+from segmentkit.config import load_config
+from segmentkit.data import load_events
+from segmentkit.errors import InsufficientDataError
+from segmentkit.pipeline import train_model
+from segmentkit.refresh import refresh_model
+from segmentkit.synth import ARCHETYPES, generate_events
+
+END = dt.datetime(2025, 1, 1)
+CONFIG = load_config(
+    overrides={
+        "segmentation": {"k": 6, "random_state": 0},
+        "propensity": {"targets": [{"name": "churn", "kind": "inactivity"}]},
+    }
+)
+
+
+def _events(seed, users=2500, archetypes=ARCHETYPES):
+    log = generate_events(users, 240, seed=seed, archetypes=archetypes)
+    return log.events.astype({"user_id": str, "event": str})
+
+
+@pytest.fixture(scope="module")
+def champion(tmp_path_factory):
+    result = train_model(CONFIG, _events(seed=3), END)
+    root = save_bundle(result.model, tmp_path_factory.mktemp("champion") / "bundle")
+    return load_bundle(root)
+
+
+def test_fresh_sample_of_the_same_population_is_ok(champion):
+    result = refresh_model(champion, CONFIG, _events(seed=4), END)
+    report = result.report
+    worst = max(r.score for r in report.feature_results("psi"))
+    assert report.share.status == "OK", report.share
+    assert worst < CONFIG.drift.psi_warn
+    assert report.agreement.ari >= CONFIG.drift.ari_warn
+    assert report.status == "OK"
+    assert report.exit_code == 0
+
+
+def test_changed_archetype_mix_raises_share_drift(champion):
+    shares = {"power_user": 0.35, "dormant": 0.05, "big_spender": 0.25, "casual": 0.15}
+    mix = tuple(dataclasses.replace(a, share=shares.get(a.name, a.share)) for a in ARCHETYPES)
+    report = refresh_model(champion, CONFIG, _events(seed=4, archetypes=mix), END).report
+    assert report.share.status == "DRIFT"
+    assert report.status == "DRIFT"
+    assert report.exit_code == 3
+
+
+def test_new_dominant_event_raises_feature_drift(champion):
+    events = _events(seed=4)
+    # A new behavior: most page views become video plays, a kind of event never seen.
+    views = events.index[events["event"] == "page_view"]
+    events.loc[views[: int(len(views) * 0.8)], "event"] = "video_play"
+    report = refresh_model(champion, CONFIG, events, END).report
+    drifted = {r.subject for r in report.feature_results("psi") if r.status == "DRIFT"}
+    assert "distinct_events" in drifted
+    assert report.status == "DRIFT"
+
+
+def test_migration_matrix_conserves_users(champion):
+    events = _events(seed=4)
+    report = refresh_model(champion, CONFIG, events, END).report
+    migration = report.migration
+    previous_users = events.loc[events["timestamp"] < END, "user_id"].nunique()
+    assert migration.counts.to_numpy().sum() == migration.n_users
+    assert migration.n_users == previous_users  # same as_of: nobody new, nobody gone
+    assert migration.n_new == 0 and migration.n_gone == 0
+
+
+def test_backtest_uses_only_outcomes_after_the_champions_as_of(tmp_path):
+    events = _events(seed=5)
+    old_as_of = END - dt.timedelta(days=30)
+    log_then = load_events(events, as_of=old_as_of)
+    champion = load_bundle(
+        save_bundle(train_model(CONFIG, log_then, old_as_of).model, tmp_path / "b")
+    )
+    result = refresh_model(champion, CONFIG, events, END)
+    (backtest,) = result.report.backtests
+    # Churners by hand: active before old_as_of, no event in [old_as_of, old_as_of + 30 days).
+    before = set(events.loc[events["timestamp"] < old_as_of, "user_id"])
+    window = events[(events["timestamp"] >= old_as_of) & (events["timestamp"] < END)]
+    churners = before - set(window["user_id"])
+    assert backtest.n == len(before)
+    assert backtest.observed_total == pytest.approx(len(churners))
+    assert backtest.training_auc == pytest.approx(
+        next(
+            r["value"]
+            for r in champion.metadata["propensity_evaluation"]
+            if r["target"] == "churn" and r["metric"] == "roc_auc"
+        )
+    )
+    # Events after the outcome window (none here) or at the old as_of's past do not enter.
+    assert backtest.auc > 0.7
+
+
+def test_refresh_before_the_champions_as_of_is_refused(champion):
+    with pytest.raises(InsufficientDataError, match="before the champion's as_of"):
+        refresh_model(champion, CONFIG, _events(seed=4), END - dt.timedelta(days=10))
+
+
+def test_refresh_command_reports_logs_and_exits_3_on_drift(champion, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    shares = {"power_user": 0.35, "dormant": 0.05, "big_spender": 0.25, "casual": 0.15}
+    mix = tuple(dataclasses.replace(a, share=shares.get(a.name, a.share)) for a in ARCHETYPES)
+    _events(seed=4, archetypes=mix).to_parquet(tmp_path / "new.parquet")
+    champion_dir = save_bundle(champion, tmp_path / "champion")
+    (tmp_path / "params.yaml").write_text(
+        "segmentation: {k: 6}\n"
+        "propensity:\n  targets: [{name: churn, kind: inactivity}]\n"
+        "tracking: {registered_model: sk-refresh}\n"
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "refresh",
+                "--model",
+                str(champion_dir),
+                "--events",
+                "new.parquet",
+                "--as-of",
+                "2025-01-01",
+            ]
+        )
+    assert exit_info.value.code == 3
+    out = capsys.readouterr().out
+    assert "drift status: DRIFT" in out
+    report = json.loads((tmp_path / "reports" / "refresh-2025-01-01" / "drift.json").read_text())
+    assert report["status"] == "DRIFT"
+    assert "DRIFT" in (tmp_path / "reports" / "refresh-2025-01-01" / "drift.md").read_text()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient()
+    version = client.get_model_version_by_alias("sk-refresh", "champion")  # first version
+    run = client.get_run(version.run_id)
+    assert run.data.metrics["drift/share_psi"] >= 0.25
+    assert run.data.tags["segmentkit.command"] == "refresh"
+    assert (tmp_path / "models" / "sk-refresh-challenger").is_dir()

@@ -1,0 +1,137 @@
+"""Tracking: params flattening, URI resolution, and training against a real MLflow server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from segmentkit.cli import main
+from segmentkit.tracking import DEFAULT_TRACKING_URI, flatten_params, resolve_tracking_uri
+
+
+def test_flatten_params_nested_and_lists():
+    flat = flatten_params({"a": {"b": 1, "c": [1, 2], "d": {"e": None}}, "f": "x"})
+    assert flat == {"a.b": "1", "a.c": "[1, 2]", "a.d.e": "None", "f": "x"}
+
+
+def test_tracking_uri_precedence(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_tracking_uri(None) == DEFAULT_TRACKING_URI == "sqlite:///mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
+    assert resolve_tracking_uri(None) == "http://127.0.0.1:1"
+    assert resolve_tracking_uri("sqlite:///other.db") == "sqlite:///other.db"
+
+
+def test_default_tracking_is_embedded_sqlite_in_the_working_directory(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "params.yaml").write_text(
+        "data:\n  demo: {users: 1500, days: 240, seed: 5, path: data/demo.parquet}\n"
+        "segmentation: {k: 4}\n"
+        "propensity:\n  targets: [{name: churn, kind: inactivity}]\n"
+        "tracking: {registered_model: sk-default}\n"
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train"])
+    assert exit_info.value.code == 0
+    assert (tmp_path / "mlflow.db").is_file()
+    assert "at sqlite:///mlflow.db" in capsys.readouterr().out
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real `mlflow server` on 127.0.0.1 (own port), stopped at the end."""
+    port = _free_port()
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed in teardown
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            log.close()
+            pytest.fail(
+                f"mlflow server did not start: {(tmp_path / 'server.log').read_text()[-2000:]}"
+            )
+        time.sleep(0.5)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.mark.server
+def test_train_and_score_against_a_real_mlflow_server(mlflow_server, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    (tmp_path / "params.yaml").write_text(
+        "data:\n  demo: {users: 1500, days: 240, seed: 5, path: data/demo.parquet}\n"
+        "segmentation: {k: 4}\n"
+        "propensity:\n  targets: [{name: churn, kind: inactivity}]\n"
+        "tracking: {registered_model: sk-server}\n"
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert f"version 1 (alias champion) at {mlflow_server}" in out
+    assert not (tmp_path / "mlflow.db").exists()  # nothing was logged locally
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "score",
+                "--model",
+                "models:/sk-server@champion",
+                "--events",
+                "data/demo.parquet",
+                "--out",
+                "scores.csv",
+            ]
+        )
+    assert exit_info.value.code == 0
+    assert Path("scores.csv").is_file()
+    assert os.environ["MLFLOW_TRACKING_URI"] == mlflow_server
