@@ -174,6 +174,7 @@ def _save_and_log(
 
     with _progress("Saving the bundle"):
         save_bundle(result.model, bundle_root)
+    _quiet_mlflow()
     with _progress("Logging to MLflow"):
         registered = tracking.log_training_run(
             tracking_uri=tracking.resolve_tracking_uri(cfg.tracking.tracking_uri),
@@ -196,6 +197,14 @@ def _save_and_log(
 
     plt.close("all")
     return registered
+
+
+def _quiet_mlflow() -> None:
+    """Silence MLflow's INFO chatter (it configures its loggers when imported)."""
+    import mlflow  # noqa: F401 - imported so that its logger setup runs first
+
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _print_registered(bundle_root: Path, registered: Any) -> None:
@@ -314,10 +323,8 @@ def score(
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; one-line errors, exit code 2 for errors a user can fix."""
     debug = os.environ.get("SEGMENTKIT_DEBUG") == "1"
-    # The CLI's own progress lines are enough: quiet MLflow's progress bars and INFO logs.
+    # The CLI's own progress lines are enough: no MLflow download progress bars.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         code = app(args=argv, standalone_mode=False)
     except SegmentkitError as exc:

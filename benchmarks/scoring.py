@@ -1,0 +1,87 @@
+"""Benchmark scoring throughput at 1M users.
+
+Usage::
+
+    python benchmarks/scoring.py [--users 1000000] [--runs 3]
+
+Trains a model once on a 20k-user demo log (k fixed, the default propensity
+targets), then scores a 1M-user population:
+
+(a) from features: ``SegmentationModel.score_features`` on a prebuilt feature table;
+(b) end to end: ``SegmentationModel.score`` from the Parquet event log (validation,
+    features, scoring);
+(c) baseline: the bare estimators' ``predict`` calls on the same matrix (the Segmenter
+    and each propensity pipeline), without percentiles, buckets or frame assembly.
+
+Prints medians of ``--runs`` runs, users/s, and the ratio a/c (target: >= 500k users/s
+from features).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / ".data"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=120)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    from segmentkit.config import load_config
+    from segmentkit.features import build_features
+    from segmentkit.pipeline import train_model
+    from segmentkit.synth import DEFAULT_END, ensure_demo_log
+
+    train_log = ensure_demo_log(20_000, 240, 7, DATA / "train_20000u_240d.parquet")
+    config = load_config(overrides={"segmentation": {"k": 6}})
+    t0 = time.perf_counter()
+    model = train_model(config, train_log, DEFAULT_END).model
+    print(f"trained on 20k users in {time.perf_counter() - t0:.1f} s")
+
+    events = ensure_demo_log(
+        args.users, args.days, 0, DATA / f"events_{args.users}u_{args.days}d.parquet"
+    )
+    t0 = time.perf_counter()
+    features = build_features(events, DEFAULT_END, model.feature_config)
+    print(f"{len(features):,} users; features built in {time.perf_counter() - t0:.1f} s")
+    n = len(features)
+    names = model.feature_names
+
+    def bare() -> None:
+        X = features[names]
+        model.segmenter.predict(X)
+        for estimator in model.propensity.values():
+            estimator.predict(X)
+
+    timings: dict[str, list[float]] = {"from features": [], "end to end": [], "bare predict": []}
+    for run in range(args.runs):
+        for label, call in (
+            ("from features", lambda: model.score_features(features)),
+            ("bare predict", bare),
+            ("end to end", lambda: model.score(events, as_of=DEFAULT_END)),
+        ):
+            start = time.perf_counter()
+            call()
+            seconds = time.perf_counter() - start
+            timings[label].append(seconds)
+            print(f"  run {run + 1} {label:14s} {seconds:6.2f} s  {n / seconds:,.0f} users/s")
+
+    print("\nmedians")
+    medians = {label: statistics.median(values) for label, values in timings.items()}
+    for label, seconds in medians.items():
+        print(f"  {label:14s} {seconds:6.2f} s  {n / seconds:,.0f} users/s")
+    ratio = medians["from features"] / medians["bare predict"]
+    print(f"ratio a/c (score_features / bare predict): {ratio:.2f}")
+    print(f"from features: {n / medians['from features']:,.0f} users/s (target >= 500,000)")
+
+
+if __name__ == "__main__":
+    main()
