@@ -16,9 +16,11 @@ from segmentkit.drift import (
     NEW_USER,
     PSI_EPSILON,
     AgreementResult,
+    BacktestResult,
     DriftReport,
     DriftResult,
     FeatureReference,
+    MigrationResult,
     build_feature_reference,
     migration_matrix,
     population_stability_index,
@@ -710,3 +712,110 @@ def test_labels_equal_as_strings_are_one_segment():
     assert result.score == 0.0
     migration = migration_matrix(pd.Series({"a": 1, "b": "1"}), pd.Series({"a": "1", "b": 1}))
     assert migration.stayed_share == 1.0
+
+
+# ----------------------------------------------------------------------------- from_dict
+
+
+def _through_json(data):
+    return json.loads(json.dumps(data, allow_nan=False))
+
+
+def test_report_round_trips_through_json(full_report):
+    back = DriftReport.from_dict(_through_json(full_report.to_dict()))
+    assert back == full_report  # features, share, agreement, backtests, n_current
+    assert back.to_dict() == full_report.to_dict()
+    assert back.status == "DRIFT" and back.exit_code == 3
+    assert_frame_equal(back.migration.counts, full_report.migration.counts)
+    assert back.migration.counts.dtypes.unique().tolist() == [np.dtype("int64")]
+    assert back.metrics() == full_report.metrics()
+    assert back.to_markdown() == full_report.to_markdown()
+
+
+def test_report_from_dict_reads_none_back_as_nan_and_unset_thresholds():
+    result = DriftResult("wasserstein", "x", float("nan"), None, None, "OK", {"n": 3})
+    back = DriftReport.from_dict(_through_json(DriftReport(features=(result,)).to_dict()))
+    (read,) = back.features
+    assert math.isnan(read.score)
+    assert read.warn_threshold is None and read.drift_threshold is None
+    assert read.details == {"n": 3}
+    assert back.share is None and back.agreement is None and back.migration is None
+    assert back.backtests == () and back.n_current is None
+
+
+def test_backtest_from_dict_ignores_stored_derived_values():
+    backtest = propensity_backtest("churn", [0.1, 0.8, 0.3, 0.6], [0, 1, 0, 1], 0.9, 0.2)
+    data = _through_json(backtest.to_dict())
+    data["auc_drop"] = 42.0  # derived: recomputed, not read
+    back = BacktestResult.from_dict(data)
+    assert back == backtest
+    assert back.auc_drop == pytest.approx(0.9 - 1.0)
+
+
+def test_migration_from_dict_hand_example():
+    data = {
+        "rows": ["0", "(new user)"],
+        "columns": ["0", "(gone)"],
+        "counts": [[2, 1], [3, 0]],
+        "n_users": 6,
+        "n_new": 3,
+        "n_gone": 1,
+        "n_both": 2,
+        "n_stayed": 2,
+        "stayed_share": 1.0,
+    }
+    result = MigrationResult.from_dict(data)
+    expected = pd.DataFrame([[2, 1], [3, 0]], index=["0", NEW_USER], columns=["0", GONE])
+    assert_frame_equal(result.counts, expected)
+    assert result.to_dict() == data
+
+
+def _report_dict(full_report):
+    return _through_json(full_report.to_dict())
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda d: d.pop("features"), "drift report: missing key 'features'"),
+        (lambda d: d.pop("status"), "missing key 'status'"),
+        (lambda d: d.update(status="OK"), "stored status OK differs .*DRIFT"),
+        (lambda d: d.update(status="FINE"), "unknown status 'FINE'"),
+        (lambda d: d["features"][0].update(score="high"), "drift result 'recency_days'.*number"),
+        (lambda d: d["features"][0].pop("test"), "drift result 'recency_days': missing key 'test'"),
+        (lambda d: d["share"].update(status="BAD"), "unknown status 'BAD'"),
+        (lambda d: d["agreement"].pop("ari"), "segment agreement: missing key 'ari'"),
+        (lambda d: d["agreement"].update(n_users=-1), "segment agreement is malformed"),
+        (lambda d: d["migration"]["counts"].pop(), "not 4 rows x 4 columns"),
+        (lambda d: d["migration"]["counts"][0].__setitem__(0, 1.5), "non-negative integer"),
+        (lambda d: d["backtests"][0].pop("calibration"), "backtest 'churn': missing key"),
+        (lambda d: d.update(backtests=[[]]), "expected a JSON object, got list"),
+        (lambda d: d.update(n_current="many"), "drift report is malformed"),
+    ],
+    ids=[
+        "no-features",
+        "no-status",
+        "status-mismatch",
+        "unknown-status",
+        "score-not-number",
+        "result-key",
+        "share-status",
+        "agreement-key",
+        "negative-count",
+        "migration-shape",
+        "fractional-count",
+        "backtest-key",
+        "backtest-not-object",
+        "n-current",
+    ],
+)
+def test_report_from_dict_errors(full_report, edit, match):
+    data = _report_dict(full_report)
+    edit(data)
+    with pytest.raises(DataValidationError, match=match):
+        DriftReport.from_dict(data)
+
+
+def test_report_from_dict_refuses_a_non_object():
+    with pytest.raises(DataValidationError, match="expected a JSON object, got list"):
+        DriftReport.from_dict([])

@@ -8,6 +8,7 @@ counted in a :class:`DataQualityReport`, which holds aggregates only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import glob
@@ -123,7 +124,9 @@ def connect(
     """
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET enable_progress_bar = false")
+    # Inside Jupyter without ipywidgets DuckDB keeps the bar off and refuses the setting.
+    with contextlib.suppress(duckdb.InvalidInputException):
+        con.execute("SET enable_progress_bar = false")
     # Row order of the clean table is irrelevant (every query aggregates or sorts);
     # dropping the guarantee lets DuckDB stream with less memory.
     con.execute("SET preserve_insertion_order = false")

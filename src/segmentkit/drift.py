@@ -208,6 +208,45 @@ def _md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]
     return lines
 
 
+def _number(value: Any) -> float:
+    """Read a JSON number as a float; None (how ``to_dict`` writes NaN) becomes NaN."""
+    if isinstance(value, bool) or not (value is None or isinstance(value, int | float)):
+        raise TypeError(f"expected a number, got {value!r}")
+    return math.nan if value is None else float(value)
+
+
+def _optional_number(value: Any) -> float | None:
+    """Read a JSON number as a float, or None (an unset threshold stays unset)."""
+    return None if value is None else _number(value)
+
+
+def _count(value: Any) -> int:
+    """Read a JSON integer (a count of users or rows)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError(f"expected a non-negative integer, got {value!r}")
+    return value
+
+
+def _status_of(value: Any) -> Status:
+    if value not in _LEVEL:
+        raise ValueError(f"unknown status {value!r}; expected one of {list(_LEVEL)}")
+    return value
+
+
+def _from_json(what: str, data: Any, build: Callable[[Mapping[str, Any]], Any]) -> Any:
+    """Run ``build(data)``; turn a missing key or a bad value into a DataValidationError."""
+    if not isinstance(data, Mapping):
+        raise DataValidationError(f"{what}: expected a JSON object, got {type(data).__name__}")
+    try:
+        return build(data)
+    except DataValidationError:
+        raise
+    except KeyError as exc:
+        raise DataValidationError(f"{what}: missing key {exc.args[0]!r}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise DataValidationError(f"{what} is malformed: {exc}") from None
+
+
 # --------------------------------------------------------------------------- results
 
 
@@ -256,6 +295,30 @@ class DriftResult:
                 "status": self.status,
                 "details": self.details,
             }
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DriftResult:
+        """Rebuild a result written by :meth:`to_dict` (a None score reads back as NaN).
+
+        Raises
+        ------
+        DataValidationError
+            If a key is missing or a value is malformed.
+        """
+        subject = data.get("subject", "?") if isinstance(data, Mapping) else "?"
+        return _from_json(
+            f"drift result {subject!r}",
+            data,
+            lambda d: cls(
+                test=str(d["test"]),
+                subject=str(d["subject"]),
+                score=_number(d["score"]),
+                warn_threshold=_optional_number(d.get("warn_threshold")),
+                drift_threshold=_optional_number(d.get("drift_threshold")),
+                status=_status_of(d["status"]),
+                details=dict(d.get("details") or {}),
+            ),
         )
 
 
@@ -714,6 +777,39 @@ class AgreementResult:
             }
         )
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AgreementResult:
+        """Rebuild a result written by :meth:`to_dict`.
+
+        Raises
+        ------
+        DataValidationError
+            If a key is missing or a value is malformed.
+        """
+
+        def build(d: Mapping[str, Any]) -> AgreementResult:
+            return cls(
+                ari=_number(d["ari"]),
+                jaccard={str(k): _number(v) for k, v in d["jaccard"].items()},
+                matches=tuple(
+                    SegmentMatch(
+                        champion=str(m["champion"]),
+                        challenger=str(m["challenger"]),
+                        jaccard=_number(m["jaccard"]),
+                        centroid_shift=_optional_number(m.get("centroid_shift")),
+                    )
+                    for m in d["matches"]
+                ),
+                appeared=tuple(str(s) for s in d["appeared"]),
+                vanished=tuple(str(s) for s in d["vanished"]),
+                n_users=_count(d["n_users"]),
+                warn_threshold=_optional_number(d.get("warn_threshold")),
+                drift_threshold=_optional_number(d.get("drift_threshold")),
+                status=_status_of(d["status"]),
+            )
+
+        return _from_json("segment agreement", data, build)
+
 
 def _centroid_of(centroids: Any, label: Any, which: str) -> np.ndarray:
     if isinstance(centroids, Mapping):
@@ -919,6 +1015,42 @@ class MigrationResult:
             }
         )
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MigrationResult:
+        """Rebuild a result written by :meth:`to_dict` (labels as strings, counts as int64).
+
+        Raises
+        ------
+        DataValidationError
+            If a key is missing, a value is malformed, or the counts do not form a
+            ``rows x columns`` matrix of non-negative integers.
+        """
+
+        def build(d: Mapping[str, Any]) -> MigrationResult:
+            rows = [str(r) for r in d["rows"]]
+            cols = [str(c) for c in d["columns"]]
+            cells = [[_count(v) for v in row] for row in d["counts"]]
+            if len(cells) != len(rows) or any(len(row) != len(cols) for row in cells):
+                raise DataValidationError(
+                    f"migration matrix: counts are not {len(rows)} rows x {len(cols)} columns"
+                )
+            counts = pd.DataFrame(
+                np.asarray(cells, dtype=np.int64).reshape(len(rows), len(cols)),
+                index=rows,
+                columns=cols,
+            )
+            return cls(
+                counts=counts,
+                n_users=_count(d["n_users"]),
+                n_new=_count(d["n_new"]),
+                n_gone=_count(d["n_gone"]),
+                n_both=_count(d["n_both"]),
+                n_stayed=_count(d["n_stayed"]),
+                stayed_share=_optional_number(d.get("stayed_share")),
+            )
+
+        return _from_json("migration matrix", data, build)
+
 
 def _segment_codes(series: pd.Series, which: str) -> tuple[np.ndarray, list[str]]:
     if not isinstance(series, pd.Series):
@@ -1096,6 +1228,43 @@ class BacktestResult:
                 "status": self.status,
             }
         )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BacktestResult:
+        """Rebuild a result written by :meth:`to_dict`.
+
+        ``auc_drop`` and ``brier_change`` are derived, so their stored values are
+        not read.
+
+        Raises
+        ------
+        DataValidationError
+            If a key is missing or a value is malformed.
+        """
+        target = data.get("target", "?") if isinstance(data, Mapping) else "?"
+
+        def build(d: Mapping[str, Any]) -> BacktestResult:
+            return cls(
+                target=str(d["target"]),
+                n=_count(d["n"]),
+                auc=_number(d["auc"]),
+                brier=_number(d["brier"]),
+                training_auc=_number(d["training_auc"]),
+                training_brier=_number(d["training_brier"]),
+                predicted_total=_number(d["predicted_total"]),
+                observed_total=_number(d["observed_total"]),
+                calibration=tuple(
+                    CalibrationBin(
+                        _count(b["n"]), _number(b["mean_predicted"]), _number(b["observed_rate"])
+                    )
+                    for b in d["calibration"]
+                ),
+                warn_threshold=_optional_number(d.get("warn_threshold")),
+                drift_threshold=_optional_number(d.get("drift_threshold")),
+                status=_status_of(d["status"]),
+            )
+
+        return _from_json(f"backtest {target!r}", data, build)
 
 
 def propensity_backtest(
@@ -1299,6 +1468,53 @@ class DriftReport:
                 "backtests": [b.to_dict() for b in self.backtests],
             }
         )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DriftReport:
+        """Rebuild a report written by :meth:`to_dict`, e.g. a refresh's ``drift.json``.
+
+        The overall status is recomputed from the parts and must equal the stored
+        one, so a hand-edited or truncated file is refused rather than misread.
+
+        Raises
+        ------
+        DataValidationError
+            If a key is missing, a value is malformed, or the stored status differs
+            from the status of the parts.
+
+        Examples
+        --------
+        >>> report = DriftReport(features=(DriftResult("psi", "x", 0.3, 0.1, 0.25, "DRIFT"),))
+        >>> DriftReport.from_dict(report.to_dict()).status
+        'DRIFT'
+        """
+
+        def build(d: Mapping[str, Any]) -> DriftReport:
+            stored = _status_of(d["status"])
+            report = cls(
+                features=tuple(DriftResult.from_dict(f) for f in d["features"]),
+                share=None if d.get("share") is None else DriftResult.from_dict(d["share"]),
+                agreement=(
+                    None
+                    if d.get("agreement") is None
+                    else AgreementResult.from_dict(d["agreement"])
+                ),
+                migration=(
+                    None
+                    if d.get("migration") is None
+                    else MigrationResult.from_dict(d["migration"])
+                ),
+                backtests=tuple(BacktestResult.from_dict(b) for b in d.get("backtests") or ()),
+                n_current=None if d.get("n_current") is None else _count(d["n_current"]),
+            )
+            if report.status != stored:
+                raise DataValidationError(
+                    f"drift report: stored status {stored} differs from the status of its "
+                    f"parts ({report.status})"
+                )
+            return report
+
+        return _from_json("drift report", data, build)
 
     def to_markdown(self) -> str:
         """Return a readable Markdown summary of the report."""

@@ -26,7 +26,7 @@ from segmentkit.data import (
 )
 from segmentkit.features import build_features, feature_names
 
-__all__ = ["TrainingResult", "data_fingerprint", "make_segmenter", "train_model"]
+__all__ = ["TrainingResult", "data_fingerprint", "load_snapshot", "make_segmenter", "train_model"]
 
 Progress = Callable[[str], contextlib.AbstractContextManager[Any]]
 
@@ -135,6 +135,32 @@ def data_fingerprint(log: EventLog) -> str:
     return f"{value[0]}-{int(value[1] or 0):016x}"
 
 
+def load_snapshot(
+    config: Config,
+    events: EventSource | EventLog,
+    as_of: dt.date | dt.datetime | str | None = None,
+    min_users: int = 1,
+) -> tuple[EventLog, dt.datetime]:
+    """Validate ``events`` (unless already an EventLog) and resolve the snapshot time.
+
+    The snapshot is ``as_of``, else ``config.data.as_of``, else the midnight after the
+    last event; events at or after it are excluded while loading.
+    """
+    requested = as_of if as_of is not None else config.data.as_of
+    cutoff = to_timestamp(requested) if requested is not None else None
+    if isinstance(events, EventLog):
+        log = events
+    else:
+        log = load_events(
+            events,
+            config.data.columns,
+            as_of=cutoff,
+            on_invalid=config.data.on_invalid,
+            min_users=min_users,
+        )
+    return log, cutoff if cutoff is not None else default_as_of(log)
+
+
 def train_model(
     config: Config,
     events: EventSource | EventLog,
@@ -176,21 +202,8 @@ def train_model(
             yield
         timings[name.split(" ")[0].lower()] = time.perf_counter() - start
 
-    requested = as_of if as_of is not None else config.data.as_of
-    cutoff = to_timestamp(requested) if requested is not None else None
     with step("Loading and validating events"):
-        log = (
-            events
-            if isinstance(events, EventLog)
-            else load_events(
-                events,
-                config.data.columns,
-                as_of=cutoff,
-                on_invalid=config.data.on_invalid,
-                min_users=2,
-            )
-        )
-    snapshot = cutoff if cutoff is not None else default_as_of(log)
+        log, snapshot = load_snapshot(config, events, as_of, min_users=2)
     with step("Features as of " + f"{snapshot:%Y-%m-%d}"):
         features = build_features(log, snapshot, config.features)
     names = feature_names(config.features)

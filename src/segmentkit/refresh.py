@@ -14,7 +14,7 @@ import pandas as pd
 
 from segmentkit.bundle import SegmentationModel
 from segmentkit.config import Config, TargetConfig
-from segmentkit.data import EventLog, EventSource, default_as_of, load_events, to_timestamp
+from segmentkit.data import EventLog, EventSource, to_timestamp
 from segmentkit.drift import (
     BacktestResult,
     DriftReport,
@@ -26,7 +26,7 @@ from segmentkit.drift import (
 )
 from segmentkit.errors import InsufficientDataError
 from segmentkit.features import build_features
-from segmentkit.pipeline import Progress, TrainingResult, _silent, train_model
+from segmentkit.pipeline import Progress, TrainingResult, _silent, load_snapshot, train_model
 
 __all__ = ["RefreshResult", "refresh_model", "standardized_centroids"]
 
@@ -132,17 +132,8 @@ def refresh_model(
     RefreshResult
     """
     champion_as_of = to_timestamp(champion.metadata["as_of"])
-    requested = as_of if as_of is not None else config.data.as_of
-    cutoff = to_timestamp(requested) if requested is not None else None
     with progress("Loading and validating events"):
-        log = (
-            events
-            if isinstance(events, EventLog)
-            else load_events(
-                events, config.data.columns, as_of=cutoff, on_invalid=config.data.on_invalid
-            )
-        )
-    snapshot = cutoff if cutoff is not None else default_as_of(log)
+        log, snapshot = load_snapshot(config, events, as_of)
     if snapshot < champion_as_of:
         raise InsufficientDataError(
             f"refresh as_of {snapshot:%Y-%m-%d} is before the champion's as_of "

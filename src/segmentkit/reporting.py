@@ -9,6 +9,13 @@ from segmentkit import plots
 __all__ = ["training_figures"]
 
 
+def _ratio_features(segmenter: Any) -> list[str]:
+    """Features whose lift is a ratio (the heatmap's log scale does not fit differences)."""
+    from segmentkit.segmentation import DIFFERENCE_FEATURES
+
+    return [str(c) for c in segmenter.feature_names_in_ if c not in DIFFERENCE_FEATURES]
+
+
 def training_figures(result: Any) -> dict[str, Any]:
     """Return the run's figures by name: profile heatmap, segment sizes, calibration, k selection.
 
@@ -21,7 +28,7 @@ def training_figures(result: Any) -> dict[str, Any]:
     profiles = segmenter.profiles_
     figures = {
         "segment_sizes": plots.segment_sizes(profiles),
-        "profile_heatmap": plots.profile_heatmap(profiles),
+        "profile_heatmap": plots.profile_heatmap(profiles, features=_ratio_features(segmenter)),
         "segment_stability": plots.segment_stability(
             profiles, threshold=segmenter.min_stability, stability_col="stability"
         ),

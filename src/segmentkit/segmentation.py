@@ -104,7 +104,9 @@ _ROLES: dict[str, tuple[str, ...]] = {
     "trend": ("activity_trend",),
 }
 # Features whose lift is a difference, not a ratio (signed, centred on 0).
-_DIFFERENCE_FEATURES = ("activity_trend",)
+# Features whose lift is a difference (they can be negative), not a ratio.
+DIFFERENCE_FEATURES = ("activity_trend",)
+_DIFFERENCE_FEATURES = DIFFERENCE_FEATURES
 _LABELS = {
     "recency_days": "days since last activity",
     "tenure_days": "tenure",
@@ -313,6 +315,25 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             Segment ids.
         """
         return self.fit(X, y, reference=reference).labels_
+
+    def scaled_features(self, X: Any) -> np.ndarray:
+        """Return ``X`` in the space the segments are found in.
+
+        Heavy-tailed columns get ``sign(x) * log1p(|x|)``, then every column is
+        standardized with the fitted center and scale. Distances here are the ones
+        clustering used, so this is the input for a 2-D map (e.g. UMAP) of segments.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            Feature table with the training columns.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        return self._transform_features(validate_data(self, X, dtype=np.float64, reset=False))
 
     # -------------------------------------------------------------- predict
     def predict(self, X: Any) -> np.ndarray:
