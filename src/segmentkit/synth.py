@@ -152,7 +152,8 @@ def generate_events(
 
     start, stop = _life_spans(rng, arch, archetypes, n_days)
     rate = np.array([a.sessions_per_day for a in archetypes])[arch]
-    rate = rate * rng.gamma(shape=4.0, scale=0.25, size=n_users)  # per-user spread
+    # Per-user spread of the session rate (mean 1, coefficient of variation 0.35).
+    rate = rate * rng.gamma(shape=8.0, scale=0.125, size=n_users)
     n_sessions = rng.poisson(rate * (stop - start) / 0.75)  # 0.75 = mean weekday acceptance
     n_sessions = np.maximum(n_sessions, 1)
 
