@@ -31,7 +31,7 @@ DATA = HERE / ".data"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=1_000_000)
-    parser.add_argument("--days", type=int, default=120)
+    parser.add_argument("--days", type=int, default=38)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
@@ -41,7 +41,7 @@ def main() -> None:
     from segmentkit.synth import DEFAULT_END, ensure_demo_log
 
     train_log = ensure_demo_log(20_000, 240, 7, DATA / "train_20000u_240d.parquet")
-    config = load_config(overrides={"segmentation": {"k": 6}})
+    config = load_config(HERE.parent / "params.yaml", overrides={"segmentation": {"k": 6}})
     t0 = time.perf_counter()
     model = train_model(config, train_log, DEFAULT_END).model
     print(f"trained on 20k users in {time.perf_counter() - t0:.1f} s")

@@ -105,7 +105,7 @@ def test_write_and_reuse(tmp_path, suffix):
 def test_invalid_settings():
     with pytest.raises(ConfigError, match="users must be at least 1"):
         generate_events(0, 90)
-    with pytest.raises(ConfigError, match="days must be at least 60"):
+    with pytest.raises(ConfigError, match="days must be at least 30"):
         generate_events(10, 5)
     with pytest.raises(ConfigError, match="expected a .parquet or .csv"):
         write_demo_log(generate_events(10, 60), "demo.json")

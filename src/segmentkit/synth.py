@@ -33,6 +33,8 @@ __all__ = [
 ]
 
 DEFAULT_END = dt.date(2025, 1, 1)
+# Bump when the generator's output changes, so cached demo logs are regenerated.
+GENERATOR_VERSION = 2
 
 # Browsing events drawn inside a session; purchase and refund are placed separately.
 EVENT_TYPES: tuple[str, ...] = (
@@ -144,8 +146,8 @@ def generate_events(
     """
     if n_users < 1:
         raise ConfigError(f"demo data: users must be at least 1, got {n_users}")
-    if n_days < 60:
-        raise ConfigError(f"demo data: days must be at least 60, got {n_days}")
+    if n_days < 30:
+        raise ConfigError(f"demo data: days must be at least 30, got {n_days}")
     rng = np.random.default_rng(seed)
     shares = np.array([a.share for a in archetypes])
     arch = rng.choice(len(archetypes), size=n_users, p=shares / shares.sum())
@@ -324,7 +326,13 @@ def ensure_demo_log(users: int, days: int, seed: int, path: str | Path) -> Path:
     """
     path = Path(path)
     stamp = path.with_name(f"{path.name}.settings.json")
-    wanted = {"users": users, "days": days, "seed": seed, "end": DEFAULT_END.isoformat()}
+    wanted = {
+        "users": users,
+        "days": days,
+        "seed": seed,
+        "end": DEFAULT_END.isoformat(),
+        "generator": GENERATOR_VERSION,
+    }
     if path.is_file() and stamp.is_file():
         try:
             if json.loads(stamp.read_text(encoding="utf-8")) == wanted:
