@@ -1,11 +1,11 @@
 """Fit time of Segmenter on 100k and 1M users.
 
-Feature tables are real: ``generate_events`` + ``build_features`` (240 days,
+Feature tables are real: ``generate_events`` + ``build_features`` (``--days``, 240,
 as_of = log end), not a synthetic stand-in. Prints the median of several fits for
 k fixed (6) and for k="auto" (k_range 3..10, bootstraps and silhouette on the
 default 20k / 10k subsamples).
 
-Run: ``python benchmarks/segmentation.py [--users 100000 1000000] [--repeats 3]``
+Run: ``python benchmarks/segmentation.py [--users 100000 1000000] [--repeats 3] [--days 240]``
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--days", type=int, default=240, help="Span of the generated log.")
     args = parser.parse_args()
     for n_users in args.users:
         start = time.perf_counter()
-        log = generate_events(n_users, 240, seed=0)
+        log = generate_events(n_users, args.days, seed=0)
         table = build_features(log.events, as_of=log.end)
         X = table.drop(columns="user_id")
         del log, table
