@@ -29,17 +29,21 @@ def test_tracking_uri_precedence(monkeypatch):
     assert resolve_tracking_uri("sqlite:///other.db") == "sqlite:///other.db"
 
 
+def _write_small_params(directory: Path, model_name: str) -> None:
+    (directory / "params.yaml").write_text(
+        "data:\n  demo: {users: 1500, days: 240, seed: 5, path: data/demo.parquet}\n"
+        "segmentation: {k: 4}\n"
+        "propensity:\n  targets: [{name: churn, kind: inactivity}]\n"
+        f"tracking: {{registered_model: {model_name}}}\n"
+    )
+
+
 def test_default_tracking_is_embedded_sqlite_in_the_working_directory(
     tmp_path, monkeypatch, capsys
 ):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    (tmp_path / "params.yaml").write_text(
-        "data:\n  demo: {users: 1500, days: 240, seed: 5, path: data/demo.parquet}\n"
-        "segmentation: {k: 4}\n"
-        "propensity:\n  targets: [{name: churn, kind: inactivity}]\n"
-        "tracking: {registered_model: sk-default}\n"
-    )
+    _write_small_params(tmp_path, "sk-default")
     with pytest.raises(SystemExit) as exit_info:
         main(["train"])
     assert exit_info.value.code == 0
@@ -108,12 +112,7 @@ def mlflow_server(tmp_path):
 def test_train_and_score_against_a_real_mlflow_server(mlflow_server, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-    (tmp_path / "params.yaml").write_text(
-        "data:\n  demo: {users: 1500, days: 240, seed: 5, path: data/demo.parquet}\n"
-        "segmentation: {k: 4}\n"
-        "propensity:\n  targets: [{name: churn, kind: inactivity}]\n"
-        "tracking: {registered_model: sk-server}\n"
-    )
+    _write_small_params(tmp_path, "sk-server")
     with pytest.raises(SystemExit) as exit_info:
         main(["train"])
     assert exit_info.value.code == 0

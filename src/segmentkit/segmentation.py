@@ -350,8 +350,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             Segment ids (nearest centroid for k-means and HDBSCAN, most probable
             component for the Gaussian mixture).
         """
-        check_is_fitted(self)
-        Z = self._transform_features(validate_data(self, X, dtype=np.float64, reset=False))
+        Z = self.scaled_features(X)
         if self.mixture_ is not None:
             return self.segment_ids_[self.mixture_.predict(Z)].astype(np.intp)
         return _nearest(Z, self.cluster_centers_)
