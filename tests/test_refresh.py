@@ -149,3 +149,26 @@ def test_refresh_command_reports_logs_and_exits_3_on_drift(champion, tmp_path, m
     assert run.data.metrics["drift/share_psi"] >= 0.25
     assert run.data.tags["segmentkit.command"] == "refresh"
     assert (tmp_path / "models" / "sk-refresh-challenger").is_dir()
+
+
+def test_refresh_promote_moves_the_champion_alias(champion, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    _events(seed=4).to_parquet(tmp_path / "new.parquet")
+    (tmp_path / "params.yaml").write_text(
+        "segmentation: {k: 6}\n"
+        "propensity:\n  targets: [{name: churn, kind: inactivity}]\n"
+        "tracking: {registered_model: sk-promote}\n"
+    )
+    with pytest.raises(SystemExit) as exit_info:  # version 1: the registry's first champion
+        main(["train", "--events", "new.parquet", "--as-of", "2025-01-01"])
+    assert exit_info.value.code == 0
+    with pytest.raises(SystemExit) as exit_info:  # champion from the registry, not a path
+        main(["refresh", "--events", "new.parquet", "--as-of", "2025-01-01", "--promote"])
+    assert exit_info.value.code == 0  # same data and as_of: no drift
+    assert "drift status: OK" in capsys.readouterr().out
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias("sk-promote", "champion").version) == "2"
+    assert (tmp_path / "models" / "sk-promote").is_dir()
