@@ -88,3 +88,20 @@ def test_bad_input_from_a_real_process_has_no_traceback(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "error: column 'timestamp' (timestamp): 1 value(s) cannot be parsed as a timestamp, e.g. row 0: 'not-a-time'"
     ]
+
+
+def test_features_of_a_transaction_table_mapped_in_params(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tx.csv").write_text(
+        "customer,date,amount\n7,2024-01-02,10.5\n7,2024-01-09,4.5\n8,2024-01-05,20\n"
+    )
+    (tmp_path / "params.yaml").write_text(
+        "data:\n  columns: {user_id: customer, timestamp: date, event: null, revenue: amount, "
+        "session_id: null}\n"
+    )
+    code, _, err = run(["features", "--events", "tx.csv", "--out", "f.csv"], capsys)
+    assert code == 0, err
+    table = pd.read_csv(tmp_path / "f.csv").set_index("user_id")
+    assert table.loc[7, "purchase_events"] == 2
+    assert table.loc[7, "revenue_total"] == 15.0
+    assert table.loc[8, "orders"] == 1

@@ -74,6 +74,17 @@ def test_invalid_params_are_refused_with_the_key(tmp_path, text, message):
         load_config(_write(tmp_path, text))
 
 
+def test_transaction_table_mapping_without_event_column(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        "data:\n  columns: {user_id: customer, timestamp: date, event: null, revenue: amount, "
+        "session_id: null}\n"
+    )
+    columns = load_config(path).data.columns
+    assert columns.event is None and columns.session_id is None
+    assert columns.user_id == "customer"
+
+
 def test_missing_params_file(tmp_path):
     with pytest.raises(ConfigError, match="params file not found"):
         load_config(tmp_path / "nope.yaml")

@@ -40,7 +40,7 @@ class ColumnMap:
 
     user_id: str = "user_id"
     timestamp: str = "timestamp"
-    event: str = "event"
+    event: str | None = "event"
     revenue: str | None = "revenue"
     session_id: str | None = "session_id"
 
