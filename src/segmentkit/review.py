@@ -103,9 +103,10 @@ def scaled_features(segmenter: Any, features: Any) -> np.ndarray:
             f"features have shape {values.shape}; the segmenter expects "
             f"{segmenter.n_features_in_} columns"
         )
-    if isinstance(frame, pd.DataFrame):
-        return segmenter.scaled_features(frame)
-    return segmenter.scaled_features(values)
+    if not isinstance(frame, pd.DataFrame) and names is not None:
+        # An array is read in training order; name its columns as sklearn expects.
+        frame = pd.DataFrame(values, columns=names)
+    return segmenter.scaled_features(frame if isinstance(frame, pd.DataFrame) else values)
 
 
 def sample_indices(n: int, size: int | None, seed: int = 0) -> np.ndarray:
