@@ -35,6 +35,10 @@ ParamsOption = Annotated[
     Path | None,
     typer.Option("--params", help="params.yaml (default: ./params.yaml if present)."),
 ]
+EventsOption = Annotated[
+    str | None,
+    typer.Option("--events", help="Event log path or glob (default: params, else demo data)."),
+]
 AsOfOption = Annotated[
     str | None,
     typer.Option(
@@ -85,7 +89,7 @@ def demo_data(
 @app.command("features")
 def features(
     out: Annotated[Path, typer.Option("--out", help="Feature table (.parquet or .csv).")],
-    events: Annotated[str | None, typer.Option("--events", help="Event log path or glob.")] = None,
+    events: EventsOption = None,
     as_of: AsOfOption = None,
     params: ParamsOption = None,
 ) -> None:
@@ -139,7 +143,7 @@ def _progress(name: str) -> Iterator[None]:
 @app.command("train")
 def train(
     params: ParamsOption = None,
-    events: Annotated[str | None, typer.Option("--events", help="Event log path or glob.")] = None,
+    events: EventsOption = None,
     as_of: AsOfOption = None,
     promote: Annotated[
         bool, typer.Option("--promote", help="Give the new version the champion alias.")
@@ -218,7 +222,7 @@ def _print_registered(bundle_root: Path, registered: Any) -> None:
 @app.command("refresh")
 def refresh(
     params: ParamsOption = None,
-    events: Annotated[str | None, typer.Option("--events", help="Event log path or glob.")] = None,
+    events: EventsOption = None,
     as_of: AsOfOption = None,
     model: Annotated[
         str | None,
@@ -301,7 +305,7 @@ def _print_training_summary(result: Any) -> None:
 def score(
     model: Annotated[str, typer.Option("--model", help="Bundle path or models:/NAME@ALIAS.")],
     out: Annotated[Path, typer.Option("--out", help="Scores (.parquet or .csv).")],
-    events: Annotated[str | None, typer.Option("--events", help="Event log path or glob.")] = None,
+    events: EventsOption = None,
     as_of: AsOfOption = None,
     params: ParamsOption = None,
 ) -> None:
