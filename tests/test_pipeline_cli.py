@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 import segmentkit
+from segmentkit import propensity as propensity_module
 from segmentkit.cli import main
 from segmentkit.synth import archetypes_path_for
 
@@ -249,3 +251,33 @@ def test_tampered_bundle_is_refused_by_score(trained, capsys, monkeypatch, tmp_p
     )
     assert code == 2
     assert "does not match its checksum" in err
+
+
+def test_chunked_scoring_matches_scikit_learn_exactly(trained, monkeypatch):
+    model = segmentkit.load(trained / "models" / "sk-test")
+    features = segmentkit.build_features(
+        trained / "data" / "demo.parquet", "2025-01-01", model.feature_config
+    )
+    whole = model.score_features(features)
+    # Chunks of a prime size (ragged, scored side by side) change nothing.
+    pd.testing.assert_frame_equal(model.score_features(features, chunk_size=97), whole)
+
+    X = features[model.feature_names]
+    np.testing.assert_array_equal(whole["segment_id"], model.segmenter.predict(X))
+    # Reference: the same models with scikit-learn's own tree predictor.
+    monkeypatch.setattr(
+        propensity_module, "hgb_raw_predict", lambda est, data: est._raw_predict(data).ravel()
+    )
+    for model_ in model.propensity.values():
+        np.testing.assert_array_equal(whole[model_.output_name], model_.predict(X))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_scoring_a_non_finite_feature_names_it(trained, bad):
+    model = segmentkit.load(trained / "models" / "sk-test")
+    features = segmentkit.build_features(
+        trained / "data" / "demo.parquet", "2025-01-01", model.feature_config
+    )
+    features.loc[5, "recency_days"] = bad
+    with pytest.raises(ValueError, match="infinity|NaN"):
+        model.score_features(features, chunk_size=100)

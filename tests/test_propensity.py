@@ -14,8 +14,13 @@ from segmentkit.propensity import (
     PropensityModel,
     build_labels,
     build_training_set,
+    feature_arrays,
+    feature_matrix,
     fit_propensity,
+    labels_from_codes,
+    percentile_rank,
     plan_snapshots,
+    row_chunks,
     score_propensity,
 )
 from segmentkit.synth import generate_events
@@ -503,3 +508,53 @@ def test_transaction_log(transactions, as_of):
     # Deterministic: the same data and random_state give identical scores.
     again = fit_propensity(transactions, as_of, FEATURES, config, n_threads=1)
     assert_frame_equal(scores, score_propensity(again.models, features))
+
+
+# --- scoring helpers -----------------------------------------------------------
+
+
+def test_percentile_rank_matches_pandas_max_rank():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 50, size=2000).astype(float) / 7  # many ties
+    scores[rng.random(2000) < 0.05] = np.nan
+    expected = pd.Series(scores).rank(method="max", pct=True).to_numpy() * 100.0
+    np.testing.assert_array_equal(percentile_rank(scores), expected)
+
+
+def test_percentile_rank_by_hand():
+    np.testing.assert_array_equal(
+        percentile_rank(np.array([3.0, np.nan, 1.0, 3.0])), [100.0, np.nan, 1 / 3 * 100.0, 100.0]
+    )
+    assert percentile_rank(np.array([])).shape == (0,)
+
+
+def test_labels_from_codes_use_the_default_string_dtype():
+    labels = labels_from_codes(["Low", "Medium", "High"], np.array([2, 0, 0, 1]))
+    assert labels.tolist() == ["High", "Low", "Low", "Medium"]
+    assert labels.dtype == pd.Series(["x"]).dtype
+
+
+def test_feature_matrix_refuses_non_finite_rows_only_in_their_chunk():
+    frame = pd.DataFrame({"a": [1, 2, 3, 4], "b": [0.5, np.inf, 1.5, 2.5]})
+    arrays = feature_arrays(frame, ["b", "a"])
+    assert feature_matrix(arrays, slice(0, 2)) is None
+    X = feature_matrix(arrays, slice(2, 4))
+    np.testing.assert_array_equal(X, [[1.5, 3.0], [2.5, 4.0]])
+    assert X.dtype == np.float64
+    with pytest.raises(ValueError, match="chunk_size"):
+        row_chunks(10, 0)
+
+
+def test_scores_do_not_depend_on_chunk_size(fitted, logs, as_of):
+    features = build_features(logs["clean"], as_of, FEATURES)
+    assert_frame_equal(
+        score_propensity(fitted.models, features, chunk_size=7),
+        score_propensity(fitted.models, features),
+    )
+
+
+def test_scoring_a_missing_value_names_it(fitted, logs, as_of):
+    features = build_features(logs["clean"], as_of, FEATURES)
+    features.loc[3, "events_total"] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        score_propensity(fitted.models, features)

@@ -34,11 +34,13 @@ import numpy as np
 import pandas as pd
 import sklearn
 import skops.io as sio
+from threadpoolctl import threadpool_limits
 
 from segmentkit.config import ColumnMap, FeatureConfig
 from segmentkit.data import EventSource, load_events, to_timestamp
 from segmentkit.errors import BundleError, DataValidationError
 from segmentkit.features import build_features
+from segmentkit.parallel import thread_map
 
 __all__ = [
     "FORMAT_VERSION",
@@ -90,7 +92,7 @@ class SegmentationModel:
         """Feature columns the segmenter expects, in order."""
         return [str(name) for name in self.segmenter.feature_names_in_]
 
-    def score_features(self, features: pd.DataFrame, chunk_size: int = 250_000) -> pd.DataFrame:
+    def score_features(self, features: pd.DataFrame, chunk_size: int = 50_000) -> pd.DataFrame:
         """Score a feature table: segment and every propensity column per user.
 
         Parameters
@@ -98,44 +100,70 @@ class SegmentationModel:
         features : pandas.DataFrame
             ``user_id`` and the feature columns of :attr:`feature_names` (extra columns ignored).
         chunk_size : int
-            Rows scored at once, to bound memory on large tables.
+            Rows converted to a float64 matrix and scored at once, to bound memory.
 
         Returns
         -------
         pandas.DataFrame
             ``user_id, segment_id, segment_name`` and the propensity columns.
         """
-        from segmentkit.propensity import score_propensity
+        from segmentkit.propensity import (
+            feature_arrays,
+            feature_matrix,
+            labels_from_codes,
+            propensity_columns,
+            row_chunks,
+            score_propensity,
+        )
 
-        missing = [c for c in ["user_id", *self.feature_names] if c not in features.columns]
+        names = self.feature_names
+        missing = [c for c in ["user_id", *names] if c not in features.columns]
         if missing:
             raise DataValidationError(
                 f"feature table lacks column(s) {missing} that the model was trained on"
             )
-        names = np.asarray(self.segmenter.segment_names_, dtype=object)
-        parts = []
-        for start in range(0, len(features), chunk_size):
-            chunk = features.iloc[start : start + chunk_size]
-            segment = self.segmenter.predict(chunk[self.feature_names])
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "user_id": chunk["user_id"].to_numpy(),
-                        "segment_id": segment.astype(np.int64),
-                        "segment_name": names[segment],
-                    }
-                )
-            )
-        scored = (
-            pd.concat(parts, ignore_index=True)
-            if parts
-            else pd.DataFrame(columns=["user_id", "segment_id", "segment_name"])
+        segmenter = self.segmenter
+        # Propensity models trained on the segmenter's columns share its matrices.
+        shared = {
+            target: model
+            for target, model in self.propensity.items()
+            if list(model.feature_names_in_) == names
+        }
+        segment = np.empty(len(features), dtype=np.intp)
+        scores = {target: np.empty(len(features)) for target in shared}
+        arrays = feature_arrays(features, names)
+
+        def score_rows(rows: slice) -> None:
+            # One chunk, start to finish, on one core; chunks run side by side.
+            X = feature_matrix(arrays, rows)
+            if X is None:  # the validating path names the bad value
+                chunk = features.iloc[rows][names]
+                segment[rows] = segmenter.predict(chunk)
+                for target, model in shared.items():
+                    scores[target][rows] = model.predict(chunk)
+                return
+            segment[rows] = segmenter._assign(segmenter._transform_features(X))
+            for target, model in shared.items():
+                scores[target][rows] = model._predict_array(X)
+
+        # BLAS only multiplies by a handful of centroids here; its threads would
+        # compete with the chunks' threads.
+        with threadpool_limits(limits=1, user_api="blas"):
+            thread_map(score_rows, row_chunks(len(features), chunk_size))
+        others = {t: m for t, m in self.propensity.items() if t not in shared}
+        if others:
+            rest = score_propensity(others, features, chunk_size)
+            scores |= {t: rest[m.output_name].to_numpy() for t, m in others.items()}
+        scored = pd.DataFrame(
+            {
+                "user_id": features["user_id"].reset_index(drop=True),
+                "segment_id": segment.astype(np.int64),
+                "segment_name": labels_from_codes(segmenter.segment_names_, segment),
+            }
         )
         if self.propensity:
-            scores = score_propensity(self.propensity, features)
-            scored = pd.concat(
-                [scored, scores.drop(columns=["user_id"]).reset_index(drop=True)], axis=1
-            )
+            columns = propensity_columns(self.propensity, features["user_id"], scores)
+            scored = pd.concat([scored, columns.drop(columns=["user_id"])], axis=1)
         return scored
 
     def score(

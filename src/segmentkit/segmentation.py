@@ -350,7 +350,10 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             Segment ids (nearest centroid for k-means and HDBSCAN, most probable
             component for the Gaussian mixture).
         """
-        Z = self.scaled_features(X)
+        return self._assign(self.scaled_features(X))
+
+    def _assign(self, Z: np.ndarray) -> np.ndarray:
+        """Segment ids of rows already in the scaled space (see :meth:`scaled_features`)."""
         if self.mixture_ is not None:
             return self.segment_ids_[self.mixture_.predict(Z)].astype(np.intp)
         return _nearest(Z, self.cluster_centers_)
@@ -864,10 +867,17 @@ def _nearest(Z: np.ndarray, centers: np.ndarray) -> np.ndarray:
 
 
 def _signed_log(X: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``sign(x) * log1p(|x|)`` on the masked columns of a copy of ``X``."""
     out = np.array(X, dtype=np.float64, copy=True)
-    if mask.any():
-        cols = out[:, mask]
-        out[:, mask] = np.sign(cols) * np.log1p(np.abs(cols))
+    columns = np.flatnonzero(mask)
+    if columns.size == 0:
+        return out
+    # In row blocks that stay in cache, whatever the memory layout of X.
+    step = 8192
+    for start in range(0, out.shape[0], step):
+        block = out[start : start + step]
+        values = block[:, columns]
+        block[:, columns] = np.sign(values) * np.log1p(np.abs(values))
     return out
 
 

@@ -1,0 +1,67 @@
+"""A shared pool of worker threads for numeric kernels that release the GIL.
+
+Plain threads rather than an OpenMP team: idle workers sleep on a queue instead of
+spinning, so they never starve the single-threaded numpy work between kernels.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+__all__ = ["thread_map", "usable_cores"]
+
+T = TypeVar("T")
+
+_LOCK = threading.Lock()
+_POOL: dict[int, ThreadPoolExecutor] = {}  # by process id: a forked child needs its own
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS reports it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_WORKER = threading.local()
+
+
+def _mark_worker() -> None:
+    _WORKER.active = True
+
+
+def _pool() -> ThreadPoolExecutor:
+    pid = os.getpid()
+    with _LOCK:
+        if pid not in _POOL:
+            _POOL.clear()
+            _POOL[pid] = ThreadPoolExecutor(
+                max_workers=usable_cores(),
+                thread_name_prefix="segmentkit",
+                initializer=_mark_worker,
+            )
+        return _POOL[pid]
+
+
+def thread_map(function: Callable[..., T], *iterables: Iterable[Any]) -> list[T]:
+    """``[function(*args) for args in zip(*iterables)]``, run on the shared pool.
+
+    A single call runs inline, and so does a call from a pool worker (waiting on the
+    pool from inside it could deadlock). Exceptions propagate from the first failing
+    call.
+
+    Examples
+    --------
+    >>> thread_map(pow, [2, 3], [3, 2])
+    [8, 9]
+    """
+    calls = list(zip(*iterables, strict=True))
+    if len(calls) <= 1 or usable_cores() == 1 or getattr(_WORKER, "active", False):
+        return [function(*args) for args in calls]
+    futures = [_pool().submit(function, *args) for args in calls]
+    return [future.result() for future in futures]
