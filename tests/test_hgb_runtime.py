@@ -1,5 +1,8 @@
 """Complete-tree scoring of HistGradientBoosting models: bit-identical to scikit-learn."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -139,3 +142,29 @@ def test_row_ranges_cover_every_row_once(n_rows, n_parts):
     np.testing.assert_array_equal(covered, np.arange(n_rows))
     assert all(a % 8 == 0 for a, _ in ranges)
     assert len(ranges) <= n_parts
+
+
+def test_kernels_compile_without_a_writable_cache():
+    # numba raises at import time when it finds no writable cache folder (read-only
+    # installs); the module must then compile per process and still score exactly.
+    script = """
+import numpy as np
+import numba.core.caching as caching
+
+def refuse(self, py_func):
+    raise RuntimeError("cannot cache function: no locator available for file")
+
+caching.FunctionCache.__init__ = refuse
+from sklearn.ensemble import HistGradientBoostingRegressor
+from segmentkit.hgb_runtime import raw_predict
+rng = np.random.default_rng(0)
+X = rng.normal(size=(300, 3))
+model = HistGradientBoostingRegressor(max_depth=3, max_iter=5).fit(X, X[:, 0])
+assert np.array_equal(raw_predict(model, X), model._raw_predict(X).ravel())
+print("ok")
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,7 +197,19 @@ def _sum_forest(X: np.ndarray, forest: CompleteForest, start: int, stop: int, ou
     _sum_rows(X, *trees[:2], forest.missing_right, *trees[2:], start, stop, out)
 
 
-@njit(nogil=True, cache=True)
+def _kernel(function: Callable) -> Callable:
+    """Compile ``function`` with numba, cached on disk where a cache can be written.
+
+    numba refuses ``cache=True`` at import time when neither the package folder nor
+    a user cache folder is writable (read-only containers); compile per process then.
+    """
+    try:
+        return njit(nogil=True, cache=True)(function)
+    except RuntimeError:
+        return njit(nogil=True)(function)
+
+
+@_kernel
 def _sum_rows(X, feature, threshold, missing_right, leaf_value, depth, baseline, start, stop, out):
     """General kernel, one row at a time, NaN-aware: rows ``start..stop`` of ``X``."""
     n_slots = 2**depth - 1
@@ -216,7 +229,7 @@ def _sum_rows(X, feature, threshold, missing_right, leaf_value, depth, baseline,
         out[i] = total
 
 
-@njit(nogil=True, cache=True)
+@_kernel
 def _sum_blocks_without_nan(X, feature, threshold, leaf_value, depth, baseline, start, stop, out):
     """NaN-free kernel: rows ``start..stop`` (8 apart), eight rows side by side.
 
