@@ -40,7 +40,12 @@ from segmentkit.config import ColumnMap, FeatureConfig
 from segmentkit.data import EventSource, load_events, to_timestamp
 from segmentkit.errors import BundleError, DataValidationError
 from segmentkit.features import build_features
-from segmentkit.parallel import thread_map
+from segmentkit.propensity import (
+    CHUNK_ROWS,
+    labels_from_codes,
+    map_feature_chunks,
+    score_propensity,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -92,7 +97,7 @@ class SegmentationModel:
         """Feature columns the segmenter expects, in order."""
         return [str(name) for name in self.segmenter.feature_names_in_]
 
-    def score_features(self, features: pd.DataFrame, chunk_size: int = 50_000) -> pd.DataFrame:
+    def score_features(self, features: pd.DataFrame, chunk_size: int = CHUNK_ROWS) -> pd.DataFrame:
         """Score a feature table: segment and every propensity column per user.
 
         Parameters
@@ -107,15 +112,6 @@ class SegmentationModel:
         pandas.DataFrame
             ``user_id, segment_id, segment_name`` and the propensity columns.
         """
-        from segmentkit.propensity import (
-            feature_arrays,
-            feature_matrix,
-            labels_from_codes,
-            propensity_columns,
-            row_chunks,
-            score_propensity,
-        )
-
         names = self.feature_names
         missing = [c for c in ["user_id", *names] if c not in features.columns]
         if missing:
@@ -123,37 +119,22 @@ class SegmentationModel:
                 f"feature table lacks column(s) {missing} that the model was trained on"
             )
         segmenter = self.segmenter
-        # Propensity models trained on the segmenter's columns share its matrices.
-        shared = {
-            target: model
-            for target, model in self.propensity.items()
-            if list(model.feature_names_in_) == names
-        }
         segment = np.empty(len(features), dtype=np.intp)
-        scores = {target: np.empty(len(features)) for target in shared}
-        arrays = feature_arrays(features, names)
 
-        def score_rows(rows: slice) -> None:
-            # One chunk, start to finish, on one core; chunks run side by side.
-            X = feature_matrix(arrays, rows)
-            if X is None:  # the validating path names the bad value
-                chunk = features.iloc[rows][names]
-                segment[rows] = segmenter.predict(chunk)
-                for target, model in shared.items():
-                    scores[target][rows] = model.predict(chunk)
-                return
-            segment[rows] = segmenter._assign(segmenter._transform_features(X))
-            for target, model in shared.items():
-                scores[target][rows] = model._predict_array(X)
+        def assign_chunk(rows: slice, X: np.ndarray | None) -> None:
+            segment[rows] = (
+                segmenter.predict(features.iloc[rows][names])  # names the bad value
+                if X is None
+                else segmenter._assign(segmenter._transform_features(X))
+            )
 
-        # BLAS only multiplies by a handful of centroids here; its threads would
-        # compete with the chunks' threads.
+        # BLAS only multiplies by a handful of centroids here; its threads would keep
+        # spinning after each product and take the cores from the scoring threads.
         with threadpool_limits(limits=1, user_api="blas"):
-            thread_map(score_rows, row_chunks(len(features), chunk_size))
-        others = {t: m for t, m in self.propensity.items() if t not in shared}
-        if others:
-            rest = score_propensity(others, features, chunk_size)
-            scores |= {t: rest[m.output_name].to_numpy() for t, m in others.items()}
+            map_feature_chunks(features, names, assign_chunk, chunk_size)
+            scores = (
+                score_propensity(self.propensity, features, chunk_size) if self.propensity else None
+            )
         scored = pd.DataFrame(
             {
                 "user_id": features["user_id"].reset_index(drop=True),
@@ -161,9 +142,8 @@ class SegmentationModel:
                 "segment_name": labels_from_codes(segmenter.segment_names_, segment),
             }
         )
-        if self.propensity:
-            columns = propensity_columns(self.propensity, features["user_id"], scores)
-            scored = pd.concat([scored, columns.drop(columns=["user_id"])], axis=1)
+        if scores is not None:
+            scored = pd.concat([scored, scores.drop(columns=["user_id"])], axis=1)
         return scored
 
     def score(

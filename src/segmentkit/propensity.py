@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,13 +77,12 @@ __all__ = [
     "SnapshotPlan",
     "build_labels",
     "build_training_set",
-    "feature_arrays",
     "feature_matrix",
     "fit_propensity",
     "labels_from_codes",
+    "map_feature_chunks",
     "percentile_rank",
     "plan_snapshots",
-    "propensity_columns",
     "row_chunks",
     "score_propensity",
 ]
@@ -94,8 +93,9 @@ CANDIDATES: tuple[str, ...] = ("logistic", "hgb")
 """Families competing for a target; the others are baselines."""
 BASELINES: tuple[str, ...] = ("recency", "rfm")
 BUCKETS: tuple[str, ...] = ("Low", "Medium", "High")
-# Rows scored at once: small enough to reuse memory, large enough to amortize calls.
-CHUNK_ROWS = 65_536
+# Rows scored at once: small enough to reuse memory, large enough to amortize calls
+# (and not a power of two: column-major chunks would then alias in the CPU caches).
+CHUNK_ROWS = 50_000
 _KINDS = ("inactivity", "event", "count")
 # Features the baselines read: R, F, M.
 _RECENCY = "recency_days"
@@ -1150,7 +1150,8 @@ def score_propensity(
         raise DataValidationError(
             f"features: missing column 'user_id'; columns present: {list(features.columns)}"
         )
-    scores = {}
+    # Models that read the same columns share one matrix per chunk of rows.
+    groups: dict[tuple[str, ...], list[str]] = {}
     for name, model in models.items():
         check_is_fitted(model)
         needed = list(model.feature_names_in_)
@@ -1159,21 +1160,24 @@ def score_propensity(
             raise DataValidationError(
                 f"features: model {name!r} needs column(s) {missing} that are missing"
             )
-        scores[name] = np.empty(len(features))
-        arrays = feature_arrays(features, needed)
+        groups.setdefault(tuple(needed), []).append(name)
+    scores = {name: np.empty(len(features)) for name in models}
+    for columns, names in groups.items():
 
-        def score_rows(rows: slice, model=model, needed=needed, arrays=arrays, out=scores[name]):
-            X = feature_matrix(arrays, rows)
-            # Non-finite input goes through predict, which names the problem.
-            out[rows] = (
-                model.predict(features.iloc[rows][needed]) if X is None else model._predict_array(X)
-            )
+        def score_chunk(rows: slice, X: np.ndarray | None, columns=columns, names=names) -> None:
+            for name in names:
+                # Non-finite input goes through predict, which names the problem.
+                scores[name][rows] = (
+                    models[name].predict(features.iloc[rows][list(columns)])
+                    if X is None
+                    else models[name]._predict_array(X)
+                )
 
-        thread_map(score_rows, row_chunks(len(features), chunk_size))
-    return propensity_columns(models, features["user_id"], scores)
+        map_feature_chunks(features, columns, score_chunk, chunk_size)
+    return _score_table(models, features["user_id"], scores)
 
 
-def propensity_columns(
+def _score_table(
     models: Mapping[str, PropensityModel], user_id: pd.Series, scores: Mapping[str, np.ndarray]
 ) -> pd.DataFrame:
     """Assemble :func:`score_propensity`'s table from each model's scores."""
@@ -1202,9 +1206,22 @@ def row_chunks(n_rows: int, chunk_size: int = CHUNK_ROWS) -> list[slice]:
     return [slice(a, min(a + chunk_size, n_rows)) for a in range(0, n_rows, chunk_size)]
 
 
-def feature_arrays(features: pd.DataFrame, columns: Sequence[str]) -> list[np.ndarray]:
-    """Return the numpy values of each of ``columns`` (no copy where pandas holds numpy)."""
-    return [features[name].to_numpy() for name in columns]
+def map_feature_chunks(
+    features: pd.DataFrame,
+    columns: Sequence[str],
+    score_chunk: Callable[[slice, np.ndarray | None], None],
+    chunk_size: int = CHUNK_ROWS,
+) -> None:
+    """Call ``score_chunk(rows, X)`` for every chunk of rows, side by side on the cores.
+
+    ``X`` is :func:`feature_matrix` of the chunk: ``features[columns]`` as float64, or
+    ``None`` when the chunk holds a missing or infinite value.
+    """
+    arrays = [features[name].to_numpy() for name in columns]
+    thread_map(
+        lambda rows: score_chunk(rows, feature_matrix(arrays, rows)),
+        row_chunks(len(features), chunk_size),
+    )
 
 
 def feature_matrix(arrays: Sequence[np.ndarray], rows: slice) -> np.ndarray | None:
