@@ -37,7 +37,7 @@ kind, path, as_of = sys.argv[1], sys.argv[2], sys.argv[3]
 import duckdb
 import pandas as pd
 if kind == "segmentkit":
-    from segmentkit.data import load_events
+    from segmentkit.io.events import load_events
     from segmentkit.features import build_features
 start = time.perf_counter()
 extra = {}
@@ -68,7 +68,7 @@ print(json.dumps({"seconds": seconds, "peak_gb": peak_kb / 1024**2, "rows": rows
 
 
 def ensure_log(users: int, days: int, seed: int) -> tuple[Path, str]:
-    from segmentkit.synth import DEFAULT_END, ensure_demo_log
+    from segmentkit.io.synth import DEFAULT_END, ensure_demo_log
 
     path = DATA / f"events_{users}u_{days}d.parquet"
     t0 = time.perf_counter()

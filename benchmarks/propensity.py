@@ -12,10 +12,11 @@ import time
 import pandas as pd
 
 from segmentkit.config import load_config
-from segmentkit.data import load_events
 from segmentkit.features import build_features
-from segmentkit.propensity import fit_propensity, score_propensity
-from segmentkit.synth import generate_events
+from segmentkit.io.events import load_events
+from segmentkit.io.synth import generate_events
+from segmentkit.models.propensity import fit_propensity
+from segmentkit.scoring import score_propensity
 
 
 def main() -> None:

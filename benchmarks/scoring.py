@@ -12,7 +12,7 @@ targets), then scores a 1M-user population:
     features, scoring);
 (c) baseline: scikit-learn's own predictors on the same matrix (the Segmenter's
     ``predict`` and each fitted estimator's ``decision_function`` / ``predict``, i.e.
-    the boosted trees without :mod:`segmentkit.hgb_runtime`), without calibration,
+    the boosted trees without :mod:`segmentkit.models.hgb_runtime`), without calibration,
     percentiles, buckets or frame assembly.
 
 Prints medians of ``--runs`` runs, users/s, and the ratio c/a (target: >= 500k users/s
@@ -42,10 +42,10 @@ def main() -> None:
 
     from segmentkit.config import load_config
     from segmentkit.features import build_features
+    from segmentkit.io.synth import DEFAULT_END, ensure_demo_log
+    from segmentkit.models.propensity import _raw_score
     from segmentkit.parallel import usable_cores
-    from segmentkit.pipeline import train_model
-    from segmentkit.propensity import _raw_score
-    from segmentkit.synth import DEFAULT_END, ensure_demo_log
+    from segmentkit.training import train_model
 
     train_log = ensure_demo_log(20_000, 240, 7, DATA / "train_20000u_240d.parquet")
     config = load_config(HERE.parent / "params.yaml", overrides={"segmentation": {"k": 6}})

@@ -16,8 +16,8 @@ import time
 import warnings
 
 from segmentkit.features import build_features
-from segmentkit.segmentation import Segmenter, StabilityWarning
-from segmentkit.synth import generate_events
+from segmentkit.io.synth import generate_events
+from segmentkit.models.segmentation import Segmenter, StabilityWarning
 
 
 def _time_fit(X, repeats: int, **params) -> tuple[float, Segmenter]:

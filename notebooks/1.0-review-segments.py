@@ -22,8 +22,8 @@
 # and the segment names with their descriptions.
 #
 # Change the `parameters` cell (or inject values after it, papermill-style) to review
-# another model or snapshot. Figures come from `segmentkit.plots`, small steps from
-# `segmentkit.review`; the notebook itself holds no logic.
+# another model or snapshot. Figures come from `segmentkit.report.plots`, small steps from
+# `segmentkit.report.review`; the notebook itself holds no logic.
 
 # %%
 # %matplotlib inline
@@ -53,8 +53,8 @@ import umap
 from IPython.display import Markdown, display
 
 import segmentkit
-from segmentkit import plots, review
-from segmentkit.data import default_as_of, to_timestamp
+from segmentkit.io.events import default_as_of, to_timestamp
+from segmentkit.report import plots, review
 
 # %% [markdown]
 # ## Model and snapshot
@@ -67,12 +67,12 @@ model = segmentkit.load(model_uri, tracking_uri=tracking_uri)
 segmenter = model.segmenter
 names = list(segmenter.segment_names_)
 log = segmentkit.load_events(events, model.columns)
-snapshot = to_timestamp(as_of if as_of is not None else model.metadata["as_of"])
+snapshot = to_timestamp(as_of if as_of is not None else model.metadata.as_of)
 features = segmentkit.build_features(log, snapshot, model.feature_config)
 scores = model.score_features(features)
 display(
     Markdown(
-        f"Model `{model_uri}` trained as of **{model.metadata['as_of'][:10]}** with "
+        f"Model `{model_uri}` trained as of **{model.metadata.as_of[:10]}** with "
         f"{segmenter.n_segments_} segments and propensity targets "
         f"{', '.join(model.propensity) or 'none'}. Snapshot **{snapshot:%Y-%m-%d}**: "
         f"{len(features):,} users."
@@ -174,7 +174,7 @@ for target in model.propensity:
 # %%
 if model.propensity:
     horizon = max(int(m.horizon_days) for m in model.propensity.values())
-    window = review.outcome_window(snapshot, horizon, default_as_of(log), model.metadata["as_of"])
+    window = review.outcome_window(snapshot, horizon, default_as_of(log), model.metadata.as_of)
     scored_then = (
         scores
         if window.snapshot == snapshot
@@ -193,7 +193,7 @@ if model.propensity:
     display(plots.outcome_by_segment(by_segment, names=names))
     display(by_segment)
     display(
-        pd.DataFrame(model.metadata.get("propensity_evaluation", [])).pivot(
+        pd.DataFrame(list(model.metadata.propensity_evaluation)).pivot(
             index="metric", columns="target", values="value"
         )
     )
@@ -204,7 +204,7 @@ else:
 # ## Segment names and descriptions
 #
 # Names come from each segment's profile against the population (rules in
-# `segmentkit.segmentation`); the description lists the three features that set the
+# `segmentkit.models.segmentation`); the description lists the three features that set the
 # segment apart most. Share, users and stability are those at training.
 
 # %%

@@ -44,8 +44,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 import segmentkit
-from segmentkit import plots, review
 from segmentkit.drift import DriftReport
+from segmentkit.report import plots, review
 
 # %%
 source = Path(report)

@@ -1,6 +1,6 @@
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from segmentkit.segmentation import Segmenter
+from segmentkit.models.segmentation import Segmenter
 
 
 # No expected failures: every check passes for both instances.

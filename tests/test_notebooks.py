@@ -20,10 +20,10 @@ from nbclient import NotebookClient
 
 from segmentkit.bundle import load_bundle, save_bundle
 from segmentkit.config import load_config
-from segmentkit.data import load_events
-from segmentkit.pipeline import train_model
+from segmentkit.io.events import load_events
+from segmentkit.io.synth import generate_events
 from segmentkit.refresh import refresh_model
-from segmentkit.synth import generate_events
+from segmentkit.training import train_model
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ["1.0-review-segments", "2.0-refresh-drift"]

@@ -13,11 +13,11 @@ from mlflow.tracking import MlflowClient
 from segmentkit.bundle import load_bundle, save_bundle
 from segmentkit.cli import main
 from segmentkit.config import load_config
-from segmentkit.data import load_events
 from segmentkit.errors import InsufficientDataError
-from segmentkit.pipeline import train_model
+from segmentkit.io.events import load_events
+from segmentkit.io.synth import ARCHETYPES, generate_events
 from segmentkit.refresh import refresh_model
-from segmentkit.synth import ARCHETYPES, generate_events
+from segmentkit.training import train_model
 
 END = dt.datetime(2025, 1, 1)
 CONFIG = load_config(
@@ -99,7 +99,7 @@ def test_backtest_uses_only_outcomes_after_the_champions_as_of(tmp_path):
     assert backtest.training_auc == pytest.approx(
         next(
             r["value"]
-            for r in champion.metadata["propensity_evaluation"]
+            for r in champion.metadata.propensity_evaluation
             if r["target"] == "churn" and r["metric"] == "roc_auc"
         )
     )

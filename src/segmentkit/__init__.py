@@ -3,9 +3,9 @@
 Build as-of features, find stable segments, score propensities and watch drift.
 """
 
-from segmentkit.bundle import SegmentationModel, load
+from segmentkit.api import load
+from segmentkit.bundle import SegmentationModel
 from segmentkit.config import Config, load_config
-from segmentkit.data import DataQualityReport, EventLog, load_events
 from segmentkit.errors import (
     BundleError,
     ConfigError,
@@ -14,9 +14,9 @@ from segmentkit.errors import (
     SegmentkitError,
 )
 from segmentkit.features import build_features, describe_features, feature_names
-from segmentkit.segmentation import Segmenter
-
-__version__ = "0.1.0"
+from segmentkit.io.events import DataQualityReport, EventLog, load_events
+from segmentkit.models.segmentation import Segmenter
+from segmentkit.version import __version__
 
 __all__ = [
     "BundleError",

@@ -59,7 +59,7 @@ def _events_path(cfg: Config, events: str | None) -> str:
         return events
     if cfg.data.events:
         return cfg.data.events
-    from segmentkit.synth import ensure_demo_log
+    from segmentkit.io.synth import ensure_demo_log
 
     demo = cfg.data.demo
     typer.echo(
@@ -76,7 +76,7 @@ def demo_data(
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
 ) -> None:
     """Generate a demo event log with planted archetypes (truth written beside it)."""
-    from segmentkit.synth import generate_events, write_demo_log
+    from segmentkit.io.synth import generate_events, write_demo_log
 
     log = generate_events(users, days, seed=seed)
     events_path, truth_path = write_demo_log(log, out)
@@ -94,14 +94,14 @@ def features(
     params: ParamsOption = None,
 ) -> None:
     """Build the as-of feature table, one row per user."""
-    from segmentkit.data import (
+    from segmentkit.features import build_features
+    from segmentkit.io.events import (
         check_output_path,
         default_as_of,
         load_events,
         to_timestamp,
         write_table,
     )
-    from segmentkit.features import build_features
 
     check_output_path(out)
     cfg = _config(params)
@@ -150,7 +150,7 @@ def train(
     ] = False,
 ) -> None:
     """Train segments and propensity models, save the bundle, log and register the run."""
-    from segmentkit.pipeline import train_model
+    from segmentkit.training import train_model
 
     cfg = _config(params)
     source = _events_path(cfg, events)
@@ -174,7 +174,7 @@ def _save_and_log(
     """Save the bundle, then log the run and register the model (the I/O edge of train/refresh)."""
     from segmentkit import tracking
     from segmentkit.bundle import live_version, save_bundle
-    from segmentkit.reporting import training_figures
+    from segmentkit.report.training import training_figures
 
     with _progress("Saving the bundle"):
         save_bundle(result.model, bundle_root)
@@ -311,7 +311,7 @@ def score(
 ) -> None:
     """Score every user of an event log with a saved model."""
     import segmentkit
-    from segmentkit.data import check_output_path, write_table
+    from segmentkit.io.events import check_output_path, write_table
 
     check_output_path(out)
     cfg = _config(params)

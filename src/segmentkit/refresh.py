@@ -14,11 +14,9 @@ import pandas as pd
 
 from segmentkit.bundle import SegmentationModel
 from segmentkit.config import Config, TargetConfig
-from segmentkit.data import EventLog, EventSource, to_timestamp
 from segmentkit.drift import (
     BacktestResult,
     DriftReport,
-    FeatureReference,
     migration_matrix,
     propensity_backtest,
     run_drift_tests,
@@ -26,7 +24,8 @@ from segmentkit.drift import (
 )
 from segmentkit.errors import InsufficientDataError
 from segmentkit.features import build_features
-from segmentkit.pipeline import Progress, TrainingResult, _silent, load_snapshot, train_model
+from segmentkit.io.events import EventLog, EventSource, to_timestamp
+from segmentkit.training import Progress, TrainingResult, _silent, load_snapshot, train_model
 
 __all__ = ["RefreshResult", "refresh_model", "standardized_centroids"]
 
@@ -71,13 +70,14 @@ def _backtests(
     config: Config,
 ) -> list[BacktestResult]:
     """Score the champion's old snapshot and compare with outcomes known now."""
-    from segmentkit.propensity import build_labels, score_propensity
+    from segmentkit.models.labels import build_labels
+    from segmentkit.scoring import score_propensity
 
     if not champion.propensity:
         return []
     training = {
         (row["target"], row["metric"]): row["value"]
-        for row in champion.metadata.get("propensity_evaluation", [])
+        for row in champion.metadata.propensity_evaluation
     }
     targets = _targets(config)
     features_then = build_features(log, champion_as_of, champion.feature_config)
@@ -125,13 +125,13 @@ def refresh_model(
     as_of : date-like, optional
         New snapshot; default ``data.as_of``, else the midnight after the last event.
     progress : callable
-        Wraps long steps (see :func:`segmentkit.pipeline.train_model`).
+        Wraps long steps (see :func:`segmentkit.training.train_model`).
 
     Returns
     -------
     RefreshResult
     """
-    champion_as_of = to_timestamp(champion.metadata["as_of"])
+    champion_as_of = to_timestamp(champion.metadata.as_of)
     with progress("Loading and validating events"):
         log, snapshot = load_snapshot(config, events, as_of)
     if snapshot < champion_as_of:
@@ -161,14 +161,11 @@ def refresh_model(
         migration = migration_matrix(
             previous, pd.Series(champion_labels, index=current["user_id"].to_numpy())
         )
-        reference = {
-            name: FeatureReference.from_dict(data)
-            for name, data in champion.metadata["feature_reference"].items()
-        }
+        reference = champion.metadata.feature_reference
         report = run_drift_tests(
             reference,
             current[names],
-            reference_shares=champion.metadata.get("segment_shares"),
+            reference_shares=champion.metadata.segment_shares or None,
             current_labels=champion_labels,
             config=config.drift,
             agreement=agreement,

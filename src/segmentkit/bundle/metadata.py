@@ -1,0 +1,90 @@
+"""BundleMetadata: the typed facts a bundle carries beside its fitted objects.
+
+Every module that needs a fact about a trained model (its snapshot, the feature
+reference for drift, the segment shares, the evaluation) reads a field of this class
+instead of a key of a free-form dict, and :mod:`segmentkit.serialization` writes and
+reads it as ``metadata.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from segmentkit.config import ColumnMap, FeatureConfig
+from segmentkit.drift.reference import FeatureReference
+from segmentkit.errors import BundleError
+from segmentkit.serialization import from_jsonable, to_jsonable
+
+__all__ = ["BundleMetadata"]
+
+
+@dataclass(frozen=True)
+class BundleMetadata:
+    """Facts about a trained model, stored as ``metadata.json`` in its bundle.
+
+    Attributes
+    ----------
+    as_of : str
+        Training snapshot (ISO 8601): features used only events before it.
+    params : dict
+        All of ``params.yaml`` as trained (JSON-safe).
+    feature_names : tuple of str
+        Feature columns the models take, in order.
+    feature_reference : dict of str to FeatureReference
+        Training distribution of each feature, for drift on refresh.
+    segment_names : tuple of str
+        Name of each segment id.
+    segment_shares : dict of str to float
+        Share of training users per segment id.
+    data_fingerprint : str
+        Digest of the training log's aggregate shape (never of user rows).
+    data_quality : dict
+        The training log's DataQualityReport.
+    propensity_evaluation : tuple of dict
+        Out-of-time metrics of each propensity target's chosen model.
+    propensity_choice : dict of str to str
+        Model family chosen per target.
+    input_schema : dict
+        What the training input held (columns, key events seen), checked at scoring.
+    format_version, versions, propensity_targets, saved_at, feature_config, columns
+        Written by :func:`~segmentkit.bundle.save_bundle`.
+    """
+
+    as_of: str
+    params: dict[str, Any] = field(default_factory=dict)
+    feature_names: tuple[str, ...] = ()
+    feature_reference: dict[str, FeatureReference] = field(default_factory=dict)
+    segment_names: tuple[str, ...] = ()
+    segment_shares: dict[str, float] = field(default_factory=dict)
+    data_fingerprint: str = ""
+    data_quality: dict[str, Any] = field(default_factory=dict)
+    propensity_evaluation: tuple[dict[str, Any], ...] = ()
+    propensity_choice: dict[str, str] = field(default_factory=dict)
+    input_schema: dict[str, Any] = field(default_factory=dict)
+    format_version: int | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    propensity_targets: tuple[str, ...] = ()
+    saved_at: str = ""
+    feature_config: FeatureConfig | None = None
+    columns: ColumnMap | None = None
+
+    def to_json(self) -> str:
+        """Return the metadata as indented, key-sorted JSON."""
+        return json.dumps(to_jsonable(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "metadata.json") -> BundleMetadata:
+        """Read metadata written by :meth:`to_json`.
+
+        Raises
+        ------
+        BundleError
+            The text is not JSON, or a field is missing or malformed.
+        """
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BundleError(f"{where} is not valid JSON: {exc}") from None
+        return from_jsonable(cls, data, what=where, error=BundleError)

@@ -1,0 +1,118 @@
+"""SegmentationModel: the fitted segmenter, propensity models and metadata, ready to score."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from segmentkit.bundle.metadata import BundleMetadata
+from segmentkit.config import ColumnMap, FeatureConfig
+from segmentkit.errors import DataValidationError
+from segmentkit.features import build_features
+from segmentkit.io.events import EventSource, load_events, to_timestamp
+from segmentkit.scoring import CHUNK_ROWS, labels_from_codes, map_feature_chunks, score_propensity
+
+
+@dataclass
+class SegmentationModel:
+    """Everything a refresh or a scoring job needs, fitted.
+
+    Attributes
+    ----------
+    segmenter : Segmenter
+        Fitted segmentation estimator.
+    propensity : dict of str to PropensityModel
+        Fitted propensity model per target name.
+    feature_config : FeatureConfig
+        Feature settings the models were trained with (scoring rebuilds features alike).
+    columns : ColumnMap
+        Column mapping of the training log (default for scoring).
+    metadata : BundleMetadata
+        Facts about training: as_of, params, versions, feature reference, segment shares.
+    """
+
+    segmenter: Any
+    propensity: dict[str, Any]
+    feature_config: FeatureConfig
+    columns: ColumnMap = field(default_factory=ColumnMap)
+    metadata: BundleMetadata = field(default_factory=lambda: BundleMetadata(as_of=""))
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Feature columns the segmenter expects, in order."""
+        return [str(name) for name in self.segmenter.feature_names_in_]
+
+    def score_features(self, features: pd.DataFrame, chunk_size: int = CHUNK_ROWS) -> pd.DataFrame:
+        """Score a feature table: segment and every propensity column per user.
+
+        Parameters
+        ----------
+        features : pandas.DataFrame
+            ``user_id`` and the feature columns of :attr:`feature_names` (extra columns ignored).
+        chunk_size : int
+            Rows converted to a float64 matrix and scored at once, to bound memory.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``user_id, segment_id, segment_name`` and the propensity columns.
+        """
+        names = self.feature_names
+        missing = [c for c in ["user_id", *names] if c not in features.columns]
+        if missing:
+            raise DataValidationError(
+                f"feature table lacks column(s) {missing} that the model was trained on"
+            )
+        segmenter = self.segmenter
+        segment = np.empty(len(features), dtype=np.intp)
+
+        def assign_chunk(rows: slice, X: np.ndarray | None) -> None:
+            segment[rows] = (
+                segmenter.predict(features.iloc[rows][names])  # names the bad value
+                if X is None
+                else segmenter._assign(segmenter._transform_features(X))
+            )
+
+        # BLAS only multiplies by a handful of centroids here; its threads would keep
+        # spinning after each product and take the cores from the scoring threads.
+        with threadpool_limits(limits=1, user_api="blas"):
+            map_feature_chunks(features, names, assign_chunk, chunk_size)
+            scores = (
+                score_propensity(self.propensity, features, chunk_size) if self.propensity else None
+            )
+        scored = pd.DataFrame(
+            {
+                "user_id": features["user_id"].reset_index(drop=True),
+                "segment_id": segment.astype(np.int64),
+                "segment_name": labels_from_codes(segmenter.segment_names_, segment),
+            }
+        )
+        if scores is not None:
+            scored = pd.concat([scored, scores.drop(columns=["user_id"])], axis=1)
+        return scored
+
+    def score(
+        self,
+        events: EventSource,
+        as_of: dt.date | dt.datetime | str | None = None,
+        columns: ColumnMap | None = None,
+    ) -> pd.DataFrame:
+        """Score users from an event log at ``as_of`` (default: midnight after the last event).
+
+        Examples
+        --------
+        >>> model = load("models/segmentkit-demo")  # doctest: +SKIP
+        >>> model.score("data/events.parquet", as_of="2025-01-01").head()  # doctest: +SKIP
+        """
+        from segmentkit.io.events import default_as_of
+
+        cutoff = to_timestamp(as_of) if as_of is not None else None
+        log = load_events(events, columns or self.columns, as_of=cutoff)
+        snapshot = cutoff if cutoff is not None else default_as_of(log)
+        features = build_features(log, snapshot, self.feature_config)
+        return self.score_features(features)

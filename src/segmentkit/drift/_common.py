@@ -1,0 +1,238 @@
+"""Status arithmetic and input checks shared by the drift tests."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from segmentkit.errors import (
+    ConfigError,
+    DataValidationError,
+    InsufficientDataError,
+)
+from segmentkit.text import natural_key
+
+Status = Literal["OK", "WARN", "DRIFT"]
+
+
+_LEVEL: dict[str, int] = {"OK": 0, "WARN": 1, "DRIFT": 2}
+
+
+def _worst(statuses: Iterable[str]) -> Status:
+    worst: Status = "OK"
+    for status in statuses:
+        if _LEVEL[status] > _LEVEL[worst]:
+            worst = status  # type: ignore[assignment]
+    return worst
+
+
+def _check_thresholds(
+    warn: float | None, drift: float | None, what: str, *, higher_is_worse: bool = True
+) -> None:
+    for name, value in (("warn", warn), ("drift", drift)):
+        if value is not None and not math.isfinite(value):
+            raise ConfigError(f"{what}: {name} threshold must be a finite number, got {value!r}")
+    if warn is None or drift is None:
+        return
+    if higher_is_worse and warn > drift:
+        raise ConfigError(f"{what}: expected warn <= drift, got warn={warn}, drift={drift}")
+    if not higher_is_worse and warn < drift:
+        raise ConfigError(f"{what}: expected warn >= drift, got warn={warn}, drift={drift}")
+
+
+def _judge(
+    score: float, warn: float | None, drift: float | None, *, higher_is_worse: bool = True
+) -> Status:
+    """Status of ``score``: ``>= threshold`` when larger is worse, ``< threshold`` otherwise."""
+
+    def crossed(threshold: float | None) -> bool:
+        if threshold is None:
+            return False
+        return score >= threshold if higher_is_worse else score < threshold
+
+    if crossed(drift):
+        return "DRIFT"
+    if crossed(warn):
+        return "WARN"
+    return "OK"
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain Python values only: numpy scalars unwrapped, NaN and infinities as None."""
+    if isinstance(value, Mapping):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, np.bool_ | bool):
+        return bool(value)
+    if isinstance(value, np.integer | int):
+        return int(value)
+    if isinstance(value, np.floating | float):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return value
+
+
+def _finite_values(values: Any, subject: str) -> tuple[np.ndarray, int]:
+    """Values as floats without NaN or infinities, and how many were dropped."""
+    try:
+        array = np.asarray(values, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise DataValidationError(f"feature {subject!r}: current values are not numeric") from None
+    finite = np.isfinite(array)
+    kept = array[finite]
+    if kept.size == 0:
+        raise InsufficientDataError(
+            f"feature {subject!r}: no finite current values (got {array.size} values)"
+        )
+    return kept, int(array.size - kept.size)
+
+
+def _label_codes(labels: Any, what: str) -> tuple[np.ndarray, list[str]]:
+    """Codes into a list of distinct labels as strings (``1`` and ``"1"`` are one label)."""
+    codes, uniques = pd.factorize(np.asarray(labels, dtype=object).ravel(), use_na_sentinel=True)
+    if (codes < 0).any():
+        raise DataValidationError(f"{what}: {int((codes < 0).sum())} missing segment labels")
+    names = sorted({str(u) for u in uniques}, key=natural_key)
+    position = {name: i for i, name in enumerate(names)}
+    remap = np.array([position[str(u)] for u in uniques], dtype=np.int64)
+    return remap[codes], names
+
+
+def _metric_key(text: str) -> str:
+    return re.sub(r"[^0-9A-Za-z_\-. /]", "_", text)
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def _md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|")
+
+    lines = [
+        "| " + " | ".join(cell(h) for h in header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return lines
+
+
+def _number(value: Any) -> float:
+    """Read a JSON number as a float; None (how ``to_dict`` writes NaN) becomes NaN."""
+    if isinstance(value, bool) or not (value is None or isinstance(value, int | float)):
+        raise TypeError(f"expected a number, got {value!r}")
+    return math.nan if value is None else float(value)
+
+
+def _optional_number(value: Any) -> float | None:
+    """Read a JSON number as a float, or None (an unset threshold stays unset)."""
+    return None if value is None else _number(value)
+
+
+def _count(value: Any) -> int:
+    """Read a JSON integer (a count of users or rows)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError(f"expected a non-negative integer, got {value!r}")
+    return value
+
+
+def _status_of(value: Any) -> Status:
+    if value not in _LEVEL:
+        raise ValueError(f"unknown status {value!r}; expected one of {list(_LEVEL)}")
+    return value
+
+
+def _from_json(what: str, data: Any, build: Callable[[Mapping[str, Any]], Any]) -> Any:
+    """Run ``build(data)``; turn a missing key or a bad value into a DataValidationError."""
+    if not isinstance(data, Mapping):
+        raise DataValidationError(f"{what}: expected a JSON object, got {type(data).__name__}")
+    try:
+        return build(data)
+    except DataValidationError:
+        raise
+    except KeyError as exc:
+        raise DataValidationError(f"{what}: missing key {exc.args[0]!r}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise DataValidationError(f"{what} is malformed: {exc}") from None
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """Outcome of one drift test.
+
+    Attributes
+    ----------
+    test : str
+        Test name, e.g. ``"psi"``, ``"wasserstein"``, ``"share_psi"``, ``"ari"``.
+    subject : str
+        What was tested: a feature name, ``"segments"``, a target name.
+    score : float
+        The test statistic.
+    warn_threshold, drift_threshold : float or None
+        Thresholds the score was judged against (None: not judged).
+    status : {"OK", "WARN", "DRIFT"}
+        Verdict.
+    details : dict
+        JSON-safe extras (sample sizes, per-bin or per-segment proportions, ...).
+    """
+
+    test: str
+    subject: str
+    score: float
+    warn_threshold: float | None
+    drift_threshold: float | None
+    status: Status
+    details: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def drifted(self) -> bool:
+        """Whether the status is ``DRIFT``."""
+        return self.status == "DRIFT"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the result as JSON-safe values."""
+        return _json_safe(
+            {
+                "test": self.test,
+                "subject": self.subject,
+                "score": self.score,
+                "warn_threshold": self.warn_threshold,
+                "drift_threshold": self.drift_threshold,
+                "status": self.status,
+                "details": self.details,
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DriftResult:
+        """Rebuild a result written by :meth:`to_dict` (a None score reads back as NaN).
+
+        Raises
+        ------
+        DataValidationError
+            If a key is missing or a value is malformed.
+        """
+        subject = data.get("subject", "?") if isinstance(data, Mapping) else "?"
+        return _from_json(
+            f"drift result {subject!r}",
+            data,
+            lambda d: cls(
+                test=str(d["test"]),
+                subject=str(d["subject"]),
+                score=_number(d["score"]),
+                warn_threshold=_optional_number(d.get("warn_threshold")),
+                drift_threshold=_optional_number(d.get("drift_threshold")),
+                status=_status_of(d["status"]),
+                details=dict(d.get("details") or {}),
+            ),
+        )

@@ -1,0 +1,193 @@
+"""Reference distributions stored at training, against which refreshes are compared."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from segmentkit.errors import (
+    BundleError,
+    ConfigError,
+    InsufficientDataError,
+)
+
+#: Number of reference quantiles (0 %, 1 %, ..., 100 %) kept for Wasserstein.
+N_QUANTILES = 101
+
+
+@dataclass(frozen=True)
+class FeatureReference:
+    """Distribution of one feature at training time, kept in the model bundle.
+
+    PSI bins are ``(-inf, e0], (e0, e1], ..., (e_last, +inf)`` where ``edges``
+    holds the interior cut points ``e0 < e1 < ...``: the reference quantiles at
+    ``1/n_bins, ..., (n_bins-1)/n_bins`` (inverted-CDF method, so every edge is an
+    observed value) with ties removed. A discrete or skewed
+    feature therefore gets fewer bins (a constant one gets ``(-inf, c], (c, +inf)``),
+    and current values outside the reference range land in the outer bins.
+
+    Attributes
+    ----------
+    name : str
+        Feature name.
+    edges : tuple of float
+        Interior bin edges, strictly increasing.
+    proportions : tuple of float
+        Share of the reference data in each bin (``len(edges) + 1`` values).
+    quantiles : tuple of float
+        Reference quantiles at ``linspace(0, 1, len(quantiles))`` (for Wasserstein).
+    mean, std : float
+        Reference mean and population standard deviation.
+    n : int
+        Number of finite reference values.
+    """
+
+    name: str
+    edges: tuple[float, ...]
+    proportions: tuple[float, ...]
+    quantiles: tuple[float, ...]
+    mean: float
+    std: float
+    n: int
+
+    def __post_init__(self) -> None:
+        if len(self.proportions) != len(self.edges) + 1:
+            raise ValueError(
+                f"feature {self.name!r}: {len(self.edges)} edges need "
+                f"{len(self.edges) + 1} proportions, got {len(self.proportions)}"
+            )
+        if any(b <= a for a, b in zip(self.edges, self.edges[1:], strict=False)):
+            raise ValueError(f"feature {self.name!r}: edges must be strictly increasing")
+        if len(self.quantiles) < 2:
+            raise ValueError(f"feature {self.name!r}: need at least 2 quantiles")
+        if abs(sum(self.proportions) - 1.0) > 1e-6 or min(self.proportions) < 0:
+            raise ValueError(f"feature {self.name!r}: proportions must be >= 0 and sum to 1")
+
+    @property
+    def n_bins(self) -> int:
+        """Number of PSI bins."""
+        return len(self.proportions)
+
+    @property
+    def bin_edges(self) -> np.ndarray:
+        """All bin edges, with ``-inf`` and ``+inf`` at the ends."""
+        return np.concatenate([[-np.inf], np.asarray(self.edges, dtype=float), [np.inf]])
+
+    def bin_index(self, values: Any) -> np.ndarray:
+        """Bin of each value: ``i`` such that ``edges[i-1] < value <= edges[i]``."""
+        return np.searchsorted(np.asarray(self.edges, dtype=float), values, side="left")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-safe values that :meth:`from_dict` reads back."""
+        return {
+            "name": self.name,
+            "edges": [float(e) for e in self.edges],
+            "proportions": [float(p) for p in self.proportions],
+            "quantiles": [float(q) for q in self.quantiles],
+            "mean": float(self.mean),
+            "std": float(self.std),
+            "n": int(self.n),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureReference:
+        """Rebuild a reference written by :meth:`to_dict`.
+
+        Raises
+        ------
+        BundleError
+            If a key is missing or a value is malformed.
+        """
+        name = data.get("name", "?") if isinstance(data, Mapping) else "?"
+        try:
+            return cls(
+                name=str(data["name"]),
+                edges=tuple(float(e) for e in data["edges"]),
+                proportions=tuple(float(p) for p in data["proportions"]),
+                quantiles=tuple(float(q) for q in data["quantiles"]),
+                mean=float(data["mean"]),
+                std=float(data["std"]),
+                n=int(data["n"]),
+            )
+        except KeyError as exc:
+            raise BundleError(f"feature reference {name!r}: missing key {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise BundleError(f"feature reference {name!r} is malformed: {exc}") from None
+
+
+def _reference_of(name: str, values: np.ndarray, n_bins: int) -> FeatureReference:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise InsufficientDataError(f"feature {name!r}: no finite reference values")
+    # Observed values as cut points (inverted CDF): no empty bins between the
+    # values of a discrete feature, and each edge's mass stays in the bin it closes.
+    cuts = np.quantile(finite, np.linspace(0.0, 1.0, n_bins + 1)[1:-1], method="inverted_cdf")
+    edges = np.unique(cuts)
+    counts = np.bincount(np.searchsorted(edges, finite, side="left"), minlength=edges.size + 1)
+    quantiles = np.quantile(finite, np.linspace(0.0, 1.0, N_QUANTILES))
+    return FeatureReference(
+        name=name,
+        edges=tuple(float(e) for e in edges),
+        proportions=tuple(float(c) for c in counts / finite.size),
+        quantiles=tuple(float(q) for q in quantiles),
+        mean=float(finite.mean()),
+        std=float(finite.std()),
+        n=int(finite.size),
+    )
+
+
+def build_feature_reference(
+    features: pd.DataFrame, n_bins: int = 10, *, exclude: Sequence[str] = ("user_id",)
+) -> dict[str, FeatureReference]:
+    """Summarize every numeric feature for later drift tests.
+
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        Feature table at training time (e.g. from :func:`segmentkit.build_features`).
+    n_bins : int, default 10
+        Number of quantile bins for PSI before ties are merged.
+    exclude : sequence of str, default ("user_id",)
+        Columns never summarized, even when numeric. Non-numeric columns are skipped.
+
+    Returns
+    -------
+    dict of str to FeatureReference
+        In column order. ``{k: v.to_dict() for k, v in ...}`` is JSON-serializable.
+
+    Raises
+    ------
+    ConfigError
+        If ``n_bins < 2``.
+    InsufficientDataError
+        If the table has no rows, no numeric feature, or a feature has no finite value.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"user_id": ["a", "b", "c", "d"], "orders": [0, 0, 1, 3]})
+    >>> ref = build_feature_reference(table, n_bins=4)["orders"]
+    >>> ref.edges, ref.proportions
+    ((0.0, 1.0), (0.5, 0.25, 0.25))
+    """
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int | np.integer) or n_bins < 2:
+        raise ConfigError(f"drift.n_bins: expected an integer >= 2, got {n_bins!r}")
+    if len(features) == 0:
+        raise InsufficientDataError("cannot build a feature reference from an empty table")
+    skipped = set(exclude)
+    references: dict[str, FeatureReference] = {}
+    for column in features.columns:
+        name = str(column)
+        if name in skipped or not pd.api.types.is_numeric_dtype(features[column]):
+            continue
+        values = features[column].to_numpy(dtype=float, na_value=np.nan)
+        references[name] = _reference_of(name, values, int(n_bins))
+    if not references:
+        raise InsufficientDataError(
+            f"no numeric feature column to summarize among {[str(c) for c in features.columns]}"
+        )
+    return references

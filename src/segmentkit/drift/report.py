@@ -1,0 +1,442 @@
+"""DriftReport: every drift test of a refresh, its overall status and its exit code."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from segmentkit.config import DriftConfig
+from segmentkit.drift._common import (
+    _LEVEL,
+    DriftResult,
+    Status,
+    _count,
+    _fmt,
+    _from_json,
+    _json_safe,
+    _md_table,
+    _metric_key,
+    _status_of,
+    _worst,
+)
+from segmentkit.drift.agreement import AgreementResult, MigrationResult
+from segmentkit.drift.backtest import BacktestResult
+from segmentkit.drift.reference import FeatureReference
+from segmentkit.drift.stats import FEATURE_TESTS, share_psi_test
+from segmentkit.errors import (
+    ConfigError,
+    DataValidationError,
+    InsufficientDataError,
+)
+
+#: Exit code of a refresh whose report status is ``DRIFT``.
+DRIFT_EXIT_CODE = 3
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """Everything the refresh compared, with one overall status.
+
+    Attributes
+    ----------
+    features : tuple of DriftResult
+        Per-feature results (PSI and Wasserstein), in reference order.
+    share : DriftResult or None
+        Segment-mix PSI.
+    agreement : AgreementResult or None
+        Champion vs challenger on the same users.
+    migration : MigrationResult or None
+        Users moving between segments (informational: no status).
+    backtests : tuple of BacktestResult
+        Propensity backtests of the champion.
+    n_current : int or None
+        Rows of the current feature table.
+    """
+
+    features: tuple[DriftResult, ...] = ()
+    share: DriftResult | None = None
+    agreement: AgreementResult | None = None
+    migration: MigrationResult | None = field(default=None, compare=False)
+    backtests: tuple[BacktestResult, ...] = ()
+    n_current: int | None = None
+
+    def results(self) -> list[DriftResult]:
+        """Every judged result (features, share, ARI, backtests) as DriftResults."""
+        out = list(self.features)
+        if self.share is not None:
+            out.append(self.share)
+        if self.agreement is not None:
+            out.append(self.agreement.result)
+        out += [b.result for b in self.backtests]
+        return out
+
+    @property
+    def status(self) -> Status:
+        """Worst status of the parts (``OK < WARN < DRIFT``)."""
+        return _worst(r.status for r in self.results())
+
+    @property
+    def exit_code(self) -> int:
+        """0 for OK and WARN, :data:`DRIFT_EXIT_CODE` (3) for DRIFT."""
+        return DRIFT_EXIT_CODE if self.status == "DRIFT" else 0
+
+    def feature_results(self, test: str) -> list[DriftResult]:
+        """Feature results of one test (e.g. ``"psi"``)."""
+        return [r for r in self.features if r.test == test]
+
+    def metrics(self) -> dict[str, float]:
+        """Flat aggregate metrics named ``drift/...`` (no user-level values).
+
+        Names: ``drift/status`` (0 OK, 1 WARN, 2 DRIFT), ``drift/<test>/<feature>``,
+        ``drift/psi_max``, ``drift/features_warn``, ``drift/features_drift``,
+        ``drift/share_psi``, ``drift/ari``, ``drift/jaccard/<segment>``,
+        ``drift/jaccard_min``, ``drift/segments_appeared``, ``drift/segments_vanished``,
+        ``drift/centroid_shift/<segment>``, ``drift/centroid_shift_max``,
+        ``drift/migration/{stayed_share,new_users,gone_users,users}``,
+        ``drift/backtest/<target>/{auc,auc_drop,brier,brier_change}``.
+        """
+        out: dict[str, float] = {"drift/status": float(_LEVEL[self.status])}
+        if self.n_current is not None:
+            out["drift/n_current"] = float(self.n_current)
+        for r in self.features:
+            out[_metric_key(f"drift/{r.test}/{r.subject}")] = float(r.score)
+        psi = self.feature_results("psi")
+        if psi:
+            out["drift/psi_max"] = max(float(r.score) for r in psi)
+            out["drift/features_warn"] = float(sum(r.status == "WARN" for r in psi))
+            out["drift/features_drift"] = float(sum(r.status == "DRIFT" for r in psi))
+        if self.share is not None:
+            out["drift/share_psi"] = float(self.share.score)
+        if self.agreement is not None:
+            a = self.agreement
+            out["drift/ari"] = a.ari
+            for seg, value in a.jaccard.items():
+                out[_metric_key(f"drift/jaccard/{seg}")] = float(value)
+            if a.jaccard:
+                out["drift/jaccard_min"] = min(a.jaccard.values())
+            out["drift/segments_appeared"] = float(len(a.appeared))
+            out["drift/segments_vanished"] = float(len(a.vanished))
+            for m in a.matches:
+                if m.centroid_shift is not None:
+                    out[_metric_key(f"drift/centroid_shift/{m.champion}")] = m.centroid_shift
+            if a.centroid_shift_max is not None:
+                out["drift/centroid_shift_max"] = a.centroid_shift_max
+        if self.migration is not None:
+            mig = self.migration
+            if mig.stayed_share is not None:
+                out["drift/migration/stayed_share"] = mig.stayed_share
+            out["drift/migration/new_users"] = float(mig.n_new)
+            out["drift/migration/gone_users"] = float(mig.n_gone)
+            out["drift/migration/users"] = float(mig.n_users)
+        for b in self.backtests:
+            key = _metric_key(f"drift/backtest/{b.target}")
+            out[f"{key}/auc"] = b.auc
+            out[f"{key}/auc_drop"] = b.auc_drop
+            out[f"{key}/brier"] = b.brier
+            out[f"{key}/brier_change"] = b.brier_change
+        return {k: v for k, v in out.items() if math.isfinite(v)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-safe values (no numpy types, None for NaN)."""
+        return _json_safe(
+            {
+                "status": self.status,
+                "exit_code": self.exit_code,
+                "n_current": self.n_current,
+                "features": [r.to_dict() for r in self.features],
+                "share": None if self.share is None else self.share.to_dict(),
+                "agreement": None if self.agreement is None else self.agreement.to_dict(),
+                "migration": None if self.migration is None else self.migration.to_dict(),
+                "backtests": [b.to_dict() for b in self.backtests],
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DriftReport:
+        """Rebuild a report written by :meth:`to_dict`, e.g. a refresh's ``drift.json``.
+
+        The overall status is recomputed from the parts and must equal the stored
+        one, so a hand-edited or truncated file is refused rather than misread.
+
+        Raises
+        ------
+        DataValidationError
+            If a key is missing, a value is malformed, or the stored status differs
+            from the status of the parts.
+
+        Examples
+        --------
+        >>> report = DriftReport(features=(DriftResult("psi", "x", 0.3, 0.1, 0.25, "DRIFT"),))
+        >>> DriftReport.from_dict(report.to_dict()).status
+        'DRIFT'
+        """
+
+        def build(d: Mapping[str, Any]) -> DriftReport:
+            stored = _status_of(d["status"])
+            report = cls(
+                features=tuple(DriftResult.from_dict(f) for f in d["features"]),
+                share=None if d.get("share") is None else DriftResult.from_dict(d["share"]),
+                agreement=(
+                    None
+                    if d.get("agreement") is None
+                    else AgreementResult.from_dict(d["agreement"])
+                ),
+                migration=(
+                    None
+                    if d.get("migration") is None
+                    else MigrationResult.from_dict(d["migration"])
+                ),
+                backtests=tuple(BacktestResult.from_dict(b) for b in d.get("backtests") or ()),
+                n_current=None if d.get("n_current") is None else _count(d["n_current"]),
+            )
+            if report.status != stored:
+                raise DataValidationError(
+                    f"drift report: stored status {stored} differs from the status of its "
+                    f"parts ({report.status})"
+                )
+            return report
+
+        return _from_json("drift report", data, build)
+
+    def to_markdown(self) -> str:
+        """Return a readable Markdown summary of the report."""
+        lines = [
+            "# Drift report",
+            "",
+            f"**Status: {self.status}** (exit code {self.exit_code})",
+            "",
+        ]
+        counts = {s: sum(r.status == s for r in self.results()) for s in _LEVEL}
+        lines += [
+            f"Tests: {counts['OK']} OK, {counts['WARN']} WARN, {counts['DRIFT']} DRIFT.",
+            "",
+        ]
+        lines += self._features_md()
+        lines += self._share_md()
+        lines += self._agreement_md()
+        lines += self._migration_md()
+        lines += self._backtest_md()
+        return "\n".join(lines).rstrip() + "\n"
+
+    def _features_md(self) -> list[str]:
+        psi = self.feature_results("psi")
+        if not psi:
+            return []
+        wass = {r.subject: r for r in self.feature_results("wasserstein")}
+        rows = []
+        for r in sorted(psi, key=lambda r: (-r.score, r.subject)):
+            w = wass.get(r.subject)
+            rows.append(
+                [
+                    f"`{r.subject}`",
+                    _fmt(r.score),
+                    r.status,
+                    "n/a" if w is None else _fmt(w.score),
+                    "n/a" if w is None else _fmt(w.details.get("distance")),
+                ]
+            )
+        first = psi[0]
+        return [
+            "## Features",
+            "",
+            f"PSI over reference quantile bins (WARN >= {_fmt(first.warn_threshold, 2)}, "
+            f"DRIFT >= {_fmt(first.drift_threshold, 2)}); Wasserstein-1 in reference "
+            "standard deviations and in feature units.",
+            "",
+            *_md_table(["feature", "PSI", "status", "Wasserstein (std)", "Wasserstein"], rows),
+            "",
+        ]
+
+    def _share_md(self) -> list[str]:
+        if self.share is None:
+            return []
+        s = self.share
+        rows = [
+            [
+                d["segment"],
+                _fmt(d["reference_share"]),
+                _fmt(d["current_share"]),
+                f"{d['current_share'] - d['reference_share']:+.3f}",
+            ]
+            for d in s.details.get("segments", [])
+        ]
+        return [
+            "## Segment shares",
+            "",
+            f"Share PSI {_fmt(s.score)}: **{s.status}** "
+            f"(WARN >= {_fmt(s.warn_threshold, 2)}, DRIFT >= {_fmt(s.drift_threshold, 2)}).",
+            "",
+            *_md_table(["segment", "reference", "current", "change"], rows),
+            "",
+        ]
+
+    def _agreement_md(self) -> list[str]:
+        if self.agreement is None:
+            return []
+        a = self.agreement
+        rows = [
+            [m.champion, m.challenger, _fmt(m.jaccard), _fmt(m.centroid_shift)] for m in a.matches
+        ]
+        lines = [
+            "## Champion vs challenger",
+            "",
+            f"Adjusted Rand index {_fmt(a.ari)} on {a.n_users} users: **{a.status}** "
+            f"(WARN < {_fmt(a.warn_threshold, 2)}, DRIFT < {_fmt(a.drift_threshold, 2)}).",
+            "",
+            *_md_table(["champion", "challenger", "Jaccard", "centroid shift (std)"], rows),
+            "",
+        ]
+        if a.appeared:
+            lines += [f"Appeared (challenger only): {', '.join(a.appeared)}", ""]
+        if a.vanished:
+            lines += [f"Vanished (champion only): {', '.join(a.vanished)}", ""]
+        return lines
+
+    def _migration_md(self) -> list[str]:
+        if self.migration is None:
+            return []
+        m = self.migration
+        header = ["previous \\ current", *[str(c) for c in m.counts.columns]]
+        rows = [
+            [str(idx), *[int(v) for v in row]]
+            for idx, row in zip(m.counts.index, m.counts.to_numpy(), strict=True)
+        ]
+        stayed = "n/a" if m.stayed_share is None else f"{m.stayed_share:.1%}"
+        return [
+            "## Migration",
+            "",
+            f"{m.n_users} users: {m.n_both} in both snapshots ({stayed} stayed in their "
+            f"segment), {m.n_new} new, {m.n_gone} gone.",
+            "",
+            *_md_table(header, rows),
+            "",
+        ]
+
+    def _backtest_md(self) -> list[str]:
+        if not self.backtests:
+            return []
+        rows = [
+            [
+                b.target,
+                b.n,
+                _fmt(b.training_auc),
+                _fmt(b.auc),
+                f"{b.auc_drop:+.3f}",
+                _fmt(b.training_brier),
+                _fmt(b.brier),
+                f"{b.predicted_total:.0f} / {b.observed_total:.0f}",
+                b.status,
+            ]
+            for b in self.backtests
+        ]
+        header = [
+            "target",
+            "users",
+            "AUC (training)",
+            "AUC (now)",
+            "AUC drop",
+            "Brier (training)",
+            "Brier (now)",
+            "predicted / observed",
+            "status",
+        ]
+        return ["## Propensity backtest", "", *_md_table(header, rows), ""]
+
+
+def run_drift_tests(
+    reference: Mapping[str, FeatureReference],
+    current_features: pd.DataFrame,
+    reference_shares: Mapping[Hashable, float] | None = None,
+    current_labels: Any = None,
+    config: DriftConfig | None = None,
+    agreement: AgreementResult | None = None,
+    migration: MigrationResult | None = None,
+    backtests: Sequence[BacktestResult] = (),
+    *,
+    tests: Sequence[str] = ("psi", "wasserstein"),
+) -> DriftReport:
+    """Run the registered feature tests and the segment-mix test, and gather a report.
+
+    Parameters
+    ----------
+    reference : mapping of str to FeatureReference
+        What the champion stored at training (see :func:`build_feature_reference`).
+    current_features : pandas.DataFrame
+        Feature table of the new snapshot; must hold every reference feature.
+    reference_shares : mapping of segment to float, optional
+        Segment shares at training.
+    current_labels : array-like, optional
+        Champion's segment of each current user (needed with ``reference_shares``).
+    config : DriftConfig, optional
+        Thresholds (defaults: ``DriftConfig()``).
+    agreement : AgreementResult, optional
+        From :func:`segment_agreement`; re-judged with ``config.ari_warn/ari_drift``.
+    migration : MigrationResult, optional
+        From :func:`migration_matrix`.
+    backtests : sequence of BacktestResult
+        From :func:`propensity_backtest`.
+    tests : sequence of str, default ("psi", "wasserstein")
+        Names in :data:`FEATURE_TESTS` to run on every feature.
+
+    Returns
+    -------
+    DriftReport
+
+    Raises
+    ------
+    ConfigError
+        If a test name is unknown or thresholds are inconsistent.
+    DataValidationError
+        If a reference feature is missing from ``current_features``, or only one of
+        ``reference_shares`` and ``current_labels`` is given.
+    InsufficientDataError
+        If ``current_features`` has no rows.
+    """
+    config = config or DriftConfig()
+    unknown = [t for t in tests if t not in FEATURE_TESTS]
+    if unknown:
+        raise ConfigError(f"unknown drift test(s) {unknown}; known: {sorted(FEATURE_TESTS)}")
+    if not isinstance(current_features, pd.DataFrame):
+        raise DataValidationError("current_features must be a pandas DataFrame")
+    if len(current_features) == 0:
+        raise InsufficientDataError("the current feature table is empty: nothing to test")
+    missing = [name for name in reference if name not in current_features.columns]
+    if missing:
+        raise DataValidationError(
+            f"reference feature(s) {missing} missing from the current feature table "
+            f"(columns: {[str(c) for c in current_features.columns]})"
+        )
+    if (reference_shares is None) != (current_labels is None):
+        raise DataValidationError("reference_shares and current_labels must be given together")
+
+    results: list[DriftResult] = []
+    for name, ref in reference.items():
+        column = current_features[name]
+        if not (pd.api.types.is_numeric_dtype(column) or column.isna().all()):
+            raise DataValidationError(f"feature {name!r} is not numeric in the current table")
+        values = column.to_numpy(dtype=float, na_value=np.nan)
+        for test_name in tests:
+            stat = FEATURE_TESTS[test_name]
+            warn, drift = stat.thresholds(config)
+            results.append(stat.func(ref, values, warn, drift))
+
+    share = None
+    if reference_shares is not None:
+        share = share_psi_test(
+            reference_shares, current_labels, config.share_psi_warn, config.share_psi_drift
+        )
+    if agreement is not None:
+        agreement = agreement.with_thresholds(config.ari_warn, config.ari_drift)
+    return DriftReport(
+        features=tuple(results),
+        share=share,
+        agreement=agreement,
+        migration=migration,
+        backtests=tuple(backtests),
+        n_current=len(current_features),
+    )

@@ -1,0 +1,1 @@
+"""Getting events in: loading and validating event logs, and generating demo logs."""

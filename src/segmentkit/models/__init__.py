@@ -1,0 +1,1 @@
+"""Fitted models: the segmenter, propensity models and the fast tree runtime."""

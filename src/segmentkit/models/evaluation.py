@@ -1,0 +1,134 @@
+"""Out-of-time evaluation of propensity scores: metrics, lift by decile, calibration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    log_loss,
+    mean_poisson_deviance,
+    roc_auc_score,
+)
+
+_N_BINS = 10
+
+
+_CALIBRATION_COLUMNS = [
+    "target",
+    "model",
+    "bin",
+    "lower",
+    "upper",
+    "users",
+    "mean_predicted",
+    "observed",
+]
+
+
+def _decile_groups(p: np.ndarray) -> np.ndarray:
+    """Decile 1 = highest scores; ties broken by row order (rows sorted by user)."""
+    order = np.argsort(-p, kind="stable")
+    groups = np.empty(p.size, dtype=np.int64)
+    groups[order] = np.arange(p.size) * _N_BINS // p.size + 1
+    return groups
+
+
+def _decile_table(y: np.ndarray, p: np.ndarray) -> pd.DataFrame:
+    groups = _decile_groups(p)
+    base = y.mean()
+    frame = pd.DataFrame({"decile": groups, "y": y, "p": p})
+    table = frame.groupby("decile").agg(
+        users=("y", "size"), mean_predicted=("p", "mean"), observed=("y", "mean")
+    )
+    table["lift"] = table["observed"] / base if base > 0 else np.nan
+    return table.reset_index()
+
+
+def _calibration_table(y: np.ndarray, p: np.ndarray) -> pd.DataFrame:
+    edges = np.linspace(0.0, 1.0, _N_BINS + 1)
+    bins = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, _N_BINS - 1)
+    frame = pd.DataFrame({"bin": bins, "y": y, "p": p})
+    table = frame.groupby("bin").agg(
+        users=("y", "size"), mean_predicted=("p", "mean"), observed=("y", "mean")
+    )
+    table = table.reset_index()
+    table.insert(1, "lower", edges[table["bin"].to_numpy()])
+    table.insert(2, "upper", edges[table["bin"].to_numpy() + 1])
+    return table
+
+
+def _metrics(y: np.ndarray, p: np.ndarray, kind: str) -> dict[str, float]:
+    deciles = _decile_table(y, p)
+    top = float(deciles.loc[deciles["decile"] == 1, "lift"].iloc[0])
+    out: dict[str, float] = {"users": float(y.size), "base_rate": float(y.mean())}
+    if kind == "count":
+        hit = (y > 0).astype(int)
+        out.update(
+            poisson_deviance=float(mean_poisson_deviance(y, np.clip(p, 1e-9, None))),
+            predicted_total=float(p.sum()),
+            actual_total=float(y.sum()),
+            total_ratio=float(p.sum() / y.sum()) if y.sum() > 0 else np.nan,
+            roc_auc=float(roc_auc_score(hit, p)) if 0 < hit.sum() < hit.size else np.nan,
+            lift_top_decile=top,
+        )
+        return out
+    both = 0 < y.sum() < y.size
+    out.update(
+        roc_auc=float(roc_auc_score(y, p)) if both else np.nan,
+        pr_auc=float(average_precision_score(y, p)) if both else np.nan,
+        brier=float(brier_score_loss(y, p)),
+        log_loss=float(log_loss(y, np.clip(p, 1e-12, 1 - 1e-12), labels=[0, 1])),
+        predicted_total=float(p.sum()),
+        actual_total=float(y.sum()),
+        lift_top_decile=top,
+    )
+    return out
+
+
+def _selection_metric(kind: str) -> str:
+    return "poisson_deviance" if kind == "count" else "log_loss"
+
+
+@dataclass(frozen=True)
+class PropensityEvaluation:
+    """Out-of-time evaluation of every target, model and baseline (aggregates only).
+
+    ``model`` values are the families (``logistic``, ``hgb``, ``recency``, ``rfm``)
+    and ``model`` itself for the chosen family (a copy of its rows).
+
+    Attributes
+    ----------
+    metrics : pandas.DataFrame
+        Tidy ``target, model, metric, value``. Binary targets: users, base_rate,
+        roc_auc, pr_auc, brier, log_loss, predicted_total, actual_total,
+        lift_top_decile. Counts: users, base_rate (mean count), poisson_deviance,
+        predicted_total, actual_total, total_ratio, roc_auc (of any event),
+        lift_top_decile.
+    deciles : pandas.DataFrame
+        ``target, model, decile, users, mean_predicted, observed, lift``; decile 1
+        holds the highest scores, lift = observed / base rate.
+    calibration : pandas.DataFrame
+        ``target, model, bin, lower, upper, users, mean_predicted, observed`` over
+        ten equal-width probability bins (binary targets; empty bins omitted).
+    snapshots : pandas.DataFrame
+        ``target, role, snapshot, label_end, users, positives, rate`` for every
+        snapshot used (role ``evaluation``, ``backtest`` or ``final``).
+    segments : pandas.DataFrame or None
+        ``target, segment, users, observed, mean_predicted`` on the evaluation
+        snapshot (chosen model, out of time), when segment labels were given.
+    """
+
+    metrics: pd.DataFrame
+    deciles: pd.DataFrame
+    calibration: pd.DataFrame
+    snapshots: pd.DataFrame
+    segments: pd.DataFrame | None = None
+
+    def summary(self, metric: str = "roc_auc") -> pd.DataFrame:
+        """Return one metric as a ``target x model`` table."""
+        rows = self.metrics[self.metrics["metric"] == metric]
+        return rows.pivot(index="target", columns="model", values="value")

@@ -1,0 +1,252 @@
+"""Time-split training data: snapshot plans, labels from the log, stacked training sets."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from segmentkit.config import FeatureConfig, TargetConfig
+from segmentkit.errors import ConfigError, DataValidationError, InsufficientDataError
+from segmentkit.features import build_features
+from segmentkit.io.events import EventLog, to_timestamp
+from segmentkit.text import sql_literal, sql_timestamp
+
+_KINDS = ("inactivity", "event", "count")
+
+
+@dataclass(frozen=True)
+class SnapshotPlan:
+    """Snapshot times of one target, latest first.
+
+    Attributes
+    ----------
+    horizon_days : int
+        Label window length.
+    evaluation : datetime.datetime
+        ``T_eval = as_of - horizon``; its labels end at ``as_of``.
+    backtest : tuple of datetime.datetime
+        Training snapshots of the out-of-time evaluation; labels end by ``T_eval``.
+    final : tuple of datetime.datetime
+        Training snapshots of the final model; labels end by ``as_of``.
+    """
+
+    horizon_days: int
+    evaluation: dt.datetime
+    backtest: tuple[dt.datetime, ...]
+    final: tuple[dt.datetime, ...]
+
+
+def plan_snapshots(
+    as_of: dt.date | dt.datetime | str,
+    horizon_days: int,
+    n_snapshots: int,
+    step_days: int,
+    first_event: dt.datetime | None = None,
+) -> SnapshotPlan:
+    """Lay out the evaluation, backtest and final training snapshots.
+
+    Snapshots at or before ``first_event`` (no user would have features) are left
+    out; the rest are kept, so a short log trains on fewer snapshots.
+
+    Parameters
+    ----------
+    as_of : date-like
+        Scoring time; every label window ends at or before it.
+    horizon_days, n_snapshots, step_days : int
+        From :class:`segmentkit.config.PropensityConfig` (or the target's horizon).
+    first_event : datetime.datetime, optional
+        Time of the earliest event in the log.
+
+    Returns
+    -------
+    SnapshotPlan
+
+    Raises
+    ------
+    InsufficientDataError
+        If not even one backtest training snapshot falls after ``first_event``.
+
+    Examples
+    --------
+    >>> plan = plan_snapshots("2025-01-01", 30, 2, 30)
+    >>> [t.date().isoformat() for t in plan.final]
+    ['2024-12-02', '2024-11-02']
+    >>> plan.evaluation.date().isoformat(), [t.date().isoformat() for t in plan.backtest]
+    ('2024-12-02', ['2024-11-02', '2024-10-03'])
+    """
+    if horizon_days <= 0 or n_snapshots <= 0 or step_days <= 0:
+        raise ConfigError(
+            "propensity: horizon_days, n_snapshots and snapshot_step_days must be positive, "
+            f"got {horizon_days}, {n_snapshots}, {step_days}"
+        )
+    end = to_timestamp(as_of)
+    h = dt.timedelta(days=horizon_days)
+    step = dt.timedelta(days=step_days)
+    evaluation = end - h
+    final = [end - h - k * step for k in range(n_snapshots)]
+    backtest = [evaluation - h - k * step for k in range(n_snapshots)]
+    if first_event is not None:
+        final = [t for t in final if t > first_event]
+        backtest = [t for t in backtest if t > first_event]
+        if not backtest:
+            raise InsufficientDataError(
+                f"the event log is too short for a {horizon_days}-day horizon: out-of-time "
+                f"evaluation needs events before {(evaluation - h).isoformat(sep=' ')} "
+                f"(as_of {end.isoformat(sep=' ')} minus twice the horizon) to train on and "
+                f"[{evaluation.isoformat(sep=' ')}, {end.isoformat(sep=' ')}) to evaluate on, "
+                f"but the first event is at {first_event.isoformat(sep=' ')}"
+            )
+    return SnapshotPlan(horizon_days, evaluation, tuple(backtest), tuple(final))
+
+
+def _check_target(target: TargetConfig) -> None:
+    if target.kind not in _KINDS:
+        raise ConfigError(
+            f"propensity.targets.{target.name}: kind must be one of {list(_KINDS)}, "
+            f"got {target.kind!r}"
+        )
+    if target.kind in ("event", "count") and not target.event:
+        raise ConfigError(
+            f"propensity.targets.{target.name}: kind {target.kind!r} needs an `event` name"
+        )
+    if target.horizon_days is not None and target.horizon_days <= 0:
+        raise ConfigError(
+            f"propensity.targets.{target.name}: horizon_days must be positive, "
+            f"got {target.horizon_days}"
+        )
+
+
+def build_labels(
+    log: EventLog,
+    t0: dt.date | dt.datetime | str,
+    target: TargetConfig,
+    horizon_days: int,
+    as_of: dt.date | dt.datetime | str | None = None,
+) -> pd.DataFrame:
+    """Label every user with an event before ``t0`` from events in ``[t0, t0 + horizon)``.
+
+    Parameters
+    ----------
+    log : EventLog
+        Clean log from :func:`segmentkit.io.events.load_events`.
+    t0 : date-like
+        Snapshot time.
+    target : TargetConfig
+        What to label (``inactivity``, ``event`` or ``count``).
+    horizon_days : int
+        Length of the label window.
+    as_of : date-like, optional
+        Upper bound of what may be read (defaults to ``t0 + horizon``); the window
+        must end at or before it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``user_id`` and ``label`` (int64), sorted by ``user_id``.
+
+    Raises
+    ------
+    DataValidationError
+        If the window ends after ``as_of`` or after the log's own cut-off.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from segmentkit.io.events import load_events
+    >>> log = load_events(pd.DataFrame({
+    ...     "user_id": ["a", "b", "b"],
+    ...     "timestamp": ["2024-01-01", "2024-01-01", "2024-01-05"],
+    ...     "event": ["view", "view", "purchase"]}))
+    >>> churn = TargetConfig(name="churn", kind="inactivity")
+    >>> build_labels(log, "2024-01-03", churn, 7).to_dict("list")
+    {'user_id': ['a', 'b'], 'label': [1, 0]}
+    """
+    _check_target(target)
+    start = to_timestamp(t0)
+    end = start + dt.timedelta(days=horizon_days)
+    bound = to_timestamp(as_of) if as_of is not None else end
+    if end > bound:
+        raise DataValidationError(
+            f"label window [{start}, {end}) ends after as_of {bound}: its labels are not known yet"
+        )
+    if log.as_of is not None and end > log.as_of:
+        raise DataValidationError(
+            f"label window [{start}, {end}) ends after the cut-off {log.as_of} the log was "
+            "loaded with: events in between are missing"
+        )
+    in_window = f"timestamp >= {sql_timestamp(start)}"
+    if target.kind == "inactivity":
+        label = f"CAST(count(*) FILTER (WHERE {in_window}) = 0 AS BIGINT)"
+    else:
+        hit = f"{in_window} AND event = {sql_literal(str(target.event))}"
+        count = f"count(*) FILTER (WHERE {hit})"
+        label = count if target.kind == "count" else f"CAST({count} > 0 AS BIGINT)"
+    frame = log.con.execute(
+        f"""
+        SELECT user_id, {label} AS label
+        FROM {log.table}
+        WHERE timestamp < {sql_timestamp(end)} AND timestamp < {sql_timestamp(bound)}
+        GROUP BY user_id
+        HAVING min(timestamp) < {sql_timestamp(start)}
+        ORDER BY user_id
+        """
+    ).df()
+    frame["label"] = frame["label"].astype(np.int64)
+    return frame.reset_index(drop=True)
+
+
+def build_training_set(
+    log: EventLog,
+    snapshots: Sequence[dt.datetime],
+    target: TargetConfig,
+    horizon_days: int,
+    feature_config: FeatureConfig | None = None,
+    as_of: dt.date | dt.datetime | str | None = None,
+    *,
+    _cache: dict[dt.datetime, pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """Stack features and labels of several snapshots.
+
+    Parameters
+    ----------
+    log : EventLog
+        Clean log.
+    snapshots : sequence of datetime.datetime
+        Snapshot times ``T0``.
+    target : TargetConfig
+        What to label.
+    horizon_days : int
+        Label window length.
+    feature_config : FeatureConfig, optional
+        Passed to :func:`segmentkit.features.build_features`.
+    as_of : date-like, optional
+        Upper bound of what may be read.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``snapshot`` (the ``T0``), ``user_id``, the feature columns and ``label``,
+        ordered by snapshot (latest first) then ``user_id``.
+    """
+    frames = []
+    for t0 in snapshots:
+        t0 = to_timestamp(t0)
+        if _cache is not None and t0 in _cache:
+            features = _cache[t0]
+        else:
+            features = build_features(log, t0, feature_config)
+            if _cache is not None:
+                _cache[t0] = features
+        labels = build_labels(log, t0, target, horizon_days, as_of)
+        frame = features.merge(labels, on="user_id", how="inner", validate="one_to_one")
+        if len(frame) != len(features):  # pragma: no cover - same user definition both sides
+            raise DataValidationError(f"labels and features at {t0} cover different users")
+        frame.insert(0, "snapshot", pd.Timestamp(t0))
+        frames.append(frame)
+    if not frames:
+        raise InsufficientDataError("no snapshot to build a training set from")
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,726 @@
+"""Propensity models: labels from the log, calibrated models, out-of-time evaluation, scores.
+
+A target asks a question about the ``horizon`` after a snapshot time ``T0``:
+
+``inactivity``
+    churn: 1 when the user has no event at all in ``[T0, T0 + horizon)``.
+``event``
+    conversion: 1 when the named event occurs in ``[T0, T0 + horizon)``.
+``count``
+    the number of the named event in ``[T0, T0 + horizon)``.
+
+The users of a snapshot are those with at least one event before ``T0`` (the rows
+of :func:`segmentkit.features.build_features` at ``T0``). Every query is bounded
+by ``as_of``: no event at or after it is ever read, whatever the log holds.
+
+Layout in time (``h`` = horizon, ``s`` = snapshot step, ``n`` = snapshots)::
+
+    evaluation snapshot  T_eval = as_of - h                 labels end at as_of
+    backtest training    T_eval - h, T_eval - h - s, ...    labels end by T_eval
+    final training       as_of - h, as_of - h - s, ...      (n snapshots each)
+
+Each candidate family is fitted on the backtest snapshots and judged on the
+evaluation snapshot (log loss for probabilities, Poisson deviance for counts);
+the winner is refitted on the final snapshots. Baselines (recency alone and the
+RFM quintile score) go through exactly the same fitting and calibration.
+
+Calibration (see :class:`PropensityModel`) is out of time too: a copy of the
+model fitted on all but the latest training snapshot predicts the latest one,
+and a Platt (or isotonic) map of its raw scores onto the observed labels is
+applied to the model refitted on all snapshots. Class imbalance is handled by
+``class_weight="balanced"`` in the candidates; calibration restores probabilities.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, clone
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression, PoissonRegressor
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
+
+from segmentkit.config import FeatureConfig, PropensityConfig, TargetConfig
+from segmentkit.errors import ConfigError, DataValidationError, InsufficientDataError
+from segmentkit.io.events import EventLog, to_timestamp
+from segmentkit.models.evaluation import (
+    _CALIBRATION_COLUMNS,
+    PropensityEvaluation,
+    _calibration_table,
+    _decile_table,
+    _metrics,
+    _selection_metric,
+)
+from segmentkit.models.hgb_runtime import raw_predict as hgb_raw_predict
+from segmentkit.models.labels import (
+    _KINDS,
+    _check_target,
+    build_training_set,
+    plan_snapshots,
+)
+from segmentkit.text import slug, sql_timestamp
+
+FAMILIES: tuple[str, ...] = ("logistic", "hgb", "recency", "rfm")
+
+
+"""Model families a :class:`PropensityModel` can hold."""
+
+
+CANDIDATES: tuple[str, ...] = ("logistic", "hgb")
+
+
+"""Families competing for a target; the others are baselines."""
+
+
+BASELINES: tuple[str, ...] = ("recency", "rfm")
+
+
+BUCKETS: tuple[str, ...] = ("Low", "Medium", "High")
+
+
+# Features the baselines read: R, F, M.
+_RECENCY = "recency_days"
+
+
+_FREQUENCY = "active_days_total"
+
+
+_MONETARY = "revenue_total"
+
+
+def _monotonic(names: Sequence[str], kind: str, event: str | None) -> list[int]:
+    """Monotonic constraints per feature, only where the direction is known.
+
+    Recent activity counts (``active_days_*d``, ``events_*d``, ``sessions_*d``) lower
+    churn and raise conversion; recency raises churn and lowers conversion; the
+    count of the target's own event raises its conversion. Everything else
+    (tenure, totals, revenue, trend, gaps) is left free.
+    """
+    sign = 1 if kind == "inactivity" else -1
+    windowed = re.compile(r"^(active_days|events|sessions)_\d+d$")
+    own = f"{slug(event)}_events" if event else None
+    constraints = []
+    for name in names:
+        if name == _RECENCY:
+            constraints.append(sign)
+        elif windowed.match(name):
+            constraints.append(-sign)
+        elif kind != "inactivity" and name == own:
+            constraints.append(1)
+        else:
+            constraints.append(0)
+    return constraints
+
+
+def _base_estimator(
+    family: str, kind: str, event: str | None, names: Sequence[str] | None, random_state: Any
+) -> BaseEstimator:
+    """Return the unfitted estimator of a family (inputs are numpy arrays)."""
+    classify = kind != "count"
+    if family in ("hgb", "recency", "rfm"):
+        needed = {"hgb": [], "recency": [_RECENCY], "rfm": [_RECENCY, _FREQUENCY, _MONETARY]}
+        if names is None:
+            raise ValueError(
+                f"PropensityModel(family={family!r}) needs X as a DataFrame with named feature "
+                "columns"
+            )
+        missing = [n for n in needed[family] if n not in names]
+        if missing:
+            raise DataValidationError(
+                f"PropensityModel(family={family!r}) needs feature column(s) {missing}"
+            )
+    if family == "logistic":
+        # arcsinh is a signed log: ~x near 0, ~sign(x) * ln(2|x|) in the tails.
+        model = (
+            LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
+            if classify
+            else PoissonRegressor(alpha=1e-3, max_iter=1000)
+        )
+        return Pipeline(
+            [
+                ("signed_log", FunctionTransformer(np.arcsinh)),
+                ("scale", StandardScaler()),
+                ("model", model),
+            ]
+        )
+    if family == "hgb":
+        common = {
+            # Scoring cost grows with trees x depth. Depth-5 trees at rate 0.2 match the
+            # out-of-time accuracy of unbounded (depth ~17) trees at 0.1 on the demo with
+            # about half the trees, and bounded depth lets segmentkit.models.hgb_runtime score
+            # them branch-free (benchmarks/scoring.py).
+            "learning_rate": 0.2,
+            "max_iter": 200,
+            "max_depth": 5,
+            "max_leaf_nodes": 31,
+            "min_samples_leaf": 40,
+            "l2_regularization": 1.0,
+            "monotonic_cst": _monotonic(names, kind, event),
+            "early_stopping": True,
+            "validation_fraction": 0.15,
+            # scikit-learn's default; every tree kept after the best one costs scoring time.
+            "n_iter_no_change": 10,
+            "random_state": random_state,
+        }
+        if classify:
+            return HistGradientBoostingClassifier(class_weight="balanced", **common)
+        return HistGradientBoostingRegressor(loss="poisson", **common)
+    final = LogisticRegression(max_iter=1000) if classify else PoissonRegressor(alpha=0.0)
+    if family == "recency":
+        select = ColumnTransformer(
+            [("recency", FunctionTransformer(np.log1p), [names.index(_RECENCY)])]
+        )
+        return Pipeline([("select", select), ("scale", StandardScaler()), ("model", final)])
+    if family == "rfm":
+        # Input is the summed R, F, M quintile score (see PropensityModel._design).
+        return final
+    raise ConfigError(f"PropensityModel: family must be one of {list(FAMILIES)}, got {family!r}")
+
+
+def _raw_score(estimator: BaseEstimator, X: np.ndarray, classify: bool) -> np.ndarray:
+    # Boosted trees: the same numbers as decision_function / predict (log link for
+    # Poisson), several times faster on large X.
+    if isinstance(estimator, HistGradientBoostingClassifier):
+        return hgb_raw_predict(estimator, X)
+    if isinstance(estimator, HistGradientBoostingRegressor) and estimator.loss == "poisson":
+        return np.exp(hgb_raw_predict(estimator, X))
+    if classify:
+        return np.asarray(estimator.decision_function(X), dtype=float)
+    return np.asarray(estimator.predict(X), dtype=float)
+
+
+def _quintile_edges(column: np.ndarray) -> np.ndarray:
+    return np.quantile(column, [0.2, 0.4, 0.6, 0.8])
+
+
+def _rfm_score(X: np.ndarray, columns: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Return the summed quintile score R (recent is high) + F + M, each 0..4, as a column."""
+    recency = edges.shape[1] - np.searchsorted(edges[0], X[:, columns[0]], side="right")
+    frequency = np.searchsorted(edges[1], X[:, columns[1]], side="right")
+    monetary = np.searchsorted(edges[2], X[:, columns[2]], side="right")
+    return (recency + frequency + monetary).astype(float).reshape(-1, 1)
+
+
+class PropensityModel(BaseEstimator):
+    """Calibrated propensity model of one target.
+
+    Parameters
+    ----------
+    target : str
+        Target name; output columns are ``p_<target>`` or ``expected_<target>``.
+    kind : {"inactivity", "event", "count"}
+        Binary targets (probabilities) or a count (expected number).
+    event : str, optional
+        Event name of ``event`` and ``count`` targets (for documentation and the
+        monotonic constraint on its own count feature).
+    horizon_days : int
+        Label window the model was trained for.
+    family : {"logistic", "hgb", "recency", "rfm"}
+        ``logistic``: arcsinh (signed log) of every feature, standardized, then an
+        L2-regularized logistic regression with balanced class weights (a Poisson
+        regression for counts). ``hgb``: HistGradientBoosting with balanced class
+        weights (Poisson loss for counts) and monotonic constraints where the
+        direction is known. ``recency``: one-feature model on log1p(recency_days).
+        ``rfm``: the summed R (recency, reversed), F (active days), M (revenue) quintile
+        score (0-12, quintile edges from the training rows) into a one-feature model.
+    calibration : {"sigmoid", "isotonic"}
+        Map of raw scores to probabilities (binary targets). Counts are calibrated
+        by one multiplicative factor so that predicted and observed totals match.
+    high_share, medium_share : float
+        Shares of the latest training snapshot put in the High and Medium buckets;
+        the resulting score cut-offs are frozen at fit time.
+    random_state : int, optional
+        Seed of the boosting validation split and the cross-validation fallback.
+    n_threads : int, optional
+        OpenMP/BLAS threads used while fitting (via threadpoolctl, restored
+        afterwards); ``None`` keeps the libraries' default. Scoring uses every core. On a busy
+        machine with few cores, 1 avoids oversubscription (measured here: a boosting
+        fit 100x slower with 2 OpenMP threads on 2 loaded cores than with 1).
+
+    Attributes
+    ----------
+    estimator_ : estimator
+        The family's pipeline fitted on all training rows.
+    rfm_columns_, rfm_edges_ : numpy.ndarray or None
+        Column positions of R, F, M and their quintile edges (``rfm`` family only).
+    calibrator_ : LogisticRegression, IsotonicRegression or None
+        Fitted on out-of-time raw scores (``None`` for counts).
+    scale_ : float
+        Multiplier of expected counts (1.0 for binary targets).
+    calibration_mode_ : str
+        ``"latest_snapshot"`` (out of time) or ``"cross_validated"`` (one snapshot only).
+    calibration_rows_ : int
+        Rows the calibration was fitted on.
+    bucket_thresholds_ : numpy.ndarray
+        Score cut-offs ``[medium, high]``: High when score >= high, Medium when >= medium.
+    training_rows_ : int
+    training_mean_ : float
+        Rows and mean label of the training set.
+    feature_names_in_ : numpy.ndarray
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> X = pd.DataFrame({"recency_days": rng.exponential(20, 400),
+    ...                   "events_30d": rng.poisson(3, 400).astype(float)})
+    >>> y = (rng.random(400) < 1 / (1 + np.exp(2 - X["recency_days"] / 10))).astype(int)
+    >>> model = PropensityModel("churn", "inactivity", random_state=0).fit(X, y)
+    >>> p = model.predict(X)
+    >>> bool(0 < p.min() and p.max() < 1), model.bucket(p).value_counts().index.tolist()
+    (True, ['Low', 'Medium', 'High'])
+    """
+
+    def __init__(
+        self,
+        target: str = "target",
+        kind: str = "inactivity",
+        event: str | None = None,
+        horizon_days: int = 30,
+        family: str = "logistic",
+        calibration: str = "sigmoid",
+        high_share: float = 0.2,
+        medium_share: float = 0.3,
+        random_state: int | None = None,
+        n_threads: int | None = None,
+    ):
+        self.target = target
+        self.kind = kind
+        self.event = event
+        self.horizon_days = horizon_days
+        self.family = family
+        self.calibration = calibration
+        self.high_share = high_share
+        self.medium_share = medium_share
+        self.random_state = random_state
+        self.n_threads = n_threads
+
+    @property
+    def output_name(self) -> str:
+        """Name of the score column: ``p_<target>`` or ``expected_<target>``."""
+        prefix = "expected" if self.kind == "count" else "p"
+        return f"{prefix}_{self.target}"
+
+    def _check_params(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"kind must be one of {list(_KINDS)}, got {self.kind!r}")
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {list(FAMILIES)}, got {self.family!r}")
+        if self.calibration not in ("sigmoid", "isotonic"):
+            raise ValueError(
+                f"calibration must be 'sigmoid' or 'isotonic', got {self.calibration!r}"
+            )
+        shares = (self.high_share, self.medium_share)
+        if not (self.high_share > 0 and self.medium_share >= 0 and sum(shares) < 1):
+            raise ValueError(
+                "expected 0 < high_share, 0 <= medium_share and high_share + medium_share < 1, "
+                f"got {self.high_share} and {self.medium_share}"
+            )
+
+    def fit(self, X: Any, y: Any, snapshot: Any = None) -> PropensityModel:
+        """Fit the model and its calibration.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame of shape (n_rows, n_features)
+            Feature columns only (no ``user_id``), named as by ``build_features``.
+        y : array-like of shape (n_rows,)
+            0/1 labels, or non-negative counts for ``kind="count"``.
+        snapshot : array-like of shape (n_rows,), optional
+            Snapshot of each row (any sortable values; later = larger). With two or
+            more snapshots the calibration is fitted out of time on the latest one
+            from a copy trained on the others; otherwise on 3-fold out-of-fold scores.
+
+        Returns
+        -------
+        self
+        """
+        with threadpool_limits(limits=self.n_threads):
+            return self._fit(X, y, snapshot)
+
+    def _fit(self, X: Any, y: Any, snapshot: Any) -> PropensityModel:
+        self._check_params()
+        X, y = validate_data(self, X, y, y_numeric=True)
+        y = np.asarray(y, dtype=float)
+        classify = self.kind != "count"
+        if classify and not np.isin(y, (0.0, 1.0)).all():
+            raise ValueError(f"kind {self.kind!r} expects 0/1 labels")
+        if not classify and ((y < 0).any() or (y != np.round(y)).any()):
+            raise ValueError("kind 'count' expects non-negative integer counts")
+        if classify and np.unique(y).size < 2:
+            raise ValueError("y holds a single class: a propensity model needs both")
+        names = list(getattr(self, "feature_names_in_", [])) or None
+        base = _base_estimator(self.family, self.kind, self.event, names, self.random_state)
+        if self.family == "rfm":
+            # Quintile edges come from all training rows (features only, no labels).
+            self.rfm_columns_ = np.array(
+                [names.index(c) for c in (_RECENCY, _FREQUENCY, _MONETARY)]
+            )
+            self.rfm_edges_ = np.vstack([_quintile_edges(X[:, c]) for c in self.rfm_columns_])
+        else:
+            self.rfm_columns_ = None
+            self.rfm_edges_ = None
+        design = self._design(X)
+
+        if snapshot is not None:
+            snapshot = np.asarray(snapshot)
+            if snapshot.shape != (X.shape[0],):
+                raise ValueError(f"snapshot must have shape ({X.shape[0]},), got {snapshot.shape}")
+        latest = snapshot == np.max(snapshot) if snapshot is not None else None
+        cal_y = None
+        if latest is not None and 0 < latest.sum() < latest.size:
+            older = ~latest
+            if not classify or np.unique(y[older]).size == 2:
+                early = clone(base).fit(design[older], y[older])
+                raw = _raw_score(early, design[latest], classify)
+                cal_y = y[latest]
+                self.calibration_mode_ = "latest_snapshot"
+        if cal_y is None:
+            folds = (
+                StratifiedKFold(3, shuffle=True, random_state=self.random_state)
+                if classify
+                else KFold(3, shuffle=True, random_state=self.random_state)
+            )
+            method = "decision_function" if classify else "predict"
+            raw = cross_val_predict(clone(base), design, y, cv=folds, method=method)
+            cal_y = y
+            self.calibration_mode_ = "cross_validated"
+        self.calibration_rows_ = int(cal_y.size)
+
+        if classify:
+            if self.calibration == "sigmoid":
+                calibrator = LogisticRegression(C=1e4, max_iter=1000)
+                calibrator.fit(raw.reshape(-1, 1), cal_y.astype(int))
+            else:
+                calibrator = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+                calibrator.fit(raw, cal_y)
+            self.calibrator_ = calibrator
+            self.scale_ = 1.0
+        else:
+            self.calibrator_ = None
+            total = float(np.sum(raw))
+            self.scale_ = float(np.sum(cal_y) / total) if total > 0 else 1.0
+
+        self.estimator_ = clone(base).fit(design, y)
+        self.training_rows_ = int(y.size)
+        self.training_mean_ = float(np.mean(y))
+        reference = self._predict_array(X[latest] if latest is not None else X)
+        high = np.quantile(reference, 1.0 - self.high_share)
+        medium = np.quantile(reference, 1.0 - self.high_share - self.medium_share)
+        self.bucket_thresholds_ = np.array([medium, high], dtype=float)
+        return self
+
+    def _predict_array(self, X: np.ndarray) -> np.ndarray:
+        # n_threads bounds fitting (many small fits oversubscribe a busy machine);
+        # scoring large batches uses every core.
+        return self._predict_raw(X)
+
+    def _design(self, X: np.ndarray) -> np.ndarray:
+        if self.rfm_edges_ is None:
+            return X
+        return _rfm_score(X, self.rfm_columns_, self.rfm_edges_)
+
+    def _predict_raw(self, X: np.ndarray) -> np.ndarray:
+        classify = self.kind != "count"
+        raw = _raw_score(self.estimator_, self._design(X), classify)
+        if not classify:
+            return raw * self.scale_
+        if isinstance(self.calibrator_, IsotonicRegression):
+            return np.asarray(self.calibrator_.predict(raw), dtype=float)
+        return self.calibrator_.predict_proba(raw.reshape(-1, 1))[:, 1]
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Return calibrated probabilities (binary targets) or expected counts.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame
+            The same feature columns, in the same order, as in ``fit``.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_rows,)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        return self._predict_array(X)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Return ``[1 - p, p]`` per row (binary targets only)."""
+        if self.kind == "count":
+            raise AttributeError("predict_proba is not available for kind='count'")
+        p = self.predict(X)
+        return np.column_stack([1.0 - p, p])
+
+    def bucket(self, scores: Any) -> pd.Series:
+        """Return Low/Medium/High for scores of this model, by the cut-offs frozen in fit.
+
+        Parameters
+        ----------
+        scores : array-like
+            Output of :meth:`predict`.
+
+        Returns
+        -------
+        pandas.Series
+            Ordered categorical with categories ``Low < Medium < High``.
+        """
+        codes = self._bucket_codes(scores)
+        return pd.Series(pd.Categorical.from_codes(codes, categories=BUCKETS, ordered=True))
+
+    def _bucket_codes(self, scores: Any) -> np.ndarray:
+        check_is_fitted(self)
+        return np.searchsorted(self.bucket_thresholds_, np.asarray(scores, dtype=float), "right")
+
+
+@dataclass(frozen=True)
+class PropensityResult:
+    """Fitted models, their evaluation and the family chosen per target."""
+
+    models: dict[str, PropensityModel]
+    evaluation: PropensityEvaluation
+    choice: dict[str, str]
+
+
+def _first_event(log: EventLog, as_of: dt.datetime) -> dt.datetime:
+    first = log.con.execute(
+        f"SELECT min(timestamp) FROM {log.table} WHERE timestamp < {sql_timestamp(as_of)}"
+    ).fetchone()[0]
+    if first is None:
+        raise InsufficientDataError(f"the event log has no event before as_of {as_of}")
+    return first
+
+
+def _split(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    X = frame.drop(columns=["snapshot", "user_id", "label"])
+    snapshot = frame["snapshot"].to_numpy().astype("datetime64[s]").astype(np.int64)
+    return X, frame["label"].to_numpy(), snapshot
+
+
+def _check_positives(
+    frame: pd.DataFrame, target: TargetConfig, role: str, minimum: int, horizon: int
+) -> None:
+    positive = int((frame["label"] > 0).sum())
+    negative = int(len(frame) - positive)
+    what = {"inactivity": "churned users", "event": "converting users", "count": "users with"}
+    noun = what[target.kind] + (f" {target.event!r}" if target.kind == "count" else "")
+    when = ", ".join(sorted({t.date().isoformat() for t in frame["snapshot"]}))
+    if positive < minimum:
+        raise InsufficientDataError(
+            f"target {target.name!r}: {positive} positive(s) ({noun} within {horizon} days) in "
+            f"the {role} snapshot(s) {when}; at least min_positives = {minimum} are needed"
+        )
+    if target.kind != "count" and negative < minimum:
+        raise InsufficientDataError(
+            f"target {target.name!r}: only {negative} negative(s) in the {role} snapshot(s) "
+            f"{when}; at least min_positives = {minimum} of each class are needed"
+        )
+
+
+def _snapshot_rows(frame: pd.DataFrame, name: str, role: str, horizon: int) -> list[dict]:
+    rows = []
+    for t0, part in frame.groupby("snapshot", sort=False):
+        rows.append(
+            {
+                "target": name,
+                "role": role,
+                "snapshot": t0,
+                "label_end": t0 + pd.Timedelta(days=horizon),
+                "users": len(part),
+                "positives": int((part["label"] > 0).sum()),
+                "rate": float(part["label"].mean()),
+            }
+        )
+    return rows
+
+
+def fit_propensity(
+    log: EventLog,
+    as_of: dt.date | dt.datetime | str,
+    feature_config: FeatureConfig | None = None,
+    config: PropensityConfig | None = None,
+    *,
+    segments: pd.DataFrame | None = None,
+    candidates: Sequence[str] = CANDIDATES,
+    n_threads: int | None = None,
+) -> PropensityResult:
+    """Fit, evaluate out of time and choose a calibrated model per target.
+
+    Parameters
+    ----------
+    log : EventLog
+        Clean log (it may hold events at or after ``as_of``: they are never read).
+    as_of : date-like
+        Scoring time. Label windows end at or before it.
+    feature_config : FeatureConfig, optional
+        Feature settings, passed to :func:`segmentkit.features.build_features`.
+    config : PropensityConfig
+        Targets, horizon, snapshot layout, ``min_positives`` and ``random_state``.
+    segments : pandas.DataFrame, optional
+        ``user_id, segment``: adds per-segment observed rate and mean out-of-time
+        score on the evaluation snapshot to the evaluation.
+    candidates : sequence of str
+        Families competing per target (a subset of :data:`FAMILIES`).
+    n_threads : int, optional
+        Passed to every :class:`PropensityModel` (see there).
+
+    Returns
+    -------
+    PropensityResult
+
+    Raises
+    ------
+    ConfigError
+        No targets, or an invalid target or candidate.
+    DataValidationError
+        ``as_of`` is after the log's cut-off, or ``segments`` lacks its columns.
+    InsufficientDataError
+        The log is too short for one backtest snapshot, or a target has fewer
+        than ``min_positives`` positives (or negatives) in a snapshot set.
+    """
+    config = config or PropensityConfig()
+    if not config.targets:
+        raise ConfigError("propensity.targets: no target to fit")
+    unknown = [c for c in candidates if c not in FAMILIES]
+    if unknown or not candidates:
+        raise ConfigError(f"candidates: expected some of {list(FAMILIES)}, got {list(candidates)}")
+    end = to_timestamp(as_of)
+    if log.as_of is not None and log.as_of < end:
+        raise DataValidationError(
+            f"as_of {end} is after the cut-off {log.as_of} the log was loaded with: "
+            "events in between are missing"
+        )
+    if segments is not None:
+        missing = [c for c in ("user_id", "segment") if c not in segments.columns]
+        if missing:
+            raise DataValidationError(
+                f"segments: missing column(s) {missing}; columns present: {list(segments.columns)}"
+            )
+    for target in config.targets:
+        _check_target(target)
+    first = _first_event(log, end)
+    cache: dict[dt.datetime, pd.DataFrame] = {}
+    models: dict[str, PropensityModel] = {}
+    choice: dict[str, str] = {}
+    metric_rows: list[dict] = []
+    decile_frames, calibration_frames, snapshot_rows, segment_frames = [], [], [], []
+
+    for target in config.targets:
+        horizon = target.horizon_days or config.horizon_days
+        plan = plan_snapshots(
+            end, horizon, config.n_snapshots, config.snapshot_step_days, first_event=first
+        )
+
+        def build(times: Sequence[dt.datetime], target=target, horizon=horizon) -> pd.DataFrame:
+            return build_training_set(
+                log, times, target, horizon, feature_config, end, _cache=cache
+            )
+
+        backtest, evaluation, final = (
+            build(plan.backtest),
+            build([plan.evaluation]),
+            build(plan.final),
+        )
+        for frame, role in ((backtest, "backtest"), (evaluation, "evaluation"), (final, "final")):
+            _check_positives(frame, target, role, config.min_positives, horizon)
+            snapshot_rows += _snapshot_rows(frame, target.name, role, horizon)
+
+        def make(family: str, target=target, horizon=horizon) -> PropensityModel:
+            return PropensityModel(
+                target=target.name,
+                kind=target.kind,
+                event=target.event,
+                horizon_days=horizon,
+                family=family,
+                random_state=config.random_state,
+                n_threads=n_threads,
+            )
+
+        X_bt, y_bt, s_bt = _split(backtest)
+        X_ev, y_ev, _ = _split(evaluation)
+        scores: dict[str, np.ndarray] = {}
+        for family in dict.fromkeys((*candidates, *BASELINES)):
+            fitted = make(family).fit(X_bt, y_bt, snapshot=s_bt)
+            scores[family] = fitted.predict(X_ev)
+        results = {family: _metrics(y_ev, p, target.kind) for family, p in scores.items()}
+        key = _selection_metric(target.kind)
+        ranked = list(dict.fromkeys(candidates))
+        best = min(ranked, key=lambda fam: (results[fam][key], ranked.index(fam)))
+        choice[target.name] = best
+
+        rows, deciles, calib = _report(target, y_ev, scores, results, best)
+        metric_rows += rows
+        decile_frames += deciles
+        calibration_frames += calib
+        if segments is not None:
+            segment_frames.append(_segment_table(evaluation, scores[best], segments, target.name))
+
+        X_fin, y_fin, s_fin = _split(final)
+        models[target.name] = make(best).fit(X_fin, y_fin, snapshot=s_fin)
+
+    evaluation_result = PropensityEvaluation(
+        metrics=pd.DataFrame(metric_rows, columns=["target", "model", "metric", "value"]),
+        deciles=pd.concat(decile_frames, ignore_index=True),
+        calibration=(
+            pd.concat(calibration_frames, ignore_index=True)
+            if calibration_frames
+            else pd.DataFrame(columns=_CALIBRATION_COLUMNS)
+        ),
+        snapshots=pd.DataFrame(snapshot_rows),
+        segments=pd.concat(segment_frames, ignore_index=True) if segment_frames else None,
+    )
+    return PropensityResult(models=models, evaluation=evaluation_result, choice=choice)
+
+
+def _report(
+    target: TargetConfig,
+    y: np.ndarray,
+    scores: dict[str, np.ndarray],
+    results: dict[str, dict[str, float]],
+    best: str,
+) -> tuple[list[dict], list[pd.DataFrame], list[pd.DataFrame]]:
+    """Return metric rows, decile tables and calibration tables of one target."""
+    rows, deciles, calibration = [], [], []
+    for family in ("model", *results):
+        source = best if family == "model" else family
+        rows += [
+            {"target": target.name, "model": family, "metric": metric, "value": value}
+            for metric, value in results[source].items()
+        ]
+        tables = [(_decile_table(y, scores[source]), deciles)]
+        if target.kind != "count":
+            tables.append((_calibration_table(y, scores[source]), calibration))
+        for table, bucket in tables:
+            table.insert(0, "model", family)
+            table.insert(0, "target", target.name)
+            bucket.append(table)
+    return rows, deciles, calibration
+
+
+def _segment_table(
+    evaluation: pd.DataFrame, scores: np.ndarray, segments: pd.DataFrame, name: str
+) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        {"user_id": evaluation["user_id"], "observed": evaluation["label"], "p": scores}
+    )
+    labels = segments[["user_id", "segment"]].drop_duplicates("user_id")
+    joined = frame.merge(labels, on="user_id", how="inner")
+    table = joined.groupby("segment", sort=True, observed=True).agg(
+        users=("p", "size"), observed=("observed", "mean"), mean_predicted=("p", "mean")
+    )
+    table = table.reset_index()
+    table.insert(0, "target", name)
+    return table

@@ -1,0 +1,696 @@
+"""Behavioral segments: transform, cluster, choose k by stability, name, align ids.
+
+:class:`Segmenter` is a scikit-learn estimator over the feature table (numeric
+columns, no ``user_id``). Inside ``fit`` it
+
+1. log-transforms heavy-tailed columns and standardizes every column;
+2. clusters with k-means (default), a Gaussian mixture or HDBSCAN;
+3. with ``k="auto"`` scores every k in ``k_range`` on a subsample and applies the
+   selection rule below;
+4. names each segment from its centroid profile relative to the population;
+5. optionally aligns segment ids to a reference model, so an id keeps its meaning
+   after a refresh.
+
+Choosing k
+----------
+For every candidate k the clustering is fitted on a subsample of at most
+``bootstrap_sample`` users and scored three ways:
+
+* **stability** per segment, as in Hennig's ``clusterboot``: the subsample is
+  resampled with replacement ``n_bootstrap`` times, the clustering is refitted on
+  each resample, and for every original segment the best Jaccard similarity with
+  any bootstrap segment (computed on the users present in both) is averaged over
+  the resamples;
+* **silhouette** on at most ``silhouette_sample`` users of the subsample;
+* **smallest segment share**.
+
+A candidate is *eligible* when every segment's mean Jaccard is at least
+``min_stability`` and its smallest share is at least ``min_share``. Among eligible
+candidates the one with the best silhouette wins, except that the smallest k whose
+silhouette is within :data:`SILHOUETTE_TOLERANCE` of the best is preferred (fewer
+segments are easier to act on). When no candidate is eligible, the k with the
+highest minimum Jaccard is used, ``k_rule_met_`` is False and a
+:class:`StabilityWarning` is emitted. Every candidate's scores are kept in
+:attr:`Segmenter.selection_`.
+
+Naming
+------
+Each segment is compared with the population on standardized (log) features,
+``z`` = segment mean of the transformed column. Feature roles are looked up by name
+(recency ``recency_days``, frequency ``active_days_total`` or ``sessions_total`` or
+``events_total``, monetary ``revenue_total`` or ``orders``, tenure ``tenure_days``,
+trend ``activity_trend``) and the first matching rule gives the name:
+
+====================  ==========================================================
+New                   tenure z <= -1
+Hibernating           recency z >= 1 and frequency z <= 0.5
+At risk               recency z >= 0.4, or trend z <= -0.5 with frequency z >= -0.3
+Champions             frequency z >= 0.8 and monetary z >= 0.5
+Big spenders          monetary z >= 0.8
+Loyal                 frequency z >= 0.5
+Window shoppers       frequency z >= 0 and monetary z <= -0.3
+Casual                frequency z < 0
+====================  ==========================================================
+
+A rule whose roles are missing from the table is skipped; segments no rule fits
+(or every segment of a generic feature table) are named after their strongest
+feature, e.g. "High orders". A repeated name gets the strongest feature that its
+namesakes do not already use as a suffix, e.g. "Casual (high events_per_session)".
+The description lists the three features with the largest ``|z|``, as lifts.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
+
+from segmentkit.errors import ConfigError, InsufficientDataError
+from segmentkit.models.clustering import (
+    _ALGORITHMS,
+    _cluster,
+    _count_distinct,
+    _distances,
+    _hdbscan,
+    _heavy_tailed,
+    _nearest,
+    _refine,
+    _signed_log,
+    _subsample,
+)
+from segmentkit.models.k_selection import (
+    _silhouette,
+    _stability,
+    _stability_hdbscan,
+    _table,
+    choose_k,
+)
+from segmentkit.models.naming import _describe, _feature_labels, _lifts, _rule_name, _unique_names
+
+#: A refitted segment keeps its reference name unless its rule-based name changed
+#: or its centroid moved more than this many standard units (Euclidean, reference space).
+RENAME_SHIFT = 1.5
+
+
+class StabilityWarning(UserWarning):
+    """No candidate k met the stability and share rule."""
+
+
+class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
+    """Find, name and align behavioral segments in a feature table.
+
+    Parameters
+    ----------
+    algorithm : {"kmeans", "gmm", "hdbscan"}, default="kmeans"
+        Clustering method. ``"gmm"`` is a full-covariance Gaussian mixture and adds
+        :meth:`predict_proba`. ``"hdbscan"`` chooses its own number of segments
+        (``k`` must be ``"auto"``; ``k_range`` is ignored), is fitted on a
+        subsample of ``bootstrap_sample`` users with ``min_cluster_size =
+        max(5, ceil(min_share * n))``, and assigns noise points and new users to
+        the nearest cluster centroid.
+    k : "auto" or int, default="auto"
+        Number of segments, or ``"auto"`` to choose it by the rule in the module
+        docstring.
+    k_range : tuple of int, default=(3, 10)
+        Inclusive range of k searched when ``k="auto"``.
+    n_bootstrap : int, default=20
+        Bootstrap resamples for the stability of each candidate (0 skips stability;
+        Jaccards are then NaN and every candidate is eligible on share alone).
+    bootstrap_sample : int, default=20000
+        Size of the subsample used to score candidates and bootstraps.
+    min_stability : float, default=0.75
+        Minimum mean Jaccard every segment needs for k to be eligible.
+    min_share : float, default=0.02
+        Minimum share of the smallest segment for k to be eligible.
+    silhouette_sample : int, default=10000
+        Users (of the subsample) on which the silhouette is computed.
+    log_features : "auto", bool or sequence, default="auto"
+        Columns to log-transform: ``"auto"`` decides per column from the data
+        (sample skewness above :data:`SKEW_THRESHOLD`), ``True``/``False`` all or
+        none, or a sequence of column names or indices. Logged columns use
+        ``sign(x) * log1p(|x|)``, which is ``log1p`` on non-negative data.
+    random_state : int, RandomState instance or None, default=None
+        Seed for subsampling, bootstraps and the clustering.
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_samples,)
+        Segment id of every training user.
+    n_segments_ : int
+        Number of segment ids (ids are ``0 .. n_segments_ - 1``; after alignment to
+        a reference with more segments, ids missing from this fit have size 0).
+    k_ : int
+        Number of segments found in this fit.
+    k_rule_met_ : bool
+        Whether the chosen k met the selection rule (always True for a fixed k).
+    log_columns_ : ndarray of bool
+        Which columns were log-transformed.
+    center_, scale_ : ndarray
+        Standardization of the (logged) columns.
+    cluster_centers_ : ndarray of shape (n_segments_, n_features_in_)
+        Segment centroids in the transformed space (rows of absent ids are inf).
+    segment_names_, segment_descriptions_ : list of str
+        Name and one-line description per segment id.
+    segment_stability_ : ndarray
+        Mean bootstrap Jaccard per segment id.
+    segment_sizes_ : ndarray of int
+        Training users per segment id.
+    n_features_in_ : int
+        Number of features seen in fit.
+    feature_names_in_ : ndarray of str
+        Column names seen in fit (only when X was a DataFrame).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.vstack([rng.normal(c, 0.3, size=(40, 2)) for c in (0, 5, 10)])
+    >>> seg = Segmenter(k=3, n_bootstrap=5, random_state=0).fit(X)
+    >>> seg.n_segments_, sorted(np.bincount(seg.labels_).tolist())
+    (3, [40, 40, 40])
+    >>> seg.transform(X[:1]).shape
+    (1, 3)
+    """
+
+    def __init__(
+        self,
+        algorithm: str = "kmeans",
+        k: int | str = "auto",
+        k_range: tuple[int, int] = (3, 10),
+        n_bootstrap: int = 20,
+        bootstrap_sample: int = 20000,
+        min_stability: float = 0.75,
+        min_share: float = 0.02,
+        silhouette_sample: int = 10000,
+        log_features: str | bool | Sequence[str | int] = "auto",
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
+        self.algorithm = algorithm
+        self.k = k
+        self.k_range = k_range
+        self.n_bootstrap = n_bootstrap
+        self.bootstrap_sample = bootstrap_sample
+        self.min_stability = min_stability
+        self.min_share = min_share
+        self.silhouette_sample = silhouette_sample
+        self.log_features = log_features
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X: Any, y: None = None, reference: Segmenter | None = None) -> Segmenter:
+        """Fit segments on a feature table.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            Numeric feature table, one row per user, without ``user_id``.
+        y : None
+            Ignored.
+        reference : Segmenter, optional
+            A fitted model whose segment ids (and names, where the profile did not
+            clearly change) this fit takes over by optimal centroid matching.
+
+        Returns
+        -------
+        Segmenter
+            The fitted estimator.
+        """
+        self._check_params()
+        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=1)
+        n = X.shape[0]
+        if n < 2:
+            raise InsufficientDataError(
+                f"segmentation needs at least 2 users, found 1 sample (n_samples = {n})"
+            )
+        if not np.ptp(X, axis=0).any():
+            raise InsufficientDataError(
+                f"all {n} users have identical features: there are no segments to find"
+            )
+        if reference is not None:
+            _check_reference(reference, self)
+        rng = check_random_state(self.random_state)
+
+        self.log_columns_ = self._decide_log_columns(X)
+        logged = _signed_log(X, self.log_columns_)
+        self.center_ = logged.mean(axis=0)
+        scale = logged.std(axis=0)
+        self.scale_ = np.where(scale > 0, scale, 1.0)
+        Z = (logged - self.center_) / self.scale_
+
+        n_distinct = _count_distinct(Z)
+        sub = _subsample(n, self.bootstrap_sample, rng)
+        boot = [np.unique(rng.randint(0, sub.size, sub.size)) for _ in range(self.n_bootstrap)]
+        # Many small fits run fastest single-threaded (thread start-up and
+        # oversubscription dominate); only the full-data refit uses every thread.
+        if self.algorithm == "hdbscan":
+            with threadpool_limits(limits=1):
+                labels, centers, mixture, jaccards, table, rule_met = self._fit_hdbscan(
+                    Z, sub, boot, rng
+                )
+        else:
+            ks = self._candidate_ks(n, n_distinct)
+            labels, centers, mixture, jaccards, table, rule_met = self._fit_partition(
+                Z, sub, boot, ks, rng
+            )
+        self.k_ = int(centers.shape[0])
+        self.k_rule_met_ = bool(rule_met)
+
+        # Canonical ids: largest segment first; then, with a reference, its ids.
+        sizes = np.bincount(labels, minlength=self.k_)
+        order = np.lexsort((np.arange(self.k_), -sizes))
+        ids = np.empty(self.k_, dtype=np.intp)
+        ids[order] = np.arange(self.k_)
+        if reference is not None:
+            ids = _align_ids(ids, X, labels, reference)
+        n_ids = int(ids.max()) + 1
+        self.n_segments_ = n_ids
+        self.segment_ids_ = ids  # cluster index -> segment id
+        self.labels_ = ids[labels].astype(np.intp)
+        self.cluster_centers_ = np.full((n_ids, Z.shape[1]), np.inf)
+        self.cluster_centers_[ids] = centers
+        self.mixture_ = mixture
+        self.segment_stability_ = np.full(n_ids, np.nan)
+        self.segment_stability_[ids] = jaccards
+        self._selection = table
+
+        self._fit_profiles(X, Z, n_ids)
+        self._fit_names(reference, X)
+        return self
+
+    def fit_predict(self, X: Any, y: None = None, reference: Segmenter | None = None) -> np.ndarray:
+        """Fit and return the segment id of every user (see :meth:`fit`).
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Segment ids.
+        """
+        return self.fit(X, y, reference=reference).labels_
+
+    def scaled_features(self, X: Any) -> np.ndarray:
+        """Return ``X`` in the space the segments are found in.
+
+        Heavy-tailed columns get ``sign(x) * log1p(|x|)``, then every column is
+        standardized with the fitted center and scale. Distances here are the ones
+        clustering used, so this is the input for a 2-D map (e.g. UMAP) of segments.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            Feature table with the training columns.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        return self._transform_features(validate_data(self, X, dtype=np.float64, reset=False))
+
+    # -------------------------------------------------------------- predict
+    def predict(self, X: Any) -> np.ndarray:
+        """Assign users to segments.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            Feature table with the training columns.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Segment ids (nearest centroid for k-means and HDBSCAN, most probable
+            component for the Gaussian mixture).
+        """
+        return self._assign(self.scaled_features(X))
+
+    def _assign(self, Z: np.ndarray) -> np.ndarray:
+        """Segment ids of rows already in the scaled space (see :meth:`scaled_features`)."""
+        if self.mixture_ is not None:
+            return self.segment_ids_[self.mixture_.predict(Z)].astype(np.intp)
+        return _nearest(Z, self.cluster_centers_)
+
+    @available_if(lambda self: self.algorithm == "gmm")
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Segment membership probabilities (Gaussian mixture only).
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            Feature table with the training columns.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_segments_)
+            Column ``i`` is the probability of segment id ``i``.
+        """
+        check_is_fitted(self)
+        Z = self._transform_features(validate_data(self, X, dtype=np.float64, reset=False))
+        proba = self.mixture_.predict_proba(Z)
+        out = np.zeros((Z.shape[0], self.n_segments_))
+        out[:, self.segment_ids_] = proba
+        return out
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Euclidean distance of every user to every segment centroid.
+
+        Distances are measured in the transformed (logged, standardized) space.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            Feature table with the training columns.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_segments_)
+            Column ``i`` is the distance to segment id ``i`` (inf for an id absent
+            from this fit).
+        """
+        check_is_fitted(self)
+        Z = self._transform_features(validate_data(self, X, dtype=np.float64, reset=False))
+        return _distances(Z, self.cluster_centers_)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the :meth:`transform` columns: ``segment_distance_<id>``.
+
+        Parameters
+        ----------
+        input_features : ignored
+            Present for API compatibility.
+
+        Returns
+        -------
+        ndarray of str
+            One name per segment id.
+        """
+        check_is_fitted(self)
+        return np.asarray([f"segment_distance_{i}" for i in range(self.n_segments_)], dtype=object)
+
+    # ---------------------------------------------------------- properties
+    @property
+    def selection_(self) -> pd.DataFrame:
+        """Every candidate k with its scores, one row each.
+
+        Columns: ``k, min_jaccard, mean_jaccard, jaccards`` (per-segment list, by
+        size on the subsample), ``silhouette, min_share, eligible, chosen``.
+        """
+        check_is_fitted(self)
+        return pd.DataFrame(self._selection)
+
+    @property
+    def profiles_(self) -> pd.DataFrame:
+        """One row per segment id: name, size, share, stability, medians and lifts.
+
+        ``lift_<feature>`` is the segment mean divided by the population mean; when
+        the population mean is 0 it is the ratio of medians instead, and NaN when
+        that is 0 too. For ``activity_trend`` (signed, centred on 0) the lift is
+        the difference of means.
+        """
+        check_is_fitted(self)
+        names = _feature_labels(self)
+        frame = pd.DataFrame(
+            {
+                "name": self.segment_names_,
+                "description": self.segment_descriptions_,
+                "size": self.segment_sizes_,
+                "share": self.segment_sizes_ / self.segment_sizes_.sum(),
+                "stability": self.segment_stability_,
+            }
+        )
+        medians = pd.DataFrame(self.segment_medians_, columns=[f"median_{c}" for c in names])
+        lifts = pd.DataFrame(self.segment_lifts_, columns=[f"lift_{c}" for c in names])
+        out = pd.concat([frame, medians, lifts], axis=1)
+        out.index = pd.RangeIndex(self.n_segments_, name="segment")
+        return out
+
+    # ------------------------------------------------------------ internals
+    def _check_params(self) -> None:
+        if self.algorithm not in _ALGORITHMS:
+            raise ConfigError(f"algorithm: expected one of {_ALGORITHMS}, got {self.algorithm!r}")
+        if self.k != "auto":
+            if not isinstance(self.k, numbers.Integral) or isinstance(self.k, bool) or self.k < 2:
+                raise ConfigError(f"k: expected 'auto' or an integer >= 2, got {self.k!r}")
+            if self.algorithm == "hdbscan":
+                raise ConfigError(
+                    "k: hdbscan chooses its own number of segments; use k='auto' with it"
+                )
+        try:
+            low, high = (int(v) for v in self.k_range)
+        except (TypeError, ValueError):
+            raise ConfigError(f"k_range: expected (low, high), got {self.k_range!r}") from None
+        if not 2 <= low <= high:
+            raise ConfigError(f"k_range: expected 2 <= low <= high, got {self.k_range!r}")
+        for name, value, lo in (
+            ("n_bootstrap", self.n_bootstrap, 0),
+            ("bootstrap_sample", self.bootstrap_sample, 2),
+            ("silhouette_sample", self.silhouette_sample, 2),
+        ):
+            if not isinstance(value, numbers.Integral) or value < lo:
+                raise ConfigError(f"{name}: expected an integer >= {lo}, got {value!r}")
+        for name, value in (("min_stability", self.min_stability), ("min_share", self.min_share)):
+            if not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+                raise ConfigError(f"{name}: expected a number in [0, 1], got {value!r}")
+
+    def _decide_log_columns(self, X: np.ndarray) -> np.ndarray:
+        spec = self.log_features
+        n_features = X.shape[1]
+        if isinstance(spec, str):
+            if spec != "auto":
+                raise ConfigError(
+                    f"log_features: expected 'auto', a bool or column list, got {spec!r}"
+                )
+            return _heavy_tailed(X)
+        if isinstance(spec, bool | np.bool_):
+            return np.full(n_features, bool(spec))
+        mask = np.zeros(n_features, dtype=bool)
+        names = list(_feature_labels(self))
+        for item in spec:
+            if isinstance(item, str):
+                if item not in names:
+                    raise ConfigError(f"log_features: no column {item!r}; columns are {names}")
+                mask[names.index(item)] = True
+            elif isinstance(item, numbers.Integral) and 0 <= item < n_features:
+                mask[int(item)] = True
+            else:
+                raise ConfigError(f"log_features: {item!r} is not a column of the table")
+        return mask
+
+    def _transform_features(self, X: np.ndarray) -> np.ndarray:
+        return (_signed_log(X, self.log_columns_) - self.center_) / self.scale_
+
+    def _candidate_ks(self, n: int, n_distinct: int) -> list[int]:
+        if self.k != "auto":
+            k = int(self.k)
+            if n < k:
+                raise InsufficientDataError(f"k={k} segments need at least {k} users, found {n}")
+            if n_distinct < k:
+                raise InsufficientDataError(
+                    f"k={k} segments need at least {k} distinct users, found {n_distinct}"
+                )
+            return [k]
+        low, high = (int(v) for v in self.k_range)
+        # The silhouette needs k < number of users scored.
+        ks = [k for k in range(low, high + 1) if k < n_distinct]
+        if not ks:
+            raise InsufficientDataError(
+                f"k='auto' with k_range=({low}, {high}) needs at least {low + 1} distinct users, "
+                f"found {n_distinct}"
+            )
+        return ks
+
+    def _fit_partition(
+        self,
+        Z: np.ndarray,
+        sub: np.ndarray,
+        boot: list[np.ndarray],
+        ks: list[int],
+        rng: np.random.RandomState,
+    ) -> tuple[np.ndarray, np.ndarray, Any, np.ndarray, dict[str, list], bool]:
+        Zs = Z[sub]
+        whole = sub.size == Z.shape[0]
+        rows: list[dict[str, Any]] = []
+        fits = {}
+        distinct_s = _count_distinct(Zs)
+        for k in ks:
+            seed = int(rng.randint(np.iinfo(np.int32).max))
+            if distinct_s <= k and len(ks) > 1:
+                continue
+            with threadpool_limits(limits=1):
+                labels_s, centers_s, mixture_s = _cluster(self.algorithm, Zs, k, seed)
+                jac = _stability(self.algorithm, Zs, labels_s, k, boot, seed)
+                sil = _silhouette(Zs, labels_s, self.silhouette_sample, seed)
+            shares = np.bincount(labels_s, minlength=k) / labels_s.size
+            fits[k] = (labels_s, centers_s, mixture_s, jac, seed)
+            order = np.argsort(-shares, kind="stable")
+            rows.append(
+                {
+                    "k": k,
+                    "min_jaccard": float(np.min(jac)) if jac.size else math.nan,
+                    "mean_jaccard": float(np.mean(jac)) if jac.size else math.nan,
+                    "jaccards": [round(float(v), 4) for v in jac[order]],
+                    "silhouette": sil,
+                    "min_share": float(shares.min()),
+                }
+            )
+        chosen, rule_met = choose_k(rows, self.min_stability, self.min_share)
+        if not rule_met and len(rows) > 1:
+            warnings.warn(
+                f"no k in {self.k_range} gave segments with bootstrap Jaccard >= "
+                f"{self.min_stability} and share >= {self.min_share}; using k={chosen}, "
+                "the most stable candidate",
+                StabilityWarning,
+                stacklevel=3,
+            )
+        if self.k != "auto":
+            rule_met = True
+        table = _table(rows, chosen, self.min_stability, self.min_share)
+        labels_s, centers_s, mixture_s, jac, seed = fits[chosen]
+        if whole:
+            labels = np.empty(Z.shape[0], dtype=np.intp)
+            labels[sub] = labels_s
+            return labels, centers_s, mixture_s, jac, table, rule_met
+        labels, centers, mixture = _refine(self.algorithm, Z, centers_s, mixture_s, seed)
+        with threadpool_limits(limits=1):
+            jac = _stability(self.algorithm, Zs, labels[sub], chosen, boot, seed)
+        return labels, centers, mixture, jac, table, rule_met
+
+    def _fit_hdbscan(
+        self, Z: np.ndarray, sub: np.ndarray, boot: list[np.ndarray], rng: np.random.RandomState
+    ) -> tuple[np.ndarray, np.ndarray, None, np.ndarray, dict[str, list], bool]:
+        Zs = Z[sub]
+        min_size = max(5, math.ceil(self.min_share * sub.size))
+        labels_s, centers = _hdbscan(Zs, min_size)
+        k = centers.shape[0]
+        if k < 2:
+            raise InsufficientDataError(
+                f"hdbscan found {k} cluster(s) in {sub.size} users "
+                f"(min_cluster_size={min_size}); no segments to report"
+            )
+        labels = _nearest(Z, centers)
+        labels[sub] = labels_s
+        jac = _stability_hdbscan(Zs, labels_s, k, boot, min_size)
+        shares = np.bincount(labels, minlength=k) / labels.size
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        row = {
+            "k": k,
+            "min_jaccard": float(np.min(jac)) if jac.size else math.nan,
+            "mean_jaccard": float(np.mean(jac)) if jac.size else math.nan,
+            "jaccards": [round(float(v), 4) for v in jac[np.argsort(-shares, kind="stable")]],
+            "silhouette": _silhouette(Zs, labels_s, self.silhouette_sample, seed),
+            "min_share": float(shares.min()),
+        }
+        _, rule_met = choose_k([row], self.min_stability, self.min_share)
+        if not rule_met:
+            warnings.warn(
+                f"hdbscan segments do not meet the rule (Jaccard >= {self.min_stability}, "
+                f"share >= {self.min_share})",
+                StabilityWarning,
+                stacklevel=3,
+            )
+        table = _table([row], k, self.min_stability, self.min_share)
+        return labels, centers, None, jac, table, rule_met
+
+    def _fit_profiles(self, X: np.ndarray, Z: np.ndarray, n_ids: int) -> None:
+        labels = self.labels_
+        n_features = X.shape[1]
+        self.segment_sizes_ = np.bincount(labels, minlength=n_ids).astype(np.int64)
+        self.population_mean_ = X.mean(axis=0)
+        self.population_median_ = np.median(X, axis=0)
+        self.segment_medians_ = np.full((n_ids, n_features), np.nan)
+        means = np.full((n_ids, n_features), np.nan)
+        self.segment_z_ = np.full((n_ids, n_features), np.nan)
+        order = np.argsort(labels, kind="stable")
+        bounds = np.r_[0, np.cumsum(self.segment_sizes_)]
+        for s in range(n_ids):
+            rows = order[bounds[s] : bounds[s + 1]]
+            if rows.size == 0:
+                continue
+            self.segment_medians_[s] = np.median(X[rows], axis=0)
+            means[s] = X[rows].mean(axis=0)
+            self.segment_z_[s] = Z[rows].mean(axis=0)
+        self.segment_lifts_ = _lifts(
+            means,
+            self.segment_medians_,
+            self.population_mean_,
+            self.population_median_,
+            _feature_labels(self),
+        )
+
+    def _fit_names(self, reference: Segmenter | None, X: np.ndarray) -> None:
+        features = list(_feature_labels(self))
+        present = self.segment_sizes_ > 0
+        kinds = [
+            _rule_name(self.segment_z_[s], features) if present[s] else ""
+            for s in range(self.n_segments_)
+        ]
+        inherited: dict[int, str] = {}
+        if reference is not None:
+            ref_z = reference._transform_features(X)  # this table in the reference's space
+            for s in range(min(self.n_segments_, reference.n_segments_)):
+                if not present[s]:
+                    inherited[s] = reference.segment_names_[s]
+                    continue
+                if reference.segment_sizes_[s] == 0:
+                    continue
+                rows = self.labels_ == s
+                shift = float(
+                    np.linalg.norm(ref_z[rows].mean(axis=0) - reference.cluster_centers_[s])
+                )
+                if kinds[s] == reference.segment_kinds_[s] and shift <= RENAME_SHIFT:
+                    inherited[s] = reference.segment_names_[s]
+        self.segment_kinds_ = kinds
+        self.segment_names_ = _unique_names(kinds, inherited, self.segment_z_, features, present)
+        self.segment_descriptions_ = [
+            _describe(self.segment_z_[s], self.segment_lifts_[s], features)
+            if present[s]
+            else "absent in this fit"
+            for s in range(self.n_segments_)
+        ]
+
+
+# -------------------------------------------------------------- alignment
+def _check_reference(reference: Any, model: Segmenter) -> None:
+    if not isinstance(reference, Segmenter):
+        raise ConfigError(f"reference: expected a fitted Segmenter, got {type(reference).__name__}")
+    check_is_fitted(reference)
+    if reference.n_features_in_ != model.n_features_in_:
+        raise ConfigError(
+            f"reference was fitted on {reference.n_features_in_} features, "
+            f"this table has {model.n_features_in_}"
+        )
+    ref_names = getattr(reference, "feature_names_in_", None)
+    new_names = getattr(model, "feature_names_in_", None)
+    if ref_names is not None and new_names is not None and list(ref_names) != list(new_names):
+        raise ConfigError(
+            f"reference was fitted on columns {list(ref_names)}, this table has {list(new_names)}"
+        )
+
+
+def _align_ids(
+    ids: np.ndarray, X: np.ndarray, labels: np.ndarray, reference: Segmenter
+) -> np.ndarray:
+    """Map each new cluster to a reference id by optimal centroid matching."""
+    k = ids.size
+    ref_Z = reference._transform_features(X)
+    new_centers = np.vstack([ref_Z[labels == c].mean(axis=0) for c in range(k)])
+    ref_present = np.flatnonzero(reference.segment_sizes_ > 0)
+    cost = _distances(new_centers, reference.cluster_centers_[ref_present])
+    rows, cols = linear_sum_assignment(cost)
+    out = np.full(k, -1, dtype=np.intp)
+    out[rows] = ref_present[cols]
+    unmatched = np.flatnonzero(out < 0)
+    # Unmatched clusters follow the reference ids, in canonical (size) order.
+    unmatched = unmatched[np.argsort(ids[unmatched], kind="stable")]
+    out[unmatched] = reference.n_segments_ + np.arange(unmatched.size)
+    return out

@@ -1,0 +1,1 @@
+"""What people read: figures, the training report and notebook review helpers."""

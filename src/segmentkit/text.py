@@ -1,0 +1,60 @@
+"""Small text helpers shared across the package: SQL literals, slugs, label ordering."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+__all__ = ["natural_key", "slug", "sql_literal", "sql_timestamp"]
+
+
+def sql_timestamp(value: dt.datetime) -> str:
+    """Render a naive datetime as a DuckDB ``TIMESTAMP`` literal.
+
+    Examples
+    --------
+    >>> sql_timestamp(dt.datetime(2024, 1, 31, 12, 30))
+    "TIMESTAMP '2024-01-31 12:30:00'"
+    """
+    return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+
+
+def sql_literal(text: str) -> str:
+    """Quote text as an SQL string literal (single quotes doubled).
+
+    Examples
+    --------
+    >>> sql_literal("o'clock")
+    "'o''clock'"
+    """
+    return "'" + text.replace("'", "''") + "'"
+
+
+def slug(name: str) -> str:
+    """Turn an event name into a snake_case identifier part (``"event"`` if nothing is left).
+
+    Examples
+    --------
+    >>> slug("Add to Cart!")
+    'add_to_cart'
+    >>> slug("***")
+    'event'
+    """
+    cleaned = re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
+    return cleaned or "event"
+
+
+def natural_key(label: Any) -> tuple[int, float, str]:
+    """Sort key that puts integer-like labels first, in numeric order.
+
+    Examples
+    --------
+    >>> sorted(["10", "b", "2", "a"], key=natural_key)
+    ['2', '10', 'a', 'b']
+    """
+    text = str(label)
+    try:
+        return (0, float(text), text)
+    except ValueError:
+        return (1, 0.0, text)

@@ -1,0 +1,263 @@
+"""The training job as a function: events in, fitted model and aggregate reports out.
+
+No MLflow and no file writing here: the CLI saves the bundle and logs the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from segmentkit.bundle import SegmentationModel
+from segmentkit.bundle.metadata import BundleMetadata
+from segmentkit.config import Config
+from segmentkit.features import build_features, feature_names
+from segmentkit.io.events import (
+    DataQualityReport,
+    EventLog,
+    EventSource,
+    default_as_of,
+    load_events,
+    to_timestamp,
+)
+
+__all__ = ["TrainingResult", "data_fingerprint", "load_snapshot", "make_segmenter", "train_model"]
+
+Progress = Callable[[str], contextlib.AbstractContextManager[Any]]
+
+
+@contextlib.contextmanager
+def _silent(_: str) -> Iterator[None]:
+    yield
+
+
+@dataclass
+class TrainingResult:
+    """Everything one training run produced.
+
+    ``features`` and ``segments`` are user-level and stay in memory (and in the
+    bundle's scoring path); only :meth:`tables`, :meth:`metrics` and
+    :meth:`documents` are aggregates fit for MLflow.
+    """
+
+    model: SegmentationModel
+    report: DataQualityReport
+    as_of: dt.datetime
+    features: pd.DataFrame
+    segments: np.ndarray
+    propensity: Any = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Aggregate tables: k selection, segment profiles, propensity evaluation."""
+        segmenter = self.model.segmenter
+        tables = {
+            "segment_profiles": segmenter.profiles_.reset_index(),
+        }
+        if getattr(segmenter, "selection_", None) is not None:
+            tables["k_selection"] = segmenter.selection_
+        if self.propensity is not None:
+            evaluation = self.propensity.evaluation
+            tables["propensity_metrics"] = evaluation.metrics
+            tables["propensity_deciles"] = evaluation.deciles
+            tables["propensity_calibration"] = evaluation.calibration
+            tables["propensity_snapshots"] = evaluation.snapshots
+            if evaluation.segments is not None:
+                tables["propensity_by_segment"] = evaluation.segments
+        return tables
+
+    def metrics(self) -> dict[str, float]:
+        """Flat aggregate metrics for the tracking run."""
+        segmenter = self.model.segmenter
+        shares = np.bincount(self.segments, minlength=segmenter.n_segments_) / len(self.segments)
+        out = {
+            "data/rows_clean": self.report.rows_clean,
+            "data/users": self.report.users,
+            "data/duplicate_rows": self.report.duplicate_rows,
+            "data/null_rows": self.report.null_user_id + self.report.null_timestamp,
+            "segments/k": segmenter.n_segments_,
+            "segments/min_share": float(shares.min()),
+        }
+        profiles = segmenter.profiles_
+        if "stability" in profiles.columns and profiles["stability"].notna().any():
+            out["segments/min_stability"] = float(profiles["stability"].min())
+        if self.propensity is not None:
+            chosen = self.propensity.evaluation.metrics
+            chosen = chosen[chosen["model"] == "model"]
+            for row in chosen.itertuples(index=False):
+                if pd.notna(row.value):
+                    out[f"propensity/{row.target}/{row.metric}"] = float(row.value)
+        out.update({f"time/{k}_s": v for k, v in self.timings.items()})
+        return out
+
+    def documents(self) -> dict[str, Any]:
+        """JSON documents: data-quality report and segment names."""
+        segmenter = self.model.segmenter
+        return {
+            "data_quality": self.report.to_dict(),
+            "segments": {
+                str(i): {"name": name, "description": desc}
+                for i, (name, desc) in enumerate(
+                    zip(segmenter.segment_names_, segmenter.segment_descriptions_, strict=True)
+                )
+            },
+        }
+
+
+def make_segmenter(config: Config) -> Any:
+    """Build an unfitted Segmenter from ``params.yaml`` → ``segmentation``."""
+    from segmentkit.models.segmentation import Segmenter
+
+    seg = config.segmentation
+    return Segmenter(
+        algorithm=seg.algorithm,
+        k=seg.k,
+        k_range=tuple(seg.k_range),
+        n_bootstrap=seg.n_bootstrap,
+        bootstrap_sample=seg.bootstrap_sample,
+        min_stability=seg.min_stability,
+        min_share=seg.min_share,
+        silhouette_sample=seg.silhouette_sample,
+        random_state=seg.random_state,
+    )
+
+
+def data_fingerprint(log: EventLog) -> str:
+    """Order-independent fingerprint of the clean log (an aggregate hash, no rows)."""
+    value = log.con.execute(
+        f"SELECT count(*), bit_xor(hash(user_id, timestamp, event, revenue)) FROM {log.table}"
+    ).fetchone()
+    return f"{value[0]}-{int(value[1] or 0):016x}"
+
+
+def load_snapshot(
+    config: Config,
+    events: EventSource | EventLog,
+    as_of: dt.date | dt.datetime | str | None = None,
+    min_users: int = 1,
+) -> tuple[EventLog, dt.datetime]:
+    """Validate ``events`` (unless already an EventLog) and resolve the snapshot time.
+
+    The snapshot is ``as_of``, else ``config.data.as_of``, else the midnight after the
+    last event; events at or after it are excluded while loading.
+    """
+    requested = as_of if as_of is not None else config.data.as_of
+    cutoff = to_timestamp(requested) if requested is not None else None
+    if isinstance(events, EventLog):
+        log = events
+    else:
+        log = load_events(
+            events,
+            config.data.columns,
+            as_of=cutoff,
+            on_invalid=config.data.on_invalid,
+            min_users=min_users,
+        )
+    return log, cutoff if cutoff is not None else default_as_of(log)
+
+
+def train_model(
+    config: Config,
+    events: EventSource | EventLog,
+    as_of: dt.date | dt.datetime | str | None = None,
+    *,
+    reference: SegmentationModel | None = None,
+    progress: Progress = _silent,
+) -> TrainingResult:
+    """Load, build features, fit the Segmenter and every propensity target.
+
+    Parameters
+    ----------
+    config : Config
+        All of ``params.yaml``.
+    events : event source or EventLog
+        The log; validated here unless it already is an ``EventLog``.
+    as_of : date-like, optional
+        Snapshot; default ``config.data.as_of``, else the midnight after the last event.
+    reference : SegmentationModel, optional
+        A previous model (the champion) whose segment ids the new segments align to.
+    progress : callable
+        ``progress(step_name)`` returns a context manager wrapping each long step.
+
+    Returns
+    -------
+    TrainingResult
+    """
+    import time
+
+    from segmentkit.drift import build_feature_reference
+    from segmentkit.models.propensity import fit_propensity
+
+    timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def step(name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        with progress(name):
+            yield
+        timings[name.split(" ")[0].lower()] = time.perf_counter() - start
+
+    with step("Loading and validating events"):
+        log, snapshot = load_snapshot(config, events, as_of, min_users=2)
+    with step("Features as of " + f"{snapshot:%Y-%m-%d}"):
+        features = build_features(log, snapshot, config.features)
+    names = feature_names(config.features)
+    with step("Segmentation"):
+        segmenter = make_segmenter(config)
+        segmenter.fit(
+            features[names], reference=reference.segmenter if reference is not None else None
+        )
+        segments = np.asarray(segmenter.labels_, dtype=np.int64)
+    propensity = None
+    if config.propensity.targets:
+        with step("Propensity models"):
+            propensity = fit_propensity(
+                log,
+                snapshot,
+                config.features,
+                config.propensity,
+                n_threads=config.propensity.n_threads,
+            )
+    shares = np.bincount(segments, minlength=segmenter.n_segments_) / len(segments)
+    metadata = BundleMetadata(
+        as_of=snapshot.isoformat(),
+        params=config.to_dict(),
+        data_fingerprint=data_fingerprint(log),
+        data_quality=log.report.to_dict(),
+        feature_names=tuple(names),
+        feature_reference=build_feature_reference(features[names], n_bins=config.drift.n_bins),
+        segment_names=tuple(segmenter.segment_names_),
+        segment_shares={str(i): float(s) for i, s in enumerate(shares)},
+        propensity_evaluation=(
+            tuple(
+                propensity.evaluation.metrics.query("model == 'model'")
+                .drop(columns=["model"])
+                .to_dict("records")
+            )
+            if propensity is not None
+            else ()
+        ),
+        propensity_choice=dict(propensity.choice) if propensity is not None else {},
+    )
+    model = SegmentationModel(
+        segmenter=segmenter,
+        propensity=dict(propensity.models) if propensity is not None else {},
+        feature_config=config.features,
+        columns=config.data.columns,
+        metadata=metadata,
+    )
+    return TrainingResult(
+        model=model,
+        report=log.report,
+        as_of=snapshot,
+        features=features,
+        segments=segments,
+        propensity=propensity,
+        timings=timings,
+    )

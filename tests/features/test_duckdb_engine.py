@@ -1,0 +1,248 @@
+import math
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import AS_OF
+
+from segmentkit.config import ColumnMap, FeatureConfig
+from segmentkit.errors import DataValidationError
+from segmentkit.features import build_features, describe_features, feature_names
+from segmentkit.io.events import load_events
+from segmentkit.io.synth import generate_events
+
+CONFIG = FeatureConfig(
+    windows=(7, 30), session_gap_minutes=30, key_events=("purchase", "add_to_cart")
+)
+
+# Worked out by hand from the tiny_log fixture (see conftest.py), as of 2024-01-31 00:00.
+# User a's events are 29, 29, 10, 0, 0, 0 days ago; user b's one event is 60.5 days ago.
+EXPECTED = pd.DataFrame(
+    {
+        "user_id": ["a", "b"],
+        "recency_days": [10 / 1440, 60.5],
+        "tenure_days": [29 + 14 / 24, 60.5],
+        "events_total": [6, 1],
+        "sessions_total": [3, 1],
+        "active_days_total": [3, 1],
+        "active_days_7d": [1, 0],
+        "events_7d": [3, 0],
+        "sessions_7d": [1, 0],
+        "revenue_7d": [20.0, 0.0],
+        "active_days_30d": [3, 0],
+        "events_30d": [6, 0],
+        "sessions_30d": [3, 0],
+        "revenue_30d": [70.0, 0.0],
+        "distinct_events": [4, 1],
+        "events_per_session": [2.0, 1.0],
+        "purchase_events": [2, 0],
+        "add_to_cart_events": [1, 0],
+        "revenue_total": [70.0, 0.0],
+        "orders": [2, 0],
+        "avg_order_value": [40.0, 0.0],
+        "activity_trend": [math.log(4 / 2), 0.0],
+        "median_gap_days": [14.5, 60.5],
+    }
+)
+
+
+def test_hand_computed_features(tiny_log):
+    table = build_features(tiny_log, AS_OF, CONFIG)
+    pd.testing.assert_frame_equal(table, EXPECTED, check_dtype=False, atol=1e-9)
+    assert list(table.columns) == ["user_id", *feature_names(CONFIG)]
+
+
+def test_dtypes_are_stable(tiny_log):
+    table = build_features(tiny_log, AS_OF, CONFIG)
+    assert table["events_total"].dtype == np.int64
+    assert table["active_days_7d"].dtype == np.int64
+    assert table["recency_days"].dtype == np.float64
+    assert table["events_per_session"].dtype == np.float64
+
+
+def test_events_at_or_after_as_of_never_change_features(tiny_log, late_events):
+    before = build_features(tiny_log, AS_OF, CONFIG)
+    after = build_features(pd.concat([tiny_log, late_events]), AS_OF, CONFIG)
+    pd.testing.assert_frame_equal(before, after)
+    assert "c" not in set(after["user_id"])
+
+
+def test_future_events_never_change_features_on_demo_data():
+    log = generate_events(300, 90, seed=3)
+    as_of = pd.Timestamp(log.end) - pd.Timedelta(days=20)
+    events = log.events.assign(user_id=log.events["user_id"].astype(str))
+    past = events[events["timestamp"] < as_of]
+    full = build_features(events, as_of, CONFIG)
+    only_past = build_features(past, as_of, CONFIG)
+    pd.testing.assert_frame_equal(full, only_past)
+
+
+def test_gap_based_sessions_without_session_id(tiny_log):
+    no_sessions = tiny_log.drop(columns=["session_id"])
+    table = build_features(no_sessions, AS_OF, CONFIG).set_index("user_id")
+    # 30-minute gap: 10:00/10:10 | 09:00 | 23:00/23:20/23:50 (a gap of exactly 30 min stays)
+    assert table.loc["a", "sessions_total"] == 3
+    short_gap = FeatureConfig(windows=(7, 30), session_gap_minutes=15, key_events=())
+    table = build_features(no_sessions, AS_OF, short_gap).set_index("user_id")
+    # 15 minutes: 10:00/10:10 | 09:00 | 23:00 | 23:20 | 23:50
+    assert table.loc["a", "sessions_total"] == 5
+    assert table.loc["a", "sessions_7d"] == 3
+    assert table.loc["a", "events_per_session"] == pytest.approx(6 / 5)
+
+
+def _as_relation(frame, tmp_path):
+    return duckdb.connect().from_df(frame)
+
+
+def _as_parquet(frame, tmp_path):
+    path = tmp_path / "events.parquet"
+    frame.to_parquet(path)
+    return str(path)
+
+
+def _as_csv(frame, tmp_path):
+    path = tmp_path / "events.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _as_glob(frame, tmp_path):
+    frame.iloc[:3].to_parquet(tmp_path / "part-1.parquet")
+    frame.iloc[3:].to_parquet(tmp_path / "part-2.parquet")
+    return str(tmp_path / "part-*.parquet")
+
+
+@pytest.mark.parametrize(
+    "make_source",
+    [lambda f, p: f, _as_relation, _as_parquet, _as_csv, _as_glob],
+    ids=["dataframe", "duckdb-relation", "parquet", "csv", "parquet-glob"],
+)
+def test_every_input_kind_gives_the_same_features(tiny_log, tmp_path, make_source):
+    table = build_features(make_source(tiny_log, tmp_path), AS_OF, CONFIG)
+    pd.testing.assert_frame_equal(table, EXPECTED, check_dtype=False, atol=1e-9)
+
+
+def test_column_mapping_and_integer_user_ids(tiny_log):
+    renamed = tiny_log.rename(
+        columns={"user_id": "uid", "timestamp": "ts", "event": "name", "revenue": "amount"}
+    ).drop(columns=["session_id"])
+    renamed["uid"] = renamed["uid"].map({"a": 10, "b": 2})
+    columns = ColumnMap(
+        user_id="uid", timestamp="ts", event="name", revenue="amount", session_id=None
+    )
+    table = build_features(renamed, AS_OF, CONFIG, columns=columns)
+    assert table["user_id"].tolist() == [2, 10]
+    assert table.set_index("user_id").loc[10, "revenue_total"] == 70.0
+
+
+def test_timezone_aware_timestamps_are_converted_to_utc(tiny_log):
+    shifted = tiny_log.copy()
+    # The same instants written in UTC+02:00.
+    shifted["timestamp"] = shifted["timestamp"].dt.tz_localize("UTC").dt.tz_convert("Etc/GMT-2")
+    table = build_features(shifted, AS_OF, CONFIG)
+    pd.testing.assert_frame_equal(table, EXPECTED, check_dtype=False, atol=1e-9)
+
+
+def test_transaction_table_without_event_column():
+    tx = pd.DataFrame(
+        {
+            "customer": [1, 1, 2],
+            "date": pd.to_datetime(["2024-01-02", "2024-01-10", "2024-01-05"]).date,
+            "amount": [10.0, 30.0, 5.0],
+        }
+    )
+    columns = ColumnMap(
+        user_id="customer", timestamp="date", event=None, revenue="amount", session_id=None
+    )
+    table = build_features(tx, "2024-01-11", CONFIG, columns=columns).set_index("user_id")
+    assert table.loc[1, "purchase_events"] == 2
+    assert table.loc[1, "orders"] == 2
+    assert table.loc[1, "avg_order_value"] == 20.0
+    assert table.loc[1, "median_gap_days"] == 8.0
+
+
+def test_as_of_beyond_the_loaded_cut_off_is_refused(tiny_log):
+    log = load_events(tiny_log, as_of="2024-01-15")
+    with pytest.raises(DataValidationError, match="after the cut-off"):
+        build_features(log, AS_OF, CONFIG)
+
+
+def test_every_feature_is_described():
+    specs = describe_features(CONFIG)
+    assert [s.name for s in specs] == feature_names(CONFIG)
+    assert all(s.description for s in specs)
+    assert len(set(feature_names(CONFIG))) == len(specs)
+
+
+def test_many_event_types_fall_back_to_exact_distinct_count():
+    # More event types than the bitmap holds: the exact fallback must agree.
+    rows = [
+        ("u", pd.Timestamp("2024-01-01") + pd.Timedelta(minutes=i), f"e{i % 70}")
+        for i in range(140)
+    ]
+    frame = pd.DataFrame(rows, columns=["user_id", "timestamp", "event"])
+    table = build_features(frame, "2024-02-01", CONFIG)
+    assert table.loc[0, "distinct_events"] == 70
+
+
+def test_active_days_and_gaps_across_64_day_blocks():
+    as_of = pd.Timestamp("2024-12-31")
+    days_ago = [0, 63, 64, 130, 200]
+    frame = pd.DataFrame(
+        {
+            "user_id": "u",
+            "timestamp": [as_of - pd.Timedelta(days=d) - pd.Timedelta(hours=12) for d in days_ago],
+            "event": "view",
+        }
+    )
+    table = build_features(frame, as_of, FeatureConfig(windows=(30, 90, 180), key_events=()))
+    row = table.iloc[0]
+    assert row["active_days_total"] == 5
+    assert row["active_days_30d"] == 1
+    assert row["active_days_90d"] == 3
+    assert row["active_days_180d"] == 4
+    assert row["median_gap_days"] == (63 + 66) / 2  # gaps 63, 1, 66, 70
+
+
+def _naive_features(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """A slow, obviously correct pandas version of a few features."""
+    past = events[events["timestamp"] < as_of].copy()
+    past["days_ago"] = ((as_of - past["timestamp"]) // pd.Timedelta(days=1)).astype(int)
+    grouped = past.groupby("user_id")
+    out = pd.DataFrame(
+        {
+            "events_total": grouped.size(),
+            "sessions_total": grouped["session_id"].nunique(),
+            "active_days_total": grouped["days_ago"].nunique(),
+            "active_days_30d": past[past["days_ago"] < 30].groupby("user_id")["days_ago"].nunique(),
+            "revenue_30d": past[past["days_ago"] < 30].groupby("user_id")["revenue"].sum(),
+            "distinct_events": grouped["event"].nunique(),
+            "median_gap_days": grouped["days_ago"].apply(
+                lambda d: np.median(np.diff(np.sort(d.unique()))) if d.nunique() > 1 else np.nan
+            ),
+        }
+    ).fillna({"active_days_30d": 0, "revenue_30d": 0.0})
+    return out
+
+
+def test_matches_a_naive_pandas_implementation_on_demo_data():
+    log = generate_events(400, 200, seed=5)
+    events = log.events.assign(
+        user_id=log.events["user_id"].astype(str), event=log.events["event"].astype(str)
+    )
+    as_of = pd.Timestamp(log.end) - pd.Timedelta(days=10)
+    table = build_features(events, as_of, FeatureConfig(windows=(30, 90))).set_index("user_id")
+    expected = _naive_features(events, as_of)
+    table = table.loc[expected.index]
+    for column in expected.columns:
+        left = table[column].where(expected[column].notna(), np.nan)
+        np.testing.assert_allclose(left, expected[column], err_msg=column)
+
+
+def test_rows_without_session_id_are_one_session_each(tiny_log):
+    raw = tiny_log.copy()
+    raw["session_id"] = raw["session_id"].astype(object)
+    raw.loc[[3, 4], "session_id"] = None  # two of the three events of s3 lose their id
+    table = build_features(raw, AS_OF, CONFIG).set_index("user_id")
+    assert table.loc["a", "sessions_total"] == 5

@@ -1,0 +1,184 @@
+import datetime as dt
+
+import pandas as pd
+import pytest
+from conftest import AS_OF
+
+from segmentkit.config import ColumnMap
+from segmentkit.errors import DataValidationError, InsufficientDataError
+from segmentkit.io.events import (
+    check_output_path,
+    default_as_of,
+    load_events,
+    to_timestamp,
+    write_table,
+)
+
+
+def test_clean_log_report(tiny_log):
+    log = load_events(tiny_log)
+    report = log.report
+    assert report.rows_read == 7
+    assert report.rows_clean == 7
+    assert report.users == 2
+    assert report.duplicate_rows == 0
+    assert report.negative_revenue_rows == 1
+    assert report.first_event == "2023-12-01T12:00:00"
+    assert report.last_event == "2024-01-30T23:50:00"
+    assert log.has_revenue and log.has_session_id
+
+
+def test_missing_required_column_is_named_with_columns_present(tiny_log):
+    with pytest.raises(DataValidationError) as err:
+        load_events(tiny_log.drop(columns=["event"]))
+    message = str(err.value)
+    assert "event ('event')" in message
+    assert "columns present" in message and "'user_id'" in message
+
+
+def test_missing_mapped_column_names_the_mapped_name(tiny_log):
+    with pytest.raises(DataValidationError, match=r"user_id \('customer'\)"):
+        load_events(tiny_log, ColumnMap(user_id="customer"))
+
+
+def test_unparseable_timestamps_report_sample_rows(tiny_log):
+    raw = tiny_log.astype({"timestamp": str})
+    raw.loc[2, "timestamp"] = "yesterday"
+    raw.loc[5, "timestamp"] = "2024-02-30 10:00"
+    with pytest.raises(DataValidationError) as err:
+        load_events(raw)
+    message = str(err.value)
+    assert "2 value(s) cannot be parsed" in message
+    assert "row 2: 'yesterday'" in message
+    assert "row 5: '2024-02-30 10:00'" in message
+
+
+def test_non_numeric_revenue_reports_sample_rows(tiny_log):
+    raw = tiny_log.astype({"revenue": str})
+    raw.loc[1, "revenue"] = "fifty"
+    with pytest.raises(
+        DataValidationError, match=r"revenue.*1 value\(s\) are not numeric.*row 1: 'fifty'"
+    ):
+        load_events(raw)
+
+
+def test_revenue_of_a_wrong_type_is_refused(tiny_log):
+    raw = tiny_log.assign(revenue=[True] * len(tiny_log))
+    with pytest.raises(DataValidationError, match="expected numbers, got type BOOLEAN"):
+        load_events(raw)
+
+
+def test_timestamp_of_a_wrong_type_is_refused(tiny_log):
+    raw = tiny_log.assign(timestamp=range(len(tiny_log)))
+    with pytest.raises(DataValidationError, match="timestamp.*got type BIGINT"):
+        load_events(raw)
+
+
+def test_user_id_of_a_wrong_type_is_refused(tiny_log):
+    raw = tiny_log.assign(user_id=1.5)
+    with pytest.raises(DataValidationError, match="user_id.*expected strings or integers"):
+        load_events(raw)
+
+
+def test_null_user_and_timestamp_rows_are_dropped_and_counted(tiny_log):
+    raw = tiny_log.copy()
+    raw.loc[0, "user_id"] = None
+    raw.loc[6, "timestamp"] = pd.NaT
+    log = load_events(raw)
+    assert log.report.null_user_id == 1
+    assert log.report.null_timestamp == 1
+    assert log.report.rows_clean == 5
+    assert log.report.users == 1
+
+
+def test_null_rows_raise_when_on_invalid_is_error(tiny_log):
+    raw = tiny_log.copy()
+    raw.loc[3, "user_id"] = None
+    with pytest.raises(DataValidationError, match=r"'user_id': 1 null value\(s\).*row 3"):
+        load_events(raw, on_invalid="error")
+
+
+def test_unknown_on_invalid_policy(tiny_log):
+    with pytest.raises(DataValidationError, match="on_invalid"):
+        load_events(tiny_log, on_invalid="ignore")
+
+
+def test_exact_duplicates_are_dropped_and_counted(tiny_log):
+    raw = pd.concat([tiny_log, tiny_log.iloc[[0, 1, 1]]])
+    log = load_events(raw)
+    assert log.report.duplicate_rows == 3
+    assert log.report.rows_clean == 7
+
+
+def test_events_at_or_after_as_of_are_excluded_and_counted(tiny_log, late_events):
+    log = load_events(pd.concat([tiny_log, late_events]), as_of=AS_OF)
+    assert log.report.at_or_after_as_of == 3
+    assert log.report.rows_clean == 7
+    assert log.report.users == 2
+    assert log.to_pandas()["timestamp"].max() < AS_OF
+
+
+def test_nothing_left_after_cleaning(tiny_log):
+    with pytest.raises(
+        InsufficientDataError, match="no events left after cleaning before as_of 2020-01-01"
+    ):
+        load_events(tiny_log, as_of="2020-01-01")
+
+
+def test_fewer_users_than_needed(tiny_log):
+    with pytest.raises(InsufficientDataError, match=r"found 2 user\(s\); at least 10"):
+        load_events(tiny_log, min_users=10)
+
+
+def test_unsupported_source_type():
+    with pytest.raises(DataValidationError, match="got list"):
+        load_events([1, 2, 3])
+
+
+def test_missing_file_and_empty_glob(tmp_path):
+    with pytest.raises(DataValidationError, match="events file not found"):
+        load_events(tmp_path / "none.parquet")
+    with pytest.raises(DataValidationError, match="no file matches"):
+        load_events(str(tmp_path / "*.parquet"))
+
+
+def test_unsupported_file_suffix(tmp_path):
+    path = tmp_path / "events.json"
+    path.write_text("{}")
+    with pytest.raises(DataValidationError, match=r"expected .parquet or .csv"):
+        load_events(path)
+
+
+def test_unreadable_file_is_a_validation_error(tmp_path):
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(b"not parquet at all")
+    with pytest.raises(DataValidationError, match="cannot be read"):
+        load_events(path)
+
+
+def test_timezone_strings_are_read_as_utc(tiny_log):
+    raw = tiny_log.astype({"timestamp": str})
+    raw.loc[0, "timestamp"] = "2024-01-01T12:00:00+02:00"
+    log = load_events(raw)
+    assert log.to_pandas().loc[0, "timestamp"] == pd.Timestamp("2024-01-01 10:00")
+
+
+def test_default_as_of_is_midnight_after_the_last_event(tiny_log):
+    assert default_as_of(load_events(tiny_log)) == dt.datetime(2024, 1, 31)
+
+
+def test_to_timestamp_rejects_garbage():
+    with pytest.raises(DataValidationError, match="as_of"):
+        to_timestamp("not a date")
+    assert to_timestamp(pd.Timestamp("2024-01-01 02:00", tz="Europe/Paris")) == dt.datetime(
+        2024, 1, 1, 1
+    )
+
+
+def test_write_table_round_trip_and_refuses_unknown_suffix(tmp_path, tiny_log):
+    for name in ("out.parquet", "out.csv"):
+        path = write_table(tiny_log, tmp_path / "sub" / name)
+        assert path.is_file()
+        assert not list(path.parent.glob(".*.tmp"))
+    with pytest.raises(DataValidationError, match="expected a .parquet or .csv"):
+        check_output_path(tmp_path / "out.xlsx")
