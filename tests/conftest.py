@@ -36,3 +36,28 @@ def late_events() -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["user_id", "timestamp", "event", "revenue", "session_id"])
     frame["timestamp"] = pd.to_datetime(frame["timestamp"])
     return frame
+
+
+def _two_behaviours(n_per_group: int = 40) -> pd.DataFrame:
+    """Daily buyers active every day vs. users seen once two months ago (planted groups)."""
+    rows = []
+    start = pd.Timestamp("2024-03-01")
+    for i in range(n_per_group):
+        for day in range(30):
+            ts = start + pd.Timedelta(days=day, hours=10, minutes=i % 50)
+            rows.append((f"busy{i}", ts, "view", 0.0))
+            rows.append((f"busy{i}", ts + pd.Timedelta(minutes=5), "purchase", 20.0 + i % 7))
+        rows.append((f"quiet{i}", start - pd.Timedelta(days=60 - i % 5), "view", 0.0))
+    return pd.DataFrame(rows, columns=["user_id", "timestamp", "event", "revenue"])
+
+
+@pytest.fixture
+def two_behaviours() -> pd.DataFrame:
+    """80 users in two planted groups (see ``_two_behaviours``)."""
+    return _two_behaviours()
+
+
+@pytest.fixture(scope="module")
+def two_behaviours_log() -> pd.DataFrame:
+    """The same log, shared by the tests of one module (do not modify it)."""
+    return _two_behaviours()

@@ -67,6 +67,8 @@ def from_jsonable(
     data: Any,
     what: str | None = None,
     error: type[SegmentkitError] = DataValidationError,
+    *,
+    strict: bool = False,
 ) -> T:
     """Rebuild a dataclass written by :func:`to_jsonable`, checking every field's type.
 
@@ -80,6 +82,10 @@ def from_jsonable(
         How to name the object in errors (default: the class name).
     error : SegmentkitError subclass
         Raised for a missing key or a malformed value.
+    strict : bool
+        Hand-written input (``params.yaml``): refuse unknown keys, read an absent
+        section as empty, and never read ``None`` as NaN. Otherwise (files this package
+        wrote) unknown keys are ignored, so older readers accept newer files.
 
     Raises
     ------
@@ -88,21 +94,17 @@ def from_jsonable(
 
     Examples
     --------
-    >>> from dataclasses import dataclass
-    >>> @dataclass
-    ... class Point:
-    ...     x: float
-    ...     tags: tuple[str, ...] = ()
-    >>> from_jsonable(Point, {"x": None, "tags": ["a"]})
-    Point(x=nan, tags=('a',))
-    >>> from_jsonable(Point, {"tags": []})
+    >>> from segmentkit.config import FeatureConfig
+    >>> from_jsonable(FeatureConfig, {"windows": [7, 28]})
+    FeatureConfig(windows=(7, 28), session_gap_minutes=30, key_events=('purchase', 'add_to_cart'))
+    >>> from_jsonable(FeatureConfig, {"windows": [7, "x"]})
     Traceback (most recent call last):
     ...
-    segmentkit.errors.DataValidationError: Point: missing key 'x'
+    segmentkit.errors.DataValidationError: FeatureConfig.windows[1]: expected an integer, got 'x'
     """
     name = what or cls.__name__
     try:
-        return _read(cls, data, name)
+        return _Reader(strict).read(cls, data, name)
     except _Problem as problem:
         raise error(str(problem)) from None
 
@@ -111,82 +113,107 @@ class _Problem(Exception):
     """A malformed value, with the path to it in the message."""
 
 
-def _read(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if hint is Any:
-        return value
-    if dataclasses.is_dataclass(hint):
-        return _read_dataclass(hint, value, where)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        problems = []
-        for option in (a for a in args if a is not type(None)):
-            try:
-                return _read(option, value, where)
-            except _Problem as problem:
-                problems.append(str(problem))
-        raise _Problem(problems[0] if len(problems) == 1 else f"{where}: unexpected {value!r}")
-    if origin is Literal:
-        if value not in args:
-            raise _Problem(f"{where}: {value!r} is not one of {list(args)}")
-        return value
-    if origin in (tuple, list):
-        if not isinstance(value, list | tuple):
-            raise _Problem(f"{where}: expected a list, got {type(value).__name__}")
-        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
-            if len(args) != len(value):
-                raise _Problem(f"{where}: expected {len(args)} items, got {len(value)}")
-            pairs = enumerate(zip(args, value, strict=True))
-            return tuple(_read(a, v, f"{where}[{i}]") for i, (a, v) in pairs)
-        item = args[0] if args else Any
-        items = [_read(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin in (dict, Mapping) or hint in (dict, Mapping):
+class _Reader:
+    def __init__(self, strict: bool):
+        self.strict = strict
+
+    def read(self, hint: Any, value: Any, where: str) -> Any:
+        origin = typing.get_origin(hint)
+        args = typing.get_args(hint)
+        if hint is Any:
+            return value
+        if dataclasses.is_dataclass(hint):
+            return self.read_dataclass(hint, value, where)
+        if origin in (Union, types.UnionType):
+            if value is None and type(None) in args:
+                return None
+            problems = []
+            for option in (a for a in args if a is not type(None)):
+                try:
+                    return self.read(option, value, where)
+                except _Problem as problem:
+                    problems.append(str(problem))
+            if len(problems) == 1:
+                raise _Problem(problems[0])
+            raise _Problem(f"{where}: invalid value {value!r}")
+        if origin is Literal:
+            if value not in args:
+                raise _Problem(f"{where}: expected one of {list(args)}, got {value!r}")
+            return value
+        if origin in (tuple, list):
+            if not isinstance(value, list | tuple):
+                raise _Problem(f"{where}: expected a list, got {value!r}")
+            if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+                if len(args) != len(value):
+                    raise _Problem(f"{where}: expected {len(args)} values, got {len(value)}")
+                pairs = enumerate(zip(args, value, strict=True))
+                return tuple(self.read(a, v, f"{where}[{i}]") for i, (a, v) in pairs)
+            item = args[0] if args else Any
+            items = [self.read(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+            return tuple(items) if origin is tuple else items
+        if origin in (dict, Mapping) or hint in (dict, Mapping):
+            if not isinstance(value, Mapping):
+                raise _Problem(f"{where}: expected an object, got {type(value).__name__}")
+            item = args[1] if len(args) == 2 else Any
+            return {str(k): self.read(item, v, f"{where}.{k}") for k, v in value.items()}
+        if hint is dt.date:
+            return _date(value, where)
+        if hint is float:
+            if value is None and not self.strict:
+                return math.nan  # how to_jsonable writes NaN
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise _Problem(f"{where}: expected a number, got {value!r}")
+            return float(value)
+        if hint is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise _Problem(f"{where}: expected an integer, got {value!r}")
+            return value
+        if hint is bool:
+            if not isinstance(value, bool):
+                raise _Problem(f"{where}: expected true or false, got {value!r}")
+            return value
+        if hint is str:
+            if not isinstance(value, str):
+                raise _Problem(f"{where}: expected a string, got {value!r}")
+            return value
+        raise TypeError(f"from_jsonable cannot read type {hint!r} ({where})")
+
+    def read_dataclass(self, cls: type, value: Any, where: str) -> Any:
+        if value is None and self.strict:
+            value = {}  # an empty YAML section
         if not isinstance(value, Mapping):
-            raise _Problem(f"{where}: expected an object, got {type(value).__name__}")
-        item = args[1] if len(args) == 2 else Any
-        return {str(k): _read(item, v, f"{where}.{k}") for k, v in value.items()}
-    if hint is float:
-        if value is None:
-            return math.nan  # how to_jsonable writes NaN
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _Problem(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _Problem(f"{where}: expected an integer, got {value!r}")
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise _Problem(f"{where}: expected true or false, got {value!r}")
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise _Problem(f"{where}: expected a string, got {value!r}")
-        return value
-    raise TypeError(f"from_jsonable cannot read type {hint!r} ({where})")
-
-
-def _read_dataclass(cls: type, value: Any, where: str) -> Any:
-    if not isinstance(value, Mapping):
-        raise _Problem(f"{where}: expected an object, got {type(value).__name__}")
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for field in dataclasses.fields(cls):
-        if not field.init:
-            continue
-        if field.name not in value:
-            has_default = (
-                field.default is not dataclasses.MISSING
-                or field.default_factory is not dataclasses.MISSING
-            )
-            if has_default:
+            raise _Problem(f"{where} must be a mapping, got {type(value).__name__}")
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
+        unknown = sorted(set(value) - names)
+        if unknown and self.strict:
+            raise _Problem(f"{where}: unknown key(s) {unknown}; expected some of {sorted(names)}")
+        kwargs = {}
+        for field in dataclasses.fields(cls):
+            if not field.init:
                 continue
-            raise _Problem(f"{where}: missing key {field.name!r}")
-        kwargs[field.name] = _read(hints[field.name], value[field.name], f"{where}.{field.name}")
+            if field.name not in value:
+                has_default = (
+                    field.default is not dataclasses.MISSING
+                    or field.default_factory is not dataclasses.MISSING
+                )
+                if has_default:
+                    continue
+                raise _Problem(f"{where}: missing key {field.name!r}")
+            item = value[field.name]
+            kwargs[field.name] = self.read(hints[field.name], item, f"{where}.{field.name}")
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise _Problem(f"{where} is malformed: {exc}") from None
+
+
+def _date(value: Any, where: str) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
     try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise _Problem(f"{where} is malformed: {exc}") from None
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise _Problem(f"{where}: expected a date YYYY-MM-DD, got {value!r}") from None

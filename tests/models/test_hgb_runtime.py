@@ -168,3 +168,27 @@ print("ok")
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_models_match_the_installed_scikit_learn(seed):
+    """Random shapes and hyperparameters: the kernels read scikit-learn's private tree
+    layout, so a scikit-learn whose layout changed must fail here, not score wrongly."""
+    rng = np.random.default_rng(100 + seed)
+    n_features = int(rng.integers(1, 9))
+    X = rng.normal(size=(1500, n_features)) * rng.uniform(0.1, 100, n_features)
+    X[rng.random(X.shape) < rng.uniform(0, 0.3)] = np.nan
+    y = (np.nansum(X[:, : max(1, n_features // 2)], axis=1) + rng.normal(size=len(X)) > 0).astype(
+        int
+    )
+    model = HistGradientBoostingClassifier(
+        max_depth=int(rng.integers(1, MAX_COMPLETE_DEPTH + 1)),
+        max_iter=int(rng.integers(5, 40)),
+        learning_rate=float(rng.uniform(0.05, 0.5)),
+        max_leaf_nodes=int(rng.integers(2, 64)),
+        min_samples_leaf=int(rng.integers(1, 50)),
+        random_state=seed,
+    ).fit(X, y)
+    assert compile_forest(model) is not None  # supported shapes never fall back silently
+    scored = np.asarray(X[rng.permutation(len(X))], order="C")
+    np.testing.assert_array_equal(raw_predict(model, scored), _reference(model, scored))

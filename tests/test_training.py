@@ -1,0 +1,105 @@
+"""The training job as a function: snapshot resolution, fingerprint, result aggregates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from segmentkit.config import load_config
+from segmentkit.errors import InsufficientDataError
+from segmentkit.io.events import load_events
+from segmentkit.models.segmentation import Segmenter
+from segmentkit.training import (
+    data_fingerprint,
+    load_snapshot,
+    make_segmenter,
+    train_model,
+)
+
+CONFIG = load_config(
+    overrides={
+        "data": {"columns": {"session_id": None}},
+        "segmentation": {"k": 2, "n_bootstrap": 2},
+        "propensity": {"targets": []},
+    }
+)
+
+
+def test_load_snapshot_defaults_to_midnight_after_last_event(two_behaviours):
+    log, snapshot = load_snapshot(CONFIG, two_behaviours)
+    assert snapshot == pd.Timestamp("2024-03-31").to_pydatetime()
+    assert log.report.users == 80
+
+
+def test_load_snapshot_excludes_events_at_or_after_as_of(two_behaviours):
+    log, snapshot = load_snapshot(CONFIG, two_behaviours, as_of="2024-03-15")
+    assert snapshot == pd.Timestamp("2024-03-15").to_pydatetime()
+    latest = log.con.execute(f"SELECT max(timestamp) FROM {log.table}").fetchone()[0]
+    assert latest < snapshot
+
+
+def test_load_snapshot_with_too_few_users_says_how_many(two_behaviours):
+    one_user = two_behaviours.query("user_id == 'busy0'")
+    with pytest.raises(InsufficientDataError, match="1"):
+        load_snapshot(CONFIG, one_user, min_users=2)
+
+
+def test_data_fingerprint_ignores_row_order_but_not_content(two_behaviours):
+    events = two_behaviours
+    columns = CONFIG.data.columns
+    base = data_fingerprint(load_events(events, columns))
+    shuffled = events.sample(frac=1.0, random_state=0)
+    assert data_fingerprint(load_events(shuffled, columns)) == base
+    changed = events.copy()
+    changed.loc[changed.index[1], "revenue"] += 1.0
+    assert data_fingerprint(load_events(changed, columns)) != base
+
+
+def test_make_segmenter_carries_every_segmentation_param():
+    config = load_config(overrides={"segmentation": {"k": 4, "k_range": [2, 6], "min_share": 0.05}})
+    segmenter = make_segmenter(config)
+    assert isinstance(segmenter, Segmenter)
+    assert (segmenter.k, segmenter.k_range, segmenter.min_share) == (4, (2, 6), 0.05)
+    assert segmenter.random_state == config.segmentation.random_state
+
+
+@pytest.fixture(scope="module")
+def result(two_behaviours_log):
+    return train_model(CONFIG, two_behaviours_log)
+
+
+def test_train_model_separates_the_planted_groups(result):
+    users = result.features["user_id"].to_numpy()
+    busy = np.char.startswith(users.astype(str), "busy")
+    assert len(set(result.segments[busy])) == 1
+    assert len(set(result.segments[~busy])) == 1
+    assert result.segments[busy][0] != result.segments[~busy][0]
+
+
+def test_train_model_metadata_is_aggregate_and_consistent(result):
+    metadata = result.model.metadata
+    assert metadata.as_of == "2024-03-31T00:00:00"
+    assert metadata.segment_names == tuple(result.model.segmenter.segment_names_)
+    assert sorted(metadata.segment_shares) == ["0", "1"]
+    assert sum(metadata.segment_shares.values()) == pytest.approx(1.0)
+    assert set(metadata.feature_reference) == set(metadata.feature_names)
+    assert metadata.propensity_evaluation == ()
+
+
+def test_result_metrics_count_users_and_shares(result):
+    metrics = result.metrics()
+    assert metrics["data/users"] == 80
+    assert metrics["segments/k"] == 2
+    assert metrics["segments/min_share"] == pytest.approx(0.5)
+    assert {"time/loading_s", "time/segmentation_s"} <= set(metrics)
+
+
+def test_result_tables_and_documents_without_propensity(result):
+    tables = result.tables()
+    assert set(tables) == {"segment_profiles", "k_selection"} or set(tables) == {"segment_profiles"}
+    assert len(tables["segment_profiles"]) == 2
+    documents = result.documents()
+    assert documents["data_quality"]["users"] == 80
+    names = [d["name"] for d in documents["segments"].values()]
+    assert names == list(result.model.segmenter.segment_names_)
