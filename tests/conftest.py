@@ -61,3 +61,30 @@ def two_behaviours() -> pd.DataFrame:
 def two_behaviours_log() -> pd.DataFrame:
     """The same log, shared by the tests of one module (do not modify it)."""
     return _two_behaviours()
+
+
+# Tests that train full models, start servers or execute notebooks: seconds to minutes
+# each. `python -m pytest -m "not slow"` leaves them out for a fast inner loop; the README
+# command runs everything. Whole modules here; single slow tests carry @pytest.mark.slow.
+SLOW_MODULES = (
+    "tests/test_training_cli.py",
+    "tests/test_refresh.py",
+    "tests/test_notebooks.py",
+)
+SLOW_TESTS = (
+    "tests/test_tracking.py::test_train_and_score_against_a_real_mlflow_server",
+    "tests/test_tracking.py::test_default_tracking_is_embedded_sqlite_in_the_working_directory",
+    "tests/test_cli.py::test_bad_input_from_a_real_process_has_no_traceback",
+    "tests/models/test_hgb_runtime.py::test_kernels_compile_without_a_writable_cache",
+    "tests/models/test_hgb_runtime.py::test_deep_trees_fall_back_to_scikit_learn",
+    "tests/models/test_propensity.py::test_events_after_as_of_change_nothing",
+    "tests/models/test_propensity.py::test_transaction_log",
+    "tests/io/test_synth.py::test_same_seed_same_log_other_seed_other_log",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module, _, name = item.nodeid.partition("::")
+        if module in SLOW_MODULES or f"{module}::{name.split('[')[0]}" in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
