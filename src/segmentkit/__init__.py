@@ -3,7 +3,20 @@
 Build as-of features, find stable segments, score propensities and watch drift.
 """
 
-from segmentkit.api import load
+# The submodule segmentkit.refresh is imported before the function of the same name is
+# bound below: importing a submodule for the first time sets it as an attribute of the
+# package, which would otherwise replace segmentkit.refresh (the function) later on.
+import segmentkit.refresh as _refresh_module  # noqa: F401
+from segmentkit.api import (
+    RefreshResult,
+    TrainResult,
+    load,
+    read_scores,
+    refresh,
+    score,
+    segments,
+    train,
+)
 from segmentkit.bundle import SegmentationModel
 from segmentkit.config import Config, load_config
 from segmentkit.errors import (
@@ -26,9 +39,11 @@ __all__ = [
     "DataValidationError",
     "EventLog",
     "InsufficientDataError",
+    "RefreshResult",
     "SegmentationModel",
     "Segmenter",
     "SegmentkitError",
+    "TrainResult",
     "__version__",
     "build_features",
     "describe_features",
@@ -36,4 +51,9 @@ __all__ = [
     "load",
     "load_config",
     "load_events",
+    "read_scores",
+    "refresh",
+    "score",
+    "segments",
+    "train",
 ]
