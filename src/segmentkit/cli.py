@@ -349,11 +349,8 @@ def _where_it_went(result: TrainResult, report: Path | None = None) -> str:
         lines.append(f"         browse it: {browse}")
     if report is not None:
         lines.append(f"report:  {report}")
-    elif run is not None:
-        lines.append(
-            "report:  the run's reports/ and figures/ artifacts "
-            "(segment profiles, k selection, propensity evaluation)"
-        )
+    if run is not None:
+        lines.append(f"reports: {run.artifact_uri}/reports (tables) and /figures of the run")
     return "\n".join(lines)
 
 
