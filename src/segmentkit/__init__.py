@@ -29,6 +29,7 @@ from segmentkit.errors import (
 from segmentkit.features import build_features, describe_features, feature_names
 from segmentkit.io.events import DataQualityReport, EventLog, load_events
 from segmentkit.models.segmentation import Segmenter
+from segmentkit.project import Project, find_project
 from segmentkit.version import __version__
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "DataValidationError",
     "EventLog",
     "InsufficientDataError",
+    "Project",
     "RefreshResult",
     "SegmentationModel",
     "Segmenter",
@@ -48,6 +50,7 @@ __all__ = [
     "build_features",
     "describe_features",
     "feature_names",
+    "find_project",
     "load",
     "load_config",
     "load_events",

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RefreshResult",
     "TrainResult",
+    "is_mlflow_uri",
     "load",
     "load_params",
     "read_scores",
@@ -57,6 +58,17 @@ def _silent(_: str) -> Iterator[None]:
     yield
 
 
+def is_mlflow_uri(text: str) -> bool:
+    """Whether ``text`` names an MLflow model (``models:/...``, ``runs:/...``, ``scheme://``).
+
+    Examples
+    --------
+    >>> is_mlflow_uri("models:/segmentkit-demo@champion"), is_mlflow_uri("models/segmentkit-demo")
+    (True, False)
+    """
+    return "://" in text or text.startswith(("models:/", "runs:/"))
+
+
 def load(uri: str | Path, tracking_uri: str | None = None) -> SegmentationModel:
     """Load a model from a bundle path or an MLflow URI such as ``models:/NAME@champion``.
 
@@ -69,7 +81,7 @@ def load(uri: str | Path, tracking_uri: str | None = None) -> SegmentationModel:
     >>> scores = model.score("events.parquet", as_of="2025-01-01")  # doctest: +SKIP
     """
     text = str(uri)
-    if "://" in text or text.startswith("models:/") or text.startswith("runs:/"):
+    if is_mlflow_uri(text):
         from segmentkit.tracking import download_bundle
 
         return load_bundle(download_bundle(text, tracking_uri=tracking_uri))
