@@ -307,3 +307,20 @@ def test_segments_of_a_missing_model_is_an_input_error(tmp_path, capsys, monkeyp
     code, _, err = run(["segments", "--model", "nowhere"], capsys)
     assert code == 2
     assert err.strip() == "error: no model bundle at nowhere"
+
+
+def test_progress_on_a_terminal_shows_a_spinner_then_the_duration(capsys, monkeypatch):
+    import re
+    import sys
+
+    from segmentkit.cli import _Output
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    output = _Output()
+    # The nested step is shown as part of the outer one.
+    with output.step("Propensity models"), output.step("nested"):
+        pass
+    # The spinner line is cleared with terminal escapes when the step ends.
+    lines = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", capsys.readouterr().out).splitlines()
+    assert lines[-1].startswith("  Propensity models: done in ")
+    assert not any("nested" in line for line in lines)

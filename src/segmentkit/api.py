@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RefreshResult",
     "TrainResult",
+    "champion_model",
     "is_mlflow_uri",
     "load",
     "load_params",
