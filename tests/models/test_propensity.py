@@ -521,7 +521,9 @@ def test_percentile_rank_matches_pandas_max_rank():
 
 
 def test_percentile_rank_by_hand():
-    np.testing.assert_array_equal(percentile_rank(np.array([3.0, 2.0, 1.0, 3.0])), [100, 50, 25, 100])
+    np.testing.assert_array_equal(
+        percentile_rank(np.array([3.0, 2.0, 1.0, 3.0])), [100, 50, 25, 100]
+    )
     np.testing.assert_array_equal(percentile_rank(np.array([0.3, 0.1, 0.2])), [100, 33, 66])
     assert percentile_rank(np.array([])).shape == (0,)
     with pytest.raises(ValueError, match="NaN"):
