@@ -29,12 +29,17 @@
 # %matplotlib inline
 
 # %% tags=["parameters"]
-# Model: a bundle directory, or an MLflow URI such as "models:/segmentkit-demo@champion".
-model_uri = "models/segmentkit-demo"
-# Tracking URI for models:/ URIs (None: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).
+# Project directory (the one holding params.yaml). None: SEGMENTKIT_PROJECT, else the
+# kernel's working directory or a parent of it, else the checkout segmentkit runs from.
+project = None
+# Model: a bundle directory or an MLflow URI such as "models:/segmentkit-demo@champion".
+# None: the bundle `segmentkit train` saved (<models_dir>/<registered_model>).
+model_uri = None
+# Tracking URI for models:/ URIs (None: params, MLFLOW_TRACKING_URI, else <project>/mlflow.db).
 tracking_uri = None
 # Event log (Parquet/CSV path or glob) with the columns the model was trained on.
-events = "data/demo_events.parquet"
+# None: params' data.events, else the demo log. Relative paths are from the project.
+events = None
 # Snapshot to review, "YYYY-MM-DD" (None: the model's own as_of).
 as_of = None
 # Users drawn for the score distributions (None: every user).
@@ -59,13 +64,17 @@ from segmentkit.report import plots, review
 # %% [markdown]
 # ## Model and snapshot
 #
-# The model is loaded (checksums and object types verified), the event log is
-# validated, and every user with an event before the snapshot is scored.
+# Defaults come from the project (its `params.yaml`), whatever the kernel's working
+# directory. The model is loaded (checksums and object types verified), the event log
+# is validated, and every user with an event before the snapshot is scored.
 
 # %%
-model = segmentkit.load(model_uri, tracking_uri=tracking_uri)
+where = segmentkit.find_project(project)
+model_uri = where.model_uri(model_uri)
+model = segmentkit.load(model_uri, tracking_uri=tracking_uri or where.tracking_uri)
 segmenter = model.segmenter
 names = list(segmenter.segment_names_)
+events = where.events if events is None else str(where.path(events))
 log = segmentkit.load_events(events, model.columns)
 snapshot = to_timestamp(as_of if as_of is not None else model.metadata.as_of)
 features = segmentkit.build_features(log, snapshot, model.feature_config)

@@ -21,24 +21,29 @@
 # between segments, and the champion's propensity scores checked against outcomes that
 # are now known.
 #
-# The notebook reads the `drift.json` a refresh writes (`reports/refresh-<as_of>/`);
-# it recomputes nothing. Change the `parameters` cell to read another report.
+# The notebook reads the `drift.json` a refresh writes (`reports/refresh-<as_of>/` in
+# the project, whatever the kernel's working directory); it recomputes nothing. Change
+# the `parameters` cell to read another report.
 
 # %%
 # %matplotlib inline
 
 # %% tags=["parameters"]
+# Project directory (the one holding params.yaml). None: SEGMENTKIT_PROJECT, else the
+# kernel's working directory or a parent of it, else the checkout segmentkit runs from.
+project = None
 # A drift.json, or a reports directory: the latest refresh-<YYYY-MM-DD>/drift.json in it.
-report = "reports"
-# Optional champion (bundle path or models:/NAME@champion) to show segment names, not ids.
+# None: <project>/reports. Relative paths are from the project.
+report = None
+# Champion (bundle path or models:/NAME@champion) whose segment names label the figures.
+# None: the project's bundle if there is one, else segment ids only.
 model_uri = None
-# Tracking URI for models:/ URIs (None: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).
+# Tracking URI for models:/ URIs (None: params, MLFLOW_TRACKING_URI, else <project>/mlflow.db).
 tracking_uri = None
 
 # %%
 import dataclasses
 import json
-from pathlib import Path
 
 import pandas as pd
 from IPython.display import Markdown, display
@@ -48,16 +53,22 @@ from segmentkit.drift import DriftReport
 from segmentkit.report import plots, review
 
 # %%
-source = Path(report)
+where = segmentkit.find_project(project)
+source = where.reports_dir if report is None else where.path(report)
 path = (
     source
     if source.suffix == ".json"
     else review.latest_drift_report(source.glob("refresh-*/drift.json"))
 )
 drift = DriftReport.from_dict(json.loads(path.read_text(encoding="utf-8")))
+champion = (
+    where.model_uri(model_uri) if model_uri is not None or where.model_path.exists() else None
+)
 names = (
-    segmentkit.load(model_uri, tracking_uri=tracking_uri).segmenter.segment_names_
-    if model_uri is not None
+    segmentkit.load(
+        champion, tracking_uri=tracking_uri or where.tracking_uri
+    ).segmenter.segment_names_
+    if champion is not None
     else None
 )
 

@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -105,3 +106,221 @@ def test_features_of_a_transaction_table_mapped_in_params(tmp_path, capsys, monk
     assert table.loc[7, "purchase_events"] == 2
     assert table.loc[7, "revenue_total"] == 15.0
     assert table.loc[8, "orders"] == 1
+
+
+# --------------------------------------------------------------------------- conventions
+
+
+def test_version(capsys):
+    from segmentkit import __version__
+
+    code, out, _ = run(["--version"], capsys)
+    assert code == 0
+    assert out.strip() == f"segmentkit {__version__}"
+
+
+def test_bare_command_prints_the_help(capsys):
+    code, out, err = run([], capsys)
+    assert code == 0 and not err
+    assert "Commands:" in out and "segments" in out
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["refresh"], ["score"], ["segments"]])
+def test_help_documents_exit_codes_and_plain_flags(capsys, command):
+    code, out, _ = run([*command, "--help"], capsys)
+    assert code == 0
+    text = " ".join(out.split())  # help text is wrapped to the terminal width
+    assert (
+        "Exit codes: 0 success" in text
+        and "2 input error" in text
+        and "3 refresh found DRIFT" in text
+    )
+    assert "<bool>" not in out
+    if command in (["train"], ["refresh"]):
+        assert "--promote / --no-promote" in out
+    if command in (["train"], ["refresh"], ["score"]):
+        assert "-q, --quiet" in out
+
+
+def test_format_table_has_a_single_header_line():
+    from segmentkit.cli import format_table
+
+    pivot = pd.DataFrame(
+        {"target": ["churn", "purchase"], "model": ["model", "model"], "value": [0.81234, np.nan]}
+    ).pivot(index="target", columns="model", values="value")
+    flat = pivot.reset_index()
+    flat.columns.name = None
+    lines = format_table(flat).splitlines()
+    assert lines == ["  target    model", "  churn     0.812", "  purchase    n/a"]
+
+
+def test_progress_lines_and_quiet(capsys):
+    from segmentkit.cli import _Output
+
+    with _Output().step("Segmentation"):
+        pass
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Segmentation ..."
+    assert out[1].startswith("  Segmentation: done in ") and out[1].endswith(" s")
+    quiet = _Output(quiet=True)
+    with quiet.step("Segmentation"):
+        quiet.echo("summary")
+    assert capsys.readouterr().out == ""
+
+
+# --------------------------------------------------------------------------- train summary
+
+PARAMS = """
+data:
+  demo: {users: 900, days: 240, seed: 3, path: data/demo.parquet}
+segmentation: {k: 4}
+propensity:
+  targets:
+    - {name: churn, kind: inactivity}
+    - {name: purchases, kind: count, event: purchase}
+tracking:
+  registered_model: sk-cli
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """`segmentkit train` once, in a project directory with its own sqlite store."""
+    root = tmp_path_factory.mktemp("cli")
+    (root / "params.yaml").write_text(PARAMS)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train"])
+    return root, exit_info.value.code
+
+
+@pytest.mark.slow
+def test_train_prints_segments_auc_and_where_everything_went(trained, capfd):
+    root, code = trained
+    assert code == 0
+    # The fixture's output went to the terminal capture of the first test that used it;
+    # read the facts back from disk and the registry, then check the printed summary
+    # of a second, promoted run (which must also register).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+        capfd.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "--promote"])
+    assert exit_info.value.code == 0
+    out = capfd.readouterr().out
+    lines = out.splitlines()
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    import segmentkit
+    from segmentkit.bundle import live_version
+
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    champion = MlflowClient().get_model_version_by_alias("sk-cli", "champion")
+    assert str(champion.version) == "2"
+    model = segmentkit.load(root / "models" / "sk-cli")
+    # Segment table: one header line, then one line per segment with its name.
+    start = lines.index("4 segments as of 2025-01-01:")
+    assert lines[start + 1].split() == [
+        "id", "share", "users", "stability", "name", "description"
+    ]  # fmt: skip
+    for seg_id, name in enumerate(model.segmenter.segment_names_):
+        assert lines[start + 2 + seg_id].split()[0] == str(seg_id)
+        assert f" {name} " in lines[start + 2 + seg_id]
+    # AUC table: one header line (no leaked pivot "model"/"target" header lines).
+    auc = lines.index("out-of-time ROC AUC, model vs baselines:")
+    assert lines[auc + 1].split() == ["target", "model", "recency", "rfm"]
+    assert [lines[auc + 2].split()[0], lines[auc + 3].split()[0]] == ["churn", "purchases"]
+    # Where it went, and what to run next.
+    version = live_version(root / "models" / "sk-cli").name
+    assert f"bundle:  models/sk-cli (version {version})" in lines
+    assert any(
+        line.startswith(f"MLflow:  run {champion.run_id} registered as sk-cli version 2")
+        and "(alias champion)" in line
+        for line in lines
+    )
+    assert "         browse it: mlflow ui --backend-store-uri sqlite:///mlflow.db" in lines
+    artifact_uri = MlflowClient().get_run(champion.run_id).info.artifact_uri
+    assert f"reports: {artifact_uri}/reports (tables) and /figures of the run" in lines
+    (next_line,) = [line for line in lines if line.startswith("next:")]
+    assert (
+        next_line
+        == "next:    segmentkit score --model models:/sk-cli@champion --out scores.parquet"
+    )
+
+
+@pytest.mark.slow
+def test_the_suggested_next_command_and_segments_work(trained, capsys, monkeypatch):
+    root, _ = trained
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    code, out, err = run(
+        ["score", "--model", "models:/sk-cli@champion", "--out", "scores.parquet"], capsys
+    )
+    assert code == 0, err
+    scores = pd.read_parquet(root / "scores.parquet")
+    assert list(scores.columns[-2:]) == ["as_of", "model_version"]
+    code, out, err = run(["segments", "--model", "models:/sk-cli@champion"], capsys)
+    assert code == 0, err
+    import segmentkit
+
+    model = segmentkit.load(root / "models" / "sk-cli")
+    lines = out.splitlines()
+    assert lines[0].startswith("4 segments of the model trained as of 2025-01-01 (version v-")
+    assert lines[1].split()[:5] == ["id", "share", "users", "stability", "name"]
+    for seg_id, name in enumerate(model.segmenter.segment_names_):
+        assert f" {name} " in lines[2 + seg_id]
+    # Without --model: the registry's champion, as refresh does.
+    code, default_out, _ = run(["segments"], capsys)
+    assert code == 0 and default_out == out
+
+
+@pytest.mark.slow
+def test_score_writes_the_same_table_to_csv_and_parquet(trained, capsys, monkeypatch):
+    import segmentkit
+
+    root, _ = trained
+    monkeypatch.chdir(root)
+    for suffix in ("csv", "parquet"):
+        code, out, err = run(
+            ["score", "-q", "--model", "models/sk-cli", "--as-of", "2024-12-15", "--out",
+             f"s.{suffix}"],
+            capsys,
+        )  # fmt: skip
+        assert code == 0, err
+        assert out == ""  # --quiet
+    from_csv = segmentkit.read_scores(root / "s.csv")
+    from_parquet = segmentkit.read_scores(root / "s.parquet")
+    pd.testing.assert_frame_equal(from_csv, from_parquet, check_exact=True)
+    expected = segmentkit.score(root / "models" / "sk-cli", "data/demo.parquet", as_of="2024-12-15")
+    pd.testing.assert_frame_equal(from_parquet, expected, check_exact=True)
+    assert (from_csv["as_of"] == pd.Timestamp("2024-12-15")).all()
+    header = (root / "s.csv").read_text().splitlines()[0].split(",")
+    assert header == list(expected.columns)
+
+
+def test_segments_of_a_missing_model_is_an_input_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(["segments", "--model", "nowhere"], capsys)
+    assert code == 2
+    assert err.strip() == "error: no model bundle at nowhere"
+
+
+def test_progress_on_a_terminal_shows_a_spinner_then_the_duration(capsys, monkeypatch):
+    import re
+    import sys
+
+    from segmentkit.cli import _Output
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    output = _Output()
+    # The nested step is shown as part of the outer one.
+    with output.step("Propensity models"), output.step("nested"):
+        pass
+    # The spinner line is cleared with terminal escapes when the step ends.
+    lines = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", capsys.readouterr().out).splitlines()
+    assert lines[-1].startswith("  Propensity models: done in ")
+    assert not any("nested" in line for line in lines)

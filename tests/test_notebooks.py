@@ -1,9 +1,12 @@
 """The review notebooks: paired with their py:percent files, committed clean, and they run.
 
-Everything a notebook reads (a demo event log, a saved bundle, a refresh report written
-the way ``segmentkit refresh`` writes it) is built in a temporary directory; each
-notebook is then executed top to bottom in a fresh kernel with its parameters injected
-after the ``parameters`` cell (papermill-style), and any cell that raises fails the test.
+Everything a notebook reads (params.yaml, a demo event log, a saved bundle, a refresh
+report written the way ``segmentkit refresh`` writes it) is built in a temporary project
+directory; each notebook is then executed top to bottom in a fresh kernel whose working
+directory is NOT the project root (a ``notebooks/`` folder inside it, as Jupyter starts
+kernels, or an unrelated directory), with only some parameters injected after the
+``parameters`` cell (papermill-style): the others must resolve from the project. Any
+cell that raises, or a progress-bar warning, fails the test.
 """
 
 from __future__ import annotations
@@ -129,6 +132,10 @@ def workspace(tmp_path_factory):
     events_path = root / "data" / "events.parquet"
     events_path.parent.mkdir()
     events.to_parquet(events_path)
+    (root / "params.yaml").write_text(
+        "data: {events: data/events.parquet}\n"
+        f"tracking: {{registered_model: {CONFIG.tracking.registered_model}}}\n"
+    )
     champion = train_model(CONFIG, load_events(events, as_of=CHAMPION_AS_OF), CHAMPION_AS_OF)
     bundle = save_bundle(champion.model, root / "models" / CONFIG.tracking.registered_model)
     refresh = refresh_model(load_bundle(bundle), CONFIG, events, END)
@@ -139,41 +146,54 @@ def workspace(tmp_path_factory):
         json.dumps(refresh.report.to_dict(), indent=2), encoding="utf-8"
     )
     (out_dir / "drift.md").write_text(refresh.report.to_markdown(), encoding="utf-8")
+    (root / "notebooks").mkdir()
     return {"root": root, "events": events_path, "bundle": bundle, "report": refresh.report}
 
 
+def _assert_clean_run(notebook: nbformat.NotebookNode) -> None:
+    assert not _outputs(notebook, "error")
+    stderr = "".join(
+        output.get("text", "")
+        for output in _outputs(notebook, "stream")
+        if output.get("name") == "stderr"
+    )
+    # tqdm (imported by umap) warns in a kernel without ipywidgets.
+    assert "IProgress" not in stderr and "TqdmWarning" not in stderr, stderr
+
+
 @pytest.mark.slow
-def test_review_segments_notebook_runs(workspace):
+def test_review_segments_notebook_runs_from_the_notebooks_folder(workspace):
+    """Kernel in <project>/notebooks, as Jupyter starts it: model and events from params."""
     notebook = _inject(
         _read_ipynb("1.0-review-segments"),
-        model_uri=str(workspace["bundle"]),
-        events=str(workspace["events"]),
-        as_of=None,
         sample_size=1000,
         umap_sample=1000,
         umap_transform_rest=True,
         seed=0,
     )
-    seconds = _execute(notebook, cwd=workspace["root"])
+    seconds = _execute(notebook, cwd=workspace["root"] / "notebooks")
     print(f"1.0-review-segments executed in {seconds:.1f} s")
     # segment sizes, profiles, UMAP map, k selection, stability, churn scores, outcomes
     assert len(_outputs(notebook, "image/png")) == 7
-    assert not _outputs(notebook, "error")
+    _assert_clean_run(notebook)
+    first = next(o for o in _outputs(notebook, "text/markdown"))
+    assert str(workspace["bundle"]) in first["data"]["text/markdown"]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("source", ["reports-dir-with-names", "drift-json-without-names"])
-def test_refresh_drift_notebook_runs(workspace, source):
+@pytest.mark.parametrize("how", ["project-parameter", "environment-variable"])
+def test_refresh_drift_notebook_runs_from_elsewhere(workspace, how, tmp_path, monkeypatch):
+    """Kernel in an unrelated directory; the project given as a parameter or in the env."""
     assert workspace["report"].backtests  # the champion's horizon has elapsed: a backtest
-    reports = workspace["root"] / "reports"
-    parameters = (
-        {"report": str(reports), "model_uri": str(workspace["bundle"])}
-        if source == "reports-dir-with-names"
-        else {"report": str(reports / "refresh-2025-01-01" / "drift.json"), "model_uri": None}
-    )
+    if how == "project-parameter":
+        parameters = {"project": str(workspace["root"])}  # report and model from the project
+    else:
+        monkeypatch.setenv("SEGMENTKIT_PROJECT", str(workspace["root"]))
+        # A relative report path is taken from the project, not from the kernel's cwd.
+        parameters = {"report": "reports/refresh-2025-01-01/drift.json"}
     notebook = _inject(_read_ipynb("2.0-refresh-drift"), **parameters)
-    seconds = _execute(notebook, cwd=workspace["root"])
-    print(f"2.0-refresh-drift ({source}) executed in {seconds:.1f} s")
+    seconds = _execute(notebook, cwd=tmp_path)
+    print(f"2.0-refresh-drift ({how}) executed in {seconds:.1f} s")
     # feature PSI, share change, migration, backtest table, calibration
     assert len(_outputs(notebook, "image/png")) == 5
-    assert not _outputs(notebook, "error")
+    _assert_clean_run(notebook)

@@ -1,35 +1,50 @@
-"""Command line: ``segmentkit demo-data | features | ...``.
+"""Command line: ``segmentkit demo-data | features | train | score | refresh | segments``.
 
-Each command parses its arguments, reads its section of ``params.yaml``, calls
-the package's functions and writes outputs. Errors a user can cause are printed
-on one line and exit with code 2 (set ``SEGMENTKIT_DEBUG=1`` for the traceback).
+A thin layer over :mod:`segmentkit.api`: each command parses its arguments, calls
+the function of the same name and prints a short summary. Errors a user can cause
+are printed on one line and exit with code 2 (set ``SEGMENTKIT_DEBUG=1`` for the
+traceback).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from segmentkit.config import Config, load_config
+from segmentkit.config import Config
 from segmentkit.errors import SegmentkitError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from segmentkit.api import TrainResult
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_DRIFT = 3
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success (refresh: OK or WARN); 1 internal or system error; "
+    "2 input error (arguments, params.yaml, event log or model); 3 refresh found DRIFT."
+)
 
 app = typer.Typer(
     name="segmentkit",
     help="Behavioral user segmentation: features, segments, propensities, drift.",
+    epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
+    # Plain click-style help: flags read "--promote / --no-promote", with no type column.
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
-EXIT_USAGE = 2
 
 ParamsOption = Annotated[
     Path | None,
@@ -46,29 +61,83 @@ AsOfOption = Annotated[
     ),
 ]
 
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print errors only: no progress, no summary.")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from segmentkit.version import __version__
+
+        typer.echo(f"segmentkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Behavioral user segmentation: features, segments, propensities, drift."""
+
+
+class _Output:
+    """What a command prints: progress of long steps and summary lines, unless quiet.
+
+    On a terminal a step shows a spinner with the elapsed time; in logs (not a
+    terminal) it prints a start line and a line with its duration.
+    """
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self._active = False
+
+    def echo(self, message: str = "") -> None:
+        if not self.quiet:
+            typer.echo(message)
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        if self.quiet or self._active:  # nested steps show as part of the outer one
+            yield
+            return
+        self._active = True
+        start = time.perf_counter()
+        try:
+            if sys.stdout.isatty():
+                from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+                columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+                with Progress(*columns, transient=True) as bar:
+                    bar.add_task(name, total=None)
+                    yield
+            else:
+                typer.echo(f"{name} ...")
+                yield
+        finally:
+            self._active = False
+        typer.echo(f"  {name}: done in {time.perf_counter() - start:.1f} s")
+
 
 def _config(params: Path | None) -> Config:
-    if params is None and Path("params.yaml").is_file():
-        params = Path("params.yaml")
-    return load_config(params)
+    from segmentkit.api import load_params
+
+    return load_params(params)
 
 
-def _events_path(cfg: Config, events: str | None) -> str:
+def _events_path(cfg: Config, events: str | None, out: _Output | None = None) -> str:
     """Return the events source: the argument, params' `data.events`, or generated demo data."""
-    if events:
-        return events
-    if cfg.data.events:
-        return cfg.data.events
-    from segmentkit.io.synth import ensure_demo_log
+    from segmentkit.api import resolve_events
 
-    demo = cfg.data.demo
-    typer.echo(
-        f"no events given: using demo data ({demo.users} users, {demo.days} days) at {demo.path}"
-    )
-    return str(ensure_demo_log(demo.users, demo.days, demo.seed, demo.path))
+    return str(resolve_events(cfg, events or None, notify=(out or _Output()).echo))
 
 
-@app.command("demo-data")
+@app.command("demo-data", short_help="Write a demo event log with planted archetypes.")
 def demo_data(
     out: Annotated[Path, typer.Option("--out", help="Events file (.parquet or .csv).")],
     users: Annotated[int, typer.Option("--users", help="Number of users.")] = 20_000,
@@ -86,12 +155,13 @@ def demo_data(
     )
 
 
-@app.command("features")
+@app.command("features", short_help="Write the as-of feature table.")
 def features(
     out: Annotated[Path, typer.Option("--out", help="Feature table (.parquet or .csv).")],
     events: EventsOption = None,
     as_of: AsOfOption = None,
     params: ParamsOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Build the as-of feature table, one row per user."""
     from segmentkit.features import build_features
@@ -104,8 +174,9 @@ def features(
     )
 
     check_output_path(out)
+    output = _Output(quiet)
     cfg = _config(params)
-    source = _events_path(cfg, events)
+    source = _events_path(cfg, events, output)
     cutoff = as_of or cfg.data.as_of
     log = load_events(
         source,
@@ -117,7 +188,7 @@ def features(
     table = build_features(log, snapshot, cfg.features)
     write_table(table, out)
     report = log.report
-    typer.echo(
+    output.echo(
         f"features of {len(table):,} users as of {snapshot:%Y-%m-%d} written to {out} "
         f"({report.rows_clean:,} events used; dropped: {report.duplicate_rows} duplicates, "
         f"{report.null_user_id + report.null_timestamp} with null ids/timestamps; "
@@ -125,101 +196,41 @@ def features(
     )
 
 
-@contextlib.contextmanager
-def _progress(name: str) -> Iterator[None]:
-    """Show a long step: a spinner on a terminal, start and end lines in logs."""
-    start = time.perf_counter()
-    if sys.stdout.isatty():
-        from rich.console import Console
-
-        with Console().status(f"{name} ..."):
-            yield
-    else:
-        typer.echo(f"{name} ...")
-        yield
-    typer.echo(f"  {name}: done in {time.perf_counter() - start:.1f} s")
+PromoteOption = Annotated[
+    bool,
+    typer.Option(
+        "--promote/--no-promote",
+        help="Give the new version the champion alias (default: only the first version).",
+    ),
+]
 
 
-@app.command("train")
+@app.command("train", short_help="Train, save, log and register a model.", epilog=EXIT_CODES_HELP)
 def train(
     params: ParamsOption = None,
     events: EventsOption = None,
     as_of: AsOfOption = None,
-    promote: Annotated[
-        bool, typer.Option("--promote", help="Give the new version the champion alias.")
-    ] = False,
+    promote: PromoteOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Train segments and propensity models, save the bundle, log and register the run."""
-    from segmentkit.training import train_model
+    from segmentkit import api
 
+    output = _Output(quiet)
     cfg = _config(params)
-    source = _events_path(cfg, events)
-    result = train_model(cfg, source, as_of, progress=_progress)
-    bundle_root = Path(cfg.tracking.models_dir) / cfg.tracking.registered_model
-    registered = _save_and_log(cfg, result, bundle_root, promote, command="train")
-    _print_training_summary(result)
-    _print_registered(bundle_root, registered)
-
-
-def _save_and_log(
-    cfg: Config,
-    result: Any,
-    bundle_root: Path,
-    promote: bool,
-    command: str,
-    extra_metrics: dict[str, float] | None = None,
-    documents: dict[str, Any] | None = None,
-    texts: dict[str, str] | None = None,
-) -> Any:
-    """Save the bundle, then log the run and register the model (the I/O edge of train/refresh)."""
-    from segmentkit import tracking
-    from segmentkit.bundle import live_version, save_bundle
-    from segmentkit.report.training import training_figures
-
-    with _progress("Saving the bundle"):
-        save_bundle(result.model, bundle_root)
-    _quiet_mlflow()
-    with _progress("Logging to MLflow"):
-        registered = tracking.log_training_run(
-            tracking_uri=tracking.resolve_tracking_uri(cfg.tracking.tracking_uri),
-            experiment=cfg.tracking.experiment,
-            model_name=cfg.tracking.registered_model,
-            bundle_dir=live_version(bundle_root),
-            input_columns=tracking.input_schema(
-                result.features[["user_id", *result.model.feature_names]]
-            ),
-            params=cfg.to_dict(),
-            metrics={**result.metrics(), **(extra_metrics or {})},
-            tables=result.tables(),
-            documents={**result.documents(), **(documents or {})},
-            figures=training_figures(result),
-            promote_to_champion=promote,
-            tags={"segmentkit.as_of": f"{result.as_of:%Y-%m-%d}", "segmentkit.command": command},
-            texts=texts,
-        )
-    import matplotlib.pyplot as plt
-
-    plt.close("all")
-    return registered
-
-
-def _quiet_mlflow() -> None:
-    """Silence MLflow's INFO chatter (it configures its loggers when imported)."""
-    import mlflow  # noqa: F401 - imported so that its logger setup runs first
-
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def _print_registered(bundle_root: Path, registered: Any) -> None:
-    typer.echo(
-        f"bundle: {bundle_root}\nrun {registered.run_id} registered as "
-        f"{registered.model_name} version {registered.model_version} "
-        f"(alias {registered.alias}) at {registered.tracking_uri}"
+    source = _events_path(cfg, events, output)
+    result = api.train(source, cfg, as_of, promote=promote, progress=output.step)
+    output.echo(_training_summary(result))
+    output.echo()
+    output.echo(_where_it_went(result))
+    output.echo(
+        "next:    segmentkit score --model "
+        f"models:/{cfg.tracking.registered_model}@{result.run.alias} "
+        f"{'' if events is None else f'--events {events} '}--out scores.parquet"
     )
 
 
-@app.command("refresh")
+@app.command("refresh", short_help="Drift report and aligned challenger.", epilog=EXIT_CODES_HELP)
 def refresh(
     params: ParamsOption = None,
     events: EventsOption = None,
@@ -232,96 +243,173 @@ def refresh(
         ),
     ] = None,
     promote: Annotated[
-        bool, typer.Option("--promote", help="Move the champion alias to the challenger.")
+        bool,
+        typer.Option("--promote/--no-promote", help="Move the champion alias to the challenger."),
     ] = False,
     reports_dir: Annotated[
         Path, typer.Option("--reports", help="Directory for the drift report.")
     ] = Path("reports"),
+    quiet: QuietOption = False,
 ) -> None:
     """Compare the new snapshot with the champion, train an aligned challenger, report drift.
 
     Exit code 0 for OK and WARN, 3 for DRIFT, 2 for errors.
     """
-    import json
+    from segmentkit import api
 
-    import segmentkit
-    from segmentkit.errors import BundleError
-    from segmentkit.refresh import refresh_model
-
+    output = _Output(quiet)
     cfg = _config(params)
-    source = _events_path(cfg, events)
-    name = cfg.tracking.registered_model
-    with _progress("Loading the champion"):
-        if model is not None:
-            champion = segmentkit.load(model, tracking_uri=cfg.tracking.tracking_uri)
-        else:
-            try:
-                champion = segmentkit.load(
-                    f"models:/{name}@champion", tracking_uri=cfg.tracking.tracking_uri
-                )
-            except BundleError:
-                champion = segmentkit.load(Path(cfg.tracking.models_dir) / name)
-    result = refresh_model(champion, cfg, source, as_of, progress=_progress)
-    report = result.report
-    out_dir = reports_dir / f"refresh-{result.as_of:%Y-%m-%d}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "drift.json").write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
-    markdown = report.to_markdown()
-    (out_dir / "drift.md").write_text(markdown, encoding="utf-8")
-    bundle_root = Path(cfg.tracking.models_dir) / (name if promote else f"{name}-challenger")
-    registered = _save_and_log(
+    source = _events_path(cfg, events, output)
+    result = api.refresh(
+        source,
         cfg,
-        result.challenger,
-        bundle_root,
-        promote,
-        command="refresh",
-        extra_metrics=report.metrics(),
-        documents={"drift_report": report.to_dict()},
-        texts={"drift.md": markdown},
+        as_of,
+        champion=model,
+        promote=promote,
+        reports_dir=reports_dir,
+        progress=output.step,
     )
-    _print_registered(bundle_root, registered)
-    typer.echo(f"drift report: {out_dir / 'drift.md'}")
-    typer.echo(f"drift status: {report.status}")
-    raise typer.Exit(report.exit_code)
+    output.echo(_training_summary(result.challenger))
+    output.echo()
+    output.echo(_where_it_went(result.challenger, report=result.report_path))
+    output.echo(f"drift status: {result.status} (exit code {result.exit_code})")
+    if result.status != "OK" and not promote:
+        output.echo(f"next:    read {result.report_path} before promoting the challenger")
+    elif not promote:
+        output.echo("next:    segmentkit refresh --promote (the challenger becomes champion)")
+    raise typer.Exit(result.exit_code)
 
 
-def _print_training_summary(result: Any) -> None:
-    segmenter = result.model.segmenter
-    profiles = segmenter.profiles_
-    typer.echo(f"\n{segmenter.n_segments_} segments as of {result.as_of:%Y-%m-%d}:")
-    for seg_id, (name, desc) in enumerate(
-        zip(segmenter.segment_names_, segmenter.segment_descriptions_, strict=True)
-    ):
-        row = profiles.iloc[seg_id]
-        typer.echo(f"  [{seg_id}] {row['share']:6.1%}  {name}: {desc}")
-    if result.propensity is not None:
-        summary = result.propensity.evaluation.summary("roc_auc")
-        columns = [c for c in ("model", "recency", "rfm") if c in summary.columns]
-        typer.echo("\nout-of-time ROC AUC (model vs baselines):")
-        typer.echo(summary[columns].round(3).to_string())
+def format_table(frame: pd.DataFrame, indent: str = "  ") -> str:
+    """Render a flat table as aligned text: one header line, numbers right, text left.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> print(format_table(pd.DataFrame({"target": ["churn"], "model": [0.8123]})))
+      target  model
+      churn   0.812
+    """
+    import pandas as pd
+
+    cells: dict[str, list[str]] = {}
+    numeric: dict[str, bool] = {}
+    for column in frame.columns:
+        values = frame[column]
+        numeric[column] = pd.api.types.is_numeric_dtype(values)
+        if pd.api.types.is_float_dtype(values):
+            cells[column] = ["n/a" if pd.isna(v) else f"{v:.3f}" for v in values]
+        else:
+            cells[column] = [str(v) for v in values]
+    widths = {c: max([len(str(c)), *map(len, cells[c])]) for c in frame.columns}
+
+    def line(texts: dict[str, str]) -> str:
+        parts = [
+            texts[c].rjust(widths[c]) if numeric[c] else texts[c].ljust(widths[c])
+            for c in frame.columns
+        ]
+        return (indent + "  ".join(parts)).rstrip()
+
+    rows = [line({c: str(c) for c in frame.columns})]
+    rows += [line({c: cells[c][i] for c in frame.columns}) for i in range(len(frame))]
+    return "\n".join(rows)
 
 
-@app.command("score")
+def _segment_lines(table: pd.DataFrame) -> str:
+    shown = table.reset_index().rename(columns={"segment": "id"})
+    shown["share"] = shown["share"].map(lambda v: f"{v:6.1%}")
+    shown["stability"] = shown["stability"].round(2)
+    return format_table(shown[["id", "share", "users", "stability", "name", "description"]])
+
+
+def _training_summary(result: TrainResult) -> str:
+    lines = [
+        f"{len(result.segments)} segments as of {result.as_of:%Y-%m-%d}:",
+        _segment_lines(result.segments),
+    ]
+    if len(result.evaluation):
+        lines += ["", "out-of-time ROC AUC, model vs baselines:", format_table(result.compare())]
+    return "\n".join(lines)
+
+
+def _where_it_went(result: TrainResult, report: Path | None = None) -> str:
+    """Bundle, MLflow run (and how to browse it), reports."""
+    run = result.run
+    lines = [f"bundle:  {result.bundle_path} (version {result.model_version})"]
+    if run is not None:
+        lines.append(
+            f"MLflow:  run {run.run_id} registered as {run.model_name} version "
+            f"{run.model_version} (alias {run.alias}) at {run.tracking_uri}"
+        )
+        browse = (
+            f"open {run.tracking_uri}"
+            if run.tracking_uri.startswith(("http://", "https://"))
+            else f"mlflow ui --backend-store-uri {run.tracking_uri}"
+        )
+        lines.append(f"         browse it: {browse}")
+    if report is not None:
+        lines.append(f"report:  {report}")
+    if run is not None:
+        lines.append(f"reports: {run.artifact_uri}/reports (tables) and /figures of the run")
+    return "\n".join(lines)
+
+
+@app.command("score", short_help="Score users with a saved model.", epilog=EXIT_CODES_HELP)
 def score(
     model: Annotated[str, typer.Option("--model", help="Bundle path or models:/NAME@ALIAS.")],
     out: Annotated[Path, typer.Option("--out", help="Scores (.parquet or .csv).")],
     events: EventsOption = None,
     as_of: AsOfOption = None,
     params: ParamsOption = None,
+    quiet: QuietOption = False,
 ) -> None:
-    """Score every user of an event log with a saved model."""
-    import segmentkit
+    """Score every user of an event log with a saved model.
+
+    Columns: user_id, segment_id, segment_name, per target (by name) p_<target> or
+    expected_<target>, <that>_percentile (integer 0-100) and <that>_bucket, then
+    as_of and model_version; the same in Parquet and CSV.
+    """
+    from segmentkit import api
     from segmentkit.io.events import check_output_path, write_table
 
     check_output_path(out)
+    output = _Output(quiet)
     cfg = _config(params)
-    source = _events_path(cfg, events)
-    with _progress(f"Loading {model}"):
-        loaded = segmentkit.load(model, tracking_uri=cfg.tracking.tracking_uri)
-    with _progress("Scoring"):
-        scores = loaded.score(source, as_of=as_of)
+    source = _events_path(cfg, events, output)
+    with output.step(f"Loading {model}"):
+        loaded = api.load(model, tracking_uri=cfg.tracking.tracking_uri)
+    with output.step("Scoring"):
+        scores = api.score(loaded, source, as_of=as_of)
     write_table(scores, out)
-    typer.echo(f"scored {len(scores):,} users with {model}: {out}")
+    snapshot = scores["as_of"].iloc[0] if len(scores) else None
+    output.echo(
+        f"scored {len(scores):,} users with {model} (version "
+        f"{loaded.metadata.model_version or 'unsaved'}"
+        f"{f', as of {snapshot:%Y-%m-%d}' if snapshot is not None else ''}): {out}"
+    )
+
+
+@app.command("segments", short_help="Print the segment table of a model.", epilog=EXIT_CODES_HELP)
+def segments(
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Bundle path or models:/NAME@ALIAS (default: registry champion, else models/).",
+        ),
+    ] = None,
+    params: ParamsOption = None,
+) -> None:
+    """Print the segment table of a saved model: id, share, users, stability, name, description."""
+    from segmentkit import api
+
+    cfg = _config(params)
+    loaded = api.champion_model(cfg, model)
+    typer.echo(
+        f"{len(loaded.segmenter.segment_names_)} segments of the model trained as of "
+        f"{loaded.metadata.as_of[:10]} (version {loaded.metadata.model_version or 'unsaved'}):"
+    )
+    typer.echo(_segment_lines(api.segments(loaded)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -340,9 +428,12 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_INTERNAL)
     except Exception as exc:
         # Typer vendors its own click: recognise its usage errors by shape, not by class.
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `segmentkit`: show the help
+            typer.echo(exc.format_message())
+            sys.exit(EXIT_OK)
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             typer.echo(f"error: {exc.format_message()}", err=True)
             sys.exit(EXIT_USAGE)
@@ -357,7 +448,7 @@ def main(argv: list[str] | None = None) -> None:
             "rerun with SEGMENTKIT_DEBUG=1 for the traceback",
             err=True,
         )
-        sys.exit(1)
+        sys.exit(EXIT_INTERNAL)
     sys.exit(code if isinstance(code, int) else 0)
 
 

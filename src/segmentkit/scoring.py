@@ -36,10 +36,10 @@ def score_propensity(
     Returns
     -------
     pandas.DataFrame
-        ``user_id``, then per target ``p_<target>`` (``expected_<target>`` for counts),
-        ``<that>_percentile`` (0-100: the share of scored users with a score at or
-        below this one) and ``<that>_bucket`` (Low/Medium/High by the
-        cut-offs frozen at training time).
+        ``user_id``, then per target in name order ``p_<target>``
+        (``expected_<target>`` for counts), ``<that>_percentile`` (int64, 0-100: the
+        whole percent of scored users with a score at or below this one) and
+        ``<that>_bucket`` (Low/Medium/High by the cut-offs frozen at training time).
 
     Raises
     ------
@@ -82,10 +82,13 @@ def _score_table(
 ) -> pd.DataFrame:
     """Assemble :func:`score_propensity`'s table from each model's scores."""
     out = {"user_id": user_id.reset_index(drop=True)}
+    # Name order: a saved bundle lists its targets sorted, so this order survives a reload.
+    names = sorted(models)
     percentiles = dict(
-        zip(models, thread_map(percentile_rank, [scores[n] for n in models]), strict=True)
+        zip(names, thread_map(percentile_rank, [scores[n] for n in names]), strict=True)
     )
-    for name, model in models.items():
+    for name in names:
+        model = models[name]
         column = model.output_name
         out[column] = scores[name]
         out[f"{column}_percentile"] = percentiles[name]
@@ -161,21 +164,32 @@ def labels_from_codes(labels: Sequence[str], codes: np.ndarray) -> pd.Series:
 
 
 def percentile_rank(scores: np.ndarray) -> np.ndarray:
-    """Share of scores at or below each one, in percent (NaN stays NaN).
+    """Whole percent of scores at or below each one (int64, 0-100).
 
-    The same numbers as ``pandas.Series(scores).rank(method="max", pct=True) * 100``,
-    from one sort instead of a rank with tie bookkeeping.
+    ``floor(100 * k / n)`` for a score with ``k`` of the ``n`` scores at or below it,
+    in exact integer arithmetic: the highest score gets 100, and ``>= 90`` selects
+    the users whose score is above at least 90 % of the others (ties share the
+    higher rank, as ``pandas.Series.rank(method="max")``).
+
+    Raises
+    ------
+    ValueError
+        If a score is NaN.
 
     Examples
     --------
     >>> percentile_rank(np.array([0.2, 0.1, 0.2, 0.4])).tolist()
-    [75.0, 25.0, 75.0, 100.0]
+    [75, 25, 75, 100]
+    >>> percentile_rank(np.array([0.3, 0.1, 0.2])).tolist()
+    [100, 33, 66]
     """
     scores = np.asarray(scores, dtype=np.float64)
-    valid = np.flatnonzero(~np.isnan(scores))
-    order = valid[np.argsort(scores[valid], kind="stable")]
+    if np.isnan(scores).any():
+        raise ValueError("percentile_rank: scores contain NaN")
+    order = np.argsort(scores, kind="stable")
     ordered = scores[order]
-    out = np.full(scores.shape, np.nan)
+    out = np.empty(scores.shape, dtype=np.int64)
     # Searching the sorted scores in sorted order walks memory once.
-    out[order] = np.searchsorted(ordered, ordered, side="right") / ordered.size * 100.0
+    at_or_below = np.searchsorted(ordered, ordered, side="right").astype(np.int64)
+    out[order] = at_or_below * 100 // max(ordered.size, 1)
     return out

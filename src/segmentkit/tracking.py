@@ -74,6 +74,8 @@ class RegisteredRun:
     model_version: str
     alias: str
     tracking_uri: str
+    # Where the run's reports/, figures/ and model artifacts are stored.
+    artifact_uri: str = ""
 
 
 def resolve_tracking_uri(configured: str | None = None) -> str:
@@ -203,6 +205,7 @@ def log_training_run(
             model_version=version,
             alias=alias,
             tracking_uri=tracking_uri,
+            artifact_uri=run.info.artifact_uri,
         )
 
 

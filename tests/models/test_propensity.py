@@ -453,7 +453,8 @@ def test_scores(fitted, logs, as_of):
     assert scores["user_id"].tolist() == features["user_id"].tolist()
     assert scores["p_churn"].between(0, 1).all()
     assert scores["p_churn_percentile"].between(0, 100).all()
-    assert scores["p_churn_percentile"].max() == 100.0
+    assert scores["p_churn_percentile"].max() == 100
+    assert scores["p_churn_percentile"].dtype == np.int64
     # Percentile order follows score order.
     ordered = scores.sort_values("p_purchase")
     assert ordered["p_purchase_percentile"].is_monotonic_increasing
@@ -512,16 +513,21 @@ def test_transaction_log(transactions, as_of):
 def test_percentile_rank_matches_pandas_max_rank():
     rng = np.random.default_rng(0)
     scores = rng.integers(0, 50, size=2000).astype(float) / 7  # many ties
-    scores[rng.random(2000) < 0.05] = np.nan
-    expected = pd.Series(scores).rank(method="max", pct=True).to_numpy() * 100.0
-    np.testing.assert_array_equal(percentile_rank(scores), expected)
+    at_or_below = pd.Series(scores).rank(method="max").to_numpy().astype(np.int64)
+    expected = at_or_below * 100 // scores.size  # whole percent, rounded down
+    result = percentile_rank(scores)
+    assert result.dtype == np.int64
+    np.testing.assert_array_equal(result, expected)
 
 
 def test_percentile_rank_by_hand():
     np.testing.assert_array_equal(
-        percentile_rank(np.array([3.0, np.nan, 1.0, 3.0])), [100.0, np.nan, 1 / 3 * 100.0, 100.0]
+        percentile_rank(np.array([3.0, 2.0, 1.0, 3.0])), [100, 50, 25, 100]
     )
+    np.testing.assert_array_equal(percentile_rank(np.array([0.3, 0.1, 0.2])), [100, 33, 66])
     assert percentile_rank(np.array([])).shape == (0,)
+    with pytest.raises(ValueError, match="NaN"):
+        percentile_rank(np.array([1.0, np.nan]))
 
 
 def test_labels_from_codes_use_the_default_string_dtype():

@@ -48,6 +48,9 @@ class BundleMetadata:
         Model family chosen per target.
     input_schema : dict
         What the training input held (columns, key events seen), checked at scoring.
+    model_version : str
+        The bundle version directory it was saved as (``v-<time>-...``), written in
+        every score row and tagged on the MLflow run; empty until saved.
     format_version, versions, propensity_targets, saved_at, feature_config, columns
         Written by :func:`~segmentkit.bundle.save_bundle`.
     """
@@ -63,6 +66,7 @@ class BundleMetadata:
     propensity_evaluation: tuple[dict[str, Any], ...] = ()
     propensity_choice: dict[str, str] = field(default_factory=dict)
     input_schema: dict[str, Any] = field(default_factory=dict)
+    model_version: str = ""
     format_version: int | None = None
     versions: dict[str, str] = field(default_factory=dict)
     propensity_targets: tuple[str, ...] = ()

@@ -17,6 +17,9 @@ from segmentkit.features import build_features
 from segmentkit.io.events import EventSource, load_events, to_timestamp
 from segmentkit.scoring import CHUNK_ROWS, labels_from_codes, map_feature_chunks, score_propensity
 
+# model_version of a model that was never saved as a bundle.
+UNSAVED_VERSION = "unsaved"
+
 
 @dataclass
 class SegmentationModel:
@@ -104,6 +107,29 @@ class SegmentationModel:
     ) -> pd.DataFrame:
         """Score users from an event log at ``as_of`` (default: midnight after the last event).
 
+        Parameters
+        ----------
+        events : str, Path, pandas.DataFrame or duckdb.DuckDBPyRelation
+            The event log.
+        as_of : date-like, optional
+            Snapshot: only events strictly before it are used.
+        columns : ColumnMap, optional
+            Column mapping of ``events`` (default: the training log's).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per user, columns in this order:
+
+            - ``user_id``: int64 when the log's ids are integers, else string;
+            - ``segment_id`` (int64) and ``segment_name`` (string);
+            - per propensity target, by name: ``p_<target>`` (float64 probability;
+              ``expected_<target>`` for counts), ``<that>_percentile`` (int64, 0-100:
+              the whole percent of scored users with a score at or below this one)
+              and ``<that>_bucket`` (string: Low, Medium, High);
+            - ``as_of`` (datetime64[us], the snapshot, UTC) and ``model_version``
+              (string: the bundle version, ``unsaved`` for a model never saved).
+
         Examples
         --------
         >>> model = load("models/segmentkit-demo")  # doctest: +SKIP
@@ -115,4 +141,8 @@ class SegmentationModel:
         log = load_events(events, columns or self.columns, as_of=cutoff)
         snapshot = cutoff if cutoff is not None else default_as_of(log)
         features = build_features(log, snapshot, self.feature_config)
-        return self.score_features(features)
+        scored = self.score_features(features)
+        scored["as_of"] = pd.Series(np.full(len(scored), snapshot, dtype="datetime64[us]"))
+        version = self.metadata.model_version or UNSAVED_VERSION
+        scored["model_version"] = labels_from_codes([version], np.zeros(len(scored), np.intp))
+        return scored

@@ -91,6 +91,7 @@ def save_bundle(model: SegmentationModel, path: str | Path) -> Path:
             columns=model.columns,
             propensity_targets=tuple(sorted(model.propensity)),
             saved_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            model_version=version,
         )
         (staging / METADATA).write_text(metadata.to_json(), encoding="utf-8")
         lines = [f"{_sha256(staging / n)}  {n}" for n in sorted([*files, METADATA])]
