@@ -76,14 +76,18 @@ def bgnbd_log(n_users: int, n_days: int, end: pd.Timestamp, seed: int) -> pd.Dat
     birth = rng.uniform(0, n_days - 1, n_users)
     lam = rng.gamma(0.25, 1 / 12.0, n_users)
     p = rng.beta(0.8, 2.5, n_users)
-    repeats = np.minimum(rng.geometric(p), rng.poisson(lam * (n_days - birth)))
-    user = np.repeat(np.arange(n_users), repeats)
-    # Repeat times: the first `repeats` arrivals of the Poisson process after birth.
-    gaps = rng.exponential(1.0, user.size) / lam[user]
-    first = np.r_[0, np.cumsum(repeats)[:-1]]
-    cum = np.cumsum(gaps)
-    times = birth[user] + cum - np.repeat(cum[first] - gaps[first], repeats)
-    keep = times < n_days
+    # Repeat purchases a customer would make before dropping out (after one of them).
+    lifetime = rng.geometric(p)
+    # Arrivals of the purchase process between birth and the end: uniform times; the
+    # customer makes the first `lifetime` of them.
+    arrivals = rng.poisson(lam * (n_days - birth))
+    user = np.repeat(np.arange(n_users), arrivals)
+    times = birth[user] + rng.random(user.size) * (n_days - birth[user])
+    order = np.lexsort((times, user))
+    user, times = user[order], times[order]
+    first = np.r_[0, np.cumsum(arrivals)[:-1]]
+    rank = np.arange(user.size) - np.repeat(first, arrivals)
+    keep = rank < lifetime[user]
     user = np.r_[np.arange(n_users), user[keep]]
     times = np.r_[birth, times[keep]]
     origin = end - pd.Timedelta(days=n_days)
@@ -221,7 +225,18 @@ def evaluate(scenario: Scenario, features_cfg: FeatureConfig, cfg: PropensityCon
             y_buy, mapped["purchase"], n_buy, mapped["purchases"], y_churn, mapped["churn"]
         )
     internal = result.evaluation.summary("roc_auc")
+    interval = {}
+    for name, column, truth in (
+        ("purchase", "p_purchase", y_buy),
+        ("purchases", "expected_purchases", n_buy),
+    ):
+        model = result.models[name]
+        if hasattr(model, "expected_total"):
+            total, lower, upper = model.expected_total(scores[column].to_numpy())
+            interval[name] = (total, lower, upper, float(truth.sum()))
     return {
+        "interval": interval,
+        "notes": getattr(result.evaluation, "notes", ()),
         "table": pd.DataFrame(out).T,
         "choice": result.choice,
         "internal_auc": float(internal.loc["purchase", "model"]),
@@ -264,6 +279,14 @@ def main() -> None:
             f"= {margin:+.4f} (target >= {'+0.01' if scenario.rich else '0'}); internal "
             f"reported AUC {res['internal_auc']:.4f} vs realized {table.loc['segmentkit', 'auc']:.4f}"
         )
+        for name, (total, lower, upper, truth) in res["interval"].items():
+            inside = "inside" if lower <= truth <= upper else "OUTSIDE"
+            print(
+                f"{name}: predicted total {total:.0f} [90%: {lower:.0f}, {upper:.0f}], "
+                f"realized {truth:.0f} ({inside})"
+            )
+        for note in res["notes"]:
+            print("note:", note)
         summary.append(
             {
                 "scenario": scenario.name,

@@ -54,6 +54,7 @@ __all__ = [
     "BetaGeoModel",
     "GammaGammaModel",
     "bgnbd_log_likelihood",
+    "bgnbd_predictions",
     "gamma_gamma_log_likelihood",
     "sample_bgnbd",
     "summary_from_features",
@@ -494,6 +495,36 @@ def _expected(r, alpha, a, b, x, t_x, T, t) -> np.ndarray:
     # 1 - (1 - z)^(a - 1) F, without cancellation near a = 1.
     tail = -np.expm1((a - 1.0) * np.log1p(-z) + np.log(series))
     return alive * c / (a - 1.0) * tail
+
+
+def bgnbd_predictions(
+    params: Any, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray, t: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return expected transactions, P(alive) and P(active) in ``(T, T + t]`` for given parameters.
+
+    The arrays are trusted (no validation): for fitted models kept as four numbers.
+
+    Parameters
+    ----------
+    params : sequence of float
+        ``r, alpha, a, b``.
+    frequency, recency, T : numpy.ndarray
+        Summary columns (see the module docstring).
+    t : float
+        Length of the period ahead.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``expected, p_alive, p_active``.
+    """
+    r, alpha, a, b = (float(v) for v in params)
+    x = np.asarray(frequency, dtype=float)
+    t_x = np.asarray(recency, dtype=float)
+    T = np.asarray(T, dtype=float)
+    alive = _p_alive(r, alpha, a, b, x, t_x, T)
+    none = (r + x) * (np.log(alpha + T) - np.log(alpha + T + t))
+    return _expected(r, alpha, a, b, x, t_x, T, float(t)), alive, alive * -np.expm1(none)
 
 
 def sample_bgnbd(
