@@ -24,11 +24,13 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from segmentkit.config import FeatureConfig, PropensityConfig, TargetConfig, load_config
-from segmentkit.data import load_events
 from segmentkit.features import build_features
+from segmentkit.io.events import load_events
+from segmentkit.io.synth import generate_events
 from segmentkit.models.bgnbd import BetaGeoModel, summary_from_features, transaction_summary
-from segmentkit.propensity import build_labels, fit_propensity, score_propensity
-from segmentkit.synth import generate_events
+from segmentkit.models.labels import build_labels
+from segmentkit.models.propensity import fit_propensity
+from segmentkit.scoring import score_propensity
 
 HORIZON = 30
 CHURN = TargetConfig(name="churn", kind="inactivity")
@@ -127,7 +129,7 @@ def _quintile(values: np.ndarray) -> np.ndarray:
 
 
 def rfm_score(features: pd.DataFrame, frequency: str) -> np.ndarray:
-    """Summed R (recent is high) + F + M quintiles, 3..15."""
+    """Return the summed R (recent is high) + F + M quintiles, 3..15."""
     return (
         _quintile(-features["recency_days"].to_numpy())
         + _quintile(features[frequency].to_numpy())
@@ -212,7 +214,10 @@ def evaluate(scenario: Scenario, features_cfg: FeatureConfig, cfg: PropensityCon
     }
     freq_buy = "purchase_events"
     for name, make in (
-        ("rfm", lambda f, target: rfm_score(f, freq_buy if target != "churn" else "active_days_total")),
+        (
+            "rfm",
+            lambda f, target: rfm_score(f, freq_buy if target != "churn" else "active_days_total"),
+        ),
         ("recency", lambda f, target: -f["recency_days"].to_numpy()),
     ):
         mapped = {}
@@ -277,7 +282,8 @@ def main() -> None:
         print(
             f"winner by purchase AUC: {table['auc'].idxmax()}; segmentkit - best baseline "
             f"= {margin:+.4f} (target >= {'+0.01' if scenario.rich else '0'}); internal "
-            f"reported AUC {res['internal_auc']:.4f} vs realized {table.loc['segmentkit', 'auc']:.4f}"
+            f"reported AUC {res['internal_auc']:.4f} vs realized "
+            f"{table.loc['segmentkit', 'auc']:.4f}"
         )
         for name, (total, lower, upper, truth) in res["interval"].items():
             inside = "inside" if lower <= truth <= upper else "OUTSIDE"

@@ -5,9 +5,9 @@ from pandas.testing import assert_frame_equal
 from scipy import integrate, stats
 from scipy.special import betaln, gammaln
 
-from segmentkit.data import load_events
 from segmentkit.errors import DataValidationError, InsufficientDataError
 from segmentkit.features import build_features
+from segmentkit.io.events import load_events
 from segmentkit.models.bgnbd import (
     BetaGeoModel,
     GammaGammaModel,

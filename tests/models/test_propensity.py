@@ -12,7 +12,7 @@ from segmentkit.features import build_features
 from segmentkit.io.events import load_events
 from segmentkit.io.synth import generate_events
 from segmentkit.models.labels import build_labels, build_training_set, plan_snapshots
-from segmentkit.models.propensity import PropensityModel, fit_propensity
+from segmentkit.models.propensity import CANDIDATES, PropensityModel, fit_propensity
 from segmentkit.scoring import (
     feature_matrix,
     labels_from_codes,
@@ -409,13 +409,34 @@ def test_predicted_total_close_to_realized(fitted, target):
 
 def test_evaluation_tables(fitted):
     ev = fitted.evaluation
-    assert set(ev.metrics["model"]) == {"model", "logistic", "hgb", "recency", "rfm"}
-    assert set(fitted.choice) == {"churn", "purchase", "purchases"}
+    assert list(fitted.choice) == ["churn", "purchase", "purchases"]
+    assert ev.nested
     for target, family in fitted.choice.items():
+        # Reported: the chosen family and every baseline, on the evaluation snapshot.
+        reported = set(ev.metrics.loc[ev.metrics.target == target, "model"])
+        assert {"model", family, "recency", "rfm", "bgnbd"} <= reported
         model_rows = ev.metrics[(ev.metrics.target == target) & (ev.metrics.model == "model")]
         family_rows = ev.metrics[(ev.metrics.target == target) & (ev.metrics.model == family)]
         np.testing.assert_array_equal(model_rows["value"], family_rows["value"])
-        assert fitted.models[target].family == family
+        name, _, variant = family.partition("+")
+        assert fitted.models[target].family == name
+        assert fitted.models[target].bgnbd_features == (variant == "bgnbd")
+        # Chosen one horizon earlier: the best candidate on the selection snapshot.
+        sel = ev.selection[(ev.selection.target == target)]
+        metric = "poisson_deviance" if target == "purchases" else "log_loss"
+        by_model = sel[sel.metric == metric].set_index("model")["value"]
+        assert set(by_model.index) == set(CANDIDATES)
+        assert by_model.idxmin() == family
+    # Churn is compared with 1 - p(purchase) on the same snapshot, and the report says so.
+    assert "1-p(purchase)" in set(ev.metrics.loc[ev.metrics.target == "churn", "model"])
+    assert any(note.startswith("churn: the inactivity model") for note in ev.notes)
+    totals = ev.totals.set_index("target")
+    assert (totals["lower"] <= totals["predicted_total"]).all()
+    assert (totals["predicted_total"] <= totals["upper"]).all()
+    for target in fitted.choice:
+        assert totals.loc[target, "predicted_total"] == pytest.approx(
+            _metric(fitted, target, "model", "predicted_total")
+        )
     deciles = ev.deciles[(ev.deciles.target == "purchase") & (ev.deciles.model == "model")]
     assert deciles["decile"].tolist() == list(range(1, 11))
     assert deciles["lift"].iloc[0] == pytest.approx(
@@ -430,7 +451,10 @@ def test_evaluation_tables(fitted):
     assert (
         (calib["mean_predicted"] >= calib["lower"]) & (calib["mean_predicted"] <= calib["upper"])
     ).all()
-    assert set(ev.snapshots["role"]) == {"backtest", "evaluation", "final"}
+    assert set(ev.snapshots["role"]) == {"backtest", "evaluation", "final", "selection"}
+    # The selection snapshot is one horizon before the evaluation snapshot.
+    roles = ev.snapshots[ev.snapshots.target == "purchase"].groupby("role")["snapshot"].max()
+    assert roles["evaluation"] - roles["selection"] == pd.Timedelta(days=30)
 
 
 def test_segment_summary(fitted, segments):
@@ -560,3 +584,110 @@ def test_scoring_a_missing_value_names_it(fitted, logs, as_of):
     features.loc[3, "events_total"] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         score_propensity(fitted.models, features)
+
+
+# --- issue 16: fair baselines, BG/NBD inputs, derived churn, levels -----------------
+
+
+def test_rank_quintiles_keep_ties_together():
+    from segmentkit.models.propensity import _quintile, _rank_reference
+
+    # 60 % zeros: the mid-rank of the tie is 0.30, so every zero sits in quintile 2;
+    # the other values spread over quintiles 4 and 5 by rank.
+    column = np.r_[np.zeros(60), np.arange(1.0, 41.0)]
+    reference = _rank_reference(column)
+    assert _quintile(reference, np.array([0.0])).tolist() == [2.0]
+    assert _quintile(reference, np.array([1.0, 20.0, 21.0, 40.0])).tolist() == [4.0, 4.0, 5.0, 5.0]
+
+
+def test_rfm_uses_the_target_event_count_when_present(xy):
+    X, y, snapshot = xy
+    X = X.assign(purchase_events=X["active_days_total"] // 2)
+    buy = PropensityModel("buy", "event", event="purchase", family="rfm", random_state=0)
+    buy.fit(X, y, snapshot=snapshot)
+    churn = PropensityModel("churn", "inactivity", family="rfm", random_state=0)
+    churn.fit(X, y, snapshot=snapshot)
+    names = list(X.columns)
+    assert names[buy.rfm_columns_[1]] == "purchase_events"
+    assert names[churn.rfm_columns_[1]] == "active_days_total"
+
+
+@pytest.fixture(scope="module")
+def xy_tenure(xy):
+    X, y, snapshot = xy
+    tenure = X["recency_days"] + np.random.default_rng(2).exponential(60, len(X))
+    return X.assign(tenure_days=tenure), y, snapshot
+
+
+@pytest.mark.parametrize(
+    ("family", "bgnbd_features"),
+    [("bgnbd", False), ("logistic", True), ("hgb", True)],
+    ids=["bgnbd-baseline", "logistic+bgnbd", "hgb+bgnbd"],
+)
+def test_bgnbd_models_fit_predict_and_round_trip(xy_tenure, family, bgnbd_features):
+    X, y, snapshot = xy_tenure
+    model = PropensityModel(
+        "churn", "inactivity", family=family, bgnbd_features=bgnbd_features, random_state=0
+    ).fit(X, y, snapshot=snapshot)
+    assert model.bgnbd_params_.shape == (4,) and (model.bgnbd_params_ > 0).all()
+    p = model.predict(X)
+    assert ((p > 0) & (p < 1)).all()
+    blob = sio.dumps(model)
+    loaded = sio.loads(blob, trusted=sorted(set(sio.get_untrusted_types(data=blob))))
+    np.testing.assert_array_equal(loaded.predict(X), p)
+
+
+def test_bgnbd_inputs_are_required(xy):
+    X, y, _ = xy
+    with pytest.raises(DataValidationError, match=r"needs feature column\(s\) \['tenure_days'\]"):
+        PropensityModel(family="logistic", bgnbd_features=True).fit(X, y)
+
+
+def test_level_matches_the_latest_snapshot(xy):
+    X, y, snapshot = xy
+    model = PropensityModel("churn", "inactivity", family="logistic", random_state=0)
+    model.fit(X, y, snapshot=snapshot)
+    latest = snapshot == 2
+    assert model.predict(X[latest]).mean() == pytest.approx(y[latest].mean(), rel=1e-6)
+    plain = PropensityModel("churn", "inactivity", random_state=0, relevel=False)
+    assert plain.fit(X, y, snapshot=snapshot).level_offset_ == 0.0
+
+
+def test_expected_total_interval_by_hand(xy):
+    X, y, snapshot = xy
+    model = PropensityModel("churn", "inactivity", random_state=0).fit(X, y, snapshot=snapshot)
+    rates = np.array([y[snapshot == k].mean() for k in range(3)])
+    assert model.level_sd_ == pytest.approx(np.sqrt(np.mean(np.diff(np.log(rates)) ** 2)))
+    p = np.array([0.5, 0.5, 0.2])
+    total, lower, upper = model.expected_total(p, coverage=0.9)
+    half = 1.6448536 * np.sqrt(0.25 + 0.25 + 0.16 + (1.2 * model.level_sd_) ** 2)
+    assert (total, lower, upper) == pytest.approx((1.2, max(1.2 - half, 0.0), 1.2 + half))
+
+
+def test_complement_model_errors(xy):
+    X, y, _ = xy
+    with pytest.raises(ValueError, match="needs `source`"):
+        PropensityModel(family="complement").fit(X, y)
+    churn = PropensityModel("churn", "inactivity", random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="needs `source`"):
+        PropensityModel(family="complement", source=churn).fit(X, y)
+    buy = PropensityModel("buy", "event", event="purchase", random_state=0).fit(X, 1 - y)
+    with pytest.raises(ValueError, match="source model's columns"):
+        PropensityModel(family="complement", source=buy).fit(X.iloc[:, :3], y)
+
+
+@pytest.mark.slow
+def test_transaction_log_churn_is_one_minus_purchase(transactions, as_of):
+    config = PropensityConfig(min_positives=50, random_state=0, targets=(CHURN, PURCHASE))
+    result = fit_propensity(transactions, as_of, FEATURES, config, n_threads=1)
+    assert result.choice["churn"] == "complement"
+    assert any("derived as 1 - p(purchase)" in note for note in result.evaluation.notes)
+    scores = score_propensity(result.models, build_features(transactions, as_of, FEATURES))
+    np.testing.assert_allclose(scores["p_churn"], 1.0 - scores["p_purchase"])
+    churn_auc = _metric(result, "churn", "model", "roc_auc")
+    assert churn_auc == pytest.approx(_metric(result, "purchase", "model", "roc_auc"))
+    blob = sio.dumps(result.models["churn"])
+    loaded = sio.loads(blob, trusted=sorted(set(sio.get_untrusted_types(data=blob))))
+    features = build_features(transactions, as_of, FEATURES)
+    X = features[list(loaded.feature_names_in_)]
+    np.testing.assert_array_equal(loaded.predict(X), result.models["churn"].predict(X))

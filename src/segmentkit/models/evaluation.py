@@ -97,8 +97,11 @@ def _selection_metric(kind: str) -> str:
 class PropensityEvaluation:
     """Out-of-time evaluation of every target, model and baseline (aggregates only).
 
-    ``model`` values are the families (``logistic``, ``hgb``, ``recency``, ``rfm``)
-    and ``model`` itself for the chosen family (a copy of its rows).
+    ``model`` values are the chosen family (``logistic``, ``hgb``, either with
+    ``+bgnbd``, or ``complement`` for a churn derived from a purchase model), the
+    baselines (``recency``, ``rfm``, ``bgnbd``), ``1-p(<event target>)`` for churn
+    targets when the log has other events, and ``model`` itself for the chosen
+    family (a copy of its rows).
 
     Attributes
     ----------
@@ -120,6 +123,18 @@ class PropensityEvaluation:
     segments : pandas.DataFrame or None
         ``target, segment, users, observed, mean_predicted`` on the evaluation
         snapshot (chosen model, out of time), when segment labels were given.
+    selection : pandas.DataFrame or None
+        ``target, model, metric, value`` of every candidate on the *selection*
+        snapshot (one horizon before the evaluation snapshot), where the choice was
+        made. The reported ``metrics`` come from a later snapshot the choice never saw.
+    totals : pandas.DataFrame or None
+        ``target, predicted_total, lower, upper, actual_total`` on the evaluation
+        snapshot: the chosen model's expected total with its 90% interval.
+    notes : tuple of str
+        Plain-language findings for the report (derived churn, churn against
+        1 - p(purchase) and recency, a choice that could not be nested).
+    nested : bool
+        Whether every target's choice was made on the selection snapshot.
     """
 
     metrics: pd.DataFrame
@@ -127,6 +142,10 @@ class PropensityEvaluation:
     calibration: pd.DataFrame
     snapshots: pd.DataFrame
     segments: pd.DataFrame | None = None
+    selection: pd.DataFrame | None = None
+    totals: pd.DataFrame | None = None
+    notes: tuple[str, ...] = ()
+    nested: bool = True
 
     def summary(self, metric: str = "roc_auc") -> pd.DataFrame:
         """Return one metric as a ``target x model`` table."""

@@ -41,6 +41,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import brentq
+from scipy.special import expit
+from scipy.stats import norm
 from sklearn.base import BaseEstimator, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
@@ -55,6 +58,7 @@ from threadpoolctl import threadpool_limits
 from segmentkit.config import FeatureConfig, PropensityConfig, TargetConfig
 from segmentkit.errors import ConfigError, DataValidationError, InsufficientDataError
 from segmentkit.io.events import EventLog, to_timestamp
+from segmentkit.models.bgnbd import BetaGeoModel, bgnbd_predictions, summary_from_features
 from segmentkit.models.evaluation import (
     _CALIBRATION_COLUMNS,
     PropensityEvaluation,
@@ -72,32 +76,22 @@ from segmentkit.models.labels import (
 )
 from segmentkit.text import slug, sql_timestamp
 
-FAMILIES: tuple[str, ...] = ("logistic", "hgb", "recency", "rfm")
-
-
+FAMILIES: tuple[str, ...] = ("logistic", "hgb", "recency", "rfm", "bgnbd", "complement")
 """Model families a :class:`PropensityModel` can hold."""
-
-
-CANDIDATES: tuple[str, ...] = ("logistic", "hgb")
-
-
-"""Families competing for a target; the others are baselines."""
-
-
-BASELINES: tuple[str, ...] = ("recency", "rfm")
-
-
+CANDIDATES: tuple[str, ...] = ("logistic", "hgb", "logistic+bgnbd", "hgb+bgnbd")
+"""Families competing for a target (``+bgnbd``: with the BG/NBD inputs); the rest are baselines."""
+BASELINES: tuple[str, ...] = ("recency", "rfm", "bgnbd")
+# Inputs a candidate gains with "+bgnbd", appended after the feature columns.
+BGNBD_FEATURES: tuple[str, str] = ("bgnbd_expected", "bgnbd_p_alive")
+_BGNBD_INPUTS = ("recency_days", "tenure_days", "active_days_total")
 BUCKETS: tuple[str, ...] = ("Low", "Medium", "High")
-
-
-# Features the baselines read: R, F, M.
+# Features the baselines read: R, F (the target event's own count when the table has it),
+# M.
 _RECENCY = "recency_days"
-
-
 _FREQUENCY = "active_days_total"
-
-
 _MONETARY = "revenue_total"
+# Reference quantiles kept per RFM column: mid-ranks of ties are exact to 1/1000.
+_RANK_GRID = 1001
 
 
 def _monotonic(names: Sequence[str], kind: str, event: str | None) -> list[int]:
@@ -115,7 +109,7 @@ def _monotonic(names: Sequence[str], kind: str, event: str | None) -> list[int]:
     for name in names:
         if name == _RECENCY:
             constraints.append(sign)
-        elif windowed.match(name):
+        elif windowed.match(name) or name in BGNBD_FEATURES:
             constraints.append(-sign)
         elif kind != "inactivity" and name == own:
             constraints.append(1)
@@ -125,12 +119,21 @@ def _monotonic(names: Sequence[str], kind: str, event: str | None) -> list[int]:
 
 
 def _base_estimator(
-    family: str, kind: str, event: str | None, names: Sequence[str] | None, random_state: Any
+    family: str,
+    kind: str,
+    event: str | None,
+    names: Sequence[str] | None,
+    random_state: Any,
 ) -> BaseEstimator:
     """Return the unfitted estimator of a family (inputs are numpy arrays)."""
     classify = kind != "count"
-    if family in ("hgb", "recency", "rfm"):
-        needed = {"hgb": [], "recency": [_RECENCY], "rfm": [_RECENCY, _FREQUENCY, _MONETARY]}
+    if family in ("hgb", "recency", "rfm", "bgnbd"):
+        needed = {
+            "hgb": [],
+            "recency": [_RECENCY],
+            "rfm": [_RECENCY, _FREQUENCY, _MONETARY],
+            "bgnbd": list(_BGNBD_INPUTS),
+        }
         if names is None:
             raise ValueError(
                 f"PropensityModel(family={family!r}) needs X as a DataFrame with named feature "
@@ -159,7 +162,7 @@ def _base_estimator(
         common = {
             # Scoring cost grows with trees x depth. Depth-5 trees at rate 0.2 match the
             # out-of-time accuracy of unbounded (depth ~17) trees at 0.1 on the demo with
-            # about half the trees, and bounded depth lets segmentkit.models.hgb_runtime score
+            # about half the trees, and bounded depth lets segmentkit.hgb_runtime score
             # them branch-free (benchmarks/scoring.py).
             "learning_rate": 0.2,
             "max_iter": 200,
@@ -183,8 +186,9 @@ def _base_estimator(
             [("recency", FunctionTransformer(np.log1p), [names.index(_RECENCY)])]
         )
         return Pipeline([("select", select), ("scale", StandardScaler()), ("model", final)])
-    if family == "rfm":
-        # Input is the summed R, F, M quintile score (see PropensityModel._design).
+    if family in ("rfm", "bgnbd"):
+        # Input is one column built by PropensityModel._design: the summed R, F, M
+        # quintile score, or the BG/NBD log-odds of activity (log expected count).
         return final
     raise ConfigError(f"PropensityModel: family must be one of {list(FAMILIES)}, got {family!r}")
 
@@ -201,16 +205,53 @@ def _raw_score(estimator: BaseEstimator, X: np.ndarray, classify: bool) -> np.nd
     return np.asarray(estimator.predict(X), dtype=float)
 
 
-def _quintile_edges(column: np.ndarray) -> np.ndarray:
-    return np.quantile(column, [0.2, 0.4, 0.6, 0.8])
+def _rank_reference(column: np.ndarray) -> np.ndarray:
+    """Quantiles of a training column on a fine grid: the reference of :func:`_quintile`."""
+    return np.quantile(column, np.linspace(0.0, 1.0, _RANK_GRID), method="inverted_cdf")
 
 
-def _rfm_score(X: np.ndarray, columns: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Return the summed quintile score R (recent is high) + F + M, each 0..4, as a column."""
-    recency = edges.shape[1] - np.searchsorted(edges[0], X[:, columns[0]], side="right")
-    frequency = np.searchsorted(edges[1], X[:, columns[1]], side="right")
-    monetary = np.searchsorted(edges[2], X[:, columns[2]], side="right")
-    return (recency + frequency + monetary).astype(float).reshape(-1, 1)
+def _quintile(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Quintile 1..5 of values by their mid-rank in the reference: tied users share one.
+
+    The mid-rank (average of the ranks a tie spans) keeps a heavily tied value, e.g.
+    revenue 0 for most users, in the middle quintile of its block rather than pushing
+    it to one end as quantile edges with a one-sided search do.
+    """
+    below = np.searchsorted(reference, values, side="left")
+    upto = np.searchsorted(reference, values, side="right")
+    share = (below + upto) / (2.0 * reference.size)
+    return np.clip(np.ceil(share * 5.0), 1.0, 5.0)
+
+
+def _rfm_score(X: np.ndarray, columns: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """Return the summed quintile score R (recent is high) + F + M, each 1..5, as a column."""
+    recency = 6.0 - _quintile(references[0], X[:, columns[0]])
+    frequency = _quintile(references[1], X[:, columns[1]])
+    monetary = _quintile(references[2], X[:, columns[2]])
+    return (recency + frequency + monetary).reshape(-1, 1)
+
+
+def _bgnbd_columns(
+    X: np.ndarray, columns: np.ndarray, params: np.ndarray, horizon: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return expected active days, P(alive), P(active) over the horizon (activity BG/NBD)."""
+    inputs = pd.DataFrame(X[:, columns], columns=list(_BGNBD_INPUTS))
+    summary = summary_from_features(inputs)
+    return bgnbd_predictions(
+        params, summary["frequency"].to_numpy(), summary["recency"].to_numpy(),
+        summary["T"].to_numpy(), horizon,
+    )  # fmt: skip
+
+
+def _level_sd(y: np.ndarray, snapshot: np.ndarray | None) -> float:
+    """Typical relative change of the label level from one snapshot to the next (RMS log ratio)."""
+    if snapshot is None:
+        return float("nan")
+    times = np.unique(snapshot)
+    levels = np.array([y[snapshot == t].mean() for t in times])
+    if times.size < 2 or (levels <= 0).any():
+        return float("nan")
+    return float(np.sqrt(np.mean(np.diff(np.log(levels)) ** 2)))
 
 
 class PropensityModel(BaseEstimator):
@@ -296,6 +337,9 @@ class PropensityModel(BaseEstimator):
         medium_share: float = 0.3,
         random_state: int | None = None,
         n_threads: int | None = None,
+        bgnbd_features: bool = False,
+        relevel: bool = True,
+        source: PropensityModel | None = None,
     ):
         self.target = target
         self.kind = kind
@@ -307,6 +351,9 @@ class PropensityModel(BaseEstimator):
         self.medium_share = medium_share
         self.random_state = random_state
         self.n_threads = n_threads
+        self.bgnbd_features = bgnbd_features
+        self.relevel = relevel
+        self.source = source
 
     @property
     def output_name(self) -> str:
@@ -363,23 +410,21 @@ class PropensityModel(BaseEstimator):
         if classify and np.unique(y).size < 2:
             raise ValueError("y holds a single class: a propensity model needs both")
         names = list(getattr(self, "feature_names_in_", [])) or None
-        base = _base_estimator(self.family, self.kind, self.event, names, self.random_state)
-        if self.family == "rfm":
-            # Quintile edges come from all training rows (features only, no labels).
-            self.rfm_columns_ = np.array(
-                [names.index(c) for c in (_RECENCY, _FREQUENCY, _MONETARY)]
-            )
-            self.rfm_edges_ = np.vstack([_quintile_edges(X[:, c]) for c in self.rfm_columns_])
-        else:
-            self.rfm_columns_ = None
-            self.rfm_edges_ = None
-        design = self._design(X)
-
         if snapshot is not None:
             snapshot = np.asarray(snapshot)
             if snapshot.shape != (X.shape[0],):
                 raise ValueError(f"snapshot must have shape ({X.shape[0]},), got {snapshot.shape}")
         latest = snapshot == np.max(snapshot) if snapshot is not None else None
+        self.level_sd_ = _level_sd(y, snapshot)
+        if self.family == "complement":
+            return self._fit_complement(X, latest)
+        self._fit_inputs(X, names, latest)
+        model_names = names
+        if self.bgnbd_features and names is not None:
+            model_names = [*names, *BGNBD_FEATURES]
+        base = _base_estimator(self.family, self.kind, self.event, model_names, self.random_state)
+        design = self._design(X)
+
         cal_y = None
         if latest is not None and 0 < latest.sum() < latest.size:
             older = ~latest
@@ -415,13 +460,89 @@ class PropensityModel(BaseEstimator):
             self.scale_ = float(np.sum(cal_y) / total) if total > 0 else 1.0
 
         self.estimator_ = clone(base).fit(design, y)
+        self.level_offset_ = 0.0
+        reference_rows = latest if latest is not None else np.ones(y.size, dtype=bool)
+        if self.relevel:
+            self._relevel(X[reference_rows], y[reference_rows])
         self.training_rows_ = int(y.size)
         self.training_mean_ = float(np.mean(y))
-        reference = self._predict_array(X[latest] if latest is not None else X)
+        self._set_buckets(self._predict_array(X[reference_rows]))
+        return self
+
+    def _fit_inputs(self, X: np.ndarray, names: list[str] | None, latest: Any) -> None:
+        """Fit what the design matrix needs: RFM references, BG/NBD parameters."""
+        self.rfm_columns_ = None
+        self.rfm_edges_ = None
+        self.bgnbd_columns_ = None
+        self.bgnbd_params_ = None
+        if self.family == "rfm":
+            own = f"{slug(self.event)}_events" if self.event else None
+            frequency = own if self.kind != "inactivity" and own in names else _FREQUENCY
+            self.rfm_columns_ = np.array([names.index(c) for c in (_RECENCY, frequency, _MONETARY)])
+            # Rank references come from all training rows (features only, no labels).
+            self.rfm_edges_ = np.vstack([_rank_reference(X[:, c]) for c in self.rfm_columns_])
+        if self.family == "bgnbd" or self.bgnbd_features:
+            missing = [c for c in _BGNBD_INPUTS if names is None or c not in names]
+            if missing:
+                raise DataValidationError(
+                    f"PropensityModel(family={self.family!r}, bgnbd_features="
+                    f"{self.bgnbd_features}) needs feature column(s) {missing}"
+                )
+            self.bgnbd_columns_ = np.array([names.index(c) for c in _BGNBD_INPUTS])
+            # Unsupervised: fitted on the features of the latest snapshot's users alone.
+            rows = X[latest] if latest is not None else X
+            inputs = pd.DataFrame(rows[:, self.bgnbd_columns_], columns=list(_BGNBD_INPUTS))
+            fitted = BetaGeoModel().fit(summary_from_features(inputs))
+            self.bgnbd_params_ = np.array([fitted.r_, fitted.alpha_, fitted.a_, fitted.b_])
+
+    def _fit_complement(self, X: np.ndarray, latest: Any) -> PropensityModel:
+        source = self.source
+        if not isinstance(source, PropensityModel) or source.kind != "event":
+            raise ValueError("family 'complement' needs `source`, a fitted kind='event' model")
+        check_is_fitted(source)
+        if list(source.feature_names_in_) != list(getattr(self, "feature_names_in_", [])):
+            raise ValueError("family 'complement': X must have the source model's columns")
+        self.estimator_ = None
+        self.calibrator_ = None
+        self.rfm_columns_ = self.rfm_edges_ = None
+        self.bgnbd_columns_ = self.bgnbd_params_ = None
+        self.scale_ = 1.0
+        self.level_offset_ = 0.0
+        self.calibration_mode_ = "complement"
+        self.calibration_rows_ = 0
+        self.training_rows_ = source.training_rows_
+        self.training_mean_ = 1.0 - source.training_mean_
+        self._set_buckets(self._predict_array(X[latest] if latest is not None else X))
+        return self
+
+    def _relevel(self, X: np.ndarray, y: np.ndarray) -> None:
+        """Match the mean prediction on the latest snapshot to its observed level.
+
+        The calibration map was fitted on the scores of a model trained on the older
+        snapshots; the final model, refitted on all of them, can score on another scale
+        (different class mix, more trees). One offset on the log-odds (one factor for
+        counts) restores the level of the most recent labeled period.
+        """
+        predicted = self._predict_array(X)
+        if self.kind == "count":
+            total = float(predicted.sum())
+            if total > 0:
+                self.scale_ *= float(y.sum()) / total
+            return
+        if isinstance(self.calibrator_, IsotonicRegression):
+            return
+        target = float(y.mean())
+        logit = np.log(np.clip(predicted, 1e-12, 1 - 1e-12)) - np.log1p(
+            -np.clip(predicted, 1e-12, 1 - 1e-12)
+        )
+        self.level_offset_ = float(
+            brentq(lambda d: float(np.mean(expit(logit + d))) - target, -20.0, 20.0)
+        )
+
+    def _set_buckets(self, reference: np.ndarray) -> None:
         high = np.quantile(reference, 1.0 - self.high_share)
         medium = np.quantile(reference, 1.0 - self.high_share - self.medium_share)
         self.bucket_thresholds_ = np.array([medium, high], dtype=float)
-        return self
 
     def _predict_array(self, X: np.ndarray) -> np.ndarray:
         # n_threads bounds fitting (many small fits oversubscribe a busy machine);
@@ -429,18 +550,62 @@ class PropensityModel(BaseEstimator):
         return self._predict_raw(X)
 
     def _design(self, X: np.ndarray) -> np.ndarray:
-        if self.rfm_edges_ is None:
+        if self.rfm_edges_ is not None:
+            return _rfm_score(X, self.rfm_columns_, self.rfm_edges_)
+        if self.bgnbd_params_ is None:
             return X
-        return _rfm_score(X, self.rfm_columns_, self.rfm_edges_)
+        expected, alive, active = _bgnbd_columns(
+            X, self.bgnbd_columns_, self.bgnbd_params_, float(self.horizon_days)
+        )
+        if self.family == "bgnbd":
+            if self.kind == "count":
+                return np.log(expected + 1e-9).reshape(-1, 1)
+            active = np.clip(active, 1e-12, 1 - 1e-12)
+            return (np.log(active) - np.log1p(-active)).reshape(-1, 1)
+        return np.column_stack([X, expected, alive])
 
     def _predict_raw(self, X: np.ndarray) -> np.ndarray:
+        if self.family == "complement":
+            return 1.0 - self.source._predict_array(X)
         classify = self.kind != "count"
         raw = _raw_score(self.estimator_, self._design(X), classify)
         if not classify:
             return raw * self.scale_
         if isinstance(self.calibrator_, IsotonicRegression):
             return np.asarray(self.calibrator_.predict(raw), dtype=float)
-        return self.calibrator_.predict_proba(raw.reshape(-1, 1))[:, 1]
+        p = self.calibrator_.predict_proba(raw.reshape(-1, 1))[:, 1]
+        if self.level_offset_:
+            p = expit(np.log(p) - np.log1p(-p) + self.level_offset_)
+        return p
+
+    def expected_total(self, scores: Any, coverage: float = 0.9) -> tuple[float, float, float]:
+        """Return the expected total of scored users (positives, or events) with an interval.
+
+        The interval combines the outcome noise given the scores (Bernoulli, or Poisson
+        for counts) with the risk that the level moves between the latest labeled
+        period and the scored one, sized by how much it moved between consecutive
+        training snapshots (``level_sd_``, relative).
+
+        Parameters
+        ----------
+        scores : array-like
+            Output of :meth:`predict` for the users to total.
+        coverage : float
+            Two-sided normal coverage of the interval.
+
+        Returns
+        -------
+        tuple of float
+            ``total, lower, upper`` (``lower`` floored at 0).
+        """
+        check_is_fitted(self)
+        p = np.asarray(scores, dtype=float)
+        total = float(p.sum())
+        noise = float(p.sum()) if self.kind == "count" else float(np.sum(p * (1.0 - p)))
+        level = 0.0 if not np.isfinite(self.level_sd_) else self.level_sd_
+        z = float(norm.ppf(0.5 + coverage / 2.0))
+        half = z * np.sqrt(noise + (total * level) ** 2)
+        return total, max(total - half, 0.0), total + half
 
     def predict(self, X: Any) -> np.ndarray:
         """Return calibrated probabilities (binary targets) or expected counts.
@@ -594,9 +759,13 @@ def fit_propensity(
     config = config or PropensityConfig()
     if not config.targets:
         raise ConfigError("propensity.targets: no target to fit")
-    unknown = [c for c in candidates if c not in FAMILIES]
+    allowed = [*FAMILIES, *(f"{f}+bgnbd" for f in FAMILIES if f not in ("bgnbd", "complement"))]
+    unknown = [c for c in candidates if c not in allowed or c == "complement"]
     if unknown or not candidates:
-        raise ConfigError(f"candidates: expected some of {list(FAMILIES)}, got {list(candidates)}")
+        raise ConfigError(
+            f"candidates: expected some of {[c for c in allowed if c != 'complement']}, "
+            f"got {list(candidates)}"
+        )
     end = to_timestamp(as_of)
     if log.as_of is not None and log.as_of < end:
         raise DataValidationError(
@@ -612,17 +781,38 @@ def fit_propensity(
     for target in config.targets:
         _check_target(target)
     first = _first_event(log, end)
+    single_event = _single_event(log, end)
     cache: dict[dt.datetime, pd.DataFrame] = {}
     models: dict[str, PropensityModel] = {}
     choice: dict[str, str] = {}
     metric_rows: list[dict] = []
+    selection_rows: list[dict] = []
+    total_rows: list[dict] = []
+    notes: list[str] = []
+    nested_all = True
     decile_frames, calibration_frames, snapshot_rows, segment_frames = [], [], [], []
+    # Event and count targets first: a churn target may be derived from a purchase model.
+    report_scores: dict[tuple[str | None, int], tuple[np.ndarray, str]] = {}
+    ordered = sorted(config.targets, key=lambda t: t.kind == "inactivity")
 
-    for target in config.targets:
+    for target in ordered:
         horizon = target.horizon_days or config.horizon_days
         plan = plan_snapshots(
-            end, horizon, config.n_snapshots, config.snapshot_step_days, first_event=first
+            end,
+            horizon,
+            config.n_snapshots,
+            config.snapshot_step_days,
+            first_event=first,
         )
+        # The choice between candidates is made one horizon earlier than the snapshot
+        # whose metrics are reported, so the reported quality is not the winner's luck.
+        try:
+            selection_plan = plan_snapshots(
+                plan.evaluation, horizon, config.n_snapshots, config.snapshot_step_days,
+                first_event=first,
+            )  # fmt: skip
+        except InsufficientDataError:
+            selection_plan = None
 
         def build(times: Sequence[dt.datetime], target=target, horizon=horizon) -> pd.DataFrame:
             return build_training_set(
@@ -634,11 +824,16 @@ def fit_propensity(
             build([plan.evaluation]),
             build(plan.final),
         )
-        for frame, role in ((backtest, "backtest"), (evaluation, "evaluation"), (final, "final")):
+        for frame, role in (
+            (backtest, "backtest"),
+            (evaluation, "evaluation"),
+            (final, "final"),
+        ):
             _check_positives(frame, target, role, config.min_positives, horizon)
             snapshot_rows += _snapshot_rows(frame, target.name, role, horizon)
 
-        def make(family: str, target=target, horizon=horizon) -> PropensityModel:
+        def make(name: str, target=target, horizon=horizon, **extra: Any) -> PropensityModel:
+            family, _, variant = name.partition("+")
             return PropensityModel(
                 target=target.name,
                 kind=target.kind,
@@ -647,29 +842,104 @@ def fit_propensity(
                 family=family,
                 random_state=config.random_state,
                 n_threads=n_threads,
+                bgnbd_features=variant == "bgnbd",
+                **extra,
             )
 
         X_bt, y_bt, s_bt = _split(backtest)
         X_ev, y_ev, _ = _split(evaluation)
-        scores: dict[str, np.ndarray] = {}
-        for family in dict.fromkeys((*candidates, *BASELINES)):
-            fitted = make(family).fit(X_bt, y_bt, snapshot=s_bt)
-            scores[family] = fitted.predict(X_ev)
-        results = {family: _metrics(y_ev, p, target.kind) for family, p in scores.items()}
+        X_fin, y_fin, s_fin = _split(final)
         key = _selection_metric(target.kind)
         ranked = list(dict.fromkeys(candidates))
-        best = min(ranked, key=lambda fam: (results[fam][key], ranked.index(fam)))
+        source = (
+            report_scores.get((single_event, horizon))
+            if target.kind == "inactivity" and single_event is not None
+            else None
+        )
+        scores: dict[str, np.ndarray] = {}
+        fitted: dict[str, PropensityModel] = {}
+        if source is not None:
+            # One event type: no event = no purchase, so churn is 1 - p(purchase).
+            best = "complement"
+            scores[best] = 1.0 - source[0]
+            fitted[best] = make("complement", source=models[source[1]]).fit(
+                X_bt, y_bt, snapshot=s_bt
+            )
+            notes.append(
+                f"{target.name}: the log has one event type ({single_event!r}), so inactivity "
+                f"is the complement of {source[1]!r}: derived as 1 - p({source[1]}), not trained"
+            )
+        elif selection_plan is not None:
+            sel_train = build(selection_plan.backtest)
+            sel_eval = build([selection_plan.evaluation])
+            _check_positives(sel_train, target, "selection", config.min_positives, horizon)
+            snapshot_rows += _snapshot_rows(sel_eval, target.name, "selection", horizon)
+            X_st, y_st, s_st = _split(sel_train)
+            X_se, y_se, _ = _split(sel_eval)
+            chosen = {}
+            for name in ranked:
+                p = make(name).fit(X_st, y_st, snapshot=s_st).predict(X_se)
+                chosen[name] = _metrics(y_se, p, target.kind)
+                selection_rows += [
+                    {"target": target.name, "model": name, "metric": m, "value": v}
+                    for m, v in chosen[name].items()
+                ]
+            best = min(ranked, key=lambda fam: (chosen[fam][key], ranked.index(fam)))
+        else:
+            nested_all = False
+            for name in ranked:
+                fitted[name] = make(name).fit(X_bt, y_bt, snapshot=s_bt)
+                scores[name] = fitted[name].predict(X_ev)
+            interim = {n: _metrics(y_ev, scores[n], target.kind) for n in ranked}
+            best = min(ranked, key=lambda fam: (interim[fam][key], ranked.index(fam)))
+            notes.append(
+                f"{target.name}: the log is too short to choose the model one horizon before "
+                "the reported snapshot; the reported metrics are those the choice was made on "
+                "(optimistic)"
+            )
+        for name in dict.fromkeys((best, *BASELINES)):
+            if name not in scores:
+                fitted[name] = make(name).fit(X_bt, y_bt, snapshot=s_bt)
+                scores[name] = fitted[name].predict(X_ev)
+        complement = None
+        if target.kind == "inactivity" and best != "complement":
+            match = next(
+                (v for (ev, h), v in report_scores.items() if h == horizon and ev is not None),
+                None,
+            )
+            if match is not None:
+                complement = f"1-p({match[1]})"
+                scores[complement] = 1.0 - match[0]
+        results = {name: _metrics(y_ev, p, target.kind) for name, p in scores.items()}
         choice[target.name] = best
 
         rows, deciles, calib = _report(target, y_ev, scores, results, best)
         metric_rows += rows
         decile_frames += deciles
         calibration_frames += calib
+        if complement is not None:
+            notes.append(_churn_verdict(target.name, results, best, complement))
+        total, lower, upper = fitted[best].expected_total(scores[best])
+        total_rows.append(
+            {
+                "target": target.name,
+                "predicted_total": total,
+                "lower": lower,
+                "upper": upper,
+                "actual_total": float(np.sum(y_ev)),
+            }
+        )
         if segments is not None:
             segment_frames.append(_segment_table(evaluation, scores[best], segments, target.name))
 
-        X_fin, y_fin, s_fin = _split(final)
-        models[target.name] = make(best).fit(X_fin, y_fin, snapshot=s_fin)
+        if best == "complement":
+            models[target.name] = make("complement", source=models[source[1]]).fit(
+                X_fin, y_fin, snapshot=s_fin
+            )
+        else:
+            models[target.name] = make(best).fit(X_fin, y_fin, snapshot=s_fin)
+        if target.kind == "event":
+            report_scores.setdefault((target.event, horizon), (scores[best], target.name))
 
     evaluation_result = PropensityEvaluation(
         metrics=pd.DataFrame(metric_rows, columns=["target", "model", "metric", "value"]),
@@ -681,8 +951,45 @@ def fit_propensity(
         ),
         snapshots=pd.DataFrame(snapshot_rows),
         segments=pd.concat(segment_frames, ignore_index=True) if segment_frames else None,
+        selection=pd.DataFrame(selection_rows, columns=["target", "model", "metric", "value"]),
+        totals=pd.DataFrame(total_rows),
+        notes=tuple(notes),
+        nested=nested_all,
     )
-    return PropensityResult(models=models, evaluation=evaluation_result, choice=choice)
+    order = [t.name for t in config.targets]
+    return PropensityResult(
+        models={name: models[name] for name in order},
+        evaluation=evaluation_result,
+        choice={name: choice[name] for name in order},
+    )
+
+
+def _single_event(log: EventLog, as_of: dt.datetime) -> str | None:
+    """Return the event name when the log holds one event type before ``as_of``, else None."""
+    before = sql_timestamp(as_of)
+    names = log.con.execute(
+        f"SELECT DISTINCT event FROM {log.table} WHERE timestamp < {before} LIMIT 2"
+    ).fetchall()
+    return str(names[0][0]) if len(names) == 1 else None
+
+
+def _churn_verdict(name: str, results: dict, best: str, complement: str) -> str:
+    """Say whether the inactivity model beats 1 - p(purchase) and recency out of time."""
+    own = results[best]
+    rivals = {m: results[m] for m in (complement, "recency") if m in results}
+    beaten = [
+        m for m, r in rivals.items()
+        if own["roc_auc"] <= r["roc_auc"] or own["log_loss"] >= r["log_loss"]
+    ]  # fmt: skip
+    figures = ", ".join(
+        f"{m} AUC {r['roc_auc']:.3f} / log loss {r['log_loss']:.3f}" for m, r in rivals.items()
+    )
+    head = (
+        f"{name}: the inactivity model (AUC {own['roc_auc']:.3f} / log loss {own['log_loss']:.3f})"
+    )
+    if beaten:
+        return f"{head} does NOT beat {', '.join(beaten)} out of time ({figures})"
+    return f"{head} beats {', '.join(rivals)} out of time ({figures})"
 
 
 def _report(
