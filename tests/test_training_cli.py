@@ -85,6 +85,9 @@ def test_train_registers_a_champion_with_aggregates_only(trained):
     assert run.data.params["features.windows"] == "[30, 90]"
     assert 5 <= run.data.metrics["segments/k"] <= 7
     assert run.data.metrics["propensity/churn/roc_auc"] > 0.7
+    # Baselines beside the model, BG/NBD included, and the expected total's interval.
+    assert "propensity/churn/baseline/bgnbd/roc_auc" in run.data.metrics
+    assert "propensity/churn/total_upper" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "reports")}
     assert {"reports/k_selection.csv", "reports/segment_profiles.csv"} <= artifacts
     assert {"reports/propensity_metrics.csv", "reports/data_quality.json"} <= artifacts

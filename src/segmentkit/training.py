@@ -70,6 +70,10 @@ class TrainingResult:
             tables["propensity_snapshots"] = evaluation.snapshots
             if evaluation.segments is not None:
                 tables["propensity_by_segment"] = evaluation.segments
+            if evaluation.selection is not None and len(evaluation.selection):
+                tables["propensity_selection"] = evaluation.selection
+            if evaluation.totals is not None:
+                tables["propensity_totals"] = evaluation.totals
         return tables
 
     def metrics(self) -> dict[str, float]:
@@ -88,18 +92,16 @@ class TrainingResult:
         if "stability" in profiles.columns and profiles["stability"].notna().any():
             out["segments/min_stability"] = float(profiles["stability"].min())
         if self.propensity is not None:
-            chosen = self.propensity.evaluation.metrics
-            chosen = chosen[chosen["model"] == "model"]
-            for row in chosen.itertuples(index=False):
-                if pd.notna(row.value):
-                    out[f"propensity/{row.target}/{row.metric}"] = float(row.value)
+            out.update(self.propensity.evaluation.tracking_metrics())
         out.update({f"time/{k}_s": v for k, v in self.timings.items()})
         return out
 
     def documents(self) -> dict[str, Any]:
         """JSON documents: data-quality report and segment names."""
         segmenter = self.model.segmenter
+        notes = list(self.propensity.evaluation.notes) if self.propensity is not None else []
         return {
+            "propensity_notes": notes,
             "data_quality": self.report.to_dict(),
             "segments": {
                 str(i): {"name": name, "description": desc}

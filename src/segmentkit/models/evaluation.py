@@ -14,7 +14,19 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from segmentkit.text import slug
+
 _N_BINS = 10
+_BASELINE_NAMES = ("recency", "rfm", "bgnbd")
+_TRACKED_BASELINE_METRICS = (
+    "roc_auc",
+    "pr_auc",
+    "brier",
+    "log_loss",
+    "poisson_deviance",
+    "predicted_total",
+    "total_ratio",
+)
 
 
 _CALIBRATION_COLUMNS = [
@@ -151,3 +163,37 @@ class PropensityEvaluation:
         """Return one metric as a ``target x model`` table."""
         rows = self.metrics[self.metrics["metric"] == metric]
         return rows.pivot(index="target", columns="model", values="value")
+
+    def tracking_metrics(self) -> dict[str, float]:
+        """Flat aggregate metrics for a tracking run.
+
+        ``propensity/<target>/<metric>`` for the chosen model (as reported),
+        ``propensity/<target>/baseline/<model>/<metric>`` for every baseline and
+        comparison model (BG/NBD, RFM, recency, 1 - p(purchase)) on the main
+        metrics, and ``propensity/<target>/total_lower|total_upper`` for the 90%
+        interval of the expected total.
+
+        Examples
+        --------
+        >>> table = pd.DataFrame({"target": ["buy", "buy"], "model": ["model", "1-p(x)"],
+        ...                       "metric": ["roc_auc", "roc_auc"], "value": [0.8, 0.7]})
+        >>> empty = pd.DataFrame()
+        >>> PropensityEvaluation(table, empty, empty, empty).tracking_metrics()
+        {'propensity/buy/roc_auc': 0.8, 'propensity/buy/baseline/1_p_x/roc_auc': 0.7}
+        """
+        out: dict[str, float] = {}
+        for row in self.metrics.itertuples(index=False):
+            if pd.isna(row.value):
+                continue
+            if row.model == "model":
+                out[f"propensity/{row.target}/{row.metric}"] = float(row.value)
+            elif (
+                row.model in _BASELINE_NAMES or row.model.startswith("1-p(")
+            ) and row.metric in _TRACKED_BASELINE_METRICS:
+                name = slug(row.model)
+                out[f"propensity/{row.target}/baseline/{name}/{row.metric}"] = float(row.value)
+        if self.totals is not None:
+            for row in self.totals.itertuples(index=False):
+                out[f"propensity/{row.target}/total_lower"] = float(row.lower)
+                out[f"propensity/{row.target}/total_upper"] = float(row.upper)
+        return out
