@@ -691,3 +691,18 @@ def test_transaction_log_churn_is_one_minus_purchase(transactions, as_of):
     features = build_features(transactions, as_of, FEATURES)
     X = features[list(loaded.feature_names_in_)]
     np.testing.assert_array_equal(loaded.predict(X), result.models["churn"].predict(X))
+
+
+@pytest.mark.slow
+def test_short_log_chooses_on_the_reported_snapshot_and_says_so():
+    # 80 days: enough for one backtest snapshot (before as_of - 60 days), not for a
+    # selection snapshot one horizon earlier (training before as_of - 90 days).
+    short = generate_events(n_users=1500, n_days=80, seed=3)
+    log = load_events(short.events)
+    config = PropensityConfig(min_positives=20, random_state=0, targets=(PURCHASE,))
+    result = fit_propensity(log, pd.Timestamp(short.end), FEATURES, config, n_threads=1)
+    assert not result.evaluation.nested
+    assert result.evaluation.selection.empty
+    assert any("optimistic" in note for note in result.evaluation.notes)
+    reported = set(result.evaluation.metrics["model"])
+    assert set(CANDIDATES) <= reported

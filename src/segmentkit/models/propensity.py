@@ -721,6 +721,7 @@ def fit_propensity(
     segments: pd.DataFrame | None = None,
     candidates: Sequence[str] = CANDIDATES,
     n_threads: int | None = None,
+    selection_rows_max: int = 200_000,
 ) -> PropensityResult:
     """Fit, evaluate out of time and choose a calibrated model per target.
 
@@ -741,6 +742,9 @@ def fit_propensity(
         Families competing per target (a subset of :data:`FAMILIES`).
     n_threads : int, optional
         Passed to every :class:`PropensityModel` (see there).
+    selection_rows_max : int
+        Candidates are compared on at most this many selection training rows, a
+        sample stratified by snapshot and label; the winner is fitted on every row.
 
     Returns
     -------
@@ -874,7 +878,11 @@ def fit_propensity(
             sel_eval = build([selection_plan.evaluation])
             _check_positives(sel_train, target, "selection", config.min_positives, horizon)
             snapshot_rows += _snapshot_rows(sel_eval, target.name, "selection", horizon)
-            X_st, y_st, s_st = _split(sel_train)
+            # Candidates are compared on a stratified sample: only the winner is fitted
+            # on every row (issue 15: the comparison, not the final fit, is what grows).
+            X_st, y_st, s_st = _split(
+                _stratified_sample(sel_train, selection_rows_max, config.random_state)
+            )
             X_se, y_se, _ = _split(sel_eval)
             chosen = {}
             for name in ranked:
@@ -962,6 +970,30 @@ def fit_propensity(
         evaluation=evaluation_result,
         choice={name: choice[name] for name in order},
     )
+
+
+def _stratified_sample(frame: pd.DataFrame, max_rows: int, seed: int | None) -> pd.DataFrame:
+    """Return about ``max_rows`` rows, the same share of every (snapshot, positive) group.
+
+    Every group keeps at least one row.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"snapshot": [1] * 12 + [2] * 8, "label": [0, 1] * 10})
+    >>> sample = _stratified_sample(frame, 10, seed=0)
+    >>> len(sample), sample.groupby(["snapshot", "label"]).size().tolist()
+    (10, [3, 3, 2, 2])
+    """
+    if len(frame) <= max_rows:
+        return frame
+    rng = np.random.default_rng(seed)
+    groups = frame.groupby(["snapshot", frame["label"] > 0], sort=True).indices
+    share = max_rows / len(frame)
+    keep = [
+        rng.choice(rows, size=max(1, int(rows.size * share)), replace=False)
+        for rows in groups.values()
+    ]
+    return frame.iloc[np.sort(np.concatenate(keep))]
 
 
 def _single_event(log: EventLog, as_of: dt.datetime) -> str | None:
