@@ -78,11 +78,16 @@ from segmentkit.text import slug, sql_timestamp
 
 FAMILIES: tuple[str, ...] = ("logistic", "hgb", "recency", "rfm", "bgnbd", "complement")
 """Model families a :class:`PropensityModel` can hold."""
-CANDIDATES: tuple[str, ...] = ("logistic", "hgb", "logistic+bgnbd", "hgb+bgnbd")
-"""Families competing for a target (``+bgnbd``: with the BG/NBD inputs); the rest are baselines."""
+CANDIDATES: tuple[str, ...] = ("logistic", "hgb", "logistic+bgnbd", "hgb+bgnbd", "bgnbd")
+"""Families competing for a target (``+bgnbd``: with the BG/NBD inputs).
+
+``bgnbd`` competes too: where the log is a plain purchase process, BG/NBD itself can be
+the best model, and the choice should be free to say so. The baselines are reported
+beside the chosen model whatever wins.
+"""
 BASELINES: tuple[str, ...] = ("recency", "rfm", "bgnbd")
 # Inputs a candidate gains with "+bgnbd", appended after the feature columns.
-BGNBD_FEATURES: tuple[str, str] = ("bgnbd_expected", "bgnbd_p_alive")
+BGNBD_FEATURES: tuple[str, str] = ("bgnbd_log_odds_active", "bgnbd_log_expected")
 _BGNBD_INPUTS = ("recency_days", "tenure_days", "active_days_total")
 BUCKETS: tuple[str, ...] = ("Low", "Medium", "High")
 # Features the baselines read: R, F (the target event's own count when the table has it),
@@ -151,9 +156,18 @@ def _base_estimator(
             if classify
             else PoissonRegressor(alpha=1e-3, max_iter=1000)
         )
+        signed_log = FunctionTransformer(np.arcsinh)
+        if names is not None and BGNBD_FEATURES[0] in names:
+            # The BG/NBD inputs are already on the link scale (log-odds, log count):
+            # a linear model can then reproduce BG/NBD itself, and improve on it.
+            own = [i for i, n in enumerate(names) if n in BGNBD_FEATURES]
+            rest = [i for i, n in enumerate(names) if n not in BGNBD_FEATURES]
+            signed_log = ColumnTransformer(
+                [("signed_log", signed_log, rest), ("bgnbd", "passthrough", own)]
+            )
         return Pipeline(
             [
-                ("signed_log", FunctionTransformer(np.arcsinh)),
+                ("signed_log", signed_log),
                 ("scale", StandardScaler()),
                 ("model", model),
             ]
@@ -241,6 +255,11 @@ def _bgnbd_columns(
         params, summary["frequency"].to_numpy(), summary["recency"].to_numpy(),
         summary["T"].to_numpy(), horizon,
     )  # fmt: skip
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return np.log(p) - np.log1p(-p)
 
 
 def _level_sd(y: np.ndarray, snapshot: np.ndarray | None) -> float:
@@ -554,15 +573,14 @@ class PropensityModel(BaseEstimator):
             return _rfm_score(X, self.rfm_columns_, self.rfm_edges_)
         if self.bgnbd_params_ is None:
             return X
-        expected, alive, active = _bgnbd_columns(
+        expected, _, active = _bgnbd_columns(
             X, self.bgnbd_columns_, self.bgnbd_params_, float(self.horizon_days)
         )
         if self.family == "bgnbd":
             if self.kind == "count":
                 return np.log(expected + 1e-9).reshape(-1, 1)
-            active = np.clip(active, 1e-12, 1 - 1e-12)
-            return (np.log(active) - np.log1p(-active)).reshape(-1, 1)
-        return np.column_stack([X, expected, alive])
+            return _logit(active).reshape(-1, 1)
+        return np.column_stack([X, _logit(active), np.log(expected + 1e-9)])
 
     def _predict_raw(self, X: np.ndarray) -> np.ndarray:
         if self.family == "complement":
