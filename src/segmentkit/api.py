@@ -207,7 +207,7 @@ class TrainResult:
         """
         rows = self.evaluation[self.evaluation["metric"] == metric]
         table = rows.pivot(index="target", columns="model", values="value")
-        columns = [c for c in ("model", "recency", "rfm") if c in table.columns]
+        columns = [c for c in ("model", "bgnbd", "rfm", "recency") if c in table.columns]
         table = table[columns].reset_index()
         table.columns.name = None
         return table

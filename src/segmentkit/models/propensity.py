@@ -15,19 +15,30 @@ by ``as_of``: no event at or after it is ever read, whatever the log holds.
 
 Layout in time (``h`` = horizon, ``s`` = snapshot step, ``n`` = snapshots)::
 
+    selection snapshot   T_sel = as_of - 2h                 labels end at T_eval
+    selection training   T_sel - h, T_sel - h - s, ...      labels end by T_sel
     evaluation snapshot  T_eval = as_of - h                 labels end at as_of
     backtest training    T_eval - h, T_eval - h - s, ...    labels end by T_eval
     final training       as_of - h, as_of - h - s, ...      (n snapshots each)
 
-Each candidate family is fitted on the backtest snapshots and judged on the
-evaluation snapshot (log loss for probabilities, Poisson deviance for counts);
-the winner is refitted on the final snapshots. Baselines (recency alone and the
-RFM quintile score) go through exactly the same fitting and calibration.
+Each candidate (:data:`CANDIDATES`) is fitted on the selection training snapshots (a
+stratified sample of at most ``selection_rows_max`` rows) and judged on the selection
+snapshot (log loss for probabilities, Poisson deviance for counts). Only the winner
+is then fitted on the backtest snapshots and *reported* on the evaluation snapshot,
+which played no part in the choice, beside the baselines (recency alone, the
+tie-aware RFM quintile score and BG/NBD) fitted and calibrated the same way; then it
+is refitted on the final snapshots. A log too short for a selection snapshot falls
+back to choosing on the evaluation snapshot, and the evaluation notes say so.
+
+On a log with one event type, an ``inactivity`` target is the complement of the
+``event`` target on that event: it is derived (``family="complement"``) rather than
+trained. On other logs it is reported beside ``1 - p(<event>)`` and recency.
 
 Calibration (see :class:`PropensityModel`) is out of time too: a copy of the
 model fitted on all but the latest training snapshot predicts the latest one,
 and a Platt (or isotonic) map of its raw scores onto the observed labels is
-applied to the model refitted on all snapshots. Class imbalance is handled by
+applied to the model refitted on all snapshots; one offset then sets the level of the
+refitted model on the latest snapshot. Class imbalance is handled by
 ``class_weight="balanced"`` in the candidates; calibration restores probabilities.
 """
 
@@ -287,14 +298,19 @@ class PropensityModel(BaseEstimator):
         monotonic constraint on its own count feature).
     horizon_days : int
         Label window the model was trained for.
-    family : {"logistic", "hgb", "recency", "rfm"}
+    family : {"logistic", "hgb", "recency", "rfm", "bgnbd", "complement"}
         ``logistic``: arcsinh (signed log) of every feature, standardized, then an
         L2-regularized logistic regression with balanced class weights (a Poisson
         regression for counts). ``hgb``: HistGradientBoosting with balanced class
         weights (Poisson loss for counts) and monotonic constraints where the
         direction is known. ``recency``: one-feature model on log1p(recency_days).
-        ``rfm``: the summed R (recency, reversed), F (active days), M (revenue) quintile
-        score (0-12, quintile edges from the training rows) into a one-feature model.
+        ``rfm``: the summed R (recency, reversed), F (the target event's own count if
+        the table has it, else active days), M (revenue) quintile score (3-15; quintiles
+        by mid-rank against the training rows, so tied users share a quintile) into a
+        one-feature model. ``bgnbd``: BG/NBD of activity (fitted on the latest training
+        snapshot's users) giving the log-odds of activity in the horizon (the log
+        expected count for counts) into a one-feature model. ``complement``:
+        ``1 - source.predict(X)``, no model of its own.
     calibration : {"sigmoid", "isotonic"}
         Map of raw scores to probabilities (binary targets). Counts are calibrated
         by one multiplicative factor so that predicted and observed totals match.
@@ -303,6 +319,14 @@ class PropensityModel(BaseEstimator):
         the resulting score cut-offs are frozen at fit time.
     random_state : int, optional
         Seed of the boosting validation split and the cross-validation fallback.
+    bgnbd_features : bool
+        Append ``bgnbd_log_odds_active`` and ``bgnbd_log_expected`` (activity BG/NBD,
+        fitted on the latest training snapshot's users) to the features.
+    relevel : bool
+        After calibration, shift the log-odds (scale counts) so the mean prediction on
+        the latest training snapshot equals its observed level.
+    source : PropensityModel, optional
+        Fitted ``kind="event"`` model whose complement a ``complement`` model returns.
     n_threads : int, optional
         OpenMP/BLAS threads used while fitting (via threadpoolctl, restored
         afterwards); ``None`` keeps the libraries' default. Scoring uses every core. On a busy
@@ -315,6 +339,14 @@ class PropensityModel(BaseEstimator):
         The family's pipeline fitted on all training rows.
     rfm_columns_, rfm_edges_ : numpy.ndarray or None
         Column positions of R, F, M and their quintile edges (``rfm`` family only).
+    bgnbd_columns_, bgnbd_params_ : numpy.ndarray or None
+        Positions of recency, tenure and active days, and the BG/NBD ``r, alpha, a, b``
+        (``bgnbd`` family or ``bgnbd_features`` only).
+    level_offset_ : float
+        Log-odds shift set by ``relevel`` (0 for counts, isotonic or ``relevel=False``).
+    level_sd_ : float
+        RMS relative change of the label level between consecutive training
+        snapshots (NaN with one snapshot); sizes :meth:`expected_total`'s interval.
     calibrator_ : LogisticRegression, IsotonicRegression or None
         Fitted on out-of-time raw scores (``None`` for counts).
     scale_ : float
