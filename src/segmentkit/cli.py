@@ -143,14 +143,23 @@ def demo_data(
     users: Annotated[int, typer.Option("--users", help="Number of users.")] = 20_000,
     days: Annotated[int, typer.Option("--days", help="Days the log spans.")] = 240,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    scenario: Annotated[
+        str,
+        typer.Option(
+            "--scenario",
+            help="Planted population: default, small_vip, new_users, seasonal, transactions "
+            "or overlap.",
+        ),
+    ] = "default",
 ) -> None:
     """Generate a demo event log with planted archetypes (truth written beside it)."""
     from segmentkit.io.synth import generate_events, write_demo_log
 
-    log = generate_events(users, days, seed=seed)
+    log = generate_events(users, days, seed=seed, scenario=scenario)
     events_path, truth_path = write_demo_log(log, out)
     typer.echo(
-        f"wrote {len(log.events):,} events of {len(log.archetypes):,} users to {events_path} "
+        f"wrote {len(log.events):,} events of {len(log.archetypes):,} users "
+        f"(scenario {log.scenario}) to {events_path} "
         f"(archetypes in {truth_path}; log ends before {log.end})"
     )
 

@@ -2,9 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from segmentkit.cli import main
 from segmentkit.errors import ConfigError
 from segmentkit.io.synth import (
     ARCHETYPES,
+    SCENARIOS,
     archetypes_path_for,
     ensure_demo_log,
     generate_events,
@@ -117,3 +119,121 @@ def test_large_populations_are_vectorized():
     log = generate_events(50_000, 120, seed=2)
     assert len(log.archetypes) > 49_000
     assert np.isfinite(log.events["revenue"]).all()
+
+
+# ------------------------------------------------------------------ scenarios
+def _per_user(log):
+    events = log.events.assign(user_id=log.events["user_id"].astype(str))
+    per_user = events.groupby("user_id").agg(
+        first=("timestamp", "min"),
+        last=("timestamp", "max"),
+        events=("timestamp", "size"),
+        revenue=("revenue", "sum"),
+    )
+    return per_user.join(log.truth.set_index("user_id"))
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_every_scenario_is_deterministic_with_a_truth_table(name):
+    log = generate_events(scenario=name, users=400, days=120, seed=5)
+    again = generate_events(scenario=name, users=400, days=120, seed=5)
+    pd.testing.assert_frame_equal(log.events, again.events)
+    pd.testing.assert_frame_equal(log.truth, again.truth)
+    assert log.scenario == name
+    assert list(log.truth.columns) == ["user_id", "archetype", "start_day", "stop_day"]
+    assert set(log.events["user_id"].astype(str)) == set(log.truth["user_id"])
+    planted = {a.name for a in SCENARIOS[name].archetypes}
+    assert set(log.truth["archetype"]) <= planted
+    assert log.events["timestamp"].is_monotonic_increasing
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_small_vip_group_is_small_and_distinct_in_value(seed):
+    log = generate_events(scenario="small_vip", users=3000, days=180, seed=seed)
+    share = (log.truth["archetype"] == SCENARIOS["small_vip"].small_group).mean()
+    assert 0.03 <= share <= 0.05
+    spend = _per_user(log).groupby("archetype")["revenue"].median()
+    assert spend["vip"] > 3 * spend.drop("vip").max()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_users_differ_within_an_archetype_and_spend_is_heavy_tailed(seed):
+    # Realistic spread: per-user rates are lognormal with sigma >= 0.5, so activity
+    # within one archetype spans a wide range and spend has a long right tail.
+    users = _per_user(generate_events(users=3000, days=180, seed=seed))
+    steady = users[users["archetype"] == "power_user"]
+    assert np.log(steady["events"]).std() >= 0.45
+    buyers = users.loc[users["revenue"] > 0, "revenue"]
+    assert buyers.mean() > 1.3 * buyers.median()
+    assert buyers.quantile(0.99) > 10 * buyers.median()
+
+
+def test_new_users_arrived_within_one_window():
+    log = generate_events(scenario="new_users", users=2000, days=180, seed=4)
+    users = _per_user(log)
+    end = pd.Timestamp(log.end)
+    tenure = (end - users["first"]).dt.days
+    assert tenure[users["archetype"] == "new"].max() < 30
+    assert (users["archetype"] == "new").mean() == pytest.approx(0.25, abs=0.04)
+    assert tenure[users["archetype"] != "new"].median() > 60
+
+
+def test_seasonal_scenario_shifts_the_base_rate():
+    # Same seed, same users: the seasonal log is busier after the shift and near
+    # the December peak than the plain one, and converts more.
+    plain = generate_events(users=3000, days=240, seed=6)
+    seasonal = generate_events(scenario="seasonal", users=3000, days=240, seed=6)
+
+    def late_over_early(log):
+        day = (log.events["timestamp"] - log.events["timestamp"].min()).dt.days
+        late, early = day >= 200, (day >= 60) & (day < 100)
+        return late.sum() / early.sum()
+
+    assert late_over_early(seasonal) > 1.3 * late_over_early(plain)
+
+    def conversion(log):
+        late = log.events["timestamp"] >= pd.Timestamp(log.end) - pd.Timedelta(days=60)
+        kinds = log.events.loc[late, "event"].value_counts()
+        return kinds["purchase"] / kinds.sum()
+
+    assert conversion(seasonal) > 1.1 * conversion(plain)
+
+
+def test_transactions_scenario_is_an_order_table():
+    log = generate_events(scenario="transactions", users=1500, days=240, seed=2)
+    events = log.events
+    assert list(events.columns) == ["user_id", "timestamp", "event", "revenue"]
+    assert events["event"].astype(str).unique().tolist() == ["purchase"]
+    assert (events["revenue"] != 0).all()
+    assert (events["revenue"] < 0).any()  # refunds are negative purchases
+    users = _per_user(log)
+    lapsed = (pd.Timestamp(log.end) - users["last"]).dt.days > 90
+    assert lapsed.mean() > 0.5  # most customers lapsed long ago
+
+
+def test_overlap_scenario_has_no_clear_number_of_groups():
+    assert SCENARIOS["overlap"].distinct_groups is None
+    assert all(a.rate_sigma >= 0.8 for a in SCENARIOS["overlap"].archetypes)
+
+
+def test_scenario_errors():
+    with pytest.raises(ConfigError, match="unknown scenario 'nope'"):
+        generate_events(scenario="nope", users=10, days=60)
+    with pytest.raises(ConfigError, match="users given twice"):
+        generate_events(10, 60, n_users=11)
+    with pytest.raises(ConfigError, match="users is required"):
+        generate_events(days=60)
+
+
+def test_cli_writes_a_scenario(tmp_path, capsys):
+    out = tmp_path / "tx.parquet"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo-data", "--scenario", "transactions", "--users", "200", "--days", "90",
+              "--out", str(out)])  # fmt: skip
+    assert exit_info.value.code == 0
+    assert "scenario transactions" in capsys.readouterr().out
+    assert pd.read_parquet(out)["event"].astype(str).unique().tolist() == ["purchase"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo-data", "--scenario", "nope", "--out", str(tmp_path / "x.csv")])
+    assert exit_info.value.code == 2
+    assert "unknown scenario" in capsys.readouterr().err

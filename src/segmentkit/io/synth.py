@@ -1,13 +1,41 @@
-"""Demo event-log generator with planted behavioral archetypes.
+"""Demo event-log generator: planted behavioral archetypes in named scenarios.
 
-The generator draws every user's life cycle (start, end, session rate, spend)
-from one of six archetypes, then sessions with a weekly cycle and an evening
-peak, then events inside each session. It is fully vectorized with NumPy, so a
-million users take seconds, and it is deterministic for a given seed.
+Every user belongs to one archetype (the ground truth a benchmark compares
+segments with). Archetypes set a life cycle (start, end, decline, lapse) and
+typical rates; every user then gets their own session rate, purchase
+probability, order value and session depth, drawn around the archetype's with
+lognormal spread (``sigma`` >= 0.5 on rates and order values), so spend is
+heavy-tailed and archetypes overlap the way real users do. Sessions follow a
+weekly cycle and an evening peak, plus the scenario's seasonality and base-rate
+shift (thinning of a Poisson process, so the expected count is exact). The code
+is vectorized with NumPy (a million users take seconds) and deterministic for a
+given seed.
+
+Scenarios (:data:`SCENARIOS`, ``segmentkit demo-data --scenario NAME``):
+
+``default``
+    Six archetypes of a shop with browsing and buying (the demo log).
+``small_vip``
+    Four large archetypes and a small (4 %) group that buys often at high
+    order value: the group a k rule must not merge into its neighbour.
+``new_users``
+    A quarter of the users arrived within the last 30 days (tenure under one
+    window), beside established and lapsed users.
+``seasonal``
+    The default archetypes with a yearly cycle (peak in early December) and a
+    base-rate shift: from 70 % of the span on, sessions are 25 % more frequent
+    and sessions convert 30 % more often.
+``transactions``
+    A transaction table (one ``purchase`` row per order, no browsing events and
+    no session ids) of a retailer where most customers lapsed long ago.
+``overlap``
+    The default archetypes with wider spread (``sigma`` 0.8) and closer rates:
+    no clustering recovers them cleanly; useful to see what degrades.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from dataclasses import dataclass
@@ -24,8 +52,10 @@ from segmentkit.errors import ConfigError
 __all__ = [
     "ARCHETYPES",
     "EVENT_TYPES",
+    "SCENARIOS",
     "Archetype",
     "DemoLog",
+    "Scenario",
     "archetypes_path_for",
     "ensure_demo_log",
     "generate_events",
@@ -34,7 +64,7 @@ __all__ = [
 
 DEFAULT_END = dt.date(2025, 1, 1)
 # Bump when the generator's output changes, so cached demo logs are regenerated.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 # Browsing events drawn inside a session; purchase and refund are placed separately.
 EVENT_TYPES: tuple[str, ...] = (
@@ -49,10 +79,10 @@ EVENT_TYPES: tuple[str, ...] = (
 _PURCHASE = EVENT_TYPES.index("purchase")
 _REFUND = EVENT_TYPES.index("refund")
 _ADD_TO_CART = EVENT_TYPES.index("add_to_cart")
-_N_BROWSE = 5
 
-# Monday..Sunday: weekends busier.
+# Monday..Sunday: weekends busier (mean 1).
 _WEEKDAY_WEIGHT = np.array([0.85, 0.85, 0.9, 0.9, 1.0, 1.35, 1.25])
+_WEEKDAY_WEIGHT = _WEEKDAY_WEIGHT / _WEEKDAY_WEIGHT.mean()
 # Hour-of-day weights (UTC): quiet nights, evening peak.
 _HOUR_WEIGHT = np.array(
     [1, 0.6, 0.4, 0.3, 0.3, 0.4, 0.8, 1.5, 2.2, 2.5, 2.6, 2.7,
@@ -66,7 +96,10 @@ class Archetype:
     """How one kind of user behaves.
 
     Start and end are fractions of the log's span; ``lifetime_days`` overrides
-    ``end`` for users whose activity is a short burst after they start.
+    ``end`` for users whose activity is a short burst after they start. Rates are
+    the archetype's medians: each user's own rate is drawn around them with a
+    lognormal spread of ``rate_sigma`` (sessions, purchase probability) and
+    ``value_sigma`` (order value).
     """
 
     name: str
@@ -81,92 +114,284 @@ class Archetype:
     declining: bool = False
     lifetime_days: tuple[int, int] | None = None
     lapse_probability: float = 0.0
+    rate_sigma: float = 0.5
+    value_sigma: float = 0.5
 
+
+_MIX_BROWSER = (0.55, 0.10, 0.28, 0.05, 0.02)
+_MIX_BUYER = (0.30, 0.15, 0.33, 0.20, 0.02)
+_MIX_DEFAULT = (0.50, 0.12, 0.30, 0.06, 0.02)
 
 ARCHETYPES: tuple[Archetype, ...] = (
-    Archetype("power_user", 0.10, (0.0, 0.5), (1.0, 1.0), 0.5, 5.0, 0.10, 45.0,
+    Archetype("power_user", 0.12, (0.0, 0.5), (1.0, 1.0), 0.6, 6.0, 0.04, 30.0,
               (0.35, 0.22, 0.30, 0.08, 0.05)),
-    Archetype("casual", 0.30, (0.0, 0.5), (1.0, 1.0), 0.15, 3.0, 0.0, 35.0,
-              (0.55, 0.10, 0.28, 0.05, 0.02)),
-    Archetype("new", 0.12, (0.93, 0.995), (1.0, 1.0), 0.3, 4.0, 0.0, 40.0,
-              (0.50, 0.15, 0.27, 0.06, 0.02), lapse_probability=0.03),
-    Archetype("at_risk", 0.16, (0.0, 0.45), (0.78, 0.9), 0.2, 4.0, 0.15, 40.0,
-              (0.50, 0.12, 0.30, 0.06, 0.02), declining=True),
+    Archetype("casual", 0.24, (0.0, 0.5), (1.0, 1.0), 0.15, 3.0, 0.0, 35.0, _MIX_BROWSER),
+    Archetype("new", 0.12, (0.93, 0.995), (1.0, 1.0), 0.3, 4.0, 0.0, 40.0, _MIX_DEFAULT,
+              lapse_probability=0.03),
+    Archetype("at_risk", 0.18, (0.0, 0.45), (0.78, 0.9), 0.2, 4.0, 0.15, 40.0, _MIX_DEFAULT,
+              declining=True),
     Archetype("dormant", 0.22, (0.0, 0.3), (0.0, 0.0), 0.3, 3.0, 0.0, 30.0,
               (0.60, 0.10, 0.25, 0.04, 0.01), lifetime_days=(10, 40)),
-    Archetype("big_spender", 0.10, (0.0, 0.6), (1.0, 1.0), 0.2, 4.0, 0.40, 250.0,
-              (0.30, 0.15, 0.33, 0.20, 0.02)),
+    Archetype("big_spender", 0.12, (0.0, 0.6), (1.0, 1.0), 0.12, 4.0, 0.5, 200.0, _MIX_BUYER),
 )  # fmt: skip
 
 
 @dataclass(frozen=True)
+class Scenario:
+    """A named population and calendar for :func:`generate_events`.
+
+    Attributes
+    ----------
+    name, description : str
+        Identification.
+    archetypes : tuple of Archetype
+        Behaviours and their shares.
+    distinct_groups : int or None
+        How many segments a clustering should find (the archetypes that are
+        distinct in behaviour); None when the structure is not clear.
+    small_group : str or None
+        The archetype a k rule must keep as its own segment, if any.
+    season_amplitude : float
+        Relative amplitude of a yearly cycle of activity (0 = none), peaking on
+        ``season_peak`` (month, day).
+    shift_at, shift_sessions, shift_purchases : float
+        From the fraction ``shift_at`` of the span on, session rates are
+        multiplied by ``shift_sessions`` and purchase probabilities by
+        ``shift_purchases`` (a base-rate shift).
+    transactions_only : bool
+        Emit only orders, as ``purchase`` rows (a refund is a ``purchase`` row
+        with negative revenue), without session ids: a transaction table.
+    """
+
+    name: str
+    description: str
+    archetypes: tuple[Archetype, ...]
+    distinct_groups: int | None
+    small_group: str | None = None
+    season_amplitude: float = 0.0
+    season_peak: tuple[int, int] = (12, 10)
+    shift_at: float = 1.0
+    shift_sessions: float = 1.0
+    shift_purchases: float = 1.0
+    transactions_only: bool = False
+
+
+def _widen(archetypes: tuple[Archetype, ...], sigma: float) -> tuple[Archetype, ...]:
+    return tuple(dataclasses.replace(a, rate_sigma=sigma, value_sigma=sigma) for a in archetypes)
+
+
+_SMALL_VIP = (
+    Archetype("power_user", 0.16, (0.0, 0.5), (1.0, 1.0), 0.6, 6.0, 0.04, 30.0,
+              (0.35, 0.22, 0.30, 0.08, 0.05)),
+    Archetype("casual", 0.32, (0.0, 0.5), (1.0, 1.0), 0.15, 3.0, 0.0, 35.0, _MIX_BROWSER),
+    Archetype("at_risk", 0.22, (0.0, 0.45), (0.7, 0.85), 0.2, 4.0, 0.15, 40.0, _MIX_DEFAULT,
+              declining=True),
+    Archetype("dormant", 0.26, (0.0, 0.3), (0.0, 0.0), 0.3, 3.0, 0.0, 30.0,
+              (0.60, 0.10, 0.25, 0.04, 0.01), lifetime_days=(10, 40)),
+    Archetype("vip", 0.04, (0.0, 0.6), (1.0, 1.0), 0.3, 5.0, 0.5, 300.0, _MIX_BUYER),
+)  # fmt: skip
+
+_NEW_USERS = (
+    Archetype("power_user", 0.12, (0.0, 0.5), (1.0, 1.0), 0.6, 6.0, 0.04, 30.0,
+              (0.35, 0.22, 0.30, 0.08, 0.05)),
+    Archetype("casual", 0.25, (0.0, 0.5), (1.0, 1.0), 0.15, 3.0, 0.0, 35.0, _MIX_BROWSER),
+    Archetype("new", 0.25, (0.875, 0.995), (1.0, 1.0), 0.3, 4.0, 0.05, 40.0, _MIX_DEFAULT,
+              lapse_probability=0.05),
+    Archetype("dormant", 0.25, (0.0, 0.3), (0.0, 0.0), 0.3, 3.0, 0.0, 30.0,
+              (0.60, 0.10, 0.25, 0.04, 0.01), lifetime_days=(10, 40)),
+    Archetype("big_spender", 0.13, (0.0, 0.6), (1.0, 1.0), 0.12, 4.0, 0.5, 200.0, _MIX_BUYER),
+)  # fmt: skip
+
+# Transaction table: a "session" is an order (purchase_per_session = 1).
+_TRANSACTIONS = (
+    Archetype("champion", 0.08, (0.0, 0.4), (1.0, 1.0), 0.12, 1.0, 1.0, 150.0, _MIX_BUYER),
+    Archetype("loyal", 0.17, (0.0, 0.5), (1.0, 1.0), 0.05, 1.0, 1.0, 45.0, _MIX_BUYER),
+    Archetype("new", 0.10, (0.9, 0.99), (1.0, 1.0), 0.06, 1.0, 1.0, 60.0, _MIX_BUYER),
+    Archetype("at_risk", 0.15, (0.0, 0.3), (0.62, 0.8), 0.06, 1.0, 1.0, 70.0, _MIX_BUYER,
+              declining=True),
+    Archetype("lost", 0.50, (0.0, 0.35), (0.0, 0.0), 0.03, 1.0, 1.0, 40.0, _MIX_BUYER,
+              lifetime_days=(1, 30)),
+)  # fmt: skip
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("default", "six archetypes of a shop with browsing and buying", ARCHETYPES, 6),
+        Scenario(
+            "small_vip",
+            "four large archetypes and a small (4%) group buying often at high value",
+            _SMALL_VIP,
+            5,
+            small_group="vip",
+        ),
+        Scenario(
+            "new_users",
+            "a quarter of the users arrived within the last 30 days",
+            _NEW_USERS,
+            5,
+            small_group=None,
+        ),
+        Scenario(
+            "seasonal",
+            "default archetypes, a yearly cycle peaking in December and a base-rate shift",
+            ARCHETYPES,
+            6,
+            season_amplitude=0.35,
+            shift_at=0.7,
+            shift_sessions=1.25,
+            shift_purchases=1.3,
+        ),
+        Scenario(
+            "transactions",
+            "a transaction table (orders only) where most customers lapsed long ago",
+            _TRANSACTIONS,
+            5,
+            transactions_only=True,
+        ),
+        Scenario(
+            "overlap",
+            "default archetypes with wide spread (sigma 0.8): heavy overlap",
+            _widen(ARCHETYPES, 0.8),
+            None,
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
 class DemoLog:
-    """A generated event log and the archetype planted in each user."""
+    """A generated event log and its ground truth.
+
+    Attributes
+    ----------
+    events : DataFrame
+        ``user_id, timestamp, event, revenue, session_id`` (no ``session_id`` for
+        a transaction table), sorted by timestamp.
+    archetypes : DataFrame
+        The truth table, one row per user with at least one event:
+        ``user_id, archetype, start_day, stop_day`` (days from the log's first
+        day: when the user's activity began and the latest it could end).
+    end : datetime.date
+        Day after the last possible event (a natural ``as_of``).
+    scenario : str
+        Name of the scenario generated.
+    """
 
     events: pd.DataFrame
     archetypes: pd.DataFrame
     end: dt.date
+    scenario: str = "default"
+
+    @property
+    def truth(self) -> pd.DataFrame:
+        """The truth table (same as :attr:`archetypes`)."""
+        return self.archetypes
 
 
 def generate_events(
-    n_users: int,
-    n_days: int,
+    users: int | None = None,
+    days: int | None = None,
     seed: int = 0,
     end: dt.date = DEFAULT_END,
-    archetypes: tuple[Archetype, ...] = ARCHETYPES,
+    archetypes: tuple[Archetype, ...] | None = None,
+    *,
+    scenario: str = "default",
+    n_users: int | None = None,
+    n_days: int | None = None,
 ) -> DemoLog:
-    """Generate a realistic event log with planted archetypes.
+    """Generate an event log with planted archetypes.
 
     Parameters
     ----------
-    n_users : int
-        Number of users (each gets at least one event).
-    n_days : int
+    users : int
+        Number of users (each listed user has at least one event).
+    days : int
         Span of the log in days, ending just before ``end``.
     seed : int
         Seed of the random generator; the same seed gives the same log.
     end : datetime.date
         Day after the last possible event (a natural ``as_of``).
-    archetypes : tuple of Archetype
-        Behaviors and their shares.
+    archetypes : tuple of Archetype, optional
+        Replace the scenario's archetypes (its calendar effects still apply).
+    scenario : str, default="default"
+        A name in :data:`SCENARIOS`.
+    n_users, n_days : int, optional
+        Older names of ``users`` and ``days``.
 
     Returns
     -------
     DemoLog
-        ``events`` has columns ``user_id, timestamp, event, revenue, session_id``
-        sorted by timestamp; ``archetypes`` has ``user_id, archetype``.
+        The events and the truth table.
 
     Examples
     --------
-    >>> log = generate_events(n_users=50, n_days=60, seed=1)
+    >>> log = generate_events(users=50, days=60, seed=1)
     >>> sorted(log.events.columns)
     ['event', 'revenue', 'session_id', 'timestamp', 'user_id']
-    >>> log.archetypes["user_id"].nunique()
+    >>> log.truth["user_id"].nunique()
     50
+    >>> tx = generate_events(scenario="transactions", users=50, days=60, seed=1)
+    >>> tx.events["event"].unique().tolist(), "session_id" in tx.events
+    (['purchase'], False)
     """
-    if n_users < 1:
-        raise ConfigError(f"demo data: users must be at least 1, got {n_users}")
-    if n_days < 30:
-        raise ConfigError(f"demo data: days must be at least 30, got {n_days}")
+    users = _pick(users, n_users, "users")
+    days = _pick(days, n_days, "days")
+    if scenario not in SCENARIOS:
+        raise ConfigError(
+            f"demo data: unknown scenario {scenario!r}; choose one of {sorted(SCENARIOS)}"
+        )
+    if users < 1:
+        raise ConfigError(f"demo data: users must be at least 1, got {users}")
+    if days < 30:
+        raise ConfigError(f"demo data: days must be at least 30, got {days}")
+    spec = SCENARIOS[scenario]
+    if archetypes is not None:
+        spec = dataclasses.replace(spec, archetypes=tuple(archetypes))
+    return _generate(spec, users, days, seed, end)
+
+
+def _pick(value: int | None, old: int | None, name: str) -> int:
+    if value is not None and old is not None and value != old:
+        raise ConfigError(f"demo data: {name} given twice ({value} and {old})")
+    chosen = value if value is not None else old
+    if chosen is None:
+        raise ConfigError(f"demo data: {name} is required")
+    return int(chosen)
+
+
+def _generate(spec: Scenario, n_users: int, n_days: int, seed: int, end: dt.date) -> DemoLog:
+    archetypes = spec.archetypes
     rng = np.random.default_rng(seed)
     shares = np.array([a.share for a in archetypes])
     arch = rng.choice(len(archetypes), size=n_users, p=shares / shares.sum())
 
-    start, stop = _life_spans(rng, arch, archetypes, n_days)
-    rate = np.array([a.sessions_per_day for a in archetypes])[arch]
-    # Per-user spread of the session rate (mean 1, coefficient of variation 0.35).
-    rate = rate * rng.gamma(shape=8.0, scale=0.125, size=n_users)
-    n_sessions = rng.poisson(rate * (stop - start) / 0.75)  # 0.75 = mean weekday acceptance
-    n_sessions = np.maximum(n_sessions, 1)
+    def per_arch(attr: str) -> np.ndarray:
+        return np.array([getattr(a, attr) for a in archetypes], dtype=float)[arch]
 
-    sess_user = np.repeat(np.arange(n_users), n_sessions)
-    u = rng.random(sess_user.size)
-    declining = np.array([a.declining for a in archetypes])[arch][sess_user]
-    u = np.where(declining, 1.0 - np.sqrt(1.0 - u), u)  # density falling linearly to 0
-    sess_time = start[sess_user] + u * (stop - start)[sess_user]
-    day = np.floor(sess_time)
-    weekday = (day.astype(np.int64) + _epoch_weekday(end, n_days)) % 7
-    keep = rng.random(day.size) < _WEEKDAY_WEIGHT[weekday] / _WEEKDAY_WEIGHT.max()
+    start, stop = _life_spans(rng, arch, archetypes, n_days)
+    rate_sigma = per_arch("rate_sigma")
+    value_sigma = per_arch("value_sigma")
+    # Each user's own rates: lognormal around the archetype's median.
+    rate = per_arch("sessions_per_day") * rng.lognormal(0.0, rate_sigma)
+    p_buy_user = np.minimum(per_arch("purchase_per_session") * rng.lognormal(0.0, rate_sigma), 1.0)
+    p_buy_user = np.where(per_arch("purchase_per_session") >= 1.0, 1.0, p_buy_user)
+    aov_user = per_arch("order_value") * rng.lognormal(0.0, value_sigma)
+    depth_user = rng.lognormal(0.0, 0.3, n_users)
+    declining = np.array([a.declining for a in archetypes])[arch]
+
+    # Sessions by thinning: propose at the peak intensity, accept with intensity / peak.
+    day_weight = _day_weights(spec, n_days, end)
+    peak = day_weight.max() * np.where(declining, 2.0, 1.0)
+    n_prop = rng.poisson(rate * (stop - start) * peak)
+    n_prop = np.maximum(n_prop, 1)
+    sess_user = np.repeat(np.arange(n_users), n_prop)
+    sess_time = start[sess_user] + rng.random(sess_user.size) * (stop - start)[sess_user]
+    day = np.minimum(np.floor(sess_time), n_days - 1).astype(np.int64)
+    intensity = day_weight[day]
+    span = (stop - start)[sess_user]
+    decline = 2.0 * (1.0 - (sess_time - start[sess_user]) / span)
+    intensity = np.where(declining[sess_user], intensity * decline, intensity)
+    keep = rng.random(day.size) * peak[sess_user] < intensity
     first = np.r_[True, sess_user[1:] != sess_user[:-1]]
     keep |= first  # every user keeps at least one session
     sess_user, day = sess_user[keep], day[keep]
@@ -175,8 +400,15 @@ def generate_events(
     sess_start = (day * 86_400 + hour * 3_600 + rng.integers(0, 3_600, day.size)).astype(np.int64)
     n_sess = sess_start.size
 
-    ev_mean = np.array([a.events_per_session for a in archetypes])[arch][sess_user]
-    n_ev = 1 + rng.poisson(ev_mean - 1.0)
+    p_buy = p_buy_user[sess_user] * np.where(
+        day >= spec.shift_at * n_days, spec.shift_purchases, 1.0
+    )
+    bought = rng.random(n_sess) < np.minimum(p_buy, 1.0)
+    if spec.transactions_only:
+        n_ev = np.ones(n_sess, dtype=np.int64)
+    else:
+        ev_mean = per_arch("events_per_session")[sess_user] * depth_user[sess_user]
+        n_ev = 1 + rng.poisson(np.maximum(ev_mean - 1.0, 0.0))
     ev_sess = np.repeat(np.arange(n_sess), n_ev)
     gaps = 1 + np.minimum(rng.exponential(50.0, ev_sess.size), 1_200).astype(np.int64)
     first_in_sess = np.r_[0, np.cumsum(n_ev)[:-1]]
@@ -189,19 +421,15 @@ def generate_events(
 
     mix = np.cumsum(np.array([a.browse_mix for a in archetypes]), axis=1)
     mix /= mix[:, -1:]
-    draw = rng.random(ev_sess.size)
-    code = (draw[:, None] > mix[ev_arch]).sum(axis=1).astype(np.int8)
+    code = (rng.random(ev_sess.size)[:, None] > mix[ev_arch]).sum(axis=1).astype(np.int8)
     revenue = np.zeros(ev_sess.size)
-
-    p_buy = np.array([a.purchase_per_session for a in archetypes])[arch][sess_user]
-    bought = rng.random(n_sess) < p_buy
     last_in_sess = first_in_sess + n_ev - 1
     buy_rows = last_in_sess[bought]
     code[buy_rows] = _PURCHASE
     cart_rows = buy_rows[n_ev[bought] > 1] - 1
     code[cart_rows] = _ADD_TO_CART
-    aov = np.array([a.order_value for a in archetypes])[ev_arch[buy_rows]]
-    revenue[buy_rows] = np.round(aov * rng.lognormal(-0.18, 0.6, buy_rows.size), 2)
+    order_value = aov_user[ev_user[buy_rows]] * rng.lognormal(-0.18, 0.6, buy_rows.size)
+    revenue[buy_rows] = np.round(np.maximum(order_value, 0.5), 2)
 
     # A few orders are refunded some days later, as a negative-revenue event.
     refunded = buy_rows[rng.random(buy_rows.size) < 0.03]
@@ -212,32 +440,53 @@ def generate_events(
     revenue = np.r_[revenue, -revenue[refunded]]
     session = np.r_[ev_sess, ev_sess[refunded]].astype(np.int64)
 
-    horizon = n_days * 86_400
-    inside = ev_time < horizon
+    inside = ev_time < n_days * 86_400
+    if spec.transactions_only:
+        inside &= (code == _PURCHASE) | (code == _REFUND)
     order = np.argsort(ev_time[inside], kind="stable")
     origin = pd.Timestamp(end) - pd.Timedelta(days=n_days)
     user_names = np.array([f"u{i:07d}" for i in range(n_users)], dtype=object)
     user_codes = ev_user[inside][order]
-    events = pd.DataFrame(
-        {
-            "user_id": pd.Categorical.from_codes(user_codes, categories=user_names),
-            "timestamp": origin + pd.to_timedelta(ev_time[inside][order], unit="s"),
-            "event": pd.Categorical.from_codes(code[inside][order], categories=EVENT_TYPES),
-            "revenue": revenue[inside][order],
-            "session_id": session[inside][order] + 1,
-        }
-    )
-    # Users whose only events were pushed past the end still exist in the truth table;
-    # drop them so that every listed user has at least one event.
+    columns = {
+        "user_id": pd.Categorical.from_codes(user_codes, categories=user_names),
+        "timestamp": origin + pd.to_timedelta(ev_time[inside][order], unit="s"),
+        "event": pd.Categorical.from_codes(code[inside][order], categories=EVENT_TYPES),
+        "revenue": revenue[inside][order],
+    }
+    if spec.transactions_only:
+        # One event type, as in a shop's order table: refunds are negative purchases.
+        columns["event"] = pd.Categorical.from_codes(
+            np.zeros(user_codes.size, dtype=np.int8), categories=["purchase"]
+        )
+    else:
+        columns["session_id"] = session[inside][order] + 1
+    events = pd.DataFrame(columns)
+    # Users whose only events fell past the end (or were browsing in a transaction
+    # table) do not exist in the log; the truth table lists only users present.
     present = np.zeros(n_users, dtype=bool)
     present[user_codes] = True
     truth = pd.DataFrame(
         {
             "user_id": user_names[present],
             "archetype": np.array([a.name for a in archetypes], dtype=object)[arch[present]],
+            "start_day": np.round(start[present], 3),
+            "stop_day": np.round(stop[present], 3),
         }
     )
-    return DemoLog(events=events, archetypes=truth, end=end)
+    return DemoLog(events=events, archetypes=truth, end=end, scenario=spec.name)
+
+
+def _day_weights(spec: Scenario, n_days: int, end: dt.date) -> np.ndarray:
+    """Relative activity per day of the log: weekly cycle, season and shift."""
+    first = end - dt.timedelta(days=n_days)
+    dates = pd.date_range(first, periods=n_days, freq="D")
+    weight = _WEEKDAY_WEIGHT[dates.day_of_week.to_numpy()]
+    if spec.season_amplitude:
+        peak = dt.date(first.year, *spec.season_peak)
+        phase = (dates - pd.Timestamp(peak)).days.to_numpy() / 365.25
+        weight = weight * (1.0 + spec.season_amplitude * np.cos(2.0 * np.pi * phase))
+    shifted = np.arange(n_days) >= spec.shift_at * n_days
+    return weight * np.where(shifted, spec.shift_sessions, 1.0)
 
 
 def _life_spans(
@@ -258,10 +507,6 @@ def _life_spans(
     stop = np.where(lapse, np.minimum(stop, lapse_at), stop)
     stop = np.maximum(stop, start + 1.0)
     return start, np.minimum(stop, n_days)
-
-
-def _epoch_weekday(end: dt.date, n_days: int) -> int:
-    return (end - dt.timedelta(days=n_days)).weekday()
 
 
 def archetypes_path_for(events_path: str | Path) -> Path:
@@ -318,7 +563,9 @@ def write_demo_log(log: DemoLog, out: str | Path) -> tuple[Path, Path]:
     return out, truth_path
 
 
-def ensure_demo_log(users: int, days: int, seed: int, path: str | Path) -> Path:
+def ensure_demo_log(
+    users: int, days: int, seed: int, path: str | Path, scenario: str = "default"
+) -> Path:
     """Return ``path`` holding the demo log for these settings, generating it if needed.
 
     A small JSON file beside the log records the settings, so a log generated
@@ -330,6 +577,7 @@ def ensure_demo_log(users: int, days: int, seed: int, path: str | Path) -> Path:
         "users": users,
         "days": days,
         "seed": seed,
+        "scenario": scenario,
         "end": DEFAULT_END.isoformat(),
         "generator": GENERATOR_VERSION,
     }
@@ -339,6 +587,6 @@ def ensure_demo_log(users: int, days: int, seed: int, path: str | Path) -> Path:
                 return path
         except json.JSONDecodeError:
             pass
-    write_demo_log(generate_events(users, days, seed=seed), path)
+    write_demo_log(generate_events(users, days, seed=seed, scenario=scenario), path)
     stamp.write_text(json.dumps(wanted), encoding="utf-8")
     return path
