@@ -48,17 +48,6 @@ class Scenario:
     rich: bool
 
 
-def _seasonal(events: pd.DataFrame, end: pd.Timestamp, amplitude: float, seed: int) -> pd.DataFrame:
-    """Thin whole sessions by a yearly cycle, steepest (rising) around 45 days before end."""
-    rng = np.random.default_rng(seed)
-    start = events.groupby("session_id", observed=True)["timestamp"].transform("min")
-    days_to_end = (end - start).dt.total_seconds().to_numpy() / 86_400.0
-    level = 1.0 + amplitude * np.sin(2 * np.pi * (45.0 - days_to_end) / 365.0)
-    sessions, codes = np.unique(events["session_id"].to_numpy(), return_inverse=True)
-    draw = rng.random(sessions.size)[codes]
-    return events[draw < level / (1.0 + amplitude)].reset_index(drop=True)
-
-
 def _transactions_only(events: pd.DataFrame) -> pd.DataFrame:
     purchases = events[events["event"] == "purchase"]
     out = purchases[["user_id", "timestamp", "revenue"]].copy()
@@ -105,17 +94,23 @@ def bgnbd_log(n_users: int, n_days: int, end: pd.Timestamp, seed: int) -> pd.Dat
 
 
 def scenarios(n_users: int) -> list[Scenario]:
-    """Event log, transaction logs (demo purchases, BG/NBD process), seasonal variants."""
-    plain = generate_events(n_users, 240, seed=7)
-    season = generate_events(n_users, 420, seed=11)
-    end = pd.Timestamp(plain.end)
-    seasonal = _seasonal(season.events, end, amplitude=0.35, seed=3)
+    """Return the generator's scenarios (issue 14) and a log drawn from the BG/NBD process.
+
+    ``default`` and ``seasonal`` are event logs (``seasonal``: yearly cycle peaking on
+    10 December and a base-rate shift at 70 % of the span); ``transactions`` is an
+    order table with one event type; ``seasonal_transactions`` keeps the orders of the
+    seasonal log; ``bgnbd_transactions`` is drawn from BG/NBD itself.
+    """
+    default = generate_events(n_users, 240, seed=7, scenario="default")
+    seasonal = generate_events(n_users, 240, seed=11, scenario="seasonal")
+    orders = generate_events(n_users, 240, seed=13, scenario="transactions")
+    end = pd.Timestamp(default.end)
     return [
-        Scenario("events", plain.events, end, rich=True),
-        Scenario("transactions", _transactions_only(plain.events), end, rich=False),
+        Scenario("default", default.events, end, rich=True),
+        Scenario("seasonal", seasonal.events, end, rich=True),
+        Scenario("transactions", orders.events, end, rich=False),
+        Scenario("seasonal_transactions", _transactions_only(seasonal.events), end, rich=False),
         Scenario("bgnbd_transactions", bgnbd_log(n_users, 365, end, seed=5), end, rich=False),
-        Scenario("seasonal_events", seasonal, end, rich=True),
-        Scenario("seasonal_transactions", _transactions_only(seasonal), end, rich=False),
     ]
 
 
