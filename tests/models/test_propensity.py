@@ -418,14 +418,18 @@ def test_evaluation_tables(fitted):
         model_rows = ev.metrics[(ev.metrics.target == target) & (ev.metrics.model == "model")]
         family_rows = ev.metrics[(ev.metrics.target == target) & (ev.metrics.model == family)]
         np.testing.assert_array_equal(model_rows["value"], family_rows["value"])
-        name, _, variant = family.partition("+")
+        name, _, variant = family.removesuffix("-nolevel").partition("+")
         assert fitted.models[target].family == name
         assert fitted.models[target].bgnbd_features == (variant == "bgnbd")
+        assert fitted.models[target].relevel == (not family.endswith("-nolevel"))
         # Chosen one horizon earlier: the best candidate on the selection snapshot.
         sel = ev.selection[(ev.selection.target == target)]
         metric = "poisson_deviance" if target == "purchases" else "log_loss"
         by_model = sel[sel.metric == metric].set_index("model")["value"]
-        assert set(by_model.index) == set(CANDIDATES)
+        assert set(by_model.index) == {
+            *CANDIDATES,
+            *(f"{c}-nolevel" for c in CANDIDATES),
+        }
         assert by_model.idxmin() == family
     # Churn is compared with 1 - p(purchase) on the same snapshot, and the report says so.
     assert "1-p(purchase)" in set(ev.metrics.loc[ev.metrics.target == "churn", "model"])

@@ -101,6 +101,8 @@ BASELINES: tuple[str, ...] = ("recency", "rfm", "bgnbd")
 BGNBD_FEATURES: tuple[str, str] = ("bgnbd_log_odds_active", "bgnbd_log_expected")
 _BGNBD_INPUTS = ("recency_days", "tenure_days", "active_days_total")
 BUCKETS: tuple[str, ...] = ("Low", "Medium", "High")
+# Suffix of a candidate judged without the latest-snapshot level (``relevel=False``).
+_NO_LEVEL = "-nolevel"
 # Features the baselines read: R, F (the target event's own count when the table has it),
 # M.
 _RECENCY = "recency_days"
@@ -342,8 +344,9 @@ class PropensityModel(BaseEstimator):
     bgnbd_columns_, bgnbd_params_ : numpy.ndarray or None
         Positions of recency, tenure and active days, and the BG/NBD ``r, alpha, a, b``
         (``bgnbd`` family or ``bgnbd_features`` only).
-    level_offset_ : float
-        Log-odds shift set by ``relevel`` (0 for counts, isotonic or ``relevel=False``).
+    level_offset_, level_factor_ : float
+        Log-odds shift (binary) and factor (counts) set by ``relevel``; 0 and 1 when
+        not releveled.
     level_sd_ : float
         RMS relative change of the label level between consecutive training
         snapshots (NaN with one snapshot); sizes :meth:`expected_total`'s interval.
@@ -512,6 +515,7 @@ class PropensityModel(BaseEstimator):
 
         self.estimator_ = clone(base).fit(design, y)
         self.level_offset_ = 0.0
+        self.level_factor_ = 1.0
         reference_rows = latest if latest is not None else np.ones(y.size, dtype=bool)
         if self.relevel:
             self._relevel(X[reference_rows], y[reference_rows])
@@ -559,6 +563,7 @@ class PropensityModel(BaseEstimator):
         self.bgnbd_columns_ = self.bgnbd_params_ = None
         self.scale_ = 1.0
         self.level_offset_ = 0.0
+        self.level_factor_ = 1.0
         self.calibration_mode_ = "complement"
         self.calibration_rows_ = 0
         self.training_rows_ = source.training_rows_
@@ -578,7 +583,7 @@ class PropensityModel(BaseEstimator):
         if self.kind == "count":
             total = float(predicted.sum())
             if total > 0:
-                self.scale_ *= float(y.sum()) / total
+                self.level_factor_ = float(y.sum()) / total
             return
         if isinstance(self.calibrator_, IsotonicRegression):
             return
@@ -614,17 +619,18 @@ class PropensityModel(BaseEstimator):
             return _logit(active).reshape(-1, 1)
         return np.column_stack([X, _logit(active), np.log(expected + 1e-9)])
 
-    def _predict_raw(self, X: np.ndarray) -> np.ndarray:
+    def _predict_raw(self, X: np.ndarray, level: bool = True) -> np.ndarray:
+        """Return predictions; ``level=False`` leaves out the latest-snapshot level."""
         if self.family == "complement":
-            return 1.0 - self.source._predict_array(X)
+            return 1.0 - self.source._predict_raw(X, level)
         classify = self.kind != "count"
         raw = _raw_score(self.estimator_, self._design(X), classify)
         if not classify:
-            return raw * self.scale_
+            return raw * self.scale_ * (self.level_factor_ if level else 1.0)
         if isinstance(self.calibrator_, IsotonicRegression):
             return np.asarray(self.calibrator_.predict(raw), dtype=float)
         p = self.calibrator_.predict_proba(raw.reshape(-1, 1))[:, 1]
-        if self.level_offset_:
+        if level and self.level_offset_:
             p = expit(np.log(p) - np.log1p(-p) + self.level_offset_)
         return p
 
@@ -887,7 +893,8 @@ def fit_propensity(
             snapshot_rows += _snapshot_rows(frame, target.name, role, horizon)
 
         def make(name: str, target=target, horizon=horizon, **extra: Any) -> PropensityModel:
-            family, _, variant = name.partition("+")
+            relevel = not name.endswith(_NO_LEVEL)
+            family, _, variant = name.removesuffix(_NO_LEVEL).partition("+")
             return PropensityModel(
                 target=target.name,
                 kind=target.kind,
@@ -897,6 +904,7 @@ def fit_propensity(
                 random_state=config.random_state,
                 n_threads=n_threads,
                 bgnbd_features=variant == "bgnbd",
+                relevel=relevel,
                 **extra,
             )
 
@@ -935,14 +943,22 @@ def fit_propensity(
             )
             X_se, y_se, _ = _split(sel_eval)
             chosen = {}
+            variants = []
             for name in ranked:
-                p = make(name).fit(X_st, y_st, snapshot=s_st).predict(X_se)
-                chosen[name] = _metrics(y_se, p, target.kind)
-                selection_rows += [
-                    {"target": target.name, "model": name, "metric": m, "value": v}
-                    for m, v in chosen[name].items()
-                ]
-            best = min(ranked, key=lambda fam: (chosen[fam][key], ranked.index(fam)))
+                candidate = make(name).fit(X_st, y_st, snapshot=s_st)
+                X_array = np.asarray(X_se, dtype=float)
+                # The level taken from the latest training snapshot is kept only where it
+                # helps out of time: some logs drift on in the same direction, and the
+                # model's own extrapolation from the features is then closer.
+                for variant, level in ((name, True), (f"{name}{_NO_LEVEL}", False)):
+                    p = candidate._predict_raw(X_array, level)
+                    chosen[variant] = _metrics(y_se, p, target.kind)
+                    variants.append(variant)
+                    selection_rows += [
+                        {"target": target.name, "model": variant, "metric": m, "value": v}
+                        for m, v in chosen[variant].items()
+                    ]
+            best = min(variants, key=lambda fam: (chosen[fam][key], variants.index(fam)))
         else:
             nested_all = False
             for name in ranked:
