@@ -120,6 +120,25 @@ def test_expected_transactions_match_quadrature(x, t_x, T, t):
     assert model.expected_transactions(data, t)[0] == pytest.approx(alive * value, rel=1e-7)
 
 
+def test_expected_transactions_when_a_plus_b_is_below_one():
+    # x = 0 with a + b < 1: the hypergeometric form is undefined (c = a + b - 1 < 0);
+    # the value must still match the integral over the dropout probability.
+    params = {"r": 0.4, "alpha": 6.0, "a": 0.3, "b": 0.5}
+    model = fitted(params)
+    data = pd.DataFrame({"frequency": [0.0, 2.0], "recency": [0.0, 20.0], "T": [40.0, 40.0]})
+    got = model.expected_transactions(data, 30.0)
+    r, alpha, a, b = params.values()
+    for i, (x, T) in enumerate([(0.0, 40.0), (2.0, 40.0)]):
+
+        def integrand(p, x=x, T=T):
+            ratio = (alpha + T) / (alpha + T + p * 30.0)
+            return (1 - ratio ** (r + x)) / p * stats.beta(a, b + x).pdf(p)
+
+        value, _ = integrate.quad(integrand, 0, 1, limit=200, points=[1e-6, 1e-3, 0.1])
+        alive = model.probability_alive(data.iloc[[i]])[0]
+        assert got[i] == pytest.approx(alive * value, rel=1e-6)
+
+
 def test_probability_alive_and_active_by_hand():
     model = fitted({"r": 1.0, "alpha": 1.0, "a": 1.0, "b": 1.0})
     data = pd.DataFrame({"frequency": [0.0, 1.0], "recency": [0.0, 1.0], "T": [2.0, 2.0]})

@@ -43,8 +43,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.integrate import quad
 from scipy.optimize import minimize
 from scipy.special import expit, gammaln, hyp2f1
+from scipy.stats import beta as beta_dist
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
@@ -492,9 +494,35 @@ def _expected(r, alpha, a, b, x, t_x, T, t) -> np.ndarray:
     z = t / (alpha + T + t)
     c = a + b + x - 1.0
     series = hyp2f1(a + b - 1.0 - r, a - 1.0, c, z)
-    # 1 - (1 - z)^(a - 1) F, without cancellation near a = 1.
-    tail = -np.expm1((a - 1.0) * np.log1p(-z) + np.log(series))
-    return alive * c / (a - 1.0) * tail
+    # 1 - (1 - z)^(a - 1) F, without cancellation near a = 1 (F > 0); F can be <= 0 or
+    # undefined when a + b + x - 1 <= 0 (x = 0 with a + b < 1): take the product there.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logged = -np.expm1((a - 1.0) * np.log1p(-z) + np.log(series))
+        direct = 1.0 - np.exp((a - 1.0) * np.log1p(-z)) * series
+    tail = np.where(series > 0, logged, direct)
+    out = alive * c / (a - 1.0) * tail
+    bad = ~np.isfinite(out) | (out < 0)
+    if bad.any():
+        out[bad] = [
+            alive[i] * _expected_by_quadrature(r, alpha, a, b, x[i], T[i], t)
+            for i in np.flatnonzero(bad)
+        ]
+    return out
+
+
+def _expected_by_quadrature(r, alpha, a, b, x, T, t) -> float:
+    """E[Y(t) | alive] as an integral over the dropout probability's posterior Beta(a, b + x).
+
+    ``E[(1 - ((alpha + T) / (alpha + T + p t))^(r + x)) / p]``: finite for any positive
+    parameters, used where the closed form is undefined (``a + b + x <= 1``).
+    """
+
+    def integrand(p: float) -> float:
+        ratio = (alpha + T) / (alpha + T + p * t)
+        return -np.expm1((r + x) * np.log(ratio)) / p * beta_dist.pdf(p, a, b + x)
+
+    value, _ = quad(integrand, 0.0, 1.0, limit=200, points=[1e-6, 1e-3, 0.1])
+    return float(value)
 
 
 def bgnbd_predictions(
