@@ -129,12 +129,14 @@ def test_expected_transactions_when_a_plus_b_is_below_one():
     got = model.expected_transactions(data, 30.0)
     r, alpha, a, b = params.values()
     for i, (x, T) in enumerate([(0.0, 40.0), (2.0, 40.0)]):
-
-        def integrand(p, x=x, T=T):
+        # Substituting p = u^(1/a) removes the density's singularity at 0.
+        def integrand(u, x=x, T=T):
+            p = u ** (1 / a)
             ratio = (alpha + T) / (alpha + T + p * 30.0)
-            return (1 - ratio ** (r + x)) / p * stats.beta(a, b + x).pdf(p)
+            return (1 - ratio ** (r + x)) / p * (1 - p) ** (b + x - 1) / a
 
-        value, _ = integrate.quad(integrand, 0, 1, limit=200, points=[1e-6, 1e-3, 0.1])
+        value, _ = integrate.quad(integrand, 0, 1, limit=200)
+        value /= np.exp(betaln(a, b + x))
         alive = model.probability_alive(data.iloc[[i]])[0]
         assert got[i] == pytest.approx(alive * value, rel=1e-6)
 

@@ -45,8 +45,7 @@ import numpy as np
 import pandas as pd
 from scipy.integrate import quad
 from scipy.optimize import minimize
-from scipy.special import expit, gammaln, hyp2f1
-from scipy.stats import beta as beta_dist
+from scipy.special import betaln, expit, gammaln, hyp2f1
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
@@ -517,12 +516,16 @@ def _expected_by_quadrature(r, alpha, a, b, x, T, t) -> float:
     parameters, used where the closed form is undefined (``a + b + x <= 1``).
     """
 
-    def integrand(p: float) -> float:
-        ratio = (alpha + T) / (alpha + T + p * t)
-        return -np.expm1((r + x) * np.log(ratio)) / p * beta_dist.pdf(p, a, b + x)
+    def bounded(p: float) -> float:
+        # (1 - ratio^(r + x)) / p tends to (r + x) t / (alpha + T) as p -> 0.
+        if p <= 0.0:
+            return (r + x) * t / (alpha + T)
+        return -np.expm1((r + x) * np.log((alpha + T) / (alpha + T + p * t))) / p
 
-    value, _ = quad(integrand, 0.0, 1.0, limit=200, points=[1e-6, 1e-3, 0.1])
-    return float(value)
+    # The Beta density's endpoint singularities are handled exactly by the "alg" weight
+    # p^(a - 1) (1 - p)^(b + x - 1).
+    value, _ = quad(bounded, 0.0, 1.0, weight="alg", wvar=(a - 1.0, b + x - 1.0), limit=200)
+    return float(value / np.exp(betaln(a, b + x)))
 
 
 def bgnbd_predictions(
