@@ -87,7 +87,7 @@ def test_train_result_is_typed_and_documented(result):
     assert table["name"].is_unique
     assert list(result.evaluation.columns) == ["target", "model", "metric", "value"]
     compared = result.compare("roc_auc")
-    assert list(compared.columns) == ["target", "model", "recency", "rfm"]
+    assert list(compared.columns) == ["target", "model", "recency", "rfm", "bgnbd"]
     assert compared["target"].tolist() == ["churn"]
     assert compared.columns.name is None
 

@@ -232,7 +232,7 @@ def test_train_prints_segments_auc_and_where_everything_went(trained, capfd):
         assert f" {name} " in lines[start + 2 + seg_id]
     # AUC table: one header line (no leaked pivot "model"/"target" header lines).
     auc = lines.index("out-of-time ROC AUC, model vs baselines:")
-    assert lines[auc + 1].split() == ["target", "model", "recency", "rfm"]
+    assert lines[auc + 1].split() == ["target", "model", "recency", "rfm", "bgnbd"]
     assert [lines[auc + 2].split()[0], lines[auc + 3].split()[0]] == ["churn", "purchases"]
     # Where it went, and what to run next.
     version = live_version(root / "models" / "sk-cli").name

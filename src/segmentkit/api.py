@@ -203,11 +203,11 @@ class TrainResult:
         Returns
         -------
         pandas.DataFrame
-            Columns ``target, model, recency, rfm`` (those present), one row per target.
+            Columns ``target, model, recency, rfm, bgnbd`` (those present), one row per target.
         """
         rows = self.evaluation[self.evaluation["metric"] == metric]
         table = rows.pivot(index="target", columns="model", values="value")
-        columns = [c for c in ("model", "bgnbd", "rfm", "recency") if c in table.columns]
+        columns = [c for c in ("model", "recency", "rfm", "bgnbd") if c in table.columns]
         table = table[columns].reset_index()
         table.columns.name = None
         return table
