@@ -631,7 +631,7 @@ class PropensityModel(BaseEstimator):
             return np.asarray(self.calibrator_.predict(raw), dtype=float)
         p = self.calibrator_.predict_proba(raw.reshape(-1, 1))[:, 1]
         if level and self.level_offset_:
-            p = expit(np.log(p) - np.log1p(-p) + self.level_offset_)
+            p = expit(_logit(p) + self.level_offset_)
         return p
 
     def expected_total(self, scores: Any, coverage: float = 0.9) -> tuple[float, float, float]:
