@@ -1,61 +1,180 @@
-"""Fit time of Segmenter on 100k and 1M users.
+"""Segments on planted scenarios: is k right, are the archetypes recovered, are names right?
 
-Feature tables are real: ``generate_events`` + ``build_features`` (``--days``, 240,
-as_of = log end), not a synthetic stand-in. Prints the median of several fits for
-k fixed (6) and for k="auto" (k_range 3..10, bootstraps and silhouette on the
-default 20k / 10k subsamples).
+For every scenario x seed: generate the log (``segmentkit.io.synth``), build
+features as of the log's end, fit ``Segmenter(k="auto")`` with the default
+parameters, and compare with the planted archetypes:
 
-Run: ``python benchmarks/segmentation.py [--users 100000 1000000] [--repeats 3] [--days 240]``
+* **k right**: the chosen k equals the scenario's number of distinct groups;
+* **ARI** of the segments against the archetypes;
+* **small J**: Jaccard of the planted small group with its best-matching segment
+  (scenarios with a small group);
+* **names**: share of the checked archetypes whose majority segment has the
+  expected name (dormant/lost -> Hibernating, new -> New, at_risk -> At risk,
+  vip/big_spender/champion -> Champions).
+
+It also times ``k="auto"`` against a fit with k fixed at the planted number
+(same data, same run; medians over the runs) and prints the ratio.
+
+Run: ``python benchmarks/segmentation.py [--scenarios ...] [--seeds 0 1 2 3 4]
+[--users 5000] [--days 240]``; ``--speed USERS`` times auto vs fixed k on one
+larger default log instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 import warnings
 
+import numpy as np
+import pandas as pd
+from sklearn.metrics import adjusted_rand_score
+
 from segmentkit.features import build_features
-from segmentkit.io.synth import generate_events
+from segmentkit.io.synth import SCENARIOS, generate_events
 from segmentkit.models.segmentation import Segmenter, StabilityWarning
 
+EXPECTED_NAMES = {
+    "dormant": "Hibernating",
+    "lost": "Hibernating",
+    "new": "New",
+    "at_risk": "At risk",
+    "vip": "Champions",
+    "big_spender": "Champions",
+    "champion": "Champions",
+}
 
-def _time_fit(X, repeats: int, **params) -> tuple[float, Segmenter]:
-    times = []
-    model = None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", StabilityWarning)
-            model = Segmenter(random_state=0, **params).fit(X)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), model
+
+def _fit(X: pd.DataFrame, **params) -> tuple[Segmenter, float]:
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StabilityWarning)
+        model = Segmenter(**params).fit(X)
+    return model, time.perf_counter() - start
+
+
+def _best_jaccard(truth: np.ndarray, labels: np.ndarray, group: str) -> float:
+    members = truth == group
+    return max(
+        (members & (labels == s)).sum() / (members | (labels == s)).sum() for s in np.unique(labels)
+    )
+
+
+def _names_right(truth: np.ndarray, labels: np.ndarray, names: list[str]) -> tuple[int, int]:
+    table = pd.crosstab(truth, labels)
+    checked = right = 0
+    for archetype, expected in EXPECTED_NAMES.items():
+        if archetype in table.index:
+            checked += 1
+            right += names[int(table.loc[archetype].idxmax())].startswith(expected)
+    return right, checked
+
+
+def run(scenario: str, seed: int, users: int, days: int) -> dict:
+    log = generate_events(scenario=scenario, users=users, days=days, seed=seed)
+    table = build_features(log.events, as_of=log.end)
+    truth = log.truth.set_index("user_id").loc[table["user_id"].astype(str), "archetype"]
+    truth = truth.to_numpy()
+    X = table.drop(columns="user_id")
+    spec = SCENARIOS[scenario]
+    auto, auto_s = _fit(X, random_state=seed)
+    row = {
+        "scenario": scenario,
+        "seed": seed,
+        "true_k": spec.distinct_groups,
+        "k": auto.k_,
+        "ari": adjusted_rand_score(truth, auto.labels_),
+        "small_j": _best_jaccard(truth, auto.labels_, spec.small_group)
+        if spec.small_group
+        else np.nan,
+        "auto_s": auto_s,
+    }
+    row["names_right"], row["names_checked"] = _names_right(
+        truth, auto.labels_, list(auto.segment_names_)
+    )
+    if spec.distinct_groups:
+        fixed, fixed_s = _fit(X, k=spec.distinct_groups, random_state=seed)
+        row["fixed_ari"] = adjusted_rand_score(truth, fixed.labels_)
+        row["fixed_s"] = fixed_s
+    row["names"] = ", ".join(auto.segment_names_)
+    return row
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    clear = runs[runs["true_k"].notna()]
+    rows = []
+    for scenario, group in [*clear.groupby("scenario", sort=False), ("all", clear)]:
+        small = group["small_j"].dropna()
+        rows.append(
+            {
+                "scenario": scenario,
+                "runs": len(group),
+                "k right": f"{(group['k'] == group['true_k']).mean():.0%}",
+                "chosen k": " ".join(str(k) for k in group["k"]),
+                "median ARI": round(group["ari"].median(), 3),
+                "ARI at true k": round(group["fixed_ari"].median(), 3),
+                "small J>=0.7": f"{(small >= 0.7).mean():.0%}" if len(small) else "-",
+                "median small J": round(small.median(), 3) if len(small) else np.nan,
+                "names right": f"{group['names_right'].sum()}/{group['names_checked'].sum()}",
+                "auto/fixed time": round(group["auto_s"].median() / group["fixed_s"].median(), 2),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def speed(users: int, days: int, repeats: int) -> None:
+    log = generate_events(scenario="default", users=users, days=days, seed=0)
+    X = build_features(log.events, as_of=log.end).drop(columns="user_id")
+    del log
+    k = SCENARIOS["default"].distinct_groups
+    fixed = statistics.median(_fit(X, k=k, random_state=0)[1] for _ in range(repeats))
+    auto = statistics.median(_fit(X, random_state=0)[1] for _ in range(repeats))
+    print(
+        f"{users:,} users: k={k} fixed {fixed:.1f} s, k=auto (3..10) {auto:.1f} s, "
+        f"ratio {auto / fixed:.2f} (medians of {repeats}; load {os.getloadavg()[0]:.1f})"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        default=["default", "small_vip", "new_users", "seasonal", "transactions", "overlap"],
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--users", type=int, default=5000)
+    parser.add_argument("--days", type=int, default=240)
+    parser.add_argument("--speed", type=int, default=0, help="Time auto vs fixed k on N users.")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--days", type=int, default=240, help="Span of the generated log.")
     args = parser.parse_args()
-    for n_users in args.users:
-        start = time.perf_counter()
-        log = generate_events(n_users, args.days, seed=0)
-        table = build_features(log.events, as_of=log.end)
-        X = table.drop(columns="user_id")
-        del log, table
-        print(f"{n_users:>9,} users: features built in {time.perf_counter() - start:.1f} s")
-        for label, params in (("k=6 (fixed)", {"k": 6}), ("k=auto 3..10", {"k": "auto"})):
-            seconds, model = _time_fit(X, args.repeats, **params)
+    if args.speed:
+        speed(args.speed, args.days, args.repeats)
+        return
+    runs = []
+    for scenario in args.scenarios:
+        for seed in args.seeds:
+            runs.append(run(scenario, seed, args.users, args.days))
+            r = runs[-1]
             print(
-                f"    {label:<14} median fit {seconds:6.1f} s over {args.repeats} runs; "
-                f"k={model.k_}, rule met={model.k_rule_met_}, "
-                f"min stability={model.segment_stability_.min():.2f}"
+                f"{scenario:<13} seed {seed}: k={r['k']} (planted {r['true_k']}), "
+                f"ARI {r['ari']:.3f}, small J {r['small_j']:.2f}, "
+                f"names {r['names_right']}/{r['names_checked']}: {r['names']}",
+                flush=True,
             )
-            if params["k"] == "auto":
-                cols = ["k", "min_jaccard", "silhouette", "min_share", "eligible", "chosen"]
-                print(model.selection_[cols].round(3).to_string(index=False))
-        print(model.profiles_[["name", "share", "stability"]].round(3).to_string())
+    frame = pd.DataFrame(runs)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print()
+        print(summarize(frame).to_string(index=False))
+        overlap = frame[frame["true_k"].isna()]
+        if len(overlap):
+            print(
+                f"\noverlap (no clear k): chosen k {' '.join(map(str, overlap['k']))}, "
+                f"median ARI {overlap['ari'].median():.3f}"
+            )
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

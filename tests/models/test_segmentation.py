@@ -7,8 +7,8 @@ from sklearn.metrics import adjusted_rand_score
 
 from segmentkit.errors import ConfigError, InsufficientDataError
 from segmentkit.features import build_features
-from segmentkit.io.synth import ARCHETYPES, generate_events
-from segmentkit.models.k_selection import SILHOUETTE_TOLERANCE, _best_jaccard, choose_k
+from segmentkit.io.synth import SCENARIOS, generate_events
+from segmentkit.models.k_selection import _best_jaccard
 from segmentkit.models.naming import _lifts
 from segmentkit.models.segmentation import Segmenter, StabilityWarning
 
@@ -25,36 +25,41 @@ def blobs(centers, n=60, sd=0.3, seed=0):
 THREE = [(0.0, 0.0), (8.0, 0.0), (0.0, 8.0)]
 
 
+N_GROUPS = SCENARIOS["default"].distinct_groups
+
+
 @pytest.fixture(scope="module")
 def demo():
     log = generate_events(3000, 240, seed=0)
     table = build_features(log.events, as_of=log.end)
-    truth = log.archetypes.set_index("user_id").loc[table["user_id"], "archetype"].to_numpy()
+    truth = log.truth.set_index("user_id").loc[table["user_id"], "archetype"].to_numpy()
     return table.drop(columns="user_id"), truth
 
 
 @pytest.fixture(scope="module")
 def demo_model(demo):
     X, _ = demo
-    return Segmenter(k=len(ARCHETYPES), **FAST).fit(X)
+    return Segmenter(k=N_GROUPS, **FAST).fit(X)
 
 
 # ------------------------------------------------------------ demo data
 def test_planted_archetypes_recovered_by_gmm(demo):
     X, truth = demo
-    model = Segmenter(algorithm="gmm", k=len(ARCHETYPES), **FAST).fit(X)
+    model = Segmenter(algorithm="gmm", k=N_GROUPS, **FAST).fit(X)
     assert adjusted_rand_score(truth, model.labels_) >= 0.9
 
 
 def test_kmeans_recovers_planted_archetypes(demo, demo_model):
-    # The default algorithm: about 0.95-0.97 on demo seeds 0-2.
+    # The default algorithm on the realistic demo (per-user spread sigma 0.5, so the
+    # archetypes overlap): about 0.88-0.89 on demo seeds 0-2 at 3000 users;
+    # benchmarks/segmentation.py measures it over scenarios and seeds.
     _, truth = demo
-    assert adjusted_rand_score(truth, demo_model.labels_) >= 0.9
+    assert adjusted_rand_score(truth, demo_model.labels_) >= 0.85
 
 
 def test_deterministic_with_random_state(demo, demo_model):
     X, _ = demo
-    again = Segmenter(k=len(ARCHETYPES), **FAST).fit(X)
+    again = Segmenter(k=N_GROUPS, **FAST).fit(X)
     np.testing.assert_array_equal(again.labels_, demo_model.labels_)
     np.testing.assert_array_equal(again.segment_stability_, demo_model.segment_stability_)
     assert again.segment_names_ == demo_model.segment_names_
@@ -72,6 +77,8 @@ def test_demo_names_unique_and_profiles_consistent(demo, demo_model):
     assert list(prof["name"]) == names
     # The segment with the shortest median tenure is the "New" one.
     assert prof.loc[prof["median_tenure_days"].idxmin(), "name"] == "New"
+    # Names are words, never feature names.
+    assert not any("_" in name for name in names)
     sizes = np.bincount(demo_model.labels_)
     assert list(sizes) == sorted(sizes, reverse=True)  # ids in size order without reference
 
@@ -79,7 +86,7 @@ def test_demo_names_unique_and_profiles_consistent(demo, demo_model):
 def test_alignment_survives_shuffled_rows(demo, demo_model):
     X, _ = demo
     perm = np.random.default_rng(3).permutation(len(X))
-    refit = Segmenter(k=len(ARCHETYPES), n_bootstrap=5, random_state=1).fit(
+    refit = Segmenter(k=N_GROUPS, n_bootstrap=5, random_state=1).fit(
         X.iloc[perm], reference=demo_model
     )
     agreement = np.mean(refit.labels_ == demo_model.labels_[perm])
@@ -96,7 +103,14 @@ def test_auto_on_demo_reports_every_candidate(demo):
     assert list(sel["k"]) == list(range(3, 9))
     assert sel["chosen"].sum() == 1
     assert sel.loc[sel["chosen"], "k"].item() == model.k_
-    assert all(len(j) == k for j, k in zip(sel["jaccards"], sel["k"], strict=True))
+    # Bootstrapped candidates have one Jaccard per segment; the others say why not.
+    done = sel["min_jaccard"].notna()
+    assert done.any()
+    assert all(
+        len(j) == k for j, k in zip(sel.loc[done, "jaccards"], sel.loc[done, "k"], strict=True)
+    )
+    assert sel["rule"].str.len().gt(0).all()
+    assert sel.loc[sel["chosen"], "rule"].item().startswith("chosen")
 
 
 # ------------------------------------------------------- k-selection rule
@@ -107,33 +121,6 @@ def test_auto_picks_three_for_three_blobs():
     assert model.k_rule_met_
     assert adjusted_rand_score(y, model.labels_) == 1.0
     assert model.selection_.loc[model.selection_["chosen"], "eligible"].item()
-
-
-def test_choose_k_prefers_fewer_segments_within_tolerance():
-    rows = [
-        dict(k=3, min_jaccard=0.9, silhouette=0.50, min_share=0.2),
-        dict(k=4, min_jaccard=0.9, silhouette=0.50 + SILHOUETTE_TOLERANCE / 2, min_share=0.2),
-        dict(k=5, min_jaccard=0.9, silhouette=0.50 + 2 * SILHOUETTE_TOLERANCE, min_share=0.2),
-    ]
-    assert choose_k(rows, 0.75, 0.02) == (5, True)
-    assert choose_k(rows[:2], 0.75, 0.02) == (3, True)
-
-
-def test_choose_k_excludes_unstable_and_small_segments():
-    rows = [
-        dict(k=3, min_jaccard=0.70, silhouette=0.9, min_share=0.2),
-        dict(k=4, min_jaccard=0.80, silhouette=0.4, min_share=0.01),
-        dict(k=5, min_jaccard=0.76, silhouette=0.3, min_share=0.05),
-    ]
-    assert choose_k(rows, 0.75, 0.02) == (5, True)
-
-
-def test_choose_k_without_eligible_takes_most_stable():
-    rows = [
-        dict(k=3, min_jaccard=0.5, silhouette=0.9, min_share=0.2),
-        dict(k=4, min_jaccard=0.6, silhouette=0.1, min_share=0.2),
-    ]
-    assert choose_k(rows, 0.75, 0.02) == (4, False)
 
 
 def test_fit_warns_when_no_k_is_stable():

@@ -1,75 +1,378 @@
-"""Choosing the number of segments: bootstrap stability, silhouette and smallest share."""
+"""Choosing the number of segments: stability, separation, share, silhouette.
+
+The rule (:func:`choose_k`) keeps small distinct groups. Each candidate k is
+fitted once on a subsample and scored:
+
+* **separation** (:func:`valley_ratios`): for every segment, the users of it and
+  of its nearest segment are projected on the line joining the two centres; the
+  density of the projections must dip between the two peaks to at most
+  :data:`VALLEY_RATIO` of the lower peak. A cut through one group (k too
+  large) has no dip, ratio about 1; a distinct group, however small, has one;
+* **stability** per segment, as in Hennig's ``clusterboot`` (mean over
+  bootstrap resamples of the best Jaccard with a resample's segment);
+* **smallest share**; and the **silhouette** (mean and worst segment's mean),
+  reported and used only as a fallback.
+
+The largest k whose segments are all stable (``min_stability``), separated and
+at least ``min_share`` of users wins. Why the largest: a stable, separated
+segment is a real group whatever its size, while the mean silhouette is
+dominated by the large segments and prefers folding a small, valuable group
+into a big neighbour (the failure this rule replaces). Why separation: stability
+alone accepts reproducible cuts through one elongated group (k-means cuts a
+skewed group the same way on every resample). When no k separates every
+segment (heavily overlapping behaviour), the stable k with the best
+silhouette is used, preferring the smallest k within
+:data:`SILHOUETTE_TOLERANCE`; when no k is stable either, the most stable k,
+and the rule is reported as not met.
+
+Bootstraps are the expensive part, so :func:`search_k` computes them lazily: it
+scores every k's separation and share on one fit each, then bootstraps
+candidates from the largest separated k down and stops at the first stable one.
+Its choice equals :func:`choose_k` on the fully scored table.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from sklearn.cluster import HDBSCAN
-from sklearn.metrics import silhouette_score
+from sklearn.cluster import HDBSCAN, KMeans
+from sklearn.metrics import silhouette_samples
 
-from segmentkit.models.clustering import _cluster, _count_distinct
+from segmentkit.models.clustering import KMEANS_N_INIT, _cluster, _count_distinct
 
-#: Silhouettes within this absolute distance of the best count as a tie; the
-#: smallest k among them is chosen.
+__all__ = [
+    "SILHOUETTE_TOLERANCE",
+    "VALLEY_RATIO",
+    "choose_k",
+    "partition",
+    "record_stability",
+    "search_k",
+    "valley_ratios",
+]
+
+#: Fallback rule: silhouettes within this absolute distance of the best count as
+#: a tie, and the smallest k among them is chosen.
 SILHOUETTE_TOLERANCE = 0.02
+#: A segment is separated from its nearest segment when the density of users
+#: along the line joining their centres dips, between the two peaks, to at most
+#: this fraction of the lower peak (1.0 = no dip: two halves of one group).
+VALLEY_RATIO = 0.5
+#: Grid points of the 1-D density in :func:`valley_ratios`.
+_GRID = 256
+
+_CHOSEN_SEPARATED = "chosen: largest k with every segment stable, separated and above min share"
+_CHOSEN_SILHOUETTE = "chosen: no k separates every segment; best silhouette among stable k"
+_CHOSEN_FALLBACK = "chosen: no k is stable; the most stable k (rule not met)"
 
 
 # ---------------------------------------------------------------- selection
+def _stable(row: dict[str, Any], min_stability: float) -> bool:
+    return math.isnan(row["min_jaccard"]) or row["min_jaccard"] >= min_stability
+
+
+def _separated(row: dict[str, Any]) -> bool:
+    valley = row.get("valley_ratio", math.nan)
+    return not math.isnan(valley) and valley <= VALLEY_RATIO
+
+
+def _eligible(row: dict[str, Any], min_stability: float, min_share: float) -> bool:
+    """Meets the main rule: stable, separated, smallest share large enough."""
+    return bool(_stable(row, min_stability) and _separated(row) and row["min_share"] >= min_share)
+
+
 def choose_k(
     rows: list[dict[str, Any]], min_stability: float, min_share: float
-) -> tuple[int, bool]:
-    """Apply the k-selection rule to scored candidates.
+) -> tuple[int, bool, str]:
+    """Apply the k-selection rule (module docstring) to fully scored candidates.
 
     Parameters
     ----------
     rows : list of dict
-        One dict per candidate with keys ``k, min_jaccard, silhouette, min_share``.
+        One dict per candidate with keys ``k, min_jaccard, silhouette, min_share``
+        and ``valley_ratio`` (the worst segment's, see :func:`valley_ratios`). A
+        NaN ``min_jaccard`` (no bootstraps) counts as stable.
     min_stability, min_share : float
         Thresholds of the rule.
 
     Returns
     -------
-    tuple of (int, bool)
-        The chosen k and whether it met the rule.
+    tuple of (int, bool, str)
+        The chosen k, whether the rule was met, and which branch chose it.
 
     Examples
     --------
-    >>> rows = [dict(k=3, min_jaccard=0.9, silhouette=0.50, min_share=0.2),
-    ...         dict(k=4, min_jaccard=0.8, silhouette=0.51, min_share=0.1),
-    ...         dict(k=5, min_jaccard=0.6, silhouette=0.70, min_share=0.1)]
-    >>> choose_k(rows, 0.75, 0.02)
-    (3, True)
+    A small distinct group at k=5 lowers the mean silhouette a little; k=6 cuts a
+    group in two (no density dip):
+
+    >>> rows = [dict(k=4, min_jaccard=0.99, silhouette=0.43, min_share=0.19, valley_ratio=0.06),
+    ...         dict(k=5, min_jaccard=0.85, silhouette=0.42, min_share=0.04, valley_ratio=0.08),
+    ...         dict(k=6, min_jaccard=0.80, silhouette=0.34, min_share=0.04, valley_ratio=1.0)]
+    >>> choose_k(rows, 0.75, 0.02)[:2]
+    (5, True)
     """
     eligible = [r for r in rows if _eligible(r, min_stability, min_share)]
     if eligible:
-        best = max(r["silhouette"] for r in eligible)
-        close = [r for r in eligible if r["silhouette"] >= best - SILHOUETTE_TOLERANCE]
-        return min(r["k"] for r in close), True
+        return max(r["k"] for r in eligible), True, _CHOSEN_SEPARATED
+    stable = [r for r in rows if _stable(r, min_stability) and r["min_share"] >= min_share]
+    if stable:
+        best = max(_nan_to(r["silhouette"], -1.0) for r in stable)
+        close = [r for r in stable if _nan_to(r["silhouette"], -1.0) >= best - SILHOUETTE_TOLERANCE]
+        return min(r["k"] for r in close), True, _CHOSEN_SILHOUETTE
     ranked = sorted(rows, key=lambda r: (-_nan_to(r["min_jaccard"], -1.0), r["k"]))
-    return ranked[0]["k"], False
+    return ranked[0]["k"], False, _CHOSEN_FALLBACK
 
 
-def _eligible(row: dict[str, Any], min_stability: float, min_share: float) -> bool:
-    stable = math.isnan(row["min_jaccard"]) or row["min_jaccard"] >= min_stability
-    return bool(stable and row["min_share"] >= min_share)
+def search_k(
+    rows: list[dict[str, Any]],
+    stability: Callable[[int], np.ndarray],
+    min_stability: float,
+    min_share: float,
+) -> tuple[int, bool, str]:
+    """:func:`choose_k` with bootstraps computed only where they can change the answer.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Candidates scored on one fit each (``k, silhouette, min_share,
+        valley_ratio``). Rows whose stability is computed get ``min_jaccard``,
+        ``mean_jaccard`` and ``jaccards`` filled in place; the others keep NaN
+        and are marked ``bootstrapped=False``.
+    stability : callable
+        ``stability(k)`` returns the per-segment mean Jaccards of candidate k.
+    min_stability, min_share : float
+        Thresholds of the rule.
+
+    Returns
+    -------
+    tuple of (int, bool, str)
+        As :func:`choose_k` on the fully scored table.
+    """
+    by_k = {r["k"]: r for r in rows}
+    for r in rows:
+        r.setdefault("bootstrapped", False)
+
+    def evaluate(k: int) -> dict[str, Any]:
+        row = by_k[k]
+        if not row["bootstrapped"]:
+            record_stability(row, stability(k))
+        return row
+
+    share_ok = [r for r in rows if r["min_share"] >= min_share]
+    for r in sorted((r for r in share_ok if _separated(r)), key=lambda r: -r["k"]):
+        if _stable(evaluate(r["k"]), min_stability):
+            return r["k"], True, _CHOSEN_SEPARATED
+    # Fallback: best silhouette among stable k, smallest k within the tolerance.
+    ranked = sorted(share_ok, key=lambda r: (-_nan_to(r["silhouette"], -1.0), r["k"]))
+    best = None
+    for r in ranked:
+        sil = _nan_to(r["silhouette"], -1.0)
+        if best is not None and sil < best - SILHOUETTE_TOLERANCE:
+            break
+        if _stable(evaluate(r["k"]), min_stability) and best is None:
+            best = sil
+    if best is not None:
+        close = [
+            r
+            for r in share_ok
+            if r["bootstrapped"]
+            and _stable(r, min_stability)
+            and _nan_to(r["silhouette"], -1.0) >= best - SILHOUETTE_TOLERANCE
+        ]
+        return min(r["k"] for r in close), True, _CHOSEN_SILHOUETTE
+    for r in rows:
+        evaluate(r["k"])
+    return choose_k(rows, min_stability, min_share)
+
+
+def record_stability(row: dict[str, Any], jaccards: np.ndarray) -> None:
+    """Store a candidate's per-segment Jaccards (and their min and mean) in its row."""
+    row["min_jaccard"] = float(np.min(jaccards)) if jaccards.size else math.nan
+    row["mean_jaccard"] = float(np.mean(jaccards)) if jaccards.size else math.nan
+    row["jaccards"] = [round(float(v), 4) for v in jaccards]
+    row["bootstrapped"] = True
 
 
 def _nan_to(value: float, fill: float) -> float:
     return fill if math.isnan(value) else value
 
 
+def _reason(
+    row: dict[str, Any], chosen: int, how: str, min_stability: float, min_share: float
+) -> str:
+    """One line saying why a candidate was or was not chosen."""
+    if row["k"] == chosen:
+        return how
+    if row["min_share"] < min_share:
+        return f"a segment below min share ({row['min_share']:.1%})"
+    if not _separated(row):
+        valley = row.get("valley_ratio", math.nan)
+        if math.isnan(valley):
+            return "separation not measured"
+        return f"not separated: two neighbouring segments without a density dip ({valley:.2f})"
+    if not row.get("bootstrapped", True):
+        return "not bootstrapped: a larger k qualified first"
+    if not _stable(row, min_stability):
+        return f"unstable: min Jaccard {row['min_jaccard']:.2f}"
+    if how == _CHOSEN_SEPARATED:
+        return "qualifies, but a larger k does too"
+    return "not chosen"
+
+
 def _table(
-    rows: list[dict[str, Any]], chosen: int, min_stability: float, min_share: float
+    rows: list[dict[str, Any]], chosen: int, how: str, min_stability: float, min_share: float
 ) -> dict[str, list]:
-    keys = ["k", "min_jaccard", "mean_jaccard", "jaccards", "silhouette", "min_share"]
-    table: dict[str, list] = {key: [r[key] for r in rows] for key in keys}
-    table["eligible"] = [_eligible(r, min_stability, min_share) for r in rows]
+    keys = [
+        "k",
+        "min_jaccard",
+        "mean_jaccard",
+        "jaccards",
+        "silhouette",
+        "min_segment_silhouette",
+        "valley_ratio",
+        "min_share",
+    ]
+    table: dict[str, list] = {key: [r.get(key, math.nan) for r in rows] for key in keys}
+    # A candidate never bootstrapped has no verdict (None) on stability.
+    table["eligible"] = [
+        _eligible(r, min_stability, min_share) if r.get("bootstrapped", True) else None
+        for r in rows
+    ]
     table["chosen"] = [r["k"] == chosen for r in rows]
+    table["rule"] = [_reason(r, chosen, how, min_stability, min_share) for r in rows]
     return table
 
 
+# ------------------------------------------------------------- separation
+def valley_ratios(Z: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Density dip between each segment and its nearest segment, as a ratio.
+
+    Members of segment ``a`` and of its nearest segment ``b`` (by centre
+    distance) are projected on the line from centre ``a`` (0) to centre ``b``
+    (1); the assignment boundary between the two is exactly at 0.5 on it. The
+    density of the projections (Gaussian kernel, bandwidth by Silverman's rule on
+    the smaller segment's robust spread) should have a peak (its highest local
+    maximum) on each side of 0.5; the ratio is the lowest density between the
+    two peaks over the lower one. A k-means cut through one group gives about 1
+    (one side has no peak of its own, or only a noise bump); a distinct group,
+    however small, gives a clear dip, even where the large neighbour's tail
+    is denser at the boundary than the small group's peak.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n_samples, n_features)
+        Points in the clustering space.
+    labels : ndarray of shape (n_samples,)
+        Cluster index of every point, ``0 .. k - 1``.
+    centers : ndarray of shape (k, n_features)
+        Cluster centres.
+
+    Returns
+    -------
+    ndarray of shape (k,)
+        Ratio per cluster, in [0, 1] (NaN where it cannot be measured).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> two = np.r_[rng.normal(0, 1, (300, 2)), rng.normal(6, 1, (30, 2))]
+    >>> lab = (two[:, 0] > 3).astype(int)
+    >>> cen = np.vstack([two[lab == c].mean(axis=0) for c in (0, 1)])
+    >>> bool(valley_ratios(two, lab, cen).max() < 0.5)
+    True
+    >>> one = rng.normal(0, 1, (400, 2))
+    >>> lab = (one[:, 0] > 0).astype(int)
+    >>> cen = np.vstack([one[lab == c].mean(axis=0) for c in (0, 1)])
+    >>> bool(valley_ratios(one, lab, cen).min() > 0.8)
+    True
+    """
+    k = centers.shape[0]
+    out = np.full(k, np.nan)
+    if k < 2:
+        return out
+    gaps = ((centers[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+    np.fill_diagonal(gaps, np.inf)
+    for a in range(k):
+        out[a] = _pair_valley(Z, labels, centers, a, int(np.argmin(gaps[a])))
+    return out
+
+
+def _pair_valley(Z: np.ndarray, labels: np.ndarray, centers: np.ndarray, a: int, b: int) -> float:
+    direction = centers[b] - centers[a]
+    norm = float(direction @ direction)
+    in_a, in_b = labels == a, labels == b
+    if norm == 0 or in_a.sum() < 2 or in_b.sum() < 2:
+        return math.nan
+    ta = (Z[in_a] - centers[a]) @ direction / norm
+    tb = (Z[in_b] - centers[a]) @ direction / norm
+    spread = min(_robust_sd(ta), _robust_sd(tb))
+    bandwidth = max(0.9 * spread * min(ta.size, tb.size) ** (-0.2), 1e-3)
+    t = np.r_[ta, tb]
+    lo, hi = np.quantile(t, [0.001, 0.999])
+    grid = np.linspace(min(lo, -0.25) - 3 * bandwidth, max(hi, 1.25) + 3 * bandwidth, _GRID)
+    step = grid[1] - grid[0]
+    bins = np.clip(np.rint((t - grid[0]) / step).astype(np.intp), 0, _GRID - 1)
+    counts = np.bincount(bins, minlength=_GRID).astype(float)
+    half = int(np.ceil(4 * bandwidth / step))
+    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) * step / bandwidth) ** 2)
+    density = np.convolve(counts, kernel, mode="same")
+    # Each side's peak is its highest local maximum: a side whose density only
+    # falls away from the boundary has no peak of its own (no dip, ratio 1).
+    rising = np.r_[False, density[1:] > density[:-1]]
+    falling = np.r_[density[:-1] >= density[1:], False]
+    peaks = rising & falling
+    left = grid < 0.5
+    if not (peaks & left).any() or not (peaks & ~left).any():
+        return 1.0
+    peak_a = int(np.argmax(np.where(peaks & left, density, -np.inf)))
+    peak_b = int(np.argmax(np.where(peaks & ~left, density, -np.inf)))
+    lower = min(density[peak_a], density[peak_b])
+    valley = density[peak_a : peak_b + 1].min()
+    return float(valley / lower)
+
+
+def _robust_sd(values: np.ndarray) -> float:
+    q25, q75 = np.quantile(values, [0.25, 0.75])
+    sd = float(values.std())
+    iqr = float(q75 - q25) / 1.349
+    return min(sd, iqr) if iqr > 0 else sd
+
+
+# ------------------------------------------------------------ partitions
+def partition(
+    algorithm: str, Z: np.ndarray, k: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Fit ``k`` clusters, preferring a separated solution among k-means restarts.
+
+    k-means restarts end in different local optima; the one with the lowest
+    inertia sometimes cuts a large, spread-out group in two instead of isolating
+    a small distinct one. Among the restarts, the lowest-inertia solution whose
+    segments are all separated (:func:`valley_ratios` <= :data:`VALLEY_RATIO`)
+    is kept, else the lowest-inertia one. The same choice is made on bootstrap
+    resamples, so stability measures this procedure. Other algorithms fit as
+    usual.
+
+    Returns
+    -------
+    tuple
+        Labels, centres and the mixture (Gaussian mixture only, else None).
+    """
+    if algorithm != "kmeans":
+        return _cluster(algorithm, Z, k, seed)
+    best: tuple[bool, float, np.ndarray, np.ndarray] | None = None
+    for attempt in range(KMEANS_N_INIT):
+        km = KMeans(n_clusters=k, n_init=1, random_state=seed + attempt).fit(Z)
+        labels = km.labels_.astype(np.intp)
+        separated = bool(np.nanmax(valley_ratios(Z, labels, km.cluster_centers_)) <= VALLEY_RATIO)
+        key = (not separated, float(km.inertia_))
+        if best is None or key < best[:2]:
+            best = (*key, labels, km.cluster_centers_.copy())
+    return best[2], best[3], None
+
+
+# -------------------------------------------------------------- stability
 def _stability(
     algorithm: str, Zs: np.ndarray, labels: np.ndarray, k: int, boot: list[np.ndarray], seed: int
 ) -> np.ndarray:
@@ -80,7 +383,7 @@ def _stability(
     for b, rows in enumerate(boot):
         if rows.size < 1000 and _count_distinct(Zs[rows]) <= k:
             continue  # too few distinct users in this resample to form k clusters
-        lb, _, _ = _cluster(algorithm, Zs[rows], k, seed + 1 + b)
+        lb, _, _ = partition(algorithm, Zs[rows], k, seed + 1 + b)
         scores.append(_best_jaccard(labels[rows], lb, k, k))
     return _nanmean_rows(scores, k)
 
@@ -129,12 +432,17 @@ def _nanmean_rows(scores: list[np.ndarray], k: int) -> np.ndarray:
     return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def _silhouette(Z: np.ndarray, labels: np.ndarray, sample: int, seed: int) -> float:
+def _silhouette(Z: np.ndarray, labels: np.ndarray, sample: int, seed: int) -> tuple[float, float]:
+    """Mean silhouette and the lowest per-segment mean, on at most ``sample`` rows."""
     if np.unique(labels).size < 2:
-        return math.nan
+        return math.nan, math.nan
     if Z.shape[0] > sample:
         rows = np.sort(np.random.RandomState(seed).choice(Z.shape[0], sample, replace=False))
         Z, labels = Z[rows], labels[rows]
         if np.unique(labels).size < 2:
-            return math.nan
-    return float(silhouette_score(Z, labels))
+            return math.nan, math.nan
+    values = silhouette_samples(Z, labels)
+    sums = np.bincount(labels, weights=values)
+    counts = np.bincount(labels)
+    present = counts > 0
+    return float(values.mean()), float((sums[present] / counts[present]).min())

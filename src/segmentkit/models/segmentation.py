@@ -11,52 +11,32 @@ columns, no ``user_id``). Inside ``fit`` it
 5. optionally aligns segment ids to a reference model, so an id keeps its meaning
    after a refresh.
 
+Features
+--------
+Columns that carry nothing of their own are left out of clustering and profiles
+(:attr:`Segmenter.dropped_features_` says which and why): constant columns,
+exact duplicates of an earlier column, and, in a transaction log (every user has
+``distinct_events <= 1``: one event type, or ``event: null``), the columns that
+are constant or repeat order counts by construction (see
+:func:`segmentkit.io.transactions.transaction_redundant_features`).
+
 Choosing k
 ----------
-For every candidate k the clustering is fitted on a subsample of at most
-``bootstrap_sample`` users and scored three ways:
-
-* **stability** per segment, as in Hennig's ``clusterboot``: the subsample is
-  resampled with replacement ``n_bootstrap`` times, the clustering is refitted on
-  each resample, and for every original segment the best Jaccard similarity with
-  any bootstrap segment (computed on the users present in both) is averaged over
-  the resamples;
-* **silhouette** on at most ``silhouette_sample`` users of the subsample;
-* **smallest segment share**.
-
-A candidate is *eligible* when every segment's mean Jaccard is at least
-``min_stability`` and its smallest share is at least ``min_share``. Among eligible
-candidates the one with the best silhouette wins, except that the smallest k whose
-silhouette is within :data:`SILHOUETTE_TOLERANCE` of the best is preferred (fewer
-segments are easier to act on). When no candidate is eligible, the k with the
-highest minimum Jaccard is used, ``k_rule_met_`` is False and a
-:class:`StabilityWarning` is emitted. Every candidate's scores are kept in
-:attr:`Segmenter.selection_`.
+With ``k="auto"`` every k in ``k_range`` is fitted on a subsample of at most
+``bootstrap_sample`` users; the largest k whose segments are all stable
+(bootstrap Jaccard >= ``min_stability``, as in Hennig's ``clusterboot``),
+separated from their nearest segment by a density dip, and at least
+``min_share`` of users wins. Why, and the fallbacks, are in
+:mod:`segmentkit.models.k_selection`. Every candidate's scores and the reason it
+was or was not chosen are kept in :attr:`Segmenter.selection_`.
 
 Naming
 ------
-Each segment is compared with the population on standardized (log) features,
-``z`` = segment mean of the transformed column. Feature roles are looked up by name
-(recency ``recency_days``, frequency ``active_days_total`` or ``sessions_total`` or
-``events_total``, monetary ``revenue_total`` or ``orders``, tenure ``tenure_days``,
-trend ``activity_trend``) and the first matching rule gives the name:
-
-====================  ==========================================================
-New                   tenure z <= -1
-Hibernating           recency z >= 1 and frequency z <= 0.5
-At risk               recency z >= 0.4, or trend z <= -0.5 with frequency z >= -0.3
-Champions             frequency z >= 0.8 and monetary z >= 0.5
-Big spenders          monetary z >= 0.8
-Loyal                 frequency z >= 0.5
-Window shoppers       frequency z >= 0 and monetary z <= -0.3
-Casual                frequency z < 0
-====================  ==========================================================
-
-A rule whose roles are missing from the table is skipped; segments no rule fits
-(or every segment of a generic feature table) are named after their strongest
-feature, e.g. "High orders". A repeated name gets the strongest feature that its
-namesakes do not already use as a suffix, e.g. "Casual (high events_per_session)".
-The description lists the three features with the largest ``|z|``, as lifts.
+Names come from what members did, on interpretable per-user quantities (new,
+recent, fading or long lapsed against the window and the user's own gap
+between visits, top 20 % by spend, buyers, frequency rank): see
+:mod:`segmentkit.models.naming`. The evidence is part of
+:attr:`Segmenter.profiles_`.
 """
 
 from __future__ import annotations
@@ -77,9 +57,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
 from segmentkit.errors import ConfigError, InsufficientDataError
+from segmentkit.io.transactions import (
+    constant_or_duplicate_columns,
+    transaction_redundant_features,
+)
 from segmentkit.models.clustering import (
     _ALGORITHMS,
-    _cluster,
     _count_distinct,
     _distances,
     _hdbscan,
@@ -94,9 +77,20 @@ from segmentkit.models.k_selection import (
     _stability,
     _stability_hdbscan,
     _table,
-    choose_k,
+    partition,
+    record_stability,
+    search_k,
+    valley_ratios,
 )
-from segmentkit.models.naming import _describe, _feature_labels, _lifts, _rule_name, _unique_names
+from segmentkit.models.naming import (
+    EVIDENCE_COLUMNS,
+    _feature_labels,
+    _lifts,
+    describe_segment,
+    name_segments,
+    segment_evidence,
+    strongest_feature_name,
+)
 
 #: A refitted segment keeps its reference name unless its rule-based name changed
 #: or its centroid moved more than this many standard units (Euclidean, reference space).
@@ -158,8 +152,19 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         Which columns were log-transformed.
     center_, scale_ : ndarray
         Standardization of the (logged) columns.
-    cluster_centers_ : ndarray of shape (n_segments_, n_features_in_)
-        Segment centroids in the transformed space (rows of absent ids are inf).
+    cluster_centers_ : ndarray of shape (n_segments_, n_features_used)
+        Segment centroids in the transformed space of the used features (rows of
+        absent ids are inf).
+    feature_mask_ : ndarray of bool
+        Which input columns segments are found on (see :attr:`features_used_`).
+    dropped_features_ : dict
+        Input columns left out, with the reason ("constant", "duplicate",
+        "transaction log").
+    transaction_log_ : bool
+        Whether the table came from a transaction log (one event type).
+    segment_evidence_ : ndarray of shape (n_segments_, n_evidence)
+        The naming evidence per segment (columns
+        :data:`~segmentkit.models.naming.EVIDENCE_COLUMNS`).
     segment_names_, segment_descriptions_ : list of str
         Name and one-line description per segment id.
     segment_stability_ : ndarray
@@ -241,12 +246,13 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             _check_reference(reference, self)
         rng = check_random_state(self.random_state)
 
+        self._fit_feature_mask(X)
         self.log_columns_ = self._decide_log_columns(X)
         logged = _signed_log(X, self.log_columns_)
         self.center_ = logged.mean(axis=0)
         scale = logged.std(axis=0)
         self.scale_ = np.where(scale > 0, scale, 1.0)
-        Z = (logged - self.center_) / self.scale_
+        Z = ((logged - self.center_) / self.scale_)[:, self.feature_mask_]
 
         n_distinct = _count_distinct(Z)
         sub = _subsample(n, self.bootstrap_sample, rng)
@@ -397,20 +403,35 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         return np.asarray([f"segment_distance_{i}" for i in range(self.n_segments_)], dtype=object)
 
+    @property
+    def features_used_(self) -> np.ndarray:
+        """Names of the columns segments are found on and profiled by."""
+        check_is_fitted(self)
+        return _feature_labels(self)[self.feature_mask_]
+
     # ---------------------------------------------------------- properties
     @property
     def selection_(self) -> pd.DataFrame:
         """Every candidate k with its scores, one row each.
 
         Columns: ``k, min_jaccard, mean_jaccard, jaccards`` (per-segment list, by
-        size on the subsample), ``silhouette, min_share, eligible, chosen``.
+        size on the subsample; NaN / empty for a k never bootstrapped because the
+        rule was decided without it), ``silhouette, min_segment_silhouette,
+        valley_ratio`` (the worst segment's density dip against its nearest
+        segment; <= 0.5 is separated), ``min_share, eligible, chosen`` and
+        ``rule`` (why the k was or was not chosen).
         """
         check_is_fitted(self)
         return pd.DataFrame(self._selection)
 
     @property
     def profiles_(self) -> pd.DataFrame:
-        """One row per segment id: name, size, share, stability, medians and lifts.
+        """One row per segment id: name, size, share, stability, evidence, medians, lifts.
+
+        The evidence columns are what the name was decided on (share of members
+        new, recent, fading, long lapsed, in the top 20 % by spend, buyers; mean
+        value and frequency ranks; recent activity against the population's).
+        Medians and lifts cover the used features only (:attr:`features_used_`).
 
         ``lift_<feature>`` is the segment mean divided by the population mean; when
         the population mean is 0 it is the ratio of medians instead, and NaN when
@@ -418,7 +439,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         the difference of means.
         """
         check_is_fitted(self)
-        names = _feature_labels(self)
+        names = self.features_used_
         frame = pd.DataFrame(
             {
                 "name": self.segment_names_,
@@ -430,7 +451,8 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         )
         medians = pd.DataFrame(self.segment_medians_, columns=[f"median_{c}" for c in names])
         lifts = pd.DataFrame(self.segment_lifts_, columns=[f"lift_{c}" for c in names])
-        out = pd.concat([frame, medians, lifts], axis=1)
+        evidence = pd.DataFrame(self.segment_evidence_, columns=list(EVIDENCE_COLUMNS))
+        out = pd.concat([frame, evidence, medians, lifts], axis=1)
         out.index = pd.RangeIndex(self.n_segments_, name="segment")
         return out
 
@@ -487,7 +509,26 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         return mask
 
     def _transform_features(self, X: np.ndarray) -> np.ndarray:
-        return (_signed_log(X, self.log_columns_) - self.center_) / self.scale_
+        used = self.feature_mask_
+        logged = _signed_log(X[:, used], self.log_columns_[used])
+        return (logged - self.center_[used]) / self.scale_[used]
+
+    def _fit_feature_mask(self, X: np.ndarray) -> None:
+        """Leave out columns that carry nothing of their own (constant, duplicated)."""
+        names = [str(c) for c in _feature_labels(self)]
+        dropped: dict[str, str] = {}
+        for j in np.flatnonzero(constant_or_duplicate_columns(X)):
+            dropped[names[j]] = "constant" if not np.ptp(X[:, j]) > 0 else "duplicate"
+        events = names.index("distinct_events") if "distinct_events" in names else None
+        self.transaction_log_ = bool(events is not None and (X[:, events] <= 1).all())
+        if self.transaction_log_:
+            for name in transaction_redundant_features(names):
+                dropped.setdefault(name, "transaction log")
+        mask = np.array([name not in dropped for name in names])
+        if not mask.any():  # pragma: no cover - fit rejects tables without variation
+            mask[:] = True
+        self.feature_mask_ = mask
+        self.dropped_features_ = dropped
 
     def _candidate_ks(self, n: int, n_distinct: int) -> list[int]:
         if self.k != "auto":
@@ -527,23 +568,37 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             if distinct_s <= k and len(ks) > 1:
                 continue
             with threadpool_limits(limits=1):
-                labels_s, centers_s, mixture_s = _cluster(self.algorithm, Zs, k, seed)
-                jac = _stability(self.algorithm, Zs, labels_s, k, boot, seed)
-                sil = _silhouette(Zs, labels_s, self.silhouette_sample, seed)
+                labels_s, centers_s, mixture_s = partition(self.algorithm, Zs, k, seed)
+                sil, worst_sil = _silhouette(Zs, labels_s, self.silhouette_sample, seed)
             shares = np.bincount(labels_s, minlength=k) / labels_s.size
-            fits[k] = (labels_s, centers_s, mixture_s, jac, seed)
-            order = np.argsort(-shares, kind="stable")
+            valleys = valley_ratios(Zs, labels_s, centers_s)
+            fits[k] = (labels_s, centers_s, mixture_s, seed, np.argsort(-shares, kind="stable"))
             rows.append(
                 {
                     "k": k,
-                    "min_jaccard": float(np.min(jac)) if jac.size else math.nan,
-                    "mean_jaccard": float(np.mean(jac)) if jac.size else math.nan,
-                    "jaccards": [round(float(v), 4) for v in jac[order]],
+                    "min_jaccard": math.nan,
+                    "mean_jaccard": math.nan,
+                    "jaccards": [],
                     "silhouette": sil,
+                    "min_segment_silhouette": worst_sil,
+                    "valley_ratio": float(np.nanmax(valleys)) if k > 1 else math.nan,
                     "min_share": float(shares.min()),
+                    "bootstrapped": False,
                 }
             )
-        chosen, rule_met = choose_k(rows, self.min_stability, self.min_share)
+        jaccards: dict[int, np.ndarray] = {}
+
+        def stability(k: int) -> np.ndarray:
+            labels_s, _, _, seed, order = fits[k]
+            with threadpool_limits(limits=1):
+                jaccards[k] = _stability(self.algorithm, Zs, labels_s, k, boot, seed)
+            return jaccards[k][order]  # reported by segment size
+
+        if self.k == "auto":
+            chosen, rule_met, how = search_k(rows, stability, self.min_stability, self.min_share)
+        else:
+            chosen, rule_met, how = rows[0]["k"], True, "chosen: fixed k"
+            record_stability(rows[0], stability(chosen))
         if not rule_met and len(rows) > 1:
             warnings.warn(
                 f"no k in {self.k_range} gave segments with bootstrap Jaccard >= "
@@ -552,10 +607,9 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
                 StabilityWarning,
                 stacklevel=3,
             )
-        if self.k != "auto":
-            rule_met = True
-        table = _table(rows, chosen, self.min_stability, self.min_share)
-        labels_s, centers_s, mixture_s, jac, seed = fits[chosen]
+        table = _table(rows, chosen, how, self.min_stability, self.min_share)
+        labels_s, centers_s, mixture_s, seed, _ = fits[chosen]
+        jac = jaccards[chosen]
         if whole:
             labels = np.empty(Z.shape[0], dtype=np.intp)
             labels[sub] = labels_s
@@ -582,15 +636,20 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         jac = _stability_hdbscan(Zs, labels_s, k, boot, min_size)
         shares = np.bincount(labels, minlength=k) / labels.size
         seed = int(rng.randint(np.iinfo(np.int32).max))
+        sil, worst_sil = _silhouette(Zs, labels_s, self.silhouette_sample, seed)
         row = {
             "k": k,
-            "min_jaccard": float(np.min(jac)) if jac.size else math.nan,
-            "mean_jaccard": float(np.mean(jac)) if jac.size else math.nan,
-            "jaccards": [round(float(v), 4) for v in jac[np.argsort(-shares, kind="stable")]],
-            "silhouette": _silhouette(Zs, labels_s, self.silhouette_sample, seed),
+            "silhouette": sil,
+            "min_segment_silhouette": worst_sil,
+            "valley_ratio": float(np.nanmax(valley_ratios(Zs, labels_s, centers))),
             "min_share": float(shares.min()),
         }
-        _, rule_met = choose_k([row], self.min_stability, self.min_share)
+        record_stability(row, jac[np.argsort(-shares, kind="stable")])
+        # HDBSCAN finds density-separated clusters itself: its rule is stability and share.
+        rule_met = bool(
+            (math.isnan(row["min_jaccard"]) or row["min_jaccard"] >= self.min_stability)
+            and row["min_share"] >= self.min_share
+        )
         if not rule_met:
             warnings.warn(
                 f"hdbscan segments do not meet the rule (Jaccard >= {self.min_stability}, "
@@ -598,15 +657,17 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
                 StabilityWarning,
                 stacklevel=3,
             )
-        table = _table([row], k, self.min_stability, self.min_share)
+        how = "chosen: hdbscan" + ("" if rule_met else " (rule not met)")
+        table = _table([row], k, how, self.min_stability, self.min_share)
         return labels, centers, None, jac, table, rule_met
 
     def _fit_profiles(self, X: np.ndarray, Z: np.ndarray, n_ids: int) -> None:
         labels = self.labels_
-        n_features = X.shape[1]
+        Xu = X[:, self.feature_mask_]
+        n_features = Xu.shape[1]
         self.segment_sizes_ = np.bincount(labels, minlength=n_ids).astype(np.int64)
-        self.population_mean_ = X.mean(axis=0)
-        self.population_median_ = np.median(X, axis=0)
+        self.population_mean_ = Xu.mean(axis=0)
+        self.population_median_ = np.median(Xu, axis=0)
         self.segment_medians_ = np.full((n_ids, n_features), np.nan)
         means = np.full((n_ids, n_features), np.nan)
         self.segment_z_ = np.full((n_ids, n_features), np.nan)
@@ -616,47 +677,74 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             rows = order[bounds[s] : bounds[s + 1]]
             if rows.size == 0:
                 continue
-            self.segment_medians_[s] = np.median(X[rows], axis=0)
-            means[s] = X[rows].mean(axis=0)
+            self.segment_medians_[s] = np.median(Xu[rows], axis=0)
+            means[s] = Xu[rows].mean(axis=0)
             self.segment_z_[s] = Z[rows].mean(axis=0)
         self.segment_lifts_ = _lifts(
             means,
             self.segment_medians_,
             self.population_mean_,
             self.population_median_,
-            _feature_labels(self),
+            self.features_used_,
         )
+        # Naming evidence reads every column (recency, gaps, orders), used or not.
+        evidence = segment_evidence(X, labels, list(_feature_labels(self)), n_ids)
+        self.segment_evidence_ = evidence.to_numpy(dtype=float)
 
     def _fit_names(self, reference: Segmenter | None, X: np.ndarray) -> None:
-        features = list(_feature_labels(self))
+        used = list(self.features_used_)
         present = self.segment_sizes_ > 0
-        kinds = [
-            _rule_name(self.segment_z_[s], features) if present[s] else ""
+        evidence = pd.DataFrame(self.segment_evidence_, columns=list(EVIDENCE_COLUMNS))
+        fallback = [
+            strongest_feature_name(self.segment_z_[s], used) if present[s] else ""
             for s in range(self.n_segments_)
         ]
-        inherited: dict[int, str] = {}
+        kinds, names = name_segments(evidence, fallback, present)
         if reference is not None:
-            ref_z = reference._transform_features(X)  # this table in the reference's space
-            for s in range(min(self.n_segments_, reference.n_segments_)):
-                if not present[s]:
-                    inherited[s] = reference.segment_names_[s]
-                    continue
-                if reference.segment_sizes_[s] == 0:
-                    continue
-                rows = self.labels_ == s
-                shift = float(
-                    np.linalg.norm(ref_z[rows].mean(axis=0) - reference.cluster_centers_[s])
-                )
-                if kinds[s] == reference.segment_kinds_[s] and shift <= RENAME_SHIFT:
-                    inherited[s] = reference.segment_names_[s]
+            names = self._inherit_names(reference, X, kinds, names, present)
         self.segment_kinds_ = kinds
-        self.segment_names_ = _unique_names(kinds, inherited, self.segment_z_, features, present)
+        self.segment_names_ = names
         self.segment_descriptions_ = [
-            _describe(self.segment_z_[s], self.segment_lifts_[s], features)
+            describe_segment(evidence.iloc[s], self.segment_lifts_[s], self.segment_z_[s], used)
             if present[s]
             else "absent in this fit"
             for s in range(self.n_segments_)
         ]
+
+    def _inherit_names(
+        self,
+        reference: Segmenter,
+        X: np.ndarray,
+        kinds: list[str],
+        names: list[str],
+        present: np.ndarray,
+    ) -> list[str]:
+        """Keep the reference's name where a segment kept its kind and barely moved."""
+        names = list(names)
+        ref_z = reference._transform_features(X)  # this table in the reference's space
+        inherited = set()
+        for s in range(min(self.n_segments_, reference.n_segments_)):
+            if not present[s]:
+                names[s] = reference.segment_names_[s]
+                inherited.add(s)
+                continue
+            if reference.segment_sizes_[s] == 0:
+                continue
+            rows = self.labels_ == s
+            shift = float(np.linalg.norm(ref_z[rows].mean(axis=0) - reference.cluster_centers_[s]))
+            if kinds[s] == reference.segment_kinds_[s] and shift <= RENAME_SHIFT:
+                names[s] = reference.segment_names_[s]
+                inherited.add(s)
+        taken = {names[s] for s in inherited}
+        for s in range(len(names)):
+            if s in inherited or not names[s]:
+                continue
+            base, n = names[s], 2
+            while names[s] in taken:
+                names[s] = f"{base} {n}"
+                n += 1
+            taken.add(names[s])
+        return names
 
 
 # -------------------------------------------------------------- alignment

@@ -1,0 +1,172 @@
+import math
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from segmentkit.models.k_selection import (
+    SILHOUETTE_TOLERANCE,
+    VALLEY_RATIO,
+    choose_k,
+    search_k,
+    valley_ratios,
+)
+from segmentkit.models.segmentation import Segmenter, StabilityWarning
+
+
+def row(k, jaccard, silhouette, share, valley):
+    return dict(
+        k=k, min_jaccard=jaccard, silhouette=silhouette, min_share=share, valley_ratio=valley
+    )
+
+
+# --------------------------------------------------------------- the rule
+def test_small_distinct_group_beats_a_better_mean_silhouette():
+    # The failure of "best silhouette, then the smallest k within 0.02": a 4 % group
+    # lowers the mean silhouette a little, so it was folded into its neighbour.
+    rows = [
+        row(4, 0.99, 0.447, 0.19, 0.05),
+        row(5, 0.86, 0.424, 0.04, 0.09),
+        row(6, 0.80, 0.340, 0.04, 1.00),  # a cut through one group: no density dip
+    ]
+    k, met, how = choose_k(rows, 0.75, 0.02)
+    assert (k, met) == (5, True)
+    assert how.startswith("chosen: largest k")
+
+
+def test_unstable_small_or_unseparated_candidates_are_not_eligible():
+    rows = [
+        row(3, 0.95, 0.30, 0.20, 0.10),
+        row(4, 0.60, 0.40, 0.20, 0.10),  # unstable
+        row(5, 0.90, 0.40, 0.01, 0.10),  # a segment below min share
+        row(6, 0.90, 0.40, 0.10, 0.90),  # not separated
+    ]
+    assert choose_k(rows, 0.75, 0.02)[:2] == (3, True)
+
+
+def test_without_separated_k_the_best_silhouette_among_stable_wins():
+    rows = [
+        row(3, 0.9, 0.50, 0.2, 0.9),
+        row(4, 0.9, 0.50 + SILHOUETTE_TOLERANCE / 2, 0.2, 0.9),
+        row(5, 0.9, 0.50 + 2 * SILHOUETTE_TOLERANCE, 0.2, 0.9),
+        row(6, 0.5, 0.90, 0.2, 0.9),  # best silhouette but unstable
+    ]
+    k, met, how = choose_k(rows, 0.75, 0.02)
+    assert (k, met) == (5, True)
+    assert "silhouette" in how
+    assert choose_k(rows[:2], 0.75, 0.02)[:2] == (3, True)  # smallest k within the tolerance
+
+
+def test_without_stable_k_the_most_stable_is_used_and_the_rule_is_not_met():
+    rows = [row(3, 0.5, 0.9, 0.2, 0.1), row(4, 0.6, 0.1, 0.2, 0.1)]
+    k, met, how = choose_k(rows, 0.75, 0.02)
+    assert (k, met) == (4, False)
+    assert "not met" in how
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_lazy_search_agrees_with_the_full_table(seed):
+    # search_k bootstraps only where it can change the answer; on random tables its
+    # choice equals choose_k's on the fully scored table, with fewer bootstraps.
+    rng = np.random.default_rng(seed)
+    ks = list(range(2, 2 + int(rng.integers(1, 9))))
+    truth = {k: rng.uniform(0.4, 1.0, k) for k in ks}
+    full = [
+        dict(
+            k=k,
+            min_jaccard=float(truth[k].min()),
+            silhouette=float(np.round(rng.uniform(0.2, 0.6), 2)),
+            min_share=float(rng.choice([0.01, 0.1])),
+            valley_ratio=float(rng.choice([0.1, 0.9])),
+        )
+        for k in ks
+    ]
+    lazy = [{key: r[key] for key in ("k", "silhouette", "min_share", "valley_ratio")} for r in full]
+    for r in lazy:
+        r["min_jaccard"] = math.nan
+    calls = []
+
+    def stability(k):
+        calls.append(k)
+        return truth[k]
+
+    assert search_k(lazy, stability, 0.75, 0.02) == choose_k(full, 0.75, 0.02)
+    assert len(calls) == len(set(calls)) <= len(ks)
+    for r in lazy:
+        assert r["bootstrapped"] == (r["k"] in calls)
+
+
+# ------------------------------------------------------------- separation
+@pytest.mark.parametrize("seed", range(5))
+def test_valley_ratio_tells_a_small_group_from_a_cut_through_one_group(seed):
+    rng = np.random.default_rng(seed)
+    big = rng.normal(0.0, 1.0, (600, 3))
+    small = rng.normal([4.0, 0.0, 0.0], 0.5, (25, 3))  # 4 %
+    X = np.r_[big, small]
+    labels = np.r_[np.zeros(600, int), np.ones(25, int)]
+    centers = np.vstack([X[labels == c].mean(axis=0) for c in (0, 1)])
+    assert valley_ratios(X, labels, centers).max() < VALLEY_RATIO
+    cut = (big[:, 0] > np.median(big[:, 0])).astype(int)
+    halves = np.vstack([big[cut == c].mean(axis=0) for c in (0, 1)])
+    assert valley_ratios(big, cut, halves).min() > 0.8
+
+
+def test_valley_ratio_needs_two_segments():
+    X = np.zeros((5, 2))
+    assert np.isnan(valley_ratios(X, np.zeros(5, int), X[:1])).all()
+
+
+# ------------------------------------------------ Segmenter on planted data
+def planted_small_group(seed, n=1200):
+    """Four large groups and a 4 % group close to one of them."""
+    rng = np.random.default_rng(seed)
+    centers = np.array([[0, 0, 0, 0], [9, 0, 0, 0], [0, 9, 0, 0], [0, 0, 9, 0]], float)
+    groups = [rng.normal(c, 1.0, (n // 4, 4)) for c in centers]
+    groups.append(rng.normal([0, 0, 0, 4.0], 0.4, (int(0.04 * n), 4)))
+    y = np.repeat(np.arange(5), [len(g) for g in groups])
+    return np.vstack(groups), y
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_auto_keeps_a_small_distinct_group(seed):
+    X, y = planted_small_group(seed)
+    model = Segmenter(k_range=(2, 8), n_bootstrap=10, log_features=False, random_state=seed)
+    model.fit(X)
+    assert model.k_ == 5
+    assert model.k_rule_met_
+    small = y == 4
+    best = max(
+        (small & (model.labels_ == s)).sum() / (small | (model.labels_ == s)).sum()
+        for s in range(model.k_)
+    )
+    assert best >= 0.7
+    assert adjusted_rand_score(y, model.labels_) >= 0.95
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_auto_does_not_cut_a_skewed_group(seed):
+    # One long, skewed group and two compact ones: k-means cuts the skewed group
+    # the same way on every resample (stable), but the cut has no density dip.
+    rng = np.random.default_rng(seed)
+    skewed = np.c_[rng.lognormal(0.0, 0.6, 500) * 3.0, rng.normal(0.0, 0.5, 500)]
+    X = np.r_[skewed, rng.normal([-6.0, 6.0], 0.5, (200, 2)), rng.normal([-6, -6], 0.5, (200, 2))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StabilityWarning)
+        model = Segmenter(k_range=(2, 6), n_bootstrap=10, log_features=False, random_state=seed)
+        model.fit(X)
+    assert model.k_ == 3
+
+
+def test_selection_table_explains_every_candidate():
+    X, _ = planted_small_group(0)
+    model = Segmenter(k_range=(2, 8), n_bootstrap=5, log_features=False, random_state=0).fit(X)
+    sel = model.selection_
+    expected = {"k", "min_jaccard", "silhouette", "min_segment_silhouette", "valley_ratio"}
+    assert expected <= set(sel.columns) and {"min_share", "eligible", "chosen", "rule"} <= set(
+        sel.columns
+    )
+    assert sel.loc[sel["chosen"], "k"].item() == 5
+    larger = sel[sel["k"] > 5]
+    assert larger["rule"].str.contains("not separated|below min share").all()
+    assert (larger["valley_ratio"] > VALLEY_RATIO).any()
