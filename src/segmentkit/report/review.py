@@ -241,7 +241,10 @@ def lift_features(segmenter: Any) -> list[str]:
     from segmentkit.models.naming import DIFFERENCE_FEATURES
 
     check_is_fitted(segmenter, "feature_names_in_")
-    return [str(c) for c in segmenter.feature_names_in_ if c not in DIFFERENCE_FEATURES]
+    # Profiles cover the features segments were found on (constant or duplicated
+    # columns, e.g. of a transaction log, are left out).
+    used = getattr(segmenter, "features_used_", segmenter.feature_names_in_)
+    return [str(c) for c in used if c not in DIFFERENCE_FEATURES]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ def _ratio_features(segmenter: Any) -> list[str]:
     """Features whose lift is a ratio (the heatmap's log scale does not fit differences)."""
     from segmentkit.models.naming import DIFFERENCE_FEATURES
 
-    return [str(c) for c in segmenter.feature_names_in_ if c not in DIFFERENCE_FEATURES]
+    used = getattr(segmenter, "features_used_", segmenter.feature_names_in_)
+    return [str(c) for c in used if c not in DIFFERENCE_FEATURES]
 
 
 def training_figures(result: Any) -> dict[str, Any]:
