@@ -1,4 +1,4 @@
-"""Segments on planted scenarios: is k right, are the archetypes recovered, are names right?
+"""Segments on planted scenarios: is k right, are archetypes recovered, are names right.
 
 For every scenario x seed: generate the log (``segmentkit.io.synth``), build
 features as of the log's end, fit ``Segmenter(k="auto")`` with the default
