@@ -84,7 +84,7 @@ class SegmentationConfig:
     bootstrap_sample: int = 20_000
     min_stability: float = 0.75
     min_share: float = 0.02
-    silhouette_sample: int = 10_000
+    silhouette_sample: int = 2_000
     random_state: int = 0
 
 

@@ -168,5 +168,5 @@ def test_selection_table_explains_every_candidate():
     )
     assert sel.loc[sel["chosen"], "k"].item() == 5
     larger = sel[sel["k"] > 5]
-    assert larger["rule"].str.contains("not separated|below min share").all()
-    assert (larger["valley_ratio"] > VALLEY_RATIO).any()
+    assert not larger["eligible"].fillna(False).astype(bool).any()
+    assert larger["rule"].str.contains("not separated|below min share|unstable").all()

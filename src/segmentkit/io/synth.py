@@ -207,8 +207,7 @@ _TRANSACTIONS = (
     Archetype("champion", 0.08, (0.0, 0.4), (1.0, 1.0), 0.12, 1.0, 1.0, 150.0, _MIX_BUYER),
     Archetype("loyal", 0.17, (0.0, 0.5), (1.0, 1.0), 0.05, 1.0, 1.0, 45.0, _MIX_BUYER),
     Archetype("new", 0.10, (0.9, 0.99), (1.0, 1.0), 0.06, 1.0, 1.0, 60.0, _MIX_BUYER),
-    Archetype("at_risk", 0.15, (0.0, 0.3), (0.62, 0.8), 0.06, 1.0, 1.0, 70.0, _MIX_BUYER,
-              declining=True),
+    Archetype("at_risk", 0.15, (0.0, 0.3), (0.7, 0.82), 0.08, 1.0, 1.0, 70.0, _MIX_BUYER),
     Archetype("lost", 0.50, (0.0, 0.35), (0.0, 0.0), 0.03, 1.0, 1.0, 40.0, _MIX_BUYER,
               lifetime_days=(1, 30)),
 )  # fmt: skip

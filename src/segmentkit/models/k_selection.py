@@ -365,15 +365,16 @@ def partition(
     """
     if algorithm != "kmeans":
         return _cluster(algorithm, Z, k, seed)
-    best: tuple[bool, float, np.ndarray, np.ndarray] | None = None
+    fits = []
     for attempt in range(PARTITION_RESTARTS):
         km = KMeans(n_clusters=k, n_init=1, random_state=seed + attempt).fit(Z)
-        labels = km.labels_.astype(np.intp)
-        separated = bool(np.nanmax(valley_ratios(Z, labels, km.cluster_centers_)) <= VALLEY_RATIO)
-        key = (not separated, float(km.inertia_))
-        if best is None or key < best[:2]:
-            best = (*key, labels, km.cluster_centers_.copy())
-    return best[2], best[3], None
+        fits.append((float(km.inertia_), attempt, km.labels_.astype(np.intp), km.cluster_centers_))
+    fits.sort(key=lambda fit: fit[:2])
+    # In order of inertia, the first separated solution (usually the first one).
+    for _, _, labels, centers in fits:
+        if np.nanmax(valley_ratios(Z, labels, centers)) <= VALLEY_RATIO:
+            return labels, centers.copy(), None
+    return fits[0][2], fits[0][3].copy(), None
 
 
 # -------------------------------------------------------------- stability

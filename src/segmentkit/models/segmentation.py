@@ -127,8 +127,10 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         Minimum mean Jaccard every segment needs for k to be eligible.
     min_share : float, default=0.02
         Minimum share of the smallest segment for k to be eligible.
-    silhouette_sample : int, default=10000
-        Users (of the subsample) on which the silhouette is computed.
+    silhouette_sample : int, default=2000
+        Users (of the subsample) on which the silhouette is computed (for every
+        candidate k; it costs the square of this number, and serves the report
+        and the fallback rule, so a few thousand users are enough).
     log_features : "auto", bool or sequence, default="auto"
         Columns to log-transform: ``"auto"`` decides per column from the data
         (sample skewness above :data:`SKEW_THRESHOLD`), ``True``/``False`` all or
@@ -197,7 +199,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         bootstrap_sample: int = 20000,
         min_stability: float = 0.75,
         min_share: float = 0.02,
-        silhouette_sample: int = 10000,
+        silhouette_sample: int = 2000,
         log_features: str | bool | Sequence[str | int] = "auto",
         random_state: int | np.random.RandomState | None = None,
     ) -> None:
