@@ -346,17 +346,17 @@ def _robust_sd(values: np.ndarray) -> float:
 
 # ------------------------------------------------------------ partitions
 def partition(
-    algorithm: str, Z: np.ndarray, k: int, seed: int
+    algorithm: str, Z: np.ndarray, k: int, seed: int, min_share: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, Any]:
     """Fit ``k`` clusters, preferring a separated solution among k-means restarts.
 
     k-means restarts end in different local optima; the one with the lowest
     inertia sometimes cuts a large, spread-out group in two instead of isolating
-    a small distinct one. Among the restarts, the lowest-inertia solution whose
-    segments are all separated (:func:`valley_ratios` <= :data:`VALLEY_RATIO`)
-    is kept, else the lowest-inertia one. The same choice is made on bootstrap
-    resamples, so stability measures this procedure. Other algorithms fit as
-    usual.
+    a small distinct one. Restarts are ranked by inertia, those with a segment
+    below ``min_share`` last; the first whose segments are all separated
+    (:func:`valley_ratios` <= :data:`VALLEY_RATIO`) is kept, else the first.
+    The same choice is made on bootstrap resamples, so stability measures this
+    procedure. Other algorithms fit as usual.
 
     Returns
     -------
@@ -368,18 +368,28 @@ def partition(
     fits = []
     for attempt in range(PARTITION_RESTARTS):
         km = KMeans(n_clusters=k, n_init=1, random_state=seed + attempt).fit(Z)
-        fits.append((float(km.inertia_), attempt, km.labels_.astype(np.intp), km.cluster_centers_))
-    fits.sort(key=lambda fit: fit[:2])
-    # In order of inertia, the first separated solution (usually the first one).
-    for _, _, labels, centers in fits:
+        labels = km.labels_.astype(np.intp)
+        too_small = np.bincount(labels, minlength=k).min() < min_share * labels.size
+        fits.append((bool(too_small), float(km.inertia_), attempt, labels, km.cluster_centers_))
+    fits.sort(key=lambda fit: fit[:3])
+    # Valleys only where they can matter (usually the first fit is separated).
+    for too_small, _, _, labels, centers in fits:
+        if too_small:
+            break
         if np.nanmax(valley_ratios(Z, labels, centers)) <= VALLEY_RATIO:
             return labels, centers.copy(), None
-    return fits[0][2], fits[0][3].copy(), None
+    return fits[0][3], fits[0][4].copy(), None
 
 
 # -------------------------------------------------------------- stability
 def _stability(
-    algorithm: str, Zs: np.ndarray, labels: np.ndarray, k: int, boot: list[np.ndarray], seed: int
+    algorithm: str,
+    Zs: np.ndarray,
+    labels: np.ndarray,
+    k: int,
+    boot: list[np.ndarray],
+    seed: int,
+    min_share: float = 0.0,
 ) -> np.ndarray:
     """Mean over resamples of each cluster's best Jaccard with a bootstrap cluster."""
     if not boot:
@@ -388,7 +398,7 @@ def _stability(
     for b, rows in enumerate(boot):
         if rows.size < 1000 and _count_distinct(Zs[rows]) <= k:
             continue  # too few distinct users in this resample to form k clusters
-        lb, _, _ = partition(algorithm, Zs[rows], k, seed + 1 + b)
+        lb, _, _ = partition(algorithm, Zs[rows], k, seed + 1 + b, min_share)
         scores.append(_best_jaccard(labels[rows], lb, k, k))
     return _nanmean_rows(scores, k)
 

@@ -570,10 +570,17 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             if distinct_s <= k and len(ks) > 1:
                 continue
             with threadpool_limits(limits=1):
-                labels_s, centers_s, mixture_s = partition(self.algorithm, Zs, k, seed)
-                sil, worst_sil = _silhouette(Zs, labels_s, self.silhouette_sample, seed)
+                labels_s, centers_s, mixture_s = partition(
+                    self.algorithm, Zs, k, seed, self.min_share
+                )
             shares = np.bincount(labels_s, minlength=k) / labels_s.size
-            valleys = valley_ratios(Zs, labels_s, centers_s)
+            sil = worst_sil = math.nan
+            valleys = np.full(k, np.nan)
+            if shares.min() >= self.min_share or self.k != "auto":
+                # A candidate with a too-small segment can never be chosen: skip its scores.
+                with threadpool_limits(limits=1):
+                    sil, worst_sil = _silhouette(Zs, labels_s, self.silhouette_sample, seed)
+                valleys = valley_ratios(Zs, labels_s, centers_s)
             fits[k] = (labels_s, centers_s, mixture_s, seed, np.argsort(-shares, kind="stable"))
             rows.append(
                 {
@@ -583,7 +590,9 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
                     "jaccards": [],
                     "silhouette": sil,
                     "min_segment_silhouette": worst_sil,
-                    "valley_ratio": float(np.nanmax(valleys)) if k > 1 else math.nan,
+                    "valley_ratio": float(np.nanmax(valleys))
+                    if np.isfinite(valleys).any()
+                    else math.nan,
                     "min_share": float(shares.min()),
                     "bootstrapped": False,
                 }
@@ -593,7 +602,9 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         def stability(k: int) -> np.ndarray:
             labels_s, _, _, seed, order = fits[k]
             with threadpool_limits(limits=1):
-                jaccards[k] = _stability(self.algorithm, Zs, labels_s, k, boot, seed)
+                jaccards[k] = _stability(
+                    self.algorithm, Zs, labels_s, k, boot, seed, self.min_share
+                )
             return jaccards[k][order]  # reported by segment size
 
         if self.k == "auto":
@@ -618,7 +629,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             return labels, centers_s, mixture_s, jac, table, rule_met
         labels, centers, mixture = _refine(self.algorithm, Z, centers_s, mixture_s, seed)
         with threadpool_limits(limits=1):
-            jac = _stability(self.algorithm, Zs, labels[sub], chosen, boot, seed)
+            jac = _stability(self.algorithm, Zs, labels[sub], chosen, boot, seed, self.min_share)
         return labels, centers, mixture, jac, table, rule_met
 
     def _fit_hdbscan(
