@@ -346,17 +346,14 @@ def _robust_sd(values: np.ndarray) -> float:
 
 # ------------------------------------------------------------ partitions
 def partition(
-    algorithm: str, Z: np.ndarray, k: int, seed: int, min_share: float = 0.0
+    algorithm: str, Z: np.ndarray, k: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, Any]:
-    """Fit ``k`` clusters, preferring a separated solution among k-means restarts.
+    """Fit ``k`` clusters: the lowest-inertia of :data:`PARTITION_RESTARTS` k-means runs.
 
-    k-means restarts end in different local optima; the one with the lowest
-    inertia sometimes cuts a large, spread-out group in two instead of isolating
-    a small distinct one. Restarts are ranked by inertia, those with a segment
-    below ``min_share`` last; the first whose segments are all separated
-    (:func:`valley_ratios` <= :data:`VALLEY_RATIO`) is kept, else the first.
-    The same choice is made on bootstrap resamples, so stability measures this
-    procedure. Other algorithms fit as usual.
+    A small distinct group is often the lowest-inertia solution but found by only
+    some restarts, hence more restarts than scikit-learn's default. The same
+    procedure refits the bootstrap resamples, so stability measures it. Other
+    algorithms fit as usual.
 
     Returns
     -------
@@ -365,31 +362,13 @@ def partition(
     """
     if algorithm != "kmeans":
         return _cluster(algorithm, Z, k, seed)
-    fits = []
-    for attempt in range(PARTITION_RESTARTS):
-        km = KMeans(n_clusters=k, n_init=1, random_state=seed + attempt).fit(Z)
-        labels = km.labels_.astype(np.intp)
-        too_small = np.bincount(labels, minlength=k).min() < min_share * labels.size
-        fits.append((bool(too_small), float(km.inertia_), attempt, labels, km.cluster_centers_))
-    fits.sort(key=lambda fit: fit[:3])
-    # Valleys only where they can matter (usually the first fit is separated).
-    for too_small, _, _, labels, centers in fits:
-        if too_small:
-            break
-        if np.nanmax(valley_ratios(Z, labels, centers)) <= VALLEY_RATIO:
-            return labels, centers.copy(), None
-    return fits[0][3], fits[0][4].copy(), None
+    km = KMeans(n_clusters=k, n_init=PARTITION_RESTARTS, random_state=seed).fit(Z)
+    return km.labels_.astype(np.intp), km.cluster_centers_.copy(), None
 
 
 # -------------------------------------------------------------- stability
 def _stability(
-    algorithm: str,
-    Zs: np.ndarray,
-    labels: np.ndarray,
-    k: int,
-    boot: list[np.ndarray],
-    seed: int,
-    min_share: float = 0.0,
+    algorithm: str, Zs: np.ndarray, labels: np.ndarray, k: int, boot: list[np.ndarray], seed: int
 ) -> np.ndarray:
     """Mean over resamples of each cluster's best Jaccard with a bootstrap cluster."""
     if not boot:
@@ -398,7 +377,7 @@ def _stability(
     for b, rows in enumerate(boot):
         if rows.size < 1000 and _count_distinct(Zs[rows]) <= k:
             continue  # too few distinct users in this resample to form k clusters
-        lb, _, _ = partition(algorithm, Zs[rows], k, seed + 1 + b, min_share)
+        lb, _, _ = partition(algorithm, Zs[rows], k, seed + 1 + b)
         scores.append(_best_jaccard(labels[rows], lb, k, k))
     return _nanmean_rows(scores, k)
 

@@ -570,9 +570,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             if distinct_s <= k and len(ks) > 1:
                 continue
             with threadpool_limits(limits=1):
-                labels_s, centers_s, mixture_s = partition(
-                    self.algorithm, Zs, k, seed, self.min_share
-                )
+                labels_s, centers_s, mixture_s = partition(self.algorithm, Zs, k, seed)
             shares = np.bincount(labels_s, minlength=k) / labels_s.size
             sil = worst_sil = math.nan
             valleys = np.full(k, np.nan)
@@ -602,9 +600,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         def stability(k: int) -> np.ndarray:
             labels_s, _, _, seed, order = fits[k]
             with threadpool_limits(limits=1):
-                jaccards[k] = _stability(
-                    self.algorithm, Zs, labels_s, k, boot, seed, self.min_share
-                )
+                jaccards[k] = _stability(self.algorithm, Zs, labels_s, k, boot, seed)
             return jaccards[k][order]  # reported by segment size
 
         if self.k == "auto":
@@ -629,7 +625,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             return labels, centers_s, mixture_s, jac, table, rule_met
         labels, centers, mixture = _refine(self.algorithm, Z, centers_s, mixture_s, seed)
         with threadpool_limits(limits=1):
-            jac = _stability(self.algorithm, Zs, labels[sub], chosen, boot, seed, self.min_share)
+            jac = _stability(self.algorithm, Zs, labels[sub], chosen, boot, seed)
         return labels, centers, mixture, jac, table, rule_met
 
     def _fit_hdbscan(
