@@ -28,11 +28,15 @@ from segmentkit.synth import Archetype, generate_events
 
 __all__ = [
     "DEAL_HUNTER",
+    "PLANTED",
     "add_behaviour_group",
+    "calibration_table",
     "drop_event",
     "drop_users",
+    "planted_scenarios",
     "scale_revenue",
     "steady_log",
+    "valuable_segment",
 ]
 
 #: A behaviour none of the demo archetypes has: many short, search-and-cart sessions
@@ -182,3 +186,169 @@ def add_behaviour_group(
     group["session_id"] = group["session_id"] + int(np.asarray(events["session_id"]).max()) + 1
     out = pd.concat([_plain(events), group], ignore_index=True)
     return out.sort_values("timestamp", kind="stable").reset_index(drop=True)
+
+
+#: Planted changes of :func:`planted_scenarios`, with the test that must name each.
+PLANTED: dict[str, str] = {
+    "segment_vanishes": "segment_vanished|segment_share",
+    "spend_halves": "nonzero_shift|nonzero_psi|aged_psi",
+    "new_behaviour_group": "new_behaviour",
+    "key_event_disappears": "event_vanished",
+}
+
+
+def valuable_segment(features: pd.DataFrame, labels: np.ndarray, min_share: float = 0.05) -> int:
+    """The segment with the highest median ``revenue_total`` among those holding ``min_share``.
+
+    Raises
+    ------
+    ConfigError
+        If no segment holds ``min_share`` of users.
+    """
+    labels = np.asarray(labels)
+    shares = np.bincount(labels) / labels.size
+    medians = pd.Series(features["revenue_total"].to_numpy()).groupby(labels).median()
+    eligible = [int(s) for s in medians.sort_values(ascending=False).index if shares[s] >= min_share]
+    if not eligible:
+        raise ConfigError(f"no segment holds {min_share:.0%} of users")
+    return eligible[0]
+
+
+def planted_scenarios(
+    events: pd.DataFrame,
+    champion_features: pd.DataFrame,
+    champion_labels: np.ndarray,
+    champion_as_of: dt.datetime,
+    as_of: dt.datetime,
+    *,
+    seed: int = 0,
+    key_event: str = "add_to_cart",
+    new_group_share: float = 0.15,
+) -> dict[str, tuple[pd.DataFrame, str | None]]:
+    """The unchanged log and one log per planted change, with the segment each concerns.
+
+    Changes: the users of the most valuable segment (see :func:`valuable_segment`)
+    vanish from the log; revenue halves from ``champion_as_of`` on; a group of new
+    users (``new_group_share`` of the champion's users) with a behaviour no cohort
+    had joins between the two snapshots; ``key_event`` stops being logged at
+    ``champion_as_of``.
+
+    Returns
+    -------
+    dict of str to (DataFrame, segment id as str or None)
+        Keys ``"unchanged"`` and those of :data:`PLANTED`.
+    """
+    victim = valuable_segment(champion_features, champion_labels)
+    users = champion_features["user_id"].to_numpy()[np.asarray(champion_labels) == victim]
+    n_new = max(int(new_group_share * len(champion_features)), 1)
+    return {
+        "unchanged": (events, None),
+        "segment_vanishes": (drop_users(events, users), str(victim)),
+        "spend_halves": (scale_revenue(events, 0.5, champion_as_of), None),
+        "new_behaviour_group": (
+            add_behaviour_group(events, n_new, champion_as_of, as_of, seed=seed),
+            None,
+        ),
+        "key_event_disappears": (drop_event(events, key_event, champion_as_of), None),
+    }
+
+
+def calibration_table(
+    seeds: Iterable[int],
+    scenarios: Iterable[str] | None = None,
+    *,
+    users_per_cohort: int = 300,
+    cohort_days: int = 180,
+    n_cohorts: int = 10,
+    interval_days: int = 30,
+    end: dt.date = dt.date(2025, 1, 1),
+) -> pd.DataFrame:
+    """Refresh verdicts of a champion on steady logs with and without planted changes.
+
+    For each seed: a steady log (:func:`steady_log`, cohorts every ``interval_days``),
+    a champion trained ``interval_days`` before ``end`` (small settings: k in 3..8,
+    5 bootstrap refits, no propensity), then the calibrated checks and verdict of a
+    refresh at ``end`` on each scenario of :func:`planted_scenarios`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (seed, scenario): ``status``, ``action``, the first finding's
+        ``kind`` and ``subject``, ``expected`` (the kinds that must come first, or
+        ``"OK"``) and ``correct`` (unchanged -> OK; planted -> DRIFT named right).
+    """
+    from segmentkit.config import load_config
+    from segmentkit.data import load_events
+    from segmentkit.drift import FeatureReference
+    from segmentkit.drift_verdict import decide, segment_label
+    from segmentkit.features import build_features
+    from segmentkit.pipeline import train_model
+    from segmentkit.refresh_checks import calibrated_checks
+
+    config = load_config(
+        None,
+        {
+            "segmentation": {
+                "k_range": [3, 8],
+                "n_bootstrap": 5,
+                "bootstrap_sample": 3000,
+                "silhouette_sample": 2000,
+            },
+            "propensity": {"targets": []},
+        },
+    )
+    as_of = pd.Timestamp(end).to_pydatetime()
+    champion_as_of = as_of - dt.timedelta(days=interval_days)
+    rows = []
+    for seed in seeds:
+        events = steady_log(users_per_cohort, cohort_days, n_cohorts, interval_days, end, seed=seed)
+        champion = train_model(config, events, champion_as_of)
+        model = champion.model
+        segmenter = model.segmenter
+        reference = {
+            name: FeatureReference.from_dict(data)
+            for name, data in model.metadata["feature_reference"].items()
+        }
+        planted = planted_scenarios(
+            events, champion.features, champion.segments, champion_as_of, as_of, seed=seed
+        )
+        for name, (log_frame, segment) in planted.items():
+            if scenarios is not None and name not in scenarios:
+                continue
+            log = load_events(log_frame, config.data.columns)
+            checks = calibrated_checks(
+                log=log,
+                segmenter=segmenter,
+                reference=reference,
+                reference_shares=model.metadata["segment_shares"],
+                segment_names=list(segmenter.segment_names_),
+                feature_config=model.feature_config,
+                champion_as_of=champion_as_of,
+                as_of=as_of,
+                current=build_features(log, as_of, config.features),
+            )
+            verdict = decide(checks.results)
+            top = verdict.findings[0] if verdict.findings else None
+            expected = PLANTED.get(name, "OK")
+            if name == "unchanged":
+                correct = verdict.status == "OK"
+            else:
+                correct = (
+                    verdict.status == "DRIFT"
+                    and top is not None
+                    and top.kind in expected.split("|")
+                    and (segment is None or top.subject == segment_label(segment, segmenter.segment_names_))
+                )
+            rows.append(
+                {
+                    "seed": seed,
+                    "scenario": name,
+                    "status": verdict.status,
+                    "action": verdict.action,
+                    "kind": None if top is None else top.kind,
+                    "subject": None if top is None else top.subject,
+                    "expected": expected,
+                    "correct": bool(correct),
+                }
+            )
+    return pd.DataFrame(rows)

@@ -65,6 +65,7 @@ __all__ = [
     "history_test",
     "new_behaviour_test",
     "nonzero_psi_test",
+    "nonzero_shift_test",
     "segment_label",
     "segment_share_tests",
 ]
@@ -89,6 +90,7 @@ _KIND_ORDER = (
     "new_behaviour",
     "event_vanished",
     "segment_share",
+    "nonzero_shift",
     "nonzero_psi",
     "aged_psi",
     "event_appeared",
@@ -271,6 +273,81 @@ def nonzero_psi_test(
             "n_now": int(now_pos.size),
             "median_then": float(np.median(then_pos)),
             "median_now": float(np.median(now_pos)),
+        },
+    )
+
+
+def nonzero_shift_test(
+    name: str,
+    then_values: Any,
+    current_values: Any,
+    baseline_values: Any = None,
+    warn: float = math.log(1.25),
+    drift: float = math.log(1.5),
+    *,
+    z_warn: float = 3.0,
+    z_drift: float = 4.0,
+    min_nonzero: int = 50,
+) -> DriftResult | None:
+    """Shift of the typical positive value (e.g. spend per buyer) beyond its ageing trend.
+
+    With ``m`` the mean of ``ln(x)`` over positive values, the change since the
+    champion ``m_now - m_then`` is compared with the change over the interval
+    before, ``m_then - m_base`` (zero without a baseline): ``score = |(m_now -
+    m_then) - (m_then - m_base)|``, a log ratio (``ln 2`` when values halve); the
+    previous change counts only when it exceeds two standard errors. It must
+    be large in practice (``warn``, ``drift``: 1.25x and 1.5x) and beyond sampling
+    noise (``z_warn``, ``z_drift`` standard errors) to count. Runs on the features
+    :func:`nonzero_psi_test` runs on (None otherwise).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> spend = np.where(rng.random(4000) < 0.7, 0.0, rng.lognormal(3, 0.6, 4000))
+    >>> result = nonzero_shift_test("revenue_30d", spend, spend * 0.5, spend)
+    >>> result.status, round(result.details["ratio"], 2)
+    ('DRIFT', 0.5)
+    """
+    then = _values(then_values, name)
+    now = _values(current_values, name)
+    if then.size == 0 or (then == 0).mean() < ZERO_INFLATED_SHARE or (then < 0).mean() > SIGNED_SHARE:
+        return None
+    logs_then, logs_now = np.log(then[then > 0]), np.log(now[now > 0])
+    if logs_then.size < min_nonzero or logs_now.size < min_nonzero:
+        return None
+    variance = logs_now.var() / logs_now.size + logs_then.var() / logs_then.size
+    trend = 0.0
+    if baseline_values is not None:
+        base = _values(baseline_values, name)
+        logs_base = np.log(base[base > 0])
+        if logs_base.size >= min_nonzero:
+            previous = float(logs_then.mean() - logs_base.mean())
+            previous_variance = logs_then.var() / logs_then.size + logs_base.var() / logs_base.size
+            # Correct for ageing only when the previous interval shows a real trend:
+            # subtracting a noisy estimate of no trend would only add its noise.
+            if abs(previous) > 2 * math.sqrt(previous_variance):
+                trend = previous
+                variance += previous_variance + 2 * logs_then.var() / logs_then.size
+    change = float(logs_now.mean() - logs_then.mean())
+    score = abs(change - trend)
+    se = math.sqrt(variance)
+    status = _judge(score, max(warn, z_warn * se), max(drift, z_drift * se))
+    return DriftResult(
+        test="nonzero_shift",
+        subject=name,
+        score=score,
+        warn_threshold=warn,
+        drift_threshold=drift,
+        status=status,
+        details={
+            "ratio": math.exp(change),
+            "expected_ratio": math.exp(trend),
+            "standard_error": se,
+            "geometric_mean_then": math.exp(float(logs_then.mean())),
+            "geometric_mean_now": math.exp(float(logs_now.mean())),
+            "n_then": int(logs_then.size),
+            "n_now": int(logs_now.size),
         },
     )
 
@@ -676,6 +753,13 @@ def _finding(result: DriftResult) -> Finding | None:
             f"alone {d['expected_psi'] or 0:.2f})"
         )
         return Finding("nonzero_psi", s, status, text, "check_source")
+    if result.test == "nonzero_shift":
+        text = (
+            f"{s} among users with a non-zero value moved {d['ratio']:.2f}x since the champion "
+            f"(geometric mean {d['geometric_mean_then']:.4g} -> {d['geometric_mean_now']:.4g}; "
+            f"ageing alone {d['expected_ratio']:.2f}x)"
+        )
+        return Finding("nonzero_shift", s, status, text, "check_source")
     if result.test == "aged_psi":
         text = (
             f"{s} drifted beyond ageing: PSI {d['raw_psi']:.2f} since the champion, "

@@ -25,6 +25,7 @@ from segmentkit.drift_verdict import (
     history_test,
     new_behaviour_test,
     nonzero_psi_test,
+    nonzero_shift_test,
     segment_share_tests,
 )
 from segmentkit.features import build_features
@@ -130,6 +131,14 @@ def calibrated_checks(
         )
         if nonzero is not None:
             results.append(nonzero)
+        shift = nonzero_shift_test(
+            name,
+            then[name].to_numpy(dtype=float),
+            current[name].to_numpy(dtype=float),
+            base_values,
+        )
+        if shift is not None:
+            results.append(shift)
         results.append(history_test(ref, then[name].to_numpy(dtype=float)))
     shares = [float(reference_shares.get(str(i), 0.0)) for i in range(segmenter.n_segments_)]
     current_labels = segmenter.predict(current[names])
