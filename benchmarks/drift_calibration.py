@@ -17,7 +17,7 @@ import time
 
 import pandas as pd
 
-from segmentkit.drift_scenarios import PLANTED, calibration_table
+from segmentkit.drift.scenarios import PLANTED, calibration_table
 
 
 def main() -> None:

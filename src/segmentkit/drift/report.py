@@ -28,6 +28,7 @@ from segmentkit.drift.agreement import AgreementResult, MigrationResult
 from segmentkit.drift.backtest import BacktestResult
 from segmentkit.drift.reference import FeatureReference
 from segmentkit.drift.stats import FEATURE_TESTS, share_psi_test
+from segmentkit.drift.verdict import Verdict, decide
 from segmentkit.errors import (
     ConfigError,
     DataValidationError,
@@ -56,6 +57,9 @@ class DriftReport:
         Propensity backtests of the champion.
     n_current : int or None
         Rows of the current feature table.
+    checks : tuple of DriftResult
+        Calibrated checks (:mod:`segmentkit.drift.verdict`): changes judged against
+        what ageing alone produces, segment shares, new behaviour, events, history.
     """
 
     features: tuple[DriftResult, ...] = ()
@@ -64,10 +68,11 @@ class DriftReport:
     migration: MigrationResult | None = field(default=None, compare=False)
     backtests: tuple[BacktestResult, ...] = ()
     n_current: int | None = None
+    checks: tuple[DriftResult, ...] = ()
 
     def results(self) -> list[DriftResult]:
-        """Every judged result (features, share, ARI, backtests) as DriftResults."""
-        out = list(self.features)
+        """Every judged result (features, share, ARI, backtests, checks) as DriftResults."""
+        out = list(self.features) + list(self.checks)
         if self.share is not None:
             out.append(self.share)
         if self.agreement is not None:
@@ -79,6 +84,11 @@ class DriftReport:
     def status(self) -> Status:
         """Worst status of the parts (``OK < WARN < DRIFT``)."""
         return _worst(r.status for r in self.results())
+
+    @property
+    def verdict(self) -> Verdict:
+        """Findings in words, most important first, and one recommendation."""
+        return decide(self.results())
 
     @property
     def exit_code(self) -> int:
@@ -103,7 +113,7 @@ class DriftReport:
         out: dict[str, float] = {"drift/status": float(_LEVEL[self.status])}
         if self.n_current is not None:
             out["drift/n_current"] = float(self.n_current)
-        for r in self.features:
+        for r in (*self.features, *self.checks):
             out[_metric_key(f"drift/{r.test}/{r.subject}")] = float(r.score)
         psi = self.feature_results("psi")
         if psi:
@@ -153,6 +163,8 @@ class DriftReport:
                 "agreement": None if self.agreement is None else self.agreement.to_dict(),
                 "migration": None if self.migration is None else self.migration.to_dict(),
                 "backtests": [b.to_dict() for b in self.backtests],
+                "checks": [r.to_dict() for r in self.checks],
+                "verdict": self.verdict.to_dict(),
             }
         )
 
@@ -193,6 +205,7 @@ class DriftReport:
                 ),
                 backtests=tuple(BacktestResult.from_dict(b) for b in d.get("backtests") or ()),
                 n_current=None if d.get("n_current") is None else _count(d["n_current"]),
+                checks=tuple(DriftResult.from_dict(r) for r in d.get("checks") or ()),
             )
             if report.status != stored:
                 raise DataValidationError(
@@ -203,8 +216,34 @@ class DriftReport:
 
         return _from_json("drift report", data, build)
 
-    def to_markdown(self) -> str:
-        """Return a readable Markdown summary of the report."""
+    def to_markdown(
+        self,
+        names: Sequence[str] | None = None,
+        challenger_names: Sequence[str] | None = None,
+        *,
+        champion_as_of: str = "",
+        as_of: str = "",
+        interval_days: int | None = None,
+    ) -> str:
+        """Return a readable Markdown summary of the report.
+
+        With calibrated checks the report is in words (see
+        :func:`segmentkit.drift.markdown.refresh_markdown`): segments named
+        ``id · name`` from ``names``, and a closing recommendation.
+        """
+        if self.checks:
+            from segmentkit.drift.markdown import refresh_markdown
+
+            return refresh_markdown(
+                self,
+                self.verdict,
+                list(names or []),
+                challenger_names,
+                champion_as_of=champion_as_of,
+                as_of=as_of,
+                checks=self.checks,
+                interval_days=interval_days,
+            )
         lines = [
             "# Drift report",
             "",

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from segmentkit.errors import ConfigError
-from segmentkit.synth import Archetype, generate_events
+from segmentkit.io.synth import Archetype, generate_events
 
 __all__ = [
     "DEAL_HUNTER",
@@ -72,7 +72,7 @@ def steady_log(
 ) -> pd.DataFrame:
     """A log where a new cohort of users starts every ``step_days`` and behaves like the last.
 
-    Each cohort is a demo log (:func:`segmentkit.synth.generate_events`) spanning
+    Each cohort is a demo log (:func:`segmentkit.io.synth.generate_events`) spanning
     ``cohort_days``; cohort ``i`` starts ``step_days`` after cohort ``i - 1``, and
     events at or after ``end`` are cut. Between two snapshots far enough from the
     first cohort the process is the same; only the calendar moved (users age, the
@@ -278,12 +278,12 @@ def calibration_table(
         ``"OK"``) and ``correct`` (unchanged -> OK; planted -> DRIFT named right).
     """
     from segmentkit.config import load_config
-    from segmentkit.data import load_events
+    from segmentkit.io.events import load_events
     from segmentkit.drift import FeatureReference
-    from segmentkit.drift_verdict import decide, segment_label
+    from segmentkit.drift.verdict import decide, segment_label
     from segmentkit.features import build_features
-    from segmentkit.pipeline import train_model
-    from segmentkit.refresh_checks import calibrated_checks
+    from segmentkit.training import train_model
+    from segmentkit.drift.checks import calibrated_checks
 
     config = load_config(
         None,

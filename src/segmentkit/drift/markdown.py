@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from segmentkit.drift_verdict import segment_label
+from segmentkit.drift.verdict import segment_label
 
 __all__ = ["refresh_markdown"]
 
@@ -57,13 +57,13 @@ def refresh_markdown(
     report : DriftReport
         Agreement, migration and backtests of the refresh.
     verdict : Verdict
-        From :func:`segmentkit.drift_verdict.decide`.
+        From :func:`segmentkit.drift.verdict.decide`.
     champion_names, challenger_names : sequence of str
         Segment names by id.
     champion_as_of, as_of : str
         The two snapshots (ISO dates).
     checks : sequence of DriftResult
-        The calibrated results (:mod:`segmentkit.drift_verdict`).
+        The calibrated results (:mod:`segmentkit.drift.verdict`).
     interval_days : int, optional
         Distance between the snapshots (the ageing baseline lies as far before the champion's).
     """

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from segmentkit import plots
+from segmentkit.report import plots
 
 __all__ = [
     "ReportContent",
@@ -136,7 +136,7 @@ def segment_summary(segmenter: Any, n_key_features: int = 3) -> pd.DataFrame:
     -------
     pandas.DataFrame
     """
-    from segmentkit.review import lift_features
+    from segmentkit.report.review import lift_features
 
     profiles = segmenter.profiles_
     ratio = lift_features(segmenter)
@@ -353,7 +353,7 @@ def propensity_figures(deciles: pd.DataFrame | None, calibration: pd.DataFrame |
 
 def segment_figures(segmenter: Any) -> dict[str, tuple[Any, str]]:
     """Profile heatmap and segment sizes of a fitted segmenter."""
-    from segmentkit.review import lift_features
+    from segmentkit.report.review import lift_features
 
     profiles = segmenter.profiles_.copy()
     profiles["name"] = [f"{i} · {n}" for i, n in zip(profiles.index, profiles["name"], strict=True)]

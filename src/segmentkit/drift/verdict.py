@@ -46,13 +46,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from segmentkit.drift import (
-    DriftResult,
-    FeatureReference,
-    build_feature_reference,
-    population_stability_index,
-    psi_test,
-)
+from segmentkit.drift._common import DriftResult
+from segmentkit.drift.reference import FeatureReference, build_feature_reference
+from segmentkit.drift.stats import population_stability_index, psi_test
 from segmentkit.errors import ConfigError, DataValidationError
 
 __all__ = [
@@ -99,6 +95,8 @@ _KIND_ORDER = (
     "ari",
 )
 
+#: Share below which a segment counts as empty in ratios (keeps scores finite).
+_SHARE_FLOOR = 1e-4
 #: Smallest share of users a feature must have at zero for :func:`nonzero_psi_test` to run.
 ZERO_INFLATED_SHARE = 0.3
 #: Largest share of negative values (refunds) a feature may have for :func:`nonzero_psi_test`.
@@ -464,12 +462,12 @@ def segment_share_tests(
         ref, now = float(reference[seg]), float(current[seg])
         expected = ref * float(trend[seg])
         if ref >= min_share and now < gone_share:
-            change, status, score = "vanished", "DRIFT", math.inf
+            change, status, score = "vanished", "DRIFT", ref / max(now, _SHARE_FLOOR)
         elif ref < gone_share and now >= min_share:
-            change, status, score = "appeared", "DRIFT", math.inf
+            change, status, score = "appeared", "DRIFT", now / max(ref, _SHARE_FLOOR)
         else:
             low, high = sorted((now, expected))
-            score = high / low if low > 0 else (math.inf if high > 0 else 1.0)
+            score = high / max(low, _SHARE_FLOOR) if high > 0 else 1.0
             judged = high >= min_share
             status = _judge(score, warn_ratio, drift_ratio) if judged else "OK"
             change = "steady" if status == "OK" else ("grew" if now > expected else "shrank")

@@ -3,7 +3,7 @@
 :func:`calibrated_checks` builds the three feature tables the checks compare (the
 champion's snapshot recomputed, the same distance before it, and now), counts
 events per type in the two intervals, runs the pure tests of
-:mod:`segmentkit.drift_verdict` and returns their results.
+:mod:`segmentkit.drift.verdict` and returns their results.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from segmentkit.config import DriftConfig, FeatureConfig
-from segmentkit.drift import DriftResult, FeatureReference
-from segmentkit.drift_verdict import (
+from segmentkit.drift._common import DriftResult
+from segmentkit.drift.reference import FeatureReference
+from segmentkit.drift.verdict import (
     aged_psi_test,
     event_mix_psi,
     event_mix_tests,
@@ -139,7 +140,11 @@ def calibrated_checks(
         )
         if shift is not None:
             results.append(shift)
-        results.append(history_test(ref, then[name].to_numpy(dtype=float)))
+        results.append(
+            history_test(
+                ref, then[name].to_numpy(dtype=float), config.psi_warn, config.psi_drift
+            )
+        )
     shares = [float(reference_shares.get(str(i), 0.0)) for i in range(segmenter.n_segments_)]
     current_labels = segmenter.predict(current[names])
     then_labels = segmenter.predict(then[names]) if len(then) else None
