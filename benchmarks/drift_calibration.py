@@ -33,7 +33,11 @@ def main() -> None:
     grid = table.pivot(index="seed", columns="scenario", values="status")
     print(grid[[c for c in ["unchanged", *PLANTED] if c in grid.columns]].fillna("").to_string())
     print()
-    print(table[table["scenario"] != "unchanged"][["seed", "scenario", "status", "kind", "subject"]].to_string(index=False))
+    print(
+        table[table["scenario"] != "unchanged"][
+            ["seed", "scenario", "status", "kind", "subject"]
+        ].to_string(index=False)
+    )
     print()
     rates = table.groupby("scenario")["correct"].agg(["mean", "size"])
     print(rates.to_string())

@@ -119,7 +119,11 @@ def calibrated_checks(
         base_values = None if baseline is None else baseline[name].to_numpy(dtype=float)
         results.append(
             aged_psi_test(
-                ref, current[name].to_numpy(dtype=float), base_values, config.psi_warn, config.psi_drift
+                ref,
+                current[name].to_numpy(dtype=float),
+                base_values,
+                config.psi_warn,
+                config.psi_drift,
             )
         )
         nonzero = nonzero_psi_test(
@@ -141,9 +145,7 @@ def calibrated_checks(
         if shift is not None:
             results.append(shift)
         results.append(
-            history_test(
-                ref, then[name].to_numpy(dtype=float), config.psi_warn, config.psi_drift
-            )
+            history_test(ref, then[name].to_numpy(dtype=float), config.psi_warn, config.psi_drift)
         )
     shares = [float(reference_shares.get(str(i), 0.0)) for i in range(segmenter.n_segments_)]
     current_labels = segmenter.predict(current[names])
@@ -157,8 +159,12 @@ def calibrated_checks(
         baseline_labels=baseline_labels,
     )
     if days > 0 and len(then):
-        newcomers_then = then[then["tenure_days"] < days] if "tenure_days" in then else then.iloc[:0]
-        newcomers_now = current[current["tenure_days"] < days] if "tenure_days" in current else current.iloc[:0]
+        newcomers_then = (
+            then[then["tenure_days"] < days] if "tenure_days" in then else then.iloc[:0]
+        )
+        newcomers_now = (
+            current[current["tenure_days"] < days] if "tenure_days" in current else current.iloc[:0]
+        )
         results.append(
             new_behaviour_test(segmenter, then, newcomers_then, newcomers_now, segment_names)
         )

@@ -73,7 +73,12 @@ def refresh_markdown(
     title = "# Refresh report"
     if as_of:
         title += f": {as_of} against the champion of {champion_as_of}"
-    lines = [title, "", f"**Status: {verdict.status}** (exit code {3 if verdict.status == 'DRIFT' else 0})", ""]
+    lines = [
+        title,
+        "",
+        f"**Status: {verdict.status}** (exit code {3 if verdict.status == 'DRIFT' else 0})",
+        "",
+    ]
     if interval_days:
         lines += [
             f"Changes are judged against what ageing alone produces: the same tests between the "
@@ -112,7 +117,9 @@ def refresh_markdown(
             f"{d['newcomers_now']} newcomers now, {d['newcomers_then']} in the interval before: "
             f"{_pct(d['misfit_share_now'])} now and {_pct(d['misfit_share_then'])} then lie beyond "
             f"the distance {int(100 * d['quantile'])}% of their segment's users had "
-            f"(status **{behaviour[0].status}**).",
+            f"(status **{behaviour[0].status}**"
+            + ("" if d.get("judged", True) else "; too few users on one side to judge")
+            + ").",
             "",
         ]
     aged = sorted(by_test.get("aged_psi", []), key=lambda r: -r.score)
@@ -121,7 +128,13 @@ def refresh_markdown(
         lines += _table(
             ["feature", "PSI since the champion", "PSI from ageing alone", "excess", "status"],
             [
-                [f"`{r.subject}`", _fmt(r.details["raw_psi"]), _fmt(r.details["expected_psi"]), _fmt(r.score), r.status]
+                [
+                    f"`{r.subject}`",
+                    _fmt(r.details["raw_psi"]),
+                    _fmt(r.details["expected_psi"]),
+                    _fmt(r.score),
+                    r.status,
+                ]
                 for r in aged
             ],
         )
@@ -130,7 +143,15 @@ def refresh_markdown(
     if shifts:
         lines += ["### Among users with a non-zero value", ""]
         lines += _table(
-            ["feature", "geometric mean then", "now", "ratio", "ratio from ageing", "PSI excess", "status"],
+            [
+                "feature",
+                "geometric mean then",
+                "now",
+                "ratio",
+                "ratio from ageing",
+                "PSI excess",
+                "status",
+            ],
             [
                 [
                     f"`{r.subject}`",
@@ -139,7 +160,10 @@ def refresh_markdown(
                     f"{r.details['ratio']:.2f}x",
                     f"{r.details['expected_ratio']:.2f}x",
                     _fmt(nonzero[r.subject].score) if r.subject in nonzero else "n/a",
-                    max((r.status, nonzero[r.subject].status if r.subject in nonzero else "OK"), key=("OK", "WARN", "DRIFT").index),
+                    max(
+                        (r.status, nonzero[r.subject].status if r.subject in nonzero else "OK"),
+                        key=("OK", "WARN", "DRIFT").index,
+                    ),
                 ]
                 for r in shifts
             ],
@@ -149,7 +173,15 @@ def refresh_markdown(
         lines += ["## Events", ""]
         lines += _table(
             ["event", "share before the champion", "share since", "status"],
-            [[f"`{r.subject}`", _pct(r.details["share_then"]), _pct(r.details["share_now"]), r.status] for r in events],
+            [
+                [
+                    f"`{r.subject}`",
+                    _pct(r.details["share_then"]),
+                    _pct(r.details["share_now"]),
+                    r.status,
+                ]
+                for r in events
+            ],
         )
     history = [r for r in by_test.get("history", []) if r.status != "OK"]
     if history:
@@ -160,7 +192,10 @@ def refresh_markdown(
             "champion stored:",
             "",
         ]
-        lines += _table(["feature", "PSI", "status"], [[f"`{r.subject}`", _fmt(r.score), r.status] for r in history])
+        lines += _table(
+            ["feature", "PSI", "status"],
+            [[f"`{r.subject}`", _fmt(r.score), r.status] for r in history],
+        )
     agreement = getattr(report, "agreement", None)
     if agreement is not None:
         names_after = challenger_names if challenger_names is not None else champion_names
@@ -174,14 +209,25 @@ def refresh_markdown(
         lines += _table(
             ["champion segment", "challenger segment", "Jaccard", "centroid shift (std)"],
             [
-                [segment_label(m.champion, champion_names), segment_label(m.challenger, names_after), _fmt(m.jaccard), _fmt(m.centroid_shift)]
+                [
+                    segment_label(m.champion, champion_names),
+                    segment_label(m.challenger, names_after),
+                    _fmt(m.jaccard),
+                    _fmt(m.centroid_shift),
+                ]
                 for m in agreement.matches
             ],
         )
         if agreement.appeared:
-            lines += [f"Only in the challenger: {', '.join(segment_label(s, names_after) for s in agreement.appeared)}", ""]
+            lines += [
+                f"Only in the challenger: {', '.join(segment_label(s, names_after) for s in agreement.appeared)}",
+                "",
+            ]
         if agreement.vanished:
-            lines += [f"Only in the champion: {', '.join(segment_label(s, champion_names) for s in agreement.vanished)}", ""]
+            lines += [
+                f"Only in the champion: {', '.join(segment_label(s, champion_names) for s in agreement.vanished)}",
+                "",
+            ]
     migration = getattr(report, "migration", None)
     if migration is not None:
         counts = migration.counts
@@ -205,9 +251,25 @@ def refresh_markdown(
     if backtests:
         lines += ["## Propensity backtest", ""]
         lines += _table(
-            ["target", "users", "AUC (training)", "AUC (now)", "AUC drop", "predicted / observed", "status"],
             [
-                [b.target, b.n, _fmt(b.training_auc), _fmt(b.auc), f"{b.auc_drop:+.3f}", f"{b.predicted_total:.0f} / {b.observed_total:.0f}", b.status]
+                "target",
+                "users",
+                "AUC (training)",
+                "AUC (now)",
+                "AUC drop",
+                "predicted / observed",
+                "status",
+            ],
+            [
+                [
+                    b.target,
+                    b.n,
+                    _fmt(b.training_auc),
+                    _fmt(b.auc),
+                    f"{b.auc_drop:+.3f}",
+                    f"{b.predicted_total:.0f} / {b.observed_total:.0f}",
+                    b.status,
+                ]
                 for b in backtests
             ],
         )

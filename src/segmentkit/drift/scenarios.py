@@ -118,7 +118,9 @@ def steady_log(
     for i in range(n_cohorts):
         cohort_end = (first_start + pd.Timedelta(days=step_days * i + cohort_days)).date()
         cohort = _plain(
-            generate_events(users_per_cohort, cohort_days, seed=seed * 1000 + i, end=cohort_end).events
+            generate_events(
+                users_per_cohort, cohort_days, seed=seed * 1000 + i, end=cohort_end
+            ).events
         )
         cohort["user_id"] = f"c{i}-" + cohort["user_id"]
         frames.append(cohort)
@@ -208,7 +210,9 @@ def valuable_segment(features: pd.DataFrame, labels: np.ndarray, min_share: floa
     labels = np.asarray(labels)
     shares = np.bincount(labels) / labels.size
     medians = pd.Series(features["revenue_total"].to_numpy()).groupby(labels).median()
-    eligible = [int(s) for s in medians.sort_values(ascending=False).index if shares[s] >= min_share]
+    eligible = [
+        int(s) for s in medians.sort_values(ascending=False).index if shares[s] >= min_share
+    ]
     if not eligible:
         raise ConfigError(f"no segment holds {min_share:.0%} of users")
     return eligible[0]
@@ -337,7 +341,10 @@ def calibration_table(
                     verdict.status == "DRIFT"
                     and top is not None
                     and top.kind in expected.split("|")
-                    and (segment is None or top.subject == segment_label(segment, segmenter.segment_names_))
+                    and (
+                        segment is None
+                        or top.subject == segment_label(segment, segmenter.segment_names_)
+                    )
                 )
             rows.append(
                 {

@@ -208,7 +208,9 @@ def aged_psi_test(
             "raw_psi": raw.score,
             "expected_psi": expected,
             "n": raw.details["n"],
-            "reference_median": float(np.interp(0.5, np.linspace(0, 1, len(reference.quantiles)), reference.quantiles)),
+            "reference_median": float(
+                np.interp(0.5, np.linspace(0, 1, len(reference.quantiles)), reference.quantiles)
+            ),
             "current_median": float(np.median(_values(current_values, reference.name))),
         },
     )
@@ -243,7 +245,11 @@ def nonzero_psi_test(
     _check(warn, drift, f"nonzero_psi {name!r}")
     then = _values(then_values, name)
     now = _values(current_values, name)
-    if then.size == 0 or (then == 0).mean() < ZERO_INFLATED_SHARE or (then < 0).mean() > SIGNED_SHARE:
+    if (
+        then.size == 0
+        or (then == 0).mean() < ZERO_INFLATED_SHARE
+        or (then < 0).mean() > SIGNED_SHARE
+    ):
         return None
     then_pos, now_pos = then[then > 0], now[now > 0]
     if then_pos.size < min_nonzero or now_pos.size < min_nonzero:
@@ -309,7 +315,11 @@ def nonzero_shift_test(
     """
     then = _values(then_values, name)
     now = _values(current_values, name)
-    if then.size == 0 or (then == 0).mean() < ZERO_INFLATED_SHARE or (then < 0).mean() > SIGNED_SHARE:
+    if (
+        then.size == 0
+        or (then == 0).mean() < ZERO_INFLATED_SHARE
+        or (then < 0).mean() > SIGNED_SHARE
+    ):
         return None
     logs_then, logs_now = np.log(then[then > 0]), np.log(now[now > 0])
     if logs_then.size < min_nonzero or logs_now.size < min_nonzero:
@@ -446,7 +456,9 @@ def segment_share_tests(
             f"segment shares: expected 0 <= gone_share < min_share <= 1, got {gone_share}, {min_share}"
         )
     if not 1 <= warn_ratio <= drift_ratio:
-        raise ConfigError(f"segment shares: expected 1 <= warn_ratio <= drift_ratio, got {warn_ratio}, {drift_ratio}")
+        raise ConfigError(
+            f"segment shares: expected 1 <= warn_ratio <= drift_ratio, got {warn_ratio}, {drift_ratio}"
+        )
     reference = np.asarray(reference_shares, dtype=float)
     n_segments = max(reference.size, int(np.max(current_labels, initial=-1)) + 1)
     reference = np.r_[reference, np.zeros(n_segments - reference.size)]
@@ -527,7 +539,8 @@ def new_behaviour_test(
     warn, drift : float
         Thresholds on the excess misfit share.
     min_users : int, default 20
-        Fewest misfit newcomers now for a WARN or DRIFT (small logs stay quiet).
+        Fewest misfit newcomers now, and fewest newcomers then, for a WARN or DRIFT
+        (without a baseline the test is reported but not judged).
 
     Returns
     -------
@@ -559,7 +572,10 @@ def new_behaviour_test(
     share_now = float(now_mask.mean()) if now_mask.size else 0.0
     score = max(share_now - share_then, 0.0)
     n_misfit = int(now_mask.sum())
-    status = _judge(score, warn, drift) if n_misfit >= min_users else "OK"
+    # Judged only with enough users on both sides: too few newcomers before the
+    # champion give no baseline to compare with (reported, not judged).
+    judged = n_misfit >= min_users and then_mask.size >= min_users
+    status = _judge(score, warn, drift) if judged else "OK"
     details: dict[str, Any] = {
         "newcomers_then": int(then_mask.size),
         "newcomers_now": int(now_mask.size),
@@ -567,6 +583,7 @@ def new_behaviour_test(
         "misfit_share_now": share_now,
         "misfits_now": n_misfit,
         "quantile": quantile,
+        "judged": judged,
     }
     if n_misfit:
         nearest_seg = int(np.bincount(now_seg[now_mask]).argmax())
@@ -627,11 +644,22 @@ def event_mix_tests(
     for event in sorted(set(counts_then) | set(counts_now)):
         then = counts_then.get(event, 0) / total_then
         now = counts_now.get(event, 0) / total_now
-        details = {"share_then": then, "share_now": now, "count_then": int(counts_then.get(event, 0)), "count_now": int(counts_now.get(event, 0))}
+        details = {
+            "share_then": then,
+            "share_now": now,
+            "count_then": int(counts_then.get(event, 0)),
+            "count_now": int(counts_now.get(event, 0)),
+        }
         if then >= min_share and now < gone_ratio * then:
-            results.append(DriftResult("event_vanished", event, now / then, gone_ratio, gone_ratio, "DRIFT", details))
+            results.append(
+                DriftResult(
+                    "event_vanished", event, now / then, gone_ratio, gone_ratio, "DRIFT", details
+                )
+            )
         elif then == 0 and now >= min_share:
-            results.append(DriftResult("event_appeared", event, now, min_share, None, "WARN", details))
+            results.append(
+                DriftResult("event_appeared", event, now, min_share, None, "WARN", details)
+            )
     return results
 
 
@@ -700,7 +728,13 @@ class Verdict:
             "action": self.action,
             "recommendation": self.recommendation,
             "findings": [
-                {"kind": f.kind, "subject": f.subject, "status": f.status, "message": f.message, "action": f.action}
+                {
+                    "kind": f.kind,
+                    "subject": f.subject,
+                    "status": f.status,
+                    "message": f.message,
+                    "action": f.action,
+                }
                 for f in self.findings
             ],
         }
@@ -722,11 +756,14 @@ def _finding(result: DriftResult) -> Finding | None:
             f"snapshot, {_pct(d['current_share'])} now (ageing alone would give about "
             f"{_pct(d['expected_share'])})"
         )
-        kind = {"vanished": "segment_vanished", "appeared": "segment_appeared"}.get(change, "segment_share")
+        kind = {"vanished": "segment_vanished", "appeared": "segment_appeared"}.get(
+            change, "segment_share"
+        )
         return Finding(kind, s, status, text, "promote")
     if result.test == "new_behaviour":
         features = ", ".join(
-            f"{f['feature']} {f['ratio_to_population']:.1f}x" for f in d.get("distinct_features", [])
+            f"{f['feature']} {f['ratio_to_population']:.1f}x"
+            for f in d.get("distinct_features", [])
         )
         text = (
             f"a new behaviour group: {d['misfits_now']} of {d['newcomers_now']} users who joined "
@@ -742,7 +779,9 @@ def _finding(result: DriftResult) -> Finding | None:
         )
         return Finding("event_vanished", s, status, text, "check_source")
     if result.test == "event_appeared":
-        text = f"event {s} appeared in the log ({_pct(d['share_now'])} of events since the champion)"
+        text = (
+            f"event {s} appeared in the log ({_pct(d['share_now'])} of events since the champion)"
+        )
         return Finding("event_appeared", s, status, text, "check_source")
     if result.test == "nonzero_psi":
         text = (
@@ -775,9 +814,7 @@ def _finding(result: DriftResult) -> Finding | None:
         text = f"the champion's {s} model lost {result.score:.3f} ROC AUC on outcomes now known"
         return Finding("auc_drop", s, status, text, "retrain")
     if result.test == "ari":
-        text = (
-            f"the challenger's segments agree with the champion's only at ARI {result.score:.2f}"
-        )
+        text = f"the challenger's segments agree with the champion's only at ARI {result.score:.2f}"
         return Finding("ari", s, status, text, "promote")
     return Finding(result.test, s, status, f"{result.test} on {s}: {result.score:.3g}", "retrain")
 

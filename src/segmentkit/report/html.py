@@ -31,7 +31,10 @@ __all__ = [
     "ReportContent",
     "figure_svg",
     "migration_table",
+    "model_report",
+    "propensity_figures",
     "render_html",
+    "segment_figures",
     "segment_summary",
 ]
 
@@ -233,7 +236,11 @@ def _table(frame: pd.DataFrame, *, index: bool = False, percent: Sequence[str] =
             cells.append(f"<th>{html.escape(str(label))}</th>")
         for column in columns:
             value = row[column]
-            if column in percent and isinstance(value, float | np.floating) and math.isfinite(value):
+            if (
+                column in percent
+                and isinstance(value, float | np.floating)
+                and math.isfinite(value)
+            ):
                 text, numeric = f"{100 * value:.1f}%", True
             else:
                 text, numeric = _cell(value)
@@ -256,7 +263,10 @@ def _verdict_html(verdict: Any) -> str:
     ]
     if verdict.findings:
         rows = pd.DataFrame(
-            [{"status": f.status, "what": f.subject, "finding": f.message} for f in verdict.findings]
+            [
+                {"status": f.status, "what": f.subject, "finding": f.message}
+                for f in verdict.findings
+            ]
         )
         parts += ["<h3>Findings (most important first)</h3>", _table(rows)]
     return "\n".join(parts)
@@ -281,12 +291,17 @@ def render_html(content: ReportContent) -> str:
     if content.facts:
         out.append('<dl class="facts">')
         out += [
-            f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(str(v))}</dd>" for k, v in content.facts
+            f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(str(v))}</dd>"
+            for k, v in content.facts
         ]
         out.append("</dl>")
     out += [f'<p class="note">{html.escape(n)}</p>' for n in content.notes]
     if content.verdict is not None:
-        out += ['<section id="verdict">', "<h2>Refresh verdict</h2>", _verdict_html(content.verdict)]
+        out += [
+            '<section id="verdict">',
+            "<h2>Refresh verdict</h2>",
+            _verdict_html(content.verdict),
+        ]
         if content.migration is not None:
             out += [
                 "<h3>Migration of users between segments</h3>",
@@ -325,7 +340,9 @@ def render_html(content: ReportContent) -> str:
     return "\n".join(out) + "\n"
 
 
-def propensity_figures(deciles: pd.DataFrame | None, calibration: pd.DataFrame | None) -> dict[str, tuple[Any, str]]:
+def propensity_figures(
+    deciles: pd.DataFrame | None, calibration: pd.DataFrame | None
+) -> dict[str, tuple[Any, str]]:
     """Lift and calibration charts from propensity evaluation tables (skipped when absent)."""
     figures: dict[str, tuple[Any, str]] = {}
     for name, table in (("lift", deciles), ("calibration", calibration)):
@@ -333,7 +350,11 @@ def propensity_figures(deciles: pd.DataFrame | None, calibration: pd.DataFrame |
             continue
         for target in pd.unique(table["target"]) if "target" in table else [None]:
             rows = table if target is None else table[table["target"] == target]
-            shown = [m for m in _SHOWN_MODELS if "model" not in rows or m in set(rows["model"].astype(str))]
+            shown = [
+                m
+                for m in _SHOWN_MODELS
+                if "model" not in rows or m in set(rows["model"].astype(str))
+            ]
             models = shown or None
             if name == "lift":
                 figure = plots.lift_by_decile(rows, models=models)
@@ -361,8 +382,10 @@ def segment_figures(segmenter: Any) -> dict[str, tuple[Any, str]]:
     # Features down the side, segments across: 20+ feature names read horizontally
     # instead of crowding a rotated axis.
     lifts = pd.DataFrame(
-        {name: profiles.loc[seg, [f"lift_{f}" for f in features]].to_numpy(dtype=float)
-         for seg, name in zip(profiles.index, profiles["name"], strict=True)},
+        {
+            name: profiles.loc[seg, [f"lift_{f}" for f in features]].to_numpy(dtype=float)
+            for seg, name in zip(profiles.index, profiles["name"], strict=True)
+        },
         index=features,
     )
     heatmap = plots.profile_heatmap(lifts, lift_prefix=None)
@@ -378,3 +401,106 @@ def segment_figures(segmenter: Any) -> dict[str, tuple[Any, str]]:
             "Share of users in each segment at the snapshot.",
         ),
     }
+
+
+def _drift_tables(report: Any, names: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """Segment shares and the strongest calibrated feature changes, as tables with names."""
+    tables: dict[str, pd.DataFrame] = {}
+    checks = list(getattr(report, "checks", ()))
+    shares = [r for r in checks if r.test == "segment_share"]
+    if shares:
+        tables["Segment shares (champion's model)"] = pd.DataFrame(
+            [
+                {
+                    "segment": r.subject,
+                    "champion's snapshot": f"{100 * r.details['reference_share']:.1f}%",
+                    "expected from ageing": f"{100 * r.details['expected_share']:.1f}%",
+                    "now": f"{100 * r.details['current_share']:.1f}%",
+                    "change": r.details["change"],
+                    "status": r.status,
+                }
+                for r in shares
+            ]
+        )
+    aged = sorted((r for r in checks if r.test == "aged_psi"), key=lambda r: -r.score)[:8]
+    if aged:
+        tables["Features: change since the champion beyond ageing (largest first)"] = pd.DataFrame(
+            [
+                {
+                    "feature": r.subject,
+                    "PSI since the champion": r.details["raw_psi"],
+                    "PSI from ageing alone": r.details["expected_psi"]
+                    if r.details["expected_psi"] is not None
+                    else float("nan"),
+                    "excess": r.score,
+                    "status": r.status,
+                }
+                for r in aged
+            ]
+        )
+    return tables
+
+
+def model_report(
+    model: Any,
+    *,
+    title: str | None = None,
+    facts: Sequence[tuple[str, str]] = (),
+    deciles: pd.DataFrame | None = None,
+    calibration: pd.DataFrame | None = None,
+    refresh: Any = None,
+    challenger_names: Sequence[str] | None = None,
+) -> ReportContent:
+    """Everything a report shows about a model, and optionally a refresh against it.
+
+    Parameters
+    ----------
+    model : SegmentationModel
+        A trained model (its metadata holds the propensity evaluation tables).
+    title : str, optional
+    facts : sequence of (label, value)
+        Extra headline facts (registered version, run id, ...).
+    deciles, calibration : pandas.DataFrame, optional
+        Propensity evaluation tables; default those stored in the bundle.
+    refresh : DriftReport, optional
+        A refresh's report: adds the verdict, the migration matrix and drift tables.
+    challenger_names : sequence of str, optional
+        The challenger's segment names (for the agreement table).
+    """
+    import segmentkit
+
+    segmenter = model.segmenter
+    names = list(segmenter.segment_names_)
+    metadata = model.metadata
+    if deciles is None and getattr(metadata, "propensity_deciles", ()):
+        deciles = pd.DataFrame(list(metadata.propensity_deciles))
+    if calibration is None and getattr(metadata, "propensity_calibration", ()):
+        calibration = pd.DataFrame(list(metadata.propensity_calibration))
+    head = [
+        ("Snapshot (as of)", str(metadata.as_of)[:10]),
+        ("Segments", f"{segmenter.n_segments_}"),
+        ("Users at training", f"{int(np.sum(segmenter.segment_sizes_)):,}"),
+        ("Propensity targets", ", ".join(model.propensity) or "none"),
+        ("segmentkit", segmentkit.__version__),
+        *facts,
+    ]
+    figures = {**segment_figures(segmenter), **propensity_figures(deciles, calibration)}
+    tables: dict[str, pd.DataFrame] = {}
+    evaluation = pd.DataFrame(list(metadata.propensity_evaluation))
+    if len(evaluation) and {"target", "metric", "value"} <= set(evaluation.columns):
+        tables["Propensity models, out of time"] = evaluation.pivot_table(
+            index="target", columns="metric", values="value", aggfunc="first"
+        ).reset_index()
+    content = ReportContent(
+        title=title or "Segment report",
+        facts=head,
+        segments=segment_summary(segmenter),
+        figures=figures,
+        tables=tables,
+    )
+    if refresh is not None:
+        content.verdict = refresh.verdict
+        if refresh.migration is not None:
+            content.migration = migration_table(refresh.migration, names)
+        content.drift_tables = _drift_tables(refresh, names)
+    return content
