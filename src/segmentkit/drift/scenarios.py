@@ -102,8 +102,8 @@ def steady_log(
     >>> log = steady_log(20, 60, 3, 30, dt.date(2025, 1, 1), seed=1)
     >>> bool(log["timestamp"].max() < pd.Timestamp("2025-01-01"))
     True
-    >>> sorted(log["user_id"].str.split("-").str[0].unique())
-    ['c0', 'c1', 'c2']
+    >>> sorted(log["user_id"].str.split("-").str[0].unique())  # c2 starts on the last day
+    ['c0', 'c1']
     """
     for name, value in (
         ("users_per_cohort", users_per_cohort),

@@ -447,7 +447,7 @@ def segment_share_tests(
     Examples
     --------
     >>> import numpy as np
-    >>> now = np.r_[np.zeros(700, int), np.ones(295, int), np.full(5, 2)]
+    >>> now = np.r_[np.zeros(700, int), np.ones(298, int), np.full(2, 2)]
     >>> [r.details["change"] for r in segment_share_tests([0.5, 0.3, 0.2], now)]
     ['steady', 'steady', 'vanished']
     """
