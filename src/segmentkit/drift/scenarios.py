@@ -283,7 +283,6 @@ def calibration_table(
     """
     from segmentkit.config import load_config
     from segmentkit.io.events import load_events
-    from segmentkit.drift import FeatureReference
     from segmentkit.drift.verdict import decide, segment_label
     from segmentkit.features import build_features
     from segmentkit.training import train_model
@@ -309,10 +308,7 @@ def calibration_table(
         champion = train_model(config, events, champion_as_of)
         model = champion.model
         segmenter = model.segmenter
-        reference = {
-            name: FeatureReference.from_dict(data)
-            for name, data in model.metadata["feature_reference"].items()
-        }
+        reference = model.metadata.feature_reference
         planted = planted_scenarios(
             events, champion.features, champion.segments, champion_as_of, as_of, seed=seed
         )
@@ -324,7 +320,7 @@ def calibration_table(
                 log=log,
                 segmenter=segmenter,
                 reference=reference,
-                reference_shares=model.metadata["segment_shares"],
+                reference_shares=model.metadata.segment_shares,
                 segment_names=list(segmenter.segment_names_),
                 feature_config=model.feature_config,
                 champion_as_of=champion_as_of,

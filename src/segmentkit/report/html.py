@@ -189,9 +189,9 @@ def migration_table(migration: Any, names: Sequence[str] | None) -> pd.DataFrame
 def figure_svg(figure: Any, key: str, description: str = "") -> str:
     """Render a matplotlib figure as inline SVG markup.
 
-    Text stays text (``svg.fonttype: none``), and ids are salted with ``key`` so
-    that several figures share a page without clashing and the output is
-    deterministic. The figure keeps its natural size (the page's CSS only shrinks
+    Text stays text (``svg.fonttype: none``), and ids are salted and prefixed with
+    ``key`` so that several figures share a page without clashing and the output
+    is deterministic. The figure keeps its natural size (the page's CSS only shrinks
     it to fit a narrow window), so every chart's text has the same size.
     """
     import matplotlib
@@ -203,6 +203,15 @@ def figure_svg(figure: Any, key: str, description: str = "") -> str:
         figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     markup = buffer.getvalue()
     markup = markup[markup.index("<svg") :]
+    # Matplotlib names groups "figure_1", "axes_1", ... in every figure: prefix every
+    # id (and every reference to one) so that ids stay unique on the page.
+    prefix = re.sub(r"[^A-Za-z0-9_-]", "-", key)
+    for ident in set(re.findall(r'\bid="([^"]+)"', markup)):
+        markup = (
+            markup.replace(f'id="{ident}"', f'id="{prefix}-{ident}"')
+            .replace(f"url(#{ident})", f"url(#{prefix}-{ident})")
+            .replace(f'href="#{ident}"', f'href="#{prefix}-{ident}"')
+        )
     label = html.escape(description or key, quote=True)
     return markup.replace("<svg", f'<svg role="img" aria-label="{label}"', 1)
 
@@ -378,19 +387,9 @@ def segment_figures(segmenter: Any) -> dict[str, tuple[Any, str]]:
 
     profiles = segmenter.profiles_.copy()
     profiles["name"] = [f"{i} · {n}" for i, n in zip(profiles.index, profiles["name"], strict=True)]
-    features = lift_features(segmenter)
-    # Features down the side, segments across: 20+ feature names read horizontally
-    # instead of crowding a rotated axis.
-    lifts = pd.DataFrame(
-        {
-            name: profiles.loc[seg, [f"lift_{f}" for f in features]].to_numpy(dtype=float)
-            for seg, name in zip(profiles.index, profiles["name"], strict=True)
-        },
-        index=features,
+    heatmap = plots.profile_heatmap(
+        profiles, features=lift_features(segmenter), orientation="features_by_segments"
     )
-    heatmap = plots.profile_heatmap(lifts, lift_prefix=None)
-    heatmap.axes[0].set_xlabel("Segment")
-    heatmap.axes[0].set_ylabel("Feature")
     return {
         "profile_heatmap": (
             heatmap,
