@@ -18,8 +18,8 @@ from segmentkit.bundle import SegmentationModel
 from segmentkit.config import Config, TargetConfig
 from segmentkit.drift import (
     BacktestResult,
-    DriftResult,
     DriftReport,
+    DriftResult,
     migration_matrix,
     propensity_backtest,
     run_drift_tests,
@@ -113,7 +113,7 @@ def _informational(result: DriftResult) -> DriftResult:
 
 
 def calibrated_report(raw: DriftReport, checks: Sequence[DriftResult]) -> DriftReport:
-    """The refresh's report: raw tests kept for reading, the calibrated checks judged.
+    """Return the refresh's report: raw tests kept for reading, the calibrated checks judged.
 
     Raw feature PSI and the segment-mix PSI fire on ageing alone, and the
     champion-vs-challenger ARI varies between refits on unchanged behaviour

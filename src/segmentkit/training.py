@@ -245,7 +245,9 @@ def train_model(
         ),
         propensity_choice=dict(propensity.choice) if propensity is not None else {},
         propensity_deciles=(
-            tuple(propensity.evaluation.deciles.to_dict("records")) if propensity is not None else ()
+            tuple(propensity.evaluation.deciles.to_dict("records"))
+            if propensity is not None
+            else ()
         ),
         propensity_calibration=(
             tuple(propensity.evaluation.calibration.to_dict("records"))

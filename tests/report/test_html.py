@@ -15,6 +15,7 @@ import pytest
 from segmentkit.config import load_config
 from segmentkit.drift import DriftReport, DriftResult, migration_matrix
 from segmentkit.io.synth import generate_events
+from segmentkit.report import plots
 from segmentkit.report.html import (
     ReportContent,
     figure_svg,
@@ -22,7 +23,6 @@ from segmentkit.report.html import (
     render_html,
     segment_summary,
 )
-from segmentkit.report import plots
 from segmentkit.training import train_model
 
 END = dt.datetime(2025, 1, 1)

@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from segmentkit.config import DriftConfig, FeatureConfig
@@ -101,7 +100,7 @@ def calibrated_checks(
     config = config or DriftConfig()
     names = list(segmenter.feature_names_in_)
     interval = as_of - champion_as_of
-    days = max(int(round(interval / dt.timedelta(days=1))), 0)
+    days = max(round(interval / dt.timedelta(days=1)), 0)
     if then is None:
         then = build_features(log, champion_as_of, feature_config)
     baseline_as_of = champion_as_of - interval if days > 0 else None

@@ -36,7 +36,7 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
         "|" + "|".join("---" for _ in header) + "|",
     ]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return lines + [""]
+    return [*lines, ""]
 
 
 def refresh_markdown(
@@ -202,7 +202,8 @@ def refresh_markdown(
         lines += [
             "## Champion vs challenger",
             "",
-            f"Adjusted Rand index {_fmt(agreement.ari)} on {agreement.n_users} users (informational: "
+            f"Adjusted Rand index {_fmt(agreement.ari)} on {agreement.n_users} users "
+            "(informational: "
             "refits on unchanged behaviour already vary this much).",
             "",
         ]
@@ -220,12 +221,14 @@ def refresh_markdown(
         )
         if agreement.appeared:
             lines += [
-                f"Only in the challenger: {', '.join(segment_label(s, names_after) for s in agreement.appeared)}",
+                "Only in the challenger: "
+                + ", ".join(segment_label(s, names_after) for s in agreement.appeared),
                 "",
             ]
         if agreement.vanished:
             lines += [
-                f"Only in the champion: {', '.join(segment_label(s, champion_names) for s in agreement.vanished)}",
+                "Only in the champion: "
+                + ", ".join(segment_label(s, champion_names) for s in agreement.vanished),
                 "",
             ]
     migration = getattr(report, "migration", None)

@@ -70,7 +70,7 @@ def steady_log(
     end: dt.date,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """A log where a new cohort of users starts every ``step_days`` and behaves like the last.
+    """Build a log where a new cohort starts every ``step_days`` and behaves like the last.
 
     Each cohort is a demo log (:func:`segmentkit.io.synth.generate_events`) spanning
     ``cohort_days``; cohort ``i`` starts ``step_days`` after cohort ``i - 1``, and
@@ -200,7 +200,7 @@ PLANTED: dict[str, str] = {
 
 
 def valuable_segment(features: pd.DataFrame, labels: np.ndarray, min_share: float = 0.05) -> int:
-    """The segment with the highest median ``revenue_total`` among those holding ``min_share``.
+    """Return the segment with the highest median ``revenue_total`` holding ``min_share``.
 
     Raises
     ------
@@ -229,7 +229,7 @@ def planted_scenarios(
     key_event: str = "add_to_cart",
     new_group_share: float = 0.15,
 ) -> dict[str, tuple[pd.DataFrame, str | None]]:
-    """The unchanged log and one log per planted change, with the segment each concerns.
+    """Return the unchanged log and one log per planted change, with the segment concerned.
 
     Changes: the users of the most valuable segment (see :func:`valuable_segment`)
     vanish from the log; revenue halves from ``champion_as_of`` on; a group of new
@@ -282,11 +282,11 @@ def calibration_table(
         ``"OK"``) and ``correct`` (unchanged -> OK; planted -> DRIFT named right).
     """
     from segmentkit.config import load_config
-    from segmentkit.io.events import load_events
+    from segmentkit.drift.checks import calibrated_checks
     from segmentkit.drift.verdict import decide, segment_label
     from segmentkit.features import build_features
+    from segmentkit.io.events import load_events
     from segmentkit.training import train_model
-    from segmentkit.drift.checks import calibrated_checks
 
     config = load_config(
         None,

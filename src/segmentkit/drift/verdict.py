@@ -453,11 +453,13 @@ def segment_share_tests(
     """
     if not 0 <= gone_share < min_share <= 1:
         raise ConfigError(
-            f"segment shares: expected 0 <= gone_share < min_share <= 1, got {gone_share}, {min_share}"
+            "segment shares: expected 0 <= gone_share < min_share <= 1, "
+            f"got {gone_share}, {min_share}"
         )
     if not 1 <= warn_ratio <= drift_ratio:
         raise ConfigError(
-            f"segment shares: expected 1 <= warn_ratio <= drift_ratio, got {warn_ratio}, {drift_ratio}"
+            "segment shares: expected 1 <= warn_ratio <= drift_ratio, "
+            f"got {warn_ratio}, {drift_ratio}"
         )
     reference = np.asarray(reference_shares, dtype=float)
     n_segments = max(reference.size, int(np.max(current_labels, initial=-1)) + 1)
@@ -745,7 +747,7 @@ def _pct(value: float) -> str:
 
 
 def _finding(result: DriftResult) -> Finding | None:
-    """A judged result in words (None for OK results)."""
+    """Return a judged result in words (None for OK results)."""
     if result.status == "OK":
         return None
     d, s, status = result.details, result.subject, result.status
@@ -828,7 +830,10 @@ def _recommendation(action: Action, finding: Finding | None) -> str:
         what = {"event_vanished": "event", "event_appeared": "event"}.get(finding.kind, "feature")
         return f"Check the source of {what} {finding.subject}, then retrain: {finding.message}."
     if action == "promote":
-        return f"Promote the challenger (trained on the new snapshot) after reviewing it: {finding.message}."
+        return (
+            "Promote the challenger (trained on the new snapshot) after reviewing it: "
+            f"{finding.message}."
+        )
     return f"Retrain (review the challenger, or train with new settings): {finding.message}."
 
 

@@ -50,18 +50,21 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neu
   sans-serif; color: var(--ink); margin: 0; line-height: 1.45; font-size: 15px; }
 main { max-width: 1120px; margin: 0 auto; padding: 24px 28px 48px; }
 h1 { font-size: 1.7em; margin: 0 0 4px; }
-h2 { font-size: 1.25em; margin: 32px 0 10px; padding-bottom: 4px; border-bottom: 2px solid var(--line); }
+h2 { font-size: 1.25em; margin: 32px 0 10px; padding-bottom: 4px;
+  border-bottom: 2px solid var(--line); }
 h3 { font-size: 1.05em; margin: 20px 0 8px; }
 p.lead { color: var(--muted); margin: 0 0 16px; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 0; }
 dl.facts dt { color: var(--muted); }
 dl.facts dd { margin: 0; }
 table { border-collapse: collapse; width: 100%; margin: 8px 0 12px; font-size: 0.92em; }
-th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
+th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line);
+  vertical-align: top; }
 th { background: var(--band); font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr:nth-child(even) td { background: #fbfbfc; }
-.badge { display: inline-block; padding: 2px 10px; border-radius: 12px; color: #fff; font-weight: 700;
+.badge { display: inline-block; padding: 2px 10px; border-radius: 12px; color: #fff;
+  font-weight: 700;
   letter-spacing: 0.03em; }
 .verdict { border: 2px solid var(--line); border-radius: 8px; padding: 12px 16px; margin: 12px 0; }
 .verdict p { margin: 6px 0; }
@@ -69,7 +72,6 @@ tr:nth-child(even) td { background: #fbfbfc; }
 figure { margin: 12px 0 20px; break-inside: avoid; page-break-inside: avoid; }
 figure svg { max-width: 100%; height: auto; display: block; }
 figcaption { color: var(--muted); font-size: 0.9em; margin-top: 4px; }
-.grid2 { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 12px 24px; }
 .note { color: var(--muted); font-size: 0.9em; }
 footer { margin-top: 40px; color: var(--muted); font-size: 0.85em; }
 @media print {
@@ -77,7 +79,6 @@ footer { margin-top: 40px; color: var(--muted); font-size: 0.85em; }
   main { max-width: none; padding: 0; }
   h2 { break-after: avoid; page-break-after: avoid; }
   table, .verdict { break-inside: avoid; page-break-inside: avoid; }
-  .grid2 { display: block; }
   a { color: inherit; text-decoration: none; }
 }
 """
@@ -177,7 +178,7 @@ def _label(segment: Any, names: Sequence[str] | None) -> str:
 
 
 def migration_table(migration: Any, names: Sequence[str] | None) -> pd.DataFrame:
-    """The migration matrix with ``id · name`` labels (``(new user)`` and ``(gone)`` kept)."""
+    """Return the migration matrix labelled ``id · name`` (``(new user)``, ``(gone)`` kept)."""
     counts = migration.counts
     return pd.DataFrame(
         counts.to_numpy(),
@@ -264,8 +265,9 @@ def _badge(status: str) -> str:
 
 
 def _verdict_html(verdict: Any) -> str:
+    border = _STATUS_COLORS.get(verdict.status, "#d9dce1")
     parts = [
-        f'<div class="verdict" style="border-color:{_STATUS_COLORS.get(verdict.status, "#d9dce1")}">',
+        f'<div class="verdict" style="border-color:{border}">',
         f"<p>Refresh status: {_badge(verdict.status)}</p>",
         f'<p class="recommendation">Recommendation: {html.escape(verdict.recommendation)}</p>',
         "</div>",
@@ -368,7 +370,8 @@ def propensity_figures(
             if name == "lift":
                 figure = plots.lift_by_decile(rows, models=models)
                 caption = (
-                    f"{target}: lift by score decile (1 = highest scores), the chosen model against "
+                    f"{target}: lift by score decile (1 = highest scores), the chosen model "
+                    "against "
                     "the recency and RFM baselines, out of time."
                 )
             else:
@@ -393,7 +396,8 @@ def segment_figures(segmenter: Any) -> dict[str, tuple[Any, str]]:
     return {
         "profile_heatmap": (
             heatmap,
-            "Segment profiles: each segment's median against the population (red above, blue below).",
+            "Segment profiles: each segment's median against the population "
+            "(red above, blue below).",
         ),
         "segment_sizes": (
             plots.segment_sizes(profiles),
