@@ -25,6 +25,9 @@ from segmentkit.report.html import (
 )
 from segmentkit.training import train_model
 
+# Every test here uses a trained model (tens of seconds on a shared 2-core machine).
+pytestmark = pytest.mark.slow
+
 END = dt.datetime(2025, 1, 1)
 CONFIG = load_config(
     overrides={

@@ -14,6 +14,9 @@ from segmentkit.drift import DriftReport, DriftResult
 from segmentkit.io.synth import generate_events
 from segmentkit.training import train_model
 
+# Every test here uses a trained model (tens of seconds on a shared 2-core machine).
+pytestmark = pytest.mark.slow
+
 CONFIG = load_config(overrides={"segmentation": {"k": 3, "n_bootstrap": 0, "random_state": 0}})
 
 
