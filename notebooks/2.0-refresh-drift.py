@@ -73,17 +73,23 @@ names = (
 )
 
 # %% [markdown]
-# ## Status
+# ## Status and recommendation
 #
-# The report's status is the worst of its tests: **OK** (nothing to do), **WARN** (read
-# the report before promoting the challenger), **DRIFT** (a threshold was crossed; the
-# refresh exited with code 3). The table counts each test's verdicts.
+# The report's status is the worst of its checks, each judged against the change ageing
+# alone produced over the same distance: **OK** (nothing to do), **WARN** (read the
+# findings before promoting the challenger), **DRIFT** (the refresh exited with code 3).
+# The findings come most important first; the recommendation names one action and its
+# reason. The table counts each test's verdicts (raw PSI, share PSI and ARI are shown
+# without a status).
 
 # %%
+verdict = drift.verdict
 display(
     Markdown(
         f"## {drift.status}\n\n`{path}`: exit code {drift.exit_code}, "
-        f"{drift.n_current or 0:,} users in the new snapshot."
+        f"{drift.n_current or 0:,} users in the new snapshot.\n\n"
+        f"**Recommendation:** {verdict.recommendation}\n\n"
+        + "\n".join(f"- **{f.status}** {f.message}" for f in verdict.findings[:10])
     )
 )
 review.status_counts(drift)

@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from segmentkit.bundle import load_bundle, save_bundle
 from segmentkit.cli import main
 from segmentkit.config import load_config
+from segmentkit.drift.scenarios import steady_log
 from segmentkit.errors import InsufficientDataError
 from segmentkit.io.events import load_events
 from segmentkit.io.synth import ARCHETYPES, generate_events
@@ -55,7 +56,9 @@ def test_changed_archetype_mix_raises_share_drift(champion):
     shares = {"power_user": 0.35, "dormant": 0.05, "big_spender": 0.25, "casual": 0.15}
     mix = tuple(dataclasses.replace(a, share=shares.get(a.name, a.share)) for a in ARCHETYPES)
     report = refresh_model(champion, CONFIG, _events(seed=4, archetypes=mix), END).report
-    assert report.share.status == "DRIFT"
+    shares = [r for r in report.checks if r.test == "segment_share"]
+    assert any(r.status == "DRIFT" for r in shares), shares
+    assert all("·" in r.subject for r in shares)  # segments are named "id · name"
     assert report.status == "DRIFT"
     assert report.exit_code == 3
 
@@ -66,7 +69,7 @@ def test_new_dominant_event_raises_feature_drift(champion):
     views = events.index[events["event"] == "page_view"]
     events.loc[views[: int(len(views) * 0.8)], "event"] = "video_play"
     report = refresh_model(champion, CONFIG, events, END).report
-    drifted = {r.subject for r in report.feature_results("psi") if r.status == "DRIFT"}
+    drifted = {r.subject for r in report.checks if r.test == "aged_psi" and r.status == "DRIFT"}
     assert "distinct_events" in drifted
     assert report.status == "DRIFT"
 
@@ -141,13 +144,21 @@ def test_refresh_command_reports_logs_and_exits_3_on_drift(champion, tmp_path, m
     assert "drift status: DRIFT" in out
     report = json.loads((tmp_path / "reports" / "refresh-2025-01-01" / "drift.json").read_text())
     assert report["status"] == "DRIFT"
-    assert "DRIFT" in (tmp_path / "reports" / "refresh-2025-01-01" / "drift.md").read_text()
+    out_dir = tmp_path / "reports" / "refresh-2025-01-01"
+    markdown = (out_dir / "drift.md").read_text()
+    assert "DRIFT" in markdown
+    assert markdown.rstrip().splitlines()[-1].startswith("**Recommendation:** ")
+    assert "recommendation: " in out
+    page = (out_dir / "report.html").read_text()
+    assert "Refresh verdict" in page and "<script" not in page
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     client = MlflowClient()
     version = client.get_model_version_by_alias("sk-refresh", "champion")  # first version
     run = client.get_run(version.run_id)
     assert run.data.metrics["drift/share_psi"] >= 0.25
     assert run.data.tags["segmentkit.command"] == "refresh"
+    assert run.info.run_name == "refresh-2025-01-01"
+    assert run.data.tags["segmentkit.report"].endswith("reports/report.html")
     assert (tmp_path / "models" / "sk-refresh-challenger").is_dir()
 
 
@@ -172,3 +183,21 @@ def test_refresh_promote_moves_the_champion_alias(champion, tmp_path, monkeypatc
     client = MlflowClient()
     assert str(client.get_model_version_by_alias("sk-promote", "champion").version) == "2"
     assert (tmp_path / "models" / "sk-promote").is_dir()
+
+
+@pytest.mark.slow
+def test_refresh_a_month_later_on_unchanged_behaviour_is_ok_and_says_so(tmp_path):
+    # Users keep arriving and behave as before; tenure and recency grow with the
+    # calendar alone: that is not drift.
+    events = steady_log(250, 180, 10, 30, END.date(), seed=11)
+    old_as_of = END - dt.timedelta(days=30)
+    champion = train_model(CONFIG, events, old_as_of).model
+    report = refresh_model(champion, CONFIG, events, END).report
+    aged = {r.subject: r.details for r in report.checks if r.test == "aged_psi"}
+    assert aged["tenure_days"]["expected_psi"] > 0  # ageing measured one interval earlier
+    assert report.status == "OK", report.verdict.findings
+    assert report.verdict.recommendation.startswith("No action")
+    markdown = report.to_markdown(list(champion.segmenter.segment_names_))
+    assert markdown.rstrip().splitlines()[-1].startswith("**Recommendation:** No action")
+    for seg_id, name in enumerate(champion.segmenter.segment_names_):
+        assert f"{seg_id} · {name}" in markdown

@@ -13,6 +13,7 @@ run is tracked (by :mod:`segmentkit.tracking`, the one module that talks to it).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -28,6 +29,7 @@ from segmentkit.bundle.storage import load_bundle
 from segmentkit.config import Config, load_config
 from segmentkit.errors import BundleError, ConfigError, DataValidationError
 from segmentkit.io.events import DataQualityReport, EventSource
+from segmentkit.version import __version__
 
 if TYPE_CHECKING:
     from segmentkit.drift import DriftReport
@@ -176,6 +178,8 @@ class TrainResult:
     training : TrainingResult
         Every intermediate result, including user-level features and segment
         labels (in memory only; never logged).
+    report_html : Path or None
+        The self-contained HTML report (``reports/train-<as_of>/report.html``).
     """
 
     model: SegmentationModel
@@ -186,6 +190,7 @@ class TrainResult:
     bundle_path: Path | None
     run: RegisteredRun | None
     training: TrainingResult
+    report_html: Path | None = None
 
     @property
     def run_id(self) -> str | None:
@@ -227,6 +232,8 @@ class RefreshResult:
         The champion's training snapshot and the new one.
     report_path : Path or None
         The Markdown drift report (``drift.json`` beside it); ``None`` if not written.
+    report_html : Path or None
+        The HTML report beside it (verdict, migration matrix, segments, charts).
     """
 
     challenger: TrainResult
@@ -234,6 +241,7 @@ class RefreshResult:
     champion_as_of: dt.datetime
     as_of: dt.datetime
     report_path: Path | None
+    report_html: Path | None = None
 
     @property
     def status(self) -> str:
@@ -257,6 +265,7 @@ def train(
     promote: bool = False,
     track: bool = True,
     progress: Progress | None = None,
+    reports_dir: str | Path | None = "reports",
 ) -> TrainResult:
     """Build features, fit segments and propensity models; save, log and register them.
 
@@ -274,10 +283,13 @@ def train(
         Give the new registered version the ``champion`` alias (the first version
         always gets it; later ones get ``challenger`` unless promoted).
     track : bool
-        Save the bundle under ``tracking.models_dir`` and log and register an MLflow
-        run, as the CLI does. ``False`` fits in memory only: nothing is written.
+        Save the bundle under ``tracking.models_dir``, log and register an MLflow
+        run and write ``<reports_dir>/train-<as_of>/report.html``, as the CLI does.
+        ``False`` fits in memory only: nothing is written.
     progress : callable, optional
         ``progress(step_name)`` returns a context manager wrapping each long step.
+    reports_dir : str or Path, optional
+        Where the HTML report goes when tracked (default ``reports``).
 
     Returns
     -------
@@ -298,12 +310,50 @@ def train(
 
     config = load_params(params)
     step = progress or _silent
-    training = train_model(config, resolve_events(config, events), as_of, progress=step)
-    bundle_root = run = None
+    source = resolve_events(config, events)
+    training = train_model(config, source, as_of, progress=step)
+    bundle_root = run = html = None
     if track:
         bundle_root = Path(config.tracking.models_dir) / config.tracking.registered_model
-        run = _publish(config, training, bundle_root, promote, command="train", progress=step)
-    return _train_result(training, bundle_root, run)
+        run = _publish(
+            config, training, bundle_root, promote, command="train", progress=step, source=source
+        )
+        out_dir = Path(reports_dir or "reports") / f"train-{training.as_of:%Y-%m-%d}"
+        html = _write_html_report(training.model, run, out_dir, step)
+    return dataclasses.replace(_train_result(training, bundle_root, run), report_html=html)
+
+
+def _write_html_report(
+    model: SegmentationModel,
+    run: RegisteredRun | None,
+    out_dir: Path,
+    progress: Progress,
+    refresh_report: DriftReport | None = None,
+    title: str = "Segment report",
+) -> Path:
+    """Write ``report.html`` into ``out_dir`` and attach it to the run (the I/O edge)."""
+    from segmentkit.report.html import model_report, render_html
+
+    facts = []
+    if run is not None:
+        what = "Challenger registered as" if refresh_report is not None else "Registered as"
+        facts = [
+            (what, f"{run.model_name} version {run.model_version} (alias {run.alias})"),
+            ("MLflow run", run.run_id),
+        ]
+    with progress("Writing the HTML report"):
+        text = render_html(model_report(model, title=title, facts=facts, refresh=refresh_report))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "report.html"
+        path.write_text(text, encoding="utf-8")
+        if run is not None:
+            from segmentkit import tracking
+
+            tracking.log_report(run.run_id, text, run.tracking_uri)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    return path
 
 
 def _train_result(
@@ -342,14 +392,13 @@ def _publish(
     extra_metrics: Mapping[str, float] | None = None,
     documents: Mapping[str, Any] | None = None,
     texts: Mapping[str, str] | None = None,
+    source: Any = None,
 ) -> RegisteredRun:
     """Save the bundle, then log the run and register the model (the I/O edge of train/refresh).
 
     The model's ``metadata.model_version`` is set to the saved bundle version, which
     is also tagged on the run, so a score file leads back to its registered version.
     """
-    import dataclasses
-
     from segmentkit.bundle import live_version, save_bundle
     from segmentkit.report.training import training_figures
 
@@ -361,26 +410,42 @@ def _publish(
         from segmentkit import tracking
 
         _quiet_mlflow_logs()
+        as_of = f"{result.as_of:%Y-%m-%d}"
+        params = config.to_dict()
+        dataset = None
+        if isinstance(source, str | Path):
+            params["data"]["events"] = str(source)  # the log actually read, demo data included
+            dataset = {
+                "source": str(source),
+                "name": Path(str(source)).name,
+                "digest": result.model.metadata.data_fingerprint,
+            }
+        inputs = tracking.input_schema(result.features[["user_id", *result.model.feature_names]])
+        example = tracking.synthetic_input_example(result.model.metadata.feature_reference, inputs)
+        outputs = tracking.input_schema(result.model.score_features(example))
         registered = tracking.log_training_run(
             tracking_uri=tracking.resolve_tracking_uri(config.tracking.tracking_uri),
             experiment=config.tracking.experiment,
             model_name=config.tracking.registered_model,
             bundle_dir=live_version(bundle_root),
-            input_columns=tracking.input_schema(
-                result.features[["user_id", *result.model.feature_names]]
-            ),
-            params=config.to_dict(),
+            input_columns=inputs,
+            params=params,
             metrics={**result.metrics(), **(extra_metrics or {})},
             tables=result.tables(),
             documents={**result.documents(), **(documents or {})},
             figures=training_figures(result),
             promote_to_champion=promote,
             tags={
-                "segmentkit.as_of": f"{result.as_of:%Y-%m-%d}",
+                "segmentkit.as_of": as_of,
                 "segmentkit.command": command,
                 "segmentkit.model_version": version,
+                "segmentkit.version": __version__,
             },
             texts=dict(texts) if texts else None,
+            run_name=tracking.run_name(command, as_of, result.model.segmenter.n_segments_),
+            dataset=dataset,
+            output_columns=outputs,
+            input_example=example,
         )
     import matplotlib.pyplot as plt
 
@@ -541,7 +606,8 @@ def refresh(
         Save and register the challenger, logging the drift report with its run.
         ``False`` computes in memory only.
     reports_dir : str or Path, optional
-        Where ``refresh-<as_of>/drift.{json,md}`` are written; ``None`` writes nothing.
+        Where ``refresh-<as_of>/drift.{json,md}`` and ``report.html`` are written;
+        ``None`` writes nothing.
     progress : callable, optional
         As in :func:`train`.
 
@@ -559,6 +625,13 @@ def refresh(
         reference = champion_model(config, champion)
     result = refresh_model(reference, config, source, as_of, progress=step)
     report = result.report
+    markdown = report.to_markdown(
+        list(reference.segmenter.segment_names_),
+        list(result.challenger.model.segmenter.segment_names_),
+        champion_as_of=f"{result.champion_as_of:%Y-%m-%d}",
+        as_of=f"{result.as_of:%Y-%m-%d}",
+        interval_days=(result.as_of - result.champion_as_of).days,
+    )
     report_path = None
     if reports_dir is not None:
         out_dir = Path(reports_dir) / f"refresh-{result.as_of:%Y-%m-%d}"
@@ -567,8 +640,8 @@ def refresh(
             json.dumps(report.to_dict(), indent=2), encoding="utf-8"
         )
         report_path = out_dir / "drift.md"
-        report_path.write_text(report.to_markdown(), encoding="utf-8")
-    bundle_root = run = None
+        report_path.write_text(markdown, encoding="utf-8")
+    bundle_root = run = html = None
     if track:
         name = config.tracking.registered_model
         bundle_root = Path(config.tracking.models_dir) / (name if promote else f"{name}-challenger")
@@ -581,7 +654,18 @@ def refresh(
             progress=step,
             extra_metrics=report.metrics(),
             documents={"drift_report": report.to_dict()},
-            texts={"drift.md": report.to_markdown()},
+            texts={"drift.md": markdown},
+            source=source,
+        )
+    if report_path is not None:
+        html = _write_html_report(
+            reference,
+            run,
+            report_path.parent,
+            step,
+            refresh_report=report,
+            title=f"Refresh {result.as_of:%Y-%m-%d} against the champion of "
+            f"{result.champion_as_of:%Y-%m-%d}",
         )
     return RefreshResult(
         challenger=_train_result(result.challenger, bundle_root, run),
@@ -589,4 +673,5 @@ def refresh(
         champion_as_of=result.champion_as_of,
         as_of=result.as_of,
         report_path=report_path,
+        report_html=html,
     )

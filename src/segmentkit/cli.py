@@ -232,6 +232,8 @@ def train(
     output.echo(_training_summary(result))
     output.echo()
     output.echo(_where_it_went(result))
+    if result.report_html is not None:
+        output.echo(f"html:    {result.report_html}")
     output.echo(
         "next:    segmentkit score --model "
         f"models:/{cfg.tracking.registered_model}@{result.run.alias} "
@@ -281,7 +283,10 @@ def refresh(
     output.echo(_training_summary(result.challenger))
     output.echo()
     output.echo(_where_it_went(result.challenger, report=result.report_path))
+    if result.report_html is not None:
+        output.echo(f"html:    {result.report_html}")
     output.echo(f"drift status: {result.status} (exit code {result.exit_code})")
+    output.echo(f"recommendation: {result.report.verdict.recommendation}")
     if result.status != "OK" and not promote:
         output.echo(f"next:    read {result.report_path} before promoting the challenger")
     elif not promote:
@@ -419,6 +424,49 @@ def segments(
         f"{loaded.metadata.as_of[:10]} (version {loaded.metadata.model_version or 'unsaved'}):"
     )
     typer.echo(_segment_lines(api.segments(loaded)))
+
+
+@app.command("report", short_help="Write a self-contained HTML report.", epilog=EXIT_CODES_HELP)
+def report(
+    model: Annotated[str, typer.Option("--model", help="Bundle path or models:/NAME@ALIAS.")],
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path("report.html"),
+    refresh_dir: Annotated[
+        Path | None,
+        typer.Option("--refresh", help="A refresh's report directory (with drift.json)."),
+    ] = None,
+    params: ParamsOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Write a self-contained HTML report of a model (and of a refresh against it)."""
+    import json
+
+    from segmentkit import api
+    from segmentkit.drift import DriftReport
+    from segmentkit.errors import DataValidationError
+    from segmentkit.report.html import model_report, render_html
+
+    output = _Output(quiet)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise DataValidationError(f"--out must end in .html, got {out}")
+    cfg = _config(params)
+    drift = None
+    title = "Segment report"
+    if refresh_dir is not None:
+        path = refresh_dir / "drift.json"
+        if not path.is_file():
+            raise DataValidationError(f"--refresh {refresh_dir}: no drift.json in that directory")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataValidationError(f"{path} is not valid JSON: {exc}") from None
+        drift = DriftReport.from_dict(data)
+        title = f"Segment report with the refresh in {refresh_dir.name}"
+    with output.step(f"Loading {model}"):
+        loaded = api.load(model, tracking_uri=cfg.tracking.tracking_uri)
+    text = render_html(model_report(loaded, title=title, facts=[("Model", model)], refresh=drift))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    output.echo(f"report: {out}")
 
 
 def main(argv: list[str] | None = None) -> None:

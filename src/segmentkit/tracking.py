@@ -33,9 +33,12 @@ __all__ = [
     "download_bundle",
     "flatten_params",
     "input_schema",
+    "log_report",
     "log_training_run",
     "promote",
     "resolve_tracking_uri",
+    "run_name",
+    "synthetic_input_example",
 ]
 
 CHAMPION = "champion"
@@ -114,8 +117,85 @@ def input_schema(frame: pd.DataFrame) -> dict[str, str]:
     return schema
 
 
-def _signature(schema: Mapping[str, str]) -> ModelSignature:
-    return ModelSignature(inputs=Schema([ColSpec(kind, name) for name, kind in schema.items()]))
+def _signature(
+    schema: Mapping[str, str], outputs: Mapping[str, str] | None = None
+) -> ModelSignature:
+    def spec(columns: Mapping[str, str]) -> Schema:
+        return Schema([ColSpec(kind, name) for name, kind in columns.items()])
+
+    return ModelSignature(inputs=spec(schema), outputs=spec(outputs) if outputs else None)
+
+
+def run_name(command: str, as_of: str, k: int | None = None) -> str:
+    """Readable run name: ``train-<as_of>-k<k>`` or ``refresh-<as_of>``.
+
+    Examples
+    --------
+    >>> run_name("train", "2025-01-01", 5), run_name("refresh", "2025-02-01")
+    ('train-2025-01-01-k5', 'refresh-2025-02-01')
+    """
+    return f"{command}-{as_of}" + (f"-k{k}" if command == "train" and k is not None else "")
+
+
+def synthetic_input_example(
+    reference: Mapping[str, Any],
+    types: Mapping[str, str] | None = None,
+    levels: tuple[float, ...] = (0.1, 0.5, 0.9),
+) -> pd.DataFrame:
+    """Input rows made of training quantiles, one row per level (no real user's row).
+
+    Each column of row ``i`` is that feature's ``levels[i]`` quantile, read from the
+    stored :class:`~segmentkit.drift.FeatureReference`; the user ids are made up.
+    Columns typed ``long`` in ``types`` (see :func:`input_schema`) are rounded to
+    integers so the example matches the signature.
+    """
+    import numpy as np
+
+    rows: dict[str, Any] = {"user_id": [f"example-{i + 1}" for i in range(len(levels))]}
+    for name, ref in reference.items():
+        quantiles = np.asarray(ref.quantiles, dtype=float)
+        grid = np.linspace(0.0, 1.0, quantiles.size)
+        rows[name] = [float(np.interp(level, grid, quantiles)) for level in levels]
+    example = pd.DataFrame(rows)
+    for name, kind in (types or {}).items():
+        if kind == "long" and name in example:
+            example[name] = example[name].round().astype("int64")
+    return example
+
+
+def _log_dataset(dataset: Mapping[str, str]) -> None:
+    """Log the training input by source and digest only (no rows, no profile)."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # source-type guessing warns about future defaults
+        source = resolve_dataset_source(dataset["source"])
+    mlflow.log_input(
+        MetaDataset(source=source, name=dataset.get("name"), digest=dataset.get("digest")),
+        context="training",
+    )
+
+
+def log_report(
+    run_id: str, html_text: str, tracking_uri: str, path: str = "reports/report.html"
+) -> str:
+    """Attach the HTML report to a run and link it from the run's description.
+
+    Returns the artifact URI of the report.
+    """
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient()
+    client.log_text(run_id, html_text, path)
+    uri = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{path}"
+    client.set_tag(run_id, "segmentkit.report", uri)
+    client.set_tag(
+        run_id,
+        "mlflow.note.content",
+        f"Segment report: [{path}]({uri}) (open the artifact, or download it and open it "
+        "in a browser).",
+    )
+    return uri
 
 
 def log_training_run(
@@ -133,6 +213,10 @@ def log_training_run(
     promote_to_champion: bool = False,
     tags: Mapping[str, str] | None = None,
     texts: Mapping[str, str] | None = None,
+    run_name: str | None = None,
+    dataset: Mapping[str, str] | None = None,
+    output_columns: Mapping[str, str] | None = None,
+    input_example: pd.DataFrame | None = None,
 ) -> RegisteredRun:
     """Log one training run, log the bundle as a pyfunc model and register it.
 
@@ -162,11 +246,22 @@ def log_training_run(
         Run tags.
     texts : mapping of str to str, optional
         Text artifacts by file name (e.g. a Markdown report), under ``reports/``.
+    run_name : str, optional
+        E.g. from :func:`run_name`.
+    dataset : mapping, optional
+        ``source`` (path or URI), ``name`` and ``digest`` of the training input,
+        logged with ``mlflow.log_input`` (no rows).
+    output_columns : mapping of str to str, optional
+        Output columns of the pyfunc model and their types (the signature's outputs).
+    input_example : DataFrame, optional
+        Synthetic input rows (e.g. :func:`synthetic_input_example`); never real users.
     """
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(experiment)
-    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
+    with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tags(dict(tags or {}))
+        if dataset is not None:
+            _log_dataset(dataset)
         mlflow.log_params(flatten_params(params))
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
         for name, table in tables.items():
@@ -182,13 +277,14 @@ def log_training_run(
         code = Path(tmp) / "segmentkit_model.py"
         code.write_text(_MODEL_CODE, encoding="utf-8")
         with warnings.catch_warnings():
-            # No input example on purpose: it would be user-level data in the registry.
+            # Only a synthetic example, if any: real rows would be user-level data.
             warnings.filterwarnings("ignore", message=".*input example was not provided.*")
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(code),
                 artifacts={"bundle": str(bundle_dir)},
-                signature=_signature(input_columns),
+                signature=_signature(input_columns, output_columns),
+                input_example=input_example,
                 registered_model_name=model_name,
             )
         version = str(info.registered_model_version)
@@ -197,7 +293,7 @@ def log_training_run(
         if promote_to_champion or not _has_alias(client, model_name, CHAMPION):
             alias = CHAMPION
         client.set_registered_model_alias(model_name, alias, version)
-        mlflow.set_tag("segmentkit.alias", alias)
+        mlflow.set_tags({"segmentkit.alias": alias, "segmentkit.registered_version": version})
         return RegisteredRun(
             run_id=run.info.run_id,
             experiment_id=run.info.experiment_id,

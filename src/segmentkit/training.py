@@ -246,6 +246,16 @@ def train_model(
             else ()
         ),
         propensity_choice=dict(propensity.choice) if propensity is not None else {},
+        propensity_deciles=(
+            tuple(propensity.evaluation.deciles.to_dict("records"))
+            if propensity is not None
+            else ()
+        ),
+        propensity_calibration=(
+            tuple(propensity.evaluation.calibration.to_dict("records"))
+            if propensity is not None
+            else ()
+        ),
     )
     model = SegmentationModel(
         segmenter=segmenter,

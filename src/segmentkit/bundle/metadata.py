@@ -46,6 +46,9 @@ class BundleMetadata:
         Out-of-time metrics of each propensity target's chosen model.
     propensity_choice : dict of str to str
         Model family chosen per target.
+    propensity_deciles, propensity_calibration : tuple of dict
+        Out-of-time lift by decile and calibration bins of every propensity model
+        and baseline (aggregate rows), for the HTML report.
     input_schema : dict
         What the training input held (columns, key events seen), checked at scoring.
     model_version : str
@@ -65,6 +68,8 @@ class BundleMetadata:
     data_quality: dict[str, Any] = field(default_factory=dict)
     propensity_evaluation: tuple[dict[str, Any], ...] = ()
     propensity_choice: dict[str, str] = field(default_factory=dict)
+    propensity_deciles: tuple[dict[str, Any], ...] = ()
+    propensity_calibration: tuple[dict[str, Any], ...] = ()
     input_schema: dict[str, Any] = field(default_factory=dict)
     model_version: str = ""
     format_version: int | None = None

@@ -16,10 +16,8 @@ from segmentkit.drift._common import (
     DriftResult,
     Status,
     _count,
-    _fmt,
     _from_json,
     _json_safe,
-    _md_table,
     _metric_key,
     _status_of,
     _worst,
@@ -28,6 +26,7 @@ from segmentkit.drift.agreement import AgreementResult, MigrationResult
 from segmentkit.drift.backtest import BacktestResult
 from segmentkit.drift.reference import FeatureReference
 from segmentkit.drift.stats import FEATURE_TESTS, share_psi_test
+from segmentkit.drift.verdict import Verdict, decide
 from segmentkit.errors import (
     ConfigError,
     DataValidationError,
@@ -56,6 +55,9 @@ class DriftReport:
         Propensity backtests of the champion.
     n_current : int or None
         Rows of the current feature table.
+    checks : tuple of DriftResult
+        Calibrated checks (:mod:`segmentkit.drift.verdict`): changes judged against
+        what ageing alone produces, segment shares, new behaviour, events, history.
     """
 
     features: tuple[DriftResult, ...] = ()
@@ -64,10 +66,11 @@ class DriftReport:
     migration: MigrationResult | None = field(default=None, compare=False)
     backtests: tuple[BacktestResult, ...] = ()
     n_current: int | None = None
+    checks: tuple[DriftResult, ...] = ()
 
     def results(self) -> list[DriftResult]:
-        """Every judged result (features, share, ARI, backtests) as DriftResults."""
-        out = list(self.features)
+        """Every judged result (features, share, ARI, backtests, checks) as DriftResults."""
+        out = list(self.features) + list(self.checks)
         if self.share is not None:
             out.append(self.share)
         if self.agreement is not None:
@@ -79,6 +82,11 @@ class DriftReport:
     def status(self) -> Status:
         """Worst status of the parts (``OK < WARN < DRIFT``)."""
         return _worst(r.status for r in self.results())
+
+    @property
+    def verdict(self) -> Verdict:
+        """Findings in words, most important first, and one recommendation."""
+        return decide(self.results())
 
     @property
     def exit_code(self) -> int:
@@ -103,7 +111,7 @@ class DriftReport:
         out: dict[str, float] = {"drift/status": float(_LEVEL[self.status])}
         if self.n_current is not None:
             out["drift/n_current"] = float(self.n_current)
-        for r in self.features:
+        for r in (*self.features, *self.checks):
             out[_metric_key(f"drift/{r.test}/{r.subject}")] = float(r.score)
         psi = self.feature_results("psi")
         if psi:
@@ -153,6 +161,8 @@ class DriftReport:
                 "agreement": None if self.agreement is None else self.agreement.to_dict(),
                 "migration": None if self.migration is None else self.migration.to_dict(),
                 "backtests": [b.to_dict() for b in self.backtests],
+                "checks": [r.to_dict() for r in self.checks],
+                "verdict": self.verdict.to_dict(),
             }
         )
 
@@ -193,6 +203,7 @@ class DriftReport:
                 ),
                 backtests=tuple(BacktestResult.from_dict(b) for b in d.get("backtests") or ()),
                 n_current=None if d.get("n_current") is None else _count(d["n_current"]),
+                checks=tuple(DriftResult.from_dict(r) for r in d.get("checks") or ()),
             )
             if report.status != stored:
                 raise DataValidationError(
@@ -203,149 +214,37 @@ class DriftReport:
 
         return _from_json("drift report", data, build)
 
-    def to_markdown(self) -> str:
-        """Return a readable Markdown summary of the report."""
-        lines = [
-            "# Drift report",
-            "",
-            f"**Status: {self.status}** (exit code {self.exit_code})",
-            "",
-        ]
-        counts = {s: sum(r.status == s for r in self.results()) for s in _LEVEL}
-        lines += [
-            f"Tests: {counts['OK']} OK, {counts['WARN']} WARN, {counts['DRIFT']} DRIFT.",
-            "",
-        ]
-        lines += self._features_md()
-        lines += self._share_md()
-        lines += self._agreement_md()
-        lines += self._migration_md()
-        lines += self._backtest_md()
-        return "\n".join(lines).rstrip() + "\n"
+    def to_markdown(
+        self,
+        names: Sequence[str] | None = None,
+        challenger_names: Sequence[str] | None = None,
+        *,
+        champion_as_of: str = "",
+        as_of: str = "",
+        interval_days: int | None = None,
+    ) -> str:
+        """Return a readable Markdown summary of the report.
 
-    def _features_md(self) -> list[str]:
-        psi = self.feature_results("psi")
-        if not psi:
-            return []
-        wass = {r.subject: r for r in self.feature_results("wasserstein")}
-        rows = []
-        for r in sorted(psi, key=lambda r: (-r.score, r.subject)):
-            w = wass.get(r.subject)
-            rows.append(
-                [
-                    f"`{r.subject}`",
-                    _fmt(r.score),
-                    r.status,
-                    "n/a" if w is None else _fmt(w.score),
-                    "n/a" if w is None else _fmt(w.details.get("distance")),
-                ]
+        With calibrated checks the report is in words (see
+        :func:`segmentkit.drift.markdown.refresh_markdown`): segments named
+        ``id · name`` from ``names``, and a closing recommendation.
+        """
+        if self.checks:
+            from segmentkit.drift.markdown import refresh_markdown
+
+            return refresh_markdown(
+                self,
+                self.verdict,
+                list(names or []),
+                challenger_names,
+                champion_as_of=champion_as_of,
+                as_of=as_of,
+                checks=self.checks,
+                interval_days=interval_days,
             )
-        first = psi[0]
-        return [
-            "## Features",
-            "",
-            f"PSI over reference quantile bins (WARN >= {_fmt(first.warn_threshold, 2)}, "
-            f"DRIFT >= {_fmt(first.drift_threshold, 2)}); Wasserstein-1 in reference "
-            "standard deviations and in feature units.",
-            "",
-            *_md_table(["feature", "PSI", "status", "Wasserstein (std)", "Wasserstein"], rows),
-            "",
-        ]
+        from segmentkit.drift.markdown import report_markdown
 
-    def _share_md(self) -> list[str]:
-        if self.share is None:
-            return []
-        s = self.share
-        rows = [
-            [
-                d["segment"],
-                _fmt(d["reference_share"]),
-                _fmt(d["current_share"]),
-                f"{d['current_share'] - d['reference_share']:+.3f}",
-            ]
-            for d in s.details.get("segments", [])
-        ]
-        return [
-            "## Segment shares",
-            "",
-            f"Share PSI {_fmt(s.score)}: **{s.status}** "
-            f"(WARN >= {_fmt(s.warn_threshold, 2)}, DRIFT >= {_fmt(s.drift_threshold, 2)}).",
-            "",
-            *_md_table(["segment", "reference", "current", "change"], rows),
-            "",
-        ]
-
-    def _agreement_md(self) -> list[str]:
-        if self.agreement is None:
-            return []
-        a = self.agreement
-        rows = [
-            [m.champion, m.challenger, _fmt(m.jaccard), _fmt(m.centroid_shift)] for m in a.matches
-        ]
-        lines = [
-            "## Champion vs challenger",
-            "",
-            f"Adjusted Rand index {_fmt(a.ari)} on {a.n_users} users: **{a.status}** "
-            f"(WARN < {_fmt(a.warn_threshold, 2)}, DRIFT < {_fmt(a.drift_threshold, 2)}).",
-            "",
-            *_md_table(["champion", "challenger", "Jaccard", "centroid shift (std)"], rows),
-            "",
-        ]
-        if a.appeared:
-            lines += [f"Appeared (challenger only): {', '.join(a.appeared)}", ""]
-        if a.vanished:
-            lines += [f"Vanished (champion only): {', '.join(a.vanished)}", ""]
-        return lines
-
-    def _migration_md(self) -> list[str]:
-        if self.migration is None:
-            return []
-        m = self.migration
-        header = ["previous \\ current", *[str(c) for c in m.counts.columns]]
-        rows = [
-            [str(idx), *[int(v) for v in row]]
-            for idx, row in zip(m.counts.index, m.counts.to_numpy(), strict=True)
-        ]
-        stayed = "n/a" if m.stayed_share is None else f"{m.stayed_share:.1%}"
-        return [
-            "## Migration",
-            "",
-            f"{m.n_users} users: {m.n_both} in both snapshots ({stayed} stayed in their "
-            f"segment), {m.n_new} new, {m.n_gone} gone.",
-            "",
-            *_md_table(header, rows),
-            "",
-        ]
-
-    def _backtest_md(self) -> list[str]:
-        if not self.backtests:
-            return []
-        rows = [
-            [
-                b.target,
-                b.n,
-                _fmt(b.training_auc),
-                _fmt(b.auc),
-                f"{b.auc_drop:+.3f}",
-                _fmt(b.training_brier),
-                _fmt(b.brier),
-                f"{b.predicted_total:.0f} / {b.observed_total:.0f}",
-                b.status,
-            ]
-            for b in self.backtests
-        ]
-        header = [
-            "target",
-            "users",
-            "AUC (training)",
-            "AUC (now)",
-            "AUC drop",
-            "Brier (training)",
-            "Brier (now)",
-            "predicted / observed",
-            "status",
-        ]
-        return ["## Propensity backtest", "", *_md_table(header, rows), ""]
+        return report_markdown(self, names)
 
 
 def run_drift_tests(

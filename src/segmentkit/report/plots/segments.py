@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -167,6 +168,7 @@ def profile_heatmap(
     lift_prefix: str | None = "lift_",
     max_fold: float = 8.0,
     annotate: bool = True,
+    orientation: str = "auto",
 ) -> Figure:
     """Heatmap of segments x features: each segment's lift vs the population.
 
@@ -193,6 +195,11 @@ def profile_heatmap(
         Largest lift (and smallest ``1 / max_fold``) that still gets its own colour.
     annotate : bool, default True
         Write the lift in each cell.
+    orientation : {"auto", "segments_by_features", "features_by_segments"}
+        ``features_by_segments`` puts features down the side (read horizontally)
+        and segments across the top, their names wrapped to fit the column, so no
+        label is rotated or overlaps its neighbour however many features there
+        are; ``auto`` chooses it when there are more features than segments.
 
     Returns
     -------
@@ -223,15 +230,43 @@ def profile_heatmap(
     largest = float(np.abs(logs[valid]).max()) if valid.any() else 1.0
     limit = min(max(largest, 1.0), cap)
 
+    if orientation not in ("auto", "segments_by_features", "features_by_segments"):
+        raise DataValidationError(
+            f"{what}: orientation must be 'auto', 'segments_by_features' or "
+            f"'features_by_segments', got {orientation!r}"
+        )
+    transpose = orientation == "features_by_segments" or (
+        orientation == "auto" and lifts.shape[1] > lifts.shape[0]
+    )
+    if transpose:
+        lifts, logs, valid, zero = lifts.T, logs.T, valid.T, zero.T
+        data = np.ma.masked_array(logs, mask=~(valid | zero))
+        rows, names = names, rows
     n_rows, n_cols = lifts.shape
-    fig = _figure(2.8 + 0.75 * n_cols, 1.6 + 0.45 * n_rows)
+    if transpose:
+        # Segment names across the top, wrapped to their column: never rotated.
+        wrapped = [textwrap.fill(str(n), width=14, break_long_words=True) for n in names]
+        lines = max(w.count("\n") + 1 for w in wrapped)
+        fig = _figure(2.6 + 1.1 * n_cols, 1.4 + 0.16 * lines + 0.32 * n_rows)
+    else:
+        fig = _figure(2.8 + 0.75 * n_cols, 1.6 + 0.45 * n_rows)
     ax = fig.add_subplot()
     cmap = colormaps["RdBu_r"].with_extremes(bad="#dddddd")
     image = ax.imshow(data, cmap=cmap, norm=Normalize(vmin=-limit, vmax=limit), aspect="auto")
-    ax.set_xticks(np.arange(n_cols), labels=names, rotation=45, ha="right", rotation_mode="anchor")
-    ax.set_yticks(np.arange(n_rows), labels=rows)
-    ax.set_xlabel("Feature")
-    ax.set_ylabel("Segment")
+    if transpose:
+        ax.set_xticks(np.arange(n_cols), labels=wrapped, fontsize=8)
+        ax.xaxis.tick_top()
+        ax.xaxis.set_label_position("top")
+        ax.set_yticks(np.arange(n_rows), labels=rows)
+        ax.set_xlabel("Segment")
+        ax.set_ylabel("Feature")
+    else:
+        ax.set_xticks(
+            np.arange(n_cols), labels=names, rotation=45, ha="right", rotation_mode="anchor"
+        )
+        ax.set_yticks(np.arange(n_rows), labels=rows)
+        ax.set_xlabel("Feature")
+        ax.set_ylabel("Segment")
     ax.set_title("Segment profiles: lift vs population")
     if annotate:
         for i in range(n_rows):

@@ -1,0 +1,879 @@
+"""Drift verdicts calibrated against normal change, with named reasons and a recommendation.
+
+Raw PSI between the champion's reference and a later snapshot fires on features
+that move with the calendar alone: tenure and recency grow, cumulative counts
+pile up, the pool of lapsed users widens. A verdict a person can act on compares
+the change since the champion with the change *ageing alone* produces, measured
+on the same log one refresh interval earlier ("the champion's reference
+recomputed at the same distance"):
+
+``aged_psi``
+    ``PSI(reference, current) - PSI(reference, baseline)`` per feature, where the
+    baseline is the feature table at ``champion_as_of - (as_of - champion_as_of)``.
+``nonzero_psi``
+    For features that are zero for many users (revenue, orders, counts of a rare
+    event), the same calibrated PSI on the users with a non-zero value, on the
+    champion snapshot's own quantile bins: a change in spend per buyer is
+    diluted beyond notice in the whole-population bins.
+``segment_share``
+    Each champion segment's share now against the share ageing predicts (the
+    reference share times the segment's trend over the previous interval); a
+    segment falling to about zero *vanished*, one growing from about zero
+    *appeared*; both are named.
+``new_behaviour``
+    Users who joined since the champion against those who joined in the interval
+    before (the same age, so ageing cancels out): the share of them lying beyond
+    the distance 99 % of their segment's users had at the champion's snapshot.
+    A jump is a group of users whose behaviour no champion segment describes.
+``event_vanished`` / ``event_appeared``
+    Event types that stop (or start) being logged between the two intervals.
+``history``
+    The champion's snapshot recomputed from today's log against what the champion
+    stored: a difference means the log's past was rewritten or reloaded.
+
+Every test is a pure function returning a :class:`~segmentkit.drift.DriftResult`;
+:func:`decide` turns results into a :class:`Verdict` with findings in words and one
+recommendation line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from segmentkit.drift._common import DriftResult
+from segmentkit.drift.reference import FeatureReference, build_feature_reference
+from segmentkit.drift.stats import population_stability_index, psi_test
+from segmentkit.errors import ConfigError, DataValidationError
+
+__all__ = [
+    "ACTIONS",
+    "Finding",
+    "Verdict",
+    "aged_psi_test",
+    "decide",
+    "event_mix_tests",
+    "history_test",
+    "new_behaviour_test",
+    "nonzero_psi_test",
+    "nonzero_shift_test",
+    "segment_label",
+    "segment_share_tests",
+]
+
+Status = Literal["OK", "WARN", "DRIFT"]
+Action = Literal["no_action", "promote", "retrain", "check_source"]
+
+_LEVEL = {"OK": 0, "WARN": 1, "DRIFT": 2}
+
+#: Recommendation sentence of each action.
+ACTIONS: Mapping[str, str] = {
+    "no_action": "No action",
+    "promote": "Promote the challenger",
+    "retrain": "Retrain",
+    "check_source": "Check the source",
+}
+
+#: Order in which findings are reported (and the first DRIFT one decides the action).
+_KIND_ORDER = (
+    "segment_vanished",
+    "segment_appeared",
+    "new_behaviour",
+    "event_vanished",
+    "segment_share",
+    "nonzero_shift",
+    "nonzero_psi",
+    "aged_psi",
+    "event_appeared",
+    "history",
+    "auc_drop",
+    "ari",
+)
+
+#: Share below which a segment counts as empty in ratios (keeps scores finite).
+_SHARE_FLOOR = 1e-4
+#: Smallest share of users a feature must have at zero for :func:`nonzero_psi_test` to run.
+ZERO_INFLATED_SHARE = 0.3
+#: Largest share of negative values (refunds) a feature may have for :func:`nonzero_psi_test`.
+SIGNED_SHARE = 0.05
+
+
+def segment_label(segment: Any, names: Sequence[str] | Mapping[Any, str] | None) -> str:
+    """``"id · name"`` for a segment id (just the id when no name is known).
+
+    Examples
+    --------
+    >>> segment_label(2, ["Casual", "New", "Champions"])
+    '2 · Champions'
+    >>> segment_label("7", None)
+    '7'
+    """
+    key = str(segment)
+    if names is None:
+        return key
+    if isinstance(names, Mapping):
+        name = names.get(key, names.get(segment))  # type: ignore[call-overload]
+    else:
+        try:
+            index = int(key)
+        except ValueError:
+            index = -1
+        name = names[index] if 0 <= index < len(names) else None
+    return f"{key} · {name}" if name else key
+
+
+def _judge(score: float, warn: float | None, drift: float | None) -> Status:
+    if drift is not None and score >= drift:
+        return "DRIFT"
+    if warn is not None and score >= warn:
+        return "WARN"
+    return "OK"
+
+
+def _check(warn: float | None, drift: float | None, what: str) -> None:
+    for value in (warn, drift):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{what}: thresholds must be finite and >= 0, got {value!r}")
+    if warn is not None and drift is not None and warn > drift:
+        raise ConfigError(f"{what}: expected warn <= drift, got warn={warn}, drift={drift}")
+
+
+def _values(values: Any, what: str) -> np.ndarray:
+    try:
+        array = np.asarray(values, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise DataValidationError(f"{what}: values are not numeric") from None
+    return array[np.isfinite(array)]
+
+
+# --------------------------------------------------------------------------- features
+
+
+def aged_psi_test(
+    reference: FeatureReference,
+    current_values: Any,
+    baseline_values: Any = None,
+    warn: float | None = 0.1,
+    drift: float | None = 0.25,
+) -> DriftResult:
+    """PSI since the champion minus the PSI ageing alone produced over the same distance.
+
+    Parameters
+    ----------
+    reference : FeatureReference
+        The champion's bins at its snapshot.
+    current_values : array-like
+        The feature now.
+    baseline_values : array-like, optional
+        The feature one refresh interval before the champion's snapshot; None
+        (the log does not reach back that far) leaves the raw PSI uncorrected.
+    warn, drift : float or None
+        Thresholds on the excess PSI (``>=``).
+
+    Returns
+    -------
+    DriftResult
+        ``test="aged_psi"``; ``score = max(raw - expected, 0)`` with ``raw_psi`` and
+        ``expected_psi`` in the details.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> then = rng.uniform(0, 100, 5000)
+    >>> ref = build_feature_reference(pd.DataFrame({"tenure_days": then}))["tenure_days"]
+    >>> result = aged_psi_test(ref, then + 30, baseline_values=then - 30)
+    >>> result.details["raw_psi"] > 0.25, result.status
+    (True, 'OK')
+    """
+    _check(warn, drift, f"aged_psi {reference.name!r}")
+    raw = psi_test(reference, current_values, None, None)
+    expected = None
+    if baseline_values is not None and _values(baseline_values, reference.name).size:
+        expected = psi_test(reference, baseline_values, None, None).score
+    score = max(raw.score - (expected or 0.0), 0.0)
+    return DriftResult(
+        test="aged_psi",
+        subject=reference.name,
+        score=score,
+        warn_threshold=warn,
+        drift_threshold=drift,
+        status=_judge(score, warn, drift),
+        details={
+            "raw_psi": raw.score,
+            "expected_psi": expected,
+            "n": raw.details["n"],
+            "reference_median": float(
+                np.interp(0.5, np.linspace(0, 1, len(reference.quantiles)), reference.quantiles)
+            ),
+            "current_median": float(np.median(_values(current_values, reference.name))),
+        },
+    )
+
+
+def nonzero_psi_test(
+    name: str,
+    then_values: Any,
+    current_values: Any,
+    baseline_values: Any = None,
+    warn: float | None = 0.1,
+    drift: float | None = 0.25,
+    *,
+    n_bins: int = 10,
+    min_nonzero: int = 50,
+) -> DriftResult | None:
+    """Calibrated PSI of a zero-inflated feature among users with a positive value.
+
+    Returns None when the feature is not zero-inflated (fewer than
+    :data:`ZERO_INFLATED_SHARE` of ``then_values`` at zero), is signed (more than
+    :data:`SIGNED_SHARE` negative, e.g. a trend; a few refunds are fine), or either
+    side has fewer than ``min_nonzero`` positive values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> spend = np.where(rng.random(4000) < 0.7, 0.0, rng.lognormal(3, 0.6, 4000))
+    >>> nonzero_psi_test("revenue_30d", spend, spend * 0.5, spend).status
+    'DRIFT'
+    """
+    _check(warn, drift, f"nonzero_psi {name!r}")
+    then = _values(then_values, name)
+    now = _values(current_values, name)
+    if (
+        then.size == 0
+        or (then == 0).mean() < ZERO_INFLATED_SHARE
+        or (then < 0).mean() > SIGNED_SHARE
+    ):
+        return None
+    then_pos, now_pos = then[then > 0], now[now > 0]
+    if then_pos.size < min_nonzero or now_pos.size < min_nonzero:
+        return None
+    reference = build_feature_reference(pd.DataFrame({name: then_pos}), n_bins=n_bins)[name]
+    raw = psi_test(reference, now_pos, None, None).score
+    expected = None
+    if baseline_values is not None:
+        base = _values(baseline_values, name)
+        base_pos = base[base > 0]
+        if base_pos.size >= min_nonzero:
+            expected = psi_test(reference, base_pos, None, None).score
+    score = max(raw - (expected or 0.0), 0.0)
+    return DriftResult(
+        test="nonzero_psi",
+        subject=name,
+        score=score,
+        warn_threshold=warn,
+        drift_threshold=drift,
+        status=_judge(score, warn, drift),
+        details={
+            "raw_psi": raw,
+            "expected_psi": expected,
+            "n_then": int(then_pos.size),
+            "n_now": int(now_pos.size),
+            "median_then": float(np.median(then_pos)),
+            "median_now": float(np.median(now_pos)),
+        },
+    )
+
+
+def nonzero_shift_test(
+    name: str,
+    then_values: Any,
+    current_values: Any,
+    baseline_values: Any = None,
+    warn: float = math.log(1.25),
+    drift: float = math.log(1.5),
+    *,
+    z_warn: float = 3.0,
+    z_drift: float = 4.0,
+    min_nonzero: int = 50,
+) -> DriftResult | None:
+    """Shift of the typical positive value (e.g. spend per buyer) beyond its ageing trend.
+
+    With ``m`` the mean of ``ln(x)`` over positive values, the change since the
+    champion ``m_now - m_then`` is compared with the change over the interval
+    before, ``m_then - m_base`` (zero without a baseline): ``score = |(m_now -
+    m_then) - (m_then - m_base)|``, a log ratio (``ln 2`` when values halve); the
+    previous change counts only when it exceeds two standard errors. It must
+    be large in practice (``warn``, ``drift``: 1.25x and 1.5x) and beyond sampling
+    noise (``z_warn``, ``z_drift`` standard errors) to count. Runs on the features
+    :func:`nonzero_psi_test` runs on (None otherwise).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> spend = np.where(rng.random(4000) < 0.7, 0.0, rng.lognormal(3, 0.6, 4000))
+    >>> result = nonzero_shift_test("revenue_30d", spend, spend * 0.5, spend)
+    >>> result.status, round(result.details["ratio"], 2)
+    ('DRIFT', 0.5)
+    """
+    then = _values(then_values, name)
+    now = _values(current_values, name)
+    if (
+        then.size == 0
+        or (then == 0).mean() < ZERO_INFLATED_SHARE
+        or (then < 0).mean() > SIGNED_SHARE
+    ):
+        return None
+    logs_then, logs_now = np.log(then[then > 0]), np.log(now[now > 0])
+    if logs_then.size < min_nonzero or logs_now.size < min_nonzero:
+        return None
+    variance = logs_now.var() / logs_now.size + logs_then.var() / logs_then.size
+    trend = 0.0
+    if baseline_values is not None:
+        base = _values(baseline_values, name)
+        logs_base = np.log(base[base > 0])
+        if logs_base.size >= min_nonzero:
+            previous = float(logs_then.mean() - logs_base.mean())
+            previous_variance = logs_then.var() / logs_then.size + logs_base.var() / logs_base.size
+            # Correct for ageing only when the previous interval shows a real trend:
+            # subtracting a noisy estimate of no trend would only add its noise.
+            if abs(previous) > 2 * math.sqrt(previous_variance):
+                trend = previous
+                variance += previous_variance + 2 * logs_then.var() / logs_then.size
+    change = float(logs_now.mean() - logs_then.mean())
+    score = abs(change - trend)
+    se = math.sqrt(variance)
+    status = _judge(score, max(warn, z_warn * se), max(drift, z_drift * se))
+    return DriftResult(
+        test="nonzero_shift",
+        subject=name,
+        score=score,
+        warn_threshold=warn,
+        drift_threshold=drift,
+        status=status,
+        details={
+            "ratio": math.exp(change),
+            "expected_ratio": math.exp(trend),
+            "standard_error": se,
+            "geometric_mean_then": math.exp(float(logs_then.mean())),
+            "geometric_mean_now": math.exp(float(logs_now.mean())),
+            "n_then": int(logs_then.size),
+            "n_now": int(logs_now.size),
+        },
+    )
+
+
+def history_test(
+    reference: FeatureReference,
+    recomputed_values: Any,
+    warn: float | None = 0.02,
+    drift: float | None = 0.1,
+) -> DriftResult:
+    """PSI between what the champion stored and its snapshot recomputed from today's log.
+
+    The same log at the same as_of gives the same features, so any difference
+    means events before the champion's snapshot were added, removed or changed.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> x = np.arange(1000.0)
+    >>> ref = build_feature_reference(pd.DataFrame({"orders": x}))["orders"]
+    >>> history_test(ref, x).status, history_test(ref, x[x > 400]).status
+    ('OK', 'DRIFT')
+    """
+    _check(warn, drift, f"history {reference.name!r}")
+    result = psi_test(reference, recomputed_values, None, None)
+    return DriftResult(
+        test="history",
+        subject=reference.name,
+        score=result.score,
+        warn_threshold=warn,
+        drift_threshold=drift,
+        status=_judge(result.score, warn, drift),
+        details={"n": result.details["n"], "reference_n": reference.n},
+    )
+
+
+# --------------------------------------------------------------------------- segments
+
+
+def _shares(labels: Any, n_segments: int) -> np.ndarray:
+    codes = np.asarray(labels, dtype=np.int64).ravel()
+    if codes.size == 0:
+        return np.zeros(n_segments)
+    return np.bincount(codes, minlength=n_segments)[:n_segments] / codes.size
+
+
+def segment_share_tests(
+    reference_shares: Sequence[float],
+    current_labels: Any,
+    names: Sequence[str] | None = None,
+    *,
+    then_labels: Any = None,
+    baseline_labels: Any = None,
+    min_share: float = 0.02,
+    gone_share: float = 0.005,
+    warn_ratio: float = 1.5,
+    drift_ratio: float = 2.0,
+    max_trend: float = 2.0,
+) -> list[DriftResult]:
+    """Judge each champion segment's share now against the share ageing predicts.
+
+    The expected share is ``reference_share * trend`` where ``trend`` is the
+    segment's share at the champion's snapshot over its share one interval
+    before, both recomputed from today's log (``then_labels``,
+    ``baseline_labels``), clipped to ``[1/max_trend, max_trend]``. Without them
+    the trend is 1.
+
+    A segment that held at least ``min_share`` and now holds less than
+    ``gone_share`` *vanished*; one that held less than ``gone_share`` and now
+    holds at least ``min_share`` *appeared*: both are DRIFT. Otherwise the score is
+    ``max(current, expected) / min(current, expected)``, judged against
+    ``warn_ratio`` and ``drift_ratio`` when the larger share reaches ``min_share``.
+
+    Parameters
+    ----------
+    reference_shares : sequence of float
+        The champion's share of each segment id at training.
+    current_labels : array-like of int
+        The champion's segment of each user now.
+    names : sequence of str, optional
+        Segment names by id, for subjects ``"id · name"``.
+
+    Returns
+    -------
+    list of DriftResult
+        ``test="segment_share"``, one per segment id, ``details["change"]`` one of
+        ``"vanished"``, ``"appeared"``, ``"shrank"``, ``"grew"``, ``"steady"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> now = np.r_[np.zeros(700, int), np.ones(298, int), np.full(2, 2)]
+    >>> [r.details["change"] for r in segment_share_tests([0.5, 0.3, 0.2], now)]
+    ['steady', 'steady', 'vanished']
+    """
+    if not 0 <= gone_share < min_share <= 1:
+        raise ConfigError(
+            "segment shares: expected 0 <= gone_share < min_share <= 1, "
+            f"got {gone_share}, {min_share}"
+        )
+    if not 1 <= warn_ratio <= drift_ratio:
+        raise ConfigError(
+            "segment shares: expected 1 <= warn_ratio <= drift_ratio, "
+            f"got {warn_ratio}, {drift_ratio}"
+        )
+    reference = np.asarray(reference_shares, dtype=float)
+    n_segments = max(reference.size, int(np.max(current_labels, initial=-1)) + 1)
+    reference = np.r_[reference, np.zeros(n_segments - reference.size)]
+    current = _shares(current_labels, n_segments)
+    trend = np.ones(n_segments)
+    if then_labels is not None and baseline_labels is not None:
+        then, base = _shares(then_labels, n_segments), _shares(baseline_labels, n_segments)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where((then > 0) & (base > 0), then / base, 1.0)
+        trend = np.clip(ratio, 1.0 / max_trend, max_trend)
+    results = []
+    for seg in range(n_segments):
+        ref, now = float(reference[seg]), float(current[seg])
+        expected = ref * float(trend[seg])
+        if ref >= min_share and now < gone_share:
+            change, status, score = "vanished", "DRIFT", ref / max(now, _SHARE_FLOOR)
+        elif ref < gone_share and now >= min_share:
+            change, status, score = "appeared", "DRIFT", now / max(ref, _SHARE_FLOOR)
+        else:
+            low, high = sorted((now, expected))
+            score = high / max(low, _SHARE_FLOOR) if high > 0 else 1.0
+            judged = high >= min_share
+            status = _judge(score, warn_ratio, drift_ratio) if judged else "OK"
+            change = "steady" if status == "OK" else ("grew" if now > expected else "shrank")
+        results.append(
+            DriftResult(
+                test="segment_share",
+                subject=segment_label(seg, names),
+                score=score,
+                warn_threshold=warn_ratio,
+                drift_threshold=drift_ratio,
+                status=status,  # type: ignore[arg-type]
+                details={
+                    "segment": str(seg),
+                    "change": change,
+                    "reference_share": ref,
+                    "expected_share": expected,
+                    "current_share": now,
+                    "trend": float(trend[seg]),
+                },
+            )
+        )
+    return results
+
+
+def new_behaviour_test(
+    segmenter: Any,
+    then_features: pd.DataFrame,
+    newcomers_then: pd.DataFrame,
+    newcomers_now: pd.DataFrame,
+    names: Sequence[str] | None = None,
+    *,
+    quantile: float = 0.99,
+    warn: float = 0.05,
+    drift: float = 0.10,
+    min_users: int = 20,
+) -> DriftResult:
+    """Share of recent joiners no champion segment describes, now vs one interval earlier.
+
+    A user *misfits* when its distance to its nearest champion centroid exceeds
+    the ``quantile`` of that distance among the segment's users at the champion's
+    snapshot (``then_features``). Newcomers now and newcomers then have the same
+    age, so ageing cancels out of ``score = misfit share now - misfit share then``.
+
+    Parameters
+    ----------
+    segmenter : Segmenter
+        The champion's fitted segmenter (``transform`` gives centroid distances).
+    then_features : pandas.DataFrame
+        All users at the champion's snapshot.
+    newcomers_then, newcomers_now : pandas.DataFrame
+        Users whose first event fell in the interval before the champion's
+        snapshot, and in the interval before now.
+    names : sequence of str, optional
+        Segment names by id.
+    quantile : float, default 0.99
+        Distance quantile per segment beyond which a user misfits.
+    warn, drift : float
+        Thresholds on the excess misfit share.
+    min_users : int, default 20
+        Fewest misfit newcomers now, and fewest newcomers then, for a WARN or DRIFT
+        (without a baseline the test is reported but not judged).
+
+    Returns
+    -------
+    DriftResult
+        ``test="new_behaviour"``, details: counts, the nearest segment of most misfits
+        and the features where they differ most from the population (median ratios).
+    """
+    _check(warn, drift, "new_behaviour")
+    if not 0.5 <= quantile < 1:
+        raise ConfigError(f"new_behaviour: quantile must be in [0.5, 1), got {quantile}")
+    columns = list(segmenter.feature_names_in_)
+    distances = segmenter.transform(then_features[columns])
+    nearest = distances.argmin(axis=1)
+    nearest_distance = distances.min(axis=1)
+    limit = np.full(distances.shape[1], np.inf)
+    for seg in np.unique(nearest):
+        limit[seg] = np.quantile(nearest_distance[nearest == seg], quantile)
+
+    def misfits(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        if len(frame) == 0:
+            return np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64)
+        d = segmenter.transform(frame[columns])
+        seg = d.argmin(axis=1)
+        return d.min(axis=1) > limit[seg], seg
+
+    then_mask, _ = misfits(newcomers_then)
+    now_mask, now_seg = misfits(newcomers_now)
+    share_then = float(then_mask.mean()) if then_mask.size else 0.0
+    share_now = float(now_mask.mean()) if now_mask.size else 0.0
+    score = max(share_now - share_then, 0.0)
+    n_misfit = int(now_mask.sum())
+    # Judged only with enough users on both sides: too few newcomers before the
+    # champion give no baseline to compare with (reported, not judged).
+    judged = n_misfit >= min_users and then_mask.size >= min_users
+    status = _judge(score, warn, drift) if judged else "OK"
+    details: dict[str, Any] = {
+        "newcomers_then": int(then_mask.size),
+        "newcomers_now": int(now_mask.size),
+        "misfit_share_then": share_then,
+        "misfit_share_now": share_now,
+        "misfits_now": n_misfit,
+        "quantile": quantile,
+        "judged": judged,
+    }
+    if n_misfit:
+        nearest_seg = int(np.bincount(now_seg[now_mask]).argmax())
+        details["nearest_segment"] = segment_label(nearest_seg, names)
+        group = newcomers_now.loc[now_mask, columns].median()
+        population = then_features[columns].median()
+        contrast = []
+        for col in columns:
+            g, p = float(group[col]), float(population[col])
+            if p > 0 and g >= 0:
+                ratio = g / p
+                if ratio > 0:
+                    contrast.append((abs(math.log(ratio)), col, ratio))
+        contrast.sort(reverse=True)
+        details["distinct_features"] = [
+            {"feature": col, "ratio_to_population": ratio} for _, col, ratio in contrast[:3]
+        ]
+    return DriftResult(
+        test="new_behaviour",
+        subject="newcomers",
+        score=score,
+        warn_threshold=warn,
+        drift_threshold=drift,
+        status=status,
+        details=details,
+    )
+
+
+# --------------------------------------------------------------------------- events
+
+
+def event_mix_tests(
+    counts_then: Mapping[str, int],
+    counts_now: Mapping[str, int],
+    *,
+    min_share: float = 0.005,
+    gone_ratio: float = 0.1,
+) -> list[DriftResult]:
+    """Event types that stopped or started being logged between two equal intervals.
+
+    An event holding at least ``min_share`` of the events then and less than
+    ``gone_ratio`` of that share now *vanished* (DRIFT: a key event that
+    disappears breaks every feature built on it). One absent then and holding at
+    least ``min_share`` now *appeared* (WARN: features do not use it yet).
+
+    Examples
+    --------
+    >>> then = {"page_view": 900, "add_to_cart": 100}
+    >>> now = {"page_view": 950, "add_to_cart": 2, "wishlist": 60}
+    >>> [(r.test, r.subject, r.status) for r in event_mix_tests(then, now)]
+    [('event_vanished', 'add_to_cart', 'DRIFT'), ('event_appeared', 'wishlist', 'WARN')]
+    """
+    total_then = sum(counts_then.values())
+    total_now = sum(counts_now.values())
+    if total_then <= 0 or total_now <= 0:
+        return []
+    results = []
+    for event in sorted(set(counts_then) | set(counts_now)):
+        then = counts_then.get(event, 0) / total_then
+        now = counts_now.get(event, 0) / total_now
+        details = {
+            "share_then": then,
+            "share_now": now,
+            "count_then": int(counts_then.get(event, 0)),
+            "count_now": int(counts_now.get(event, 0)),
+        }
+        if then >= min_share and now < gone_ratio * then:
+            results.append(
+                DriftResult(
+                    "event_vanished", event, now / then, gone_ratio, gone_ratio, "DRIFT", details
+                )
+            )
+        elif then == 0 and now >= min_share:
+            results.append(
+                DriftResult("event_appeared", event, now, min_share, None, "WARN", details)
+            )
+    return results
+
+
+def event_mix_psi(counts_then: Mapping[str, int], counts_now: Mapping[str, int]) -> float:
+    """PSI of the event-type mix between two intervals (informational)."""
+    events = sorted(set(counts_then) | set(counts_now))
+    a = np.array([counts_then.get(e, 0) for e in events], dtype=float)
+    b = np.array([counts_now.get(e, 0) for e in events], dtype=float)
+    if a.sum() == 0 or b.sum() == 0:
+        return math.nan
+    return population_stability_index(a / a.sum(), b / b.sum())
+
+
+# --------------------------------------------------------------------------- verdict
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reason behind a verdict, in words.
+
+    Attributes
+    ----------
+    kind : str
+        The test that found it (``segment_vanished``, ``nonzero_psi``, ...).
+    subject : str
+        What it is about: ``"2 · Champions"``, a feature, an event.
+    status : {"WARN", "DRIFT"}
+    message : str
+        One sentence a person reads.
+    action : {"promote", "retrain", "check_source"}
+        What this finding alone would call for.
+    """
+
+    kind: str
+    subject: str
+    status: Status
+    message: str
+    action: Action
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Status, named findings and one recommendation.
+
+    Attributes
+    ----------
+    status : {"OK", "WARN", "DRIFT"}
+    findings : tuple of Finding
+        Most important first.
+    action : {"no_action", "promote", "retrain", "check_source"}
+    recommendation : str
+        ``"<action sentence>: <reason>"``, e.g. ``"Check the source of event
+        add_to_cart: it made up 10.3% of events ... and 0.0% since"``.
+    """
+
+    status: Status
+    findings: tuple[Finding, ...] = ()
+    action: Action = "no_action"
+    recommendation: str = "No action: nothing changed beyond what ageing alone explains."
+    results: tuple[DriftResult, ...] = field(default=(), compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (findings and recommendation; results are in the report)."""
+        return {
+            "status": self.status,
+            "action": self.action,
+            "recommendation": self.recommendation,
+            "findings": [
+                {
+                    "kind": f.kind,
+                    "subject": f.subject,
+                    "status": f.status,
+                    "message": f.message,
+                    "action": f.action,
+                }
+                for f in self.findings
+            ],
+        }
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _finding(result: DriftResult) -> Finding | None:
+    """Return a judged result in words (None for OK results)."""
+    if result.status == "OK":
+        return None
+    d, s, status = result.details, result.subject, result.status
+    if result.test == "segment_share":
+        change = d.get("change", "changed")
+        text = (
+            f"segment {s} {change}: {_pct(d['reference_share'])} of users at the champion's "
+            f"snapshot, {_pct(d['current_share'])} now (ageing alone would give about "
+            f"{_pct(d['expected_share'])})"
+        )
+        kind = {"vanished": "segment_vanished", "appeared": "segment_appeared"}.get(
+            change, "segment_share"
+        )
+        return Finding(kind, s, status, text, "promote")
+    if result.test == "new_behaviour":
+        features = ", ".join(
+            f"{f['feature']} {f['ratio_to_population']:.1f}x"
+            for f in d.get("distinct_features", [])
+        )
+        text = (
+            f"a new behaviour group: {d['misfits_now']} of {d['newcomers_now']} users who joined "
+            f"since the champion ({_pct(d['misfit_share_now'])}, against "
+            f"{_pct(d['misfit_share_then'])} of the previous newcomers) fit no champion segment "
+            f"(nearest: {d.get('nearest_segment', 'n/a')}; {features} of the population median)"
+        )
+        return Finding("new_behaviour", "newcomers", status, text, "retrain")
+    if result.test == "event_vanished":
+        text = (
+            f"event {s} disappeared from the log: {_pct(d['share_then'])} of events in the "
+            f"interval before the champion's snapshot, {_pct(d['share_now'])} since"
+        )
+        return Finding("event_vanished", s, status, text, "check_source")
+    if result.test == "event_appeared":
+        text = (
+            f"event {s} appeared in the log ({_pct(d['share_now'])} of events since the champion)"
+        )
+        return Finding("event_appeared", s, status, text, "check_source")
+    if result.test == "nonzero_psi":
+        text = (
+            f"{s} changed among users with a non-zero value: median {d['median_then']:.4g} at the "
+            f"champion's snapshot, {d['median_now']:.4g} now (PSI {d['raw_psi']:.2f}, ageing "
+            f"alone {d['expected_psi'] or 0:.2f})"
+        )
+        return Finding("nonzero_psi", s, status, text, "check_source")
+    if result.test == "nonzero_shift":
+        text = (
+            f"{s} among users with a non-zero value moved {d['ratio']:.2f}x since the champion "
+            f"(geometric mean {d['geometric_mean_then']:.4g} -> {d['geometric_mean_now']:.4g}; "
+            f"ageing alone {d['expected_ratio']:.2f}x)"
+        )
+        return Finding("nonzero_shift", s, status, text, "check_source")
+    if result.test == "aged_psi":
+        text = (
+            f"{s} drifted beyond ageing: PSI {d['raw_psi']:.2f} since the champion, "
+            f"{d['expected_psi'] or 0:.2f} from ageing alone (median {d['reference_median']:.4g} "
+            f"-> {d['current_median']:.4g})"
+        )
+        return Finding("aged_psi", s, status, text, "check_source")
+    if result.test == "history":
+        text = (
+            f"{s} at the champion's snapshot differs when recomputed from today's log "
+            f"(PSI {result.score:.2f}): events before that date were added, removed or changed"
+        )
+        return Finding("history", s, status, text, "check_source")
+    if result.test == "auc_drop":
+        text = f"the champion's {s} model lost {result.score:.3f} ROC AUC on outcomes now known"
+        return Finding("auc_drop", s, status, text, "retrain")
+    if result.test == "ari":
+        text = f"the challenger's segments agree with the champion's only at ARI {result.score:.2f}"
+        return Finding("ari", s, status, text, "promote")
+    return Finding(result.test, s, status, f"{result.test} on {s}: {result.score:.3g}", "retrain")
+
+
+def _recommendation(action: Action, finding: Finding | None) -> str:
+    if finding is None:
+        return "No action: nothing changed beyond what ageing alone explains."
+    if action == "no_action":
+        return f"No action needed now; keep an eye on this: {finding.message}."
+    if action == "check_source":
+        what = {"event_vanished": "event", "event_appeared": "event"}.get(finding.kind, "feature")
+        return f"Check the source of {what} {finding.subject}, then retrain: {finding.message}."
+    if action == "promote":
+        return (
+            "Promote the challenger (trained on the new snapshot) after reviewing it: "
+            f"{finding.message}."
+        )
+    return f"Retrain (review the challenger, or train with new settings): {finding.message}."
+
+
+def decide(results: Sequence[DriftResult]) -> Verdict:
+    """Turn judged results into a verdict: findings most important first and one recommendation.
+
+    Findings are ordered by status (DRIFT first) and then by kind: vanished and
+    appeared segments, new behaviour groups, vanished events, segment shares,
+    feature values, the log's history, backtests, agreement. The first DRIFT
+    finding decides the action; with only warnings the action is ``no_action``.
+
+    Examples
+    --------
+    >>> r = DriftResult("event_vanished", "add_to_cart", 0.0, 0.1, 0.1, "DRIFT",
+    ...                 {"share_then": 0.1, "share_now": 0.0, "count_then": 10, "count_now": 0})
+    >>> decide([r]).recommendation.split(":")[0]
+    'Check the source of event add_to_cart, then retrain'
+    >>> decide([]).status
+    'OK'
+    """
+    findings = [f for f in (_finding(r) for r in results) if f is not None]
+
+    def order(f: Finding) -> tuple[int, int]:
+        kind = _KIND_ORDER.index(f.kind) if f.kind in _KIND_ORDER else len(_KIND_ORDER)
+        return (-_LEVEL[f.status], kind)
+
+    findings.sort(key=order)
+    if not findings:
+        return Verdict("OK", (), "no_action", _recommendation("no_action", None), tuple(results))
+    top = findings[0]
+    status: Status = top.status
+    action: Action = top.action if status == "DRIFT" else "no_action"
+    recommendation = _recommendation(action, top)
+    rewritten = [f.subject for f in findings if f.kind == "history" and f.status == "DRIFT"]
+    if status == "DRIFT" and rewritten and top.kind != "history":
+        # A past that changed explains most other findings: the source comes first.
+        action = "check_source"
+        shown = ", ".join(rewritten[:3]) + (", ..." if len(rewritten) > 3 else "")
+        recommendation = (
+            f"Check the source of the log: its history before the champion's snapshot changed "
+            f"({shown}), and {top.message}."
+        )
+    return Verdict(status, tuple(findings), action, recommendation, tuple(results))

@@ -1,0 +1,236 @@
+"""Calibrated drift checks and the verdict: small hand-made fixtures, one behaviour per test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from segmentkit.drift import DriftResult, build_feature_reference
+from segmentkit.drift.verdict import (
+    aged_psi_test,
+    decide,
+    event_mix_tests,
+    history_test,
+    new_behaviour_test,
+    nonzero_psi_test,
+    nonzero_shift_test,
+    segment_label,
+    segment_share_tests,
+)
+from segmentkit.errors import ConfigError
+from segmentkit.models.segmentation import Segmenter
+
+RNG = np.random.default_rng(42)
+
+
+def _ref(values, name="x"):
+    return build_feature_reference(pd.DataFrame({name: values}))[name]
+
+
+def test_ageing_alone_is_not_drift_but_a_change_beyond_it_is():
+    tenure = RNG.uniform(0, 200, 8000)
+    ref = _ref(tenure, "tenure_days")
+    # The calendar moved 30 days, as it did in the interval before: expected.
+    aged = aged_psi_test(ref, tenure + 30, baseline_values=tenure - 30)
+    assert aged.details["raw_psi"] > 0.25
+    assert aged.status == "OK"
+    # Without a baseline the raw PSI is all there is.
+    assert aged_psi_test(ref, tenure + 30).status == "DRIFT"
+    # Three times the usual ageing in one interval is not ageing alone.
+    assert aged_psi_test(ref, tenure + 90, baseline_values=tenure - 30).status == "DRIFT"
+
+
+def test_aged_psi_thresholds_are_checked():
+    ref = _ref(RNG.normal(size=500))
+    with pytest.raises(ConfigError, match="warn <= drift"):
+        aged_psi_test(ref, RNG.normal(size=500), None, warn=0.3, drift=0.1)
+
+
+def _spend(n, share_buyers=0.25, scale=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    buyers = rng.random(n) < share_buyers
+    return np.where(buyers, scale * rng.lognormal(3.0, 0.8, n), 0.0)
+
+
+def test_spend_halving_among_buyers_is_caught_where_population_psi_is_diluted():
+    then, base = _spend(6000, seed=1), _spend(6000, seed=2)
+    now = _spend(6000, scale=0.5, seed=3)
+    shift = nonzero_shift_test("revenue_30d", then, now, base)
+    assert shift.status == "DRIFT"
+    assert shift.details["ratio"] == pytest.approx(0.5, rel=0.1)
+    assert nonzero_psi_test("revenue_30d", then, now, base).status == "DRIFT"
+    same = _spend(6000, seed=4)
+    assert nonzero_shift_test("revenue_30d", then, same, base).status == "OK"
+    assert nonzero_psi_test("revenue_30d", then, same, base).status == "OK"
+
+
+def test_nonzero_tests_skip_features_that_are_not_zero_inflated_or_are_signed():
+    dense = RNG.lognormal(size=2000)
+    assert nonzero_shift_test("events_total", dense, dense) is None
+    assert nonzero_psi_test("events_total", dense, dense) is None
+    signed = np.where(RNG.random(2000) < 0.5, 0.0, RNG.normal(size=2000))
+    assert nonzero_shift_test("activity_trend", signed, signed) is None
+
+
+def test_a_steady_trend_in_the_previous_interval_is_allowed_to_continue():
+    # Orders of buyers grow by 20 % per interval: continuing is ageing, stalling is not.
+    base = _spend(8000, seed=5)
+    then = _spend(8000, scale=1.2, seed=6)
+    assert nonzero_shift_test("orders", then, _spend(8000, scale=1.44, seed=7), base).status == "OK"
+    assert (
+        nonzero_shift_test("orders", then, _spend(8000, scale=0.6, seed=8), base).status == "DRIFT"
+    )
+
+
+def test_history_rewritten_before_the_champion_is_flagged():
+    x = RNG.lognormal(size=3000)
+    ref = _ref(x, "events_total")
+    assert history_test(ref, x).score == pytest.approx(0.0)
+    assert history_test(ref, x[x > np.median(x)]).status == "DRIFT"
+
+
+def test_segment_labels_name_segments():
+    assert segment_label(1, ["Casual", "Champions"]) == "1 · Champions"
+    assert segment_label("0", {"0": "Casual"}) == "0 · Casual"
+    assert segment_label(5, ["Casual"]) == "5"
+
+
+def _labels(shares, n=10_000):
+    counts = np.round(np.asarray(shares) * n).astype(int)
+    return np.repeat(np.arange(len(shares)), counts)
+
+
+def test_a_vanished_segment_is_drift_and_named():
+    names = ["Casual", "Hibernating", "Champions"]
+    results = segment_share_tests([0.5, 0.3, 0.2], _labels([0.62, 0.378, 0.002]), names)
+    champions = results[2]
+    assert champions.subject == "2 · Champions"
+    assert champions.details["change"] == "vanished"
+    assert champions.status == "DRIFT"
+    assert np.isfinite(champions.score)
+
+
+def test_an_appearing_segment_is_drift_and_named():
+    results = segment_share_tests([0.6, 0.4, 0.0], _labels([0.5, 0.35, 0.15]), ["A", "B", "C"])
+    assert [r.details["change"] for r in results] == ["steady", "steady", "appeared"]
+    assert results[2].status == "DRIFT"
+
+
+def test_segment_shares_follow_their_ageing_trend():
+    # Hibernating grew 0.20 -> 0.30 in the previous interval; 0.45 now is that trend.
+    then = _labels([0.5, 0.3, 0.2])
+    base = _labels([0.6, 0.2, 0.2])
+    now = _labels([0.35, 0.45, 0.2])
+    trended = segment_share_tests([0.5, 0.3, 0.2], now, then_labels=then, baseline_labels=base)
+    assert all(r.status == "OK" for r in trended)
+    flat = segment_share_tests(
+        [0.5, 0.3, 0.2], _labels([0.2, 0.6, 0.2]), then_labels=then, baseline_labels=base
+    )
+    assert flat[0].status == "DRIFT" and flat[0].details["change"] == "shrank"
+
+
+def test_segment_share_settings_are_checked():
+    with pytest.raises(ConfigError, match="gone_share"):
+        segment_share_tests([1.0], np.zeros(10, int), gone_share=0.1, min_share=0.05)
+    with pytest.raises(ConfigError, match="warn_ratio"):
+        segment_share_tests([1.0], np.zeros(10, int), warn_ratio=3.0, drift_ratio=2.0)
+
+
+def test_events_that_stop_or_start_being_logged():
+    then = {"page_view": 9000, "add_to_cart": 800, "purchase": 200}
+    results = event_mix_tests(then, {"page_view": 9100, "purchase": 190, "wishlist": 400})
+    assert [(r.test, r.subject, r.status) for r in results] == [
+        ("event_vanished", "add_to_cart", "DRIFT"),
+        ("event_appeared", "wishlist", "WARN"),
+    ]
+    assert event_mix_tests(then, then) == []
+    assert event_mix_tests({}, then) == []
+
+
+def _blobs(centers, n, seed):
+    rng = np.random.default_rng(seed)
+    rows = [rng.normal(c, 0.3, size=(n, 2)) for c in centers]
+    return pd.DataFrame(np.vstack(rows), columns=["a", "b"])
+
+
+def test_newcomers_no_segment_describes_are_a_new_behaviour_group():
+    then = _blobs([(0, 0), (4, 0)], 400, seed=1)
+    segmenter = Segmenter(k=2, n_bootstrap=0, log_features=False, random_state=0).fit(then)
+    names = list(segmenter.segment_names_)
+    newcomers_then = _blobs([(0, 0), (4, 0)], 60, seed=2)
+    same = new_behaviour_test(
+        segmenter, then, newcomers_then, _blobs([(0, 0), (4, 0)], 60, seed=3), names
+    )
+    assert same.status == "OK"
+    group = pd.concat([_blobs([(0, 0), (4, 0)], 60, seed=3), _blobs([(2, 6)], 60, seed=4)])
+    new = new_behaviour_test(segmenter, then, newcomers_then, group, names)
+    assert new.status == "DRIFT"
+    assert new.details["misfits_now"] >= 50
+    assert "·" in new.details["nearest_segment"]
+    # Without newcomers before the champion there is no baseline: reported, not judged.
+    alone = new_behaviour_test(segmenter, then, newcomers_then.iloc[:5], group, names)
+    assert alone.status == "OK" and alone.details["judged"] is False
+
+
+def _result(test, subject, status, **details):
+    return DriftResult(test, subject, 1.0, 0.1, 0.25, status, details)
+
+
+def test_verdict_names_the_most_important_reason_and_recommends_one_action():
+    share = _result(
+        "segment_share",
+        "2 · Champions",
+        "DRIFT",
+        change="vanished",
+        reference_share=0.2,
+        expected_share=0.2,
+        current_share=0.0,
+        segment="2",
+        trend=1.0,
+    )
+    psi = _result(
+        "aged_psi",
+        "tenure_days",
+        "WARN",
+        raw_psi=0.3,
+        expected_psi=0.1,
+        reference_median=10.0,
+        current_median=20.0,
+        n=10,
+    )
+    verdict = decide([psi, share])
+    assert verdict.status == "DRIFT"
+    assert [f.kind for f in verdict.findings] == ["segment_vanished", "aged_psi"]
+    assert verdict.action == "promote"
+    assert verdict.recommendation.startswith("Promote the challenger")
+    assert "2 · Champions vanished" in verdict.recommendation
+
+
+def test_a_rewritten_history_sends_people_to_the_source_first():
+    share = _result(
+        "segment_share",
+        "2 · Champions",
+        "DRIFT",
+        change="shrank",
+        reference_share=0.2,
+        expected_share=0.2,
+        current_share=0.05,
+        segment="2",
+        trend=1.0,
+    )
+    history = _result("history", "events_total", "DRIFT", n=10, reference_n=10)
+    verdict = decide([share, history])
+    assert verdict.findings[0].kind == "segment_share"
+    assert verdict.action == "check_source"
+    assert "events_total" in verdict.recommendation
+
+
+def test_warnings_only_mean_no_action_and_nothing_means_ok():
+    warn = _result("event_appeared", "wishlist", "WARN", share_now=0.02)
+    verdict = decide([warn])
+    assert (verdict.status, verdict.action) == ("WARN", "no_action")
+    assert verdict.recommendation.startswith("No action needed now")
+    ok = decide([DriftResult("aged_psi", "x", 0.0, 0.1, 0.25, "OK")])
+    assert (ok.status, ok.action, ok.findings) == ("OK", "no_action", ())
+    assert ok.recommendation.startswith("No action")
