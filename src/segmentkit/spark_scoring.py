@@ -28,6 +28,7 @@ from segmentkit.bundle import SegmentationModel, live_version, load_bundle, save
 from segmentkit.config import ColumnMap
 from segmentkit.data import to_timestamp
 from segmentkit.errors import DataValidationError
+from segmentkit.propensity import CHUNK_ROWS
 from segmentkit.spark_engine import (
     SparkEventLog,
     SparkEventSource,
@@ -84,13 +85,47 @@ def _batch_schema(model: SegmentationModel, user_type: T.DataType) -> T.StructTy
     return T.StructType(fields)
 
 
-def _score_batches(
-    batches: Iterator[pd.DataFrame], files: Any, columns: list[str]
-) -> Iterator[pd.DataFrame]:
+def _score_chunk(chunk: pd.DataFrame, files: Any, columns: list[str]) -> pd.DataFrame:
     model = _worker_model(files.value)
-    for batch in batches:
-        scored = model.score_features(batch)
-        yield scored[columns]
+    chunk = chunk.sort_values("_sk_row", kind="stable").drop(columns="_sk_row")
+    return model.score_features(chunk.reset_index(drop=True))[columns]
+
+
+def with_row_number(frame: DataFrame, order_by: str) -> DataFrame:
+    """Add ``_sk_row``: the 0-based position of each row in ``order_by`` order.
+
+    The frame is range partitioned, sorted and persisted (so that the count of each
+    partition and the positions are read from the same partitions), then each row's
+    position is its partition's offset plus its place inside the partition.
+    """
+    spark = frame.sparkSession
+    partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    ordered = (
+        frame.repartitionByRange(partitions, F.col(order_by))
+        .sortWithinPartitions(order_by)
+        .withColumn("_sk_partition", F.spark_partition_id())
+        .persist()
+    )
+    counts = dict(ordered.groupBy("_sk_partition").count().collect())
+    offsets, total = {}, 0
+    for key in sorted(counts):
+        offsets[key] = total
+        total += int(counts[key])
+    schema = T.StructType([*frame.schema.fields, T.StructField("_sk_row", T.LongType(), False)])
+    names = frame.columns
+
+    def number(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        seen = 0
+        for batch in batches:
+            if batch.empty:
+                continue
+            start = offsets[int(batch["_sk_partition"].iloc[0])] + seen
+            out = batch[names].copy()
+            out["_sk_row"] = np.arange(start, start + len(batch), dtype=np.int64)
+            seen += len(batch)
+            yield out
+
+    return ordered.mapInPandas(number, schema)
 
 
 def score_features_spark(model: SegmentationModel, features: DataFrame) -> DataFrame:
@@ -112,8 +147,13 @@ def score_features_spark(model: SegmentationModel, features: DataFrame) -> DataF
     files = spark.sparkContext.broadcast(bundle_files(model))
     schema = _batch_schema(model, features.schema["user_id"].dataType)
     columns = schema.fieldNames()
-    scored = features.select("user_id", *model.feature_names).mapInPandas(
-        lambda batches: _score_batches(batches, files, columns), schema
+    # Local scoring multiplies the users, sorted by id, in chunks of CHUNK_ROWS rows,
+    # and a BLAS product can round a row differently by its place in a chunk: the
+    # same chunks here give the same bits.
+    numbered = with_row_number(features.select("user_id", *model.feature_names), "user_id")
+    chunk = (F.col("_sk_row") / F.lit(CHUNK_ROWS)).cast("bigint")
+    scored = numbered.groupBy(chunk).applyInPandas(
+        lambda rows: _score_chunk(rows, files, columns), schema
     )
     outputs = _output_columns(model)
     if not outputs:
@@ -127,14 +167,15 @@ def score_features_spark(model: SegmentationModel, features: DataFrame) -> DataF
     return scored.select(*ordered)
 
 
-def with_percentile(frame: DataFrame, column: str, partitions: int | None = None) -> DataFrame:
+def with_percentile(frame: DataFrame, column: str, buckets: int | None = None) -> DataFrame:
     """Add ``<column>_percentile``: the share of rows with a value at or below, in percent.
 
     Exactly :func:`segmentkit.propensity.percentile_rank` over the whole frame (NaN
-    stays NaN), computed without bringing the scores together: rows are range
-    partitioned by value (equal values always share a partition), each partition
-    counts its rows, the driver adds those few counts into offsets, and each row's
-    rank is its partition's offset plus its rank inside the partition.
+    stays NaN), computed without bringing the values together: approximate
+    quantiles cut the values into ranges (a pure function of the value, so equal
+    values share a range and reruns agree), one pass counts each range, the driver
+    adds those few counts into offsets, and each row's rank is its range's offset
+    plus its exact rank inside the range.
 
     Parameters
     ----------
@@ -142,47 +183,46 @@ def with_percentile(frame: DataFrame, column: str, partitions: int | None = None
         Any frame with a double ``column``.
     column : str
         Column to rank.
-    partitions : int, optional
-        Range partitions (default: ``spark.sql.shuffle.partitions``).
+    buckets : int, optional
+        Value ranges (default: 4 per shuffle partition); each is ranked in one task.
     """
     spark = frame.sparkSession
-    partitions = partitions or int(spark.conf.get("spark.sql.shuffle.partitions"))
+    buckets = buckets or 4 * int(spark.conf.get("spark.sql.shuffle.partitions"))
     value = F.col(f"`{column}`")
-    ranged = frame.repartitionByRange(partitions, value).withColumn(
-        "_sk_partition", F.spark_partition_id()
+    valid = ~F.isnan(value) & value.isNotNull()
+    cuts = frame.where(valid).approxQuantile(
+        column, [i / buckets for i in range(1, buckets)], 1.0 / (4 * buckets)
     )
-    counts = dict(
-        ranged.where(~F.isnan(value) & value.isNotNull())
-        .groupBy("_sk_partition")
-        .count()
-        .collect()
-    )
+    bounds = sorted(set(cuts))
+    bucket = F.lit(0)
+    for bound in bounds:
+        bucket = bucket + F.when(value > F.lit(bound), 1).otherwise(0)
+    keyed = frame.withColumn("_sk_bucket", bucket)
+    counts = dict(keyed.where(valid).groupBy("_sk_bucket").count().collect())
     offsets: dict[int, int] = {}
     total = 0
-    for pid in sorted(counts):
-        offsets[pid] = total
-        total += int(counts[pid])
-    schema = T.StructType(
-        [*ranged.schema.fields, T.StructField(f"{column}_percentile", T.DoubleType(), True)]
-    )
+    for key in sorted(counts):
+        offsets[key] = total
+        total += int(counts[key])
+    out_name = f"{column}_percentile"
+    schema = T.StructType([*frame.schema.fields, T.StructField(out_name, T.DoubleType(), True)])
+    names = frame.columns
 
-    def rank_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        frames = list(batches)
-        if not frames:
-            return
-        part = pd.concat(frames, ignore_index=True)
+    def rank_range(part: pd.DataFrame) -> pd.DataFrame:
         values = part[column].to_numpy(dtype=np.float64)
-        valid = ~np.isnan(values)
-        ordered = np.sort(values[valid], kind="stable")
+        ok = ~np.isnan(values)
         out = np.full(len(part), np.nan)
-        if ordered.size:
-            offset = offsets[int(part["_sk_partition"].iloc[0])]
-            local = np.searchsorted(ordered, values[valid], side="right")
-            out[valid] = (offset + local) / total * 100.0
-        part[f"{column}_percentile"] = out
-        yield part
+        if ok.any():
+            ordered = np.sort(values[ok], kind="stable")
+            offset = offsets[int(part["_sk_bucket"].iloc[0])]
+            local = np.searchsorted(ordered, values[ok], side="right")
+            # The same operations as percentile_rank: integer rank / count * 100.
+            out[ok] = (offset + local) / total * 100.0
+        part = part[names].copy()
+        part[out_name] = out
+        return part
 
-    return ranged.mapInPandas(rank_partition, schema).drop("_sk_partition")
+    return keyed.groupBy("_sk_bucket").applyInPandas(rank_range, schema)
 
 
 def score_spark(

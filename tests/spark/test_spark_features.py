@@ -8,7 +8,6 @@ relative (a ``log`` from another C library may differ in the last bit).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
 import sys
 
@@ -18,8 +17,6 @@ import pytest
 
 pyspark = pytest.importorskip("pyspark", reason="the Spark extra is not installed")
 
-from pyspark.sql import SparkSession  # noqa: E402
-
 from segmentkit.config import ColumnMap, FeatureConfig  # noqa: E402
 from segmentkit.data import load_events  # noqa: E402
 from segmentkit.errors import DataValidationError, InsufficientDataError  # noqa: E402
@@ -28,26 +25,6 @@ from segmentkit.spark_engine import build_features_spark, load_events_spark  # n
 from segmentkit.synth import generate_events  # noqa: E402
 
 AS_OF = pd.Timestamp("2024-01-31")
-
-
-@pytest.fixture(scope="session")
-def spark():
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("segmentkit-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.default.parallelism", "2")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 def to_spark(spark, frame: pd.DataFrame):
@@ -99,9 +76,12 @@ def edge_case_log() -> pd.DataFrame:
         ("c", "2024-01-10 09:30", "purchase", 2.0000005, None),
         ("c", "2023-05-02 00:00:00.000001", "view", 0.0, None),
         # d: activity spread over more than 63 days (several day bitmaps), even gap count
-        *[("d", f"{day} 12:00", "view", 0.0, f"d{i}") for i, day in enumerate(
-            ["2023-06-01", "2023-08-15", "2023-10-20", "2023-11-01", "2024-01-05", "2024-01-30"]
-        )],
+        *[
+            ("d", f"{day} 12:00", "view", 0.0, f"d{i}")
+            for i, day in enumerate(
+                ["2023-06-01", "2023-08-15", "2023-10-20", "2023-11-01", "2024-01-05", "2024-01-30"]
+            )
+        ],
         # e: only events at or after as_of (absent from the table)
         ("e", "2024-01-31 00:00", "view", 0.0, "s9"),
         ("e", "2024-02-03 00:00", "view", 0.0, "s9"),
