@@ -456,7 +456,7 @@ def build_features_spark(
 
 
 def _feature_frame(events: SparkEventLog, t_us: int, config: FeatureConfig) -> DataFrame:
-    """The DataFrame plan; mirrors the DuckDB engine's SQL column for column.
+    """Build the DataFrame plan, mirroring the DuckDB engine's SQL column for column.
 
     Revenue is summed as DECIMAL(18, 6), as in DuckDB: exact, so any aggregation
     order gives the same double. Time differences are converted to days the way

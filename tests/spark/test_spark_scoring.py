@@ -81,3 +81,24 @@ def test_percentiles_span_partitions_with_ties(spark):
     frame = spark.createDataFrame(pd.DataFrame({"id": np.arange(3000), "p": values}))
     out = with_percentile(frame, "p", buckets=5).toPandas().sort_values("id")
     np.testing.assert_array_equal(out["p_percentile"].to_numpy(), percentile_rank(values))
+
+
+@pytest.mark.slow
+def test_training_on_spark_fits_a_stratified_sample_and_scores_everyone(spark, trained, tmp_path):
+    from segmentkit.spark_scoring import score_features_spark
+    from segmentkit.spark_training import train_model_spark
+
+    _, path, _ = trained
+    (tmp_path / "params.yaml").write_text(PARAMS)
+    config = load_config(tmp_path / "params.yaml")
+    run = train_model_spark(config, str(path), sample_users=600)
+    sample = run.sample
+    assert abs(sample["sample"] - 600) <= 6
+    for cell in sample["strata"].values():  # proportional allocation, cell by cell
+        assert abs(cell["sample"] - cell["population"] * 600 / sample["population"]) <= 3
+    assert run.result.report.users == sample["population"]
+    assert len(run.result.features) == sample["sample"]
+    scores = score_features_spark(run.result.model, run.features).toPandas()
+    assert len(scores) == sample["population"]
+    again = train_model_spark(config, str(path), sample_users=600)
+    assert sorted(again.result.features["user_id"]) == sorted(run.result.features["user_id"])
