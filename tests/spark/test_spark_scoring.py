@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("pyspark", reason="the Spark extra is not installed")
 
 from segmentkit.config import load_config
-from segmentkit.pipeline import train_model
-from segmentkit.synth import generate_events
+from segmentkit.io.synth import generate_events
+from segmentkit.training import train_model
 
 PARAMS = """
 segmentation:
@@ -60,7 +60,7 @@ def assert_same_scores(local: pd.DataFrame, distributed: pd.DataFrame) -> None:
 
 @pytest.mark.parametrize("as_of", [None, "2024-11-20"])
 def test_spark_scores_equal_local_scores(spark, trained, as_of):
-    from segmentkit.spark_scoring import score_spark
+    from segmentkit.spark.scoring import score_spark
 
     model, path, _ = trained
     local = model.score(str(path), as_of=as_of)
@@ -72,8 +72,8 @@ def test_spark_scores_equal_local_scores(spark, trained, as_of):
 
 
 def test_percentiles_span_partitions_with_ties(spark):
-    from segmentkit.propensity import percentile_rank
-    from segmentkit.spark_scoring import with_percentile
+    from segmentkit.scoring import percentile_rank
+    from segmentkit.spark.scoring import with_percentile
 
     rng = np.random.default_rng(0)
     values = np.round(rng.random(3000), 2)  # many ties
@@ -85,8 +85,8 @@ def test_percentiles_span_partitions_with_ties(spark):
 
 @pytest.mark.slow
 def test_training_on_spark_fits_a_stratified_sample_and_scores_everyone(spark, trained, tmp_path):
-    from segmentkit.spark_scoring import score_features_spark
-    from segmentkit.spark_training import train_model_spark
+    from segmentkit.spark.scoring import score_features_spark
+    from segmentkit.spark.training import train_model_spark
 
     _, path, _ = trained
     (tmp_path / "params.yaml").write_text(PARAMS)

@@ -21,15 +21,15 @@ from pathlib import Path
 from pyspark import SparkConf
 from pyspark.sql import DataFrame, SparkSession
 
-from segmentkit.data import DataQualityReport
 from segmentkit.errors import DataValidationError
-from segmentkit.spark_engine import SparkEventLog
-from segmentkit.spark_engine import build_features_spark as build_features
-from segmentkit.spark_engine import load_events_spark as load_events
-from segmentkit.spark_scoring import score_features_spark as score_features
-from segmentkit.spark_scoring import score_spark as score
-from segmentkit.spark_training import SparkTrainingResult
-from segmentkit.spark_training import train_model_spark as train_model
+from segmentkit.features.spark_engine import build_features_spark as build_features
+from segmentkit.io.events import DataQualityReport
+from segmentkit.io.spark import SparkEventLog
+from segmentkit.io.spark import load_events_spark as load_events
+from segmentkit.spark.scoring import score_features_spark as score_features
+from segmentkit.spark.scoring import score_spark as score
+from segmentkit.spark.training import SparkTrainingResult
+from segmentkit.spark.training import train_model_spark as train_model
 
 __all__ = [
     "DataQualityReport",

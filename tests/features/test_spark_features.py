@@ -18,11 +18,12 @@ import pytest
 pyspark = pytest.importorskip("pyspark", reason="the Spark extra is not installed")
 
 from segmentkit.config import ColumnMap, FeatureConfig  # noqa: E402
-from segmentkit.data import load_events  # noqa: E402
 from segmentkit.errors import DataValidationError, InsufficientDataError  # noqa: E402
 from segmentkit.features import build_features, feature_names  # noqa: E402
-from segmentkit.spark_engine import build_features_spark, load_events_spark  # noqa: E402
-from segmentkit.synth import generate_events  # noqa: E402
+from segmentkit.features.spark_engine import build_features_spark  # noqa: E402
+from segmentkit.io.events import load_events  # noqa: E402
+from segmentkit.io.spark import load_events_spark  # noqa: E402
+from segmentkit.io.synth import generate_events  # noqa: E402
 
 AS_OF = pd.Timestamp("2024-01-31")
 
@@ -258,3 +259,25 @@ def test_as_of_after_the_load_cut_off_is_refused(spark):
     log = load_events_spark(to_spark(spark, edge_case_log()), as_of="2024-01-10")
     with pytest.raises(DataValidationError, match="events in between are missing"):
         build_features_spark(log, dt.datetime(2024, 1, 31))
+
+
+def test_a_catalogue_feature_without_an_implementation_is_refused(spark, monkeypatch):
+    """Both engines compute exactly the catalogue: a declared feature neither computes fails."""
+    from segmentkit.features import definitions, duckdb_engine, spark_engine
+
+    original = definitions.describe_features
+
+    def with_extra(config=None):
+        return [*original(config), definitions.FeatureSpec("weekend_share", "new", False)]
+
+    for module in (definitions, duckdb_engine, spark_engine):
+        if hasattr(module, "describe_features"):
+            monkeypatch.setattr(module, "describe_features", with_extra)
+    monkeypatch.setattr(
+        definitions, "feature_names", lambda c=None: [s.name for s in with_extra(c)]
+    )
+    monkeypatch.setattr(duckdb_engine, "feature_names", definitions.feature_names)
+    with pytest.raises(NotImplementedError, match="weekend_share"):
+        build_features_spark(to_spark(spark, edge_case_log()), AS_OF)
+    with pytest.raises(KeyError, match="weekend_share"):
+        duckdb_engine.build_features(edge_case_log(), AS_OF)

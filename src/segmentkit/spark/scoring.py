@@ -26,16 +26,16 @@ from pyspark.sql import types as T
 
 from segmentkit.bundle import SegmentationModel, live_version, load_bundle, save_bundle
 from segmentkit.config import ColumnMap
-from segmentkit.data import to_timestamp
 from segmentkit.errors import DataValidationError
-from segmentkit.propensity import CHUNK_ROWS
-from segmentkit.spark_engine import (
+from segmentkit.features.spark_engine import build_features_spark
+from segmentkit.io.events import to_timestamp
+from segmentkit.io.spark import (
     SparkEventLog,
     SparkEventSource,
-    build_features_spark,
     default_as_of_spark,
     load_events_spark,
 )
+from segmentkit.scoring import CHUNK_ROWS
 
 __all__ = ["bundle_files", "score_features_spark", "score_spark", "with_percentile"]
 

@@ -1,17 +1,13 @@
-"""Validation and as-of features on Apache Spark: the DuckDB engine's results, distributed.
+"""Event logs on Apache Spark: the data contract of :mod:`segmentkit.io.events`, distributed.
 
-For event logs that outgrow one machine. :func:`load_events_spark` applies the
-same data contract as :func:`segmentkit.data.load_events` (same rules, same
-messages, the same :class:`~segmentkit.data.DataQualityReport`) and
-:func:`build_features_spark` returns the same feature table as
-:func:`segmentkit.features.build_features`, as a Spark DataFrame: every column is
-bit-identical (see ``activity_trend`` below for the one caveat).
-
-Time is handled as integer microseconds since the epoch (UTC) from the moment a
-row is typed, so results never depend on the session time zone or on whether a
-Parquet file holds instants or naive (UTC) timestamps. Nanosecond Parquet
-timestamps, which Spark refuses to read as timestamps, are read as integers and
-truncated to microseconds, like DuckDB's cast.
+:func:`load_events_spark` applies the same rules with the same messages as
+:func:`segmentkit.io.events.load_events` and counts what it removes in the same
+:class:`~segmentkit.io.events.DataQualityReport`. Time becomes integer
+microseconds since the epoch (UTC) as soon as a row is typed, so results never
+depend on the session time zone or on whether a Parquet file holds instants or
+naive (UTC) timestamps. Nanosecond Parquet timestamps, which Spark refuses to read
+as timestamps, are read as integers and truncated to microseconds, like DuckDB's
+cast.
 
 pyspark is an optional dependency (``pip install 'segmentkit[spark]'``); this
 module is imported only on request, never by ``import segmentkit``.
@@ -22,18 +18,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import glob
-import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from segmentkit.config import ColumnMap, FeatureConfig
-from segmentkit.data import DataQualityReport, to_timestamp
+from segmentkit.config import ColumnMap
 from segmentkit.errors import DataValidationError, InsufficientDataError
-from segmentkit.features import _slug, feature_names
+from segmentkit.io.events import DataQualityReport, to_timestamp
 
 try:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -42,19 +33,19 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("the Spark engine needs pyspark: pip install 'segmentkit[spark]'") from exc
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
 __all__ = [
+    "MICROS_PER_DAY",
     "SparkEventLog",
-    "build_features_spark",
+    "SparkEventSource",
+    "default_as_of_spark",
+    "epoch_us",
     "load_events_spark",
     "read_events_spark",
     "utc_session",
 ]
 
 _SAMPLE_ROWS = 5
-_MICROS_PER_DAY = 86_400_000_000
+MICROS_PER_DAY = 86_400_000_000
 _MICROS_PER_SECOND = 1_000_000
 _INTEGER_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 _NUMERIC_TYPES = (*_INTEGER_TYPES, T.FloatType, T.DoubleType, T.DecimalType)
@@ -105,13 +96,13 @@ def utc_session(spark: SparkSession) -> Iterator[None]:
         spark.conf.set(key, previous)
 
 
-def _epoch_us(value: dt.datetime) -> int:
+def epoch_us(value: dt.datetime) -> int:
     """Microseconds from 1970-01-01 to a naive UTC datetime, exactly."""
     delta = value - dt.datetime(1970, 1, 1)
     return (delta.days * 86_400 + delta.seconds) * _MICROS_PER_SECOND + delta.microseconds
 
 
-def _from_epoch_us(micros: int) -> dt.datetime:
+def _fromepoch_us(micros: int) -> dt.datetime:
     return dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=int(micros))
 
 
@@ -178,7 +169,7 @@ def _timestamp_us(column: str, field: T.StructField) -> Column:
             f"timestampdiff(MICROSECOND, TIMESTAMP_NTZ '1970-01-01 00:00:00', `{column}`)"
         )
     if isinstance(kind, T.DateType):
-        return F.unix_date(col).cast("bigint") * F.lit(_MICROS_PER_DAY)
+        return F.unix_date(col).cast("bigint") * F.lit(MICROS_PER_DAY)
     if isinstance(kind, T.LongType) and field.metadata.get("segmentkit_nanos"):
         # Truncation toward zero, as DuckDB casts TIMESTAMP_NS to TIMESTAMP.
         return F.expr(f"`{column}` div 1000")
@@ -321,13 +312,13 @@ def _validate(
         else F.lit(False)
     )
     late = (
-        user_col.isNotNull() & (ts_us >= F.lit(_epoch_us(cutoff)))
+        user_col.isNotNull() & (ts_us >= F.lit(epoch_us(cutoff)))
         if cutoff is not None
         else F.lit(False)
     )
     keep = user_col.isNotNull() & ts_col.isNotNull()
     if cutoff is not None:
-        keep = keep & (ts_us < F.lit(_epoch_us(cutoff)))
+        keep = keep & (ts_us < F.lit(epoch_us(cutoff)))
     counts = raw.agg(
         F.count(F.lit(1)),
         F.count_if(bad_ts),
@@ -385,8 +376,8 @@ def _validate(
         negative_revenue_rows=negative,
         rows_clean=rows_clean,
         users=users,
-        first_event=_from_epoch_us(first).isoformat() if first is not None else None,
-        last_event=_from_epoch_us(last).isoformat() if last is not None else None,
+        first_event=_fromepoch_us(first).isoformat() if first is not None else None,
+        last_event=_fromepoch_us(last).isoformat() if last is not None else None,
     )
     if rows_clean == 0:
         reason = f" before as_of {cutoff.date()}" if cutoff is not None else ""
@@ -409,203 +400,3 @@ def default_as_of_spark(log: SparkEventLog) -> dt.datetime:
     """Return the midnight after the last event (as :func:`segmentkit.data.default_as_of`)."""
     last = dt.datetime.fromisoformat(log.report.last_event)
     return dt.datetime.combine(last.date() + dt.timedelta(days=1), dt.time())
-
-
-def build_features_spark(
-    events: SparkEventLog | SparkEventSource,
-    as_of: dt.date | dt.datetime | str,
-    config: FeatureConfig | None = None,
-    *,
-    columns: ColumnMap | None = None,
-) -> DataFrame:
-    """Compute the as-of feature table on Spark, one row per user.
-
-    The same table as :func:`segmentkit.features.build_features` (same columns,
-    same values), as a lazy Spark DataFrame (not sorted).
-
-    Parameters
-    ----------
-    events : SparkEventLog, Spark DataFrame or paths
-        A log from :func:`load_events_spark`, or anything it accepts (then it is
-        validated here with ``columns``).
-    as_of : date-like
-        Snapshot time T; only events with ``timestamp < T`` are read.
-    config : FeatureConfig, optional
-        Windows, session gap and key events.
-    columns : ColumnMap, optional
-        Column mapping, used when ``events`` is not yet a ``SparkEventLog``.
-
-    Returns
-    -------
-    pyspark.sql.DataFrame
-        ``user_id`` then the columns of :func:`segmentkit.features.feature_names`
-        (bigint or double, as the DuckDB engine's int64 and float64).
-    """
-    config = config or FeatureConfig()
-    cutoff = to_timestamp(as_of)
-    if not isinstance(events, SparkEventLog):
-        events = load_events_spark(events, columns, as_of=cutoff)
-    elif events.as_of is not None and events.as_of < cutoff:
-        raise DataValidationError(
-            f"as_of {cutoff} is after the cut-off {events.as_of} the log was loaded with: "
-            "events in between are missing"
-        )
-    spark = events.frame.sparkSession
-    with utc_session(spark):
-        return _feature_frame(events, _epoch_us(cutoff), config)
-
-
-def _feature_frame(events: SparkEventLog, t_us: int, config: FeatureConfig) -> DataFrame:
-    """Build the DataFrame plan, mirroring the DuckDB engine's SQL column for column.
-
-    Revenue is summed as DECIMAL(18, 6), as in DuckDB: exact, so any aggregation
-    order gives the same double. Time differences are converted to days the way
-    DuckDB's ``epoch(interval)`` does (whole days plus the rest in seconds).
-    """
-    windows = sorted(config.windows)
-    short = windows[0]
-    key_events = list(dict.fromkeys(config.key_events))
-    base = events.frame.where(F.col("ts_us") < F.lit(t_us)).select(
-        "user_id",
-        "ts_us",
-        "event",
-        F.coalesce(F.col("revenue"), F.lit(0.0)).cast("decimal(18,6)").alias("revenue"),
-        "session_id",
-        # Integer division truncates, which is floor here: the difference is positive.
-        F.expr(f"({t_us} - ts_us) div {_MICROS_PER_DAY}").cast("int").alias("days_ago"),
-    )
-    days_ago, revenue, event = F.col("days_ago"), F.col("revenue"), F.col("event")
-
-    def zero_if_null(column: Column) -> Column:
-        return F.coalesce(column, F.lit(0).cast("decimal(18,6)"))
-
-    per_user = [
-        F.count(F.lit(1)).alias("events_total"),
-        F.sum(revenue).alias("revenue_total"),
-        F.count_if(revenue > 0).alias("orders"),
-        zero_if_null(F.sum(F.when(revenue > 0, revenue))).alias("order_revenue"),
-        F.min("ts_us").alias("first_us"),
-        F.max("ts_us").alias("last_us"),
-        F.size(F.collect_set(event)).alias("distinct_events"),
-        F.count_if((days_ago >= short) & (days_ago < 2 * short)).alias("events_previous"),
-        F.array_sort(F.collect_set(days_ago)).alias("active_days"),
-    ]
-    for name in key_events:
-        per_user.append(F.count_if(event == F.lit(name)).alias(f"{_slug(name)}_events"))
-    for w in windows:
-        per_user += [
-            F.count_if(days_ago < w).alias(f"events_{w}d"),
-            zero_if_null(F.sum(F.when(days_ago < w, revenue))).alias(f"revenue_{w}d"),
-        ]
-    if events.has_session_id:
-        # Rows without a session id form one session per timestamp; a session starts
-        # on its earliest event (the largest days_ago).
-        lone = F.when(F.col("session_id").isNull(), F.col("ts_us"))
-        starts = base.groupBy("user_id", "session_id", lone.alias("lone")).agg(
-            F.max(days_ago).alias("start_days_ago")
-        )
-        start = F.col("start_days_ago")
-        sessions = starts.groupBy("user_id").agg(
-            F.count(F.lit(1)).alias("sessions_total"),
-            *[F.count_if(start < w).alias(f"sessions_{w}d") for w in windows],
-        )
-        users = base.groupBy("user_id").agg(*per_user).join(sessions, "user_id")
-    else:
-        # A session starts when the user's previous event is more than the gap earlier;
-        # counting starts needs no second aggregation.
-        from pyspark.sql import Window
-
-        gap_us = int(config.session_gap_minutes) * 60 * _MICROS_PER_SECOND
-        previous = F.lag("ts_us").over(Window.partitionBy("user_id").orderBy("ts_us"))
-        new = F.when(previous >= F.col("ts_us") - F.lit(gap_us), 0).otherwise(1)
-        marked = base.withColumn("new_session", new)
-        started = F.col("new_session") == 1
-        users = marked.groupBy("user_id").agg(
-            *per_user,
-            F.count_if(started).alias("sessions_total"),
-            *[F.count_if(started & (days_ago < w)).alias(f"sessions_{w}d") for w in windows],
-        )
-    return _finish(users, t_us, config, key_events)
-
-
-def _days_between(t_us: int, column: str) -> Column:
-    """``epoch(T - ts) / 86400.0`` exactly as DuckDB computes it."""
-    delta = F.lit(t_us) - F.col(column)
-    whole = F.expr(f"({t_us} - {column}) div {_MICROS_PER_DAY}") * F.lit(86_400)
-    rest = (delta % F.lit(_MICROS_PER_DAY)) / F.lit(1e6)
-    return (whole.cast("double") + rest) / F.lit(86_400.0)
-
-
-def _natural_log(values: pd.Series) -> pd.Series:
-    """``ln`` with the C library's ``log`` (as DuckDB), not the JVM's (1 ulp apart)."""
-    return pd.Series([math.log(v) for v in values.to_numpy()], index=values.index, dtype="float64")
-
-
-def _finish(users: DataFrame, t_us: int, config: FeatureConfig, key_events: list[str]) -> DataFrame:
-    windows = sorted(config.windows)
-    short = windows[0]
-    days = F.col("active_days")
-    # Gaps between consecutive active days (ascending), sorted, then their median.
-    gaps = F.array_sort(
-        F.expr("transform(slice(active_days, 2, size(active_days)), (d, i) -> d - active_days[i])")
-    )
-    median = F.expr(
-        "CASE WHEN size(gaps) > 0 THEN (CAST(gaps[CAST((size(gaps) - 1) div 2 AS INT)] AS DOUBLE)"
-        " + CAST(gaps[CAST(size(gaps) div 2 AS INT)] AS DOUBLE)) / 2.0 END"
-    )
-    log_ratio = F.pandas_udf(_natural_log, "double")
-    tenure = _days_between(t_us, "first_us")
-    computed: dict[str, Column] = {
-        "recency_days": _days_between(t_us, "last_us"),
-        "tenure_days": tenure,
-        "events_total": F.col("events_total"),
-        "sessions_total": F.col("sessions_total"),
-        "active_days_total": F.size(days).cast("bigint"),
-        "distinct_events": F.col("distinct_events").cast("bigint"),
-        "events_per_session": F.col("events_total") / F.col("sessions_total"),
-        "revenue_total": F.col("revenue_total").cast("double"),
-        "orders": F.col("orders"),
-        "avg_order_value": F.when(
-            F.col("orders") > 0, F.col("order_revenue").cast("double") / F.col("orders")
-        ).otherwise(F.lit(0.0)),
-        "activity_trend": log_ratio(
-            (F.lit(1) + F.col(f"events_{short}d")) / (F.lit(1) + F.col("events_previous"))
-        ),
-        "median_gap_days": F.coalesce(F.col("median_gap"), tenure),
-    }
-    for name in key_events:
-        computed[f"{_slug(name)}_events"] = F.col(f"{_slug(name)}_events")
-    for w in windows:
-        computed[f"events_{w}d"] = F.col(f"events_{w}d")
-        computed[f"sessions_{w}d"] = F.col(f"sessions_{w}d")
-        computed[f"revenue_{w}d"] = F.col(f"revenue_{w}d").cast("double")
-        computed[f"active_days_{w}d"] = F.expr(
-            f"CAST(size(filter(active_days, d -> d < {int(w)})) AS BIGINT)"
-        )
-    names = feature_names(config)
-    unknown = [name for name in names if name not in computed]
-    if unknown:  # a feature declared in the catalogue that this engine does not implement
-        raise NotImplementedError(f"the Spark engine does not implement feature(s) {unknown}")
-    with_gaps = users.withColumn("gaps", gaps).withColumn("median_gap", median)
-    return with_gaps.select(
-        "user_id", *[computed[name].cast(_spark_type(name)).alias(name) for name in names]
-    )
-
-
-def _spark_type(name: str) -> str:
-    """Bigint for counts, double otherwise (the DuckDB engine's int64 / float64)."""
-    counts = (
-        (name.startswith(("events_", "sessions_", "active_days_")) and name != "events_per_session")
-        or name in ("distinct_events", "orders")
-        or name.endswith("_events")
-    )
-    return "bigint" if counts else "double"
-
-
-def feature_schema(config: FeatureConfig | None = None, user_type: str = "string") -> T.StructType:
-    """Spark schema of :func:`build_features_spark`'s output."""
-    fields = [T.StructField("user_id", T._parse_datatype_string(user_type), True)]
-    for name in feature_names(config):
-        kind = T.LongType() if _spark_type(name) == "bigint" else T.DoubleType()
-        fields.append(T.StructField(name, kind, True))
-    return T.StructType(fields)

@@ -22,16 +22,16 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from segmentkit.config import ColumnMap, Config
-from segmentkit.data import to_timestamp
 from segmentkit.errors import ConfigError
-from segmentkit.pipeline import TrainingResult, train_model
-from segmentkit.spark_engine import (
+from segmentkit.features.spark_engine import build_features_spark
+from segmentkit.io.events import to_timestamp
+from segmentkit.io.spark import (
     SparkEventLog,
     SparkEventSource,
-    build_features_spark,
     default_as_of_spark,
     load_events_spark,
 )
+from segmentkit.training import TrainingResult, train_model
 
 __all__ = ["SparkTrainingResult", "stratified_sample", "train_model_spark"]
 
@@ -207,8 +207,11 @@ def train_model_spark(
     )
     result = train_model(local_config, sample, snapshot, progress=progress)
     result.model.columns = config.data.columns
-    result.model.metadata["params"] = config.to_dict()
-    result.model.metadata["data_quality"] = log.report.to_dict()
-    result.model.metadata["training_sample"] = summary
+    result.model.metadata = dataclasses.replace(
+        result.model.metadata,
+        params=config.to_dict(),
+        data_quality=log.report.to_dict(),
+        training_sample=summary,
+    )
     result.report = log.report
     return SparkTrainingResult(result=result, features=features, sample=summary)
