@@ -67,7 +67,7 @@ def test_spark_scores_equal_local_scores(spark, trained, as_of):
     distributed = score_spark(model, str(path), as_of=as_of).toPandas()
     assert_same_scores(local, distributed)
     # Percentiles are over the whole population: many distinct values, top at 100.
-    assert distributed["p_churn_percentile"].max() == 100.0
+    assert distributed["p_churn_percentile"].max() == 100
     assert distributed["p_churn_percentile"].nunique() > 50
 
 
@@ -77,10 +77,17 @@ def test_percentiles_span_partitions_with_ties(spark):
 
     rng = np.random.default_rng(0)
     values = np.round(rng.random(3000), 2)  # many ties
-    values[:7] = np.nan
     frame = spark.createDataFrame(pd.DataFrame({"id": np.arange(3000), "p": values}))
     out = with_percentile(frame, "p", buckets=5).toPandas().sort_values("id")
     np.testing.assert_array_equal(out["p_percentile"].to_numpy(), percentile_rank(values))
+
+
+def test_nan_scores_are_refused_as_locally(spark):
+    from segmentkit.spark.scoring import with_percentile
+
+    frame = spark.createDataFrame(pd.DataFrame({"id": [0, 1], "p": [0.5, np.nan]}))
+    with pytest.raises(ValueError, match="NaN"):
+        with_percentile(frame, "p")
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ from segmentkit.errors import DataValidationError
 from segmentkit.features.spark_engine import build_features_spark as build_features
 from segmentkit.io.events import DataQualityReport
 from segmentkit.io.spark import SparkEventLog
+from segmentkit.io.spark import default_as_of_spark as default_as_of
 from segmentkit.io.spark import load_events_spark as load_events
 from segmentkit.spark.scoring import score_features_spark as score_features
 from segmentkit.spark.scoring import score_spark as score
@@ -36,6 +37,7 @@ __all__ = [
     "SparkEventLog",
     "SparkTrainingResult",
     "build_features",
+    "default_as_of",
     "get_session",
     "load_events",
     "score",

@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from segmentkit.bundle import SegmentationModel, live_version, load_bundle, save_bundle
+from segmentkit.bundle.model import UNSAVED_VERSION
 from segmentkit.config import ColumnMap
 from segmentkit.errors import DataValidationError
 from segmentkit.features.spark_engine import build_features_spark
@@ -37,7 +38,13 @@ from segmentkit.io.spark import (
 )
 from segmentkit.scoring import CHUNK_ROWS
 
-__all__ = ["bundle_files", "score_features_spark", "score_spark", "with_percentile"]
+__all__ = [
+    "bundle_files",
+    "score_features_spark",
+    "score_spark",
+    "with_percentile",
+    "with_run_columns",
+]
 
 # Loaded models per Python worker process, by the digest of their manifest.
 _WORKER_MODELS: dict[str, SegmentationModel] = {}
@@ -168,10 +175,11 @@ def score_features_spark(model: SegmentationModel, features: DataFrame) -> DataF
 
 
 def with_percentile(frame: DataFrame, column: str, buckets: int | None = None) -> DataFrame:
-    """Add ``<column>_percentile``: the share of rows with a value at or below, in percent.
+    """Add ``<column>_percentile``: the whole percent of rows with a value at or below.
 
-    Exactly :func:`segmentkit.propensity.percentile_rank` over the whole frame (NaN
-    stays NaN), computed without bringing the values together: approximate
+    Exactly :func:`segmentkit.scoring.percentile_rank` over the whole frame (int64,
+    0-100; NaN scores are refused as there), computed without bringing the values
+    together: approximate
     quantiles cut the values into ranges (a pure function of the value, so equal
     values share a range and reruns agree), one pass counts each range, the driver
     adds those few counts into offsets, and each row's rank is its range's offset
@@ -190,6 +198,8 @@ def with_percentile(frame: DataFrame, column: str, buckets: int | None = None) -
     buckets = buckets or 4 * int(spark.conf.get("spark.sql.shuffle.partitions"))
     value = F.col(f"`{column}`")
     valid = ~F.isnan(value) & value.isNotNull()
+    if frame.where(~valid).limit(1).count():
+        raise ValueError(f"percentile_rank: scores in {column!r} contain NaN")
     cuts = frame.where(valid).approxQuantile(
         column, [i / buckets for i in range(1, buckets)], 1.0 / (4 * buckets)
     )
@@ -205,21 +215,17 @@ def with_percentile(frame: DataFrame, column: str, buckets: int | None = None) -
         offsets[key] = total
         total += int(counts[key])
     out_name = f"{column}_percentile"
-    schema = T.StructType([*frame.schema.fields, T.StructField(out_name, T.DoubleType(), True)])
+    schema = T.StructType([*frame.schema.fields, T.StructField(out_name, T.LongType(), False)])
     names = frame.columns
 
     def rank_range(part: pd.DataFrame) -> pd.DataFrame:
         values = part[column].to_numpy(dtype=np.float64)
-        ok = ~np.isnan(values)
-        out = np.full(len(part), np.nan)
-        if ok.any():
-            ordered = np.sort(values[ok], kind="stable")
-            offset = offsets[int(part["_sk_bucket"].iloc[0])]
-            local = np.searchsorted(ordered, values[ok], side="right")
-            # The same operations as percentile_rank: integer rank / count * 100.
-            out[ok] = (offset + local) / total * 100.0
+        ordered = np.sort(values, kind="stable")
+        offset = offsets[int(part["_sk_bucket"].iloc[0])]
+        at_or_below = offset + np.searchsorted(ordered, values, side="right").astype(np.int64)
         part = part[names].copy()
-        part[out_name] = out
+        # The same integer arithmetic as percentile_rank.
+        part[out_name] = at_or_below * 100 // max(total, 1)
         return part
 
     return keyed.groupBy("_sk_bucket").applyInPandas(rank_range, schema)
@@ -233,8 +239,9 @@ def score_spark(
 ) -> DataFrame:
     """Score users of a Spark event log at ``as_of`` (default: midnight after the last event).
 
-    The Spark counterpart of :meth:`SegmentationModel.score`: the same users and
-    the same values (segment ids and names, scores, percentiles, buckets).
+    The Spark counterpart of :meth:`SegmentationModel.score`: the same users,
+    columns and values (segment ids and names, scores, percentiles, buckets, as_of,
+    model_version).
 
     Examples
     --------
@@ -248,4 +255,11 @@ def score_spark(
         log = load_events_spark(events, columns or model.columns, as_of=cutoff)
     snapshot = cutoff if cutoff is not None else default_as_of_spark(log)
     features = build_features_spark(log, snapshot, model.feature_config)
-    return score_features_spark(model, features)
+    version = model.metadata.model_version or UNSAVED_VERSION
+    return with_run_columns(score_features_spark(model, features), snapshot, version)
+
+
+def with_run_columns(scored: DataFrame, as_of: dt.datetime, model_version: str) -> DataFrame:
+    """Add ``as_of`` (naive UTC timestamp) and ``model_version``, as local scoring does."""
+    stamp = F.expr(f"TIMESTAMP_NTZ '{as_of.isoformat(sep=' ')}'")
+    return scored.withColumn("as_of", stamp).withColumn("model_version", F.lit(model_version))
