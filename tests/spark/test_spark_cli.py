@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
 
 pytest.importorskip("pyspark", reason="the Spark extra is not installed")
 
-from segmentkit.cli import main  # noqa: E402
-from segmentkit.io.synth import generate_events  # noqa: E402
+from segmentkit.cli import main
+from segmentkit.io.synth import generate_events
 
 PARAMS = """
 segmentation:
