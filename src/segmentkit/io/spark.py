@@ -102,7 +102,7 @@ def epoch_us(value: dt.datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * _MICROS_PER_SECOND + delta.microseconds
 
 
-def _fromepoch_us(micros: int) -> dt.datetime:
+def _from_epoch_us(micros: int) -> dt.datetime:
     return dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=int(micros))
 
 
@@ -319,6 +319,18 @@ def _validate(
     keep = user_col.isNotNull() & ts_col.isNotNull()
     if cutoff is not None:
         keep = keep & (ts_us < F.lit(epoch_us(cutoff)))
+    typed = [
+        user.alias("user_id"),
+        ts_us.alias("ts_us"),
+        event.alias("event"),
+        revenue.alias("revenue"),
+        session.alias("session_id"),
+    ]
+    # One pass answers every question. Distinct row hashes tell whether duplicates
+    # exist at all: if every kept row has its own hash, no two rows are equal and the
+    # costly de-duplication (a shuffle of whole rows) is skipped; a hash collision can
+    # only send us down the exact path, never skip a real duplicate.
+    row_hash = F.xxhash64(user, ts_us, event, revenue, session)
     counts = raw.agg(
         F.count(F.lit(1)),
         F.count_if(bad_ts),
@@ -327,8 +339,16 @@ def _validate(
         F.count_if(ts_col.isNull()),
         F.count_if(user_col.isNull() | ts_col.isNull()),
         F.count_if(late),
+        F.count_distinct(F.when(keep, row_hash)),
+        F.count_distinct(F.when(keep, user)),
+        F.min(F.when(keep, ts_us)),
+        F.max(F.when(keep, ts_us)),
+        F.count_if(keep & (revenue < 0)),
     ).first()
-    rows_read, n_bad_ts, n_bad_rev, null_user, null_ts, invalid, after = (int(c) for c in counts)
+    rows_read, n_bad_ts, n_bad_rev, null_user, null_ts, invalid, after = (
+        int(c) for c in counts[:7]
+    )
+    distinct_hashes, users, first, last, negative = counts[7:]
     if n_bad_ts:
         raise DataValidationError(
             f"column {columns.timestamp!r} (timestamp): {n_bad_ts} value(s) cannot be parsed as "
@@ -346,27 +366,15 @@ def _validate(
             f"(on_invalid=error), e.g. "
             f"{_samples(raw, F.col(f'`{column}`').isNull(), column)}"
         )
-    clean = (
-        raw.where(keep)
-        .select(
-            user.alias("user_id"),
-            ts_us.alias("ts_us"),
-            event.alias("event"),
-            revenue.alias("revenue"),
-            session.alias("session_id"),
-        )
-        .distinct()
-    )
-    facts = clean.agg(
-        F.count(F.lit(1)),
-        F.count_if(F.col("revenue") < 0),
-        F.count_distinct("user_id"),
-        F.min("ts_us"),
-        F.max("ts_us"),
-    ).first()
-    rows_clean, negative, users = int(facts[0]), int(facts[1]), int(facts[2])
-    first, last = facts[3], facts[4]
     kept = rows_read - invalid - after
+    clean = raw.where(keep).select(*typed)
+    rows_clean = kept
+    if distinct_hashes != kept:
+        clean = clean.distinct()
+        rows_clean, negative = clean.agg(
+            F.count(F.lit(1)), F.count_if(F.col("revenue") < 0)
+        ).first()
+    rows_clean, users, negative = int(rows_clean), int(users), int(negative or 0)
     report = DataQualityReport(
         rows_read=rows_read,
         null_user_id=null_user,
@@ -376,8 +384,8 @@ def _validate(
         negative_revenue_rows=negative,
         rows_clean=rows_clean,
         users=users,
-        first_event=_fromepoch_us(first).isoformat() if first is not None else None,
-        last_event=_fromepoch_us(last).isoformat() if last is not None else None,
+        first_event=_from_epoch_us(first).isoformat() if first is not None else None,
+        last_event=_from_epoch_us(last).isoformat() if last is not None else None,
     )
     if rows_clean == 0:
         reason = f" before as_of {cutoff.date()}" if cutoff is not None else ""
