@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Iterator
 
+import numpy as np
 import pandas as pd
 
 from segmentkit.config import ColumnMap, FeatureConfig
 from segmentkit.errors import DataValidationError
 from segmentkit.features.definitions import describe_features
+from segmentkit.features.duckdb_engine import _BLOCK_DAYS as BLOCK_DAYS
+from segmentkit.features.duckdb_engine import _decode_day_bits
 from segmentkit.io.events import to_timestamp
 from segmentkit.io.spark import (
     MICROS_PER_DAY,
@@ -36,6 +40,7 @@ from segmentkit.text import slug
 try:
     from pyspark.sql import Column, DataFrame, Window
     from pyspark.sql import functions as F
+    from pyspark.sql import types as T
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("the Spark engine needs pyspark: pip install 'segmentkit[spark]'") from exc
 
@@ -83,17 +88,26 @@ def build_features_spark(
             f"as_of {cutoff} is after the cut-off {events.as_of} the log was loaded with: "
             "events in between are missing"
         )
+    t_us = epoch_us(cutoff)
+    # Days spanned before T, bounded by the log's first event: enough 63-day bitmaps.
+    first = events.report.first_event
+    first_us = epoch_us(dt.datetime.fromisoformat(first)) if first is not None else t_us
+    blocks = max(1, -(-((t_us - first_us) // MICROS_PER_DAY + 1) // BLOCK_DAYS))
     spark = events.frame.sparkSession
     with utc_session(spark):
-        return _feature_frame(events, epoch_us(cutoff), config)
+        return _feature_frame(events, t_us, config, blocks)
 
 
-def _feature_frame(events: SparkEventLog, t_us: int, config: FeatureConfig) -> DataFrame:
+def _feature_frame(
+    events: SparkEventLog, t_us: int, config: FeatureConfig, blocks: int
+) -> DataFrame:
     """Build the DataFrame plan, mirroring the DuckDB engine's SQL column for column.
 
     Revenue is summed as DECIMAL(18, 6), as in DuckDB: exact, so any aggregation
     order gives the same double. Time differences are converted to days the way
-    DuckDB's ``epoch(interval)`` does (whole days plus the rest in seconds).
+    DuckDB's ``epoch(interval)`` does (whole days plus the rest in seconds). Active
+    days are OR-ed into the DuckDB engine's 63-day bitmaps and decoded by the same
+    function, in Python workers.
     """
     windows = sorted(config.windows)
     short = windows[0]
@@ -121,8 +135,16 @@ def _feature_frame(events: SparkEventLog, t_us: int, config: FeatureConfig) -> D
         F.max("ts_us").alias("last_us"),
         F.size(F.collect_set(event)).alias("distinct_events"),
         F.count_if((days_ago >= short) & (days_ago < 2 * short)).alias("events_previous"),
-        F.array_sort(F.collect_set(days_ago)).alias("active_days"),
     ]
+    for j in range(blocks):
+        lo = BLOCK_DAYS * j
+        in_block = (days_ago >= lo) & (days_ago < lo + BLOCK_DAYS)
+        bit = F.expr(f"shiftleft(CAST(1 AS BIGINT), days_ago - {lo})")
+        per_user.append(
+            F.bit_or(F.when(in_block, bit).otherwise(F.lit(0).cast("bigint"))).alias(
+                f"day_bits_{j}"
+            )
+        )
     for name in key_events:
         per_user.append(F.count_if(event == F.lit(name)).alias(f"{slug(name)}_events"))
     for w in windows:
@@ -156,7 +178,7 @@ def _feature_frame(events: SparkEventLog, t_us: int, config: FeatureConfig) -> D
             F.count_if(started).alias("sessions_total"),
             *[F.count_if(started & (days_ago < w)).alias(f"sessions_{w}d") for w in windows],
         )
-    return _finish(users, t_us, config, key_events)
+    return _finish(users, t_us, config, key_events, blocks)
 
 
 def _days_between(t_us: int, column: str) -> Column:
@@ -167,31 +189,16 @@ def _days_between(t_us: int, column: str) -> Column:
     return (whole.cast("double") + rest) / F.lit(86_400.0)
 
 
-def _natural_log(values: pd.Series) -> pd.Series:
-    """``ln`` with the C library's ``log`` (as DuckDB), not the JVM's (1 ulp apart)."""
-    return pd.Series([math.log(v) for v in values.to_numpy()], index=values.index, dtype="float64")
-
-
-def _finish(users: DataFrame, t_us: int, config: FeatureConfig, key_events: list[str]) -> DataFrame:
+def _finish(
+    users: DataFrame, t_us: int, config: FeatureConfig, key_events: list[str], blocks: int
+) -> DataFrame:
     windows = sorted(config.windows)
     short = windows[0]
-    days = F.col("active_days")
-    # Gaps between consecutive active days (ascending), sorted, then their median.
-    gaps = F.array_sort(
-        F.expr("transform(slice(active_days, 2, size(active_days)), (d, i) -> d - active_days[i])")
-    )
-    median = F.expr(
-        "CASE WHEN size(gaps) > 0 THEN (CAST(gaps[CAST((size(gaps) - 1) div 2 AS INT)] AS DOUBLE)"
-        " + CAST(gaps[CAST(size(gaps) div 2 AS INT)] AS DOUBLE)) / 2.0 END"
-    )
-    log_ratio = F.pandas_udf(_natural_log, "double")
-    tenure = _days_between(t_us, "first_us")
     computed: dict[str, Column] = {
         "recency_days": _days_between(t_us, "last_us"),
-        "tenure_days": tenure,
+        "tenure_days": _days_between(t_us, "first_us"),
         "events_total": F.col("events_total"),
         "sessions_total": F.col("sessions_total"),
-        "active_days_total": F.size(days).cast("bigint"),
         "distinct_events": F.col("distinct_events").cast("bigint"),
         "events_per_session": F.col("events_total") / F.col("sessions_total"),
         "revenue_total": F.col("revenue_total").cast("double"),
@@ -199,10 +206,6 @@ def _finish(users: DataFrame, t_us: int, config: FeatureConfig, key_events: list
         "avg_order_value": F.when(
             F.col("orders") > 0, F.col("order_revenue").cast("double") / F.col("orders")
         ).otherwise(F.lit(0.0)),
-        "activity_trend": log_ratio(
-            (F.lit(1) + F.col(f"events_{short}d")) / (F.lit(1) + F.col("events_previous"))
-        ),
-        "median_gap_days": F.coalesce(F.col("median_gap"), tenure),
     }
     for name in key_events:
         computed[f"{slug(name)}_events"] = F.col(f"{slug(name)}_events")
@@ -210,18 +213,55 @@ def _finish(users: DataFrame, t_us: int, config: FeatureConfig, key_events: list
         computed[f"events_{w}d"] = F.col(f"events_{w}d")
         computed[f"sessions_{w}d"] = F.col(f"sessions_{w}d")
         computed[f"revenue_{w}d"] = F.col(f"revenue_{w}d").cast("double")
-        computed[f"active_days_{w}d"] = F.expr(
-            f"CAST(size(filter(active_days, d -> d < {int(w)})) AS BIGINT)"
-        )
+    # Computed in Python workers from the columns below (see _decode).
+    in_python = {"active_days_total", "median_gap_days", "activity_trend"}
+    in_python |= {f"active_days_{w}d" for w in windows}
     specs = describe_features(config)
-    unknown = [spec.name for spec in specs if spec.name not in computed]
+    unknown = [s.name for s in specs if s.name not in computed and s.name not in in_python]
     if unknown:  # declared in the catalogue, not implemented here
         raise NotImplementedError(f"the Spark engine does not implement feature(s) {unknown}")
-    with_gaps = users.withColumn("gaps", gaps).withColumn("median_gap", median)
-    return with_gaps.select(
+    helpers = [
+        F.col(f"events_{short}d").alias("_sk_events_short"),
+        F.col("events_previous").alias("_sk_events_previous"),
+        *[F.col(f"day_bits_{j}") for j in range(blocks)],
+    ]
+    partial = users.select(
         "user_id",
         *[
             computed[spec.name].cast("bigint" if spec.integer else "double").alias(spec.name)
             for spec in specs
+            if spec.name in computed
         ],
+        *helpers,
     )
+    schema = T.StructType(
+        [
+            partial.schema["user_id"],
+            *[
+                T.StructField(spec.name, T.LongType() if spec.integer else T.DoubleType(), True)
+                for spec in specs
+            ],
+        ]
+    )
+    names = [spec.name for spec in specs]
+
+    def decode(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            yield _decode(batch, config, blocks)[["user_id", *names]]
+
+    return partial.mapInPandas(decode, schema)
+
+
+def _decode(batch: pd.DataFrame, config: FeatureConfig, blocks: int) -> pd.DataFrame:
+    """Active days and median gaps from the bitmaps, and ``activity_trend``, as DuckDB's engine.
+
+    The bitmaps are decoded by the DuckDB engine's own function. The logarithm is the
+    C library's (as DuckDB's ``ln``), not the JVM's, which can differ in the last bit.
+    """
+    table = _decode_day_bits(batch.reset_index(drop=True), config, blocks)
+    table["median_gap_days"] = table["median_gap_days"].fillna(table["tenure_days"])
+    ratio = (1 + table["_sk_events_short"].to_numpy(dtype=np.int64)) / (
+        1 + table["_sk_events_previous"].to_numpy(dtype=np.int64)
+    )
+    table["activity_trend"] = np.array([math.log(x) for x in ratio], dtype=np.float64)
+    return table

@@ -132,7 +132,8 @@ def read_events_spark(spark: SparkSession, source: str | Path | Sequence[str]) -
         for path in matches:
             if not Path(path).exists():
                 raise DataValidationError(f"events file not found: {path}")
-        paths += matches
+        # The JVM resolves relative paths against its own working directory.
+        paths += [str(Path(path).resolve()) for path in matches]
     suffixes = {Path(p.rstrip("/")).suffix.lower() for p in paths}
     if suffixes == {".csv"}:
         return spark.read.csv(paths, header=True, inferSchema=False)

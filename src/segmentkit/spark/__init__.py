@@ -73,5 +73,8 @@ def write_parquet(frame: DataFrame, out: str | Path) -> str:
     text = str(out)
     if not text.rstrip("/").endswith(".parquet") and "://" not in text:
         raise DataValidationError(f"output {text}: expected a .parquet path for the Spark engine")
+    if "://" not in text:
+        # The JVM resolves relative paths against its own working directory.
+        text = str(Path(text).resolve())
     frame.write.mode("overwrite").parquet(text)
     return text
