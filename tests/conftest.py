@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pandas as pd
 import pytest
 
@@ -70,6 +73,10 @@ SLOW_MODULES = (
     "tests/test_training_cli.py",
     "tests/test_refresh.py",
     "tests/test_notebooks.py",
+    # Spark: each test runs several Spark jobs (seconds each on a local session).
+    "tests/features/test_spark_features.py",
+    "tests/spark/test_spark_scoring.py",
+    "tests/spark/test_spark_cli.py",
 )
 SLOW_TESTS = (
     "tests/test_tracking.py::test_train_and_score_against_a_real_mlflow_server",
@@ -88,3 +95,32 @@ def pytest_collection_modifyitems(config, items):
         module, _, name = item.nodeid.partition("::")
         if module in SLOW_MODULES or f"{module}::{name.split('[')[0]}" in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+        if "spark" in item.fspath.basename:
+            # pyspark warns about pandas 3 and passes pandas a deprecated argument;
+            # neither changes results (the Spark parity tests check every value).
+            item.add_marker(pytest.mark.filterwarnings("ignore::FutureWarning"))
+            item.add_marker(pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"))
+            item.add_marker(pytest.mark.filterwarnings("ignore:Series.values returning"))
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local[2] SparkSession for the whole test session (it takes seconds to start)."""
+    from pyspark.sql import SparkSession
+
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("segmentkit-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

@@ -14,12 +14,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from segmentkit.config import Config
-from segmentkit.errors import SegmentkitError
+from segmentkit.errors import ConfigError, SegmentkitError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,6 +53,14 @@ ParamsOption = Annotated[
 EventsOption = Annotated[
     str | None,
     typer.Option("--events", help="Event log path or glob (default: params, else demo data)."),
+]
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="duckdb (embedded, default) or spark (pip install 'segmentkit[spark]'; "
+        "events: Parquet paths, globs or URIs; output: a Parquet dataset).",
+    ),
 ]
 AsOfOption = Annotated[
     str | None,
@@ -171,8 +179,12 @@ def features(
     as_of: AsOfOption = None,
     params: ParamsOption = None,
     quiet: QuietOption = False,
+    engine: EngineOption = "duckdb",
 ) -> None:
     """Build the as-of feature table, one row per user."""
+    if _engine(engine) == "spark":
+        _features_on_spark(out, events, as_of, params, _Output(quiet))
+        return
     from segmentkit.features import build_features
     from segmentkit.io.events import (
         check_output_path,
@@ -221,11 +233,23 @@ def train(
     as_of: AsOfOption = None,
     promote: PromoteOption = False,
     quiet: QuietOption = False,
+    engine: EngineOption = "duckdb",
+    scores_out: Annotated[
+        str | None,
+        typer.Option(
+            "--scores", help="With --engine spark: also score every user into this Parquet path."
+        ),
+    ] = None,
 ) -> None:
     """Train segments and propensity models, save the bundle, log and register the run."""
     from segmentkit import api
 
     output = _Output(quiet)
+    if _engine(engine) == "spark":
+        _train_on_spark(params, events, as_of, promote, scores_out, output)
+        return
+    if scores_out is not None:
+        raise ConfigError("--scores is for --engine spark (locally, run `segmentkit score`)")
     cfg = _config(params)
     source = _events_path(cfg, events, output)
     result = api.train(source, cfg, as_of, promote=promote, progress=output.step)
@@ -376,6 +400,7 @@ def score(
     as_of: AsOfOption = None,
     params: ParamsOption = None,
     quiet: QuietOption = False,
+    engine: EngineOption = "duckdb",
 ) -> None:
     """Score every user of an event log with a saved model.
 
@@ -383,6 +408,9 @@ def score(
     expected_<target>, <that>_percentile (integer 0-100) and <that>_bucket, then
     as_of and model_version; the same in Parquet and CSV.
     """
+    if _engine(engine) == "spark":
+        _score_on_spark(model, out, events, as_of, params, _Output(quiet))
+        return
     from segmentkit import api
     from segmentkit.io.events import check_output_path, write_table
 
@@ -467,6 +495,136 @@ def report(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     output.echo(f"report: {out}")
+
+
+def _engine(name: str) -> str:
+    if name not in ("duckdb", "spark"):
+        raise ConfigError(f"--engine: expected 'duckdb' or 'spark', got {name!r}")
+    return name
+
+
+def _spark_session(output: _Output) -> Any:
+    try:
+        from segmentkit.spark import get_session
+    except ImportError as exc:
+        raise ConfigError(f"--engine spark: {exc}") from None
+    with output.step("Starting Spark"):
+        return get_session()
+
+
+def _features_on_spark(
+    out: Path, events: str | None, as_of: str | None, params: Path | None, output: _Output
+) -> None:
+    """``features --engine spark``: distributed validation and features, a Parquet dataset out."""
+    session = _spark_session(output)
+    from segmentkit import spark as sks
+    from segmentkit.io.events import to_timestamp
+
+    cfg = _config(params)
+    source = _events_path(cfg, events, output)
+    cutoff = as_of or cfg.data.as_of
+    with output.step("Validating events"):
+        log = sks.load_events(
+            source,
+            cfg.data.columns,
+            as_of=to_timestamp(cutoff) if cutoff is not None else None,
+            on_invalid=cfg.data.on_invalid,
+            spark=session,
+        )
+    snapshot = to_timestamp(cutoff) if cutoff is not None else sks.default_as_of(log)
+    with output.step("Features"):
+        sks.write_parquet(sks.build_features(log, snapshot, cfg.features), out)
+    report = log.report
+    output.echo(
+        f"features of {report.users:,} users as of {snapshot:%Y-%m-%d} written to {out} "
+        f"({report.rows_clean:,} events used; dropped: {report.duplicate_rows} duplicates, "
+        f"{report.null_user_id + report.null_timestamp} with null ids/timestamps; "
+        f"{report.at_or_after_as_of} at or after as_of)"
+    )
+
+
+def _score_on_spark(
+    model: str,
+    out: Path,
+    events: str | None,
+    as_of: str | None,
+    params: Path | None,
+    output: _Output,
+) -> None:
+    """``score --engine spark``: every user scored distributed, a Parquet dataset out."""
+    from segmentkit import api
+
+    session = _spark_session(output)
+    from segmentkit import spark as sks
+
+    cfg = _config(params)
+    source = _events_path(cfg, events, output)
+    with output.step(f"Loading {model}"):
+        loaded = api.load(model, tracking_uri=cfg.tracking.tracking_uri)
+    with output.step("Validating events"):
+        log = sks.load_events(
+            source, loaded.columns, as_of=as_of, on_invalid=cfg.data.on_invalid, spark=session
+        )
+    with output.step("Scoring"):
+        sks.write_parquet(sks.score(loaded, log, as_of=as_of), out)
+    output.echo(
+        f"scored {log.report.users:,} users with {model} (version "
+        f"{loaded.metadata.model_version or 'unsaved'}) on Spark: {out}"
+    )
+
+
+def _train_on_spark(
+    params: Path | None,
+    events: str | None,
+    as_of: str | None,
+    promote: bool,
+    scores_out: str | None,
+    output: _Output,
+) -> None:
+    """``train --engine spark``: features distributed, models fitted on a stratified sample."""
+    from segmentkit import api
+
+    session = _spark_session(output)
+    from segmentkit import spark as sks
+
+    cfg = _config(params)
+    source = _events_path(cfg, events, output)
+    with output.step("Validating events"):
+        log = sks.load_events(
+            source,
+            cfg.data.columns,
+            as_of=as_of or cfg.data.as_of,
+            on_invalid=cfg.data.on_invalid,
+            min_users=2,
+            spark=session,
+        )
+    run = sks.train_model(
+        cfg, log, as_of, sample_users=cfg.spark.sample_users, progress=output.step
+    )
+    bundle_root = Path(cfg.tracking.models_dir) / cfg.tracking.registered_model
+    registered = api._publish(
+        cfg, run.result, bundle_root, promote, command="train", progress=output.step
+    )
+    result = api._train_result(run.result, bundle_root, registered)
+    output.echo(
+        f"fitted on a stratified sample of {run.sample['sample']:,} of "
+        f"{run.sample['population']:,} users"
+    )
+    output.echo(_training_summary(result))
+    output.echo()
+    output.echo(_where_it_went(result))
+    if scores_out is not None:
+        with output.step("Scoring every user"):
+            from segmentkit.bundle import live_version
+            from segmentkit.spark.scoring import with_run_columns
+
+            scores = with_run_columns(
+                sks.score_features(result.model, run.features),
+                run.result.as_of,
+                live_version(bundle_root).name,
+            )
+            sks.write_parquet(scores, scores_out)
+        output.echo(f"scores of {run.sample['population']:,} users: {scores_out}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "FeatureConfig",
     "PropensityConfig",
     "SegmentationConfig",
+    "SparkConfig",
     "TargetConfig",
     "TrackingConfig",
     "load_config",
@@ -136,6 +137,14 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class SparkConfig:
+    """Settings of the Spark engine (``--engine spark``)."""
+
+    # Users whose events are collected to the driver to fit the models on.
+    sample_users: int = 200_000
+
+
+@dataclass(frozen=True)
 class Config:
     """All of ``params.yaml``."""
 
@@ -145,6 +154,7 @@ class Config:
     propensity: PropensityConfig = field(default_factory=PropensityConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as plain Python values (dates as ISO strings)."""
@@ -236,5 +246,9 @@ def _check_values(config: Config) -> None:
             raise ConfigError(
                 f"propensity.targets.{target.name}: kind {target.kind!r} needs an `event` name"
             )
+    if config.spark.sample_users < 2:
+        raise ConfigError(
+            f"spark.sample_users: expected at least 2, got {config.spark.sample_users}"
+        )
     if not 0 < config.drift.psi_warn <= config.drift.psi_drift:
         raise ConfigError("drift: expected 0 < psi_warn <= psi_drift")

@@ -2,8 +2,8 @@ import datetime as dt
 
 import pandas as pd
 import pytest
-from conftest import AS_OF
 
+from conftest import AS_OF
 from segmentkit.config import ColumnMap
 from segmentkit.errors import DataValidationError, InsufficientDataError
 from segmentkit.io.events import (

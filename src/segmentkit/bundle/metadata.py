@@ -54,6 +54,9 @@ class BundleMetadata:
     model_version : str
         The bundle version directory it was saved as (``v-<time>-...``), written in
         every score row and tagged on the MLflow run; empty until saved.
+    training_sample : dict
+        When the models were fitted on a sample of users (Spark training): population
+        and sample sizes per stratum (aggregates only); empty when fitted on every user.
     format_version, versions, propensity_targets, saved_at, feature_config, columns
         Written by :func:`~segmentkit.bundle.save_bundle`.
     """
@@ -72,6 +75,7 @@ class BundleMetadata:
     propensity_calibration: tuple[dict[str, Any], ...] = ()
     input_schema: dict[str, Any] = field(default_factory=dict)
     model_version: str = ""
+    training_sample: dict[str, Any] = field(default_factory=dict)
     format_version: int | None = None
     versions: dict[str, str] = field(default_factory=dict)
     propensity_targets: tuple[str, ...] = ()

@@ -9,7 +9,7 @@ import pandas as pd
 
 from segmentkit.config import ColumnMap, FeatureConfig
 from segmentkit.errors import DataValidationError
-from segmentkit.features.definitions import feature_names
+from segmentkit.features.definitions import describe_features, feature_names
 from segmentkit.io.events import EventLog, EventSource, load_events, to_timestamp
 from segmentkit.text import slug, sql_literal, sql_timestamp
 
@@ -277,19 +277,12 @@ def _empty_table(config: FeatureConfig) -> pd.DataFrame:
 
 def _finish(table: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
     """Fix dtypes and fill the one documented gap (``median_gap_days``)."""
-    names = feature_names(config)
+    specs = describe_features(config)
+    names = [spec.name for spec in specs]
     table["median_gap_days"] = table["median_gap_days"].astype(float)
     table["median_gap_days"] = table["median_gap_days"].fillna(table["tenure_days"])
-    integer = [
-        n
-        for n in names
-        if (n.startswith(("events_", "sessions_", "active_days_")) and n != "events_per_session")
-        or n in ("distinct_events", "orders")
-        or n.endswith("_events")
-    ]
-    for name in names:
-        dtype = np.int64 if name in integer else np.float64
-        table[name] = table[name].astype(dtype)
+    for spec in specs:
+        table[spec.name] = table[spec.name].astype(np.int64 if spec.integer else np.float64)
     table = table[["user_id", *names]].reset_index(drop=True)
     table.columns.name = None
     return table

@@ -1,0 +1,411 @@
+"""Event logs on Apache Spark: the data contract of :mod:`segmentkit.io.events`, distributed.
+
+:func:`load_events_spark` applies the same rules with the same messages as
+:func:`segmentkit.io.events.load_events` and counts what it removes in the same
+:class:`~segmentkit.io.events.DataQualityReport`. Time becomes integer
+microseconds since the epoch (UTC) as soon as a row is typed, so results never
+depend on the session time zone or on whether a Parquet file holds instants or
+naive (UTC) timestamps. Nanosecond Parquet timestamps, which Spark refuses to read
+as timestamps, are read as integers and truncated to microseconds, like DuckDB's
+cast.
+
+pyspark is an optional dependency (``pip install 'segmentkit[spark]'``); this
+module is imported only on request, never by ``import segmentkit``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import glob
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from segmentkit.config import ColumnMap
+from segmentkit.errors import DataValidationError, InsufficientDataError
+from segmentkit.io.events import DataQualityReport, to_timestamp
+
+try:
+    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("the Spark engine needs pyspark: pip install 'segmentkit[spark]'") from exc
+
+__all__ = [
+    "MICROS_PER_DAY",
+    "SparkEventLog",
+    "SparkEventSource",
+    "default_as_of_spark",
+    "epoch_us",
+    "load_events_spark",
+    "read_events_spark",
+    "utc_session",
+]
+
+_SAMPLE_ROWS = 5
+MICROS_PER_DAY = 86_400_000_000
+_MICROS_PER_SECOND = 1_000_000
+_INTEGER_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
+_NUMERIC_TYPES = (*_INTEGER_TYPES, T.FloatType, T.DoubleType, T.DecimalType)
+_NANOS_AS_LONG = "spark.sql.legacy.parquet.nanosAsLong"
+
+SparkEventSource = str | Path | list | DataFrame
+
+
+@dataclass(frozen=True)
+class SparkEventLog:
+    """A validated event log as a (lazy) Spark DataFrame.
+
+    Attributes
+    ----------
+    frame : pyspark.sql.DataFrame
+        Clean events, columns ``user_id`` (string or bigint), ``ts_us`` (bigint,
+        microseconds since 1970-01-01 UTC), ``event`` (string), ``revenue`` (double)
+        and ``session_id`` (null when the log lacks them); duplicates dropped.
+    report : DataQualityReport
+        What validation found and removed (aggregates only).
+    has_revenue, has_session_id : bool
+        Whether the source had these optional columns.
+    as_of : datetime.datetime or None
+        Cut-off applied while loading (events at or after it were excluded).
+    """
+
+    frame: DataFrame
+    report: DataQualityReport
+    has_revenue: bool
+    has_session_id: bool
+    as_of: dt.datetime | None
+
+
+@contextlib.contextmanager
+def utc_session(spark: SparkSession) -> Iterator[None]:
+    """Analyse DataFrames with the session time zone set to UTC, then restore it.
+
+    Spark fixes an expression's time zone when the DataFrame is analysed (eagerly, at
+    creation), so plans built inside this block parse naive date strings as UTC, as
+    the data contract says, whatever the session's own setting.
+    """
+    key = "spark.sql.session.timeZone"
+    previous = spark.conf.get(key)
+    spark.conf.set(key, "UTC")
+    try:
+        yield
+    finally:
+        spark.conf.set(key, previous)
+
+
+def epoch_us(value: dt.datetime) -> int:
+    """Microseconds from 1970-01-01 to a naive UTC datetime, exactly."""
+    delta = value - dt.datetime(1970, 1, 1)
+    return (delta.days * 86_400 + delta.seconds) * _MICROS_PER_SECOND + delta.microseconds
+
+
+def _from_epoch_us(micros: int) -> dt.datetime:
+    return dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=int(micros))
+
+
+def _is_nanos_error(exc: Exception) -> bool:
+    text = str(exc)
+    return "PARQUET_TYPE_ILLEGAL" in text and "NANOS" in text
+
+
+def read_events_spark(spark: SparkSession, source: str | Path | Sequence[str]) -> DataFrame:
+    """Read Parquet or CSV paths, globs or URIs (anything Spark reads) into a DataFrame.
+
+    Local globs are checked here so that a pattern matching nothing is reported as
+    such; other URIs are passed to Spark as they are. Parquet files with nanosecond
+    timestamps are read with those columns as integers (nanoseconds), which
+    :func:`load_events_spark` converts.
+    """
+    items = [str(source)] if isinstance(source, str | Path) else [str(s) for s in source]
+    paths: list[str] = []
+    for item in items:
+        if "://" in item and not item.startswith("file://"):
+            paths.append(item)
+            continue
+        local = item.removeprefix("file://")
+        matches = sorted(glob.glob(local)) if glob.has_magic(local) else [local]
+        if not matches:
+            raise DataValidationError(f"no file matches the events pattern {item!r}")
+        for path in matches:
+            if not Path(path).exists():
+                raise DataValidationError(f"events file not found: {path}")
+        # The JVM resolves relative paths against its own working directory.
+        paths += [str(Path(path).resolve()) for path in matches]
+    suffixes = {Path(p.rstrip("/")).suffix.lower() for p in paths}
+    if suffixes == {".csv"}:
+        return spark.read.csv(paths, header=True, inferSchema=False)
+    if suffixes - {".parquet", ""}:
+        raise DataValidationError(
+            f"events {items}: expected .parquet or .csv files, got suffixes {sorted(suffixes)}"
+        )
+    try:
+        return spark.read.parquet(*paths)
+    except Exception as exc:
+        if not _is_nanos_error(exc):
+            raise DataValidationError(f"events cannot be read: {exc}") from None
+    # The setting is read when the scan runs, so it stays on for this session.
+    spark.conf.set(_NANOS_AS_LONG, "true")
+    return _mark_nanos(spark.read.parquet(*paths))
+
+
+def _mark_nanos(frame: DataFrame) -> DataFrame:
+    """Tag the integer columns of a nanosecond Parquet read so validation converts them."""
+    for field in frame.schema.fields:
+        if isinstance(field.dataType, T.LongType):
+            frame = frame.withMetadata(field.name, {**field.metadata, "segmentkit_nanos": True})
+    return frame
+
+
+def _timestamp_us(column: str, field: T.StructField) -> Column:
+    """Expression for microseconds since the epoch (UTC), per the contract, or raise."""
+    col = F.col(f"`{column}`")
+    kind = field.dataType
+    if isinstance(kind, T.TimestampType):  # an instant: independent of time zones
+        return F.unix_micros(col)
+    if isinstance(kind, T.TimestampNTZType):  # naive wall time, taken as UTC
+        return F.expr(
+            f"timestampdiff(MICROSECOND, TIMESTAMP_NTZ '1970-01-01 00:00:00', `{column}`)"
+        )
+    if isinstance(kind, T.DateType):
+        return F.unix_date(col).cast("bigint") * F.lit(MICROS_PER_DAY)
+    if isinstance(kind, T.LongType) and field.metadata.get("segmentkit_nanos"):
+        # Truncation toward zero, as DuckDB casts TIMESTAMP_NS to TIMESTAMP.
+        return F.expr(f"`{column}` div 1000")
+    if isinstance(kind, T.StringType):
+        return F.unix_micros(F.expr(f"try_cast(`{column}` AS TIMESTAMP)"))
+    raise DataValidationError(
+        f"column {column!r} (timestamp): expected datetimes or date strings, "
+        f"got type {kind.simpleString().upper()}"
+    )
+
+
+def _user_expr(column: str, kind: T.DataType) -> Column:
+    col = F.col(f"`{column}`")
+    if isinstance(kind, _INTEGER_TYPES):
+        return col.cast("bigint")
+    if isinstance(kind, T.StringType) or (isinstance(kind, T.DecimalType) and kind.scale == 0):
+        return col.cast("string")
+    raise DataValidationError(
+        f"column {column!r} (user_id): expected strings or integers, "
+        f"got type {kind.simpleString().upper()}"
+    )
+
+
+def _samples(frame: DataFrame, condition: Column, column: str) -> str:
+    # Spark has no row order: the message shows offending values, not row numbers.
+    values = frame.where(condition).select(F.col(f"`{column}`").cast("string")).limit(_SAMPLE_ROWS)
+    return ", ".join(repr(row[0]) for row in values.collect())
+
+
+def load_events_spark(
+    source: SparkEventSource,
+    columns: ColumnMap | None = None,
+    *,
+    as_of: dt.date | dt.datetime | str | None = None,
+    on_invalid: str = "drop",
+    min_users: int = 1,
+    spark: SparkSession | None = None,
+) -> SparkEventLog:
+    """Check a Spark event log against the data contract and clean it.
+
+    The rules and messages of :func:`segmentkit.data.load_events`: a missing
+    column, an unparseable timestamp or a non-numeric revenue raises; null user ids
+    or timestamps are dropped and counted (or raise with ``on_invalid="error"``);
+    exact duplicate rows are dropped and counted; events at or after ``as_of`` are
+    excluded and counted. Spark has no row order, so sample values are shown
+    without row numbers.
+
+    Parameters
+    ----------
+    source : pyspark.sql.DataFrame, str, Path or list of str
+        A DataFrame, or Parquet/CSV paths, globs or URIs read with ``spark``.
+    columns : ColumnMap, optional
+        Names of the contract's columns in ``source``.
+    as_of : date-like, optional
+        Snapshot time; events at or after it are excluded (and counted).
+    on_invalid : {"drop", "error"}
+        What to do with rows whose user id or timestamp is null.
+    min_users : int
+        Fewest distinct users the caller needs.
+    spark : SparkSession, optional
+        Session to read paths with (default: the active session).
+
+    Returns
+    -------
+    SparkEventLog
+        The clean events (lazy) and the data-quality report (computed here, in two
+        distributed passes).
+
+    Raises
+    ------
+    DataValidationError, InsufficientDataError
+        As :func:`segmentkit.data.load_events`.
+    """
+    if on_invalid not in ("drop", "error"):
+        raise DataValidationError(f"on_invalid: expected 'drop' or 'error', got {on_invalid!r}")
+    columns = columns or ColumnMap()
+    if isinstance(source, DataFrame):
+        raw = source
+        spark = raw.sparkSession
+    elif isinstance(source, str | Path | list | tuple):
+        spark = spark or SparkSession.getActiveSession()
+        if spark is None:
+            raise DataValidationError("events: reading paths on Spark needs an active SparkSession")
+        raw = read_events_spark(spark, source)
+    else:
+        raise DataValidationError(
+            f"events: expected a Spark DataFrame or Parquet/CSV paths, got {type(source).__name__}"
+        )
+    with utc_session(spark):
+        return _validate(raw, columns, as_of, on_invalid, min_users)
+
+
+def _validate(
+    raw: DataFrame,
+    columns: ColumnMap,
+    as_of: dt.date | dt.datetime | str | None,
+    on_invalid: str,
+    min_users: int,
+) -> SparkEventLog:
+    fields = {field.name: field for field in raw.schema.fields}
+    required = {"user_id": columns.user_id, "timestamp": columns.timestamp}
+    if columns.event is not None:
+        required["event"] = columns.event
+    missing = [f"{role} ({name!r})" for role, name in required.items() if name not in fields]
+    if missing:
+        raise DataValidationError(
+            f"missing required column(s) {', '.join(missing)}; columns present: {raw.columns}"
+        )
+    has_revenue = columns.revenue is not None and columns.revenue in fields
+    has_session = columns.session_id is not None and columns.session_id in fields
+
+    ts_us = _timestamp_us(columns.timestamp, fields[columns.timestamp])
+    user = _user_expr(columns.user_id, fields[columns.user_id].dataType)
+    event = (
+        F.col(f"`{columns.event}`").cast("string")
+        if columns.event is not None
+        else F.lit("purchase")
+    )
+    revenue = F.lit(None).cast("double")
+    if has_revenue:
+        rev_type = fields[columns.revenue].dataType
+        rev_col = F.col(f"`{columns.revenue}`")
+        if isinstance(rev_type, _NUMERIC_TYPES):
+            revenue = rev_col.cast("double")
+        elif isinstance(rev_type, T.StringType):
+            revenue = F.expr(f"try_cast(`{columns.revenue}` AS DOUBLE)")
+        else:
+            raise DataValidationError(
+                f"column {columns.revenue!r} (revenue): expected numbers, "
+                f"got type {rev_type.simpleString().upper()}"
+            )
+    session = F.col(f"`{columns.session_id}`") if has_session else F.lit(None).cast("bigint")
+
+    cutoff = to_timestamp(as_of) if as_of is not None else None
+    user_col, ts_col = F.col(f"`{columns.user_id}`"), F.col(f"`{columns.timestamp}`")
+    bad_ts = ts_col.isNotNull() & ts_us.isNull()
+    bad_rev = (
+        F.col(f"`{columns.revenue}`").isNotNull() & revenue.isNull()
+        if has_revenue
+        else F.lit(False)
+    )
+    late = (
+        user_col.isNotNull() & (ts_us >= F.lit(epoch_us(cutoff)))
+        if cutoff is not None
+        else F.lit(False)
+    )
+    keep = user_col.isNotNull() & ts_col.isNotNull()
+    if cutoff is not None:
+        keep = keep & (ts_us < F.lit(epoch_us(cutoff)))
+    typed = [
+        user.alias("user_id"),
+        ts_us.alias("ts_us"),
+        event.alias("event"),
+        revenue.alias("revenue"),
+        session.alias("session_id"),
+    ]
+    # One pass answers every question. Distinct row hashes tell whether duplicates
+    # exist at all: if every kept row has its own hash, no two rows are equal and the
+    # costly de-duplication (a shuffle of whole rows) is skipped; a hash collision can
+    # only send us down the exact path, never skip a real duplicate.
+    row_hash = F.xxhash64(user, ts_us, event, revenue, session)
+    counts = raw.agg(
+        F.count(F.lit(1)),
+        F.count_if(bad_ts),
+        F.count_if(bad_rev),
+        F.count_if(user_col.isNull()),
+        F.count_if(ts_col.isNull()),
+        F.count_if(user_col.isNull() | ts_col.isNull()),
+        F.count_if(late),
+        F.count_distinct(F.when(keep, row_hash)),
+        F.count_distinct(F.when(keep, user)),
+        F.min(F.when(keep, ts_us)),
+        F.max(F.when(keep, ts_us)),
+        F.count_if(keep & (revenue < 0)),
+    ).first()
+    rows_read, n_bad_ts, n_bad_rev, null_user, null_ts, invalid, after = (
+        int(c) for c in counts[:7]
+    )
+    distinct_hashes, users, first, last, negative = counts[7:]
+    if n_bad_ts:
+        raise DataValidationError(
+            f"column {columns.timestamp!r} (timestamp): {n_bad_ts} value(s) cannot be parsed as "
+            f"a timestamp, e.g. {_samples(raw, bad_ts, columns.timestamp)}"
+        )
+    if n_bad_rev:
+        raise DataValidationError(
+            f"column {columns.revenue!r} (revenue): {n_bad_rev} value(s) are not numeric, "
+            f"e.g. {_samples(raw, bad_rev, columns.revenue)}"
+        )
+    if on_invalid == "error" and invalid:
+        column = columns.user_id if null_user else columns.timestamp
+        raise DataValidationError(
+            f"column {column!r}: {null_user if null_user else null_ts} null value(s) "
+            f"(on_invalid=error), e.g. "
+            f"{_samples(raw, F.col(f'`{column}`').isNull(), column)}"
+        )
+    kept = rows_read - invalid - after
+    clean = raw.where(keep).select(*typed)
+    rows_clean = kept
+    if distinct_hashes != kept:
+        clean = clean.distinct()
+        rows_clean, negative = clean.agg(
+            F.count(F.lit(1)), F.count_if(F.col("revenue") < 0)
+        ).first()
+    rows_clean, users, negative = int(rows_clean), int(users), int(negative or 0)
+    report = DataQualityReport(
+        rows_read=rows_read,
+        null_user_id=null_user,
+        null_timestamp=null_ts,
+        duplicate_rows=kept - rows_clean,
+        at_or_after_as_of=after,
+        negative_revenue_rows=negative,
+        rows_clean=rows_clean,
+        users=users,
+        first_event=_from_epoch_us(first).isoformat() if first is not None else None,
+        last_event=_from_epoch_us(last).isoformat() if last is not None else None,
+    )
+    if rows_clean == 0:
+        reason = f" before as_of {cutoff.date()}" if cutoff is not None else ""
+        raise InsufficientDataError(
+            f"no events left after cleaning{reason}: {rows_read} rows read, "
+            f"{null_user} null user ids, {null_ts} null timestamps, {after} at or after as_of"
+        )
+    if users < min_users:
+        raise InsufficientDataError(f"found {users} user(s); at least {min_users} are needed")
+    return SparkEventLog(
+        frame=clean,
+        report=report,
+        has_revenue=has_revenue,
+        has_session_id=has_session,
+        as_of=cutoff,
+    )
+
+
+def default_as_of_spark(log: SparkEventLog) -> dt.datetime:
+    """Return the midnight after the last event (as :func:`segmentkit.data.default_as_of`)."""
+    last = dt.datetime.fromisoformat(log.report.last_event)
+    return dt.datetime.combine(last.date() + dt.timedelta(days=1), dt.time())

@@ -1,0 +1,265 @@
+"""Score users on Spark with a saved model: the same scores as local scoring, distributed.
+
+The model travels to the executors as its bundle files (skops, checksummed) and
+each Python worker loads it with :func:`segmentkit.bundle.load_bundle`, with the
+same verification and allowlist as any load; no pickled estimator is sent.
+Segments, probabilities and buckets depend on one user only and are computed
+batch by batch; percentiles depend on the whole population and are computed
+over it exactly, with a range partitioning of the scores (see
+:func:`with_percentile`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from segmentkit.bundle import SegmentationModel, live_version, load_bundle, save_bundle
+from segmentkit.bundle.model import UNSAVED_VERSION
+from segmentkit.config import ColumnMap
+from segmentkit.errors import DataValidationError
+from segmentkit.features.spark_engine import build_features_spark
+from segmentkit.io.events import to_timestamp
+from segmentkit.io.spark import (
+    SparkEventLog,
+    SparkEventSource,
+    default_as_of_spark,
+    load_events_spark,
+)
+from segmentkit.scoring import CHUNK_ROWS
+
+__all__ = [
+    "bundle_files",
+    "score_features_spark",
+    "score_spark",
+    "with_percentile",
+    "with_run_columns",
+]
+
+# Loaded models per Python worker process, by the digest of their manifest.
+_WORKER_MODELS: dict[str, SegmentationModel] = {}
+
+
+def bundle_files(model: SegmentationModel) -> dict[str, bytes]:
+    """Save ``model`` as a bundle and return its live version's files (name to bytes)."""
+    with tempfile.TemporaryDirectory(prefix="segmentkit-spark-") as tmp:
+        live = live_version(save_bundle(model, Path(tmp) / "bundle"))
+        return {path.name: path.read_bytes() for path in sorted(live.iterdir()) if path.is_file()}
+
+
+def _worker_model(files: dict[str, bytes]) -> SegmentationModel:
+    """Load (once per worker process) the model shipped as bundle files."""
+    key = hashlib.sha256(files["MANIFEST.sha256"]).hexdigest()
+    model = _WORKER_MODELS.get(key)
+    if model is None:
+        with tempfile.TemporaryDirectory(prefix="segmentkit-model-") as tmp:
+            for name, data in files.items():
+                (Path(tmp) / name).write_bytes(data)
+            model = load_bundle(tmp)
+        _WORKER_MODELS[key] = model
+    return model
+
+
+def _output_columns(model: SegmentationModel) -> list[tuple[str, str]]:
+    """(score column, bucket column) per propensity target, in local scoring's order."""
+    return [
+        (m.output_name, f"{m.output_name}_bucket")
+        for m in (model.propensity[name] for name in model.propensity)
+    ]
+
+
+def _batch_schema(model: SegmentationModel, user_type: T.DataType) -> T.StructType:
+    fields = [
+        T.StructField("user_id", user_type, True),
+        T.StructField("segment_id", T.LongType(), False),
+        T.StructField("segment_name", T.StringType(), False),
+    ]
+    for score, bucket in _output_columns(model):
+        fields += [
+            T.StructField(score, T.DoubleType(), True),
+            T.StructField(bucket, T.StringType(), True),
+        ]
+    return T.StructType(fields)
+
+
+def _score_chunk(chunk: pd.DataFrame, files: Any, columns: list[str]) -> pd.DataFrame:
+    model = _worker_model(files.value)
+    chunk = chunk.sort_values("_sk_row", kind="stable").drop(columns="_sk_row")
+    return model.score_features(chunk.reset_index(drop=True))[columns]
+
+
+def with_row_number(frame: DataFrame, order_by: str) -> DataFrame:
+    """Add ``_sk_row``: the 0-based position of each row in ``order_by`` order.
+
+    The frame is range partitioned, sorted and persisted (so that the count of each
+    partition and the positions are read from the same partitions), then each row's
+    position is its partition's offset plus its place inside the partition.
+    """
+    spark = frame.sparkSession
+    partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    ordered = (
+        frame.repartitionByRange(partitions, F.col(order_by))
+        .sortWithinPartitions(order_by)
+        .withColumn("_sk_partition", F.spark_partition_id())
+        .persist()
+    )
+    counts = dict(ordered.groupBy("_sk_partition").count().collect())
+    offsets, total = {}, 0
+    for key in sorted(counts):
+        offsets[key] = total
+        total += int(counts[key])
+    schema = T.StructType([*frame.schema.fields, T.StructField("_sk_row", T.LongType(), False)])
+    names = frame.columns
+
+    def number(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        seen = 0
+        for batch in batches:
+            if batch.empty:
+                continue
+            start = offsets[int(batch["_sk_partition"].iloc[0])] + seen
+            out = batch[names].copy()
+            out["_sk_row"] = np.arange(start, start + len(batch), dtype=np.int64)
+            seen += len(batch)
+            yield out
+
+    return ordered.mapInPandas(number, schema)
+
+
+def score_features_spark(model: SegmentationModel, features: DataFrame) -> DataFrame:
+    """Score a Spark feature table (``user_id`` and the model's feature columns).
+
+    Returns
+    -------
+    pyspark.sql.DataFrame
+        The columns of :meth:`SegmentationModel.score_features`: ``user_id,
+        segment_id, segment_name`` and per target the score, its percentile over
+        all scored users, and its bucket.
+    """
+    missing = [c for c in ["user_id", *model.feature_names] if c not in features.columns]
+    if missing:
+        raise DataValidationError(
+            f"feature table lacks column(s) {missing} that the model was trained on"
+        )
+    spark = features.sparkSession
+    files = spark.sparkContext.broadcast(bundle_files(model))
+    schema = _batch_schema(model, features.schema["user_id"].dataType)
+    columns = schema.fieldNames()
+    # Local scoring multiplies the users, sorted by id, in chunks of CHUNK_ROWS rows,
+    # and a BLAS product can round a row differently by its place in a chunk: the
+    # same chunks here give the same bits.
+    numbered = with_row_number(features.select("user_id", *model.feature_names), "user_id")
+    chunk = (F.col("_sk_row") / F.lit(CHUNK_ROWS)).cast("bigint")
+    scored = numbered.groupBy(chunk).applyInPandas(
+        lambda rows: _score_chunk(rows, files, columns), schema
+    )
+    outputs = _output_columns(model)
+    if not outputs:
+        return scored
+    # Percentiles read the scores once more per target: keep them rather than score again.
+    scored = scored.persist()
+    ordered = ["user_id", "segment_id", "segment_name"]
+    for score, bucket in outputs:
+        scored = with_percentile(scored, score)
+        ordered += [score, f"{score}_percentile", bucket]
+    return scored.select(*ordered)
+
+
+def with_percentile(frame: DataFrame, column: str, buckets: int | None = None) -> DataFrame:
+    """Add ``<column>_percentile``: the whole percent of rows with a value at or below.
+
+    Exactly :func:`segmentkit.scoring.percentile_rank` over the whole frame (int64,
+    0-100; NaN scores are refused as there), computed without bringing the values
+    together: approximate
+    quantiles cut the values into ranges (a pure function of the value, so equal
+    values share a range and reruns agree), one pass counts each range, the driver
+    adds those few counts into offsets, and each row's rank is its range's offset
+    plus its exact rank inside the range.
+
+    Parameters
+    ----------
+    frame : pyspark.sql.DataFrame
+        Any frame with a double ``column``.
+    column : str
+        Column to rank.
+    buckets : int, optional
+        Value ranges (default: 4 per shuffle partition); each is ranked in one task.
+    """
+    spark = frame.sparkSession
+    buckets = buckets or 4 * int(spark.conf.get("spark.sql.shuffle.partitions"))
+    value = F.col(f"`{column}`")
+    valid = ~F.isnan(value) & value.isNotNull()
+    if frame.where(~valid).limit(1).count():
+        raise ValueError(f"percentile_rank: scores in {column!r} contain NaN")
+    cuts = frame.where(valid).approxQuantile(
+        column, [i / buckets for i in range(1, buckets)], 1.0 / (4 * buckets)
+    )
+    bounds = sorted(set(cuts))
+    bucket = F.lit(0)
+    for bound in bounds:
+        bucket = bucket + F.when(value > F.lit(bound), 1).otherwise(0)
+    keyed = frame.withColumn("_sk_bucket", bucket)
+    counts = dict(keyed.where(valid).groupBy("_sk_bucket").count().collect())
+    offsets: dict[int, int] = {}
+    total = 0
+    for key in sorted(counts):
+        offsets[key] = total
+        total += int(counts[key])
+    out_name = f"{column}_percentile"
+    schema = T.StructType([*frame.schema.fields, T.StructField(out_name, T.LongType(), False)])
+    names = frame.columns
+
+    def rank_range(part: pd.DataFrame) -> pd.DataFrame:
+        values = part[column].to_numpy(dtype=np.float64)
+        ordered = np.sort(values, kind="stable")
+        offset = offsets[int(part["_sk_bucket"].iloc[0])]
+        at_or_below = offset + np.searchsorted(ordered, values, side="right").astype(np.int64)
+        part = part[names].copy()
+        # The same integer arithmetic as percentile_rank.
+        part[out_name] = at_or_below * 100 // max(total, 1)
+        return part
+
+    return keyed.groupBy("_sk_bucket").applyInPandas(rank_range, schema)
+
+
+def score_spark(
+    model: SegmentationModel,
+    events: SparkEventLog | SparkEventSource,
+    as_of: dt.date | dt.datetime | str | None = None,
+    columns: ColumnMap | None = None,
+) -> DataFrame:
+    """Score users of a Spark event log at ``as_of`` (default: midnight after the last event).
+
+    The Spark counterpart of :meth:`SegmentationModel.score`: the same users,
+    columns and values (segment ids and names, scores, percentiles, buckets, as_of,
+    model_version).
+
+    Examples
+    --------
+    >>> scores = score_spark(segmentkit.load("models/demo"), spark.read.parquet("events/"))
+    ... # doctest: +SKIP
+    """
+    cutoff = to_timestamp(as_of) if as_of is not None else None
+    if isinstance(events, SparkEventLog):
+        log = events
+    else:
+        log = load_events_spark(events, columns or model.columns, as_of=cutoff)
+    snapshot = cutoff if cutoff is not None else default_as_of_spark(log)
+    features = build_features_spark(log, snapshot, model.feature_config)
+    version = model.metadata.model_version or UNSAVED_VERSION
+    return with_run_columns(score_features_spark(model, features), snapshot, version)
+
+
+def with_run_columns(scored: DataFrame, as_of: dt.datetime, model_version: str) -> DataFrame:
+    """Add ``as_of`` (naive UTC timestamp) and ``model_version``, as local scoring does."""
+    stamp = F.expr(f"TIMESTAMP_NTZ '{as_of.isoformat(sep=' ')}'")
+    return scored.withColumn("as_of", stamp).withColumn("model_version", F.lit(model_version))

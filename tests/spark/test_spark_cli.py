@@ -1,0 +1,117 @@
+"""`segmentkit features|score|train --engine spark` on a Parquet glob: the local outputs, as Parquet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("pyspark", reason="the Spark extra is not installed")
+
+from segmentkit.cli import main
+from segmentkit.io.synth import generate_events
+
+PARAMS = """
+segmentation:
+  k: 3
+  n_bootstrap: 2
+  bootstrap_sample: 400
+  silhouette_sample: 400
+propensity:
+  min_positives: 20
+  targets:
+    - {name: churn, kind: inactivity}
+spark:
+  sample_users: 500
+tracking:
+  registered_model: sk-spark-test
+"""
+
+
+def run(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("spark-cli")
+    events = generate_events(700, 200, seed=9).events
+    (root / "events").mkdir()
+    half = len(events) // 2
+    events.iloc[:half].to_parquet(root / "events" / "part-0.parquet")
+    events.iloc[half:].to_parquet(root / "events" / "part-1.parquet")
+    (root / "params.yaml").write_text(PARAMS)
+    return root
+
+
+@pytest.fixture
+def in_workdir(workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'mlflow.db'}")
+    return workdir
+
+
+def sorted_frame(frame):
+    return frame.sort_values("user_id", kind="stable").reset_index(drop=True)
+
+
+def test_features_on_spark_equal_local_features(spark, in_workdir, capsys):
+    glob = str(in_workdir / "events" / "*.parquet")
+    assert run(["features", "--events", glob, "--out", "local.parquet"], capsys)[0] == 0
+    code, out, err = run(
+        ["features", "--events", glob, "--out", "spark.parquet", "--engine", "spark"], capsys
+    )
+    assert code == 0, err
+    assert "written to spark.parquet" in out
+    pd.testing.assert_frame_equal(
+        sorted_frame(pd.read_parquet("spark.parquet")),
+        sorted_frame(pd.read_parquet("local.parquet")),
+        check_dtype=False,
+        check_exact=False,
+        rtol=1e-12,
+    )
+
+
+@pytest.mark.slow
+def test_train_and_score_on_spark(spark, in_workdir, capsys):
+    glob = str(in_workdir / "events" / "*.parquet")
+    code, out, err = run(
+        ["train", "--events", glob, "--engine", "spark", "--scores", "all.parquet"], capsys
+    )
+    assert code == 0, err
+    assert "stratified sample of" in out
+    bundle = str(in_workdir / "models" / "sk-spark-test")
+    assert run(["score", "--model", bundle, "--events", glob, "--out", "l.parquet"], capsys)[0] == 0
+    code, _, err = run(
+        ["score", "--model", bundle, "--events", glob, "--out", "s.parquet", "--engine", "spark"],
+        capsys,
+    )
+    assert code == 0, err
+    local = sorted_frame(pd.read_parquet("l.parquet"))
+    for name in ("s.parquet", "all.parquet"):
+        distributed = sorted_frame(pd.read_parquet(name))
+        assert list(distributed.columns) == list(local.columns)
+        for column in local.columns:
+            np.testing.assert_array_equal(
+                distributed[column]
+                .astype(str if local[column].dtype.kind in "OT" else local[column].dtype)
+                .to_numpy(),
+                local[column]
+                .astype(str if local[column].dtype.kind in "OT" else local[column].dtype)
+                .to_numpy(),
+                err_msg=f"{name}: {column}",
+            )
+
+
+def test_unknown_engine_is_a_one_line_error(in_workdir, capsys):
+    code, _, err = run(["features", "--out", "x.parquet", "--engine", "polars"], capsys)
+    assert code == 2
+    assert err.strip() == "error: --engine: expected 'duckdb' or 'spark', got 'polars'"
+
+
+def test_scores_option_needs_the_spark_engine(in_workdir, capsys):
+    code, _, err = run(["train", "--scores", "x.parquet"], capsys)
+    assert code == 2 and "--scores is for --engine spark" in err

@@ -1,0 +1,111 @@
+"""Scoring on Spark gives exactly the local scores: segments, probabilities, percentiles, buckets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("pyspark", reason="the Spark extra is not installed")
+
+from segmentkit.config import load_config
+from segmentkit.io.synth import generate_events
+from segmentkit.training import train_model
+
+PARAMS = """
+segmentation:
+  k: 4
+  n_bootstrap: 2
+  bootstrap_sample: 500
+  silhouette_sample: 500
+propensity:
+  min_positives: 20
+  targets:
+    - {name: churn, kind: inactivity}
+    - {name: purchases, kind: count, event: purchase}
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("spark-score")
+    (root / "params.yaml").write_text(PARAMS)
+    config = load_config(root / "params.yaml")
+    events = generate_events(900, 200, seed=4).events
+    path = root / "events.parquet"
+    events.to_parquet(path)
+    result = train_model(config, str(path))
+    return result.model, path, result.as_of
+
+
+def assert_same_scores(local: pd.DataFrame, distributed: pd.DataFrame) -> None:
+    assert list(distributed.columns) == list(local.columns)
+    local = local.sort_values("user_id", kind="stable").reset_index(drop=True)
+    distributed = distributed.sort_values("user_id", kind="stable").reset_index(drop=True)
+    for column in local.columns:
+        np.testing.assert_array_equal(
+            distributed[column].to_numpy(
+                dtype=object
+                if local[column].dtype == object or "str" in str(local[column].dtype)
+                else None
+            ),
+            local[column].to_numpy(
+                dtype=object
+                if local[column].dtype == object or "str" in str(local[column].dtype)
+                else None
+            ),
+            err_msg=column,
+        )
+
+
+@pytest.mark.parametrize("as_of", [None, "2024-11-20"])
+def test_spark_scores_equal_local_scores(spark, trained, as_of):
+    from segmentkit.spark.scoring import score_spark
+
+    model, path, _ = trained
+    local = model.score(str(path), as_of=as_of)
+    distributed = score_spark(model, str(path), as_of=as_of).toPandas()
+    assert_same_scores(local, distributed)
+    # Percentiles are over the whole population: many distinct values, top at 100.
+    assert distributed["p_churn_percentile"].max() == 100
+    assert distributed["p_churn_percentile"].nunique() > 50
+
+
+def test_percentiles_span_partitions_with_ties(spark):
+    from segmentkit.scoring import percentile_rank
+    from segmentkit.spark.scoring import with_percentile
+
+    rng = np.random.default_rng(0)
+    values = np.round(rng.random(3000), 2)  # many ties
+    frame = spark.createDataFrame(pd.DataFrame({"id": np.arange(3000), "p": values}))
+    out = with_percentile(frame, "p", buckets=5).toPandas().sort_values("id")
+    np.testing.assert_array_equal(out["p_percentile"].to_numpy(), percentile_rank(values))
+
+
+def test_nan_scores_are_refused_as_locally(spark):
+    from segmentkit.spark.scoring import with_percentile
+
+    frame = spark.createDataFrame(pd.DataFrame({"id": [0, 1], "p": [0.5, np.nan]}))
+    with pytest.raises(ValueError, match="NaN"):
+        with_percentile(frame, "p")
+
+
+@pytest.mark.slow
+def test_training_on_spark_fits_a_stratified_sample_and_scores_everyone(spark, trained, tmp_path):
+    from segmentkit.spark.scoring import score_features_spark
+    from segmentkit.spark.training import train_model_spark
+
+    _, path, _ = trained
+    (tmp_path / "params.yaml").write_text(PARAMS)
+    config = load_config(tmp_path / "params.yaml")
+    run = train_model_spark(config, str(path), sample_users=600)
+    sample = run.sample
+    assert abs(sample["sample"] - 600) <= 6
+    for cell in sample["strata"].values():  # proportional allocation, cell by cell
+        assert abs(cell["sample"] - cell["population"] * 600 / sample["population"]) <= 3
+    assert run.result.report.users == sample["population"]
+    assert len(run.result.features) == sample["sample"]
+    scores = score_features_spark(run.result.model, run.features).toPandas()
+    assert len(scores) == sample["population"]
+    again = train_model_spark(config, str(path), sample_users=600)
+    assert sorted(again.result.features["user_id"]) == sorted(run.result.features["user_id"])
