@@ -51,7 +51,7 @@ class DataQualityReport:
     null_user_id, null_timestamp : int
         Rows dropped for a missing user id or timestamp.
     duplicate_rows : int
-        Exact duplicate rows dropped (one copy kept).
+        Exact duplicate rows dropped (one copy kept); 0 when not checked.
     at_or_after_as_of : int
         Rows at or after ``as_of``, excluded from the clean log.
     negative_revenue_rows : int
@@ -60,6 +60,8 @@ class DataQualityReport:
         Rows and distinct users left.
     first_event, last_event : str or None
         ISO timestamps (UTC) of the first and last clean events.
+    duplicates_checked : bool
+        Whether exact duplicates were looked for (``load_events(check_duplicates=...)``).
     """
 
     rows_read: int
@@ -72,6 +74,7 @@ class DataQualityReport:
     users: int
     first_event: str | None
     last_event: str | None
+    duplicates_checked: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as a plain dict."""
@@ -249,6 +252,7 @@ def load_events(
     on_invalid: str = "drop",
     min_users: int = 1,
     con: duckdb.DuckDBPyConnection | None = None,
+    check_duplicates: bool = True,
 ) -> EventLog:
     """Load an event log, check it against the data contract and clean it.
 
@@ -267,6 +271,11 @@ def load_events(
         Fewest distinct users the caller needs.
     con : duckdb.DuckDBPyConnection, optional
         Connection to hold the clean table; a new one is opened by default.
+    check_duplicates : bool
+        Look for exact duplicate rows and drop them (default). The check counts the
+        distinct hashes of all rows, the most expensive part of validation (about
+        two bare ``GROUP BY user_id`` scans of the log, see ``benchmarks/features.py``);
+        turn it off only for logs known to be free of duplicates.
 
     Returns
     -------
@@ -349,30 +358,33 @@ def load_events(
         f"{user_expr} AS user_id, {ts_expr} AS timestamp, {event_expr} AS event, "
         f"{revenue_expr} AS revenue, {session_expr} AS session_id"
     )
-    # One scan answers every question. Distinct row hashes tell whether duplicates
-    # exist at all: if every kept row has its own hash, no two rows are equal and
-    # the costly de-duplication is skipped (a hash collision can only send us
-    # down the exact path, never skip a real duplicate).
+    # One scan answers every question: each check is a named count over the source.
+    # Distinct row hashes tell whether duplicates exist at all: if every kept row has
+    # its own hash, no two rows are equal and the costly de-duplication is skipped
+    # (a hash collision can only send us down the exact path, never skip a real
+    # duplicate). A new check is one more entry here and one test of its count below.
     row_hash = f"hash({user_expr}, {ts_expr}, {event_expr}, {revenue_expr}, {session_expr})"
-    counts = con.execute(
-        f"""
-        SELECT count(*),
-               count(*) FILTER (WHERE {bad_ts}),
-               count(*) FILTER (WHERE {bad_rev}),
-               count(*) FILTER (WHERE {user_col} IS NULL),
-               count(*) FILTER (WHERE {ts_col} IS NULL),
-               count(*) FILTER (WHERE {user_col} IS NULL OR {ts_col} IS NULL),
-               count(*) FILTER (WHERE {late}),
-               count(DISTINCT {row_hash}) FILTER (WHERE {keep}),
-               count(DISTINCT {user_expr}) FILTER (WHERE {keep}),
-               min({ts_expr}) FILTER (WHERE {keep}),
-               max({ts_expr}) FILTER (WHERE {keep}),
-               count(*) FILTER (WHERE {keep} AND ({revenue_expr}) < 0)
-        FROM {source_sql}
-        """
-    ).fetchone()
-    rows_read, n_bad_ts, n_bad_rev, null_user, null_ts, invalid, after = counts[:7]
-    distinct_hashes, users, first, last, negative = counts[7:]
+    checks = {
+        "rows_read": "count(*)",
+        "bad_ts": f"count(*) FILTER (WHERE {bad_ts})",
+        "bad_rev": f"count(*) FILTER (WHERE {bad_rev})",
+        "null_user": f"count(*) FILTER (WHERE {user_col} IS NULL)",
+        "null_ts": f"count(*) FILTER (WHERE {ts_col} IS NULL)",
+        "invalid": f"count(*) FILTER (WHERE {user_col} IS NULL OR {ts_col} IS NULL)",
+        "after": f"count(*) FILTER (WHERE {late})",
+        "users": f"count(DISTINCT {user_expr}) FILTER (WHERE {keep})",
+        "first": f"min({ts_expr}) FILTER (WHERE {keep})",
+        "last": f"max({ts_expr}) FILTER (WHERE {keep})",
+        "negative": f"count(*) FILTER (WHERE {keep} AND ({revenue_expr}) < 0)",
+    }
+    if check_duplicates:
+        checks["distinct_hashes"] = f"count(DISTINCT {row_hash}) FILTER (WHERE {keep})"
+    values = con.execute(f"SELECT {', '.join(checks.values())} FROM {source_sql}").fetchone()
+    found = dict(zip(checks, values, strict=True))
+    rows_read, invalid, after = found["rows_read"], found["invalid"], found["after"]
+    null_user, null_ts, users = found["null_user"], found["null_ts"], found["users"]
+    negative, first, last = found["negative"], found["first"], found["last"]
+    n_bad_ts, n_bad_rev = found["bad_ts"], found["bad_rev"]
     if n_bad_ts:
         raise DataValidationError(
             f"column {columns.timestamp!r} (timestamp): {n_bad_ts} value(s) cannot be parsed as "
@@ -394,7 +406,7 @@ def load_events(
     table = f"_sk_events_{next(_table_ids)}"
     kept = rows_read - invalid - after
     rows_clean = kept
-    if distinct_hashes != kept:
+    if check_duplicates and found["distinct_hashes"] != kept:
         con.execute(
             f"CREATE TEMP TABLE {table} AS "
             f"SELECT DISTINCT * FROM (SELECT {typed} FROM {source_sql} WHERE {keep})"
@@ -420,6 +432,7 @@ def load_events(
         users=int(users),
         first_event=first.isoformat() if first is not None else None,
         last_event=last.isoformat() if last is not None else None,
+        duplicates_checked=check_duplicates,
     )
     if rows_clean == 0:
         reason = f" before as_of {cutoff.date()}" if cutoff is not None else ""
