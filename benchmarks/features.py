@@ -15,6 +15,8 @@ method. Methods, interleaved run by run so that machine noise hits all alike:
     duplicates, cut-off) + ``build_features``, sessions from the log's session ids.
 ``segmentkit-gap``
     The same with the session id column ignored: sessions cut at 30-minute gaps.
+``segmentkit-nodup``
+    ``segmentkit`` with ``check_duplicates=False``: what the exact-duplicate check costs.
 ``polars``
     A hand-written lazy polars pipeline computing the same 22 features with the same
     gap sessions (sort by user and time, cut at gaps, one group-by), dropping null
@@ -158,7 +160,7 @@ def child(method: str, path: str, as_of_text: str, out: str | None) -> None:
     table = None
     if method.startswith("segmentkit"):
         columns = ColumnMap(session_id=None) if method == "segmentkit-gap" else None
-        log = load_events(path, columns, as_of=as_of)
+        log = load_events(path, columns, as_of=as_of, check_duplicates=method != "segmentkit-nodup")
         mid, cpu_mid = time.perf_counter(), cpu()
         table = build_features(log, as_of)
         extra = {
@@ -259,7 +261,7 @@ def main() -> None:
     n_events = duckdb.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0]
     print(f"{n_events:,} events, {args.users:,} users, as_of {as_of}, {os.cpu_count()} cores")
 
-    methods = ["segmentkit", "segmentkit-gap", "duckdb-count"]
+    methods = ["segmentkit", "segmentkit-gap", "segmentkit-nodup", "duckdb-count"]
     methods += [] if args.no_polars else ["polars"]
     methods += ["pandas"] if args.pandas else []
     if not args.no_polars:
@@ -289,7 +291,7 @@ def main() -> None:
             f"  {m:15s} {med(m, 'seconds'):7.2f} s  cpu {med(m, 'cpu_s'):7.2f} s  "
             f"peak RSS {med(m, 'peak_gb'):.2f} GiB"
         )
-    for m in ("segmentkit", "segmentkit-gap"):
+    for m in ("segmentkit", "segmentkit-gap", "segmentkit-nodup"):
         print(
             f"  {m} split: validate {med(m, 'validate_s'):.2f} s (cpu "
             f"{med(m, 'validate_cpu_s'):.2f}), features {med(m, 'features_s'):.2f} s "
@@ -300,7 +302,7 @@ def main() -> None:
         return med(a, key) / med(b, key)
 
     print("ratios (wall; cpu)")
-    for m in ("segmentkit", "segmentkit-gap"):
+    for m in ("segmentkit", "segmentkit-gap", "segmentkit-nodup"):
         print(
             f"  {m} / duckdb-count: {ratio(m, 'duckdb-count', 'seconds'):.2f}; "
             f"{ratio(m, 'duckdb-count', 'cpu_s'):.2f}  (target <= 3)"
