@@ -37,6 +37,8 @@ __all__ = [
 
 EventSource = str | Path | pd.DataFrame | duckdb.DuckDBPyRelation
 _SAMPLE_ROWS = 5
+#: Largest absolute revenue accepted (exclusive): features sum revenue as DECIMAL(18, 6).
+MAX_REVENUE = 1e12
 _table_ids = itertools.count()
 
 
@@ -60,6 +62,8 @@ class DataQualityReport:
         Rows and distinct users left.
     first_event, last_event : str or None
         ISO timestamps (UTC) of the first and last clean events.
+    null_event : int
+        Rows dropped for a missing event name (0 for a transaction table).
     duplicates_checked : bool
         Whether exact duplicates were looked for (``load_events(check_duplicates=...)``).
     """
@@ -74,6 +78,7 @@ class DataQualityReport:
     users: int
     first_event: str | None
     last_event: str | None
+    null_event: int = 0
     duplicates_checked: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -307,7 +312,7 @@ def load_events(
     try:
         schema = con.execute(f"DESCRIBE SELECT * FROM {source_sql}").fetchall()
     except duckdb.Error as exc:
-        raise DataValidationError(f"events cannot be read: {exc}") from None
+        raise DataValidationError(f"events cannot be read: {_first_line(exc)}") from None
     types = {row[0]: row[1] for row in schema}
 
     required = {"user_id": columns.user_id, "timestamp": columns.timestamp}
@@ -351,9 +356,15 @@ def load_events(
         else "false"
     )
     late = f"{user_col} IS NOT NULL AND ({ts_expr}) >= {cutoff_sql}" if cutoff_sql else "false"
-    keep = f"{user_col} IS NOT NULL AND {ts_col} IS NOT NULL"
+    keep_base = f"{user_col} IS NOT NULL AND {ts_col} IS NOT NULL"
     if cutoff_sql:
-        keep += f" AND ({ts_expr}) < {cutoff_sql}"
+        keep_base += f" AND ({ts_expr}) < {cutoff_sql}"
+    # A row without an event name is dropped and counted, like one without a user id.
+    null_event = f"({event_expr}) IS NULL" if columns.event is not None else "false"
+    keep = f"{keep_base} AND NOT ({null_event})"
+    # Revenue is summed as DECIMAL(18, 6) in the features: NaN, infinity and amounts of
+    # 1e12 or more do not fit (and are data errors, not amounts).
+    bad_amount = f"({revenue_expr}) IS NOT NULL AND NOT (abs({revenue_expr}) < {MAX_REVENUE:.0f})"
     typed = (
         f"{user_expr} AS user_id, {ts_expr} AS timestamp, {event_expr} AS event, "
         f"{revenue_expr} AS revenue, {session_expr} AS session_id"
@@ -376,15 +387,21 @@ def load_events(
         "first": f"min({ts_expr}) FILTER (WHERE {keep})",
         "last": f"max({ts_expr}) FILTER (WHERE {keep})",
         "negative": f"count(*) FILTER (WHERE {keep} AND ({revenue_expr}) < 0)",
+        "bad_amount": f"count(*) FILTER (WHERE {keep} AND {bad_amount})",
+        "null_event": f"count(*) FILTER (WHERE {keep_base} AND {null_event})",
     }
     if check_duplicates:
         checks["distinct_hashes"] = f"count(DISTINCT {row_hash}) FILTER (WHERE {keep})"
-    values = con.execute(f"SELECT {', '.join(checks.values())} FROM {source_sql}").fetchone()
+    try:
+        values = con.execute(f"SELECT {', '.join(checks.values())} FROM {source_sql}").fetchone()
+    except duckdb.Error as exc:
+        raise DataValidationError(f"events cannot be read: {_first_line(exc)}") from None
     found = dict(zip(checks, values, strict=True))
     rows_read, invalid, after = found["rows_read"], found["invalid"], found["after"]
     null_user, null_ts, users = found["null_user"], found["null_ts"], found["users"]
     negative, first, last = found["negative"], found["first"], found["last"]
-    n_bad_ts, n_bad_rev = found["bad_ts"], found["bad_rev"]
+    n_bad_ts, n_bad_rev, n_bad_amount = found["bad_ts"], found["bad_rev"], found["bad_amount"]
+    n_null_event = found["null_event"]
     if n_bad_ts:
         raise DataValidationError(
             f"column {columns.timestamp!r} (timestamp): {n_bad_ts} value(s) cannot be parsed as "
@@ -395,6 +412,23 @@ def load_events(
             f"column {columns.revenue!r} (revenue): {n_bad_rev} value(s) are not numeric, "
             f"e.g. {_samples(con, source_sql, bad_rev, columns.revenue)}"
         )
+    if n_bad_amount:
+        raise DataValidationError(
+            f"column {columns.revenue!r} (revenue): {n_bad_amount} value(s) are NaN, infinite or "
+            f"not below {MAX_REVENUE:.0e} in absolute value, e.g. "
+            f"{_samples(con, source_sql, f'({keep}) AND {bad_amount}', columns.revenue)}"
+        )
+    if n_null_event and n_null_event == rows_read - invalid - after:
+        raise DataValidationError(
+            f"column {columns.event!r} (event): all {n_null_event} value(s) are null; map "
+            "data.columns.event to null for a transaction table without event names"
+        )
+    if on_invalid == "error" and n_null_event:
+        condition = f"({keep_base}) AND {null_event}"
+        raise DataValidationError(
+            f"column {columns.event!r}: {n_null_event} null value(s) (on_invalid=error), "
+            f"e.g. {_samples(con, source_sql, condition, columns.event)}"
+        )
     if on_invalid == "error" and invalid:
         column = columns.user_id if null_user else columns.timestamp
         condition = f"{_quote(column)} IS NULL"
@@ -404,7 +438,7 @@ def load_events(
         )
 
     table = f"_sk_events_{next(_table_ids)}"
-    kept = rows_read - invalid - after
+    kept = rows_read - invalid - after - n_null_event
     rows_clean = kept
     if check_duplicates and found["distinct_hashes"] != kept:
         con.execute(
@@ -425,6 +459,7 @@ def load_events(
         rows_read=int(rows_read),
         null_user_id=int(null_user),
         null_timestamp=int(null_ts),
+        null_event=int(n_null_event),
         duplicate_rows=int(duplicates),
         at_or_after_as_of=int(after),
         negative_revenue_rows=int(negative),
@@ -438,7 +473,8 @@ def load_events(
         reason = f" before as_of {cutoff.date()}" if cutoff is not None else ""
         raise InsufficientDataError(
             f"no events left after cleaning{reason}: {rows_read} rows read, "
-            f"{null_user} null user ids, {null_ts} null timestamps, {after} at or after as_of"
+            f"{null_user} null user ids, {null_ts} null timestamps, {n_null_event} null events, "
+            f"{after} at or after as_of"
         )
     if users < min_users:
         raise InsufficientDataError(f"found {users} user(s); at least {min_users} are needed")
@@ -450,6 +486,12 @@ def load_events(
         has_session_id=has_session,
         as_of=cutoff,
     )
+
+
+def _first_line(exc: BaseException) -> str:
+    """Return the first line of an error message (DuckDB appends the query and a caret)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def default_as_of(log: EventLog) -> dt.datetime:
