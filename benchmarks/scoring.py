@@ -58,10 +58,16 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=38)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--bundle",
+        type=Path,
+        help="reuse the model saved here by an earlier run (saved there after training if absent)",
+    )
     args = parser.parse_args()
 
     import numpy as np
 
+    from segmentkit import load
     from segmentkit.bundle import save_bundle
     from segmentkit.config import load_config
     from segmentkit.features import build_features
@@ -70,11 +76,17 @@ def main() -> None:
     from segmentkit.parallel import usable_cores
     from segmentkit.training import train_model
 
-    train_log = ensure_demo_log(20_000, 240, 7, DATA / "train_20000u_240d.parquet")
-    config = load_config(HERE.parent / "params.yaml", overrides={"segmentation": {"k": 6}})
-    t0 = time.perf_counter()
-    model = train_model(config, train_log, DEFAULT_END).model
-    print(f"trained on 20k users in {time.perf_counter() - t0:.1f} s")
+    if args.bundle is not None and args.bundle.is_dir():
+        model = load(args.bundle)
+        print(f"model loaded from {args.bundle}")
+    else:
+        train_log = ensure_demo_log(20_000, 240, 7, DATA / "train_20000u_240d.parquet")
+        config = load_config(HERE.parent / "params.yaml", overrides={"segmentation": {"k": 6}})
+        t0 = time.perf_counter()
+        model = train_model(config, train_log, DEFAULT_END).model
+        print(f"trained on 20k users in {time.perf_counter() - t0:.1f} s")
+        if args.bundle is not None:
+            save_bundle(model, args.bundle)
 
     events = ensure_demo_log(
         args.users, args.days, 0, DATA / f"events_{args.users}u_{args.days}d.parquet"
@@ -107,7 +119,7 @@ def main() -> None:
     print(f"threads: {usable_cores()}")
 
     tmp = Path(tempfile.mkdtemp(prefix="segmentkit-bench-"))
-    bundle = save_bundle(model, tmp / "bundle")
+    bundle = args.bundle if args.bundle is not None else save_bundle(model, tmp / "bundle")
     command = ["-c", CLI, "score", "--model", str(bundle), "--events", str(events)]
     command += ["--as-of", DEFAULT_END.isoformat(), "--out", str(tmp / "scores.parquet")]
 
