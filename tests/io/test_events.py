@@ -196,7 +196,7 @@ def test_duplicate_check_can_be_turned_off(tiny_log):
 
 def test_every_count_of_the_report_comes_from_one_scan_of_a_file(tmp_path, tiny_log):
     # Nulls, late rows, refunds and duplicates together in a Parquet file.
-    raw = pd.concat([tiny_log, tiny_log.iloc[[1]]], ignore_index=True)
+    raw = pd.concat([tiny_log, tiny_log.iloc[[1, 5, 5]]], ignore_index=True)
     raw.loc[2, "user_id"] = None
     raw = pd.concat(
         [
@@ -215,6 +215,13 @@ def test_every_count_of_the_report_comes_from_one_scan_of_a_file(tmp_path, tiny_
     path = tmp_path / "events.parquet"
     raw.to_parquet(path)
     report = load_events(path, as_of=AS_OF).report
-    assert (report.rows_read, report.null_user_id, report.at_or_after_as_of) == (9, 1, 1)
-    assert (report.duplicate_rows, report.rows_clean, report.negative_revenue_rows) == (1, 6, 1)
+    assert (report.rows_read, report.null_user_id, report.at_or_after_as_of) == (11, 1, 1)
+    assert (report.duplicate_rows, report.rows_clean, report.negative_revenue_rows) == (3, 6, 1)
     assert report.users == 2
+    clean = load_events(path, as_of=AS_OF).to_pandas()
+    expected = tiny_log.drop(index=2).sort_values(["user_id", "timestamp", "event"])
+    pd.testing.assert_frame_equal(
+        clean[expected.columns].reset_index(drop=True),
+        expected.reset_index(drop=True),
+        check_dtype=False,
+    )
