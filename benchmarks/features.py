@@ -315,7 +315,7 @@ def main() -> None:
             f"{ratio('polars', 'segmentkit-gap', 'cpu_s'):.2f}  (target >= 1.25); peak RSS "
             f"{med('segmentkit-gap', 'peak_gb'):.2f} vs {med('polars', 'peak_gb'):.2f} GiB"
         )
-    if "pandas" in results:
+    if "pandas" in results and "segmentkit" in results:
         print(f"  pandas / segmentkit: {ratio('pandas', 'segmentkit', 'seconds'):.2f}")
     if "segmentkit" in results:
         print(f"  peak RSS segmentkit: {med('segmentkit', 'peak_gb'):.2f} GiB (target <= 1.5)")
