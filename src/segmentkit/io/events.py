@@ -440,37 +440,19 @@ def load_events(
     table = f"_sk_events_{next(_table_ids)}"
     kept = rows_read - invalid - after - n_null_event
     rows_clean = kept
-    # Parquet is cheap to re-scan: a view saves copying the log into memory.
-    kind = "VIEW" if source_sql.startswith("read_parquet(") else "TABLE"
-    clean = f"SELECT {typed} FROM {source_sql} WHERE {keep}"
     if check_duplicates and found["distinct_hashes"] != kept:
-        # Only rows whose hash repeats can be duplicates: de-duplicate those exactly and
-        # keep every other row as it is, instead of de-duplicating (and copying) them all.
-        repeated = f"{table}_repeated_hashes"
         con.execute(
-            f"CREATE TEMP TABLE {repeated} AS SELECT row_hash FROM "
-            f"(SELECT {row_hash} AS row_hash FROM {source_sql} WHERE {keep}) "
-            "GROUP BY row_hash HAVING count(*) > 1"
+            f"CREATE TEMP TABLE {table} AS "
+            f"SELECT DISTINCT * FROM (SELECT {typed} FROM {source_sql} WHERE {keep})"
         )
-        candidates = f"{clean} AND {row_hash} IN (SELECT row_hash FROM {repeated})"
-        con.execute(
-            f"CREATE TEMP {kind} {table} AS "
-            f"{clean} AND {row_hash} NOT IN (SELECT row_hash FROM {repeated}) "
-            f"UNION ALL SELECT DISTINCT * FROM ({candidates})"
-        )
-        raw, raw_negative, unique, unique_negative = con.execute(
-            f"""
-            WITH candidates AS ({candidates})
-            SELECT (SELECT count(*) FROM candidates),
-                   (SELECT count(*) FILTER (WHERE revenue < 0) FROM candidates),
-                   count(*), count(*) FILTER (WHERE revenue < 0)
-            FROM (SELECT DISTINCT * FROM candidates)
-            """
+        rows_clean, negative = con.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE revenue < 0) FROM {table}"
         ).fetchone()
-        rows_clean = kept - raw + unique
-        negative = negative - raw_negative + unique_negative
+    elif source_sql.startswith("read_parquet("):
+        # Parquet is cheap to re-scan: a view saves copying the log into memory.
+        con.execute(f"CREATE TEMP VIEW {table} AS SELECT {typed} FROM {source_sql} WHERE {keep}")
     else:
-        con.execute(f"CREATE TEMP {kind} {table} AS {clean}")
+        con.execute(f"CREATE TEMP TABLE {table} AS SELECT {typed} FROM {source_sql} WHERE {keep}")
     # Rows at or after as_of are counted before de-duplication, duplicates among the rest.
     duplicates = kept - rows_clean
     report = DataQualityReport(
