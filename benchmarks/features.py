@@ -1,70 +1,238 @@
-"""Benchmark the feature build against a bare DuckDB scan and a pandas implementation.
+"""Benchmark validation + features against a bare DuckDB scan and a hand-written polars pipeline.
 
 Usage::
 
-    python benchmarks/features.py [--users 1000000] [--days 38] [--runs 3]
+    python benchmarks/features.py [--users 1000000] [--days 38] [--runs 3] [--pandas]
 
 Generates (or reuses) a demo log of about 20M events in one Parquet file under
-``benchmarks/.data/``, then times, each run in a fresh process so that peak RSS is
-that run's own:
+``benchmarks/.data/``, then runs every method in its own fresh Python process
+(``python benchmarks/features.py --child METHOD ...``), so that the peak RSS
+printed is that method's own, not a high-water mark inherited from an earlier
+method. Methods, interleaved run by run so that machine noise hits all alike:
 
-(a) segmentkit: ``load_events`` (validation, de-duplication) + ``build_features``;
-(a') the feature SQL alone on an already validated log (reported, not in the ratio);
-(b) bare DuckDB ``SELECT user_id, count(*) ... GROUP BY user_id`` over the file;
-(c) pandas: read the file, then groupby with the same aggregates (count, distinct days,
+``segmentkit``
+    ``load_events`` (one validation scan: nulls, types, parse errors, exact
+    duplicates, cut-off) + ``build_features``, sessions from the log's session ids.
+``segmentkit-gap``
+    The same with the session id column ignored: sessions cut at 30-minute gaps.
+``segmentkit-nodup``
+    ``segmentkit`` with ``check_duplicates=False``: what the exact-duplicate check costs.
+``polars``
+    A hand-written lazy polars pipeline computing the same 22 features with the same
+    gap sessions (sort by user and time, cut at gaps, one group-by), dropping null
+    ids and exact duplicates as segmentkit does. Its table is checked against
+    ``segmentkit-gap`` (counts exactly, floats to 1e-9) before anything is timed.
+``duckdb-count``
+    The baseline: a bare ``SELECT user_id, count(*) ... GROUP BY user_id`` over the file.
+``pandas`` (``--pandas``)
+    Read the file, then a groupby with the naive aggregates (count, distinct days,
     distinct events, revenue, first and last event).
 
-Prints medians of ``--runs`` runs and the ratios a/b and c/a (same run, same machine).
+Imports happen before the clock starts. Prints, per method, the median wall time,
+CPU time (user + system, all threads) and peak RSS of ``--runs`` runs, the load
+average, and the ratios of the issue: segmentkit / bare count (target <= 3) and
+polars / segmentkit-gap (target >= 1.25, memory lower). On a shared machine the
+CPU-time ratios are the steadier figure; both are printed. polars is a
+benchmark-only dependency (``pip install -e ".[bench]"``).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / ".data"
+DAY_US = 86_400_000_000
+GAP_MINUTES = 30
+WINDOWS = (30, 90)
+KEY_EVENTS = ("purchase", "add_to_cart")
 
-CHILD = r"""
-import json, resource, sys, time
-kind, path, as_of = sys.argv[1], sys.argv[2], sys.argv[3]
-# Imports happen before the clock starts: they are a process cost, not the build's.
-import duckdb
-import pandas as pd
-if kind == "segmentkit":
-    from segmentkit.io.events import load_events
-    from segmentkit.features import build_features
-start = time.perf_counter()
-extra = {}
-if kind == "segmentkit":
-    log = load_events(path, as_of=as_of)
-    mid = time.perf_counter()
-    table = build_features(log, as_of)
-    extra = {"validate_s": mid - start, "features_s": time.perf_counter() - mid}
-    rows = len(table)
-elif kind == "duckdb":
-    con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
-    rows = len(con.execute(
-        f"SELECT user_id, count(*) FROM read_parquet('{path}') GROUP BY user_id").fetchall())
-elif kind == "pandas":
-    df = pd.read_parquet(path)
-    df = df[df["timestamp"] < pd.Timestamp(as_of)]
-    df["day"] = df["timestamp"].dt.floor("D")
-    out = df.groupby("user_id", observed=True).agg(
-        events=("event", "size"), active_days=("day", "nunique"),
-        distinct_events=("event", "nunique"), revenue=("revenue", "sum"),
-        first=("timestamp", "min"), last=("timestamp", "max"))
-    rows = len(out)
-seconds = time.perf_counter() - start
-peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"seconds": seconds, "peak_gb": peak_kb / 1024**2, "rows": rows, **extra}))
-"""
+
+def polars_features(path: str, as_of: dt.datetime):
+    """Return the 22 features with gap sessions, as a user would write them in polars."""
+    import polars as pl
+
+    user, ts, rev = pl.col("user_id"), pl.col("timestamp"), pl.col("revenue")
+    lf = (
+        pl.scan_parquet(path)
+        .select("user_id", "timestamp", "event", "revenue")
+        .filter(user.is_not_null() & ts.is_not_null() & (ts < as_of))
+        .unique()
+        .with_columns(
+            revenue=rev.fill_null(0.0),
+            days_ago=((pl.lit(as_of) - ts).dt.total_microseconds() // DAY_US).cast(pl.Int32),
+        )
+        .sort("user_id", "timestamp")
+        .with_columns(
+            new_session=(user != user.shift(1)).fill_null(True)
+            | ((ts - ts.shift(1)) > dt.timedelta(minutes=GAP_MINUTES)).fill_null(True)
+        )
+    )
+    days, new = pl.col("days_ago"), pl.col("new_session")
+    short = min(WINDOWS)
+    aggs = [
+        ts.min().alias("first_ts"),
+        ts.max().alias("last_ts"),
+        pl.len().alias("events_total"),
+        new.sum().alias("sessions_total"),
+        days.n_unique().alias("active_days_total"),
+    ]
+    for w in WINDOWS:
+        aggs += [
+            days.filter(days < w).n_unique().alias(f"active_days_{w}d"),
+            (days < w).sum().alias(f"events_{w}d"),
+            (new & (days < w)).sum().alias(f"sessions_{w}d"),
+            rev.filter(days < w).sum().alias(f"revenue_{w}d"),
+        ]
+    aggs += [pl.col("event").n_unique().alias("distinct_events")]
+    aggs += [(pl.col("event") == e).sum().alias(f"{e}_events") for e in KEY_EVENTS]
+    aggs += [
+        rev.sum().alias("revenue_total"),
+        (rev > 0).sum().alias("orders"),
+        rev.filter(rev > 0).sum().alias("order_revenue"),
+        (days < short).sum().alias("events_short"),
+        ((days >= short) & (days < 2 * short)).sum().alias("events_previous"),
+        days.unique().sort().diff().median().alias("median_gap_days"),
+    ]
+    orders = pl.col("orders")
+    return (
+        lf.group_by("user_id")
+        .agg(aggs)
+        .with_columns(
+            recency_days=(pl.lit(as_of) - pl.col("last_ts")).dt.total_microseconds() / DAY_US,
+            tenure_days=(pl.lit(as_of) - pl.col("first_ts")).dt.total_microseconds() / DAY_US,
+            events_per_session=pl.col("events_total") / pl.col("sessions_total"),
+            avg_order_value=pl.when(orders > 0)
+            .then(pl.col("order_revenue") / orders)
+            .otherwise(0.0),
+            activity_trend=((1 + pl.col("events_short")) / (1 + pl.col("events_previous"))).log(),
+        )
+        .with_columns(median_gap_days=pl.col("median_gap_days").fill_null(pl.col("tenure_days")))
+        .drop("first_ts", "last_ts", "order_revenue", "events_short", "events_previous")
+        .sort("user_id")
+        .collect()
+    )
+
+
+def peak_rss_gib() -> float:
+    """Peak resident memory of this process since it started, in GiB.
+
+    Read from ``VmHWM``: ``ru_maxrss`` survives ``exec`` on Linux, so a child started
+    by a large parent would report the parent's high-water mark instead of its own.
+    """
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024**2
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # not Linux
+
+
+def child(method: str, path: str, as_of_text: str, out: str | None) -> None:
+    """Run one method once in this (fresh) process and print one JSON line."""
+    as_of = dt.datetime.fromisoformat(as_of_text)
+    import duckdb
+    import pandas as pd
+
+    if method.startswith("segmentkit"):
+        from segmentkit.config import ColumnMap
+        from segmentkit.features import build_features
+        from segmentkit.io.events import load_events
+    if method == "polars":
+        import polars  # noqa: F401
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    load = os.getloadavg()[0]
+    cpu0, start = cpu(), time.perf_counter()
+    extra: dict[str, float] = {}
+    table = None
+    if method.startswith("segmentkit"):
+        columns = ColumnMap(session_id=None) if method == "segmentkit-gap" else None
+        log = load_events(path, columns, as_of=as_of, check_duplicates=method != "segmentkit-nodup")
+        mid, cpu_mid = time.perf_counter(), cpu()
+        table = build_features(log, as_of)
+        extra = {
+            "validate_s": mid - start,
+            "features_s": time.perf_counter() - mid,
+            "validate_cpu_s": cpu_mid - cpu0,
+            "features_cpu_s": cpu() - cpu_mid,
+        }
+        rows = len(table)
+    elif method == "polars":
+        table = polars_features(path, as_of)
+        rows = table.height
+    elif method == "duckdb-count":
+        con = duckdb.connect()
+        con.execute("SET enable_progress_bar = false")
+        rows = len(
+            con.execute(
+                f"SELECT user_id, count(*) FROM read_parquet('{path}') GROUP BY user_id"
+            ).fetchall()
+        )
+    elif method == "pandas":
+        df = pd.read_parquet(path)
+        df = df[df["timestamp"] < pd.Timestamp(as_of)]
+        df["day"] = df["timestamp"].dt.floor("D")
+        rows = len(
+            df.groupby("user_id", observed=True).agg(
+                events=("event", "size"),
+                active_days=("day", "nunique"),
+                distinct_events=("event", "nunique"),
+                revenue=("revenue", "sum"),
+                first=("timestamp", "min"),
+                last=("timestamp", "max"),
+            )
+        )
+    else:
+        raise SystemExit(f"unknown method {method!r}")
+    seconds, cpu_s = time.perf_counter() - start, cpu() - cpu0
+    peak_gb = peak_rss_gib()
+    if out is not None and table is not None:
+        if method == "polars":
+            table.write_parquet(out)
+        else:
+            table.to_parquet(out)
+    result = {"seconds": seconds, "cpu_s": cpu_s, "peak_gb": peak_gb, "rows": rows}
+    print(json.dumps({**result, "load": load, **extra}))
+
+
+def run_child(method: str, path: Path, as_of: str, out: Path | None = None) -> dict:
+    command = [sys.executable, __file__, "--child", method, str(path), as_of]
+    if out is not None:
+        command.append(str(out))
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{method} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def check_same_features(polars_out: Path, segmentkit_out: Path) -> None:
+    """Fail unless the polars table equals segmentkit's (gap sessions) feature by feature."""
+    import numpy as np
+    import pandas as pd
+
+    ours = pd.read_parquet(segmentkit_out).set_index("user_id")
+    theirs = pd.read_parquet(polars_out).set_index("user_id")
+    if sorted(ours.columns) != sorted(theirs.columns) or len(ours) != len(theirs):
+        raise SystemExit(f"polars computes other columns or users: {sorted(theirs.columns)}")
+    theirs = theirs.loc[ours.index]
+    for name in ours.columns:
+        a, b = ours[name].to_numpy(float), theirs[name].to_numpy(float)
+        if not np.allclose(a, b, rtol=1e-12, atol=1e-9):
+            raise SystemExit(f"polars and segmentkit disagree on {name}")
+    print(f"polars and segmentkit-gap agree on all {len(ours.columns)} features")
 
 
 def ensure_log(users: int, days: int, seed: int) -> tuple[Path, str]:
@@ -74,17 +242,7 @@ def ensure_log(users: int, days: int, seed: int) -> tuple[Path, str]:
     t0 = time.perf_counter()
     ensure_demo_log(users, days, seed, path)
     print(f"log: {path} (ready in {time.perf_counter() - t0:.1f} s)")
-    return path, DEFAULT_END.isoformat()
-
-
-def run_child(kind: str, path: Path, as_of: str) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, kind, str(path), as_of],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return path, dt.datetime.combine(DEFAULT_END, dt.time()).isoformat()
 
 
 def main() -> None:
@@ -93,44 +251,78 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=38)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--skip-pandas", action="store_true")
+    parser.add_argument("--pandas", action="store_true", help="also time the naive pandas code")
+    parser.add_argument("--no-polars", action="store_true", help="skip the polars baseline")
+    parser.add_argument("--only", nargs="+", help="time only these methods")
     args = parser.parse_args()
 
     path, as_of = ensure_log(args.users, args.days, args.seed)
     import duckdb
 
     n_events = duckdb.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0]
-    print(f"{n_events:,} events, {args.users:,} users, as_of {as_of}")
+    print(f"{n_events:,} events, {args.users:,} users, as_of {as_of}, {os.cpu_count()} cores")
 
-    kinds = ["segmentkit", "duckdb"] + ([] if args.skip_pandas else ["pandas"])
-    results: dict[str, list[dict]] = {k: [] for k in kinds}
+    methods = ["segmentkit", "segmentkit-gap", "segmentkit-nodup", "duckdb-count"]
+    methods += [] if args.no_polars else ["polars"]
+    methods += ["pandas"] if args.pandas else []
+    methods = [m for m in methods if args.only is None or m in args.only]
+    if "polars" in methods:
+        with tempfile.TemporaryDirectory() as tmp:
+            ours, theirs = Path(tmp) / "segmentkit.parquet", Path(tmp) / "polars.parquet"
+            run_child("segmentkit-gap", path, as_of, ours)
+            run_child("polars", path, as_of, theirs)
+            check_same_features(theirs, ours)
+
+    results: dict[str, list[dict]] = {m: [] for m in methods}
     for run in range(args.runs):
-        for kind in kinds:  # interleaved so that machine noise hits every kind alike
-            result = run_child(kind, path, as_of)
-            results[kind].append(result)
+        for method in methods:  # interleaved so that machine noise hits every method alike
+            r = run_child(method, path, as_of)
+            results[method].append(r)
             print(
-                f"  run {run + 1} {kind:10s} {result['seconds']:6.2f} s  {result['peak_gb']:.2f} GB"
+                f"  run {run + 1} {method:15s} {r['seconds']:7.2f} s  cpu {r['cpu_s']:7.2f} s  "
+                f"{r['peak_gb']:.2f} GiB  load {r['load']:.1f}"
             )
 
-    def med(kind: str, key: str) -> float:
-        return statistics.median(r[key] for r in results[kind])
+    def med(method: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[method])
 
-    print("\nmedians")
-    for kind in kinds:
-        print(f"  {kind:10s} {med(kind, 'seconds'):6.2f} s  peak RSS {med(kind, 'peak_gb'):.2f} GB")
-    print(
-        f"  segmentkit split: validate {med('segmentkit', 'validate_s'):.2f} s, "
-        f"features {med('segmentkit', 'features_s'):.2f} s"
-    )
-    a, b = med("segmentkit", "seconds"), med("duckdb", "seconds")
-    print(f"ratio a/b (segmentkit / bare DuckDB count): {a / b:.2f}  (target <= 1.5)")
-    print(
-        f"ratio a'/b (feature SQL alone / bare DuckDB): {med('segmentkit', 'features_s') / b:.2f}"
-    )
-    if "pandas" in results:
-        print(f"ratio c/a (pandas / segmentkit): {med('pandas', 'seconds') / a:.2f}")
-    print(f"peak RSS segmentkit: {med('segmentkit', 'peak_gb'):.2f} GB (target <= 2 GB)")
+    loads = [r["load"] for rs in results.values() for r in rs]
+    print(f"\nmedians of {args.runs} runs (1-min load average {min(loads):.1f}-{max(loads):.1f})")
+    for m in methods:
+        print(
+            f"  {m:15s} {med(m, 'seconds'):7.2f} s  cpu {med(m, 'cpu_s'):7.2f} s  "
+            f"peak RSS {med(m, 'peak_gb'):.2f} GiB"
+        )
+    for m in [m for m in methods if m.startswith("segmentkit")]:
+        print(
+            f"  {m} split: validate {med(m, 'validate_s'):.2f} s (cpu "
+            f"{med(m, 'validate_cpu_s'):.2f}), features {med(m, 'features_s'):.2f} s "
+            f"(cpu {med(m, 'features_cpu_s'):.2f})"
+        )
+
+    def ratio(a: str, b: str, key: str) -> float:
+        return med(a, key) / med(b, key)
+
+    print("ratios (wall; cpu)")
+    for m in [m for m in methods if m.startswith("segmentkit") and "duckdb-count" in methods]:
+        print(
+            f"  {m} / duckdb-count: {ratio(m, 'duckdb-count', 'seconds'):.2f}; "
+            f"{ratio(m, 'duckdb-count', 'cpu_s'):.2f}  (target <= 3)"
+        )
+    if "polars" in results and "segmentkit-gap" in results:
+        print(
+            f"  polars / segmentkit-gap: {ratio('polars', 'segmentkit-gap', 'seconds'):.2f}; "
+            f"{ratio('polars', 'segmentkit-gap', 'cpu_s'):.2f}  (target >= 1.25); peak RSS "
+            f"{med('segmentkit-gap', 'peak_gb'):.2f} vs {med('polars', 'peak_gb'):.2f} GiB"
+        )
+    if "pandas" in results and "segmentkit" in results:
+        print(f"  pandas / segmentkit: {ratio('pandas', 'segmentkit', 'seconds'):.2f}")
+    if "segmentkit" in results:
+        print(f"  peak RSS segmentkit: {med('segmentkit', 'peak_gb'):.2f} GiB (target <= 1.5)")
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else None)
+    else:
+        main()

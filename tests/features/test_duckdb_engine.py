@@ -246,3 +246,45 @@ def test_rows_without_session_id_are_one_session_each(tiny_log):
     raw.loc[[3, 4], "session_id"] = None  # two of the three events of s3 lose their id
     table = build_features(raw, AS_OF, CONFIG).set_index("user_id")
     assert table.loc["a", "sessions_total"] == 5
+
+
+def _naive_gap_sessions(
+    events: pd.DataFrame, as_of: pd.Timestamp, gap_minutes: int
+) -> pd.DataFrame:
+    """Sessions by sorting every user's events and cutting at gaps longer than the gap."""
+    past = events[events["timestamp"] < as_of].sort_values(["user_id", "timestamp"])
+    previous = past.groupby("user_id")["timestamp"].shift()
+    starts = past[
+        previous.isna() | (past["timestamp"] - previous > pd.Timedelta(minutes=gap_minutes))
+    ]
+    days_ago = (as_of - starts["timestamp"]) // pd.Timedelta(days=1)
+    return pd.DataFrame(
+        {
+            "sessions_total": starts.groupby("user_id").size(),
+            "sessions_7d": (days_ago < 7).groupby(starts["user_id"]).sum(),
+        }
+    )
+
+
+@pytest.mark.parametrize("gap_minutes", [1, 7, 30, 1500])
+def test_gap_sessions_match_a_sort_based_sessionization(gap_minutes):
+    # Timestamps on a coarse grid make exact-gap distances, ties and day crossings common.
+    rng = np.random.default_rng(gap_minutes)
+    n = 3000
+    as_of = pd.Timestamp("2024-03-01")
+    events = pd.DataFrame(
+        {
+            "user_id": rng.integers(0, 40, n).astype(str),
+            "timestamp": as_of
+            - pd.to_timedelta(rng.integers(-50, 20 * 24 * 60, n) * gap_minutes / 7, unit="m").round(
+                "s"
+            ),
+            "event": "view",
+        }
+    )
+    config = FeatureConfig(windows=(7, 30), session_gap_minutes=gap_minutes, key_events=())
+    table = build_features(events, as_of, config).set_index("user_id")
+    expected = _naive_gap_sessions(events, as_of, gap_minutes)
+    pd.testing.assert_frame_equal(
+        table[["sessions_total", "sessions_7d"]], expected.loc[table.index], check_dtype=False
+    )

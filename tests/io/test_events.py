@@ -182,3 +182,46 @@ def test_write_table_round_trip_and_refuses_unknown_suffix(tmp_path, tiny_log):
         assert not list(path.parent.glob(".*.tmp"))
     with pytest.raises(DataValidationError, match="expected a .parquet or .csv"):
         check_output_path(tmp_path / "out.xlsx")
+
+
+def test_duplicate_check_can_be_turned_off(tiny_log):
+    raw = pd.concat([tiny_log, tiny_log.iloc[[0]]])
+    checked = load_events(raw)
+    assert checked.report.duplicates_checked and checked.report.duplicate_rows == 1
+    unchecked = load_events(raw, check_duplicates=False)
+    assert not unchecked.report.duplicates_checked
+    assert unchecked.report.duplicate_rows == 0
+    assert unchecked.report.rows_clean == 8  # the copy stays: the caller vouched for the log
+
+
+def test_every_count_of_the_report_comes_from_one_scan_of_a_file(tmp_path, tiny_log):
+    # Nulls, late rows, refunds and duplicates together in a Parquet file.
+    raw = pd.concat([tiny_log, tiny_log.iloc[[1, 5, 5]]], ignore_index=True)
+    raw.loc[2, "user_id"] = None
+    raw = pd.concat(
+        [
+            raw,
+            pd.DataFrame(
+                {
+                    "user_id": ["a"],
+                    "timestamp": [AS_OF],
+                    "event": ["view"],
+                    "revenue": [0.0],
+                    "session_id": ["s9"],
+                }
+            ),
+        ]
+    )
+    path = tmp_path / "events.parquet"
+    raw.to_parquet(path)
+    report = load_events(path, as_of=AS_OF).report
+    assert (report.rows_read, report.null_user_id, report.at_or_after_as_of) == (11, 1, 1)
+    assert (report.duplicate_rows, report.rows_clean, report.negative_revenue_rows) == (3, 6, 1)
+    assert report.users == 2
+    clean = load_events(path, as_of=AS_OF).to_pandas()
+    expected = tiny_log.drop(index=2).sort_values(["user_id", "timestamp", "event"])
+    pd.testing.assert_frame_equal(
+        clean[expected.columns].reset_index(drop=True),
+        expected.reset_index(drop=True),
+        check_dtype=False,
+    )

@@ -20,6 +20,7 @@ _MAX_BITMAP_EVENTS = 63
 # Days per activity bitmap: 63 bits keep a BIGINT positive (unsigned integers reach
 # pandas as float64 and would lose bits).
 _BLOCK_DAYS = 63
+_DAY_US = 86_400_000_000
 
 
 def build_features(
@@ -103,41 +104,28 @@ def _feature_sql(
 ) -> str:
     """Return the SQL of the feature table with raw day bitmaps (see :func:`_decode_day_bits`).
 
-    Revenue is summed as DECIMAL: exact integer arithmetic, so parallel
-    aggregation in any order gives bit-identical features (and models).
-    Users are aggregated straight from events (one wide aggregation with few
-    groups); sessions need a second, narrow aggregation by (user, session).
-    Active days are OR-ed into 63-day bitmaps (``day_bits_<j>`` holds days ago
+    One wide aggregation by user reads the events once for every count, sum,
+    window and bitmap; sessions need a second, narrow aggregation into pieces
+    (see :func:`_session_sql`). Event names are turned into small integer codes
+    once per row, so event bitmaps and key-event counts compare integers, not
+    strings. Revenue is summed as DECIMAL: exact integer arithmetic, so parallel
+    aggregation in any order gives bit-identical features (and models). Active
+    days are OR-ed into 63-day bitmaps (``day_bits_<j>`` holds days ago
     63j..63j+62), which replaces a costly distinct count over (user, day) pairs.
     """
     t = sql_timestamp(cutoff)
     windows = sorted(config.windows)
     short = windows[0]
     key_events = list(dict.fromkeys(config.key_events))
-    if events.has_session_id:
-        # Rows without a session id form one session per timestamp.
-        keyed = (
-            "SELECT *, session_id AS session_key, "
-            "CASE WHEN session_id IS NULL THEN timestamp END AS lone FROM base"
-        )
-    else:
-        # Gap-based sessionization: a session starts when the user's previous event
-        # is more than `session_gap_minutes` earlier.
-        gap = int(config.session_gap_minutes)
-        keyed = f"""
-            SELECT *, sum(new_session) OVER (
-                       PARTITION BY user_id ORDER BY timestamp ROWS UNBOUNDED PRECEDING
-                   ) AS session_key, NULL AS lone
-            FROM (
-                SELECT *, CASE WHEN lag(timestamp) OVER (PARTITION BY user_id ORDER BY timestamp)
-                                    >= timestamp - INTERVAL {gap} MINUTE
-                               THEN 0 ELSE 1 END AS new_session
-                FROM base
-            )"""
     if vocabulary is not None:
-        codes = "[" + ", ".join(sql_literal(v) for v in vocabulary) + "]"
-        event_bits = f"bit_or(1::BIGINT << (list_position({codes}, event) - 1))"
+        code = (
+            "CASE event "
+            + " ".join(f"WHEN {sql_literal(v)} THEN {i}" for i, v in enumerate(vocabulary))
+            + " END"
+        )
+        event_bits = "bit_or(1::BIGINT << code)"
     else:
+        code = "NULL::INTEGER"
         event_bits = "NULL::BIGINT"
     per_user = [
         "count(*) AS events_total",
@@ -150,17 +138,19 @@ def _feature_sql(
         f"count(*) FILTER (WHERE days_ago >= {short} AND days_ago < {2 * short})"
         " AS events_previous",
     ]
-    per_user_sessions = ["count(*) AS sessions_total"]
     for name in key_events:
-        per_user.append(
-            f"count(*) FILTER (WHERE event = {sql_literal(name)}) AS {slug(name)}_events"
-        )
+        if vocabulary is None:
+            hit = f"event = {sql_literal(name)}"
+        elif name in vocabulary:
+            hit = f"code = {vocabulary.index(name)}"
+        else:
+            hit = "false"
+        per_user.append(f"count(*) FILTER (WHERE {hit}) AS {slug(name)}_events")
     for w in windows:
         per_user += [
             f"count(*) FILTER (WHERE days_ago < {w}) AS events_{w}d",
             f"coalesce(sum(revenue) FILTER (WHERE days_ago < {w}), 0) AS revenue_{w}d",
         ]
-        per_user_sessions.append(f"count(*) FILTER (WHERE start_days_ago < {w}) AS sessions_{w}d")
     for j in range(blocks):
         lo, hi = _BLOCK_DAYS * j, _BLOCK_DAYS * (j + 1)
         # The shift is evaluated on every row (before any FILTER), so keep it in range.
@@ -168,6 +158,9 @@ def _feature_sql(
             f"bit_or(CASE WHEN days_ago >= {lo} AND days_ago < {hi} "
             f"THEN 1::BIGINT << (days_ago - {lo}) ELSE 0::BIGINT END) AS day_bits_{j}"
         )
+    per_user_sessions = ["count(*) AS sessions_total"] + [
+        f"count(*) FILTER (WHERE start_days_ago < {w}) AS sessions_{w}d" for w in windows
+    ]
     distinct_events = "bit_count(u.event_bits)"
     distinct_join = ""
     if vocabulary is None:
@@ -185,23 +178,23 @@ def _feature_sql(
     sep = ",\n               "
     return f"""
     WITH base AS NOT MATERIALIZED (
-        SELECT user_id, timestamp, event,
+        SELECT user_id, timestamp, event, {code} AS code,
                CAST(coalesce(revenue, 0) AS DECIMAL(18, 6)) AS revenue, session_id,
-               CAST(floor(epoch({t} - timestamp) / 86400) AS INTEGER) AS days_ago
+               epoch_us({t}) - epoch_us(timestamp) AS before_us,
+               CAST((epoch_us({t}) - epoch_us(timestamp)) // {_DAY_US} AS INTEGER) AS days_ago
         FROM {events.table}
         WHERE timestamp < {t}
     ),
-    keyed AS ({keyed}),
     u AS (
         SELECT user_id,
                {sep.join(per_user)}
         FROM base
         GROUP BY user_id
     ),
+    session_starts AS ({_session_sql(events, config)}),
     s AS (
         SELECT user_id, {", ".join(per_user_sessions)}
-        FROM (SELECT user_id, max(days_ago) AS start_days_ago
-              FROM keyed GROUP BY user_id, session_key, lone)
+        FROM session_starts
         GROUP BY user_id
     )
     SELECT u.user_id,
@@ -218,6 +211,38 @@ def _feature_sql(
     FROM u JOIN s ON s.user_id = u.user_id {distinct_join}
     ORDER BY u.user_id
     """
+
+
+def _session_sql(events: EventLog, config: FeatureConfig) -> str:
+    """Return the SQL of one row per session: ``user_id``, ``start_days_ago`` (its first day).
+
+    With session ids, a session is a (user, session id) group; rows without an id
+    form one session per timestamp. Without them, sessions are cut where a user's
+    previous event is more than ``session_gap_minutes`` earlier. Instead of
+    sorting every event by user and time, events are first grouped into pieces
+    (user, slice of one gap's length): events within a piece are less than a gap
+    apart, so only the piece's first event can start a session, and it does when
+    the previous piece of that user ended more than a gap before it. Only the
+    pieces, a few times fewer than events, are sorted.
+    """
+    if events.has_session_id:
+        return """
+        SELECT user_id, max(days_ago) AS start_days_ago
+        FROM base
+        GROUP BY user_id, session_id, CASE WHEN session_id IS NULL THEN timestamp END"""
+    gap_us = int(config.session_gap_minutes) * 60_000_000
+    return f"""
+        SELECT user_id, CAST(first_us // {_DAY_US} AS INTEGER) AS start_days_ago
+        FROM (
+            SELECT user_id, min(before_us) AS last_us, max(before_us) AS first_us
+            FROM base
+            GROUP BY user_id, before_us // {gap_us}
+        )
+        -- the previous piece of the user is the next one in time-before-as_of order
+        QUALIFY coalesce(
+            lead(last_us) OVER (PARTITION BY user_id ORDER BY first_us) > first_us + {gap_us},
+            true
+        )"""
 
 
 def _decode_day_bits(table: pd.DataFrame, config: FeatureConfig, blocks: int) -> pd.DataFrame:

@@ -37,6 +37,8 @@ __all__ = [
 
 EventSource = str | Path | pd.DataFrame | duckdb.DuckDBPyRelation
 _SAMPLE_ROWS = 5
+#: Largest absolute revenue accepted (exclusive): features sum revenue as DECIMAL(18, 6).
+MAX_REVENUE = 1e12
 _table_ids = itertools.count()
 
 
@@ -51,7 +53,7 @@ class DataQualityReport:
     null_user_id, null_timestamp : int
         Rows dropped for a missing user id or timestamp.
     duplicate_rows : int
-        Exact duplicate rows dropped (one copy kept).
+        Exact duplicate rows dropped (one copy kept); 0 when not checked.
     at_or_after_as_of : int
         Rows at or after ``as_of``, excluded from the clean log.
     negative_revenue_rows : int
@@ -60,6 +62,10 @@ class DataQualityReport:
         Rows and distinct users left.
     first_event, last_event : str or None
         ISO timestamps (UTC) of the first and last clean events.
+    null_event : int
+        Rows dropped for a missing event name (0 for a transaction table).
+    duplicates_checked : bool
+        Whether exact duplicates were looked for (``load_events(check_duplicates=...)``).
     """
 
     rows_read: int
@@ -72,6 +78,8 @@ class DataQualityReport:
     users: int
     first_event: str | None
     last_event: str | None
+    null_event: int = 0
+    duplicates_checked: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as a plain dict."""
@@ -249,6 +257,7 @@ def load_events(
     on_invalid: str = "drop",
     min_users: int = 1,
     con: duckdb.DuckDBPyConnection | None = None,
+    check_duplicates: bool = True,
 ) -> EventLog:
     """Load an event log, check it against the data contract and clean it.
 
@@ -267,6 +276,11 @@ def load_events(
         Fewest distinct users the caller needs.
     con : duckdb.DuckDBPyConnection, optional
         Connection to hold the clean table; a new one is opened by default.
+    check_duplicates : bool
+        Look for exact duplicate rows and drop them (default). The check counts the
+        distinct hashes of all rows, the most expensive part of validation (about
+        two bare ``GROUP BY user_id`` scans of the log, see ``benchmarks/features.py``);
+        turn it off only for logs known to be free of duplicates.
 
     Returns
     -------
@@ -298,7 +312,7 @@ def load_events(
     try:
         schema = con.execute(f"DESCRIBE SELECT * FROM {source_sql}").fetchall()
     except duckdb.Error as exc:
-        raise DataValidationError(f"events cannot be read: {exc}") from None
+        raise DataValidationError(f"events cannot be read: {_first_line(exc)}") from None
     types = {row[0]: row[1] for row in schema}
 
     required = {"user_id": columns.user_id, "timestamp": columns.timestamp}
@@ -342,37 +356,52 @@ def load_events(
         else "false"
     )
     late = f"{user_col} IS NOT NULL AND ({ts_expr}) >= {cutoff_sql}" if cutoff_sql else "false"
-    keep = f"{user_col} IS NOT NULL AND {ts_col} IS NOT NULL"
+    keep_base = f"{user_col} IS NOT NULL AND {ts_col} IS NOT NULL"
     if cutoff_sql:
-        keep += f" AND ({ts_expr}) < {cutoff_sql}"
+        keep_base += f" AND ({ts_expr}) < {cutoff_sql}"
+    # A row without an event name is dropped and counted, like one without a user id.
+    null_event = f"({event_expr}) IS NULL" if columns.event is not None else "false"
+    keep = f"{keep_base} AND NOT ({null_event})"
+    # Revenue is summed as DECIMAL(18, 6) in the features: NaN, infinity and amounts of
+    # 1e12 or more do not fit (and are data errors, not amounts).
+    bad_amount = f"({revenue_expr}) IS NOT NULL AND NOT (abs({revenue_expr}) < {MAX_REVENUE:.0f})"
     typed = (
         f"{user_expr} AS user_id, {ts_expr} AS timestamp, {event_expr} AS event, "
         f"{revenue_expr} AS revenue, {session_expr} AS session_id"
     )
-    # One scan answers every question. Distinct row hashes tell whether duplicates
-    # exist at all: if every kept row has its own hash, no two rows are equal and
-    # the costly de-duplication is skipped (a hash collision can only send us
-    # down the exact path, never skip a real duplicate).
+    # One scan answers every question: each check is a named count over the source.
+    # Distinct row hashes tell whether duplicates exist at all: if every kept row has
+    # its own hash, no two rows are equal and the costly de-duplication is skipped
+    # (a hash collision can only send us down the exact path, never skip a real
+    # duplicate). A new check is one more entry here and one test of its count below.
     row_hash = f"hash({user_expr}, {ts_expr}, {event_expr}, {revenue_expr}, {session_expr})"
-    counts = con.execute(
-        f"""
-        SELECT count(*),
-               count(*) FILTER (WHERE {bad_ts}),
-               count(*) FILTER (WHERE {bad_rev}),
-               count(*) FILTER (WHERE {user_col} IS NULL),
-               count(*) FILTER (WHERE {ts_col} IS NULL),
-               count(*) FILTER (WHERE {user_col} IS NULL OR {ts_col} IS NULL),
-               count(*) FILTER (WHERE {late}),
-               count(DISTINCT {row_hash}) FILTER (WHERE {keep}),
-               count(DISTINCT {user_expr}) FILTER (WHERE {keep}),
-               min({ts_expr}) FILTER (WHERE {keep}),
-               max({ts_expr}) FILTER (WHERE {keep}),
-               count(*) FILTER (WHERE {keep} AND ({revenue_expr}) < 0)
-        FROM {source_sql}
-        """
-    ).fetchone()
-    rows_read, n_bad_ts, n_bad_rev, null_user, null_ts, invalid, after = counts[:7]
-    distinct_hashes, users, first, last, negative = counts[7:]
+    checks = {
+        "rows_read": "count(*)",
+        "bad_ts": f"count(*) FILTER (WHERE {bad_ts})",
+        "bad_rev": f"count(*) FILTER (WHERE {bad_rev})",
+        "null_user": f"count(*) FILTER (WHERE {user_col} IS NULL)",
+        "null_ts": f"count(*) FILTER (WHERE {ts_col} IS NULL)",
+        "invalid": f"count(*) FILTER (WHERE {user_col} IS NULL OR {ts_col} IS NULL)",
+        "after": f"count(*) FILTER (WHERE {late})",
+        "users": f"count(DISTINCT {user_expr}) FILTER (WHERE {keep})",
+        "first": f"min({ts_expr}) FILTER (WHERE {keep})",
+        "last": f"max({ts_expr}) FILTER (WHERE {keep})",
+        "negative": f"count(*) FILTER (WHERE {keep} AND ({revenue_expr}) < 0)",
+        "bad_amount": f"count(*) FILTER (WHERE {keep} AND {bad_amount})",
+        "null_event": f"count(*) FILTER (WHERE {keep_base} AND {null_event})",
+    }
+    if check_duplicates:
+        checks["distinct_hashes"] = f"count(DISTINCT {row_hash}) FILTER (WHERE {keep})"
+    try:
+        values = con.execute(f"SELECT {', '.join(checks.values())} FROM {source_sql}").fetchone()
+    except duckdb.Error as exc:
+        raise DataValidationError(f"events cannot be read: {_first_line(exc)}") from None
+    found = dict(zip(checks, values, strict=True))
+    rows_read, invalid, after = found["rows_read"], found["invalid"], found["after"]
+    null_user, null_ts, users = found["null_user"], found["null_ts"], found["users"]
+    negative, first, last = found["negative"], found["first"], found["last"]
+    n_bad_ts, n_bad_rev, n_bad_amount = found["bad_ts"], found["bad_rev"], found["bad_amount"]
+    n_null_event = found["null_event"]
     if n_bad_ts:
         raise DataValidationError(
             f"column {columns.timestamp!r} (timestamp): {n_bad_ts} value(s) cannot be parsed as "
@@ -383,6 +412,23 @@ def load_events(
             f"column {columns.revenue!r} (revenue): {n_bad_rev} value(s) are not numeric, "
             f"e.g. {_samples(con, source_sql, bad_rev, columns.revenue)}"
         )
+    if n_bad_amount:
+        raise DataValidationError(
+            f"column {columns.revenue!r} (revenue): {n_bad_amount} value(s) are NaN, infinite or "
+            f"not below {MAX_REVENUE:.0e} in absolute value, e.g. "
+            f"{_samples(con, source_sql, f'({keep}) AND {bad_amount}', columns.revenue)}"
+        )
+    if n_null_event and n_null_event == rows_read - invalid - after:
+        raise DataValidationError(
+            f"column {columns.event!r} (event): all {n_null_event} value(s) are null; map "
+            "data.columns.event to null for a transaction table without event names"
+        )
+    if on_invalid == "error" and n_null_event:
+        condition = f"({keep_base}) AND {null_event}"
+        raise DataValidationError(
+            f"column {columns.event!r}: {n_null_event} null value(s) (on_invalid=error), "
+            f"e.g. {_samples(con, source_sql, condition, columns.event)}"
+        )
     if on_invalid == "error" and invalid:
         column = columns.user_id if null_user else columns.timestamp
         condition = f"{_quote(column)} IS NULL"
@@ -392,9 +438,9 @@ def load_events(
         )
 
     table = f"_sk_events_{next(_table_ids)}"
-    kept = rows_read - invalid - after
+    kept = rows_read - invalid - after - n_null_event
     rows_clean = kept
-    if distinct_hashes != kept:
+    if check_duplicates and found["distinct_hashes"] != kept:
         con.execute(
             f"CREATE TEMP TABLE {table} AS "
             f"SELECT DISTINCT * FROM (SELECT {typed} FROM {source_sql} WHERE {keep})"
@@ -413,6 +459,7 @@ def load_events(
         rows_read=int(rows_read),
         null_user_id=int(null_user),
         null_timestamp=int(null_ts),
+        null_event=int(n_null_event),
         duplicate_rows=int(duplicates),
         at_or_after_as_of=int(after),
         negative_revenue_rows=int(negative),
@@ -420,12 +467,14 @@ def load_events(
         users=int(users),
         first_event=first.isoformat() if first is not None else None,
         last_event=last.isoformat() if last is not None else None,
+        duplicates_checked=check_duplicates,
     )
     if rows_clean == 0:
         reason = f" before as_of {cutoff.date()}" if cutoff is not None else ""
         raise InsufficientDataError(
             f"no events left after cleaning{reason}: {rows_read} rows read, "
-            f"{null_user} null user ids, {null_ts} null timestamps, {after} at or after as_of"
+            f"{null_user} null user ids, {null_ts} null timestamps, {n_null_event} null events, "
+            f"{after} at or after as_of"
         )
     if users < min_users:
         raise InsufficientDataError(f"found {users} user(s); at least {min_users} are needed")
@@ -437,6 +486,12 @@ def load_events(
         has_session_id=has_session,
         as_of=cutoff,
     )
+
+
+def _first_line(exc: BaseException) -> str:
+    """Return the first line of an error message (DuckDB appends the query and a caret)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def default_as_of(log: EventLog) -> dt.datetime:

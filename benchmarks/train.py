@@ -1,0 +1,183 @@
+"""Benchmark training (``train_model``) at several population sizes.
+
+Usage::
+
+    python benchmarks/train.py [--users 100000 300000 1000000] [--days 240] [--runs 3]
+                               [--params params.yaml] [--k auto]
+
+For every size, a demo log (``--days`` days, the demo generator of ``params.yaml``'s
+kind, cached under ``benchmarks/.data/``) is trained on with ``params.yaml``'s settings
+(override the number of segments with ``--k``). Every run is its own fresh Python
+process, so its peak RSS (``VmHWM``) is its own; runs are interleaved across sizes.
+Each run also times the baseline on the same file, a bare DuckDB
+``SELECT user_id, count(*) ... GROUP BY user_id`` (a measure of the machine's speed at
+that moment, so that figures from a loaded machine can be compared).
+
+Prints, per size, the medians of ``--runs`` runs: wall time of each stage of
+``train_model`` (loading and validation, features, segmentation, propensity), total,
+CPU time, peak RSS, the ratio total / bare count, the ratio to the issue's target
+(100k: 40 s, 300k: 75 s, 1M: 180 s, where defined), and the least-squares slope of
+total time against users (seconds per 100k users) with the log-log exponent. The
+MLflow logging and bundle saving of ``segmentkit train`` are not included (they do not
+depend on the number of users beyond the bundle's size).
+
+The machine the project is developed on has 2 cores shared by several engineers:
+smaller sizes (``--users 20000 50000``) and ``--runs 1`` give quick, rougher figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / ".data"
+TARGET_SECONDS = {100_000: 40.0, 300_000: 75.0, 1_000_000: 180.0}
+
+
+def peak_rss_gib() -> float:
+    """Peak resident memory of this process since it started (``VmHWM``), in GiB."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024**2
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # not Linux
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def child(kind: str, path: str, params: str, k: str) -> None:
+    """Run one training (or the baseline) in this fresh process; print one JSON line."""
+    import duckdb
+
+    load = os.getloadavg()[0]
+    if kind == "count":
+        con = duckdb.connect()
+        con.execute("SET enable_progress_bar = false")
+        start = time.perf_counter()
+        con.execute(f"SELECT user_id, count(*) FROM read_parquet('{path}') GROUP BY user_id")
+        con.fetchall()
+        print(json.dumps({"seconds": time.perf_counter() - start, "load": load}))
+        return
+    from segmentkit.config import load_config
+    from segmentkit.training import train_model
+
+    overrides = {} if k == "params" else {"segmentation": {"k": k if k == "auto" else int(k)}}
+    config = load_config(params, overrides=overrides)
+    cpu0, start = cpu_seconds(), time.perf_counter()
+    result = train_model(config, path)
+    seconds = time.perf_counter() - start
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "cpu_s": cpu_seconds() - cpu0,
+                "peak_gb": peak_rss_gib(),
+                "stages": result.timings,
+                "users": int(result.report.users),
+                "events": int(result.report.rows_clean),
+                "load": load,
+            }
+        )
+    )
+
+
+def run_child(*args: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"{args[0]} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def slope(sizes: list[int], seconds: list[float]) -> tuple[float, float]:
+    """Least-squares seconds per user, and the exponent of time ~ users**b (log-log fit)."""
+    n = len(sizes)
+    mx, my = sum(sizes) / n, sum(seconds) / n
+    sxx = sum((x - mx) ** 2 for x in sizes)
+    per_user = sum((x - mx) * (y - my) for x, y in zip(sizes, seconds, strict=True)) / sxx
+    lx = [math.log(x) for x in sizes]
+    ly = [math.log(y) for y in seconds]
+    mlx, mly = sum(lx) / n, sum(ly) / n
+    exponent = sum((a - mlx) * (b - mly) for a, b in zip(lx, ly, strict=True)) / sum(
+        (a - mlx) ** 2 for a in lx
+    )
+    return per_user, exponent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
+    parser.add_argument("--days", type=int, default=240)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--params", default=str(HERE.parent / "params.yaml"))
+    parser.add_argument("--k", default="params", help="'auto', an integer, or 'params'")
+    args = parser.parse_args()
+
+    from segmentkit.io.synth import ensure_demo_log
+
+    logs = {}
+    for users in args.users:
+        path = DATA / f"train_{users}u_{args.days}d_s{args.seed}.parquet"
+        start = time.perf_counter()
+        logs[users] = ensure_demo_log(users, args.days, args.seed, path)
+        print(f"log {path.name} ready in {time.perf_counter() - start:.1f} s")
+
+    results: dict[int, list[dict]] = {u: [] for u in args.users}
+    for run in range(args.runs):
+        for users in args.users:  # interleaved: load changes hit every size alike
+            r = run_child("train", str(logs[users]), args.params, args.k)
+            r["count_s"] = run_child("count", str(logs[users]), args.params, args.k)["seconds"]
+            results[users].append(r)
+            stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stages"].items())
+            print(
+                f"  run {run + 1} {users:>9,} users ({r['events']:,} events): "
+                f"{r['seconds']:7.1f} s [{stages}] cpu {r['cpu_s']:.1f} s "
+                f"{r['peak_gb']:.2f} GiB; bare count {r['count_s']:.2f} s; load {r['load']:.1f}"
+            )
+
+    loads = [r["load"] for rs in results.values() for r in rs]
+    print(f"\nmedians of {args.runs} run(s) (1-min load average {min(loads):.1f}-{max(loads):.1f})")
+    totals = []
+    for users, rs in results.items():
+        total = statistics.median(r["seconds"] for r in rs)
+        totals.append(total)
+        stages = ", ".join(
+            f"{name} {statistics.median(r['stages'][name] for r in rs):.1f}"
+            for name in rs[0]["stages"]
+        )
+        count = statistics.median(r["count_s"] for r in rs)
+        target = TARGET_SECONDS.get(users)
+        versus = f"; / target {total / target:.2f} ({target:.0f} s)" if target else ""
+        print(
+            f"  {users:>9,} users: {total:7.1f} s [{stages}] "
+            f"cpu {statistics.median(r['cpu_s'] for r in rs):.1f} s, "
+            f"peak RSS {statistics.median(r['peak_gb'] for r in rs):.2f} GiB; "
+            f"/ bare count {total / count:.0f}x{versus}"
+        )
+    if len(args.users) >= 2:
+        per_user, exponent = slope(args.users, totals)
+        print(
+            f"slope: {per_user * 100_000:.1f} s per 100k users; time ~ users^{exponent:.2f} "
+            "(1.0 = linear)"
+        )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(*sys.argv[2:6])
+    else:
+        main()
