@@ -23,6 +23,7 @@ from segmentkit.io.events import (
     EventLog,
     EventSource,
     default_as_of,
+    describe_input,
     load_events,
     to_timestamp,
 )
@@ -256,6 +257,7 @@ def train_model(
             if propensity is not None
             else ()
         ),
+        input_schema=describe_input(log, config.features.key_events),
     )
     model = SegmentationModel(
         segmenter=segmenter,
