@@ -145,7 +145,12 @@ def _reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     lowered = text.lower()
     if "timed out" in lowered or "timeout" in lowered:
-        return "no answer in time"
+        timeout = os.environ.get(TIMEOUT_ENV, "120")
+        attempts = int(os.environ.get(RETRIES_ENV, "7")) + 1
+        return (
+            f"no answer within {timeout} s ({attempts} attempt(s); raise "
+            f"tracking.request_timeout_s or {TIMEOUT_ENV} for a slow server)"
+        )
     if "connection refused" in lowered or "failed to establish" in lowered:
         return "connection refused"
     return text if len(text) <= 300 else text[:297] + "..."
@@ -402,8 +407,8 @@ def log_training_run(
         The tracking store failed or did not answer (one line naming the URI).
     """
     with (
-        tracking_errors(tracking_uri, "logging the run"),
         bounded_requests(request_timeout_s, request_retries),
+        tracking_errors(tracking_uri, "publishing the model"),
         quiet_mlflow(),
         store_lock(tracking_uri, lock_timeout_s),
     ):
@@ -528,7 +533,7 @@ def publish_bundle(model: Any, bundle_root: Path, **log_arguments: Any) -> Regis
 def promote(model_name: str, version: str, tracking_uri: str | None = None) -> None:
     """Move the ``champion`` alias to ``version``."""
     store = resolve_tracking_uri(tracking_uri)
-    with tracking_errors(store, "promoting"), bounded_requests(), quiet_mlflow():
+    with bounded_requests(), tracking_errors(store, "promoting"), quiet_mlflow():
         mlflow.set_tracking_uri(store)
         MlflowClient().set_registered_model_alias(model_name, CHAMPION, str(version))
 
@@ -559,8 +564,8 @@ def download_bundle(
     target = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix="segmentkit-"))
     try:
         with (
-            tracking_errors(store, f"loading model {uri}"),
             bounded_requests(request_timeout_s, request_retries),
+            tracking_errors(store, f"loading model {uri}"),
             quiet_mlflow(),
         ):
             mlflow.set_tracking_uri(store)

@@ -85,7 +85,9 @@ class TrainingResult:
             "data/rows_clean": self.report.rows_clean,
             "data/users": self.report.users,
             "data/duplicate_rows": self.report.duplicate_rows,
-            "data/null_rows": self.report.null_user_id + self.report.null_timestamp,
+            "data/null_rows": self.report.null_user_id
+            + self.report.null_timestamp
+            + self.report.null_event,
             "segments/k": segmenter.n_segments_,
             "segments/min_share": float(shares.min()),
         }

@@ -126,3 +126,18 @@ def test_key_event_never_seen_is_a_warning(tiny_log):
     (message,) = check_input(log, schema)
     assert "['add_to_cart']" in message
     assert check_input(load_events(tiny_log), schema) == []
+
+
+def test_rows_without_an_event_name_are_dropped_and_counted(tiny_log):
+    tiny_log.loc[2, "event"] = None
+    log = load_events(tiny_log)
+    assert log.report.null_event == 1
+    assert log.report.rows_clean == len(tiny_log) - 1
+
+
+def test_rows_without_an_event_name_with_on_invalid_error(tiny_log):
+    tiny_log.loc[2, "event"] = None
+    with pytest.raises(
+        DataValidationError, match=r"'event': 1 null value\(s\) \(on_invalid=error\)"
+    ):
+        load_events(tiny_log, on_invalid="error")

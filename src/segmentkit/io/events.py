@@ -63,6 +63,8 @@ class DataQualityReport:
         Rows and distinct users left.
     first_event, last_event : str or None
         ISO timestamps (UTC) of the first and last clean events.
+    null_event : int
+        Rows dropped for a missing event name (0 for a transaction table).
     """
 
     rows_read: int
@@ -75,6 +77,7 @@ class DataQualityReport:
     users: int
     first_event: str | None
     last_event: str | None
+    null_event: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as a plain dict."""
@@ -372,9 +375,12 @@ def load_events(
         else "false"
     )
     late = f"{user_col} IS NOT NULL AND ({ts_expr}) >= {cutoff_sql}" if cutoff_sql else "false"
-    keep = f"{user_col} IS NOT NULL AND {ts_col} IS NOT NULL"
+    keep_base = f"{user_col} IS NOT NULL AND {ts_col} IS NOT NULL"
     if cutoff_sql:
-        keep += f" AND ({ts_expr}) < {cutoff_sql}"
+        keep_base += f" AND ({ts_expr}) < {cutoff_sql}"
+    # A row without an event name is dropped and counted, like one without a user id.
+    null_event = f"({event_expr}) IS NULL" if columns.event is not None else "false"
+    keep = f"{keep_base} AND NOT ({null_event})"
     typed = (
         f"{user_expr} AS user_id, {ts_expr} AS timestamp, {event_expr} AS event, "
         f"{revenue_expr} AS revenue, {session_expr} AS session_id"
@@ -387,7 +393,6 @@ def load_events(
     # Revenue is summed as DECIMAL(18, 6) in the features: NaN, infinity and amounts of
     # 1e12 or more do not fit (and are data errors, not amounts).
     bad_amount = f"({revenue_expr}) IS NOT NULL AND NOT (abs({revenue_expr}) < {MAX_REVENUE:.0f})"
-    null_event = f"({event_expr}) IS NULL"
     try:
         counts = con.execute(
             f"""
@@ -404,7 +409,7 @@ def load_events(
                max({ts_expr}) FILTER (WHERE {keep}),
                count(*) FILTER (WHERE {keep} AND ({revenue_expr}) < 0),
                count(*) FILTER (WHERE {keep} AND {bad_amount}),
-               count(*) FILTER (WHERE {keep} AND {null_event})
+               count(*) FILTER (WHERE {keep_base} AND {null_event})
         FROM {source_sql}
         """
         ).fetchone()
@@ -428,12 +433,18 @@ def load_events(
             f"not below {MAX_REVENUE:.0e} in absolute value, e.g. "
             f"{_samples(con, source_sql, f'({keep}) AND {bad_amount}', columns.revenue)}"
         )
-    kept_rows = rows_read - invalid - after
-    if columns.event is not None and kept_rows and n_null_event == kept_rows:
+    if n_null_event and n_null_event == rows_read - invalid - after:
         raise DataValidationError(
-            f"column {columns.event!r} (event): all {kept_rows} value(s) are null; map "
+            f"column {columns.event!r} (event): all {n_null_event} value(s) are null; map "
             "data.columns.event to null for a transaction table without event names"
         )
+    if on_invalid == "error" and n_null_event:
+        condition = f"({keep_base}) AND {null_event}"
+        raise DataValidationError(
+            f"column {columns.event!r}: {n_null_event} null value(s) (on_invalid=error), "
+            f"e.g. {_samples(con, source_sql, condition, columns.event)}"
+        )
+    kept_rows = rows_read - invalid - after - n_null_event
     if on_invalid == "error" and invalid:
         column = columns.user_id if null_user else columns.timestamp
         condition = f"{_quote(column)} IS NULL"
@@ -464,6 +475,7 @@ def load_events(
         rows_read=int(rows_read),
         null_user_id=int(null_user),
         null_timestamp=int(null_ts),
+        null_event=int(n_null_event),
         duplicate_rows=int(duplicates),
         at_or_after_as_of=int(after),
         negative_revenue_rows=int(negative),
@@ -476,7 +488,8 @@ def load_events(
         reason = f" before as_of {cutoff.date()}" if cutoff is not None else ""
         raise InsufficientDataError(
             f"no events left after cleaning{reason}: {rows_read} rows read, "
-            f"{null_user} null user ids, {null_ts} null timestamps, {after} at or after as_of"
+            f"{null_user} null user ids, {null_ts} null timestamps, {n_null_event} null events, "
+            f"{after} at or after as_of"
         )
     if users < min_users:
         raise InsufficientDataError(f"found {users} user(s); at least {min_users} are needed")
