@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 
-from segmentkit import SegmentationModel, SegmentkitError, Segmenter, build_features, load_events
+from segmentkit import SegmentationModel, Segmenter, SegmentkitError, build_features, load_events
 from segmentkit.config import FeatureConfig
 
 AS_OF = dt.datetime(2024, 3, 1)

@@ -141,3 +141,14 @@ def test_rows_without_an_event_name_with_on_invalid_error(tiny_log):
         DataValidationError, match=r"'event': 1 null value\(s\) \(on_invalid=error\)"
     ):
         load_events(tiny_log, on_invalid="error")
+
+
+def test_cli_refuses_an_ambiguous_as_of(tmp_path, monkeypatch, capsys):
+    from segmentkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "e.csv").write_text("user_id,timestamp,event\n1,2024-01-01,view\n")
+    with pytest.raises(SystemExit) as info:
+        main(["features", "--events", "e.csv", "--as-of", "01-11-2024", "--out", "f.csv"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and "ISO 8601" in err
