@@ -518,7 +518,12 @@ def publish_bundle(model: Any, bundle_root: Path, **log_arguments: Any) -> Regis
     """
     from segmentkit.bundle.storage import activate_version, discard_version, stage_version
 
-    version_dir = stage_version(model, bundle_root)
+    try:
+        version_dir = stage_version(model, bundle_root)
+    except OSError as exc:
+        raise BundleError(
+            f"saving the bundle under {bundle_root} failed ({exc}); the previous model stays live"
+        ) from exc
     try:
         return log_training_run(
             bundle_dir=version_dir,
