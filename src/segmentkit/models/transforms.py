@@ -44,6 +44,11 @@ class _ElementwiseTransformer(OneToOneFeatureMixin, TransformerMixin, BaseEstima
     def _apply(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # element-wise: a missing value stays missing
+        return tags
+
 
 class ArcsinhTransformer(_ElementwiseTransformer):
     """``arcsinh(x)``: a signed log (about ``x`` near 0, ``sign(x) * ln(2|x|)`` in the tails).
