@@ -212,7 +212,8 @@ def features(
     output.echo(
         f"features of {len(table):,} users as of {snapshot:%Y-%m-%d} written to {out} "
         f"({report.rows_clean:,} events used; dropped: {report.duplicate_rows} duplicates, "
-        f"{report.null_user_id + report.null_timestamp} with null ids/timestamps; "
+        f"{report.null_user_id + report.null_timestamp + report.null_event} with null ids, "
+        "timestamps or events; "
         f"{report.at_or_after_as_of} at or after as_of)"
     )
 
