@@ -1,4 +1,4 @@
-"""Bundle persistence: checksums, allowlist, versions, atomic saves."""
+"""Bundle persistence: checksums, trusted types, entries, versions, atomic saves."""
 
 import json
 import os
@@ -24,7 +24,7 @@ from segmentkit.models.segmentation import Segmenter
 
 
 class NotAllowed:
-    """A type outside the allowlist (as an attacker's object would be)."""
+    """A type outside the trusted list (as an attacker's object would be)."""
 
     def __init__(self):
         self.payload = [1, 2, 3]

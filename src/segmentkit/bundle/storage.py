@@ -313,7 +313,7 @@ def load_bundle(path: str | Path) -> SegmentationModel:
     ------
     BundleError
         The bundle is missing, modified, truncated, from an incompatible version, or
-        holds an object type outside the allowlist.
+        holds a type outside :data:`segmentkit.bundle.trust.TRUSTED_TYPES`.
     """
     directory = _live_directory(Path(path))
     listed = _verify_manifest(directory)
