@@ -564,7 +564,8 @@ def download_bundle(
         # Opening a sqlite store creates it: a load must not leave an empty store behind.
         raise BundleError(
             f"cannot load model {uri}: there is no MLflow store at {store} ({database} does "
-            "not exist); run `segmentkit train` first, or set MLFLOW_TRACKING_URI"
+            "not exist); run `segmentkit train` first, pass --model PATH, or set "
+            "MLFLOW_TRACKING_URI"
         )
     target = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix="segmentkit-"))
     try:
