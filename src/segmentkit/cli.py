@@ -12,6 +12,7 @@ import contextlib
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from segmentkit.config import Config
-from segmentkit.errors import ConfigError, SegmentkitError
+from segmentkit.errors import ConfigError, SegmentkitError, SegmentkitWarning
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -628,17 +629,27 @@ def _train_on_spark(
         output.echo(f"scores of {run.sample['population']:,} users: {scores_out}")
 
 
+def _show_warning(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
+    """Print a segmentkit warning as one ``warning:`` line (others as Python would)."""
+    if issubclass(category, SegmentkitWarning):
+        typer.echo(f"warning: {message}", err=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, *args[:2]))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; one-line errors, exit code 2 for errors a user can fix."""
     debug = os.environ.get("SEGMENTKIT_DEBUG") == "1"
     # The CLI's own progress lines are enough: no MLflow download progress bars.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        code = app(args=argv, standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            code = app(args=argv, standalone_mode=False)
     except SegmentkitError as exc:
         if debug:
             raise
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)  # always one line
         sys.exit(EXIT_USAGE)
     except (OSError, MemoryError) as exc:
         if debug:

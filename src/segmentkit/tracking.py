@@ -51,6 +51,8 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 TIMEOUT_ENV = "MLFLOW_HTTP_REQUEST_TIMEOUT"
 RETRIES_ENV = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
 BACKOFF_ENV = "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"
+#: Run tag holding the bundle version directory a run logged.
+VERSION_TAG = "segmentkit.model_version"
 
 _MODEL_CODE = '''"""segmentkit pyfunc model, logged from code (no pickle)."""
 import mlflow
@@ -524,10 +526,13 @@ def publish_bundle(model: Any, bundle_root: Path, **log_arguments: Any) -> Regis
         raise BundleError(
             f"saving the bundle under {bundle_root} failed ({exc}); the previous model stays live"
         ) from exc
+    # The bundle version is tagged on the run: a score file leads back to it.
+    tags = {**dict(log_arguments.pop("tags", None) or {}), VERSION_TAG: version_dir.name}
     try:
         return log_training_run(
             bundle_dir=version_dir,
             activate=lambda: activate_version(bundle_root, version_dir),
+            tags=tags,
             **log_arguments,
         )
     except BaseException:
