@@ -567,13 +567,19 @@ def segments(model: ModelRef, *, tracking_uri: str | None = None) -> pd.DataFram
 
 
 def champion_model(
-    config: Config, model: ModelRef | None = None, tracking_uri: str | None = None
+    config: Config,
+    model: ModelRef | None = None,
+    tracking_uri: str | None = None,
+    *,
+    local_fallback: bool = False,
 ) -> SegmentationModel:
     """Return the model a refresh compares against.
 
     ``model`` if given (a model, bundle path or URI); else the registry's
-    ``models:/<registered_model>@champion``. There is no silent fallback to a local
-    bundle: a refresh compares against (and may replace) the registered champion.
+    ``models:/<registered_model>@champion``; with ``local_fallback`` (read-only uses
+    such as ``segmentkit segments``), else the local bundle ``<models_dir>/<name>``. A
+    refresh never falls back: it compares against (and may replace) the registered
+    champion.
 
     Raises
     ------
@@ -587,6 +593,8 @@ def champion_model(
     try:
         return load(f"models:/{name}@champion", tracking_uri=uri)
     except BundleError as exc:
+        if local_fallback:
+            return load(Path(config.tracking.models_dir) / name)
         advice = (
             ""
             if "segmentkit train" in str(exc)
@@ -615,7 +623,7 @@ def refresh(
     events, params, as_of
         As in :func:`train`; the log must cover the champion's snapshot and the new one.
     champion : SegmentationModel, str or Path, optional
-        Default: the registry's champion, else the local bundle (see :func:`champion_model`).
+        Default: the registry's champion (see :func:`champion_model`).
     promote : bool
         Save the challenger over the champion's bundle and give it the ``champion``
         alias (else it is saved to ``<models_dir>/<name>-challenger``).

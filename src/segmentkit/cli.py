@@ -448,7 +448,7 @@ def segments(
     from segmentkit import api
 
     cfg = _config(params)
-    loaded = api.champion_model(cfg, model)
+    loaded = api.champion_model(cfg, model, local_fallback=True)
     typer.echo(
         f"{len(loaded.segmenter.segment_names_)} segments of the model trained as of "
         f"{loaded.metadata.as_of[:10]} (version {loaded.metadata.model_version or 'unsaved'}):"
