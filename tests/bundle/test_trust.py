@@ -160,6 +160,7 @@ def _features(n=400, seed=0):
             "active_days_total": rng.poisson(3, n).astype(float),
             "revenue_total": rng.gamma(1.0, 30.0, n) * (rng.random(n) < 0.5),
             "events_30d": rng.poisson(5, n).astype(float),
+            "tenure_days": rng.uniform(30, 200, n),
         }
     )
     churn = (rng.random(n) < 1 / (1 + np.exp(2 - X["recency_days"] / 10))).astype(int)
@@ -172,6 +173,13 @@ def _features(n=400, seed=0):
 @pytest.mark.parametrize("calibration", ["sigmoid", "isotonic"])
 def test_every_type_of_a_trained_propensity_model_is_trusted(family, kind, calibration):
     X, churn, counts = _features()
+    snapshot = np.arange(len(X)) % 2
+    extra = {}
+    if family == "complement":  # the complement of a fitted event model (binary only)
+        if kind == "count":
+            pytest.skip("a complement model is binary")
+        source = PropensityModel("s", "event", event="purchase", random_state=0, n_threads=1)
+        extra["source"] = source.fit(X, 1 - churn, snapshot=snapshot)
     model = PropensityModel(
         "t",
         kind,
@@ -180,8 +188,9 @@ def test_every_type_of_a_trained_propensity_model_is_trusted(family, kind, calib
         calibration=calibration,
         random_state=0,
         n_threads=1,
+        **extra,
     )
-    model.fit(X, counts if kind == "count" else churn, snapshot=np.arange(len(X)) % 2)
+    model.fit(X, counts if kind == "count" else churn, snapshot=snapshot)
     found = file_types(sio.dumps(model))
     assert found <= TRUSTED_TYPES, sorted(found - TRUSTED_TYPES)
 
