@@ -161,6 +161,9 @@ def _features(n=400, seed=0):
             "revenue_total": rng.gamma(1.0, 30.0, n) * (rng.random(n) < 0.5),
             "events_30d": rng.poisson(5, n).astype(float),
             "tenure_days": rng.uniform(30, 200, n),
+            # BG/NBD inputs take a passthrough branch in the logistic family.
+            "bgnbd_log_odds_active": rng.normal(0, 1, n),
+            "bgnbd_log_expected": rng.normal(0, 1, n),
         }
     )
     churn = (rng.random(n) < 1 / (1 + np.exp(2 - X["recency_days"] / 10))).astype(int)

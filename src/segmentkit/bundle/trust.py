@@ -112,6 +112,9 @@ _SKLEARN_TYPES = (
     "sklearn.mixture._gaussian_mixture.GaussianMixture",
     "sklearn.pipeline.Pipeline",
     "sklearn.preprocessing._data.StandardScaler",
+    # ColumnTransformer turns "passthrough" into an identity FunctionTransformer. Its
+    # `func` would be a function node or a function named as a type: never admitted.
+    "sklearn.preprocessing._function_transformer.FunctionTransformer",
     "sklearn.preprocessing._label.LabelEncoder",
 )
 
