@@ -88,3 +88,31 @@ def test_transaction_table_mapping_without_event_column(tmp_path):
 def test_missing_params_file(tmp_path):
     with pytest.raises(ConfigError, match="params file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_malformed_yaml_is_one_line_with_its_position(tmp_path):
+    path = _write(tmp_path, "data:\n  as_of: [1\n  x: 2\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML: .* at line 3, column 4") as info:
+        load_config(path)
+    assert "\n" not in str(info.value)
+
+
+def test_explicitly_mapped_optional_columns_are_recorded(tmp_path):
+    path = _write(tmp_path, "data:\n  columns: {revenue: amount}\n")
+    assert load_config(path).data.columns.explicit == ("revenue",)
+    assert load_config().data.columns.explicit == ()
+    assert load_config(REPO / "params.yaml").data.columns.explicit == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("tracking: {registered_model: ../evil}\n", "tracking.registered_model"),
+        ("tracking: {request_timeout_s: 0}\n", "request_timeout_s must be positive"),
+        ("tracking: {request_retries: -1}\n", "request_retries and store_lock_timeout_s"),
+    ],
+    ids=["model-name-path", "timeout", "retries"],
+)
+def test_tracking_settings_are_validated(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, text))

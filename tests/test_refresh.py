@@ -153,7 +153,10 @@ def test_refresh_command_reports_logs_and_exits_3_on_drift(champion, tmp_path, m
     assert "Refresh verdict" in page and "<script" not in page
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     client = MlflowClient()
-    version = client.get_model_version_by_alias("sk-refresh", "champion")  # first version
+    # Without --promote a refresh never takes the champion alias, even on an empty registry.
+    version = client.get_model_version_by_alias("sk-refresh", "challenger")
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        client.get_model_version_by_alias("sk-refresh", "champion")
     run = client.get_run(version.run_id)
     assert run.data.metrics["drift/share_psi"] >= 0.25
     assert run.data.tags["segmentkit.command"] == "refresh"

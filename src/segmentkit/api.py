@@ -394,19 +394,19 @@ def _publish(
     texts: Mapping[str, str] | None = None,
     source: Any = None,
 ) -> RegisteredRun:
-    """Save the bundle, then log the run and register the model (the I/O edge of train/refresh).
+    """Stage the bundle, log and register it, then make it live (the I/O edge of train/refresh).
 
-    The model's ``metadata.model_version`` is set to the saved bundle version, which
-    is also tagged on the run, so a score file leads back to its registered version.
+    Nothing goes live (local ``CURRENT``, registry alias) before MLflow has the run and
+    the registered version; on any failure the previous model stays live and the run
+    is marked FAILED (see :func:`segmentkit.tracking.publish_bundle`). Only ``train``
+    may give a first version the ``champion`` alias; ``refresh`` needs ``promote``.
+    The model's ``metadata.model_version`` is set to the bundle version, which is
+    also tagged on the run, so a score file leads back to its registered version.
     """
-    from segmentkit.bundle import live_version, save_bundle
+    from segmentkit.bundle import live_version
     from segmentkit.report.training import training_figures
 
-    with progress("Saving the bundle"):
-        save_bundle(result.model, bundle_root)
-        version = live_version(bundle_root).name
-        result.model.metadata = dataclasses.replace(result.model.metadata, model_version=version)
-    with progress("Logging to MLflow"):
+    with progress("Saving the bundle and logging to MLflow"):
         from segmentkit import tracking
 
         _quiet_mlflow_logs()
@@ -423,11 +423,13 @@ def _publish(
         inputs = tracking.input_schema(result.features[["user_id", *result.model.feature_names]])
         example = tracking.synthetic_input_example(result.model.metadata.feature_reference, inputs)
         outputs = tracking.input_schema(result.model.score_features(example))
-        registered = tracking.log_training_run(
-            tracking_uri=tracking.resolve_tracking_uri(config.tracking.tracking_uri),
-            experiment=config.tracking.experiment,
-            model_name=config.tracking.registered_model,
-            bundle_dir=live_version(bundle_root),
+        track = config.tracking
+        registered = tracking.publish_bundle(
+            result.model,
+            bundle_root,
+            tracking_uri=tracking.resolve_tracking_uri(track.tracking_uri),
+            experiment=track.experiment,
+            model_name=track.registered_model,
             input_columns=inputs,
             params=params,
             metrics={**result.metrics(), **(extra_metrics or {})},
@@ -435,10 +437,13 @@ def _publish(
             documents={**result.documents(), **(documents or {})},
             figures=training_figures(result),
             promote_to_champion=promote,
+            first_version_is_champion=command == "train",
+            request_timeout_s=track.request_timeout_s,
+            request_retries=track.request_retries,
+            lock_timeout_s=track.store_lock_timeout_s,
             tags={
                 "segmentkit.as_of": as_of,
                 "segmentkit.command": command,
-                "segmentkit.model_version": version,
                 "segmentkit.version": __version__,
             },
             texts=dict(texts) if texts else None,
@@ -447,6 +452,8 @@ def _publish(
             output_columns=outputs,
             input_example=example,
         )
+        version = live_version(bundle_root).name
+        result.model.metadata = dataclasses.replace(result.model.metadata, model_version=version)
     import matplotlib.pyplot as plt
 
     plt.close("all")
@@ -560,13 +567,24 @@ def segments(model: ModelRef, *, tracking_uri: str | None = None) -> pd.DataFram
 
 
 def champion_model(
-    config: Config, model: ModelRef | None = None, tracking_uri: str | None = None
+    config: Config,
+    model: ModelRef | None = None,
+    tracking_uri: str | None = None,
+    *,
+    local_fallback: bool = False,
 ) -> SegmentationModel:
     """Return the model a refresh compares against.
 
     ``model`` if given (a model, bundle path or URI); else the registry's
-    ``models:/<registered_model>@champion``; else the local bundle
-    ``<models_dir>/<registered_model>``.
+    ``models:/<registered_model>@champion``; with ``local_fallback`` (read-only uses
+    such as ``segmentkit segments``), else the local bundle ``<models_dir>/<name>``. A
+    refresh never falls back: it compares against (and may replace) the registered
+    champion.
+
+    Raises
+    ------
+    BundleError
+        No champion is registered (says what to run) or the model cannot be loaded.
     """
     uri = tracking_uri or config.tracking.tracking_uri
     if model is not None:
@@ -574,8 +592,15 @@ def champion_model(
     name = config.tracking.registered_model
     try:
         return load(f"models:/{name}@champion", tracking_uri=uri)
-    except BundleError:
-        return load(Path(config.tracking.models_dir) / name)
+    except BundleError as exc:
+        if local_fallback:
+            return load(Path(config.tracking.models_dir) / name)
+        advice = (
+            ""
+            if "segmentkit train" in str(exc)
+            else "; run `segmentkit train` to register one, or pass --model PATH"
+        )
+        raise BundleError(f"refresh needs a champion: {exc}{advice}") from None
 
 
 def refresh(
@@ -598,7 +623,7 @@ def refresh(
     events, params, as_of
         As in :func:`train`; the log must cover the champion's snapshot and the new one.
     champion : SegmentationModel, str or Path, optional
-        Default: the registry's champion, else the local bundle (see :func:`champion_model`).
+        Default: the registry's champion (see :func:`champion_model`).
     promote : bool
         Save the challenger over the champion's bundle and give it the ``champion``
         alias (else it is saved to ``<models_dir>/<name>-challenger``).

@@ -12,6 +12,7 @@ import contextlib
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from segmentkit.config import Config
-from segmentkit.errors import ConfigError, SegmentkitError
+from segmentkit.errors import ConfigError, SegmentkitError, SegmentkitWarning
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -212,7 +213,8 @@ def features(
     output.echo(
         f"features of {len(table):,} users as of {snapshot:%Y-%m-%d} written to {out} "
         f"({report.rows_clean:,} events used; dropped: {report.duplicate_rows} duplicates, "
-        f"{report.null_user_id + report.null_timestamp} with null ids/timestamps; "
+        f"{report.null_user_id + report.null_timestamp + report.null_event} with null ids, "
+        "timestamps or events; "
         f"{report.at_or_after_as_of} at or after as_of)"
     )
 
@@ -446,7 +448,7 @@ def segments(
     from segmentkit import api
 
     cfg = _config(params)
-    loaded = api.champion_model(cfg, model)
+    loaded = api.champion_model(cfg, model, local_fallback=True)
     typer.echo(
         f"{len(loaded.segmenter.segment_names_)} segments of the model trained as of "
         f"{loaded.metadata.as_of[:10]} (version {loaded.metadata.model_version or 'unsaved'}):"
@@ -627,17 +629,27 @@ def _train_on_spark(
         output.echo(f"scores of {run.sample['population']:,} users: {scores_out}")
 
 
+def _show_warning(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
+    """Print a segmentkit warning as one ``warning:`` line (others as Python would)."""
+    if issubclass(category, SegmentkitWarning):
+        typer.echo(f"warning: {message}", err=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, *args[:2]))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; one-line errors, exit code 2 for errors a user can fix."""
     debug = os.environ.get("SEGMENTKIT_DEBUG") == "1"
     # The CLI's own progress lines are enough: no MLflow download progress bars.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        code = app(args=argv, standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            code = app(args=argv, standalone_mode=False)
     except SegmentkitError as exc:
         if debug:
             raise
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)  # always one line
         sys.exit(EXIT_USAGE)
     except (OSError, MemoryError) as exc:
         if debug:

@@ -7,7 +7,9 @@ wrong type are refused with an error naming the offending key, so a typo in
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,15 +35,27 @@ __all__ = [
 ]
 
 
+#: Propensity target names: they become file names in the bundle.
+TARGET_NAME = re.compile(r"[a-z0-9_-]+")
+#: Registered model names: they name a directory under ``tracking.models_dir``.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
 @dataclass(frozen=True)
 class ColumnMap:
-    """Names of the contract's columns in the user's log."""
+    """Names of the contract's columns in the user's log.
+
+    ``revenue`` and ``session_id`` are optional: by default they are used when the
+    log has them. Mapped explicitly in ``params.yaml`` (listed in ``explicit``, which
+    the loader fills in), the column must exist; mapped to ``null``, it is not used.
+    """
 
     user_id: str = "user_id"
     timestamp: str = "timestamp"
     event: str | None = "event"
     revenue: str | None = "revenue"
     session_id: str | None = "session_id"
+    explicit: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,6 +148,13 @@ class TrackingConfig:
     registered_model: str = "segmentkit-demo"
     tracking_uri: str | None = None
     models_dir: str = "models"
+    # One HTTP request to a tracking server: timeout and retries after a failure.
+    # Defaults keep a silent server under 30 s (2 x 10 s); MLflow's own
+    # MLFLOW_HTTP_REQUEST_TIMEOUT / MLFLOW_HTTP_REQUEST_MAX_RETRIES win when set.
+    request_timeout_s: int = 10
+    request_retries: int = 1
+    # Longest wait for another segmentkit run publishing to the same sqlite store.
+    store_lock_timeout_s: int = 600
 
 
 @dataclass(frozen=True)
@@ -194,15 +215,41 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
-            raise ConfigError(f"params file {path} is not valid YAML: {exc}") from None
+            problem = _yaml_problem(exc)
+            raise ConfigError(f"params file {path} is not valid YAML: {problem}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"params file {path} cannot be read: {exc}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"params file {path} must hold a mapping of sections")
         raw = loaded or {}
     if overrides:
         raw = _merge(raw, overrides)
-    config = from_jsonable(Config, raw, "params", ConfigError, strict=True)
+    config = _record_explicit_columns(
+        from_jsonable(Config, raw, "params", ConfigError, strict=True), raw
+    )
     _check_values(config)
     return config
+
+
+def _record_explicit_columns(config: Config, raw: dict[str, Any]) -> Config:
+    """Note which optional columns params.yaml names: those must exist in the log."""
+    data = raw.get("data")
+    given = data.get("columns") if isinstance(data, dict) else None
+    if not isinstance(given, dict):
+        return config
+    columns = config.data.columns
+    roles = {role for role in ("revenue", "session_id") if role in given}
+    explicit = tuple(sorted(roles | set(columns.explicit)))
+    columns = dataclasses.replace(columns, explicit=explicit)
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, columns=columns))
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: what is wrong and where (PyYAML's own message spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -235,6 +282,12 @@ def _check_values(config: Config) -> None:
             "propensity: horizon_days, n_snapshots and snapshot_step_days must be positive"
         )
     names = [t.name for t in prop.targets]
+    for name in names:
+        if not TARGET_NAME.fullmatch(name):
+            raise ConfigError(
+                f"propensity.targets: name {name!r} must be lowercase letters, digits, '_' or "
+                "'-' (it becomes a file name in the model bundle)"
+            )
     if len(set(names)) != len(names):
         raise ConfigError(f"propensity.targets: duplicate target names in {names}")
     for target in prop.targets:
@@ -252,3 +305,19 @@ def _check_values(config: Config) -> None:
         )
     if not 0 < config.drift.psi_warn <= config.drift.psi_drift:
         raise ConfigError("drift: expected 0 < psi_warn <= psi_drift")
+    track = config.tracking
+    if not MODEL_NAME.fullmatch(track.registered_model):
+        raise ConfigError(
+            f"tracking.registered_model: {track.registered_model!r} must start with a letter or "
+            "digit and hold only letters, digits, '_', '-' or '.' (it names a directory)"
+        )
+    if track.request_timeout_s <= 0 or track.request_retries < 0 or track.store_lock_timeout_s < 0:
+        raise ConfigError(
+            "tracking: request_timeout_s must be positive, request_retries and "
+            "store_lock_timeout_s zero or more"
+        )
+    unknown_roles = sorted(set(config.data.columns.explicit) - {"revenue", "session_id"})
+    if unknown_roles:
+        raise ConfigError(
+            f"data.columns.explicit: expected 'revenue' and/or 'session_id', got {unknown_roles}"
+        )

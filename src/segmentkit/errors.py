@@ -12,6 +12,8 @@ __all__ = [
     "DataValidationError",
     "InsufficientDataError",
     "SegmentkitError",
+    "SegmentkitWarning",
+    "TrackingError",
 ]
 
 
@@ -33,3 +35,11 @@ class InsufficientDataError(SegmentkitError, ValueError):
 
 class BundleError(SegmentkitError):
     """A model bundle cannot be saved or is refused on load."""
+
+
+class TrackingError(SegmentkitError):
+    """The MLflow tracking store failed, refused or did not answer in time."""
+
+
+class SegmentkitWarning(UserWarning):
+    """Something a user should know that does not stop the run (the CLI prints one line)."""

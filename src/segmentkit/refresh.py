@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +27,9 @@ from segmentkit.drift import (
     segment_agreement,
 )
 from segmentkit.drift.checks import calibrated_checks
-from segmentkit.errors import InsufficientDataError
+from segmentkit.errors import InsufficientDataError, SegmentkitWarning
 from segmentkit.features import build_features
-from segmentkit.io.events import EventLog, EventSource, to_timestamp
+from segmentkit.io.events import EventLog, EventSource, check_input, to_timestamp
 from segmentkit.training import Progress, TrainingResult, _silent, load_snapshot, train_model
 
 __all__ = ["RefreshResult", "calibrated_report", "refresh_model", "standardized_centroids"]
@@ -159,10 +160,18 @@ def refresh_model(
     Returns
     -------
     RefreshResult
+
+    Raises
+    ------
+    DataValidationError
+        The log lacks a column the champion was trained with.
     """
     champion_as_of = to_timestamp(champion.metadata.as_of)
     with progress("Loading and validating events"):
         log, snapshot = load_snapshot(config, events, as_of)
+    # The champion scores this log: refuse it without a column the champion was trained on.
+    for message in check_input(log, champion.metadata.input_schema):
+        warnings.warn(message, SegmentkitWarning, stacklevel=2)
     if snapshot < champion_as_of:
         raise InsufficientDataError(
             f"refresh as_of {snapshot:%Y-%m-%d} is before the champion's as_of "

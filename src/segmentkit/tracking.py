@@ -8,11 +8,14 @@ with the skops bundle as its artifact.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import tempfile
+import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
-from segmentkit.errors import BundleError
+from segmentkit.errors import BundleError, SegmentkitError, TrackingError
 
 __all__ = [
     "CHALLENGER",
@@ -44,6 +47,12 @@ __all__ = [
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+#: MLflow's HTTP settings, read by MLflow on every request.
+TIMEOUT_ENV = "MLFLOW_HTTP_REQUEST_TIMEOUT"
+RETRIES_ENV = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+BACKOFF_ENV = "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"
+#: Run tag holding the bundle version directory a run logged.
+VERSION_TAG = "segmentkit.model_version"
 
 _MODEL_CODE = '''"""segmentkit pyfunc model, logged from code (no pickle)."""
 import mlflow
@@ -84,6 +93,123 @@ class RegisteredRun:
 def resolve_tracking_uri(configured: str | None = None) -> str:
     """Return the tracking URI: params, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``."""
     return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """Return the database file of a ``sqlite:///`` tracking URI (``None`` for other stores).
+
+    Examples
+    --------
+    >>> sqlite_path("sqlite:///mlflow.db"), sqlite_path("http://host:5000")
+    (PosixPath('mlflow.db'), None)
+    """
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return None
+    name = tracking_uri[len(prefix) :].split("?", 1)[0]
+    return Path(name) if name and name != ":memory:" else None
+
+
+@contextlib.contextmanager
+def bounded_requests(timeout_s: int = 10, retries: int = 1) -> Iterator[None]:
+    """Bound every MLflow HTTP request made inside the block (restored afterwards).
+
+    MLflow reads ``MLFLOW_HTTP_REQUEST_TIMEOUT`` (default 120 s) and
+    ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` (default 7, with exponential backoff) on each
+    request: a server that never answers holds a run for minutes. Values the user
+    set in the environment are kept.
+    """
+    wanted = {TIMEOUT_ENV: str(timeout_s), RETRIES_ENV: str(retries), BACKOFF_ENV: "1"}
+    added = [name for name in wanted if name not in os.environ]
+    os.environ.update({name: wanted[name] for name in added})
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+@contextlib.contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """Hide MLflow's and alembic's INFO lines inside the block (levels restored after)."""
+    loggers = [logging.getLogger(name) for name in ("mlflow", "alembic")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    lowered = text.lower()
+    if "timed out" in lowered or "timeout" in lowered:
+        timeout = os.environ.get(TIMEOUT_ENV, "120")
+        attempts = int(os.environ.get(RETRIES_ENV, "7")) + 1
+        return (
+            f"no answer within {timeout} s ({attempts} attempt(s); raise "
+            f"tracking.request_timeout_s or {TIMEOUT_ENV} for a slow server)"
+        )
+    if "connection refused" in lowered or "failed to establish" in lowered:
+        return "connection refused"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+@contextlib.contextmanager
+def tracking_errors(tracking_uri: str, action: str) -> Iterator[None]:
+    """Turn MLflow, HTTP, database and file errors into one-line :class:`TrackingError`."""
+    try:
+        yield
+    except SegmentkitError:
+        raise
+    except (mlflow.exceptions.MlflowException, OSError, TimeoutError) as exc:
+        raise TrackingError(f"{action} at {tracking_uri} failed: {_reason(exc)}") from exc
+    except Exception as exc:
+        # requests and SQLAlchemy errors, without importing either here.
+        module = type(exc).__module__.split(".")[0]
+        if module in ("requests", "urllib3", "sqlalchemy", "alembic"):
+            raise TrackingError(f"{action} at {tracking_uri} failed: {_reason(exc)}") from exc
+        raise
+
+
+@contextlib.contextmanager
+def store_lock(tracking_uri: str, timeout_s: float = 600.0) -> Iterator[None]:
+    """Hold an exclusive lock on a sqlite tracking store (no-op for other stores).
+
+    Two runs creating or migrating a fresh sqlite store at once make one of them
+    fail inside alembic; with the lock the second waits (up to ``timeout_s``)
+    and then publishes normally. The lock file sits beside the database.
+    """
+    database = sqlite_path(tracking_uri)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks
+        fcntl = None
+    if database is None or fcntl is None:
+        yield
+        return
+    database.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = database.with_name(database.name + ".lock")
+    with lock_path.open("a") as handle:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TrackingError(
+                        f"the MLflow store {tracking_uri} stayed busy for {timeout_s:.0f} s "
+                        f"(another run holds {lock_path}); try again later"
+                    ) from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -211,17 +337,28 @@ def log_training_run(
     documents: Mapping[str, Any],
     figures: Mapping[str, Any],
     promote_to_champion: bool = False,
+    first_version_is_champion: bool = True,
+    activate: Callable[[], None] | None = None,
     tags: Mapping[str, str] | None = None,
     texts: Mapping[str, str] | None = None,
     run_name: str | None = None,
     dataset: Mapping[str, str] | None = None,
     output_columns: Mapping[str, str] | None = None,
     input_example: pd.DataFrame | None = None,
+    request_timeout_s: int = 10,
+    request_retries: int = 1,
+    lock_timeout_s: float = 600.0,
 ) -> RegisteredRun:
-    """Log one training run, log the bundle as a pyfunc model and register it.
+    """Log one training run, log the bundle as a pyfunc model, register it, then go live.
 
-    The first registered version gets the ``champion`` alias; later ones
-    ``challenger`` unless ``promote_to_champion``.
+    Order matters: the run is logged and the version registered first; only then
+    does the alias move and ``activate`` (which switches the local bundle) run. If
+    anything fails, the alias is put back, the run is marked FAILED and the error
+    propagates, so the previous model stays live everywhere.
+
+    The version gets ``champion`` with ``promote_to_champion``, or when
+    ``first_version_is_champion`` and the model has no champion yet; otherwise
+    ``challenger``.
 
     Parameters
     ----------
@@ -242,6 +379,12 @@ def log_training_run(
         Logged as PNG under ``figures/``.
     promote_to_champion : bool
         Give this version the ``champion`` alias even if one exists.
+    first_version_is_champion : bool
+        Give the first version of a model ``champion`` (``train``); ``refresh`` passes
+        False so that only ``--promote`` ever moves the champion.
+    activate : callable, optional
+        Called once the version is registered and aliased (e.g. switch the local
+        bundle's ``CURRENT``); if it raises, the alias is restored.
     tags : mapping, optional
         Run tags.
     texts : mapping of str to str, optional
@@ -255,73 +398,163 @@ def log_training_run(
         Output columns of the pyfunc model and their types (the signature's outputs).
     input_example : DataFrame, optional
         Synthetic input rows (e.g. :func:`synthetic_input_example`); never real users.
+    request_timeout_s, request_retries : int
+        Bound of each HTTP request to a tracking server (see :func:`bounded_requests`).
+    lock_timeout_s : float
+        Longest wait for another run publishing to the same sqlite store.
+
+    Raises
+    ------
+    TrackingError
+        The tracking store failed or did not answer (one line naming the URI).
     """
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
-        mlflow.set_tags(dict(tags or {}))
-        if dataset is not None:
-            _log_dataset(dataset)
-        mlflow.log_params(flatten_params(params))
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-        for name, table in tables.items():
-            path = Path(tmp) / f"{name}.csv"
-            table.to_csv(path, index=False)
-            mlflow.log_artifact(str(path), artifact_path="reports")
-        for name, document in documents.items():
-            mlflow.log_dict(document, f"reports/{name}.json")
-        for name, text in (texts or {}).items():
-            mlflow.log_text(text, f"reports/{name}")
-        for name, figure in figures.items():
-            mlflow.log_figure(figure, f"figures/{name}.png")
-        code = Path(tmp) / "segmentkit_model.py"
-        code.write_text(_MODEL_CODE, encoding="utf-8")
-        with warnings.catch_warnings():
-            # Only a synthetic example, if any: real rows would be user-level data.
-            warnings.filterwarnings("ignore", message=".*input example was not provided.*")
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=str(code),
-                artifacts={"bundle": str(bundle_dir)},
-                signature=_signature(input_columns, output_columns),
-                input_example=input_example,
-                registered_model_name=model_name,
+    with (
+        bounded_requests(request_timeout_s, request_retries),
+        tracking_errors(tracking_uri, "publishing the model"),
+        quiet_mlflow(),
+        store_lock(tracking_uri, lock_timeout_s),
+    ):
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_experiment(experiment)
+        with (
+            mlflow.start_run(run_name=run_name) as run,
+            tempfile.TemporaryDirectory() as tmp,
+        ):
+            mlflow.set_tags(dict(tags or {}))
+            if dataset is not None:
+                _log_dataset(dataset)
+            mlflow.log_params(flatten_params(params))
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+            for name, table in tables.items():
+                path = Path(tmp) / f"{name}.csv"
+                table.to_csv(path, index=False)
+                mlflow.log_artifact(str(path), artifact_path="reports")
+            for name, document in documents.items():
+                mlflow.log_dict(document, f"reports/{name}.json")
+            for name, text in (texts or {}).items():
+                mlflow.log_text(text, f"reports/{name}")
+            for name, figure in figures.items():
+                mlflow.log_figure(figure, f"figures/{name}.png")
+            code = Path(tmp) / "segmentkit_model.py"
+            code.write_text(_MODEL_CODE, encoding="utf-8")
+            with warnings.catch_warnings():
+                # Only a synthetic example, if any: real rows would be user-level data.
+                warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=str(code),
+                    artifacts={"bundle": str(bundle_dir)},
+                    signature=_signature(input_columns, output_columns),
+                    input_example=input_example,
+                    registered_model_name=model_name,
+                )
+            version = str(info.registered_model_version)
+            client = MlflowClient()
+            alias = CHALLENGER
+            if promote_to_champion or (
+                first_version_is_champion and _alias_version(client, model_name, CHAMPION) is None
+            ):
+                alias = CHAMPION
+            _go_live(client, model_name, alias, version, activate)
+            mlflow.set_tags({"segmentkit.alias": alias, "segmentkit.registered_version": version})
+            return RegisteredRun(
+                run_id=run.info.run_id,
+                experiment_id=run.info.experiment_id,
+                model_name=model_name,
+                model_version=version,
+                alias=alias,
+                tracking_uri=tracking_uri,
+                artifact_uri=run.info.artifact_uri,
             )
-        version = str(info.registered_model_version)
-        client = MlflowClient()
-        alias = CHALLENGER
-        if promote_to_champion or not _has_alias(client, model_name, CHAMPION):
-            alias = CHAMPION
-        client.set_registered_model_alias(model_name, alias, version)
-        mlflow.set_tags({"segmentkit.alias": alias, "segmentkit.registered_version": version})
-        return RegisteredRun(
-            run_id=run.info.run_id,
-            experiment_id=run.info.experiment_id,
-            model_name=model_name,
-            model_version=version,
-            alias=alias,
-            tracking_uri=tracking_uri,
-            artifact_uri=run.info.artifact_uri,
-        )
 
 
-def _has_alias(client: MlflowClient, model_name: str, alias: str) -> bool:
+def _go_live(
+    client: MlflowClient,
+    model_name: str,
+    alias: str,
+    version: str,
+    activate: Callable[[], None] | None,
+) -> None:
+    """Move ``alias`` to ``version`` and run ``activate``; on failure put the alias back."""
+    previous = _alias_version(client, model_name, alias)
+    client.set_registered_model_alias(model_name, alias, version)
     try:
-        client.get_model_version_by_alias(model_name, alias)
+        if activate is not None:
+            activate()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if previous is None:
+                client.delete_registered_model_alias(model_name, alias)
+            else:
+                client.set_registered_model_alias(model_name, alias, previous)
+        raise
+
+
+def _alias_version(client: MlflowClient, model_name: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(model_name, alias).version)
     except mlflow.exceptions.MlflowException:
-        return False
-    return True
+        return None
+
+
+def publish_bundle(model: Any, bundle_root: Path, **log_arguments: Any) -> RegisteredRun:
+    """Stage the bundle, log and register it, and only then make it live locally.
+
+    The new version directory is written beside the live one; the run, the pyfunc
+    model and the registered version are logged from it; then the alias moves and
+    ``CURRENT`` switches. On any failure the staged version is removed, the alias
+    restored and the run marked FAILED: the previous model stays live everywhere.
+
+    Parameters
+    ----------
+    model : SegmentationModel
+        The fitted model.
+    bundle_root : Path
+        Local bundle directory (``models/<name>``).
+    **log_arguments
+        Passed to :func:`log_training_run` (everything but ``bundle_dir`` and ``activate``).
+
+    Returns
+    -------
+    RegisteredRun
+    """
+    from segmentkit.bundle.storage import activate_version, discard_version, stage_version
+
+    try:
+        version_dir = stage_version(model, bundle_root)
+    except OSError as exc:
+        raise BundleError(
+            f"saving the bundle under {bundle_root} failed ({exc}); the previous model stays live"
+        ) from exc
+    # The bundle version is tagged on the run: a score file leads back to it.
+    tags = {**dict(log_arguments.pop("tags", None) or {}), VERSION_TAG: version_dir.name}
+    try:
+        return log_training_run(
+            bundle_dir=version_dir,
+            activate=lambda: activate_version(bundle_root, version_dir),
+            tags=tags,
+            **log_arguments,
+        )
+    except BaseException:
+        discard_version(bundle_root, version_dir)
+        raise
 
 
 def promote(model_name: str, version: str, tracking_uri: str | None = None) -> None:
     """Move the ``champion`` alias to ``version``."""
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-    MlflowClient().set_registered_model_alias(model_name, CHAMPION, str(version))
+    store = resolve_tracking_uri(tracking_uri)
+    with bounded_requests(), tracking_errors(store, "promoting"), quiet_mlflow():
+        mlflow.set_tracking_uri(store)
+        MlflowClient().set_registered_model_alias(model_name, CHAMPION, str(version))
 
 
 def download_bundle(
-    uri: str, dst: str | Path | None = None, tracking_uri: str | None = None
+    uri: str,
+    dst: str | Path | None = None,
+    tracking_uri: str | None = None,
+    *,
+    request_timeout_s: int = 10,
+    request_retries: int = 1,
 ) -> Path:
     """Download the bundle carried by a logged model (``models:/NAME@ALIAS``, ``runs:/...``).
 
@@ -330,13 +563,37 @@ def download_bundle(
     BundleError
         The URI does not resolve, or the model carries no segmentkit bundle.
     """
-    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
+    store = resolve_tracking_uri(tracking_uri)
+    database = sqlite_path(store)
+    if database is not None and not database.is_file():
+        # Opening a sqlite store creates it: a load must not leave an empty store behind.
+        raise BundleError(
+            f"cannot load model {uri}: there is no MLflow store at {store} ({database} does "
+            "not exist); run `segmentkit train` first, pass --model PATH, or set "
+            "MLFLOW_TRACKING_URI"
+        )
     target = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix="segmentkit-"))
     try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target)))
-    except mlflow.exceptions.MlflowException as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BundleError(f"cannot load model {uri}: {message}") from None
+        with (
+            bounded_requests(request_timeout_s, request_retries),
+            tracking_errors(store, f"loading model {uri}"),
+            quiet_mlflow(),
+        ):
+            mlflow.set_tracking_uri(store)
+            try:
+                local = Path(
+                    mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target))
+                )
+            except mlflow.exceptions.MlflowException as exc:
+                if "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or (
+                    "not found" in str(exc).lower()
+                ):
+                    raise BundleError(
+                        f"cannot load model {uri}: {_reason(exc)} (in {store})"
+                    ) from None
+                raise
+    except TrackingError as exc:
+        raise BundleError(str(exc)) from None
     candidates = [p.parent for p in local.rglob("MANIFEST.sha256")]
     if not candidates:
         raise BundleError(f"model {uri} carries no segmentkit bundle")

@@ -23,6 +23,7 @@ from segmentkit.io.events import (
     EventLog,
     EventSource,
     default_as_of,
+    describe_input,
     load_events,
     to_timestamp,
 )
@@ -84,7 +85,9 @@ class TrainingResult:
             "data/rows_clean": self.report.rows_clean,
             "data/users": self.report.users,
             "data/duplicate_rows": self.report.duplicate_rows,
-            "data/null_rows": self.report.null_user_id + self.report.null_timestamp,
+            "data/null_rows": self.report.null_user_id
+            + self.report.null_timestamp
+            + self.report.null_event,
             "segments/k": segmenter.n_segments_,
             "segments/min_share": float(shares.min()),
         }
@@ -256,6 +259,7 @@ def train_model(
             if propensity is not None
             else ()
         ),
+        input_schema=describe_input(log, config.features.key_events),
     )
     model = SegmentationModel(
         segmenter=segmenter,

@@ -1,24 +1,30 @@
-"""Bundle persistence: checksums, allowlist, versions, atomic saves."""
+"""Bundle persistence: checksums, trusted types, entries, versions, atomic saves."""
 
 import json
 import os
+import sys
+import time
+import zipfile
 
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.cluster import KMeans
+import skops
+from skops.io._protocol import PROTOCOL
 
 from segmentkit.api import load
 from segmentkit.bundle import SegmentationModel, live_version, load_bundle, save_bundle
 from segmentkit.bundle import storage as bundle_module
 from segmentkit.bundle.metadata import BundleMetadata
-from segmentkit.bundle.storage import CURRENT, MANIFEST, METADATA
-from segmentkit.config import FeatureConfig
-from segmentkit.errors import BundleError
+from segmentkit.bundle.storage import CURRENT, MANIFEST, METADATA, stage_version
+from segmentkit.cli import main
+from segmentkit.config import FeatureConfig, load_config
+from segmentkit.errors import BundleError, ConfigError
+from segmentkit.models.segmentation import Segmenter
 
 
 class NotAllowed:
-    """A type outside the allowlist (as an attacker's object would be)."""
+    """A type outside the trusted list (as an attacker's object would be)."""
 
     def __init__(self):
         self.payload = [1, 2, 3]
@@ -28,7 +34,7 @@ def _model(seed=0, propensity=None):
     rng = np.random.default_rng(seed)
     X = pd.DataFrame(rng.normal(size=(60, 2)), columns=["recency_days", "events_total"])
     return SegmentationModel(
-        segmenter=KMeans(n_clusters=2, n_init=2, random_state=seed).fit(X),
+        segmenter=Segmenter(k=2, n_bootstrap=2, random_state=seed).fit(X),
         propensity=propensity or {},
         feature_config=FeatureConfig(windows=(7, 30)),
         metadata=BundleMetadata(as_of="2024-01-01", data_fingerprint=f"seed-{seed}"),
@@ -101,7 +107,7 @@ def test_unlisted_and_missing_files_are_refused(tmp_path):
 
 def test_unknown_object_type_is_refused_even_with_a_valid_manifest(tmp_path):
     save_bundle(_model(propensity={"x": NotAllowed()}), tmp_path / "m")
-    with pytest.raises(BundleError, match=r"outside the allowlist: \[.*NotAllowed"):
+    with pytest.raises(BundleError, match=r"does not load: \[.*NotAllowed"):
         load_bundle(tmp_path / "m")
 
 
@@ -157,7 +163,7 @@ def test_interrupted_save_keeps_the_previous_bundle(tmp_path, monkeypatch):
 
     monkeypatch.setattr(bundle_module.sio, "dump", failing_dump)
     with pytest.raises(KeyboardInterrupt):
-        save_bundle(_model(seed=2, propensity={"x": KMeans(n_clusters=2)}), root)
+        save_bundle(_model(seed=2, propensity={"x": Segmenter(k=2)}), root)
     assert load_bundle(root).metadata.data_fingerprint == "seed-1"
     assert not list(root.glob(".v-*.partial"))
 
@@ -186,3 +192,153 @@ def test_old_versions_are_pruned(tmp_path):
     assert len(versions) == 2
     assert load_bundle(root).metadata.data_fingerprint == "seed-3"
     assert os.path.basename(live_version(root)) in {v.name for v in versions}
+
+
+def test_symlinked_file_is_refused(tmp_path):
+    live = live_version(save_bundle(_model(), tmp_path / "m"))
+    outside = tmp_path / "outside.skops"
+    (live / "segmenter.skops").rename(outside)
+    (live / "segmenter.skops").symlink_to(outside)
+    with pytest.raises(BundleError, match="segmenter.skops is a symlink"):
+        load_bundle(tmp_path / "m")
+
+
+def test_symlinked_version_directory_is_refused(tmp_path):
+    root = save_bundle(_model(), tmp_path / "m")
+    live = live_version(root)
+    elsewhere = tmp_path / "elsewhere"
+    live.rename(elsewhere)
+    live.symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(BundleError, match="not a bundle version"):
+        load_bundle(root)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifo_is_refused_without_blocking(tmp_path):
+    live = live_version(save_bundle(_model(), tmp_path / "m"))
+    os.mkfifo(live / "extra")
+    with pytest.raises(BundleError, match="extra is not a regular file"):
+        load_bundle(tmp_path / "m")
+
+
+def test_unlisted_subdirectory_is_refused(tmp_path):
+    live = live_version(save_bundle(_model(), tmp_path / "m"))
+    (live / "nested").mkdir()
+    (live / "nested" / "payload.skops").write_bytes(b"x")
+    with pytest.raises(BundleError, match="subdirectory nested is not in the manifest"):
+        load_bundle(tmp_path / "m")
+
+
+def test_manifest_naming_a_path_outside_the_directory_is_refused(tmp_path):
+    live = live_version(save_bundle(_model(), tmp_path / "m"))
+    text = (live / MANIFEST).read_text()
+    (live / MANIFEST).write_text(text + f"{'0' * 64}  ..\n")
+    with pytest.raises(BundleError, match="malformed manifest line"):
+        load_bundle(tmp_path / "m")
+
+
+def test_target_names_in_metadata_cannot_escape_the_directory(tmp_path):
+    live = live_version(save_bundle(_model(), tmp_path / "m"))
+    metadata = json.loads((live / "metadata.json").read_text())
+    metadata["propensity_targets"] = ["../../evil"]
+    (live / "metadata.json").write_text(json.dumps(metadata))
+    _rewrite_manifest(live)
+    with pytest.raises(BundleError, match=r"invalid propensity target name\(s\) \['../../evil'\]"):
+        load_bundle(tmp_path / "m")
+
+
+@pytest.mark.parametrize("name", ["Churn", "../x", "a b", "x/y", ""])
+def test_target_names_are_validated_in_params(name):
+    with pytest.raises(ConfigError, match="must be lowercase letters, digits"):
+        load_config(overrides={"propensity": {"targets": [{"name": name, "kind": "inactivity"}]}})
+
+
+def test_target_names_are_validated_before_saving(tmp_path):
+    with pytest.raises(BundleError, match="target name"):
+        save_bundle(_model(propensity={"../x": Segmenter(k=2)}), tmp_path / "m")
+    assert not (tmp_path / "m" / CURRENT).exists()
+
+
+def test_stale_pointer_files_are_cleaned(tmp_path):
+    root = save_bundle(_model(seed=1), tmp_path / "m")
+    stale = root / f".{CURRENT}.v-20200101T000000-000000000-1.tmp"
+    stale.write_text("v-20200101T000000-000000000-1\n")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    fresh = root / f".{CURRENT}.v-20990101T000000-000000000-2.tmp"
+    fresh.write_text("x\n")  # may belong to a save in progress
+    save_bundle(_model(seed=2), root)
+    assert not stale.exists()
+    assert fresh.exists()
+
+
+def test_staged_version_is_not_live(tmp_path):
+    root = save_bundle(_model(seed=1), tmp_path / "m")
+    staged = stage_version(_model(seed=2), root)
+    assert staged.is_dir()
+    assert load_bundle(root).metadata.data_fingerprint == "seed-1"
+
+
+def _malicious_segmenter(marker):
+    call = {
+        "__loader__": "LossNode",
+        "__module__": "sklearn.utils._testing",
+        "__class__": "check_output",
+        "__reduce__": {
+            "args": {
+                "__loader__": "TupleNode",
+                "__module__": "builtins",
+                "__class__": "tuple",
+                "content": [
+                    {
+                        "__loader__": "ListNode",
+                        "__module__": "builtins",
+                        "__class__": "list",
+                        "content": [
+                            {
+                                "__loader__": "JsonNode",
+                                "__module__": "builtins",
+                                "__class__": "str",
+                                "content": json.dumps(text),
+                                "is_json": True,
+                            }
+                            for text in (sys.executable, "-c", f"open({str(marker)!r}, 'w')")
+                        ],
+                    }
+                ],
+            }
+        },
+        "content": {
+            "__loader__": "DictNode",
+            "__module__": "builtins",
+            "__class__": "dict",
+            "content": {},
+            "key_types": {
+                "__loader__": "ListNode",
+                "__module__": "builtins",
+                "__class__": "list",
+                "content": [],
+            },
+        },
+    }
+    return {**call, "protocol": PROTOCOL, "_skops_version": skops.__version__}
+
+
+def test_malicious_bundle_with_a_rewritten_manifest_is_refused_by_the_cli(
+    tmp_path, capsys, monkeypatch
+):
+    root = save_bundle(_model(), tmp_path / "m")
+    live = live_version(root)
+    marker = tmp_path / "pwned"
+    with zipfile.ZipFile(live / "segmenter.skops", "w") as archive:
+        archive.writestr("schema.json", json.dumps(_malicious_segmenter(marker)))
+    _rewrite_manifest(live)  # whoever can write the bundle can rewrite its manifest
+    monkeypatch.chdir(tmp_path)
+    events = tmp_path / "events.csv"
+    events.write_text("user_id,timestamp,event\na,2024-01-01,view\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["score", "--model", str(root), "--events", str(events), "--out", "s.csv"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.count("\n") == 1 and "sklearn.utils._testing.check_output" in err
+    assert not marker.exists()

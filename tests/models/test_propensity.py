@@ -6,6 +6,7 @@ import pytest
 import skops.io as sio
 from pandas.testing import assert_frame_equal
 
+from segmentkit.bundle.trust import TRUSTED_TYPES, file_types
 from segmentkit.config import ColumnMap, FeatureConfig, PropensityConfig, TargetConfig
 from segmentkit.errors import ConfigError, DataValidationError, InsufficientDataError
 from segmentkit.features import build_features
@@ -228,12 +229,8 @@ def test_model_families_fit_predict_and_round_trip(xy, family, calibration):
     assert p.shape == (len(X),) and (p >= 0).all() and (p <= 1).all()
     np.testing.assert_allclose(model.predict_proba(X).sum(axis=1), 1.0)
     blob = sio.dumps(model)
-    untrusted = set(sio.get_untrusted_types(data=blob))
-    assert untrusted <= {
-        "segmentkit.models.propensity.PropensityModel",
-        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    }
-    loaded = sio.loads(blob, trusted=sorted(untrusted))
+    assert file_types(blob) <= TRUSTED_TYPES  # what a bundle load admits (bundle.trust)
+    loaded = sio.loads(blob, trusted=sorted(TRUSTED_TYPES))
     np.testing.assert_array_equal(loaded.predict(X), p)
 
 

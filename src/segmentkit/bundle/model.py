@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,9 +13,9 @@ from threadpoolctl import threadpool_limits
 
 from segmentkit.bundle.metadata import BundleMetadata
 from segmentkit.config import ColumnMap, FeatureConfig
-from segmentkit.errors import DataValidationError
+from segmentkit.errors import DataValidationError, SegmentkitWarning
 from segmentkit.features import build_features
-from segmentkit.io.events import EventSource, load_events, to_timestamp
+from segmentkit.io.events import EventSource, check_input, load_events, to_timestamp
 from segmentkit.scoring import CHUNK_ROWS, labels_from_codes, map_feature_chunks, score_propensity
 
 # model_version of a model that was never saved as a bundle.
@@ -107,6 +108,10 @@ class SegmentationModel:
     ) -> pd.DataFrame:
         """Score users from an event log at ``as_of`` (default: midnight after the last event).
 
+        The log must hold every column the model was trained with (see
+        :func:`segmentkit.io.events.check_input`); a key event seen in training that
+        never occurs gives a :class:`~segmentkit.errors.SegmentkitWarning`.
+
         Parameters
         ----------
         events : str, Path, pandas.DataFrame or duckdb.DuckDBPyRelation
@@ -130,6 +135,11 @@ class SegmentationModel:
             - ``as_of`` (datetime64[us], the snapshot, UTC) and ``model_version``
               (string: the bundle version, ``unsaved`` for a model never saved).
 
+        Raises
+        ------
+        DataValidationError
+            The log breaks the data contract or lacks a column the model was trained with.
+
         Examples
         --------
         >>> model = load("models/segmentkit-demo")  # doctest: +SKIP
@@ -139,6 +149,8 @@ class SegmentationModel:
 
         cutoff = to_timestamp(as_of) if as_of is not None else None
         log = load_events(events, columns or self.columns, as_of=cutoff)
+        for message in check_input(log, self.metadata.input_schema):
+            warnings.warn(message, SegmentkitWarning, stacklevel=2)
         snapshot = cutoff if cutoff is not None else default_as_of(log)
         features = build_features(log, snapshot, self.feature_config)
         scored = self.score_features(features)

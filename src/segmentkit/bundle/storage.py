@@ -10,22 +10,26 @@ A bundle is a directory::
         metadata.json          versions, params, as_of, fingerprint, feature reference, names
         MANIFEST.sha256        sha256 of every file above, checked on load
 
-A save writes a complete new version directory first and only then swaps
-``CURRENT`` with :func:`os.replace`, so an interrupted save leaves the previous
-bundle loadable. Loading verifies the manifest, refuses files it does not list,
-checks format and library versions, and only admits object types from an
-allowlist (scikit-learn's own classes and segmentkit's estimators) before skops
-builds them.
+A save writes a complete new version directory first (:func:`stage_version`) and
+only then swaps ``CURRENT`` with :func:`os.replace` (:func:`activate_version`), so an
+interrupted save leaves the previous bundle loadable; a publish registers the
+staged version in MLflow before activating it. Loading refuses symlinks, FIFOs,
+subdirectories and files the manifest does not list, verifies every checksum,
+checks format and library versions, and only admits the exact classes of
+:mod:`segmentkit.bundle.trust` before skops builds anything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +41,8 @@ import skops.io as sio
 
 from segmentkit.bundle.metadata import BundleMetadata
 from segmentkit.bundle.model import SegmentationModel
-from segmentkit.bundle.trust import _load_skops
+from segmentkit.bundle.trust import load_trusted
+from segmentkit.config import TARGET_NAME
 from segmentkit.errors import BundleError
 from segmentkit.serialization import from_jsonable
 
@@ -56,6 +61,16 @@ CURRENT = "CURRENT"
 _KEEP_VERSIONS = 2
 
 
+_VERSION_NAME = re.compile(r"v-[0-9]{8}T[0-9]{6}-[0-9]{9}-[0-9]+")
+
+
+_FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+
+
+#: Age after which a leftover ``.CURRENT.*.tmp`` pointer is from a crashed save.
+_STALE_POINTER_S = 60
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -65,7 +80,7 @@ def _sha256(path: Path) -> str:
 
 
 def save_bundle(model: SegmentationModel, path: str | Path) -> Path:
-    """Save ``model`` as a bundle directory at ``path``, atomically.
+    """Save ``model`` as a bundle directory at ``path``, atomically, and make it live.
 
     Returns
     -------
@@ -73,6 +88,37 @@ def save_bundle(model: SegmentationModel, path: str | Path) -> Path:
         The bundle directory (``path``).
     """
     root = Path(path)
+    version_dir = stage_version(model, root)
+    try:
+        activate_version(root, version_dir)
+    except BaseException:
+        discard_version(root, version_dir)
+        raise
+    return root
+
+
+def stage_version(model: SegmentationModel, path: str | Path) -> Path:
+    """Write a complete version directory under ``path`` without making it live.
+
+    ``CURRENT`` still names the previous version; :func:`activate_version` switches
+    it, :func:`discard_version` removes a version that will not go live.
+
+    Returns
+    -------
+    Path
+        The new version directory.
+
+    Raises
+    ------
+    BundleError
+        A propensity target name is not a safe file name.
+    """
+    root = Path(path)
+    bad = [name for name in model.propensity if not TARGET_NAME.fullmatch(str(name))]
+    if bad:
+        raise BundleError(
+            f"propensity target name(s) {bad} must be lowercase letters, digits, '_' or '-'"
+        )
     root.mkdir(parents=True, exist_ok=True)
     version = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9:09d}-{os.getpid()}"
     staging = root / f".{version}.partial"
@@ -98,15 +144,38 @@ def save_bundle(model: SegmentationModel, path: str | Path) -> Path:
         (staging / MANIFEST).write_text("\n".join(lines) + "\n", encoding="utf-8")
         _fsync_dir(staging)
         staging.rename(root / version)
-        pointer = root / f".{CURRENT}.{version}.tmp"
-        pointer.write_text(version + "\n", encoding="utf-8")
-        os.replace(pointer, root / CURRENT)
-        _fsync_dir(root)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    return root / version
+
+
+def activate_version(path: str | Path, version_dir: str | Path) -> None:
+    """Make a staged version live: replace ``CURRENT`` atomically, then prune old versions."""
+    root = Path(path)
+    version = Path(version_dir).name
+    if not _VERSION_NAME.fullmatch(version) or not (root / version).is_dir():
+        raise BundleError(f"{root}: {version!r} is not a staged bundle version")
+    pointer = root / f".{CURRENT}.{version}.tmp"
+    try:
+        pointer.write_text(version + "\n", encoding="utf-8")
+        with pointer.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(pointer, root / CURRENT)
+    except BaseException:
+        pointer.unlink(missing_ok=True)
+        raise
+    _fsync_dir(root)
     _prune(root, keep=version)
-    return root
+
+
+def discard_version(path: str | Path, version_dir: str | Path) -> None:
+    """Remove a staged version that did not go live (never the live one)."""
+    root, version = Path(path), Path(version_dir)
+    pointer = root / CURRENT
+    live = pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else None
+    if version.name != live and version.parent == root:
+        shutil.rmtree(version, ignore_errors=True)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -124,6 +193,11 @@ def _prune(root: Path, keep: str) -> None:
     for leftover in root.glob(".v-*.partial"):
         if time.time() - leftover.stat().st_mtime > 3600:
             shutil.rmtree(leftover, ignore_errors=True)
+    for pointer in root.glob(f".{CURRENT}.*.tmp"):
+        # A pointer lives for microseconds; an old one is from a crashed save.
+        with contextlib.suppress(OSError):
+            if time.time() - pointer.lstat().st_mtime > _STALE_POINTER_S:
+                pointer.unlink()
 
 
 def _library_versions() -> dict[str, str]:
@@ -153,11 +227,13 @@ def _live_directory(root: Path) -> Path:
     if (root / MANIFEST).is_file():
         return root  # a bare version directory (e.g. an MLflow artifact)
     pointer = root / CURRENT
+    if pointer.is_symlink():
+        raise BundleError(f"{root}/{CURRENT} is a symlink: refusing to follow it")
     if not pointer.is_file():
         raise BundleError(f"{root} is not a segmentkit bundle: it has no {CURRENT} or {MANIFEST}")
     name = pointer.read_text(encoding="utf-8").strip()
     live = root / name
-    if not name.startswith("v-") or "/" in name or not live.is_dir():
+    if not _VERSION_NAME.fullmatch(name) or live.is_symlink() or not live.is_dir():
         raise BundleError(f"{root}/{CURRENT} points to {name!r}, which is not a bundle version")
     return live
 
@@ -166,16 +242,19 @@ def _verify_manifest(directory: Path) -> dict[str, str]:
     manifest = directory / MANIFEST
     if not manifest.is_file():
         raise BundleError(f"bundle {directory} has no {MANIFEST}: refusing to load it")
+    if manifest.is_symlink():
+        raise BundleError(f"bundle {directory}: {MANIFEST} is a symlink: refusing to load it")
     expected: dict[str, str] = {}
     for line in manifest.read_text(encoding="utf-8").splitlines():
         digest, _, name = line.partition("  ")
-        if len(digest) != 64 or not name or "/" in name:
+        if (
+            not re.fullmatch(r"[0-9a-f]{64}", digest)
+            or not _FILE_NAME.fullmatch(name)
+            or name in expected
+        ):
             raise BundleError(f"bundle {directory}: malformed manifest line {line!r}")
         expected[name] = digest
-    present = {p.name for p in directory.iterdir() if p.is_file()} - {MANIFEST}
-    unlisted = sorted(present - set(expected))
-    if unlisted:
-        raise BundleError(f"bundle {directory}: file(s) {unlisted} are not in the manifest")
+    _check_entries(directory, set(expected))
     for name, digest in expected.items():
         file = directory / name
         if not file.is_file():
@@ -186,6 +265,29 @@ def _verify_manifest(directory: Path) -> dict[str, str]:
                 "(modified or truncated): refusing to load it"
             )
     return expected
+
+
+def _check_entries(directory: Path, listed: set[str]) -> None:
+    """Refuse anything in a version directory but the manifest and the regular files it lists.
+
+    Checked with ``lstat`` before any file is opened: a FIFO would block the
+    reader and a symlink could point anywhere.
+    """
+    for entry in sorted(directory.iterdir()):
+        mode = entry.lstat().st_mode
+        if stat.S_ISLNK(mode):
+            raise BundleError(f"bundle {directory}: {entry.name} is a symlink: refusing to load it")
+        if stat.S_ISDIR(mode):
+            raise BundleError(
+                f"bundle {directory}: subdirectory {entry.name} is not in the manifest"
+            )
+        if not stat.S_ISREG(mode):
+            raise BundleError(
+                f"bundle {directory}: {entry.name} is not a regular file (a FIFO, socket or "
+                "device): refusing to load it"
+            )
+        if entry.name != MANIFEST and entry.name not in listed:
+            raise BundleError(f"bundle {directory}: file(s) {[entry.name]} are not in the manifest")
 
 
 def _check_versions(metadata: dict[str, Any], directory: Path) -> None:
@@ -211,7 +313,7 @@ def load_bundle(path: str | Path) -> SegmentationModel:
     ------
     BundleError
         The bundle is missing, modified, truncated, from an incompatible version, or
-        holds an object type outside the allowlist.
+        holds a type outside :data:`segmentkit.bundle.trust.TRUSTED_TYPES`.
     """
     directory = _live_directory(Path(path))
     listed = _verify_manifest(directory)
@@ -227,11 +329,15 @@ def load_bundle(path: str | Path) -> SegmentationModel:
         raise BundleError(f"bundle {directory}: {METADATA} lacks feature_config or columns")
     if "segmenter.skops" not in listed:
         raise BundleError(f"bundle {directory} has no segmenter.skops")
-    segmenter = _load_skops(directory / "segmenter.skops")
-    propensity = {
-        name: _load_skops(directory / f"propensity-{name}.skops")
-        for name in metadata.propensity_targets
-    }
+    targets = [str(name) for name in metadata.propensity_targets]
+    bad = [name for name in targets if not TARGET_NAME.fullmatch(name)]
+    if bad:
+        raise BundleError(f"bundle {directory}: invalid propensity target name(s) {bad}")
+    unlisted = [name for name in targets if f"propensity-{name}.skops" not in listed]
+    if unlisted:
+        raise BundleError(f"bundle {directory}: no model file for target(s) {unlisted}")
+    segmenter = load_trusted(directory / "segmenter.skops")
+    propensity = {name: load_trusted(directory / f"propensity-{name}.skops") for name in targets}
     feature_config = metadata.feature_config
     columns = metadata.columns
     return SegmentationModel(segmenter, propensity, feature_config, columns, metadata)

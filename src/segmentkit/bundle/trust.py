@@ -1,31 +1,302 @@
-"""Which object types a bundle may contain, and loading skops files under that rule."""
+"""What a model file may contain: an exact list of classes, checked before anything is built.
+
+A skops file describes objects by ``module.name`` and skops imports and calls
+what it names when it builds them. A name prefix such as ``sklearn.`` is no
+protection: scikit-learn modules re-export functions such as ``subprocess``'s
+``check_output`` and ``os.remove``, and skops builds some nodes by *calling* the
+named object with arguments read from the file. The file's sha256 manifest does
+not help either, since whoever can write the bundle can rewrite it.
+
+So segmentkit admits an object only when
+
+- every node of the file is of a kind that builds data or an instance
+  (:data:`ALLOWED_NODE_KINDS`): no function, method, ``functools.partial`` or
+  ``operator`` node is ever accepted, whatever it names;
+- every ``module.name`` the file mentions, including the bit generator of a
+  random generator, is on :data:`TRUSTED_TYPES`, a list of exact class names kept
+  here in code and never read from the file;
+- after building, boosted-tree node arrays index only nodes and features that
+  exist (scikit-learn's tree predictor does not check its indices, so a crafted
+  array could read memory out of bounds).
+
+Anything else raises :class:`~segmentkit.errors.BundleError` naming the type.
+"""
 
 from __future__ import annotations
 
+import io
+import json
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import skops.io as sio
+import numpy as np
 
 from segmentkit.errors import BundleError
 
-_TRUSTED_PREFIXES = ("sklearn.",)
+__all__ = [
+    "ALLOWED_NODE_KINDS",
+    "TRUSTED_TYPES",
+    "check_tree_predictors",
+    "file_types",
+    "load_trusted",
+]
 
+#: skops node kinds that build plain data or an instance of a listed class.
+#: Absent on purpose: FunctionNode, MethodNode, PartialNode, OperatorFuncNode,
+#: ReduceNode and TreeNode (they call or return a named object).
+ALLOWED_NODE_KINDS = frozenset(
+    {
+        "CachedNode",
+        "DictNode",
+        "JsonNode",
+        "ListNode",
+        "LossNode",  # calls the named class; only the two loss classes below are listed
+        "NdArrayNode",
+        "ObjectNode",
+        "RandomGeneratorNode",
+        "SliceNode",
+        "TupleNode",
+        "TypeNode",
+    }
+)
 
-_TRUSTED_SEGMENTKIT = {
-    "segmentkit.models.segmentation.Segmenter",
+_BUILTIN_TYPES = (
+    "builtins.bool",
+    "builtins.dict",
+    "builtins.float",
+    "builtins.int",
+    "builtins.list",
+    "builtins.slice",
+    "builtins.str",
+    "builtins.tuple",
+)
+
+_NUMPY_TYPES = (
+    "numpy.ndarray",
+    "numpy.bool",
+    "numpy.float32",
+    "numpy.float64",
+    "numpy.int8",
+    "numpy.int16",
+    "numpy.int32",
+    "numpy.int64",
+    "numpy.uint8",
+    "numpy.uint16",
+    "numpy.uint32",
+    "numpy.uint64",
+    "numpy.random._generator.Generator",
+    "numpy.random.PCG64",
+)
+
+# What segmentkit's own models are made of (see tests/bundle/test_trust.py, which
+# fails when a trained bundle holds a type missing here).
+_SKLEARN_TYPES = (
+    "sklearn._loss._loss.CyHalfBinomialLoss",
+    "sklearn._loss._loss.CyHalfPoissonLoss",
+    "sklearn._loss.link.IdentityLink",
+    "sklearn._loss.link.Interval",
+    "sklearn._loss.link.LogitLink",
+    "sklearn._loss.link.LogLink",
+    "sklearn._loss.loss.HalfBinomialLoss",
+    "sklearn._loss.loss.HalfPoissonLoss",
+    "sklearn.compose._column_transformer.ColumnTransformer",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingRegressor",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.isotonic.IsotonicRegression",
+    "sklearn.linear_model._glm.glm.PoissonRegressor",
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.mixture._gaussian_mixture.GaussianMixture",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.preprocessing._data.StandardScaler",
+    # ColumnTransformer turns "passthrough" into an identity FunctionTransformer. Its
+    # `func` would be a function node or a function named as a type: never admitted.
+    "sklearn.preprocessing._function_transformer.FunctionTransformer",
+    "sklearn.preprocessing._label.LabelEncoder",
+)
+
+_SEGMENTKIT_TYPES = (
     "segmentkit.models.propensity.PropensityModel",
-}
+    "segmentkit.models.segmentation.Segmenter",
+    "segmentkit.models.transforms.ArcsinhTransformer",
+    "segmentkit.models.transforms.Log1pTransformer",
+)
+
+#: Exact ``module.name`` of every class a segmentkit model file may contain.
+TRUSTED_TYPES = frozenset(_BUILTIN_TYPES + _NUMPY_TYPES + _SKLEARN_TYPES + _SEGMENTKIT_TYPES)
 
 
-def _load_skops(file: Path) -> Any:
+def _schema_nodes(schema: Any) -> Iterator[dict[str, Any]]:
+    """Every node of a skops schema (a dict with a ``__loader__``), however deeply nested."""
+    stack = [schema]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "__loader__" in item or "__module__" in item or "__class__" in item:
+                yield item
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _bit_generator_name(node: dict[str, Any]) -> str | None:
+    """Name of the bit generator class a RandomGeneratorNode makes skops call."""
     try:
-        untrusted = sio.get_untrusted_types(file=file)
+        raw = node["content"]["bit_generator"]["content"]["bit_generator"]["content"]
+        return str(json.loads(raw))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def file_types(file: str | Path | bytes) -> set[str]:
+    """Every ``module.name`` a skops file would import, by node kind (nothing is built).
+
+    Parameters
+    ----------
+    file : str, Path or bytes
+        The skops file, or its content.
+
+    Returns
+    -------
+    set of str
+        ``"module.name"`` strings, prefixed by ``"<NodeKind> "`` for nodes whose kind
+        is not in :data:`ALLOWED_NODE_KINDS`.
+
+    Raises
+    ------
+    BundleError
+        The file is not a readable skops archive.
+    """
+    source = io.BytesIO(file) if isinstance(file, bytes) else file
+    name = "skops data" if isinstance(file, bytes) else Path(file).name
+    try:
+        with zipfile.ZipFile(source) as archive:
+            schema = json.loads(archive.read("schema.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise BundleError(f"{name} is not a readable skops file: {exc}") from None
+    found: set[str] = set()
+    for node in _schema_nodes(schema):
+        kind = node.get("__loader__")
+        module, cls = node.get("__module__"), node.get("__class__")
+        if not isinstance(module, str) or not isinstance(cls, str):
+            raise BundleError(f"{name} has a node without a type name: refusing to load it")
+        type_name = f"{module}.{cls}"
+        found.add(type_name if kind in ALLOWED_NODE_KINDS else f"{kind} {type_name}")
+        if kind == "RandomGeneratorNode":
+            bit_generator = _bit_generator_name(node)
+            found.add(f"numpy.random.{bit_generator}" if bit_generator else "unnamed bit generator")
+    return found
+
+
+def _refused(found: set[str]) -> list[str]:
+    return sorted(t for t in found if t not in TRUSTED_TYPES)
+
+
+def load_trusted(file: str | Path) -> Any:
+    """Load one skops file if every type it names is trusted, then check its trees.
+
+    Parameters
+    ----------
+    file : str or Path
+        A ``.skops`` file of a bundle (its checksum already verified).
+
+    Returns
+    -------
+    object
+        The estimator the file holds.
+
+    Raises
+    ------
+    BundleError
+        The file names a type outside :data:`TRUSTED_TYPES`, holds a function or
+        method node, cannot be read, or holds malformed tree arrays.
+    """
+    import skops.io as sio
+
+    path = Path(file)
+    found = file_types(path)
+    refused = _refused(found)
+    if refused:
+        raise BundleError(
+            f"{path.name} holds object type(s) segmentkit does not load: {refused} "
+            "(only an exact list of classes is trusted; functions never are)"
+        )
+    try:
+        # skops audits the file again against the same names; nothing outside them is built.
+        obj = sio.load(path, trusted=sorted(found))
     except Exception as exc:  # skops raises several types for a damaged archive
-        raise BundleError(f"{file.name} is not a readable skops file: {exc}") from None
-    unknown = [
-        t for t in untrusted if not (t.startswith(_TRUSTED_PREFIXES) or t in _TRUSTED_SEGMENTKIT)
-    ]
-    if unknown:
-        raise BundleError(f"{file.name} holds object type(s) outside the allowlist: {unknown}")
-    return sio.load(file, trusted=untrusted)
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BundleError(f"{path.name} cannot be loaded: {message}") from None
+    check_tree_predictors(obj, path.name)
+    return obj
+
+
+def _tree_predictors(obj: Any, seen: set[int] | None = None) -> Iterator[tuple[Any, int | None]]:
+    """Yield (TreePredictor, n_features) of every boosted-tree model inside ``obj``."""
+    from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    predictors = getattr(obj, "_predictors", None)
+    if isinstance(predictors, list):
+        n_features = getattr(obj, "n_features_in_", None)
+        for row in predictors:
+            for tree in row if isinstance(row, list) else [row]:
+                if not isinstance(tree, TreePredictor):
+                    raise BundleError(f"boosted trees hold a {type(tree).__name__}, not a tree")
+                yield tree, n_features
+    children: list[Any] = []
+    if isinstance(obj, dict):
+        children = list(obj.values())
+    elif isinstance(obj, list | tuple):
+        children = list(obj)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, type | np.ndarray):
+        children = list(vars(obj).values())
+    for child in children:
+        if isinstance(child, dict | list | tuple) or hasattr(child, "__dict__"):
+            yield from _tree_predictors(child, seen)
+
+
+def check_tree_predictors(obj: Any, where: str = "model") -> None:
+    """Refuse boosted-tree node arrays whose indices point outside the tree or the features.
+
+    scikit-learn follows ``left``/``right`` and ``feature_idx`` without bounds checks
+    at prediction time; a loaded file must not be able to steer them out of range.
+
+    Raises
+    ------
+    BundleError
+        A child index is out of range or does not point forward (a cycle), a split
+        feature is out of range, or a categorical split has no bitset.
+    """
+    for tree, n_features in _tree_predictors(obj):
+        nodes = tree.nodes
+        names = set(getattr(getattr(nodes, "dtype", None), "names", None) or ())
+        if not isinstance(nodes, np.ndarray) or not {"left", "right", "feature_idx"} <= names:
+            raise BundleError(f"{where}: a boosted tree has malformed node arrays")
+        size = nodes.shape[0]
+        split = ~nodes["is_leaf"].astype(bool)
+        index = np.arange(size)
+        for side in ("left", "right"):
+            child = nodes[side][split].astype(np.int64)
+            if child.size and (
+                child.min() < 0 or child.max() >= size or np.any(child <= index[split])
+            ):
+                raise BundleError(f"{where}: a boosted tree's {side} child index is out of range")
+        features = nodes["feature_idx"][split].astype(np.int64)
+        limit = n_features if isinstance(n_features, int | np.integer) else None
+        if features.size and (features.min() < 0 or (limit and features.max() >= limit)):
+            raise BundleError(f"{where}: a boosted tree splits on a feature that does not exist")
+        categorical = split & nodes["is_categorical"].astype(bool)
+        if categorical.any():
+            bitsets = np.asarray(tree.raw_left_cat_bitsets)
+            idx = nodes["bitset_idx"][categorical].astype(np.int64)
+            if idx.min() < 0 or idx.max() >= bitsets.shape[0]:
+                raise BundleError(
+                    f"{where}: a boosted tree's category bitset index is out of range"
+                )

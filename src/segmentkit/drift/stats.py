@@ -18,7 +18,7 @@ from segmentkit.drift._common import (
     _judge,
     _label_codes,
 )
-from segmentkit.drift.reference import FeatureReference
+from segmentkit.drift.reference import FeatureReference, quantile_summary
 from segmentkit.errors import (
     DataValidationError,
     InsufficientDataError,
@@ -131,7 +131,8 @@ def wasserstein_test(
     values, n_missing = _finite_values(current_values, reference.name)
     ref_q = np.asarray(reference.quantiles, dtype=float)
     levels = np.linspace(0.0, 1.0, ref_q.size)
-    cur_q = np.quantile(values, levels)
+    # Summarized like the reference (tails clipped under its privacy floor).
+    cur_q = quantile_summary(values, ref_q.size, reference.min_group)
     distance = float(np.trapezoid(np.abs(cur_q - ref_q), levels))
     unit = reference.std if reference.std > 0 else 1.0
     score = distance / unit

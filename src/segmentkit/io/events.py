@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import glob
 import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,8 @@ class EventLog:
     has_revenue: bool
     has_session_id: bool
     as_of: dt.datetime | None
+    columns: ColumnMap = dataclasses.field(default_factory=ColumnMap)
+    source_columns: tuple[str, ...] = ()
 
     def relation(self) -> duckdb.DuckDBPyRelation:
         """Return the clean events as a DuckDB relation."""
@@ -148,17 +151,32 @@ def connect(
 def to_timestamp(value: dt.date | dt.datetime | str | pd.Timestamp) -> dt.datetime:
     """Convert a date-like value to a naive UTC datetime.
 
+    Strings must be ISO 8601 dates or datetimes (``2024-03-01``, ``2024-03-01T12:00``,
+    ``2024-03-01T12:00+02:00``): ``01-11-2024`` could mean January or November, so it
+    is refused rather than guessed.
+
     Examples
     --------
     >>> to_timestamp("2024-03-01")
     datetime.datetime(2024, 3, 1, 0, 0)
+    >>> to_timestamp("2024-03-01T12:30+02:00")
+    datetime.datetime(2024, 3, 1, 10, 30)
     """
+    expected = (
+        f"as_of: expected an ISO 8601 date or datetime "
+        f"(YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+HH:MM]), got {value!r}"
+    )
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise DataValidationError(expected) from None
     try:
         stamp = pd.Timestamp(value)
     except (ValueError, TypeError):
-        raise DataValidationError(f"as_of: expected a date YYYY-MM-DD, got {value!r}") from None
+        raise DataValidationError(expected) from None
     if stamp is pd.NaT:
-        raise DataValidationError(f"as_of: expected a date YYYY-MM-DD, got {value!r}")
+        raise DataValidationError(expected)
     if stamp.tzinfo is not None:
         stamp = stamp.tz_convert("UTC").tz_localize(None)
     return stamp.to_pydatetime()
@@ -323,6 +341,16 @@ def load_events(
         raise DataValidationError(
             f"missing required column(s) {', '.join(missing)}; columns present: {list(types)}"
         )
+    absent = [
+        f"{role} ({getattr(columns, role)!r})"
+        for role in columns.explicit
+        if getattr(columns, role) is not None and getattr(columns, role) not in types
+    ]
+    if absent:
+        raise DataValidationError(
+            f"column(s) {', '.join(absent)} mapped in data.columns are absent; columns present: "
+            f"{list(types)} (map the role to null if the log has no such column)"
+        )
     has_revenue = columns.revenue is not None and columns.revenue in types
     has_session = columns.session_id is not None and columns.session_id in types
 
@@ -485,7 +513,92 @@ def load_events(
         has_revenue=has_revenue,
         has_session_id=has_session,
         as_of=cutoff,
+        columns=columns,
+        source_columns=tuple(types),
     )
+
+
+def _roles_present(log: EventLog) -> dict[str, str]:
+    columns = log.columns
+    present = {"user_id": columns.user_id, "timestamp": columns.timestamp}
+    if columns.event is not None:
+        present["event"] = columns.event
+    if log.has_revenue and columns.revenue is not None:
+        present["revenue"] = columns.revenue
+    if log.has_session_id and columns.session_id is not None:
+        present["session_id"] = columns.session_id
+    return present
+
+
+def key_events_seen(log: EventLog, key_events: Sequence[str]) -> list[str]:
+    """Return the configured key events that occur at least once in the clean log."""
+    if not key_events:
+        return []
+    names = ", ".join("'" + str(name).replace("'", "''") + "'" for name in key_events)
+    rows = log.con.execute(
+        f"SELECT DISTINCT event FROM {log.table} WHERE event IN ({names})"
+    ).fetchall()
+    return sorted(str(row[0]) for row in rows)
+
+
+def describe_input(log: EventLog, key_events: Sequence[str] = ()) -> dict[str, Any]:
+    """Describe what a training log held (recorded in the bundle, checked when scoring).
+
+    Returns
+    -------
+    dict
+        ``columns``: contract role to the log's column name, for every role present;
+        ``optional_used``: the optional roles (``revenue``, ``session_id``) the
+        features were built from; ``key_events_seen``: the key events that occurred.
+        Names only, never values.
+    """
+    present = _roles_present(log)
+    return {
+        "columns": present,
+        "optional_used": [role for role in ("revenue", "session_id") if role in present],
+        "key_events_seen": key_events_seen(log, key_events),
+    }
+
+
+def check_input(log: EventLog, schema: Mapping[str, Any] | None) -> list[str]:
+    """Refuse a log that lacks a column the model was trained with; report unseen key events.
+
+    Parameters
+    ----------
+    log : EventLog
+        The log about to be scored.
+    schema : mapping, optional
+        :func:`describe_input` of the training log (bundles without one are not checked).
+
+    Returns
+    -------
+    list of str
+        Warnings: key events seen in training that never occur in ``log``.
+
+    Raises
+    ------
+    DataValidationError
+        A column the model was trained with (e.g. ``revenue``) is absent: its features
+        would silently become zero and move users to other segments.
+    """
+    if not schema:
+        return []
+    trained = dict(schema.get("columns", {}))
+    present = _roles_present(log)
+    missing = [f"{role} ({name!r})" for role, name in trained.items() if role not in present]
+    if missing:
+        raise DataValidationError(
+            f"the model was trained with column(s) {', '.join(missing)} that this event log "
+            f"lacks; columns present: {list(log.source_columns)} (map them in data.columns)"
+        )
+    expected = [str(e) for e in schema.get("key_events_seen", [])]
+    unseen = sorted(set(expected) - set(key_events_seen(log, expected)))
+    if unseen:
+        return [
+            f"key event(s) {unseen} occurred in the training log but never in this one: "
+            "their count features are zero for every user"
+        ]
+    return []
 
 
 def _first_line(exc: BaseException) -> str:

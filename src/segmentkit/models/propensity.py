@@ -62,7 +62,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression, PoissonRegressor
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
@@ -85,6 +85,7 @@ from segmentkit.models.labels import (
     build_training_set,
     plan_snapshots,
 )
+from segmentkit.models.transforms import ArcsinhTransformer, Log1pTransformer
 from segmentkit.text import slug, sql_timestamp
 
 FAMILIES: tuple[str, ...] = ("logistic", "hgb", "recency", "rfm", "bgnbd", "complement")
@@ -169,7 +170,7 @@ def _base_estimator(
             if classify
             else PoissonRegressor(alpha=1e-3, max_iter=1000)
         )
-        signed_log = FunctionTransformer(np.arcsinh)
+        signed_log = ArcsinhTransformer()
         if names is not None and BGNBD_FEATURES[0] in names:
             # The BG/NBD inputs are already on the link scale (log-odds, log count):
             # a linear model can then reproduce BG/NBD itself, and improve on it.
@@ -209,9 +210,7 @@ def _base_estimator(
         return HistGradientBoostingRegressor(loss="poisson", **common)
     final = LogisticRegression(max_iter=1000) if classify else PoissonRegressor(alpha=0.0)
     if family == "recency":
-        select = ColumnTransformer(
-            [("recency", FunctionTransformer(np.log1p), [names.index(_RECENCY)])]
-        )
+        select = ColumnTransformer([("recency", Log1pTransformer(), [names.index(_RECENCY)])])
         return Pipeline([("select", select), ("scale", StandardScaler()), ("model", final)])
     if family in ("rfm", "bgnbd"):
         # Input is one column built by PropensityModel._design: the summed R, F, M

@@ -1,0 +1,154 @@
+"""Input that does not match the contract or the model is refused with one clear line."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from segmentkit.config import ColumnMap, load_config
+from segmentkit.errors import DataValidationError
+from segmentkit.io.events import check_input, describe_input, load_events, to_timestamp
+
+
+@pytest.mark.parametrize(
+    "text", ["01-11-2024", "11/01/2024", "2024-13-01", "next monday", "2024-1-5", ""]
+)
+def test_as_of_accepts_iso_8601_only(text):
+    with pytest.raises(DataValidationError, match="expected an ISO 8601 date or datetime"):
+        to_timestamp(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-11-01", pd.Timestamp("2024-11-01")),
+        ("2024-11-01T06:30", pd.Timestamp("2024-11-01 06:30")),
+        ("2024-11-01T06:30:00Z", pd.Timestamp("2024-11-01 06:30")),
+        ("2024-11-01T08:30+02:00", pd.Timestamp("2024-11-01 06:30")),
+    ],
+)
+def test_iso_8601_dates_and_datetimes_parse(text, expected):
+    assert to_timestamp(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(float("nan"), "nan"), (float("inf"), "inf"), (-float("inf"), "-inf"), (1e12, "1e+12")],
+    ids=["nan", "inf", "-inf", "too-large"],
+)
+def test_unusable_revenue_is_an_input_error(tiny_log, tmp_path, value, shown):
+    table = pa.Table.from_pandas(tiny_log, preserve_index=False)
+    revenue = table.column("revenue").to_pylist()
+    revenue[2] = value  # a genuine NaN/inf in Parquet (pandas would write NaN as null)
+    table = table.set_column(
+        table.schema.get_field_index("revenue"), "revenue", pa.array(revenue, pa.float64())
+    )
+    path = tmp_path / "events.parquet"
+    pq.write_table(table, path)
+    with pytest.raises(DataValidationError, match=r"'revenue' \(revenue\): 1 value\(s\) are NaN"):
+        load_events(path)
+
+
+def test_revenue_just_below_the_limit_is_accepted(tiny_log):
+    tiny_log.loc[1, "revenue"] = 999_999_999_999.0
+    assert load_events(tiny_log).report.rows_clean == len(tiny_log)
+
+
+def test_all_null_event_column_is_an_input_error(tiny_log):
+    tiny_log["event"] = None
+    with pytest.raises(DataValidationError, match=r"'event' \(event\): all 7 value\(s\) are null"):
+        load_events(tiny_log)
+
+
+def test_corrupt_parquet_is_one_line(tmp_path, tiny_log):
+    path = tmp_path / "events.parquet"
+    tiny_log.to_parquet(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] + data[-200:])
+    with pytest.raises(DataValidationError, match="events cannot be read") as info:
+        load_events(path)
+    assert "\n" not in str(info.value)
+
+
+def test_mapped_column_that_is_absent_names_it_and_the_columns_present(tiny_log):
+    config = load_config(overrides={"data": {"columns": {"revenue": "amount"}}})
+    with pytest.raises(
+        DataValidationError, match=r"revenue \('amount'\) mapped in data.columns"
+    ) as info:
+        load_events(tiny_log, config.data.columns)
+    assert "'session_id'" in str(info.value)  # the columns present are listed
+
+
+def test_explicit_null_means_no_revenue(tiny_log):
+    config = load_config(overrides={"data": {"columns": {"revenue": None}}})
+    log = load_events(tiny_log, config.data.columns)
+    assert not log.has_revenue
+    assert describe_input(log)["optional_used"] == ["session_id"]
+
+
+def test_default_optional_columns_are_used_only_when_present(tiny_log):
+    log = load_events(tiny_log.drop(columns=["revenue"]), ColumnMap())
+    assert not log.has_revenue
+
+
+def _schema(tiny_log):
+    return describe_input(load_events(tiny_log), key_events=["purchase", "add_to_cart", "gift"])
+
+
+def test_input_schema_records_columns_and_key_events(tiny_log):
+    schema = _schema(tiny_log)
+    assert schema["columns"] == {
+        "user_id": "user_id",
+        "timestamp": "timestamp",
+        "event": "event",
+        "revenue": "revenue",
+        "session_id": "session_id",
+    }
+    assert schema["optional_used"] == ["revenue", "session_id"]
+    assert schema["key_events_seen"] == ["add_to_cart", "purchase"]
+
+
+@pytest.mark.parametrize("column", ["revenue", "session_id"])
+def test_scoring_input_without_a_trained_column_is_refused(tiny_log, column):
+    schema = _schema(tiny_log)
+    log = load_events(tiny_log.drop(columns=[column]))
+    with pytest.raises(
+        DataValidationError, match=rf"trained with column\(s\) {column} \('{column}'\)"
+    ):
+        check_input(log, schema)
+
+
+def test_key_event_never_seen_is_a_warning(tiny_log):
+    schema = _schema(tiny_log)
+    log = load_events(tiny_log[tiny_log["event"] != "add_to_cart"])
+    (message,) = check_input(log, schema)
+    assert "['add_to_cart']" in message
+    assert check_input(load_events(tiny_log), schema) == []
+
+
+def test_rows_without_an_event_name_are_dropped_and_counted(tiny_log):
+    tiny_log.loc[2, "event"] = None
+    log = load_events(tiny_log)
+    assert log.report.null_event == 1
+    assert log.report.rows_clean == len(tiny_log) - 1
+
+
+def test_rows_without_an_event_name_with_on_invalid_error(tiny_log):
+    tiny_log.loc[2, "event"] = None
+    with pytest.raises(
+        DataValidationError, match=r"'event': 1 null value\(s\) \(on_invalid=error\)"
+    ):
+        load_events(tiny_log, on_invalid="error")
+
+
+def test_cli_refuses_an_ambiguous_as_of(tmp_path, monkeypatch, capsys):
+    from segmentkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "e.csv").write_text("user_id,timestamp,event\n1,2024-01-01,view\n")
+    with pytest.raises(SystemExit) as info:
+        main(["features", "--events", "e.csv", "--as-of", "01-11-2024", "--out", "f.csv"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and "ISO 8601" in err
