@@ -29,7 +29,7 @@ from segmentkit.io.events import load_events
 from segmentkit.io.synth import generate_events
 from segmentkit.models.bgnbd import BetaGeoModel, summary_from_features, transaction_summary
 from segmentkit.models.labels import build_labels
-from segmentkit.models.propensity import fit_propensity
+from segmentkit.models.propensity_training import fit_propensity
 from segmentkit.scoring import score_propensity
 
 HORIZON = 30

@@ -29,6 +29,7 @@ from segmentkit.bundle.storage import load_bundle
 from segmentkit.config import Config, load_config
 from segmentkit.errors import BundleError, ConfigError, DataValidationError
 from segmentkit.io.events import DataQualityReport, EventSource
+from segmentkit.text import is_mlflow_uri
 from segmentkit.version import __version__
 
 if TYPE_CHECKING:
@@ -59,17 +60,6 @@ ModelRef = SegmentationModel | str | Path
 @contextlib.contextmanager
 def _silent(_: str) -> Iterator[None]:
     yield
-
-
-def is_mlflow_uri(text: str) -> bool:
-    """Whether ``text`` names an MLflow model (``models:/...``, ``runs:/...``, ``scheme://``).
-
-    Examples
-    --------
-    >>> is_mlflow_uri("models:/segmentkit-demo@champion"), is_mlflow_uri("models/segmentkit-demo")
-    (True, False)
-    """
-    return "://" in text or text.startswith(("models:/", "runs:/"))
 
 
 def load(uri: str | Path, tracking_uri: str | None = None) -> SegmentationModel:
@@ -347,7 +337,7 @@ def _write_html_report(
         path = out_dir / "report.html"
         path.write_text(text, encoding="utf-8")
         if run is not None:
-            from segmentkit import tracking
+            import segmentkit.tracking as tracking
 
             tracking.log_report(run.run_id, text, run.tracking_uri)
     import matplotlib.pyplot as plt
@@ -407,7 +397,7 @@ def _publish(
     from segmentkit.report.training import training_figures
 
     with progress("Saving the bundle and logging to MLflow"):
-        from segmentkit import tracking
+        import segmentkit.tracking as tracking
 
         _quiet_mlflow_logs()
         as_of = f"{result.as_of:%Y-%m-%d}"

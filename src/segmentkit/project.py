@@ -16,6 +16,7 @@ from pathlib import Path
 
 from segmentkit.config import Config, load_config
 from segmentkit.errors import ConfigError
+from segmentkit.text import is_mlflow_uri
 
 __all__ = ["PROJECT_ENV", "Project", "find_project"]
 
@@ -82,8 +83,6 @@ class Project:
         MLflow URIs (``models:/NAME@champion``) are returned as they are; relative
         bundle paths are taken from :attr:`root`.
         """
-        from segmentkit.api import is_mlflow_uri
-
         if uri is None:
             return str(self.model_path)
         return str(uri) if is_mlflow_uri(str(uri)) else str(self.path(uri))
@@ -120,11 +119,9 @@ def find_project(start: str | Path | None = None) -> Project:
     if start is not None:
         candidates = [Path(start)]
     else:
-        import segmentkit
-
         env = os.environ.get(PROJECT_ENV)
         candidates = [Path(env)] if env else []
-        candidates += [Path.cwd(), Path(segmentkit.__file__).resolve().parent]
+        candidates += [Path.cwd(), Path(__file__).resolve().parent]
     for candidate in candidates:
         root = _holding_marker(candidate.expanduser().resolve())
         if root is not None:

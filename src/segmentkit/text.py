@@ -1,4 +1,4 @@
-"""Small text helpers shared across the package: SQL literals, slugs, label ordering."""
+"""Small text helpers shared across the package: SQL literals, slugs, label ordering, URIs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from typing import Any
 
-__all__ = ["natural_key", "slug", "sql_literal", "sql_timestamp"]
+__all__ = ["is_mlflow_uri", "natural_key", "slug", "sql_literal", "sql_timestamp"]
 
 
 def sql_timestamp(value: dt.datetime) -> str:
@@ -58,3 +58,14 @@ def natural_key(label: Any) -> tuple[int, float, str]:
         return (0, float(text), text)
     except ValueError:
         return (1, 0.0, text)
+
+
+def is_mlflow_uri(text: str) -> bool:
+    """Whether ``text`` names an MLflow model (``models:/...``, ``runs:/...``, ``scheme://``).
+
+    Examples
+    --------
+    >>> is_mlflow_uri("models:/segmentkit-demo@champion"), is_mlflow_uri("models/segmentkit-demo")
+    (True, False)
+    """
+    return "://" in text or text.startswith(("models:/", "runs:/"))

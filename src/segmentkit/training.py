@@ -197,7 +197,7 @@ def train_model(
     import time
 
     from segmentkit.drift import build_feature_reference
-    from segmentkit.models.propensity import fit_propensity
+    from segmentkit.models.propensity_training import fit_propensity
 
     timings: dict[str, float] = {}
 

@@ -4,8 +4,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import AS_OF
 
+from conftest import AS_OF
 from segmentkit.config import ColumnMap, FeatureConfig
 from segmentkit.errors import DataValidationError
 from segmentkit.features import build_features, describe_features, feature_names

@@ -13,7 +13,8 @@ from segmentkit.features import build_features
 from segmentkit.io.events import load_events
 from segmentkit.io.synth import generate_events
 from segmentkit.models.labels import build_labels, build_training_set, plan_snapshots
-from segmentkit.models.propensity import CANDIDATES, PropensityModel, fit_propensity
+from segmentkit.models.propensity import CANDIDATES, PropensityModel
+from segmentkit.models.propensity_training import fit_propensity
 from segmentkit.scoring import (
     feature_matrix,
     labels_from_codes,

@@ -44,10 +44,8 @@ refitted model on the latest snapshot. Class imbalance is handled by
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -66,49 +64,60 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from segmentkit.config import FeatureConfig, PropensityConfig, TargetConfig
-from segmentkit.errors import ConfigError, DataValidationError, InsufficientDataError
-from segmentkit.io.events import EventLog, to_timestamp
+from segmentkit.errors import ConfigError, DataValidationError
 from segmentkit.models.bgnbd import BetaGeoModel, bgnbd_predictions, summary_from_features
-from segmentkit.models.evaluation import (
-    _CALIBRATION_COLUMNS,
-    PropensityEvaluation,
-    _calibration_table,
-    _decile_table,
-    _metrics,
-    _selection_metric,
-)
 from segmentkit.models.hgb_runtime import raw_predict as hgb_raw_predict
 from segmentkit.models.labels import (
     _KINDS,
-    _check_target,
-    build_training_set,
-    plan_snapshots,
 )
 from segmentkit.models.transforms import ArcsinhTransformer, Log1pTransformer
-from segmentkit.text import slug, sql_timestamp
+from segmentkit.text import slug
 
 FAMILIES: tuple[str, ...] = ("logistic", "hgb", "recency", "rfm", "bgnbd", "complement")
+
+
 """Model families a :class:`PropensityModel` can hold."""
+
+
 CANDIDATES: tuple[str, ...] = ("logistic", "hgb", "logistic+bgnbd", "hgb+bgnbd", "bgnbd")
+
+
 """Families competing for a target (``+bgnbd``: with the BG/NBD inputs).
 
 ``bgnbd`` competes too: where the log is a plain purchase process, BG/NBD itself can be
 the best model, and the choice should be free to say so. The baselines are reported
 beside the chosen model whatever wins.
 """
+
+
 BASELINES: tuple[str, ...] = ("recency", "rfm", "bgnbd")
+
+
 # Inputs a candidate gains with "+bgnbd", appended after the feature columns.
 BGNBD_FEATURES: tuple[str, str] = ("bgnbd_log_odds_active", "bgnbd_log_expected")
+
+
 _BGNBD_INPUTS = ("recency_days", "tenure_days", "active_days_total")
+
+
 BUCKETS: tuple[str, ...] = ("Low", "Medium", "High")
+
+
 # Suffix of a candidate judged without the latest-snapshot level (``relevel=False``).
 _NO_LEVEL = "-nolevel"
+
+
 # Features the baselines read: R, F (the target event's own count when the table has it),
 # M.
 _RECENCY = "recency_days"
+
+
 _FREQUENCY = "active_days_total"
+
+
 _MONETARY = "revenue_total"
+
+
 # Reference quantiles kept per RFM column: mid-ranks of ties are exact to 1/1000.
 _RANK_GRID = 1001
 
@@ -704,427 +713,3 @@ class PropensityModel(BaseEstimator):
     def _bucket_codes(self, scores: Any) -> np.ndarray:
         check_is_fitted(self)
         return np.searchsorted(self.bucket_thresholds_, np.asarray(scores, dtype=float), "right")
-
-
-@dataclass(frozen=True)
-class PropensityResult:
-    """Fitted models, their evaluation and the family chosen per target."""
-
-    models: dict[str, PropensityModel]
-    evaluation: PropensityEvaluation
-    choice: dict[str, str]
-
-
-def _first_event(log: EventLog, as_of: dt.datetime) -> dt.datetime:
-    first = log.con.execute(
-        f"SELECT min(timestamp) FROM {log.table} WHERE timestamp < {sql_timestamp(as_of)}"
-    ).fetchone()[0]
-    if first is None:
-        raise InsufficientDataError(f"the event log has no event before as_of {as_of}")
-    return first
-
-
-def _split(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    X = frame.drop(columns=["snapshot", "user_id", "label"])
-    snapshot = frame["snapshot"].to_numpy().astype("datetime64[s]").astype(np.int64)
-    return X, frame["label"].to_numpy(), snapshot
-
-
-def _check_positives(
-    frame: pd.DataFrame, target: TargetConfig, role: str, minimum: int, horizon: int
-) -> None:
-    positive = int((frame["label"] > 0).sum())
-    negative = int(len(frame) - positive)
-    what = {"inactivity": "churned users", "event": "converting users", "count": "users with"}
-    noun = what[target.kind] + (f" {target.event!r}" if target.kind == "count" else "")
-    when = ", ".join(sorted({t.date().isoformat() for t in frame["snapshot"]}))
-    if positive < minimum:
-        raise InsufficientDataError(
-            f"target {target.name!r}: {positive} positive(s) ({noun} within {horizon} days) in "
-            f"the {role} snapshot(s) {when}; at least min_positives = {minimum} are needed"
-        )
-    if target.kind != "count" and negative < minimum:
-        raise InsufficientDataError(
-            f"target {target.name!r}: only {negative} negative(s) in the {role} snapshot(s) "
-            f"{when}; at least min_positives = {minimum} of each class are needed"
-        )
-
-
-def _snapshot_rows(frame: pd.DataFrame, name: str, role: str, horizon: int) -> list[dict]:
-    rows = []
-    for t0, part in frame.groupby("snapshot", sort=False):
-        rows.append(
-            {
-                "target": name,
-                "role": role,
-                "snapshot": t0,
-                "label_end": t0 + pd.Timedelta(days=horizon),
-                "users": len(part),
-                "positives": int((part["label"] > 0).sum()),
-                "rate": float(part["label"].mean()),
-            }
-        )
-    return rows
-
-
-def fit_propensity(
-    log: EventLog,
-    as_of: dt.date | dt.datetime | str,
-    feature_config: FeatureConfig | None = None,
-    config: PropensityConfig | None = None,
-    *,
-    segments: pd.DataFrame | None = None,
-    candidates: Sequence[str] = CANDIDATES,
-    n_threads: int | None = None,
-    selection_rows_max: int = 200_000,
-) -> PropensityResult:
-    """Fit, evaluate out of time and choose a calibrated model per target.
-
-    Parameters
-    ----------
-    log : EventLog
-        Clean log (it may hold events at or after ``as_of``: they are never read).
-    as_of : date-like
-        Scoring time. Label windows end at or before it.
-    feature_config : FeatureConfig, optional
-        Feature settings, passed to :func:`segmentkit.features.build_features`.
-    config : PropensityConfig
-        Targets, horizon, snapshot layout, ``min_positives`` and ``random_state``.
-    segments : pandas.DataFrame, optional
-        ``user_id, segment``: adds per-segment observed rate and mean out-of-time
-        score on the evaluation snapshot to the evaluation.
-    candidates : sequence of str
-        Families competing per target (a subset of :data:`FAMILIES`).
-    n_threads : int, optional
-        Passed to every :class:`PropensityModel` (see there).
-    selection_rows_max : int
-        Candidates are compared on at most this many selection training rows, a
-        sample stratified by snapshot and label; the winner is fitted on every row.
-
-    Returns
-    -------
-    PropensityResult
-
-    Raises
-    ------
-    ConfigError
-        No targets, or an invalid target or candidate.
-    DataValidationError
-        ``as_of`` is after the log's cut-off, or ``segments`` lacks its columns.
-    InsufficientDataError
-        The log is too short for one backtest snapshot, or a target has fewer
-        than ``min_positives`` positives (or negatives) in a snapshot set.
-    """
-    config = config or PropensityConfig()
-    if not config.targets:
-        raise ConfigError("propensity.targets: no target to fit")
-    allowed = [*FAMILIES, *(f"{f}+bgnbd" for f in FAMILIES if f not in ("bgnbd", "complement"))]
-    unknown = [c for c in candidates if c not in allowed or c == "complement"]
-    if unknown or not candidates:
-        raise ConfigError(
-            f"candidates: expected some of {[c for c in allowed if c != 'complement']}, "
-            f"got {list(candidates)}"
-        )
-    end = to_timestamp(as_of)
-    if log.as_of is not None and log.as_of < end:
-        raise DataValidationError(
-            f"as_of {end} is after the cut-off {log.as_of} the log was loaded with: "
-            "events in between are missing"
-        )
-    if segments is not None:
-        missing = [c for c in ("user_id", "segment") if c not in segments.columns]
-        if missing:
-            raise DataValidationError(
-                f"segments: missing column(s) {missing}; columns present: {list(segments.columns)}"
-            )
-    for target in config.targets:
-        _check_target(target)
-    first = _first_event(log, end)
-    single_event = _single_event(log, end)
-    cache: dict[dt.datetime, pd.DataFrame] = {}
-    models: dict[str, PropensityModel] = {}
-    choice: dict[str, str] = {}
-    metric_rows: list[dict] = []
-    selection_rows: list[dict] = []
-    total_rows: list[dict] = []
-    notes: list[str] = []
-    nested_all = True
-    decile_frames, calibration_frames, snapshot_rows, segment_frames = [], [], [], []
-    # Event and count targets first: a churn target may be derived from a purchase model.
-    report_scores: dict[tuple[str | None, int], tuple[np.ndarray, str]] = {}
-    ordered = sorted(config.targets, key=lambda t: t.kind == "inactivity")
-
-    for target in ordered:
-        horizon = target.horizon_days or config.horizon_days
-        plan = plan_snapshots(
-            end,
-            horizon,
-            config.n_snapshots,
-            config.snapshot_step_days,
-            first_event=first,
-        )
-        # The choice between candidates is made one horizon earlier than the snapshot
-        # whose metrics are reported, so the reported quality is not the winner's luck.
-        try:
-            selection_plan = plan_snapshots(
-                plan.evaluation, horizon, config.n_snapshots, config.snapshot_step_days,
-                first_event=first,
-            )  # fmt: skip
-        except InsufficientDataError:
-            selection_plan = None
-
-        def build(times: Sequence[dt.datetime], target=target, horizon=horizon) -> pd.DataFrame:
-            return build_training_set(
-                log, times, target, horizon, feature_config, end, _cache=cache
-            )
-
-        backtest, evaluation, final = (
-            build(plan.backtest),
-            build([plan.evaluation]),
-            build(plan.final),
-        )
-        for frame, role in (
-            (backtest, "backtest"),
-            (evaluation, "evaluation"),
-            (final, "final"),
-        ):
-            _check_positives(frame, target, role, config.min_positives, horizon)
-            snapshot_rows += _snapshot_rows(frame, target.name, role, horizon)
-
-        def make(name: str, target=target, horizon=horizon, **extra: Any) -> PropensityModel:
-            relevel = not name.endswith(_NO_LEVEL)
-            family, _, variant = name.removesuffix(_NO_LEVEL).partition("+")
-            return PropensityModel(
-                target=target.name,
-                kind=target.kind,
-                event=target.event,
-                horizon_days=horizon,
-                family=family,
-                random_state=config.random_state,
-                n_threads=n_threads,
-                bgnbd_features=variant == "bgnbd",
-                relevel=relevel,
-                **extra,
-            )
-
-        X_bt, y_bt, s_bt = _split(backtest)
-        X_ev, y_ev, _ = _split(evaluation)
-        X_fin, y_fin, s_fin = _split(final)
-        key = _selection_metric(target.kind)
-        ranked = list(dict.fromkeys(candidates))
-        source = (
-            report_scores.get((single_event, horizon))
-            if target.kind == "inactivity" and single_event is not None
-            else None
-        )
-        scores: dict[str, np.ndarray] = {}
-        fitted: dict[str, PropensityModel] = {}
-        if source is not None:
-            # One event type: no event = no purchase, so churn is 1 - p(purchase).
-            best = "complement"
-            scores[best] = 1.0 - source[0]
-            fitted[best] = make("complement", source=models[source[1]]).fit(
-                X_bt, y_bt, snapshot=s_bt
-            )
-            notes.append(
-                f"{target.name}: the log has one event type ({single_event!r}), so inactivity "
-                f"is the complement of {source[1]!r}: derived as 1 - p({source[1]}), not trained"
-            )
-        elif selection_plan is not None:
-            sel_train = build(selection_plan.backtest)
-            sel_eval = build([selection_plan.evaluation])
-            _check_positives(sel_train, target, "selection", config.min_positives, horizon)
-            snapshot_rows += _snapshot_rows(sel_eval, target.name, "selection", horizon)
-            # Candidates are compared on a stratified sample: only the winner is fitted
-            # on every row (issue 15: the comparison, not the final fit, is what grows).
-            X_st, y_st, s_st = _split(
-                _stratified_sample(sel_train, selection_rows_max, config.random_state)
-            )
-            X_se, y_se, _ = _split(sel_eval)
-            chosen = {}
-            variants = []
-            for name in ranked:
-                candidate = make(name).fit(X_st, y_st, snapshot=s_st)
-                X_array = np.asarray(X_se, dtype=float)
-                # The level taken from the latest training snapshot is kept only where it
-                # helps out of time: some logs drift on in the same direction, and the
-                # model's own extrapolation from the features is then closer.
-                for variant, level in ((name, True), (f"{name}{_NO_LEVEL}", False)):
-                    p = candidate._predict_raw(X_array, level)
-                    chosen[variant] = _metrics(y_se, p, target.kind)
-                    variants.append(variant)
-                    selection_rows += [
-                        {"target": target.name, "model": variant, "metric": m, "value": v}
-                        for m, v in chosen[variant].items()
-                    ]
-            best = min(variants, key=lambda fam: (chosen[fam][key], variants.index(fam)))
-        else:
-            nested_all = False
-            for name in ranked:
-                fitted[name] = make(name).fit(X_bt, y_bt, snapshot=s_bt)
-                scores[name] = fitted[name].predict(X_ev)
-            interim = {n: _metrics(y_ev, scores[n], target.kind) for n in ranked}
-            best = min(ranked, key=lambda fam: (interim[fam][key], ranked.index(fam)))
-            notes.append(
-                f"{target.name}: the log is too short to choose the model one horizon before "
-                "the reported snapshot; the reported metrics are those the choice was made on "
-                "(optimistic)"
-            )
-        for name in dict.fromkeys((best, *BASELINES)):
-            if name not in scores:
-                fitted[name] = make(name).fit(X_bt, y_bt, snapshot=s_bt)
-                scores[name] = fitted[name].predict(X_ev)
-        complement = None
-        if target.kind == "inactivity" and best != "complement":
-            match = next(
-                (v for (ev, h), v in report_scores.items() if h == horizon and ev is not None),
-                None,
-            )
-            if match is not None:
-                complement = f"1-p({match[1]})"
-                scores[complement] = 1.0 - match[0]
-        results = {name: _metrics(y_ev, p, target.kind) for name, p in scores.items()}
-        choice[target.name] = best
-
-        rows, deciles, calib = _report(target, y_ev, scores, results, best)
-        metric_rows += rows
-        decile_frames += deciles
-        calibration_frames += calib
-        if complement is not None:
-            notes.append(_churn_verdict(target.name, results, best, complement))
-        total, lower, upper = fitted[best].expected_total(scores[best])
-        total_rows.append(
-            {
-                "target": target.name,
-                "predicted_total": total,
-                "lower": lower,
-                "upper": upper,
-                "actual_total": float(np.sum(y_ev)),
-            }
-        )
-        if segments is not None:
-            segment_frames.append(_segment_table(evaluation, scores[best], segments, target.name))
-
-        if best == "complement":
-            models[target.name] = make("complement", source=models[source[1]]).fit(
-                X_fin, y_fin, snapshot=s_fin
-            )
-        else:
-            models[target.name] = make(best).fit(X_fin, y_fin, snapshot=s_fin)
-        if target.kind == "event":
-            report_scores.setdefault((target.event, horizon), (scores[best], target.name))
-
-    evaluation_result = PropensityEvaluation(
-        metrics=pd.DataFrame(metric_rows, columns=["target", "model", "metric", "value"]),
-        deciles=pd.concat(decile_frames, ignore_index=True),
-        calibration=(
-            pd.concat(calibration_frames, ignore_index=True)
-            if calibration_frames
-            else pd.DataFrame(columns=_CALIBRATION_COLUMNS)
-        ),
-        snapshots=pd.DataFrame(snapshot_rows),
-        segments=pd.concat(segment_frames, ignore_index=True) if segment_frames else None,
-        selection=pd.DataFrame(selection_rows, columns=["target", "model", "metric", "value"]),
-        totals=pd.DataFrame(total_rows),
-        notes=tuple(notes),
-        nested=nested_all,
-    )
-    order = [t.name for t in config.targets]
-    return PropensityResult(
-        models={name: models[name] for name in order},
-        evaluation=evaluation_result,
-        choice={name: choice[name] for name in order},
-    )
-
-
-def _stratified_sample(frame: pd.DataFrame, max_rows: int, seed: int | None) -> pd.DataFrame:
-    """Return about ``max_rows`` rows, the same share of every (snapshot, positive) group.
-
-    Every group keeps at least one row.
-
-    Examples
-    --------
-    >>> frame = pd.DataFrame({"snapshot": [1] * 12 + [2] * 8, "label": [0, 1] * 10})
-    >>> sample = _stratified_sample(frame, 10, seed=0)
-    >>> len(sample), sample.groupby(["snapshot", "label"]).size().tolist()
-    (10, [3, 3, 2, 2])
-    """
-    if len(frame) <= max_rows:
-        return frame
-    rng = np.random.default_rng(seed)
-    groups = frame.groupby(["snapshot", frame["label"] > 0], sort=True).indices
-    share = max_rows / len(frame)
-    keep = [
-        rng.choice(rows, size=max(1, int(rows.size * share)), replace=False)
-        for rows in groups.values()
-    ]
-    return frame.iloc[np.sort(np.concatenate(keep))]
-
-
-def _single_event(log: EventLog, as_of: dt.datetime) -> str | None:
-    """Return the event name when the log holds one event type before ``as_of``, else None."""
-    before = sql_timestamp(as_of)
-    names = log.con.execute(
-        f"SELECT DISTINCT event FROM {log.table} WHERE timestamp < {before} LIMIT 2"
-    ).fetchall()
-    return str(names[0][0]) if len(names) == 1 else None
-
-
-def _churn_verdict(name: str, results: dict, best: str, complement: str) -> str:
-    """Say whether the inactivity model beats 1 - p(purchase) and recency out of time."""
-    own = results[best]
-    rivals = {m: results[m] for m in (complement, "recency") if m in results}
-    beaten = [
-        m for m, r in rivals.items()
-        if own["roc_auc"] <= r["roc_auc"] or own["log_loss"] >= r["log_loss"]
-    ]  # fmt: skip
-    figures = ", ".join(
-        f"{m} AUC {r['roc_auc']:.3f} / log loss {r['log_loss']:.3f}" for m, r in rivals.items()
-    )
-    head = (
-        f"{name}: the inactivity model (AUC {own['roc_auc']:.3f} / log loss {own['log_loss']:.3f})"
-    )
-    if beaten:
-        return f"{head} does NOT beat {', '.join(beaten)} out of time ({figures})"
-    return f"{head} beats {', '.join(rivals)} out of time ({figures})"
-
-
-def _report(
-    target: TargetConfig,
-    y: np.ndarray,
-    scores: dict[str, np.ndarray],
-    results: dict[str, dict[str, float]],
-    best: str,
-) -> tuple[list[dict], list[pd.DataFrame], list[pd.DataFrame]]:
-    """Return metric rows, decile tables and calibration tables of one target."""
-    rows, deciles, calibration = [], [], []
-    for family in ("model", *results):
-        source = best if family == "model" else family
-        rows += [
-            {"target": target.name, "model": family, "metric": metric, "value": value}
-            for metric, value in results[source].items()
-        ]
-        tables = [(_decile_table(y, scores[source]), deciles)]
-        if target.kind != "count":
-            tables.append((_calibration_table(y, scores[source]), calibration))
-        for table, bucket in tables:
-            table.insert(0, "model", family)
-            table.insert(0, "target", target.name)
-            bucket.append(table)
-    return rows, deciles, calibration
-
-
-def _segment_table(
-    evaluation: pd.DataFrame, scores: np.ndarray, segments: pd.DataFrame, name: str
-) -> pd.DataFrame:
-    frame = pd.DataFrame(
-        {"user_id": evaluation["user_id"], "observed": evaluation["label"], "p": scores}
-    )
-    labels = segments[["user_id", "segment"]].drop_duplicates("user_id")
-    joined = frame.merge(labels, on="user_id", how="inner")
-    table = joined.groupby("segment", sort=True, observed=True).agg(
-        users=("p", "size"), observed=("observed", "mean"), mean_predicted=("p", "mean")
-    )
-    table = table.reset_index()
-    table.insert(0, "target", name)
-    return table

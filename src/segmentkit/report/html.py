@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from segmentkit.report import plots
+from segmentkit.version import __version__
 
 __all__ = [
     "ReportContent",
@@ -285,8 +286,6 @@ def _verdict_html(verdict: Any) -> str:
 
 def render_html(content: ReportContent) -> str:
     """Return the report as one self-contained HTML document (no script, no external resource)."""
-    import segmentkit
-
     out = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -343,7 +342,7 @@ def render_html(content: ReportContent) -> str:
     for title, frame in content.tables.items():
         out += [f"<h2>{html.escape(title)}</h2>", _table(frame)]
     out += [
-        f"<footer>segmentkit {html.escape(segmentkit.__version__)} · generated "
+        f"<footer>segmentkit {html.escape(__version__)} · generated "
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC · aggregates only, no user-level data"
         "</footer>",
         "</main></body></html>",
@@ -470,8 +469,6 @@ def model_report(
     challenger_names : sequence of str, optional
         The challenger's segment names (for the agreement table).
     """
-    import segmentkit
-
     segmenter = model.segmenter
     names = list(segmenter.segment_names_)
     metadata = model.metadata
@@ -484,7 +481,7 @@ def model_report(
         ("Segments", f"{segmenter.n_segments_}"),
         ("Users at training", f"{int(np.sum(segmenter.segment_sizes_)):,}"),
         ("Propensity targets", ", ".join(model.propensity) or "none"),
-        ("segmentkit", segmentkit.__version__),
+        ("segmentkit", __version__),
         *facts,
     ]
     figures = {**segment_figures(segmenter), **propensity_figures(deciles, calibration)}
