@@ -101,5 +101,12 @@ def test_result_tables_and_documents_without_propensity(result):
     assert len(tables["segment_profiles"]) == 2
     documents = result.documents()
     assert documents["data_quality"]["users"] == 80
+    # Views and purchases: not a transaction table. The log has no add_to_cart event, so
+    # that count is constant and reported as dropped, like every other dropped column.
+    assert documents["segment_features"]["transaction_log"] is False
+    assert documents["segment_features"]["dropped"]["add_to_cart_events"] == "constant"
+    assert set(documents["segment_features"]["dropped"]) == set(
+        result.model.segmenter.dropped_features_
+    )
     names = [d["name"] for d in documents["segments"].values()]
     assert names == list(result.model.segmenter.segment_names_)

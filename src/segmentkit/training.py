@@ -100,12 +100,16 @@ class TrainingResult:
         return out
 
     def documents(self) -> dict[str, Any]:
-        """JSON documents: data-quality report and segment names."""
+        """JSON documents: data-quality report, segment names, features left out of clustering."""
         segmenter = self.model.segmenter
         notes = list(self.propensity.evaluation.notes) if self.propensity is not None else []
         return {
             "propensity_notes": notes,
             "data_quality": self.report.to_dict(),
+            "segment_features": {
+                "transaction_log": bool(getattr(segmenter, "transaction_log_", False)),
+                "dropped": dict(getattr(segmenter, "dropped_features_", {})),
+            },
             "segments": {
                 str(i): {"name": name, "description": desc}
                 for i, (name, desc) in enumerate(
