@@ -13,6 +13,8 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 pyspark = pytest.importorskip("pyspark", reason="the Spark extra is not installed")
@@ -156,10 +158,12 @@ def test_data_quality_report_is_the_same(spark):
     events = edge_case_log()
     events.loc[len(events)] = [None, pd.Timestamp("2024-01-02"), "view", 0.0, "x"]
     events.loc[len(events)] = ["g", pd.NaT, "view", 0.0, "x"]
+    events.loc[len(events)] = ["g", pd.Timestamp("2024-01-03"), None, 0.0, "x"]
     local = load_events(events, as_of="2024-01-31").report
     distributed = load_events_spark(to_spark(spark, events), as_of="2024-01-31").report
     assert distributed == local
     assert (local.duplicate_rows, local.null_user_id, local.null_timestamp) == (1, 1, 1)
+    assert local.null_event == 1
 
 
 def test_nanosecond_parquet_and_time_zones(spark, tmp_path):
@@ -197,6 +201,28 @@ def _error(call):
     return type(info.value), str(info.value)
 
 
+def with_revenue(value: float):
+    """Edit the events' revenue: one row gets ``value``, a genuine float (NaN, inf, ...).
+
+    Written through Arrow to Parquet, because pandas and Arrow turn a NaN in a DataFrame
+    into null on the way to either engine.
+    """
+
+    def change(events: pd.DataFrame) -> pa.Table:
+        table = pa.Table.from_pandas(events, preserve_index=False)
+        revenue = table.column("revenue").to_pylist()
+        revenue[3] = value
+        index = table.schema.get_field_index("revenue")
+        return table.set_column(index, "revenue", pa.array(revenue, pa.float64()))
+
+    return change
+
+
+def all_null_events(events: pd.DataFrame) -> pd.DataFrame:
+    # A string column of nulls: an untyped one has no Spark type to create a DataFrame with.
+    return events.assign(event=pd.Series([None] * len(events), dtype="string"))
+
+
 BAD_INPUTS = {
     "missing-column": (lambda e: e.drop(columns="event"), {}),
     "renamed-column": (lambda e: e.rename(columns={"user_id": "uid"}), {}),
@@ -206,20 +232,61 @@ BAD_INPUTS = {
         lambda e: e.assign(user_id=[None, *e["user_id"][1:]]),
         {"on_invalid": "error"},
     ),
+    "nan-revenue": (with_revenue(float("nan")), {}),
+    "infinite-revenue": (with_revenue(float("inf")), {}),
+    "negative-infinite-revenue": (with_revenue(-float("inf")), {}),
+    "too-large-revenue": (lambda e: e.assign(revenue=[1.0, -1e12] * 12), {}),
+    "all-null-event": (all_null_events, {}),
+    "null-event-error": (
+        lambda e: e.assign(event=[*e["event"][:5], None, *e["event"][6:]]),
+        {"on_invalid": "error"},
+    ),
+    "absent-mapped-column": (
+        lambda e: e,
+        {"columns": ColumnMap(revenue="amount", explicit=("revenue",))},
+    ),
     "all-after-as-of": (lambda e: e, {"as_of": "2020-01-01"}),
     "too-few-users": (lambda e: e, {"min_users": 50}),
     "bad-on-invalid": (lambda e: e, {"on_invalid": "ignore"}),
 }
 
 
-@pytest.mark.parametrize("case", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
-def test_bad_input_gets_the_same_error(spark, case):
-    change, options = case
+# The rule each case must trip (on both engines), so that parity never means the same
+# unrelated error twice.
+BAD_INPUT_RULES = {
+    "missing-column": "missing required column(s) event",
+    "renamed-column": "missing required column(s) user_id",
+    "bad-timestamp": "cannot be parsed as a timestamp",
+    "bad-revenue": "12 value(s) are not numeric",
+    "null-user-error": "column 'user_id': 1 null value(s)",
+    "nan-revenue": "1 value(s) are NaN, infinite or not below 1e+12",
+    "infinite-revenue": "1 value(s) are NaN, infinite or not below 1e+12",
+    "negative-infinite-revenue": "1 value(s) are NaN, infinite or not below 1e+12",
+    "too-large-revenue": "12 value(s) are NaN, infinite or not below 1e+12",
+    "all-null-event": "column 'event' (event): all 24 value(s) are null",
+    "null-event-error": "column 'event': 1 null value(s) (on_invalid=error)",
+    "absent-mapped-column": "revenue ('amount') mapped in data.columns are absent",
+    "all-after-as-of": "0 null events, 24 at or after as_of",
+    "too-few-users": "at least 50 are needed",
+    "bad-on-invalid": "on_invalid: expected",
+}
+
+
+@pytest.mark.parametrize("name", BAD_INPUTS)
+def test_bad_input_gets_the_same_error(spark, name, tmp_path):
+    change, options = BAD_INPUTS[name]
     events = change(edge_case_log().iloc[:24].copy())
-    local_type, local_message = _error(lambda: load_events(events, **options))
+    if isinstance(events, pa.Table):  # both engines read the same Parquet file
+        path = tmp_path / "events.parquet"
+        pq.write_table(events, path)
+        local_source, spark_source = path, str(path)
+    else:
+        local_source, spark_source = events, to_spark(spark, events)
+    local_type, local_message = _error(lambda: load_events(local_source, **options))
     spark_type, spark_message = _error(
-        lambda: load_events_spark(to_spark(spark, events), **options)
+        lambda: load_events_spark(spark_source, spark=spark, **options)
     )
+    assert BAD_INPUT_RULES[name] in local_message
     assert spark_type is local_type
     # Spark has no row order: samples name values, not row numbers.
     assert spark_message.split(" e.g. ")[0] == local_message.split(" e.g. ")[0]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from segmentkit.config import ColumnMap
 from segmentkit.errors import DataValidationError, InsufficientDataError
-from segmentkit.io.events import DataQualityReport, to_timestamp
+from segmentkit.io.events import MAX_REVENUE, DataQualityReport, to_timestamp
 
 try:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -212,8 +212,10 @@ def load_events_spark(
     """Check a Spark event log against the data contract and clean it.
 
     The rules and messages of :func:`segmentkit.data.load_events`: a missing
-    column, an unparseable timestamp or a non-numeric revenue raises; null user ids
-    or timestamps are dropped and counted (or raise with ``on_invalid="error"``);
+    column, an unparseable timestamp, a non-numeric revenue or one that is NaN,
+    infinite or not below ``MAX_REVENUE`` in absolute value, and an all-null event
+    column raise; null user ids, timestamps or event names are dropped and counted
+    (or raise with ``on_invalid="error"``);
     exact duplicate rows are dropped and counted; events at or after ``as_of`` are
     excluded and counted. Spark has no row order, so sample values are shown
     without row numbers.
@@ -227,7 +229,7 @@ def load_events_spark(
     as_of : date-like, optional
         Snapshot time; events at or after it are excluded (and counted).
     on_invalid : {"drop", "error"}
-        What to do with rows whose user id or timestamp is null.
+        What to do with rows whose user id, timestamp or event name is null.
     min_users : int
         Fewest distinct users the caller needs.
     spark : SparkSession, optional
@@ -279,6 +281,16 @@ def _validate(
         raise DataValidationError(
             f"missing required column(s) {', '.join(missing)}; columns present: {raw.columns}"
         )
+    absent = [
+        f"{role} ({getattr(columns, role)!r})"
+        for role in columns.explicit
+        if getattr(columns, role) is not None and getattr(columns, role) not in fields
+    ]
+    if absent:
+        raise DataValidationError(
+            f"column(s) {', '.join(absent)} mapped in data.columns are absent; columns present: "
+            f"{raw.columns} (map the role to null if the log has no such column)"
+        )
     has_revenue = columns.revenue is not None and columns.revenue in fields
     has_session = columns.session_id is not None and columns.session_id in fields
 
@@ -317,9 +329,15 @@ def _validate(
         if cutoff is not None
         else F.lit(False)
     )
-    keep = user_col.isNotNull() & ts_col.isNotNull()
+    keep_base = user_col.isNotNull() & ts_col.isNotNull()
     if cutoff is not None:
-        keep = keep & (ts_us < F.lit(epoch_us(cutoff)))
+        keep_base = keep_base & (ts_us < F.lit(epoch_us(cutoff)))
+    # A row without an event name is dropped and counted, like one without a user id.
+    null_event = event.isNull() if columns.event is not None else F.lit(False)
+    keep = keep_base & ~null_event
+    # Revenue is summed as DECIMAL(18, 6) in the features: NaN, infinity and amounts of
+    # 1e12 or more do not fit (and are data errors, not amounts).
+    bad_amount = revenue.isNotNull() & (F.isnan(revenue) | ~(F.abs(revenue) < MAX_REVENUE))
     typed = [
         user.alias("user_id"),
         ts_us.alias("ts_us"),
@@ -345,11 +363,14 @@ def _validate(
         F.min(F.when(keep, ts_us)),
         F.max(F.when(keep, ts_us)),
         F.count_if(keep & (revenue < 0)),
+        F.count_if(keep & bad_amount),
+        F.count_if(keep_base & null_event),
     ).first()
     rows_read, n_bad_ts, n_bad_rev, null_user, null_ts, invalid, after = (
         int(c) for c in counts[:7]
     )
-    distinct_hashes, users, first, last, negative = counts[7:]
+    distinct_hashes, users, first, last, negative = counts[7:12]
+    n_bad_amount, n_null_event = int(counts[12]), int(counts[13])
     if n_bad_ts:
         raise DataValidationError(
             f"column {columns.timestamp!r} (timestamp): {n_bad_ts} value(s) cannot be parsed as "
@@ -360,6 +381,22 @@ def _validate(
             f"column {columns.revenue!r} (revenue): {n_bad_rev} value(s) are not numeric, "
             f"e.g. {_samples(raw, bad_rev, columns.revenue)}"
         )
+    if n_bad_amount:
+        raise DataValidationError(
+            f"column {columns.revenue!r} (revenue): {n_bad_amount} value(s) are NaN, infinite or "
+            f"not below {MAX_REVENUE:.0e} in absolute value, e.g. "
+            f"{_samples(raw, keep & bad_amount, columns.revenue)}"
+        )
+    if n_null_event and n_null_event == rows_read - invalid - after:
+        raise DataValidationError(
+            f"column {columns.event!r} (event): all {n_null_event} value(s) are null; map "
+            "data.columns.event to null for a transaction table without event names"
+        )
+    if on_invalid == "error" and n_null_event:
+        raise DataValidationError(
+            f"column {columns.event!r}: {n_null_event} null value(s) (on_invalid=error), "
+            f"e.g. {_samples(raw, keep_base & null_event, columns.event)}"
+        )
     if on_invalid == "error" and invalid:
         column = columns.user_id if null_user else columns.timestamp
         raise DataValidationError(
@@ -367,7 +404,7 @@ def _validate(
             f"(on_invalid=error), e.g. "
             f"{_samples(raw, F.col(f'`{column}`').isNull(), column)}"
         )
-    kept = rows_read - invalid - after
+    kept = rows_read - invalid - after - n_null_event
     clean = raw.where(keep).select(*typed)
     rows_clean = kept
     if distinct_hashes != kept:
@@ -380,6 +417,7 @@ def _validate(
         rows_read=rows_read,
         null_user_id=null_user,
         null_timestamp=null_ts,
+        null_event=n_null_event,
         duplicate_rows=kept - rows_clean,
         at_or_after_as_of=after,
         negative_revenue_rows=negative,
@@ -387,12 +425,14 @@ def _validate(
         users=users,
         first_event=_from_epoch_us(first).isoformat() if first is not None else None,
         last_event=_from_epoch_us(last).isoformat() if last is not None else None,
+        duplicates_checked=True,
     )
     if rows_clean == 0:
         reason = f" before as_of {cutoff.date()}" if cutoff is not None else ""
         raise InsufficientDataError(
             f"no events left after cleaning{reason}: {rows_read} rows read, "
-            f"{null_user} null user ids, {null_ts} null timestamps, {after} at or after as_of"
+            f"{null_user} null user ids, {null_ts} null timestamps, {n_null_event} null events, "
+            f"{after} at or after as_of"
         )
     if users < min_users:
         raise InsufficientDataError(f"found {users} user(s); at least {min_users} are needed")
