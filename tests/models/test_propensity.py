@@ -286,6 +286,16 @@ def test_model_parameter_and_label_errors(xy, params, y_kind, error, match):
         PropensityModel(**params).fit(X, labels)
 
 
+def test_model_refuses_too_few_rows_to_calibrate(xy):
+    X, y, _ = xy
+    with pytest.raises(InsufficientDataError, match="at least 3 rows.*n_samples=2"):
+        PropensityModel(kind="count").fit(X.iloc[:2], np.array([0, 1]))
+    # One snapshot: 3-fold out-of-fold calibration needs 3 rows of each class.
+    rows = np.r_[np.flatnonzero(y == 0)[:5], np.flatnonzero(y == 1)[:2]]
+    with pytest.raises(InsufficientDataError, match="3 rows of each class, got 5 labels 0 and 2"):
+        PropensityModel().fit(X.iloc[rows], y[rows])
+
+
 def test_model_needs_named_columns(xy):
     X, y, snapshot = xy
     with pytest.raises(ValueError, match="named feature columns"):

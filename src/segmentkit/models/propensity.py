@@ -61,10 +61,12 @@ from sklearn.linear_model import LogisticRegression, PoissonRegressor
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils import ClassifierTags, RegressorTags
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from segmentkit.errors import ConfigError, DataValidationError
+from segmentkit.errors import ConfigError, DataValidationError, InsufficientDataError
 from segmentkit.models.bgnbd import BetaGeoModel, bgnbd_predictions, summary_from_features
 from segmentkit.models.hgb_runtime import raw_predict as hgb_raw_predict
 from segmentkit.models.labels import (
@@ -116,6 +118,10 @@ _FREQUENCY = "active_days_total"
 
 
 _MONETARY = "revenue_total"
+
+
+# Folds of the out-of-fold calibration used when there is no older snapshot to fit on.
+_CALIBRATION_FOLDS = 3
 
 
 # Reference quantiles kept per RFM column: mid-ranks of ties are exact to 1/1000.
@@ -294,6 +300,13 @@ def _level_sd(y: np.ndarray, snapshot: np.ndarray | None) -> float:
     return float(np.sqrt(np.mean(np.diff(np.log(levels)) ** 2)))
 
 
+def _is_binary(model: PropensityModel) -> bool:
+    """Whether the model's target is 0/1: only then does it have ``predict_proba``."""
+    if model.kind == "count":
+        raise AttributeError("predict_proba is not available for kind='count'")
+    return True
+
+
 class PropensityModel(BaseEstimator):
     """Calibrated propensity model of one target.
 
@@ -417,6 +430,26 @@ class PropensityModel(BaseEstimator):
         self.relevel = relevel
         self.source = source
 
+    def __sklearn_tags__(self):
+        """Return scikit-learn tags: a Poisson-like regressor for counts, 0/1 targets otherwise.
+
+        A binary kind is not a scikit-learn classifier: ``predict`` returns P(y = 1),
+        not labels, and there is no ``classes_``, so scorers and CV splitters must not
+        treat it as one. Its targets are 0/1, which ``classifier_tags`` with
+        ``multi_class=False`` says (the common checks then feed it two classes). A count
+        is a regressor of non-negative integers; like ``PoissonRegressor`` it flags
+        ``positive_only`` targets (zero is allowed, negative values are not).
+        """
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        if self.kind == "count":
+            tags.estimator_type = "regressor"
+            tags.regressor_tags = RegressorTags()
+            tags.target_tags.positive_only = True
+        else:
+            tags.classifier_tags = ClassifierTags(multi_class=False)
+        return tags
+
     @property
     def output_name(self) -> str:
         """Name of the score column: ``p_<target>`` or ``expected_<target>``."""
@@ -464,6 +497,11 @@ class PropensityModel(BaseEstimator):
         self._check_params()
         X, y = validate_data(self, X, y, y_numeric=True)
         y = np.asarray(y, dtype=float)
+        if X.shape[0] < _CALIBRATION_FOLDS:
+            raise InsufficientDataError(
+                f"PropensityModel needs at least {_CALIBRATION_FOLDS} rows to calibrate, "
+                f"got n_samples={X.shape[0]}"
+            )
         classify = self.kind != "count"
         if classify and not np.isin(y, (0.0, 1.0)).all():
             raise ValueError(f"kind {self.kind!r} expects 0/1 labels")
@@ -496,10 +534,16 @@ class PropensityModel(BaseEstimator):
                 cal_y = y[latest]
                 self.calibration_mode_ = "latest_snapshot"
         if cal_y is None:
+            if classify and np.bincount(y.astype(int)).min() < _CALIBRATION_FOLDS:
+                zeros, ones = np.bincount(y.astype(int))
+                raise InsufficientDataError(
+                    f"cross-validated calibration needs at least {_CALIBRATION_FOLDS} rows of "
+                    f"each class, got {zeros} labels 0 and {ones} labels 1"
+                )
             folds = (
-                StratifiedKFold(3, shuffle=True, random_state=self.random_state)
+                StratifiedKFold(_CALIBRATION_FOLDS, shuffle=True, random_state=self.random_state)
                 if classify
-                else KFold(3, shuffle=True, random_state=self.random_state)
+                else KFold(_CALIBRATION_FOLDS, shuffle=True, random_state=self.random_state)
             )
             method = "decision_function" if classify else "predict"
             raw = cross_val_predict(clone(base), design, y, cv=folds, method=method)
@@ -687,10 +731,19 @@ class PropensityModel(BaseEstimator):
         X = validate_data(self, X, reset=False)
         return self._predict_array(X)
 
+    @available_if(_is_binary)
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Return ``[1 - p, p]`` per row (binary targets only)."""
-        if self.kind == "count":
-            raise AttributeError("predict_proba is not available for kind='count'")
+        """Return ``[1 - p, p]`` per row (binary targets only).
+
+        Parameters
+        ----------
+        X : pandas.DataFrame
+            The same feature columns, in the same order, as in ``fit``.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_rows, 2)
+        """
         p = self.predict(X)
         return np.column_stack([1.0 - p, p])
 
