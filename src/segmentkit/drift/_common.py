@@ -6,7 +6,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -16,9 +16,12 @@ from segmentkit.errors import (
     DataValidationError,
     InsufficientDataError,
 )
+from segmentkit.serialization import from_jsonable, to_jsonable
 from segmentkit.text import natural_key
 
 Status = Literal["OK", "WARN", "DRIFT"]
+
+T = TypeVar("T")
 
 
 _LEVEL: dict[str, int] = {"OK": 0, "WARN": 1, "DRIFT": 2}
@@ -61,22 +64,6 @@ def _judge(
     if crossed(warn):
         return "WARN"
     return "OK"
-
-
-def _json_safe(value: Any) -> Any:
-    """Plain Python values only: numpy scalars unwrapped, NaN and infinities as None."""
-    if isinstance(value, Mapping):
-        return {str(key): _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_json_safe(item) for item in value]
-    if isinstance(value, np.bool_ | bool):
-        return bool(value)
-    if isinstance(value, np.integer | int):
-        return int(value)
-    if isinstance(value, np.floating | float):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    return value
 
 
 def _finite_values(values: Any, subject: str) -> tuple[np.ndarray, int]:
@@ -127,23 +114,11 @@ def _md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]
     return lines
 
 
-def _number(value: Any) -> float:
-    """Read a JSON number as a float; None (how ``to_dict`` writes NaN) becomes NaN."""
-    if isinstance(value, bool) or not (value is None or isinstance(value, int | float)):
-        raise TypeError(f"expected a number, got {value!r}")
-    return math.nan if value is None else float(value)
-
-
-def _optional_number(value: Any) -> float | None:
-    """Read a JSON number as a float, or None (an unset threshold stays unset)."""
-    return None if value is None else _number(value)
-
-
-def _count(value: Any) -> int:
-    """Read a JSON integer (a count of users or rows)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise TypeError(f"expected a non-negative integer, got {value!r}")
-    return value
+def _count(value: Any, name: str = "count") -> int:
+    """Check a count of users or rows: a non-negative integer."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise TypeError(f"{name}: expected a non-negative integer, got {value!r}")
+    return int(value)
 
 
 def _status_of(value: Any) -> Status:
@@ -152,7 +127,7 @@ def _status_of(value: Any) -> Status:
     return value
 
 
-def _from_json(what: str, data: Any, build: Callable[[Mapping[str, Any]], Any]) -> Any:
+def _from_json(what: str, data: Any, build: Callable[[Mapping[str, Any]], T]) -> T:
     """Run ``build(data)``; turn a missing key or a bad value into a DataValidationError."""
     if not isinstance(data, Mapping):
         raise DataValidationError(f"{what}: expected a JSON object, got {type(data).__name__}")
@@ -164,6 +139,20 @@ def _from_json(what: str, data: Any, build: Callable[[Mapping[str, Any]], Any]) 
         raise DataValidationError(f"{what}: missing key {exc.args[0]!r}") from None
     except (TypeError, ValueError, AttributeError) as exc:
         raise DataValidationError(f"{what} is malformed: {exc}") from None
+
+
+def _read_result(cls: type[T], data: Any, what: str) -> T:
+    """Read a result dataclass written by ``to_dict`` (:func:`from_jsonable`).
+
+    An unknown status is named as such before the fields are read.
+    """
+
+    def build(d: Mapping[str, Any]) -> T:
+        if "status" in d:
+            _status_of(d["status"])
+        return from_jsonable(cls, d, what)
+
+    return _from_json(what, data, build)
 
 
 @dataclass(frozen=True)
@@ -201,17 +190,7 @@ class DriftResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as JSON-safe values."""
-        return _json_safe(
-            {
-                "test": self.test,
-                "subject": self.subject,
-                "score": self.score,
-                "warn_threshold": self.warn_threshold,
-                "drift_threshold": self.drift_threshold,
-                "status": self.status,
-                "details": self.details,
-            }
-        )
+        return to_jsonable(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DriftResult:
@@ -223,16 +202,4 @@ class DriftResult:
             If a key is missing or a value is malformed.
         """
         subject = data.get("subject", "?") if isinstance(data, Mapping) else "?"
-        return _from_json(
-            f"drift result {subject!r}",
-            data,
-            lambda d: cls(
-                test=str(d["test"]),
-                subject=str(d["subject"]),
-                score=_number(d["score"]),
-                warn_threshold=_optional_number(d.get("warn_threshold")),
-                drift_threshold=_optional_number(d.get("drift_threshold")),
-                status=_status_of(d["status"]),
-                details=dict(d.get("details") or {}),
-            ),
-        )
+        return _read_result(cls, data, f"drift result {subject!r}")

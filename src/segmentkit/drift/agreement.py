@@ -18,17 +18,15 @@ from segmentkit.drift._common import (
     _check_thresholds,
     _count,
     _from_json,
-    _json_safe,
     _judge,
     _label_codes,
-    _number,
-    _optional_number,
-    _status_of,
+    _read_result,
 )
 from segmentkit.errors import (
     DataValidationError,
     InsufficientDataError,
 )
+from segmentkit.serialization import from_jsonable, to_jsonable
 from segmentkit.text import natural_key
 
 #: Smallest Jaccard for a champion and a challenger segment to count as the same segment.
@@ -87,6 +85,9 @@ class AgreementResult:
     drift_threshold: float | None
     status: Status
 
+    def __post_init__(self) -> None:
+        _count(self.n_users, "n_users")
+
     @property
     def result(self) -> DriftResult:
         """The ARI verdict as a :class:`DriftResult`."""
@@ -108,27 +109,7 @@ class AgreementResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as JSON-safe values."""
-        return _json_safe(
-            {
-                "ari": self.ari,
-                "jaccard": self.jaccard,
-                "matches": [
-                    {
-                        "champion": m.champion,
-                        "challenger": m.challenger,
-                        "jaccard": m.jaccard,
-                        "centroid_shift": m.centroid_shift,
-                    }
-                    for m in self.matches
-                ],
-                "appeared": list(self.appeared),
-                "vanished": list(self.vanished),
-                "n_users": self.n_users,
-                "warn_threshold": self.warn_threshold,
-                "drift_threshold": self.drift_threshold,
-                "status": self.status,
-            }
-        )
+        return to_jsonable(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AgreementResult:
@@ -139,29 +120,7 @@ class AgreementResult:
         DataValidationError
             If a key is missing or a value is malformed.
         """
-
-        def build(d: Mapping[str, Any]) -> AgreementResult:
-            return cls(
-                ari=_number(d["ari"]),
-                jaccard={str(k): _number(v) for k, v in d["jaccard"].items()},
-                matches=tuple(
-                    SegmentMatch(
-                        champion=str(m["champion"]),
-                        challenger=str(m["challenger"]),
-                        jaccard=_number(m["jaccard"]),
-                        centroid_shift=_optional_number(m.get("centroid_shift")),
-                    )
-                    for m in d["matches"]
-                ),
-                appeared=tuple(str(s) for s in d["appeared"]),
-                vanished=tuple(str(s) for s in d["vanished"]),
-                n_users=_count(d["n_users"]),
-                warn_threshold=_optional_number(d.get("warn_threshold")),
-                drift_threshold=_optional_number(d.get("drift_threshold")),
-                status=_status_of(d["status"]),
-            )
-
-        return _from_json("segment agreement", data, build)
+        return _read_result(cls, data, "segment agreement")
 
 
 def _centroid_of(centroids: Any, label: Any, which: str) -> np.ndarray:
@@ -349,21 +308,19 @@ class MigrationResult:
         totals = self.counts.sum(axis=1).replace(0, 1)
         return self.counts.div(totals, axis=0)
 
+    def __post_init__(self) -> None:
+        for name in _MIGRATION_COUNTS:
+            _count(getattr(self, name), name)
+
     def to_dict(self) -> dict[str, Any]:
-        """Return the result as JSON-safe values."""
-        return _json_safe(
-            {
-                "rows": list(self.counts.index),
-                "columns": list(self.counts.columns),
-                "counts": self.counts.to_numpy().tolist(),
-                "n_users": self.n_users,
-                "n_new": self.n_new,
-                "n_gone": self.n_gone,
-                "n_both": self.n_both,
-                "n_stayed": self.n_stayed,
-                "stayed_share": self.stayed_share,
-            }
-        )
+        """Return the result as JSON-safe values: the matrix as rows, columns and counts."""
+        matrix = {
+            "rows": list(self.counts.index),
+            "columns": list(self.counts.columns),
+            "counts": self.counts.to_numpy().tolist(),
+        }
+        figures = {name: getattr(self, name) for name in (*_MIGRATION_COUNTS, "stayed_share")}
+        return to_jsonable({**matrix, **figures})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MigrationResult:
@@ -377,29 +334,33 @@ class MigrationResult:
         """
 
         def build(d: Mapping[str, Any]) -> MigrationResult:
-            rows = [str(r) for r in d["rows"]]
-            cols = [str(c) for c in d["columns"]]
-            cells = [[_count(v) for v in row] for row in d["counts"]]
-            if len(cells) != len(rows) or any(len(row) != len(cols) for row in cells):
-                raise DataValidationError(
-                    f"migration matrix: counts are not {len(rows)} rows x {len(cols)} columns"
-                )
-            counts = pd.DataFrame(
-                np.asarray(cells, dtype=np.int64).reshape(len(rows), len(cols)),
-                index=rows,
-                columns=cols,
-            )
+            share = d.get("stayed_share")
             return cls(
-                counts=counts,
-                n_users=_count(d["n_users"]),
-                n_new=_count(d["n_new"]),
-                n_gone=_count(d["n_gone"]),
-                n_both=_count(d["n_both"]),
-                n_stayed=_count(d["n_stayed"]),
-                stayed_share=_optional_number(d.get("stayed_share")),
+                counts=_count_matrix(d["rows"], d["columns"], d["counts"]),
+                stayed_share=None
+                if share is None
+                else from_jsonable(float, share, "migration matrix.stayed_share"),
+                **{name: d[name] for name in _MIGRATION_COUNTS},
             )
 
         return _from_json("migration matrix", data, build)
+
+
+#: The user counts of a :class:`MigrationResult` besides its matrix.
+_MIGRATION_COUNTS = ("n_users", "n_new", "n_gone", "n_both", "n_stayed")
+
+
+def _count_matrix(rows: Any, columns: Any, cells: Any) -> pd.DataFrame:
+    """Read the migration matrix from its JSON form: string labels, int64 counts."""
+    rows = [str(r) for r in rows]
+    columns = [str(c) for c in columns]
+    cells = [[_count(v, "counts") for v in row] for row in cells]
+    if len(cells) != len(rows) or any(len(row) != len(columns) for row in cells):
+        raise DataValidationError(
+            f"migration matrix: counts are not {len(rows)} rows x {len(columns)} columns"
+        )
+    values = np.asarray(cells, dtype=np.int64).reshape(len(rows), len(columns))
+    return pd.DataFrame(values, index=rows, columns=columns)
 
 
 def _segment_codes(series: pd.Series, which: str) -> tuple[np.ndarray, list[str]]:

@@ -15,17 +15,14 @@ from segmentkit.drift._common import (
     Status,
     _check_thresholds,
     _count,
-    _from_json,
-    _json_safe,
     _judge,
-    _number,
-    _optional_number,
-    _status_of,
+    _read_result,
 )
 from segmentkit.errors import (
     DataValidationError,
     InsufficientDataError,
 )
+from segmentkit.serialization import to_jsonable
 
 
 @dataclass(frozen=True)
@@ -35,6 +32,9 @@ class CalibrationBin:
     n: int
     mean_predicted: float
     observed_rate: float
+
+    def __post_init__(self) -> None:
+        _count(self.n, "n")
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,9 @@ class BacktestResult:
     drift_threshold: float | None
     status: Status
 
+    def __post_init__(self) -> None:
+        _count(self.n, "n")
+
     @property
     def auc_drop(self) -> float:
         """``training_auc - auc`` (positive when the model got worse)."""
@@ -97,28 +100,9 @@ class BacktestResult:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the result as JSON-safe values."""
-        return _json_safe(
-            {
-                "target": self.target,
-                "n": self.n,
-                "auc": self.auc,
-                "brier": self.brier,
-                "training_auc": self.training_auc,
-                "training_brier": self.training_brier,
-                "auc_drop": self.auc_drop,
-                "brier_change": self.brier_change,
-                "predicted_total": self.predicted_total,
-                "observed_total": self.observed_total,
-                "calibration": [
-                    {"n": b.n, "mean_predicted": b.mean_predicted, "observed_rate": b.observed_rate}
-                    for b in self.calibration
-                ],
-                "warn_threshold": self.warn_threshold,
-                "drift_threshold": self.drift_threshold,
-                "status": self.status,
-            }
-        )
+        """Return the result as JSON-safe values, with the derived AUC drop and Brier change."""
+        derived = {"auc_drop": self.auc_drop, "brier_change": self.brier_change}
+        return {**to_jsonable(self), **to_jsonable(derived)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BacktestResult:
@@ -133,29 +117,7 @@ class BacktestResult:
             If a key is missing or a value is malformed.
         """
         target = data.get("target", "?") if isinstance(data, Mapping) else "?"
-
-        def build(d: Mapping[str, Any]) -> BacktestResult:
-            return cls(
-                target=str(d["target"]),
-                n=_count(d["n"]),
-                auc=_number(d["auc"]),
-                brier=_number(d["brier"]),
-                training_auc=_number(d["training_auc"]),
-                training_brier=_number(d["training_brier"]),
-                predicted_total=_number(d["predicted_total"]),
-                observed_total=_number(d["observed_total"]),
-                calibration=tuple(
-                    CalibrationBin(
-                        _count(b["n"]), _number(b["mean_predicted"]), _number(b["observed_rate"])
-                    )
-                    for b in d["calibration"]
-                ),
-                warn_threshold=_optional_number(d.get("warn_threshold")),
-                drift_threshold=_optional_number(d.get("drift_threshold")),
-                status=_status_of(d["status"]),
-            )
-
-        return _from_json(f"backtest {target!r}", data, build)
+        return _read_result(cls, data, f"backtest {target!r}")
 
 
 def propensity_backtest(

@@ -14,6 +14,7 @@ from segmentkit.errors import (
     ConfigError,
     InsufficientDataError,
 )
+from segmentkit.serialization import from_jsonable, to_jsonable
 
 #: Number of reference quantiles (0 %, 1 %, ..., 100 %) kept for Wasserstein.
 N_QUANTILES = 101
@@ -95,16 +96,7 @@ class FeatureReference:
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-safe values that :meth:`from_dict` reads back."""
-        return {
-            "name": self.name,
-            "edges": [float(e) for e in self.edges],
-            "proportions": [float(p) for p in self.proportions],
-            "quantiles": [float(q) for q in self.quantiles],
-            "mean": float(self.mean),
-            "std": float(self.std),
-            "n": int(self.n),
-            "min_group": int(self.min_group),
-        }
+        return to_jsonable(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureReference:
@@ -116,21 +108,7 @@ class FeatureReference:
             If a key is missing or a value is malformed.
         """
         name = data.get("name", "?") if isinstance(data, Mapping) else "?"
-        try:
-            return cls(
-                name=str(data["name"]),
-                edges=tuple(float(e) for e in data["edges"]),
-                proportions=tuple(float(p) for p in data["proportions"]),
-                quantiles=tuple(float(q) for q in data["quantiles"]),
-                mean=float(data["mean"]),
-                std=float(data["std"]),
-                n=int(data["n"]),
-                min_group=int(data.get("min_group", 1)),
-            )
-        except KeyError as exc:
-            raise BundleError(f"feature reference {name!r}: missing key {exc.args[0]!r}") from None
-        except (TypeError, ValueError) as exc:
-            raise BundleError(f"feature reference {name!r} is malformed: {exc}") from None
+        return from_jsonable(cls, data, f"feature reference {name!r}", BundleError)
 
 
 def _shared_value(

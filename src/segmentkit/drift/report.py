@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -15,9 +15,9 @@ from segmentkit.drift._common import (
     _LEVEL,
     DriftResult,
     Status,
+    T,
     _count,
     _from_json,
-    _json_safe,
     _metric_key,
     _status_of,
     _worst,
@@ -32,6 +32,7 @@ from segmentkit.errors import (
     DataValidationError,
     InsufficientDataError,
 )
+from segmentkit.serialization import to_jsonable
 
 #: Exit code of a refresh whose report status is ``DRIFT``.
 DRIFT_EXIT_CODE = 3
@@ -149,29 +150,35 @@ class DriftReport:
             out[f"{key}/brier_change"] = b.brier_change
         return {k: v for k, v in out.items() if math.isfinite(v)}
 
+    def __post_init__(self) -> None:
+        if self.n_current is not None:
+            _count(self.n_current, "n_current")
+
     def to_dict(self) -> dict[str, Any]:
-        """Return the report as JSON-safe values (no numpy types, None for NaN)."""
-        return _json_safe(
-            {
-                "status": self.status,
-                "exit_code": self.exit_code,
-                "n_current": self.n_current,
-                "features": [r.to_dict() for r in self.features],
-                "share": None if self.share is None else self.share.to_dict(),
-                "agreement": None if self.agreement is None else self.agreement.to_dict(),
-                "migration": None if self.migration is None else self.migration.to_dict(),
-                "backtests": [b.to_dict() for b in self.backtests],
-                "checks": [r.to_dict() for r in self.checks],
-                "verdict": self.verdict.to_dict(),
-            }
-        )
+        """Return the report as JSON-safe values (no numpy types, None for NaN).
+
+        Besides the fields: the overall ``status``, the ``exit_code`` and the ``verdict``.
+        """
+        # parts whose to_dict writes more than their fields
+        custom = {
+            "migration": None if self.migration is None else self.migration.to_dict(),
+            "backtests": [b.to_dict() for b in self.backtests],
+        }
+        return {
+            "status": self.status,
+            "exit_code": self.exit_code,
+            **to_jsonable(replace(self, migration=None, backtests=())),
+            **custom,
+            "verdict": self.verdict.to_dict(),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DriftReport:
         """Rebuild a report written by :meth:`to_dict`, e.g. a refresh's ``drift.json``.
 
-        The overall status is recomputed from the parts and must equal the stored
-        one, so a hand-edited or truncated file is refused rather than misread.
+        Each part is read by its own ``from_dict``, so errors name the part. The overall
+        status is recomputed from the parts and must equal the stored one, so a
+        hand-edited or truncated file is refused rather than misread.
 
         Raises
         ------
@@ -190,19 +197,11 @@ class DriftReport:
             stored = _status_of(d["status"])
             report = cls(
                 features=tuple(DriftResult.from_dict(f) for f in d["features"]),
-                share=None if d.get("share") is None else DriftResult.from_dict(d["share"]),
-                agreement=(
-                    None
-                    if d.get("agreement") is None
-                    else AgreementResult.from_dict(d["agreement"])
-                ),
-                migration=(
-                    None
-                    if d.get("migration") is None
-                    else MigrationResult.from_dict(d["migration"])
-                ),
+                share=_optional_part(DriftResult, d.get("share")),
+                agreement=_optional_part(AgreementResult, d.get("agreement")),
+                migration=_optional_part(MigrationResult, d.get("migration")),
                 backtests=tuple(BacktestResult.from_dict(b) for b in d.get("backtests") or ()),
-                n_current=None if d.get("n_current") is None else _count(d["n_current"]),
+                n_current=d.get("n_current"),
                 checks=tuple(DriftResult.from_dict(r) for r in d.get("checks") or ()),
             )
             if report.status != stored:
@@ -245,6 +244,11 @@ class DriftReport:
         from segmentkit.drift.markdown import report_markdown
 
         return report_markdown(self, names)
+
+
+def _optional_part(cls: type[T], data: Any) -> T | None:
+    """Read a part of a report by its ``from_dict``; None when absent."""
+    return None if data is None else cls.from_dict(data)  # type: ignore[attr-defined]
 
 
 def run_drift_tests(

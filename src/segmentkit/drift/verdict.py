@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -50,6 +50,7 @@ from segmentkit.drift._common import DriftResult
 from segmentkit.drift.reference import FeatureReference, build_feature_reference
 from segmentkit.drift.stats import population_stability_index, psi_test
 from segmentkit.errors import ConfigError, DataValidationError
+from segmentkit.serialization import to_jsonable
 
 __all__ = [
     "ACTIONS",
@@ -725,21 +726,9 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (findings and recommendation; results are in the report)."""
-        return {
-            "status": self.status,
-            "action": self.action,
-            "recommendation": self.recommendation,
-            "findings": [
-                {
-                    "kind": f.kind,
-                    "subject": f.subject,
-                    "status": f.status,
-                    "message": f.message,
-                    "action": f.action,
-                }
-                for f in self.findings
-            ],
-        }
+        data = to_jsonable(replace(self, results=()))
+        del data["results"]
+        return data
 
 
 def _pct(value: float) -> str:
