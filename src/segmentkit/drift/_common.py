@@ -66,6 +66,19 @@ def _judge(
     return "OK"
 
 
+def _judged_result(
+    test: str,
+    subject: str,
+    score: float,
+    warn: float | None,
+    drift: float | None,
+    details: dict[str, Any],
+) -> DriftResult:
+    """Return the result of a test whose larger scores are worse, judged against its thresholds."""
+    status = _judge(score, warn, drift)
+    return DriftResult(test, subject, score, warn, drift, status, details)
+
+
 def _finite_values(values: Any, subject: str) -> tuple[np.ndarray, int]:
     """Values as floats without NaN or infinities, and how many were dropped."""
     try:

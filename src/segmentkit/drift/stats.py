@@ -15,7 +15,7 @@ from segmentkit.drift._common import (
     DriftResult,
     _check_thresholds,
     _finite_values,
-    _judge,
+    _judged_result,
     _label_codes,
 )
 from segmentkit.drift.reference import FeatureReference, quantile_summary
@@ -88,14 +88,13 @@ def psi_test(
     counts = np.bincount(reference.bin_index(values), minlength=reference.n_bins)
     current = counts / values.size
     score = population_stability_index(reference.proportions, current)
-    return DriftResult(
-        test="psi",
-        subject=reference.name,
-        score=score,
-        warn_threshold=warn,
-        drift_threshold=drift,
-        status=_judge(score, warn, drift),
-        details={
+    return _judged_result(
+        "psi",
+        reference.name,
+        score,
+        warn,
+        drift,
+        {
             "n": int(values.size),
             "n_missing": n_missing,
             "reference_proportions": list(reference.proportions),
@@ -136,14 +135,13 @@ def wasserstein_test(
     distance = float(np.trapezoid(np.abs(cur_q - ref_q), levels))
     unit = reference.std if reference.std > 0 else 1.0
     score = distance / unit
-    return DriftResult(
-        test="wasserstein",
-        subject=reference.name,
-        score=score,
-        warn_threshold=warn,
-        drift_threshold=drift,
-        status=_judge(score, warn, drift),
-        details={
+    return _judged_result(
+        "wasserstein",
+        reference.name,
+        score,
+        warn,
+        drift,
+        {
             "distance": distance,
             "reference_std": reference.std,
             "n": int(values.size),
@@ -199,14 +197,13 @@ def share_psi_test(
     expected = [ref.get(s, 0.0) for s in segments]
     actual = [counts.get(s, 0) / codes.size for s in segments]
     score = population_stability_index(expected, actual)
-    return DriftResult(
-        test="share_psi",
-        subject="segments",
-        score=score,
-        warn_threshold=warn,
-        drift_threshold=drift,
-        status=_judge(score, warn, drift),
-        details={
+    return _judged_result(
+        "share_psi",
+        "segments",
+        score,
+        warn,
+        drift,
+        {
             "n": int(codes.size),
             "epsilon": PSI_EPSILON,
             "segments": [

@@ -39,14 +39,14 @@ recommendation line.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from segmentkit.drift._common import DriftResult
+from segmentkit.drift._common import DriftResult, _judge, _judged_result
 from segmentkit.drift.reference import FeatureReference, build_feature_reference
 from segmentkit.drift.stats import population_stability_index, psi_test
 from segmentkit.errors import ConfigError, DataValidationError
@@ -128,14 +128,6 @@ def segment_label(segment: Any, names: Sequence[str] | Mapping[Any, str] | None)
     return f"{key} · {name}" if name else key
 
 
-def _judge(score: float, warn: float | None, drift: float | None) -> Status:
-    if drift is not None and score >= drift:
-        return "DRIFT"
-    if warn is not None and score >= warn:
-        return "WARN"
-    return "OK"
-
-
 def _check(warn: float | None, drift: float | None, what: str) -> None:
     for value in (warn, drift):
         if value is not None and not (math.isfinite(value) and value >= 0):
@@ -198,14 +190,13 @@ def aged_psi_test(
     if baseline_values is not None and _values(baseline_values, reference.name).size:
         expected = psi_test(reference, baseline_values, None, None).score
     score = max(raw.score - (expected or 0.0), 0.0)
-    return DriftResult(
-        test="aged_psi",
-        subject=reference.name,
-        score=score,
-        warn_threshold=warn,
-        drift_threshold=drift,
-        status=_judge(score, warn, drift),
-        details={
+    return _judged_result(
+        "aged_psi",
+        reference.name,
+        score,
+        warn,
+        drift,
+        {
             "raw_psi": raw.score,
             "expected_psi": expected,
             "n": raw.details["n"],
@@ -264,14 +255,13 @@ def nonzero_psi_test(
         if base_pos.size >= min_nonzero:
             expected = psi_test(reference, base_pos, None, None).score
     score = max(raw - (expected or 0.0), 0.0)
-    return DriftResult(
-        test="nonzero_psi",
-        subject=name,
-        score=score,
-        warn_threshold=warn,
-        drift_threshold=drift,
-        status=_judge(score, warn, drift),
-        details={
+    return _judged_result(
+        "nonzero_psi",
+        name,
+        score,
+        warn,
+        drift,
+        {
             "raw_psi": raw,
             "expected_psi": expected,
             "n_then": int(then_pos.size),
@@ -382,14 +372,13 @@ def history_test(
     """
     _check(warn, drift, f"history {reference.name!r}")
     result = psi_test(reference, recomputed_values, None, None)
-    return DriftResult(
-        test="history",
-        subject=reference.name,
-        score=result.score,
-        warn_threshold=warn,
-        drift_threshold=drift,
-        status=_judge(result.score, warn, drift),
-        details={"n": result.details["n"], "reference_n": reference.n},
+    return _judged_result(
+        "history",
+        reference.name,
+        result.score,
+        warn,
+        drift,
+        {"n": result.details["n"], "reference_n": reference.n},
     )
 
 
@@ -735,79 +724,117 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
+def _segment_share_words(r: DriftResult) -> str:
+    d = r.details
+    return (
+        f"segment {r.subject} {d.get('change', 'changed')}: {_pct(d['reference_share'])} of "
+        f"users at the champion's snapshot, {_pct(d['current_share'])} now (ageing alone "
+        f"would give about {_pct(d['expected_share'])})"
+    )
+
+
+def _new_behaviour_words(r: DriftResult) -> str:
+    d = r.details
+    features = ", ".join(
+        f"{f['feature']} {f['ratio_to_population']:.1f}x" for f in d.get("distinct_features", [])
+    )
+    return (
+        f"a new behaviour group: {d['misfits_now']} of {d['newcomers_now']} users who joined "
+        f"since the champion ({_pct(d['misfit_share_now'])}, against "
+        f"{_pct(d['misfit_share_then'])} of the previous newcomers) fit no champion segment "
+        f"(nearest: {d.get('nearest_segment', 'n/a')}; {features} of the population median)"
+    )
+
+
+def _event_vanished_words(r: DriftResult) -> str:
+    return (
+        f"event {r.subject} disappeared from the log: {_pct(r.details['share_then'])} of "
+        f"events in the interval before the champion's snapshot, "
+        f"{_pct(r.details['share_now'])} since"
+    )
+
+
+def _event_appeared_words(r: DriftResult) -> str:
+    return (
+        f"event {r.subject} appeared in the log ({_pct(r.details['share_now'])} of events "
+        "since the champion)"
+    )
+
+
+def _nonzero_psi_words(r: DriftResult) -> str:
+    d = r.details
+    return (
+        f"{r.subject} changed among users with a non-zero value: median "
+        f"{d['median_then']:.4g} at the champion's snapshot, {d['median_now']:.4g} now "
+        f"(PSI {d['raw_psi']:.2f}, ageing alone {d['expected_psi'] or 0:.2f})"
+    )
+
+
+def _nonzero_shift_words(r: DriftResult) -> str:
+    d = r.details
+    return (
+        f"{r.subject} among users with a non-zero value moved {d['ratio']:.2f}x since the "
+        f"champion (geometric mean {d['geometric_mean_then']:.4g} -> "
+        f"{d['geometric_mean_now']:.4g}; ageing alone {d['expected_ratio']:.2f}x)"
+    )
+
+
+def _aged_psi_words(r: DriftResult) -> str:
+    d = r.details
+    return (
+        f"{r.subject} drifted beyond ageing: PSI {d['raw_psi']:.2f} since the champion, "
+        f"{d['expected_psi'] or 0:.2f} from ageing alone (median {d['reference_median']:.4g} "
+        f"-> {d['current_median']:.4g})"
+    )
+
+
+def _history_words(r: DriftResult) -> str:
+    return (
+        f"{r.subject} at the champion's snapshot differs when recomputed from today's log "
+        f"(PSI {r.score:.2f}): events before that date were added, removed or changed"
+    )
+
+
+def _auc_drop_words(r: DriftResult) -> str:
+    return f"the champion's {r.subject} model lost {r.score:.3f} ROC AUC on outcomes now known"
+
+
+def _ari_words(r: DriftResult) -> str:
+    return f"the challenger's segments agree with the champion's only at ARI {r.score:.2f}"
+
+
+#: Per test: the sentence of a judged result and the action it alone calls for.
+_FINDING_WORDS: dict[str, tuple[Callable[[DriftResult], str], Action]] = {
+    "segment_share": (_segment_share_words, "promote"),
+    "new_behaviour": (_new_behaviour_words, "retrain"),
+    "event_vanished": (_event_vanished_words, "check_source"),
+    "event_appeared": (_event_appeared_words, "check_source"),
+    "nonzero_psi": (_nonzero_psi_words, "check_source"),
+    "nonzero_shift": (_nonzero_shift_words, "check_source"),
+    "aged_psi": (_aged_psi_words, "check_source"),
+    "history": (_history_words, "check_source"),
+    "auc_drop": (_auc_drop_words, "retrain"),
+    "ari": (_ari_words, "promote"),
+}
+
+#: Finding kinds of a segment-share result by the change it saw.
+_SEGMENT_CHANGE_KINDS = {"vanished": "segment_vanished", "appeared": "segment_appeared"}
+
+
 def _finding(result: DriftResult) -> Finding | None:
     """Return a judged result in words (None for OK results)."""
     if result.status == "OK":
         return None
-    d, s, status = result.details, result.subject, result.status
-    if result.test == "segment_share":
-        change = d.get("change", "changed")
-        text = (
-            f"segment {s} {change}: {_pct(d['reference_share'])} of users at the champion's "
-            f"snapshot, {_pct(d['current_share'])} now (ageing alone would give about "
-            f"{_pct(d['expected_share'])})"
-        )
-        kind = {"vanished": "segment_vanished", "appeared": "segment_appeared"}.get(
-            change, "segment_share"
-        )
-        return Finding(kind, s, status, text, "promote")
-    if result.test == "new_behaviour":
-        features = ", ".join(
-            f"{f['feature']} {f['ratio_to_population']:.1f}x"
-            for f in d.get("distinct_features", [])
-        )
-        text = (
-            f"a new behaviour group: {d['misfits_now']} of {d['newcomers_now']} users who joined "
-            f"since the champion ({_pct(d['misfit_share_now'])}, against "
-            f"{_pct(d['misfit_share_then'])} of the previous newcomers) fit no champion segment "
-            f"(nearest: {d.get('nearest_segment', 'n/a')}; {features} of the population median)"
-        )
-        return Finding("new_behaviour", "newcomers", status, text, "retrain")
-    if result.test == "event_vanished":
-        text = (
-            f"event {s} disappeared from the log: {_pct(d['share_then'])} of events in the "
-            f"interval before the champion's snapshot, {_pct(d['share_now'])} since"
-        )
-        return Finding("event_vanished", s, status, text, "check_source")
-    if result.test == "event_appeared":
-        text = (
-            f"event {s} appeared in the log ({_pct(d['share_now'])} of events since the champion)"
-        )
-        return Finding("event_appeared", s, status, text, "check_source")
-    if result.test == "nonzero_psi":
-        text = (
-            f"{s} changed among users with a non-zero value: median {d['median_then']:.4g} at the "
-            f"champion's snapshot, {d['median_now']:.4g} now (PSI {d['raw_psi']:.2f}, ageing "
-            f"alone {d['expected_psi'] or 0:.2f})"
-        )
-        return Finding("nonzero_psi", s, status, text, "check_source")
-    if result.test == "nonzero_shift":
-        text = (
-            f"{s} among users with a non-zero value moved {d['ratio']:.2f}x since the champion "
-            f"(geometric mean {d['geometric_mean_then']:.4g} -> {d['geometric_mean_now']:.4g}; "
-            f"ageing alone {d['expected_ratio']:.2f}x)"
-        )
-        return Finding("nonzero_shift", s, status, text, "check_source")
-    if result.test == "aged_psi":
-        text = (
-            f"{s} drifted beyond ageing: PSI {d['raw_psi']:.2f} since the champion, "
-            f"{d['expected_psi'] or 0:.2f} from ageing alone (median {d['reference_median']:.4g} "
-            f"-> {d['current_median']:.4g})"
-        )
-        return Finding("aged_psi", s, status, text, "check_source")
-    if result.test == "history":
-        text = (
-            f"{s} at the champion's snapshot differs when recomputed from today's log "
-            f"(PSI {result.score:.2f}): events before that date were added, removed or changed"
-        )
-        return Finding("history", s, status, text, "check_source")
-    if result.test == "auc_drop":
-        text = f"the champion's {s} model lost {result.score:.3f} ROC AUC on outcomes now known"
-        return Finding("auc_drop", s, status, text, "retrain")
-    if result.test == "ari":
-        text = f"the challenger's segments agree with the champion's only at ARI {result.score:.2f}"
-        return Finding("ari", s, status, text, "promote")
-    return Finding(result.test, s, status, f"{result.test} on {s}: {result.score:.3g}", "retrain")
+    if result.test not in _FINDING_WORDS:
+        text = f"{result.test} on {result.subject}: {result.score:.3g}"
+        return Finding(result.test, result.subject, result.status, text, "retrain")
+    words, action = _FINDING_WORDS[result.test]
+    kind, subject = result.test, result.subject
+    if kind == "segment_share":
+        kind = _SEGMENT_CHANGE_KINDS.get(result.details.get("change", "changed"), kind)
+    elif kind == "new_behaviour":
+        subject = "newcomers"
+    return Finding(kind, subject, result.status, words(result), action)
 
 
 def _recommendation(action: Action, finding: Finding | None) -> str:
