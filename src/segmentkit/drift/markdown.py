@@ -10,16 +10,10 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from segmentkit.drift._common import _md_table
+from segmentkit.drift._common import _fmt, _md_table
 from segmentkit.drift.verdict import segment_label
 
 __all__ = ["refresh_markdown", "report_markdown"]
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    return f"{value:.{digits}f}"
 
 
 def _pct(value: Any) -> str:
@@ -29,15 +23,7 @@ def _pct(value: Any) -> str:
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    def cell(value: Any) -> str:
-        return str(value).replace("|", "\\|")
-
-    lines = [
-        "| " + " | ".join(cell(h) for h in header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
-    ]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return [*lines, ""]
+    return [*_md_table(header, rows), ""]
 
 
 def refresh_markdown(

@@ -221,6 +221,21 @@ def outcome_by_segment(
     return fig
 
 
+def _model_rows_by_target(
+    table: pd.DataFrame,
+    needed: Sequence[str],
+    target: str | None,
+    model_col: str,
+    target_col: str,
+    what: str,
+) -> list[tuple[str | None, pd.DataFrame]]:
+    """Check ``needed`` columns and split per target; without a model column, one model."""
+    _require(table, needed, what)
+    if model_col not in table.columns:
+        table = table.assign(**{model_col: "model"})
+    return _split_by_target(table, target, target_col, what)
+
+
 def calibration_frame(backtests: Any) -> pd.DataFrame:
     """Calibration bins of propensity backtests as a table for :func:`calibration`.
 
@@ -293,10 +308,9 @@ def calibration(
     what = "calibration"
     if not isinstance(table, pd.DataFrame):
         table = calibration_frame(table)
-    _require(table, [predicted_col, observed_col], what)
-    if model_col not in table.columns:
-        table = table.assign(**{model_col: "model"})
-    groups = _split_by_target(table, target, target_col, what)
+    groups = _model_rows_by_target(
+        table, [predicted_col, observed_col], target, model_col, target_col, what
+    )
     fig, axes = _panel_grid(len(groups), 5.2, 5.0)
     palette = colormaps["tab10"]
     for ax, (name, rows) in zip(axes, groups, strict=True):
@@ -362,10 +376,9 @@ def lift_by_decile(
         If the table is empty.
     """
     what = "lift_by_decile"
-    _require(table, [decile_col, lift_col], what)
-    if model_col not in table.columns:
-        table = table.assign(**{model_col: "model"})
-    groups = _split_by_target(table, target, target_col, what)
+    groups = _model_rows_by_target(
+        table, [decile_col, lift_col], target, model_col, target_col, what
+    )
     fig, axes = _panel_grid(len(groups), 6.5, 4.2)
     palette = colormaps["tab10"]
     for ax, (name, rows) in zip(axes, groups, strict=True):
