@@ -65,11 +65,8 @@ def build_features(
     cutoff = to_timestamp(as_of)
     if not isinstance(events, EventLog):
         events = load_events(events, columns, as_of=cutoff)
-    elif events.as_of is not None and events.as_of < cutoff:
-        raise DataValidationError(
-            f"as_of {cutoff} is after the cut-off {events.as_of} the log was loaded with: "
-            "events in between are missing"
-        )
+    else:
+        _check_log_covers(events.as_of, cutoff)
     vocabulary, span_days = _scan_facts(events, cutoff)
     if span_days == 0:
         return _finish(_empty_table(config), config)
@@ -77,6 +74,21 @@ def build_features(
     sql = _feature_sql(events, cutoff, config, vocabulary, blocks)
     table = events.con.execute(sql).df()
     return _finish(_decode_day_bits(table, config, blocks), config)
+
+
+def _check_log_covers(log_as_of: dt.datetime | None, cutoff: dt.datetime) -> None:
+    """Refuse a snapshot after the cut-off a log was loaded with (its later events are missing).
+
+    Raises
+    ------
+    DataValidationError
+        If ``cutoff`` is after ``log_as_of``.
+    """
+    if log_as_of is not None and log_as_of < cutoff:
+        raise DataValidationError(
+            f"as_of {cutoff} is after the cut-off {log_as_of} the log was loaded with: "
+            "events in between are missing"
+        )
 
 
 def _scan_facts(events: EventLog, cutoff: dt.datetime) -> tuple[list[str] | None, int]:

@@ -22,10 +22,9 @@ import numpy as np
 import pandas as pd
 
 from segmentkit.config import ColumnMap, FeatureConfig
-from segmentkit.errors import DataValidationError
 from segmentkit.features.definitions import describe_features
 from segmentkit.features.duckdb_engine import _BLOCK_DAYS as BLOCK_DAYS
-from segmentkit.features.duckdb_engine import _decode_day_bits
+from segmentkit.features.duckdb_engine import _check_log_covers, _decode_day_bits
 from segmentkit.io.events import to_timestamp
 from segmentkit.io.spark import (
     MICROS_PER_DAY,
@@ -83,11 +82,8 @@ def build_features_spark(
     cutoff = to_timestamp(as_of)
     if not isinstance(events, SparkEventLog):
         events = load_events_spark(events, columns, as_of=cutoff)
-    elif events.as_of is not None and events.as_of < cutoff:
-        raise DataValidationError(
-            f"as_of {cutoff} is after the cut-off {events.as_of} the log was loaded with: "
-            "events in between are missing"
-        )
+    else:
+        _check_log_covers(events.as_of, cutoff)
     t_us = epoch_us(cutoff)
     # Days spanned before T, bounded by the log's first event: enough 63-day bitmaps.
     first = events.report.first_event
