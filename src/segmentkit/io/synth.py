@@ -40,6 +40,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -180,27 +181,29 @@ def _widen(archetypes: tuple[Archetype, ...], sigma: float) -> tuple[Archetype, 
     return tuple(dataclasses.replace(a, rate_sigma=sigma, value_sigma=sigma) for a in archetypes)
 
 
+_BY_NAME = {a.name: a for a in ARCHETYPES}
+
+
+def _variant(name: str, share: float, **changes: Any) -> Archetype:
+    """Return the archetype of :data:`ARCHETYPES` called ``name`` with another share."""
+    return dataclasses.replace(_BY_NAME[name], share=share, **changes)
+
+
 _SMALL_VIP = (
-    Archetype("power_user", 0.16, (0.0, 0.5), (1.0, 1.0), 0.6, 6.0, 0.04, 30.0,
-              (0.35, 0.22, 0.30, 0.08, 0.05)),
-    Archetype("casual", 0.32, (0.0, 0.5), (1.0, 1.0), 0.15, 3.0, 0.0, 35.0, _MIX_BROWSER),
-    Archetype("at_risk", 0.22, (0.0, 0.45), (0.7, 0.85), 0.2, 4.0, 0.15, 40.0, _MIX_DEFAULT,
-              declining=True),
-    Archetype("dormant", 0.26, (0.0, 0.3), (0.0, 0.0), 0.3, 3.0, 0.0, 30.0,
-              (0.60, 0.10, 0.25, 0.04, 0.01), lifetime_days=(10, 40)),
+    _variant("power_user", 0.16),
+    _variant("casual", 0.32),
+    _variant("at_risk", 0.22, end=(0.7, 0.85)),
+    _variant("dormant", 0.26),
     Archetype("vip", 0.04, (0.0, 0.6), (1.0, 1.0), 0.3, 5.0, 0.5, 300.0, _MIX_BUYER),
-)  # fmt: skip
+)
 
 _NEW_USERS = (
-    Archetype("power_user", 0.12, (0.0, 0.5), (1.0, 1.0), 0.6, 6.0, 0.04, 30.0,
-              (0.35, 0.22, 0.30, 0.08, 0.05)),
-    Archetype("casual", 0.25, (0.0, 0.5), (1.0, 1.0), 0.15, 3.0, 0.0, 35.0, _MIX_BROWSER),
-    Archetype("new", 0.25, (0.875, 0.995), (1.0, 1.0), 0.3, 4.0, 0.05, 40.0, _MIX_DEFAULT,
-              lapse_probability=0.05),
-    Archetype("dormant", 0.25, (0.0, 0.3), (0.0, 0.0), 0.3, 3.0, 0.0, 30.0,
-              (0.60, 0.10, 0.25, 0.04, 0.01), lifetime_days=(10, 40)),
-    Archetype("big_spender", 0.13, (0.0, 0.6), (1.0, 1.0), 0.12, 4.0, 0.5, 200.0, _MIX_BUYER),
-)  # fmt: skip
+    _variant("power_user", 0.12),
+    _variant("casual", 0.25),
+    _variant("new", 0.25, start=(0.875, 0.995), purchase_per_session=0.05, lapse_probability=0.05),
+    _variant("dormant", 0.25),
+    _variant("big_spender", 0.13),
+)
 
 # Transaction table: a "session" is an order (purchase_per_session = 1).
 _TRANSACTIONS = (
