@@ -362,8 +362,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         ndarray of shape (n_samples, n_segments_)
             Column ``i`` is the probability of segment id ``i``.
         """
-        check_is_fitted(self)
-        Z = self._transform_features(validate_data(self, X, dtype=np.float64, reset=False))
+        Z = self.scaled_features(X)
         proba = self.mixture_.predict_proba(Z)
         out = np.zeros((Z.shape[0], self.n_segments_))
         out[:, self.segment_ids_] = proba
@@ -385,8 +384,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             Column ``i`` is the distance to segment id ``i`` (inf for an id absent
             from this fit).
         """
-        check_is_fitted(self)
-        Z = self._transform_features(validate_data(self, X, dtype=np.float64, reset=False))
+        Z = self.scaled_features(X)
         return _distances(Z, self.cluster_centers_)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
