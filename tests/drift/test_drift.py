@@ -817,6 +817,36 @@ def test_report_from_dict_errors(full_report, edit, match):
         DriftReport.from_dict(data)
 
 
+@pytest.mark.parametrize(
+    ("part", "edit", "match"),
+    [
+        ("backtests", lambda b: b.update(n=-3), "backtest 'churn' is malformed: n: expected a non"),
+        ("backtests", lambda b: b["calibration"][0].update(n=2.5), r"calibration\[0\].n"),
+        ("migration", lambda m: m.update(n_gone=-1), "migration matrix is malformed: n_gone"),
+        ("migration", lambda m: m.update(stayed_share="all"), "stayed_share: expected a number"),
+        ("agreement", lambda a: a["matches"][0].update(jaccard=None), None),
+    ],
+    ids=["backtest-n", "calibration-n", "migration-count", "stayed-share", "nan-jaccard"],
+)
+def test_result_from_dict_checks_counts_and_numbers(full_report, part, edit, match):
+    data = _report_dict(full_report)
+    item = data[part][0] if isinstance(data[part], list) else data[part]
+    edit(item)
+    cls = {"backtests": BacktestResult, "migration": MigrationResult}.get(part, AgreementResult)
+    if match is None:  # None is how to_dict writes NaN
+        assert math.isnan(cls.from_dict(item).matches[0].jaccard)
+        return
+    with pytest.raises(DataValidationError, match=match):
+        cls.from_dict(item)
+
+
+def test_results_refuse_negative_counts_when_built():
+    with pytest.raises(ValueError, match="n_users: expected a non-negative integer"):
+        AgreementResult(1.0, {}, (), (), (), -1, None, None, "OK")
+    with pytest.raises(TypeError, match="n_current: expected a non-negative integer"):
+        DriftReport(n_current=1.5)
+
+
 def test_report_from_dict_refuses_a_non_object():
     with pytest.raises(DataValidationError, match="expected a JSON object, got list"):
         DriftReport.from_dict([])

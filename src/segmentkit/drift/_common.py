@@ -129,8 +129,10 @@ def _md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]
 
 def _count(value: Any, name: str = "count") -> int:
     """Check a count of users or rows: a non-negative integer."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise TypeError(f"{name}: expected a non-negative integer, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name}: expected a non-negative integer, got {value!r}")
     return int(value)
 
 
