@@ -110,6 +110,20 @@ def sqlite_path(tracking_uri: str) -> Path | None:
     return Path(name) if name and name != ":memory:" else None
 
 
+def _store_uri(tracking_uri: str) -> str:
+    """Make a relative ``sqlite:///`` store absolute (in the current directory).
+
+    MLflow caches one store per URI string: a relative URI would keep pointing at the
+    database of the directory it was first used in, after the process moved elsewhere.
+    """
+    path = sqlite_path(tracking_uri)
+    if path is None or path.is_absolute():
+        return tracking_uri
+    query = tracking_uri.partition("?")[2]
+    absolute = f"sqlite:///{path.resolve()}"
+    return f"{absolute}?{query}" if query else absolute
+
+
 @contextlib.contextmanager
 def bounded_requests(timeout_s: int = 10, retries: int = 1) -> Iterator[None]:
     """Bound every MLflow HTTP request made inside the block (restored afterwards).
@@ -310,7 +324,7 @@ def log_report(
 
     Returns the artifact URI of the report.
     """
-    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(_store_uri(tracking_uri))
     client = MlflowClient()
     client.log_text(run_id, html_text, path)
     uri = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{path}"
@@ -414,7 +428,7 @@ def log_training_run(
         quiet_mlflow(),
         store_lock(tracking_uri, lock_timeout_s),
     ):
-        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_tracking_uri(_store_uri(tracking_uri))
         mlflow.set_experiment(experiment)
         with (
             mlflow.start_run(run_name=run_name) as run,
@@ -544,7 +558,7 @@ def promote(model_name: str, version: str, tracking_uri: str | None = None) -> N
     """Move the ``champion`` alias to ``version``."""
     store = resolve_tracking_uri(tracking_uri)
     with bounded_requests(), tracking_errors(store, "promoting"), quiet_mlflow():
-        mlflow.set_tracking_uri(store)
+        mlflow.set_tracking_uri(_store_uri(store))
         MlflowClient().set_registered_model_alias(model_name, CHAMPION, str(version))
 
 
@@ -579,7 +593,7 @@ def download_bundle(
             tracking_errors(store, f"loading model {uri}"),
             quiet_mlflow(),
         ):
-            mlflow.set_tracking_uri(store)
+            mlflow.set_tracking_uri(_store_uri(store))
             try:
                 local = Path(
                     mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target))
