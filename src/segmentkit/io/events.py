@@ -267,6 +267,44 @@ def _samples(con: duckdb.DuckDBPyConnection, source_sql: str, condition: str, co
     return ", ".join(f"row {row}: {value!r}" for row, value in rows)
 
 
+def check_mapped_columns(columns: ColumnMap, present: Sequence[str]) -> None:
+    """Refuse a log that lacks a required column or a column mapped explicitly in params.
+
+    Shared by every engine, so that the messages are the same everywhere.
+
+    Raises
+    ------
+    DataValidationError
+        Naming the missing role(s) and column(s) and listing the columns present.
+
+    Examples
+    --------
+    >>> check_mapped_columns(ColumnMap(), ["user_id", "timestamp", "event"])
+    >>> check_mapped_columns(ColumnMap(), ["user_id", "event"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    segmentkit.errors.DataValidationError: missing required column(s) timestamp ('timestamp'); ...
+    """
+    required = {"user_id": columns.user_id, "timestamp": columns.timestamp}
+    if columns.event is not None:
+        required["event"] = columns.event
+    missing = [f"{role} ({name!r})" for role, name in required.items() if name not in present]
+    if missing:
+        raise DataValidationError(
+            f"missing required column(s) {', '.join(missing)}; columns present: {list(present)}"
+        )
+    absent = [
+        f"{role} ({getattr(columns, role)!r})"
+        for role in columns.explicit
+        if getattr(columns, role) is not None and getattr(columns, role) not in present
+    ]
+    if absent:
+        raise DataValidationError(
+            f"column(s) {', '.join(absent)} mapped in data.columns are absent; columns present: "
+            f"{list(present)} (map the role to null if the log has no such column)"
+        )
+
+
 def load_events(
     source: EventSource,
     columns: ColumnMap | None = None,
@@ -333,24 +371,7 @@ def load_events(
         raise DataValidationError(f"events cannot be read: {_first_line(exc)}") from None
     types = {row[0]: row[1] for row in schema}
 
-    required = {"user_id": columns.user_id, "timestamp": columns.timestamp}
-    if columns.event is not None:
-        required["event"] = columns.event
-    missing = [f"{role} ({name!r})" for role, name in required.items() if name not in types]
-    if missing:
-        raise DataValidationError(
-            f"missing required column(s) {', '.join(missing)}; columns present: {list(types)}"
-        )
-    absent = [
-        f"{role} ({getattr(columns, role)!r})"
-        for role in columns.explicit
-        if getattr(columns, role) is not None and getattr(columns, role) not in types
-    ]
-    if absent:
-        raise DataValidationError(
-            f"column(s) {', '.join(absent)} mapped in data.columns are absent; columns present: "
-            f"{list(types)} (map the role to null if the log has no such column)"
-        )
+    check_mapped_columns(columns, list(types))
     has_revenue = columns.revenue is not None and columns.revenue in types
     has_session = columns.session_id is not None and columns.session_id in types
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from segmentkit.config import ColumnMap
 from segmentkit.errors import DataValidationError, InsufficientDataError
-from segmentkit.io.events import MAX_REVENUE, DataQualityReport, to_timestamp
+from segmentkit.io.events import MAX_REVENUE, DataQualityReport, check_mapped_columns, to_timestamp
 
 try:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -273,24 +273,7 @@ def _validate(
     min_users: int,
 ) -> SparkEventLog:
     fields = {field.name: field for field in raw.schema.fields}
-    required = {"user_id": columns.user_id, "timestamp": columns.timestamp}
-    if columns.event is not None:
-        required["event"] = columns.event
-    missing = [f"{role} ({name!r})" for role, name in required.items() if name not in fields]
-    if missing:
-        raise DataValidationError(
-            f"missing required column(s) {', '.join(missing)}; columns present: {raw.columns}"
-        )
-    absent = [
-        f"{role} ({getattr(columns, role)!r})"
-        for role in columns.explicit
-        if getattr(columns, role) is not None and getattr(columns, role) not in fields
-    ]
-    if absent:
-        raise DataValidationError(
-            f"column(s) {', '.join(absent)} mapped in data.columns are absent; columns present: "
-            f"{raw.columns} (map the role to null if the log has no such column)"
-        )
+    check_mapped_columns(columns, raw.columns)
     has_revenue = columns.revenue is not None and columns.revenue in fields
     has_session = columns.session_id is not None and columns.session_id in fields
 
