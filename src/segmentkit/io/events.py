@@ -305,6 +305,29 @@ def check_mapped_columns(columns: ColumnMap, present: Sequence[str]) -> None:
         )
 
 
+def check_enough_left(
+    report: DataQualityReport, cutoff: dt.datetime | None, min_users: int
+) -> None:
+    """Refuse a log with no clean events, or fewer users than needed (every engine).
+
+    Raises
+    ------
+    InsufficientDataError
+        Saying what cleaning removed, or how many users were found.
+    """
+    if report.rows_clean == 0:
+        reason = f" before as_of {cutoff.date()}" if cutoff is not None else ""
+        raise InsufficientDataError(
+            f"no events left after cleaning{reason}: {report.rows_read} rows read, "
+            f"{report.null_user_id} null user ids, {report.null_timestamp} null timestamps, "
+            f"{report.null_event} null events, {report.at_or_after_as_of} at or after as_of"
+        )
+    if report.users < min_users:
+        raise InsufficientDataError(
+            f"found {report.users} user(s); at least {min_users} are needed"
+        )
+
+
 def load_events(
     source: EventSource,
     columns: ColumnMap | None = None,
@@ -518,15 +541,7 @@ def load_events(
         last_event=last.isoformat() if last is not None else None,
         duplicates_checked=check_duplicates,
     )
-    if rows_clean == 0:
-        reason = f" before as_of {cutoff.date()}" if cutoff is not None else ""
-        raise InsufficientDataError(
-            f"no events left after cleaning{reason}: {rows_read} rows read, "
-            f"{null_user} null user ids, {null_ts} null timestamps, {n_null_event} null events, "
-            f"{after} at or after as_of"
-        )
-    if users < min_users:
-        raise InsufficientDataError(f"found {users} user(s); at least {min_users} are needed")
+    check_enough_left(report, cutoff, min_users)
     return EventLog(
         con=con,
         table=table,

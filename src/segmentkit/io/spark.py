@@ -23,8 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segmentkit.config import ColumnMap
-from segmentkit.errors import DataValidationError, InsufficientDataError
-from segmentkit.io.events import MAX_REVENUE, DataQualityReport, check_mapped_columns, to_timestamp
+from segmentkit.errors import DataValidationError
+from segmentkit.io.events import (
+    MAX_REVENUE,
+    DataQualityReport,
+    check_enough_left,
+    check_mapped_columns,
+    to_timestamp,
+)
 
 try:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -410,15 +416,7 @@ def _validate(
         last_event=_from_epoch_us(last).isoformat() if last is not None else None,
         duplicates_checked=True,
     )
-    if rows_clean == 0:
-        reason = f" before as_of {cutoff.date()}" if cutoff is not None else ""
-        raise InsufficientDataError(
-            f"no events left after cleaning{reason}: {rows_read} rows read, "
-            f"{null_user} null user ids, {null_ts} null timestamps, {n_null_event} null events, "
-            f"{after} at or after as_of"
-        )
-    if users < min_users:
-        raise InsufficientDataError(f"found {users} user(s); at least {min_users} are needed")
+    check_enough_left(report, cutoff, min_users)
     return SparkEventLog(
         frame=clean,
         report=report,
