@@ -8,7 +8,12 @@ from pandas.testing import assert_frame_equal
 
 from segmentkit.bundle.trust import TRUSTED_TYPES, file_types
 from segmentkit.config import ColumnMap, FeatureConfig, PropensityConfig, TargetConfig
-from segmentkit.errors import ConfigError, DataValidationError, InsufficientDataError
+from segmentkit.errors import (
+    ConfigError,
+    DataValidationError,
+    InsufficientDataError,
+    SegmentkitError,
+)
 from segmentkit.features import build_features
 from segmentkit.io.events import load_events
 from segmentkit.io.synth import generate_events
@@ -269,21 +274,33 @@ def test_buckets_use_frozen_cutoffs(xy):
 @pytest.mark.parametrize(
     ("params", "y_kind", "error", "match"),
     [
-        ({"kind": "churn"}, "binary", ValueError, "kind must be"),
-        ({"family": "forest"}, "binary", ValueError, "family must be"),
-        ({"calibration": "beta"}, "binary", ValueError, "calibration must be"),
-        ({"high_share": 0.6, "medium_share": 0.5}, "binary", ValueError, "high_share"),
-        ({}, "counts", ValueError, "0/1 labels"),
-        ({}, "single", ValueError, "single class"),
-        ({"kind": "count"}, "negative", ValueError, "non-negative integer"),
+        ({"kind": "churn"}, "binary", ConfigError, "kind must be"),
+        ({"family": "forest"}, "binary", ConfigError, "family must be"),
+        ({"calibration": "beta"}, "binary", ConfigError, "calibration must be"),
+        ({"high_share": 0.6, "medium_share": 0.5}, "binary", ConfigError, "high_share"),
+        ({}, "counts", DataValidationError, r"0/1 labels; \d+ row\(s\) are not, e.g. rows \["),
+        ({}, "single", InsufficientDataError, "every label is 0; .* both classes"),
+        ({"kind": "count"}, "negative", DataValidationError, r"non-negative integer.*rows \["),
+        ({"kind": "count"}, "fraction", DataValidationError, r"1 row\(s\) are not.*\[0\.5\]"),
     ],
-    ids=["kind", "family", "calibration", "shares", "not-binary", "one-class", "negative"],
+    ids=["kind", "family", "calibration", "shares", "not-binary", "one-class", "negative", "frac"],
 )
 def test_model_parameter_and_label_errors(xy, params, y_kind, error, match):
     X, y, _ = xy
-    labels = {"binary": y, "counts": y * 3, "single": np.zeros_like(y), "negative": -y}[y_kind]
-    with pytest.raises(error, match=match):
+    fraction = np.r_[0.5, y[1:]].astype(float)
+    labels = {
+        "binary": y,
+        "counts": y * 3,
+        "single": np.zeros_like(y),
+        "negative": -y,
+        "fraction": fraction,
+    }[y_kind]
+    with pytest.raises(error, match=match) as caught:
         PropensityModel(**params).fit(X, labels)
+    # Every error a user can cause is a SegmentkitError (the CLI prints it on one line)
+    # and still a ValueError (what scikit-learn's estimator checks expect).
+    assert isinstance(caught.value, SegmentkitError)
+    assert isinstance(caught.value, ValueError)
 
 
 def test_model_refuses_too_few_rows_to_calibrate(xy):
@@ -298,11 +315,13 @@ def test_model_refuses_too_few_rows_to_calibrate(xy):
 
 def test_model_needs_named_columns(xy):
     X, y, snapshot = xy
-    with pytest.raises(ValueError, match="named feature columns"):
+    with pytest.raises(DataValidationError, match="named feature columns"):
         PropensityModel(family="hgb").fit(X.to_numpy(), y)
     with pytest.raises(DataValidationError, match="recency_days"):
         PropensityModel(family="recency").fit(X.drop(columns="recency_days"), y)
-    with pytest.raises(ValueError, match="snapshot must have shape"):
+    with pytest.raises(
+        DataValidationError, match=r"snapshot must have shape \(600,\), got \(10,\)"
+    ):
         PropensityModel().fit(X, y, snapshot=snapshot[:10])
 
 
@@ -678,13 +697,13 @@ def test_expected_total_interval_by_hand(xy):
 
 def test_complement_model_errors(xy):
     X, y, _ = xy
-    with pytest.raises(ValueError, match="needs `source`"):
+    with pytest.raises(ConfigError, match="needs `source`"):
         PropensityModel(family="complement").fit(X, y)
     churn = PropensityModel("churn", "inactivity", random_state=0).fit(X, y)
-    with pytest.raises(ValueError, match="needs `source`"):
+    with pytest.raises(ConfigError, match="needs `source`"):
         PropensityModel(family="complement", source=churn).fit(X, y)
     buy = PropensityModel("buy", "event", event="purchase", random_state=0).fit(X, 1 - y)
-    with pytest.raises(ValueError, match="source model's columns"):
+    with pytest.raises(DataValidationError, match="source model's columns"):
         PropensityModel(family="complement", source=buy).fit(X.iloc[:, :3], y)
 
 

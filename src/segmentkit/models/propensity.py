@@ -169,7 +169,7 @@ def _base_estimator(
             "bgnbd": list(_BGNBD_INPUTS),
         }
         if names is None:
-            raise ValueError(
+            raise DataValidationError(
                 f"PropensityModel(family={family!r}) needs X as a DataFrame with named feature "
                 "columns"
             )
@@ -458,18 +458,23 @@ class PropensityModel(BaseEstimator):
 
     def _check_params(self) -> None:
         if self.kind not in _KINDS:
-            raise ValueError(f"kind must be one of {list(_KINDS)}, got {self.kind!r}")
+            raise ConfigError(
+                f"PropensityModel: kind must be one of {list(_KINDS)}, got {self.kind!r}"
+            )
         if self.family not in FAMILIES:
-            raise ValueError(f"family must be one of {list(FAMILIES)}, got {self.family!r}")
+            raise ConfigError(
+                f"PropensityModel: family must be one of {list(FAMILIES)}, got {self.family!r}"
+            )
         if self.calibration not in ("sigmoid", "isotonic"):
-            raise ValueError(
-                f"calibration must be 'sigmoid' or 'isotonic', got {self.calibration!r}"
+            raise ConfigError(
+                "PropensityModel: calibration must be 'sigmoid' or 'isotonic', "
+                f"got {self.calibration!r}"
             )
         shares = (self.high_share, self.medium_share)
         if not (self.high_share > 0 and self.medium_share >= 0 and sum(shares) < 1):
-            raise ValueError(
-                "expected 0 < high_share, 0 <= medium_share and high_share + medium_share < 1, "
-                f"got {self.high_share} and {self.medium_share}"
+            raise ConfigError(
+                "PropensityModel: expected 0 < high_share, 0 <= medium_share and "
+                f"high_share + medium_share < 1, got {self.high_share} and {self.medium_share}"
             )
 
     def fit(self, X: Any, y: Any, snapshot: Any = None) -> PropensityModel:
@@ -504,16 +509,31 @@ class PropensityModel(BaseEstimator):
             )
         classify = self.kind != "count"
         if classify and not np.isin(y, (0.0, 1.0)).all():
-            raise ValueError(f"kind {self.kind!r} expects 0/1 labels")
+            bad = np.flatnonzero(~np.isin(y, (0.0, 1.0)))
+            raise DataValidationError(
+                f"PropensityModel: kind {self.kind!r} expects 0/1 labels; {bad.size} row(s) are "
+                f"not, e.g. rows {bad[:5].tolist()} with {y[bad[:5]].tolist()}"
+            )
         if not classify and ((y < 0).any() or (y != np.round(y)).any()):
-            raise ValueError("kind 'count' expects non-negative integer counts")
+            bad = np.flatnonzero((y < 0) | (y != np.round(y)))
+            raise DataValidationError(
+                "PropensityModel: kind 'count' expects non-negative integer counts; "
+                f"{bad.size} row(s) are not, e.g. rows {bad[:5].tolist()} with "
+                f"{y[bad[:5]].tolist()}"
+            )
         if classify and np.unique(y).size < 2:
-            raise ValueError("y holds a single class: a propensity model needs both")
+            raise InsufficientDataError(
+                f"PropensityModel: every label is {int(y[0])}; a propensity model needs both "
+                "classes"
+            )
         names = list(getattr(self, "feature_names_in_", [])) or None
         if snapshot is not None:
             snapshot = np.asarray(snapshot)
             if snapshot.shape != (X.shape[0],):
-                raise ValueError(f"snapshot must have shape ({X.shape[0]},), got {snapshot.shape}")
+                raise DataValidationError(
+                    f"PropensityModel: snapshot must have shape ({X.shape[0]},), "
+                    f"got {snapshot.shape}"
+                )
         latest = snapshot == np.max(snapshot) if snapshot is not None else None
         self.level_sd_ = _level_sd(y, snapshot)
         if self.family == "complement":
@@ -605,10 +625,15 @@ class PropensityModel(BaseEstimator):
     def _fit_complement(self, X: np.ndarray, latest: Any) -> PropensityModel:
         source = self.source
         if not isinstance(source, PropensityModel) or source.kind != "event":
-            raise ValueError("family 'complement' needs `source`, a fitted kind='event' model")
+            raise ConfigError(
+                "PropensityModel: family 'complement' needs `source`, a fitted kind='event' model"
+            )
         check_is_fitted(source)
         if list(source.feature_names_in_) != list(getattr(self, "feature_names_in_", [])):
-            raise ValueError("family 'complement': X must have the source model's columns")
+            raise DataValidationError(
+                "PropensityModel: family 'complement': X must have the source model's columns "
+                f"{list(source.feature_names_in_)}"
+            )
         self.estimator_ = None
         self.calibrator_ = None
         self.rfm_columns_ = self.rfm_edges_ = None
@@ -735,14 +760,7 @@ class PropensityModel(BaseEstimator):
     def predict_proba(self, X: Any) -> np.ndarray:
         """Return ``[1 - p, p]`` per row (binary targets only).
 
-        Parameters
-        ----------
-        X : pandas.DataFrame
-            The same feature columns, in the same order, as in ``fit``.
-
-        Returns
-        -------
-        numpy.ndarray of shape (n_rows, 2)
+        ``X`` is as for :meth:`predict`; the result has shape (n_rows, 2).
         """
         p = self.predict(X)
         return np.column_stack([1.0 - p, p])
