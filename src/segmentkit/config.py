@@ -37,6 +37,15 @@ __all__ = [
 
 #: Propensity target names: they become file names in the bundle.
 TARGET_NAME = re.compile(r"[a-z0-9_-]+")
+#: Model families competing for each propensity target (see
+#: :data:`segmentkit.models.propensity.CANDIDATES`).
+PROPENSITY_CANDIDATES: tuple[str, ...] = (
+    "logistic",
+    "hgb",
+    "logistic+bgnbd",
+    "hgb+bgnbd",
+    "bgnbd",
+)
 #: Registered model names: they name a directory under ``tracking.models_dir``.
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -124,6 +133,10 @@ class PropensityConfig:
     random_state: int = 0
     # Threads while fitting; 1 avoids OpenMP oversubscription on small shared machines.
     n_threads: int | None = 1
+    # Families judged out of time per target, and the most training rows they are
+    # compared on (a stratified sample; only the winner is fitted on every row).
+    candidates: tuple[str, ...] = PROPENSITY_CANDIDATES
+    selection_rows_max: int = 200_000
     targets: tuple[TargetConfig, ...] = ()
 
 
@@ -280,6 +293,12 @@ def _check_values(config: Config) -> None:
     if prop.horizon_days <= 0 or prop.n_snapshots <= 0 or prop.snapshot_step_days <= 0:
         raise ConfigError(
             "propensity: horizon_days, n_snapshots and snapshot_step_days must be positive"
+        )
+    if not prop.candidates:
+        raise ConfigError("propensity.candidates: expected at least one model family")
+    if prop.selection_rows_max < 2:
+        raise ConfigError(
+            f"propensity.selection_rows_max: expected at least 2, got {prop.selection_rows_max}"
         )
     names = [t.name for t in prop.targets]
     for name in names:

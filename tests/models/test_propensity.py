@@ -1,4 +1,5 @@
 import datetime as dt
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -7,7 +8,13 @@ import skops.io as sio
 from pandas.testing import assert_frame_equal
 
 from segmentkit.bundle.trust import TRUSTED_TYPES, file_types
-from segmentkit.config import ColumnMap, FeatureConfig, PropensityConfig, TargetConfig
+from segmentkit.config import (
+    ColumnMap,
+    FeatureConfig,
+    PropensityConfig,
+    TargetConfig,
+    load_config,
+)
 from segmentkit.errors import (
     ConfigError,
     DataValidationError,
@@ -186,8 +193,11 @@ def test_too_few_negatives_is_refused():
 def test_fit_argument_errors(tiny_log):
     with pytest.raises(ConfigError, match="no target"):
         fit_propensity(tiny_log, "2024-03-01", FEATURES, PropensityConfig())
-    with pytest.raises(ConfigError, match="candidates"):
+    with pytest.raises(ConfigError, match="propensity.candidates: expected some of"):
         fit_propensity(tiny_log, "2024-03-01", FEATURES, CONFIG, candidates=("forest",))
+    # The same check applies to the families named in params.yaml.
+    with pytest.raises(ConfigError, match=r"got \['forest'\]"):
+        fit_propensity(tiny_log, "2024-03-01", FEATURES, replace(CONFIG, candidates=("forest",)))
     with pytest.raises(ConfigError, match="needs an `event`"):
         fit_propensity(
             tiny_log,
@@ -202,6 +212,31 @@ def test_fit_argument_errors(tiny_log):
         fit_propensity(cut, "2024-03-01", FEATURES, CONFIG)
     with pytest.raises(InsufficientDataError, match="no event before"):
         fit_propensity(tiny_log, "2023-01-01", FEATURES, CONFIG)
+
+
+@pytest.mark.parametrize(
+    ("section", "match"),
+    [
+        ({"candidates": []}, "propensity.candidates: expected at least one"),
+        ({"selection_rows_max": 1}, "propensity.selection_rows_max: expected at least 2, got 1"),
+        ({"candidates": "hgb"}, "candidates"),
+    ],
+    ids=["no-candidates", "rows", "not-a-list"],
+)
+def test_propensity_config_errors(section, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(overrides={"propensity": section})
+
+
+def test_propensity_config_reads_candidates_and_selection_rows():
+    config = load_config(
+        overrides={
+            "propensity": {"candidates": ["logistic", "hgb+bgnbd"], "selection_rows_max": 50}
+        }
+    ).propensity
+    assert config.candidates == ("logistic", "hgb+bgnbd")
+    assert config.selection_rows_max == 50
+    assert load_config().propensity.candidates == CANDIDATES
 
 
 # --- PropensityModel -----------------------------------------------------------

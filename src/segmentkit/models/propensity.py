@@ -66,6 +66,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
+from segmentkit.config import PROPENSITY_CANDIDATES
 from segmentkit.errors import ConfigError, DataValidationError, InsufficientDataError
 from segmentkit.models.bgnbd import BetaGeoModel, bgnbd_predictions, summary_from_features
 from segmentkit.models.hgb_runtime import raw_predict as hgb_raw_predict
@@ -81,7 +82,7 @@ FAMILIES: tuple[str, ...] = ("logistic", "hgb", "recency", "rfm", "bgnbd", "comp
 """Model families a :class:`PropensityModel` can hold."""
 
 
-CANDIDATES: tuple[str, ...] = ("logistic", "hgb", "logistic+bgnbd", "hgb+bgnbd", "bgnbd")
+CANDIDATES: tuple[str, ...] = PROPENSITY_CANDIDATES
 
 
 """Families competing for a target (``+bgnbd``: with the BG/NBD inputs).

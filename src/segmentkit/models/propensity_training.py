@@ -30,7 +30,7 @@ from segmentkit.models.labels import (
     build_training_set,
     plan_snapshots,
 )
-from segmentkit.models.propensity import _NO_LEVEL, BASELINES, CANDIDATES, FAMILIES, PropensityModel
+from segmentkit.models.propensity import _NO_LEVEL, BASELINES, FAMILIES, PropensityModel
 from segmentkit.text import sql_timestamp
 
 
@@ -102,9 +102,9 @@ def fit_propensity(
     config: PropensityConfig | None = None,
     *,
     segments: pd.DataFrame | None = None,
-    candidates: Sequence[str] = CANDIDATES,
+    candidates: Sequence[str] | None = None,
     n_threads: int | None = None,
-    selection_rows_max: int = 200_000,
+    selection_rows_max: int | None = None,
 ) -> PropensityResult:
     """Fit, evaluate out of time and choose a calibrated model per target.
 
@@ -121,13 +121,15 @@ def fit_propensity(
     segments : pandas.DataFrame, optional
         ``user_id, segment``: adds per-segment observed rate and mean out-of-time
         score on the evaluation snapshot to the evaluation.
-    candidates : sequence of str
-        Families competing per target (a subset of :data:`FAMILIES`).
+    candidates : sequence of str, optional
+        Families competing per target (some of :data:`FAMILIES`, optionally with
+        ``+bgnbd``); defaults to ``config.candidates``.
     n_threads : int, optional
         Passed to every :class:`PropensityModel` (see there).
-    selection_rows_max : int
+    selection_rows_max : int, optional
         Candidates are compared on at most this many selection training rows, a
         sample stratified by snapshot and label; the winner is fitted on every row.
+        Defaults to ``config.selection_rows_max``.
 
     Returns
     -------
@@ -144,13 +146,16 @@ def fit_propensity(
         than ``min_positives`` positives (or negatives) in a snapshot set.
     """
     config = config or PropensityConfig()
+    candidates = tuple(config.candidates if candidates is None else candidates)
+    if selection_rows_max is None:
+        selection_rows_max = config.selection_rows_max
     if not config.targets:
         raise ConfigError("propensity.targets: no target to fit")
     allowed = [*FAMILIES, *(f"{f}+bgnbd" for f in FAMILIES if f not in ("bgnbd", "complement"))]
     unknown = [c for c in candidates if c not in allowed or c == "complement"]
     if unknown or not candidates:
         raise ConfigError(
-            f"candidates: expected some of {[c for c in allowed if c != 'complement']}, "
+            f"propensity.candidates: expected some of {[c for c in allowed if c != 'complement']}, "
             f"got {list(candidates)}"
         )
     end = to_timestamp(as_of)
