@@ -24,8 +24,13 @@ from segmentkit.errors import (
 from segmentkit.features import build_features
 from segmentkit.io.events import load_events
 from segmentkit.io.synth import generate_events
-from segmentkit.models.labels import build_labels, build_training_set, plan_snapshots
-from segmentkit.models.propensity import CANDIDATES, PropensityModel
+from segmentkit.models.labels import (
+    build_labels,
+    build_training_set,
+    plan_snapshots,
+    season_snapshots,
+)
+from segmentkit.models.propensity import CANDIDATES, PropensityModel, shift_level
 from segmentkit.models.propensity_training import fit_propensity
 from segmentkit.scoring import (
     feature_matrix,
@@ -772,3 +777,114 @@ def test_short_log_chooses_on_the_reported_snapshot_and_says_so():
     assert any("optimistic" in note for note in result.evaluation.notes)
     reported = set(result.evaluation.metrics["model"])
     assert set(CANDIDATES) <= reported
+
+
+# --- level of the scored period: seasonal step, trend -------------------------------
+
+
+def _seasonal_log(n_users=1500, start="2022-06-01", end="2024-10-16", amplitude=0.7, seed=3):
+    """Stationary buyers (no one arrives or leaves) whose rate follows a yearly cosine.
+
+    The peak is on 10 December, so the level rises steeply through the autumn: the
+    latest labeled month is a poor guide to the next one, and last year's autumn is a
+    good one.
+    """
+    rng = np.random.default_rng(seed)
+    days = pd.date_range(start, end, freq="D", inclusive="left")
+    phase = (days - pd.Timestamp("2023-12-10")).days.to_numpy() / 365.25
+    season = 1.0 + amplitude * np.cos(2.0 * np.pi * phase)
+    rate = rng.gamma(2.0, 0.02, n_users)  # purchases per day at the yearly mean
+    counts = rng.poisson(np.outer(rate, season))
+    user, day = np.nonzero(counts)
+    user, day = np.repeat(user, counts[user, day]), np.repeat(day, counts[user, day])
+    # Everyone is seen on the first day, so the population does not change.
+    user = np.r_[np.arange(n_users), user]
+    day = np.r_[np.zeros(n_users, dtype=int), day]
+    return pd.DataFrame(
+        {
+            "user_id": np.char.add("u", user.astype(str)),
+            "timestamp": days[day] + pd.to_timedelta(rng.integers(0, 86_400, day.size), "s"),
+            "event": np.where(np.arange(day.size) < n_users, "visit", "purchase"),
+        }
+    )
+
+
+def test_season_snapshots_need_a_year_and_a_horizon_before_t():
+    t = dt.datetime(2024, 10, 16)
+    assert season_snapshots(t, 30) == (dt.datetime(2023, 10, 17), dt.datetime(2023, 9, 17))
+    assert season_snapshots(t, 30, first_event=dt.datetime(2023, 9, 16)) is not None
+    assert season_snapshots(t, 30, first_event=dt.datetime(2023, 9, 17)) is None
+
+
+@pytest.mark.slow
+def test_seasonal_level_is_offered_where_a_year_of_history_allows_it():
+    events = _seasonal_log()
+    config = replace(CONFIG, targets=(PURCHASES,), candidates=("logistic", "hgb"))
+    # 2024-08-16: the selection snapshot (June into July) has a year and a horizon of
+    # history before it, so every candidate is also judged with the seasonal step.
+    result = fit_propensity(
+        load_events(events), pd.Timestamp("2024-08-16"), FEATURES, config, n_threads=1
+    )
+    judged = set(result.evaluation.selection["model"])
+    assert {"logistic-season", "hgb-season"} <= judged
+    model = result.models["purchases"]
+    note = next(n for n in result.evaluation.notes if n.startswith("purchases: level"))
+    assert "no seasonal term" not in note
+    if result.choice["purchases"].endswith("-season"):
+        assert model.level_shift != 0.0
+        assert f"({model.level_shift:+.3f} on the link scale)" in note
+    else:
+        assert model.level_shift == 0.0
+    # A year less history: no seasonal level, and the report says why.
+    short = events[events["timestamp"] >= "2023-06-01"]
+    result = fit_propensity(
+        load_events(short), pd.Timestamp("2024-08-16"), FEATURES, config, n_threads=1
+    )
+    assert not result.evaluation.selection["model"].str.endswith("-season").any()
+    assert any("no seasonal term" in n for n in result.evaluation.notes)
+
+
+def test_level_residual_is_the_shift_that_matches_the_labels(xy):
+    X, y, snapshot = xy
+    model = PropensityModel("buy", "event", event="x", random_state=0).fit(X, y, snapshot=snapshot)
+    shift = model.level_residual(X, y)
+    raw = model._predict_raw(X.to_numpy(), "none")
+    assert shift_level(raw, shift, "event").mean() == pytest.approx(y.mean())
+
+
+def test_short_log_says_there_is_no_seasonal_term(fitted):
+    notes = [n for n in fitted.evaluation.notes if ": level of the scored period" in n]
+    assert {n.split(":")[0] for n in notes} == {"churn", "purchase", "purchases"}
+    assert all("no seasonal term" in n for n in notes)
+
+
+def test_level_shift_moves_the_level_by_that_much(xy):
+    X, y, snapshot = xy
+    plain = PropensityModel("buy", "event", event="x", random_state=0).fit(X, y, snapshot=snapshot)
+    moved = PropensityModel("buy", "event", event="x", random_state=0, level_shift=0.5)
+    moved.fit(X, y, snapshot=snapshot)
+    assert moved.level_offset_ == pytest.approx(plain.level_offset_ + 0.5)
+    np.testing.assert_allclose(moved.predict(X), shift_level(plain.predict(X), 0.5, "event"))
+    with pytest.raises(ConfigError, match="level_shift must be a finite number"):
+        PropensityModel(level_shift=float("nan")).fit(X, y)
+
+
+def test_level_trend_extrapolates_the_snapshot_offsets(xy):
+    X, y, _ = xy
+    # Three snapshots 30 days apart whose label rate rises beyond what X explains.
+    rng = np.random.default_rng(4)
+    snapshot = np.repeat(np.array([0, 30, 60]) * 86_400, len(X) // 3)
+    lift = np.repeat([0.0, 0.15, 0.3], len(X) // 3)
+    y_up = np.maximum(y, (rng.random(len(X)) < lift).astype(int))
+    model = PropensityModel("buy", "event", event="x", random_state=0, level_trend=True)
+    model.fit(X, y_up, snapshot=snapshot)
+    assert model.level_trend_ > 0
+    latest = model._predict_raw(X.to_numpy(), "latest")
+    trend = model.predict(X)
+    assert trend.mean() > latest.mean()
+    np.testing.assert_allclose(
+        trend, shift_level(latest, model.level_trend_ * model.horizon_days, "event")
+    )
+    # One or two snapshots: no trend to measure.
+    two = PropensityModel("buy", "event", event="x", random_state=0, level_trend=True)
+    assert np.isnan(two.fit(X, y, snapshot=np.arange(len(X)) % 2).level_trend_)

@@ -250,3 +250,36 @@ def build_training_set(
     if not frames:
         raise InsufficientDataError("no snapshot to build a training set from")
     return pd.concat(frames, ignore_index=True)
+
+
+#: Length of the seasonal cycle looked for (days): the same season a year earlier.
+SEASON_DAYS = 365
+
+
+def season_snapshots(
+    t: dt.date | dt.datetime | str,
+    horizon_days: int,
+    first_event: dt.datetime | None = None,
+    period_days: int = SEASON_DAYS,
+) -> tuple[dt.datetime, dt.datetime] | None:
+    """Return the snapshots one period before the scored and the latest labeled ones.
+
+    A model scoring ``[t, t + h)`` takes its level from the latest labeled snapshot
+    ``t - h``; how much the level moved from ``t - h - P`` to ``t - P`` (the same
+    step a year earlier) is the seasonal part of the step it is about to take. Both
+    label windows end by ``t``, so nothing at or after ``t`` is read. None when the
+    log does not reach back before ``t - h - P``.
+
+    Examples
+    --------
+    >>> [d.date().isoformat() for d in season_snapshots("2024-12-01", 30)]
+    ['2023-12-02', '2023-11-02']
+    >>> season_snapshots("2024-12-01", 30, first_event=dt.datetime(2024, 1, 1)) is None
+    True
+    """
+    end = to_timestamp(t)
+    period = dt.timedelta(days=period_days)
+    earlier = end - dt.timedelta(days=horizon_days) - period
+    if first_event is not None and first_event >= earlier:
+        return None
+    return end - period, earlier

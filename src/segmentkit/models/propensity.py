@@ -110,6 +110,21 @@ BUCKETS: tuple[str, ...] = ("Low", "Medium", "High")
 _NO_LEVEL = "-nolevel"
 
 
+# Suffix of a candidate whose level follows the trend across snapshots (``level_trend``).
+_TREND = "-trend"
+
+
+# Suffix of a candidate whose level takes the seasonal step measured a year earlier.
+_SEASON = "-season"
+
+
+# Rows per snapshot used to measure its level offset (a sample: the offset is a mean).
+_LEVEL_ROWS = 20_000
+
+
+_SECONDS_PER_DAY = 86_400.0
+
+
 # Features the baselines read: R, F (the target event's own count when the table has it),
 # M.
 _RECENCY = "recency_days"
@@ -301,6 +316,52 @@ def _level_sd(y: np.ndarray, snapshot: np.ndarray | None) -> float:
     return float(np.sqrt(np.mean(np.diff(np.log(levels)) ** 2)))
 
 
+def _level_offset(p: np.ndarray, y: np.ndarray, kind: str) -> float:
+    """Return the shift that makes the mean prediction equal the observed mean.
+
+    On the log-odds for probabilities (0 when either side is 0 or 1), on the log for counts.
+
+    Examples
+    --------
+    >>> round(_level_offset(np.array([0.2, 0.2]), np.array([0, 1]), "event"), 4)
+    1.3863
+    >>> round(_level_offset(np.array([1.0, 1.0]), np.array([2, 4]), "count"), 4)
+    1.0986
+    """
+    target = float(np.mean(y))
+    if kind == "count":
+        total = float(np.mean(p))
+        return float(np.log(target / total)) if target > 0 and total > 0 else 0.0
+    if not 0.0 < target < 1.0:
+        return 0.0
+    logit = _logit(p)
+    return float(brentq(lambda d: float(np.mean(expit(logit + d))) - target, -20.0, 20.0))
+
+
+def shift_level(p: np.ndarray, shift: float, kind: str) -> np.ndarray:
+    """Move predictions by ``shift`` on the log-odds (probabilities) or the log (counts).
+
+    Examples
+    --------
+    >>> shift_level(np.array([0.5, 2.0]), float(np.log(2.0)), "count").tolist()
+    [1.0, 4.0]
+    >>> round(float(shift_level(np.array([0.5]), float(np.log(3.0)), "event")[0]), 4)
+    0.75
+    """
+    if not shift:
+        return p
+    if kind == "count":
+        return p * float(np.exp(shift))
+    return expit(_logit(p) + shift)
+
+
+def _snapshot_days(snapshot: np.ndarray) -> np.ndarray:
+    """Snapshot times in days: datetime64 values, or numbers taken as seconds."""
+    if np.issubdtype(snapshot.dtype, np.datetime64):
+        return snapshot.astype("datetime64[s]").astype(np.int64) / _SECONDS_PER_DAY
+    return np.asarray(snapshot, dtype=float) / _SECONDS_PER_DAY
+
+
 def _is_binary(model: PropensityModel) -> bool:
     """Whether the model's target is 0/1: only then does it have ``predict_proba``."""
     if model.kind == "count":
@@ -349,6 +410,16 @@ class PropensityModel(BaseEstimator):
     relevel : bool
         After calibration, shift the log-odds (scale counts) so the mean prediction on
         the latest training snapshot equals its observed level.
+    level_trend : bool
+        With ``relevel`` and three or more snapshots (sigmoid calibration or counts):
+        extrapolate that shift by its linear trend across the training snapshots over
+        ``horizon_days`` (the scored period starts one horizon after the latest labeled
+        snapshot). ``snapshot`` values are then times: datetime64, or seconds.
+    level_shift : float
+        Expected change of the level from the latest labeled period to the scored one
+        beyond what the features carry, known from elsewhere (e.g. the seasonal step
+        a year earlier, see :meth:`level_residual`), on the log-odds (log for counts);
+        added to the ``relevel`` shift when predicting (so it may be set after fit).
     source : PropensityModel, optional
         Fitted ``kind="event"`` model whose complement a ``complement`` model returns.
     n_threads : int, optional
@@ -369,6 +440,9 @@ class PropensityModel(BaseEstimator):
     level_offset_, level_factor_ : float
         Log-odds shift (binary) and factor (counts) set by ``relevel``; 0 and 1 when
         not releveled.
+    level_trend_ : float
+        Change per day of the log-odds shift (log factor for counts) across the
+        training snapshots, by least squares; NaN when it cannot be measured.
     level_sd_ : float
         RMS relative change of the label level between consecutive training
         snapshots (NaN with one snapshot); sizes :meth:`expected_total`'s interval.
@@ -416,6 +490,8 @@ class PropensityModel(BaseEstimator):
         bgnbd_features: bool = False,
         relevel: bool = True,
         source: PropensityModel | None = None,
+        level_trend: bool = False,
+        level_shift: float = 0.0,
     ):
         self.target = target
         self.kind = kind
@@ -430,6 +506,8 @@ class PropensityModel(BaseEstimator):
         self.bgnbd_features = bgnbd_features
         self.relevel = relevel
         self.source = source
+        self.level_trend = level_trend
+        self.level_shift = level_shift
 
     def __sklearn_tags__(self):
         """Return scikit-learn tags: a Poisson-like regressor for counts, 0/1 targets otherwise.
@@ -470,6 +548,10 @@ class PropensityModel(BaseEstimator):
             raise ConfigError(
                 "PropensityModel: calibration must be 'sigmoid' or 'isotonic', "
                 f"got {self.calibration!r}"
+            )
+        if not np.isfinite(self.level_shift):
+            raise ConfigError(
+                f"PropensityModel: level_shift must be a finite number, got {self.level_shift!r}"
             )
         shares = (self.high_share, self.medium_share)
         if not (self.high_share > 0 and self.medium_share >= 0 and sum(shares) < 1):
@@ -589,9 +671,12 @@ class PropensityModel(BaseEstimator):
         self.estimator_ = clone(base).fit(design, y)
         self.level_offset_ = 0.0
         self.level_factor_ = 1.0
+        self.level_trend_ = float("nan")
         reference_rows = latest if latest is not None else np.ones(y.size, dtype=bool)
         if self.relevel:
             self._relevel(X[reference_rows], y[reference_rows])
+            if snapshot is not None:
+                self.level_trend_ = self._measure_trend(X, y, snapshot)
         self.training_rows_ = int(y.size)
         self.training_mean_ = float(np.mean(y))
         self._set_buckets(self._predict_array(X[reference_rows]))
@@ -642,6 +727,7 @@ class PropensityModel(BaseEstimator):
         self.scale_ = 1.0
         self.level_offset_ = 0.0
         self.level_factor_ = 1.0
+        self.level_trend_ = float("nan")
         self.calibration_mode_ = "complement"
         self.calibration_rows_ = 0
         self.training_rows_ = source.training_rows_
@@ -657,21 +743,35 @@ class PropensityModel(BaseEstimator):
         (different class mix, more trees). One offset on the log-odds (one factor for
         counts) restores the level of the most recent labeled period.
         """
-        predicted = self._predict_array(X)
+        predicted = self._predict_raw(X, level="none")
         if self.kind == "count":
-            total = float(predicted.sum())
-            if total > 0:
-                self.level_factor_ = float(y.sum()) / total
+            self.level_factor_ = float(np.exp(_level_offset(predicted, y, self.kind)))
             return
         if isinstance(self.calibrator_, IsotonicRegression):
             return
-        target = float(y.mean())
-        logit = np.log(np.clip(predicted, 1e-12, 1 - 1e-12)) - np.log1p(
-            -np.clip(predicted, 1e-12, 1 - 1e-12)
-        )
-        self.level_offset_ = float(
-            brentq(lambda d: float(np.mean(expit(logit + d))) - target, -20.0, 20.0)
-        )
+        self.level_offset_ = _level_offset(predicted, y, self.kind)
+
+    def _measure_trend(self, X: np.ndarray, y: np.ndarray, snapshot: np.ndarray) -> float:
+        """Return the least-squares slope per day of the level offset across snapshots.
+
+        Each snapshot's offset is measured on the model before any level (on a fixed
+        sample of at most ``_LEVEL_ROWS`` rows: it is a mean). NaN with fewer than three
+        snapshots or an isotonic calibration (no offset to move).
+        """
+        times = np.unique(snapshot)
+        if times.size < 3 or isinstance(self.calibrator_, IsotonicRegression):
+            return float("nan")
+        rng = np.random.default_rng(0)
+        offsets = []
+        for t in times:
+            rows = np.flatnonzero(snapshot == t)
+            if rows.size > _LEVEL_ROWS:
+                rows = np.sort(rng.choice(rows, _LEVEL_ROWS, replace=False))
+            offsets.append(
+                _level_offset(self._predict_raw(X[rows], level="none"), y[rows], self.kind)
+            )
+        days = _snapshot_days(times)
+        return float(np.polyfit(days - days[-1], np.asarray(offsets), 1)[0])
 
     def _set_buckets(self, reference: np.ndarray) -> None:
         high = np.quantile(reference, 1.0 - self.high_share)
@@ -697,19 +797,56 @@ class PropensityModel(BaseEstimator):
             return _logit(active).reshape(-1, 1)
         return np.column_stack([X, _logit(active), np.log(expected + 1e-9)])
 
-    def _predict_raw(self, X: np.ndarray, level: bool = True) -> np.ndarray:
-        """Return predictions; ``level=False`` leaves out the latest-snapshot level."""
+    def level_residual(self, X: Any, y: Any) -> float:
+        """Return the level shift the model before any level needs to match ``y`` on ``X``.
+
+        On the log-odds (log for counts). The difference of this residual between two
+        snapshots is how much the level moved beyond what the features carry, e.g.
+        into the season a year earlier: a value for ``level_shift``.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame
+            Feature columns of one snapshot.
+        y : array-like
+            Its labels.
+
+        Returns
+        -------
+        float
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        return _level_offset(self._predict_raw(X, "none"), np.asarray(y, dtype=float), self.kind)
+
+    def _level_mode(self) -> str:
+        if not self.relevel:
+            return "none"
+        return "trend" if self.level_trend else "latest"
+
+    def _predict_raw(self, X: np.ndarray, level: str | None = None) -> np.ndarray:
+        """Return predictions at a level of the model's own (``None``) or another.
+
+        ``"none"``: no shift; ``"latest"``: shifted to the latest labeled snapshot (plus
+        ``level_shift``); ``"trend"``: that, moved on by the trend across snapshots.
+        """
         if self.family == "complement":
             return 1.0 - self.source._predict_raw(X, level)
+        level = self._level_mode() if level is None else level
+        shift = float(self.level_shift)
+        if level == "trend" and np.isfinite(self.level_trend_):
+            shift += self.level_trend_ * float(self.horizon_days)
         classify = self.kind != "count"
         raw = _raw_score(self.estimator_, self._design(X), classify)
         if not classify:
-            return raw * self.scale_ * (self.level_factor_ if level else 1.0)
+            factor = self.level_factor_ * np.exp(shift) if level != "none" else 1.0
+            return raw * self.scale_ * factor
         if isinstance(self.calibrator_, IsotonicRegression):
             return np.asarray(self.calibrator_.predict(raw), dtype=float)
         p = self.calibrator_.predict_proba(raw.reshape(-1, 1))[:, 1]
-        if level and self.level_offset_:
-            p = expit(_logit(p) + self.level_offset_)
+        offset = self.level_offset_ + shift if level != "none" else 0.0
+        if offset:
+            p = expit(_logit(p) + offset)
         return p
 
     def expected_total(self, scores: Any, coverage: float = 0.9) -> tuple[float, float, float]:

@@ -26,11 +26,21 @@ from segmentkit.models.evaluation import (
     _selection_metric,
 )
 from segmentkit.models.labels import (
+    SEASON_DAYS,
     _check_target,
     build_training_set,
     plan_snapshots,
+    season_snapshots,
 )
-from segmentkit.models.propensity import _NO_LEVEL, BASELINES, FAMILIES, PropensityModel
+from segmentkit.models.propensity import (
+    _NO_LEVEL,
+    _SEASON,
+    _TREND,
+    BASELINES,
+    FAMILIES,
+    PropensityModel,
+    shift_level,
+)
 from segmentkit.text import sql_timestamp
 
 
@@ -224,9 +234,29 @@ def fit_propensity(
             _check_positives(frame, target, role, config.min_positives, horizon)
             snapshot_rows += _snapshot_rows(frame, target.name, role, horizon)
 
+        def season(
+            model: PropensityModel, t: dt.datetime, horizon=horizon, build=None
+        ) -> float | None:
+            """Seasonal step of the model's level into [t, t + h), from a year earlier."""
+            times = season_snapshots(t, horizon, first_event=first)
+            if times is None:
+                return None
+            residuals = []
+            for when in times:
+                X_year, y_year, _ = _split(build([when]))
+                residuals.append(model.level_residual(X_year, y_year))
+            return residuals[0] - residuals[1]
+
+        # A seasonal level is offered where it can be checked out of time: the log must
+        # reach a year and a horizon before the selection snapshot.
+        season_checked = (
+            selection_plan is not None
+            and season_snapshots(selection_plan.evaluation, horizon, first_event=first) is not None
+        )
+
         def make(name: str, target=target, horizon=horizon, **extra: Any) -> PropensityModel:
-            relevel = not name.endswith(_NO_LEVEL)
-            family, _, variant = name.removesuffix(_NO_LEVEL).partition("+")
+            family, level = _parse_variant(name)
+            family, _, variant = family.partition("+")
             return PropensityModel(
                 target=target.name,
                 kind=target.kind,
@@ -236,7 +266,8 @@ def fit_propensity(
                 random_state=config.random_state,
                 n_threads=n_threads,
                 bgnbd_features=variant == "bgnbd",
-                relevel=relevel,
+                relevel=level != "none",
+                level_trend=level == "trend",
                 **extra,
             )
 
@@ -276,14 +307,26 @@ def fit_propensity(
             X_se, y_se, _ = _split(sel_eval)
             chosen = {}
             variants = []
+            fitted_candidates = {}
+            X_array = np.asarray(X_se, dtype=float)
+            season_sel = {}
             for name in ranked:
                 candidate = make(name).fit(X_st, y_st, snapshot=s_st)
-                X_array = np.asarray(X_se, dtype=float)
+                fitted_candidates[name] = candidate
                 # The level taken from the latest training snapshot is kept only where it
                 # helps out of time: some logs drift on in the same direction, and the
                 # model's own extrapolation from the features is then closer.
-                for variant, level in ((name, True), (f"{name}{_NO_LEVEL}", False)):
-                    p = candidate._predict_raw(X_array, level)
+                levels = [(name, "latest"), (f"{name}{_NO_LEVEL}", "none")]
+                # A linear trend of the level across snapshots (PropensityModel's
+                # level_trend) is not offered: measured on the demo logs, the slope of a
+                # candidate fitted for this choice and that of the final model differed
+                # tenfold, so a win here said little about the trend applied later.
+                if season_checked:
+                    season_sel[name] = season(candidate, selection_plan.evaluation, build=build)
+                    if season_sel[name] is not None:
+                        levels.append((f"{name}{_SEASON}", "season"))
+                for variant, level in levels:
+                    p = _variant_scores(candidate, X_array, level, season_sel.get(name))
                     chosen[variant] = _metrics(y_se, p, target.kind)
                     variants.append(variant)
                     selection_rows += [
@@ -291,6 +334,10 @@ def fit_propensity(
                         for m, v in chosen[variant].items()
                     ]
             best = min(variants, key=lambda fam: (chosen[fam][key], variants.index(fam)))
+            family_sel = _parse_variant(best)[0]
+            best = _keep_level(
+                best, fitted_candidates, X_array, y_se, chosen, key, season_sel.get(family_sel)
+            )
         else:
             nested_all = False
             for name in ranked:
@@ -306,6 +353,9 @@ def fit_propensity(
         for name in dict.fromkeys((best, *BASELINES)):
             if name not in scores:
                 fitted[name] = make(name).fit(X_bt, y_bt, snapshot=s_bt)
+                if _parse_variant(name)[1] == "season":
+                    step = season(fitted[name], plan.evaluation, build=build)
+                    fitted[name].set_params(level_shift=step or 0.0)
                 scores[name] = fitted[name].predict(X_ev)
         complement = None
         if target.kind == "inactivity" and best != "complement":
@@ -344,6 +394,13 @@ def fit_propensity(
             )
         else:
             models[target.name] = make(best).fit(X_fin, y_fin, snapshot=s_fin)
+            if _parse_variant(best)[1] == "season":
+                step = season(models[target.name], end, build=build)
+                models[target.name].set_params(level_shift=step or 0.0)
+        if best != "complement":
+            notes.append(
+                _level_note(target.name, best, models[target.name], season_checked, horizon)
+            )
         if target.kind == "event":
             report_scores.setdefault((target.event, horizon), (scores[best], target.name))
 
@@ -368,6 +425,93 @@ def fit_propensity(
         evaluation=evaluation_result,
         choice={name: choice[name] for name in order},
     )
+
+
+def _parse_variant(name: str) -> tuple[str, str]:
+    """Split a candidate name into its family and level: latest, none, trend or season.
+
+    Examples
+    --------
+    >>> _parse_variant("hgb+bgnbd-trend"), _parse_variant("logistic")
+    (('hgb+bgnbd', 'trend'), ('logistic', 'latest'))
+    """
+    for suffix, level in ((_NO_LEVEL, "none"), (_TREND, "trend"), (_SEASON, "season")):
+        if name.endswith(suffix):
+            return name.removesuffix(suffix), level
+    return name, "latest"
+
+
+def _variant_scores(
+    model: PropensityModel, X: np.ndarray, level: str, season: float | None
+) -> np.ndarray:
+    """Scores of a fitted candidate at one level (``season``: latest plus the seasonal step)."""
+    if level == "season":
+        return shift_level(model._predict_raw(X, "latest"), season or 0.0, model.kind)
+    return model._predict_raw(X, level)
+
+
+def _row_loss(y: np.ndarray, p: np.ndarray, kind: str) -> np.ndarray:
+    """Per-row log loss (Poisson deviance for counts): the terms of the selection metric."""
+    if kind == "count":
+        mu = np.clip(p, 1e-9, None)
+        ratio = np.where(y > 0, y / mu, 1.0)
+        return 2.0 * (y * np.log(ratio) - (y - mu))
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return -(y * np.log(p) + (1 - y) * np.log1p(-p))
+
+
+def _keep_level(
+    best: str,
+    candidates: dict[str, PropensityModel],
+    X: np.ndarray,
+    y: np.ndarray,
+    results: dict[str, dict[str, float]],
+    key: str,
+    season: float | None,
+) -> str:
+    """Keep a trend or seasonal level only when it beats the plain levels beyond noise.
+
+    Those levels add an estimate (a slope, a seasonal step) to the model; a win smaller
+    than one standard error of the paired per-row difference on the selection snapshot
+    is not evidence, and the better of the latest-snapshot level and none is kept
+    instead (the one-standard-error rule).
+    """
+    family, level = _parse_variant(best)
+    if level not in ("trend", "season"):
+        return best
+    plain = min((family, f"{family}{_NO_LEVEL}"), key=lambda v: results[v][key])
+    model = candidates[family]
+    kind = model.kind
+    gain = _row_loss(y, _variant_scores(model, X, _parse_variant(plain)[1], season), kind)
+    gain = gain - _row_loss(y, _variant_scores(model, X, level, season), kind)
+    standard_error = float(np.std(gain, ddof=1) / np.sqrt(gain.size)) if gain.size > 1 else 0.0
+    return best if float(np.mean(gain)) > standard_error else plain
+
+
+def _level_note(
+    name: str, best: str, model: PropensityModel, season_checked: bool, horizon: int
+) -> str:
+    """Say how the chosen model sets its level for the scored period, and why not by season."""
+    _, level = _parse_variant(best)
+    how = {
+        "none": "the model's own level (the latest snapshot's level lost out of time)",
+        "latest": "the level of the latest labeled snapshot",
+        "trend": (
+            "the latest labeled snapshot's level moved on by its trend across snapshots "
+            f"({model.level_trend_ * horizon:+.3f} on the link scale over {horizon} days)"
+        ),
+        "season": (
+            "the latest labeled snapshot's level moved by the seasonal step of the model's "
+            f"residual level a year earlier ({model.level_shift:+.3f} on the link scale)"
+        ),
+    }[level]
+    text = f"{name}: level of the scored period from {how}, chosen on the selection snapshot"
+    if not season_checked:
+        text += (
+            f"; no seasonal term: a year-over-year index checked out of time needs the log to "
+            f"reach {SEASON_DAYS} + 3 x {horizon} days before as_of"
+        )
+    return text
 
 
 def _stratified_sample(frame: pd.DataFrame, max_rows: int, seed: int | None) -> pd.DataFrame:
