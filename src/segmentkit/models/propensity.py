@@ -38,7 +38,10 @@ Calibration (see :class:`PropensityModel`) is out of time too: a copy of the
 model fitted on all but the latest training snapshot predicts the latest one,
 and a Platt (or isotonic) map of its raw scores onto the observed labels is
 applied to the model refitted on all snapshots; one offset then sets the level of the
-refitted model on the latest snapshot. Class imbalance is handled by
+refitted model on the latest snapshot (kept only where it beats no level on the
+selection snapshot; where the log reaches a year and a horizon before that snapshot,
+the seasonal step of the model's residual level a year earlier competes too, see
+:meth:`PropensityModel.level_residual`). Class imbalance is handled by
 ``class_weight="balanced"`` in the candidates; calibration restores probabilities.
 """
 
