@@ -266,13 +266,18 @@ def evaluate(scenario: Scenario, features_cfg: FeatureConfig, cfg: PropensityCon
             {"archetype": truth.reindex(prev_users.astype(str)).to_numpy(), "y": prev_y["purchase"]}
         )
         now = pd.DataFrame(
-            {"archetype": truth.reindex(feats["user_id"].astype(str)).to_numpy(), "y": y_buy}
+            {
+                "archetype": truth.reindex(feats["user_id"].astype(str)).to_numpy(),
+                "y": y_buy,
+                "p": scores["p_purchase"].to_numpy(),
+            }
         )
         archetypes = pd.DataFrame(
             {
                 "share": now["archetype"].value_counts(normalize=True),
                 "rate_last_labeled": last.groupby("archetype")["y"].mean(),
                 "rate_realized": now.groupby("archetype")["y"].mean(),
+                "segmentkit_mean_p": now.groupby("archetype")["p"].mean(),
             }
         )
     interval = {}
@@ -355,7 +360,10 @@ def main() -> None:
             f"vs realized {table.loc['segmentkit', 'gap']:.3f}"
         )
         if res["archetypes"] is not None:
-            print("planted archetypes (share now, purchase rate last labeled -> realized):")
+            print(
+                "planted archetypes (share now, purchase rate last labeled -> realized, "
+                "segmentkit's mean p):"
+            )
             print(res["archetypes"].round(3).to_string())
         summary.append(
             {
