@@ -445,7 +445,8 @@ class PropensityModel(BaseEstimator):
         not releveled.
     level_trend_ : float
         Change per day of the log-odds shift (log factor for counts) across the
-        training snapshots, by least squares; NaN when it cannot be measured.
+        training snapshots, by least squares; NaN without ``level_trend`` or when it
+        cannot be measured.
     level_sd_ : float
         RMS relative change of the label level between consecutive training
         snapshots (NaN with one snapshot); sizes :meth:`expected_total`'s interval.
@@ -678,7 +679,7 @@ class PropensityModel(BaseEstimator):
         reference_rows = latest if latest is not None else np.ones(y.size, dtype=bool)
         if self.relevel:
             self._relevel(X[reference_rows], y[reference_rows])
-            if snapshot is not None:
+            if self.level_trend and snapshot is not None:
                 self.level_trend_ = self._measure_trend(X, y, snapshot)
         self.training_rows_ = int(y.size)
         self.training_mean_ = float(np.mean(y))
