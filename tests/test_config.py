@@ -67,6 +67,7 @@ def _write(tmp_path, text):
         ("features: [1, 2]\n", "params.features must be a mapping"),
         ("features: {windows: [1, 2}\n", "not valid YAML"),
         ("segmentation:\n  min_share: yes\n", "expected a number"),
+        ("propensity:\n  training_rows_max: 10\n", "training_rows_max: expected null or at least"),
     ],
 )
 def test_invalid_params_are_refused_with_the_key(tmp_path, text, message):

@@ -137,6 +137,9 @@ class PropensityConfig:
     # compared on (a stratified sample; only the winner is fitted on every row).
     candidates: tuple[str, ...] = PROPENSITY_CANDIDATES
     selection_rows_max: int = 200_000
+    # Most stacked snapshot rows a model is fitted on (a sample stratified by snapshot
+    # and label); null = every row.
+    training_rows_max: int | None = 600_000
     targets: tuple[TargetConfig, ...] = ()
 
 
@@ -299,6 +302,11 @@ def _check_values(config: Config) -> None:
     if prop.selection_rows_max < 2:
         raise ConfigError(
             f"propensity.selection_rows_max: expected at least 2, got {prop.selection_rows_max}"
+        )
+    if prop.training_rows_max is not None and prop.training_rows_max < 1000:
+        raise ConfigError(
+            "propensity.training_rows_max: expected null or at least 1000 rows, "
+            f"got {prop.training_rows_max}"
         )
     names = [t.name for t in prop.targets]
     for name in names:

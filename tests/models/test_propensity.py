@@ -122,6 +122,24 @@ def test_training_set_stacks_snapshots(tiny_log):
     assert first.set_index("user_id")["label"].to_dict() == {"a": 1, "b": 1, "e": 1}
 
 
+def test_training_set_reuses_labels_across_roles_and_targets(tiny_log):
+    times = [dt.datetime(2024, 2, 1), dt.datetime(2024, 1, 21)]
+    purchase = TargetConfig(name="purchase", kind="event", event="purchase")
+    cache = {}
+    for target in (CHURN, purchase):
+        fresh = build_training_set(tiny_log, times, target, 10, FEATURES, "2024-03-01")
+        cached = build_training_set(
+            tiny_log, times, target, 10, FEATURES, "2024-03-01", _cache=cache
+        )
+        again = build_training_set(
+            tiny_log, times[:1], target, 10, FEATURES, "2024-03-01", _cache=cache
+        )
+        assert_frame_equal(cached, fresh)
+        assert_frame_equal(again, fresh[fresh["snapshot"] == pd.Timestamp(times[0])])
+    # One feature table per time, one label table per (time, target).
+    assert len(cache) == 2 + 2 * 2
+
+
 def test_plan_snapshots_dates():
     plan = plan_snapshots("2025-01-01", 30, 3, 20)
     assert plan.evaluation == dt.datetime(2024, 12, 2)
@@ -408,6 +426,23 @@ def fitted(logs, as_of, segments):
 @pytest.fixture(scope="module")
 def fitted_clean(logs, as_of):
     return fit_propensity(logs["clean"], as_of, FEATURES, CONFIG, n_threads=1)
+
+
+@pytest.mark.slow
+def test_training_rows_are_capped_by_a_stratified_sample(logs, as_of, fitted_clean):
+    capped = fit_propensity(
+        logs["clean"], as_of, FEATURES, CONFIG, training_rows_max=1500, n_threads=1
+    )
+    for name, model in capped.models.items():
+        if model.family == "complement":
+            continue
+        full = fitted_clean.models[name]
+        assert full.training_rows_ > 1500 >= model.training_rows_ >= 1500 - 4  # rounding per group
+        # The sample keeps the base rate of every (snapshot, label) group.
+        assert model.training_mean_ == pytest.approx(full.training_mean_, rel=0.05)
+    # The evaluation still scores every user of the evaluation snapshot.
+    snapshots = capped.evaluation.snapshots
+    assert_frame_equal(snapshots, fitted_clean.evaluation.snapshots)
 
 
 def _metric(result, target, model, metric):

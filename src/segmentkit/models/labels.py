@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -207,7 +208,7 @@ def build_training_set(
     feature_config: FeatureConfig | None = None,
     as_of: dt.date | dt.datetime | str | None = None,
     *,
-    _cache: dict[dt.datetime, pd.DataFrame] | None = None,
+    _cache: dict[Any, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Stack features and labels of several snapshots.
 
@@ -241,7 +242,14 @@ def build_training_set(
             features = build_features(log, t0, feature_config)
             if _cache is not None:
                 _cache[t0] = features
-        labels = build_labels(log, t0, target, horizon_days, as_of)
+        # Several targets and roles share snapshots: each label scan is made once.
+        label_key = ("labels", t0, target.kind, target.event, horizon_days, as_of)
+        if _cache is not None and label_key in _cache:
+            labels = _cache[label_key]
+        else:
+            labels = build_labels(log, t0, target, horizon_days, as_of)
+            if _cache is not None:
+                _cache[label_key] = labels
         frame = features.merge(labels, on="user_id", how="inner", validate="one_to_one")
         if len(frame) != len(features):  # pragma: no cover - same user definition both sides
             raise DataValidationError(f"labels and features at {t0} cover different users")
