@@ -25,6 +25,7 @@ from segmentkit.features import build_features
 from segmentkit.io.events import load_events
 from segmentkit.io.synth import generate_events
 from segmentkit.models.labels import (
+    build_label_table,
     build_labels,
     build_training_set,
     plan_snapshots,
@@ -138,6 +139,22 @@ def test_training_set_reuses_labels_across_roles_and_targets(tiny_log):
         assert_frame_equal(again, fresh[fresh["snapshot"] == pd.Timestamp(times[0])])
     # One feature table per time, one label table per (time, target).
     assert len(cache) == 2 + 2 * 2
+
+
+def test_label_table_of_several_targets_equals_each_target_alone(tiny_log):
+    targets = [
+        (CHURN, 10),
+        (TargetConfig(name="purchase", kind="event", event="purchase"), 20),
+        (TargetConfig(name="purchases", kind="count", event="purchase"), 5),
+    ]
+    table = build_label_table(tiny_log, "2024-01-21", targets, "2024-03-01")
+    for index, (target, horizon) in enumerate(targets):
+        alone = build_labels(tiny_log, "2024-01-21", target, horizon, "2024-03-01")
+        assert_frame_equal(
+            table[["user_id", f"label_{index}"]].rename(columns={f"label_{index}": "label"}), alone
+        )
+    with pytest.raises(DataValidationError, match="ends after as_of"):
+        build_label_table(tiny_log, "2024-02-25", targets, "2024-03-01")
 
 
 def test_plan_snapshots_dates():

@@ -166,38 +166,77 @@ def build_labels(
     >>> build_labels(log, "2024-01-03", churn, 7).to_dict("list")
     {'user_id': ['a', 'b'], 'label': [1, 0]}
     """
-    _check_target(target)
+    frame = build_label_table(log, t0, [(target, horizon_days)], as_of)
+    return frame.rename(columns={"label_0": "label"})
+
+
+def build_label_table(
+    log: EventLog,
+    t0: dt.date | dt.datetime | str,
+    targets: Sequence[tuple[TargetConfig, int]],
+    as_of: dt.date | dt.datetime | str | None = None,
+) -> pd.DataFrame:
+    """Label every user with an event before ``t0`` for several targets in one scan.
+
+    Parameters
+    ----------
+    log : EventLog
+        Clean log.
+    t0 : date-like
+        Snapshot time.
+    targets : sequence of (TargetConfig, int)
+        Each target with its horizon in days.
+    as_of : date-like, optional
+        Upper bound of what may be read (defaults to the latest window's end); every
+        window must end at or before it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``user_id`` and ``label_<i>`` (int64) for the i-th target, sorted by ``user_id``.
+
+    Raises
+    ------
+    DataValidationError
+        If a window ends after ``as_of`` or after the log's own cut-off.
+    """
     start = to_timestamp(t0)
-    end = start + dt.timedelta(days=horizon_days)
-    bound = to_timestamp(as_of) if as_of is not None else end
-    if end > bound:
-        raise DataValidationError(
-            f"label window [{start}, {end}) ends after as_of {bound}: its labels are not known yet"
-        )
-    if log.as_of is not None and end > log.as_of:
-        raise DataValidationError(
-            f"label window [{start}, {end}) ends after the cut-off {log.as_of} the log was "
-            "loaded with: events in between are missing"
-        )
-    in_window = f"timestamp >= {sql_timestamp(start)}"
-    if target.kind == "inactivity":
-        label = f"CAST(count(*) FILTER (WHERE {in_window}) = 0 AS BIGINT)"
-    else:
-        hit = f"{in_window} AND event = {sql_literal(str(target.event))}"
-        count = f"count(*) FILTER (WHERE {hit})"
-        label = count if target.kind == "count" else f"CAST({count} > 0 AS BIGINT)"
+    labels = []
+    ends = []
+    for index, (target, horizon_days) in enumerate(targets):
+        _check_target(target)
+        end = start + dt.timedelta(days=horizon_days)
+        bound = to_timestamp(as_of) if as_of is not None else end
+        if end > bound:
+            raise DataValidationError(
+                f"label window [{start}, {end}) ends after as_of {bound}: its labels are not "
+                "known yet"
+            )
+        if log.as_of is not None and end > log.as_of:
+            raise DataValidationError(
+                f"label window [{start}, {end}) ends after the cut-off {log.as_of} the log was "
+                "loaded with: events in between are missing"
+            )
+        window = f"timestamp >= {sql_timestamp(start)} AND timestamp < {sql_timestamp(end)}"
+        if target.kind == "inactivity":
+            label = f"CAST(count(*) FILTER (WHERE {window}) = 0 AS BIGINT)"
+        else:
+            hit = f"{window} AND event = {sql_literal(str(target.event))}"
+            count = f"count(*) FILTER (WHERE {hit})"
+            label = count if target.kind == "count" else f"CAST({count} > 0 AS BIGINT)"
+        labels.append(f"{label} AS label_{index}")
+        ends.append(end)
     frame = log.con.execute(
         f"""
-        SELECT user_id, {label} AS label
+        SELECT user_id, {", ".join(labels)}
         FROM {log.table}
-        WHERE timestamp < {sql_timestamp(end)} AND timestamp < {sql_timestamp(bound)}
+        WHERE timestamp < {sql_timestamp(max(ends))}
         GROUP BY user_id
         HAVING min(timestamp) < {sql_timestamp(start)}
         ORDER BY user_id
         """
     ).df()
-    frame["label"] = frame["label"].astype(np.int64)
-    return frame.reset_index(drop=True)
+    return frame.astype({f"label_{i}": np.int64 for i in range(len(ends))}).reset_index(drop=True)
 
 
 def build_training_set(
@@ -209,6 +248,7 @@ def build_training_set(
     as_of: dt.date | dt.datetime | str | None = None,
     *,
     _cache: dict[Any, pd.DataFrame] | None = None,
+    _other_targets: Sequence[tuple[TargetConfig, int]] = (),
 ) -> pd.DataFrame:
     """Stack features and labels of several snapshots.
 
@@ -242,14 +282,7 @@ def build_training_set(
             features = build_features(log, t0, feature_config)
             if _cache is not None:
                 _cache[t0] = features
-        # Several targets and roles share snapshots: each label scan is made once.
-        label_key = ("labels", t0, target.kind, target.event, horizon_days, as_of)
-        if _cache is not None and label_key in _cache:
-            labels = _cache[label_key]
-        else:
-            labels = build_labels(log, t0, target, horizon_days, as_of)
-            if _cache is not None:
-                _cache[label_key] = labels
+        labels = _cached_labels(log, t0, target, horizon_days, as_of, _cache, _other_targets)
         frame = features.merge(labels, on="user_id", how="inner", validate="one_to_one")
         if len(frame) != len(features):  # pragma: no cover - same user definition both sides
             raise DataValidationError(f"labels and features at {t0} cover different users")
@@ -291,3 +324,30 @@ def season_snapshots(
     if first_event is not None and first_event >= earlier:
         return None
     return end - period, earlier
+
+
+def _cached_labels(
+    log: EventLog,
+    t0: dt.datetime,
+    target: TargetConfig,
+    horizon_days: int,
+    as_of: Any,
+    cache: dict[Any, pd.DataFrame] | None,
+    other_targets: Sequence[tuple[TargetConfig, int]],
+) -> pd.DataFrame:
+    """Labels of one target at ``t0``; a miss labels ``other_targets`` in the same scan."""
+    if cache is None:
+        return build_labels(log, t0, target, horizon_days, as_of)
+
+    def key(target: TargetConfig, horizon: int) -> tuple:
+        return ("labels", t0, target.kind, target.event, horizon, as_of)
+
+    if key(target, horizon_days) not in cache:
+        wanted = list(dict.fromkeys([(target, horizon_days), *other_targets]))
+        wanted = [(t, h) for t, h in wanted if key(t, h) not in cache]
+        table = build_label_table(log, t0, wanted, as_of)
+        for index, (other, horizon) in enumerate(wanted):
+            cache[key(other, horizon)] = table[["user_id", f"label_{index}"]].rename(
+                columns={f"label_{index}": "label"}
+            )
+    return cache[key(target, horizon_days)]

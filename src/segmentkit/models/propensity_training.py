@@ -204,6 +204,8 @@ def fit_propensity(
     # Event and count targets first: a churn target may be derived from a purchase model.
     report_scores: dict[tuple[str | None, int], tuple[np.ndarray, str]] = {}
     ordered = sorted(config.targets, key=lambda t: t.kind == "inactivity")
+    # Every target's labels at a snapshot come from one scan of the log.
+    label_targets = [(t, t.horizon_days or config.horizon_days) for t in ordered]
 
     for target in ordered:
         horizon = target.horizon_days or config.horizon_days
@@ -226,8 +228,9 @@ def fit_propensity(
 
         def build(times: Sequence[dt.datetime], target=target, horizon=horizon) -> pd.DataFrame:
             return build_training_set(
-                log, times, target, horizon, feature_config, end, _cache=cache
-            )
+                log, times, target, horizon, feature_config, end, _cache=cache,
+                _other_targets=label_targets,
+            )  # fmt: skip
 
         backtest, evaluation, final = (
             build(plan.backtest),
