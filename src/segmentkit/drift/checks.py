@@ -172,15 +172,23 @@ def calibrated_checks(
     base_old = _established(baseline, days)
     if base_old is not None and len(base_old) < config.min_baseline_users:
         base_old = None
+    features = [name for name in reference if name in current.columns]
+    history = {
+        name: history_test(reference[name], _column(then, name), config.psi_warn, config.psi_drift)
+        for name in features
+    }
+    # Telling newcomers from users already there compares both on the champion's
+    # snapshot recomputed from today's log: only meaningful when that past is the
+    # one the champion stored (a rewritten past is a source problem by itself).
     compare_old = (
         then_old is not None
         and now_old is not None
         and min(len(then_old), len(now_old)) >= config.min_baseline_users
+        and all(r.status == "OK" for r in history.values())
     )
     results: list[DriftResult] = []
-    for name, ref in reference.items():
-        if name not in current.columns:
-            continue
+    for name in features:
+        ref = reference[name]
         found = _feature_tests(
             ref, _column(then, name), _column(current, name), _column(baseline, name), config
         )
@@ -196,8 +204,7 @@ def calibrated_checks(
                     config,
                 ),
             )
-        results += found
-        results.append(history_test(ref, _column(then, name), config.psi_warn, config.psi_drift))
+        results += [*found, history[name]]
     n_segments = segmenter.n_segments_
     shares = [float(reference_shares.get(str(i), 0.0)) for i in range(n_segments)]
     then_labels = segmenter.predict(then[names]) if len(then) else None

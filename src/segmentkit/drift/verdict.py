@@ -900,11 +900,11 @@ _SEGMENT_CHANGE_KINDS = {"vanished": "segment_vanished", "appeared": "segment_ap
 def _established_words(result: DriftResult) -> str:
     e = result.details.get("established", {})
     if "ratio" in e:
-        return f"{e['ratio']:.2f}x (ageing alone {e.get('expected_ratio', 1.0):.2f}x)"
+        return f"{e['ratio']:.2f}x, ageing alone {e.get('expected_ratio', 1.0):.2f}x"
     if "current_share" in e:
-        return f"{_pct(e['current_share'])} (ageing alone {_pct(e.get('expected_share', 0.0))})"
+        return f"{_pct(e['current_share'])}, ageing alone {_pct(e.get('expected_share', 0.0))}"
     if "raw_psi" in e:
-        return f"PSI {e['raw_psi']:.2f} (ageing alone {e.get('expected_psi') or 0:.2f})"
+        return f"PSI {e['raw_psi']:.2f}, ageing alone {e.get('expected_psi') or 0:.2f}"
     return f"score {e.get('score', math.nan):.3g}"
 
 
@@ -912,7 +912,8 @@ def _newcomer_words(result: DriftResult) -> str:
     words, _ = _FINDING_WORDS[result.test]
     return (
         f"users who joined since the champion changed the population: {words(result)}; "
-        f"among users already there it moved within ageing ({_established_words(result)})"
+        f"among users already there at the champion's snapshot it moved within ageing "
+        f"({_established_words(result)})"
     )
 
 
