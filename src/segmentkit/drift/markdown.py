@@ -267,10 +267,16 @@ def refresh_markdown(
     return "\n".join(lines)
 
 
-def report_markdown(report: Any, names: Sequence[str] | None = None) -> str:
+def report_markdown(
+    report: Any,
+    names: Sequence[str] | None = None,
+    challenger_names: Sequence[str] | None = None,
+) -> str:
     """Markdown of a report without calibrated checks (raw tests only).
 
-    Segments are labelled ``id · name`` when ``names`` are given.
+    Segments are labelled ``id · name`` when ``names`` (and, for the challenger's
+    side of the agreement table, ``challenger_names``) are given; the report ends
+    with the recommendation line.
     """
     self = report
     lines = [
@@ -286,9 +292,10 @@ def report_markdown(report: Any, names: Sequence[str] | None = None) -> str:
     ]
     lines += _features_md(self)
     lines += _share_md(self, names)
-    lines += _agreement_md(self, names)
+    lines += _agreement_md(self, names, challenger_names)
     lines += _migration_md(self, names)
     lines += _backtest_md(self)
+    lines += [f"**Recommendation:** {self.verdict.recommendation}", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -346,12 +353,20 @@ def _share_md(self: Any, names: Sequence[str] | None) -> list[str]:
     ]
 
 
-def _agreement_md(self: Any, names: Sequence[str] | None) -> list[str]:
+def _agreement_md(
+    self: Any, names: Sequence[str] | None, challenger_names: Sequence[str] | None = None
+) -> list[str]:
     if self.agreement is None:
         return []
     a = self.agreement
+    after = challenger_names if challenger_names is not None else names
     rows = [
-        [segment_label(m.champion, names), m.challenger, _fmt(m.jaccard), _fmt(m.centroid_shift)]
+        [
+            segment_label(m.champion, names),
+            segment_label(m.challenger, after),
+            _fmt(m.jaccard),
+            _fmt(m.centroid_shift),
+        ]
         for m in a.matches
     ]
     lines = [
@@ -364,7 +379,8 @@ def _agreement_md(self: Any, names: Sequence[str] | None) -> list[str]:
         "",
     ]
     if a.appeared:
-        lines += [f"Appeared (challenger only): {', '.join(a.appeared)}", ""]
+        shown = ", ".join(segment_label(s, after) for s in a.appeared)
+        lines += [f"Appeared (challenger only): {shown}", ""]
     if a.vanished:
         gone = ", ".join(segment_label(v, names) for v in a.vanished)
         lines += [f"Vanished (champion only): {gone}", ""]

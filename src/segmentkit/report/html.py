@@ -321,7 +321,12 @@ def render_html(content: ReportContent) -> str:
             ]
         for title, frame in content.drift_tables.items():
             out += [f"<h3>{html.escape(title)}</h3>", _table(frame)]
-        out.append("</section>")
+        # The verdict ends as it began: with what to do and why.
+        out += [
+            '<p class="recommendation closing">Recommendation: '
+            f"{html.escape(content.verdict.recommendation)}</p>",
+            "</section>",
+        ]
     if content.segments is not None and len(content.segments):
         out += [
             '<section id="segments">',
