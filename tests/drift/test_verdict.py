@@ -301,3 +301,21 @@ def test_attribution_refuses_results_of_different_tests():
 
     with pytest.raises(DataValidationError, match="does not match"):
         newcomer_attribution(_shift("events_30d", "DRIFT", 1.9), _shift("orders", "OK", 1.0))
+
+
+def test_the_report_marks_changes_carried_by_newcomers():
+    from segmentkit.drift import DriftReport
+
+    carried = newcomer_attribution(
+        _shift("events_30d", "DRIFT", 1.9), _shift("events_30d", "OK", 1.0)
+    )
+    source = _shift("revenue_30d", "DRIFT", 0.5)
+    text = DriftReport(checks=(carried, source)).to_markdown(["A"])
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| `")}
+    assert rows["`events_30d`"].rstrip(" |").endswith("DRIFT (newcomers)")
+    assert rows["`revenue_30d`"].rstrip(" |").endswith("DRIFT")
+    assert "users already there moved within ageing" in text
+    # Both are findings; new behaviour ranks first (the order of decide), then the source.
+    kinds = [f.kind for f in decide([carried, source]).findings]
+    assert kinds == ["new_behaviour", "nonzero_shift"]
+    assert text.rstrip().splitlines()[-1].startswith("**Recommendation:** Retrain")

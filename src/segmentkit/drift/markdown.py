@@ -26,6 +26,24 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
     return [*_md_table(header, rows), ""]
 
 
+#: Appended to the status of a change carried by newcomers (see ``newcomer_attribution``).
+NEWCOMERS_MARK = " (newcomers)"
+_NEWCOMERS_NOTE = (
+    f"A status marked *{NEWCOMERS_MARK.strip()}*: the change comes with users who joined since "
+    "the champion; users already there moved within ageing."
+)
+
+
+def _status(*results: Any) -> str:
+    """Worst status of ``results``, marked when every result that fired is carried by newcomers."""
+    fired = [r for r in results if r is not None and r.status != "OK"]
+    if not fired:
+        return "OK"
+    worst = max((r.status for r in fired), key=("OK", "WARN", "DRIFT").index)
+    carried = all(r.details.get("carried_by") == "newcomers" for r in fired)
+    return worst + (NEWCOMERS_MARK if carried else "")
+
+
 def refresh_markdown(
     report: Any,
     verdict: Any,
@@ -72,6 +90,8 @@ def refresh_markdown(
             f"champion's snapshot and {interval_days} days before it, on today's log.",
             "",
         ]
+    if any(r.details.get("carried_by") == "newcomers" for r in checks):
+        lines += [_NEWCOMERS_NOTE, ""]
     if verdict.findings:
         lines += ["## Findings", ""]
         lines += [f"- **{f.status}** {f.message}" for f in verdict.findings[:12]]
@@ -90,7 +110,7 @@ def refresh_markdown(
                     _pct(r.details["expected_share"]),
                     _pct(r.details["current_share"]),
                     r.details["change"],
-                    r.status,
+                    _status(r),
                 ]
                 for r in shares
             ],
@@ -120,7 +140,7 @@ def refresh_markdown(
                     _fmt(r.details["raw_psi"]),
                     _fmt(r.details["expected_psi"]),
                     _fmt(r.score),
-                    r.status,
+                    _status(r),
                 ]
                 for r in aged
             ],
@@ -147,10 +167,7 @@ def refresh_markdown(
                     f"{r.details['ratio']:.2f}x",
                     f"{r.details['expected_ratio']:.2f}x",
                     _fmt(nonzero[r.subject].score) if r.subject in nonzero else "n/a",
-                    max(
-                        (r.status, nonzero[r.subject].status if r.subject in nonzero else "OK"),
-                        key=("OK", "WARN", "DRIFT").index,
-                    ),
+                    _status(r, nonzero.get(r.subject)),
                 ]
                 for r in shifts
             ],

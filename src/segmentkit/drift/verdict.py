@@ -913,7 +913,8 @@ def _newcomer_words(result: DriftResult) -> str:
     return (
         f"users who joined since the champion changed the population: {words(result)}; "
         f"among users already there at the champion's snapshot it moved within ageing "
-        f"({_established_words(result)})"
+        f"({_established_words(result)}; if newcomers should behave like earlier ones, check "
+        "how their events are logged)"
     )
 
 
