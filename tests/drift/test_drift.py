@@ -685,9 +685,7 @@ def test_report_markdown_names_segments_in_every_table_and_ends_with_the_recomme
     text = full_report.to_markdown(names, challenger)
     tables = [line for line in text.splitlines() if line.startswith("| ")]
     segment_rows = [
-        line
-        for line in tables
-        if not line.startswith(("| `", "| feature", "| churn", "| target"))
+        line for line in tables if not line.startswith(("| `", "| feature", "| churn", "| target"))
     ]
     assert segment_rows
     for line in segment_rows:

@@ -59,3 +59,108 @@ def test_wrong_types_and_unknown_drift_keys_are_refused(values):
     with pytest.raises(ConfigError, match=key):
         load_config(None, {"drift": values})
 
+
+def test_pure_test_defaults_match_the_config_defaults():
+    import inspect
+    import math
+
+    from segmentkit.drift import verdict
+
+    config = DriftConfig()
+
+    def defaults(func):
+        return {
+            k: p.default
+            for k, p in inspect.signature(func).parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
+
+    shares = defaults(verdict.segment_share_tests)
+    assert (shares["warn_ratio"], shares["drift_ratio"]) == (
+        config.share_ratio_warn,
+        config.share_ratio_drift,
+    )
+    assert (shares["min_share"], shares["gone_share"], shares["max_trend"]) == (
+        config.share_min,
+        config.share_gone,
+        config.share_max_trend,
+    )
+    behaviour = defaults(verdict.new_behaviour_test)
+    assert (behaviour["warn"], behaviour["drift"], behaviour["quantile"]) == (
+        config.new_behaviour_warn,
+        config.new_behaviour_drift,
+        config.new_behaviour_quantile,
+    )
+    shift = defaults(verdict.nonzero_shift_test)
+    assert shift["warn"] == pytest.approx(math.log(config.value_shift_warn))
+    assert shift["drift"] == pytest.approx(math.log(config.value_shift_drift))
+    events = defaults(verdict.event_mix_tests)
+    assert (events["min_share"], events["gone_ratio"]) == (
+        config.event_min_share,
+        config.event_gone_ratio,
+    )
+
+
+def test_thresholds_from_params_reach_every_calibrated_check():
+    import datetime as dt
+    import math
+
+    import pandas as pd
+
+    from segmentkit.drift.checks import calibrated_checks
+    from segmentkit.drift.scenarios import steady_log
+    from segmentkit.features import build_features
+    from segmentkit.io.events import load_events
+    from segmentkit.training import train_model
+
+    drift = {
+        "psi_warn": 0.12,
+        "psi_drift": 0.3,
+        "share_ratio_warn": 1.7,
+        "share_ratio_drift": 2.5,
+        "new_behaviour_warn": 0.07,
+        "new_behaviour_drift": 0.2,
+        "value_shift_warn": 1.3,
+        "value_shift_drift": 1.8,
+    }
+    config = load_config(
+        None,
+        {
+            "segmentation": {"k": 3, "n_bootstrap": 0},
+            "propensity": {"targets": []},
+            "drift": drift,
+        },
+    )
+    end = dt.date(2025, 1, 1)
+    events = steady_log(120, 120, 6, 30, end, seed=3)
+    as_of = pd.Timestamp(end).to_pydatetime()
+    champion_as_of = as_of - dt.timedelta(days=30)
+    model = train_model(config, events, champion_as_of).model
+    log = load_events(events, config.data.columns)
+    results = calibrated_checks(
+        log=log,
+        segmenter=model.segmenter,
+        reference=model.metadata.feature_reference,
+        reference_shares=model.metadata.segment_shares,
+        segment_names=list(model.segmenter.segment_names_),
+        feature_config=model.feature_config,
+        champion_as_of=champion_as_of,
+        as_of=as_of,
+        current=build_features(log, as_of, config.features),
+        config=config.drift,
+    ).results
+    expected = {
+        "aged_psi": (0.12, 0.3),
+        "history": (0.12, 0.3),
+        "segment_share": (1.7, 2.5),
+        "new_behaviour": (0.07, 0.2),
+        "nonzero_shift": (math.log(1.3), math.log(1.8)),
+    }
+    seen = set()
+    for result in results:
+        if result.test in expected:
+            seen.add(result.test)
+            assert (result.warn_threshold, result.drift_threshold) == pytest.approx(
+                expected[result.test]
+            ), result.test
+    assert seen == set(expected)

@@ -311,7 +311,9 @@ def test_the_report_marks_changes_carried_by_newcomers():
     )
     source = _shift("revenue_30d", "DRIFT", 0.5)
     text = DriftReport(checks=(carried, source)).to_markdown(["A"])
-    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| `")}
+    rows = {
+        line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| `")
+    }
     assert rows["`events_30d`"].rstrip(" |").endswith("DRIFT (newcomers)")
     assert rows["`revenue_30d`"].rstrip(" |").endswith("DRIFT")
     assert "users already there moved within ageing" in text
