@@ -264,6 +264,7 @@ def test_a_change_only_newcomers_carry_is_a_new_behaviour_not_a_source_problem()
     assert verdict.action == "retrain"
     assert verdict.recommendation.startswith("Retrain")
     assert "1.90x" in verdict.recommendation and "1.02x" in verdict.recommendation
+    assert verdict.recommendation.endswith("check how their events are logged.")
 
 
 def test_a_change_the_users_already_there_show_too_stays_a_source_problem():

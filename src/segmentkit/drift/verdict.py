@@ -913,8 +913,7 @@ def _newcomer_words(result: DriftResult) -> str:
     return (
         f"users who joined since the champion changed the population: {words(result)}; "
         f"among users already there at the champion's snapshot it moved within ageing "
-        f"({_established_words(result)}; if newcomers should behave like earlier ones, check "
-        "how their events are logged)"
+        f"({_established_words(result)})"
     )
 
 
@@ -951,7 +950,12 @@ def _recommendation(action: Action, finding: Finding | None) -> str:
             "Promote the challenger (trained on the new snapshot) after reviewing it: "
             f"{finding.message}."
         )
-    return f"Retrain (review the challenger, or train with new settings): {finding.message}."
+    text = f"Retrain (review the challenger, or train with new settings): {finding.message}."
+    if finding.kind == "new_behaviour" and finding.subject != "newcomers":
+        # A change only newcomers carry can still be a logging change that only
+        # reaches new users (a new app version): say where to look if unexpected.
+        text += " If newcomers should behave like earlier ones, check how their events are logged."
+    return text
 
 
 def decide(results: Sequence[DriftResult]) -> Verdict:
