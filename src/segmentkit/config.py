@@ -190,6 +190,9 @@ class DriftConfig:
     # Fewest users one interval before the champion's snapshot to calibrate against
     # ageing (fewer: raw PSI, no trend).
     min_baseline_users: int = 50
+    # A change on all users is carried by newcomers when the users already there one
+    # interval before show no WARN and at most this fraction of it.
+    newcomer_max_established_share: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -364,6 +367,7 @@ def _check_drift(drift: DriftConfig) -> None:
     number("share_max_trend", 1)
     number("event_min_share", 0, 1, open_low=True)
     number("event_gone_ratio", 0, 1, open_low=True)
+    number("newcomer_max_established_share", 0, 1)
     for key in ("n_bins", "new_behaviour_min_users", "nonzero_min_users", "min_baseline_users"):
         number(key, 2 if key == "n_bins" else 1)
 

@@ -4,10 +4,10 @@ A steady log (a cohort of demo users every 30 days, each like the last) gives a
 champion 30 days before the end and a refresh at the end; planted changes are
 applied to the same log (see :mod:`segmentkit.drift.scenarios`).
 
-Seeds: the thresholds and the newcomer attribution were worked out on seeds 0-19
-(``benchmarks/drift_calibration.py``) and 300-307 (where a new behaviour group was
-named first on only 3 of 8 seeds before the attribution). The seeds below are
-neither: 200-219 for unchanged behaviour, 400-405 for the planted changes.
+Seeds: the thresholds were set on the benchmark's seeds 0-19; the attribution of
+changes carried by newcomers (a new behaviour group was named first on only 3 of 8
+seeds before it) was developed on seeds 300-307. The seeds below drove no change:
+200-219 for unchanged behaviour, 400-405 for the planted changes.
 """
 
 from __future__ import annotations

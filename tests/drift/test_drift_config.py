@@ -45,6 +45,7 @@ def test_params_yaml_lists_every_drift_threshold_at_its_default():
         ({"n_bins": 1}, "drift.n_bins"),
         ({"nonzero_min_users": 0}, "drift.nonzero_min_users"),
         ({"psi_drift": float("nan")}, "drift.psi_drift"),
+        ({"newcomer_max_established_share": 1.2}, "drift.newcomer_max_established_share"),
     ],
     ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={x}" for k, x in v.items()),
 )

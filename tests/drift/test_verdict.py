@@ -238,10 +238,7 @@ def test_warnings_only_mean_no_action_and_nothing_means_ok():
 
 
 def _shift(subject, status, ratio):
-    return _result(
-        "nonzero_shift",
-        subject,
-        status,
+    details = dict(
         ratio=ratio,
         expected_ratio=1.0,
         standard_error=0.01,
@@ -250,6 +247,8 @@ def _shift(subject, status, ratio):
         n_then=500,
         n_now=500,
     )
+    score = abs(np.log(ratio))
+    return DriftResult("nonzero_shift", subject, score, np.log(1.25), np.log(1.5), status, details)
 
 
 def test_a_change_only_newcomers_carry_is_a_new_behaviour_not_a_source_problem():
@@ -274,6 +273,13 @@ def test_a_change_the_users_already_there_show_too_stays_a_source_problem():
         assert "carried_by" not in kept.details
         verdict = decide([kept])
         assert (verdict.findings[0].kind, verdict.action) == ("nonzero_shift", "check_source")
+    # OK just under the threshold on fewer users is no evidence those users did not change.
+    almost = DriftResult("nonzero_psi", "revenue_30d", 0.095, 0.1, 0.25, "OK", {})
+    fired = DriftResult("nonzero_psi", "revenue_30d", 0.118, 0.1, 0.25, "WARN", {})
+    assert "carried_by" not in newcomer_attribution(fired, almost).details
+    assert newcomer_attribution(fired, almost, max_share=0.9).details["carried_by"] == "newcomers"
+    with pytest.raises(ConfigError, match="max_share"):
+        newcomer_attribution(fired, almost, max_share=1.5)
     # Nothing to attribute when nothing fired.
     quiet = _shift("revenue_30d", "OK", 1.0)
     assert newcomer_attribution(quiet, _shift("revenue_30d", "OK", 1.0)) is quiet

@@ -109,9 +109,11 @@ def _established(frame: pd.DataFrame | None, days: int) -> pd.DataFrame | None:
     return frame[frame[TENURE].to_numpy(dtype=float) >= days]
 
 
-def _attributed(results: list[DriftResult], established: list[DriftResult]) -> list[DriftResult]:
+def _attributed(
+    results: list[DriftResult], established: list[DriftResult], max_share: float
+) -> list[DriftResult]:
     by_key = {(r.test, r.subject): r for r in established}
-    return [newcomer_attribution(r, by_key.get((r.test, r.subject))) for r in results]
+    return [newcomer_attribution(r, by_key.get((r.test, r.subject)), max_share) for r in results]
 
 
 def calibrated_checks(
@@ -203,6 +205,7 @@ def calibrated_checks(
                     _column(base_old, name),
                     config,
                 ),
+                config.newcomer_max_established_share,
             )
         results += [*found, history[name]]
     n_segments = segmenter.n_segments_
@@ -240,6 +243,7 @@ def calibrated_checks(
                 old_then_labels,
                 None if base_old is None else segmenter.predict(base_old[names]),
             ),
+            config.newcomer_max_established_share,
         )
     results += shares_found
     if days > 0 and len(then):

@@ -36,7 +36,8 @@ from the source: a group of newcomers who behave differently moves the
 population's spend per buyer or events per active user although nobody already
 there changed. :func:`newcomer_attribution` marks a result that fires on all
 users but not on the *established* ones (users already there one interval
-before each snapshot, compared the same way); :func:`decide` reports it as a new
+before each snapshot, compared the same way), who show at most half of the
+change; :func:`decide` reports it as a new
 behaviour (retrain), not as a source to check. A source problem (spend logged
 at half, an event lost) shows in the established users too.
 
@@ -694,13 +695,24 @@ def _established_summary(result: DriftResult) -> dict[str, Any]:
     return {"score": result.score, "status": result.status, **summary}
 
 
-def newcomer_attribution(result: DriftResult, established: DriftResult | None) -> DriftResult:
-    """Mark a change found on all users but not on those already there as carried by newcomers.
+def _change(result: DriftResult) -> float:
+    """Size of the change a result measured, zero for none (share ratios are >= 1)."""
+    if result.test == "segment_share":
+        return math.log(max(result.score, 1.0))
+    return max(result.score, 0.0)
+
+
+def newcomer_attribution(
+    result: DriftResult, established: DriftResult | None, max_share: float = 0.5
+) -> DriftResult:
+    """Mark a change found on all users but hardly on those already there as carried by newcomers.
 
     ``established`` is the same test on users with at least one interval of
     tenure at each snapshot (and the baseline), so it sees what happened to the
-    people the champion already knew. When ``result`` is WARN or DRIFT and
-    ``established`` is OK, the change came with the users who joined since:
+    people the champion already knew. When ``result`` is WARN or DRIFT while
+    ``established`` is OK *and* shows at most ``max_share`` of the change (an OK
+    just under the threshold on fewer users is no evidence that those users did
+    not change), the change came with the users who joined since:
     ``details["carried_by"] = "newcomers"`` and ``details["established"]`` holds
     the established result's score and status. The status is kept (a change
     this large still matters); :func:`decide` names it a new behaviour.
@@ -712,10 +724,20 @@ def newcomer_attribution(result: DriftResult, established: DriftResult | None) -
     established : DriftResult or None
         The same test on established users (None: it could not run, e.g. too few
         users; the result is returned unchanged).
+    max_share : float, default 0.5
+        Largest fraction of the change (score; log ratio for segment shares) the
+        established users may show.
 
     Returns
     -------
     DriftResult
+
+    Raises
+    ------
+    ConfigError
+        If ``max_share`` is not in ``[0, 1]``.
+    DataValidationError
+        If the two results are not the same test on the same subject.
 
     Examples
     --------
@@ -723,9 +745,13 @@ def newcomer_attribution(result: DriftResult, established: DriftResult | None) -
     >>> old_users = DriftResult("nonzero_shift", "events_30d", 0.01, 0.2, 0.4, "OK", {})
     >>> newcomer_attribution(all_users, old_users).details["carried_by"]
     'newcomers'
-    >>> newcomer_attribution(all_users, None).details
-    {}
+    >>> warned = DriftResult("nonzero_shift", "events_30d", 0.3, 0.2, 0.4, "WARN", {})
+    >>> just_under = DriftResult("nonzero_shift", "events_30d", 0.19, 0.2, 0.4, "OK", {})
+    >>> "carried_by" in newcomer_attribution(warned, just_under).details
+    False
     """
+    if not 0 <= max_share <= 1:
+        raise ConfigError(f"newcomer_attribution: max_share must be in [0, 1], got {max_share}")
     if result.status == "OK" or established is None or established.status != "OK":
         return result
     if (established.test, established.subject) != (result.test, result.subject):
@@ -733,6 +759,8 @@ def newcomer_attribution(result: DriftResult, established: DriftResult | None) -
             f"newcomer_attribution: {established.test} on {established.subject!r} does not "
             f"match {result.test} on {result.subject!r}"
         )
+    if _change(established) > max_share * _change(result):
+        return result
     details = {
         **result.details,
         "carried_by": "newcomers",
