@@ -37,9 +37,9 @@ population's spend per buyer or events per active user although nobody already
 there changed. :func:`newcomer_attribution` marks a result that fires on all
 users but not on the *established* ones (users already there one interval
 before each snapshot, compared the same way), who show at most half of the
-change; :func:`decide` reports it as a new
-behaviour (retrain), not as a source to check. A source problem (spend logged
-at half, an event lost) shows in the established users too.
+change; :func:`decide` reports it as a new behaviour (retrain), not as a source
+to check. A source problem (spend logged at half, an event lost) shows in the
+established users too.
 
 Every test is a pure function returning a :class:`~segmentkit.drift.DriftResult`;
 :func:`decide` turns results into a :class:`Verdict` with findings in words and one
