@@ -2,7 +2,12 @@
 
 Usage::
 
-    python benchmarks/drift_calibration.py [--seeds 20] [--planted-seeds 5]
+    python benchmarks/drift_calibration.py [--start 0] [--seeds 20] [--planted-seeds 5]
+
+Seeds ``start .. start + planted_seeds - 1`` run every scenario; the following ones
+up to ``start + seeds - 1`` run the unchanged scenario only. Tune on one range and
+check on another (``--start``): the test ``tests/drift/test_calibration.py`` uses
+seeds the thresholds were not chosen on.
 
 Unchanged behaviour (a steady log: a cohort every 30 days, each like the last) must
 give OK in >= 95 % of refreshes; every planted change (a segment's users vanish,
@@ -22,15 +27,18 @@ from segmentkit.drift.scenarios import PLANTED, calibration_table
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--start", type=int, default=0, help="first seed")
     parser.add_argument("--seeds", type=int, default=20, help="seeds of the unchanged scenario")
     parser.add_argument("--planted-seeds", type=int, default=5, help="seeds of planted changes")
     args = parser.parse_args()
     start = time.perf_counter()
-    planted = calibration_table(range(args.planted_seeds))
-    unchanged = calibration_table(range(args.planted_seeds, args.seeds), ["unchanged"])
+    first, last = args.start, args.start + args.seeds
+    planted = calibration_table(range(first, first + args.planted_seeds))
+    unchanged = calibration_table(range(first + args.planted_seeds, last), ["unchanged"])
     table = pd.concat([planted, unchanged], ignore_index=True)
     pd.set_option("display.width", 200)
-    grid = table.pivot(index="seed", columns="scenario", values="status")
+    table["cell"] = table["status"] + table["kind"].map(lambda k: f" {k}" if k else "")
+    grid = table.pivot(index="seed", columns="scenario", values="cell")
     print(grid[[c for c in ["unchanged", *PLANTED] if c in grid.columns]].fillna("").to_string())
     print()
     print(

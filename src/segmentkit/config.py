@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,15 +146,69 @@ class PropensityConfig:
 
 @dataclass(frozen=True)
 class DriftConfig:
-    """Thresholds of the drift tests run on refresh."""
+    """Thresholds of the drift checks run on refresh (``params.yaml`` → ``drift``).
 
+    A refresh's status comes from the checks calibrated against ageing
+    (:mod:`segmentkit.drift.verdict`) and the propensity backtests. The raw
+    feature PSI, the segment-mix PSI and the champion-vs-challenger ARI are
+    reported for reading without a status on refresh (they fire on ageing alone
+    or vary between refits of unchanged behaviour); ``share_psi_*`` and
+    ``ari_*`` judge them only in :func:`segmentkit.drift.run_drift_tests` called
+    directly. Each ``*_warn`` must not exceed its ``*_drift`` (for ARI, lower is
+    worse: ``ari_drift <= ari_warn``).
+    """
+
+    # PSI beyond what ageing alone produced (aged_psi, nonzero_psi) and between the
+    # champion's stored snapshot and the same snapshot recomputed (history).
     psi_warn: float = 0.1
     psi_drift: float = 0.25
+    # Raw segment-mix PSI and ARI: run_drift_tests only (informational on refresh).
     share_psi_warn: float = 0.1
     share_psi_drift: float = 0.25
     ari_warn: float = 0.8
     ari_drift: float = 0.6
+    # Quantile bins of the feature references stored at training.
     n_bins: int = 10
+    # Segment shares: now vs what ageing predicts, as a ratio larger/smaller.
+    share_ratio_warn: float = 1.5
+    share_ratio_drift: float = 2.0
+    # A segment holding >= share_min of users that falls below share_gone vanished
+    # (and the reverse appeared); smaller segments are not judged on ratios.
+    share_min: float = 0.02
+    share_gone: float = 0.005
+    # Cap on a segment's own ageing trend (share then / share one interval before).
+    share_max_trend: float = 2.0
+    # New behaviour: users who joined since the champion lying beyond the distance
+    # new_behaviour_quantile of their segment's users had, minus the same share among
+    # the previous newcomers (0.05 = 5 percentage points).
+    new_behaviour_warn: float = 0.05
+    new_behaviour_drift: float = 0.10
+    new_behaviour_quantile: float = 0.99
+    # Fewest misfit newcomers (and previous newcomers) for a WARN or DRIFT.
+    new_behaviour_min_users: int = 20
+    # Typical positive value (e.g. spend per buyer) moving beyond its ageing trend,
+    # as a ratio either way (1.25 = up 25% or down to 1/1.25) ...
+    value_shift_warn: float = 1.25
+    value_shift_drift: float = 1.5
+    # ... and beyond sampling noise (standard errors of the log-ratio).
+    value_shift_z_warn: float = 3.0
+    value_shift_z_drift: float = 4.0
+    # Fewest users with a positive value on each side for the non-zero tests.
+    nonzero_min_users: int = 50
+    # Event types: one holding >= event_min_share of events that falls below
+    # event_gone_ratio of that share vanished (DRIFT); one absent before that now
+    # holds event_min_share appeared (WARN).
+    event_min_share: float = 0.005
+    event_gone_ratio: float = 0.1
+    # Champion's propensity models on outcomes known now: ROC AUC lost.
+    auc_drop_warn: float = 0.05
+    auc_drop_drift: float = 0.1
+    # Fewest users one interval before the champion's snapshot to calibrate against
+    # ageing (fewer: raw PSI, no trend).
+    min_baseline_users: int = 50
+    # A change on all users is carried by newcomers when the users already there one
+    # interval before show no WARN and at most this fraction of it.
+    newcomer_max_established_share: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -278,6 +333,61 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _check_drift(drift: DriftConfig) -> None:
+    """Refuse drift thresholds that are not numbers in range, naming the key."""
+
+    def number(key: str, low: float, high: float = math.inf, *, open_low: bool = False) -> float:
+        value = getattr(drift, key)
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (value > low if open_low else value >= low) and value <= high
+        if not ok:
+            bound = f"{'>' if open_low else '>='} {low:g}" + (
+                f" and <= {high:g}" if math.isfinite(high) else ""
+            )
+            raise ConfigError(f"drift.{key}: expected a number {bound}, got {value!r}")
+        return float(value)
+
+    def ordered(warn: str, drift_key: str, *, lower_is_worse: bool = False) -> None:
+        a, b = getattr(drift, warn), getattr(drift, drift_key)
+        if (a < b) if lower_is_worse else (a > b):
+            relation = ">=" if lower_is_worse else "<="
+            raise ConfigError(
+                f"drift.{warn}: expected {warn} {relation} {drift_key}, got {a} and {b}"
+            )
+
+    for key in ("psi", "share_psi", "auc_drop"):
+        number(f"{key}_warn", 0, open_low=True)
+        number(f"{key}_drift", 0, open_low=True)
+        ordered(f"{key}_warn", f"{key}_drift")
+    for key in ("ari_warn", "ari_drift"):
+        number(key, -1, 1)
+    ordered("ari_warn", "ari_drift", lower_is_worse=True)
+    for key in ("share_ratio", "value_shift"):
+        number(f"{key}_warn", 1, open_low=True)
+        number(f"{key}_drift", 1, open_low=True)
+        ordered(f"{key}_warn", f"{key}_drift")
+    for key in ("new_behaviour_warn", "new_behaviour_drift"):
+        number(key, 0, 1, open_low=True)
+    ordered("new_behaviour_warn", "new_behaviour_drift")
+    number("new_behaviour_quantile", 0.5, 0.999)
+    for key in ("value_shift_z_warn", "value_shift_z_drift"):
+        number(key, 0)
+    ordered("value_shift_z_warn", "value_shift_z_drift")
+    number("share_min", 0, 1, open_low=True)
+    number("share_gone", 0, 1)
+    if drift.share_gone >= drift.share_min:
+        raise ConfigError(
+            f"drift.share_gone: expected share_gone < share_min, got {drift.share_gone} and "
+            f"{drift.share_min}"
+        )
+    number("share_max_trend", 1)
+    number("event_min_share", 0, 1, open_low=True)
+    number("event_gone_ratio", 0, 1, open_low=True)
+    number("newcomer_max_established_share", 0, 1)
+    for key in ("n_bins", "new_behaviour_min_users", "nonzero_min_users", "min_baseline_users"):
+        number(key, 2 if key == "n_bins" else 1)
+
+
 def _check_values(config: Config) -> None:
     feats = config.features
     if not feats.windows or any(w <= 0 for w in feats.windows):
@@ -330,8 +440,7 @@ def _check_values(config: Config) -> None:
         raise ConfigError(
             f"spark.sample_users: expected at least 2, got {config.spark.sample_users}"
         )
-    if not 0 < config.drift.psi_warn <= config.drift.psi_drift:
-        raise ConfigError("drift: expected 0 < psi_warn <= psi_drift")
+    _check_drift(config.drift)
     track = config.tracking
     if not MODEL_NAME.fullmatch(track.registered_model):
         raise ConfigError(

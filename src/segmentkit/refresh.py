@@ -104,6 +104,8 @@ def _backtests(
                 joined["label"].to_numpy(),
                 training_auc=float(training.get((name, "roc_auc"), np.nan)),
                 training_brier=float(training.get((name, "brier"), np.nan)),
+                warn_drop=config.drift.auc_drop_warn,
+                drift_drop=config.drift.auc_drop_drift,
             )
         )
     return results

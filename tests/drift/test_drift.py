@@ -678,6 +678,27 @@ def test_report_markdown_lists_parts(full_report):
     assert NEW_USER in text and GONE in text
 
 
+def test_report_markdown_names_segments_in_every_table_and_ends_with_the_recommendation(
+    full_report,
+):
+    names, challenger = ["Casual", "New", "Champions"], ["Casual", "Newcomers", "Champions"]
+    text = full_report.to_markdown(names, challenger)
+    tables = [line for line in text.splitlines() if line.startswith("| ")]
+    segment_rows = [
+        line for line in tables if not line.startswith(("| `", "| feature", "| churn", "| target"))
+    ]
+    assert segment_rows
+    for line in segment_rows:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] in ("segment", "champion", "previous \\ current"):
+            continue
+        assert " · " in cells[0] or cells[0].startswith("("), line
+    assert "| 1 · New | 1 · Newcomers |" in text  # challenger side named by its own names
+    assert "| previous \\ current | 0 · Casual | 1 · New | 2 · Champions |" in text
+    last = text.rstrip().splitlines()[-1]
+    assert last == f"**Recommendation:** {full_report.verdict.recommendation}"
+
+
 def test_agreement_result_round_trips_through_json():
     result = segment_agreement([0, 0, 1], [1, 1, 0])
     assert isinstance(result, AgreementResult)

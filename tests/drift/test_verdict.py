@@ -13,6 +13,7 @@ from segmentkit.drift.verdict import (
     event_mix_tests,
     history_test,
     new_behaviour_test,
+    newcomer_attribution,
     nonzero_psi_test,
     nonzero_shift_test,
     segment_label,
@@ -234,3 +235,96 @@ def test_warnings_only_mean_no_action_and_nothing_means_ok():
     ok = decide([DriftResult("aged_psi", "x", 0.0, 0.1, 0.25, "OK")])
     assert (ok.status, ok.action, ok.findings) == ("OK", "no_action", ())
     assert ok.recommendation.startswith("No action")
+
+
+def _shift(subject, status, ratio):
+    details = dict(
+        ratio=ratio,
+        expected_ratio=1.0,
+        standard_error=0.01,
+        geometric_mean_then=10.0,
+        geometric_mean_now=10.0 * ratio,
+        n_then=500,
+        n_now=500,
+    )
+    score = abs(np.log(ratio))
+    return DriftResult("nonzero_shift", subject, score, np.log(1.25), np.log(1.5), status, details)
+
+
+def test_a_change_only_newcomers_carry_is_a_new_behaviour_not_a_source_problem():
+    everyone = _shift("events_30d", "DRIFT", 1.9)
+    already_there = _shift("events_30d", "OK", 1.02)
+    carried = newcomer_attribution(everyone, already_there)
+    assert carried.status == "DRIFT"
+    assert carried.details["carried_by"] == "newcomers"
+    assert carried.details["established"]["ratio"] == pytest.approx(1.02)
+    verdict = decide([carried])
+    assert [(f.kind, f.subject) for f in verdict.findings] == [("new_behaviour", "events_30d")]
+    assert verdict.action == "retrain"
+    assert verdict.recommendation.startswith("Retrain")
+    assert "1.90x" in verdict.recommendation and "1.02x" in verdict.recommendation
+    assert verdict.recommendation.endswith("check how their events are logged.")
+
+
+def test_a_change_the_users_already_there_show_too_stays_a_source_problem():
+    everyone = _shift("revenue_30d", "DRIFT", 0.5)
+    for established in (_shift("revenue_30d", "DRIFT", 0.5), None):
+        kept = newcomer_attribution(everyone, established)
+        assert "carried_by" not in kept.details
+        verdict = decide([kept])
+        assert (verdict.findings[0].kind, verdict.action) == ("nonzero_shift", "check_source")
+    # OK just under the threshold on fewer users is no evidence those users did not change.
+    almost = DriftResult("nonzero_psi", "revenue_30d", 0.095, 0.1, 0.25, "OK", {})
+    fired = DriftResult("nonzero_psi", "revenue_30d", 0.118, 0.1, 0.25, "WARN", {})
+    assert "carried_by" not in newcomer_attribution(fired, almost).details
+    assert newcomer_attribution(fired, almost, max_share=0.9).details["carried_by"] == "newcomers"
+    with pytest.raises(ConfigError, match="max_share"):
+        newcomer_attribution(fired, almost, max_share=1.5)
+    # Nothing to attribute when nothing fired.
+    quiet = _shift("revenue_30d", "OK", 1.0)
+    assert newcomer_attribution(quiet, _shift("revenue_30d", "OK", 1.0)) is quiet
+
+
+def test_the_new_group_itself_is_named_before_the_changes_it_carries():
+    group = _result(
+        "new_behaviour",
+        "newcomers",
+        "DRIFT",
+        misfits_now=90,
+        newcomers_now=600,
+        misfit_share_now=0.15,
+        misfit_share_then=0.02,
+        nearest_segment="1 · Champions",
+    )
+    carried = newcomer_attribution(
+        _shift("events_30d", "DRIFT", 1.9), _shift("events_30d", "OK", 1.0)
+    )
+    verdict = decide([carried, group])
+    assert [f.subject for f in verdict.findings] == ["newcomers", "events_30d"]
+
+
+def test_attribution_refuses_results_of_different_tests():
+    from segmentkit.errors import DataValidationError
+
+    with pytest.raises(DataValidationError, match="does not match"):
+        newcomer_attribution(_shift("events_30d", "DRIFT", 1.9), _shift("orders", "OK", 1.0))
+
+
+def test_the_report_marks_changes_carried_by_newcomers():
+    from segmentkit.drift import DriftReport
+
+    carried = newcomer_attribution(
+        _shift("events_30d", "DRIFT", 1.9), _shift("events_30d", "OK", 1.0)
+    )
+    source = _shift("revenue_30d", "DRIFT", 0.5)
+    text = DriftReport(checks=(carried, source)).to_markdown(["A"])
+    rows = {
+        line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| `")
+    }
+    assert rows["`events_30d`"].rstrip(" |").endswith("DRIFT (newcomers)")
+    assert rows["`revenue_30d`"].rstrip(" |").endswith("DRIFT")
+    assert "users already there moved within ageing" in text
+    # Both are findings; new behaviour ranks first (the order of decide), then the source.
+    kinds = [f.kind for f in decide([carried, source]).findings]
+    assert kinds == ["new_behaviour", "nonzero_shift"]
+    assert text.rstrip().splitlines()[-1].startswith("**Recommendation:** Retrain")

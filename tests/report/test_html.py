@@ -111,6 +111,14 @@ def test_verdict_and_migration_are_in_words(model, page):
     assert f"<th>0 · {names[0]}</th>" in page  # and row
 
 
+def test_the_verdict_section_ends_with_the_recommendation(page):
+    section = page[page.index('<section id="verdict">') :]
+    section = section[: section.index("</section>")]
+    last = re.findall(r"<p[^>]*>(.*?)</p>", section)[-1]
+    assert last.startswith("Recommendation: Promote the challenger")
+    assert section.rstrip().endswith("</p>")
+
+
 def test_report_without_propensity_or_refresh_still_renders(model):
     content = model_report(model, deciles=pd.DataFrame(), calibration=pd.DataFrame())
     content.figures = {

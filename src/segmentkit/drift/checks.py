@@ -3,27 +3,33 @@
 :func:`calibrated_checks` builds the three feature tables the checks compare (the
 champion's snapshot recomputed, the same distance before it, and now), counts
 events per type in the two intervals, runs the pure tests of
-:mod:`segmentkit.drift.verdict` and returns their results.
+:mod:`segmentkit.drift.verdict` and returns their results. Feature and segment
+share tests that fire are run again on the *established* users (tenure of at
+least one interval at each snapshot) to tell a change that came with newcomers
+from one in the source (:func:`~segmentkit.drift.verdict.newcomer_attribution`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from segmentkit.config import DriftConfig, FeatureConfig
 from segmentkit.drift._common import DriftResult
-from segmentkit.drift.reference import FeatureReference
+from segmentkit.drift.reference import FeatureReference, build_feature_reference
 from segmentkit.drift.verdict import (
     aged_psi_test,
     event_mix_psi,
     event_mix_tests,
     history_test,
     new_behaviour_test,
+    newcomer_attribution,
     nonzero_psi_test,
     nonzero_shift_test,
     segment_share_tests,
@@ -32,8 +38,8 @@ from segmentkit.features import build_features
 
 __all__ = ["CalibratedChecks", "calibrated_checks", "event_counts"]
 
-#: Fewest users the baseline snapshot needs to calibrate against (else raw PSI is used).
-MIN_BASELINE_USERS = 50
+#: Column telling established users (tenure of at least one interval) from newcomers.
+TENURE = "tenure_days"
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,58 @@ def event_counts(log: Any, start: dt.datetime, end: dt.datetime) -> dict[str, in
         [start, end],
     ).fetchall()
     return {str(event): int(count) for event, count in rows}
+
+
+def _column(frame: pd.DataFrame | None, name: str) -> np.ndarray | None:
+    return None if frame is None else frame[name].to_numpy(dtype=float)
+
+
+def _feature_tests(
+    reference: FeatureReference,
+    then: np.ndarray,
+    now: np.ndarray,
+    baseline: np.ndarray | None,
+    config: DriftConfig,
+) -> list[DriftResult]:
+    """Run the value tests of one feature: PSI beyond ageing, and among non-zero values."""
+    name = reference.name
+    results = [aged_psi_test(reference, now, baseline, config.psi_warn, config.psi_drift)]
+    nonzero = nonzero_psi_test(
+        name,
+        then,
+        now,
+        baseline,
+        config.psi_warn,
+        config.psi_drift,
+        n_bins=config.n_bins,
+        min_nonzero=config.nonzero_min_users,
+    )
+    shift = nonzero_shift_test(
+        name,
+        then,
+        now,
+        baseline,
+        math.log(config.value_shift_warn),
+        math.log(config.value_shift_drift),
+        z_warn=config.value_shift_z_warn,
+        z_drift=config.value_shift_z_drift,
+        min_nonzero=config.nonzero_min_users,
+    )
+    return results + [r for r in (nonzero, shift) if r is not None]
+
+
+def _established(frame: pd.DataFrame | None, days: int) -> pd.DataFrame | None:
+    """Users with at least ``days`` of tenure (None without a tenure column or a frame)."""
+    if frame is None or TENURE not in frame.columns or days <= 0:
+        return None
+    return frame[frame[TENURE].to_numpy(dtype=float) >= days]
+
+
+def _attributed(
+    results: list[DriftResult], established: list[DriftResult], max_share: float
+) -> list[DriftResult]:
+    by_key = {(r.test, r.subject): r for r in established}
+    return [newcomer_attribution(r, by_key.get((r.test, r.subject)), max_share) for r in results]
 
 
 def calibrated_checks(
@@ -91,7 +149,7 @@ def calibrated_checks(
     then : pandas.DataFrame, optional
         Features at ``champion_as_of`` recomputed from ``log`` (built if not given).
     config : DriftConfig, optional
-        PSI thresholds.
+        Thresholds (``params.yaml`` → ``drift``).
 
     Returns
     -------
@@ -107,71 +165,113 @@ def calibrated_checks(
     baseline = None
     if baseline_as_of is not None:
         table = build_features(log, baseline_as_of, feature_config)
-        if len(table) >= MIN_BASELINE_USERS:
+        if len(table) >= config.min_baseline_users:
             baseline = table
         else:
             baseline_as_of = None
+    # The same comparisons on users already there one interval before each snapshot.
+    then_old, now_old = _established(then, days), _established(current, days)
+    base_old = _established(baseline, days)
+    if base_old is not None and len(base_old) < config.min_baseline_users:
+        base_old = None
+    features = [name for name in reference if name in current.columns]
+    history = {
+        name: history_test(reference[name], _column(then, name), config.psi_warn, config.psi_drift)
+        for name in features
+    }
+    # Telling newcomers from users already there compares both on the champion's
+    # snapshot recomputed from today's log: only meaningful when that past is the
+    # one the champion stored (a rewritten past is a source problem by itself).
+    compare_old = (
+        then_old is not None
+        and now_old is not None
+        and min(len(then_old), len(now_old)) >= config.min_baseline_users
+        and all(r.status == "OK" for r in history.values())
+    )
     results: list[DriftResult] = []
-    for name, ref in reference.items():
-        if name not in current.columns:
-            continue
-        base_values = None if baseline is None else baseline[name].to_numpy(dtype=float)
-        results.append(
-            aged_psi_test(
-                ref,
-                current[name].to_numpy(dtype=float),
-                base_values,
-                config.psi_warn,
-                config.psi_drift,
+    for name in features:
+        ref = reference[name]
+        found = _feature_tests(
+            ref, _column(then, name), _column(current, name), _column(baseline, name), config
+        )
+        if compare_old and any(r.status != "OK" for r in found):
+            old_ref = build_feature_reference(then_old[[name]], n_bins=config.n_bins)[name]
+            found = _attributed(
+                found,
+                _feature_tests(
+                    old_ref,
+                    _column(then_old, name),
+                    _column(now_old, name),
+                    _column(base_old, name),
+                    config,
+                ),
+                config.newcomer_max_established_share,
             )
-        )
-        nonzero = nonzero_psi_test(
-            name,
-            then[name].to_numpy(dtype=float),
-            current[name].to_numpy(dtype=float),
-            base_values,
-            config.psi_warn,
-            config.psi_drift,
-        )
-        if nonzero is not None:
-            results.append(nonzero)
-        shift = nonzero_shift_test(
-            name,
-            then[name].to_numpy(dtype=float),
-            current[name].to_numpy(dtype=float),
-            base_values,
-        )
-        if shift is not None:
-            results.append(shift)
-        results.append(
-            history_test(ref, then[name].to_numpy(dtype=float), config.psi_warn, config.psi_drift)
-        )
-    shares = [float(reference_shares.get(str(i), 0.0)) for i in range(segmenter.n_segments_)]
-    current_labels = segmenter.predict(current[names])
+        results += [*found, history[name]]
+    n_segments = segmenter.n_segments_
+    shares = [float(reference_shares.get(str(i), 0.0)) for i in range(n_segments)]
     then_labels = segmenter.predict(then[names]) if len(then) else None
     baseline_labels = None if baseline is None else segmenter.predict(baseline[names])
-    results += segment_share_tests(
-        shares,
-        current_labels,
-        segment_names,
-        then_labels=then_labels if baseline_labels is not None else None,
-        baseline_labels=baseline_labels,
+
+    def share_tests(
+        reference_mix: Sequence[float], now: Any, before: Any, base: Any
+    ) -> list[DriftResult]:
+        return segment_share_tests(
+            reference_mix,
+            now,
+            segment_names,
+            then_labels=before if base is not None else None,
+            baseline_labels=base,
+            min_share=config.share_min,
+            gone_share=config.share_gone,
+            warn_ratio=config.share_ratio_warn,
+            drift_ratio=config.share_ratio_drift,
+            max_trend=config.share_max_trend,
+        )
+
+    shares_found = share_tests(
+        shares, segmenter.predict(current[names]), then_labels, baseline_labels
     )
+    if compare_old and any(r.status != "OK" for r in shares_found):
+        old_then_labels = segmenter.predict(then_old[names])
+        old_mix = np.bincount(old_then_labels, minlength=n_segments)[:n_segments] / len(then_old)
+        shares_found = _attributed(
+            shares_found,
+            share_tests(
+                list(old_mix),
+                segmenter.predict(now_old[names]),
+                old_then_labels,
+                None if base_old is None else segmenter.predict(base_old[names]),
+            ),
+            config.newcomer_max_established_share,
+        )
+    results += shares_found
     if days > 0 and len(then):
-        newcomers_then = (
-            then[then["tenure_days"] < days] if "tenure_days" in then else then.iloc[:0]
-        )
-        newcomers_now = (
-            current[current["tenure_days"] < days] if "tenure_days" in current else current.iloc[:0]
-        )
+        newcomers_then = then[then[TENURE] < days] if TENURE in then else then.iloc[:0]
+        newcomers_now = current[current[TENURE] < days] if TENURE in current else current.iloc[:0]
         results.append(
-            new_behaviour_test(segmenter, then, newcomers_then, newcomers_now, segment_names)
+            new_behaviour_test(
+                segmenter,
+                then,
+                newcomers_then,
+                newcomers_now,
+                segment_names,
+                quantile=config.new_behaviour_quantile,
+                warn=config.new_behaviour_warn,
+                drift=config.new_behaviour_drift,
+                min_users=config.new_behaviour_min_users,
+            )
         )
     mix_psi = float("nan")
     if days > 0:
         counts_then = event_counts(log, champion_as_of - interval, champion_as_of)
         counts_now = event_counts(log, champion_as_of, as_of)
-        results += event_mix_tests(counts_then, counts_now)
+        results += event_mix_tests(
+            counts_then,
+            counts_now,
+            min_share=config.event_min_share,
+            gone_ratio=config.event_gone_ratio,
+        )
         mix_psi = event_mix_psi(counts_then, counts_now)
     return CalibratedChecks(
         results=tuple(results),

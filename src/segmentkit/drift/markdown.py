@@ -26,6 +26,24 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
     return [*_md_table(header, rows), ""]
 
 
+#: Appended to the status of a change carried by newcomers (see ``newcomer_attribution``).
+NEWCOMERS_MARK = " (newcomers)"
+_NEWCOMERS_NOTE = (
+    f"A status marked *{NEWCOMERS_MARK.strip()}*: the change comes with users who joined since "
+    "the champion; users already there moved within ageing."
+)
+
+
+def _status(*results: Any) -> str:
+    """Worst status of ``results``, marked when every result that fired is carried by newcomers."""
+    fired = [r for r in results if r is not None and r.status != "OK"]
+    if not fired:
+        return "OK"
+    worst = max((r.status for r in fired), key=("OK", "WARN", "DRIFT").index)
+    carried = all(r.details.get("carried_by") == "newcomers" for r in fired)
+    return worst + (NEWCOMERS_MARK if carried else "")
+
+
 def refresh_markdown(
     report: Any,
     verdict: Any,
@@ -72,6 +90,8 @@ def refresh_markdown(
             f"champion's snapshot and {interval_days} days before it, on today's log.",
             "",
         ]
+    if any(r.details.get("carried_by") == "newcomers" for r in checks):
+        lines += [_NEWCOMERS_NOTE, ""]
     if verdict.findings:
         lines += ["## Findings", ""]
         lines += [f"- **{f.status}** {f.message}" for f in verdict.findings[:12]]
@@ -90,7 +110,7 @@ def refresh_markdown(
                     _pct(r.details["expected_share"]),
                     _pct(r.details["current_share"]),
                     r.details["change"],
-                    r.status,
+                    _status(r),
                 ]
                 for r in shares
             ],
@@ -120,7 +140,7 @@ def refresh_markdown(
                     _fmt(r.details["raw_psi"]),
                     _fmt(r.details["expected_psi"]),
                     _fmt(r.score),
-                    r.status,
+                    _status(r),
                 ]
                 for r in aged
             ],
@@ -147,10 +167,7 @@ def refresh_markdown(
                     f"{r.details['ratio']:.2f}x",
                     f"{r.details['expected_ratio']:.2f}x",
                     _fmt(nonzero[r.subject].score) if r.subject in nonzero else "n/a",
-                    max(
-                        (r.status, nonzero[r.subject].status if r.subject in nonzero else "OK"),
-                        key=("OK", "WARN", "DRIFT").index,
-                    ),
+                    _status(r, nonzero.get(r.subject)),
                 ]
                 for r in shifts
             ],
@@ -267,10 +284,16 @@ def refresh_markdown(
     return "\n".join(lines)
 
 
-def report_markdown(report: Any, names: Sequence[str] | None = None) -> str:
+def report_markdown(
+    report: Any,
+    names: Sequence[str] | None = None,
+    challenger_names: Sequence[str] | None = None,
+) -> str:
     """Markdown of a report without calibrated checks (raw tests only).
 
-    Segments are labelled ``id · name`` when ``names`` are given.
+    Segments are labelled ``id · name`` when ``names`` (and, for the challenger's
+    side of the agreement table, ``challenger_names``) are given; the report ends
+    with the recommendation line.
     """
     self = report
     lines = [
@@ -286,9 +309,10 @@ def report_markdown(report: Any, names: Sequence[str] | None = None) -> str:
     ]
     lines += _features_md(self)
     lines += _share_md(self, names)
-    lines += _agreement_md(self, names)
+    lines += _agreement_md(self, names, challenger_names)
     lines += _migration_md(self, names)
     lines += _backtest_md(self)
+    lines += [f"**Recommendation:** {self.verdict.recommendation}", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -346,12 +370,20 @@ def _share_md(self: Any, names: Sequence[str] | None) -> list[str]:
     ]
 
 
-def _agreement_md(self: Any, names: Sequence[str] | None) -> list[str]:
+def _agreement_md(
+    self: Any, names: Sequence[str] | None, challenger_names: Sequence[str] | None = None
+) -> list[str]:
     if self.agreement is None:
         return []
     a = self.agreement
+    after = challenger_names if challenger_names is not None else names
     rows = [
-        [segment_label(m.champion, names), m.challenger, _fmt(m.jaccard), _fmt(m.centroid_shift)]
+        [
+            segment_label(m.champion, names),
+            segment_label(m.challenger, after),
+            _fmt(m.jaccard),
+            _fmt(m.centroid_shift),
+        ]
         for m in a.matches
     ]
     lines = [
@@ -364,7 +396,8 @@ def _agreement_md(self: Any, names: Sequence[str] | None) -> list[str]:
         "",
     ]
     if a.appeared:
-        lines += [f"Appeared (challenger only): {', '.join(a.appeared)}", ""]
+        shown = ", ".join(segment_label(s, after) for s in a.appeared)
+        lines += [f"Appeared (challenger only): {shown}", ""]
     if a.vanished:
         gone = ", ".join(segment_label(v, names) for v in a.vanished)
         lines += [f"Vanished (champion only): {gone}", ""]

@@ -243,7 +243,7 @@ class DriftReport:
             )
         from segmentkit.drift.markdown import report_markdown
 
-        return report_markdown(self, names)
+        return report_markdown(self, names, challenger_names)
 
 
 def _optional_part(cls: type[T], data: Any) -> T | None:

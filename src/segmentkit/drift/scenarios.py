@@ -326,6 +326,7 @@ def calibration_table(
                 champion_as_of=champion_as_of,
                 as_of=as_of,
                 current=build_features(log, as_of, config.features),
+                config=config.drift,
             )
             verdict = decide(checks.results)
             top = verdict.findings[0] if verdict.findings else None

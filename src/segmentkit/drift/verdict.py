@@ -31,6 +31,16 @@ recomputed at the same distance"):
     The champion's snapshot recomputed from today's log against what the champion
     stored: a difference means the log's past was rewritten or reloaded.
 
+A change in a feature or a segment's share may come with new users rather than
+from the source: a group of newcomers who behave differently moves the
+population's spend per buyer or events per active user although nobody already
+there changed. :func:`newcomer_attribution` marks a result that fires on all
+users but not on the *established* ones (users already there one interval
+before each snapshot, compared the same way), who show at most half of the
+change; :func:`decide` reports it as a new behaviour (retrain), not as a source
+to check. A source problem (spend logged at half, an event lost) shows in the
+established users too.
+
 Every test is a pure function returning a :class:`~segmentkit.drift.DriftResult`;
 :func:`decide` turns results into a :class:`Verdict` with findings in words and one
 recommendation line.
@@ -61,6 +71,7 @@ __all__ = [
     "event_mix_tests",
     "history_test",
     "new_behaviour_test",
+    "newcomer_attribution",
     "nonzero_psi_test",
     "nonzero_shift_test",
     "segment_label",
@@ -665,6 +676,99 @@ def event_mix_psi(counts_then: Mapping[str, int], counts_now: Mapping[str, int])
     return population_stability_index(a / a.sum(), b / b.sum())
 
 
+# --------------------------------------------------------------------------- attribution
+
+
+def _established_summary(result: DriftResult) -> dict[str, Any]:
+    d = result.details
+    keys = (
+        "ratio",
+        "expected_ratio",
+        "raw_psi",
+        "expected_psi",
+        "current_share",
+        "expected_share",
+        "n",
+        "n_now",
+    )
+    summary = {key: d[key] for key in keys if key in d}
+    return {"score": result.score, "status": result.status, **summary}
+
+
+def _change(result: DriftResult) -> float:
+    """Size of the change a result measured, zero for none (share ratios are >= 1)."""
+    if result.test == "segment_share":
+        return math.log(max(result.score, 1.0))
+    return max(result.score, 0.0)
+
+
+def newcomer_attribution(
+    result: DriftResult, established: DriftResult | None, max_share: float = 0.5
+) -> DriftResult:
+    """Mark a change found on all users but hardly on those already there as carried by newcomers.
+
+    ``established`` is the same test on users with at least one interval of
+    tenure at each snapshot (and the baseline), so it sees what happened to the
+    people the champion already knew. When ``result`` is WARN or DRIFT while
+    ``established`` is OK *and* shows at most ``max_share`` of the change (an OK
+    just under the threshold on fewer users is no evidence that those users did
+    not change), the change came with the users who joined since:
+    ``details["carried_by"] = "newcomers"`` and ``details["established"]`` holds
+    the established result's score and status. The status is kept (a change
+    this large still matters); :func:`decide` names it a new behaviour.
+
+    Parameters
+    ----------
+    result : DriftResult
+        The test on all users.
+    established : DriftResult or None
+        The same test on established users (None: it could not run, e.g. too few
+        users; the result is returned unchanged).
+    max_share : float, default 0.5
+        Largest fraction of the change (score; log ratio for segment shares) the
+        established users may show.
+
+    Returns
+    -------
+    DriftResult
+
+    Raises
+    ------
+    ConfigError
+        If ``max_share`` is not in ``[0, 1]``.
+    DataValidationError
+        If the two results are not the same test on the same subject.
+
+    Examples
+    --------
+    >>> all_users = DriftResult("nonzero_shift", "events_30d", 0.6, 0.2, 0.4, "DRIFT", {})
+    >>> old_users = DriftResult("nonzero_shift", "events_30d", 0.01, 0.2, 0.4, "OK", {})
+    >>> newcomer_attribution(all_users, old_users).details["carried_by"]
+    'newcomers'
+    >>> warned = DriftResult("nonzero_shift", "events_30d", 0.3, 0.2, 0.4, "WARN", {})
+    >>> just_under = DriftResult("nonzero_shift", "events_30d", 0.19, 0.2, 0.4, "OK", {})
+    >>> "carried_by" in newcomer_attribution(warned, just_under).details
+    False
+    """
+    if not 0 <= max_share <= 1:
+        raise ConfigError(f"newcomer_attribution: max_share must be in [0, 1], got {max_share}")
+    if result.status == "OK" or established is None or established.status != "OK":
+        return result
+    if (established.test, established.subject) != (result.test, result.subject):
+        raise DataValidationError(
+            f"newcomer_attribution: {established.test} on {established.subject!r} does not "
+            f"match {result.test} on {result.subject!r}"
+        )
+    if _change(established) > max_share * _change(result):
+        return result
+    details = {
+        **result.details,
+        "carried_by": "newcomers",
+        "established": _established_summary(established),
+    }
+    return replace(result, details=details)
+
+
 # --------------------------------------------------------------------------- verdict
 
 
@@ -821,10 +925,34 @@ _FINDING_WORDS: dict[str, tuple[Callable[[DriftResult], str], Action]] = {
 _SEGMENT_CHANGE_KINDS = {"vanished": "segment_vanished", "appeared": "segment_appeared"}
 
 
+def _established_words(result: DriftResult) -> str:
+    e = result.details.get("established", {})
+    if "ratio" in e:
+        return f"{e['ratio']:.2f}x, ageing alone {e.get('expected_ratio', 1.0):.2f}x"
+    if "current_share" in e:
+        return f"{_pct(e['current_share'])}, ageing alone {_pct(e.get('expected_share', 0.0))}"
+    if "raw_psi" in e:
+        return f"PSI {e['raw_psi']:.2f}, ageing alone {e.get('expected_psi') or 0:.2f}"
+    return f"score {e.get('score', math.nan):.3g}"
+
+
+def _newcomer_words(result: DriftResult) -> str:
+    words, _ = _FINDING_WORDS[result.test]
+    return (
+        f"users who joined since the champion changed the population: {words(result)}; "
+        f"among users already there at the champion's snapshot it moved within ageing "
+        f"({_established_words(result)})"
+    )
+
+
 def _finding(result: DriftResult) -> Finding | None:
     """Return a judged result in words (None for OK results)."""
     if result.status == "OK":
         return None
+    if result.details.get("carried_by") == "newcomers" and result.test in _FINDING_WORDS:
+        return Finding(
+            "new_behaviour", result.subject, result.status, _newcomer_words(result), "retrain"
+        )
     if result.test not in _FINDING_WORDS:
         text = f"{result.test} on {result.subject}: {result.score:.3g}"
         return Finding(result.test, result.subject, result.status, text, "retrain")
@@ -850,16 +978,23 @@ def _recommendation(action: Action, finding: Finding | None) -> str:
             "Promote the challenger (trained on the new snapshot) after reviewing it: "
             f"{finding.message}."
         )
-    return f"Retrain (review the challenger, or train with new settings): {finding.message}."
+    text = f"Retrain (review the challenger, or train with new settings): {finding.message}."
+    if finding.kind == "new_behaviour" and finding.subject != "newcomers":
+        # A change only newcomers carry can still be a logging change that only
+        # reaches new users (a new app version): say where to look if unexpected.
+        text += " If newcomers should behave like earlier ones, check how their events are logged."
+    return text
 
 
 def decide(results: Sequence[DriftResult]) -> Verdict:
     """Turn judged results into a verdict: findings most important first and one recommendation.
 
     Findings are ordered by status (DRIFT first) and then by kind: vanished and
-    appeared segments, new behaviour groups, vanished events, segment shares,
-    feature values, the log's history, backtests, agreement. The first DRIFT
-    finding decides the action; with only warnings the action is ``no_action``.
+    appeared segments, new behaviour groups (including feature and share changes
+    carried by newcomers, see :func:`newcomer_attribution`), vanished events,
+    segment shares, feature values, the log's history, backtests, agreement. The
+    first DRIFT finding decides the action; with only warnings the action is
+    ``no_action``.
 
     Examples
     --------
@@ -872,9 +1007,10 @@ def decide(results: Sequence[DriftResult]) -> Verdict:
     """
     findings = [f for f in (_finding(r) for r in results) if f is not None]
 
-    def order(f: Finding) -> tuple[int, int]:
+    def order(f: Finding) -> tuple[int, int, bool]:
         kind = _KIND_ORDER.index(f.kind) if f.kind in _KIND_ORDER else len(_KIND_ORDER)
-        return (-_LEVEL[f.status], kind)
+        # Among new-behaviour findings, the group itself before the changes it carries.
+        return (-_LEVEL[f.status], kind, f.subject != "newcomers")
 
     findings.sort(key=order)
     if not findings:

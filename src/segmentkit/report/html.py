@@ -321,7 +321,12 @@ def render_html(content: ReportContent) -> str:
             ]
         for title, frame in content.drift_tables.items():
             out += [f"<h3>{html.escape(title)}</h3>", _table(frame)]
-        out.append("</section>")
+        # The verdict ends as it began: with what to do and why.
+        out += [
+            '<p class="recommendation closing">Recommendation: '
+            f"{html.escape(content.verdict.recommendation)}</p>",
+            "</section>",
+        ]
     if content.segments is not None and len(content.segments):
         out += [
             '<section id="segments">',
@@ -405,6 +410,12 @@ def segment_figures(segmenter: Any) -> dict[str, tuple[Any, str]]:
     }
 
 
+def _drift_status(result: Any) -> str:
+    """Status of a check, marked when the change is carried by users who joined since."""
+    carried = result.status != "OK" and result.details.get("carried_by") == "newcomers"
+    return f"{result.status} (newcomers)" if carried else result.status
+
+
 def _drift_tables(report: Any, names: Sequence[str]) -> dict[str, pd.DataFrame]:
     """Segment shares and the strongest calibrated feature changes, as tables with names."""
     tables: dict[str, pd.DataFrame] = {}
@@ -419,7 +430,7 @@ def _drift_tables(report: Any, names: Sequence[str]) -> dict[str, pd.DataFrame]:
                     "expected from ageing": f"{100 * r.details['expected_share']:.1f}%",
                     "now": f"{100 * r.details['current_share']:.1f}%",
                     "change": r.details["change"],
-                    "status": r.status,
+                    "status": _drift_status(r),
                 }
                 for r in shares
             ]
@@ -435,7 +446,7 @@ def _drift_tables(report: Any, names: Sequence[str]) -> dict[str, pd.DataFrame]:
                     if r.details["expected_psi"] is not None
                     else float("nan"),
                     "excess": r.score,
-                    "status": r.status,
+                    "status": _drift_status(r),
                 }
                 for r in aged
             ]
