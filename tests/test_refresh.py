@@ -148,7 +148,9 @@ def test_refresh_command_reports_logs_and_exits_3_on_drift(champion, tmp_path, m
     markdown = (out_dir / "drift.md").read_text()
     assert "DRIFT" in markdown
     assert markdown.rstrip().splitlines()[-1].startswith("**Recommendation:** ")
-    assert "recommendation: " in out
+    # The CLI output ends with the verdict: status, then the recommendation.
+    assert out.rstrip().splitlines()[-1].startswith("recommendation: ")
+    assert out.rstrip().splitlines()[-2].startswith("drift status: DRIFT")
     page = (out_dir / "report.html").read_text()
     assert "Refresh verdict" in page and "<script" not in page
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -311,12 +311,13 @@ def refresh(
     output.echo(_where_it_went(result.challenger, report=result.report_path))
     if result.report_html is not None:
         output.echo(f"html:    {result.report_html}")
-    output.echo(f"drift status: {result.status} (exit code {result.exit_code})")
-    output.echo(f"recommendation: {result.report.verdict.recommendation}")
     if result.status != "OK" and not promote:
         output.echo(f"next:    read {result.report_path} before promoting the challenger")
     elif not promote:
         output.echo("next:    segmentkit refresh --promote (the challenger becomes champion)")
+    # The verdict closes the output: status, then what to do about it.
+    output.echo(f"drift status: {result.status} (exit code {result.exit_code})")
+    output.echo(f"recommendation: {result.report.verdict.recommendation}")
     raise typer.Exit(result.exit_code)
 
 
