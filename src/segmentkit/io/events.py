@@ -364,10 +364,13 @@ def load_events(
     con : duckdb.DuckDBPyConnection, optional
         Connection to hold the clean table; a new one is opened by default.
     check_duplicates : bool
-        Look for exact duplicate rows and drop them (default). The check counts the
-        distinct hashes of all rows, the most expensive part of validation (about
-        two bare ``GROUP BY user_id`` scans of the log, see ``benchmarks/features.py``);
-        turn it off only for logs known to be free of duplicates.
+        Look for exact duplicate rows and drop them (default). The check reads one
+        64-bit hash per kept row (8 bytes a row in memory), sorts them and compares
+        neighbours; only rows whose hash repeats are compared exactly, and the rest
+        of a Parquet log is still read in place. It is half of validation's CPU time:
+        on the 29.2M-event log of ``benchmarks/features.py`` about 4.7 s of CPU (1.5
+        bare ``GROUP BY user_id`` counts) and no extra peak memory. Turn it off only
+        for logs known to be free of duplicates.
 
     Returns
     -------
