@@ -270,3 +270,21 @@ def test_rows_that_only_share_a_hash_are_all_kept(tiny_log):
 def test_event_names_of_the_clean_log_are_known(tiny_log, late_events):
     log = load_events(pd.concat([tiny_log, late_events]), as_of=AS_OF)
     assert log.event_names == ("add_to_cart", "purchase", "refund", "view")
+
+
+def test_a_log_with_many_duplicates_is_copied_once(tiny_log, tmp_path, monkeypatch):
+    import segmentkit.io.events as events
+
+    raw = pd.concat([tiny_log, tiny_log.iloc[[5, 5, 0]]], ignore_index=True)
+    path = _as_parquet_file(raw, tmp_path)
+
+    def kind(log):
+        query = f"SELECT table_type FROM information_schema.tables WHERE table_name = '{log.table}'"
+        return log.con.execute(query).fetchall()[0][0]
+
+    in_view = load_events(path)  # two repeated hashes: the Parquet file is read in place
+    monkeypatch.setattr(events, "MAX_REPEATS_IN_VIEW", 1)
+    copied = load_events(path)
+    assert (kind(in_view), kind(copied)) == ("VIEW", "LOCAL TEMPORARY")
+    assert copied.report == in_view.report
+    pd.testing.assert_frame_equal(copied.to_pandas(), in_view.to_pandas())

@@ -42,6 +42,9 @@ _SAMPLE_ROWS = 5
 #: Largest absolute revenue accepted (exclusive): features sum revenue as DECIMAL(18, 6).
 MAX_REVENUE = 1e12
 _table_ids = itertools.count()
+#: Above this many repeated row hashes, a Parquet log with duplicates is copied into
+#: memory once rather than filtered against its repeated hashes at every read.
+MAX_REPEATS_IN_VIEW = 100_000
 
 
 @dataclass(frozen=True)
@@ -527,7 +530,8 @@ def load_events(
             con, source_sql, typed, keep, row_hash, repeated
         )
         negative -= refunds_dropped
-    if source_sql.startswith("read_parquet("):
+    few_repeats = repeated is None or repeated.size <= MAX_REPEATS_IN_VIEW
+    if source_sql.startswith("read_parquet(") and few_repeats:
         # Parquet is cheap to re-scan: a view saves copying the log into memory.
         con.execute(f"CREATE TEMP VIEW {table} AS {clean_sql}")
     else:
