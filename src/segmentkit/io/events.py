@@ -574,9 +574,10 @@ def _repeated_hashes(
     Two equal rows always share a hash, so an empty answer proves that the log has
     no exact duplicates; a collision between different rows only adds a hash whose
     rows are then compared exactly. The hashes are streamed into one array of 8
-    bytes a row, sorted in place and neighbours compared: measured at half the CPU
-    time of DuckDB's ``count(DISTINCT hash)`` over every row, and a fraction of
-    its memory.
+    bytes a row, sorted in place and neighbours compared. Measured on the 29.2M-row
+    log of ``benchmarks/features.py``: 4.7 s of CPU against 6.6 s for DuckDB's
+    ``count(DISTINCT hash)``, and 230 MB instead of the 0.6 GiB its hash table
+    added to the peak.
     """
     hashes = np.empty(rows, dtype=np.uint64)
     filled = 0
