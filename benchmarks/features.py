@@ -4,17 +4,21 @@ Usage::
 
     python benchmarks/features.py [--users 1000000] [--days 38] [--runs 3] [--pandas]
 
-Generates (or reuses) a demo log of about 20M events in one Parquet file under
+Generates (or reuses) a demo log (29.2M events for the default 1M users / 38 days,
+time-ordered like a real export) in one Parquet file under
 ``benchmarks/.data/``, then runs every method in its own fresh Python process
 (``python benchmarks/features.py --child METHOD ...``), so that the peak RSS
 printed is that method's own, not a high-water mark inherited from an earlier
 method. Methods, interleaved run by run so that machine noise hits all alike:
 
 ``segmentkit``
-    ``load_events`` (one validation scan: nulls, types, parse errors, exact
-    duplicates, cut-off) + ``build_features``, sessions from the log's session ids.
+    ``load_events`` (one validation scan: nulls, types, parse errors, cut-off,
+    counts and event names; one narrow scan of row hashes for exact duplicates)
+    + ``build_features``, sessions from the log's session ids.
 ``segmentkit-gap``
     The same with the session id column ignored: sessions cut at 30-minute gaps.
+    Without session ids the demo log has a few hundred exact duplicates (the same
+    event twice in one second), so this also times the de-duplication path.
 ``segmentkit-nodup``
     ``segmentkit`` with ``check_duplicates=False``: what the exact-duplicate check costs.
 ``polars``

@@ -288,3 +288,43 @@ def test_gap_sessions_match_a_sort_based_sessionization(gap_minutes):
     pd.testing.assert_frame_equal(
         table[["sessions_total", "sessions_7d"]], expected.loc[table.index], check_dtype=False
     )
+
+
+def test_events_after_as_of_in_a_log_loaded_without_cut_off_change_nothing(tiny_log):
+    # Names and first events known from loading include a later, new event type.
+    late = pd.DataFrame(
+        {
+            "user_id": ["a", "c"],
+            "timestamp": pd.to_datetime(["2024-02-02", "2024-02-03"]),
+            "event": ["wishlist", "view"],
+            "revenue": [0.0, 0.0],
+            "session_id": ["s8", "s9"],
+        }
+    )
+    log = load_events(pd.concat([tiny_log, late]))
+    assert "wishlist" in log.event_names
+    pd.testing.assert_frame_equal(
+        build_features(log, AS_OF, CONFIG), build_features(tiny_log, AS_OF, CONFIG)
+    )
+    early = build_features(log, "2023-12-01 12:00", CONFIG)  # before every event
+    assert early.empty and list(early.columns) == ["user_id", *feature_names(CONFIG)]
+
+
+@pytest.mark.parametrize("make_source", [lambda f, p: f, _as_parquet], ids=["dataframe", "parquet"])
+def test_duplicates_change_no_feature(make_source, tmp_path):
+    log = generate_events(200, 60, seed=11)
+    events = log.events.assign(
+        user_id=log.events["user_id"].astype(str), event=log.events["event"].astype(str)
+    )
+    copies = events.sample(n=300, replace=True, random_state=1)
+    doubled = pd.concat([events, copies], ignore_index=True).sample(frac=1.0, random_state=2)
+    as_of = pd.Timestamp(log.end)
+    for columns in (None, ColumnMap(session_id=None)):
+        expected = build_features(events, as_of, CONFIG, columns=columns)
+        loaded = load_events(make_source(doubled, tmp_path), columns, as_of=as_of)
+        used = ["user_id", "timestamp", "event", "revenue"] + (
+            ["session_id"] if columns is None else []
+        )
+        past = doubled.loc[doubled["timestamp"] < as_of, used]
+        assert loaded.report.duplicate_rows == len(past) - len(past.drop_duplicates()) >= 300
+        pd.testing.assert_frame_equal(build_features(loaded, as_of, CONFIG), expected)

@@ -1,5 +1,6 @@
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -225,3 +226,65 @@ def test_every_count_of_the_report_comes_from_one_scan_of_a_file(tmp_path, tiny_
         expected.reset_index(drop=True),
         check_dtype=False,
     )
+
+
+def _as_parquet_file(frame, tmp_path):
+    path = tmp_path / "events.parquet"
+    frame.to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make_source", [lambda f, p: f, _as_parquet_file], ids=["dataframe", "parquet"]
+)
+def test_duplicated_refunds_are_counted_once(tiny_log, tmp_path, make_source):
+    # The refund (row 5) three times and the first view twice: 3 copies dropped.
+    raw = pd.concat([tiny_log, tiny_log.iloc[[5, 5, 0]]], ignore_index=True)
+    log = load_events(make_source(raw, tmp_path))
+    assert (log.report.duplicate_rows, log.report.rows_clean) == (3, 7)
+    assert log.report.negative_revenue_rows == 1
+    clean = log.to_pandas()
+    pd.testing.assert_frame_equal(
+        clean[tiny_log.columns].reset_index(drop=True),
+        tiny_log.sort_values(["user_id", "timestamp", "event"]).reset_index(drop=True),
+        check_dtype=False,
+    )
+
+
+def test_rows_that_only_share_a_hash_are_all_kept(tiny_log):
+    # A hash collision between different rows must not drop either: simulate one by
+    # declaring the hashes of two distinct rows "repeated".
+    from segmentkit.io.events import _drop_duplicates, connect
+
+    con = connect()
+    con.register("raw", tiny_log)
+    typed = "user_id, timestamp, event, revenue, session_id"
+    row_hash = "hash(user_id, timestamp, event, revenue, session_id)"
+    hashes = con.execute(f"SELECT {row_hash} AS h FROM raw WHERE event = 'view'").fetchnumpy()
+    repeated = np.sort(np.asarray(hashes["h"], dtype=np.uint64))
+    sql, dropped, refunds = _drop_duplicates(con, "raw", typed, "true", row_hash, repeated)
+    assert (dropped, refunds) == (0, 0)
+    assert con.execute(f"SELECT count(*) FROM ({sql})").fetchall()[0][0] == len(tiny_log)
+
+
+def test_event_names_of_the_clean_log_are_known(tiny_log, late_events):
+    log = load_events(pd.concat([tiny_log, late_events]), as_of=AS_OF)
+    assert log.event_names == ("add_to_cart", "purchase", "refund", "view")
+
+
+def test_a_log_with_many_duplicates_is_copied_once(tiny_log, tmp_path, monkeypatch):
+    import segmentkit.io.events as events
+
+    raw = pd.concat([tiny_log, tiny_log.iloc[[5, 5, 0]]], ignore_index=True)
+    path = _as_parquet_file(raw, tmp_path)
+
+    def kind(log):
+        query = f"SELECT table_type FROM information_schema.tables WHERE table_name = '{log.table}'"
+        return log.con.execute(query).fetchall()[0][0]
+
+    in_view = load_events(path)  # two repeated hashes: the Parquet file is read in place
+    monkeypatch.setattr(events, "MAX_REPEATS_IN_VIEW", 1)
+    copied = load_events(path)
+    assert (kind(in_view), kind(copied)) == ("VIEW", "LOCAL TEMPORARY")
+    assert copied.report == in_view.report
+    pd.testing.assert_frame_equal(copied.to_pandas(), in_view.to_pandas())

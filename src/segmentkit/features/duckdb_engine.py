@@ -92,7 +92,20 @@ def _check_log_covers(log_as_of: dt.datetime | None, cutoff: dt.datetime) -> Non
 
 
 def _scan_facts(events: EventLog, cutoff: dt.datetime) -> tuple[list[str] | None, int]:
-    """Event vocabulary (``None`` when too large for a bitmap) and days spanned before T."""
+    """Event vocabulary (``None`` when too large for a bitmap) and days spanned before T.
+
+    A log from :func:`load_events` already knows its event names and first event, so
+    the log is not scanned again. Its names may include events that only occur at or
+    after T: they only take unused bits of the event bitmaps, which changes no feature.
+    """
+    first_event = events.report.first_event
+    if events.event_names is not None and first_event is not None:
+        first = dt.datetime.fromisoformat(first_event)
+        if first >= cutoff:
+            return [], 0
+        names = list(events.event_names)
+        span_days = int((cutoff - first).total_seconds() // 86_400) + 1
+        return (names if len(names) <= _MAX_BITMAP_EVENTS else None), span_days
     rows = events.con.execute(
         f"""
         SELECT event, min(timestamp) FROM {events.table}
@@ -130,11 +143,10 @@ def _feature_sql(
     short = windows[0]
     key_events = list(dict.fromkeys(config.key_events))
     if vocabulary is not None:
-        code = (
-            "CASE event "
-            + " ".join(f"WHEN {sql_literal(v)} THEN {i}" for i, v in enumerate(vocabulary))
-            + " END"
-        )
+        # list_position runs once per distinct name of a dictionary-encoded column,
+        # a CASE over the names once per row (measured twice as costly).
+        names = ", ".join(sql_literal(v) for v in vocabulary)
+        code = f"list_position([{names}], event) - 1"
         event_bits = "bit_or(1::BIGINT << code)"
     else:
         code = "NULL::INTEGER"
