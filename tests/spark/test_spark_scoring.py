@@ -71,6 +71,28 @@ def test_spark_scores_equal_local_scores(spark, trained, as_of):
     assert distributed["p_churn_percentile"].nunique() > 50
 
 
+def cached_frames(spark) -> int:
+    """Frames in Spark's cache (DataFrame.persist) plus persisted RDDs."""
+    jvm_session = spark._jsparkSession
+    manager = jvm_session.sharedState().cacheManager()
+    return (0 if manager.isEmpty() else 1) + spark.sparkContext._jsc.getPersistentRDDs().size()
+
+
+def test_scoring_keeps_only_its_result_cached_and_that_is_released(spark, trained):
+    from segmentkit.spark.scoring import score_spark
+
+    model, path, _ = trained
+    spark.catalog.clearCache()
+    assert cached_frames(spark) == 0
+    scores = score_spark(model, str(path))
+    # Computed once, here: the result is cached, the intermediate frames are gone.
+    assert scores.storageLevel.useMemory
+    assert spark.sparkContext._jsc.getPersistentRDDs().size() == 1
+    assert scores.count() == model.score(str(path)).shape[0]
+    scores.unpersist(blocking=True)
+    assert cached_frames(spark) == 0
+
+
 def test_percentiles_span_partitions_with_ties(spark):
     from segmentkit.scoring import percentile_rank
     from segmentkit.spark.scoring import with_percentile

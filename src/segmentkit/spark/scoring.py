@@ -98,12 +98,14 @@ def _score_chunk(chunk: pd.DataFrame, files: Any, columns: list[str]) -> pd.Data
     return model.score_features(chunk.reset_index(drop=True))[columns]
 
 
-def with_row_number(frame: DataFrame, order_by: str) -> DataFrame:
+def with_row_number(frame: DataFrame, order_by: str, cached: list[DataFrame]) -> DataFrame:
     """Add ``_sk_row``: the 0-based position of each row in ``order_by`` order.
 
     The frame is range partitioned, sorted and persisted (so that the count of each
     partition and the positions are read from the same partitions), then each row's
-    position is its partition's offset plus its place inside the partition.
+    position is its partition's offset plus its place inside the partition. The
+    persisted frame is appended to ``cached``: the caller unpersists it once the
+    result has been computed.
     """
     spark = frame.sparkSession
     partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
@@ -113,6 +115,7 @@ def with_row_number(frame: DataFrame, order_by: str) -> DataFrame:
         .withColumn("_sk_partition", F.spark_partition_id())
         .persist()
     )
+    cached.append(ordered)
     counts = dict(ordered.groupBy("_sk_partition").count().collect())
     offsets, total = {}, 0
     for key in sorted(counts):
@@ -135,15 +138,33 @@ def with_row_number(frame: DataFrame, order_by: str) -> DataFrame:
     return ordered.mapInPandas(number, schema)
 
 
-def score_features_spark(model: SegmentationModel, features: DataFrame) -> DataFrame:
+def score_features_spark(
+    model: SegmentationModel,
+    features: DataFrame,
+    as_of: dt.datetime | None = None,
+    model_version: str | None = None,
+) -> DataFrame:
     """Score a Spark feature table (``user_id`` and the model's feature columns).
+
+    The scores are computed here, once, and cached; the intermediate frames this
+    needs are released before returning. Call ``.unpersist()`` on the result when
+    done with it.
+
+    Parameters
+    ----------
+    model : SegmentationModel
+        A fitted model.
+    features : pyspark.sql.DataFrame
+        ``user_id`` and the model's feature columns.
+    as_of, model_version : optional
+        When given, the run columns of :func:`with_run_columns` are added.
 
     Returns
     -------
     pyspark.sql.DataFrame
         The columns of :meth:`SegmentationModel.score_features`: ``user_id,
         segment_id, segment_name`` and per target the score, its percentile over
-        all scored users, and its bucket.
+        all scored users, and its bucket (then ``as_of, model_version`` if asked).
     """
     missing = [c for c in ["user_id", *model.feature_names] if c not in features.columns]
     if missing:
@@ -154,24 +175,37 @@ def score_features_spark(model: SegmentationModel, features: DataFrame) -> DataF
     files = spark.sparkContext.broadcast(bundle_files(model))
     schema = _batch_schema(model, features.schema["user_id"].dataType)
     columns = schema.fieldNames()
-    # Local scoring multiplies the users, sorted by id, in chunks of CHUNK_ROWS rows,
-    # and a BLAS product can round a row differently by its place in a chunk: the
-    # same chunks here give the same bits.
-    numbered = with_row_number(features.select("user_id", *model.feature_names), "user_id")
-    chunk = (F.col("_sk_row") / F.lit(CHUNK_ROWS)).cast("bigint")
-    scored = numbered.groupBy(chunk).applyInPandas(
-        lambda rows: _score_chunk(rows, files, columns), schema
-    )
-    outputs = _output_columns(model)
-    if not outputs:
-        return scored
-    # Percentiles read the scores once more per target: keep them rather than score again.
-    scored = scored.persist()
-    ordered = ["user_id", "segment_id", "segment_name"]
-    for score, bucket in outputs:
-        scored = with_percentile(scored, score)
-        ordered += [score, f"{score}_percentile", bucket]
-    return scored.select(*ordered)
+    cached: list[DataFrame] = []
+    try:
+        # Local scoring multiplies the users, sorted by id, in chunks of CHUNK_ROWS
+        # rows, and a BLAS product can round a row differently by its place in a
+        # chunk: the same chunks here give the same bits.
+        numbered = with_row_number(
+            features.select("user_id", *model.feature_names), "user_id", cached
+        )
+        chunk = (F.col("_sk_row") / F.lit(CHUNK_ROWS)).cast("bigint")
+        scored = numbered.groupBy(chunk).applyInPandas(
+            lambda rows: _score_chunk(rows, files, columns), schema
+        )
+        outputs = _output_columns(model)
+        if outputs:
+            # Percentiles read the scores once more per target: keep them, not score again.
+            scored = scored.persist()
+            cached.append(scored)
+            ordered = ["user_id", "segment_id", "segment_name"]
+            for score, bucket in outputs:
+                scored = with_percentile(scored, score)
+                ordered += [score, f"{score}_percentile", bucket]
+            scored = scored.select(*ordered)
+        if as_of is not None:
+            scored = with_run_columns(scored, as_of, model_version or UNSAVED_VERSION)
+        result = scored.persist()
+        result.count()  # computed now, so that the intermediate frames can go
+    finally:
+        for frame in cached:
+            frame.unpersist()
+        files.unpersist()
+    return result
 
 
 def with_percentile(frame: DataFrame, column: str, buckets: int | None = None) -> DataFrame:
@@ -241,7 +275,8 @@ def score_spark(
 
     The Spark counterpart of :meth:`SegmentationModel.score`: the same users,
     columns and values (segment ids and names, scores, percentiles, buckets, as_of,
-    model_version).
+    model_version). The result is computed here and cached (see
+    :func:`score_features_spark`): ``.unpersist()`` it when done.
 
     Examples
     --------
@@ -255,8 +290,7 @@ def score_spark(
         log = load_events_spark(events, columns or model.columns, as_of=cutoff)
     snapshot = cutoff if cutoff is not None else default_as_of_spark(log)
     features = build_features_spark(log, snapshot, model.feature_config)
-    version = model.metadata.model_version or UNSAVED_VERSION
-    return with_run_columns(score_features_spark(model, features), snapshot, version)
+    return score_features_spark(model, features, snapshot, model.metadata.model_version)
 
 
 def with_run_columns(scored: DataFrame, as_of: dt.datetime, model_version: str) -> DataFrame:
