@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -43,6 +43,7 @@ __all__ = [
     "score_features_spark",
     "score_spark",
     "with_percentile",
+    "with_percentiles",
     "with_run_columns",
 ]
 
@@ -192,9 +193,9 @@ def score_features_spark(
             # Percentiles read the scores once more per target: keep them, not score again.
             scored = scored.persist()
             cached.append(scored)
+            scored = with_percentiles(scored, [score for score, _ in outputs])
             ordered = ["user_id", "segment_id", "segment_name"]
             for score, bucket in outputs:
-                scored = with_percentile(scored, score)
                 ordered += [score, f"{score}_percentile", bucket]
             scored = scored.select(*ordered)
         if as_of is not None:
@@ -209,45 +210,73 @@ def score_features_spark(
 
 
 def with_percentile(frame: DataFrame, column: str, buckets: int | None = None) -> DataFrame:
-    """Add ``<column>_percentile``: the whole percent of rows with a value at or below.
+    """Add ``<column>_percentile``; see :func:`with_percentiles`."""
+    return with_percentiles(frame, [column], buckets)
+
+
+def with_percentiles(frame: DataFrame, columns: list[str], buckets: int | None = None) -> DataFrame:
+    """Add ``<column>_percentile`` per column: the whole percent of rows at or below.
 
     Exactly :func:`segmentkit.scoring.percentile_rank` over the whole frame (int64,
     0-100; NaN scores are refused as there), computed without bringing the values
-    together: approximate
-    quantiles cut the values into ranges (a pure function of the value, so equal
-    values share a range and reruns agree), one pass counts each range, the driver
-    adds those few counts into offsets, and each row's rank is its range's offset
-    plus its exact rank inside the range.
+    together: approximate quantiles cut the values into ranges (a pure function of
+    the value, so equal values share a range and reruns agree), a pass counts each
+    range, the driver adds those few counts into offsets, and each row's rank is its
+    range's offset plus its exact rank inside the range. Every column's cuts come
+    from one pass over ``frame`` and its range counts from a second one (so ``frame``
+    is read twice whatever the number of columns: persist it if it is costly); the
+    ranking is one shuffle per column.
 
     Parameters
     ----------
     frame : pyspark.sql.DataFrame
-        Any frame with a double ``column``.
-    column : str
-        Column to rank.
+        Any frame with double ``columns``.
+    columns : list of str
+        Columns to rank.
     buckets : int, optional
         Value ranges (default: 4 per shuffle partition); each is ranked in one task.
     """
     spark = frame.sparkSession
     buckets = buckets or 4 * int(spark.conf.get("spark.sql.shuffle.partitions"))
-    value = F.col(f"`{column}`")
-    valid = ~F.isnan(value) & value.isNotNull()
-    if frame.where(~valid).limit(1).count():
-        raise ValueError(f"percentile_rank: scores in {column!r} contain NaN")
-    cuts = frame.where(valid).approxQuantile(
-        column, [i / buckets for i in range(1, buckets)], 1.0 / (4 * buckets)
-    )
-    bounds = sorted(set(cuts))
-    bucket = F.lit(0)
-    for bound in bounds:
-        bucket = bucket + F.when(value > F.lit(bound), 1).otherwise(0)
-    keyed = frame.withColumn("_sk_bucket", bucket)
-    counts = dict(keyed.where(valid).groupBy("_sk_bucket").count().collect())
-    offsets: dict[int, int] = {}
-    total = 0
-    for key in sorted(counts):
-        offsets[key] = total
-        total += int(counts[key])
+    values = {column: F.col(f"`{column}`") for column in columns}
+    invalid = {c: F.isnan(v) | v.isNull() for c, v in values.items()}
+    levels = [i / buckets for i in range(1, buckets)]
+    facts = frame.agg(
+        *[F.count_if(invalid[c]) for c in columns],
+        *[
+            F.percentile_approx(F.when(~invalid[c], values[c]), levels, 4 * buckets)
+            for c in columns
+        ],
+    ).first()
+    for c, n_invalid in zip(columns, facts[: len(columns)], strict=True):
+        if n_invalid:
+            raise ValueError(f"percentile_rank: scores in {c!r} contain NaN")
+    range_of = {}
+    for c, cuts in zip(columns, facts[len(columns) :], strict=True):
+        index = F.lit(0)
+        for bound in sorted(set(cuts or [])):
+            index = index + F.when(values[c] > F.lit(bound), 1).otherwise(0)
+        range_of[c] = index
+    counted = frame.select(*[range_of[c].alias(f"_sk_range{i}") for i, c in enumerate(columns)])
+    totals = counted.agg(
+        *[
+            F.count_if(F.col(f"_sk_range{i}") == j)
+            for i in range(len(columns))
+            for j in range(buckets)
+        ]
+    ).first()
+    for i, c in enumerate(columns):
+        counts = totals[i * buckets : (i + 1) * buckets]
+        starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        frame = _rank_in_ranges(frame, c, range_of[c], starts)
+    return frame
+
+
+def _rank_in_ranges(
+    frame: DataFrame, column: str, range_index: Column, starts: np.ndarray
+) -> DataFrame:
+    """Add ``<column>_percentile`` given each value range's first rank (``starts``)."""
+    total = int(starts[-1])
     out_name = f"{column}_percentile"
     schema = T.StructType([*frame.schema.fields, T.StructField(out_name, T.LongType(), False)])
     names = frame.columns
@@ -255,14 +284,15 @@ def with_percentile(frame: DataFrame, column: str, buckets: int | None = None) -
     def rank_range(part: pd.DataFrame) -> pd.DataFrame:
         values = part[column].to_numpy(dtype=np.float64)
         ordered = np.sort(values, kind="stable")
-        offset = offsets[int(part["_sk_bucket"].iloc[0])]
+        offset = starts[int(part["_sk_range"].iloc[0])]
         at_or_below = offset + np.searchsorted(ordered, values, side="right").astype(np.int64)
         part = part[names].copy()
         # The same integer arithmetic as percentile_rank.
         part[out_name] = at_or_below * 100 // max(total, 1)
         return part
 
-    return keyed.groupBy("_sk_bucket").applyInPandas(rank_range, schema)
+    keyed = frame.withColumn("_sk_range", range_index)
+    return keyed.groupBy("_sk_range").applyInPandas(rank_range, schema)
 
 
 def score_spark(
