@@ -104,6 +104,22 @@ def test_percentiles_span_partitions_with_ties(spark):
     np.testing.assert_array_equal(out["p_percentile"].to_numpy(), percentile_rank(values))
 
 
+def test_several_columns_ranked_from_the_same_passes(spark):
+    from segmentkit.scoring import percentile_rank
+    from segmentkit.spark.scoring import with_percentiles
+
+    rng = np.random.default_rng(1)
+    first = np.round(rng.random(2000), 1)  # ten values: ranges full of ties
+    second = rng.exponential(size=2000)
+    frame = spark.createDataFrame(pd.DataFrame({"id": np.arange(2000), "a": first, "b": second}))
+    out = with_percentiles(frame, ["a", "b"], buckets=7).toPandas().sort_values("id")
+    np.testing.assert_array_equal(out["a_percentile"].to_numpy(), percentile_rank(first))
+    np.testing.assert_array_equal(out["b_percentile"].to_numpy(), percentile_rank(second))
+    bad = spark.createDataFrame(pd.DataFrame({"a": [0.1, 0.2], "b": [0.5, np.nan]}))
+    with pytest.raises(ValueError, match="'b' contain NaN"):
+        with_percentiles(bad, ["a", "b"])
+
+
 def test_nan_scores_are_refused_as_locally(spark):
     from segmentkit.spark.scoring import with_percentile
 
