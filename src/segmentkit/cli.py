@@ -9,6 +9,7 @@ traceback).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from segmentkit.config import Config
+from segmentkit.config import ColumnMap, Config
 from segmentkit.errors import ConfigError, SegmentkitError, SegmentkitWarning
 
 if TYPE_CHECKING:
@@ -506,42 +507,54 @@ def _engine(name: str) -> str:
     return name
 
 
-def _spark_session(output: _Output) -> Any:
+def _spark_log(
+    cfg: Config,
+    events: str | None,
+    as_of: str | None,
+    output: _Output,
+    *,
+    columns: ColumnMap | None = None,
+    min_users: int = 1,
+) -> tuple[Any, Any]:
+    """Start (or join) a Spark session and validate the log there: ``(sks, log)``.
+
+    ``sks`` is :mod:`segmentkit.spark`, imported only here (pyspark is optional);
+    ``columns`` defaults to params' mapping.
+    """
     try:
-        from segmentkit.spark import get_session
+        from segmentkit import spark as sks
     except ImportError as exc:
         raise ConfigError(f"--engine spark: {exc}") from None
     with output.step("Starting Spark"):
-        return get_session()
+        session = sks.get_session()
+    source = _events_path(cfg, events, output)
+    with output.step("Validating events"):
+        log = sks.load_events(
+            source,
+            columns or cfg.data.columns,
+            as_of=as_of,
+            on_invalid=cfg.data.on_invalid,
+            min_users=min_users,
+            spark=session,
+        )
+    return sks, log
 
 
 def _features_on_spark(
     out: Path, events: str | None, as_of: str | None, params: Path | None, output: _Output
 ) -> None:
     """``features --engine spark``: distributed validation and features, a Parquet dataset out."""
-    session = _spark_session(output)
-    from segmentkit import spark as sks
-    from segmentkit.io.events import to_timestamp
-
     cfg = _config(params)
-    source = _events_path(cfg, events, output)
-    cutoff = as_of or cfg.data.as_of
-    with output.step("Validating events"):
-        log = sks.load_events(
-            source,
-            cfg.data.columns,
-            as_of=to_timestamp(cutoff) if cutoff is not None else None,
-            on_invalid=cfg.data.on_invalid,
-            spark=session,
-        )
-    snapshot = to_timestamp(cutoff) if cutoff is not None else sks.default_as_of(log)
+    sks, log = _spark_log(cfg, events, as_of or cfg.data.as_of, output)
+    snapshot = log.as_of or sks.default_as_of(log)
     with output.step("Features"):
         sks.write_parquet(sks.build_features(log, snapshot, cfg.features), out)
     report = log.report
     output.echo(
         f"features of {report.users:,} users as of {snapshot:%Y-%m-%d} written to {out} "
         f"({report.rows_clean:,} events used; dropped: {report.duplicate_rows} duplicates, "
-        f"{report.null_user_id + report.null_timestamp} with null ids/timestamps; "
+        f"{report.null_user_id + report.null_timestamp + report.null_event} with null ids, "
+        "timestamps or events; "
         f"{report.at_or_after_as_of} at or after as_of)"
     )
 
@@ -557,19 +570,17 @@ def _score_on_spark(
     """``score --engine spark``: every user scored distributed, a Parquet dataset out."""
     from segmentkit import api
 
-    session = _spark_session(output)
-    from segmentkit import spark as sks
-
     cfg = _config(params)
-    source = _events_path(cfg, events, output)
     with output.step(f"Loading {model}"):
         loaded = api.load(model, tracking_uri=cfg.tracking.tracking_uri)
-    with output.step("Validating events"):
-        log = sks.load_events(
-            source, loaded.columns, as_of=as_of, on_invalid=cfg.data.on_invalid, spark=session
-        )
+    # As local scoring: the model's column mapping, and as_of only from the command line.
+    sks, log = _spark_log(cfg, events, as_of, output, columns=loaded.columns)
     with output.step("Scoring"):
-        sks.write_parquet(sks.score(loaded, log, as_of=as_of), out)
+        scores = sks.score(loaded, log, as_of=log.as_of)
+        try:
+            sks.write_parquet(scores, out)
+        finally:
+            scores.unpersist()
     output.echo(
         f"scored {log.report.users:,} users with {model} (version "
         f"{loaded.metadata.model_version or 'unsaved'}) on Spark: {out}"
@@ -584,31 +595,30 @@ def _train_on_spark(
     scores_out: str | None,
     output: _Output,
 ) -> None:
-    """``train --engine spark``: features distributed, models fitted on a stratified sample."""
+    """``train --engine spark``: features distributed, models fitted on a stratified sample.
+
+    Publishing is the local command's: the bundle, the MLflow run and the HTML report.
+    """
     from segmentkit import api
 
-    session = _spark_session(output)
-    from segmentkit import spark as sks
-
     cfg = _config(params)
-    source = _events_path(cfg, events, output)
-    with output.step("Validating events"):
-        log = sks.load_events(
-            source,
-            cfg.data.columns,
-            as_of=as_of or cfg.data.as_of,
-            on_invalid=cfg.data.on_invalid,
-            min_users=2,
-            spark=session,
-        )
+    sks, log = _spark_log(cfg, events, as_of or cfg.data.as_of, output, min_users=2)
     run = sks.train_model(
-        cfg, log, as_of, sample_users=cfg.spark.sample_users, progress=output.step
+        cfg, log, log.as_of, sample_users=cfg.spark.sample_users, progress=output.step
     )
     bundle_root = Path(cfg.tracking.models_dir) / cfg.tracking.registered_model
     registered = api._publish(
         cfg, run.result, bundle_root, promote, command="train", progress=output.step
     )
-    result = api._train_result(run.result, bundle_root, registered)
+    html = api._write_html_report(
+        run.result.model,
+        registered,
+        Path("reports") / f"train-{run.result.as_of:%Y-%m-%d}",
+        output.step,
+    )
+    result = dataclasses.replace(
+        api._train_result(run.result, bundle_root, registered), report_html=html
+    )
     output.echo(
         f"fitted on a stratified sample of {run.sample['sample']:,} of "
         f"{run.sample['population']:,} users"
@@ -616,17 +626,18 @@ def _train_on_spark(
     output.echo(_training_summary(result))
     output.echo()
     output.echo(_where_it_went(result))
+    output.echo(f"html:    {result.report_html}")
     if scores_out is not None:
         with output.step("Scoring every user"):
             from segmentkit.bundle import live_version
-            from segmentkit.spark.scoring import with_run_columns
 
-            scores = with_run_columns(
-                sks.score_features(result.model, run.features),
-                run.result.as_of,
-                live_version(bundle_root).name,
+            scores = sks.score_features(
+                result.model, run.features, run.result.as_of, live_version(bundle_root).name
             )
-            sks.write_parquet(scores, scores_out)
+            try:
+                sks.write_parquet(scores, scores_out)
+            finally:
+                scores.unpersist()
         output.echo(f"scores of {run.sample['population']:,} users: {scores_out}")
 
 

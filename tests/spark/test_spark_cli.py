@@ -83,6 +83,10 @@ def test_train_and_score_on_spark(spark, in_workdir, capsys):
     )
     assert code == 0, err
     assert "stratified sample of" in out
+    # The HTML report, as local training writes it (and says where).
+    html = next((in_workdir / "reports").glob("train-*/report.html"))
+    assert f"html:    {html.relative_to(in_workdir)}" in out
+    assert "<svg" in html.read_text(encoding="utf-8")
     bundle = str(in_workdir / "models" / "sk-spark-test")
     assert run(["score", "--model", bundle, "--events", glob, "--out", "l.parquet"], capsys)[0] == 0
     code, _, err = run(
@@ -104,6 +108,28 @@ def test_train_and_score_on_spark(spark, in_workdir, capsys):
                 .to_numpy(),
                 err_msg=f"{name}: {column}",
             )
+    assert spark.sparkContext._jsc.getPersistentRDDs().size() == 0  # nothing left cached
+
+    # The registered pyfunc scores a Spark DataFrame through spark_udf without a
+    # result_type: its signature declares every output column and type.
+    import mlflow.pyfunc
+
+    import segmentkit
+    from segmentkit.spark import build_features
+
+    names = segmentkit.load(bundle).feature_names
+    features = build_features(glob, local["as_of"].iloc[0])
+    udf = mlflow.pyfunc.spark_udf(spark, "models:/sk-spark-test@champion", env_manager="local")
+    applied = features.select(udf(*["user_id", *names]).alias("out")).select("out.*")
+    out_frame = sorted_frame(applied.toPandas())
+    # Everything that depends on one user only equals local scoring (percentiles are
+    # ranks within each batch the UDF sees, hence left out; `segmentkit score` ranks all).
+    per_user = [c for c in out_frame.columns if not c.endswith("_percentile")]
+    assert {"user_id", "segment_id", "segment_name", "p_churn", "p_churn_bucket"} <= set(per_user)
+    for column in per_user:
+        np.testing.assert_array_equal(
+            out_frame[column].to_numpy(), local[column].to_numpy(), err_msg=column
+        )
 
 
 def test_unknown_engine_is_a_one_line_error(in_workdir, capsys):

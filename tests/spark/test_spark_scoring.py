@@ -71,6 +71,28 @@ def test_spark_scores_equal_local_scores(spark, trained, as_of):
     assert distributed["p_churn_percentile"].nunique() > 50
 
 
+def cached_frames(spark) -> int:
+    """Frames in Spark's cache (DataFrame.persist) plus persisted RDDs."""
+    jvm_session = spark._jsparkSession
+    manager = jvm_session.sharedState().cacheManager()
+    return (0 if manager.isEmpty() else 1) + spark.sparkContext._jsc.getPersistentRDDs().size()
+
+
+def test_scoring_keeps_only_its_result_cached_and_that_is_released(spark, trained):
+    from segmentkit.spark.scoring import score_spark
+
+    model, path, _ = trained
+    spark.catalog.clearCache()
+    assert cached_frames(spark) == 0
+    scores = score_spark(model, str(path))
+    # Computed once, here: the result is cached, the intermediate frames are gone.
+    assert scores.storageLevel.useMemory
+    assert spark.sparkContext._jsc.getPersistentRDDs().size() == 1
+    assert scores.count() == model.score(str(path)).shape[0]
+    scores.unpersist(blocking=True)
+    assert cached_frames(spark) == 0
+
+
 def test_percentiles_span_partitions_with_ties(spark):
     from segmentkit.scoring import percentile_rank
     from segmentkit.spark.scoring import with_percentile
@@ -80,6 +102,22 @@ def test_percentiles_span_partitions_with_ties(spark):
     frame = spark.createDataFrame(pd.DataFrame({"id": np.arange(3000), "p": values}))
     out = with_percentile(frame, "p", buckets=5).toPandas().sort_values("id")
     np.testing.assert_array_equal(out["p_percentile"].to_numpy(), percentile_rank(values))
+
+
+def test_several_columns_ranked_from_the_same_passes(spark):
+    from segmentkit.scoring import percentile_rank
+    from segmentkit.spark.scoring import with_percentiles
+
+    rng = np.random.default_rng(1)
+    first = np.round(rng.random(2000), 1)  # ten values: ranges full of ties
+    second = rng.exponential(size=2000)
+    frame = spark.createDataFrame(pd.DataFrame({"id": np.arange(2000), "a": first, "b": second}))
+    out = with_percentiles(frame, ["a", "b"], buckets=7).toPandas().sort_values("id")
+    np.testing.assert_array_equal(out["a_percentile"].to_numpy(), percentile_rank(first))
+    np.testing.assert_array_equal(out["b_percentile"].to_numpy(), percentile_rank(second))
+    bad = spark.createDataFrame(pd.DataFrame({"a": [0.1, 0.2], "b": [0.5, np.nan]}))
+    with pytest.raises(ValueError, match="'b' contain NaN"):
+        with_percentiles(bad, ["a", "b"])
 
 
 def test_nan_scores_are_refused_as_locally(spark):

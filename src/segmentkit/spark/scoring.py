@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -43,6 +43,7 @@ __all__ = [
     "score_features_spark",
     "score_spark",
     "with_percentile",
+    "with_percentiles",
     "with_run_columns",
 ]
 
@@ -98,12 +99,14 @@ def _score_chunk(chunk: pd.DataFrame, files: Any, columns: list[str]) -> pd.Data
     return model.score_features(chunk.reset_index(drop=True))[columns]
 
 
-def with_row_number(frame: DataFrame, order_by: str) -> DataFrame:
+def with_row_number(frame: DataFrame, order_by: str, cached: list[DataFrame]) -> DataFrame:
     """Add ``_sk_row``: the 0-based position of each row in ``order_by`` order.
 
     The frame is range partitioned, sorted and persisted (so that the count of each
     partition and the positions are read from the same partitions), then each row's
-    position is its partition's offset plus its place inside the partition.
+    position is its partition's offset plus its place inside the partition. The
+    persisted frame is appended to ``cached``: the caller unpersists it once the
+    result has been computed.
     """
     spark = frame.sparkSession
     partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
@@ -113,6 +116,7 @@ def with_row_number(frame: DataFrame, order_by: str) -> DataFrame:
         .withColumn("_sk_partition", F.spark_partition_id())
         .persist()
     )
+    cached.append(ordered)
     counts = dict(ordered.groupBy("_sk_partition").count().collect())
     offsets, total = {}, 0
     for key in sorted(counts):
@@ -135,15 +139,33 @@ def with_row_number(frame: DataFrame, order_by: str) -> DataFrame:
     return ordered.mapInPandas(number, schema)
 
 
-def score_features_spark(model: SegmentationModel, features: DataFrame) -> DataFrame:
+def score_features_spark(
+    model: SegmentationModel,
+    features: DataFrame,
+    as_of: dt.datetime | None = None,
+    model_version: str | None = None,
+) -> DataFrame:
     """Score a Spark feature table (``user_id`` and the model's feature columns).
+
+    The scores are computed here, once, and cached; the intermediate frames this
+    needs are released before returning. Call ``.unpersist()`` on the result when
+    done with it.
+
+    Parameters
+    ----------
+    model : SegmentationModel
+        A fitted model.
+    features : pyspark.sql.DataFrame
+        ``user_id`` and the model's feature columns.
+    as_of, model_version : optional
+        When given, the run columns of :func:`with_run_columns` are added.
 
     Returns
     -------
     pyspark.sql.DataFrame
         The columns of :meth:`SegmentationModel.score_features`: ``user_id,
         segment_id, segment_name`` and per target the score, its percentile over
-        all scored users, and its bucket.
+        all scored users, and its bucket (then ``as_of, model_version`` if asked).
     """
     missing = [c for c in ["user_id", *model.feature_names] if c not in features.columns]
     if missing:
@@ -154,66 +176,107 @@ def score_features_spark(model: SegmentationModel, features: DataFrame) -> DataF
     files = spark.sparkContext.broadcast(bundle_files(model))
     schema = _batch_schema(model, features.schema["user_id"].dataType)
     columns = schema.fieldNames()
-    # Local scoring multiplies the users, sorted by id, in chunks of CHUNK_ROWS rows,
-    # and a BLAS product can round a row differently by its place in a chunk: the
-    # same chunks here give the same bits.
-    numbered = with_row_number(features.select("user_id", *model.feature_names), "user_id")
-    chunk = (F.col("_sk_row") / F.lit(CHUNK_ROWS)).cast("bigint")
-    scored = numbered.groupBy(chunk).applyInPandas(
-        lambda rows: _score_chunk(rows, files, columns), schema
-    )
-    outputs = _output_columns(model)
-    if not outputs:
-        return scored
-    # Percentiles read the scores once more per target: keep them rather than score again.
-    scored = scored.persist()
-    ordered = ["user_id", "segment_id", "segment_name"]
-    for score, bucket in outputs:
-        scored = with_percentile(scored, score)
-        ordered += [score, f"{score}_percentile", bucket]
-    return scored.select(*ordered)
+    cached: list[DataFrame] = []
+    try:
+        # Local scoring multiplies the users, sorted by id, in chunks of CHUNK_ROWS
+        # rows, and a BLAS product can round a row differently by its place in a
+        # chunk: the same chunks here give the same bits.
+        numbered = with_row_number(
+            features.select("user_id", *model.feature_names), "user_id", cached
+        )
+        chunk = (F.col("_sk_row") / F.lit(CHUNK_ROWS)).cast("bigint")
+        scored = numbered.groupBy(chunk).applyInPandas(
+            lambda rows: _score_chunk(rows, files, columns), schema
+        )
+        outputs = _output_columns(model)
+        if outputs:
+            # Percentiles read the scores once more per target: keep them, not score again.
+            scored = scored.persist()
+            cached.append(scored)
+            scored = with_percentiles(scored, [score for score, _ in outputs])
+            ordered = ["user_id", "segment_id", "segment_name"]
+            for score, bucket in outputs:
+                ordered += [score, f"{score}_percentile", bucket]
+            scored = scored.select(*ordered)
+        if as_of is not None:
+            scored = with_run_columns(scored, as_of, model_version or UNSAVED_VERSION)
+        result = scored.persist()
+        result.count()  # computed now, so that the intermediate frames can go
+    finally:
+        for frame in cached:
+            frame.unpersist()
+        files.unpersist()
+    return result
 
 
 def with_percentile(frame: DataFrame, column: str, buckets: int | None = None) -> DataFrame:
-    """Add ``<column>_percentile``: the whole percent of rows with a value at or below.
+    """Add ``<column>_percentile``; see :func:`with_percentiles`."""
+    return with_percentiles(frame, [column], buckets)
+
+
+def with_percentiles(frame: DataFrame, columns: list[str], buckets: int | None = None) -> DataFrame:
+    """Add ``<column>_percentile`` per column: the whole percent of rows at or below.
 
     Exactly :func:`segmentkit.scoring.percentile_rank` over the whole frame (int64,
     0-100; NaN scores are refused as there), computed without bringing the values
-    together: approximate
-    quantiles cut the values into ranges (a pure function of the value, so equal
-    values share a range and reruns agree), one pass counts each range, the driver
-    adds those few counts into offsets, and each row's rank is its range's offset
-    plus its exact rank inside the range.
+    together: approximate quantiles cut the values into ranges (a pure function of
+    the value, so equal values share a range and reruns agree), a pass counts each
+    range, the driver adds those few counts into offsets, and each row's rank is its
+    range's offset plus its exact rank inside the range. Every column's cuts come
+    from one pass over ``frame`` and its range counts from a second one (so ``frame``
+    is read twice whatever the number of columns: persist it if it is costly); the
+    ranking is one shuffle per column.
 
     Parameters
     ----------
     frame : pyspark.sql.DataFrame
-        Any frame with a double ``column``.
-    column : str
-        Column to rank.
+        Any frame with double ``columns``.
+    columns : list of str
+        Columns to rank.
     buckets : int, optional
         Value ranges (default: 4 per shuffle partition); each is ranked in one task.
     """
     spark = frame.sparkSession
     buckets = buckets or 4 * int(spark.conf.get("spark.sql.shuffle.partitions"))
-    value = F.col(f"`{column}`")
-    valid = ~F.isnan(value) & value.isNotNull()
-    if frame.where(~valid).limit(1).count():
-        raise ValueError(f"percentile_rank: scores in {column!r} contain NaN")
-    cuts = frame.where(valid).approxQuantile(
-        column, [i / buckets for i in range(1, buckets)], 1.0 / (4 * buckets)
-    )
-    bounds = sorted(set(cuts))
-    bucket = F.lit(0)
-    for bound in bounds:
-        bucket = bucket + F.when(value > F.lit(bound), 1).otherwise(0)
-    keyed = frame.withColumn("_sk_bucket", bucket)
-    counts = dict(keyed.where(valid).groupBy("_sk_bucket").count().collect())
-    offsets: dict[int, int] = {}
-    total = 0
-    for key in sorted(counts):
-        offsets[key] = total
-        total += int(counts[key])
+    values = {column: F.col(f"`{column}`") for column in columns}
+    invalid = {c: F.isnan(v) | v.isNull() for c, v in values.items()}
+    levels = [i / buckets for i in range(1, buckets)]
+    facts = frame.agg(
+        *[F.count_if(invalid[c]) for c in columns],
+        *[
+            F.percentile_approx(F.when(~invalid[c], values[c]), levels, 4 * buckets)
+            for c in columns
+        ],
+    ).first()
+    for c, n_invalid in zip(columns, facts[: len(columns)], strict=True):
+        if n_invalid:
+            raise ValueError(f"percentile_rank: scores in {c!r} contain NaN")
+    range_of = {}
+    for c, cuts in zip(columns, facts[len(columns) :], strict=True):
+        index = F.lit(0)
+        for bound in sorted(set(cuts or [])):
+            index = index + F.when(values[c] > F.lit(bound), 1).otherwise(0)
+        range_of[c] = index
+    counted = frame.select(*[range_of[c].alias(f"_sk_range{i}") for i, c in enumerate(columns)])
+    totals = counted.agg(
+        *[
+            F.count_if(F.col(f"_sk_range{i}") == j)
+            for i in range(len(columns))
+            for j in range(buckets)
+        ]
+    ).first()
+    for i, c in enumerate(columns):
+        counts = totals[i * buckets : (i + 1) * buckets]
+        starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        frame = _rank_in_ranges(frame, c, range_of[c], starts)
+    return frame
+
+
+def _rank_in_ranges(
+    frame: DataFrame, column: str, range_index: Column, starts: np.ndarray
+) -> DataFrame:
+    """Add ``<column>_percentile`` given each value range's first rank (``starts``)."""
+    total = int(starts[-1])
     out_name = f"{column}_percentile"
     schema = T.StructType([*frame.schema.fields, T.StructField(out_name, T.LongType(), False)])
     names = frame.columns
@@ -221,14 +284,15 @@ def with_percentile(frame: DataFrame, column: str, buckets: int | None = None) -
     def rank_range(part: pd.DataFrame) -> pd.DataFrame:
         values = part[column].to_numpy(dtype=np.float64)
         ordered = np.sort(values, kind="stable")
-        offset = offsets[int(part["_sk_bucket"].iloc[0])]
+        offset = starts[int(part["_sk_range"].iloc[0])]
         at_or_below = offset + np.searchsorted(ordered, values, side="right").astype(np.int64)
         part = part[names].copy()
         # The same integer arithmetic as percentile_rank.
         part[out_name] = at_or_below * 100 // max(total, 1)
         return part
 
-    return keyed.groupBy("_sk_bucket").applyInPandas(rank_range, schema)
+    keyed = frame.withColumn("_sk_range", range_index)
+    return keyed.groupBy("_sk_range").applyInPandas(rank_range, schema)
 
 
 def score_spark(
@@ -241,7 +305,8 @@ def score_spark(
 
     The Spark counterpart of :meth:`SegmentationModel.score`: the same users,
     columns and values (segment ids and names, scores, percentiles, buckets, as_of,
-    model_version).
+    model_version). The result is computed here and cached (see
+    :func:`score_features_spark`): ``.unpersist()`` it when done.
 
     Examples
     --------
@@ -255,8 +320,7 @@ def score_spark(
         log = load_events_spark(events, columns or model.columns, as_of=cutoff)
     snapshot = cutoff if cutoff is not None else default_as_of_spark(log)
     features = build_features_spark(log, snapshot, model.feature_config)
-    version = model.metadata.model_version or UNSAVED_VERSION
-    return with_run_columns(score_features_spark(model, features), snapshot, version)
+    return score_features_spark(model, features, snapshot, model.metadata.model_version)
 
 
 def with_run_columns(scored: DataFrame, as_of: dt.datetime, model_version: str) -> DataFrame:
