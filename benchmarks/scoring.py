@@ -98,6 +98,8 @@ def main() -> None:
     names = model.feature_names
 
     def sklearn_raw(estimator, X):
+        # The model's own inputs: "+bgnbd" families append the BG/NBD columns.
+        X = estimator._design(X)
         inner = estimator.estimator_
         if hasattr(inner, "decision_function"):
             return inner.decision_function(X)
@@ -112,7 +114,7 @@ def main() -> None:
     # The fast path must give scikit-learn's numbers, bit for bit.
     X = features[names].to_numpy(dtype=np.float64)
     for name, estimator in model.propensity.items():
-        fast = _raw_score(estimator.estimator_, X, estimator.kind != "count")
+        fast = _raw_score(estimator.estimator_, estimator._design(X), estimator.kind != "count")
         if not np.array_equal(fast, sklearn_raw(estimator, X)):
             raise SystemExit(f"raw scores of {name!r} differ from scikit-learn's")
     print("raw scores equal scikit-learn's for every target")
