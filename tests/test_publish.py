@@ -172,23 +172,20 @@ def test_user_set_mlflow_timeouts_win(monkeypatch):
     assert tracking.RETRIES_ENV not in os.environ
 
 
-def test_score_from_a_missing_store_is_one_line_and_creates_nothing(tmp_path, monkeypatch, capfd):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+def _score_unknown_model(tmp_path):
+    """Run ``segmentkit score`` on a one-row log with a model the registry does not hold."""
     events = tmp_path / "events.csv"
     events.write_text("user_id,timestamp,event\na,2024-01-01,view\n")
     with pytest.raises(SystemExit) as exit_info:
-        main(
-            [
-                "score",
-                "--model",
-                "models:/nosuch@champion",
-                "--events",
-                str(events),
-                "--out",
-                "s.csv",
-            ]
-        )
+        model = "models:/nosuch@champion"
+        main(["score", "--model", model, "--events", str(events), "--out", "s.csv"])
+    return exit_info
+
+
+def test_score_from_a_missing_store_is_one_line_and_creates_nothing(tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    exit_info = _score_unknown_model(tmp_path)
     err = capfd.readouterr().err
     assert exit_info.value.code == 2
     assert err.count("\n") == 1 and "models:/nosuch@champion" in err and "INFO" not in err
@@ -199,21 +196,8 @@ def test_score_from_a_missing_store_is_one_line_and_creates_nothing(tmp_path, mo
 def test_unknown_model_in_an_existing_store_is_one_line(tmp_path, monkeypatch, capfd, published):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    events = tmp_path / "events.csv"
-    events.write_text("user_id,timestamp,event\na,2024-01-01,view\n")
     capfd.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main(
-            [
-                "score",
-                "--model",
-                "models:/nosuch@champion",
-                "--events",
-                str(events),
-                "--out",
-                "s.csv",
-            ]
-        )
+    exit_info = _score_unknown_model(tmp_path)
     out = capfd.readouterr()
     assert exit_info.value.code == 2
     assert out.err.count("\n") == 1 and "nosuch" in out.err

@@ -13,7 +13,7 @@ import dataclasses
 import datetime as dt
 import glob
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -316,6 +316,72 @@ def check_mapped_columns(columns: ColumnMap, present: Sequence[str]) -> None:
         )
 
 
+def check_invalid_values(
+    columns: ColumnMap,
+    counts: Mapping[str, int],
+    *,
+    rows_usable: int,
+    on_invalid: str,
+    example: Callable[..., str],
+) -> None:
+    """Raise on unreadable values, the same rules and messages for every engine.
+
+    Parameters
+    ----------
+    columns : ColumnMap
+        The contract's columns as named in the log.
+    counts : mapping of str to int
+        ``bad_ts``, ``bad_rev``, ``bad_amount``, ``null_event``, ``null_user``,
+        ``null_ts`` and ``invalid`` (rows without a user id or a timestamp).
+    rows_usable : int
+        Rows with a user id and a timestamp before the cut-off.
+    on_invalid : {"drop", "error"}
+        Whether null user ids, timestamps and event names are errors.
+    example : callable
+        ``example(kind)`` for ``kind`` in ``bad_ts, bad_rev, bad_amount, null_event``,
+        or ``example("null", column)``: a few offending values, as text.
+
+    Raises
+    ------
+    DataValidationError
+        Naming the column, the number of rows and examples.
+    """
+    if counts["bad_ts"]:
+        raise DataValidationError(
+            f"column {columns.timestamp!r} (timestamp): {counts['bad_ts']} value(s) cannot be "
+            f"parsed as a timestamp, e.g. {example('bad_ts')}"
+        )
+    if counts["bad_rev"]:
+        raise DataValidationError(
+            f"column {columns.revenue!r} (revenue): {counts['bad_rev']} value(s) are not "
+            f"numeric, e.g. {example('bad_rev')}"
+        )
+    if counts["bad_amount"]:
+        raise DataValidationError(
+            f"column {columns.revenue!r} (revenue): {counts['bad_amount']} value(s) are NaN, "
+            f"infinite or not below {MAX_REVENUE:.0e} in absolute value, e.g. "
+            f"{example('bad_amount')}"
+        )
+    null_event = counts["null_event"]
+    if null_event and null_event == rows_usable:
+        raise DataValidationError(
+            f"column {columns.event!r} (event): all {null_event} value(s) are null; map "
+            "data.columns.event to null for a transaction table without event names"
+        )
+    if on_invalid == "error" and null_event:
+        raise DataValidationError(
+            f"column {columns.event!r}: {null_event} null value(s) (on_invalid=error), "
+            f"e.g. {example('null_event')}"
+        )
+    if on_invalid == "error" and counts["invalid"]:
+        null_user = counts["null_user"]
+        column = columns.user_id if null_user else columns.timestamp
+        raise DataValidationError(
+            f"column {column!r}: {null_user if null_user else counts['null_ts']} null value(s) "
+            f"(on_invalid=error), e.g. {example('null', column)}"
+        )
+
+
 def check_enough_left(
     report: DataQualityReport, cutoff: dt.datetime | None, min_users: int
 ) -> None:
@@ -482,42 +548,26 @@ def load_events(
     rows_read, invalid, after = found["rows_read"], found["invalid"], found["after"]
     null_user, null_ts, users = found["null_user"], found["null_ts"], found["users"]
     negative, first, last = found["negative"], found["first"], found["last"]
-    n_bad_ts, n_bad_rev, n_bad_amount = found["bad_ts"], found["bad_rev"], found["bad_amount"]
     n_null_event = found["null_event"]
-    if n_bad_ts:
-        raise DataValidationError(
-            f"column {columns.timestamp!r} (timestamp): {n_bad_ts} value(s) cannot be parsed as "
-            f"a timestamp, e.g. {_samples(con, source_sql, bad_ts, columns.timestamp)}"
-        )
-    if n_bad_rev:
-        raise DataValidationError(
-            f"column {columns.revenue!r} (revenue): {n_bad_rev} value(s) are not numeric, "
-            f"e.g. {_samples(con, source_sql, bad_rev, columns.revenue)}"
-        )
-    if n_bad_amount:
-        raise DataValidationError(
-            f"column {columns.revenue!r} (revenue): {n_bad_amount} value(s) are NaN, infinite or "
-            f"not below {MAX_REVENUE:.0e} in absolute value, e.g. "
-            f"{_samples(con, source_sql, f'({keep}) AND {bad_amount}', columns.revenue)}"
-        )
-    if n_null_event and n_null_event == rows_read - invalid - after:
-        raise DataValidationError(
-            f"column {columns.event!r} (event): all {n_null_event} value(s) are null; map "
-            "data.columns.event to null for a transaction table without event names"
-        )
-    if on_invalid == "error" and n_null_event:
-        condition = f"({keep_base}) AND {null_event}"
-        raise DataValidationError(
-            f"column {columns.event!r}: {n_null_event} null value(s) (on_invalid=error), "
-            f"e.g. {_samples(con, source_sql, condition, columns.event)}"
-        )
-    if on_invalid == "error" and invalid:
-        column = columns.user_id if null_user else columns.timestamp
-        condition = f"{_quote(column)} IS NULL"
-        raise DataValidationError(
-            f"column {column!r}: {null_user if null_user else null_ts} null value(s) "
-            f"(on_invalid=error), e.g. {_samples(con, source_sql, condition, column)}"
-        )
+    examples = {
+        "bad_ts": (bad_ts, columns.timestamp),
+        "bad_rev": (bad_rev, columns.revenue),
+        "bad_amount": (f"({keep}) AND {bad_amount}", columns.revenue),
+        "null_event": (f"({keep_base}) AND {null_event}", columns.event),
+    }
+
+    def example(kind: str, column: str | None = None) -> str:
+        if kind in examples:
+            return _samples(con, source_sql, *examples[kind])
+        return _samples(con, source_sql, f"{_quote(column)} IS NULL", column)
+
+    check_invalid_values(
+        columns,
+        found,
+        rows_usable=rows_read - invalid - after,
+        on_invalid=on_invalid,
+        example=example,
+    )
 
     table = f"_sk_events_{next(_table_ids)}"
     kept = rows_read - invalid - after - n_null_event

@@ -28,6 +28,7 @@ from segmentkit.io.events import (
     MAX_REVENUE,
     DataQualityReport,
     check_enough_left,
+    check_invalid_values,
     check_mapped_columns,
     to_timestamp,
 )
@@ -360,39 +361,34 @@ def _validate(
     )
     distinct_hashes, users, first, last, negative = counts[7:12]
     n_bad_amount, n_null_event = int(counts[12]), int(counts[13])
-    if n_bad_ts:
-        raise DataValidationError(
-            f"column {columns.timestamp!r} (timestamp): {n_bad_ts} value(s) cannot be parsed as "
-            f"a timestamp, e.g. {_samples(raw, bad_ts, columns.timestamp)}"
-        )
-    if n_bad_rev:
-        raise DataValidationError(
-            f"column {columns.revenue!r} (revenue): {n_bad_rev} value(s) are not numeric, "
-            f"e.g. {_samples(raw, bad_rev, columns.revenue)}"
-        )
-    if n_bad_amount:
-        raise DataValidationError(
-            f"column {columns.revenue!r} (revenue): {n_bad_amount} value(s) are NaN, infinite or "
-            f"not below {MAX_REVENUE:.0e} in absolute value, e.g. "
-            f"{_samples(raw, keep & bad_amount, columns.revenue)}"
-        )
-    if n_null_event and n_null_event == rows_read - invalid - after:
-        raise DataValidationError(
-            f"column {columns.event!r} (event): all {n_null_event} value(s) are null; map "
-            "data.columns.event to null for a transaction table without event names"
-        )
-    if on_invalid == "error" and n_null_event:
-        raise DataValidationError(
-            f"column {columns.event!r}: {n_null_event} null value(s) (on_invalid=error), "
-            f"e.g. {_samples(raw, keep_base & null_event, columns.event)}"
-        )
-    if on_invalid == "error" and invalid:
-        column = columns.user_id if null_user else columns.timestamp
-        raise DataValidationError(
-            f"column {column!r}: {null_user if null_user else null_ts} null value(s) "
-            f"(on_invalid=error), e.g. "
-            f"{_samples(raw, F.col(f'`{column}`').isNull(), column)}"
-        )
+    examples = {
+        "bad_ts": (bad_ts, columns.timestamp),
+        "bad_rev": (bad_rev, columns.revenue),
+        "bad_amount": (keep & bad_amount, columns.revenue),
+        "null_event": (keep_base & null_event, columns.event),
+    }
+
+    def example(kind: str, column: str | None = None) -> str:
+        if kind in examples:
+            return _samples(raw, *examples[kind])
+        return _samples(raw, F.col(f"`{column}`").isNull(), column)
+
+    counts_by_name = {
+        "bad_ts": n_bad_ts,
+        "bad_rev": n_bad_rev,
+        "bad_amount": n_bad_amount,
+        "null_event": n_null_event,
+        "null_user": null_user,
+        "null_ts": null_ts,
+        "invalid": invalid,
+    }
+    check_invalid_values(
+        columns,
+        counts_by_name,
+        rows_usable=rows_read - invalid - after,
+        on_invalid=on_invalid,
+        example=example,
+    )
     kept = rows_read - invalid - after - n_null_event
     clean = raw.where(keep).select(*typed)
     rows_clean = kept
