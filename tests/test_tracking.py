@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 
 from segmentkit.cli import main
-from segmentkit.tracking import DEFAULT_TRACKING_URI, flatten_params, resolve_tracking_uri
+from segmentkit.tracking import (
+    DEFAULT_TRACKING_URI,
+    flatten_params,
+    registry_notices_hidden,
+    resolve_tracking_uri,
+)
 
 
 def test_flatten_params_nested_and_lists():
@@ -134,3 +139,22 @@ def test_train_and_score_against_a_real_mlflow_server(mlflow_server, tmp_path, m
     assert exit_info.value.code == 0
     assert Path("scores.csv").is_file()
     assert os.environ["MLFLOW_TRACKING_URI"] == mlflow_server
+
+
+def test_registry_notices_are_dropped_and_other_stderr_kept(capsys):
+    with registry_notices_hidden():
+        print("Successfully registered model 'sk'.", file=sys.stderr)
+        print("Registered model 'sk' already exists. Creating a new version...", file=sys.stderr)
+        print("Created version '2' of model 'sk'.", file=sys.stderr)
+        print("UserWarning: something worth reading", file=sys.stderr)
+        print("to stdout")
+    captured = capsys.readouterr()
+    assert captured.err == "UserWarning: something worth reading\n"
+    assert captured.out == "to stdout\n"
+
+
+def test_registry_notices_hidden_keeps_stderr_when_the_block_raises(capsys):
+    with pytest.raises(ValueError), registry_notices_hidden():
+        print("partial output before the failure", file=sys.stderr)
+        raise ValueError("boom")
+    assert capsys.readouterr().err == "partial output before the failure\n"

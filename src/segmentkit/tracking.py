@@ -9,9 +9,11 @@ with the skops bundle as its artifact.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -155,6 +157,36 @@ def quiet_mlflow() -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
+
+
+# What MLflow's registry prints with ``print`` on every registration; the CLI reports
+# the registered version itself, and these lines ignored ``--quiet``.
+_REGISTRY_NOTICES = (
+    "Successfully registered model ",
+    "Registered model ",
+    "Created version ",
+)
+
+
+@contextlib.contextmanager
+def registry_notices_hidden() -> Iterator[None]:
+    """Drop MLflow's registration notices from stderr inside the block, keep the rest.
+
+    Everything else written to stderr in the block (warnings included) is written
+    out unchanged when the block ends.
+    """
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    finally:
+        kept = [
+            line
+            for line in captured.getvalue().splitlines(keepends=True)
+            if not line.startswith(_REGISTRY_NOTICES)
+        ]
+        if kept:
+            sys.stderr.write("".join(kept))
 
 
 def _reason(exc: BaseException) -> str:
@@ -451,7 +483,7 @@ def log_training_run(
                 mlflow.log_figure(figure, f"figures/{name}.png")
             code = Path(tmp) / "segmentkit_model.py"
             code.write_text(_MODEL_CODE, encoding="utf-8")
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), registry_notices_hidden():
                 # Only a synthetic example, if any: real rows would be user-level data.
                 warnings.filterwarnings("ignore", message=".*input example was not provided.*")
                 info = mlflow.pyfunc.log_model(
