@@ -191,6 +191,7 @@ def fit_propensity(
     rows_max = training_rows_max if training_rows_max is not None else config.training_rows_max
     rows_max = rows_max if rows_max is not None else np.iinfo(np.int64).max
     first = _first_event(log, end)
+    features_used = feature_config or FeatureConfig()
     single_event = _single_event(log, end)
     cache: dict[Any, pd.DataFrame] = {}
     models: dict[str, PropensityModel] = {}
@@ -351,6 +352,21 @@ def fit_propensity(
             best = _keep_level(
                 best, fitted_candidates, X_array, y_se, chosen, key, season_sel.get(family_sel)
             )
+            # One selection snapshot says little about a season (it may fall where the
+            # level is flat): the seasonal step is judged on every month it can be.
+            residuals = _residual_history(
+                fitted_candidates[family_sel],
+                _season_test_times(
+                    selection_plan.evaluation, horizon, first, max(features_used.windows)
+                ),
+                horizon,
+                build,
+            )
+            verdict = _season_verdict(residuals, horizon)
+            if verdict is not None:
+                notes.append(f"{target.name}: {verdict[1]}")
+                if verdict[0]:
+                    best = f"{family_sel}{_SEASON}"
         else:
             nested_all = False
             for name in ranked:
@@ -499,6 +515,97 @@ def _keep_level(
     gain = gain - _row_loss(y, _variant_scores(model, X, level, season), kind)
     standard_error = float(np.std(gain, ddof=1) / np.sqrt(gain.size)) if gain.size > 1 else 0.0
     return best if float(np.mean(gain)) > standard_error else plain
+
+
+def _season_test_times(
+    latest: dt.datetime, horizon: int, first: dt.datetime, warmup_days: int, most: int = 12
+) -> list[dt.datetime]:
+    """Snapshots (``latest``, one horizon earlier, ...) whose seasonal step can be measured.
+
+    A snapshot ``t`` qualifies when the log reaches ``warmup_days`` (the longest
+    feature window) before ``t - h - P`` (``P`` = :data:`SEASON_DAYS`): the step
+    ``t - h -> t`` and the same step a year earlier are then both labeled by
+    ``latest + h``, on features that see their whole windows (in the log's first
+    weeks every user is new, and the level moves for that reason alone). At most
+    ``most`` snapshots, latest first.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> times = _season_test_times(dt.datetime(2025, 6, 1), 30, dt.datetime(2024, 1, 1), 30)
+    >>> [t.date().isoformat() for t in times]
+    ['2025-06-01', '2025-05-02', '2025-04-02', '2025-03-03']
+    """
+    times = []
+    t = to_timestamp(latest)
+    since = to_timestamp(first) + dt.timedelta(days=warmup_days)
+    while len(times) < most and season_snapshots(t, horizon, first_event=since) is not None:
+        times.append(t)
+        t = t - dt.timedelta(days=horizon)
+    return times
+
+
+def _residual_history(
+    model: PropensityModel, times: Sequence[dt.datetime], horizon: int, build
+) -> dict[dt.datetime, float]:
+    """Level residual of ``model`` at every snapshot a seasonal step at ``times`` needs."""
+    needed = set()
+    for t in times:
+        year, year_before = season_snapshots(t, horizon)
+        needed |= {t, t - dt.timedelta(days=horizon), year, year_before}
+    residuals = {}
+    for when in sorted(needed):
+        X, y, _ = _split(build([when]))
+        if len(y) and (model.kind == "count" or 0 < y.mean() < 1):
+            residuals[when] = model.level_residual(X, y)
+    return residuals
+
+
+def _season_verdict(residuals: dict[dt.datetime, float], horizon: int) -> tuple[bool, str] | None:
+    """Whether the seasonal step predicts the level's monthly moves better than none.
+
+    At every test snapshot ``t`` (from :func:`_season_test_times`) the level of the
+    scored period comes from the latest labeled snapshot ``t - h``; its error is the
+    move of the model's residual level ``r(t) - r(t - h)``. The seasonal step adds the
+    move a year earlier, ``r(t - P) - r(t - h - P)``. The step is used when it lowers
+    the mean squared error by more than one standard error of the paired difference
+    (the one-standard-error rule, as for :func:`_keep_level`), on at least three
+    snapshots. None when no snapshot can be tested.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> day = lambda n: dt.datetime(2024, 1, 1) + dt.timedelta(days=n)
+    >>> season = lambda n: 0.5 * np.cos(2 * np.pi * n / 365)
+    >>> _season_verdict({day(n): season(n) for n in range(0, 800, 5)}, 30)[0]
+    True
+    >>> noise = np.random.default_rng(0).normal(0.0, 0.1, 160)
+    >>> _season_verdict({day(5 * i): r for i, r in enumerate(noise)}, 30)[0]
+    False
+    >>> _season_verdict({day(n): 0.0 for n in range(0, 300, 5)}, 30) is None
+    True
+    """
+    tested = []
+    period = dt.timedelta(days=SEASON_DAYS)
+    step = dt.timedelta(days=horizon)
+    for t in sorted(residuals, reverse=True):
+        keys = (t, t - step, t - period, t - step - period)
+        if all(k in residuals for k in keys):
+            move = residuals[t] - residuals[t - step]
+            tested.append((move, move - (residuals[t - period] - residuals[t - step - period])))
+    if not tested:
+        return None
+    moves = np.array(tested)
+    gain = moves[:, 0] ** 2 - moves[:, 1] ** 2
+    standard_error = float(np.std(gain, ddof=1) / np.sqrt(gain.size)) if gain.size > 1 else np.inf
+    use = gain.size >= 3 and float(np.mean(gain)) > standard_error
+    rms = np.sqrt(np.mean(moves**2, axis=0))
+    text = (
+        f"seasonal step {'used' if use else 'not used'}: over {gain.size} past snapshot(s), "
+        f"the level's move into the next {horizon} days had RMS {rms[0]:.3f} (link scale) "
+        f"from the latest labeled level, {rms[1]:.3f} with the step a year earlier"
+    )
+    return use, text
 
 
 def _level_note(
