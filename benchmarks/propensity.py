@@ -123,7 +123,7 @@ def _orders(
 
 
 def cohort_log(n_users: int, end: pd.Timestamp, seed: int) -> pd.DataFrame:
-    """A CDNOW-like log: one cohort born in the first 12 weeks, 18 months of purchases.
+    """Return a CDNOW-like log: one cohort born in the first 12 weeks, 18 months of buying.
 
     BG/NBD with the parameters Fader, Hardie and Lee (2005) estimated on CDNOW
     (r 0.243, alpha 4.414 weeks, a 0.793, b 2.426): nobody arrives after week 12, so
@@ -142,7 +142,7 @@ def seasonal_log(
     amplitude: float = 0.5,
     peak: tuple[int, int] = (12, 1),
 ) -> pd.DataFrame:
-    """A retailer's order table with a yearly peak (Pareto/NBD with seasonality).
+    """Return a retailer's order table with a yearly peak (Pareto/NBD with seasonality).
 
     Customers arrive over the span and buy at a Poisson rate (Gamma(0.8, 40 days)
     across customers), both times a yearly factor ``1 + amplitude cos(...)`` peaking
