@@ -17,8 +17,8 @@ scenario stops between 70-82 % or 78-90 % of it), so a whole archetype lapses
 between the latest labeled window and the scored one: the scored period is not like
 any period in the history, and no model fitted on the past can be calibrated on it.
 
-Usage: python benchmarks/propensity.py [n_users] [scenario ...]
-(default 20000 users, every scenario).
+Usage: python benchmarks/propensity.py [n_users] [--horizon DAYS] [scenario ...]
+(default 20000 users, a 30-day horizon, every scenario).
 """
 
 from __future__ import annotations
@@ -314,15 +314,16 @@ def metrics(y_buy, p_buy, n_buy, e_buy, y_churn, p_churn) -> dict[str, float]:
 
 def evaluate(scenario: Scenario, features_cfg: FeatureConfig, cfg: PropensityConfig) -> dict:
     """Fit everything at ``end - horizon``, judge on ``[end - horizon, end)``."""
+    horizon = cfg.horizon_days
     log = load_events(scenario.events)
-    as_of = scenario.end - pd.Timedelta(days=HORIZON)
+    as_of = scenario.end - pd.Timedelta(days=horizon)
     start = time.perf_counter()
     result = fit_propensity(log, as_of, features_cfg, cfg, n_threads=1)
     fit_s = time.perf_counter() - start
     feats = build_features(log, as_of, features_cfg)
     scores = score_propensity(result.models, feats)
     realized = {
-        t.name: build_labels(log, as_of, t, HORIZON, scenario.end)["label"].to_numpy()
+        t.name: build_labels(log, as_of, t, horizon, scenario.end)["label"].to_numpy()
         for t in (PURCHASE, PURCHASES, CHURN)
     }
     y_buy, n_buy, y_churn = realized["purchase"], realized["purchases"], realized["churn"]
@@ -344,18 +345,18 @@ def evaluate(scenario: Scenario, features_cfg: FeatureConfig, cfg: PropensityCon
     bg_activity = BetaGeoModel().fit(activity)
     out["bgnbd"] = metrics(
         y_buy,
-        bg.probability_active(purchases, HORIZON),
+        bg.probability_active(purchases, horizon),
         n_buy,
-        bg.expected_transactions(purchases, HORIZON),
+        bg.expected_transactions(purchases, horizon),
         y_churn,
-        1.0 - bg_activity.probability_active(activity, HORIZON),
+        1.0 - bg_activity.probability_active(activity, horizon),
     )
     # RFM and recency mapped on the latest labeled snapshot.
-    previous = as_of - pd.Timedelta(days=HORIZON)
+    previous = as_of - pd.Timedelta(days=horizon)
     prev = build_features(log, previous, features_cfg)
     prev_users = prev["user_id"]
     prev_y = {
-        t.name: build_labels(log, previous, t, HORIZON, as_of)["label"].to_numpy()
+        t.name: build_labels(log, previous, t, horizon, as_of)["label"].to_numpy()
         for t in (PURCHASE, PURCHASES, CHURN)
     }
     freq_buy = "purchase_events"
@@ -434,11 +435,17 @@ def _inside(interval: tuple[float, float, float, float] | None) -> str:
 
 def main() -> None:
     """Run the benchmark and print one table per scenario."""
-    n_users = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
-    wanted = set(sys.argv[2:])
+    args = sys.argv[1:]
+    horizon = HORIZON
+    if "--horizon" in args:
+        at = args.index("--horizon")
+        horizon = int(args[at + 1])
+        del args[at : at + 2]
+    n_users = int(args[0]) if args else 20_000
+    wanted = set(args[1:])
     cfg = load_config("params.yaml")
     prop = PropensityConfig(
-        horizon_days=HORIZON,
+        horizon_days=horizon,
         n_snapshots=cfg.propensity.n_snapshots,
         snapshot_step_days=cfg.propensity.snapshot_step_days,
         min_positives=cfg.propensity.min_positives,

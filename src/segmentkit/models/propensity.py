@@ -362,6 +362,13 @@ def shift_level(p: np.ndarray, shift: float, kind: str) -> np.ndarray:
     return expit(_logit(p) + shift)
 
 
+def _check_level_risk(level_risk: float | None) -> None:
+    if level_risk is not None and not (np.isfinite(level_risk) and level_risk >= 0):
+        raise ConfigError(
+            f"PropensityModel: level_risk must be None or a finite number >= 0, got {level_risk!r}"
+        )
+
+
 def _snapshot_days(snapshot: np.ndarray) -> np.ndarray:
     """Snapshot times in days: datetime64 values, or numbers taken as seconds."""
     if np.issubdtype(snapshot.dtype, np.datetime64):
@@ -427,6 +434,13 @@ class PropensityModel(BaseEstimator):
         beyond what the features carry, known from elsewhere (e.g. the seasonal step
         a year earlier, see :meth:`level_residual`), on the log-odds (log for counts);
         added to the ``relevel`` shift when predicting (so it may be set after fit).
+    level_risk : float, optional
+        Typical move (RMS, on the log-odds, log for counts) of the level beyond what
+        the features carry over one horizon, measured by the caller on a longer
+        history than the training snapshots (see
+        :func:`segmentkit.models.propensity_training.fit_propensity`); sizes the level
+        part of :meth:`expected_total`'s interval instead of ``level_sd_``. It may be
+        set after fit.
     source : PropensityModel, optional
         Fitted ``kind="event"`` model whose complement a ``complement`` model returns.
     n_threads : int, optional
@@ -453,7 +467,8 @@ class PropensityModel(BaseEstimator):
         cannot be measured.
     level_sd_ : float
         RMS relative change of the label level between consecutive training
-        snapshots (NaN with one snapshot); sizes :meth:`expected_total`'s interval.
+        snapshots (NaN with one snapshot); sizes :meth:`expected_total`'s interval
+        when ``level_risk`` is None.
     calibrator_ : LogisticRegression, IsotonicRegression or None
         Fitted on out-of-time raw scores (``None`` for counts).
     scale_ : float
@@ -500,6 +515,7 @@ class PropensityModel(BaseEstimator):
         source: PropensityModel | None = None,
         level_trend: bool = False,
         level_shift: float = 0.0,
+        level_risk: float | None = None,
     ):
         self.target = target
         self.kind = kind
@@ -516,6 +532,7 @@ class PropensityModel(BaseEstimator):
         self.source = source
         self.level_trend = level_trend
         self.level_shift = level_shift
+        self.level_risk = level_risk
 
     def __sklearn_tags__(self):
         """Return scikit-learn tags: a Poisson-like regressor for counts, 0/1 targets otherwise.
@@ -561,6 +578,7 @@ class PropensityModel(BaseEstimator):
             raise ConfigError(
                 f"PropensityModel: level_shift must be a finite number, got {self.level_shift!r}"
             )
+        _check_level_risk(self.level_risk)
         shares = (self.high_share, self.medium_share)
         if not (self.high_share > 0 and self.medium_share >= 0 and sum(shares) < 1):
             raise ConfigError(
@@ -862,8 +880,8 @@ class PropensityModel(BaseEstimator):
 
         The interval combines the outcome noise given the scores (Bernoulli, or Poisson
         for counts) with the risk that the level moves between the latest labeled
-        period and the scored one, sized by how much it moved between consecutive
-        training snapshots (``level_sd_``, relative).
+        period and the scored one: ``level_risk`` when set, else how much the level
+        moved between consecutive training snapshots (``level_sd_``, relative).
 
         Parameters
         ----------
@@ -878,12 +896,19 @@ class PropensityModel(BaseEstimator):
             ``total, lower, upper`` (``lower`` floored at 0).
         """
         check_is_fitted(self)
+        _check_level_risk(self.level_risk)
         p = np.asarray(scores, dtype=float)
         total = float(p.sum())
         noise = float(p.sum()) if self.kind == "count" else float(np.sum(p * (1.0 - p)))
-        level = 0.0 if not np.isfinite(self.level_sd_) else self.level_sd_
+        if self.level_risk is not None:
+            # A shift d of the log-odds moves the expected total by sum p(1 - p) d (by
+            # total x d for counts, on the log scale).
+            level_move = self.level_risk * (total if self.kind == "count" else noise)
+        else:
+            level = 0.0 if not np.isfinite(self.level_sd_) else self.level_sd_
+            level_move = total * level
         z = float(norm.ppf(0.5 + coverage / 2.0))
-        half = z * np.sqrt(noise + (total * level) ** 2)
+        half = z * np.sqrt(noise + level_move**2)
         return total, max(total - half, 0.0), total + half
 
     def predict(self, X: Any) -> np.ndarray:

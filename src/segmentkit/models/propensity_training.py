@@ -297,6 +297,7 @@ def fit_propensity(
         )
         scores: dict[str, np.ndarray] = {}
         fitted: dict[str, PropensityModel] = {}
+        level_risk = final_level_risk = None
         if source is not None:
             # One event type: no event = no purchase, so churn is 1 - p(purchase).
             best = "complement"
@@ -354,19 +355,26 @@ def fit_propensity(
             )
             # One selection snapshot says little about a season (it may fall where the
             # level is flat): the seasonal step is judged on every month it can be.
-            residuals = _residual_history(
+            # The residual level of the selection candidate at every snapshot one
+            # horizon apart, up to the reported (evaluation) snapshot: the choice and
+            # the reported interval see those up to the selection snapshot only.
+            warmup = max(features_used.windows)
+            history = _residual_history(
                 fitted_candidates[family_sel],
-                _season_test_times(
-                    selection_plan.evaluation, horizon, first, max(features_used.windows)
-                ),
+                _level_test_times(plan.evaluation, horizon, first, warmup),
+                _season_test_times(plan.evaluation, horizon, first, warmup),
                 horizon,
                 build,
             )
-            verdict = _season_verdict(residuals, horizon)
+            seen = {t: r for t, r in history.items() if t <= selection_plan.evaluation}
+            verdict = _season_verdict(seen, horizon)
             if verdict is not None:
                 notes.append(f"{target.name}: {verdict[1]}")
                 if verdict[0]:
                     best = f"{family_sel}{_SEASON}"
+            seasonal = _parse_variant(best)[1] == "season"
+            level_risk = _level_risk(seen, horizon, seasonal)
+            final_level_risk = _level_risk(history, horizon, seasonal)
         else:
             nested_all = False
             for name in ranked:
@@ -404,6 +412,8 @@ def fit_propensity(
         calibration_frames += calib
         if complement is not None:
             notes.append(_churn_verdict(target.name, results, best, complement))
+        if level_risk is not None and best != "complement":
+            fitted[best].set_params(level_risk=level_risk)
         total, lower, upper = fitted[best].expected_total(scores[best])
         total_rows.append(
             {
@@ -426,6 +436,8 @@ def fit_propensity(
             if _parse_variant(best)[1] == "season":
                 step = season(models[target.name], end, build=build)
                 models[target.name].set_params(level_shift=step or 0.0)
+        if final_level_risk is not None and best != "complement":
+            models[target.name].set_params(level_risk=final_level_risk)
         if best != "complement":
             notes.append(
                 _level_note(target.name, best, models[target.name], season_checked, horizon)
@@ -545,14 +557,47 @@ def _season_test_times(
     return times
 
 
+def _level_test_times(
+    latest: dt.datetime, horizon: int, first: dt.datetime, warmup_days: int, most: int = 12
+) -> list[dt.datetime]:
+    """Snapshots (``latest``, one horizon earlier, ...) whose level move can be measured.
+
+    A snapshot ``t`` qualifies when ``t - h`` falls ``warmup_days`` (the longest
+    feature window) after the log's first event. At most ``most``, latest first.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> times = _level_test_times(dt.datetime(2024, 6, 1), 30, dt.datetime(2024, 1, 1), 90)
+    >>> [t.date().isoformat() for t in times]
+    ['2024-06-01', '2024-05-02']
+    """
+    times = []
+    t = to_timestamp(latest)
+    since = to_timestamp(first) + dt.timedelta(days=warmup_days)
+    while len(times) < most and t - dt.timedelta(days=horizon) >= since:
+        times.append(t)
+        t = t - dt.timedelta(days=horizon)
+    return times
+
+
 def _residual_history(
-    model: PropensityModel, times: Sequence[dt.datetime], horizon: int, build
+    model: PropensityModel,
+    times: Sequence[dt.datetime],
+    season_times: Sequence[dt.datetime],
+    horizon: int,
+    build,
 ) -> dict[dt.datetime, float]:
-    """Level residual of ``model`` at every snapshot a seasonal step at ``times`` needs."""
-    needed = set()
-    for t in times:
+    """Level residual of ``model`` at every snapshot the level moves at ``times`` need.
+
+    The move into ``t`` is measured from ``t - h``; for ``season_times`` the same
+    move a year earlier too.
+    """
+    step = dt.timedelta(days=horizon)
+    needed = {when for t in times for when in (t, t - step)}
+    for t in season_times:
         year, year_before = season_snapshots(t, horizon)
-        needed |= {t, t - dt.timedelta(days=horizon), year, year_before}
+        needed |= {t, t - step, year, year_before}
     residuals = {}
     for when in sorted(needed):
         X, y, _ = _split(build([when]))
@@ -608,6 +653,40 @@ def _season_verdict(residuals: dict[dt.datetime, float], horizon: int) -> tuple[
     return use, text
 
 
+def _level_risk(residuals: dict[dt.datetime, float], horizon: int, seasonal: bool) -> float | None:
+    """RMS move of the level beyond the features over one horizon, on the link scale.
+
+    The error of the level rule in use across the log's history: the move of the
+    model's residual level from ``t - h`` to ``t``, less the same move a year earlier
+    when the level takes the seasonal step. It sizes the level part of the expected
+    total's interval (:meth:`PropensityModel.expected_total`); the training snapshots
+    alone (two or three moves) understate it where the level moves with the season.
+    None with fewer than two moves measured.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> day = lambda n: dt.datetime(2024, 1, 1) + dt.timedelta(days=n)
+    >>> round(_level_risk({day(0): 0.0, day(30): 0.1, day(60): -0.1}, 30, False), 4)
+    0.1581
+    """
+    step = dt.timedelta(days=horizon)
+    period = dt.timedelta(days=SEASON_DAYS)
+    moves = []
+    for t in residuals:
+        if t - step not in residuals:
+            continue
+        move = residuals[t] - residuals[t - step]
+        if seasonal:
+            if t - period not in residuals or t - step - period not in residuals:
+                continue
+            move -= residuals[t - period] - residuals[t - step - period]
+        moves.append(move)
+    if len(moves) < 2:
+        return None
+    return float(np.sqrt(np.mean(np.square(moves))))
+
+
 def _level_note(
     name: str, best: str, model: PropensityModel, season_checked: bool, horizon: int
 ) -> str:
@@ -625,7 +704,12 @@ def _level_note(
             f"residual level a year earlier ({model.level_shift:+.3f} on the link scale)"
         ),
     }[level]
-    text = f"{name}: level of the scored period from {how}, chosen on the selection snapshot"
+    where = (
+        "every past snapshot where the step can be measured"
+        if level == "season"
+        else "the selection snapshot"
+    )
+    text = f"{name}: level of the scored period from {how}, chosen on {where}"
     if not season_checked:
         text += (
             f"; no seasonal term: a year-over-year index checked out of time needs the log to "
