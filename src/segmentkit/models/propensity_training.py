@@ -359,10 +359,11 @@ def fit_propensity(
             # horizon apart, up to the reported (evaluation) snapshot: the choice and
             # the reported interval see those up to the selection snapshot only.
             warmup = max(features_used.windows)
+            step = min(config.snapshot_step_days, horizon)
             history = _residual_history(
                 fitted_candidates[family_sel],
-                _level_test_times(plan.evaluation, horizon, first, warmup),
-                _season_test_times(plan.evaluation, horizon, first, warmup),
+                _level_test_times(plan.evaluation, horizon, first, warmup, step),
+                _season_test_times(plan.evaluation, horizon, first, warmup, step),
                 horizon,
                 build,
             )
@@ -530,9 +531,14 @@ def _keep_level(
 
 
 def _season_test_times(
-    latest: dt.datetime, horizon: int, first: dt.datetime, warmup_days: int, most: int = 12
+    latest: dt.datetime,
+    horizon: int,
+    first: dt.datetime,
+    warmup_days: int,
+    step_days: int | None = None,
+    most: int = 12,
 ) -> list[dt.datetime]:
-    """Snapshots (``latest``, one horizon earlier, ...) whose seasonal step can be measured.
+    """Snapshots (``latest``, ``step_days`` earlier, ...) whose seasonal step can be measured.
 
     A snapshot ``t`` qualifies when the log reaches ``warmup_days`` (the longest
     feature window) before ``t - h - P`` (``P`` = :data:`SEASON_DAYS`): the step
@@ -553,14 +559,23 @@ def _season_test_times(
     since = to_timestamp(first) + dt.timedelta(days=warmup_days)
     while len(times) < most and season_snapshots(t, horizon, first_event=since) is not None:
         times.append(t)
-        t = t - dt.timedelta(days=horizon)
+        t = t - dt.timedelta(days=step_days or horizon)
     return times
 
 
 def _level_test_times(
-    latest: dt.datetime, horizon: int, first: dt.datetime, warmup_days: int, most: int = 12
+    latest: dt.datetime,
+    horizon: int,
+    first: dt.datetime,
+    warmup_days: int,
+    step_days: int | None = None,
+    most: int = 12,
 ) -> list[dt.datetime]:
-    """Snapshots (``latest``, one horizon earlier, ...) whose level move can be measured.
+    """Snapshots (``latest``, ``step_days`` earlier, ...) whose level move can be measured.
+
+    ``step_days`` defaults to the horizon (moves that do not overlap); the snapshot
+    step of the training snapshots (shorter than a long horizon) gives more moves,
+    which overlap.
 
     A snapshot ``t`` qualifies when ``t - h`` falls ``warmup_days`` (the longest
     feature window) after the log's first event. At most ``most``, latest first.
@@ -577,7 +592,7 @@ def _level_test_times(
     since = to_timestamp(first) + dt.timedelta(days=warmup_days)
     while len(times) < most and t - dt.timedelta(days=horizon) >= since:
         times.append(t)
-        t = t - dt.timedelta(days=horizon)
+        t = t - dt.timedelta(days=step_days or horizon)
     return times
 
 
