@@ -11,11 +11,16 @@ Beside the realized figures it prints what explains a calibration miss: the purc
 rate of every labeled snapshot the models saw and the realized one, the worst decile
 gap on segmentkit's own out-of-time evaluation snapshot (``as_of - horizon``, inside
 the history) next to the realized one, and for the generated logs the rate of every
-planted archetype in the latest labeled window and in the scored one. The generator's
-life cycles are fractions of the span (e.g. the ``at_risk`` archetype of every
-scenario stops between 70-82 % or 78-90 % of it), so a whole archetype lapses
-between the latest labeled window and the scored one: the scored period is not like
-any period in the history, and no model fitted on the past can be calibrated on it.
+planted archetype in the latest labeled window and in the scored one.
+
+The realistic scenarios (see :func:`scenarios`) stand in for real logs: a CDNOW-like
+single cohort, a seasonal order table scored at the peak, on the rise and with a year
+of history only, and the demo archetypes with constant-hazard lapses. The generator's
+default life cycles are fractions of the span (the ``at_risk`` archetype of every
+scenario stops between 70-82 % or 78-90 % of it), so in the scenarios built on them
+(:data:`CLIFF`, flagged in the output) a whole archetype lapses between the latest
+labeled window and the scored one: the scored period is not like any period in the
+history, and no model fitted on the past can be calibrated on it.
 
 Usage: python benchmarks/propensity.py [n_users] [--horizon DAYS] [scenario ...]
 (default 20000 users, a 30-day horizon, every scenario).
