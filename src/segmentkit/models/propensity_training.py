@@ -321,6 +321,7 @@ def fit_propensity(
             )
             X_se, y_se, _ = _split(sel_eval)
             chosen = {}
+            row_losses: dict[str, np.ndarray] = {}
             variants = []
             fitted_candidates = {}
             X_array = np.asarray(X_se, dtype=float)
@@ -343,12 +344,14 @@ def fit_propensity(
                 for variant, level in levels:
                     p = _variant_scores(candidate, X_array, level, season_sel.get(name))
                     chosen[variant] = _metrics(y_se, p, target.kind)
+                    row_losses[variant] = _row_loss(y_se, p, target.kind).astype(np.float32)
                     variants.append(variant)
                     selection_rows += [
                         {"target": target.name, "model": variant, "metric": m, "value": v}
                         for m, v in chosen[variant].items()
                     ]
             best = min(variants, key=lambda fam: (chosen[fam][key], variants.index(fam)))
+            best = _simplest_within_noise(best, variants, row_losses)
             family_sel = _parse_variant(best)[0]
             best = _keep_level(
                 best, fitted_candidates, X_array, y_se, chosen, key, season_sel.get(family_sel)
@@ -500,6 +503,52 @@ def _row_loss(y: np.ndarray, p: np.ndarray, kind: str) -> np.ndarray:
         return 2.0 * (y * np.log(ratio) - (y - mu))
     p = np.clip(p, 1e-12, 1 - 1e-12)
     return -(y * np.log(p) + (1 - y) * np.log1p(-p))
+
+
+# Families from the fewest fitted parameters to the most: between candidates whose
+# selection losses differ by less than noise, the simpler one is kept.
+_SIMPLICITY: tuple[str, ...] = (
+    "recency",
+    "rfm",
+    "bgnbd",
+    "logistic",
+    "logistic+bgnbd",
+    "hgb",
+    "hgb+bgnbd",
+)
+
+
+def _simplest_within_noise(best: str, variants: Sequence[str], losses: dict) -> str:
+    """Return the variant of the simplest family whose loss is within noise of ``best``'s.
+
+    A variant is within noise when its mean per-row loss on the selection snapshot
+    exceeds the best one's by at most one standard error of the paired difference (the
+    one-standard-error rule, as for :func:`_keep_level`); among those of the simplest
+    family (:data:`_SIMPLICITY`), the lowest loss wins. On a plain purchase log a
+    feature model that only ties BG/NBD is noise fitted on top of it.
+
+    Examples
+    --------
+    >>> base = np.array([0.5, 0.2, 0.9, 0.1])
+    >>> losses = {"hgb": base, "bgnbd": base + [0.01, -0.01, 0.02, -0.01], "logistic": base + 1}
+    >>> _simplest_within_noise("hgb", ["hgb", "bgnbd", "logistic"], losses)
+    'bgnbd'
+    """
+    reference = np.asarray(losses[best], dtype=float)
+    close = []
+    for variant in variants:
+        diff = np.asarray(losses[variant], dtype=float) - reference
+        se = float(np.std(diff, ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
+        if float(np.mean(diff)) <= se:
+            close.append(variant)
+
+    def rank(variant: str) -> int:
+        family = _parse_variant(variant)[0]
+        return _SIMPLICITY.index(family) if family in _SIMPLICITY else len(_SIMPLICITY)
+
+    simplest = min(rank(v) for v in close)
+    pool = [v for v in close if rank(v) == simplest]
+    return min(pool, key=lambda v: (float(np.mean(losses[v])), list(variants).index(v)))
 
 
 def _keep_level(
