@@ -505,6 +505,11 @@ def _row_loss(y: np.ndarray, p: np.ndarray, kind: str) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log1p(-p))
 
 
+# Past snapshots on which the level rules are judged: each costs a feature build (two
+# more for the seasonal step), so the history is bounded.
+_LEVEL_HISTORY = 8
+
+
 # Families from the fewest fitted parameters to the most: between candidates whose
 # selection losses differ by less than noise, the simpler one is kept.
 _SIMPLICITY: tuple[str, ...] = (
@@ -585,7 +590,7 @@ def _season_test_times(
     first: dt.datetime,
     warmup_days: int,
     step_days: int | None = None,
-    most: int = 12,
+    most: int = _LEVEL_HISTORY,
 ) -> list[dt.datetime]:
     """Snapshots (``latest``, ``step_days`` earlier, ...) whose seasonal step can be measured.
 
@@ -618,7 +623,7 @@ def _level_test_times(
     first: dt.datetime,
     warmup_days: int,
     step_days: int | None = None,
-    most: int = 12,
+    most: int = _LEVEL_HISTORY,
 ) -> list[dt.datetime]:
     """Snapshots (``latest``, ``step_days`` earlier, ...) whose level move can be measured.
 
