@@ -1,4 +1,4 @@
-"""Level of the scored period: the seasonal step judged over the history, the level risk."""
+"""Level of the scored period (seasonal step judged over the history, level risk); family choice."""
 
 from dataclasses import replace
 
@@ -11,7 +11,7 @@ from segmentkit.errors import ConfigError
 from segmentkit.io.events import load_events
 from segmentkit.models.labels import build_labels
 from segmentkit.models.propensity import PropensityModel
-from segmentkit.models.propensity_training import fit_propensity
+from segmentkit.models.propensity_training import _simplest_within_noise, fit_propensity
 
 PURCHASE = TargetConfig(name="purchase", kind="event", event="purchase")
 PURCHASES = TargetConfig(name="purchases", kind="count", event="purchase")
@@ -115,3 +115,20 @@ def test_no_seasonal_step_without_a_season():
     result = fit_propensity(log, pd.Timestamp("2024-09-01"), FeatureConfig(), config, n_threads=1)
     assert not result.choice["purchase"].endswith("-season")
     assert any(n.startswith("purchase: seasonal step not used") for n in result.evaluation.notes)
+
+
+def test_simplest_family_within_noise_of_the_best_is_kept():
+    rng = np.random.default_rng(0)
+    best = rng.exponential(0.5, 4000)
+    noise = rng.normal(0.0, 0.05, best.size)
+    tie = best + noise - noise.mean()  # the same mean loss, row noise only
+    worse = best + 0.05 + rng.normal(0.0, 0.05, best.size)  # worse far beyond noise
+    variants = ["hgb+bgnbd", "logistic", "logistic-nolevel", "bgnbd"]
+    losses = {"hgb+bgnbd": best, "logistic": tie, "logistic-nolevel": tie + 0.001, "bgnbd": worse}
+    # bgnbd is simpler but worse beyond noise; of the logistic variants within noise,
+    # the one with the lower loss.
+    assert _simplest_within_noise("hgb+bgnbd", variants, losses) == "logistic"
+    losses["bgnbd"] = tie - 0.0001
+    assert _simplest_within_noise("hgb+bgnbd", variants, losses) == "bgnbd"
+    # Alone, the best is kept.
+    assert _simplest_within_noise("hgb", ["hgb"], {"hgb": best}) == "hgb"
