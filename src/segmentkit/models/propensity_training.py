@@ -670,8 +670,11 @@ def _residual_history(
     residuals = {}
     for when in sorted(needed):
         X, y, _ = _split(build([when]))
-        if len(y) and (model.kind == "count" or 0 < y.mean() < 1):
-            residuals[when] = model.level_residual(X, y)
+        # A snapshot without positives (or negatives) has no finite level: left out.
+        if len(y) and y.mean() > 0 and (model.kind == "count" or y.mean() < 1):
+            residual = model.level_residual(X, y)
+            if np.isfinite(residual):
+                residuals[when] = residual
     return residuals
 
 
