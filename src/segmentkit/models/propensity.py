@@ -23,7 +23,8 @@ Layout in time (``h`` = horizon, ``s`` = snapshot step, ``n`` = snapshots)::
 
 Each candidate (:data:`CANDIDATES`) is fitted on the selection training snapshots (a
 stratified sample of at most ``selection_rows_max`` rows) and judged on the selection
-snapshot (log loss for probabilities, Poisson deviance for counts). Only the winner
+snapshot (log loss for probabilities, Poisson deviance for counts; of the candidates
+within one standard error of the best, the simplest family is kept). Only the winner
 is then fitted on the backtest snapshots and *reported* on the evaluation snapshot,
 which played no part in the choice, beside the baselines (recency alone, the
 tie-aware RFM quintile score and BG/NBD) fitted and calibrated the same way; then it
@@ -40,8 +41,10 @@ and a Platt (or isotonic) map of its raw scores onto the observed labels is
 applied to the model refitted on all snapshots; one offset then sets the level of the
 refitted model on the latest snapshot (kept only where it beats no level on the
 selection snapshot; where the log reaches a year and a horizon before that snapshot,
-the seasonal step of the model's residual level a year earlier competes too, see
-:meth:`PropensityModel.level_residual`). Class imbalance is handled by
+the seasonal step of the model's residual level a year earlier competes too, judged on
+every past snapshot where it can be measured, see :meth:`PropensityModel.level_residual`;
+the RMS error of the level rule over those snapshots sizes the expected total's interval,
+``level_risk``). Class imbalance is handled by
 ``class_weight="balanced"`` in the candidates; calibration restores probabilities.
 """
 
