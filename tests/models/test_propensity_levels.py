@@ -40,17 +40,26 @@ def xy():
 def test_expected_total_interval_with_a_level_risk_by_hand(xy):
     X, y, snapshot = xy
     model = PropensityModel("buy", "event", event="x", random_state=0).fit(X, y, snapshot=snapshot)
-    p = np.array([0.5, 0.5, 0.2])
+    p = np.full(40, 0.25)
     model.set_params(level_risk=0.3)
     total, lower, upper = model.expected_total(p, coverage=0.9)
-    # A log-odds shift d moves the total by sum p(1 - p) d = 0.66 d.
-    half = 1.6448536 * np.sqrt(0.66 + (0.66 * 0.3) ** 2)
-    assert (total, lower, upper) == pytest.approx((1.2, max(1.2 - half, 0.0), 1.2 + half))
+    # The level moved by -/+ z x 0.3 on the log-odds, beside the Bernoulli noise.
+    z = 1.6448536
+    shifted = 40 / (1 + 3 * np.exp(-np.array([-1.0, 1.0]) * z * 0.3))
+    noise = z**2 * 40 * 0.25 * 0.75
+    expected = (10.0, 10 - np.sqrt(noise + (10 - shifted[0]) ** 2))
+    assert (total, lower) == pytest.approx(expected)
+    assert upper == pytest.approx(10 + np.sqrt(noise + (shifted[1] - 10) ** 2))
+    # However large the risk, a total of probabilities stays within [0, n] + noise.
+    _, lower, upper = model.set_params(level_risk=50.0).expected_total(p)
+    assert lower == 0.0 and upper <= 40 + z * np.sqrt(40 * 0.25 * 0.75)
     counts = PropensityModel("n", "count", event="x", random_state=0, level_risk=0.3)
     counts.fit(X, y, snapshot=snapshot)
     total, lower, upper = counts.expected_total(np.array([20.0, 10.0]), coverage=0.9)
-    half = 1.6448536 * np.sqrt(30.0 + (30.0 * 0.3) ** 2)
-    assert (total, lower, upper) == pytest.approx((30.0, 30.0 - half, 30.0 + half))
+    down, up = 30.0 - 30.0 * np.exp(-z * 0.3), 30.0 * np.exp(z * 0.3) - 30.0
+    assert (total, lower, upper) == pytest.approx(
+        (30.0, 30.0 - np.sqrt(z**2 * 30 + down**2), 30.0 + np.sqrt(z**2 * 30 + up**2))
+    )
 
 
 @pytest.mark.parametrize("risk", [-0.1, float("nan"), float("inf")])

@@ -883,8 +883,9 @@ class PropensityModel(BaseEstimator):
 
         The interval combines the outcome noise given the scores (Bernoulli, or Poisson
         for counts) with the risk that the level moves between the latest labeled
-        period and the scored one: ``level_risk`` when set, else how much the level
-        moved between consecutive training snapshots (``level_sd_``, relative).
+        period and the scored one: with ``level_risk``, the totals at the level moved
+        by -/+ z ``level_risk`` on the link scale (asymmetric); else how much the
+        level moved between consecutive training snapshots (``level_sd_``, relative).
 
         Parameters
         ----------
@@ -903,16 +904,18 @@ class PropensityModel(BaseEstimator):
         p = np.asarray(scores, dtype=float)
         total = float(p.sum())
         noise = float(p.sum()) if self.kind == "count" else float(np.sum(p * (1.0 - p)))
+        z = float(norm.ppf(0.5 + coverage / 2.0))
         if self.level_risk is not None:
-            # A shift d of the log-odds moves the expected total by sum p(1 - p) d (by
-            # total x d for counts, on the log scale).
-            level_move = self.level_risk * (total if self.kind == "count" else noise)
+            # The level moved by -/+ z level_risk on the link scale: asymmetric, and a
+            # total of probabilities stays inside [0, n] however large the risk.
+            down = total - float(shift_level(p, -z * self.level_risk, self.kind).sum())
+            up = float(shift_level(p, z * self.level_risk, self.kind).sum()) - total
         else:
             level = 0.0 if not np.isfinite(self.level_sd_) else self.level_sd_
-            level_move = total * level
-        z = float(norm.ppf(0.5 + coverage / 2.0))
-        half = z * np.sqrt(noise + level_move**2)
-        return total, max(total - half, 0.0), total + half
+            down = up = z * total * level
+        lower = total - np.sqrt(z**2 * noise + down**2)
+        upper = total + np.sqrt(z**2 * noise + up**2)
+        return total, max(float(lower), 0.0), float(upper)
 
     def predict(self, X: Any) -> np.ndarray:
         """Return calibrated probabilities (binary targets) or expected counts.
