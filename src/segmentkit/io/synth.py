@@ -31,6 +31,14 @@ Scenarios (:data:`SCENARIOS`, ``segmentkit demo-data --scenario NAME``):
 ``overlap``
     The default archetypes with wider spread (``sigma`` 0.8) and closer rates:
     no clustering recovers them cleanly; useful to see what degrades.
+
+Life cycles (``lifecycle=``): by default (``"span"``) an archetype's start and end
+are fractions of the span, so a whole archetype can stop within a fixed stretch of
+calendar days (e.g. every ``at_risk`` user between 78 % and 90 % of it): a cliff in
+the base rate that no earlier period shows. With ``"hazard"`` users arrive
+uniformly over the span and lapse with a constant hazard in calendar time (an
+exponential lifetime whose mean is the archetype's mean life under ``"span"``), so
+the population and its base rate change smoothly, as in a real log.
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ from segmentkit.errors import ConfigError
 __all__ = [
     "ARCHETYPES",
     "EVENT_TYPES",
+    "LIFECYCLES",
     "SCENARIOS",
     "Archetype",
     "DemoLog",
@@ -64,6 +73,8 @@ __all__ = [
 ]
 
 DEFAULT_END = dt.date(2025, 1, 1)
+# How users' life spans are drawn (see the module docstring).
+LIFECYCLES: tuple[str, ...] = ("span", "hazard")
 # Bump when the generator's output changes, so cached demo logs are regenerated.
 GENERATOR_VERSION = 3
 
@@ -300,6 +311,7 @@ def generate_events(
     scenario: str = "default",
     n_users: int | None = None,
     n_days: int | None = None,
+    lifecycle: str = "span",
 ) -> DemoLog:
     """Generate an event log with planted archetypes.
 
@@ -319,6 +331,10 @@ def generate_events(
         A name in :data:`SCENARIOS`.
     n_users, n_days : int, optional
         Older names of ``users`` and ``days``.
+    lifecycle : {"span", "hazard"}, default="span"
+        ``"span"``: start and end are the archetype's fractions of the span;
+        ``"hazard"``: users arrive uniformly over the span and lapse with a constant
+        hazard in calendar time (no archetype stops at a fixed date).
 
     Returns
     -------
@@ -346,10 +362,14 @@ def generate_events(
         raise ConfigError(f"demo data: users must be at least 1, got {users}")
     if days < 30:
         raise ConfigError(f"demo data: days must be at least 30, got {days}")
+    if lifecycle not in LIFECYCLES:
+        raise ConfigError(
+            f"demo data: unknown lifecycle {lifecycle!r}; choose one of {list(LIFECYCLES)}"
+        )
     spec = SCENARIOS[scenario]
     if archetypes is not None:
         spec = dataclasses.replace(spec, archetypes=tuple(archetypes))
-    return _generate(spec, users, days, seed, end)
+    return _generate(spec, users, days, seed, end, lifecycle)
 
 
 def _pick(value: int | None, old: int | None, name: str) -> int:
@@ -361,7 +381,9 @@ def _pick(value: int | None, old: int | None, name: str) -> int:
     return int(chosen)
 
 
-def _generate(spec: Scenario, n_users: int, n_days: int, seed: int, end: dt.date) -> DemoLog:
+def _generate(
+    spec: Scenario, n_users: int, n_days: int, seed: int, end: dt.date, lifecycle: str = "span"
+) -> DemoLog:
     archetypes = spec.archetypes
     rng = np.random.default_rng(seed)
     shares = np.array([a.share for a in archetypes])
@@ -370,7 +392,11 @@ def _generate(spec: Scenario, n_users: int, n_days: int, seed: int, end: dt.date
     def per_arch(attr: str) -> np.ndarray:
         return np.array([getattr(a, attr) for a in archetypes], dtype=float)[arch]
 
-    start, stop = _life_spans(rng, arch, archetypes, n_days)
+    if lifecycle == "hazard":
+        start, stop, life_end = _hazard_life_spans(rng, arch, archetypes, n_days)
+    else:
+        start, stop = _life_spans(rng, arch, archetypes, n_days)
+        life_end = stop
     rate_sigma = per_arch("rate_sigma")
     value_sigma = per_arch("value_sigma")
     # Each user's own rates: lognormal around the archetype's median.
@@ -390,7 +416,8 @@ def _generate(spec: Scenario, n_users: int, n_days: int, seed: int, end: dt.date
     sess_time = start[sess_user] + rng.random(sess_user.size) * (stop - start)[sess_user]
     day = np.minimum(np.floor(sess_time), n_days - 1).astype(np.int64)
     intensity = day_weight[day]
-    span = (stop - start)[sess_user]
+    # A declining user fades over their whole life, which may run past the log's end.
+    span = (life_end - start)[sess_user]
     decline = 2.0 * (1.0 - (sess_time - start[sess_user]) / span)
     intensity = np.where(declining[sess_user], intensity * decline, intensity)
     keep = rng.random(day.size) * peak[sess_user] < intensity
@@ -509,6 +536,46 @@ def _life_spans(
     stop = np.where(lapse, np.minimum(stop, lapse_at), stop)
     stop = np.maximum(stop, start + 1.0)
     return start, np.minimum(stop, n_days)
+
+
+def _mean_lifetimes(archetypes: tuple[Archetype, ...], n_days: int) -> np.ndarray:
+    """Mean life in days per archetype under ``"span"`` (inf: it never stops).
+
+    A burst lasts ``lifetime_days``; an archetype ending before the log's end lives
+    from its mean start to its mean end; one that runs to the end lives forever, but
+    for its ``lapse_probability``: the mean of the exponential life that lapses with
+    that probability within the span.
+    """
+    means = []
+    for a in archetypes:
+        if a.lifetime_days is not None:
+            means.append(float(np.mean(a.lifetime_days)))
+        elif np.mean(a.end) < 1.0:
+            means.append(max(float(np.mean(a.end) - np.mean(a.start)) * n_days, 1.0))
+        elif a.lapse_probability > 0.0:
+            means.append(n_days / -np.log1p(-min(a.lapse_probability, 1.0 - 1e-12)))
+        else:
+            means.append(np.inf)
+    return np.array(means)
+
+
+def _hazard_life_spans(
+    rng: np.random.Generator, arch: np.ndarray, archetypes: tuple[Archetype, ...], n_days: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Arrivals uniform over the span, exponential lifetimes: a constant lapse hazard.
+
+    Returns the start, the last day of activity inside the log and the end of life
+    (which may fall after the log's end).
+    """
+    start = rng.random(arch.size) * n_days
+    mean = _mean_lifetimes(archetypes, n_days)[arch]
+    life = rng.exponential(1.0, arch.size) * np.where(np.isfinite(mean), mean, 0.0)
+    life_end = np.where(np.isfinite(mean), start + np.maximum(life, 1.0), np.inf)
+    stop = np.minimum(life_end, n_days)
+    # A user's life beyond the log ends no later than a span after it, which keeps the
+    # decline of a declining archetype finite without a calendar date where it ends.
+    life_end = np.minimum(life_end, stop + n_days)
+    return start, np.maximum(stop, np.minimum(start + 1.0, n_days)), life_end
 
 
 def archetypes_path_for(events_path: str | Path) -> Path:

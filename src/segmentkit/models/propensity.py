@@ -23,7 +23,8 @@ Layout in time (``h`` = horizon, ``s`` = snapshot step, ``n`` = snapshots)::
 
 Each candidate (:data:`CANDIDATES`) is fitted on the selection training snapshots (a
 stratified sample of at most ``selection_rows_max`` rows) and judged on the selection
-snapshot (log loss for probabilities, Poisson deviance for counts). Only the winner
+snapshot (log loss for probabilities, Poisson deviance for counts; of the candidates
+within one standard error of the best, the simplest family is kept). Only the winner
 is then fitted on the backtest snapshots and *reported* on the evaluation snapshot,
 which played no part in the choice, beside the baselines (recency alone, the
 tie-aware RFM quintile score and BG/NBD) fitted and calibrated the same way; then it
@@ -40,8 +41,10 @@ and a Platt (or isotonic) map of its raw scores onto the observed labels is
 applied to the model refitted on all snapshots; one offset then sets the level of the
 refitted model on the latest snapshot (kept only where it beats no level on the
 selection snapshot; where the log reaches a year and a horizon before that snapshot,
-the seasonal step of the model's residual level a year earlier competes too, see
-:meth:`PropensityModel.level_residual`). Class imbalance is handled by
+the seasonal step of the model's residual level a year earlier competes too, judged on
+every past snapshot where it can be measured, see :meth:`PropensityModel.level_residual`;
+the RMS error of the level rule over those snapshots sizes the expected total's interval,
+``level_risk``). Class imbalance is handled by
 ``class_weight="balanced"`` in the candidates; calibration restores probabilities.
 """
 
@@ -362,6 +365,13 @@ def shift_level(p: np.ndarray, shift: float, kind: str) -> np.ndarray:
     return expit(_logit(p) + shift)
 
 
+def _check_level_risk(level_risk: float | None) -> None:
+    if level_risk is not None and not (np.isfinite(level_risk) and level_risk >= 0):
+        raise ConfigError(
+            f"PropensityModel: level_risk must be None or a finite number >= 0, got {level_risk!r}"
+        )
+
+
 def _snapshot_days(snapshot: np.ndarray) -> np.ndarray:
     """Snapshot times in days: datetime64 values, or numbers taken as seconds."""
     if np.issubdtype(snapshot.dtype, np.datetime64):
@@ -427,6 +437,13 @@ class PropensityModel(BaseEstimator):
         beyond what the features carry, known from elsewhere (e.g. the seasonal step
         a year earlier, see :meth:`level_residual`), on the log-odds (log for counts);
         added to the ``relevel`` shift when predicting (so it may be set after fit).
+    level_risk : float, optional
+        Typical move (RMS, on the log-odds, log for counts) of the level beyond what
+        the features carry over one horizon, measured by the caller on a longer
+        history than the training snapshots (see
+        :func:`segmentkit.models.propensity_training.fit_propensity`); sizes the level
+        part of :meth:`expected_total`'s interval instead of ``level_sd_``. It may be
+        set after fit.
     source : PropensityModel, optional
         Fitted ``kind="event"`` model whose complement a ``complement`` model returns.
     n_threads : int, optional
@@ -453,7 +470,8 @@ class PropensityModel(BaseEstimator):
         cannot be measured.
     level_sd_ : float
         RMS relative change of the label level between consecutive training
-        snapshots (NaN with one snapshot); sizes :meth:`expected_total`'s interval.
+        snapshots (NaN with one snapshot); sizes :meth:`expected_total`'s interval
+        when ``level_risk`` is None.
     calibrator_ : LogisticRegression, IsotonicRegression or None
         Fitted on out-of-time raw scores (``None`` for counts).
     scale_ : float
@@ -500,6 +518,7 @@ class PropensityModel(BaseEstimator):
         source: PropensityModel | None = None,
         level_trend: bool = False,
         level_shift: float = 0.0,
+        level_risk: float | None = None,
     ):
         self.target = target
         self.kind = kind
@@ -516,6 +535,7 @@ class PropensityModel(BaseEstimator):
         self.source = source
         self.level_trend = level_trend
         self.level_shift = level_shift
+        self.level_risk = level_risk
 
     def __sklearn_tags__(self):
         """Return scikit-learn tags: a Poisson-like regressor for counts, 0/1 targets otherwise.
@@ -561,6 +581,7 @@ class PropensityModel(BaseEstimator):
             raise ConfigError(
                 f"PropensityModel: level_shift must be a finite number, got {self.level_shift!r}"
             )
+        _check_level_risk(self.level_risk)
         shares = (self.high_share, self.medium_share)
         if not (self.high_share > 0 and self.medium_share >= 0 and sum(shares) < 1):
             raise ConfigError(
@@ -862,8 +883,9 @@ class PropensityModel(BaseEstimator):
 
         The interval combines the outcome noise given the scores (Bernoulli, or Poisson
         for counts) with the risk that the level moves between the latest labeled
-        period and the scored one, sized by how much it moved between consecutive
-        training snapshots (``level_sd_``, relative).
+        period and the scored one: with ``level_risk``, the totals at the level moved
+        by -/+ z ``level_risk`` on the link scale (asymmetric); else how much the
+        level moved between consecutive training snapshots (``level_sd_``, relative).
 
         Parameters
         ----------
@@ -878,13 +900,22 @@ class PropensityModel(BaseEstimator):
             ``total, lower, upper`` (``lower`` floored at 0).
         """
         check_is_fitted(self)
+        _check_level_risk(self.level_risk)
         p = np.asarray(scores, dtype=float)
         total = float(p.sum())
         noise = float(p.sum()) if self.kind == "count" else float(np.sum(p * (1.0 - p)))
-        level = 0.0 if not np.isfinite(self.level_sd_) else self.level_sd_
         z = float(norm.ppf(0.5 + coverage / 2.0))
-        half = z * np.sqrt(noise + (total * level) ** 2)
-        return total, max(total - half, 0.0), total + half
+        if self.level_risk is not None:
+            # The level moved by -/+ z level_risk on the link scale: asymmetric, and a
+            # total of probabilities stays inside [0, n] however large the risk.
+            down = total - float(shift_level(p, -z * self.level_risk, self.kind).sum())
+            up = float(shift_level(p, z * self.level_risk, self.kind).sum()) - total
+        else:
+            level = 0.0 if not np.isfinite(self.level_sd_) else self.level_sd_
+            down = up = z * total * level
+        lower = total - np.sqrt(z**2 * noise + down**2)
+        upper = total + np.sqrt(z**2 * noise + up**2)
+        return total, max(float(lower), 0.0), float(upper)
 
     def predict(self, X: Any) -> np.ndarray:
         """Return calibrated probabilities (binary targets) or expected counts.

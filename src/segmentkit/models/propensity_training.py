@@ -191,6 +191,7 @@ def fit_propensity(
     rows_max = training_rows_max if training_rows_max is not None else config.training_rows_max
     rows_max = rows_max if rows_max is not None else np.iinfo(np.int64).max
     first = _first_event(log, end)
+    features_used = feature_config or FeatureConfig()
     single_event = _single_event(log, end)
     cache: dict[Any, pd.DataFrame] = {}
     models: dict[str, PropensityModel] = {}
@@ -296,6 +297,7 @@ def fit_propensity(
         )
         scores: dict[str, np.ndarray] = {}
         fitted: dict[str, PropensityModel] = {}
+        level_risk = final_level_risk = None
         if source is not None:
             # One event type: no event = no purchase, so churn is 1 - p(purchase).
             best = "complement"
@@ -319,6 +321,7 @@ def fit_propensity(
             )
             X_se, y_se, _ = _split(sel_eval)
             chosen = {}
+            row_losses: dict[str, np.ndarray] = {}
             variants = []
             fitted_candidates = {}
             X_array = np.asarray(X_se, dtype=float)
@@ -341,16 +344,41 @@ def fit_propensity(
                 for variant, level in levels:
                     p = _variant_scores(candidate, X_array, level, season_sel.get(name))
                     chosen[variant] = _metrics(y_se, p, target.kind)
+                    row_losses[variant] = _row_loss(y_se, p, target.kind).astype(np.float32)
                     variants.append(variant)
                     selection_rows += [
                         {"target": target.name, "model": variant, "metric": m, "value": v}
                         for m, v in chosen[variant].items()
                     ]
             best = min(variants, key=lambda fam: (chosen[fam][key], variants.index(fam)))
+            best = _simplest_within_noise(best, variants, row_losses)
             family_sel = _parse_variant(best)[0]
             best = _keep_level(
                 best, fitted_candidates, X_array, y_se, chosen, key, season_sel.get(family_sel)
             )
+            # One selection snapshot says little about a season (it may fall where the
+            # level is flat): the seasonal step is judged on every month it can be.
+            # The residual level of the selection candidate at every snapshot one
+            # horizon apart, up to the reported (evaluation) snapshot: the choice and
+            # the reported interval see those up to the selection snapshot only.
+            warmup = max(features_used.windows)
+            step = min(config.snapshot_step_days, horizon)
+            history = _residual_history(
+                fitted_candidates[family_sel],
+                _level_test_times(plan.evaluation, horizon, first, warmup, step),
+                _season_test_times(plan.evaluation, horizon, first, warmup, step),
+                horizon,
+                build,
+            )
+            seen = {t: r for t, r in history.items() if t <= selection_plan.evaluation}
+            verdict = _season_verdict(seen, horizon)
+            if verdict is not None:
+                notes.append(f"{target.name}: {verdict[1]}")
+                if verdict[0]:
+                    best = f"{family_sel}{_SEASON}"
+            seasonal = _parse_variant(best)[1] == "season"
+            level_risk = _level_risk(seen, horizon, seasonal)
+            final_level_risk = _level_risk(history, horizon, seasonal)
         else:
             nested_all = False
             for name in ranked:
@@ -388,6 +416,8 @@ def fit_propensity(
         calibration_frames += calib
         if complement is not None:
             notes.append(_churn_verdict(target.name, results, best, complement))
+        if level_risk is not None and best != "complement":
+            fitted[best].set_params(level_risk=level_risk)
         total, lower, upper = fitted[best].expected_total(scores[best])
         total_rows.append(
             {
@@ -410,6 +440,8 @@ def fit_propensity(
             if _parse_variant(best)[1] == "season":
                 step = season(models[target.name], end, build=build)
                 models[target.name].set_params(level_shift=step or 0.0)
+        if final_level_risk is not None and best != "complement":
+            models[target.name].set_params(level_risk=final_level_risk)
         if best != "complement":
             notes.append(
                 _level_note(target.name, best, models[target.name], season_checked, horizon)
@@ -473,6 +505,57 @@ def _row_loss(y: np.ndarray, p: np.ndarray, kind: str) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log1p(-p))
 
 
+# Past snapshots on which the level rules are judged: each costs a feature build (two
+# more for the seasonal step), so the history is bounded.
+_LEVEL_HISTORY = 8
+
+
+# Families from the fewest fitted parameters to the most: between candidates whose
+# selection losses differ by less than noise, the simpler one is kept.
+_SIMPLICITY: tuple[str, ...] = (
+    "recency",
+    "rfm",
+    "bgnbd",
+    "logistic",
+    "logistic+bgnbd",
+    "hgb",
+    "hgb+bgnbd",
+)
+
+
+def _simplest_within_noise(best: str, variants: Sequence[str], losses: dict) -> str:
+    """Return the variant of the simplest family whose loss is within noise of ``best``'s.
+
+    A variant is within noise when its mean per-row loss on the selection snapshot
+    exceeds the best one's by at most one standard error of the paired difference (the
+    one-standard-error rule, as for :func:`_keep_level`); among those of the simplest
+    family (:data:`_SIMPLICITY`), the lowest loss wins. On a plain purchase log a
+    feature model that only ties BG/NBD is noise fitted on top of it.
+
+    Examples
+    --------
+    >>> base = np.array([0.5, 0.2, 0.9, 0.1])
+    >>> losses = {"hgb": base, "bgnbd": base + [0.01, -0.01, 0.02, -0.01], "logistic": base + 1}
+    >>> _simplest_within_noise("hgb", ["hgb", "bgnbd", "logistic"], losses)
+    'bgnbd'
+    """
+    reference = np.asarray(losses[best], dtype=float)
+    close = []
+    for variant in variants:
+        diff = np.asarray(losses[variant], dtype=float) - reference
+        se = float(np.std(diff, ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
+        if float(np.mean(diff)) <= se:
+            close.append(variant)
+
+    def rank(variant: str) -> int:
+        family = _parse_variant(variant)[0]
+        return _SIMPLICITY.index(family) if family in _SIMPLICITY else len(_SIMPLICITY)
+
+    simplest = min(rank(v) for v in close)
+    pool = [v for v in close if rank(v) == simplest]
+    return min(pool, key=lambda v: (float(np.mean(losses[v])), list(variants).index(v)))
+
+
 def _keep_level(
     best: str,
     candidates: dict[str, PropensityModel],
@@ -501,6 +584,181 @@ def _keep_level(
     return best if float(np.mean(gain)) > standard_error else plain
 
 
+def _season_test_times(
+    latest: dt.datetime,
+    horizon: int,
+    first: dt.datetime,
+    warmup_days: int,
+    step_days: int | None = None,
+    most: int = _LEVEL_HISTORY,
+) -> list[dt.datetime]:
+    """Snapshots (``latest``, ``step_days`` earlier, ...) whose seasonal step can be measured.
+
+    A snapshot ``t`` qualifies when the log reaches ``warmup_days`` (the longest
+    feature window) before ``t - h - P`` (``P`` = :data:`SEASON_DAYS`): the step
+    ``t - h -> t`` and the same step a year earlier are then both labeled by
+    ``latest + h``, on features that see their whole windows (in the log's first
+    weeks every user is new, and the level moves for that reason alone). At most
+    ``most`` snapshots, latest first.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> times = _season_test_times(dt.datetime(2025, 6, 1), 30, dt.datetime(2024, 1, 1), 30)
+    >>> [t.date().isoformat() for t in times]
+    ['2025-06-01', '2025-05-02', '2025-04-02', '2025-03-03']
+    """
+    times = []
+    t = to_timestamp(latest)
+    since = to_timestamp(first) + dt.timedelta(days=warmup_days)
+    while len(times) < most and season_snapshots(t, horizon, first_event=since) is not None:
+        times.append(t)
+        t = t - dt.timedelta(days=step_days or horizon)
+    return times
+
+
+def _level_test_times(
+    latest: dt.datetime,
+    horizon: int,
+    first: dt.datetime,
+    warmup_days: int,
+    step_days: int | None = None,
+    most: int = _LEVEL_HISTORY,
+) -> list[dt.datetime]:
+    """Snapshots (``latest``, ``step_days`` earlier, ...) whose level move can be measured.
+
+    ``step_days`` defaults to the horizon (moves that do not overlap); the snapshot
+    step of the training snapshots (shorter than a long horizon) gives more moves,
+    which overlap.
+
+    A snapshot ``t`` qualifies when ``t - h`` falls ``warmup_days`` (the longest
+    feature window) after the log's first event. At most ``most``, latest first.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> times = _level_test_times(dt.datetime(2024, 6, 1), 30, dt.datetime(2024, 1, 1), 90)
+    >>> [t.date().isoformat() for t in times]
+    ['2024-06-01', '2024-05-02']
+    """
+    times = []
+    t = to_timestamp(latest)
+    since = to_timestamp(first) + dt.timedelta(days=warmup_days)
+    while len(times) < most and t - dt.timedelta(days=horizon) >= since:
+        times.append(t)
+        t = t - dt.timedelta(days=step_days or horizon)
+    return times
+
+
+def _residual_history(
+    model: PropensityModel,
+    times: Sequence[dt.datetime],
+    season_times: Sequence[dt.datetime],
+    horizon: int,
+    build,
+) -> dict[dt.datetime, float]:
+    """Level residual of ``model`` at every snapshot the level moves at ``times`` need.
+
+    The move into ``t`` is measured from ``t - h``; for ``season_times`` the same
+    move a year earlier too.
+    """
+    step = dt.timedelta(days=horizon)
+    needed = {when for t in times for when in (t, t - step)}
+    for t in season_times:
+        year, year_before = season_snapshots(t, horizon)
+        needed |= {t, t - step, year, year_before}
+    residuals = {}
+    for when in sorted(needed):
+        X, y, _ = _split(build([when]))
+        # A snapshot without positives (or negatives) has no finite level: left out.
+        if len(y) and y.mean() > 0 and (model.kind == "count" or y.mean() < 1):
+            residual = model.level_residual(X, y)
+            if np.isfinite(residual):
+                residuals[when] = residual
+    return residuals
+
+
+def _season_verdict(residuals: dict[dt.datetime, float], horizon: int) -> tuple[bool, str] | None:
+    """Whether the seasonal step predicts the level's monthly moves better than none.
+
+    At every test snapshot ``t`` (from :func:`_season_test_times`) the level of the
+    scored period comes from the latest labeled snapshot ``t - h``; its error is the
+    move of the model's residual level ``r(t) - r(t - h)``. The seasonal step adds the
+    move a year earlier, ``r(t - P) - r(t - h - P)``. The step is used when it lowers
+    the mean squared error by more than one standard error of the paired difference
+    (the one-standard-error rule, as for :func:`_keep_level`), on at least three
+    snapshots. None when no snapshot can be tested.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> day = lambda n: dt.datetime(2024, 1, 1) + dt.timedelta(days=n)
+    >>> season = lambda n: 0.5 * np.cos(2 * np.pi * n / 365)
+    >>> _season_verdict({day(n): season(n) for n in range(0, 800, 5)}, 30)[0]
+    True
+    >>> noise = np.random.default_rng(0).normal(0.0, 0.1, 160)
+    >>> _season_verdict({day(5 * i): r for i, r in enumerate(noise)}, 30)[0]
+    False
+    >>> _season_verdict({day(n): 0.0 for n in range(0, 300, 5)}, 30) is None
+    True
+    """
+    tested = []
+    period = dt.timedelta(days=SEASON_DAYS)
+    step = dt.timedelta(days=horizon)
+    for t in sorted(residuals, reverse=True):
+        keys = (t, t - step, t - period, t - step - period)
+        if all(k in residuals for k in keys):
+            move = residuals[t] - residuals[t - step]
+            tested.append((move, move - (residuals[t - period] - residuals[t - step - period])))
+    if not tested:
+        return None
+    moves = np.array(tested)
+    gain = moves[:, 0] ** 2 - moves[:, 1] ** 2
+    standard_error = float(np.std(gain, ddof=1) / np.sqrt(gain.size)) if gain.size > 1 else np.inf
+    use = gain.size >= 3 and float(np.mean(gain)) > standard_error
+    rms = np.sqrt(np.mean(moves**2, axis=0))
+    text = (
+        f"seasonal step {'used' if use else 'not used'}: over {gain.size} past snapshot(s), "
+        f"the level's move into the next {horizon} days had RMS {rms[0]:.3f} (link scale) "
+        f"from the latest labeled level, {rms[1]:.3f} with the step a year earlier"
+    )
+    return use, text
+
+
+def _level_risk(residuals: dict[dt.datetime, float], horizon: int, seasonal: bool) -> float | None:
+    """RMS move of the level beyond the features over one horizon, on the link scale.
+
+    The error of the level rule in use across the log's history: the move of the
+    model's residual level from ``t - h`` to ``t``, less the same move a year earlier
+    when the level takes the seasonal step. It sizes the level part of the expected
+    total's interval (:meth:`PropensityModel.expected_total`); the training snapshots
+    alone (two or three moves) understate it where the level moves with the season.
+    None with fewer than two moves measured.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> day = lambda n: dt.datetime(2024, 1, 1) + dt.timedelta(days=n)
+    >>> round(_level_risk({day(0): 0.0, day(30): 0.1, day(60): -0.1}, 30, False), 4)
+    0.1581
+    """
+    step = dt.timedelta(days=horizon)
+    period = dt.timedelta(days=SEASON_DAYS)
+    moves = []
+    for t in residuals:
+        if t - step not in residuals:
+            continue
+        move = residuals[t] - residuals[t - step]
+        if seasonal:
+            if t - period not in residuals or t - step - period not in residuals:
+                continue
+            move -= residuals[t - period] - residuals[t - step - period]
+        moves.append(move)
+    if len(moves) < 2:
+        return None
+    return float(np.sqrt(np.mean(np.square(moves))))
+
+
 def _level_note(
     name: str, best: str, model: PropensityModel, season_checked: bool, horizon: int
 ) -> str:
@@ -518,7 +776,12 @@ def _level_note(
             f"residual level a year earlier ({model.level_shift:+.3f} on the link scale)"
         ),
     }[level]
-    text = f"{name}: level of the scored period from {how}, chosen on the selection snapshot"
+    where = (
+        "every past snapshot where the step can be measured"
+        if level == "season"
+        else "the selection snapshot"
+    )
+    text = f"{name}: level of the scored period from {how}, chosen on {where}"
     if not season_checked:
         text += (
             f"; no seasonal term: a year-over-year index checked out of time needs the log to "

@@ -1,0 +1,143 @@
+"""Level of the scored period (seasonal step judged over the history, level risk); family choice."""
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from segmentkit.config import FeatureConfig, PropensityConfig, TargetConfig
+from segmentkit.errors import ConfigError
+from segmentkit.io.events import load_events
+from segmentkit.models.labels import build_labels
+from segmentkit.models.propensity import PropensityModel
+from segmentkit.models.propensity_training import _simplest_within_noise, fit_propensity
+
+PURCHASE = TargetConfig(name="purchase", kind="event", event="purchase")
+PURCHASES = TargetConfig(name="purchases", kind="count", event="purchase")
+CONFIG = PropensityConfig(
+    horizon_days=30,
+    n_snapshots=3,
+    snapshot_step_days=30,
+    min_positives=20,
+    random_state=0,
+    targets=(PURCHASE, PURCHASES),
+    candidates=("logistic",),
+)
+
+
+@pytest.fixture(scope="module")
+def xy():
+    rng = np.random.default_rng(0)
+    n = 600
+    X = pd.DataFrame(
+        {"recency_days": rng.exponential(20, n), "events_30d": rng.poisson(3, n).astype(float)}
+    )
+    y = (rng.random(n) < 1 / (1 + np.exp(2 - X["recency_days"] / 10))).astype(int)
+    return X, y.to_numpy(), np.arange(n) % 3
+
+
+def test_expected_total_interval_with_a_level_risk_by_hand(xy):
+    X, y, snapshot = xy
+    model = PropensityModel("buy", "event", event="x", random_state=0).fit(X, y, snapshot=snapshot)
+    p = np.full(40, 0.25)
+    model.set_params(level_risk=0.3)
+    total, lower, upper = model.expected_total(p, coverage=0.9)
+    # The level moved by -/+ z x 0.3 on the log-odds, beside the Bernoulli noise.
+    z = 1.6448536
+    shifted = 40 / (1 + 3 * np.exp(-np.array([-1.0, 1.0]) * z * 0.3))
+    noise = z**2 * 40 * 0.25 * 0.75
+    expected = (10.0, 10 - np.sqrt(noise + (10 - shifted[0]) ** 2))
+    assert (total, lower) == pytest.approx(expected)
+    assert upper == pytest.approx(10 + np.sqrt(noise + (shifted[1] - 10) ** 2))
+    # However large the risk, a total of probabilities stays within [0, n] + noise.
+    _, lower, upper = model.set_params(level_risk=50.0).expected_total(p)
+    assert lower == 0.0 and upper <= 40 + z * np.sqrt(40 * 0.25 * 0.75)
+    counts = PropensityModel("n", "count", event="x", random_state=0, level_risk=0.3)
+    counts.fit(X, y, snapshot=snapshot)
+    total, lower, upper = counts.expected_total(np.array([20.0, 10.0]), coverage=0.9)
+    down, up = 30.0 - 30.0 * np.exp(-z * 0.3), 30.0 * np.exp(z * 0.3) - 30.0
+    assert (total, lower, upper) == pytest.approx(
+        (30.0, 30.0 - np.sqrt(z**2 * 30 + down**2), 30.0 + np.sqrt(z**2 * 30 + up**2))
+    )
+
+
+@pytest.mark.parametrize("risk", [-0.1, float("nan"), float("inf")])
+def test_level_risk_must_be_finite_and_not_negative(xy, risk):
+    X, y, snapshot = xy
+    with pytest.raises(ConfigError, match="level_risk must be None or a finite number >= 0"):
+        PropensityModel(level_risk=risk).fit(X, y, snapshot=snapshot)
+    model = PropensityModel(random_state=0).fit(X, y, snapshot=snapshot)
+    with pytest.raises(ConfigError, match="level_risk must be None or a finite number >= 0"):
+        model.set_params(level_risk=risk).expected_total(np.array([0.5]))
+
+
+def _log(amplitude: float, n_users: int = 2500, seed: int = 1) -> pd.DataFrame:
+    """Customers arriving over 2.5 years, buying at a rate with a yearly peak (1 Dec)."""
+    rng = np.random.default_rng(seed)
+    days = pd.date_range("2022-05-01", "2024-11-01", freq="D", inclusive="left")
+    season = 1.0 + amplitude * np.cos(
+        2.0 * np.pi * (days - pd.Timestamp("2023-12-01")).days.to_numpy() / 365.25
+    )
+    birth = rng.integers(0, days.size // 2, n_users)
+    alive = np.arange(days.size)[None, :] >= birth[:, None]
+    rate = rng.gamma(2.0, 0.015, n_users)
+    counts = rng.poisson(np.outer(rate, season) * alive)
+    user, day = np.nonzero(counts)
+    user, day = np.repeat(user, counts[user, day]), np.repeat(day, counts[user, day])
+    user, day = np.r_[np.arange(n_users), user], np.r_[birth, day]
+    return pd.DataFrame(
+        {
+            "user_id": np.char.add("u", user.astype(str)),
+            "timestamp": days[day] + pd.to_timedelta(rng.integers(0, 86_400, day.size), "s"),
+            "event": "purchase",
+        }
+    )
+
+
+@pytest.mark.slow
+def test_seasonal_step_is_used_where_the_history_shows_a_season():
+    # Scored month: 1 Sep - 1 Oct 2024, on the steep rise towards the December peak.
+    as_of, end = pd.Timestamp("2024-09-01"), pd.Timestamp("2024-10-01")
+    log = load_events(_log(amplitude=0.8))
+    result = fit_propensity(log, as_of, FeatureConfig(), CONFIG, n_threads=1)
+    for target in ("purchase", "purchases"):
+        assert result.choice[target] == "logistic-season"
+        assert any(n.startswith(f"{target}: seasonal step used") for n in result.evaluation.notes)
+        assert result.models[target].level_shift > 0  # the level rises into autumn
+        assert result.models[target].level_risk > 0
+    model = result.models["purchase"]
+    from segmentkit.features import build_features
+
+    feats = build_features(log, as_of, FeatureConfig())
+    p = model.predict(feats.drop(columns=["user_id"]))
+    realized = build_labels(log, as_of, PURCHASE, 30, end)["label"].to_numpy()
+    total, lower, upper = model.expected_total(p)
+    assert lower <= realized.sum() <= upper
+    assert total == pytest.approx(realized.sum(), rel=0.1)
+
+
+@pytest.mark.slow
+def test_no_seasonal_step_without_a_season():
+    log = load_events(_log(amplitude=0.0))
+    config = replace(CONFIG, targets=(PURCHASE,))
+    result = fit_propensity(log, pd.Timestamp("2024-09-01"), FeatureConfig(), config, n_threads=1)
+    assert not result.choice["purchase"].endswith("-season")
+    assert any(n.startswith("purchase: seasonal step not used") for n in result.evaluation.notes)
+
+
+def test_simplest_family_within_noise_of_the_best_is_kept():
+    rng = np.random.default_rng(0)
+    best = rng.exponential(0.5, 4000)
+    noise = rng.normal(0.0, 0.05, best.size)
+    tie = best + noise - noise.mean()  # the same mean loss, row noise only
+    worse = best + 0.05 + rng.normal(0.0, 0.05, best.size)  # worse far beyond noise
+    variants = ["hgb+bgnbd", "logistic", "logistic-nolevel", "bgnbd"]
+    losses = {"hgb+bgnbd": best, "logistic": tie, "logistic-nolevel": tie + 0.0005, "bgnbd": worse}
+    # bgnbd is simpler but worse beyond noise; of the logistic variants within noise,
+    # the one with the lower loss.
+    assert _simplest_within_noise("hgb+bgnbd", variants, losses) == "logistic"
+    losses["bgnbd"] = tie - 0.0001
+    assert _simplest_within_noise("hgb+bgnbd", variants, losses) == "bgnbd"
+    # Alone, the best is kept.
+    assert _simplest_within_noise("hgb", ["hgb"], {"hgb": best}) == "hgb"
