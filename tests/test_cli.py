@@ -34,6 +34,21 @@ def test_demo_data_then_features(tmp_path, capsys):
     assert "as of 2024-12-01" in out
 
 
+def test_demo_data_lifecycle_reaches_the_generator(tmp_path, capsys):
+    from segmentkit.io.synth import generate_events
+
+    events = tmp_path / "hazard.parquet"
+    args = ["demo-data", "--users", "200", "--days", "120", "--seed", "5", "--out", str(events)]
+    code, _, _ = run([*args, "--lifecycle", "hazard"], capsys)
+    assert code == 0
+    expected = generate_events(200, 120, seed=5, lifecycle="hazard").events
+    written = pd.read_parquet(events)
+    assert len(written) == len(expected)
+    assert (written["timestamp"].to_numpy() == expected["timestamp"].to_numpy()).all()
+    code, _, _ = run([*args, "--lifecycle", "span"], capsys)
+    assert code == 0 and len(pd.read_parquet(events)) != len(expected)
+
+
 def test_features_default_as_of_and_demo_from_params(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(
@@ -54,6 +69,7 @@ def test_features_default_as_of_and_demo_from_params(tmp_path, capsys, monkeypat
         (["features", "--events", "x.csv"], "Missing option '--out'"),
         (["nonsense"], "No such command"),
         (["demo-data", "--users", "0", "--out", "d.csv"], "users must be at least 1"),
+        (["demo-data", "--lifecycle", "cliff", "--out", "d.csv"], "unknown lifecycle 'cliff'"),
         (["features", "--params", "nope.yaml", "--out", "f.csv"], "params file not found"),
     ],
 )

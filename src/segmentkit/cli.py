@@ -161,11 +161,20 @@ def demo_data(
             "or overlap.",
         ),
     ] = "default",
+    lifecycle: Annotated[
+        str,
+        typer.Option(
+            "--lifecycle",
+            help="span: each archetype lives in set fractions of the span (planted "
+            "calendar shifts); hazard: users arrive over the span and lapse at a constant "
+            "rate (no calendar cliff).",
+        ),
+    ] = "span",
 ) -> None:
     """Generate a demo event log with planted archetypes (truth written beside it)."""
     from segmentkit.io.synth import generate_events, write_demo_log
 
-    log = generate_events(users, days, seed=seed, scenario=scenario)
+    log = generate_events(users, days, seed=seed, scenario=scenario, lifecycle=lifecycle)
     events_path, truth_path = write_demo_log(log, out)
     typer.echo(
         f"wrote {len(log.events):,} events of {len(log.archetypes):,} users "
