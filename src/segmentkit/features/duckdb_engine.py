@@ -92,7 +92,11 @@ def build_features_many(
     events are read once: they are grouped into one row per user, day before the
     latest snapshot and session start (:func:`_user_day_sql`), and each snapshot
     aggregates that much smaller table. Snapshots a whole number of days apart share
-    one grouping; others (different times of day) get one each.
+    one grouping; others (different times of day) get one each. Measured on the
+    15.9M-event, 100k-user, 240-day demo log at 6 monthly snapshots
+    (``benchmarks/features.py --snapshots 6 --snapshot-step 30``): 1.8 times less
+    CPU than a loop of :func:`build_features`, for a higher peak memory (1.12 vs
+    0.69 GiB: the user-day table, about 100 bytes a row).
 
     Parameters
     ----------

@@ -436,11 +436,12 @@ def load_events(
     check_duplicates : bool
         Look for exact duplicate rows and drop them (default). The check reads one
         64-bit hash per kept row (8 bytes a row in memory), sorts them (one range of
-        values per core) and compares neighbours; only rows whose hash repeats are compared exactly, and the rest
-        of a Parquet log is still read in place. It is half of validation's CPU time:
-        on the 29.2M-event log of ``benchmarks/features.py`` about 4.7 s of CPU (1.5
-        bare ``GROUP BY user_id`` counts) and no extra peak memory. Turn it off only
-        for logs known to be free of duplicates.
+        values per core) and compares neighbours; only rows whose hash repeats are
+        compared exactly, and the rest of a Parquet log is still read in place. It is
+        half of validation's CPU time: on the 29.2M-event log of
+        ``benchmarks/features.py`` about 4.7 s of CPU (1.5 bare ``GROUP BY user_id``
+        counts) and no extra peak memory. Turn it off only for logs known to be free
+        of duplicates.
 
     Returns
     -------
