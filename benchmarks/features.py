@@ -26,6 +26,11 @@ method. Methods, interleaved run by run so that machine noise hits all alike:
     gap sessions (sort by user and time, cut at gaps, one group-by), dropping null
     ids and exact duplicates as segmentkit does. Its table is checked against
     ``segmentkit-gap`` (counts exactly, floats to 1e-9) before anything is timed.
+``segmentkit-loop`` and ``segmentkit-many`` (``--snapshots N [--snapshot-step DAYS]``)
+    Training's case: ``load_events`` + the feature tables of N snapshots DAYS (7)
+    apart, by ``build_features`` at each date (loop) or by one
+    ``build_features_many`` (one pre-aggregation of the log into user-days); the
+    ratio loop / many is printed.
 ``duckdb-count``
     The baseline: a bare ``SELECT user_id, count(*) ... GROUP BY user_id`` over the file.
 ``pandas`` (``--pandas``)
@@ -141,6 +146,12 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # not Linux
 
 
+def snapshot_dates(as_of: dt.datetime) -> list[dt.datetime]:
+    """Return the snapshots of ``--snapshots N --snapshot-step DAYS``, the latest at ``as_of``."""
+    count, step = map(int, os.environ["SEGMENTKIT_BENCH_SNAPSHOTS"].split(","))
+    return [as_of - dt.timedelta(days=step * i) for i in range(count)]
+
+
 def child(method: str, path: str, as_of_text: str, out: str | None) -> None:
     """Run one method once in this (fresh) process and print one JSON line."""
     as_of = dt.datetime.fromisoformat(as_of_text)
@@ -149,7 +160,7 @@ def child(method: str, path: str, as_of_text: str, out: str | None) -> None:
 
     if method.startswith("segmentkit"):
         from segmentkit.config import ColumnMap
-        from segmentkit.features import build_features
+        from segmentkit.features import build_features, build_features_many
         from segmentkit.io.events import load_events
     if method == "polars":
         import polars  # noqa: F401
@@ -162,7 +173,22 @@ def child(method: str, path: str, as_of_text: str, out: str | None) -> None:
     cpu0, start = cpu(), time.perf_counter()
     extra: dict[str, float] = {}
     table = None
-    if method.startswith("segmentkit"):
+    if method in ("segmentkit-loop", "segmentkit-many"):
+        log = load_events(path, as_of=as_of)
+        mid, cpu_mid = time.perf_counter(), cpu()
+        dates = snapshot_dates(as_of)
+        if method == "segmentkit-many":
+            tables = build_features_many(log, dates)
+        else:
+            tables = [build_features(log, date) for date in dates]
+        extra = {
+            "validate_s": mid - start,
+            "features_s": time.perf_counter() - mid,
+            "validate_cpu_s": cpu_mid - cpu0,
+            "features_cpu_s": cpu() - cpu_mid,
+        }
+        rows = sum(len(t) for t in tables)
+    elif method.startswith("segmentkit"):
         columns = ColumnMap(session_id=None) if method == "segmentkit-gap" else None
         log = load_events(path, columns, as_of=as_of, check_duplicates=method != "segmentkit-nodup")
         mid, cpu_mid = time.perf_counter(), cpu()
@@ -258,15 +284,31 @@ def main() -> None:
     parser.add_argument("--pandas", action="store_true", help="also time the naive pandas code")
     parser.add_argument("--no-polars", action="store_true", help="skip the polars baseline")
     parser.add_argument("--only", nargs="+", help="time only these methods")
+    parser.add_argument(
+        "--snapshots",
+        type=int,
+        default=0,
+        help="also time N snapshots a week apart: a build_features loop vs build_features_many",
+    )
+    parser.add_argument("--snapshot-step", type=int, default=7, help="days between snapshots")
+    parser.add_argument("--log", type=Path, help="time this Parquet log (as of the demo end)")
     args = parser.parse_args()
+    # The children read the snapshots from the environment they inherit.
+    os.environ["SEGMENTKIT_BENCH_SNAPSHOTS"] = f"{args.snapshots},{args.snapshot_step}"
 
-    path, as_of = ensure_log(args.users, args.days, args.seed)
+    if args.log is not None:
+        from segmentkit.io.synth import DEFAULT_END
+
+        path, as_of = args.log, dt.datetime.combine(DEFAULT_END, dt.time()).isoformat()
+    else:
+        path, as_of = ensure_log(args.users, args.days, args.seed)
     import duckdb
 
     n_events = duckdb.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0]
-    print(f"{n_events:,} events, {args.users:,} users, as_of {as_of}, {os.cpu_count()} cores")
+    print(f"{n_events:,} events, as_of {as_of}, {os.cpu_count()} cores")
 
     methods = ["segmentkit", "segmentkit-gap", "segmentkit-nodup", "duckdb-count"]
+    methods += ["segmentkit-loop", "segmentkit-many"] if args.snapshots > 1 else []
     methods += [] if args.no_polars else ["polars"]
     methods += ["pandas"] if args.pandas else []
     methods = [m for m in methods if args.only is None or m in args.only]
@@ -308,6 +350,14 @@ def main() -> None:
         return med(a, key) / med(b, key)
 
     print("ratios (wall; cpu)")
+    if "segmentkit-loop" in results and "segmentkit-many" in results:
+        print(
+            f"  segmentkit-loop / segmentkit-many ({args.snapshots} snapshots): "
+            f"{ratio('segmentkit-loop', 'segmentkit-many', 'seconds'):.2f}; "
+            f"{ratio('segmentkit-loop', 'segmentkit-many', 'cpu_s'):.2f}; features only "
+            f"{ratio('segmentkit-loop', 'segmentkit-many', 'features_s'):.2f}; "
+            f"{ratio('segmentkit-loop', 'segmentkit-many', 'features_cpu_s'):.2f}"
+        )
     for m in [m for m in methods if m.startswith("segmentkit") and "duckdb-count" in methods]:
         print(
             f"  {m} / duckdb-count: {ratio(m, 'duckdb-count', 'seconds'):.2f}; "

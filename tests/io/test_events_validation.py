@@ -110,6 +110,18 @@ def test_input_schema_records_columns_and_key_events(tiny_log):
     assert schema["key_events_seen"] == ["add_to_cart", "purchase"]
 
 
+def test_key_events_seen_from_known_names_match_a_scan_of_the_log(tiny_log):
+    import dataclasses
+
+    from segmentkit.io.events import key_events_seen
+
+    log = load_events(tiny_log)
+    unknown = dataclasses.replace(log, event_names=None)  # answered by reading the log
+    asked = ["purchase", "gift", "refund", "view", "add_to_cart"]
+    assert key_events_seen(log, asked) == key_events_seen(unknown, asked)
+    assert key_events_seen(log, asked) == ["add_to_cart", "purchase", "refund", "view"]
+
+
 @pytest.mark.parametrize("column", ["revenue", "session_id"])
 def test_scoring_input_without_a_trained_column_is_refused(tiny_log, column):
     schema = _schema(tiny_log)
