@@ -6,6 +6,12 @@ Another engine goes beside it and implements the same catalogue.
 """
 
 from segmentkit.features.definitions import FeatureSpec, describe_features, feature_names
-from segmentkit.features.duckdb_engine import build_features
+from segmentkit.features.duckdb_engine import build_features, build_features_many
 
-__all__ = ["FeatureSpec", "build_features", "describe_features", "feature_names"]
+__all__ = [
+    "FeatureSpec",
+    "build_features",
+    "build_features_many",
+    "describe_features",
+    "feature_names",
+]

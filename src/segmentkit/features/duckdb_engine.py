@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,6 +23,7 @@ _MAX_BITMAP_EVENTS = 63
 # pandas as float64 and would lose bits).
 _BLOCK_DAYS = 63
 _DAY_US = 86_400_000_000
+_user_day_ids = itertools.count()
 
 
 def build_features(
@@ -72,6 +75,236 @@ def build_features(
         return _finish(_empty_table(config), config)
     blocks = -(-span_days // _BLOCK_DAYS)
     sql = _feature_sql(events, cutoff, config, vocabulary, blocks)
+    table = events.con.execute(sql).df()
+    return _finish(_decode_day_bits(table, config, blocks), config)
+
+
+def build_features_many(
+    events: EventLog | EventSource,
+    as_of_dates: Sequence[dt.date | dt.datetime | str],
+    config: FeatureConfig | None = None,
+    *,
+    columns: ColumnMap | None = None,
+) -> list[pd.DataFrame]:
+    """Compute the feature tables of several snapshots, reading the log once.
+
+    Equal to ``[build_features(events, t, config) for t in as_of_dates]``, but the
+    events are read once: they are grouped into one row per user, day before the
+    latest snapshot and session start (:func:`_user_day_sql`), and each snapshot
+    aggregates that much smaller table. Snapshots a whole number of days apart share
+    one grouping; others (different times of day) get one each.
+
+    Parameters
+    ----------
+    events : EventLog or event source
+        A validated log from :func:`segmentkit.io.events.load_events`, or anything it
+        accepts (then it is validated here with ``columns``, cut off at the latest date).
+    as_of_dates : sequence of date-like
+        Snapshot times, in any order (repeats allowed).
+    config : FeatureConfig, optional
+        Windows, session gap and key events.
+    columns : ColumnMap, optional
+        Column mapping, used when ``events`` is not yet an ``EventLog``.
+
+    Returns
+    -------
+    list of pandas.DataFrame
+        One table per date of ``as_of_dates``, in that order, each as
+        :func:`build_features` returns it.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> raw = pd.DataFrame({"user_id": ["a", "a", "b"],
+    ...                     "timestamp": ["2024-01-01 10:00", "2024-01-03 09:00", "2024-01-02"],
+    ...                     "event": ["view", "purchase", "view"],
+    ...                     "revenue": [0.0, 20.0, 0.0]})
+    >>> early, late = build_features_many(raw, ["2024-01-02", "2024-01-04"])
+    >>> early["user_id"].tolist(), late["active_days_total"].tolist()
+    (['a'], [2, 1])
+    """
+    config = config or FeatureConfig()
+    cutoffs = [to_timestamp(as_of) for as_of in as_of_dates]
+    if not cutoffs:
+        return []
+    if not isinstance(events, EventLog):
+        events = load_events(events, columns, as_of=max(cutoffs))
+    for cutoff in cutoffs:
+        _check_log_covers(events.as_of, cutoff)
+    by_time_of_day: dict[int, list[dt.datetime]] = {}
+    for cutoff in sorted(set(cutoffs)):
+        by_time_of_day.setdefault(_epoch_us(cutoff) % _DAY_US, []).append(cutoff)
+    tables: dict[dt.datetime, pd.DataFrame] = {}
+    for aligned in by_time_of_day.values():
+        tables.update(_aligned_snapshots(events, aligned, config))
+    out, seen = [], set()
+    for cutoff in cutoffs:
+        out.append(tables[cutoff].copy() if cutoff in seen else tables[cutoff])
+        seen.add(cutoff)
+    return out
+
+
+def _epoch_us(value: dt.datetime) -> int:
+    """Microseconds since the epoch of a naive UTC datetime."""
+    return (value - dt.datetime(1970, 1, 1)) // dt.timedelta(microseconds=1)
+
+
+def _aligned_snapshots(
+    events: EventLog, cutoffs: list[dt.datetime], config: FeatureConfig
+) -> dict[dt.datetime, pd.DataFrame]:
+    """Feature tables of snapshots a whole number of days apart, from one user-day table.
+
+    An event ``d`` whole days before the latest snapshot L (``days_ago`` counted from
+    L) is ``d - n`` days before a snapshot ``n`` days earlier, and before it when its
+    timestamp is; a user-day row holds events of one such ``d`` and is either wholly
+    before a snapshot or not (an event exactly at the snapshot gets its own row).
+    Session starts do not depend on the snapshot: an event starts a session when the
+    user's previous event is more than a gap earlier (or, with session ids, when it
+    is the first of its session), whatever comes later; so each row also counts
+    the sessions that start with its events.
+    """
+    latest = max(cutoffs)
+    vocabulary, span_days = _scan_facts(events, latest)
+    if span_days == 0:
+        return {cutoff: _finish(_empty_table(config), config) for cutoff in cutoffs}
+    user_days = f"_sk_user_days_{next(_user_day_ids)}"
+    events.con.execute(
+        f"CREATE TEMP TABLE {user_days} AS {_user_day_sql(events, latest, config, vocabulary)}"
+    )
+    try:
+        if vocabulary is None:
+            events.con.execute(
+                f"""CREATE TEMP TABLE {user_days}_events AS
+                SELECT user_id, event, min(timestamp) AS first_ts FROM {events.table}
+                WHERE timestamp < {sql_timestamp(latest)} GROUP BY user_id, event"""
+            )
+        (first,) = events.con.execute(f"SELECT min(first_ts) FROM {user_days}").fetchone()
+        tables = {}
+        for cutoff in cutoffs:
+            # As in _scan_facts: days from the first event before the snapshot.
+            span = int((cutoff - first).total_seconds() // 86_400) + 1 if first < cutoff else 0
+            tables[cutoff] = _snapshot_from_user_days(
+                events, user_days, latest, cutoff, config, vocabulary, span
+            )
+        return tables
+    finally:
+        events.con.execute(f"DROP TABLE IF EXISTS {user_days}")
+        events.con.execute(f"DROP TABLE IF EXISTS {user_days}_events")
+
+
+def _user_day_sql(
+    events: EventLog, latest: dt.datetime, config: FeatureConfig, vocabulary: list[str] | None
+) -> str:
+    """Return the SQL of one row per user, whole days before ``latest`` and edge flag.
+
+    ``on_edge`` marks events exactly a whole number of days before ``latest`` (they
+    are at, not before, the snapshot of that day). Every count and sum is kept per
+    row, so that a snapshot's features are sums, minima and bitwise ORs of rows.
+    """
+    code, event_bits = _event_code(vocabulary)
+    key_events = list(dict.fromkeys(config.key_events))
+    per_day = [
+        "count(*) AS events",
+        "sum(revenue) AS revenue",
+        "count(*) FILTER (WHERE revenue > 0) AS orders",
+        "coalesce(sum(revenue) FILTER (WHERE revenue > 0), 0) AS order_revenue",
+        "min(timestamp) AS first_ts",
+        "max(timestamp) AS last_ts",
+        f"{event_bits} AS event_bits",
+    ] + [
+        f"count(*) FILTER (WHERE {_key_event_hit(name, vocabulary)}) AS {slug(name)}_events"
+        for name in key_events
+    ]
+    sep = ",\n               "
+    return f"""
+    WITH base AS NOT MATERIALIZED ({_base_sql(events, latest, code)}),
+    d AS (
+        SELECT user_id, days_ago, before_us % {_DAY_US} = 0 AS on_edge,
+               {sep.join(per_day)}
+        FROM base
+        GROUP BY ALL
+    ),
+    session_starts AS ({_session_sql(events, config)}),
+    s AS (
+        SELECT user_id, CAST(start_us // {_DAY_US} AS INTEGER) AS days_ago,
+               start_us % {_DAY_US} = 0 AS on_edge, count(*) AS sessions
+        FROM session_starts
+        GROUP BY ALL
+    )
+    SELECT d.*, coalesce(s.sessions, 0) AS sessions
+    FROM d LEFT JOIN s USING (user_id, days_ago, on_edge)
+    """
+
+
+def _snapshot_from_user_days(
+    events: EventLog,
+    user_days: str,
+    latest: dt.datetime,
+    cutoff: dt.datetime,
+    config: FeatureConfig,
+    vocabulary: list[str] | None,
+    span_days: int,
+) -> pd.DataFrame:
+    """Return the feature table as of ``cutoff`` from the user-day table of ``latest``."""
+    if span_days <= 0:
+        return _finish(_empty_table(config), config)
+    blocks = -(-span_days // _BLOCK_DAYS)
+    shift = (latest - cutoff).days  # days_ago counted from cutoff = days_ago - shift
+    windows = sorted(config.windows)
+    short = windows[0]
+    key_events = list(dict.fromkeys(config.key_events))
+
+    def within(lo: int, hi: int) -> str:
+        return f"days_ago >= {lo + shift} AND days_ago < {hi + shift}"
+
+    per_user = [
+        "CAST(sum(events) AS BIGINT) AS events_total",
+        "sum(revenue) AS revenue_total",
+        "CAST(sum(orders) AS BIGINT) AS orders",
+        "sum(order_revenue) AS order_revenue",
+        "min(first_ts) AS first_ts",
+        "max(last_ts) AS last_ts",
+        "bit_or(event_bits) AS event_bits",
+        f"CAST(coalesce(sum(events) FILTER (WHERE {within(short, 2 * short)}), 0) AS BIGINT)"
+        " AS events_previous",
+        "CAST(sum(sessions) AS BIGINT) AS sessions_total",
+    ] + [f"CAST(sum({slug(name)}_events) AS BIGINT) AS {slug(name)}_events" for name in key_events]
+    for w in windows:
+        recent = f"days_ago < {w + shift}"
+        per_user += [
+            f"CAST(coalesce(sum(events) FILTER (WHERE {recent}), 0) AS BIGINT) AS events_{w}d",
+            f"coalesce(sum(revenue) FILTER (WHERE {recent}), 0) AS revenue_{w}d",
+            f"CAST(coalesce(sum(sessions) FILTER (WHERE {recent}), 0) AS BIGINT) AS sessions_{w}d",
+        ]
+    for j in range(blocks):
+        lo, hi = _BLOCK_DAYS * j, _BLOCK_DAYS * (j + 1)
+        per_user.append(
+            f"bit_or(CASE WHEN {within(lo, hi)} "
+            f"THEN 1::BIGINT << (days_ago - {lo + shift}) ELSE 0::BIGINT END) AS day_bits_{j}"
+        )
+    t = sql_timestamp(cutoff)
+    distinct_events, distinct_join = "bit_count(u.event_bits)", ""
+    if vocabulary is None:
+        distinct_events = "x.distinct_events"
+        distinct_join = f"""
+            JOIN (SELECT user_id, count(*) AS distinct_events FROM {user_days}_events
+                  WHERE first_ts < {t} GROUP BY user_id) x
+              ON x.user_id = u.user_id"""
+    sep = ",\n               "
+    columns = _output_columns(cutoff, config, blocks, distinct_events, lambda name: f"u.{name}")
+    sql = f"""
+    WITH u AS (
+        SELECT user_id,
+               {sep.join(per_user)}
+        FROM {user_days}
+        WHERE first_ts < {t}
+        GROUP BY user_id
+    )
+    SELECT u.user_id,
+           {sep.join(columns)}
+    FROM u {distinct_join}
+    ORDER BY u.user_id
+    """
     table = events.con.execute(sql).df()
     return _finish(_decode_day_bits(table, config, blocks), config)
 
@@ -142,15 +375,7 @@ def _feature_sql(
     windows = sorted(config.windows)
     short = windows[0]
     key_events = list(dict.fromkeys(config.key_events))
-    if vocabulary is not None:
-        # list_position runs once per distinct name of a dictionary-encoded column,
-        # a CASE over the names once per row (measured twice as costly).
-        names = ", ".join(sql_literal(v) for v in vocabulary)
-        code = f"list_position([{names}], event) - 1"
-        event_bits = "bit_or(1::BIGINT << code)"
-    else:
-        code = "NULL::INTEGER"
-        event_bits = "NULL::BIGINT"
+    code, event_bits = _event_code(vocabulary)
     per_user = [
         "count(*) AS events_total",
         "sum(revenue) AS revenue_total",
@@ -163,12 +388,7 @@ def _feature_sql(
         " AS events_previous",
     ]
     for name in key_events:
-        if vocabulary is None:
-            hit = f"event = {sql_literal(name)}"
-        elif name in vocabulary:
-            hit = f"code = {vocabulary.index(name)}"
-        else:
-            hit = "false"
+        hit = _key_event_hit(name, vocabulary)
         per_user.append(f"count(*) FILTER (WHERE {hit}) AS {slug(name)}_events")
     for w in windows:
         per_user += [
@@ -183,7 +403,7 @@ def _feature_sql(
             f"THEN 1::BIGINT << (days_ago - {lo}) ELSE 0::BIGINT END) AS day_bits_{j}"
         )
     per_user_sessions = ["count(*) AS sessions_total"] + [
-        f"count(*) FILTER (WHERE start_days_ago < {w}) AS sessions_{w}d" for w in windows
+        f"count(*) FILTER (WHERE start_us < {w * _DAY_US}) AS sessions_{w}d" for w in windows
     ]
     distinct_events = "bit_count(u.event_bits)"
     distinct_join = ""
@@ -193,22 +413,10 @@ def _feature_sql(
             JOIN (SELECT user_id, count(DISTINCT event) AS distinct_events
                   FROM {events.table} WHERE timestamp < {t} GROUP BY user_id) x
               ON x.user_id = u.user_id"""
-    passthrough = (
-        [f"u.{slug(name)}_events" for name in key_events]
-        + [f"{c}_{w}d" for w in windows for c in ("u.events", "s.sessions")]
-        + [f"CAST(u.revenue_{w}d AS DOUBLE) AS revenue_{w}d" for w in windows]
-        + [f"u.day_bits_{j}" for j in range(blocks)]
-    )
     sep = ",\n               "
+    columns = _output_columns(cutoff, config, blocks, distinct_events, _qualify)
     return f"""
-    WITH base AS NOT MATERIALIZED (
-        SELECT user_id, timestamp, event, {code} AS code,
-               CAST(coalesce(revenue, 0) AS DECIMAL(18, 6)) AS revenue, session_id,
-               epoch_us({t}) - epoch_us(timestamp) AS before_us,
-               CAST((epoch_us({t}) - epoch_us(timestamp)) // {_DAY_US} AS INTEGER) AS days_ago
-        FROM {events.table}
-        WHERE timestamp < {t}
-    ),
+    WITH base AS NOT MATERIALIZED ({_base_sql(events, cutoff, code)}),
     u AS (
         SELECT user_id,
                {sep.join(per_user)}
@@ -222,23 +430,92 @@ def _feature_sql(
         GROUP BY user_id
     )
     SELECT u.user_id,
-           epoch({t} - u.last_ts) / 86400.0 AS recency_days,
-           epoch({t} - u.first_ts) / 86400.0 AS tenure_days,
-           u.events_total, s.sessions_total,
-           {distinct_events} AS distinct_events,
-           u.events_total / s.sessions_total AS events_per_session,
-           CAST(u.revenue_total AS DOUBLE) AS revenue_total, u.orders,
-           CASE WHEN u.orders > 0 THEN CAST(u.order_revenue AS DOUBLE) / u.orders ELSE 0 END
-               AS avg_order_value,
-           ln((1 + u.events_{short}d) / (1 + u.events_previous)) AS activity_trend,
-           {", ".join(passthrough)}
+           {sep.join(columns)}
     FROM u JOIN s ON s.user_id = u.user_id {distinct_join}
     ORDER BY u.user_id
     """
 
 
+def _event_code(vocabulary: list[str] | None) -> tuple[str, str]:
+    """Return the SQL of an event's integer code and of the bitmap of a user's codes."""
+    if vocabulary is None:
+        return "NULL::INTEGER", "NULL::BIGINT"
+    # list_position runs once per distinct name of a dictionary-encoded column,
+    # a CASE over the names once per row (measured twice as costly).
+    names = ", ".join(sql_literal(v) for v in vocabulary)
+    return f"list_position([{names}], event) - 1", "bit_or(1::BIGINT << code)"
+
+
+def _key_event_hit(name: str, vocabulary: list[str] | None) -> str:
+    """Return the SQL condition of a row being the key event ``name``."""
+    if vocabulary is None:
+        return f"event = {sql_literal(name)}"
+    if name in vocabulary:
+        return f"code = {vocabulary.index(name)}"
+    return "false"
+
+
+def _qualify(name: str) -> str:
+    """Qualify a per-user aggregate of :func:`_feature_sql` by its CTE (``u`` or ``s``)."""
+    return f"s.{name}" if name.startswith("sessions_") else f"u.{name}"
+
+
+def _base_sql(events: EventLog, cutoff: dt.datetime, code: str) -> str:
+    """Return the SQL of the typed events before ``cutoff`` with their time before it."""
+    t = sql_timestamp(cutoff)
+    return f"""
+        SELECT user_id, timestamp, event, {code} AS code,
+               CAST(coalesce(revenue, 0) AS DECIMAL(18, 6)) AS revenue, session_id,
+               epoch_us({t}) - epoch_us(timestamp) AS before_us,
+               CAST((epoch_us({t}) - epoch_us(timestamp)) // {_DAY_US} AS INTEGER) AS days_ago
+        FROM {events.table}
+        WHERE timestamp < {t}"""
+
+
+def _output_columns(
+    cutoff: dt.datetime,
+    config: FeatureConfig,
+    blocks: int,
+    distinct_events: str,
+    col: Callable[[str], str],
+) -> list[str]:
+    """Return the select list of the feature table from per-user aggregates.
+
+    ``col(name)`` qualifies an aggregate column (``events_total``, ``sessions_7d``,
+    ``day_bits_0``...); both the one-snapshot and the many-snapshot queries end
+    with these same expressions, so they compute the same values.
+    """
+    t = sql_timestamp(cutoff)
+    windows = sorted(config.windows)
+    short = windows[0]
+    key_events = list(dict.fromkeys(config.key_events))
+    passthrough = (
+        [f"{col(f'{slug(name)}_events')} AS {slug(name)}_events" for name in key_events]
+        + [f"{col(f'{c}_{w}d')} AS {c}_{w}d" for w in windows for c in ("events", "sessions")]
+        + [f"CAST({col(f'revenue_{w}d')} AS DOUBLE) AS revenue_{w}d" for w in windows]
+        + [f"{col(f'day_bits_{j}')} AS day_bits_{j}" for j in range(blocks)]
+    )
+    events_total, orders = col("events_total"), col("orders")
+    return [
+        f"epoch({t} - {col('last_ts')}) / 86400.0 AS recency_days",
+        f"epoch({t} - {col('first_ts')}) / 86400.0 AS tenure_days",
+        f"{events_total} AS events_total",
+        f"{col('sessions_total')} AS sessions_total",
+        f"{distinct_events} AS distinct_events",
+        f"{events_total} / {col('sessions_total')} AS events_per_session",
+        f"CAST({col('revenue_total')} AS DOUBLE) AS revenue_total",
+        f"{orders} AS orders",
+        f"CASE WHEN {orders} > 0 THEN CAST({col('order_revenue')} AS DOUBLE) / {orders} "
+        "ELSE 0 END AS avg_order_value",
+        f"ln((1 + {col(f'events_{short}d')}) / (1 + {col('events_previous')})) AS activity_trend",
+        *passthrough,
+    ]
+
+
 def _session_sql(events: EventLog, config: FeatureConfig) -> str:
-    """Return the SQL of one row per session: ``user_id``, ``start_days_ago`` (its first day).
+    """Return the SQL of one row per session: ``user_id``, ``start_us`` (its start, before T).
+
+    ``start_us`` is the ``before_us`` of the session's first event.
 
     With session ids, a session is a (user, session id) group; rows without an id
     form one session per timestamp. Without them, sessions are cut where a user's
@@ -251,12 +528,12 @@ def _session_sql(events: EventLog, config: FeatureConfig) -> str:
     """
     if events.has_session_id:
         return """
-        SELECT user_id, max(days_ago) AS start_days_ago
+        SELECT user_id, max(before_us) AS start_us
         FROM base
         GROUP BY user_id, session_id, CASE WHEN session_id IS NULL THEN timestamp END"""
     gap_us = int(config.session_gap_minutes) * 60_000_000
     return f"""
-        SELECT user_id, CAST(first_us // {_DAY_US} AS INTEGER) AS start_days_ago
+        SELECT user_id, first_us AS start_us
         FROM (
             SELECT user_id, min(before_us) AS last_us, max(before_us) AS first_us
             FROM base
