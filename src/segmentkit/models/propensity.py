@@ -491,7 +491,10 @@ class PropensityModel(BaseEstimator):
         OpenMP/BLAS threads used while fitting (via threadpoolctl, restored
         afterwards); ``None`` keeps the libraries' default. Scoring uses every core. On a busy
         machine with few cores, 1 avoids oversubscription (measured here: a boosting
-        fit 100x slower with 2 OpenMP threads on 2 loaded cores than with 1).
+        fit 100x slower with 2 OpenMP threads on 2 loaded cores than with 1). When
+        twice ``n_threads`` fits the usable cores, the calibration copy and the model
+        are fitted side by side, each on its own thread with that limit (same models
+        as one after the other).
 
     Attributes
     ----------
