@@ -16,7 +16,9 @@ that moment, so that figures from a loaded machine can be compared).
 Prints, per size, the medians of ``--runs`` runs: wall time of each stage of
 ``train_model`` (loading and validation, features, segmentation, propensity), total,
 CPU time, peak RSS, the ratio total / bare count, the ratio to the issue's target
-(100k: 40 s, 300k: 75 s, 1M: 180 s, where defined), and the least-squares slope of
+(100k: 40 s, 300k: 75 s, 1M: 180 s, where defined), the chosen family and the
+out-of-time evaluation metrics of every propensity target (so that a speed-up which
+changes the models shows), and the least-squares slope of
 total time against users (seconds per 100k users) with the log-log exponent. The
 MLflow logging and bundle saving of ``segmentkit train`` are not included (they do not
 depend on the number of users beyond the bundle's size).
@@ -82,6 +84,13 @@ def child(kind: str, path: str, params: str, k: str) -> None:
     cpu0, start = cpu_seconds(), time.perf_counter()
     result = train_model(config, path)
     seconds = time.perf_counter() - start
+    quality = {}
+    if result.propensity is not None:
+        rows = result.propensity.evaluation.metrics.query("model == 'model'")
+        quality = {
+            target: {m: float(v) for m, v in zip(part["metric"], part["value"], strict=True)}
+            for target, part in rows.groupby("target", sort=False)
+        }
     print(
         json.dumps(
             {
@@ -92,6 +101,8 @@ def child(kind: str, path: str, params: str, k: str) -> None:
                 "users": int(result.report.users),
                 "events": int(result.report.rows_clean),
                 "load": load,
+                "choice": dict(result.propensity.choice) if result.propensity else {},
+                "quality": quality,
             }
         )
     )
@@ -172,6 +183,10 @@ def main() -> None:
             f"peak RSS {statistics.median(r['peak_gb'] for r in rs):.2f} GiB; "
             f"/ bare count {total / count:.0f}x{versus}"
         )
+        # Same data, params and seed give the same models: the first run stands for all.
+        for target, metrics in rs[0]["quality"].items():
+            shown = ", ".join(f"{m} {v:.4f}" for m, v in metrics.items())
+            print(f"      {target} ({rs[0]['choice'][target]}): {shown}")
     if len(args.users) >= 2:
         per_user, exponent = slope(args.users, totals)
         print(

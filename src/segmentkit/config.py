@@ -137,7 +137,7 @@ class PropensityConfig:
     # Families judged out of time per target, and the most training rows they are
     # compared on (a stratified sample; only the winner is fitted on every row).
     candidates: tuple[str, ...] = PROPENSITY_CANDIDATES
-    selection_rows_max: int = 200_000
+    selection_rows_max: int = 100_000
     # Most stacked snapshot rows a model is fitted on (a sample stratified by snapshot
     # and label); null = every row.
     training_rows_max: int | None = 600_000

@@ -24,10 +24,12 @@ from segmentkit.errors import (
 from segmentkit.features import build_features
 from segmentkit.io.events import load_events
 from segmentkit.io.synth import generate_events
+from segmentkit.models import propensity as propensity_module
 from segmentkit.models.labels import (
     build_label_table,
     build_labels,
     build_training_set,
+    features_at,
     plan_snapshots,
     season_snapshots,
 )
@@ -139,6 +141,18 @@ def test_training_set_reuses_labels_across_roles_and_targets(tiny_log):
         assert_frame_equal(again, fresh[fresh["snapshot"] == pd.Timestamp(times[0])])
     # One feature table per time, one label table per (time, target).
     assert len(cache) == 2 + 2 * 2
+
+
+def test_features_at_builds_missing_snapshots_in_one_pass_equal_to_each_alone(tiny_log):
+    times = [dt.datetime(2024, 2, 1), dt.datetime(2024, 1, 21), dt.datetime(2024, 2, 1)]
+    cache = {}
+    tables = features_at(tiny_log, times, FEATURES, cache)
+    assert list(tables) == times[:2] and list(cache) == times[:2]
+    for t in times:
+        assert_frame_equal(tables[t], build_features(tiny_log, t, FEATURES))
+    # Cached tables are reused as they are, not rebuilt.
+    again = features_at(tiny_log, times[1:2], FEATURES, cache)
+    assert again[times[1]] is cache[times[1]]
 
 
 def test_label_table_of_several_targets_equals_each_target_alone(tiny_log):
@@ -764,6 +778,48 @@ def test_bgnbd_inputs_are_required(xy):
     X, y, _ = xy
     with pytest.raises(DataValidationError, match=r"needs feature column\(s\) \['tenure_days'\]"):
         PropensityModel(family="logistic", bgnbd_features=True).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    ("family", "kind", "bgnbd_features"),
+    [("hgb", "inactivity", True), ("logistic", "event", False), ("hgb", "count", False)],
+)
+def test_calibration_copy_side_by_side_gives_the_same_model(
+    xy_tenure, monkeypatch, family, kind, bgnbd_features
+):
+    X, y, snapshot = xy_tenure
+    params = dict(
+        kind=kind, event="purchase", family=family, bgnbd_features=bgnbd_features,
+        random_state=0, n_threads=1,
+    )  # fmt: skip
+    models = {}
+    for parallel in (False, True):
+        monkeypatch.setattr(PropensityModel, "_parallel_pair", lambda self, p=parallel: p)
+        models[parallel] = PropensityModel(**params).fit(X, y, snapshot=snapshot)
+    np.testing.assert_array_equal(models[True].predict(X), models[False].predict(X))
+    assert models[True].calibration_mode_ == "latest_snapshot"
+
+
+def test_side_by_side_fits_only_when_their_threads_fit_the_cores(monkeypatch):
+    monkeypatch.setattr("segmentkit.models.propensity.usable_cores", lambda: 2)
+    assert PropensityModel(n_threads=1)._parallel_pair()
+    assert not PropensityModel(n_threads=2)._parallel_pair()
+    assert not PropensityModel(n_threads=None)._parallel_pair()
+    monkeypatch.setattr("segmentkit.models.propensity.usable_cores", lambda: 1)
+    assert not PropensityModel(n_threads=1)._parallel_pair()
+
+
+def test_repeated_bgnbd_inputs_give_the_parameters_of_a_fresh_fit(xy_tenure):
+    X, _, _ = xy_tenure
+    inputs = X[["recency_days", "tenure_days", "active_days_total"]].to_numpy()
+    first = propensity_module._fit_bgnbd(inputs)
+    propensity_module._BGNBD_FITS.clear()
+    fresh = propensity_module._fit_bgnbd(inputs)
+    repeat = propensity_module._fit_bgnbd(inputs)
+    np.testing.assert_array_equal(first, fresh)
+    np.testing.assert_array_equal(repeat, fresh)
+    other = propensity_module._fit_bgnbd(inputs[: len(inputs) // 2])
+    assert not np.array_equal(other, fresh)
 
 
 def test_level_matches_the_latest_snapshot(xy):

@@ -12,7 +12,7 @@ import pandas as pd
 
 from segmentkit.config import FeatureConfig, TargetConfig
 from segmentkit.errors import ConfigError, DataValidationError, InsufficientDataError
-from segmentkit.features import build_features
+from segmentkit.features import build_features, build_features_many
 from segmentkit.io.events import EventLog, to_timestamp
 from segmentkit.text import sql_literal, sql_timestamp
 
@@ -274,14 +274,10 @@ def build_training_set(
         ordered by snapshot (latest first) then ``user_id``.
     """
     frames = []
-    for t0 in snapshots:
-        t0 = to_timestamp(t0)
-        if _cache is not None and t0 in _cache:
-            features = _cache[t0]
-        else:
-            features = build_features(log, t0, feature_config)
-            if _cache is not None:
-                _cache[t0] = features
+    times = [to_timestamp(t0) for t0 in snapshots]
+    tables = features_at(log, times, feature_config, _cache)
+    for t0 in times:
+        features = tables[t0]
         labels = _cached_labels(log, t0, target, horizon_days, as_of, _cache, _other_targets)
         frame = features.merge(labels, on="user_id", how="inner", validate="one_to_one")
         if len(frame) != len(features):  # pragma: no cover - same user definition both sides
@@ -291,6 +287,41 @@ def build_training_set(
     if not frames:
         raise InsufficientDataError("no snapshot to build a training set from")
     return pd.concat(frames, ignore_index=True)
+
+
+def features_at(
+    log: EventLog,
+    times: Sequence[dt.datetime],
+    feature_config: FeatureConfig | None = None,
+    cache: dict[Any, pd.DataFrame] | None = None,
+) -> dict[dt.datetime, pd.DataFrame]:
+    """Feature tables at several snapshot times, the missing ones from one pass over the log.
+
+    Parameters
+    ----------
+    log : EventLog
+        Clean log.
+    times : sequence of datetime.datetime
+        Snapshot times (repeats allowed).
+    feature_config : FeatureConfig, optional
+        Passed to :func:`segmentkit.features.build_features_many`.
+    cache : dict, optional
+        Tables already built, by time; the new ones are added to it.
+
+    Returns
+    -------
+    dict
+        The table of every time in ``times``.
+    """
+    cache = {} if cache is None else cache
+    times = [to_timestamp(t) for t in times]
+    missing = [t for t in dict.fromkeys(times) if t not in cache]
+    if len(missing) == 1:
+        cache[missing[0]] = build_features(log, missing[0], feature_config)
+    elif missing:
+        # One scan and one user-day aggregation serve every snapshot (issue 15).
+        cache.update(zip(missing, build_features_many(log, missing, feature_config), strict=True))
+    return {t: cache[t] for t in times}
 
 
 #: Length of the seasonal cycle looked for (days): the same season a year earlier.

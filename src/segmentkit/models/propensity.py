@@ -50,7 +50,9 @@ the RMS error of the level rule over those snapshots sizes the expected total's 
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -80,6 +82,7 @@ from segmentkit.models.labels import (
     _KINDS,
 )
 from segmentkit.models.transforms import ArcsinhTransformer, Log1pTransformer
+from segmentkit.parallel import thread_map, usable_cores
 from segmentkit.text import slug
 
 FAMILIES: tuple[str, ...] = ("logistic", "hgb", "recency", "rfm", "bgnbd", "complement")
@@ -272,6 +275,61 @@ def _raw_score(estimator: BaseEstimator, X: np.ndarray, classify: bool) -> np.nd
     return np.asarray(estimator.predict(X), dtype=float)
 
 
+def _fit_pair(
+    base: BaseEstimator,
+    design: np.ndarray,
+    y: np.ndarray,
+    older: np.ndarray,
+    n_threads: int | None,
+    *,
+    parallel: bool,
+) -> tuple[BaseEstimator, BaseEstimator]:
+    """Fit a copy of ``base`` on the ``older`` rows and another on every row.
+
+    The two fits are independent (each its own clone, same seed), so running them
+    on two threads gives the same models as one after the other. OpenMP thread
+    limits are per thread, so each worker sets ``n_threads`` itself.
+    """
+
+    def fit(rows: np.ndarray | None) -> BaseEstimator:
+        with threadpool_limits(limits=n_threads):
+            if rows is None:
+                return clone(base).fit(design, y)
+            return clone(base).fit(design[rows], y[rows])
+
+    if not parallel:
+        return fit(older), fit(None)
+    early, full = thread_map(fit, [older, None])
+    return early, full
+
+
+# BG/NBD parameters of recent inputs, by a digest of the inputs: candidates, baselines
+# and variants of one target fit BG/NBD on the same latest-snapshot rows (the fit is
+# deterministic, so a repeat returns what a refit would).
+_BGNBD_FITS: dict[bytes, np.ndarray] = {}
+_BGNBD_FITS_MAX = 8
+_BGNBD_LOCK = threading.Lock()
+
+
+def _fit_bgnbd(inputs: np.ndarray) -> np.ndarray:
+    """Return activity BG/NBD ``r, alpha, a, b`` fitted on recency, tenure, active days."""
+    inputs = np.ascontiguousarray(inputs, dtype=np.float64)
+    digest = hashlib.blake2b(inputs.tobytes(), digest_size=20)
+    digest.update(repr(inputs.shape).encode())
+    key = digest.digest()
+    with _BGNBD_LOCK:
+        if key in _BGNBD_FITS:
+            return _BGNBD_FITS[key].copy()
+    frame = pd.DataFrame(inputs, columns=list(_BGNBD_INPUTS))
+    fitted = BetaGeoModel().fit(summary_from_features(frame))
+    params = np.array([fitted.r_, fitted.alpha_, fitted.a_, fitted.b_])
+    with _BGNBD_LOCK:
+        while len(_BGNBD_FITS) >= _BGNBD_FITS_MAX:
+            _BGNBD_FITS.pop(next(iter(_BGNBD_FITS)))
+        _BGNBD_FITS[key] = params
+    return params.copy()
+
+
 def _rank_reference(column: np.ndarray) -> np.ndarray:
     """Quantiles of a training column on a fine grid: the reference of :func:`_quintile`."""
     return np.quantile(column, np.linspace(0.0, 1.0, _RANK_GRID), method="inverted_cdf")
@@ -450,7 +508,10 @@ class PropensityModel(BaseEstimator):
         OpenMP/BLAS threads used while fitting (via threadpoolctl, restored
         afterwards); ``None`` keeps the libraries' default. Scoring uses every core. On a busy
         machine with few cores, 1 avoids oversubscription (measured here: a boosting
-        fit 100x slower with 2 OpenMP threads on 2 loaded cores than with 1).
+        fit 100x slower with 2 OpenMP threads on 2 loaded cores than with 1). When
+        twice ``n_threads`` fits the usable cores, the calibration copy and the model
+        are fitted side by side, each on its own thread with that limit (same models
+        as one after the other).
 
     Attributes
     ----------
@@ -658,10 +719,13 @@ class PropensityModel(BaseEstimator):
         design = self._design(X)
 
         cal_y = None
+        estimator = None
         if latest is not None and 0 < latest.sum() < latest.size:
             older = ~latest
             if not classify or np.unique(y[older]).size == 2:
-                early = clone(base).fit(design[older], y[older])
+                early, estimator = _fit_pair(
+                    base, design, y, older, self.n_threads, parallel=self._parallel_pair()
+                )
                 raw = _raw_score(early, design[latest], classify)
                 cal_y = y[latest]
                 self.calibration_mode_ = "latest_snapshot"
@@ -697,7 +761,7 @@ class PropensityModel(BaseEstimator):
             total = float(np.sum(raw))
             self.scale_ = float(np.sum(cal_y) / total) if total > 0 else 1.0
 
-        self.estimator_ = clone(base).fit(design, y)
+        self.estimator_ = estimator if estimator is not None else clone(base).fit(design, y)
         self.level_offset_ = 0.0
         self.level_factor_ = 1.0
         self.level_trend_ = float("nan")
@@ -710,6 +774,15 @@ class PropensityModel(BaseEstimator):
         self.training_mean_ = float(np.mean(y))
         self._set_buckets(self._predict_array(X[reference_rows]))
         return self
+
+    def _parallel_pair(self) -> bool:
+        """Whether the calibration copy and the model are fitted side by side.
+
+        Only with a thread limit whose double fits the cores: each fit then keeps its
+        limit and the two never oversubscribe (``n_threads=None`` lets the libraries
+        use every core for one fit at a time instead).
+        """
+        return self.n_threads is not None and 2 * self.n_threads <= usable_cores()
 
     def _fit_inputs(self, X: np.ndarray, names: list[str] | None, latest: Any) -> None:
         """Fit what the design matrix needs: RFM references, BG/NBD parameters."""
@@ -733,9 +806,7 @@ class PropensityModel(BaseEstimator):
             self.bgnbd_columns_ = np.array([names.index(c) for c in _BGNBD_INPUTS])
             # Unsupervised: fitted on the features of the latest snapshot's users alone.
             rows = X[latest] if latest is not None else X
-            inputs = pd.DataFrame(rows[:, self.bgnbd_columns_], columns=list(_BGNBD_INPUTS))
-            fitted = BetaGeoModel().fit(summary_from_features(inputs))
-            self.bgnbd_params_ = np.array([fitted.r_, fitted.alpha_, fitted.a_, fitted.b_])
+            self.bgnbd_params_ = _fit_bgnbd(rows[:, self.bgnbd_columns_])
 
     def _fit_complement(self, X: np.ndarray, latest: Any) -> PropensityModel:
         source = self.source

@@ -29,6 +29,7 @@ from segmentkit.models.labels import (
     SEASON_DAYS,
     _check_target,
     build_training_set,
+    features_at,
     plan_snapshots,
     season_snapshots,
 )
@@ -207,6 +208,11 @@ def fit_propensity(
     ordered = sorted(config.targets, key=lambda t: t.kind == "inactivity")
     # Every target's labels at a snapshot come from one scan of the log.
     label_targets = [(t, t.horizon_days or config.horizon_days) for t in ordered]
+
+    # Every snapshot the plans name is built in one pass over the log, before any fit.
+    features_at(
+        log, _planned_snapshots(ordered, config, end, first), feature_config, cache
+    )  # fmt: skip
 
     for target in ordered:
         horizon = target.horizon_days or config.horizon_days
@@ -470,6 +476,35 @@ def fit_propensity(
         evaluation=evaluation_result,
         choice={name: choice[name] for name in order},
     )
+
+
+def _planned_snapshots(
+    targets: Sequence[TargetConfig],
+    config: PropensityConfig,
+    end: dt.datetime,
+    first: dt.datetime,
+) -> list[dt.datetime]:
+    """Every training, evaluation and selection snapshot of the targets' plans.
+
+    Plans that cannot be laid out are skipped here: :func:`fit_propensity` raises
+    their error where it lays them out itself.
+    """
+    times: list[dt.datetime] = []
+    for target in targets:
+        horizon = target.horizon_days or config.horizon_days
+        try:
+            plan = plan_snapshots(
+                end, horizon, config.n_snapshots, config.snapshot_step_days, first_event=first
+            )
+            times += [*plan.backtest, plan.evaluation, *plan.final]
+            selection = plan_snapshots(
+                plan.evaluation, horizon, config.n_snapshots, config.snapshot_step_days,
+                first_event=first,
+            )  # fmt: skip
+            times += [*selection.backtest, selection.evaluation]
+        except InsufficientDataError:
+            continue
+    return list(dict.fromkeys(times))
 
 
 def _parse_variant(name: str) -> tuple[str, str]:
