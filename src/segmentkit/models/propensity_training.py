@@ -211,7 +211,7 @@ def fit_propensity(
 
     # Every snapshot the plans name is built in one pass over the log, before any fit.
     features_at(
-        log, _planned_snapshots(ordered, config, end, first), feature_config, cache
+        log, _planned_snapshots(ordered, config, end, first, features_used), feature_config, cache
     )  # fmt: skip
 
     for target in ordered:
@@ -483,8 +483,9 @@ def _planned_snapshots(
     config: PropensityConfig,
     end: dt.datetime,
     first: dt.datetime,
+    features_used: FeatureConfig,
 ) -> list[dt.datetime]:
-    """Every training, evaluation and selection snapshot of the targets' plans.
+    """Every training, evaluation, selection and level-history snapshot of the targets' plans.
 
     Plans that cannot be laid out are skipped here: :func:`fit_propensity` raises
     their error where it lays them out itself.
@@ -504,6 +505,16 @@ def _planned_snapshots(
             times += [*selection.backtest, selection.evaluation]
         except InsufficientDataError:
             continue
+        # The past snapshots the level rules are judged on (fit_propensity's history).
+        warmup = max(features_used.windows)
+        step = min(config.snapshot_step_days, horizon)
+        times += _history_needed(
+            _level_test_times(plan.evaluation, horizon, first, warmup, step),
+            _season_test_times(plan.evaluation, horizon, first, warmup, step),
+            horizon,
+        )
+        # A seasonal level's step into the scored period (used when that level is chosen).
+        times += list(season_snapshots(end, horizon, first_event=first) or ())
     return list(dict.fromkeys(times))
 
 
@@ -685,6 +696,26 @@ def _level_test_times(
     return times
 
 
+def _history_needed(
+    times: Sequence[dt.datetime], season_times: Sequence[dt.datetime], horizon: int
+) -> list[dt.datetime]:
+    """Snapshots whose levels the moves into ``times`` (and a year earlier) compare, sorted.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> days = _history_needed([dt.datetime(2025, 3, 1)], [], 30)
+    >>> [d.date().isoformat() for d in days]
+    ['2025-01-30', '2025-03-01']
+    """
+    step = dt.timedelta(days=horizon)
+    needed = {when for t in times for when in (t, t - step)}
+    for t in season_times:
+        year, year_before = season_snapshots(t, horizon)
+        needed |= {t, t - step, year, year_before}
+    return sorted(needed)
+
+
 def _residual_history(
     model: PropensityModel,
     times: Sequence[dt.datetime],
@@ -697,13 +728,8 @@ def _residual_history(
     The move into ``t`` is measured from ``t - h``; for ``season_times`` the same
     move a year earlier too.
     """
-    step = dt.timedelta(days=horizon)
-    needed = {when for t in times for when in (t, t - step)}
-    for t in season_times:
-        year, year_before = season_snapshots(t, horizon)
-        needed |= {t, t - step, year, year_before}
     residuals = {}
-    for when in sorted(needed):
+    for when in _history_needed(times, season_times, horizon):
         X, y, _ = _split(build([when]))
         # A snapshot without positives (or negatives) has no finite level: left out.
         if len(y) and y.mean() > 0 and (model.kind == "count" or y.mean() < 1):
