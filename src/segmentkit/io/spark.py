@@ -48,6 +48,7 @@ __all__ = [
     "epoch_us",
     "load_events_spark",
     "read_events_spark",
+    "release_checkpoint",
     "session_conf",
     "utc_session",
 ]
@@ -57,6 +58,8 @@ MICROS_PER_DAY = 86_400_000_000
 _MICROS_PER_SECOND = 1_000_000
 _INTEGER_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 _NUMERIC_TYPES = (*_INTEGER_TYPES, T.FloatType, T.DoubleType, T.DecimalType)
+_EXCLUDED_RULES = "spark.sql.optimizer.excludedRules"
+_KEEP_ALIASES = "org.apache.spark.sql.catalyst.optimizer.RemoveRedundantAliases"
 _NANOS_AS_LONG = "spark.sql.legacy.parquet.nanosAsLong"
 
 SparkEventSource = str | Path | list | DataFrame
@@ -85,6 +88,14 @@ class SparkEventLog:
     has_revenue: bool
     has_session_id: bool
     as_of: dt.datetime | None
+
+    def release(self) -> None:
+        """Free the kept events now (otherwise when ``frame`` is garbage collected).
+
+        Frames computed from the log must not be read afterwards unless they were
+        computed and kept (persisted) before.
+        """
+        release_checkpoint(self.frame)
 
 
 @contextlib.contextmanager
@@ -423,6 +434,13 @@ def _validate(
     )
 
 
+def release_checkpoint(frame: DataFrame) -> None:
+    """Free the blocks of a frame made by ``localCheckpoint`` before it is garbage collected."""
+    plan = frame._jdf.queryExecution().analyzed()
+    if plan.nodeName() == "LogicalRDD":
+        plan.rdd().unpersist(False)
+
+
 def _partitioned_by_user(rows: DataFrame) -> DataFrame:
     """De-duplicate ``rows`` after one shuffle by user and keep the result (local checkpoint).
 
@@ -431,8 +449,14 @@ def _partitioned_by_user(rows: DataFrame) -> DataFrame:
     none of them shuffles the log again. The checkpoint's blocks are released when
     the returned DataFrame is garbage collected.
     """
-    # Adaptive execution would hide the partitioning from the checkpoint's readers.
-    with session_conf(rows.sparkSession, "spark.sql.adaptive.enabled", "false"):
+    spark = rows.sparkSession
+    # Adaptive execution, and the optimizer dropping the alias of ``user_id``, would
+    # hide the partitioning from the checkpoint's readers (then they would shuffle).
+    excluded = spark.conf.get(_EXCLUDED_RULES, None) or ""
+    with (
+        session_conf(spark, "spark.sql.adaptive.enabled", "false"),
+        session_conf(spark, _EXCLUDED_RULES, ",".join(filter(None, [excluded, _KEEP_ALIASES]))),
+    ):
         return rows.repartition("user_id").distinct().localCheckpoint(eager=True)
 
 
