@@ -424,7 +424,11 @@ def _validate(
         last_event=_from_epoch_us(last).isoformat() if last is not None else None,
         duplicates_checked=True,
     )
-    check_enough_left(report, cutoff, min_users)
+    try:
+        check_enough_left(report, cutoff, min_users)
+    except Exception:
+        release_checkpoint(clean)
+        raise
     return SparkEventLog(
         frame=clean,
         report=report,
