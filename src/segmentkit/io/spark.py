@@ -67,7 +67,7 @@ SparkEventSource = str | Path | list | DataFrame
 
 @dataclass(frozen=True)
 class SparkEventLog:
-    """A validated event log as a (lazy) Spark DataFrame.
+    """A validated event log as a Spark DataFrame, hash partitioned by user and kept.
 
     Attributes
     ----------
@@ -266,8 +266,9 @@ def load_events_spark(
     Returns
     -------
     SparkEventLog
-        The clean events (lazy) and the data-quality report (computed here, in two
-        distributed passes).
+        The clean events, shuffled once by user and kept on the executors (free them
+        with :meth:`SparkEventLog.release`, or they go when garbage collected), and the
+        data-quality report (one scan of the raw rows, one pass over the kept ones).
 
     Raises
     ------
