@@ -555,9 +555,12 @@ def _features_on_spark(
     """``features --engine spark``: distributed validation and features, a Parquet dataset out."""
     cfg = _config(params)
     sks, log = _spark_log(cfg, events, as_of or cfg.data.as_of, output)
-    snapshot = log.as_of or sks.default_as_of(log)
-    with output.step("Features"):
-        sks.write_parquet(sks.build_features(log, snapshot, cfg.features), out)
+    try:
+        snapshot = log.as_of or sks.default_as_of(log)
+        with output.step("Features"):
+            sks.write_parquet(sks.build_features(log, snapshot, cfg.features), out)
+    finally:
+        log.release()  # the events kept on the executors
     report = log.report
     output.echo(
         f"features of {report.users:,} users as of {snapshot:%Y-%m-%d} written to {out} "
@@ -585,11 +588,14 @@ def _score_on_spark(
     # As local scoring: the model's column mapping, and as_of only from the command line.
     sks, log = _spark_log(cfg, events, as_of, output, columns=loaded.columns)
     with output.step("Scoring"):
-        scores = sks.score(loaded, log, as_of=log.as_of)
         try:
-            sks.write_parquet(scores, out)
+            scores = sks.score(loaded, log, as_of=log.as_of)
+            try:
+                sks.write_parquet(scores, out)
+            finally:
+                scores.unpersist()
         finally:
-            scores.unpersist()
+            log.release()  # the events kept on the executors
     output.echo(
         f"scored {log.report.users:,} users with {model} (version "
         f"{loaded.metadata.model_version or 'unsaved'}) on Spark: {out}"
@@ -612,42 +618,45 @@ def _train_on_spark(
 
     cfg = _config(params)
     sks, log = _spark_log(cfg, events, as_of or cfg.data.as_of, output, min_users=2)
-    run = sks.train_model(
-        cfg, log, log.as_of, sample_users=cfg.spark.sample_users, progress=output.step
-    )
-    bundle_root = Path(cfg.tracking.models_dir) / cfg.tracking.registered_model
-    registered = api._publish(
-        cfg, run.result, bundle_root, promote, command="train", progress=output.step
-    )
-    html = api._write_html_report(
-        run.result.model,
-        registered,
-        Path("reports") / f"train-{run.result.as_of:%Y-%m-%d}",
-        output.step,
-    )
-    result = dataclasses.replace(
-        api._train_result(run.result, bundle_root, registered), report_html=html
-    )
-    output.echo(
-        f"fitted on a stratified sample of {run.sample['sample']:,} of "
-        f"{run.sample['population']:,} users"
-    )
-    output.echo(_training_summary(result))
-    output.echo()
-    output.echo(_where_it_went(result))
-    output.echo(f"html:    {result.report_html}")
-    if scores_out is not None:
-        with output.step("Scoring every user"):
-            from segmentkit.bundle import live_version
+    try:
+        run = sks.train_model(
+            cfg, log, log.as_of, sample_users=cfg.spark.sample_users, progress=output.step
+        )
+        bundle_root = Path(cfg.tracking.models_dir) / cfg.tracking.registered_model
+        registered = api._publish(
+            cfg, run.result, bundle_root, promote, command="train", progress=output.step
+        )
+        html = api._write_html_report(
+            run.result.model,
+            registered,
+            Path("reports") / f"train-{run.result.as_of:%Y-%m-%d}",
+            output.step,
+        )
+        result = dataclasses.replace(
+            api._train_result(run.result, bundle_root, registered), report_html=html
+        )
+        output.echo(
+            f"fitted on a stratified sample of {run.sample['sample']:,} of "
+            f"{run.sample['population']:,} users"
+        )
+        output.echo(_training_summary(result))
+        output.echo()
+        output.echo(_where_it_went(result))
+        output.echo(f"html:    {result.report_html}")
+        if scores_out is not None:
+            with output.step("Scoring every user"):
+                from segmentkit.bundle import live_version
 
-            scores = sks.score_features(
-                result.model, run.features, run.result.as_of, live_version(bundle_root).name
-            )
-            try:
-                sks.write_parquet(scores, scores_out)
-            finally:
-                scores.unpersist()
-        output.echo(f"scores of {run.sample['population']:,} users: {scores_out}")
+                scores = sks.score_features(
+                    result.model, run.features, run.result.as_of, live_version(bundle_root).name
+                )
+                try:
+                    sks.write_parquet(scores, scores_out)
+                finally:
+                    scores.unpersist()
+            output.echo(f"scores of {run.sample['population']:,} users: {scores_out}")
+    finally:
+        log.release()  # the events kept on the executors
 
 
 def _show_warning(message: Any, category: type, *args: Any, **kwargs: Any) -> None:

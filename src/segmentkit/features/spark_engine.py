@@ -24,7 +24,11 @@ import pandas as pd
 from segmentkit.config import ColumnMap, FeatureConfig
 from segmentkit.features.definitions import describe_features
 from segmentkit.features.duckdb_engine import _BLOCK_DAYS as BLOCK_DAYS
-from segmentkit.features.duckdb_engine import _check_log_covers, _decode_day_bits
+from segmentkit.features.duckdb_engine import (
+    _MAX_BITMAP_EVENTS,
+    _check_log_covers,
+    _decode_day_bits,
+)
 from segmentkit.io.events import to_timestamp
 from segmentkit.io.spark import (
     MICROS_PER_DAY,
@@ -99,11 +103,16 @@ def _feature_frame(
 ) -> DataFrame:
     """Build the DataFrame plan, mirroring the DuckDB engine's SQL column for column.
 
+    The log arrives hash partitioned by user (see :func:`load_events_spark`), and
+    every grouping here has ``user_id`` among its keys: sessions and users are
+    aggregated inside that partitioning, without shuffling the events again.
+
     Revenue is summed as DECIMAL(18, 6), as in DuckDB: exact, so any aggregation
     order gives the same double. Time differences are converted to days the way
     DuckDB's ``epoch(interval)`` does (whole days plus the rest in seconds). Active
     days are OR-ed into the DuckDB engine's 63-day bitmaps and decoded by the same
-    function, in Python workers.
+    function, in Python workers; distinct event types are OR-ed into a bitmap too
+    when the log has at most 63 of them (as in the DuckDB engine).
     """
     windows = sorted(config.windows)
     short = windows[0]
@@ -118,49 +127,57 @@ def _feature_frame(
         F.expr(f"({t_us} - ts_us) div {MICROS_PER_DAY}").cast("int").alias("days_ago"),
     )
     days_ago, revenue, event = F.col("days_ago"), F.col("revenue"), F.col("event")
-
-    def zero_if_null(column: Column) -> Column:
-        return F.coalesce(column, F.lit(0).cast("decimal(18,6)"))
-
-    per_user = [
-        F.count(F.lit(1)).alias("events_total"),
-        F.sum(revenue).alias("revenue_total"),
-        F.count_if(revenue > 0).alias("orders"),
-        zero_if_null(F.sum(F.when(revenue > 0, revenue))).alias("order_revenue"),
-        F.min("ts_us").alias("first_us"),
-        F.max("ts_us").alias("last_us"),
-        F.size(F.collect_set(event)).alias("distinct_events"),
-        F.count_if((days_ago >= short) & (days_ago < 2 * short)).alias("events_previous"),
+    # A driver-side list of event names (bounded: it stops past the bitmap's width).
+    names = [
+        row[0] for row in base.select("event").distinct().limit(_MAX_BITMAP_EVENTS + 1).collect()
     ]
+    vocabulary = sorted(names) if len(names) <= _MAX_BITMAP_EVENTS else None
+
+    # Each per-user aggregate as (expression over events, how partial results combine).
+    partial: dict[str, tuple[Column, str]] = {
+        "events_total": (F.count(F.lit(1)), "sum"),
+        "revenue_total": (F.sum(revenue), "sum"),
+        "orders": (F.count_if(revenue > 0), "sum"),
+        "order_revenue": (F.sum(F.when(revenue > 0, revenue)), "sum"),
+        "first_us": (F.min("ts_us"), "min"),
+        "last_us": (F.max("ts_us"), "max"),
+        "events_previous": (F.count_if((days_ago >= short) & (days_ago < 2 * short)), "sum"),
+    }
+    if vocabulary is not None:
+        codes = F.create_map(*[F.lit(x) for i, name in enumerate(vocabulary) for x in (name, i)])
+        bit = F.call_function("shiftleft", F.lit(1).cast("bigint"), F.element_at(codes, event))
+        partial["event_bits"] = (F.bit_or(bit), "bit_or")
+    else:
+        partial["event_set"] = (F.collect_set(event), "union")
     for j in range(blocks):
         lo = BLOCK_DAYS * j
         in_block = (days_ago >= lo) & (days_ago < lo + BLOCK_DAYS)
         bit = F.expr(f"shiftleft(CAST(1 AS BIGINT), days_ago - {lo})")
-        per_user.append(
-            F.bit_or(F.when(in_block, bit).otherwise(F.lit(0).cast("bigint"))).alias(
-                f"day_bits_{j}"
-            )
+        partial[f"day_bits_{j}"] = (
+            F.bit_or(F.when(in_block, bit).otherwise(F.lit(0).cast("bigint"))),
+            "bit_or",
         )
     for name in key_events:
-        per_user.append(F.count_if(event == F.lit(name)).alias(f"{slug(name)}_events"))
+        partial[f"{slug(name)}_events"] = (F.count_if(event == F.lit(name)), "sum")
     for w in windows:
-        per_user += [
-            F.count_if(days_ago < w).alias(f"events_{w}d"),
-            zero_if_null(F.sum(F.when(days_ago < w, revenue))).alias(f"revenue_{w}d"),
-        ]
+        partial[f"events_{w}d"] = (F.count_if(days_ago < w), "sum")
+        partial[f"revenue_{w}d"] = (F.sum(F.when(days_ago < w, revenue)), "sum")
+
     if events.has_session_id:
         # Rows without a session id form one session per timestamp; a session starts
-        # on its earliest event (the largest days_ago).
+        # on its earliest event (the largest days_ago). Sessions are aggregated first,
+        # then their partial aggregates are combined per user.
         lone = F.when(F.col("session_id").isNull(), F.col("ts_us"))
-        starts = base.groupBy("user_id", "session_id", lone.alias("lone")).agg(
-            F.max(days_ago).alias("start_days_ago")
+        sessions = base.groupBy("user_id", "session_id", lone.alias("lone")).agg(
+            *[expr.alias(name) for name, (expr, _) in partial.items()],
+            F.max(days_ago).alias("start_days_ago"),
         )
         start = F.col("start_days_ago")
-        sessions = starts.groupBy("user_id").agg(
+        users = sessions.groupBy("user_id").agg(
+            *[_combine(how, name).alias(name) for name, (_, how) in partial.items()],
             F.count(F.lit(1)).alias("sessions_total"),
             *[F.count_if(start < w).alias(f"sessions_{w}d") for w in windows],
         )
-        users = base.groupBy("user_id").agg(*per_user).join(sessions, "user_id")
     else:
         # A session starts when the user's previous event is more than the gap earlier;
         # counting starts needs no second aggregation.
@@ -170,11 +187,24 @@ def _feature_frame(
         marked = base.withColumn("new_session", new)
         started = F.col("new_session") == 1
         users = marked.groupBy("user_id").agg(
-            *per_user,
+            *[expr.alias(name) for name, (expr, _) in partial.items()],
             F.count_if(started).alias("sessions_total"),
             *[F.count_if(started & (days_ago < w)).alias(f"sessions_{w}d") for w in windows],
         )
+    distinct = F.bit_count("event_bits") if vocabulary is not None else F.size("event_set")
+    users = users.withColumn("distinct_events", distinct)
+    zero = F.lit(0).cast("decimal(18,6)")
+    users = users.withColumn("order_revenue", F.coalesce("order_revenue", zero))
+    for w in windows:
+        users = users.withColumn(f"revenue_{w}d", F.coalesce(f"revenue_{w}d", zero))
     return _finish(users, t_us, config, key_events, blocks)
+
+
+def _combine(how: str, name: str) -> Column:
+    """Combine per-session partial aggregates of ``name`` into the user's."""
+    if how == "union":
+        return F.array_distinct(F.flatten(F.collect_list(name)))
+    return getattr(F, how)(name)
 
 
 def _days_between(t_us: int, column: str) -> Column:

@@ -48,6 +48,8 @@ __all__ = [
     "epoch_us",
     "load_events_spark",
     "read_events_spark",
+    "release_checkpoint",
+    "session_conf",
     "utc_session",
 ]
 
@@ -56,6 +58,8 @@ MICROS_PER_DAY = 86_400_000_000
 _MICROS_PER_SECOND = 1_000_000
 _INTEGER_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 _NUMERIC_TYPES = (*_INTEGER_TYPES, T.FloatType, T.DoubleType, T.DecimalType)
+_EXCLUDED_RULES = "spark.sql.optimizer.excludedRules"
+_KEEP_ALIASES = "org.apache.spark.sql.catalyst.optimizer.RemoveRedundantAliases"
 _NANOS_AS_LONG = "spark.sql.legacy.parquet.nanosAsLong"
 
 SparkEventSource = str | Path | list | DataFrame
@@ -63,7 +67,7 @@ SparkEventSource = str | Path | list | DataFrame
 
 @dataclass(frozen=True)
 class SparkEventLog:
-    """A validated event log as a (lazy) Spark DataFrame.
+    """A validated event log as a Spark DataFrame, hash partitioned by user and kept.
 
     Attributes
     ----------
@@ -85,6 +89,14 @@ class SparkEventLog:
     has_session_id: bool
     as_of: dt.datetime | None
 
+    def release(self) -> None:
+        """Free the kept events now (otherwise when ``frame`` is garbage collected).
+
+        Frames computed from the log must not be read afterwards unless they were
+        computed and kept (persisted) before.
+        """
+        release_checkpoint(self.frame)
+
 
 @contextlib.contextmanager
 def utc_session(spark: SparkSession) -> Iterator[None]:
@@ -94,13 +106,22 @@ def utc_session(spark: SparkSession) -> Iterator[None]:
     creation), so plans built inside this block parse naive date strings as UTC, as
     the data contract says, whatever the session's own setting.
     """
-    key = "spark.sql.session.timeZone"
-    previous = spark.conf.get(key)
-    spark.conf.set(key, "UTC")
+    with session_conf(spark, "spark.sql.session.timeZone", "UTC"):
+        yield
+
+
+@contextlib.contextmanager
+def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
+    """Set a session setting for the plans built and run inside this block, then restore it."""
+    previous = spark.conf.get(key, None)
+    spark.conf.set(key, value)
     try:
         yield
     finally:
-        spark.conf.set(key, previous)
+        if previous is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, previous)
 
 
 def epoch_us(value: dt.datetime) -> int:
@@ -245,8 +266,9 @@ def load_events_spark(
     Returns
     -------
     SparkEventLog
-        The clean events (lazy) and the data-quality report (computed here, in two
-        distributed passes).
+        The clean events, shuffled once by user and kept on the executors (free them
+        with :meth:`SparkEventLog.release`, or they go when garbage collected), and the
+        data-quality report (one scan of the raw rows, one pass over the kept ones).
 
     Raises
     ------
@@ -335,11 +357,8 @@ def _validate(
         revenue.alias("revenue"),
         session.alias("session_id"),
     ]
-    # One pass answers every question. Distinct row hashes tell whether duplicates
-    # exist at all: if every kept row has its own hash, no two rows are equal and the
-    # costly de-duplication (a shuffle of whole rows) is skipped; a hash collision can
-    # only send us down the exact path, never skip a real duplicate.
-    row_hash = F.xxhash64(user, ts_us, event, revenue, session)
+    # One scan answers every question about the raw rows; duplicates and users are
+    # counted after the one shuffle by user (below).
     counts = raw.agg(
         F.count(F.lit(1)),
         F.count_if(bad_ts),
@@ -348,19 +367,16 @@ def _validate(
         F.count_if(ts_col.isNull()),
         F.count_if(user_col.isNull() | ts_col.isNull()),
         F.count_if(late),
-        F.count_distinct(F.when(keep, row_hash)),
-        F.count_distinct(F.when(keep, user)),
         F.min(F.when(keep, ts_us)),
         F.max(F.when(keep, ts_us)),
-        F.count_if(keep & (revenue < 0)),
         F.count_if(keep & bad_amount),
         F.count_if(keep_base & null_event),
     ).first()
     rows_read, n_bad_ts, n_bad_rev, null_user, null_ts, invalid, after = (
         int(c) for c in counts[:7]
     )
-    distinct_hashes, users, first, last, negative = counts[7:12]
-    n_bad_amount, n_null_event = int(counts[12]), int(counts[13])
+    first, last = counts[7:9]
+    n_bad_amount, n_null_event = int(counts[9]), int(counts[10])
     examples = {
         "bad_ts": (bad_ts, columns.timestamp),
         "bad_rev": (bad_rev, columns.revenue),
@@ -390,14 +406,11 @@ def _validate(
         example=example,
     )
     kept = rows_read - invalid - after - n_null_event
-    clean = raw.where(keep).select(*typed)
-    rows_clean = kept
-    if distinct_hashes != kept:
-        clean = clean.distinct()
-        rows_clean, negative = clean.agg(
-            F.count(F.lit(1)), F.count_if(F.col("revenue") < 0)
-        ).first()
-    rows_clean, users, negative = int(rows_clean), int(users), int(negative or 0)
+    clean = _partitioned_by_user(raw.where(keep).select(*typed))
+    rows_clean, users, negative = clean.agg(
+        F.count(F.lit(1)), F.count_distinct("user_id"), F.count_if(F.col("revenue") < 0)
+    ).first()
+    rows_clean, users, negative = int(rows_clean), int(users), int(negative)
     report = DataQualityReport(
         rows_read=rows_read,
         null_user_id=null_user,
@@ -412,7 +425,11 @@ def _validate(
         last_event=_from_epoch_us(last).isoformat() if last is not None else None,
         duplicates_checked=True,
     )
-    check_enough_left(report, cutoff, min_users)
+    try:
+        check_enough_left(report, cutoff, min_users)
+    except Exception:
+        release_checkpoint(clean)
+        raise
     return SparkEventLog(
         frame=clean,
         report=report,
@@ -420,6 +437,32 @@ def _validate(
         has_session_id=has_session,
         as_of=cutoff,
     )
+
+
+def release_checkpoint(frame: DataFrame) -> None:
+    """Free the blocks of a frame made by ``localCheckpoint`` before it is garbage collected."""
+    plan = frame._jdf.queryExecution().analyzed()
+    if plan.nodeName() == "LogicalRDD":
+        plan.rdd().unpersist(False)
+
+
+def _partitioned_by_user(rows: DataFrame) -> DataFrame:
+    """De-duplicate ``rows`` after one shuffle by user and keep the result (local checkpoint).
+
+    Every later step (the report's counts, sessions, per-user aggregates) groups by
+    ``user_id`` plus other keys, which this hash partitioning already satisfies, so
+    none of them shuffles the log again. The checkpoint's blocks are released when
+    the returned DataFrame is garbage collected.
+    """
+    spark = rows.sparkSession
+    # Adaptive execution, and the optimizer dropping the alias of ``user_id``, would
+    # hide the partitioning from the checkpoint's readers (then they would shuffle).
+    excluded = spark.conf.get(_EXCLUDED_RULES, None) or ""
+    with (
+        session_conf(spark, "spark.sql.adaptive.enabled", "false"),
+        session_conf(spark, _EXCLUDED_RULES, ",".join(filter(None, [excluded, _KEEP_ALIASES]))),
+    ):
+        return rows.repartition("user_id").distinct().localCheckpoint(eager=True)
 
 
 def default_as_of_spark(log: SparkEventLog) -> dt.datetime:

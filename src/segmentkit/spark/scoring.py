@@ -14,13 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -35,6 +34,7 @@ from segmentkit.io.spark import (
     SparkEventSource,
     default_as_of_spark,
     load_events_spark,
+    release_checkpoint,
 )
 from segmentkit.scoring import CHUNK_ROWS
 
@@ -118,25 +118,15 @@ def with_row_number(frame: DataFrame, order_by: str, cached: list[DataFrame]) ->
     )
     cached.append(ordered)
     counts = dict(ordered.groupBy("_sk_partition").count().collect())
-    offsets, total = {}, 0
-    for key in sorted(counts):
-        offsets[key] = total
-        total += int(counts[key])
-    schema = T.StructType([*frame.schema.fields, T.StructField("_sk_row", T.LongType(), False)])
-    names = frame.columns
-
-    def number(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        seen = 0
-        for batch in batches:
-            if batch.empty:
-                continue
-            start = offsets[int(batch["_sk_partition"].iloc[0])] + seen
-            out = batch[names].copy()
-            out["_sk_row"] = np.arange(start, start + len(batch), dtype=np.int64)
-            seen += len(batch)
-            yield out
-
-    return ordered.mapInPandas(number, schema)
+    offsets, total = [], 0
+    for key in range(max(counts, default=-1) + 1):
+        offsets.append(total)
+        total += int(counts.get(key, 0))
+    # monotonically_increasing_id is the partition id (upper bits) and the row's place
+    # in the partition, in the order the partition is read: sorted.
+    place = F.monotonically_increasing_id() - F.shiftleft(F.spark_partition_id().cast("bigint"), 33)
+    offset = F.element_at(F.array(*[F.lit(o) for o in offsets]), F.col("_sk_partition") + 1)
+    return ordered.select(*frame.columns, (offset + place).alias("_sk_row"))
 
 
 def score_features_spark(
@@ -177,13 +167,14 @@ def score_features_spark(
     schema = _batch_schema(model, features.schema["user_id"].dataType)
     columns = schema.fieldNames()
     cached: list[DataFrame] = []
+    # Computed once here (range partitioning samples its input, then reads it again);
+    # a local checkpoint, released below.
+    selected = features.select("user_id", *model.feature_names).localCheckpoint(eager=True)
     try:
         # Local scoring multiplies the users, sorted by id, in chunks of CHUNK_ROWS
         # rows, and a BLAS product can round a row differently by its place in a
         # chunk: the same chunks here give the same bits.
-        numbered = with_row_number(
-            features.select("user_id", *model.feature_names), "user_id", cached
-        )
+        numbered = with_row_number(selected, "user_id", cached)
         chunk = (F.col("_sk_row") / F.lit(CHUNK_ROWS)).cast("bigint")
         scored = numbered.groupBy(chunk).applyInPandas(
             lambda rows: _score_chunk(rows, files, columns), schema
@@ -205,6 +196,7 @@ def score_features_spark(
     finally:
         for frame in cached:
             frame.unpersist()
+        release_checkpoint(selected)
         files.unpersist()
     return result
 
@@ -275,24 +267,24 @@ def with_percentiles(frame: DataFrame, columns: list[str], buckets: int | None =
 def _rank_in_ranges(
     frame: DataFrame, column: str, range_index: Column, starts: np.ndarray
 ) -> DataFrame:
-    """Add ``<column>_percentile`` given each value range's first rank (``starts``)."""
-    total = int(starts[-1])
-    out_name = f"{column}_percentile"
-    schema = T.StructType([*frame.schema.fields, T.StructField(out_name, T.LongType(), False)])
-    names = frame.columns
+    """Add ``<column>_percentile`` given each value range's first rank (``starts``).
 
-    def rank_range(part: pd.DataFrame) -> pd.DataFrame:
-        values = part[column].to_numpy(dtype=np.float64)
-        ordered = np.sort(values, kind="stable")
-        offset = starts[int(part["_sk_range"].iloc[0])]
-        at_or_below = offset + np.searchsorted(ordered, values, side="right").astype(np.int64)
-        part = part[names].copy()
-        # The same integer arithmetic as percentile_rank.
-        part[out_name] = at_or_below * 100 // max(total, 1)
-        return part
-
-    keyed = frame.withColumn("_sk_range", range_index)
-    return keyed.groupBy("_sk_range").applyInPandas(rank_range, schema)
+    A row's rank is its range's first rank plus the rows of its range at or below its
+    value (a window over the range, ties included): one shuffle of the frame.
+    """
+    total = max(int(starts[-1]), 1)
+    in_range = (
+        Window.partitionBy("_sk_range")
+        .orderBy(F.col(f"`{column}`"))
+        .rangeBetween(Window.unboundedPreceding, Window.currentRow)
+    )
+    start = F.element_at(F.array(*[F.lit(int(x)) for x in starts]), F.col("_sk_range") + 1)
+    ranked = frame.withColumn("_sk_range", range_index).withColumn(
+        "_sk_at_or_below", start + F.count(F.lit(1)).over(in_range)
+    )
+    # The same integer arithmetic as percentile_rank.
+    percentile = F.expr(f"(_sk_at_or_below * 100) div {total}")
+    return ranked.select(*frame.columns, percentile.alias(f"{column}_percentile"))
 
 
 def score_spark(
@@ -318,9 +310,13 @@ def score_spark(
         log = events
     else:
         log = load_events_spark(events, columns or model.columns, as_of=cutoff)
-    snapshot = cutoff if cutoff is not None else default_as_of_spark(log)
-    features = build_features_spark(log, snapshot, model.feature_config)
-    return score_features_spark(model, features, snapshot, model.metadata.model_version)
+    try:
+        snapshot = cutoff if cutoff is not None else default_as_of_spark(log)
+        features = build_features_spark(log, snapshot, model.feature_config)
+        return score_features_spark(model, features, snapshot, model.metadata.model_version)
+    finally:
+        if log is not events:  # loaded here: the kept events are no longer needed
+            log.release()
 
 
 def with_run_columns(scored: DataFrame, as_of: dt.datetime, model_version: str) -> DataFrame:
