@@ -240,6 +240,22 @@ def _user_day_sql(
     """
 
 
+def _day_bit_columns(blocks: int, shift: int = 0) -> list[str]:
+    """Return the aggregates OR-ing active days into 63-day bitmaps (``day_bits_<j>``).
+
+    ``days_ago`` is counted from the snapshot plus ``shift`` days. The bit shift is
+    evaluated on every row (before any FILTER), hence the CASE keeping it in range.
+    """
+    columns = []
+    for j in range(blocks):
+        lo, hi = _BLOCK_DAYS * j + shift, _BLOCK_DAYS * (j + 1) + shift
+        columns.append(
+            f"bit_or(CASE WHEN days_ago >= {lo} AND days_ago < {hi} "
+            f"THEN 1::BIGINT << (days_ago - {lo}) ELSE 0::BIGINT END) AS day_bits_{j}"
+        )
+    return columns
+
+
 def _snapshot_from_user_days(
     events: EventLog,
     user_days: str,
@@ -280,12 +296,7 @@ def _snapshot_from_user_days(
             f"coalesce(sum(revenue) FILTER (WHERE {recent}), 0) AS revenue_{w}d",
             f"CAST(coalesce(sum(sessions) FILTER (WHERE {recent}), 0) AS BIGINT) AS sessions_{w}d",
         ]
-    for j in range(blocks):
-        lo, hi = _BLOCK_DAYS * j, _BLOCK_DAYS * (j + 1)
-        per_user.append(
-            f"bit_or(CASE WHEN {within(lo, hi)} "
-            f"THEN 1::BIGINT << (days_ago - {lo + shift}) ELSE 0::BIGINT END) AS day_bits_{j}"
-        )
+    per_user += _day_bit_columns(blocks, shift)
     t = sql_timestamp(cutoff)
     distinct_events, distinct_join = "bit_count(u.event_bits)", ""
     if vocabulary is None:
@@ -399,13 +410,7 @@ def _feature_sql(
             f"count(*) FILTER (WHERE days_ago < {w}) AS events_{w}d",
             f"coalesce(sum(revenue) FILTER (WHERE days_ago < {w}), 0) AS revenue_{w}d",
         ]
-    for j in range(blocks):
-        lo, hi = _BLOCK_DAYS * j, _BLOCK_DAYS * (j + 1)
-        # The shift is evaluated on every row (before any FILTER), so keep it in range.
-        per_user.append(
-            f"bit_or(CASE WHEN days_ago >= {lo} AND days_ago < {hi} "
-            f"THEN 1::BIGINT << (days_ago - {lo}) ELSE 0::BIGINT END) AS day_bits_{j}"
-        )
+    per_user += _day_bit_columns(blocks)
     per_user_sessions = ["count(*) AS sessions_total"] + [
         f"count(*) FILTER (WHERE start_us < {w * _DAY_US}) AS sessions_{w}d" for w in windows
     ]

@@ -7,7 +7,7 @@ beside it, and a report whose figures come from a snapshot the choice never saw.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -654,13 +654,13 @@ def _season_test_times(
     >>> [t.date().isoformat() for t in times]
     ['2025-06-01', '2025-05-02', '2025-04-02', '2025-03-03']
     """
-    times = []
-    t = to_timestamp(latest)
     since = to_timestamp(first) + dt.timedelta(days=warmup_days)
-    while len(times) < most and season_snapshots(t, horizon, first_event=since) is not None:
-        times.append(t)
-        t = t - dt.timedelta(days=step_days or horizon)
-    return times
+    return _snapshots_back(
+        latest,
+        step_days or horizon,
+        most,
+        lambda t: season_snapshots(t, horizon, first_event=since) is not None,
+    )
 
 
 def _level_test_times(
@@ -687,12 +687,21 @@ def _level_test_times(
     >>> [t.date().isoformat() for t in times]
     ['2024-06-01', '2024-05-02']
     """
-    times = []
-    t = to_timestamp(latest)
     since = to_timestamp(first) + dt.timedelta(days=warmup_days)
-    while len(times) < most and t - dt.timedelta(days=horizon) >= since:
+    return _snapshots_back(
+        latest, step_days or horizon, most, lambda t: t - dt.timedelta(days=horizon) >= since
+    )
+
+
+def _snapshots_back(
+    latest: dt.datetime, step_days: int, most: int, qualifies: Callable[[dt.datetime], bool]
+) -> list[dt.datetime]:
+    """``latest``, ``step_days`` earlier, ... while they qualify; at most ``most``."""
+    times: list[dt.datetime] = []
+    t = to_timestamp(latest)
+    while len(times) < most and qualifies(t):
         times.append(t)
-        t = t - dt.timedelta(days=step_days or horizon)
+        t = t - dt.timedelta(days=step_days)
     return times
 
 
