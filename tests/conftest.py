@@ -124,3 +124,18 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture
+def clean_spark(spark):
+    """The session with nothing cached: earlier tests' frames and local checkpoints freed.
+
+    A log read by ``build_features_spark(path)`` keeps its local checkpoint until the
+    JVM collects the frame, so what a test finds cached may be another test's.
+    """
+    spark.catalog.clearCache()
+    rdds = spark.sparkContext._jsc.getPersistentRDDs()
+    for key in list(rdds.keySet().toArray()):
+        rdds.get(key).unpersist(True)
+    assert spark.sparkContext._jsc.getPersistentRDDs().size() == 0
+    return spark

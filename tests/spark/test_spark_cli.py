@@ -76,7 +76,8 @@ def test_features_on_spark_equal_local_features(spark, in_workdir, capsys):
 
 
 @pytest.mark.slow
-def test_train_and_score_on_spark(spark, in_workdir, capsys):
+def test_train_and_score_on_spark(clean_spark, in_workdir, capsys):
+    spark = clean_spark
     glob = str(in_workdir / "events" / "*.parquet")
     code, out, err = run(
         ["train", "--events", glob, "--engine", "spark", "--scores", "all.parquet"], capsys

@@ -78,16 +78,11 @@ def cached_frames(spark) -> int:
     return (0 if manager.isEmpty() else 1) + spark.sparkContext._jsc.getPersistentRDDs().size()
 
 
-def test_scoring_keeps_only_its_result_cached_and_that_is_released(spark, trained):
+def test_scoring_keeps_only_its_result_cached_and_that_is_released(clean_spark, trained):
     from segmentkit.spark.scoring import score_spark
 
+    spark = clean_spark
     model, path, _ = trained
-    # Start clean: earlier tests' frames, and their local checkpoints (freed only when
-    # the JVM collects them), are not this test's.
-    spark.catalog.clearCache()
-    rdds = spark.sparkContext._jsc.getPersistentRDDs()
-    for key in list(rdds.keySet().toArray()):
-        rdds.get(key).unpersist(True)
     assert cached_frames(spark) == 0
     scores = score_spark(model, str(path))
     # Computed once, here: the result is cached, the intermediate frames are gone.
