@@ -12,7 +12,14 @@ import pandas as pd
 from segmentkit.config import ColumnMap, FeatureConfig
 from segmentkit.errors import DataValidationError
 from segmentkit.features.definitions import describe_features, feature_names
-from segmentkit.io.events import EventLog, EventSource, load_events, to_timestamp
+from segmentkit.io.events import (
+    MICROS_PER_DAY,
+    EventLog,
+    EventSource,
+    epoch_us,
+    load_events,
+    to_timestamp,
+)
 from segmentkit.text import slug, sql_literal, sql_timestamp
 
 # Bitmaps of event types stay exact up to this many distinct events.
@@ -22,7 +29,6 @@ _MAX_BITMAP_EVENTS = 63
 # Days per activity bitmap: 63 bits keep a BIGINT positive (unsigned integers reach
 # pandas as float64 and would lose bits).
 _BLOCK_DAYS = 63
-_DAY_US = 86_400_000_000
 _user_day_ids = itertools.count()
 
 
@@ -137,7 +143,7 @@ def build_features_many(
         _check_log_covers(events.as_of, cutoff)
     by_time_of_day: dict[int, list[dt.datetime]] = {}
     for cutoff in sorted(set(cutoffs)):
-        by_time_of_day.setdefault(_epoch_us(cutoff) % _DAY_US, []).append(cutoff)
+        by_time_of_day.setdefault(epoch_us(cutoff) % MICROS_PER_DAY, []).append(cutoff)
     tables: dict[dt.datetime, pd.DataFrame] = {}
     for aligned in by_time_of_day.values():
         tables.update(_aligned_snapshots(events, aligned, config))
@@ -146,11 +152,6 @@ def build_features_many(
         out.append(tables[cutoff].copy() if cutoff in seen else tables[cutoff])
         seen.add(cutoff)
     return out
-
-
-def _epoch_us(value: dt.datetime) -> int:
-    """Microseconds since the epoch of a naive UTC datetime."""
-    return (value - dt.datetime(1970, 1, 1)) // dt.timedelta(microseconds=1)
 
 
 def _aligned_snapshots(
@@ -223,15 +224,15 @@ def _user_day_sql(
     return f"""
     WITH base AS NOT MATERIALIZED ({_base_sql(events, latest, code)}),
     d AS (
-        SELECT user_id, days_ago, before_us % {_DAY_US} = 0 AS on_edge,
+        SELECT user_id, days_ago, before_us % {MICROS_PER_DAY} = 0 AS on_edge,
                {sep.join(per_day)}
         FROM base
         GROUP BY ALL
     ),
     session_starts AS ({_session_sql(events, config)}),
     s AS (
-        SELECT user_id, CAST(start_us // {_DAY_US} AS INTEGER) AS days_ago,
-               start_us % {_DAY_US} = 0 AS on_edge, count(*) AS sessions
+        SELECT user_id, CAST(start_us // {MICROS_PER_DAY} AS INTEGER) AS days_ago,
+               start_us % {MICROS_PER_DAY} = 0 AS on_edge, count(*) AS sessions
         FROM session_starts
         GROUP BY ALL
     )
@@ -412,7 +413,7 @@ def _feature_sql(
         ]
     per_user += _day_bit_columns(blocks)
     per_user_sessions = ["count(*) AS sessions_total"] + [
-        f"count(*) FILTER (WHERE start_us < {w * _DAY_US}) AS sessions_{w}d" for w in windows
+        f"count(*) FILTER (WHERE start_us < {w * MICROS_PER_DAY}) AS sessions_{w}d" for w in windows
     ]
     distinct_events = "bit_count(u.event_bits)"
     distinct_join = ""
@@ -476,7 +477,8 @@ def _base_sql(events: EventLog, cutoff: dt.datetime, code: str) -> str:
         SELECT user_id, timestamp, event, {code} AS code,
                CAST(coalesce(revenue, 0) AS DECIMAL(18, 6)) AS revenue, session_id,
                epoch_us({t}) - epoch_us(timestamp) AS before_us,
-               CAST((epoch_us({t}) - epoch_us(timestamp)) // {_DAY_US} AS INTEGER) AS days_ago
+               CAST((epoch_us({t}) - epoch_us(timestamp)) // {MICROS_PER_DAY} AS INTEGER)
+                   AS days_ago
         FROM {events.table}
         WHERE timestamp < {t}"""
 

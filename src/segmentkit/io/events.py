@@ -160,6 +160,22 @@ def connect(
     return con
 
 
+#: Microseconds in a day (timestamps are compared as integer microseconds since 1970).
+MICROS_PER_DAY = 86_400_000_000
+
+
+def epoch_us(value: dt.datetime) -> int:
+    """Microseconds from 1970-01-01 to a naive UTC datetime, exactly.
+
+    Examples
+    --------
+    >>> epoch_us(dt.datetime(1970, 1, 2, 0, 0, 0, 5))
+    86400000005
+    """
+    delta = value - dt.datetime(1970, 1, 1)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
 def to_timestamp(value: dt.date | dt.datetime | str | pd.Timestamp) -> dt.datetime:
     """Convert a date-like value to a naive UTC datetime.
 

@@ -26,10 +26,12 @@ from segmentkit.config import ColumnMap
 from segmentkit.errors import DataValidationError
 from segmentkit.io.events import (
     MAX_REVENUE,
+    MICROS_PER_DAY,
     DataQualityReport,
     check_enough_left,
     check_invalid_values,
     check_mapped_columns,
+    epoch_us,
     to_timestamp,
 )
 
@@ -54,8 +56,6 @@ __all__ = [
 ]
 
 _SAMPLE_ROWS = 5
-MICROS_PER_DAY = 86_400_000_000
-_MICROS_PER_SECOND = 1_000_000
 _INTEGER_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 _NUMERIC_TYPES = (*_INTEGER_TYPES, T.FloatType, T.DoubleType, T.DecimalType)
 _EXCLUDED_RULES = "spark.sql.optimizer.excludedRules"
@@ -122,12 +122,6 @@ def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
             spark.conf.unset(key)
         else:
             spark.conf.set(key, previous)
-
-
-def epoch_us(value: dt.datetime) -> int:
-    """Microseconds from 1970-01-01 to a naive UTC datetime, exactly."""
-    delta = value - dt.datetime(1970, 1, 1)
-    return (delta.days * 86_400 + delta.seconds) * _MICROS_PER_SECOND + delta.microseconds
 
 
 def _from_epoch_us(micros: int) -> dt.datetime:
