@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import skops.io as sio
 from pandas.testing import assert_frame_equal
+from scipy.stats import rankdata, spearmanr
 
 from segmentkit.bundle.trust import TRUSTED_TYPES, file_types
 from segmentkit.config import (
@@ -25,6 +26,7 @@ from segmentkit.features import build_features
 from segmentkit.io.events import load_events
 from segmentkit.io.synth import generate_events
 from segmentkit.models import propensity as propensity_module
+from segmentkit.models.bgnbd import BetaGeoModel, sample_bgnbd, summary_from_features
 from segmentkit.models.labels import (
     build_label_table,
     build_labels,
@@ -809,6 +811,58 @@ def test_side_by_side_fits_only_when_their_threads_fit_the_cores(monkeypatch):
     assert not PropensityModel(n_threads=1)._parallel_pair()
 
 
+def _bgnbd_population(n: int, seed: int) -> pd.DataFrame:
+    """Feature columns of customers drawn from BG/NBD (whole days, as the feature table)."""
+    summary = sample_bgnbd(n, 0.5, 20.0, 0.6, 3.0, np.random.default_rng(seed).integers(20, 300, n))
+    summary[["recency", "T"]] = np.floor(summary[["recency", "T"]])
+    tenure = summary["T"] - 0.5
+    return pd.DataFrame(
+        {
+            "recency_days": np.where(summary["frequency"] > 0, tenure - summary["recency"], tenure),
+            "active_days_total": summary["frequency"] + 1.0,
+            "tenure_days": tenure,
+        }
+    )
+
+
+@pytest.mark.parametrize("kind", ["event", "count"])
+def test_bgnbd_family_fitted_on_the_scored_population_ranks_as_bgnbd_there(xy_tenure, kind):
+    # Trained on one population, scoring another: with that population given, its
+    # BG/NBD parameters are those of a BG/NBD fitted on it, and the ranking is its.
+    X, churn, snapshot = xy_tenure
+    y = 1 - churn  # bought: the recent buy
+    drawn = _bgnbd_population(800, seed=3)
+    # Other columns (unused by the family) at their training medians.
+    population = drawn.reindex(columns=X.columns).fillna(X.median())
+    model = PropensityModel("buy", kind, event="purchase", family="bgnbd", random_state=0)
+    model.fit(X, y, snapshot=snapshot, population=population)
+    summary = summary_from_features(population)
+    own = BetaGeoModel().fit(summary)
+    np.testing.assert_allclose(model.bgnbd_params_, [own.r_, own.alpha_, own.a_, own.b_])
+    reference = (
+        own.probability_active(summary, 30)
+        if kind == "event"
+        else own.expected_transactions(summary, 30)
+    )
+    np.testing.assert_array_equal(rankdata(model.predict(population)), rankdata(reference))
+    # Without it, the latest training snapshot's users: other parameters.
+    default = PropensityModel("buy", kind, event="purchase", family="bgnbd", random_state=0)
+    default.fit(X, y, snapshot=snapshot)
+    latest = X[snapshot == snapshot.max()][["recency_days", "tenure_days", "active_days_total"]]
+    np.testing.assert_allclose(
+        default.bgnbd_params_, propensity_module._fit_bgnbd(latest.to_numpy())
+    )
+    assert not np.allclose(default.bgnbd_params_, model.bgnbd_params_)
+
+
+def test_population_needs_the_training_columns(xy_tenure):
+    X, y, snapshot = xy_tenure
+    with pytest.raises(ValueError, match="feature names"):
+        PropensityModel(family="bgnbd", random_state=0).fit(
+            X, y, snapshot=snapshot, population=X.drop(columns=["tenure_days"])
+        )
+
+
 def test_repeated_bgnbd_inputs_give_the_parameters_of_a_fresh_fit(xy_tenure):
     X, _, _ = xy_tenure
     inputs = X[["recency_days", "tenure_days", "active_days_total"]].to_numpy()
@@ -999,3 +1053,23 @@ def test_level_trend_extrapolates_the_snapshot_offsets(xy):
     # One or two snapshots: no trend to measure.
     two = PropensityModel("buy", "event", event="x", random_state=0, level_trend=True)
     assert np.isnan(two.fit(X, y, snapshot=np.arange(len(X)) % 2).level_trend_)
+
+
+@pytest.mark.slow
+def test_final_bgnbd_is_fitted_on_the_users_scored_at_as_of(logs, as_of):
+    # The chosen BG/NBD's parameters are those of a BG/NBD fitted on the feature table
+    # at as_of (events after it, in the extended log, are never read), as the
+    # baseline BG/NBD of the same date is: the same ranking of the scored users.
+    config = replace(CONFIG, targets=(PURCHASE,), candidates=("bgnbd",))
+    result = fit_propensity(logs["extended"], as_of, FEATURES, config, n_threads=1)
+    model = result.models["purchase"]
+    assert model.family == "bgnbd"
+    scored = build_features(logs["clean"], as_of, FEATURES)
+    inputs = scored[["recency_days", "tenure_days", "active_days_total"]].to_numpy()
+    np.testing.assert_allclose(model.bgnbd_params_, propensity_module._fit_bgnbd(inputs))
+    summary = summary_from_features(scored)
+    baseline = BetaGeoModel().fit(summary).probability_active(summary, CONFIG.horizon_days)
+    p = model.predict(scored.drop(columns=["user_id"]))
+    # Never in the other order (the least active, below 1e-12, share one score).
+    assert (np.diff(p[np.argsort(baseline, kind="stable")]) >= 0).all()
+    assert spearmanr(p, baseline).statistic > 0.9999

@@ -467,9 +467,10 @@ class PropensityModel(BaseEstimator):
         ``rfm``: the summed R (recency, reversed), F (the target event's own count if
         the table has it, else active days), M (revenue) quintile score (3-15; quintiles
         by mid-rank against the training rows, so tied users share a quintile) into a
-        one-feature model. ``bgnbd``: BG/NBD of activity (fitted on the latest training
-        snapshot's users) giving the log-odds of activity in the horizon (the log
-        expected count for counts) into a one-feature model. ``complement``:
+        one-feature model. ``bgnbd``: BG/NBD of activity (fitted on ``population`` in
+        :meth:`fit`, else the latest training snapshot's users) giving the log-odds of
+        activity in the horizon (the log expected count for counts) into a one-feature
+        model. ``complement``:
         ``1 - source.predict(X)``, no model of its own.
     calibration : {"sigmoid", "isotonic"}
         Map of raw scores to probabilities (binary targets). Counts are calibrated
@@ -481,7 +482,7 @@ class PropensityModel(BaseEstimator):
         Seed of the boosting validation split and the cross-validation fallback.
     bgnbd_features : bool
         Append ``bgnbd_log_odds_active`` and ``bgnbd_log_expected`` (activity BG/NBD,
-        fitted on the latest training snapshot's users) to the features.
+        fitted as for ``bgnbd``) to the features.
     relevel : bool
         After calibration, shift the log-odds (scale counts) so the mean prediction on
         the latest training snapshot equals its observed level.
@@ -650,7 +651,7 @@ class PropensityModel(BaseEstimator):
                 f"high_share + medium_share < 1, got {self.high_share} and {self.medium_share}"
             )
 
-    def fit(self, X: Any, y: Any, snapshot: Any = None) -> PropensityModel:
+    def fit(self, X: Any, y: Any, snapshot: Any = None, population: Any = None) -> PropensityModel:
         """Fit the model and its calibration.
 
         Parameters
@@ -663,15 +664,22 @@ class PropensityModel(BaseEstimator):
             Snapshot of each row (any sortable values; later = larger). With two or
             more snapshots the calibration is fitted out of time on the latest one
             from a copy trained on the others; otherwise on 3-fold out-of-fold scores.
+        population : pandas.DataFrame, optional
+            Features (no labels) of the users the model is about to score, e.g. the
+            feature table at the scoring date. The unsupervised BG/NBD inputs
+            (``bgnbd`` family, ``bgnbd_features``) are fitted on them, as a BG/NBD
+            model fitted on the history up to that date is; by default on the latest
+            training snapshot's users (a horizon or more earlier, a population with
+            other drop-out estimates: a ranking unlike that date's BG/NBD).
 
         Returns
         -------
         self
         """
         with threadpool_limits(limits=self.n_threads):
-            return self._fit(X, y, snapshot)
+            return self._fit(X, y, snapshot, population)
 
-    def _fit(self, X: Any, y: Any, snapshot: Any) -> PropensityModel:
+    def _fit(self, X: Any, y: Any, snapshot: Any, population: Any = None) -> PropensityModel:
         self._check_params()
         X, y = validate_data(self, X, y, y_numeric=True)
         y = np.asarray(y, dtype=float)
@@ -711,7 +719,9 @@ class PropensityModel(BaseEstimator):
         self.level_sd_ = _level_sd(y, snapshot)
         if self.family == "complement":
             return self._fit_complement(X, latest)
-        self._fit_inputs(X, names, latest)
+        if population is not None:
+            population = validate_data(self, population, reset=False)
+        self._fit_inputs(X, names, latest, population)
         model_names = names
         if self.bgnbd_features and names is not None:
             model_names = [*names, *BGNBD_FEATURES]
@@ -784,7 +794,9 @@ class PropensityModel(BaseEstimator):
         """
         return self.n_threads is not None and 2 * self.n_threads <= usable_cores()
 
-    def _fit_inputs(self, X: np.ndarray, names: list[str] | None, latest: Any) -> None:
+    def _fit_inputs(
+        self, X: np.ndarray, names: list[str] | None, latest: Any, population: Any = None
+    ) -> None:
         """Fit what the design matrix needs: RFM references, BG/NBD parameters."""
         self.rfm_columns_ = None
         self.rfm_edges_ = None
@@ -804,8 +816,8 @@ class PropensityModel(BaseEstimator):
                     f"{self.bgnbd_features}) needs feature column(s) {missing}"
                 )
             self.bgnbd_columns_ = np.array([names.index(c) for c in _BGNBD_INPUTS])
-            # Unsupervised: fitted on the features of the latest snapshot's users alone.
-            rows = X[latest] if latest is not None else X
+            # Unsupervised: fitted on the population to score, else the latest snapshot's.
+            rows = population if population is not None else X[latest] if latest is not None else X
             self.bgnbd_params_ = _fit_bgnbd(rows[:, self.bgnbd_columns_])
 
     def _fit_complement(self, X: np.ndarray, latest: Any) -> PropensityModel:
