@@ -22,8 +22,9 @@ scenario stops between 70-82 % or 78-90 % of it), so in the scenarios built on t
 labeled window and the scored one: the scored period is not like any period in the
 history, and no model fitted on the past can be calibrated on it.
 
-Usage: python benchmarks/propensity.py [n_users] [--horizon DAYS] [scenario ...]
-(default 20000 users, a 30-day horizon, every scenario).
+Usage: python benchmarks/propensity.py [n_users] [--horizon DAYS] [--draw N] [scenario ...]
+(default 20000 users, a 30-day horizon, every scenario; ``--draw N`` > 0: other random
+draws of the same scenarios). A log too short for the horizon is reported as skipped.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from segmentkit.config import FeatureConfig, PropensityConfig, TargetConfig, load_config
+from segmentkit.errors import InsufficientDataError
 from segmentkit.features import build_features
 from segmentkit.io.events import load_events
 from segmentkit.io.synth import generate_events
@@ -196,8 +198,11 @@ _SYNTH_END = pd.Timestamp("2025-01-01")
 _SEASONAL_LOG_END = pd.Timestamp("2026-03-01")
 
 
-def scenarios(n_users: int, wanted: set[str] | None = None) -> list[Scenario]:
+def scenarios(n_users: int, wanted: set[str] | None = None, draw: int = 0) -> list[Scenario]:
     """Return the benchmark's logs (only those in ``wanted``, when given).
+
+    ``draw`` > 0 gives other random draws of the same scenarios (every generator's
+    seed moved by ``1000 draw``): a result should hold on them too, not on one seed.
 
     Realistic ones, standing in for the real logs segmentkit is judged on:
 
@@ -218,25 +223,33 @@ def scenarios(n_users: int, wanted: set[str] | None = None) -> list[Scenario]:
     a calendar cliff (:data:`CLIFF`); ``bgnbd_transactions`` is drawn from BG/NBD
     itself with arrivals over the whole span.
     """
+    shift = 1000 * draw
     makers = {
         "cohort_transactions": lambda: Scenario(
-            "cohort_transactions", cohort_log(n_users, _SYNTH_END, 17), _SYNTH_END, rich=False
+            "cohort_transactions",
+            cohort_log(n_users, _SYNTH_END, 17 + shift),
+            _SYNTH_END,
+            rich=False,
         ),
-        "seasonal_peak": lambda: _seasonal("seasonal_peak", n_users, "2025-12-16"),
-        "seasonal_offpeak": lambda: _seasonal("seasonal_offpeak", n_users, "2025-08-18"),
-        "seasonal_1y_peak": lambda: _seasonal("seasonal_1y_peak", n_users, "2025-12-16", 395),
+        "seasonal_peak": lambda: _seasonal("seasonal_peak", n_users, "2025-12-16", shift),
+        "seasonal_offpeak": lambda: _seasonal("seasonal_offpeak", n_users, "2025-08-18", shift),
+        "seasonal_1y_peak": lambda: _seasonal(
+            "seasonal_1y_peak", n_users, "2025-12-16", shift, 395
+        ),
         "default_hazard": lambda: _synth(
-            "default_hazard", "default", n_users, 7, rich=True, lifecycle="hazard"
+            "default_hazard", "default", n_users, 7 + shift, rich=True, lifecycle="hazard"
         ),
-        "default": lambda: _synth("default", "default", n_users, 7, rich=True),
-        "seasonal": lambda: _synth("seasonal", "seasonal", n_users, 11, rich=True),
-        "transactions": lambda: _synth("transactions", "transactions", n_users, 13, rich=False),
+        "default": lambda: _synth("default", "default", n_users, 7 + shift, rich=True),
+        "seasonal": lambda: _synth("seasonal", "seasonal", n_users, 11 + shift, rich=True),
+        "transactions": lambda: _synth(
+            "transactions", "transactions", n_users, 13 + shift, rich=False
+        ),
         "seasonal_transactions": lambda: _synth(
-            "seasonal_transactions", "seasonal", n_users, 11, rich=False
+            "seasonal_transactions", "seasonal", n_users, 11 + shift, rich=False
         ),
         "bgnbd_transactions": lambda: Scenario(
             "bgnbd_transactions",
-            bgnbd_log(n_users, 365, _SYNTH_END, seed=5),
+            bgnbd_log(n_users, 365, _SYNTH_END, seed=5 + shift),
             _SYNTH_END,
             rich=False,
         ),
@@ -251,8 +264,10 @@ def _synth(name: str, scenario: str, n_users: int, seed: int, rich: bool, **opti
     return Scenario(name, events, pd.Timestamp(log.end), rich=rich, truth=log.truth)
 
 
-def _seasonal(name: str, n_users: int, end: str, days: int | None = None) -> Scenario:
-    events = seasonal_log(n_users, _SEASONAL_LOG_END, seed=19)
+def _seasonal(
+    name: str, n_users: int, end: str, shift: int = 0, days: int | None = None
+) -> Scenario:
+    events = seasonal_log(n_users, _SEASONAL_LOG_END, seed=19 + shift)
     end_ts = pd.Timestamp(end)
     return Scenario(name, _until(events, end_ts, days), end_ts, rich=False)
 
@@ -441,10 +456,14 @@ def _inside(interval: tuple[float, float, float, float] | None) -> str:
 def main() -> None:
     """Run the benchmark and print one table per scenario."""
     args = sys.argv[1:]
-    horizon = HORIZON
+    horizon, draw = HORIZON, 0
     if "--horizon" in args:
         at = args.index("--horizon")
         horizon = int(args[at + 1])
+        del args[at : at + 2]
+    if "--draw" in args:
+        at = args.index("--draw")
+        draw = int(args[at + 1])
         del args[at : at + 2]
     n_users = int(args[0]) if args else 20_000
     wanted = set(args[1:])
@@ -459,8 +478,13 @@ def main() -> None:
     )
     pd.set_option("display.width", 160)
     summary = []
-    for scenario in scenarios(n_users, wanted):
-        res = evaluate(scenario, cfg.features, prop)
+    for scenario in scenarios(n_users, wanted, draw):
+        try:
+            res = evaluate(scenario, cfg.features, prop)
+        except InsufficientDataError as error:
+            # e.g. the 240-day generated logs with a 90-day horizon.
+            print(f"\n== {scenario.name}: skipped, {error}")
+            continue
         table = res["table"]
         best_baseline = table.drop(index="segmentkit")["auc"].max()
         margin = table.loc["segmentkit", "auc"] - best_baseline
