@@ -12,6 +12,7 @@ from segmentkit.io.events import load_events
 from segmentkit.models.labels import build_labels
 from segmentkit.models.propensity import PropensityModel
 from segmentkit.models.propensity_training import (
+    LevelVerdict,
     _level_risk,
     _simplest_within_noise,
     _trend_needed,
@@ -130,8 +131,9 @@ def test_no_seasonal_step_without_a_season():
     log = load_events(_log(amplitude=0.0))
     config = replace(CONFIG, targets=(PURCHASE,))
     result = fit_propensity(log, pd.Timestamp("2024-09-01"), FeatureConfig(), config, n_threads=1)
-    assert not result.choice["purchase"].endswith("-season")
+    assert not result.choice["purchase"].endswith(("-season", "-trend"))
     assert any(n.startswith("purchase: seasonal step not used") for n in result.evaluation.notes)
+    assert any(n.startswith("purchase: level trend not used") for n in result.evaluation.notes)
 
 
 def test_simplest_family_within_noise_of_the_best_is_kept():
@@ -164,7 +166,7 @@ def test_a_level_rising_steadily_is_followed_by_the_trend_rule(seed):
     # measured with noise: the latest level is always 0.1 behind, the trend is not.
     noise = np.random.default_rng(seed).normal(0.0, 0.02, 12)
     residuals = {_day(30 * i): 0.1 * i + noise[i] for i in range(12)}
-    use, text = _trend_verdict(residuals, 30, 30, 3)
+    use, text, _ = _trend_verdict(residuals, 30, 30, 3)
     assert use
     assert "level trend used: over 9 past snapshot(s)" in text
     # The shift it applies into the next 30 days: about the slope times the horizon.
@@ -174,7 +176,7 @@ def test_a_level_rising_steadily_is_followed_by_the_trend_rule(seed):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_flat_level_is_not_moved_by_a_trend(seed):
     noise = np.random.default_rng(seed).normal(0.0, 0.05, 12)
-    use, text = _trend_verdict({_day(30 * i): noise[i] for i in range(12)}, 30, 30, 3)
+    use, text, _ = _trend_verdict({_day(30 * i): noise[i] for i in range(12)}, 30, 30, 3)
     assert not use
     assert text.startswith("level trend not used")
 
@@ -182,7 +184,7 @@ def test_a_flat_level_is_not_moved_by_a_trend(seed):
 def test_a_trend_needs_three_tested_snapshots_and_three_training_ones():
     rising = {_day(30 * i): 0.1 * i for i in range(5)}
     # Two testable moves (t = 120 and 90): a perfect fit, but too little evidence.
-    use, text = _trend_verdict(rising, 30, 30, 3)
+    use, text, _ = _trend_verdict(rising, 30, 30, 3)
     assert not use and "over 2 past snapshot(s)" in text
     assert _trend_verdict(rising, 30, 30, 2) is None  # a slope needs three snapshots
     assert _trend_verdict({_day(30 * i): 0.0 for i in range(3)}, 30, 30, 3) is None
@@ -204,3 +206,12 @@ def test_level_risk_under_the_trend_rule_by_hand():
     residuals = {_day(30 * i): 0.1 * i for i in range(8)}
     assert _level_risk(residuals, 30, False) == pytest.approx(0.1)
     assert _level_risk(residuals, 30, False, trend_step=30) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_level_rule_rejected_on_three_snapshots_overrules_one_selection_snapshot():
+    assert LevelVerdict(False, "", 3).rejected
+    assert not LevelVerdict(False, "", 2).rejected  # too few to say
+    assert not LevelVerdict(True, "", 5).rejected
+    # A level that never moves: the trend (zero) does no better, on three snapshots.
+    verdict = _trend_verdict({_day(30 * i): 0.0 for i in range(6)}, 30, 30, 3)
+    assert verdict.tested == 3 and verdict.rejected

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -43,6 +43,23 @@ from segmentkit.models.propensity import (
     shift_level,
 )
 from segmentkit.text import sql_timestamp
+
+
+class LevelVerdict(NamedTuple):
+    """Whether a level rule (seasonal step, trend) won out of time, why, on how many snapshots."""
+
+    use: bool
+    text: str
+    tested: int
+
+    @property
+    def rejected(self) -> bool:
+        """Lost on enough snapshots (three or more) to overrule one selection snapshot."""
+        return not self.use and self.tested >= _VERDICT_MIN_TESTS
+
+
+# Snapshots a level rule must be tested on before its verdict counts.
+_VERDICT_MIN_TESTS = 3
 
 
 @dataclass(frozen=True)
@@ -382,16 +399,22 @@ def fit_propensity(
             seen = {t: r for t, r in history.items() if t <= selection_plan.evaluation}
             verdict = _season_verdict(seen, horizon)
             if verdict is not None:
-                notes.append(f"{target.name}: {verdict[1]}")
-                if verdict[0]:
+                notes.append(f"{target.name}: {verdict.text}")
+                if verdict.use:
                     best = f"{family_sel}{_SEASON}"
+                elif verdict.rejected and _parse_variant(best)[1] == "season":
+                    # The selection snapshot's win is one draw; the history's verdict
+                    # over several snapshots overrules it.
+                    best = min(
+                        (family_sel, f"{family_sel}{_NO_LEVEL}"), key=lambda v: chosen[v][key]
+                    )
             seasonal = _parse_variant(best)[1] == "season"
             # Where no season is used, a steady drift of the level (a cohort ageing, a
             # base growing) is judged the same way: on every past snapshot it can be.
             trend = None if seasonal else _trend_verdict(seen, horizon, step, config.n_snapshots)
             if trend is not None:
-                notes.append(f"{target.name}: {trend[1]}")
-                if trend[0]:
+                notes.append(f"{target.name}: {trend.text}")
+                if trend.use:
                     best = f"{family_sel}{_TREND}"
             rule = _parse_variant(best)[1]
             trend_step = step if rule == "trend" else None
@@ -772,7 +795,7 @@ def _residual_history(
     return residuals
 
 
-def _season_verdict(residuals: dict[dt.datetime, float], horizon: int) -> tuple[bool, str] | None:
+def _season_verdict(residuals: dict[dt.datetime, float], horizon: int) -> LevelVerdict | None:
     """Whether the seasonal step predicts the level's monthly moves better than none.
 
     At every test snapshot ``t`` (from :func:`_season_test_times`) the level of the
@@ -809,14 +832,14 @@ def _season_verdict(residuals: dict[dt.datetime, float], horizon: int) -> tuple[
     moves = np.array(tested)
     gain = moves[:, 0] ** 2 - moves[:, 1] ** 2
     standard_error = float(np.std(gain, ddof=1) / np.sqrt(gain.size)) if gain.size > 1 else np.inf
-    use = gain.size >= 3 and float(np.mean(gain)) > standard_error
+    use = gain.size >= _VERDICT_MIN_TESTS and float(np.mean(gain)) > standard_error
     rms = np.sqrt(np.mean(moves**2, axis=0))
     text = (
         f"seasonal step {'used' if use else 'not used'}: over {gain.size} past snapshot(s), "
         f"the level's move into the next {horizon} days had RMS {rms[0]:.3f} (link scale) "
         f"from the latest labeled level, {rms[1]:.3f} with the step a year earlier"
     )
-    return use, text
+    return LevelVerdict(use, text, int(gain.size))
 
 
 def _trend_needed(
@@ -897,7 +920,7 @@ def _trend_shift(
 
 def _trend_verdict(
     residuals: dict[dt.datetime, float], horizon: int, step_days: int, n_snapshots: int
-) -> tuple[bool, str] | None:
+) -> LevelVerdict | None:
     """Whether the level's trend across the training snapshots predicts its moves better.
 
     At every past snapshot ``t`` whose residual level (see :func:`_residual_history`)
@@ -934,7 +957,7 @@ def _trend_verdict(
     moves = np.array(tested)
     gain = moves[:, 0] ** 2 - moves[:, 1] ** 2
     standard_error = float(np.std(gain, ddof=1) / np.sqrt(gain.size)) if gain.size > 1 else np.inf
-    use = gain.size >= 3 and float(np.mean(gain)) > standard_error
+    use = gain.size >= _VERDICT_MIN_TESTS and float(np.mean(gain)) > standard_error
     rms = np.sqrt(np.mean(moves**2, axis=0))
     text = (
         f"level trend {'used' if use else 'not used'}: over {gain.size} past snapshot(s), "
@@ -942,7 +965,7 @@ def _trend_verdict(
         f"from the latest labeled level, {rms[1]:.3f} moved on by the trend across the "
         f"{n_snapshots} training snapshots"
     )
-    return use, text
+    return LevelVerdict(use, text, int(gain.size))
 
 
 def _level_risk(
