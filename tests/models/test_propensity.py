@@ -927,16 +927,27 @@ def test_transaction_log_churn_is_one_minus_purchase(transactions, as_of):
 
 
 @pytest.mark.slow
-def test_short_log_chooses_on_the_reported_snapshot_and_says_so():
+@pytest.mark.parametrize(
+    "n_days", [80, 100], ids=["no-selection-snapshot", "one-selection-training-snapshot"]
+)
+def test_short_log_chooses_on_the_reported_snapshot_and_says_so(n_days):
     # 80 days: enough for one backtest snapshot (before as_of - 60 days), not for a
-    # selection snapshot one horizon earlier (training before as_of - 90 days).
-    short = generate_events(n_users=1500, n_days=80, seed=3)
+    # selection snapshot one horizon earlier (training before as_of - 90 days). 100
+    # days: one selection training snapshot, in the log's first 10 days: candidates
+    # calibrated by cross-validation there are not compared (none out of time).
+    short = generate_events(n_users=1500, n_days=n_days, seed=3)
     log = load_events(short.events)
     config = PropensityConfig(min_positives=20, random_state=0, targets=(PURCHASE,))
     result = fit_propensity(log, pd.Timestamp(short.end), FEATURES, config, n_threads=1)
     assert not result.evaluation.nested
     assert result.evaluation.selection.empty
-    assert any("optimistic" in note for note in result.evaluation.notes)
+    assert any(
+        "too short to choose the model one horizon before the reported snapshot (on two or "
+        "more training snapshots)"
+        in note
+        and "optimistic" in note
+        for note in result.evaluation.notes
+    )
     reported = set(result.evaluation.metrics["model"])
     assert set(CANDIDATES) <= reported
 
