@@ -1001,11 +1001,13 @@ def test_seasonal_level_is_offered_where_a_year_of_history_allows_it():
     judged = set(result.evaluation.selection["model"])
     assert {"logistic-season", "hgb-season"} <= judged
     model = result.models["purchases"]
-    note = next(n for n in result.evaluation.notes if n.startswith("purchases: level"))
+    note = next(
+        n for n in result.evaluation.notes if n.startswith("purchases: level of the scored")
+    )
     assert "no seasonal term" not in note
     if result.choice["purchases"].endswith("-season"):
         assert model.level_shift != 0.0
-        assert f"({model.level_shift:+.3f} on the link scale)" in note
+        assert f"({model.level_shift:+.3f} on the link scale" in note
     else:
         assert model.level_shift == 0.0
     # A year less history: no seasonal level, and the report says why.

@@ -13,12 +13,8 @@ from segmentkit.models.labels import build_labels
 from segmentkit.models.propensity import PropensityModel
 from segmentkit.models.propensity_training import (
     LevelVerdict,
-    _level_risk,
+    _season_verdict,
     _simplest_within_noise,
-    _trend_needed,
-    _trend_shift,
-    _trend_slope,
-    _trend_verdict,
     fit_propensity,
 )
 
@@ -131,9 +127,8 @@ def test_no_seasonal_step_without_a_season():
     log = load_events(_log(amplitude=0.0))
     config = replace(CONFIG, targets=(PURCHASE,))
     result = fit_propensity(log, pd.Timestamp("2024-09-01"), FeatureConfig(), config, n_threads=1)
-    assert not result.choice["purchase"].endswith(("-season", "-trend"))
+    assert not result.choice["purchase"].endswith("-season")
     assert any(n.startswith("purchase: seasonal step not used") for n in result.evaluation.notes)
-    assert any(n.startswith("purchase: level trend not used") for n in result.evaluation.notes)
 
 
 def test_simplest_family_within_noise_of_the_best_is_kept():
@@ -153,65 +148,20 @@ def test_simplest_family_within_noise_of_the_best_is_kept():
     assert _simplest_within_noise("hgb", ["hgb"], {"hgb": best}) == "hgb"
 
 
-# --- the trend rule, judged on past snapshots like the seasonal step ------------------
+# --- a seasonal step rejected over the history ---------------------------------------
 
 
 def _day(n: int) -> pd.Timestamp:
     return pd.Timestamp("2024-01-01") + pd.Timedelta(days=n)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_a_level_rising_steadily_is_followed_by_the_trend_rule(seed):
-    # Residual level +0.1 per 30 days (a base growing beyond what the features carry),
-    # measured with noise: the latest level is always 0.1 behind, the trend is not.
-    noise = np.random.default_rng(seed).normal(0.0, 0.02, 12)
-    residuals = {_day(30 * i): 0.1 * i + noise[i] for i in range(12)}
-    use, text, _ = _trend_verdict(residuals, 30, 30, 3)
-    assert use
-    assert "level trend used: over 9 past snapshot(s)" in text
-    # The shift it applies into the next 30 days: about the slope times the horizon.
-    assert _trend_shift(residuals, _day(360), 30, 30, 3) == pytest.approx(0.1, abs=0.04)
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_a_flat_level_is_not_moved_by_a_trend(seed):
-    noise = np.random.default_rng(seed).normal(0.0, 0.05, 12)
-    use, text, _ = _trend_verdict({_day(30 * i): noise[i] for i in range(12)}, 30, 30, 3)
-    assert not use
-    assert text.startswith("level trend not used")
-
-
-def test_a_trend_needs_three_tested_snapshots_and_three_training_ones():
-    rising = {_day(30 * i): 0.1 * i for i in range(5)}
-    # Two testable moves (t = 120 and 90): a perfect fit, but too little evidence.
-    use, text, _ = _trend_verdict(rising, 30, 30, 3)
-    assert not use and "over 2 past snapshot(s)" in text
-    assert _trend_verdict(rising, 30, 30, 2) is None  # a slope needs three snapshots
-    assert _trend_verdict({_day(30 * i): 0.0 for i in range(3)}, 30, 30, 3) is None
-
-
-def test_trend_slope_by_hand_with_a_step_shorter_than_the_horizon():
-    # Horizon 90, snapshots 30 days apart: a model scoring from day 300 trains on days
-    # 210, 180 and 150; their residuals 0.3, 0.6, 0.9 fall 0.01 a day.
-    residuals = {_day(150): 0.9, _day(180): 0.6, _day(210): 0.3, _day(300): 5.0}
-    assert _trend_slope(residuals, _day(300), 90, 30, 3) == pytest.approx(-0.01)
-    assert _trend_shift(residuals, _day(300), 90, 30, 3) == pytest.approx(-0.9)
-    assert _trend_shift(residuals, _day(330), 90, 30, 3) == 0.0  # unmeasured: no move
-    needed = _trend_needed([_day(300)], 90, 30, 3, _day(0), 160)
-    assert needed == [_day(180), _day(210)]  # day 150 is within the warm-up
-
-
-def test_level_risk_under_the_trend_rule_by_hand():
-    # An exact linear level: every move is 0.1 from the latest level, 0 by the trend.
-    residuals = {_day(30 * i): 0.1 * i for i in range(8)}
-    assert _level_risk(residuals, 30, False) == pytest.approx(0.1)
-    assert _level_risk(residuals, 30, False, trend_step=30) == pytest.approx(0.0, abs=1e-9)
-
-
 def test_a_level_rule_rejected_on_three_snapshots_overrules_one_selection_snapshot():
     assert LevelVerdict(False, "", 3).rejected
     assert not LevelVerdict(False, "", 2).rejected  # too few to say
     assert not LevelVerdict(True, "", 5).rejected
-    # A level that never moves: the trend (zero) does no better, on three snapshots.
-    verdict = _trend_verdict({_day(30 * i): 0.0 for i in range(6)}, 30, 30, 3)
-    assert verdict.tested == 3 and verdict.rejected
+    # A level that moves but not with last year's moves: tested on every snapshot with
+    # a year and a month before it (days 395 to 425, every 5 days), the step loses.
+    noise = np.random.default_rng(0).normal(0.0, 0.2, 86)
+    verdict = _season_verdict({_day(5 * i): float(r) for i, r in enumerate(noise)}, 30)
+    assert verdict.tested == 7 and verdict.rejected
+    assert verdict.text.startswith("seasonal step not used: over 7 past snapshot(s)")
