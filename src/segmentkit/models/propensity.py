@@ -28,8 +28,10 @@ within one standard error of the best, the simplest family is kept). Only the wi
 is then fitted on the backtest snapshots and *reported* on the evaluation snapshot,
 which played no part in the choice, beside the baselines (recency alone, the
 tie-aware RFM quintile score and BG/NBD) fitted and calibrated the same way; then it
-is refitted on the final snapshots. A log too short for a selection snapshot falls
-back to choosing on the evaluation snapshot, and the evaluation notes say so.
+is refitted on the final snapshots. A log too short for a selection snapshot (or for
+two selection training snapshots, so that candidates are calibrated out of time) falls
+back to choosing on the evaluation snapshot, and the evaluation notes say so. BG/NBD
+inputs are fitted on the users of the snapshot a model scores (``population``).
 
 On a log with one event type, an ``inactivity`` target is the complement of the
 ``event`` target on that event: it is derived (``family="complement"``) rather than
