@@ -13,6 +13,7 @@ from segmentkit.models.labels import build_labels
 from segmentkit.models.propensity import PropensityModel
 from segmentkit.models.propensity_training import (
     LevelVerdict,
+    _level_note,
     _season_verdict,
     _simplest_within_noise,
     fit_propensity,
@@ -165,3 +166,16 @@ def test_a_level_rule_rejected_on_three_snapshots_overrules_one_selection_snapsh
     verdict = _season_verdict({_day(5 * i): float(r) for i, r in enumerate(noise)}, 30)
     assert verdict.tested == 7 and verdict.rejected
     assert verdict.text.startswith("seasonal step not used: over 7 past snapshot(s)")
+
+
+def test_level_note_says_where_a_seasonal_level_was_chosen(xy):
+    X, y, snapshot = xy
+    model = PropensityModel("buy", "event", event="x", random_state=0, level_shift=0.2)
+    model.fit(X, y, snapshot=snapshot)
+    judged = _level_note("buy", "logistic-season", model, True, 30, on_history=True)
+    assert judged.endswith(
+        "(+0.200 on the link scale), chosen on every past snapshot where the step can be measured"
+    )
+    # Kept from the selection snapshot (the history too short for a verdict): said so.
+    picked = _level_note("buy", "logistic-season", model, True, 30, on_history=False)
+    assert picked.endswith("chosen on the selection snapshot")

@@ -325,6 +325,7 @@ def fit_propensity(
         scores: dict[str, np.ndarray] = {}
         fitted: dict[str, PropensityModel] = {}
         level_risk = final_level_risk = None
+        on_history = False  # whether the seasonal verdict over the history chose the level
         if source is not None:
             # One event type: no event = no purchase, so churn is 1 - p(purchase).
             best = "complement"
@@ -401,6 +402,7 @@ def fit_propensity(
             verdict = _season_verdict(seen, horizon)
             if verdict is not None:
                 notes.append(f"{target.name}: {verdict.text}")
+                on_history = verdict.use
                 if verdict.use:
                     best = f"{family_sel}{_SEASON}"
                 elif verdict.rejected and _parse_variant(best)[1] == "season":
@@ -484,7 +486,9 @@ def fit_propensity(
             models[target.name].set_params(level_risk=final_level_risk)
         if best != "complement":
             notes.append(
-                _level_note(target.name, best, models[target.name], season_checked, horizon)
+                _level_note(
+                    target.name, best, models[target.name], season_checked, horizon, on_history
+                )
             )
         if target.kind == "event":
             report_scores.setdefault((target.event, horizon), (scores[best], target.name))
@@ -896,7 +900,12 @@ def _level_risk(residuals: dict[dt.datetime, float], horizon: int, seasonal: boo
 
 
 def _level_note(
-    name: str, best: str, model: PropensityModel, season_checked: bool, horizon: int
+    name: str,
+    best: str,
+    model: PropensityModel,
+    season_checked: bool,
+    horizon: int,
+    on_history: bool = True,
 ) -> str:
     """Say how the chosen model sets its level for the scored period, and why not by season."""
     _, level = _parse_variant(best)
@@ -914,7 +923,7 @@ def _level_note(
     }[level]
     where = (
         "every past snapshot where the step can be measured"
-        if level == "season"
+        if level == "season" and on_history
         else "the selection snapshot"
     )
     text = f"{name}: level of the scored period from {how}, chosen on {where}"
