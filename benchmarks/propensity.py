@@ -214,9 +214,11 @@ def scenarios(n_users: int, wanted: set[str] | None = None, draw: int = 0) -> li
         scored over the month of the peak, over a month of the steep rise towards it
         and, as for a log of about a year (UCI Online Retail), over the peak month
         with 13 months of history only.
-    ``default_hazard``
+    ``default_hazard``, ``default_hazard_long``
         The generator's default archetypes with constant-hazard lapses and arrivals
-        over the span (no calendar cliff): an event log with browsing.
+        over the span (no calendar cliff): an event log with browsing, over 240 days
+        and over 420 (long enough for a 90-day horizon's selection, evaluation and
+        training snapshots).
 
     The earlier ones: ``default``, ``seasonal``, ``transactions`` and
     ``seasonal_transactions`` come from the generator's default life cycle, which has
@@ -239,6 +241,15 @@ def scenarios(n_users: int, wanted: set[str] | None = None, draw: int = 0) -> li
         "default_hazard": lambda: _synth(
             "default_hazard", "default", n_users, 7 + shift, rich=True, lifecycle="hazard"
         ),
+        "default_hazard_long": lambda: _synth(
+            "default_hazard_long",
+            "default",
+            n_users,
+            7 + shift,
+            rich=True,
+            n_days=420,
+            lifecycle="hazard",
+        ),
         "default": lambda: _synth("default", "default", n_users, 7 + shift, rich=True),
         "seasonal": lambda: _synth("seasonal", "seasonal", n_users, 11 + shift, rich=True),
         "transactions": lambda: _synth(
@@ -257,8 +268,16 @@ def scenarios(n_users: int, wanted: set[str] | None = None, draw: int = 0) -> li
     return [make() for name, make in makers.items() if not wanted or name in wanted]
 
 
-def _synth(name: str, scenario: str, n_users: int, seed: int, rich: bool, **options) -> Scenario:
-    log = generate_events(n_users, 240, seed=seed, scenario=scenario, **options)
+def _synth(
+    name: str,
+    scenario: str,
+    n_users: int,
+    seed: int,
+    rich: bool,
+    n_days: int = 240,
+    **options,
+) -> Scenario:
+    log = generate_events(n_users, n_days, seed=seed, scenario=scenario, **options)
     # The seasonal event log's orders only; the transactions scenario is an order table.
     events = log.events if rich or scenario == "transactions" else _transactions_only(log.events)
     return Scenario(name, events, pd.Timestamp(log.end), rich=rich, truth=log.truth)
