@@ -104,6 +104,7 @@ class EventLog:
         Name of the clean table, columns ``user_id, timestamp, event, revenue, session_id``
         (``revenue`` and ``session_id`` may be all null when the log lacks them).
     report : DataQualityReport
+        See :attr:`report`.
     has_revenue, has_session_id : bool
         Whether the source had these optional columns.
     as_of : datetime.datetime or None
@@ -114,17 +115,66 @@ class EventLog:
         Column names of the source, in order.
     event_names : tuple of str or None
         Every event name of the clean log, sorted (``None`` when not known).
+    users_counted : bool
+        Whether ``report.users`` was counted while loading; when not, :attr:`report`
+        counts the users on first use, unless a feature table covering every clean
+        event (:func:`~segmentkit.features.build_features` at or after the last one)
+        has counted them already.
     """
 
     con: duckdb.DuckDBPyConnection
     table: str
-    report: DataQualityReport
+    _report: DataQualityReport
     has_revenue: bool
     has_session_id: bool
     as_of: dt.datetime | None
     columns: ColumnMap = dataclasses.field(default_factory=ColumnMap)
     source_columns: tuple[str, ...] = ()
     event_names: tuple[str, ...] | None = None
+    users_counted: bool = True
+    # The report once its users are known (filled at most once; not part of equality).
+    _known: dict[str, DataQualityReport] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    @property
+    def report(self) -> DataQualityReport:
+        """What validation found and removed (:class:`DataQualityReport`).
+
+        The number of distinct users is the one costly count of validation (a hash of
+        every user id, about a bare ``GROUP BY user_id`` count), and the feature query
+        groups by user anyway: a log loaded with ``min_users <= 1`` leaves it to the
+        first feature table that covers every clean event, and counts it here only
+        when asked before.
+        """
+        if self.users_counted:
+            return self._report
+        if "report" not in self._known:
+            (users,) = self.con.execute(
+                f"SELECT count(DISTINCT user_id) FROM {self.table}"
+            ).fetchone()
+            self.note_users(int(users))
+        return self._known["report"]
+
+    @property
+    def first_event(self) -> str | None:
+        """ISO timestamp of the first clean event (``report.first_event``, without counting)."""
+        return self._report.first_event
+
+    @property
+    def last_event(self) -> str | None:
+        """ISO timestamp of the last clean event (``report.last_event``, without counting)."""
+        return self._report.last_event
+
+    def note_users(self, users: int) -> None:
+        """Record the number of distinct users of the clean log, counted by a caller.
+
+        Only a count over every clean event is valid here (e.g. the rows of a feature
+        table as of a time after the last event); a log that counted its users while
+        loading keeps its own count.
+        """
+        if not self.users_counted and "report" not in self._known:
+            self._known["report"] = dataclasses.replace(self._report, users=int(users))
 
     def relation(self) -> duckdb.DuckDBPyRelation:
         """Return the clean events as a DuckDB relation."""
@@ -446,7 +496,8 @@ def load_events(
     on_invalid : {"drop", "error"}
         Rows with a null user id or timestamp are dropped and counted, or raise.
     min_users : int
-        Fewest distinct users the caller needs.
+        Fewest distinct users the caller needs. Above 1 the users are counted while
+        validating; otherwise on first use of ``report`` (see :attr:`EventLog.report`).
     con : duckdb.DuckDBPyConnection, optional
         Connection to hold the clean table; a new one is opened by default.
     check_duplicates : bool
@@ -549,7 +600,6 @@ def load_events(
         "null_ts": f"count(*) FILTER (WHERE {ts_col} IS NULL)",
         "invalid": f"count(*) FILTER (WHERE {user_col} IS NULL OR {ts_col} IS NULL)",
         "after": f"count(*) FILTER (WHERE {late})",
-        "users": f"count(DISTINCT {user_expr}) FILTER (WHERE {keep})",
         "first": f"min({ts_expr}) FILTER (WHERE {keep})",
         "last": f"max({ts_expr}) FILTER (WHERE {keep})",
         "negative": f"count(*) FILTER (WHERE {keep} AND ({revenue_expr}) < 0)",
@@ -558,13 +608,18 @@ def load_events(
         # The feature builder needs the event names; knowing them here saves it a scan.
         "event_names": f"list(DISTINCT {event_expr}) FILTER (WHERE {keep})",
     }
+    # Counting users hashes every user id: with min_users <= 1 the feature query,
+    # which groups by user anyway, counts them (see EventLog.report).
+    count_users = min_users > 1
+    if count_users:
+        checks["users"] = f"count(DISTINCT {user_expr}) FILTER (WHERE {keep})"
     try:
         values = con.execute(f"SELECT {', '.join(checks.values())} FROM {source_sql}").fetchall()[0]
     except duckdb.Error as exc:
         raise DataValidationError(f"events cannot be read: {_first_line(exc)}") from None
     found = dict(zip(checks, values, strict=True))
     rows_read, invalid, after = found["rows_read"], found["invalid"], found["after"]
-    null_user, null_ts, users = found["null_user"], found["null_ts"], found["users"]
+    null_user, null_ts, users = found["null_user"], found["null_ts"], found.get("users", 0)
     negative, first, last = found["negative"], found["first"], found["last"]
     n_null_event = found["null_event"]
     examples = {
@@ -620,17 +675,19 @@ def load_events(
         last_event=last.isoformat() if last is not None else None,
         duplicates_checked=check_duplicates,
     )
-    check_enough_left(report, cutoff, min_users)
+    # Uncounted users: rows_clean > 0 proves one, all that min_users <= 1 asks.
+    check_enough_left(report, cutoff, min_users if count_users else 0)
     return EventLog(
         con=con,
         table=table,
-        report=report,
+        _report=report,
         has_revenue=has_revenue,
         has_session_id=has_session,
         as_of=cutoff,
         columns=columns,
         source_columns=tuple(types),
         event_names=tuple(sorted(found["event_names"] or ())),
+        users_counted=count_users,
     )
 
 
@@ -828,9 +885,9 @@ def default_as_of(log: EventLog) -> dt.datetime:
     >>> default_as_of(log)
     datetime.datetime(2024, 5, 2, 0, 0)
     """
-    if log.report.last_event is None:  # pragma: no cover - load_events refuses empty logs
+    if log.last_event is None:  # pragma: no cover - load_events refuses empty logs
         raise InsufficientDataError("the event log is empty")
-    last = dt.datetime.fromisoformat(log.report.last_event)
+    last = dt.datetime.fromisoformat(log.last_event)
     return dt.datetime.combine(last.date() + dt.timedelta(days=1), dt.time())
 
 
