@@ -584,8 +584,12 @@ def load_events(
     null_event = f"({event_expr}) IS NULL" if columns.event is not None else "false"
     keep = f"{keep_base} AND NOT ({null_event})"
     # Revenue is summed as DECIMAL(18, 6) in the features: NaN, infinity and amounts of
-    # 1e12 or more do not fit (and are data errors, not amounts).
-    bad_amount = f"({revenue_expr}) IS NOT NULL AND NOT (abs({revenue_expr}) < {MAX_REVENUE:.0f})"
+    # 1e12 or more do not fit (and are data errors, not amounts). isfinite, not only a
+    # comparison: DuckDB may fold a comparison by Parquet statistics, which omit NaN.
+    bad_amount = (
+        f"({revenue_expr}) IS NOT NULL AND (NOT isfinite({revenue_expr}) "
+        f"OR abs({revenue_expr}) >= {MAX_REVENUE:.0f})"
+    )
     typed = (
         f"{user_expr} AS user_id, {ts_expr} AS timestamp, {event_expr} AS event, "
         f"{revenue_expr} AS revenue, {session_expr} AS session_id"
