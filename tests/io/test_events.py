@@ -324,3 +324,23 @@ def test_a_feature_table_before_the_last_event_leaves_the_count_to_the_log(tiny_
     early = build_features(log, last - dt.timedelta(days=40))  # one of the two users
     assert len(early) == 1
     assert log.report.users == 2
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_duplicates_are_found_in_both_halves_of_the_hash_range(monkeypatch, cores):
+    import segmentkit.io.events as events
+
+    rng = np.random.default_rng(3)
+    rows = 400
+    days = pd.to_timedelta(rng.integers(0, 9, rows), "D")
+    raw = pd.DataFrame(
+        {
+            "user_id": rng.choice(["a", "b", "c", "d"], rows),
+            "timestamp": pd.Timestamp("2024-01-01") + days,
+            "event": rng.choice(["view", "purchase"], rows),
+        }
+    )  # 72 possible rows: most rows are exact duplicates, hashed all over the range
+    monkeypatch.setattr(events, "usable_cores", lambda: cores)
+    report = load_events(raw).report
+    distinct = len(raw.drop_duplicates())
+    assert (report.rows_clean, report.duplicate_rows) == (distinct, rows - distinct)
