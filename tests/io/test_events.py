@@ -288,3 +288,59 @@ def test_a_log_with_many_duplicates_is_copied_once(tiny_log, tmp_path, monkeypat
     assert (kind(in_view), kind(copied)) == ("VIEW", "LOCAL TEMPORARY")
     assert copied.report == in_view.report
     pd.testing.assert_frame_equal(copied.to_pandas(), in_view.to_pandas())
+
+
+def test_users_are_counted_while_loading_only_when_min_users_asks(tiny_log, late_events):
+    raw = pd.concat([tiny_log, late_events], ignore_index=True)
+    counted = load_events(raw, as_of=AS_OF, min_users=2)
+    deferred = load_events(raw, as_of=AS_OF)
+    assert counted.users_counted and not deferred.users_counted
+    # Counted on first use: the same report either way.
+    assert deferred.report == counted.report
+    assert deferred.report.users == 2
+
+
+def test_a_feature_table_over_every_clean_event_gives_the_log_its_users(tiny_log):
+    from segmentkit.features import build_features, build_features_many
+
+    eager = load_events(tiny_log, min_users=2).report
+    for build in (
+        lambda log: build_features(log, AS_OF),
+        lambda log: build_features_many(log, [AS_OF - dt.timedelta(days=7), AS_OF])[-1],
+    ):
+        log = load_events(tiny_log)
+        table = build(log)
+        # The log's clean table is gone: the report can only come from the features.
+        log.con.execute(f"ALTER TABLE {log.table} RENAME TO gone")
+        assert log.report == eager
+        assert log.report.users == len(table)
+
+
+def test_a_feature_table_before_the_last_event_leaves_the_count_to_the_log(tiny_log):
+    from segmentkit.features import build_features
+
+    log = load_events(tiny_log)
+    last = dt.datetime.fromisoformat(log.last_event)
+    early = build_features(log, last - dt.timedelta(days=40))  # one of the two users
+    assert len(early) == 1
+    assert log.report.users == 2
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_duplicates_are_found_in_both_halves_of_the_hash_range(monkeypatch, cores):
+    import segmentkit.io.events as events
+
+    rng = np.random.default_rng(3)
+    rows = 400
+    days = pd.to_timedelta(rng.integers(0, 9, rows), "D")
+    raw = pd.DataFrame(
+        {
+            "user_id": rng.choice(["a", "b", "c", "d"], rows),
+            "timestamp": pd.Timestamp("2024-01-01") + days,
+            "event": rng.choice(["view", "purchase"], rows),
+        }
+    )  # 72 possible rows: most rows are exact duplicates, hashed all over the range
+    monkeypatch.setattr(events, "usable_cores", lambda: cores)
+    report = load_events(raw).report
+    distinct = len(raw.drop_duplicates())
+    assert (report.rows_clean, report.duplicate_rows) == (distinct, rows - distinct)

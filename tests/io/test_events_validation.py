@@ -51,6 +51,21 @@ def test_unusable_revenue_is_an_input_error(tiny_log, tmp_path, value, shown):
         load_events(path)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=["nan", "inf"])
+def test_unusable_revenue_in_parquet_is_shown_by_row(tiny_log, tmp_path, value):
+    # The Parquet statistics of the column omit NaN: the example query must not trust them.
+    table = pa.Table.from_pandas(tiny_log, preserve_index=False)
+    revenue = table.column("revenue").to_pylist()
+    revenue[2] = value
+    table = table.set_column(
+        table.schema.get_field_index("revenue"), "revenue", pa.array(revenue, pa.float64())
+    )
+    path = tmp_path / "events.parquet"
+    pq.write_table(table, path)
+    with pytest.raises(DataValidationError, match=rf"e\.g\. row 2: '{value}'"):
+        load_events(path)
+
+
 def test_revenue_just_below_the_limit_is_accepted(tiny_log):
     tiny_log.loc[1, "revenue"] = 999_999_999_999.0
     assert load_events(tiny_log).report.rows_clean == len(tiny_log)

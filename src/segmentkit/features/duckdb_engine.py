@@ -82,7 +82,19 @@ def build_features(
     blocks = -(-span_days // _BLOCK_DAYS)
     sql = _feature_sql(events, cutoff, config, vocabulary, blocks)
     table = events.con.execute(sql).df()
+    _note_users(events, cutoff, len(table))
     return _finish(_decode_day_bits(table, config, blocks), config)
+
+
+def _note_users(events: EventLog, cutoff: dt.datetime, users: int) -> None:
+    """Give the log its number of users when a table as of ``cutoff`` holds every user.
+
+    It does when every clean event is before ``cutoff``; the log then need not count
+    its users in another scan (see :attr:`EventLog.report`).
+    """
+    last = events.last_event
+    if last is not None and dt.datetime.fromisoformat(last) < cutoff:
+        events.note_users(users)
 
 
 def build_features_many(
@@ -191,6 +203,7 @@ def _aligned_snapshots(
             tables[cutoff] = _snapshot_from_user_days(
                 events, user_days, latest, cutoff, config, vocabulary, span
             )
+        _note_users(events, latest, len(tables[latest]))
         return tables
     finally:
         events.con.execute(f"DROP TABLE IF EXISTS {user_days}")
@@ -347,7 +360,7 @@ def _scan_facts(events: EventLog, cutoff: dt.datetime) -> tuple[list[str] | None
     the log is not scanned again. Its names may include events that only occur at or
     after T: they only take unused bits of the event bitmaps, which changes no feature.
     """
-    first_event = events.report.first_event
+    first_event = events.first_event
     if events.event_names is not None and first_event is not None:
         first = dt.datetime.fromisoformat(first_event)
         if first >= cutoff:
@@ -591,12 +604,16 @@ def _median_gaps(bits: np.ndarray) -> np.ndarray:
     rows, days = np.nonzero(flags)  # row-major: days ascend within each row
     same = rows[1:] == rows[:-1]
     gap_rows = rows[1:][same]
-    gaps = (days[1:] - days[:-1])[same].astype(float)
+    gaps = (days[1:] - days[:-1])[same]
     out = np.full(bits.shape[0], np.nan)
     if gaps.size == 0:
         return out
-    order = np.lexsort((gaps, gap_rows))
-    gaps, gap_rows = gaps[order], gap_rows[order]
+    # Rows already ascend: one sort of (row, gap) packed in an integer orders the gaps
+    # within each row (cheaper than a lexsort of two keys).
+    width = flags.shape[1]
+    keyed = gap_rows.astype(np.int64) * width + gaps
+    keyed.sort()
+    gaps = (keyed % width).astype(float)
     counts = np.bincount(gap_rows, minlength=bits.shape[0])
     has = counts > 0
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])

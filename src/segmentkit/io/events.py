@@ -104,6 +104,7 @@ class EventLog:
         Name of the clean table, columns ``user_id, timestamp, event, revenue, session_id``
         (``revenue`` and ``session_id`` may be all null when the log lacks them).
     report : DataQualityReport
+        See :attr:`report`.
     has_revenue, has_session_id : bool
         Whether the source had these optional columns.
     as_of : datetime.datetime or None
@@ -114,17 +115,66 @@ class EventLog:
         Column names of the source, in order.
     event_names : tuple of str or None
         Every event name of the clean log, sorted (``None`` when not known).
+    users_counted : bool
+        Whether ``report.users`` was counted while loading; when not, :attr:`report`
+        counts the users on first use, unless a feature table covering every clean
+        event (:func:`~segmentkit.features.build_features` at or after the last one)
+        has counted them already.
     """
 
     con: duckdb.DuckDBPyConnection
     table: str
-    report: DataQualityReport
+    _report: DataQualityReport
     has_revenue: bool
     has_session_id: bool
     as_of: dt.datetime | None
     columns: ColumnMap = dataclasses.field(default_factory=ColumnMap)
     source_columns: tuple[str, ...] = ()
     event_names: tuple[str, ...] | None = None
+    users_counted: bool = True
+    # The report once its users are known (filled at most once; not part of equality).
+    _known: dict[str, DataQualityReport] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    @property
+    def report(self) -> DataQualityReport:
+        """What validation found and removed (:class:`DataQualityReport`).
+
+        The number of distinct users is the one costly count of validation (a hash of
+        every user id, about a bare ``GROUP BY user_id`` count), and the feature query
+        groups by user anyway: a log loaded with ``min_users <= 1`` leaves it to the
+        first feature table that covers every clean event, and counts it here only
+        when asked before.
+        """
+        if self.users_counted:
+            return self._report
+        if "report" not in self._known:
+            (users,) = self.con.execute(
+                f"SELECT count(DISTINCT user_id) FROM {self.table}"
+            ).fetchone()
+            self.note_users(int(users))
+        return self._known["report"]
+
+    @property
+    def first_event(self) -> str | None:
+        """ISO timestamp of the first clean event (``report.first_event``, without counting)."""
+        return self._report.first_event
+
+    @property
+    def last_event(self) -> str | None:
+        """ISO timestamp of the last clean event (``report.last_event``, without counting)."""
+        return self._report.last_event
+
+    def note_users(self, users: int) -> None:
+        """Record the number of distinct users of the clean log, counted by a caller.
+
+        Only a count over every clean event is valid here (e.g. the rows of a feature
+        table as of a time after the last event); a log that counted its users while
+        loading keeps its own count.
+        """
+        if not self.users_counted and "report" not in self._known:
+            self._known["report"] = dataclasses.replace(self._report, users=int(users))
 
     def relation(self) -> duckdb.DuckDBPyRelation:
         """Return the clean events as a DuckDB relation."""
@@ -446,18 +496,19 @@ def load_events(
     on_invalid : {"drop", "error"}
         Rows with a null user id or timestamp are dropped and counted, or raise.
     min_users : int
-        Fewest distinct users the caller needs.
+        Fewest distinct users the caller needs. Above 1 the users are counted while
+        validating; otherwise on first use of ``report`` (see :attr:`EventLog.report`).
     con : duckdb.DuckDBPyConnection, optional
         Connection to hold the clean table; a new one is opened by default.
     check_duplicates : bool
         Look for exact duplicate rows and drop them (default). The check reads one
-        64-bit hash per kept row (8 bytes a row in memory), sorts them (one range of
-        values per core) and compares neighbours; only rows whose hash repeats are
-        compared exactly, and the rest of a Parquet log is still read in place. It is
-        half of validation's CPU time: on the 29.2M-event log of
-        ``benchmarks/features.py`` about 4.7 s of CPU (1.5 bare ``GROUP BY user_id``
-        counts) and no extra peak memory. Turn it off only for logs known to be free
-        of duplicates.
+        64-bit hash per kept row (8 bytes a row in memory), sorts them (one half of
+        the hash range per core) and compares neighbours; only rows whose hash repeats
+        are compared exactly, and the rest of a Parquet log is still read in place. It
+        is most of validation's CPU time: on the 29.2M-event log of
+        ``benchmarks/features.py`` about 4.5 s of CPU (1.5 bare ``GROUP BY user_id``
+        counts, against 1.5 s for every other check) and no extra peak memory. Turn
+        it off only for logs known to be free of duplicates.
 
     Returns
     -------
@@ -533,8 +584,12 @@ def load_events(
     null_event = f"({event_expr}) IS NULL" if columns.event is not None else "false"
     keep = f"{keep_base} AND NOT ({null_event})"
     # Revenue is summed as DECIMAL(18, 6) in the features: NaN, infinity and amounts of
-    # 1e12 or more do not fit (and are data errors, not amounts).
-    bad_amount = f"({revenue_expr}) IS NOT NULL AND NOT (abs({revenue_expr}) < {MAX_REVENUE:.0f})"
+    # 1e12 or more do not fit (and are data errors, not amounts). isfinite, not only a
+    # comparison: DuckDB may fold a comparison by Parquet statistics, which omit NaN.
+    bad_amount = (
+        f"({revenue_expr}) IS NOT NULL AND (NOT isfinite({revenue_expr}) "
+        f"OR abs({revenue_expr}) >= {MAX_REVENUE:.0f})"
+    )
     typed = (
         f"{user_expr} AS user_id, {ts_expr} AS timestamp, {event_expr} AS event, "
         f"{revenue_expr} AS revenue, {session_expr} AS session_id"
@@ -549,7 +604,6 @@ def load_events(
         "null_ts": f"count(*) FILTER (WHERE {ts_col} IS NULL)",
         "invalid": f"count(*) FILTER (WHERE {user_col} IS NULL OR {ts_col} IS NULL)",
         "after": f"count(*) FILTER (WHERE {late})",
-        "users": f"count(DISTINCT {user_expr}) FILTER (WHERE {keep})",
         "first": f"min({ts_expr}) FILTER (WHERE {keep})",
         "last": f"max({ts_expr}) FILTER (WHERE {keep})",
         "negative": f"count(*) FILTER (WHERE {keep} AND ({revenue_expr}) < 0)",
@@ -558,13 +612,18 @@ def load_events(
         # The feature builder needs the event names; knowing them here saves it a scan.
         "event_names": f"list(DISTINCT {event_expr}) FILTER (WHERE {keep})",
     }
+    # Counting users hashes every user id: with min_users <= 1 the feature query,
+    # which groups by user anyway, counts them (see EventLog.report).
+    count_users = min_users > 1
+    if count_users:
+        checks["users"] = f"count(DISTINCT {user_expr}) FILTER (WHERE {keep})"
     try:
         values = con.execute(f"SELECT {', '.join(checks.values())} FROM {source_sql}").fetchall()[0]
     except duckdb.Error as exc:
         raise DataValidationError(f"events cannot be read: {_first_line(exc)}") from None
     found = dict(zip(checks, values, strict=True))
     rows_read, invalid, after = found["rows_read"], found["invalid"], found["after"]
-    null_user, null_ts, users = found["null_user"], found["null_ts"], found["users"]
+    null_user, null_ts, users = found["null_user"], found["null_ts"], found.get("users", 0)
     negative, first, last = found["negative"], found["first"], found["last"]
     n_null_event = found["null_event"]
     examples = {
@@ -620,17 +679,19 @@ def load_events(
         last_event=last.isoformat() if last is not None else None,
         duplicates_checked=check_duplicates,
     )
-    check_enough_left(report, cutoff, min_users)
+    # Uncounted users: rows_clean > 0 proves one, all that min_users <= 1 asks.
+    check_enough_left(report, cutoff, min_users if count_users else 0)
     return EventLog(
         con=con,
         table=table,
-        report=report,
+        _report=report,
         has_revenue=has_revenue,
         has_session_id=has_session,
         as_of=cutoff,
         columns=columns,
         source_columns=tuple(types),
         event_names=tuple(sorted(found["event_names"] or ())),
+        users_counted=count_users,
     )
 
 
@@ -642,47 +703,46 @@ def _repeated_hashes(
     Two equal rows always share a hash, so an empty answer proves that the log has
     no exact duplicates; a collision between different rows only adds a hash whose
     rows are then compared exactly. The hashes are streamed into one array of 8
-    bytes a row, sorted in place and neighbours compared. Measured on the 29.2M-row
-    log of ``benchmarks/features.py``: 4.7 s of CPU against 6.6 s for DuckDB's
-    ``count(DISTINCT hash)``, and 230 MB instead of the 0.6 GiB its hash table
-    added to the peak.
+    bytes a row, those below 2**63 from its start and the others from its end, so
+    that equal hashes share a half; the halves are sorted on two cores and
+    neighbours compared. Measured on the 29.2M-row log of ``benchmarks/features.py``:
+    4.7 s of CPU against 6.6 s for DuckDB's ``count(DISTINCT hash)``, and 230 MB
+    instead of the 0.6 GiB its hash table added to the peak; filling the halves
+    while streaming saves the 0.7 s of a single-threaded partition of the array.
     """
     hashes = np.empty(rows, dtype=np.uint64)
-    filled = 0
+    low, high = 0, rows  # hashes[:low] are below 2**63, hashes[high:] are not
     query = f"SELECT {row_hash} AS h FROM {source_sql} WHERE {keep}"
+    top = np.uint64(1 << 63)
     for batch in con.sql(query).to_arrow_reader(1 << 20):
         values = batch.column(0).to_numpy()
-        hashes[filled : filled + len(values)] = values
-        filled += len(values)
-    if filled != rows:  # pragma: no cover - the source changed between two scans
+        if len(values) > high - low:  # pragma: no cover - the source changed between scans
+            raise DataValidationError(f"events changed while being read: more than {rows} rows")
+        upper = values >= top
+        n_upper = int(np.count_nonzero(upper))
+        hashes[high - n_upper : high] = values[upper]
+        hashes[low : low + len(values) - n_upper] = values[~upper]
+        low, high = low + len(values) - n_upper, high - n_upper
+    if low != high:  # pragma: no cover - the source changed between two scans
+        filled = rows - (high - low)
         raise DataValidationError(f"events changed while being read: {rows} then {filled} rows")
-    _sort_in_parts(hashes)
-    same = hashes[1:] == hashes[:-1]
-    return np.unique(hashes[1:][same])
+    halves = [hashes[:low], hashes[low:]] if usable_cores() > 1 else [hashes]
+    return np.concatenate(thread_map(_repeated, halves))
 
 
-def _sort_in_parts(values: np.ndarray) -> None:
-    """Sort unsigned 64-bit ``values`` in place, one range of values per core.
+def _repeated(values: np.ndarray) -> np.ndarray:
+    """Return the values occurring more than once in unsigned 64-bit ``values``, sorted.
 
-    The array is first partitioned around the range limits (linear time), so equal
-    values stay in one part and the sorted parts are the sorted whole; numpy sorts
-    without the GIL, so the parts are sorted on the shared thread pool.
+    ``values`` is sorted in place (numpy sorts without holding the GIL).
 
     Examples
     --------
-    >>> values = np.array([2**63 + 5, 3, 2**64 - 1, 3, 0], dtype=np.uint64)
-    >>> _sort_in_parts(values)
-    >>> values.tolist() == sorted(values.tolist())
-    True
+    >>> _repeated(np.array([7, 3, 7, 1, 3, 7], dtype=np.uint64)).tolist()
+    [3, 7]
     """
-    parts = min(usable_cores(), 8) if values.size >= 1_000_000 else 1
-    limits = [np.uint64((2**64 // parts) * i) for i in range(1, parts)]
-    cuts = [int(np.count_nonzero(values < limit)) for limit in limits]
-    inner = sorted({c for c in cuts if 0 < c < values.size})
-    if inner:
-        values.partition(inner)
-    bounds = [0, *inner, values.size]
-    thread_map(np.ndarray.sort, [values[a:b] for a, b in itertools.pairwise(bounds)])
+    values.sort()
+    same = values[1:] == values[:-1]
+    return np.unique(values[1:][same])
 
 
 def _drop_duplicates(
@@ -828,9 +888,9 @@ def default_as_of(log: EventLog) -> dt.datetime:
     >>> default_as_of(log)
     datetime.datetime(2024, 5, 2, 0, 0)
     """
-    if log.report.last_event is None:  # pragma: no cover - load_events refuses empty logs
+    if log.last_event is None:  # pragma: no cover - load_events refuses empty logs
         raise InsufficientDataError("the event log is empty")
-    last = dt.datetime.fromisoformat(log.report.last_event)
+    last = dt.datetime.fromisoformat(log.last_event)
     return dt.datetime.combine(last.date() + dt.timedelta(days=1), dt.time())
 
 
