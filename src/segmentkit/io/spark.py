@@ -18,9 +18,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import glob
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import pyarrow as pa
 
 from segmentkit.config import ColumnMap
 from segmentkit.errors import DataValidationError
@@ -28,9 +30,11 @@ from segmentkit.io.events import (
     MAX_REVENUE,
     MICROS_PER_DAY,
     DataQualityReport,
+    EventLog,
     check_enough_left,
     check_invalid_values,
     check_mapped_columns,
+    connect,
     epoch_us,
     to_timestamp,
 )
@@ -49,8 +53,10 @@ __all__ = [
     "default_as_of_spark",
     "epoch_us",
     "load_events_spark",
+    "partition_events",
     "read_events_spark",
     "release_checkpoint",
+    "release_shuffle",
     "session_conf",
     "utc_session",
 ]
@@ -58,23 +64,31 @@ __all__ = [
 _SAMPLE_ROWS = 5
 _INTEGER_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 _NUMERIC_TYPES = (*_INTEGER_TYPES, T.FloatType, T.DoubleType, T.DecimalType)
-_EXCLUDED_RULES = "spark.sql.optimizer.excludedRules"
-_KEEP_ALIASES = "org.apache.spark.sql.catalyst.optimizer.RemoveRedundantAliases"
 _NANOS_AS_LONG = "spark.sql.legacy.parquet.nanosAsLong"
 
 SparkEventSource = str | Path | list | DataFrame
 
 
+#: Most rows of the log in one partition, so in one Python worker's DuckDB (roughly:
+#: users are not split, and the hash spreads them unevenly).
+ROWS_PER_PARTITION = 2_000_000
+#: Memory the DuckDB of one Python worker may use before spilling to disk.
+WORKER_MEMORY = "1GB"
+
+
 @dataclass(frozen=True)
 class SparkEventLog:
-    """A validated event log as a Spark DataFrame, hash partitioned by user and kept.
+    """A validated event log on Spark, shuffled once by user.
 
     Attributes
     ----------
-    frame : pyspark.sql.DataFrame
-        Clean events, columns ``user_id`` (string or bigint), ``ts_us`` (bigint,
-        microseconds since 1970-01-01 UTC), ``event`` (string), ``revenue`` (double)
-        and ``session_id`` (null when the log lacks them); duplicates dropped.
+    by_user : pyspark.sql.DataFrame
+        Valid events after the one shuffle by user: every partition holds all the
+        events of its users, exact duplicates included (:func:`partition_events`
+        drops them where a partition is read). Columns ``user_id`` (string or
+        bigint), ``ts_us`` (bigint, microseconds since 1970-01-01 UTC), ``event``
+        (string), ``revenue`` (double) and ``session_id`` (null when the log lacks
+        them). It reads the shuffle's files, kept by Spark while the frame is in use.
     report : DataQualityReport
         What validation found and removed (aggregates only).
     has_revenue, has_session_id : bool
@@ -83,19 +97,91 @@ class SparkEventLog:
         Cut-off applied while loading (events at or after it were excluded).
     """
 
-    frame: DataFrame
+    by_user: DataFrame
     report: DataQualityReport
     has_revenue: bool
     has_session_id: bool
     as_of: dt.datetime | None
 
+    @property
+    def frame(self) -> DataFrame:
+        """The clean events (duplicates dropped), in the columns of ``by_user``."""
+        schema = self.by_user.schema
+        has_revenue, has_session_id = self.has_revenue, self.has_session_id
+
+        def distinct(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            log = partition_events(batches, has_revenue, has_session_id)
+            if log is not None:
+                yield from (
+                    log.con.sql(
+                        "SELECT user_id, epoch_us(timestamp) AS ts_us, event, revenue, session_id "
+                        f"FROM {log.table}"
+                    )
+                    .to_arrow_table()
+                    .to_batches()
+                )
+
+        return self.by_user.mapInArrow(distinct, schema)
+
     def release(self) -> None:
-        """Free the kept events now (otherwise when ``frame`` is garbage collected).
+        """Free the shuffle's files now (otherwise when ``by_user`` is garbage collected).
 
         Frames computed from the log must not be read afterwards unless they were
         computed and kept (persisted) before.
         """
-        release_checkpoint(self.frame)
+        release_shuffle(self.by_user)
+
+
+def partition_events(
+    batches: Iterable[pa.RecordBatch], has_revenue: bool, has_session_id: bool
+) -> EventLog | None:
+    """Load one partition of ``SparkEventLog.by_user`` into a local :class:`EventLog`.
+
+    Runs in a Python worker: the rows go into a DuckDB of one thread and bounded
+    memory (:data:`WORKER_MEMORY`), exact duplicates dropped, with the local
+    engine's column types, so the local feature engine computes on them exactly as
+    on a log from :func:`segmentkit.io.events.load_events`. Its report counts the
+    partition's clean rows, users, refunds and first and last events (the rest is
+    counted over the whole log by :func:`load_events_spark`). ``None`` for an empty
+    partition.
+    """
+    batches = [batch for batch in batches if batch.num_rows]
+    if not batches:
+        return None
+    rows = pa.Table.from_batches(batches)
+    con = connect(threads=1, memory_limit=WORKER_MEMORY)
+    con.register("_sk_partition", rows)
+    con.execute(
+        "CREATE TABLE events AS SELECT DISTINCT user_id, make_timestamp(ts_us) AS timestamp, "
+        "event, revenue, session_id FROM _sk_partition"
+    )
+    con.unregister("_sk_partition")
+    del rows, batches
+    count, users, negative, first, last, names = con.execute(
+        "SELECT count(*), count(DISTINCT user_id), count(*) FILTER (WHERE revenue < 0), "
+        "min(timestamp), max(timestamp), list(DISTINCT event) FROM events"
+    ).fetchall()[0]
+    report = DataQualityReport(
+        rows_read=count,
+        null_user_id=0,
+        null_timestamp=0,
+        duplicate_rows=0,
+        at_or_after_as_of=0,
+        negative_revenue_rows=negative,
+        rows_clean=count,
+        users=users,
+        first_event=first.isoformat(),
+        last_event=last.isoformat(),
+    )
+    return EventLog(
+        con=con,
+        table="events",
+        report=report,
+        has_revenue=has_revenue,
+        has_session_id=has_session_id,
+        as_of=None,
+        event_names=tuple(sorted(names)),
+    )
 
 
 @contextlib.contextmanager
@@ -400,11 +486,8 @@ def _validate(
         example=example,
     )
     kept = rows_read - invalid - after - n_null_event
-    clean = _partitioned_by_user(raw.where(keep).select(*typed))
-    rows_clean, users, negative = clean.agg(
-        F.count(F.lit(1)), F.count_distinct("user_id"), F.count_if(F.col("revenue") < 0)
-    ).first()
-    rows_clean, users, negative = int(rows_clean), int(users), int(negative)
+    by_user = _partitioned_by_user(raw.where(keep).select(*typed), kept)
+    rows_clean, users, negative = _clean_counts(by_user, has_revenue, has_session)
     report = DataQualityReport(
         rows_read=rows_read,
         null_user_id=null_user,
@@ -422,10 +505,10 @@ def _validate(
     try:
         check_enough_left(report, cutoff, min_users)
     except Exception:
-        release_checkpoint(clean)
+        release_shuffle(by_user)
         raise
     return SparkEventLog(
-        frame=clean,
+        by_user=by_user,
         report=report,
         has_revenue=has_revenue,
         has_session_id=has_session,
@@ -440,23 +523,69 @@ def release_checkpoint(frame: DataFrame) -> None:
         plan.rdd().unpersist(False)
 
 
-def _partitioned_by_user(rows: DataFrame) -> DataFrame:
-    """De-duplicate ``rows`` after one shuffle by user and keep the result (local checkpoint).
+def release_shuffle(frame: DataFrame) -> None:
+    """Delete the files of the shuffle ``frame`` reads (made by :func:`_partitioned_by_user`)."""
+    spark = frame.sparkSession
+    cleaner = spark.sparkContext._jsc.sc().cleaner()
+    if cleaner.isEmpty():  # pragma: no cover - spark.cleaner.referenceTracking=false
+        return
+    pending = [frame._jdf.queryExecution().analyzed().rdd()]
+    while pending:
+        rdd = pending.pop()
+        dependencies = rdd.dependencies()
+        for i in range(dependencies.size()):
+            dependency = dependencies.apply(i)
+            if dependency.getClass().getSimpleName() == "ShuffleDependency":
+                cleaner.get().doCleanupShuffle(dependency.shuffleId(), False)
+            else:
+                pending.append(dependency.rdd())
 
-    Every later step (the report's counts, sessions, per-user aggregates) groups by
-    ``user_id`` plus other keys, which this hash partitioning already satisfies, so
-    none of them shuffles the log again. The checkpoint's blocks are released when
-    the returned DataFrame is garbage collected.
+
+def _partitioned_by_user(rows: DataFrame, n_rows: int) -> DataFrame:
+    """``rows`` after one shuffle by user, as a frame that reads that shuffle's files.
+
+    Every later pass (the report's counts, then each feature snapshot) reads the
+    partitions this shuffle wrote, in Python workers, without shuffling or scanning
+    the source again: Spark keeps a shuffle's files while a frame that depends on it
+    is in use, and skips its stage. (Kept this way, the log costs no copy in memory;
+    a local checkpoint cost twice the shuffle's CPU.) There are
+    ``spark.sql.shuffle.partitions`` partitions, more for a log of more than that
+    many times :data:`ROWS_PER_PARTITION` rows.
     """
     spark = rows.sparkSession
-    # Adaptive execution, and the optimizer dropping the alias of ``user_id``, would
-    # hide the partitioning from the checkpoint's readers (then they would shuffle).
-    excluded = spark.conf.get(_EXCLUDED_RULES, None) or ""
-    with (
-        session_conf(spark, "spark.sql.adaptive.enabled", "false"),
-        session_conf(spark, _EXCLUDED_RULES, ",".join(filter(None, [excluded, _KEEP_ALIASES]))),
-    ):
-        return rows.repartition("user_id").distinct().localCheckpoint(eager=True)
+    partitions = max(
+        int(spark.conf.get("spark.sql.shuffle.partitions")), -(-n_rows // ROWS_PER_PARTITION)
+    )
+    # Adaptive execution would plan the shuffle anew at every read.
+    with session_conf(spark, "spark.sql.adaptive.enabled", "false"):
+        shuffled = rows.repartition(partitions, "user_id")._jdf
+        internal = shuffled.queryExecution().toRdd()
+        jframe = spark._jsparkSession.internalCreateDataFrame(internal, shuffled.schema(), False)
+    return DataFrame(jframe, spark)
+
+
+def _clean_counts(by_user: DataFrame, has_revenue: bool, has_session: bool) -> tuple[int, int, int]:
+    """Rows, users and refund rows of the log once exact duplicates are dropped.
+
+    Counted per partition by :func:`partition_events` (a partition holds every
+    event of its users), then summed.
+    """
+
+    def count(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        log = partition_events(batches, has_revenue, has_session)
+        if log is not None:
+            report = log.report
+            yield pa.RecordBatch.from_pydict(
+                {
+                    "rows": [report.rows_clean],
+                    "users": [report.users],
+                    "negative": [report.negative_revenue_rows],
+                }
+            )
+
+    counts = by_user.mapInArrow(count, "rows long, users long, negative long")
+    totals = counts.agg(F.sum("rows"), F.sum("users"), F.sum("negative")).first()
+    return tuple(int(total or 0) for total in totals)
 
 
 def default_as_of_spark(log: SparkEventLog) -> dt.datetime:
