@@ -84,10 +84,12 @@ def build_features_spark(
         [pa.field(f.name, _ARROW_TYPES[type(f.dataType)]) for f in schema.fields]
     )
     has_revenue, has_session_id = events.has_revenue, events.has_session_id
+    # A log without exact duplicates is read in place, not copied into a distinct table.
+    duplicates = events.report.duplicate_rows > 0
     names = schema.fieldNames()
 
     def features(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        log = partition_events(batches, has_revenue, has_session_id)
+        log = partition_events(batches, has_revenue, has_session_id, distinct=duplicates)
         if log is None:
             return
         table = build_features(log, cutoff, config)

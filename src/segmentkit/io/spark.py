@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import glob
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,9 @@ _SAMPLE_ROWS = 5
 _INTEGER_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 _NUMERIC_TYPES = (*_INTEGER_TYPES, T.FloatType, T.DoubleType, T.DecimalType)
 _NANOS_AS_LONG = "spark.sql.legacy.parquet.nanosAsLong"
+_observation_ids = itertools.count()
+_ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
+_ARROW_BATCH_ROWS = 100_000
 
 SparkEventSource = str | Path | list | DataFrame
 
@@ -108,9 +112,10 @@ class SparkEventLog:
         """The clean events (duplicates dropped), in the columns of ``by_user``."""
         schema = self.by_user.schema
         has_revenue, has_session_id = self.has_revenue, self.has_session_id
+        duplicates = self.report.duplicate_rows > 0
 
         def distinct(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            log = partition_events(batches, has_revenue, has_session_id)
+            log = partition_events(batches, has_revenue, has_session_id, distinct=duplicates)
             if log is not None:
                 yield from (
                     log.con.sql(
@@ -133,30 +138,38 @@ class SparkEventLog:
 
 
 def partition_events(
-    batches: Iterable[pa.RecordBatch], has_revenue: bool, has_session_id: bool
+    batches: Iterable[pa.RecordBatch],
+    has_revenue: bool,
+    has_session_id: bool,
+    *,
+    distinct: bool = True,
 ) -> EventLog | None:
     """Load one partition of ``SparkEventLog.by_user`` into a local :class:`EventLog`.
 
     Runs in a Python worker: the rows go into a DuckDB of one thread and bounded
-    memory (:data:`WORKER_MEMORY`), exact duplicates dropped, with the local
-    engine's column types, so the local feature engine computes on them exactly as
-    on a log from :func:`segmentkit.io.events.load_events`. Its report counts the
-    partition's clean rows, users, refunds and first and last events (the rest is
-    counted over the whole log by :func:`load_events_spark`). ``None`` for an empty
-    partition.
+    memory (:data:`WORKER_MEMORY`) with the local engine's column types, so the local
+    feature engine computes on them exactly as on a log from
+    :func:`segmentkit.io.events.load_events`. Exact duplicates are dropped unless
+    ``distinct`` is false (the log is known to have none: then DuckDB reads the
+    Arrow batches in place). Its report counts the partition's clean rows, users,
+    refunds and first and last events (the rest is counted over the whole log by
+    :func:`load_events_spark`). ``None`` for an empty partition.
     """
     batches = [batch for batch in batches if batch.num_rows]
     if not batches:
         return None
-    rows = pa.Table.from_batches(batches)
     con = connect(threads=1, memory_limit=WORKER_MEMORY)
-    con.register("_sk_partition", rows)
-    con.execute(
-        "CREATE TABLE events AS SELECT DISTINCT user_id, make_timestamp(ts_us) AS timestamp, "
-        "event, revenue, session_id FROM _sk_partition"
+    con.register("_sk_partition", pa.Table.from_batches(batches))
+    del batches
+    typed = (
+        "SELECT user_id, make_timestamp(ts_us) AS timestamp, event, revenue, session_id "
+        "FROM _sk_partition"
     )
-    con.unregister("_sk_partition")
-    del rows, batches
+    if distinct:
+        con.execute(f"CREATE TABLE events AS SELECT DISTINCT * FROM ({typed})")
+        con.unregister("_sk_partition")
+    else:
+        con.execute(f"CREATE VIEW events AS {typed}")
     count, users, negative, first, last, names = con.execute(
         "SELECT count(*), count(DISTINCT user_id), count(*) FILTER (WHERE revenue < 0), "
         "min(timestamp), max(timestamp), list(DISTINCT event) FROM events"
@@ -170,8 +183,8 @@ def partition_events(
         negative_revenue_rows=negative,
         rows_clean=count,
         users=users,
-        first_event=first.isoformat(),
-        last_event=last.isoformat(),
+        first_event=first.isoformat() if first is not None else None,
+        last_event=last.isoformat() if last is not None else None,
     )
     return EventLog(
         con=con,
@@ -273,10 +286,9 @@ def _timestamp_us(column: str, field: T.StructField) -> Column:
     kind = field.dataType
     if isinstance(kind, T.TimestampType):  # an instant: independent of time zones
         return F.unix_micros(col)
-    if isinstance(kind, T.TimestampNTZType):  # naive wall time, taken as UTC
-        return F.expr(
-            f"timestampdiff(MICROSECOND, TIMESTAMP_NTZ '1970-01-01 00:00:00', `{column}`)"
-        )
+    if isinstance(kind, T.TimestampNTZType):
+        # Naive wall time, taken as UTC: the cast is analysed in UTC (see utc_session).
+        return F.unix_micros(col.cast("timestamp"))
     if isinstance(kind, T.DateType):
         return F.unix_date(col).cast("bigint") * F.lit(MICROS_PER_DAY)
     if isinstance(kind, T.LongType) and field.metadata.get("segmentkit_nanos"):
@@ -439,7 +451,7 @@ def _validate(
     ]
     # One scan answers every question about the raw rows; duplicates and users are
     # counted after the one shuffle by user (below).
-    counts = raw.agg(
+    checks = [
         F.count(F.lit(1)),
         F.count_if(bad_ts),
         F.count_if(bad_rev),
@@ -451,7 +463,19 @@ def _validate(
         F.max(F.when(keep, ts_us)),
         F.count_if(keep & bad_amount),
         F.count_if(keep_base & null_event),
-    ).first()
+    ]
+    # The source is read once: the shuffle by user counts these checks as it reads the
+    # raw rows (observed metrics), then the clean rows are counted per partition.
+    name = f"segmentkit_validation_{next(_observation_ids)}"
+    observed = raw.observe(name, *[check.alias(f"c{i}") for i, check in enumerate(checks)])
+    by_user, shuffle = _partitioned_by_user(observed.where(keep).select(*typed), raw)
+    try:
+        rows_clean, users, negative = _clean_counts(by_user, has_revenue, has_session)
+        counts = shuffle.observedMetrics().get(name).get()
+        counts = [counts.get(i) for i in range(len(checks))]
+    except BaseException:
+        release_shuffle(by_user)
+        raise
     rows_read, n_bad_ts, n_bad_rev, null_user, null_ts, invalid, after = (
         int(c) for c in counts[:7]
     )
@@ -478,16 +502,18 @@ def _validate(
         "null_ts": null_ts,
         "invalid": invalid,
     }
-    check_invalid_values(
-        columns,
-        counts_by_name,
-        rows_usable=rows_read - invalid - after,
-        on_invalid=on_invalid,
-        example=example,
-    )
+    try:
+        check_invalid_values(
+            columns,
+            counts_by_name,
+            rows_usable=rows_read - invalid - after,
+            on_invalid=on_invalid,
+            example=example,
+        )
+    except BaseException:
+        release_shuffle(by_user)
+        raise
     kept = rows_read - invalid - after - n_null_event
-    by_user = _partitioned_by_user(raw.where(keep).select(*typed), kept)
-    rows_clean, users, negative = _clean_counts(by_user, has_revenue, has_session)
     report = DataQualityReport(
         rows_read=rows_read,
         null_user_id=null_user,
@@ -541,27 +567,36 @@ def release_shuffle(frame: DataFrame) -> None:
                 pending.append(dependency.rdd())
 
 
-def _partitioned_by_user(rows: DataFrame, n_rows: int) -> DataFrame:
+def _partitioned_by_user(rows: DataFrame, source: DataFrame) -> tuple[DataFrame, object]:
     """``rows`` after one shuffle by user, as a frame that reads that shuffle's files.
 
     Every later pass (the report's counts, then each feature snapshot) reads the
     partitions this shuffle wrote, in Python workers, without shuffling or scanning
     the source again: Spark keeps a shuffle's files while a frame that depends on it
     is in use, and skips its stage. (Kept this way, the log costs no copy in memory;
-    a local checkpoint cost twice the shuffle's CPU.) There are
-    ``spark.sql.shuffle.partitions`` partitions, more for a log of more than that
-    many times :data:`ROWS_PER_PARTITION` rows.
+    a local checkpoint cost as much CPU as the shuffle.) There are
+    ``spark.sql.shuffle.partitions`` partitions, more when ``source`` has more than
+    that many times :data:`ROWS_PER_PARTITION` rows.
+
+    Returns
+    -------
+    tuple
+        The frame, and the shuffle's query execution (JVM), which holds the metrics
+        observed while the shuffle read ``source``.
     """
     spark = rows.sparkSession
+    # Counting Parquet rows reads only the files' footers.
     partitions = max(
-        int(spark.conf.get("spark.sql.shuffle.partitions")), -(-n_rows // ROWS_PER_PARTITION)
+        int(spark.conf.get("spark.sql.shuffle.partitions")),
+        -(-source.count() // ROWS_PER_PARTITION),
     )
     # Adaptive execution would plan the shuffle anew at every read.
     with session_conf(spark, "spark.sql.adaptive.enabled", "false"):
         shuffled = rows.repartition(partitions, "user_id")._jdf
-        internal = shuffled.queryExecution().toRdd()
+        execution = shuffled.queryExecution()
+        internal = execution.toRdd()
         jframe = spark._jsparkSession.internalCreateDataFrame(internal, shuffled.schema(), False)
-    return DataFrame(jframe, spark)
+    return DataFrame(jframe, spark), execution
 
 
 def _clean_counts(by_user: DataFrame, has_revenue: bool, has_session: bool) -> tuple[int, int, int]:
@@ -584,7 +619,10 @@ def _clean_counts(by_user: DataFrame, has_revenue: bool, has_session: bool) -> t
             )
 
     counts = by_user.mapInArrow(count, "rows long, users long, negative long")
-    totals = counts.agg(F.sum("rows"), F.sum("users"), F.sum("negative")).first()
+    spark = by_user.sparkSession
+    # Fewer, larger Arrow batches cost the JVM less (read when the job runs, here).
+    with session_conf(spark, _ARROW_BATCH, str(_ARROW_BATCH_ROWS)):
+        totals = counts.agg(F.sum("rows"), F.sum("users"), F.sum("negative")).first()
     return tuple(int(total or 0) for total in totals)
 
 
