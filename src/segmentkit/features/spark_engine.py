@@ -27,14 +27,12 @@ from segmentkit.io.events import to_timestamp
 from segmentkit.io.spark import (
     SparkEventLog,
     SparkEventSource,
-    epoch_us,
     load_events_spark,
     partition_events,
 )
 
 try:
     from pyspark.sql import DataFrame
-    from pyspark.sql import functions as F
     from pyspark.sql import types as T
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("the Spark engine needs pyspark: pip install 'segmentkit[spark]'") from exc
@@ -78,18 +76,15 @@ def build_features_spark(
         events = load_events_spark(events, columns, as_of=cutoff)
     else:
         _check_log_covers(events.as_of, cutoff)
-    by_user = events.by_user
-    schema = feature_schema(by_user.schema["user_id"].dataType, config)
+    schema = feature_schema(events.schema["user_id"].dataType, config)
     arrow_schema = pa.schema(
         [pa.field(f.name, _ARROW_TYPES[type(f.dataType)]) for f in schema.fields]
     )
     has_revenue, has_session_id = events.has_revenue, events.has_session_id
-    # A log without exact duplicates is read in place, not copied into a distinct table.
-    duplicates = events.report.duplicate_rows > 0
     names = schema.fieldNames()
 
     def features(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        log = partition_events(batches, has_revenue, has_session_id, distinct=duplicates)
+        log = partition_events(batches, has_revenue, has_session_id)
         if log is None:
             return
         table = build_features(log, cutoff, config)
@@ -104,9 +99,7 @@ def build_features_spark(
             table, schema=arrow_schema, preserve_index=False
         ).to_batches()
 
-    # Only the events before T travel to the workers (the engine reads no others).
-    before = by_user.where(F.col("ts_us") < F.lit(epoch_us(cutoff)))
-    return before.mapInArrow(features, schema)
+    return events.packed.mapInArrow(features, schema)
 
 
 _ARROW_TYPES = {T.StringType: pa.string(), T.LongType: pa.int64(), T.DoubleType: pa.float64()}

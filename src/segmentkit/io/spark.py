@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute
 
 from segmentkit.config import ColumnMap
 from segmentkit.errors import DataValidationError
@@ -68,7 +69,12 @@ _NUMERIC_TYPES = (*_INTEGER_TYPES, T.FloatType, T.DoubleType, T.DecimalType)
 _NANOS_AS_LONG = "spark.sql.legacy.parquet.nanosAsLong"
 _observation_ids = itertools.count()
 _ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
-_ARROW_BATCH_ROWS = 100_000
+#: Events per Arrow batch sent to a worker, and per packed stream.
+_PACK_ROWS = 100_000
+_PACKED_SCHEMA = pa.schema(
+    [("rows", pa.int64()), ("users", pa.int64()), ("negative", pa.int64()), ("events", pa.binary())]
+)
+_PACKED_SPARK_SCHEMA = "rows long, users long, negative long, events binary"
 
 SparkEventSource = str | Path | list | DataFrame
 
@@ -82,17 +88,18 @@ WORKER_MEMORY = "1GB"
 
 @dataclass(frozen=True)
 class SparkEventLog:
-    """A validated event log on Spark, shuffled once by user.
+    """A validated event log on Spark, shuffled once by user and kept packed.
 
     Attributes
     ----------
-    by_user : pyspark.sql.DataFrame
-        Valid events after the one shuffle by user: every partition holds all the
-        events of its users, exact duplicates included (:func:`partition_events`
-        drops them where a partition is read). Columns ``user_id`` (string or
-        bigint), ``ts_us`` (bigint, microseconds since 1970-01-01 UTC), ``event``
-        (string), ``revenue`` (double) and ``session_id`` (null when the log lacks
-        them). It reads the shuffle's files, kept by Spark while the frame is in use.
+    packed : pyspark.sql.DataFrame
+        The clean events (exact duplicates dropped) after the one shuffle by user,
+        kept on the executors (a local checkpoint): each partition holds every event
+        of its users, as compressed Arrow IPC streams in the binary column ``events``
+        (read them with :func:`partition_events`; other columns carry per-partition
+        counts). Kept this way, a pass over the log costs the JVM almost nothing.
+    schema : pyspark.sql.types.StructType
+        Columns of :attr:`frame`.
     report : DataQualityReport
         What validation found and removed (aggregates only).
     has_revenue, has_session_id : bool
@@ -101,7 +108,8 @@ class SparkEventLog:
         Cut-off applied while loading (events at or after it were excluded).
     """
 
-    by_user: DataFrame
+    packed: DataFrame
+    schema: T.StructType
     report: DataQualityReport
     has_revenue: bool
     has_session_id: bool
@@ -109,67 +117,58 @@ class SparkEventLog:
 
     @property
     def frame(self) -> DataFrame:
-        """The clean events (duplicates dropped), in the columns of ``by_user``."""
-        schema = self.by_user.schema
+        """The clean events as rows.
+
+        Columns ``user_id`` (string or bigint), ``ts_us`` (bigint, microseconds since
+        1970-01-01 UTC), ``event`` (string), ``revenue`` (double) and ``session_id``
+        (null when the log lacks them).
+        """
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        arrow_schema = to_arrow_schema(self.schema)
         has_revenue, has_session_id = self.has_revenue, self.has_session_id
-        duplicates = self.report.duplicate_rows > 0
 
-        def distinct(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            log = partition_events(batches, has_revenue, has_session_id, distinct=duplicates)
+        def unpack(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            log = partition_events(batches, has_revenue, has_session_id)
             if log is not None:
-                yield from (
-                    log.con.sql(
-                        "SELECT user_id, epoch_us(timestamp) AS ts_us, event, revenue, session_id "
-                        f"FROM {log.table}"
-                    )
-                    .to_arrow_table()
-                    .to_batches()
-                )
+                rows = log.con.sql(
+                    "SELECT user_id, epoch_us(timestamp) AS ts_us, event, revenue, session_id "
+                    f"FROM {log.table}"
+                ).to_arrow_table()
+                yield from rows.cast(arrow_schema).to_batches()
 
-        return self.by_user.mapInArrow(distinct, schema)
+        return self.packed.mapInArrow(unpack, self.schema)
 
     def release(self) -> None:
-        """Free the shuffle's files now (otherwise when ``by_user`` is garbage collected).
+        """Free the kept events now (otherwise when ``packed`` is garbage collected).
 
         Frames computed from the log must not be read afterwards unless they were
         computed and kept (persisted) before.
         """
-        release_shuffle(self.by_user)
+        release_checkpoint(self.packed)
 
 
 def partition_events(
-    batches: Iterable[pa.RecordBatch],
-    has_revenue: bool,
-    has_session_id: bool,
-    *,
-    distinct: bool = True,
+    batches: Iterable[pa.RecordBatch], has_revenue: bool, has_session_id: bool
 ) -> EventLog | None:
-    """Load one partition of ``SparkEventLog.by_user`` into a local :class:`EventLog`.
+    """Load one partition of ``SparkEventLog.packed`` into a local :class:`EventLog`.
 
-    Runs in a Python worker: the rows go into a DuckDB of one thread and bounded
-    memory (:data:`WORKER_MEMORY`) with the local engine's column types, so the local
-    feature engine computes on them exactly as on a log from
-    :func:`segmentkit.io.events.load_events`. Exact duplicates are dropped unless
-    ``distinct`` is false (the log is known to have none: then DuckDB reads the
-    Arrow batches in place). Its report counts the partition's clean rows, users,
-    refunds and first and last events (the rest is counted over the whole log by
-    :func:`load_events_spark`). ``None`` for an empty partition.
+    Runs in a Python worker: DuckDB (one thread, :data:`WORKER_MEMORY`) reads the
+    partition's Arrow tables in place, in the local engine's columns and types, so
+    the local feature engine computes on them exactly as on a log from
+    :func:`segmentkit.io.events.load_events`. Its report counts the partition's
+    rows, users, refunds and first and last events (the rest is counted over the
+    whole log by :func:`load_events_spark`). ``None`` for an empty partition.
     """
-    batches = [batch for batch in batches if batch.num_rows]
-    if not batches:
+    tables = []
+    for batch in batches:
+        for blob in batch.column("events"):
+            if blob.is_valid:
+                tables.append(pa.ipc.open_stream(blob.as_buffer()).read_all())
+    if not tables:
         return None
     con = connect(threads=1, memory_limit=WORKER_MEMORY)
-    con.register("_sk_partition", pa.Table.from_batches(batches))
-    del batches
-    typed = (
-        "SELECT user_id, make_timestamp(ts_us) AS timestamp, event, revenue, session_id "
-        "FROM _sk_partition"
-    )
-    if distinct:
-        con.execute(f"CREATE TABLE events AS SELECT DISTINCT * FROM ({typed})")
-        con.unregister("_sk_partition")
-    else:
-        con.execute(f"CREATE VIEW events AS {typed}")
+    con.register("events", pa.concat_tables(tables))
     count, users, negative, first, last, names = con.execute(
         "SELECT count(*), count(DISTINCT user_id), count(*) FILTER (WHERE revenue < 0), "
         "min(timestamp), max(timestamp), list(DISTINCT event) FROM events"
@@ -195,6 +194,43 @@ def partition_events(
         as_of=None,
         event_names=tuple(sorted(names)),
     )
+
+
+def _pack_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Drop a partition's exact duplicates, count it, and pack it into Arrow IPC streams.
+
+    Runs in a Python worker on one partition of the shuffle by user; yields one row of
+    counts (clean rows, users, refunds) then one row per :data:`_PACK_ROWS` events.
+    """
+    batches = [batch for batch in batches if batch.num_rows]
+    if not batches:
+        return
+    con = connect(threads=1, memory_limit=WORKER_MEMORY)
+    con.register("_sk_rows", pa.Table.from_batches(batches))
+    del batches
+    clean = con.sql(
+        "SELECT DISTINCT user_id, make_timestamp(ts_us) AS timestamp, event, revenue, "
+        "session_id FROM _sk_rows"
+    ).to_arrow_table()
+    con.close()
+    refunds = pa.compute.sum(pa.compute.less(clean.column("revenue"), 0)).as_py() or 0
+    users = pa.compute.count_distinct(clean.column("user_id")).as_py()
+    yield pa.RecordBatch.from_pydict(
+        {"rows": [clean.num_rows], "users": [users], "negative": [refunds], "events": [None]},
+        schema=_PACKED_SCHEMA,
+    )
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    for chunk in clean.to_batches(max_chunksize=_PACK_ROWS):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, chunk.schema, options=options) as writer:
+            writer.write_batch(chunk)
+        stream = sink.getvalue()
+        offsets = pa.array([0, stream.size], type=pa.int32()).buffers()[1]
+        none = pa.nulls(1, pa.int64())
+        yield pa.RecordBatch.from_arrays(
+            [none, none, none, pa.Array.from_buffers(pa.binary(), 1, [None, offsets, stream])],
+            schema=_PACKED_SCHEMA,
+        )
 
 
 @contextlib.contextmanager
@@ -470,11 +506,19 @@ def _validate(
     observed = raw.observe(name, *[check.alias(f"c{i}") for i, check in enumerate(checks)])
     by_user, shuffle = _partitioned_by_user(observed.where(keep).select(*typed), raw)
     try:
-        rows_clean, users, negative = _clean_counts(by_user, has_revenue, has_session)
+        packed = _pack(by_user)
         counts = shuffle.observedMetrics().get(name).get()
         counts = [counts.get(i) for i in range(len(checks))]
-    except BaseException:
+    finally:
+        # The packed log holds everything later passes read.
         release_shuffle(by_user)
+    try:
+        rows_clean, users, negative = (
+            int(total or 0)
+            for total in packed.agg(F.sum("rows"), F.sum("users"), F.sum("negative")).first()
+        )
+    except BaseException:
+        release_checkpoint(packed)
         raise
     rows_read, n_bad_ts, n_bad_rev, null_user, null_ts, invalid, after = (
         int(c) for c in counts[:7]
@@ -511,7 +555,7 @@ def _validate(
             example=example,
         )
     except BaseException:
-        release_shuffle(by_user)
+        release_checkpoint(packed)
         raise
     kept = rows_read - invalid - after - n_null_event
     report = DataQualityReport(
@@ -531,10 +575,11 @@ def _validate(
     try:
         check_enough_left(report, cutoff, min_users)
     except Exception:
-        release_shuffle(by_user)
+        release_checkpoint(packed)
         raise
     return SparkEventLog(
-        by_user=by_user,
+        packed=packed,
+        schema=by_user.schema,
         report=report,
         has_revenue=has_revenue,
         has_session_id=has_session,
@@ -570,11 +615,9 @@ def release_shuffle(frame: DataFrame) -> None:
 def _partitioned_by_user(rows: DataFrame, source: DataFrame) -> tuple[DataFrame, object]:
     """``rows`` after one shuffle by user, as a frame that reads that shuffle's files.
 
-    Every later pass (the report's counts, then each feature snapshot) reads the
-    partitions this shuffle wrote, in Python workers, without shuffling or scanning
-    the source again: Spark keeps a shuffle's files while a frame that depends on it
-    is in use, and skips its stage. (Kept this way, the log costs no copy in memory;
-    a local checkpoint cost as much CPU as the shuffle.) There are
+    The frame's query is planned here (without adaptive execution, so that its
+    partitions are the shuffle's), so that the metrics observed while the shuffle
+    reads ``source`` can be read from that plan once it has run. There are
     ``spark.sql.shuffle.partitions`` partitions, more when ``source`` has more than
     that many times :data:`ROWS_PER_PARTITION` rows.
 
@@ -599,31 +642,16 @@ def _partitioned_by_user(rows: DataFrame, source: DataFrame) -> tuple[DataFrame,
     return DataFrame(jframe, spark), execution
 
 
-def _clean_counts(by_user: DataFrame, has_revenue: bool, has_session: bool) -> tuple[int, int, int]:
-    """Rows, users and refund rows of the log once exact duplicates are dropped.
+def _pack(by_user: DataFrame) -> DataFrame:
+    """Drop duplicates, count and pack each partition (:func:`_pack_partition`), and keep it.
 
-    Counted per partition by :func:`partition_events` (a partition holds every
-    event of its users), then summed.
+    The one pass that converts the events to Arrow: later passes read the packed
+    streams (a few large values per partition), not rows.
     """
-
-    def count(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        log = partition_events(batches, has_revenue, has_session)
-        if log is not None:
-            report = log.report
-            yield pa.RecordBatch.from_pydict(
-                {
-                    "rows": [report.rows_clean],
-                    "users": [report.users],
-                    "negative": [report.negative_revenue_rows],
-                }
-            )
-
-    counts = by_user.mapInArrow(count, "rows long, users long, negative long")
     spark = by_user.sparkSession
     # Fewer, larger Arrow batches cost the JVM less (read when the job runs, here).
-    with session_conf(spark, _ARROW_BATCH, str(_ARROW_BATCH_ROWS)):
-        totals = counts.agg(F.sum("rows"), F.sum("users"), F.sum("negative")).first()
-    return tuple(int(total or 0) for total in totals)
+    with session_conf(spark, _ARROW_BATCH, str(_PACK_ROWS)):
+        return by_user.mapInArrow(_pack_partition, _PACKED_SPARK_SCHEMA).localCheckpoint(eager=True)
 
 
 def default_as_of_spark(log: SparkEventLog) -> dt.datetime:
