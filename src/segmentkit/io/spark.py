@@ -394,9 +394,12 @@ def load_events_spark(
     Returns
     -------
     SparkEventLog
-        The clean events, shuffled once by user and kept on the executors (free them
+        The clean events, shuffled once by user, de-duplicated and packed per
+        partition by DuckDB in Python workers, and kept on the executors (free them
         with :meth:`SparkEventLog.release`, or they go when garbage collected), and the
-        data-quality report (one scan of the raw rows, one pass over the kept ones).
+        data-quality report. The source is read once (``count`` aside, which reads
+        only the footers of Parquet files): the raw rows' checks are observed while
+        the shuffle reads them, the clean rows counted as each partition is packed.
 
     Raises
     ------
