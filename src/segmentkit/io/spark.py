@@ -18,9 +18,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import glob
-from collections.abc import Iterator, Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute
 
 from segmentkit.config import ColumnMap
 from segmentkit.errors import DataValidationError
@@ -28,9 +32,11 @@ from segmentkit.io.events import (
     MAX_REVENUE,
     MICROS_PER_DAY,
     DataQualityReport,
+    EventLog,
     check_enough_left,
     check_invalid_values,
     check_mapped_columns,
+    connect,
     epoch_us,
     to_timestamp,
 )
@@ -49,8 +55,10 @@ __all__ = [
     "default_as_of_spark",
     "epoch_us",
     "load_events_spark",
+    "partition_events",
     "read_events_spark",
     "release_checkpoint",
+    "release_shuffle",
     "session_conf",
     "utc_session",
 ]
@@ -58,23 +66,40 @@ __all__ = [
 _SAMPLE_ROWS = 5
 _INTEGER_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 _NUMERIC_TYPES = (*_INTEGER_TYPES, T.FloatType, T.DoubleType, T.DecimalType)
-_EXCLUDED_RULES = "spark.sql.optimizer.excludedRules"
-_KEEP_ALIASES = "org.apache.spark.sql.catalyst.optimizer.RemoveRedundantAliases"
 _NANOS_AS_LONG = "spark.sql.legacy.parquet.nanosAsLong"
+_observation_ids = itertools.count()
+_ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
+#: Events per Arrow batch sent to a worker, and per packed stream.
+_PACK_ROWS = 100_000
+_PACKED_SCHEMA = pa.schema(
+    [("rows", pa.int64()), ("users", pa.int64()), ("negative", pa.int64()), ("events", pa.binary())]
+)
+_PACKED_SPARK_SCHEMA = "rows long, users long, negative long, events binary"
 
 SparkEventSource = str | Path | list | DataFrame
 
 
+#: Most rows of the log in one partition, so in one Python worker's DuckDB (roughly:
+#: users are not split, and the hash spreads them unevenly).
+ROWS_PER_PARTITION = 2_000_000
+#: Memory the DuckDB of one Python worker may use before spilling to disk.
+WORKER_MEMORY = "1GB"
+
+
 @dataclass(frozen=True)
 class SparkEventLog:
-    """A validated event log as a Spark DataFrame, hash partitioned by user and kept.
+    """A validated event log on Spark, shuffled once by user and kept packed.
 
     Attributes
     ----------
-    frame : pyspark.sql.DataFrame
-        Clean events, columns ``user_id`` (string or bigint), ``ts_us`` (bigint,
-        microseconds since 1970-01-01 UTC), ``event`` (string), ``revenue`` (double)
-        and ``session_id`` (null when the log lacks them); duplicates dropped.
+    packed : pyspark.sql.DataFrame
+        The clean events (exact duplicates dropped) after the one shuffle by user,
+        kept on the executors (a local checkpoint): each partition holds every event
+        of its users, as compressed Arrow IPC streams in the binary column ``events``
+        (read them with :func:`partition_events`; other columns carry per-partition
+        counts). Kept this way, a pass over the log costs the JVM almost nothing.
+    schema : pyspark.sql.types.StructType
+        Columns of :attr:`frame`.
     report : DataQualityReport
         What validation found and removed (aggregates only).
     has_revenue, has_session_id : bool
@@ -83,19 +108,129 @@ class SparkEventLog:
         Cut-off applied while loading (events at or after it were excluded).
     """
 
-    frame: DataFrame
+    packed: DataFrame
+    schema: T.StructType
     report: DataQualityReport
     has_revenue: bool
     has_session_id: bool
     as_of: dt.datetime | None
 
+    @property
+    def frame(self) -> DataFrame:
+        """The clean events as rows.
+
+        Columns ``user_id`` (string or bigint), ``ts_us`` (bigint, microseconds since
+        1970-01-01 UTC), ``event`` (string), ``revenue`` (double) and ``session_id``
+        (null when the log lacks them).
+        """
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        arrow_schema = to_arrow_schema(self.schema)
+        has_revenue, has_session_id = self.has_revenue, self.has_session_id
+
+        def unpack(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            log = partition_events(batches, has_revenue, has_session_id)
+            if log is not None:
+                rows = log.con.sql(
+                    "SELECT user_id, epoch_us(timestamp) AS ts_us, event, revenue, session_id "
+                    f"FROM {log.table}"
+                ).to_arrow_table()
+                yield from rows.cast(arrow_schema).to_batches()
+
+        return self.packed.mapInArrow(unpack, self.schema)
+
     def release(self) -> None:
-        """Free the kept events now (otherwise when ``frame`` is garbage collected).
+        """Free the kept events now (otherwise when ``packed`` is garbage collected).
 
         Frames computed from the log must not be read afterwards unless they were
         computed and kept (persisted) before.
         """
-        release_checkpoint(self.frame)
+        release_checkpoint(self.packed)
+
+
+def partition_events(
+    batches: Iterable[pa.RecordBatch], has_revenue: bool, has_session_id: bool
+) -> EventLog | None:
+    """Load one partition of ``SparkEventLog.packed`` into a local :class:`EventLog`.
+
+    Runs in a Python worker: DuckDB (one thread, :data:`WORKER_MEMORY`) reads the
+    partition's Arrow tables in place, in the local engine's columns and types, so
+    the local feature engine computes on them exactly as on a log from
+    :func:`segmentkit.io.events.load_events`. Its report counts the partition's
+    rows, users, refunds and first and last events (the rest is counted over the
+    whole log by :func:`load_events_spark`). ``None`` for an empty partition.
+    """
+    tables = []
+    for batch in batches:
+        for blob in batch.column("events"):
+            if blob.is_valid:
+                tables.append(pa.ipc.open_stream(blob.as_buffer()).read_all())
+    if not tables:
+        return None
+    con = connect(threads=1, memory_limit=WORKER_MEMORY)
+    con.register("events", pa.concat_tables(tables))
+    count, users, negative, first, last, names = con.execute(
+        "SELECT count(*), count(DISTINCT user_id), count(*) FILTER (WHERE revenue < 0), "
+        "min(timestamp), max(timestamp), list(DISTINCT event) FROM events"
+    ).fetchall()[0]
+    report = DataQualityReport(
+        rows_read=count,
+        null_user_id=0,
+        null_timestamp=0,
+        duplicate_rows=0,
+        at_or_after_as_of=0,
+        negative_revenue_rows=negative,
+        rows_clean=count,
+        users=users,
+        first_event=first.isoformat() if first is not None else None,
+        last_event=last.isoformat() if last is not None else None,
+    )
+    return EventLog(
+        con=con,
+        table="events",
+        report=report,
+        has_revenue=has_revenue,
+        has_session_id=has_session_id,
+        as_of=None,
+        event_names=tuple(sorted(names)),
+    )
+
+
+def _pack_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Drop a partition's exact duplicates, count it, and pack it into Arrow IPC streams.
+
+    Runs in a Python worker on one partition of the shuffle by user; yields one row of
+    counts (clean rows, users, refunds) then one row per :data:`_PACK_ROWS` events.
+    """
+    batches = [batch for batch in batches if batch.num_rows]
+    if not batches:
+        return
+    con = connect(threads=1, memory_limit=WORKER_MEMORY)
+    con.register("_sk_rows", pa.Table.from_batches(batches))
+    del batches
+    clean = con.sql(
+        "SELECT DISTINCT user_id, make_timestamp(ts_us) AS timestamp, event, revenue, "
+        "session_id FROM _sk_rows"
+    ).to_arrow_table()
+    con.close()
+    refunds = pa.compute.sum(pa.compute.less(clean.column("revenue"), 0)).as_py() or 0
+    users = pa.compute.count_distinct(clean.column("user_id")).as_py()
+    yield pa.RecordBatch.from_pydict(
+        {"rows": [clean.num_rows], "users": [users], "negative": [refunds], "events": [None]},
+        schema=_PACKED_SCHEMA,
+    )
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    for chunk in clean.to_batches(max_chunksize=_PACK_ROWS):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, chunk.schema, options=options) as writer:
+            writer.write_batch(chunk)
+        stream = sink.getvalue()
+        offsets = pa.array([0, stream.size], type=pa.int32()).buffers()[1]
+        none = pa.nulls(1, pa.int64())
+        yield pa.RecordBatch.from_arrays(
+            [none, none, none, pa.Array.from_buffers(pa.binary(), 1, [None, offsets, stream])],
+            schema=_PACKED_SCHEMA,
+        )
 
 
 @contextlib.contextmanager
@@ -187,10 +322,9 @@ def _timestamp_us(column: str, field: T.StructField) -> Column:
     kind = field.dataType
     if isinstance(kind, T.TimestampType):  # an instant: independent of time zones
         return F.unix_micros(col)
-    if isinstance(kind, T.TimestampNTZType):  # naive wall time, taken as UTC
-        return F.expr(
-            f"timestampdiff(MICROSECOND, TIMESTAMP_NTZ '1970-01-01 00:00:00', `{column}`)"
-        )
+    if isinstance(kind, T.TimestampNTZType):
+        # Naive wall time, taken as UTC: the cast is analysed in UTC (see utc_session).
+        return F.unix_micros(col.cast("timestamp"))
     if isinstance(kind, T.DateType):
         return F.unix_date(col).cast("bigint") * F.lit(MICROS_PER_DAY)
     if isinstance(kind, T.LongType) and field.metadata.get("segmentkit_nanos"):
@@ -260,9 +394,12 @@ def load_events_spark(
     Returns
     -------
     SparkEventLog
-        The clean events, shuffled once by user and kept on the executors (free them
+        The clean events, shuffled once by user, de-duplicated and packed per
+        partition by DuckDB in Python workers, and kept on the executors (free them
         with :meth:`SparkEventLog.release`, or they go when garbage collected), and the
-        data-quality report (one scan of the raw rows, one pass over the kept ones).
+        data-quality report. The source is read once (``count`` aside, which reads
+        only the footers of Parquet files): the raw rows' checks are observed while
+        the shuffle reads them, the clean rows counted as each partition is packed.
 
     Raises
     ------
@@ -353,7 +490,7 @@ def _validate(
     ]
     # One scan answers every question about the raw rows; duplicates and users are
     # counted after the one shuffle by user (below).
-    counts = raw.agg(
+    checks = [
         F.count(F.lit(1)),
         F.count_if(bad_ts),
         F.count_if(bad_rev),
@@ -365,7 +502,27 @@ def _validate(
         F.max(F.when(keep, ts_us)),
         F.count_if(keep & bad_amount),
         F.count_if(keep_base & null_event),
-    ).first()
+    ]
+    # The source is read once: the shuffle by user counts these checks as it reads the
+    # raw rows (observed metrics), then the clean rows are counted per partition.
+    name = f"segmentkit_validation_{next(_observation_ids)}"
+    observed = raw.observe(name, *[check.alias(f"c{i}") for i, check in enumerate(checks)])
+    by_user, shuffle = _partitioned_by_user(observed.where(keep).select(*typed), raw)
+    try:
+        packed = _pack(by_user)
+        counts = shuffle.observedMetrics().get(name).get()
+        counts = [counts.get(i) for i in range(len(checks))]
+    finally:
+        # The packed log holds everything later passes read.
+        release_shuffle(by_user)
+    try:
+        rows_clean, users, negative = (
+            int(total or 0)
+            for total in packed.agg(F.sum("rows"), F.sum("users"), F.sum("negative")).first()
+        )
+    except BaseException:
+        release_checkpoint(packed)
+        raise
     rows_read, n_bad_ts, n_bad_rev, null_user, null_ts, invalid, after = (
         int(c) for c in counts[:7]
     )
@@ -392,19 +549,18 @@ def _validate(
         "null_ts": null_ts,
         "invalid": invalid,
     }
-    check_invalid_values(
-        columns,
-        counts_by_name,
-        rows_usable=rows_read - invalid - after,
-        on_invalid=on_invalid,
-        example=example,
-    )
+    try:
+        check_invalid_values(
+            columns,
+            counts_by_name,
+            rows_usable=rows_read - invalid - after,
+            on_invalid=on_invalid,
+            example=example,
+        )
+    except BaseException:
+        release_checkpoint(packed)
+        raise
     kept = rows_read - invalid - after - n_null_event
-    clean = _partitioned_by_user(raw.where(keep).select(*typed))
-    rows_clean, users, negative = clean.agg(
-        F.count(F.lit(1)), F.count_distinct("user_id"), F.count_if(F.col("revenue") < 0)
-    ).first()
-    rows_clean, users, negative = int(rows_clean), int(users), int(negative)
     report = DataQualityReport(
         rows_read=rows_read,
         null_user_id=null_user,
@@ -422,10 +578,11 @@ def _validate(
     try:
         check_enough_left(report, cutoff, min_users)
     except Exception:
-        release_checkpoint(clean)
+        release_checkpoint(packed)
         raise
     return SparkEventLog(
-        frame=clean,
+        packed=packed,
+        schema=by_user.schema,
         report=report,
         has_revenue=has_revenue,
         has_session_id=has_session,
@@ -440,23 +597,64 @@ def release_checkpoint(frame: DataFrame) -> None:
         plan.rdd().unpersist(False)
 
 
-def _partitioned_by_user(rows: DataFrame) -> DataFrame:
-    """De-duplicate ``rows`` after one shuffle by user and keep the result (local checkpoint).
+def release_shuffle(frame: DataFrame) -> None:
+    """Delete the files of the shuffle ``frame`` reads (made by :func:`_partitioned_by_user`)."""
+    spark = frame.sparkSession
+    cleaner = spark.sparkContext._jsc.sc().cleaner()
+    if cleaner.isEmpty():  # pragma: no cover - spark.cleaner.referenceTracking=false
+        return
+    pending = [frame._jdf.queryExecution().analyzed().rdd()]
+    while pending:
+        rdd = pending.pop()
+        dependencies = rdd.dependencies()
+        for i in range(dependencies.size()):
+            dependency = dependencies.apply(i)
+            if dependency.getClass().getSimpleName() == "ShuffleDependency":
+                cleaner.get().doCleanupShuffle(dependency.shuffleId(), False)
+            else:
+                pending.append(dependency.rdd())
 
-    Every later step (the report's counts, sessions, per-user aggregates) groups by
-    ``user_id`` plus other keys, which this hash partitioning already satisfies, so
-    none of them shuffles the log again. The checkpoint's blocks are released when
-    the returned DataFrame is garbage collected.
+
+def _partitioned_by_user(rows: DataFrame, source: DataFrame) -> tuple[DataFrame, object]:
+    """``rows`` after one shuffle by user, as a frame that reads that shuffle's files.
+
+    The frame's query is planned here (without adaptive execution, so that its
+    partitions are the shuffle's), so that the metrics observed while the shuffle
+    reads ``source`` can be read from that plan once it has run. There are
+    ``spark.sql.shuffle.partitions`` partitions, more when ``source`` has more than
+    that many times :data:`ROWS_PER_PARTITION` rows.
+
+    Returns
+    -------
+    tuple
+        The frame, and the shuffle's query execution (JVM), which holds the metrics
+        observed while the shuffle read ``source``.
     """
     spark = rows.sparkSession
-    # Adaptive execution, and the optimizer dropping the alias of ``user_id``, would
-    # hide the partitioning from the checkpoint's readers (then they would shuffle).
-    excluded = spark.conf.get(_EXCLUDED_RULES, None) or ""
-    with (
-        session_conf(spark, "spark.sql.adaptive.enabled", "false"),
-        session_conf(spark, _EXCLUDED_RULES, ",".join(filter(None, [excluded, _KEEP_ALIASES]))),
-    ):
-        return rows.repartition("user_id").distinct().localCheckpoint(eager=True)
+    # Counting Parquet rows reads only the files' footers.
+    partitions = max(
+        int(spark.conf.get("spark.sql.shuffle.partitions")),
+        -(-source.count() // ROWS_PER_PARTITION),
+    )
+    # Adaptive execution would plan the shuffle anew at every read.
+    with session_conf(spark, "spark.sql.adaptive.enabled", "false"):
+        shuffled = rows.repartition(partitions, "user_id")._jdf
+        execution = shuffled.queryExecution()
+        internal = execution.toRdd()
+        jframe = spark._jsparkSession.internalCreateDataFrame(internal, shuffled.schema(), False)
+    return DataFrame(jframe, spark), execution
+
+
+def _pack(by_user: DataFrame) -> DataFrame:
+    """Drop duplicates, count and pack each partition (:func:`_pack_partition`), and keep it.
+
+    The one pass that converts the events to Arrow: later passes read the packed
+    streams (a few large values per partition), not rows.
+    """
+    spark = by_user.sparkSession
+    # Fewer, larger Arrow batches cost the JVM less (read when the job runs, here).
+    with session_conf(spark, _ARROW_BATCH, str(_PACK_ROWS)):
+        return by_user.mapInArrow(_pack_partition, _PACKED_SPARK_SCHEMA).localCheckpoint(eager=True)
 
 
 def default_as_of_spark(log: SparkEventLog) -> dt.datetime:

@@ -243,25 +243,36 @@ def with_percentiles(frame: DataFrame, columns: list[str], buckets: int | None =
     for c, n_invalid in zip(columns, facts[: len(columns)], strict=True):
         if n_invalid:
             raise ValueError(f"percentile_rank: scores in {c!r} contain NaN")
-    range_of = {}
-    for c, cuts in zip(columns, facts[len(columns) :], strict=True):
-        index = F.lit(0)
-        for bound in sorted(set(cuts or [])):
-            index = index + F.when(values[c] > F.lit(bound), 1).otherwise(0)
-        range_of[c] = index
-    counted = frame.select(*[range_of[c].alias(f"_sk_range{i}") for i, c in enumerate(columns)])
-    totals = counted.agg(
-        *[
-            F.count_if(F.col(f"_sk_range{i}") == j)
-            for i in range(len(columns))
-            for j in range(buckets)
-        ]
-    ).first()
+    range_of = {
+        c: _range_index(values[c], sorted(set(cuts or [])))
+        for c, cuts in zip(columns, facts[len(columns) :], strict=True)
+    }
+    # One row per (column, range): a few hundred rows at most reach the driver.
+    ranges = frame.select(F.posexplode(F.array(*[range_of[c] for c in columns])))
+    totals = {
+        (int(column), int(index)): int(count)
+        for column, index, count in ranges.groupBy("pos", "col").count().collect()
+    }
     for i, c in enumerate(columns):
-        counts = totals[i * buckets : (i + 1) * buckets]
+        counts = [totals.get((i, j), 0) for j in range(buckets)]
         starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         frame = _rank_in_ranges(frame, c, range_of[c], starts)
     return frame
+
+
+def _range_index(value: Column, bounds: list[float]) -> Column:
+    """How many of the sorted ``bounds`` ``value`` exceeds, by binary search.
+
+    A row evaluates about log2(len(bounds)) comparisons, not one per bound.
+    """
+
+    def search(lo: int, hi: int) -> Column:  # the answer is in [lo, hi]
+        if lo == hi:
+            return F.lit(lo)
+        mid = (lo + hi) // 2
+        return F.when(value > F.lit(bounds[mid]), search(mid + 1, hi)).otherwise(search(lo, mid))
+
+    return search(0, len(bounds))
 
 
 def _rank_in_ranges(

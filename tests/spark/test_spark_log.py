@@ -1,0 +1,64 @@
+"""The Spark event log: partitions sized by rows, clean rows, release."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("pyspark", reason="the Spark extra is not installed")
+
+from segmentkit.features import build_features
+from segmentkit.features.spark_engine import build_features_spark
+from segmentkit.io import spark as io_spark
+from segmentkit.io.events import load_events
+from segmentkit.io.synth import generate_events
+
+# Each test runs several Spark jobs (seconds each on a local session).
+pytestmark = pytest.mark.slow
+
+AS_OF = "2024-12-01"
+
+
+@pytest.fixture(scope="module")
+def events_with_copies() -> pd.DataFrame:
+    """A small demo log in which some rows appear two or three times."""
+    events = generate_events(120, 60, seed=5).events
+    for column in events.columns:
+        if isinstance(events[column].dtype, pd.CategoricalDtype):
+            events[column] = events[column].astype(str)
+    return pd.concat([events, events.iloc[::7], events.iloc[::11]], ignore_index=True)
+
+
+def test_a_larger_log_gets_more_partitions_and_the_same_features(
+    spark, events_with_copies, monkeypatch
+):
+    rows = len(events_with_copies)
+    monkeypatch.setattr(io_spark, "ROWS_PER_PARTITION", rows // 5)
+    log = io_spark.load_events_spark(spark.createDataFrame(events_with_copies), as_of=AS_OF)
+    try:
+        # ceil(rows / (rows // 5)) partitions: more than the session's 2.
+        assert log.packed.rdd.getNumPartitions() == -(-rows // (rows // 5)) > 2
+        local = load_events(events_with_copies, as_of=AS_OF)
+        assert log.report == local.report
+        theirs = build_features_spark(log, AS_OF).toPandas()
+        theirs = theirs.sort_values("user_id", kind="stable").reset_index(drop=True)
+        pd.testing.assert_frame_equal(theirs, build_features(local, AS_OF))
+    finally:
+        log.release()
+
+
+def test_frame_holds_the_clean_events_and_release_frees_them(clean_spark, events_with_copies):
+    spark = clean_spark
+    log = io_spark.load_events_spark(spark.createDataFrame(events_with_copies), as_of=AS_OF)
+    assert spark.sparkContext._jsc.getPersistentRDDs().size() == 1  # the packed log
+    assert log.report.duplicate_rows > 0
+    rows = log.frame.toPandas()
+    clean = load_events(events_with_copies, as_of=AS_OF).to_pandas()
+    assert list(rows.columns) == ["user_id", "ts_us", "event", "revenue", "session_id"]
+    order = ["user_id", "ts_us", "event", "revenue", "session_id"]
+    rows = rows.sort_values(order, kind="stable").reset_index(drop=True)
+    clean["ts_us"] = clean["timestamp"].astype("datetime64[us]").astype("int64")
+    clean = clean[order].sort_values(order, kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(rows, clean, check_dtype=False)
+    log.release()
+    assert spark.sparkContext._jsc.getPersistentRDDs().size() == 0
