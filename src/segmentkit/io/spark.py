@@ -188,7 +188,7 @@ def partition_events(
     return EventLog(
         con=con,
         table="events",
-        report=report,
+        _report=report,
         has_revenue=has_revenue,
         has_session_id=has_session_id,
         as_of=None,
