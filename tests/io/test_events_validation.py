@@ -33,20 +33,29 @@ def test_iso_8601_dates_and_datetimes_parse(text, expected):
     assert to_timestamp(text) == expected
 
 
+def _parquet_with_revenue_at_row_2(frame, folder, value):
+    """Write ``frame`` to Parquet with row 2's revenue a genuine float (NaN/inf kept).
+
+    pandas would write NaN as null; pyarrow keeps the float as it is.
+    """
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    revenue = table.column("revenue").to_pylist()
+    revenue[2] = value
+    table = table.set_column(
+        table.schema.get_field_index("revenue"), "revenue", pa.array(revenue, pa.float64())
+    )
+    path = folder / "events.parquet"
+    pq.write_table(table, path)
+    return path
+
+
 @pytest.mark.parametrize(
     ("value", "shown"),
     [(float("nan"), "nan"), (float("inf"), "inf"), (-float("inf"), "-inf"), (1e12, "1e+12")],
     ids=["nan", "inf", "-inf", "too-large"],
 )
 def test_unusable_revenue_is_an_input_error(tiny_log, tmp_path, value, shown):
-    table = pa.Table.from_pandas(tiny_log, preserve_index=False)
-    revenue = table.column("revenue").to_pylist()
-    revenue[2] = value  # a genuine NaN/inf in Parquet (pandas would write NaN as null)
-    table = table.set_column(
-        table.schema.get_field_index("revenue"), "revenue", pa.array(revenue, pa.float64())
-    )
-    path = tmp_path / "events.parquet"
-    pq.write_table(table, path)
+    path = _parquet_with_revenue_at_row_2(tiny_log, tmp_path, value)
     with pytest.raises(DataValidationError, match=r"'revenue' \(revenue\): 1 value\(s\) are NaN"):
         load_events(path)
 
@@ -54,14 +63,7 @@ def test_unusable_revenue_is_an_input_error(tiny_log, tmp_path, value, shown):
 @pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=["nan", "inf"])
 def test_unusable_revenue_in_parquet_is_shown_by_row(tiny_log, tmp_path, value):
     # The Parquet statistics of the column omit NaN: the example query must not trust them.
-    table = pa.Table.from_pandas(tiny_log, preserve_index=False)
-    revenue = table.column("revenue").to_pylist()
-    revenue[2] = value
-    table = table.set_column(
-        table.schema.get_field_index("revenue"), "revenue", pa.array(revenue, pa.float64())
-    )
-    path = tmp_path / "events.parquet"
-    pq.write_table(table, path)
+    path = _parquet_with_revenue_at_row_2(tiny_log, tmp_path, value)
     with pytest.raises(DataValidationError, match=rf"e\.g\. row 2: '{value}'"):
         load_events(path)
 
