@@ -27,8 +27,12 @@ The machine the project is developed on has 2 cores shared by several engineers:
 smaller sizes (``--users 20000 50000``) and ``--runs 1`` give quick, rougher figures.
 
 At 240 days the demo generator makes about 160 events per user: 1M users is a 160M-event
-log, which the in-memory generator cannot hold in 24 GB (it is killed), hence the default
-sizes.
+log, which the in-memory generator cannot hold in 24 GB (it is killed). Sizes above
+``CHUNKED_ABOVE`` (300k) are therefore generated in chunks of ``CHUNK_USERS`` (200k) users, each
+chunk its own generator run (seed ``seed * 1000 + chunk``, user and session ids offset
+by the chunk) appended to one Parquet file (benchmark-only; the population is the same
+mix of archetypes, but the users of different chunks are independent draws rather than
+one draw). Sizes up to 300k are one generator run, as before.
 """
 
 from __future__ import annotations
@@ -47,6 +51,72 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 DATA = HERE / ".data"
 TARGET_SECONDS = {100_000: 40.0, 300_000: 75.0, 1_000_000: 180.0}
+CHUNKED_ABOVE = 300_000
+CHUNK_USERS = 200_000
+
+
+def ensure_chunked_log(users: int, days: int, seed: int, path: Path) -> Path:
+    """Return ``path`` holding a demo log of ``users`` generated ``CHUNK_USERS`` at a time.
+
+    Chunk ``c`` is ``generate_events(n, days, seed=seed * 1000 + c)`` with its user ids
+    ``u0000000..`` moved on by ``c * CHUNK_USERS`` and its session ids by the largest
+    session id written so far, so ids stay unique across chunks. A JSON file beside the
+    log records the settings (a log made with other settings is replaced).
+    """
+    import json as _json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from segmentkit.io.synth import DEFAULT_END, GENERATOR_VERSION, generate_events
+
+    stamp = path.with_name(f"{path.name}.settings.json")
+    wanted = {
+        "users": users,
+        "days": days,
+        "seed": seed,
+        "scenario": "default",
+        "end": DEFAULT_END.isoformat(),
+        "generator": GENERATOR_VERSION,
+        "chunk_users": CHUNK_USERS,
+    }
+    if path.is_file() and stamp.is_file() and _json.loads(stamp.read_text()) == wanted:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    schema = pa.schema(
+        [
+            ("user_id", pa.dictionary(pa.int32(), pa.string())),
+            ("timestamp", pa.timestamp("us")),
+            ("event", pa.dictionary(pa.int8(), pa.string())),
+            ("revenue", pa.float64()),
+            ("session_id", pa.int64()),
+        ]
+    )
+    session_offset = 0
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for chunk, first in enumerate(range(0, users, CHUNK_USERS)):
+            n = min(CHUNK_USERS, users - first)
+            events = generate_events(n, days, seed=seed * 1000 + chunk).events
+            names = pa.array([f"u{first + i:07d}" for i in range(n)])
+            codes = events["user_id"].cat.codes.to_numpy().astype("int32")
+            event = events["event"].cat
+            frame = {
+                "user_id": pa.DictionaryArray.from_arrays(codes, names),
+                "timestamp": pa.array(events["timestamp"].to_numpy().astype("datetime64[us]")),
+                "event": pa.DictionaryArray.from_arrays(
+                    event.codes.to_numpy().astype("int8"), pa.array(list(event.categories))
+                ),
+                "revenue": pa.array(events["revenue"].to_numpy()),
+                "session_id": pa.array(events["session_id"].to_numpy() + session_offset),
+            }
+            session_offset = int(events["session_id"].max()) + session_offset
+            writer.write_table(pa.table(frame, schema=schema), row_group_size=1_000_000)
+            print(f"  chunk {chunk + 1}: {n:,} users, {len(events):,} events", flush=True)
+            del events, frame
+    tmp.replace(path)
+    stamp.write_text(_json.dumps(wanted), encoding="utf-8")
+    return path
 
 
 def peak_rss_gib() -> float:
@@ -148,7 +218,10 @@ def main() -> None:
     for users in args.users:
         path = DATA / f"train_{users}u_{args.days}d_s{args.seed}.parquet"
         start = time.perf_counter()
-        logs[users] = ensure_demo_log(users, args.days, args.seed, path)
+        if users > CHUNKED_ABOVE:
+            logs[users] = ensure_chunked_log(users, args.days, args.seed, path)
+        else:
+            logs[users] = ensure_demo_log(users, args.days, args.seed, path)
         print(f"log {path.name} ready in {time.perf_counter() - start:.1f} s")
 
     results: dict[int, list[dict]] = {u: [] for u in args.users}

@@ -40,6 +40,7 @@ from segmentkit.models.propensity import (
     BASELINES,
     FAMILIES,
     PropensityModel,
+    fit_bgnbd_params,
     shift_level,
 )
 from segmentkit.text import sql_timestamp
@@ -213,6 +214,19 @@ def fit_propensity(
     features_at(
         log, _planned_snapshots(ordered, config, end, first, features_used), feature_config, cache
     )  # fmt: skip
+    bgnbd_fits: dict[dt.datetime, np.ndarray] = {}
+
+    def bgnbd_at(latest: dt.datetime) -> np.ndarray:
+        """Return the BG/NBD of a training set's latest snapshot: one fit for every target.
+
+        BG/NBD reads features only, so every candidate and baseline of every target
+        trained on snapshots ending at ``latest`` shares it (fitted on all its users,
+        not on a target's stratified sample).
+        """
+        if latest not in bgnbd_fits:
+            table = features_at(log, [latest], feature_config, cache)[latest]
+            bgnbd_fits[latest] = fit_bgnbd_params(table)
+        return bgnbd_fits[latest]
 
     for target in ordered:
         horizon = target.horizon_days or config.horizon_days
@@ -272,9 +286,18 @@ def fit_propensity(
             and season_snapshots(selection_plan.evaluation, horizon, first_event=first) is not None
         )
 
-        def make(name: str, target=target, horizon=horizon, **extra: Any) -> PropensityModel:
+        def make(
+            name: str,
+            latest: dt.datetime | None = None,
+            target=target,
+            horizon=horizon,
+            **extra: Any,
+        ) -> PropensityModel:
+            """Return the model of a candidate, trained on snapshots ending at ``latest``."""
             family, level = _parse_variant(name)
             family, _, variant = family.partition("+")
+            if "bgnbd" in (family, variant):
+                extra["bgnbd_params"] = bgnbd_at(latest)
             return PropensityModel(
                 target=target.name,
                 kind=target.kind,
@@ -333,7 +356,7 @@ def fit_propensity(
             X_array = np.asarray(X_se, dtype=float)
             season_sel = {}
             for name in ranked:
-                candidate = make(name).fit(X_st, y_st, snapshot=s_st)
+                candidate = make(name, selection_plan.backtest[0]).fit(X_st, y_st, snapshot=s_st)
                 fitted_candidates[name] = candidate
                 # The level taken from the latest training snapshot is kept only where it
                 # helps out of time: some logs drift on in the same direction, and the
@@ -388,7 +411,7 @@ def fit_propensity(
         else:
             nested_all = False
             for name in ranked:
-                fitted[name] = make(name).fit(X_bt, y_bt, snapshot=s_bt)
+                fitted[name] = make(name, plan.backtest[0]).fit(X_bt, y_bt, snapshot=s_bt)
                 scores[name] = fitted[name].predict(X_ev)
             interim = {n: _metrics(y_ev, scores[n], target.kind) for n in ranked}
             best = min(ranked, key=lambda fam: (interim[fam][key], ranked.index(fam)))
@@ -399,7 +422,7 @@ def fit_propensity(
             )
         for name in dict.fromkeys((best, *BASELINES)):
             if name not in scores:
-                fitted[name] = make(name).fit(X_bt, y_bt, snapshot=s_bt)
+                fitted[name] = make(name, plan.backtest[0]).fit(X_bt, y_bt, snapshot=s_bt)
                 if _parse_variant(name)[1] == "season":
                     step = season(fitted[name], plan.evaluation, build=build)
                     fitted[name].set_params(level_shift=step or 0.0)
@@ -442,7 +465,7 @@ def fit_propensity(
                 X_fin, y_fin, snapshot=s_fin
             )
         else:
-            models[target.name] = make(best).fit(X_fin, y_fin, snapshot=s_fin)
+            models[target.name] = make(best, plan.final[0]).fit(X_fin, y_fin, snapshot=s_fin)
             if _parse_variant(best)[1] == "season":
                 step = season(models[target.name], end, build=build)
                 models[target.name].set_params(level_shift=step or 0.0)
