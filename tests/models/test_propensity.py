@@ -476,6 +476,19 @@ def test_training_rows_are_capped_by_a_stratified_sample(logs, as_of, fitted_cle
     assert_frame_equal(snapshots, fitted_clean.evaluation.snapshots)
 
 
+@pytest.mark.slow
+def test_side_by_side_fits_give_the_same_models(logs, as_of, fitted_clean, monkeypatch):
+    # One usable core: the winner's backtest and final fits (and calibration pairs) run
+    # one after the other; fitted_clean ran them side by side where 2 cores are usable.
+    monkeypatch.setattr("segmentkit.models.propensity_training.usable_cores", lambda: 1)
+    monkeypatch.setattr("segmentkit.models.propensity.usable_cores", lambda: 1)
+    serial = fit_propensity(logs["clean"], as_of, FEATURES, CONFIG, n_threads=1)
+    assert_frame_equal(serial.evaluation.metrics, fitted_clean.evaluation.metrics)
+    X = build_features(logs["clean"], as_of, FEATURES).drop(columns=["user_id"])
+    for name, model in serial.models.items():
+        np.testing.assert_array_equal(model.predict(X), fitted_clean.models[name].predict(X))
+
+
 def _metric(result, target, model, metric):
     table = result.evaluation.metrics
     row = table[(table.target == target) & (table.model == model) & (table.metric == metric)]

@@ -43,6 +43,7 @@ from segmentkit.models.propensity import (
     fit_bgnbd_params,
     shift_level,
 )
+from segmentkit.parallel import thread_map, usable_cores
 from segmentkit.text import sql_timestamp
 
 
@@ -420,9 +421,35 @@ def fit_propensity(
                 "the reported snapshot; the reported metrics are those the choice was made on "
                 "(optimistic)"
             )
+        # The winner's backtest model and its final model are independent fits of about
+        # the same size: with threads to spare they run side by side (each fit's own
+        # calibration pair then runs inline on its thread), the same models either way.
+        jobs = {}
+        if best != "complement":
+            jobs["final"] = (X_fin, y_fin, s_fin, plan.final[0])
+            if best not in scores:
+                jobs["backtest"] = (X_bt, y_bt, s_bt, plan.backtest[0])
+            if "bgnbd" in best:  # fitted here once, not by both threads
+                for job in jobs.values():
+                    bgnbd_at(job[-1])
+        fits = dict(
+            zip(
+                jobs,
+                _map_fits(
+                    lambda X, y, s, t, best=best: make(best, t).fit(X, y, snapshot=s),
+                    list(jobs.values()),
+                    n_threads,
+                ),
+                strict=True,
+            )
+        )
         for name in dict.fromkeys((best, *BASELINES)):
             if name not in scores:
-                fitted[name] = make(name, plan.backtest[0]).fit(X_bt, y_bt, snapshot=s_bt)
+                fitted[name] = (
+                    fits["backtest"]
+                    if name == best and "backtest" in fits
+                    else make(name, plan.backtest[0]).fit(X_bt, y_bt, snapshot=s_bt)
+                )
                 if _parse_variant(name)[1] == "season":
                     step = season(fitted[name], plan.evaluation, build=build)
                     fitted[name].set_params(level_shift=step or 0.0)
@@ -465,7 +492,7 @@ def fit_propensity(
                 X_fin, y_fin, snapshot=s_fin
             )
         else:
-            models[target.name] = make(best, plan.final[0]).fit(X_fin, y_fin, snapshot=s_fin)
+            models[target.name] = fits["final"]
             if _parse_variant(best)[1] == "season":
                 step = season(models[target.name], end, build=build)
                 models[target.name].set_params(level_shift=step or 0.0)
@@ -499,6 +526,16 @@ def fit_propensity(
         evaluation=evaluation_result,
         choice={name: choice[name] for name in order},
     )
+
+
+def _map_fits(fit: Callable[..., Any], jobs: list[tuple], n_threads: int | None) -> list[Any]:
+    """Run ``fit(*job)`` for every job: side by side when twice ``n_threads`` fits the cores.
+
+    With ``n_threads=None`` a fit may use every core, so the jobs run one after the other.
+    """
+    if n_threads is not None and 2 * n_threads <= usable_cores():
+        return thread_map(fit, *zip(*jobs, strict=True)) if jobs else []
+    return [fit(*job) for job in jobs]
 
 
 def _planned_snapshots(
