@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/train.py [--users 100000 300000] [--days 240] [--runs 3]
-                               [--params params.yaml] [--k auto]
+                               [--params params.yaml] [--k auto] [--refresh]
 
 For every size, a demo log (``--days`` days, the demo generator of ``params.yaml``'s
 kind, cached under ``benchmarks/.data/``) is trained on with ``params.yaml``'s settings
@@ -22,6 +22,11 @@ changes the models shows), and the least-squares slope of
 total time against users (seconds per 100k users) with the log-log exponent. The
 MLflow logging and bundle saving of ``segmentkit train`` are not included (they do not
 depend on the number of users beyond the bundle's size).
+
+``--refresh`` times ``segmentkit refresh`` (``refresh_model``) instead: in each run a
+champion is first trained ``REFRESH_DAYS`` (30) before the log's end (not timed), then
+the refresh at the end reads the log file, trains the challenger and runs the drift
+tests; its stages are printed as above (target at 1M users: 150 s).
 
 The machine the project is developed on has 2 cores shared by several engineers:
 smaller sizes (``--users 20000 50000``) and ``--runs 1`` give quick, rougher figures.
@@ -51,6 +56,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 DATA = HERE / ".data"
 TARGET_SECONDS = {100_000: 40.0, 300_000: 75.0, 1_000_000: 180.0}
+REFRESH_TARGET_SECONDS = {1_000_000: 150.0}
+# Days between the champion's snapshot and the refresh's (--refresh).
+REFRESH_DAYS = 30
 CHUNKED_ABOVE = 300_000
 CHUNK_USERS = 200_000
 
@@ -151,6 +159,9 @@ def child(kind: str, path: str, params: str, k: str) -> None:
 
     overrides = {} if k == "params" else {"segmentation": {"k": k if k == "auto" else int(k)}}
     config = load_config(params, overrides=overrides)
+    if kind == "refresh":
+        refresh_child(config, path, load)
+        return
     cpu0, start = cpu_seconds(), time.perf_counter()
     result = train_model(config, path)
     seconds = time.perf_counter() - start
@@ -173,6 +184,49 @@ def child(kind: str, path: str, params: str, k: str) -> None:
                 "load": load,
                 "choice": dict(result.propensity.choice) if result.propensity else {},
                 "quality": quality,
+            }
+        )
+    )
+
+
+def refresh_child(config, path: str, load: float) -> None:
+    """Train a champion ``REFRESH_DAYS`` before the log's end (not timed), then time a refresh.
+
+    The refresh (``segmentkit.refresh.refresh_model``) reads the log file itself, so its
+    loading is timed; its stages are those it reports to ``progress``.
+    """
+    import contextlib
+    import datetime as dt
+
+    from segmentkit.refresh import refresh_model
+    from segmentkit.training import load_snapshot, train_model
+
+    log, end = load_snapshot(config, path)
+    champion = train_model(config, log, end - dt.timedelta(days=REFRESH_DAYS)).model
+    del log
+    stages: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def progress(name: str):
+        start = time.perf_counter()
+        yield
+        key = name.split(" ")[0].lower()
+        stages[key] = stages.get(key, 0.0) + time.perf_counter() - start
+
+    cpu0, start = cpu_seconds(), time.perf_counter()
+    result = refresh_model(champion, config, path, end, progress=progress)
+    seconds = time.perf_counter() - start
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "cpu_s": cpu_seconds() - cpu0,
+                "peak_gb": peak_rss_gib(),
+                "stages": stages,
+                "users": int(result.challenger.report.users),
+                "events": int(result.challenger.report.rows_clean),
+                "load": load,
+                "status": result.report.status,
             }
         )
     )
@@ -210,7 +264,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--params", default=str(HERE.parent / "params.yaml"))
     parser.add_argument("--k", default="params", help="'auto', an integer, or 'params'")
+    parser.add_argument(
+        "--refresh",
+        action="store_true",
+        help="time `segmentkit refresh` instead (a champion trained REFRESH_DAYS earlier)",
+    )
     args = parser.parse_args()
+    kind = "refresh" if args.refresh else "train"
+    targets = REFRESH_TARGET_SECONDS if args.refresh else TARGET_SECONDS
 
     from segmentkit.io.synth import ensure_demo_log
 
@@ -227,7 +288,7 @@ def main() -> None:
     results: dict[int, list[dict]] = {u: [] for u in args.users}
     for run in range(args.runs):
         for users in args.users:  # interleaved: load changes hit every size alike
-            r = run_child("train", str(logs[users]), args.params, args.k)
+            r = run_child(kind, str(logs[users]), args.params, args.k)
             r["count_s"] = run_child("count", str(logs[users]), args.params, args.k)["seconds"]
             results[users].append(r)
             stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stages"].items())
@@ -248,7 +309,7 @@ def main() -> None:
             for name in rs[0]["stages"]
         )
         count = statistics.median(r["count_s"] for r in rs)
-        target = TARGET_SECONDS.get(users)
+        target = targets.get(users)
         versus = f"; / target {total / target:.2f} ({target:.0f} s)" if target else ""
         print(
             f"  {users:>9,} users: {total:7.1f} s [{stages}] "
@@ -257,6 +318,9 @@ def main() -> None:
             f"/ bare count {total / count:.0f}x{versus}"
         )
         # Same data, params and seed give the same models: the first run stands for all.
+        if args.refresh:
+            print(f"      drift status {rs[0]['status']}")
+            continue
         for target, metrics in rs[0]["quality"].items():
             shown = ", ".join(f"{m} {v:.4f}" for m, v in metrics.items())
             print(f"      {target} ({rs[0]['choice'][target]}): {shown}")
