@@ -318,6 +318,8 @@ def fit_propensity(
         X_bt, y_bt, s_bt = _split(_stratified_sample(backtest, rows_max, config.random_state))
         X_ev, y_ev, _ = _split(evaluation)
         X_fin, y_fin, s_fin = _split(_stratified_sample(final, rows_max, config.random_state))
+        # The stacked frames are only sampled from: at 1M users each holds millions of rows.
+        del backtest, final
         key = _selection_metric(target.kind)
         ranked = list(dict.fromkeys(candidates))
         source = (
@@ -349,16 +351,30 @@ def fit_propensity(
             X_st, y_st, s_st = _split(
                 _stratified_sample(sel_train, selection_rows_max, config.random_state)
             )
+            del sel_train
             X_se, y_se, _ = _split(sel_eval)
             chosen = {}
             row_losses: dict[str, np.ndarray] = {}
             variants = []
-            fitted_candidates = {}
             X_array = np.asarray(X_se, dtype=float)
             season_sel = {}
+            # Independent fits: side by side where two fits' threads fit the cores.
+            sel_latest = selection_plan.backtest[0]
+            if any("bgnbd" in name for name in ranked):
+                bgnbd_at(sel_latest)  # once, before the threads
+            fitted_candidates = dict(
+                zip(
+                    ranked,
+                    _map_fits(
+                        lambda name, t, X, y, s, make=make: make(name, t).fit(X, y, snapshot=s),
+                        [(name, sel_latest, X_st, y_st, s_st) for name in ranked],
+                        n_threads,
+                    ),
+                    strict=True,
+                )
+            )
             for name in ranked:
-                candidate = make(name, selection_plan.backtest[0]).fit(X_st, y_st, snapshot=s_st)
-                fitted_candidates[name] = candidate
+                candidate = fitted_candidates[name]
                 # The level taken from the latest training snapshot is kept only where it
                 # helps out of time: some logs drift on in the same direction, and the
                 # model's own extrapolation from the features is then closer.
@@ -436,7 +452,7 @@ def fit_propensity(
             zip(
                 jobs,
                 _map_fits(
-                    lambda X, y, s, t, best=best: make(best, t).fit(X, y, snapshot=s),
+                    lambda X, y, s, t, best=best, make=make: make(best, t).fit(X, y, snapshot=s),
                     list(jobs.values()),
                     n_threads,
                 ),
