@@ -254,18 +254,24 @@ def fit_propensity(
                 _other_targets=label_targets,
             )  # fmt: skip
 
-        backtest, evaluation, final = (
-            build(plan.backtest),
-            build([plan.evaluation]),
-            build(plan.final),
-        )
-        for frame, role in (
-            (backtest, "backtest"),
-            (evaluation, "evaluation"),
-            (final, "final"),
+        # Fits grow with rows, scoring hardly: past a few hundred thousand stacked rows
+        # a stratified sample fits as well as everything (benchmarks/train.py). Only the
+        # sample of a stacked training frame is kept (at 1M users each holds millions of
+        # rows); the evaluation scores every user.
+        frames = {}
+        for role, times in (
+            ("backtest", plan.backtest),
+            ("evaluation", [plan.evaluation]),
+            ("final", plan.final),
         ):
+            frame = build(times)
             _check_positives(frame, target, role, config.min_positives, horizon)
             snapshot_rows += _snapshot_rows(frame, target.name, role, horizon)
+            if role != "evaluation":
+                frame = _stratified_sample(frame, rows_max, config.random_state)
+            frames[role] = frame
+            del frame
+        evaluation = frames["evaluation"]
 
         def season(
             model: PropensityModel, t: dt.datetime, horizon=horizon, build=None
@@ -313,13 +319,9 @@ def fit_propensity(
                 **extra,
             )
 
-        # Fits grow with rows, scoring hardly: past a few hundred thousand stacked rows
-        # a stratified sample fits as well as everything (benchmarks/train.py).
-        X_bt, y_bt, s_bt = _split(_stratified_sample(backtest, rows_max, config.random_state))
+        X_bt, y_bt, s_bt = _split(frames.pop("backtest"))
         X_ev, y_ev, _ = _split(evaluation)
-        X_fin, y_fin, s_fin = _split(_stratified_sample(final, rows_max, config.random_state))
-        # The stacked frames are only sampled from: at 1M users each holds millions of rows.
-        del backtest, final
+        X_fin, y_fin, s_fin = _split(frames.pop("final"))
         key = _selection_metric(target.kind)
         ranked = list(dict.fromkeys(candidates))
         source = (
