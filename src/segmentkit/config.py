@@ -140,7 +140,7 @@ class PropensityConfig:
     selection_rows_max: int = 100_000
     # Most stacked snapshot rows a model is fitted on (a sample stratified by snapshot
     # and label); null = every row.
-    training_rows_max: int | None = 600_000
+    training_rows_max: int | None = 200_000
     targets: tuple[TargetConfig, ...] = ()
 
 

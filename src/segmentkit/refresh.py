@@ -73,8 +73,13 @@ def _backtests(
     champion_as_of: dt.datetime,
     as_of: dt.datetime,
     config: Config,
+    features_then: pd.DataFrame,
 ) -> list[BacktestResult]:
-    """Score the champion's old snapshot and compare with outcomes known now."""
+    """Score the champion's old snapshot and compare with outcomes known now.
+
+    ``features_then`` are the features at ``champion_as_of`` recomputed from ``log``
+    (built once by the caller for the drift tests too).
+    """
     from segmentkit.models.labels import build_labels
     from segmentkit.scoring import score_propensity
 
@@ -85,7 +90,6 @@ def _backtests(
         for row in champion.metadata.propensity_evaluation
     }
     targets = _targets(config)
-    features_then = build_features(log, champion_as_of, champion.feature_config)
     results = []
     for name, model in champion.propensity.items():
         target = targets.get(name)
@@ -210,7 +214,9 @@ def refresh_model(
             config=config.drift,
             agreement=agreement,
             migration=migration,
-            backtests=_backtests(champion, log, champion_as_of, snapshot, config),
+            backtests=_backtests(
+                champion, log, champion_as_of, snapshot, config, previous_features
+            ),
         )
         checks = calibrated_checks(
             log=log,

@@ -478,6 +478,19 @@ def test_training_rows_are_capped_by_a_stratified_sample(logs, as_of, fitted_cle
     assert_frame_equal(snapshots, fitted_clean.evaluation.snapshots)
 
 
+@pytest.mark.slow
+def test_side_by_side_fits_give_the_same_models(logs, as_of, fitted_clean, monkeypatch):
+    # One usable core: the winner's backtest and final fits (and calibration pairs) run
+    # one after the other; fitted_clean ran them side by side where 2 cores are usable.
+    monkeypatch.setattr("segmentkit.models.propensity_training.usable_cores", lambda: 1)
+    monkeypatch.setattr("segmentkit.models.propensity.usable_cores", lambda: 1)
+    serial = fit_propensity(logs["clean"], as_of, FEATURES, CONFIG, n_threads=1)
+    assert_frame_equal(serial.evaluation.metrics, fitted_clean.evaluation.metrics)
+    X = build_features(logs["clean"], as_of, FEATURES).drop(columns=["user_id"])
+    for name, model in serial.models.items():
+        np.testing.assert_array_equal(model.predict(X), fitted_clean.models[name].predict(X))
+
+
 def _metric(result, target, model, metric):
     table = result.evaluation.metrics
     row = table[(table.target == target) & (table.model == model) & (table.metric == metric)]
@@ -863,17 +876,38 @@ def test_population_needs_the_training_columns(xy_tenure):
         )
 
 
-def test_repeated_bgnbd_inputs_give_the_parameters_of_a_fresh_fit(xy_tenure):
+def test_bgnbd_params_given_by_the_caller_replace_the_fit(xy_tenure):
+    X, y, snapshot = xy_tenure
+    latest = snapshot == snapshot.max()
+    params = propensity_module.fit_bgnbd_params(X[latest])
+    own = PropensityModel("churn", "inactivity", family="bgnbd", random_state=0)
+    own.fit(X, y, snapshot=snapshot)
+    given = PropensityModel("churn", "inactivity", family="bgnbd", random_state=0,
+                            bgnbd_params=params).fit(X, y, snapshot=snapshot)  # fmt: skip
+    # Fitted on the same latest-snapshot users, the handed-over parameters are the model's own.
+    np.testing.assert_allclose(given.bgnbd_params_, own.bgnbd_params_)
+    np.testing.assert_allclose(given.predict(X), own.predict(X))
+    other = PropensityModel("churn", "inactivity", family="bgnbd", random_state=0,
+                            bgnbd_params=params * [2.0, 1.0, 1.0, 1.0]).fit(X, y, snapshot=snapshot)  # fmt: skip
+    assert not np.allclose(other.predict(X), own.predict(X))
+    # Handed-over parameters win over a population given to fit.
+    both = PropensityModel("churn", "inactivity", family="bgnbd", random_state=0,
+                           bgnbd_params=params).fit(X, y, snapshot=snapshot, population=X[~latest])  # fmt: skip
+    np.testing.assert_array_equal(both.bgnbd_params_, params)
+
+
+@pytest.mark.parametrize("params", [[1.0, 2.0, 3.0], [1.0, -2.0, 3.0, 4.0], [np.nan, 1, 1, 1]])
+def test_bgnbd_params_must_be_four_positive_numbers(xy_tenure, params):
+    X, y, snapshot = xy_tenure
+    model = PropensityModel("churn", "inactivity", family="bgnbd", bgnbd_params=params)
+    with pytest.raises(ConfigError, match="bgnbd_params must be None or four positive numbers"):
+        model.fit(X, y, snapshot=snapshot)
+
+
+def test_bgnbd_params_need_the_input_columns(xy_tenure):
     X, _, _ = xy_tenure
-    inputs = X[["recency_days", "tenure_days", "active_days_total"]].to_numpy()
-    first = propensity_module._fit_bgnbd(inputs)
-    propensity_module._BGNBD_FITS.clear()
-    fresh = propensity_module._fit_bgnbd(inputs)
-    repeat = propensity_module._fit_bgnbd(inputs)
-    np.testing.assert_array_equal(first, fresh)
-    np.testing.assert_array_equal(repeat, fresh)
-    other = propensity_module._fit_bgnbd(inputs[: len(inputs) // 2])
-    assert not np.array_equal(other, fresh)
+    with pytest.raises(DataValidationError, match=r"missing feature column\(s\) \['tenure_days'\]"):
+        propensity_module.fit_bgnbd_params(X.drop(columns=["tenure_days"]))
 
 
 def test_level_matches_the_latest_snapshot(xy):

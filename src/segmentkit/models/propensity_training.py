@@ -41,8 +41,10 @@ from segmentkit.models.propensity import (
     BASELINES,
     FAMILIES,
     PropensityModel,
+    fit_bgnbd_params,
     shift_level,
 )
+from segmentkit.parallel import thread_map, usable_cores
 from segmentkit.text import sql_timestamp
 
 
@@ -228,10 +230,23 @@ def fit_propensity(
     label_targets = [(t, t.horizon_days or config.horizon_days) for t in ordered]
 
     # Every snapshot the plans name is built in one pass over the log, before any fit,
-    # with the population at as_of: the users the final models score, on whom their
-    # unsupervised BG/NBD inputs are fitted (features only, no outcome after as_of).
+    # with the population at as_of: the users the final models score.
     planned = _planned_snapshots(ordered, config, end, first, features_used)
-    scored = features_at(log, [*planned, end], feature_config, cache)[end]
+    features_at(log, [*planned, end], feature_config, cache)
+    bgnbd_fits: dict[dt.datetime, np.ndarray] = {}
+
+    def bgnbd_at(when: dt.datetime) -> np.ndarray:
+        """Return the BG/NBD of the users scored at ``when``: one fit for every target.
+
+        BG/NBD is unsupervised (features only, nothing after ``when``), so it is fitted
+        on the population a model scores, as a BG/NBD fitted on the history up to that
+        date is, and every candidate and baseline of every target scoring that
+        population shares it (all its users, not a target's stratified sample).
+        """
+        if when not in bgnbd_fits:
+            table = features_at(log, [when], feature_config, cache)[when]
+            bgnbd_fits[when] = fit_bgnbd_params(table)
+        return bgnbd_fits[when]
 
     for target in ordered:
         horizon = target.horizon_days or config.horizon_days
@@ -259,18 +274,24 @@ def fit_propensity(
                 _other_targets=label_targets,
             )  # fmt: skip
 
-        backtest, evaluation, final = (
-            build(plan.backtest),
-            build([plan.evaluation]),
-            build(plan.final),
-        )
-        for frame, role in (
-            (backtest, "backtest"),
-            (evaluation, "evaluation"),
-            (final, "final"),
+        # Fits grow with rows, scoring hardly: past a few hundred thousand stacked rows
+        # a stratified sample fits as well as everything (benchmarks/train.py). Only the
+        # sample of a stacked training frame is kept (at 1M users each holds millions of
+        # rows); the evaluation scores every user.
+        frames = {}
+        for role, times in (
+            ("backtest", plan.backtest),
+            ("evaluation", [plan.evaluation]),
+            ("final", plan.final),
         ):
+            frame = build(times)
             _check_positives(frame, target, role, config.min_positives, horizon)
             snapshot_rows += _snapshot_rows(frame, target.name, role, horizon)
+            if role != "evaluation":
+                frame = _stratified_sample(frame, rows_max, config.random_state)
+            frames[role] = frame
+            del frame
+        evaluation = frames["evaluation"]
 
         def season(
             model: PropensityModel, t: dt.datetime, horizon=horizon, build=None
@@ -292,9 +313,18 @@ def fit_propensity(
             and season_snapshots(selection_plan.evaluation, horizon, first_event=first) is not None
         )
 
-        def make(name: str, target=target, horizon=horizon, **extra: Any) -> PropensityModel:
+        def make(
+            name: str,
+            scored_at: dt.datetime | None = None,
+            target=target,
+            horizon=horizon,
+            **extra: Any,
+        ) -> PropensityModel:
+            """Return the model of a candidate that scores the users at ``scored_at``."""
             family, level = _parse_variant(name)
             family, _, variant = family.partition("+")
+            if "bgnbd" in (family, variant):
+                extra["bgnbd_params"] = bgnbd_at(scored_at)
             return PropensityModel(
                 target=target.name,
                 kind=target.kind,
@@ -309,12 +339,9 @@ def fit_propensity(
                 **extra,
             )
 
-        # Fits grow with rows, scoring hardly: past a few hundred thousand stacked rows
-        # a stratified sample fits as well as everything (benchmarks/train.py).
-        X_bt, y_bt, s_bt = _split(_stratified_sample(backtest, rows_max, config.random_state))
+        X_bt, y_bt, s_bt = _split(frames.pop("backtest"))
         X_ev, y_ev, _ = _split(evaluation)
-        X_fin, y_fin, s_fin = _split(_stratified_sample(final, rows_max, config.random_state))
-        X_now = scored[X_fin.columns]
+        X_fin, y_fin, s_fin = _split(frames.pop("final"))
         key = _selection_metric(target.kind)
         ranked = list(dict.fromkeys(candidates))
         source = (
@@ -347,16 +374,31 @@ def fit_propensity(
             X_st, y_st, s_st = _split(
                 _stratified_sample(sel_train, selection_rows_max, config.random_state)
             )
+            del sel_train
             X_se, y_se, _ = _split(sel_eval)
             chosen = {}
             row_losses: dict[str, np.ndarray] = {}
             variants = []
-            fitted_candidates = {}
             X_array = np.asarray(X_se, dtype=float)
             season_sel = {}
+            # Independent fits: side by side where two fits' threads fit the cores.
+            # BG/NBD inputs fitted on the users they score: the selection snapshot's.
+            sel_scored = selection_plan.evaluation
+            if any("bgnbd" in name for name in ranked):
+                bgnbd_at(sel_scored)  # once, before the threads
+            fitted_candidates = dict(
+                zip(
+                    ranked,
+                    _map_fits(
+                        lambda name, t, X, y, s, make=make: make(name, t).fit(X, y, snapshot=s),
+                        [(name, sel_scored, X_st, y_st, s_st) for name in ranked],
+                        n_threads,
+                    ),
+                    strict=True,
+                )
+            )
             for name in ranked:
-                candidate = make(name).fit(X_st, y_st, snapshot=s_st, population=X_se)
-                fitted_candidates[name] = candidate
+                candidate = fitted_candidates[name]
                 # The level taken from the latest training snapshot is kept only where it
                 # helps out of time: some logs drift on in the same direction, and the
                 # model's own extrapolation from the features is then closer.
@@ -422,7 +464,7 @@ def fit_propensity(
         else:
             nested_all = False
             for name in ranked:
-                fitted[name] = make(name).fit(X_bt, y_bt, snapshot=s_bt, population=X_ev)
+                fitted[name] = make(name, plan.evaluation).fit(X_bt, y_bt, snapshot=s_bt)
                 scores[name] = fitted[name].predict(X_ev)
             interim = {n: _metrics(y_ev, scores[n], target.kind) for n in ranked}
             best = min(ranked, key=lambda fam: (interim[fam][key], ranked.index(fam)))
@@ -433,9 +475,35 @@ def fit_propensity(
                 "the reported snapshot (on two or more training snapshots); the reported "
                 "metrics are those the choice was made on (optimistic)"
             )
+        # The winner's backtest model and its final model are independent fits of about
+        # the same size: with threads to spare they run side by side (each fit's own
+        # calibration pair then runs inline on its thread), the same models either way.
+        jobs = {}
+        if best != "complement":
+            jobs["final"] = (X_fin, y_fin, s_fin, end)
+            if best not in scores:
+                jobs["backtest"] = (X_bt, y_bt, s_bt, plan.evaluation)
+            if "bgnbd" in best:  # fitted here once, not by both threads
+                for job in jobs.values():
+                    bgnbd_at(job[-1])
+        fits = dict(
+            zip(
+                jobs,
+                _map_fits(
+                    lambda X, y, s, t, best=best, make=make: make(best, t).fit(X, y, snapshot=s),
+                    list(jobs.values()),
+                    n_threads,
+                ),
+                strict=True,
+            )
+        )
         for name in dict.fromkeys((best, *BASELINES)):
             if name not in scores:
-                fitted[name] = make(name).fit(X_bt, y_bt, snapshot=s_bt, population=X_ev)
+                fitted[name] = (
+                    fits["backtest"]
+                    if name == best and "backtest" in fits
+                    else make(name, plan.evaluation).fit(X_bt, y_bt, snapshot=s_bt)
+                )
                 if _parse_variant(name)[1] == "season":
                     shift = season(fitted[name], plan.evaluation, build=build)
                     fitted[name].set_params(level_shift=shift or 0.0)
@@ -478,7 +546,7 @@ def fit_propensity(
                 X_fin, y_fin, snapshot=s_fin
             )
         else:
-            models[target.name] = make(best).fit(X_fin, y_fin, snapshot=s_fin, population=X_now)
+            models[target.name] = fits["final"]
             if _parse_variant(best)[1] == "season":
                 shift = season(models[target.name], end, build=build)
                 models[target.name].set_params(level_shift=shift or 0.0)
@@ -514,6 +582,16 @@ def fit_propensity(
         evaluation=evaluation_result,
         choice={name: choice[name] for name in order},
     )
+
+
+def _map_fits(fit: Callable[..., Any], jobs: list[tuple], n_threads: int | None) -> list[Any]:
+    """Run ``fit(*job)`` for every job: side by side when twice ``n_threads`` fits the cores.
+
+    With ``n_threads=None`` a fit may use every core, so the jobs run one after the other.
+    """
+    if n_threads is not None and 2 * n_threads <= usable_cores():
+        return thread_map(fit, *zip(*jobs, strict=True)) if jobs else []
+    return [fit(*job) for job in jobs]
 
 
 def _planned_snapshots(
