@@ -232,6 +232,7 @@ def train_model(
                 config.features,
                 config.propensity,
                 n_threads=config.propensity.n_threads,
+                as_of_features=features,
             )
     shares = np.bincount(segments, minlength=segmenter.n_segments_) / len(segments)
     metadata = BundleMetadata(

@@ -25,6 +25,7 @@ from segmentkit.errors import (
 from segmentkit.features import build_features
 from segmentkit.io.events import load_events
 from segmentkit.io.synth import generate_events
+from segmentkit.models import labels as labels_module
 from segmentkit.models import propensity as propensity_module
 from segmentkit.models.bgnbd import BetaGeoModel, sample_bgnbd, summary_from_features
 from segmentkit.models.labels import (
@@ -489,6 +490,42 @@ def test_side_by_side_fits_give_the_same_models(logs, as_of, fitted_clean, monke
     X = build_features(logs["clean"], as_of, FEATURES).drop(columns=["user_id"])
     for name, model in serial.models.items():
         np.testing.assert_array_equal(model.predict(X), fitted_clean.models[name].predict(X))
+
+
+@pytest.mark.slow
+def test_features_at_as_of_given_by_the_caller_are_reused(logs, as_of, fitted_clean, monkeypatch):
+    # Training builds the table at as_of for the segments: handed over, it is not built
+    # again, and the models are those fitted_clean built it for itself.
+    features = build_features(logs["clean"], as_of, FEATURES)
+    asked = []
+    many, one = labels_module.build_features_many, labels_module.build_features
+
+    def spy_many(log, times, config=None):
+        asked.extend(times)
+        return many(log, times, config)
+
+    def spy_one(log, time, config=None):
+        asked.append(time)
+        return one(log, time, config)
+
+    monkeypatch.setattr(labels_module, "build_features_many", spy_many)
+    monkeypatch.setattr(labels_module, "build_features", spy_one)
+    reused = fit_propensity(
+        logs["clean"], as_of, FEATURES, CONFIG, n_threads=1, as_of_features=features
+    )
+    assert asked and pd.Timestamp(as_of) not in [pd.Timestamp(t) for t in asked]
+    assert_frame_equal(reused.evaluation.metrics, fitted_clean.evaluation.metrics)
+    X = features.drop(columns=["user_id"])
+    for name, model in reused.models.items():
+        np.testing.assert_array_equal(model.predict(X), fitted_clean.models[name].predict(X))
+
+
+def test_features_at_as_of_without_a_feature_column_are_refused(logs, as_of):
+    features = build_features(logs["clean"], as_of, FEATURES).drop(columns=["recency_days"])
+    with pytest.raises(
+        DataValidationError, match=r"as_of_features: missing column\(s\) \['recency_days'\]"
+    ):
+        fit_propensity(logs["clean"], as_of, FEATURES, CONFIG, as_of_features=features)
 
 
 def _metric(result, target, model, metric):

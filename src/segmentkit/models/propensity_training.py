@@ -16,6 +16,7 @@ import pandas as pd
 
 from segmentkit.config import FeatureConfig, PropensityConfig, TargetConfig
 from segmentkit.errors import ConfigError, DataValidationError, InsufficientDataError
+from segmentkit.features import feature_names
 from segmentkit.io.events import EventLog, to_timestamp
 from segmentkit.models.evaluation import (
     _CALIBRATION_COLUMNS,
@@ -138,6 +139,7 @@ def fit_propensity(
     n_threads: int | None = None,
     selection_rows_max: int | None = None,
     training_rows_max: int | None = None,
+    as_of_features: pd.DataFrame | None = None,
 ) -> PropensityResult:
     """Fit, evaluate out of time and choose a calibrated model per target.
 
@@ -167,6 +169,10 @@ def fit_propensity(
         The winner and the baselines are fitted on at most this many rows, a sample
         stratified the same way (default ``config.training_rows_max``; None = every
         row). Evaluation always scores every user.
+    as_of_features : pandas.DataFrame, optional
+        The feature table at ``as_of`` built with ``feature_config``, when the caller
+        has it (training builds it for the segments): the final models' BG/NBD inputs
+        are fitted on its users, and it is reused instead of built again.
 
     Returns
     -------
@@ -177,7 +183,8 @@ def fit_propensity(
     ConfigError
         No targets, or an invalid target or candidate.
     DataValidationError
-        ``as_of`` is after the log's cut-off, or ``segments`` lacks its columns.
+        ``as_of`` is after the log's cut-off, ``segments`` lacks its columns, or
+        ``as_of_features`` lacks ``user_id`` or a feature column.
     InsufficientDataError
         The log is too short for one backtest snapshot, or a target has fewer
         than ``min_positives`` positives (or negatives) in a snapshot set.
@@ -215,6 +222,15 @@ def fit_propensity(
     features_used = feature_config or FeatureConfig()
     single_event = _single_event(log, end)
     cache: dict[Any, pd.DataFrame] = {}
+    if as_of_features is not None:
+        expected = ["user_id", *feature_names(features_used)]
+        missing = [c for c in expected if c not in as_of_features.columns]
+        if missing:
+            raise DataValidationError(
+                f"as_of_features: missing column(s) {missing}; expected the feature table "
+                "at as_of built with feature_config"
+            )
+        cache[end] = as_of_features
     models: dict[str, PropensityModel] = {}
     choice: dict[str, str] = {}
     metric_rows: list[dict] = []
