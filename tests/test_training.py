@@ -110,3 +110,27 @@ def test_result_tables_and_documents_without_propensity(result):
     )
     names = [d["name"] for d in documents["segments"].values()]
     assert names == list(result.model.segmenter.segment_names_)
+
+
+def test_train_model_refuses_a_log_too_short_for_the_horizon_before_segmenting(
+    two_behaviours_log, monkeypatch
+):
+    # The log spans 2024-01-01 00:00 to as_of 2024-03-31: 90 days, so a 45-day horizon
+    # puts the backtest snapshot on the first event (no history) and 44 days is the most.
+    config = load_config(
+        overrides={
+            "data": {"columns": {"session_id": None}},
+            "segmentation": {"k": 2, "n_bootstrap": 2},
+            "propensity": {
+                "horizon_days": 45,
+                "targets": [{"name": "churn", "kind": "inactivity"}],
+            },
+        }
+    )
+
+    def segmenting(*args, **kwargs):
+        raise AssertionError("segmentation ran before the refusal")
+
+    monkeypatch.setattr(Segmenter, "fit", segmenting)
+    with pytest.raises(InsufficientDataError, match=r"at most 44 day\(s\)"):
+        train_model(config, two_behaviours_log)

@@ -380,6 +380,13 @@ def _training_summary(result: TrainResult) -> str:
     ]
     if len(result.evaluation):
         lines += ["", "out-of-time ROC AUC, model vs baselines:", format_table(result.compare())]
+    else:
+        # Without params.yaml the built-in defaults name no target: say so, not nothing.
+        lines += [
+            "",
+            "no propensity model: params.yaml names no propensity.targets (see the "
+            "README's params.yaml for churn, purchase and purchase-count targets)",
+        ]
     return "\n".join(lines)
 
 

@@ -201,6 +201,7 @@ def train_model(
     import time
 
     from segmentkit.drift import build_feature_reference
+    from segmentkit.models.labels import check_history
     from segmentkit.models.propensity_training import fit_propensity
 
     timings: dict[str, float] = {}
@@ -214,6 +215,8 @@ def train_model(
 
     with step("Loading and validating events"):
         log, snapshot = load_snapshot(config, events, as_of, min_users=2)
+    # A log too short for the propensity targets is refused before segmentation's work.
+    check_history(snapshot, log.first_event, config.propensity)
     with step("Features as of " + f"{snapshot:%Y-%m-%d}"):
         features = build_features(log, snapshot, config.features)
     names = feature_names(config.features)

@@ -32,6 +32,7 @@ from segmentkit.models.labels import (
     build_label_table,
     build_labels,
     build_training_set,
+    check_history,
     features_at,
     plan_snapshots,
     season_snapshots,
@@ -216,6 +217,26 @@ def test_log_too_short_names_the_dates():
     assert "too short" in message
     assert "2024-02-10" in message  # as_of - 2 x horizon
     assert "2024-03-01" in message  # first event
+
+
+def test_check_history_names_the_longest_horizon_the_log_allows():
+    # 2024-03-01 to as_of 2024-04-10 is 40 days: a backtest snapshot at as_of - 2 x 20
+    # days falls on the first event (no history), at as_of - 2 x 19 days after it.
+    first = "2024-03-01T00:00:00"
+    check_history("2024-04-10", first, PropensityConfig(horizon_days=19, targets=_CHURN))
+    with pytest.raises(InsufficientDataError, match=r"at most 19 day\(s\)"):
+        check_history("2024-04-10", first, PropensityConfig(horizon_days=20, targets=_CHURN))
+    # A target's own horizon is the one checked.
+    longer = (TargetConfig(name="churn", kind="inactivity", horizon_days=20),)
+    with pytest.raises(InsufficientDataError, match="20-day horizon"):
+        check_history("2024-04-10", first, PropensityConfig(horizon_days=7, targets=longer))
+    # Under two days there is no horizon at all; no event is left to the fit.
+    with pytest.raises(InsufficientDataError, match="too short for any horizon"):
+        check_history("2024-03-02", first, PropensityConfig(horizon_days=1, targets=_CHURN))
+    check_history("2024-04-10", None, PropensityConfig(horizon_days=20, targets=_CHURN))
+
+
+_CHURN = (TargetConfig(name="churn", kind="inactivity"),)
 
 
 def _steady_log(purchasers, event="view"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from segmentkit.config import FeatureConfig, TargetConfig
+from segmentkit.config import FeatureConfig, PropensityConfig, TargetConfig
 from segmentkit.errors import ConfigError, DataValidationError, InsufficientDataError
 from segmentkit.features import build_features, build_features_many
 from segmentkit.io.events import EventLog, to_timestamp
@@ -99,9 +100,65 @@ def plan_snapshots(
                 f"evaluation needs events before {(evaluation - h).isoformat(sep=' ')} "
                 f"(as_of {end.isoformat(sep=' ')} minus twice the horizon) to train on and "
                 f"[{evaluation.isoformat(sep=' ')}, {end.isoformat(sep=' ')}) to evaluate on, "
-                f"but the first event is at {first_event.isoformat(sep=' ')}"
+                f"but the first event is at {first_event.isoformat(sep=' ')}: "
+                f"{_longest_horizon_hint(end - first_event)}"
             )
     return SnapshotPlan(horizon_days, evaluation, tuple(backtest), tuple(final))
+
+
+def _longest_horizon_hint(span: dt.timedelta) -> str:
+    """Say which horizon a log spanning ``span`` before ``as_of`` can be evaluated at."""
+    # A backtest snapshot needs as_of - 2 * horizon strictly after the first event.
+    longest = math.ceil(span / dt.timedelta(days=1) / 2) - 1
+    if longest < 1:
+        return "the log is too short for any horizon; propensity needs a longer log"
+    return (
+        f"this log allows a horizon of at most {longest} day(s) "
+        "(propensity.horizon_days, or a target's horizon_days), or a longer log"
+    )
+
+
+def check_history(
+    as_of: dt.date | dt.datetime | str,
+    first_event: dt.datetime | str | None,
+    config: PropensityConfig,
+) -> None:
+    """Refuse, before any work, a log too short for every target's out-of-time evaluation.
+
+    Parameters
+    ----------
+    as_of : date-like
+        Scoring time.
+    first_event : datetime or ISO string, optional
+        Time of the earliest event in the log; ``None`` (no event) is left to the
+        fit to report.
+    config : PropensityConfig
+        The targets and their snapshot layout.
+
+    Raises
+    ------
+    InsufficientDataError
+        If a target's horizon leaves no backtest training snapshot after the first
+        event (the message names the longest horizon the log allows).
+
+    Examples
+    --------
+    >>> from segmentkit.config import PropensityConfig, TargetConfig
+    >>> config = PropensityConfig(targets=(TargetConfig(name="churn", kind="inactivity"),))
+    >>> check_history("2025-01-01", "2024-11-02 00:15:54", config)
+    Traceback (most recent call last):
+    ...
+    segmentkit.errors.InsufficientDataError: the event log is too short for a 30-day \
+horizon: ... this log allows a horizon of at most 29 day(s) ...
+    """
+    if first_event is None:
+        return
+    first = to_timestamp(first_event)
+    for target in config.targets:
+        horizon = target.horizon_days or config.horizon_days
+        plan_snapshots(
+            as_of, horizon, config.n_snapshots, config.snapshot_step_days, first_event=first
+        )
 
 
 def _check_target(target: TargetConfig) -> None:
