@@ -110,6 +110,49 @@ def test_backtest_uses_only_outcomes_after_the_champions_as_of(tmp_path):
     assert backtest.auc > 0.7
 
 
+def test_drift_checks_read_the_past_features_from_the_challengers_pass(tmp_path, monkeypatch):
+    # The features at the champion's snapshot and one interval before it come from the
+    # challenger's one pass over the log (no build of their own), and the report is the
+    # one a refresh building them separately gives.
+    import importlib
+
+    import segmentkit.features as features_module
+    import segmentkit.models.labels as labels_module
+
+    # `segmentkit.refresh` is also the API function: fetch the module itself.
+    refresh_module = importlib.import_module("segmentkit.refresh")
+
+    events = load_events(_events(seed=6), as_of=END)
+    old_as_of = END - dt.timedelta(days=30)
+    champion = load_bundle(
+        save_bundle(train_model(CONFIG, events, old_as_of).model, tmp_path / "b")
+    )
+    asked = []
+    many = labels_module.build_features_many
+
+    def spy_many(log, times, config=None):
+        asked.append(sorted(times))
+        return many(log, times, config)
+
+    def no_single(*args, **kwargs):
+        raise AssertionError("a snapshot was built outside the challenger's pass")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(labels_module, "build_features_many", spy_many)
+        patched.setattr(labels_module, "build_features", no_single)
+        patched.setattr(features_module, "build_features", no_single)
+        shared = refresh_model(champion, CONFIG, events, END).report
+    (one_pass,) = asked
+    assert {old_as_of, old_as_of - dt.timedelta(days=30)} <= set(one_pass)
+
+    def train_without_extras(*args, extra_snapshots=(), **kwargs):
+        return train_model(*args, **kwargs)
+
+    monkeypatch.setattr(refresh_module, "train_model", train_without_extras)
+    separate = refresh_model(champion, CONFIG, events, END).report
+    assert shared.to_dict() == separate.to_dict()
+
+
 def test_refresh_before_the_champions_as_of_is_refused(champion):
     with pytest.raises(InsufficientDataError, match="before the champion's as_of"):
         refresh_model(champion, CONFIG, _events(seed=4), END - dt.timedelta(days=10))

@@ -26,10 +26,10 @@ from segmentkit.drift import (
     run_drift_tests,
     segment_agreement,
 )
-from segmentkit.drift.checks import calibrated_checks
+from segmentkit.drift.checks import baseline_snapshot, calibrated_checks
 from segmentkit.errors import InsufficientDataError, SegmentkitWarning
-from segmentkit.features import build_features
 from segmentkit.io.events import EventLog, EventSource, check_input, to_timestamp
+from segmentkit.models.labels import build_label_table, features_at
 from segmentkit.training import Progress, TrainingResult, _silent, load_snapshot, train_model
 
 __all__ = ["RefreshResult", "calibrated_report", "refresh_model", "standardized_centroids"]
@@ -80,7 +80,6 @@ def _backtests(
     ``features_then`` are the features at ``champion_as_of`` recomputed from ``log``
     (built once by the caller for the drift tests too).
     """
-    from segmentkit.models.labels import build_labels
     from segmentkit.scoring import score_propensity
 
     if not champion.propensity:
@@ -90,22 +89,27 @@ def _backtests(
         for row in champion.metadata.propensity_evaluation
     }
     targets = _targets(config)
+    judged = {
+        name: (targets[name], int(model.horizon_days))
+        for name, model in champion.propensity.items()
+        # Counts have no AUC; a window not yet elapsed has no outcome.
+        if name in targets
+        and model.kind != "count"
+        and champion_as_of + dt.timedelta(days=int(model.horizon_days)) <= as_of
+    }
+    if not judged:
+        return []
+    # Every target's outcome from one scan of the log.
+    labels = build_label_table(log, champion_as_of, list(judged.values()), as_of=as_of)
     results = []
-    for name, model in champion.propensity.items():
-        target = targets.get(name)
-        if target is None or model.kind == "count":
-            continue
-        horizon = int(model.horizon_days)
-        if champion_as_of + dt.timedelta(days=horizon) > as_of:
-            continue  # the outcome window has not elapsed yet
-        labels = build_labels(log, champion_as_of, target, horizon, as_of=as_of)
-        scores = score_propensity({name: model}, features_then)
-        joined = scores.merge(labels, on="user_id", how="inner")
+    for index, name in enumerate(judged):
+        scores = score_propensity({name: champion.propensity[name]}, features_then)
+        joined = scores.merge(labels[["user_id", f"label_{index}"]], on="user_id", how="inner")
         results.append(
             propensity_backtest(
                 name,
                 joined[f"p_{name}"].to_numpy(),
-                joined["label"].to_numpy(),
+                joined[f"label_{index}"].to_numpy(),
                 training_auc=float(training.get((name, "roc_auc"), np.nan)),
                 training_brier=float(training.get((name, "brier"), np.nan)),
                 warn_drop=config.drift.auc_drop_warn,
@@ -183,7 +187,18 @@ def refresh_model(
             f"refresh as_of {snapshot:%Y-%m-%d} is before the champion's as_of "
             f"{champion_as_of:%Y-%m-%d}"
         )
-    challenger = train_model(config, log, snapshot, reference=champion, progress=progress)
+    # The drift checks read the features at the champion's snapshot and one interval
+    # before it: built in the challenger's pass over the log when the settings match.
+    past = [t for t in (champion_as_of, baseline_snapshot(champion_as_of, snapshot)) if t]
+    same_features = champion.feature_config == config.features
+    challenger = train_model(
+        config,
+        log,
+        snapshot,
+        reference=champion,
+        progress=progress,
+        extra_snapshots=past if same_features else (),
+    )
     names = champion.feature_names
     current = challenger.features
     champion_labels = champion.segmenter.predict(current[names])
@@ -197,7 +212,9 @@ def refresh_model(
             ari_warn=config.drift.ari_warn,
             ari_drift=config.drift.ari_drift,
         )
-        previous_features = build_features(log, champion_as_of, champion.feature_config)
+        built = challenger.propensity.extra_features if challenger.propensity else {}
+        tables = features_at(log, past, champion.feature_config, dict(built))
+        previous_features = tables[champion_as_of]
         previous = pd.Series(
             champion.segmenter.predict(previous_features[names]),
             index=previous_features["user_id"],
@@ -230,6 +247,7 @@ def refresh_model(
             current=current,
             then=previous_features,
             config=config.drift,
+            baseline=tables.get(past[-1]) if len(past) > 1 else None,
         )
         report = calibrated_report(raw, checks.results)
     return RefreshResult(

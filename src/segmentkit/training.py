@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,6 +178,7 @@ def train_model(
     *,
     reference: SegmentationModel | None = None,
     progress: Progress = _silent,
+    extra_snapshots: Sequence[dt.datetime] = (),
 ) -> TrainingResult:
     """Load, build features, fit the Segmenter and every propensity target.
 
@@ -193,6 +194,10 @@ def train_model(
         A previous model (the champion) whose segment ids the new segments align to.
     progress : callable
         ``progress(step_name)`` returns a context manager wrapping each long step.
+    extra_snapshots : sequence of datetime, optional
+        Snapshot times whose feature tables the caller needs too (a refresh's drift
+        checks): built in the propensity models' pass over the log and returned in
+        ``result.propensity.extra_features`` (not built when there is no target).
 
     Returns
     -------
@@ -236,6 +241,7 @@ def train_model(
                 config.propensity,
                 n_threads=config.propensity.n_threads,
                 as_of_features=features,
+                extra_snapshots=extra_snapshots,
             )
     shares = np.bincount(segments, minlength=segmenter.n_segments_) / len(segments)
     metadata = BundleMetadata(

@@ -549,6 +549,49 @@ def test_features_at_as_of_without_a_feature_column_are_refused(logs, as_of):
         fit_propensity(logs["clean"], as_of, FEATURES, CONFIG, as_of_features=features)
 
 
+@pytest.mark.slow
+def test_extra_snapshots_come_from_the_same_pass_and_leave_the_models_alone(
+    logs, as_of, fitted_clean, monkeypatch
+):
+    # A refresh asks for the features at the champion's snapshot and one interval before
+    # it: built in the one pass (one build_features_many call, nothing else), equal to a
+    # table built on its own, and the models are those of a fit that was not asked.
+    extra = [
+        pd.Timestamp(as_of) - pd.Timedelta(days=11),
+        pd.Timestamp(as_of) - pd.Timedelta(days=47),
+    ]
+    calls = []
+    many = labels_module.build_features_many
+
+    def spy_many(log, times, config=None):
+        calls.append(list(times))
+        return many(log, times, config)
+
+    def no_single(*args, **kwargs):
+        raise AssertionError("a snapshot was built outside the one pass")
+
+    monkeypatch.setattr(labels_module, "build_features_many", spy_many)
+    monkeypatch.setattr(labels_module, "build_features", no_single)
+    result = fit_propensity(
+        logs["clean"], as_of, FEATURES, CONFIG, n_threads=1, extra_snapshots=extra
+    )
+    assert len(calls) == 1
+    assert sorted(result.extra_features) == sorted(t.to_pydatetime() for t in extra)
+    for when in extra:
+        assert_frame_equal(
+            result.extra_features[when.to_pydatetime()],
+            build_features(logs["clean"], when, FEATURES),
+        )
+    assert_frame_equal(result.evaluation.metrics, fitted_clean.evaluation.metrics)
+    assert fitted_clean.extra_features == {}
+
+
+def test_extra_snapshots_after_as_of_are_refused(logs, as_of):
+    late = pd.Timestamp(as_of) + pd.Timedelta(days=1)
+    with pytest.raises(DataValidationError, match=r"extra_snapshots: .* are after as_of"):
+        fit_propensity(logs["clean"], as_of, FEATURES, CONFIG, extra_snapshots=[late])
+
+
 def _metric(result, target, model, metric):
     table = result.evaluation.metrics
     row = table[(table.target == target) & (table.model == model) & (table.metric == metric)]

@@ -116,6 +116,24 @@ def _attributed(
     return [newcomer_attribution(r, by_key.get((r.test, r.subject)), max_share) for r in results]
 
 
+def baseline_snapshot(champion_as_of: dt.datetime, as_of: dt.datetime) -> dt.datetime | None:
+    """Snapshot one refresh interval before the champion's: the "no change" baseline.
+
+    The calibrated checks compare the move from it to ``champion_as_of`` with the
+    move from ``champion_as_of`` to ``as_of`` (ageing alone moves both alike).
+
+    Examples
+    --------
+    >>> baseline_snapshot(dt.datetime(2024, 6, 1), dt.datetime(2024, 7, 1))
+    datetime.datetime(2024, 5, 2, 0, 0)
+    >>> baseline_snapshot(dt.datetime(2024, 6, 1), dt.datetime(2024, 6, 1)) is None
+    True
+    """
+    interval = as_of - champion_as_of
+    days = max(round(interval / dt.timedelta(days=1)), 0)
+    return champion_as_of - interval if days > 0 else None
+
+
 def calibrated_checks(
     *,
     log: Any,
@@ -129,6 +147,7 @@ def calibrated_checks(
     current: pd.DataFrame,
     then: pd.DataFrame | None = None,
     config: DriftConfig | None = None,
+    baseline: pd.DataFrame | None = None,
 ) -> CalibratedChecks:
     """Run every calibrated check of a refresh.
 
@@ -150,6 +169,9 @@ def calibrated_checks(
         Features at ``champion_as_of`` recomputed from ``log`` (built if not given).
     config : DriftConfig, optional
         Thresholds (``params.yaml`` → ``drift``).
+    baseline : pandas.DataFrame, optional
+        Features at :func:`baseline_snapshot` recomputed from ``log`` (built if not
+        given).
 
     Returns
     -------
@@ -161,10 +183,11 @@ def calibrated_checks(
     days = max(round(interval / dt.timedelta(days=1)), 0)
     if then is None:
         then = build_features(log, champion_as_of, feature_config)
-    baseline_as_of = champion_as_of - interval if days > 0 else None
-    baseline = None
+    baseline_as_of = baseline_snapshot(champion_as_of, as_of)
+    table, baseline = baseline, None
     if baseline_as_of is not None:
-        table = build_features(log, baseline_as_of, feature_config)
+        if table is None:
+            table = build_features(log, baseline_as_of, feature_config)
         if len(table) >= config.min_baseline_users:
             baseline = table
         else:

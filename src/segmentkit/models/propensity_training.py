@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -73,6 +73,8 @@ class PropensityResult:
     models: dict[str, PropensityModel]
     evaluation: PropensityEvaluation
     choice: dict[str, str]
+    #: Feature tables at the ``extra_snapshots`` the caller asked for, by time.
+    extra_features: dict[dt.datetime, pd.DataFrame] = field(default_factory=dict)
 
 
 def _first_event(log: EventLog, as_of: dt.datetime) -> dt.datetime:
@@ -140,6 +142,7 @@ def fit_propensity(
     selection_rows_max: int | None = None,
     training_rows_max: int | None = None,
     as_of_features: pd.DataFrame | None = None,
+    extra_snapshots: Sequence[dt.date | dt.datetime | str] = (),
 ) -> PropensityResult:
     """Fit, evaluate out of time and choose a calibrated model per target.
 
@@ -173,6 +176,10 @@ def fit_propensity(
         The feature table at ``as_of`` built with ``feature_config``, when the caller
         has it (training builds it for the segments): the final models' BG/NBD inputs
         are fitted on its users, and it is reused instead of built again.
+    extra_snapshots : sequence of date-like, optional
+        Further snapshot times (at or before ``as_of``) whose feature tables the caller
+        needs too (a refresh's drift checks): built in the same pass over the log as
+        the training snapshots and returned in ``PropensityResult.extra_features``.
 
     Returns
     -------
@@ -248,7 +255,14 @@ def fit_propensity(
     # Every snapshot the plans name is built in one pass over the log, before any fit,
     # with the population at as_of: the users the final models score.
     planned = _planned_snapshots(ordered, config, end, first, features_used)
-    features_at(log, [*planned, end], feature_config, cache)
+    extra = [to_timestamp(t) for t in extra_snapshots]
+    late = [t for t in extra if t > end]
+    if late:
+        raise DataValidationError(
+            f"extra_snapshots: {[t.isoformat(sep=' ') for t in late]} are after as_of "
+            f"{end.isoformat(sep=' ')}: their features would read events the fit may not"
+        )
+    features_at(log, [*planned, end, *extra], feature_config, cache)
     bgnbd_fits: dict[dt.datetime, np.ndarray] = {}
 
     def bgnbd_at(when: dt.datetime) -> np.ndarray:
@@ -597,6 +611,7 @@ def fit_propensity(
         models={name: models[name] for name in order},
         evaluation=evaluation_result,
         choice={name: choice[name] for name in order},
+        extra_features={t: cache[t] for t in extra},
     )
 
 
