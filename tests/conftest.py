@@ -66,6 +66,37 @@ def two_behaviours_log() -> pd.DataFrame:
     return _two_behaviours()
 
 
+@pytest.fixture
+def watch_feature_builds():
+    """Return ``watch(patcher)``: record each one-pass build of snapshot features.
+
+    With ``patcher`` (``monkeypatch`` or one of its contexts) applied, every call of
+    ``build_features_many`` made through :mod:`segmentkit.models.labels` is recorded
+    (its sorted times) and any single-snapshot ``build_features`` fails the test.
+    """
+
+    def watch(patcher) -> list[list]:
+        import segmentkit.features as features_module
+        import segmentkit.models.labels as labels_module
+
+        calls: list[list] = []
+        many = labels_module.build_features_many
+
+        def spy_many(log, times, config=None):
+            calls.append(sorted(times))
+            return many(log, times, config)
+
+        def no_single(*args, **kwargs):
+            raise AssertionError("a snapshot was built outside the one pass")
+
+        patcher.setattr(labels_module, "build_features_many", spy_many)
+        patcher.setattr(labels_module, "build_features", no_single)
+        patcher.setattr(features_module, "build_features", no_single)
+        return calls
+
+    return watch
+
+
 # Tests that train full models, start servers or execute notebooks: seconds to minutes
 # each. `python -m pytest -m "not slow"` leaves them out for a fast inner loop; the README
 # command runs everything. Whole modules here; single slow tests carry @pytest.mark.slow.

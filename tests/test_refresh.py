@@ -110,14 +110,13 @@ def test_backtest_uses_only_outcomes_after_the_champions_as_of(tmp_path):
     assert backtest.auc > 0.7
 
 
-def test_drift_checks_read_the_past_features_from_the_challengers_pass(tmp_path, monkeypatch):
+def test_drift_checks_read_the_past_features_from_the_challengers_pass(
+    tmp_path, monkeypatch, watch_feature_builds
+):
     # The features at the champion's snapshot and one interval before it come from the
     # challenger's one pass over the log (no build of their own), and the report is the
     # one a refresh building them separately gives.
     import importlib
-
-    import segmentkit.features as features_module
-    import segmentkit.models.labels as labels_module
 
     # `segmentkit.refresh` is also the API function: fetch the module itself.
     refresh_module = importlib.import_module("segmentkit.refresh")
@@ -127,20 +126,8 @@ def test_drift_checks_read_the_past_features_from_the_challengers_pass(tmp_path,
     champion = load_bundle(
         save_bundle(train_model(CONFIG, events, old_as_of).model, tmp_path / "b")
     )
-    asked = []
-    many = labels_module.build_features_many
-
-    def spy_many(log, times, config=None):
-        asked.append(sorted(times))
-        return many(log, times, config)
-
-    def no_single(*args, **kwargs):
-        raise AssertionError("a snapshot was built outside the challenger's pass")
-
     with monkeypatch.context() as patched:
-        patched.setattr(labels_module, "build_features_many", spy_many)
-        patched.setattr(labels_module, "build_features", no_single)
-        patched.setattr(features_module, "build_features", no_single)
+        asked = watch_feature_builds(patched)
         shared = refresh_model(champion, CONFIG, events, END).report
     (one_pass,) = asked
     assert {old_as_of, old_as_of - dt.timedelta(days=30)} <= set(one_pass)

@@ -551,7 +551,7 @@ def test_features_at_as_of_without_a_feature_column_are_refused(logs, as_of):
 
 @pytest.mark.slow
 def test_extra_snapshots_come_from_the_same_pass_and_leave_the_models_alone(
-    logs, as_of, fitted_clean, monkeypatch
+    logs, as_of, fitted_clean, monkeypatch, watch_feature_builds
 ):
     # A refresh asks for the features at the champion's snapshot and one interval before
     # it: built in the one pass (one build_features_many call, nothing else), equal to a
@@ -560,18 +560,7 @@ def test_extra_snapshots_come_from_the_same_pass_and_leave_the_models_alone(
         pd.Timestamp(as_of) - pd.Timedelta(days=11),
         pd.Timestamp(as_of) - pd.Timedelta(days=47),
     ]
-    calls = []
-    many = labels_module.build_features_many
-
-    def spy_many(log, times, config=None):
-        calls.append(list(times))
-        return many(log, times, config)
-
-    def no_single(*args, **kwargs):
-        raise AssertionError("a snapshot was built outside the one pass")
-
-    monkeypatch.setattr(labels_module, "build_features_many", spy_many)
-    monkeypatch.setattr(labels_module, "build_features", no_single)
+    calls = watch_feature_builds(monkeypatch)
     result = fit_propensity(
         logs["clean"], as_of, FEATURES, CONFIG, n_threads=1, extra_snapshots=extra
     )
