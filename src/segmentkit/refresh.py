@@ -100,7 +100,9 @@ def _backtests(
     if not judged:
         return []
     # Every target's outcome from one scan of the log.
-    labels = build_label_table(log, champion_as_of, list(judged.values()), as_of=as_of)
+    labels = build_label_table(
+        log, champion_as_of, list(judged.values()), as_of=as_of, population=features_then
+    )
     results = []
     for index, name in enumerate(judged):
         scores = score_propensity({name: champion.propensity[name]}, features_then)

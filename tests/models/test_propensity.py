@@ -175,6 +175,26 @@ def test_label_table_of_several_targets_equals_each_target_alone(tiny_log):
         build_label_table(tiny_log, "2024-02-25", targets, "2024-03-01")
 
 
+@pytest.mark.parametrize("t0", ["2024-01-21", "2024-02-01", "2024-02-20"])
+@pytest.mark.parametrize("integer_ids", [False, True], ids=["string_ids", "integer_ids"])
+def test_label_table_of_a_given_population_equals_the_full_scan(tiny_log, t0, integer_ids):
+    # With the feature table's users handed over only the windows' rows are read: same
+    # table, including users without a row in any window (c at T0, d not a user yet).
+    log = tiny_log
+    if integer_ids:
+        raw = tiny_log.to_pandas()
+        log = load_events(raw.assign(user_id=raw["user_id"].map("abcde".index)))
+    targets = [
+        (CHURN, 9),
+        (TargetConfig(name="purchase", kind="event", event="purchase"), 4),
+        (TargetConfig(name="purchases", kind="count", event="purchase"), 2),
+    ]
+    population = build_features(log, t0, FEATURES)[["user_id"]]
+    given = build_label_table(log, t0, targets, "2024-03-01", population=population)
+    assert_frame_equal(given, build_label_table(log, t0, targets, "2024-03-01"))
+    assert given["label_0"].sum() > 0  # some inactive users were labelled by default
+
+
 def test_plan_snapshots_dates():
     plan = plan_snapshots("2025-01-01", 30, 3, 20)
     assert plan.evaluation == dt.datetime(2024, 12, 2)

@@ -232,6 +232,7 @@ def build_label_table(
     t0: dt.date | dt.datetime | str,
     targets: Sequence[tuple[TargetConfig, int]],
     as_of: dt.date | dt.datetime | str | None = None,
+    population: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Label every user with an event before ``t0`` for several targets in one scan.
 
@@ -246,6 +247,10 @@ def build_label_table(
     as_of : date-like, optional
         Upper bound of what may be read (defaults to the latest window's end); every
         window must end at or before it.
+    population : pandas.DataFrame, optional
+        ``user_id`` of every user with an event before ``t0``, when the caller has
+        them (the feature table at ``t0``): only the label windows' rows are then read
+        (a window is a fraction of the log) instead of every row before its end.
 
     Returns
     -------
@@ -260,6 +265,8 @@ def build_label_table(
     start = to_timestamp(t0)
     labels = []
     ends = []
+    # A user without a row in any window: inactive (1), no event (0), a zero count.
+    no_event = []
     for index, (target, horizon_days) in enumerate(targets):
         _check_target(target)
         end = start + dt.timedelta(days=horizon_days)
@@ -283,17 +290,57 @@ def build_label_table(
             label = count if target.kind == "count" else f"CAST({count} > 0 AS BIGINT)"
         labels.append(f"{label} AS label_{index}")
         ends.append(end)
-    frame = log.con.execute(
-        f"""
-        SELECT user_id, {", ".join(labels)}
-        FROM {log.table}
-        WHERE timestamp < {sql_timestamp(max(ends))}
-        GROUP BY user_id
-        HAVING min(timestamp) < {sql_timestamp(start)}
-        ORDER BY user_id
-        """
-    ).df()
+        no_event.append(int(target.kind == "inactivity"))
+    if population is None:
+        frame = log.con.execute(
+            f"""
+            SELECT user_id, {", ".join(labels)}
+            FROM {log.table}
+            WHERE timestamp < {sql_timestamp(max(ends))}
+            GROUP BY user_id
+            HAVING min(timestamp) < {sql_timestamp(start)}
+            ORDER BY user_id
+            """
+        ).df()
+    else:
+        frame = _window_labels(log, start, max(ends), labels, no_event, population)
     return frame.astype({f"label_{i}": np.int64 for i in range(len(ends))}).reset_index(drop=True)
+
+
+def _window_labels(
+    log: EventLog,
+    start: dt.datetime,
+    end: dt.datetime,
+    labels: Sequence[str],
+    no_event: Sequence[int],
+    population: pd.DataFrame,
+) -> pd.DataFrame:
+    """Label ``population`` from the rows in ``[start, end)`` only (see build_label_table).
+
+    ``labels[i]`` is the SQL of ``label_<i>``; a user without a row in ``[start, end)``
+    gets ``no_event[i]``.
+    """
+    name = f"_population_{id(population):x}"
+    filled = ", ".join(
+        f"coalesce(w.label_{i}, {value}) AS label_{i}" for i, value in enumerate(no_event)
+    )
+    log.con.register(name, population[["user_id"]])
+    try:
+        return log.con.execute(
+            f"""
+            SELECT p.user_id, {filled}
+            FROM {name} AS p
+            LEFT JOIN (
+                SELECT user_id, {", ".join(labels)}
+                FROM {log.table}
+                WHERE timestamp >= {sql_timestamp(start)} AND timestamp < {sql_timestamp(end)}
+                GROUP BY user_id
+            ) AS w USING (user_id)
+            ORDER BY p.user_id
+            """
+        ).df()
+    finally:
+        log.con.unregister(name)
 
 
 def build_training_set(
@@ -335,7 +382,9 @@ def build_training_set(
     tables = features_at(log, times, feature_config, _cache)
     for t0 in times:
         features = tables[t0]
-        labels = _cached_labels(log, t0, target, horizon_days, as_of, _cache, _other_targets)
+        labels = _cached_labels(
+            log, t0, target, horizon_days, as_of, _cache, _other_targets, population=features
+        )
         frame = _join_labels(features, labels)
         if len(frame) != len(features):  # pragma: no cover - same user definition both sides
             raise DataValidationError(f"labels and features at {t0} cover different users")
@@ -443,10 +492,15 @@ def _cached_labels(
     as_of: Any,
     cache: dict[Any, pd.DataFrame] | None,
     other_targets: Sequence[tuple[TargetConfig, int]],
+    population: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Labels of one target at ``t0``; a miss labels ``other_targets`` in the same scan."""
+    """Labels of one target at ``t0``; a miss labels ``other_targets`` in the same scan.
+
+    ``population`` (the feature table at ``t0``) spares reading rows before ``t0``.
+    """
     if cache is None:
-        return build_labels(log, t0, target, horizon_days, as_of)
+        table = build_label_table(log, t0, [(target, horizon_days)], as_of, population)
+        return table.rename(columns={"label_0": "label"})
 
     def key(target: TargetConfig, horizon: int) -> tuple:
         return ("labels", t0, target.kind, target.event, horizon, as_of)
@@ -454,7 +508,7 @@ def _cached_labels(
     if key(target, horizon_days) not in cache:
         wanted = list(dict.fromkeys([(target, horizon_days), *other_targets]))
         wanted = [(t, h) for t, h in wanted if key(t, h) not in cache]
-        table = build_label_table(log, t0, wanted, as_of)
+        table = build_label_table(log, t0, wanted, as_of, population)
         for index, (other, horizon) in enumerate(wanted):
             cache[key(other, horizon)] = table[["user_id", f"label_{index}"]].rename(
                 columns={f"label_{index}": "label"}
