@@ -45,9 +45,11 @@ refitted model on the latest snapshot (kept only where it beats no level on the
 selection snapshot; where the log reaches a year and a horizon before that snapshot,
 the seasonal step of the model's residual level a year earlier competes too, judged on
 every past snapshot where it can be measured, see :meth:`PropensityModel.level_residual`;
-the RMS error of the level rule over those snapshots sizes the expected total's interval,
-``level_risk``). Class imbalance is handled by
-``class_weight="balanced"`` in the candidates; calibration restores probabilities.
+where the log reaches a year before the evaluation snapshot only, the final model takes
+the step when it beats the chosen level on that snapshot; the RMS error of the level
+rule over those snapshots sizes the expected total's interval, ``level_risk``). Class
+imbalance is handled by ``class_weight="balanced"`` in the candidates; calibration
+restores probabilities.
 """
 
 from __future__ import annotations
