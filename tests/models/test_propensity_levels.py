@@ -279,6 +279,11 @@ def test_no_seasonal_step_judged_on_the_evaluation_snapshot_without_a_season():
     result = fit_propensity(log, pd.Timestamp("2023-09-01"), FeatureConfig(), config, n_threads=1)
     assert not result.choice["purchase"].endswith("-season")
     assert result.models["purchase"].level_shift == 0.0
+    # The step was measured and judged, and lost.
+    assert any(
+        n.startswith("purchase: seasonal step not used by the final model")
+        for n in result.evaluation.notes
+    )
 
 
 # --- an isotonic calibration's level ------------------------------------------------
