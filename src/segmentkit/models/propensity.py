@@ -45,9 +45,11 @@ refitted model on the latest snapshot (kept only where it beats no level on the
 selection snapshot; where the log reaches a year and a horizon before that snapshot,
 the seasonal step of the model's residual level a year earlier competes too, judged on
 every past snapshot where it can be measured, see :meth:`PropensityModel.level_residual`;
-the RMS error of the level rule over those snapshots sizes the expected total's interval,
-``level_risk``). Class imbalance is handled by
-``class_weight="balanced"`` in the candidates; calibration restores probabilities.
+where the log reaches a year before the evaluation snapshot only, the final model takes
+the step when it beats the chosen level on that snapshot; the RMS error of the level
+rule over those snapshots sizes the expected total's interval, ``level_risk``). Class
+imbalance is handled by ``class_weight="balanced"`` in the candidates; calibration
+restores probabilities.
 """
 
 from __future__ import annotations
@@ -147,6 +149,17 @@ _MONETARY = "revenue_total"
 
 # Folds of the out-of-fold calibration used when there is no older snapshot to fit on.
 _CALIBRATION_FOLDS = 3
+
+
+# An isotonic calibration's probabilities are kept inside [eps, 1 - eps], so that its
+# level can be moved on the log-odds like a sigmoid's.
+_ISOTONIC_EPS = 1e-6
+
+
+# Weight of the model's own score (through arctan, bounded and never flat) on the
+# log-odds of an isotonic calibration: it orders the users inside a flat step of the
+# map, and is far smaller than any step between two levels of it.
+_TIE_BREAK = 1e-6
 
 
 # Reference quantiles kept per RFM column: mid-ranks of ties are exact to 1/1000.
@@ -432,6 +445,26 @@ def _level_offset(p: np.ndarray, y: np.ndarray, kind: str) -> float:
     return float(brentq(lambda d: float(np.mean(expit(logit + d))) - target, -20.0, 20.0))
 
 
+def isotonic_probability(calibrator: IsotonicRegression, raw: np.ndarray) -> np.ndarray:
+    """Return the probabilities of an isotonic map, strictly increasing in the raw score.
+
+    The map sets the values; inside one of its flat steps the model's own score orders
+    the users (at most ``1e-6`` on the log-odds), so the ranking, and the AUC, stay the
+    model's instead of tying whole steps. Values are kept inside ``[1e-6, 1 - 1e-6]``
+    so that a level offset on the log-odds moves every one of them.
+
+    Examples
+    --------
+    >>> from sklearn.isotonic import IsotonicRegression
+    >>> iso = IsotonicRegression(out_of_bounds="clip").fit([0, 1, 2, 3], [0, 1, 0, 1])
+    >>> p = isotonic_probability(iso, np.array([0.0, 1.0, 2.0, 3.0]))
+    >>> p.round(3).tolist(), bool(np.all(np.diff(p) > 0))
+    ([0.0, 0.5, 0.5, 1.0], True)
+    """
+    p = np.clip(np.asarray(calibrator.predict(raw), dtype=float), _ISOTONIC_EPS, 1 - _ISOTONIC_EPS)
+    return expit(_logit(p) + _TIE_BREAK * np.arctan(np.asarray(raw, dtype=float)))
+
+
 def shift_level(p: np.ndarray, shift: float, kind: str) -> np.ndarray:
     """Move predictions by ``shift`` on the log-odds (probabilities) or the log (counts).
 
@@ -499,7 +532,10 @@ class PropensityModel(BaseEstimator):
         model. ``complement``:
         ``1 - source.predict(X)``, no model of its own.
     calibration : {"sigmoid", "isotonic"}
-        Map of raw scores to probabilities (binary targets). Counts are calibrated
+        Map of raw scores to probabilities (binary targets): a Platt sigmoid, or an
+        isotonic map (any monotone shape; inside its flat steps the raw score still
+        orders the users, see :func:`isotonic_probability`). Either map's level is then
+        set on the log-odds (``relevel``, ``level_shift``). Counts are calibrated
         by one multiplicative factor so that predicted and observed totals match.
     high_share, medium_share : float
         Shares of the latest training snapshot put in the High and Medium buckets;
@@ -513,7 +549,7 @@ class PropensityModel(BaseEstimator):
         After calibration, shift the log-odds (scale counts) so the mean prediction on
         the latest training snapshot equals its observed level.
     level_trend : bool
-        With ``relevel`` and three or more snapshots (sigmoid calibration or counts):
+        With ``relevel`` and three or more snapshots:
         extrapolate that shift by its linear trend across the training snapshots over
         ``horizon_days`` (the scored period starts one horizon after the latest labeled
         snapshot). ``snapshot`` values are then times: datetime64, or seconds.
@@ -900,8 +936,6 @@ class PropensityModel(BaseEstimator):
         if self.kind == "count":
             self.level_factor_ = float(np.exp(_level_offset(predicted, y, self.kind)))
             return
-        if isinstance(self.calibrator_, IsotonicRegression):
-            return
         self.level_offset_ = _level_offset(predicted, y, self.kind)
 
     def _measure_trend(self, X: np.ndarray, y: np.ndarray, snapshot: np.ndarray) -> float:
@@ -909,10 +943,10 @@ class PropensityModel(BaseEstimator):
 
         Each snapshot's offset is measured on the model before any level (on a fixed
         sample of at most ``_LEVEL_ROWS`` rows: it is a mean). NaN with fewer than three
-        snapshots or an isotonic calibration (no offset to move).
+        snapshots.
         """
         times = np.unique(snapshot)
-        if times.size < 3 or isinstance(self.calibrator_, IsotonicRegression):
+        if times.size < 3:
             return float("nan")
         rng = np.random.default_rng(0)
         offsets = []
@@ -972,6 +1006,32 @@ class PropensityModel(BaseEstimator):
         X = validate_data(self, X, reset=False)
         return _level_offset(self._predict_raw(X, "none"), np.asarray(y, dtype=float), self.kind)
 
+    def relevel_to(self, X: Any, y: Any) -> PropensityModel:
+        """Set the level to the one observed on ``X, y`` and predict at it from now on.
+
+        What ``relevel`` does in :meth:`fit` on the latest training snapshot, for a
+        model fitted without it whose caller finds out of time that the latest labeled
+        level (moved by ``level_shift``) serves better than the model's own.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame
+            Feature columns of the latest labeled snapshot.
+        y : array-like
+            Its labels.
+
+        Returns
+        -------
+        self
+        """
+        check_is_fitted(self)
+        if self.family == "complement":
+            raise ConfigError("PropensityModel: a complement model takes its source's level")
+        X = validate_data(self, X, reset=False)
+        self.relevel = True
+        self._relevel(X, np.asarray(y, dtype=float))
+        return self
+
     def _level_mode(self) -> str:
         if not self.relevel:
             return "none"
@@ -995,8 +1055,9 @@ class PropensityModel(BaseEstimator):
             factor = self.level_factor_ * np.exp(shift) if level != "none" else 1.0
             return raw * self.scale_ * factor
         if isinstance(self.calibrator_, IsotonicRegression):
-            return np.asarray(self.calibrator_.predict(raw), dtype=float)
-        p = self.calibrator_.predict_proba(raw.reshape(-1, 1))[:, 1]
+            p = isotonic_probability(self.calibrator_, raw)
+        else:
+            p = self.calibrator_.predict_proba(raw.reshape(-1, 1))[:, 1]
         offset = self.level_offset_ + shift if level != "none" else 0.0
         if offset:
             p = expit(_logit(p) + offset)

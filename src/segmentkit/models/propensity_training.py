@@ -382,6 +382,7 @@ def fit_propensity(
         scores: dict[str, np.ndarray] = {}
         fitted: dict[str, PropensityModel] = {}
         level_risk = final_level_risk = None
+        history_all: dict[dt.datetime, float] = {}  # residual levels up to the evaluation
         on_history = False  # whether the seasonal verdict over the history chose the level
         if source is not None:
             # One event type: no event = no purchase, so churn is 1 - p(purchase).
@@ -470,6 +471,7 @@ def fit_propensity(
                 horizon,
                 build,
             )
+            history_all = history
             seen = {t: r for t, r in history.items() if t <= selection_plan.evaluation}
             verdict = _season_verdict(seen, horizon)
             if verdict is not None:
@@ -571,13 +573,51 @@ def fit_propensity(
         if segments is not None:
             segment_frames.append(_segment_table(evaluation, scores[best], segments, target.name))
 
+        # Where the log reaches a year before the evaluation snapshot but not before the
+        # selection snapshot, the seasonal step could not compete in the choice; the
+        # evaluation snapshot, the latest out of time, judges it for the final model
+        # (the reported model keeps the level it was chosen with, so the report stays
+        # that of a choice made without the evaluation snapshot).
+        final_level = best
+        if (
+            not season_checked
+            and best != "complement"
+            and _parse_variant(best)[1] in ("latest", "none")
+            and season_snapshots(plan.evaluation, horizon, first_event=first) is not None
+        ):
+            reported = fitted[best]
+            step = season(reported, plan.evaluation, build=build)
+            if step is not None:
+                # The seasonal level: the latest labeled snapshot's level moved by the step.
+                latest_bt = s_bt == s_bt.max()
+                latest_level = reported.level_residual(X_bt[latest_bt], y_bt[latest_bt])
+                stepped = shift_level(
+                    reported._predict_raw(np.asarray(X_ev, dtype=float), "none"),
+                    latest_level + step,
+                    target.kind,
+                )
+                use, text = _latest_season_verdict(
+                    y_ev, scores[best], stepped, step, target.kind, horizon
+                )
+                notes.append(f"{target.name}: {text}")
+                if use:
+                    final_level = f"{_parse_variant(best)[0]}{_SEASON}"
+                    seasonal_risk = _level_risk(history_all, horizon, True)
+                    if seasonal_risk is not None:
+                        final_level_risk = seasonal_risk
+        choice[target.name] = final_level
+
         if best == "complement":
             models[target.name] = make("complement", source=models[source[1]]).fit(
                 X_fin, y_fin, snapshot=s_fin
             )
         else:
             models[target.name] = fits["final"]
-            if _parse_variant(best)[1] == "season":
+            if final_level != best and not models[target.name].relevel:
+                # Fitted at its own level: the seasonal one starts from the latest.
+                latest_fin = s_fin == s_fin.max()
+                models[target.name].relevel_to(X_fin[latest_fin], y_fin[latest_fin])
+            if _parse_variant(final_level)[1] == "season":
                 shift = season(models[target.name], end, build=build)
                 models[target.name].set_params(level_shift=shift or 0.0)
         if final_level_risk is not None and best != "complement":
@@ -585,7 +625,13 @@ def fit_propensity(
         if best != "complement":
             notes.append(
                 _level_note(
-                    target.name, best, models[target.name], season_checked, horizon, on_history
+                    target.name,
+                    final_level,
+                    models[target.name],
+                    season_checked,
+                    horizon,
+                    on_history,
+                    on_evaluation=final_level != best,
                 )
             )
         if target.kind == "event":
@@ -664,8 +710,10 @@ def _planned_snapshots(
             _season_test_times(plan.evaluation, horizon, first, warmup, step),
             horizon,
         )
-        # A seasonal level's step into the scored period (used when that level is chosen).
+        # A seasonal level's step into the scored period (used when that level is chosen),
+        # and into the evaluation snapshot's period (where the step is judged on it).
         times += list(season_snapshots(end, horizon, first_event=first) or ())
+        times += list(season_snapshots(plan.evaluation, horizon, first_event=first) or ())
     return list(dict.fromkeys(times))
 
 
@@ -974,6 +1022,51 @@ def _season_verdict(residuals: dict[dt.datetime, float], horizon: int) -> LevelV
     return LevelVerdict(use, text, int(gain.size))
 
 
+def _latest_season_verdict(
+    y: np.ndarray,
+    plain: np.ndarray,
+    seasonal: np.ndarray,
+    step: float,
+    kind: str,
+    horizon: int,
+) -> tuple[bool, str]:
+    """Whether the seasonal level beats the chosen one on the evaluation snapshot.
+
+    ``plain`` are the reported model's predictions on the evaluation snapshot at the
+    level it was chosen with (the latest labeled one, or its own), ``seasonal`` at the
+    latest labeled level moved by ``step``, the move of its residual level a year
+    earlier (:func:`segmentkit.models.labels.season_snapshots`). The seasonal level is
+    used when it lowers the per-row loss (log loss, Poisson deviance for counts) by
+    more than one standard error of the paired difference, the rule that judges a
+    level on the selection snapshot (:func:`_keep_level`).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> p, risen = np.full(4000, 0.2), np.full(4000, 0.4)
+    >>> y = (rng.random(4000) < 0.4).astype(float)  # the level rose, as a year earlier
+    >>> _latest_season_verdict(y, p, risen, 0.98, "event", 90)[0]
+    True
+    >>> flat = (rng.random(4000) < 0.2).astype(float)
+    >>> _latest_season_verdict(flat, p, risen, 0.98, "event", 90)[0]
+    False
+    """
+    plain_loss = _row_loss(y, plain, kind)
+    step_loss = _row_loss(y, seasonal, kind)
+    gain = plain_loss - step_loss
+    standard_error = float(np.std(gain, ddof=1) / np.sqrt(gain.size)) if gain.size > 1 else np.inf
+    use = float(np.mean(gain)) > standard_error
+    loss = "Poisson deviance" if kind == "count" else "log loss"
+    text = (
+        f"seasonal step {'used' if use else 'not used'} by the final model: the selection "
+        f"snapshot is too early to measure it; on the evaluation snapshot the latest labeled "
+        f"level moved by the step a year earlier ({step:+.3f} on the link scale over "
+        f"{horizon} days) gave {loss} {float(np.mean(step_loss)):.4f} against "
+        f"{float(np.mean(plain_loss)):.4f} at the chosen level"
+    )
+    return use, text
+
+
 def _level_risk(residuals: dict[dt.datetime, float], horizon: int, seasonal: bool) -> float | None:
     """RMS move of the level beyond the features over one horizon, on the link scale.
 
@@ -1015,6 +1108,7 @@ def _level_note(
     season_checked: bool,
     horizon: int,
     on_history: bool = True,
+    on_evaluation: bool = False,
 ) -> str:
     """Say how the chosen model sets its level for the scored period, and why not by season."""
     _, level = _parse_variant(best)
@@ -1033,10 +1127,12 @@ def _level_note(
     where = (
         "every past snapshot where the step can be measured"
         if level == "season" and on_history
+        else "the evaluation snapshot (the reported model keeps the latest labeled level)"
+        if on_evaluation
         else "the selection snapshot"
     )
     text = f"{name}: level of the scored period from {how}, chosen on {where}"
-    if not season_checked:
+    if not season_checked and not on_evaluation:
         text += (
             f"; no seasonal term: a year-over-year index checked out of time needs the log to "
             f"reach {SEASON_DAYS} + 3 x {horizon} days before as_of"
