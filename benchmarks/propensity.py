@@ -29,7 +29,7 @@ draws of the same scenarios). A log too short for the horizon is reported as ski
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
 from dataclasses import dataclass
 
@@ -474,18 +474,13 @@ def _inside(interval: tuple[float, float, float, float] | None) -> str:
 
 def main() -> None:
     """Run the benchmark and print one table per scenario."""
-    args = sys.argv[1:]
-    horizon, draw = HORIZON, 0
-    if "--horizon" in args:
-        at = args.index("--horizon")
-        horizon = int(args[at + 1])
-        del args[at : at + 2]
-    if "--draw" in args:
-        at = args.index("--draw")
-        draw = int(args[at + 1])
-        del args[at : at + 2]
-    n_users = int(args[0]) if args else 20_000
-    wanted = set(args[1:])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("n_users", nargs="?", type=int, default=20_000)
+    parser.add_argument("scenario", nargs="*", help="scenario names (default: every one)")
+    parser.add_argument("--horizon", type=int, default=HORIZON, help="label window, days")
+    parser.add_argument("--draw", type=int, default=0, help="> 0: another random draw")
+    args = parser.parse_args()
+    horizon, draw, n_users, wanted = args.horizon, args.draw, args.n_users, set(args.scenario)
     cfg = load_config("params.yaml")
     prop = PropensityConfig(
         horizon_days=horizon,
