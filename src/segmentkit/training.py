@@ -141,7 +141,7 @@ def data_fingerprint(log: EventLog) -> str:
     """Order-independent fingerprint of the clean log (an aggregate hash, no rows)."""
     value = log.con.execute(
         f"SELECT count(*), bit_xor(hash(user_id, timestamp, event, revenue)) FROM {log.table}"
-    ).fetchone()
+    ).fetchall()[0]
     return f"{value[0]}-{int(value[1] or 0):016x}"
 
 

@@ -195,6 +195,15 @@ def test_label_table_of_a_given_population_equals_the_full_scan(tiny_log, t0, in
     assert given["label_0"].sum() > 0  # some inactive users were labelled by default
 
 
+def test_label_table_of_a_population_after_a_result_left_open(tiny_log):
+    # DuckDB 2 refuses to register a frame while a fetchone() left a result open (a
+    # refresh's fingerprint did so before its backtests): the labels still come.
+    population = build_features(tiny_log, "2024-02-01", FEATURES)[["user_id"]]
+    tiny_log.con.execute(f"SELECT user_id FROM {tiny_log.table}").fetchone()
+    labels = build_label_table(tiny_log, "2024-02-01", [(CHURN, 10)], "2024-03-01", population)
+    assert labels["user_id"].tolist() == ["a", "b", "c", "e"]
+
+
 def test_plan_snapshots_dates():
     plan = plan_snapshots("2025-01-01", 30, 3, 20)
     assert plan.evaluation == dt.datetime(2024, 12, 2)

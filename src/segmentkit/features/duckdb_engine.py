@@ -195,7 +195,7 @@ def _aligned_snapshots(
                 SELECT user_id, event, min(timestamp) AS first_ts FROM {events.table}
                 WHERE timestamp < {sql_timestamp(latest)} GROUP BY user_id, event"""
             )
-        (first,) = events.con.execute(f"SELECT min(first_ts) FROM {user_days}").fetchone()
+        ((first,),) = events.con.execute(f"SELECT min(first_ts) FROM {user_days}").fetchall()
         tables = {}
         for cutoff in cutoffs:
             # As in _scan_facts: days from the first event before the snapshot.

@@ -152,7 +152,7 @@ class EventLog:
         if "report" not in self._known:
             (users,) = self.con.execute(
                 f"SELECT count(DISTINCT user_id) FROM {self.table}"
-            ).fetchone()
+            ).fetchall()[0]
             self.note_users(int(users))
         return self._known["report"]
 

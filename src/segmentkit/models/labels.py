@@ -324,6 +324,9 @@ def _window_labels(
     filled = ", ".join(
         f"coalesce(w.label_{i}, {value}) AS label_{i}" for i, value in enumerate(no_event)
     )
+    # DuckDB 2 refuses a registration while a result is left open (a fetchone() that
+    # read the only row but not the end); a new statement closes it.
+    log.con.execute("SELECT 1").fetchall()
     log.con.register(name, population[["user_id"]])
     try:
         return log.con.execute(

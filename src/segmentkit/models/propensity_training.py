@@ -80,7 +80,7 @@ class PropensityResult:
 def _first_event(log: EventLog, as_of: dt.datetime) -> dt.datetime:
     first = log.con.execute(
         f"SELECT min(timestamp) FROM {log.table} WHERE timestamp < {sql_timestamp(as_of)}"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     if first is None:
         raise InsufficientDataError(f"the event log has no event before as_of {as_of}")
     return first
