@@ -648,6 +648,10 @@ def load_events(
 
     table = f"_sk_events_{next(_table_ids)}"
     kept = rows_read - invalid - after - n_null_event
+    if kept == rows_read:
+        # Every row is kept: no filter, so that later scans (the features read the
+        # clean log twice) do not decode the event column only to test it for null.
+        keep = "true"
     row_hash = f"hash({user_expr}, {ts_expr}, {event_expr}, {revenue_expr}, {session_expr})"
     clean_sql = f"SELECT {typed} FROM {source_sql} WHERE {keep}"
     duplicates = 0
