@@ -328,3 +328,19 @@ def test_duplicates_change_no_feature(make_source, tmp_path):
         past = doubled.loc[doubled["timestamp"] < as_of, used]
         assert loaded.report.duplicate_rows == len(past) - len(past.drop_duplicates()) >= 300
         pd.testing.assert_frame_equal(build_features(loaded, as_of, CONFIG), expected)
+
+
+def test_median_gaps_kernel_matches_numpy_median_of_day_differences():
+    from segmentkit.features.duckdb_engine import _BLOCK_DAYS, _median_gaps
+
+    rng = np.random.default_rng(3)
+    blocks = 3
+    bits = np.zeros((500, blocks), dtype=np.int64)
+    expected = np.full(500, np.nan)
+    for row in range(500):
+        days = np.sort(rng.choice(_BLOCK_DAYS * blocks, size=rng.integers(0, 40), replace=False))
+        for day in days:
+            bits[row, day // _BLOCK_DAYS] |= 1 << int(day % _BLOCK_DAYS)
+        if len(days) > 1:
+            expected[row] = np.median(np.diff(days))
+    np.testing.assert_array_equal(_median_gaps(bits), expected)

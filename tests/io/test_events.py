@@ -344,3 +344,17 @@ def test_duplicates_are_found_in_both_halves_of_the_hash_range(monkeypatch, core
     report = load_events(raw).report
     distinct = len(raw.drop_duplicates())
     assert (report.rows_clean, report.duplicate_rows) == (distinct, rows - distinct)
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 5_000, 300_000])
+def test_repeated_hashes_match_a_sort_of_the_values(size):
+    from segmentkit.io.events import _repeated
+
+    rng = np.random.default_rng(size)
+    top_bit = np.uint64((size % 2) << 63)  # both halves of the hash range
+    values = rng.integers(0, 2**63, size, dtype=np.int64).view(np.uint64) | top_bit
+    if size > 10:
+        values[: size // 10] = rng.choice(values[size // 2 :], size // 10)  # some twice or more
+    ordered = np.sort(values)
+    expected = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    assert np.array_equal(_repeated(values.copy()), expected)
