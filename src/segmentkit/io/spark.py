@@ -109,9 +109,10 @@ class SparkEventLog:
     as_of : datetime.datetime or None
         Cut-off applied while loading (events at or after it were excluded).
     partition_users : tuple of int
-        Users in each partition of :attr:`packed`, in partition order.
+        Users in each partition of :attr:`packed`, in partition order, when the log
+        was loaded with ``user_ranges=True`` (empty otherwise: users spread by hash).
     user_bounds : tuple
-        The user ids that split the partitions: partition ``i`` holds the users above
+        Then the user ids that split the partitions: partition ``i`` holds the users above
         ``user_bounds[i - 1]`` and at or below ``user_bounds[i]``, so the partitions
         hold consecutive ranges of ids, in order, and a user's place among all users
         in id order is the users of the partitions before its own plus its place in
@@ -376,6 +377,7 @@ def load_events_spark(
     on_invalid: str = "drop",
     min_users: int = 1,
     spark: SparkSession | None = None,
+    user_ranges: bool = False,
 ) -> SparkEventLog:
     """Check a Spark event log against the data contract and clean it.
 
@@ -402,18 +404,23 @@ def load_events_spark(
         Fewest distinct users the caller needs.
     spark : SparkSession, optional
         Session to read paths with (default: the active session).
+    user_ranges : bool
+        Shuffle the users into consecutive ranges of ids (partition ``i`` before
+        ``i + 1``) rather than by hash, at the cost of a pass over a sample of the
+        user id column: what scoring needs to cut local scoring's chunks without
+        another shuffle (:func:`segmentkit.spark.scoring.score_spark` asks for it).
 
     Returns
     -------
     SparkEventLog
-        The clean events, shuffled once by user into consecutive ranges of ids,
+        The clean events, shuffled once by user (see ``user_ranges``),
         de-duplicated and packed per partition by DuckDB in Python workers, and kept
         on the executors (free them with :meth:`SparkEventLog.release`, or they go
         when garbage collected), and the data-quality report. The source is read
-        once in full (``count`` reads only the footers of Parquet files, and a sample
-        of the user id column places the ranges): the raw rows' checks are observed
-        while the shuffle reads them, the clean rows counted as each partition is
-        packed.
+        once in full (``count`` reads only the footers of Parquet files; with
+        ``user_ranges``, a sample of the user id column places the ranges): the raw
+        rows' checks are observed while the shuffle reads them, the clean rows
+        counted as each partition is packed.
 
     Raises
     ------
@@ -436,7 +443,7 @@ def load_events_spark(
             f"events: expected a Spark DataFrame or Parquet/CSV paths, got {type(source).__name__}"
         )
     with utc_session(spark):
-        return _validate(raw, columns, as_of, on_invalid, min_users)
+        return _validate(raw, columns, as_of, on_invalid, min_users, user_ranges)
 
 
 def _validate(
@@ -445,6 +452,7 @@ def _validate(
     as_of: dt.date | dt.datetime | str | None,
     on_invalid: str,
     min_users: int,
+    user_ranges: bool,
 ) -> SparkEventLog:
     fields = {field.name: field for field in raw.schema.fields}
     check_mapped_columns(columns, raw.columns)
@@ -522,7 +530,7 @@ def _validate(
     name = f"segmentkit_validation_{next(_observation_ids)}"
     observed = raw.observe(name, *[check.alias(f"c{i}") for i, check in enumerate(checks)])
     by_user, shuffle, bounds = _partitioned_by_user(
-        observed.where(keep).select(*typed), raw, user.alias("user_id")
+        observed.where(keep).select(*typed), raw, user.alias("user_id") if user_ranges else None
     )
     try:
         packed = _pack(by_user)
@@ -609,8 +617,8 @@ def _validate(
         has_revenue=has_revenue,
         has_session_id=has_session,
         as_of=cutoff,
-        partition_users=tuple(partition_users),
-        user_bounds=tuple(bounds),
+        partition_users=tuple(partition_users) if bounds is not None else (),
+        user_bounds=tuple(bounds or ()),
     )
 
 
@@ -640,15 +648,17 @@ def release_shuffle(frame: DataFrame) -> None:
 
 
 def _partitioned_by_user(
-    rows: DataFrame, source: DataFrame, user: Column
-) -> tuple[DataFrame, object, list]:
-    """``rows`` after one shuffle by user into ranges of ids, as a frame that reads its files.
+    rows: DataFrame, source: DataFrame, user: Column | None
+) -> tuple[DataFrame, object, list | None]:
+    """``rows`` after one shuffle by user, as a frame that reads that shuffle's files.
 
-    Partition ``i`` receives the users above ``bounds[i - 1]`` and at or below
-    ``bounds[i]`` (:func:`user_bounds`, from a sample of ``user`` over ``source``, an
-    expression of its columns). The frame's query is planned here (without adaptive
-    execution, so that its partitions are the shuffle's), so that the metrics observed
-    while the shuffle reads ``source`` can be read from that plan once it has run.
+    Users go to partitions by the hash of their id or, when ``user`` (an expression
+    of ``source``'s columns giving the id) is given, by ranges of ids: partition ``i``
+    receives the users above ``bounds[i - 1]`` and at or below ``bounds[i]``
+    (:func:`user_bounds`, from a sample of ``user`` over ``source``). The frame's query
+    is planned here (without adaptive execution, so that its partitions are the
+    shuffle's), so that the metrics observed while the shuffle reads ``source`` can be
+    read from that plan once it has run.
     There are ``spark.sql.shuffle.partitions`` partitions, more when ``source`` has
     more than that many times :data:`ROWS_PER_PARTITION` rows.
 
@@ -656,7 +666,8 @@ def _partitioned_by_user(
     -------
     tuple
         The frame; the shuffle's query execution (JVM), which holds the metrics
-        observed while the shuffle read ``source``; and the bounds.
+        observed while the shuffle read ``source``; and the bounds (``None`` when
+        partitioned by hash).
     """
     spark = rows.sparkSession
     # Counting Parquet rows reads only the files' footers.
@@ -664,11 +675,14 @@ def _partitioned_by_user(
     partitions = max(
         int(spark.conf.get("spark.sql.shuffle.partitions")), -(-total // ROWS_PER_PARTITION)
     )
-    bounds = user_bounds(source.select(user), total, partitions)
-    # Spark places a row by the hash of its key: one key per range, chosen so that
-    # range i lands in partition i.
-    keys = F.array(*[F.lit(key).cast("bigint") for key in _partition_keys(spark, partitions)])
-    key = F.element_at(keys, range_index(F.col("user_id"), bounds) + 1)
+    bounds = None
+    key = F.col("user_id")
+    if user is not None:
+        bounds = user_bounds(source.select(user), total, partitions)
+        # Spark places a row by the hash of its key: one key per range, chosen so that
+        # range i lands in partition i.
+        keys = F.array(*[F.lit(k).cast("bigint") for k in _partition_keys(spark, partitions)])
+        key = F.element_at(keys, range_index(F.col("user_id"), bounds) + 1)
     # Adaptive execution would plan the shuffle anew at every read.
     with session_conf(spark, "spark.sql.adaptive.enabled", "false"):
         shuffled = rows.repartition(partitions, key)._jdf

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from pyspark import TaskContext
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -39,7 +39,6 @@ from segmentkit.io.spark import (
     default_as_of_spark,
     load_events_spark,
     partition_events,
-    range_index,
     release_checkpoint,
 )
 from segmentkit.scoring import CHUNK_ROWS
@@ -325,10 +324,6 @@ def with_percentile(frame: DataFrame, column: str, buckets: int | None = None) -
     return with_percentiles(frame, [column], buckets)
 
 
-#: Value ranges per column when ranking percentiles (see :func:`with_percentiles`).
-PERCENTILE_RANGES = 1000
-
-
 def with_percentiles(frame: DataFrame, columns: list[str], buckets: int | None = None) -> DataFrame:
     """Add ``<column>_percentile`` per column: the whole percent of rows at or below.
 
@@ -337,16 +332,15 @@ def with_percentiles(frame: DataFrame, columns: list[str], buckets: int | None =
     A row with ``r`` of the ``n`` values at or below its value ``v`` gets
     ``floor(100 r / n)``, which is at least ``k`` exactly when ``v`` is at least the
     ``ceil(k n / 100)``-th smallest value: so the percentile is the number of these
-    100 order statistics at or below ``v``, and only those are needed, per column.
-    They are found exactly in three passes over ``frame`` whatever the number of
-    columns (persist it if it is costly): approximate quantiles cut each column's
-    values into ranges (a pure function of the value, so equal values share a
-    range); the rows of each range are counted (the driver adds those counts into
-    offsets and finds the range and rank in it of each order statistic); the
-    distinct values of the ranges that hold one are counted and ranked in their
-    range (ties counted once per row), which gives the statistics. The driver holds
-    a few numbers per range, never rows; the result is ``frame`` plus a comparison
-    of each value with its column's 100 statistics.
+    100 order statistics at or below ``v``, and only they are needed, per column.
+    Three passes over ``frame`` find them exactly, whatever the number of columns
+    (persist ``frame`` if it is costly): approximate quantiles cut each column's
+    values into ranges (equal values share a range); the rows of each range are
+    counted (the driver adds those counts into offsets and locates each statistic:
+    its range and its rank there); the ranges that hold a statistic send their
+    distinct values with their counts to one task per range, which ranks them. The
+    driver holds a few numbers per range, never rows. The returned frame adds the
+    percentiles to ``frame``'s rows in Python workers (a binary search of 100 values).
 
     Parameters
     ----------
@@ -355,9 +349,10 @@ def with_percentiles(frame: DataFrame, columns: list[str], buckets: int | None =
     columns : list of str
         Columns to rank.
     buckets : int, optional
-        Value ranges per column (default :data:`PERCENTILE_RANGES`).
+        Value ranges per column (default: 4 per shuffle partition).
     """
-    buckets = buckets or PERCENTILE_RANGES
+    spark = frame.sparkSession
+    buckets = buckets or 4 * int(spark.conf.get("spark.sql.shuffle.partitions"))
     values = {column: F.col(f"`{column}`") for column in columns}
     invalid = {c: F.isnan(v) | v.isNull() for c, v in values.items()}
     levels = [i / buckets for i in range(1, buckets)]
@@ -373,97 +368,132 @@ def with_percentiles(frame: DataFrame, columns: list[str], buckets: int | None =
     for c, n_invalid in zip(columns, facts[1 : len(columns) + 1], strict=True):
         if n_invalid:
             raise ValueError(f"percentile_rank: scores in {c!r} contain NaN")
-    if total == 0:
-        return frame.select(
-            "*", *[F.lit(0).cast("bigint").alias(f"{c}_percentile") for c in columns]
-        )
-    range_of = [
-        range_index(values[c], sorted(set(cuts or [])))
-        for c, cuts in zip(columns, facts[len(columns) + 1 :], strict=True)
-    ]
-    # One row per (column, range): a few thousand rows at most reach the driver.
-    ranges = frame.select(F.posexplode(F.array(*range_of)))
-    counts = {
-        (int(column), int(index)): int(count)
-        for column, index, count in ranges.groupBy("pos", "col").count().collect()
-    }
+    cuts = [np.unique(np.asarray(c or [], dtype=np.float64)) for c in facts[len(columns) + 1 :]]
+    scores = frame.select(*[values[c] for c in columns])
+    counts = _range_counts(scores, cuts)
     # The order statistics: ranks ceil(k n / 100) for k = 1..100 (1-based), each
     # located as (column, range, 0-based rank in the range).
     ranks = [(k * total + 99) // 100 for k in range(1, 101)]
-    located = {}
+    located: dict[tuple[int, int], tuple[int, int, int]] = {}
     for i in range(len(columns)):
-        sizes = [counts.get((i, j), 0) for j in range(buckets)]
-        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        starts = np.concatenate([[0], np.cumsum(counts[i])])
         for rank in ranks:
             j = int(np.searchsorted(starts, rank, side="left")) - 1
             located[(i, rank)] = (i, j, rank - 1 - int(starts[j]))
-    statistics = _order_statistics(
-        frame, [values[c] for c in columns], range_of, sorted(set(located.values()))
+    statistics = _order_statistics(scores, cuts, sorted(set(located.values())))
+    thresholds = [
+        np.array([statistics[located[(i, rank)]] for rank in ranks]) for i in range(len(columns))
+    ]
+    names = frame.columns
+    schema = T.StructType(
+        [
+            *frame.schema.fields,
+            *[T.StructField(f"{c}_percentile", T.LongType(), False) for c in columns],
+        ]
     )
-    return frame.select(
-        "*",
-        *[
-            _count_at_or_below(values[c], [statistics[located[(i, rank)]] for rank in ranks]).alias(
-                f"{c}_percentile"
+
+    def add_percentiles(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            ranked = [
+                pa.array(
+                    np.searchsorted(
+                        thresholds[i], batch.column(c).to_numpy(zero_copy_only=False), "right"
+                    ).astype(np.int64)
+                )
+                for i, c in enumerate(columns)
+            ]
+            yield pa.RecordBatch.from_arrays(
+                [*batch.columns, *ranked], names=[*names, *[f"{c}_percentile" for c in columns]]
             )
-            for i, c in enumerate(columns)
-        ],
-    )
+
+    return frame.mapInArrow(add_percentiles, schema)
+
+
+def _range_counts(scores: DataFrame, cuts: list[np.ndarray]) -> list[np.ndarray]:
+    """Rows per value range, per column of ``scores`` (range ``j``: above ``j`` cuts)."""
+
+    def count_ranges(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        totals = [np.zeros(len(c) + 1, dtype=np.int64) for c in cuts]
+        for batch in batches:
+            for i, column in enumerate(batch.columns):
+                ranges = np.searchsorted(cuts[i], column.to_numpy(zero_copy_only=False), "left")
+                totals[i] += np.bincount(ranges, minlength=len(cuts[i]) + 1)
+        yield pa.RecordBatch.from_pydict(
+            {
+                "pos": np.repeat(np.arange(len(totals)), [len(t) for t in totals]),
+                "bucket": np.concatenate([np.arange(len(t)) for t in totals]),
+                "count": np.concatenate(totals),
+            }
+        )
+
+    # One row per column and range from each partition: a few thousand at most.
+    counts = [np.zeros(len(c) + 1, dtype=np.int64) for c in cuts]
+    for pos, bucket, count in scores.mapInArrow(
+        count_ranges, "pos long, bucket long, count long"
+    ).collect():
+        counts[pos][bucket] += count
+    return counts
 
 
 def _order_statistics(
-    frame: DataFrame, values: list[Column], range_of: list[Column], wanted: list[tuple]
-) -> dict[tuple, float]:
-    """Value at each wanted (column, range, 0-based rank in the range), from one pass.
+    scores: DataFrame, cuts: list[np.ndarray], wanted: list[tuple[int, int, int]]
+) -> dict[tuple[int, int, int], float]:
+    """Value at each wanted (column, range, 0-based rank in the range).
 
-    The rows of the ranges that hold a wanted rank are reduced to their distinct
-    values and counts, each value's first and last rank in its range come from a
-    running count, and the value whose ranks cover a wanted rank is kept.
+    Each partition sends the distinct values of the wanted ranges with their counts;
+    one task per range adds them up and ranks them (equal values are one entry,
+    however many rows hold them).
     """
-    spark = frame.sparkSession
-    needed = sorted({(i, j) for i, j, _ in wanted})
-    cells = F.array(
-        *[
-            F.struct(F.lit(i).alias("pos"), range_of[i].alias("bucket"), values[i].alias("v"))
-            for i in range(len(values))
-        ]
-    )
-    keep = F.struct("pos", "bucket").isin(
-        [F.struct(F.lit(i).alias("pos"), F.lit(j).alias("bucket")) for i, j in needed]
-    )
-    distinct = frame.select(F.inline(cells)).where(keep).groupBy("pos", "bucket", "v").count()
-    in_range = Window.partitionBy("pos", "bucket").orderBy("v")
-    ranked = distinct.select(
-        "pos",
-        "bucket",
-        "v",
-        (F.sum("count").over(in_range) - F.col("count")).alias("first"),
-        F.sum("count").over(in_range).alias("after"),
-    )
-    targets = spark.createDataFrame(
-        [(int(i), int(j), int(p)) for i, j, p in wanted], "pos int, bucket int, place long"
-    )
-    found = ranked.join(F.broadcast(targets), ["pos", "bucket"]).where(
-        (F.col("place") >= F.col("first")) & (F.col("place") < F.col("after"))
-    )
-    return {
-        (int(pos), int(bucket), int(place)): float(v)
-        for pos, bucket, place, v in found.select("pos", "bucket", "place", "v").collect()
-    }
+    needed = [np.unique([j for i, j, _ in wanted if i == column]) for column in range(len(cuts))]
+    places: dict[tuple[int, int], list[int]] = {}
+    for i, j, place in wanted:
+        places.setdefault((i, j), []).append(place)
 
+    def distinct(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        kept = [([], []) for _ in cuts]
+        for batch in batches:
+            for i, column in enumerate(batch.columns):
+                v = column.to_numpy(zero_copy_only=False)
+                ranges = np.searchsorted(cuts[i], v, "left")
+                mask = np.isin(ranges, needed[i])
+                kept[i][0].append(ranges[mask])
+                kept[i][1].append(v[mask])
+        for i, (ranges, v) in enumerate(kept):
+            if not ranges:
+                continue
+            pairs = pd.DataFrame({"bucket": np.concatenate(ranges), "v": np.concatenate(v)})
+            counted = pairs.groupby(["bucket", "v"], sort=False).size().reset_index(name="count")
+            yield pa.RecordBatch.from_pydict(
+                {
+                    "pos": np.full(len(counted), i, dtype=np.int64),
+                    "bucket": counted["bucket"].to_numpy(np.int64),
+                    "v": counted["v"].to_numpy(np.float64),
+                    "count": counted["count"].to_numpy(np.int64),
+                }
+            )
 
-def _count_at_or_below(value: Column, thresholds: list[float]) -> Column:
-    """How many of the sorted ``thresholds`` are at or below ``value``, by binary search."""
-
-    def search(lo: int, hi: int) -> Column:  # the answer is in [lo, hi]
-        if lo == hi:
-            return F.lit(lo).cast("bigint")
-        mid = (lo + hi) // 2
-        return F.when(value >= F.lit(thresholds[mid]), search(mid + 1, hi)).otherwise(
-            search(lo, mid)
+    def rank(group: pa.Table) -> pa.Table:
+        pos, bucket = group.column("pos")[0].as_py(), group.column("bucket")[0].as_py()
+        v, inverse = np.unique(group.column("v").to_numpy(), return_inverse=True)
+        after = np.cumsum(np.bincount(inverse, weights=group.column("count").to_numpy()))
+        wanted_here = places[(pos, bucket)]
+        found = v[np.searchsorted(after, np.asarray(wanted_here), side="right")]
+        return pa.table(
+            {
+                "pos": [pos] * len(wanted_here),
+                "bucket": [bucket] * len(wanted_here),
+                "place": wanted_here,
+                "v": found,
+            }
         )
 
-    return search(0, len(thresholds))
+    found = (
+        scores.mapInArrow(distinct, "pos long, bucket long, v double, count long")
+        .groupBy("pos", "bucket")
+        .applyInArrow(rank, "pos long, bucket long, place long, v double")
+        .collect()
+    )
+    return {(int(p), int(b), int(place)): float(v) for p, b, place, v in found}
 
 
 def score_spark(
@@ -479,6 +509,13 @@ def score_spark(
     model_version). The result is computed here and cached (see
     :func:`score_features_spark`): ``.unpersist()`` it when done.
 
+    Events read here are shuffled into consecutive ranges of user ids
+    (``load_events_spark(..., user_ranges=True)``), as is best for a log passed in:
+    each partition's features are then scored where they are computed, cut into
+    local scoring's chunks, with no other shuffle of the users than that of the
+    chunks' pieces. A log shuffled by hash is scored through
+    :func:`score_features_spark`, which numbers the users in id order first.
+
     Examples
     --------
     >>> scores = score_spark(segmentkit.load("models/demo"), spark.read.parquet("events/"))
@@ -488,7 +525,7 @@ def score_spark(
     if isinstance(events, SparkEventLog):
         log = events
     else:
-        log = load_events_spark(events, columns or model.columns, as_of=cutoff)
+        log = load_events_spark(events, columns or model.columns, as_of=cutoff, user_ranges=True)
     try:
         snapshot = cutoff if cutoff is not None else default_as_of_spark(log)
         if log.partition_users:
