@@ -340,7 +340,7 @@ def with_percentiles(frame: DataFrame, columns: list[str], buckets: int | None =
     its range and its rank there); the ranges that hold a statistic send their
     distinct values with their counts to one task per range, which ranks them. The
     driver holds a few numbers per range, never rows. The returned frame adds the
-    percentiles to ``frame``'s rows in Python workers (a binary search of 100 values).
+    percentiles to ``frame``'s rows in the JVM (a binary search of 100 values).
 
     Parameters
     ----------
@@ -368,6 +368,10 @@ def with_percentiles(frame: DataFrame, columns: list[str], buckets: int | None =
     for c, n_invalid in zip(columns, facts[1 : len(columns) + 1], strict=True):
         if n_invalid:
             raise ValueError(f"percentile_rank: scores in {c!r} contain NaN")
+    if total == 0:
+        return frame.select(
+            "*", *[F.lit(None).cast("bigint").alias(f"{c}_percentile") for c in columns]
+        )
     cuts = [np.unique(np.asarray(c or [], dtype=np.float64)) for c in facts[len(columns) + 1 :]]
     scores = frame.select(*[values[c] for c in columns])
     counts = _range_counts(scores, cuts)
@@ -384,29 +388,48 @@ def with_percentiles(frame: DataFrame, columns: list[str], buckets: int | None =
     thresholds = [
         np.array([statistics[located[(i, rank)]] for rank in ranks]) for i in range(len(columns))
     ]
-    names = frame.columns
-    schema = T.StructType(
-        [
-            *frame.schema.fields,
-            *[T.StructField(f"{c}_percentile", T.LongType(), False) for c in columns],
-        ]
+    return _add_percentiles(frame, columns, thresholds)
+
+
+def _add_percentiles(
+    frame: DataFrame, columns: list[str], thresholds: list[np.ndarray]
+) -> DataFrame:
+    """Add ``<column>_percentile``: how many of the column's sorted thresholds are <= the value.
+
+    In the JVM: Spark ML's ``Bucketizer`` (a binary search per row) finds how many of
+    the distinct thresholds are at or below the value, and a lookup turns that into
+    how many thresholds, repeats included. Zeros are made positive first (``x + 0.0``)
+    because the bucketizer orders -0.0 before 0.0, which compare equal locally.
+    """
+    from pyspark.ml.feature import Bucketizer
+
+    splits, cumulative = [], []
+    for values in thresholds:
+        distinct, repeats = np.unique(
+            np.asarray(values, dtype=np.float64) + 0.0, return_counts=True
+        )
+        splits.append([-np.inf, *distinct.tolist(), np.inf])
+        cumulative.append([0, *np.cumsum(repeats).tolist()])
+    names = [f"_sk_bucket_{i}" for i in range(len(columns))]
+    staged = frame.select(
+        "*",
+        *[(F.col(f"`{c}`") + F.lit(0.0)).alias(f"_sk_value_{i}") for i, c in enumerate(columns)],
     )
-
-    def add_percentiles(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            ranked = [
-                pa.array(
-                    np.searchsorted(
-                        thresholds[i], batch.column(c).to_numpy(zero_copy_only=False), "right"
-                    ).astype(np.int64)
-                )
-                for i, c in enumerate(columns)
-            ]
-            yield pa.RecordBatch.from_arrays(
-                [*batch.columns, *ranked], names=[*names, *[f"{c}_percentile" for c in columns]]
-            )
-
-    return frame.mapInArrow(add_percentiles, schema)
+    bucketed = Bucketizer(
+        splitsArray=splits,
+        inputCols=[f"_sk_value_{i}" for i in range(len(columns))],
+        outputCols=names,
+    ).transform(staged)
+    return bucketed.select(
+        *[F.col(f"`{c}`") for c in frame.columns],
+        *[
+            F.element_at(
+                F.array(*[F.lit(int(n)).cast("bigint") for n in cumulative[i]]),
+                F.col(names[i]).cast("int") + 1,
+            ).alias(f"{c}_percentile")
+            for i, c in enumerate(columns)
+        ],
+    )
 
 
 def _range_counts(scores: DataFrame, cuts: list[np.ndarray]) -> list[np.ndarray]:
