@@ -3,10 +3,10 @@
 The model travels to the executors as its bundle files (skops, checksummed) and
 each Python worker loads it with :func:`segmentkit.bundle.load_bundle`, with the
 same verification and allowlist as any load; no pickled estimator is sent.
-Segments, probabilities and buckets depend on one user only and are computed
-batch by batch; percentiles depend on the whole population and are computed
-over it exactly, with a range partitioning of the scores (see
-:func:`with_percentile`).
+Segments, probabilities and buckets depend on one user only and are computed in
+local scoring's chunks of users (same rows, same order, same bits); percentiles
+depend on the whole population and are computed over it exactly, from 100 order
+statistics of each score (see :func:`with_percentiles`).
 """
 
 from __future__ import annotations
