@@ -9,7 +9,9 @@ For each population size, generates (or reuses) a demo log in one Parquet file u
 
 - DuckDB: ``load_events`` + ``build_features``; ``SegmentationModel.score`` from the log;
   ``--runs`` fresh processes each (a run's peak memory is its own).
-- Spark ``local[2]``: ``load_events_spark`` + ``build_features_spark``; ``score_spark``
+- Spark ``local[2]`` (``spark.sql.shuffle.partitions=2``, one partition per core: the
+  engine adds partitions as the log grows, one per ``ROWS_PER_PARTITION`` events):
+  ``load_events_spark`` + ``build_features_spark``; ``score_spark``
   (computed and cached, then written to Spark's no-op sink and released), all from the
   Parquet path. One fresh process per task and size runs it ``--runs`` times in one
   session: the first run is *cold* (a new JVM: class loading, JIT compilation, Python
@@ -68,7 +70,7 @@ if engine == "spark":
     spark = (SparkSession.builder.master("local[2]")
              .config("spark.ui.enabled", "false")
              .config("spark.ui.showConsoleProgress", "false")
-             .config("spark.sql.shuffle.partitions", "8")
+             .config("spark.sql.shuffle.partitions", "2")
              .config("spark.driver.memory", "2g")
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")

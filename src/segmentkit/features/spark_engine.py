@@ -37,7 +37,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("the Spark engine needs pyspark: pip install 'segmentkit[spark]'") from exc
 
-__all__ = ["build_features_spark", "feature_schema"]
+__all__ = ["arrow_schema", "build_features_spark", "feature_schema"]
 
 
 def build_features_spark(
@@ -77,9 +77,7 @@ def build_features_spark(
     else:
         _check_log_covers(events.as_of, cutoff)
     schema = feature_schema(events.schema["user_id"].dataType, config)
-    arrow_schema = pa.schema(
-        [pa.field(f.name, _ARROW_TYPES[type(f.dataType)]) for f in schema.fields]
-    )
+    arrow_features = arrow_schema(schema)
     has_revenue, has_session_id = events.has_revenue, events.has_session_id
     names = schema.fieldNames()
 
@@ -96,13 +94,18 @@ def build_features_spark(
                 f"the driver's catalogue declares {names}"
             )
         yield from pa.Table.from_pandas(
-            table, schema=arrow_schema, preserve_index=False
+            table, schema=arrow_features, preserve_index=False
         ).to_batches()
 
     return events.packed.mapInArrow(features, schema)
 
 
 _ARROW_TYPES = {T.StringType: pa.string(), T.LongType: pa.int64(), T.DoubleType: pa.float64()}
+
+
+def arrow_schema(schema: T.StructType) -> pa.Schema:
+    """Return the Arrow schema of a frame of string, bigint and double columns."""
+    return pa.schema([pa.field(f.name, _ARROW_TYPES[type(f.dataType)]) for f in schema.fields])
 
 
 def feature_schema(user_type: T.DataType, config: FeatureConfig | None = None) -> T.StructType:

@@ -56,10 +56,12 @@ __all__ = [
     "epoch_us",
     "load_events_spark",
     "partition_events",
+    "range_index",
     "read_events_spark",
     "release_checkpoint",
     "release_shuffle",
     "session_conf",
+    "user_bounds",
     "utc_session",
 ]
 
@@ -106,6 +108,15 @@ class SparkEventLog:
         Whether the source had these optional columns.
     as_of : datetime.datetime or None
         Cut-off applied while loading (events at or after it were excluded).
+    partition_users : tuple of int
+        Users in each partition of :attr:`packed`, in partition order, when the log
+        was loaded with ``user_ranges=True`` (empty otherwise: users spread by hash).
+    user_bounds : tuple
+        Then the user ids that split the partitions: partition ``i`` holds the users above
+        ``user_bounds[i - 1]`` and at or below ``user_bounds[i]``, so the partitions
+        hold consecutive ranges of ids, in order, and a user's place among all users
+        in id order is the users of the partitions before its own plus its place in
+        its partition (what scoring needs to cut local scoring's chunks).
     """
 
     packed: DataFrame
@@ -114,6 +125,8 @@ class SparkEventLog:
     has_revenue: bool
     has_session_id: bool
     as_of: dt.datetime | None
+    partition_users: tuple[int, ...] = ()
+    user_bounds: tuple = ()
 
     @property
     def frame(self) -> DataFrame:
@@ -364,6 +377,7 @@ def load_events_spark(
     on_invalid: str = "drop",
     min_users: int = 1,
     spark: SparkSession | None = None,
+    user_ranges: bool = False,
 ) -> SparkEventLog:
     """Check a Spark event log against the data contract and clean it.
 
@@ -390,16 +404,23 @@ def load_events_spark(
         Fewest distinct users the caller needs.
     spark : SparkSession, optional
         Session to read paths with (default: the active session).
+    user_ranges : bool
+        Shuffle the users into consecutive ranges of ids (partition ``i`` before
+        ``i + 1``) rather than by hash, at the cost of a pass over a sample of the
+        user id column: what scoring needs to cut local scoring's chunks without
+        another shuffle (:func:`segmentkit.spark.scoring.score_spark` asks for it).
 
     Returns
     -------
     SparkEventLog
-        The clean events, shuffled once by user, de-duplicated and packed per
-        partition by DuckDB in Python workers, and kept on the executors (free them
-        with :meth:`SparkEventLog.release`, or they go when garbage collected), and the
-        data-quality report. The source is read once (``count`` aside, which reads
-        only the footers of Parquet files): the raw rows' checks are observed while
-        the shuffle reads them, the clean rows counted as each partition is packed.
+        The clean events, shuffled once by user (see ``user_ranges``),
+        de-duplicated and packed per partition by DuckDB in Python workers, and kept
+        on the executors (free them with :meth:`SparkEventLog.release`, or they go
+        when garbage collected), and the data-quality report. The source is read
+        once in full (``count`` reads only the footers of Parquet files; with
+        ``user_ranges``, a sample of the user id column places the ranges): the raw
+        rows' checks are observed while the shuffle reads them, the clean rows
+        counted as each partition is packed.
 
     Raises
     ------
@@ -422,7 +443,7 @@ def load_events_spark(
             f"events: expected a Spark DataFrame or Parquet/CSV paths, got {type(source).__name__}"
         )
     with utc_session(spark):
-        return _validate(raw, columns, as_of, on_invalid, min_users)
+        return _validate(raw, columns, as_of, on_invalid, min_users, user_ranges)
 
 
 def _validate(
@@ -431,6 +452,7 @@ def _validate(
     as_of: dt.date | dt.datetime | str | None,
     on_invalid: str,
     min_users: int,
+    user_ranges: bool,
 ) -> SparkEventLog:
     fields = {field.name: field for field in raw.schema.fields}
     check_mapped_columns(columns, raw.columns)
@@ -503,11 +525,13 @@ def _validate(
         F.count_if(keep & bad_amount),
         F.count_if(keep_base & null_event),
     ]
-    # The source is read once: the shuffle by user counts these checks as it reads the
+    # The source is read once in full: the shuffle by user counts these checks as it reads the
     # raw rows (observed metrics), then the clean rows are counted per partition.
     name = f"segmentkit_validation_{next(_observation_ids)}"
     observed = raw.observe(name, *[check.alias(f"c{i}") for i, check in enumerate(checks)])
-    by_user, shuffle = _partitioned_by_user(observed.where(keep).select(*typed), raw)
+    by_user, shuffle, bounds = _partitioned_by_user(
+        observed.where(keep).select(*typed), raw, user.alias("user_id") if user_ranges else None
+    )
     try:
         packed = _pack(by_user)
         counts = shuffle.observedMetrics().get(name).get()
@@ -516,10 +540,16 @@ def _validate(
         # The packed log holds everything later passes read.
         release_shuffle(by_user)
     try:
-        rows_clean, users, negative = (
-            int(total or 0)
-            for total in packed.agg(F.sum("rows"), F.sum("users"), F.sum("negative")).first()
-        )
+        # One row of counts per partition (the packed streams are not read).
+        partition_users = [0] * packed.rdd.getNumPartitions()
+        rows_clean = users = negative = 0
+        for part, rows, part_users, refunds in (
+            packed.where(F.col("rows").isNotNull())
+            .select(F.spark_partition_id(), "rows", "users", "negative")
+            .collect()
+        ):
+            partition_users[part] = int(part_users)
+            rows_clean, users, negative = rows_clean + rows, users + part_users, negative + refunds
     except BaseException:
         release_checkpoint(packed)
         raise
@@ -587,6 +617,8 @@ def _validate(
         has_revenue=has_revenue,
         has_session_id=has_session,
         as_of=cutoff,
+        partition_users=tuple(partition_users) if bounds is not None else (),
+        user_bounds=tuple(bounds or ()),
     )
 
 
@@ -615,34 +647,110 @@ def release_shuffle(frame: DataFrame) -> None:
                 pending.append(dependency.rdd())
 
 
-def _partitioned_by_user(rows: DataFrame, source: DataFrame) -> tuple[DataFrame, object]:
+def _partitioned_by_user(
+    rows: DataFrame, source: DataFrame, user: Column | None
+) -> tuple[DataFrame, object, list | None]:
     """``rows`` after one shuffle by user, as a frame that reads that shuffle's files.
 
-    The frame's query is planned here (without adaptive execution, so that its
-    partitions are the shuffle's), so that the metrics observed while the shuffle
-    reads ``source`` can be read from that plan once it has run. There are
-    ``spark.sql.shuffle.partitions`` partitions, more when ``source`` has more than
-    that many times :data:`ROWS_PER_PARTITION` rows.
+    Users go to partitions by the hash of their id or, when ``user`` (an expression
+    of ``source``'s columns giving the id) is given, by ranges of ids: partition ``i``
+    receives the users above ``bounds[i - 1]`` and at or below ``bounds[i]``
+    (:func:`user_bounds`, from a sample of ``user`` over ``source``). The frame's query
+    is planned here (without adaptive execution, so that its partitions are the
+    shuffle's), so that the metrics observed while the shuffle reads ``source`` can be
+    read from that plan once it has run.
+    There are ``spark.sql.shuffle.partitions`` partitions, more when ``source`` has
+    more than that many times :data:`ROWS_PER_PARTITION` rows.
 
     Returns
     -------
     tuple
-        The frame, and the shuffle's query execution (JVM), which holds the metrics
-        observed while the shuffle read ``source``.
+        The frame; the shuffle's query execution (JVM), which holds the metrics
+        observed while the shuffle read ``source``; and the bounds (``None`` when
+        partitioned by hash).
     """
     spark = rows.sparkSession
     # Counting Parquet rows reads only the files' footers.
+    total = source.count()
     partitions = max(
-        int(spark.conf.get("spark.sql.shuffle.partitions")),
-        -(-source.count() // ROWS_PER_PARTITION),
+        int(spark.conf.get("spark.sql.shuffle.partitions")), -(-total // ROWS_PER_PARTITION)
     )
+    bounds = None
+    key = F.col("user_id")
+    if user is not None:
+        bounds = user_bounds(source.select(user), total, partitions)
+        # Spark places a row by the hash of its key: one key per range, chosen so that
+        # range i lands in partition i.
+        keys = F.array(*[F.lit(k).cast("bigint") for k in _partition_keys(spark, partitions)])
+        key = F.element_at(keys, range_index(F.col("user_id"), bounds) + 1)
     # Adaptive execution would plan the shuffle anew at every read.
     with session_conf(spark, "spark.sql.adaptive.enabled", "false"):
-        shuffled = rows.repartition(partitions, "user_id")._jdf
+        shuffled = rows.repartition(partitions, key)._jdf
         execution = shuffled.queryExecution()
         internal = execution.toRdd()
         jframe = spark._jsparkSession.internalCreateDataFrame(internal, shuffled.schema(), False)
-    return DataFrame(jframe, spark), execution
+    return DataFrame(jframe, spark), execution, bounds
+
+
+#: Users sampled per partition to place the bounds between partitions.
+_SAMPLE_PER_PARTITION = 256
+
+
+def user_bounds(users: DataFrame, rows: int, partitions: int) -> list:
+    """Ids that cut ``users`` (one column, a row per event) into ``partitions`` ranges.
+
+    From a sample of about :data:`_SAMPLE_PER_PARTITION` rows per partition (seeded:
+    the same data gives the same bounds), so ranges hold about as many events. Sorted
+    and distinct; fewer than ``partitions - 1`` when the sample has few distinct ids.
+    """
+    if partitions < 2 or rows == 0:
+        return []
+    fraction = min(1.0, 2 * _SAMPLE_PER_PARTITION * partitions / rows)
+    column = users.columns[0]
+    sample = sorted(
+        row[0]
+        for row in users.where(F.col(column).isNotNull())
+        .sample(fraction=fraction, seed=0)
+        .collect()
+    )
+    if not sample:
+        return []
+    cuts = [sample[i * len(sample) // partitions] for i in range(1, partitions)]
+    return sorted(set(cuts))
+
+
+def _partition_keys(spark: SparkSession, partitions: int) -> list[int]:
+    """One bigint per partition, the ``i``-th one hashing to partition ``i``.
+
+    Asks Spark itself (``pmod(hash(key), partitions)`` is how it places a row of a
+    ``repartition`` by ``key``), over enough candidates that every partition is hit.
+    """
+    candidates = 64 * partitions
+    while True:
+        found = dict(
+            spark.range(0, candidates)
+            .groupBy(F.expr(f"pmod(hash(id), {partitions})"))
+            .agg(F.min("id"))
+            .collect()
+        )
+        if len(found) == partitions:
+            return [int(found[i]) for i in range(partitions)]
+        candidates *= 4  # pragma: no cover - 64 candidates per partition suffice
+
+
+def range_index(value: Column, bounds: Sequence) -> Column:
+    """How many of the sorted ``bounds`` ``value`` exceeds, by binary search.
+
+    A row evaluates about log2(len(bounds)) comparisons, not one per bound.
+    """
+
+    def search(lo: int, hi: int) -> Column:  # the answer is in [lo, hi]
+        if lo == hi:
+            return F.lit(lo)
+        mid = (lo + hi) // 2
+        return F.when(value > F.lit(bounds[mid]), search(mid + 1, hi)).otherwise(search(lo, mid))
+
+    return search(0, len(bounds))
 
 
 def _pack(by_user: DataFrame) -> DataFrame:

@@ -3,10 +3,10 @@
 The model travels to the executors as its bundle files (skops, checksummed) and
 each Python worker loads it with :func:`segmentkit.bundle.load_bundle`, with the
 same verification and allowlist as any load; no pickled estimator is sent.
-Segments, probabilities and buckets depend on one user only and are computed
-batch by batch; percentiles depend on the whole population and are computed
-over it exactly, with a range partitioning of the scores (see
-:func:`with_percentile`).
+Segments, probabilities and buckets depend on one user only and are computed in
+local scoring's chunks of users (same rows, same order, same bits); percentiles
+depend on the whole population and are computed over it exactly, from 100 order
+statistics of each score (see :func:`with_percentiles`).
 """
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import Column, DataFrame, Window
+import pyarrow as pa
+from pyspark import TaskContext
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -27,13 +30,15 @@ from segmentkit.bundle import SegmentationModel, live_version, load_bundle, save
 from segmentkit.bundle.model import UNSAVED_VERSION
 from segmentkit.config import ColumnMap
 from segmentkit.errors import DataValidationError
-from segmentkit.features.spark_engine import build_features_spark
+from segmentkit.features.duckdb_engine import _check_log_covers, build_features
+from segmentkit.features.spark_engine import arrow_schema, build_features_spark, feature_schema
 from segmentkit.io.events import to_timestamp
 from segmentkit.io.spark import (
     SparkEventLog,
     SparkEventSource,
     default_as_of_spark,
     load_events_spark,
+    partition_events,
     release_checkpoint,
 )
 from segmentkit.scoring import CHUNK_ROWS
@@ -179,26 +184,139 @@ def score_features_spark(
         scored = numbered.groupBy(chunk).applyInPandas(
             lambda rows: _score_chunk(rows, files, columns), schema
         )
-        outputs = _output_columns(model)
-        if outputs:
-            # Percentiles read the scores once more per target: keep them, not score again.
-            scored = scored.persist()
-            cached.append(scored)
-            scored = with_percentiles(scored, [score for score, _ in outputs])
-            ordered = ["user_id", "segment_id", "segment_name"]
-            for score, bucket in outputs:
-                ordered += [score, f"{score}_percentile", bucket]
-            scored = scored.select(*ordered)
-        if as_of is not None:
-            scored = with_run_columns(scored, as_of, model_version or UNSAVED_VERSION)
-        result = scored.persist()
-        result.count()  # computed now, so that the intermediate frames can go
+        return _with_population_columns(model, scored, as_of, model_version, cached)
     finally:
         for frame in cached:
             frame.unpersist()
         release_checkpoint(selected)
         files.unpersist()
+
+
+def _with_population_columns(
+    model: SegmentationModel,
+    scored: DataFrame,
+    as_of: dt.datetime | None,
+    model_version: str | None,
+    cached: list[DataFrame],
+) -> DataFrame:
+    """Add the percentiles (and run columns) to ``scored`` rows; compute and cache the result.
+
+    ``scored`` is persisted (and appended to ``cached``, for the caller to release)
+    while the percentiles read it.
+    """
+    outputs = _output_columns(model)
+    if outputs:
+        # The percentiles read the scores three times: keep them, not score again.
+        scored = scored.persist()
+        cached.append(scored)
+        scored = with_percentiles(scored, [score for score, _ in outputs])
+        ordered = ["user_id", "segment_id", "segment_name"]
+        for score, bucket in outputs:
+            ordered += [score, f"{score}_percentile", bucket]
+        scored = scored.select(*ordered)
+    if as_of is not None:
+        scored = with_run_columns(scored, as_of, model_version or UNSAVED_VERSION)
+    result = scored.persist()
+    result.count()  # computed now, so that the intermediate frames can go
     return result
+
+
+def _score_log(
+    model: SegmentationModel, log: SparkEventLog, as_of: dt.datetime, model_version: str | None
+) -> DataFrame:
+    """Features and scores of a log whose partitions are consecutive ranges of user ids.
+
+    Each partition's features are computed and cut, by the users' places in id order
+    (the users of the partitions before plus the place in the partition), into
+    pieces of local scoring's chunks; the pieces of a chunk meet in one group, which
+    is scored as that chunk locally (same rows, same order, so the same bits). The
+    pieces travel as Arrow streams, a few values per partition.
+    """
+    spark = log.packed.sparkSession
+    features_schema = feature_schema(log.schema["user_id"].dataType, model.feature_config)
+    arrow_features = arrow_schema(features_schema)
+    schema = _batch_schema(model, log.schema["user_id"].dataType)
+    arrow_scores = arrow_schema(schema)
+    columns = schema.fieldNames()
+    config, bounds = model.feature_config, log.user_bounds
+    has_revenue, has_session_id = log.has_revenue, log.has_session_id
+    users = log.partition_users
+    starts = [sum(users[:i]) for i in range(len(users))]
+    files = spark.sparkContext.broadcast(bundle_files(model))
+
+    def pieces(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        part = TaskContext.get().partitionId()
+        events = partition_events(batches, has_revenue, has_session_id)
+        if events is None:
+            return
+        table = build_features(events, as_of, config)
+        events.con.close()
+        _check_partition(table["user_id"], part, users, bounds)
+        first = starts[part]
+        for chunk in range(first // CHUNK_ROWS, (first + len(table) - 1) // CHUNK_ROWS + 1):
+            lo = max(first, chunk * CHUNK_ROWS)
+            hi = min(first + len(table), (chunk + 1) * CHUNK_ROWS)
+            piece = pa.Table.from_pandas(
+                table.iloc[lo - first : hi - first], schema=arrow_features, preserve_index=False
+            )
+            yield pa.RecordBatch.from_pydict(
+                {"chunk": [chunk], "start": [lo], "features": [_to_stream(piece)]},
+                schema=_PIECE_SCHEMA,
+            )
+
+    def score_chunk(group: pa.Table) -> pa.Table:
+        order = np.argsort(group.column("start").to_numpy())
+        blobs = group.column("features")
+        rows = pa.concat_tables([_from_stream(blobs[int(i)]) for i in order]).to_pandas()
+        scored = _worker_model(files.value).score_features(rows)[columns]
+        return pa.Table.from_pandas(scored, schema=arrow_scores, preserve_index=False)
+
+    cached: list[DataFrame] = []
+    try:
+        scored = (
+            log.packed.mapInArrow(pieces, _PIECE_SPARK_SCHEMA)
+            .groupBy("chunk")
+            .applyInArrow(score_chunk, schema)
+        )
+        return _with_population_columns(model, scored, as_of, model_version, cached)
+    finally:
+        for frame in cached:
+            frame.unpersist()
+        files.unpersist()
+
+
+_PIECE_SCHEMA = pa.schema([("chunk", pa.int64()), ("start", pa.int64()), ("features", pa.binary())])
+_PIECE_SPARK_SCHEMA = "chunk long, start long, features binary"
+
+
+def _to_stream(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _from_stream(blob: pa.BinaryScalar) -> pa.Table:
+    return pa.ipc.open_stream(blob.as_buffer()).read_all()
+
+
+def _check_partition(user_id: pd.Series, part: int, users: tuple, bounds: tuple) -> None:
+    """Refuse a partition that is not the range of ids the driver placed there.
+
+    Scores would still be right but not bit for bit (chunks are cut by place in id
+    order): an internal error, never expected.
+    """
+    above = bounds[part - 1] if 0 < part <= len(bounds) else None
+    upto = bounds[part] if part < len(bounds) else None
+    if (
+        len(user_id) != users[part]
+        or (above is not None and not user_id.iloc[0] > above)
+        or (upto is not None and not user_id.iloc[-1] <= upto)
+    ):
+        raise RuntimeError(
+            f"partition {part} of the event log does not hold the users expected there "
+            f"({len(user_id)} users, expected {users[part]} above {above!r} up to {upto!r})"
+        )
 
 
 def with_percentile(frame: DataFrame, column: str, buckets: int | None = None) -> DataFrame:
@@ -210,14 +328,19 @@ def with_percentiles(frame: DataFrame, columns: list[str], buckets: int | None =
     """Add ``<column>_percentile`` per column: the whole percent of rows at or below.
 
     Exactly :func:`segmentkit.scoring.percentile_rank` over the whole frame (int64,
-    0-100; NaN scores are refused as there), computed without bringing the values
-    together: approximate quantiles cut the values into ranges (a pure function of
-    the value, so equal values share a range and reruns agree), a pass counts each
-    range, the driver adds those few counts into offsets, and each row's rank is its
-    range's offset plus its exact rank inside the range. Every column's cuts come
-    from one pass over ``frame`` and its range counts from a second one (so ``frame``
-    is read twice whatever the number of columns: persist it if it is costly); the
-    ranking is one shuffle per column.
+    0-100; NaN scores are refused as there), without bringing the values together.
+    A row with ``r`` of the ``n`` values at or below its value ``v`` gets
+    ``floor(100 r / n)``, which is at least ``k`` exactly when ``v`` is at least the
+    ``ceil(k n / 100)``-th smallest value: so the percentile is the number of these
+    100 order statistics at or below ``v``, and only they are needed, per column.
+    Three passes over ``frame`` find them exactly, whatever the number of columns
+    (persist ``frame`` if it is costly): approximate quantiles cut each column's
+    values into ranges (equal values share a range); the rows of each range are
+    counted (the driver adds those counts into offsets and locates each statistic:
+    its range and its rank there); the ranges that hold a statistic send their
+    distinct values with their counts to one task per range, which ranks them. The
+    driver holds a few numbers per range, never rows. The returned frame adds the
+    percentiles to ``frame``'s rows in the JVM (a binary search of 100 values).
 
     Parameters
     ----------
@@ -226,7 +349,7 @@ def with_percentiles(frame: DataFrame, columns: list[str], buckets: int | None =
     columns : list of str
         Columns to rank.
     buckets : int, optional
-        Value ranges (default: 4 per shuffle partition); each is ranked in one task.
+        Value ranges per column (default: 4 per shuffle partition).
     """
     spark = frame.sparkSession
     buckets = buckets or 4 * int(spark.conf.get("spark.sql.shuffle.partitions"))
@@ -234,68 +357,166 @@ def with_percentiles(frame: DataFrame, columns: list[str], buckets: int | None =
     invalid = {c: F.isnan(v) | v.isNull() for c, v in values.items()}
     levels = [i / buckets for i in range(1, buckets)]
     facts = frame.agg(
+        F.count(F.lit(1)),
         *[F.count_if(invalid[c]) for c in columns],
         *[
             F.percentile_approx(F.when(~invalid[c], values[c]), levels, 4 * buckets)
             for c in columns
         ],
     ).first()
-    for c, n_invalid in zip(columns, facts[: len(columns)], strict=True):
+    total = int(facts[0])
+    for c, n_invalid in zip(columns, facts[1 : len(columns) + 1], strict=True):
         if n_invalid:
             raise ValueError(f"percentile_rank: scores in {c!r} contain NaN")
-    range_of = {
-        c: _range_index(values[c], sorted(set(cuts or [])))
-        for c, cuts in zip(columns, facts[len(columns) :], strict=True)
-    }
-    # One row per (column, range): a few hundred rows at most reach the driver.
-    ranges = frame.select(F.posexplode(F.array(*[range_of[c] for c in columns])))
-    totals = {
-        (int(column), int(index)): int(count)
-        for column, index, count in ranges.groupBy("pos", "col").count().collect()
-    }
-    for i, c in enumerate(columns):
-        counts = [totals.get((i, j), 0) for j in range(buckets)]
-        starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        frame = _rank_in_ranges(frame, c, range_of[c], starts)
-    return frame
+    if total == 0:
+        return frame.select(
+            "*", *[F.lit(None).cast("bigint").alias(f"{c}_percentile") for c in columns]
+        )
+    cuts = [np.unique(np.asarray(c or [], dtype=np.float64)) for c in facts[len(columns) + 1 :]]
+    scores = frame.select(*[values[c] for c in columns])
+    counts = _range_counts(scores, cuts)
+    # The order statistics: ranks ceil(k n / 100) for k = 1..100 (1-based), each
+    # located as (column, range, 0-based rank in the range).
+    ranks = [(k * total + 99) // 100 for k in range(1, 101)]
+    located: dict[tuple[int, int], tuple[int, int, int]] = {}
+    for i in range(len(columns)):
+        starts = np.concatenate([[0], np.cumsum(counts[i])])
+        for rank in ranks:
+            j = int(np.searchsorted(starts, rank, side="left")) - 1
+            located[(i, rank)] = (i, j, rank - 1 - int(starts[j]))
+    statistics = _order_statistics(scores, cuts, sorted(set(located.values())))
+    thresholds = [
+        np.array([statistics[located[(i, rank)]] for rank in ranks]) for i in range(len(columns))
+    ]
+    return _add_percentiles(frame, columns, thresholds)
 
 
-def _range_index(value: Column, bounds: list[float]) -> Column:
-    """How many of the sorted ``bounds`` ``value`` exceeds, by binary search.
-
-    A row evaluates about log2(len(bounds)) comparisons, not one per bound.
-    """
-
-    def search(lo: int, hi: int) -> Column:  # the answer is in [lo, hi]
-        if lo == hi:
-            return F.lit(lo)
-        mid = (lo + hi) // 2
-        return F.when(value > F.lit(bounds[mid]), search(mid + 1, hi)).otherwise(search(lo, mid))
-
-    return search(0, len(bounds))
-
-
-def _rank_in_ranges(
-    frame: DataFrame, column: str, range_index: Column, starts: np.ndarray
+def _add_percentiles(
+    frame: DataFrame, columns: list[str], thresholds: list[np.ndarray]
 ) -> DataFrame:
-    """Add ``<column>_percentile`` given each value range's first rank (``starts``).
+    """Add ``<column>_percentile``: how many of the column's sorted thresholds are <= the value.
 
-    A row's rank is its range's first rank plus the rows of its range at or below its
-    value (a window over the range, ties included): one shuffle of the frame.
+    In the JVM: Spark ML's ``Bucketizer`` (a binary search per row) finds how many of
+    the distinct thresholds are at or below the value, and a lookup turns that into
+    how many thresholds, repeats included. Zeros are made positive first (``x + 0.0``)
+    because the bucketizer orders -0.0 before 0.0, which compare equal locally.
     """
-    total = max(int(starts[-1]), 1)
-    in_range = (
-        Window.partitionBy("_sk_range")
-        .orderBy(F.col(f"`{column}`"))
-        .rangeBetween(Window.unboundedPreceding, Window.currentRow)
+    from pyspark.ml.feature import Bucketizer
+
+    splits, cumulative = [], []
+    for values in thresholds:
+        distinct, repeats = np.unique(
+            np.asarray(values, dtype=np.float64) + 0.0, return_counts=True
+        )
+        splits.append([-np.inf, *distinct.tolist(), np.inf])
+        cumulative.append([0, *np.cumsum(repeats).tolist()])
+    names = [f"_sk_bucket_{i}" for i in range(len(columns))]
+    staged = frame.select(
+        "*",
+        *[(F.col(f"`{c}`") + F.lit(0.0)).alias(f"_sk_value_{i}") for i, c in enumerate(columns)],
     )
-    start = F.element_at(F.array(*[F.lit(int(x)) for x in starts]), F.col("_sk_range") + 1)
-    ranked = frame.withColumn("_sk_range", range_index).withColumn(
-        "_sk_at_or_below", start + F.count(F.lit(1)).over(in_range)
+    bucketed = Bucketizer(
+        splitsArray=splits,
+        inputCols=[f"_sk_value_{i}" for i in range(len(columns))],
+        outputCols=names,
+    ).transform(staged)
+    return bucketed.select(
+        *[F.col(f"`{c}`") for c in frame.columns],
+        *[
+            F.element_at(
+                F.array(*[F.lit(int(n)).cast("bigint") for n in cumulative[i]]),
+                F.col(names[i]).cast("int") + 1,
+            ).alias(f"{c}_percentile")
+            for i, c in enumerate(columns)
+        ],
     )
-    # The same integer arithmetic as percentile_rank.
-    percentile = F.expr(f"(_sk_at_or_below * 100) div {total}")
-    return ranked.select(*frame.columns, percentile.alias(f"{column}_percentile"))
+
+
+def _range_counts(scores: DataFrame, cuts: list[np.ndarray]) -> list[np.ndarray]:
+    """Rows per value range, per column of ``scores`` (range ``j``: above ``j`` cuts)."""
+
+    def count_ranges(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        totals = [np.zeros(len(c) + 1, dtype=np.int64) for c in cuts]
+        for batch in batches:
+            for i, column in enumerate(batch.columns):
+                ranges = np.searchsorted(cuts[i], column.to_numpy(zero_copy_only=False), "left")
+                totals[i] += np.bincount(ranges, minlength=len(cuts[i]) + 1)
+        yield pa.RecordBatch.from_pydict(
+            {
+                "pos": np.repeat(np.arange(len(totals)), [len(t) for t in totals]),
+                "bucket": np.concatenate([np.arange(len(t)) for t in totals]),
+                "count": np.concatenate(totals),
+            }
+        )
+
+    # One row per column and range from each partition: a few thousand at most.
+    counts = [np.zeros(len(c) + 1, dtype=np.int64) for c in cuts]
+    for pos, bucket, count in scores.mapInArrow(
+        count_ranges, "pos long, bucket long, count long"
+    ).collect():
+        counts[pos][bucket] += count
+    return counts
+
+
+def _order_statistics(
+    scores: DataFrame, cuts: list[np.ndarray], wanted: list[tuple[int, int, int]]
+) -> dict[tuple[int, int, int], float]:
+    """Value at each wanted (column, range, 0-based rank in the range).
+
+    Each partition sends the distinct values of the wanted ranges with their counts;
+    one task per range adds them up and ranks them (equal values are one entry,
+    however many rows hold them).
+    """
+    needed = [np.unique([j for i, j, _ in wanted if i == column]) for column in range(len(cuts))]
+    places: dict[tuple[int, int], list[int]] = {}
+    for i, j, place in wanted:
+        places.setdefault((i, j), []).append(place)
+
+    def distinct(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        kept = [([], []) for _ in cuts]
+        for batch in batches:
+            for i, column in enumerate(batch.columns):
+                v = column.to_numpy(zero_copy_only=False)
+                ranges = np.searchsorted(cuts[i], v, "left")
+                mask = np.isin(ranges, needed[i])
+                kept[i][0].append(ranges[mask])
+                kept[i][1].append(v[mask])
+        for i, (ranges, v) in enumerate(kept):
+            if not ranges:
+                continue
+            pairs = pd.DataFrame({"bucket": np.concatenate(ranges), "v": np.concatenate(v)})
+            counted = pairs.groupby(["bucket", "v"], sort=False).size().reset_index(name="count")
+            yield pa.RecordBatch.from_pydict(
+                {
+                    "pos": np.full(len(counted), i, dtype=np.int64),
+                    "bucket": counted["bucket"].to_numpy(np.int64),
+                    "v": counted["v"].to_numpy(np.float64),
+                    "count": counted["count"].to_numpy(np.int64),
+                }
+            )
+
+    def rank(group: pa.Table) -> pa.Table:
+        pos, bucket = group.column("pos")[0].as_py(), group.column("bucket")[0].as_py()
+        v, inverse = np.unique(group.column("v").to_numpy(), return_inverse=True)
+        after = np.cumsum(np.bincount(inverse, weights=group.column("count").to_numpy()))
+        wanted_here = places[(pos, bucket)]
+        found = v[np.searchsorted(after, np.asarray(wanted_here), side="right")]
+        return pa.table(
+            {
+                "pos": [pos] * len(wanted_here),
+                "bucket": [bucket] * len(wanted_here),
+                "place": wanted_here,
+                "v": found,
+            }
+        )
+
+    found = (
+        scores.mapInArrow(distinct, "pos long, bucket long, v double, count long")
+        .groupBy("pos", "bucket")
+        .applyInArrow(rank, "pos long, bucket long, place long, v double")
+        .collect()
+    )
+    return {(int(p), int(b), int(place)): float(v) for p, b, place, v in found}
 
 
 def score_spark(
@@ -311,6 +532,13 @@ def score_spark(
     model_version). The result is computed here and cached (see
     :func:`score_features_spark`): ``.unpersist()`` it when done.
 
+    Events read here are shuffled into consecutive ranges of user ids
+    (``load_events_spark(..., user_ranges=True)``), as is best for a log passed in:
+    each partition's features are then scored where they are computed, cut into
+    local scoring's chunks, with no other shuffle of the users than that of the
+    chunks' pieces. A log shuffled by hash is scored through
+    :func:`score_features_spark`, which numbers the users in id order first.
+
     Examples
     --------
     >>> scores = score_spark(segmentkit.load("models/demo"), spark.read.parquet("events/"))
@@ -320,9 +548,12 @@ def score_spark(
     if isinstance(events, SparkEventLog):
         log = events
     else:
-        log = load_events_spark(events, columns or model.columns, as_of=cutoff)
+        log = load_events_spark(events, columns or model.columns, as_of=cutoff, user_ranges=True)
     try:
         snapshot = cutoff if cutoff is not None else default_as_of_spark(log)
+        if log.partition_users:
+            _check_log_covers(log.as_of, snapshot)
+            return _score_log(model, log, snapshot, model.metadata.model_version)
         features = build_features_spark(log, snapshot, model.feature_config)
         return score_features_spark(model, features, snapshot, model.metadata.model_version)
     finally:
