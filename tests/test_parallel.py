@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from segmentkit.parallel import run_beside, thread_map, usable_cores
+from segmentkit.parallel import thread_map, usable_cores
 
 
 def test_results_keep_the_input_order():
@@ -37,30 +37,3 @@ def test_errors_propagate():
 def test_unequal_inputs_are_refused():
     with pytest.raises(ValueError):
         thread_map(pow, [1, 2], [1])
-
-
-@pytest.mark.parametrize("parallel", [True, False])
-def test_run_beside_hands_first_result_to_second_either_way(parallel):
-    names = []
-
-    def first():
-        names.append(threading.current_thread().name)
-        return 3
-
-    def second(wait):
-        return wait() * 2
-
-    assert run_beside(first, second, parallel=parallel) == (3, 6)
-    assert (names[0] != threading.current_thread().name) is parallel
-
-
-def test_run_beside_raises_the_first_call_error():
-    def first():
-        raise ValueError("first failed")
-
-    for parallel in (True, False):
-        with pytest.raises(ValueError, match="first failed"):
-            run_beside(first, lambda wait: wait(), parallel=parallel)
-        # Also when the second call never asks for the first result.
-        with pytest.raises(ValueError, match="first failed"):
-            run_beside(first, lambda wait: 1, parallel=parallel)

@@ -12,9 +12,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-U = TypeVar("U")
-
-__all__ = ["run_beside", "thread_map", "usable_cores"]
+__all__ = ["thread_map", "usable_cores"]
 
 T = TypeVar("T")
 
@@ -67,46 +65,3 @@ def thread_map(function: Callable[..., T], *iterables: Iterable[Any]) -> list[T]
         return [function(*args) for args in calls]
     futures = [_pool().submit(function, *args) for args in calls]
     return [future.result() for future in futures]
-
-
-def run_beside(
-    first: Callable[[], T], second: Callable[[Callable[[], T]], U], *, parallel: bool
-) -> tuple[T, U]:
-    """Return ``(first(), second(wait))``, where ``wait()`` returns ``first()``'s result.
-
-    With ``parallel``, ``first`` runs on a thread of its own (not the shared pool, so
-    ``second`` may wait for it without any risk of deadlock) while ``second`` runs on
-    the calling thread; ``second`` calls ``wait`` when it needs ``first``'s result.
-    Otherwise ``first`` runs, then ``second``. An exception of ``first`` propagates
-    (from ``wait``, or after ``second`` returns).
-
-    Examples
-    --------
-    >>> run_beside(lambda: 2, lambda wait: wait() * 10, parallel=True)
-    (2, 20)
-    """
-    if not parallel:
-        result = first()
-        return result, second(lambda: result)
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = first()
-        except BaseException as error:  # re-raised on the calling thread
-            box["error"] = error
-
-    thread = threading.Thread(target=run, name="segmentkit-beside", daemon=True)
-    thread.start()
-
-    def wait() -> T:
-        thread.join()
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
-
-    try:
-        later = second(wait)
-    finally:
-        thread.join()
-    return wait(), later

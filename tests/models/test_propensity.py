@@ -7,7 +7,6 @@ import pytest
 import skops.io as sio
 from pandas.testing import assert_frame_equal
 from scipy.stats import rankdata, spearmanr
-from sklearn.linear_model import LogisticRegression
 
 from segmentkit.bundle.trust import TRUSTED_TYPES, file_types
 from segmentkit.config import (
@@ -343,51 +342,6 @@ def test_count_model_matches_total_on_its_calibration_rows(xy):
     with pytest.raises(AttributeError):
         model.predict_proba(X)
     assert model.output_name == "expected_n"
-
-
-@pytest.mark.parametrize("kind", ["inactivity", "count"])
-def test_calibration_scores_replace_the_calibration_copy(xy, kind):
-    X, y, snapshot = xy
-    if kind == "count":
-        y = np.random.default_rng(1).poisson(1 + X["events_30d"].to_numpy() / 3)
-    earlier = PropensityModel("t", kind, event="purchase", random_state=0, n_threads=1)
-    earlier.fit(X[snapshot < 2], y[snapshot < 2], snapshot=snapshot[snapshot < 2])
-    raw = earlier.raw_scores(X[snapshot == 2])
-    given = (raw, y[snapshot == 2])
-    model = PropensityModel("t", kind, event="purchase", random_state=0, n_threads=1)
-    model.fit(X, y, snapshot=snapshot, calibration_scores=given)
-    assert model.calibration_mode_ == "given_out_of_time"
-    assert model.calibration_rows_ == (snapshot == 2).sum()
-    if kind == "count":
-        assert model.scale_ == pytest.approx(given[1].sum() / raw.sum())
-    else:
-        reference = LogisticRegression(C=1e4, max_iter=1000).fit(raw.reshape(-1, 1), given[1])
-        np.testing.assert_allclose(model.calibrator_.coef_, reference.coef_)
-    # A callable (called once the estimator is fitted) gives the same model.
-    later = PropensityModel("t", kind, event="purchase", random_state=0, n_threads=1)
-    later.fit(X, y, snapshot=snapshot, calibration_scores=lambda: given)
-    np.testing.assert_array_equal(later.predict(X), model.predict(X))
-    # The estimator is the same as with a calibration copy; only the calibration moved.
-    copy = PropensityModel("t", kind, event="purchase", random_state=0, n_threads=1)
-    copy.fit(X, y, snapshot=snapshot)
-    np.testing.assert_array_equal(copy.raw_scores(X), model.raw_scores(X))
-
-
-def test_bad_calibration_scores_are_refused(xy):
-    X, y, snapshot = xy
-    model = PropensityModel("t", "inactivity", random_state=0, n_threads=1)
-    with pytest.raises(DataValidationError, match="pair"):
-        model.fit(X, y, snapshot=snapshot, calibration_scores=np.zeros(3))
-    with pytest.raises(DataValidationError, match="as many raw scores as outcomes"):
-        model.fit(X, y, snapshot=snapshot, calibration_scores=(np.zeros(3), np.ones(4)))
-    with pytest.raises(DataValidationError, match="1 non-finite"):
-        model.fit(X, y, snapshot=snapshot, calibration_scores=([0.0, np.nan], [0, 1]))
-    with pytest.raises(InsufficientDataError, match="one class"):
-        model.fit(X, y, snapshot=snapshot, calibration_scores=([0.0, 1.0], [1, 1]))
-    source = PropensityModel("p", "event", random_state=0).fit(X, y, snapshot=snapshot)
-    complement = PropensityModel("c", "inactivity", family="complement", source=source)
-    with pytest.raises(ConfigError, match="no raw scores"):
-        complement.fit(X, y, snapshot=snapshot).raw_scores(X)
 
 
 def test_model_without_snapshots_calibrates_by_cross_validation(xy):

@@ -307,34 +307,6 @@ def _fit_pair(
     return early, full
 
 
-def _check_calibration_scores(scores: Any, classify: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(raw, outcomes)`` of ``calibration_scores`` as float arrays, or raise."""
-    try:
-        raw, outcomes = scores
-    except (TypeError, ValueError):
-        raise DataValidationError(
-            "PropensityModel: calibration_scores must be a pair (raw scores, outcomes), "
-            f"got {type(scores).__name__}"
-        ) from None
-    raw = np.asarray(raw, dtype=float).ravel()
-    outcomes = np.asarray(outcomes, dtype=float).ravel()
-    if raw.size != outcomes.size or raw.size == 0:
-        raise DataValidationError(
-            "PropensityModel: calibration_scores needs as many raw scores as outcomes "
-            f"(and some), got {raw.size} and {outcomes.size}"
-        )
-    if not np.isfinite(raw).all():
-        raise DataValidationError(
-            f"PropensityModel: calibration_scores has {int((~np.isfinite(raw)).sum())} "
-            "non-finite raw score(s)"
-        )
-    if classify and np.unique(outcomes).size < 2:
-        raise InsufficientDataError(
-            "PropensityModel: calibration_scores outcomes hold one class; a calibration needs both"
-        )
-    return raw, outcomes
-
-
 def fit_bgnbd_params(features: pd.DataFrame) -> np.ndarray:
     """Return activity BG/NBD ``r, alpha, a, b`` fitted on one snapshot's users.
 
@@ -599,8 +571,7 @@ class PropensityModel(BaseEstimator):
     scale_ : float
         Multiplier of expected counts (1.0 for binary targets).
     calibration_mode_ : str
-        ``"latest_snapshot"`` (out of time), ``"given_out_of_time"`` (from
-        ``calibration_scores``) or ``"cross_validated"`` (one snapshot only).
+        ``"latest_snapshot"`` (out of time) or ``"cross_validated"`` (one snapshot only).
     calibration_rows_ : int
         Rows the calibration was fitted on.
     bucket_thresholds_ : numpy.ndarray
@@ -715,14 +686,7 @@ class PropensityModel(BaseEstimator):
                 f"high_share + medium_share < 1, got {self.high_share} and {self.medium_share}"
             )
 
-    def fit(
-        self,
-        X: Any,
-        y: Any,
-        snapshot: Any = None,
-        population: Any = None,
-        calibration_scores: Any = None,
-    ) -> PropensityModel:
+    def fit(self, X: Any, y: Any, snapshot: Any = None, population: Any = None) -> PropensityModel:
         """Fit the model and its calibration.
 
         Parameters
@@ -743,50 +707,15 @@ class PropensityModel(BaseEstimator):
             training snapshot's users (a horizon or more earlier, a population with
             other drop-out estimates: a ranking unlike that date's BG/NBD). Not used
             when ``bgnbd_params`` is given.
-        calibration_scores : tuple of two arrays, or a callable returning one, optional
-            ``(raw, outcomes)``: uncalibrated scores (:meth:`raw_scores`) of another
-            model of this family on users whose outcomes it never saw, e.g. the same
-            family fitted one horizon earlier, scored on the latest labeled snapshot.
-            The calibration is then fitted on them instead of on a copy fitted here on
-            the older snapshots (one fit fewer). A callable is called once the model is
-            fitted, so that the model giving the scores may still be fitting on another
-            thread.
 
         Returns
         -------
         self
         """
         with threadpool_limits(limits=self.n_threads):
-            return self._fit(X, y, snapshot, population, calibration_scores)
+            return self._fit(X, y, snapshot, population)
 
-    def raw_scores(self, X: Any) -> np.ndarray:
-        """Return the fitted estimator's uncalibrated scores (log-odds, or expected counts).
-
-        What ``calibration_scores`` of another model's :meth:`fit` takes.
-
-        Parameters
-        ----------
-        X : pandas.DataFrame or numpy.ndarray
-            The feature columns of ``fit``.
-
-        Returns
-        -------
-        numpy.ndarray of shape (n_rows,)
-        """
-        check_is_fitted(self)
-        if self.family == "complement":
-            raise ConfigError("PropensityModel: a 'complement' model has no raw scores")
-        X = validate_data(self, X, reset=False)
-        return _raw_score(self.estimator_, self._design(X), self.kind != "count")
-
-    def _fit(
-        self,
-        X: Any,
-        y: Any,
-        snapshot: Any,
-        population: Any = None,
-        calibration_scores: Any = None,
-    ) -> PropensityModel:
+    def _fit(self, X: Any, y: Any, snapshot: Any, population: Any = None) -> PropensityModel:
         self._check_params()
         X, y = validate_data(self, X, y, y_numeric=True)
         y = np.asarray(y, dtype=float)
@@ -837,13 +766,7 @@ class PropensityModel(BaseEstimator):
 
         cal_y = None
         estimator = None
-        if calibration_scores is not None:
-            estimator = clone(base).fit(design, y)
-            if callable(calibration_scores):
-                calibration_scores = calibration_scores()
-            raw, cal_y = _check_calibration_scores(calibration_scores, classify)
-            self.calibration_mode_ = "given_out_of_time"
-        elif latest is not None and 0 < latest.sum() < latest.size:
+        if latest is not None and 0 < latest.sum() < latest.size:
             older = ~latest
             if not classify or np.unique(y[older]).size == 2:
                 early, estimator = _fit_pair(

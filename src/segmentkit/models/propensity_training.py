@@ -7,7 +7,6 @@ beside it, and a report whose figures come from a snapshot the choice never saw.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -46,7 +45,7 @@ from segmentkit.models.propensity import (
     fit_bgnbd_params,
     shift_level,
 )
-from segmentkit.parallel import run_beside, thread_map, usable_cores
+from segmentkit.parallel import thread_map, usable_cores
 from segmentkit.text import sql_timestamp
 
 
@@ -492,41 +491,28 @@ def fit_propensity(
                 "the reported snapshot (on two or more training snapshots); the reported "
                 "metrics are those the choice was made on (optimistic)"
             )
-        # The final model is calibrated on the backtest model's scores on the evaluation
-        # snapshot rather than on a calibration copy of its own fitted on its older
-        # snapshots: the same labeled period the copy would score (every user of it,
-        # not a sample), from a model of the same design fitted one horizon earlier;
-        # one fit fewer. The backtest model (whose scores are the reported ones) keeps
-        # its own copy: calibrated on its family's selection candidate instead, the
-        # churn Brier score rose by 0.002 at 100k users (benchmarks/train.py). The final
-        # model's estimator is fitted beside the backtest pair and waits for its scores
-        # only to calibrate.
-        fits = {}
+        # The winner's backtest model and its final model are independent fits of about
+        # the same size: with threads to spare they run side by side (each fit's own
+        # calibration pair then runs inline on its thread), the same models either way.
+        jobs = {}
         if best != "complement":
-            # Made here, not on the threads: a BG/NBD input is fitted once, by make.
-            backtest_model = make(best, plan.evaluation)
-            final_model = make(best, end)
-            final_calibration = None
-            if _calibrates(y_ev, target.kind):
-
-                def final_calibration(wait=None, X_ev=X_ev, y_ev=y_ev):
-                    return wait().raw_scores(X_ev), y_ev
-
-            def fit_backtest(model=backtest_model, X=X_bt, y=y_bt, s=s_bt):
-                return model.fit(X, y, snapshot=s)
-
-            def fit_final(
-                wait, model=final_model, X=X_fin, y=y_fin, s=s_fin, cal=final_calibration
-            ):
-                cal = None if cal is None else functools.partial(cal, wait)
-                return model.fit(X, y, snapshot=s, calibration_scores=cal)
-
-            if best in scores:  # fitted on the backtest rows already (no selection plan)
-                fits["final"] = fit_final(lambda model=fitted[best]: model)
-            else:
-                fits["backtest"], fits["final"] = run_beside(
-                    fit_backtest, fit_final, parallel=_side_by_side(n_threads)
-                )
+            jobs["final"] = (X_fin, y_fin, s_fin, end)
+            if best not in scores:
+                jobs["backtest"] = (X_bt, y_bt, s_bt, plan.evaluation)
+            if "bgnbd" in best:  # fitted here once, not by both threads
+                for job in jobs.values():
+                    bgnbd_at(job[-1])
+        fits = dict(
+            zip(
+                jobs,
+                _map_fits(
+                    lambda X, y, s, t, best=best, make=make: make(best, t).fit(X, y, snapshot=s),
+                    list(jobs.values()),
+                    n_threads,
+                ),
+                strict=True,
+            )
+        )
         for name in dict.fromkeys((best, *BASELINES)):
             if name not in scores:
                 fitted[name] = (
@@ -614,33 +600,14 @@ def fit_propensity(
     )
 
 
-def _side_by_side(n_threads: int | None) -> bool:
-    """Whether two fits run side by side: twice ``n_threads`` fits the cores.
-
-    With ``n_threads=None`` a fit may use every core, so fits run one after the other.
-    """
-    return n_threads is not None and 2 * n_threads <= usable_cores()
-
-
 def _map_fits(fit: Callable[..., Any], jobs: list[tuple], n_threads: int | None) -> list[Any]:
-    """Run ``fit(*job)`` for every job: side by side when twice ``n_threads`` fits the cores."""
-    if _side_by_side(n_threads):
+    """Run ``fit(*job)`` for every job: side by side when twice ``n_threads`` fits the cores.
+
+    With ``n_threads=None`` a fit may use every core, so the jobs run one after the other.
+    """
+    if n_threads is not None and 2 * n_threads <= usable_cores():
         return thread_map(fit, *zip(*jobs, strict=True)) if jobs else []
     return [fit(*job) for job in jobs]
-
-
-def _calibrates(y: np.ndarray, kind: str) -> bool:
-    """Whether outcomes ``y`` can calibrate a model: both classes, or some counts.
-
-    Examples
-    --------
-    >>> _calibrates(np.array([0, 1, 0]), "event"), _calibrates(np.zeros(3), "count")
-    (True, False)
-    """
-    y = np.asarray(y, dtype=float)
-    if kind == "count":
-        return bool(y.sum() > 0)
-    return bool(0 < y.sum() < y.size)
 
 
 def _planned_snapshots(
