@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/train.py [--users 100000 300000] [--days 240] [--runs 3]
                                [--params params.yaml] [--k auto] [--refresh]
+                               [--data-dir benchmarks/.data]
 
 For every size, a demo log (``--days`` days, the demo generator of ``params.yaml``'s
 kind, cached under ``benchmarks/.data/``) is trained on with ``params.yaml``'s settings
@@ -261,6 +262,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, nargs="+", default=[100_000, 300_000])
     parser.add_argument("--days", type=int, default=240)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DATA,
+        help="where the logs are cached (default benchmarks/.data; 1M-user logs take GBs)",
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--params", default=str(HERE.parent / "params.yaml"))
     parser.add_argument("--k", default="params", help="'auto', an integer, or 'params'")
@@ -277,7 +284,7 @@ def main() -> None:
 
     logs = {}
     for users in args.users:
-        path = DATA / f"train_{users}u_{args.days}d_s{args.seed}.parquet"
+        path = args.data_dir / f"train_{users}u_{args.days}d_s{args.seed}.parquet"
         start = time.perf_counter()
         if users > CHUNKED_ABOVE:
             logs[users] = ensure_chunked_log(users, args.days, args.seed, path)
