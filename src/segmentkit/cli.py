@@ -531,11 +531,13 @@ def _spark_log(
     *,
     columns: ColumnMap | None = None,
     min_users: int = 1,
+    user_ranges: bool = False,
 ) -> tuple[Any, Any]:
     """Start (or join) a Spark session and validate the log there: ``(sks, log)``.
 
     ``sks`` is :mod:`segmentkit.spark`, imported only here (pyspark is optional);
-    ``columns`` defaults to params' mapping.
+    ``columns`` defaults to params' mapping; ``user_ranges`` shuffles users into
+    consecutive id ranges (scoring: each partition then holds whole scoring chunks).
     """
     try:
         from segmentkit import spark as sks
@@ -552,6 +554,7 @@ def _spark_log(
             on_invalid=cfg.data.on_invalid,
             min_users=min_users,
             spark=session,
+            user_ranges=user_ranges,
         )
     return sks, log
 
@@ -593,7 +596,7 @@ def _score_on_spark(
     with output.step(f"Loading {model}"):
         loaded = api.load(model, tracking_uri=cfg.tracking.tracking_uri)
     # As local scoring: the model's column mapping, and as_of only from the command line.
-    sks, log = _spark_log(cfg, events, as_of, output, columns=loaded.columns)
+    sks, log = _spark_log(cfg, events, as_of, output, columns=loaded.columns, user_ranges=True)
     with output.step("Scoring"):
         try:
             scores = sks.score(loaded, log, as_of=log.as_of)
