@@ -191,7 +191,8 @@ def refresh_model(
         )
     # The drift checks read the features at the champion's snapshot and one interval
     # before it: built in the challenger's pass over the log when the settings match.
-    past = [t for t in (champion_as_of, baseline_snapshot(champion_as_of, snapshot)) if t]
+    baseline_as_of = baseline_snapshot(champion_as_of, snapshot)
+    past = [t for t in (champion_as_of, baseline_as_of) if t is not None]
     same_features = champion.feature_config == config.features
     challenger = train_model(
         config,
@@ -249,7 +250,7 @@ def refresh_model(
             current=current,
             then=previous_features,
             config=config.drift,
-            baseline=tables.get(past[-1]) if len(past) > 1 else None,
+            baseline=tables.get(baseline_as_of),
         )
         report = calibrated_report(raw, checks.results)
     return RefreshResult(

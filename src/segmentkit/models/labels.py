@@ -184,6 +184,7 @@ def build_labels(
     target: TargetConfig,
     horizon_days: int,
     as_of: dt.date | dt.datetime | str | None = None,
+    population: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Label every user with an event before ``t0`` from events in ``[t0, t0 + horizon)``.
 
@@ -200,6 +201,9 @@ def build_labels(
     as_of : date-like, optional
         Upper bound of what may be read (defaults to ``t0 + horizon``); the window
         must end at or before it.
+    population : pandas.DataFrame, optional
+        ``user_id`` of the users with an event before ``t0`` (see
+        :func:`build_label_table`).
 
     Returns
     -------
@@ -223,7 +227,7 @@ def build_labels(
     >>> build_labels(log, "2024-01-03", churn, 7).to_dict("list")
     {'user_id': ['a', 'b'], 'label': [1, 0]}
     """
-    frame = build_label_table(log, t0, [(target, horizon_days)], as_of)
+    frame = build_label_table(log, t0, [(target, horizon_days)], as_of, population)
     return frame.rename(columns={"label_0": "label"})
 
 
@@ -502,8 +506,7 @@ def _cached_labels(
     ``population`` (the feature table at ``t0``) spares reading rows before ``t0``.
     """
     if cache is None:
-        table = build_label_table(log, t0, [(target, horizon_days)], as_of, population)
-        return table.rename(columns={"label_0": "label"})
+        return build_labels(log, t0, target, horizon_days, as_of, population)
 
     def key(target: TargetConfig, horizon: int) -> tuple:
         return ("labels", t0, target.kind, target.event, horizon, as_of)
