@@ -17,16 +17,18 @@ It also times ``k="auto"`` against a fit with k fixed at the planted number
 
 Run: ``python benchmarks/segmentation.py [--scenarios ...] [--seeds 0 1 2 3 4]
 [--users 5000] [--days 240]``; ``--speed USERS`` times auto vs fixed k on one
-larger default log instead.
+larger default log instead (``--events PATH``: a cached default-scenario Parquet log).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -124,10 +126,17 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def speed(users: int, days: int, repeats: int) -> None:
-    log = generate_events(scenario="default", users=users, days=days, seed=0)
-    X = build_features(log.events, as_of=log.end).drop(columns="user_id")
-    del log
+def speed(users: int, days: int, repeats: int, events: str | None = None) -> None:
+    if events:
+        # A cached log of the default scenario (generating 1M users in memory takes
+        # GBs), as of the end written beside it by benchmarks/train.py.
+        end = json.loads(Path(f"{events}.settings.json").read_text())["end"]
+        X = build_features(events, as_of=end).drop(columns="user_id")
+        users = len(X)
+    else:
+        log = generate_events(scenario="default", users=users, days=days, seed=0)
+        X = build_features(log.events, as_of=log.end).drop(columns="user_id")
+        del log
     k = SCENARIOS["default"].distinct_groups
     fixed = statistics.median(_fit(X, k=k, random_state=0)[1] for _ in range(repeats))
     auto = statistics.median(_fit(X, random_state=0)[1] for _ in range(repeats))
@@ -149,9 +158,13 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=240)
     parser.add_argument("--speed", type=int, default=0, help="Time auto vs fixed k on N users.")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--events",
+        help="with --speed: time on this default-scenario Parquet log instead of generating one",
+    )
     args = parser.parse_args()
     if args.speed:
-        speed(args.speed, args.days, args.repeats)
+        speed(args.speed, args.days, args.repeats, args.events)
         return
     runs = []
     for scenario in args.scenarios:
