@@ -438,10 +438,11 @@ def score(
     output = _Output(quiet)
     cfg = _config(params)
     source = _events_path(cfg, events, output)
-    with output.step(f"Loading {model}"):
-        loaded = api.load(model, tracking_uri=cfg.tracking.tracking_uri)
-    with output.step("Scoring"):
-        scores = api.score(loaded, source, as_of=as_of)
+    # The model loads in the background while the log is validated: one step.
+    with output.step(f"Loading {model} and scoring"):
+        loaded, scores = api.load_and_score(
+            model, source, as_of=as_of, tracking_uri=cfg.tracking.tracking_uri
+        )
     write_table(scores, out)
     snapshot = scores["as_of"].iloc[0] if len(scores) else None
     output.echo(

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from sklearn.utils.validation import check_is_fitted
 
 from segmentkit.errors import DataValidationError
-from segmentkit.models.propensity import BUCKETS, PropensityModel
 from segmentkit.parallel import thread_map
+
+if TYPE_CHECKING:
+    from segmentkit.models.propensity import PropensityModel
 
 # Rows scored at once: small enough to reuse memory, large enough to amortize calls
 # (and not a power of two: column-major chunks would then alias in the CPU caches).
@@ -50,6 +52,25 @@ def score_propensity(
         raise DataValidationError(
             f"features: missing column 'user_id'; columns present: {list(features.columns)}"
         )
+    columns = {"user_id": features["user_id"].reset_index(drop=True)}
+    columns.update(propensity_columns(models, features, chunk_size))
+    return frame_of_columns(columns)
+
+
+def propensity_columns(
+    models: Mapping[str, PropensityModel],
+    features: pd.DataFrame,
+    chunk_size: int = CHUNK_ROWS,
+) -> dict[str, np.ndarray | pd.Series]:
+    """Return the columns of :func:`score_propensity` after ``user_id``, by name, in order.
+
+    Raises
+    ------
+    DataValidationError
+        If a feature column a model needs is missing.
+    """
+    from sklearn.utils.validation import check_is_fitted
+
     # Models that read the same columns share one matrix per chunk of rows.
     groups: dict[tuple[str, ...], list[str]] = {}
     for name, model in models.items():
@@ -74,14 +95,16 @@ def score_propensity(
                 )
 
         map_feature_chunks(features, columns, score_chunk, chunk_size)
-    return _score_table(models, features["user_id"], scores)
+    return _score_columns(models, scores)
 
 
-def _score_table(
-    models: Mapping[str, PropensityModel], user_id: pd.Series, scores: Mapping[str, np.ndarray]
-) -> pd.DataFrame:
-    """Assemble :func:`score_propensity`'s table from each model's scores."""
-    out = {"user_id": user_id.reset_index(drop=True)}
+def _score_columns(
+    models: Mapping[str, PropensityModel], scores: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray | pd.Series]:
+    """Score, percentile and bucket columns of each model, from its scores (not copied)."""
+    from segmentkit.models.propensity import BUCKETS
+
+    out: dict[str, np.ndarray | pd.Series] = {}
     # Name order: a saved bundle lists its targets sorted, so this order survives a reload.
     names = sorted(models)
     percentiles = dict(
@@ -93,7 +116,22 @@ def _score_table(
         out[column] = scores[name]
         out[f"{column}_percentile"] = percentiles[name]
         out[f"{column}_bucket"] = labels_from_codes(BUCKETS, model._bucket_codes(scores[name]))
-    return pd.DataFrame(out)
+    return out
+
+
+def frame_of_columns(columns: Mapping[str, np.ndarray | pd.Series]) -> pd.DataFrame:
+    """Return a DataFrame holding ``columns`` as they are, in order, with a default index.
+
+    Each column stays its own array: pandas' default for a dict copies every column
+    into one two-dimensional block per dtype, which for a million scored users costs
+    more than the scoring of some models. Series must have a default index.
+
+    Examples
+    --------
+    >>> frame_of_columns({"a": np.array([1, 2]), "b": pd.Series(["x", "y"])}).shape
+    (2, 2)
+    """
+    return pd.DataFrame(dict(columns), copy=False)
 
 
 def row_chunks(n_rows: int, chunk_size: int = CHUNK_ROWS) -> list[slice]:
