@@ -509,6 +509,7 @@ def load_and_score(
     as_of: dt.date | dt.datetime | str | None = None,
     *,
     tracking_uri: str | None = None,
+    progress: Progress | None = None,
 ) -> tuple[SegmentationModel, pd.DataFrame]:
     """Load a model and score an event log with it, the two side by side.
 
@@ -523,6 +524,9 @@ def load_and_score(
     ----------
     model, events, as_of, tracking_uri
         As :func:`score`.
+    progress : callable, optional
+        ``progress(step_name)`` returns a context manager wrapping each step: reading
+        the log (while the model loads), then scoring.
 
     Returns
     -------
@@ -536,35 +540,37 @@ def load_and_score(
     from segmentkit.bundle.model import features_to_score
     from segmentkit.bundle.storage import load_opened, open_bundle
 
+    step = progress or _silent
     if isinstance(model, SegmentationModel):
-        return model, model.score(events, as_of=as_of)
+        with step("Scoring"):
+            return model, model.score(events, as_of=as_of)
     if not isinstance(model, str | Path):
         _model(model)  # raises the error naming the type
     text = str(model)
     if is_mlflow_uri(text):
         from segmentkit.tracking import download_bundle
 
-        text = str(download_bundle(text, tracking_uri=tracking_uri))
+        with step(f"Downloading {text}"):
+            text = str(download_bundle(text, tracking_uri=tracking_uri))
     opened = open_bundle(text)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segmentkit-load") as pool:
         loading = pool.submit(load_opened, opened)
         try:
-            features, snapshot, notes = features_to_score(
-                events,
-                opened.columns,
-                opened.feature_config,
-                opened.input_schema,
-                as_of,
-            )
+            with step("Checking the log and building features (the model loads meanwhile)"):
+                features, snapshot, notes = features_to_score(
+                    events, opened.columns, opened.feature_config, opened.input_schema, as_of
+                )
         except Exception:
             failed = loading.exception()
             if failed is not None:
                 raise failed from None
             raise
-        loaded = loading.result()
+        with step("Loading the model (rest)"):
+            loaded = loading.result()
     for message in notes:
         warnings.warn(message, SegmentkitWarning, stacklevel=2)
-    return loaded, loaded._scores_at(features, snapshot)
+    with step("Scoring"):
+        return loaded, loaded._scores_at(features, snapshot)
 
 
 def read_scores(path: str | Path) -> pd.DataFrame:
