@@ -25,7 +25,7 @@ from segmentkit.errors import BundleError, DataValidationError, SegmentkitWarnin
 from segmentkit.features import build_features
 from segmentkit.io.events import describe_input, load_events
 from segmentkit.models.segmentation import Segmenter
-from segmentkit.scoring import frame_of_columns
+from segmentkit.scoring import frame_of_columns, percentile_rank
 
 AS_OF = "2024-04-01"
 FEATURES = FeatureConfig(windows=(7, 30), key_events=("purchase",))
@@ -213,3 +213,18 @@ def test_frame_of_columns_keeps_each_array():
     frame = frame_of_columns({"a": values, "b": pd.Series(list("wxyz"))})
     assert list(frame.columns) == ["a", "b"]
     assert np.shares_memory(frame["a"].to_numpy(), values)
+
+
+@pytest.mark.parametrize("n_distinct", [1, 7, 10_000], ids=["one-value", "many-ties", "few-ties"])
+def test_percentile_rank_matches_pandas_max_rank(n_distinct):
+    rng = np.random.default_rng(n_distinct)
+    scores = rng.integers(0, n_distinct, 5_000) / n_distinct
+    scores[:3] = [-0.0, 0.0, np.inf]  # equal zeros tie; infinity ranks last
+    ranks = pd.Series(scores).rank(method="max").to_numpy().astype(np.int64)
+    np.testing.assert_array_equal(percentile_rank(scores), ranks * 100 // scores.size)
+
+
+def test_percentile_rank_of_nothing_and_of_nan():
+    assert percentile_rank(np.array([])).tolist() == []
+    with pytest.raises(ValueError, match="NaN"):
+        percentile_rank(np.array([0.1, np.nan]))

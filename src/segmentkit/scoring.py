@@ -224,10 +224,29 @@ def percentile_rank(scores: np.ndarray) -> np.ndarray:
     scores = np.asarray(scores, dtype=np.float64)
     if np.isnan(scores).any():
         raise ValueError("percentile_rank: scores contain NaN")
-    order = np.argsort(scores, kind="stable")
+    # Tied scores get the same rank in any order, so the sort need not be stable
+    # (numpy's default sort is several times faster on floats).
+    order = np.argsort(scores)
     ordered = scores[order]
     out = np.empty(scores.shape, dtype=np.int64)
-    # Searching the sorted scores in sorted order walks memory once.
-    at_or_below = np.searchsorted(ordered, ordered, side="right").astype(np.int64)
-    out[order] = at_or_below * 100 // max(ordered.size, 1)
+    out[order] = _count_at_or_below_sorted(ordered) * 100 // max(ordered.size, 1)
     return out
+
+
+def _count_at_or_below_sorted(ordered: np.ndarray) -> np.ndarray:
+    """For each value of a sorted array, how many values are at or below it (int64).
+
+    One pass over runs of equal values (a binary search per value would cost
+    ``log n`` cache misses each).
+
+    Examples
+    --------
+    >>> _count_at_or_below_sorted(np.array([0.1, 0.2, 0.2, 0.4])).tolist()
+    [1, 3, 3, 4]
+    """
+    n = ordered.size
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    # One past the last position of each run of equal values.
+    run_ends = np.append(np.flatnonzero(ordered[1:] != ordered[:-1]) + 1, n).astype(np.int64)
+    return np.repeat(run_ends, np.diff(run_ends, prepend=0))
