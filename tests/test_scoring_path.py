@@ -24,6 +24,7 @@ from segmentkit.config import ColumnMap, FeatureConfig
 from segmentkit.errors import BundleError, DataValidationError, SegmentkitWarning
 from segmentkit.features import build_features
 from segmentkit.io.events import describe_input, load_events
+from segmentkit.models.propensity import PropensityModel
 from segmentkit.models.segmentation import Segmenter
 from segmentkit.scoring import frame_of_columns, percentile_rank
 
@@ -43,14 +44,21 @@ def _python(code: str) -> str:
 
 @pytest.fixture(scope="module")
 def bundle(two_behaviours_log, tmp_path_factory) -> Path:
-    """A saved segmenter trained on the two planted groups (no propensity targets)."""
+    """A saved model of the two planted groups: segments, boosted churn and count models."""
     features = build_features(two_behaviours_log, AS_OF, FEATURES)
-    names = [c for c in features.columns if c != "user_id"]
-    segmenter = Segmenter(k=2, n_bootstrap=2, random_state=0).fit(features[names])
+    X = features[[c for c in features.columns if c != "user_id"]]
+    rng = np.random.default_rng(0)
+    segmenter = Segmenter(k=2, n_bootstrap=2, random_state=0).fit(X)
+    churn = PropensityModel("churn", "inactivity", family="hgb", random_state=0, n_threads=1)
+    buys = PropensityModel("buys", "count", event="purchase", family="hgb", random_state=0)
+    propensity = {
+        "churn": churn.fit(X, rng.integers(0, 2, len(X))),
+        "buys": buys.set_params(n_threads=1).fit(X, rng.poisson(2.0, len(X))),
+    }
     schema = describe_input(load_events(two_behaviours_log), FEATURES.key_events)
     model = SegmentationModel(
         segmenter,
-        {},
+        propensity,
         FEATURES,
         metadata=BundleMetadata(as_of=AS_OF, input_schema=schema),
     )
@@ -123,10 +131,21 @@ def test_load_and_score_equals_load_then_score(bundle, two_behaviours_log):
         "user_id",
         "segment_id",
         "segment_name",
+        *("expected_buys", "expected_buys_percentile", "expected_buys_bucket"),
+        *("p_churn", "p_churn_percentile", "p_churn_bucket"),
         "as_of",
         "model_version",
     ]
     assert sorted(scores["user_id"]) == sorted(two_behaviours_log["user_id"].unique())
+
+
+def test_warm_up_leaves_the_scores_as_they_are(bundle, two_behaviours_log):
+    expected = api.load(bundle).score(two_behaviours_log, as_of=AS_OF)
+    model = api.load(bundle)
+    params = {name: m.get_params() for name, m in model.propensity.items()}
+    model.warm_up()
+    assert {name: m.get_params() for name, m in model.propensity.items()} == params
+    assert_frame_equal(model.score(two_behaviours_log, as_of=AS_OF), expected, check_exact=True)
 
 
 def test_a_model_object_is_scored_as_is(bundle, two_behaviours_log):

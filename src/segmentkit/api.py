@@ -515,8 +515,9 @@ def load_and_score(
 
     A bundle's files are verified and its metadata read first (milliseconds); the
     fitted objects are then built in a background thread (importing scikit-learn
-    and skops and loading each file, about a core-second, mostly Python) while the
-    log is validated and its features are built (DuckDB, which releases the GIL).
+    and skops, loading each file and :meth:`~SegmentationModel.warm_up`, a few
+    core-seconds, mostly Python) while the log is validated and its features are
+    built (DuckDB, which releases the GIL).
     The result is the one of :func:`load` followed by :func:`score`, and so are
     the errors: a broken bundle is reported before a broken log.
 
@@ -538,7 +539,7 @@ def load_and_score(
     from concurrent.futures import ThreadPoolExecutor
 
     from segmentkit.bundle.model import features_to_score
-    from segmentkit.bundle.storage import load_opened, open_bundle
+    from segmentkit.bundle.storage import open_bundle
 
     step = progress or _silent
     if isinstance(model, SegmentationModel):
@@ -554,7 +555,7 @@ def load_and_score(
             text = str(download_bundle(text, tracking_uri=tracking_uri))
     opened = open_bundle(text)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segmentkit-load") as pool:
-        loading = pool.submit(load_opened, opened)
+        loading = pool.submit(_load_warm, opened)
         try:
             with step("Checking the log and building features (the model loads meanwhile)"):
                 features, snapshot, notes = features_to_score(
@@ -571,6 +572,15 @@ def load_and_score(
         warnings.warn(message, SegmentkitWarning, stacklevel=2)
     with step("Scoring"):
         return loaded, loaded._scores_at(features, snapshot)
+
+
+def _load_warm(opened: Any) -> SegmentationModel:
+    """Build an opened bundle's model and do its once-per-process scoring work."""
+    from segmentkit.bundle.storage import load_opened
+
+    model = load_opened(opened)
+    model.warm_up()
+    return model
 
 
 def read_scores(path: str | Path) -> pd.DataFrame:

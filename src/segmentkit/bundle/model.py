@@ -220,6 +220,19 @@ class SegmentationModel:
             warnings.warn(message, SegmentkitWarning, stacklevel=2)
         return self._scores_at(features, snapshot)
 
+    def warm_up(self) -> None:
+        """Do the once-per-process work of scoring now, on a few rows of zeros.
+
+        The first scoring in a process lays out the boosted trees, loads the compiled
+        kernels from numba's cache and starts the thread pools; a scoring job does this
+        in the background while the log is validated. The model is not changed and
+        later scores are the same with or without it.
+        """
+        # More rows than one block of the tree kernels, and a remainder: both kernels run.
+        n_rows = 19
+        zeros = {name: np.zeros(n_rows) for name in self.feature_names}
+        self._score_columns(pd.DataFrame({"user_id": np.arange(n_rows), **zeros}))
+
     def _scores_at(self, features: pd.DataFrame, snapshot: dt.datetime) -> pd.DataFrame:
         """:meth:`score`'s table from the feature table at ``snapshot``."""
         columns = self._score_columns(features)
