@@ -17,7 +17,8 @@ targets), then scores a 1M-user population:
 (d) the whole command, ``segmentkit score --model BUNDLE --events LOG --out FILE``, in a
     fresh process (imports, bundle loading and checks, validation, features, scoring,
     writing the Parquet file), against the bare DuckDB ``GROUP BY user_id`` count of the
-    same file in a fresh process.
+    same file in a fresh process; with the medians of the steps the command prints and
+    of ``import segmentkit.cli`` in a fresh process.
 
 Prints medians of ``--runs`` runs, users/s, the ratio c/a (target: >= 500k users/s
 from features) and the whole command's time (target <= 12 s for 1M users / 20M events)
@@ -46,11 +47,27 @@ COUNT = (
 )
 
 
-def timed_process(*args: str) -> float:
-    """Wall time of a fresh Python process running ``args`` (imports included)."""
+def timed_process(*args: str, output: list[str] | None = None) -> float:
+    """Wall time of a fresh Python process running ``args`` (imports included).
+
+    The process's standard output is appended to ``output`` if given.
+    """
     start = time.perf_counter()
-    subprocess.run([sys.executable, *args], check=True, capture_output=True)
-    return time.perf_counter() - start
+    done = subprocess.run([sys.executable, *args], check=True, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if output is not None:
+        output.append(done.stdout)
+    return seconds
+
+
+def step_seconds(stdout: str) -> dict[str, float]:
+    """Return the ``  <step>: done in <s> s`` lines a command printed, step name to seconds."""
+    steps = {}
+    for line in stdout.splitlines():
+        name, found, rest = line.strip().rpartition(": done in ")
+        if found and rest.endswith(" s"):
+            steps[name] = float(rest[:-2])
+    return steps
 
 
 def main() -> None:
@@ -131,16 +148,19 @@ def main() -> None:
         "end to end": [],
         "CLI score": [],
         "bare count": [],
+        "import cli": [],
     }
     loads = []
+    printed: list[str] = []  # what each CLI run printed: its steps' times
     for run in range(args.runs):
         loads.append(os.getloadavg()[0])
         for label, call in (
             ("from features", lambda: model.score_features(features)),
             ("scikit-learn", bare),
             ("end to end", lambda: model.score(events, as_of=DEFAULT_END)),
-            ("CLI score", lambda: timed_process(*command)),
+            ("CLI score", lambda: timed_process(*command, output=printed)),
             ("bare count", lambda: timed_process("-c", COUNT, str(events))),
+            ("import cli", lambda: timed_process("-c", "import segmentkit.cli")),
         ):
             start = time.perf_counter()
             value = call()
@@ -159,6 +179,13 @@ def main() -> None:
         f"CLI score: {medians['CLI score']:.2f} s (target <= 12 s), "
         f"{medians['CLI score'] / medians['bare count']:.1f}x the bare count in a fresh process"
     )
+    # The command's own steps (the model loads in the background during the first).
+    steps = [step_seconds(text) for text in printed]
+    print("CLI score steps (medians; the rest is interpreter start and imports):")
+    print(f"  {'import segmentkit.cli':68s} {medians['import cli']:6.2f} s (fresh process)")
+    for name in steps[0] if steps else []:
+        values = [run[name] for run in steps if name in run]
+        print(f"  {name[:68]:68s} {statistics.median(values):6.2f} s")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ import pandas as pd
 from segmentkit.bundle.model import UNSAVED_VERSION, SegmentationModel
 from segmentkit.bundle.storage import load_bundle
 from segmentkit.config import Config, load_config
-from segmentkit.errors import BundleError, ConfigError, DataValidationError
+from segmentkit.errors import BundleError, ConfigError, DataValidationError, SegmentkitWarning
 from segmentkit.io.events import DataQualityReport, EventSource
 from segmentkit.text import is_mlflow_uri
 from segmentkit.version import __version__
@@ -43,6 +44,7 @@ __all__ = [
     "champion_model",
     "is_mlflow_uri",
     "load",
+    "load_and_score",
     "load_params",
     "read_scores",
     "refresh",
@@ -498,7 +500,87 @@ def score(
     pandas.DataFrame
         One row per user.
     """
-    return _model(model, tracking_uri).score(events, as_of=as_of)
+    return load_and_score(model, events, as_of, tracking_uri=tracking_uri)[1]
+
+
+def load_and_score(
+    model: ModelRef,
+    events: EventSource,
+    as_of: dt.date | dt.datetime | str | None = None,
+    *,
+    tracking_uri: str | None = None,
+    progress: Progress | None = None,
+) -> tuple[SegmentationModel, pd.DataFrame]:
+    """Load a model and score an event log with it, the two side by side.
+
+    A bundle's files are verified and its metadata read first (milliseconds); the
+    fitted objects are then built in a background thread (importing scikit-learn
+    and skops, loading each file and :meth:`~SegmentationModel.warm_up`, a few
+    core-seconds, mostly Python) while the log is validated and its features are
+    built (DuckDB, which releases the GIL).
+    The result is the one of :func:`load` followed by :func:`score`, and so are
+    the errors: a broken bundle is reported before a broken log.
+
+    Parameters
+    ----------
+    model, events, as_of, tracking_uri
+        As :func:`score`.
+    progress : callable, optional
+        ``progress(step_name)`` returns a context manager wrapping each step: reading
+        the log (while the model loads), then scoring.
+
+    Returns
+    -------
+    model : SegmentationModel
+        The loaded model.
+    scores : pandas.DataFrame
+        :func:`score`'s table.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from segmentkit.bundle.model import features_to_score
+    from segmentkit.bundle.storage import open_bundle
+
+    step = progress or _silent
+    if isinstance(model, SegmentationModel):
+        with step("Scoring"):
+            return model, model.score(events, as_of=as_of)
+    if not isinstance(model, str | Path):
+        _model(model)  # raises the error naming the type
+    text = str(model)
+    if is_mlflow_uri(text):
+        from segmentkit.tracking import download_bundle
+
+        with step(f"Downloading {text}"):
+            text = str(download_bundle(text, tracking_uri=tracking_uri))
+    opened = open_bundle(text)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segmentkit-load") as pool:
+        loading = pool.submit(_load_warm, opened)
+        try:
+            with step("Checking the log and building features (the model loads meanwhile)"):
+                features, snapshot, notes = features_to_score(
+                    events, opened.columns, opened.feature_config, opened.input_schema, as_of
+                )
+        except Exception:
+            failed = loading.exception()
+            if failed is not None:
+                raise failed from None
+            raise
+        with step("Loading the model (rest)"):
+            loaded = loading.result()
+    for message in notes:
+        warnings.warn(message, SegmentkitWarning, stacklevel=2)
+    with step("Scoring"):
+        return loaded, loaded._scores_at(features, snapshot)
+
+
+def _load_warm(opened: Any) -> SegmentationModel:
+    """Build an opened bundle's model and do its once-per-process scoring work."""
+    from segmentkit.bundle.storage import load_opened
+
+    model = load_opened(opened)
+    model.warm_up()
+    return model
 
 
 def read_scores(path: str | Path) -> pd.DataFrame:

@@ -438,11 +438,11 @@ def score(
     output = _Output(quiet)
     cfg = _config(params)
     source = _events_path(cfg, events, output)
-    with output.step(f"Loading {model}"):
-        loaded = api.load(model, tracking_uri=cfg.tracking.tracking_uri)
-    with output.step("Scoring"):
-        scores = api.score(loaded, source, as_of=as_of)
-    write_table(scores, out)
+    loaded, scores = api.load_and_score(
+        model, source, as_of=as_of, tracking_uri=cfg.tracking.tracking_uri, progress=output.step
+    )
+    with output.step(f"Writing {out}"):
+        write_table(scores, out)
     snapshot = scores["as_of"].iloc[0] if len(scores) else None
     output.echo(
         f"scored {len(scores):,} users with {model} (version "

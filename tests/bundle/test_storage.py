@@ -150,7 +150,9 @@ def test_interrupted_save_keeps_the_previous_bundle(tmp_path, monkeypatch):
     root = tmp_path / "m"
     save_bundle(_model(seed=1), root)
     calls = {"n": 0}
-    real_dump = bundle_module.sio.dump
+    import skops.io as sio  # the bundle module imports it when it saves
+
+    real_dump = sio.dump
 
     def failing_dump(obj, file):
         calls["n"] += 1
@@ -161,7 +163,7 @@ def test_interrupted_save_keeps_the_previous_bundle(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         real_dump(obj, file)
 
-    monkeypatch.setattr(bundle_module.sio, "dump", failing_dump)
+    monkeypatch.setattr(sio, "dump", failing_dump)
     with pytest.raises(KeyboardInterrupt):
         save_bundle(_model(seed=2, propensity={"x": Segmenter(k=2)}), root)
     assert load_bundle(root).metadata.data_fingerprint == "seed-1"

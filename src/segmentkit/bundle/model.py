@@ -4,22 +4,88 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from segmentkit.bundle.metadata import BundleMetadata
 from segmentkit.config import ColumnMap, FeatureConfig
 from segmentkit.errors import DataValidationError, SegmentkitWarning
 from segmentkit.features import build_features
 from segmentkit.io.events import EventSource, check_input, load_events, to_timestamp
-from segmentkit.scoring import CHUNK_ROWS, labels_from_codes, map_feature_chunks, score_propensity
+from segmentkit.scoring import (
+    CHUNK_ROWS,
+    frame_of_columns,
+    labels_from_codes,
+    map_feature_chunks,
+    propensity_columns,
+)
+
+if TYPE_CHECKING:
+    # Imported when first needed: it pulls in the drift tests (scikit-learn), which a
+    # scoring job loads in the background while it validates the log.
+    from segmentkit.bundle.metadata import BundleMetadata
 
 # model_version of a model that was never saved as a bundle.
 UNSAVED_VERSION = "unsaved"
+
+
+def features_to_score(
+    events: EventSource,
+    columns: ColumnMap,
+    feature_config: FeatureConfig,
+    input_schema: Mapping[str, Any] | None,
+    as_of: dt.date | dt.datetime | str | None = None,
+) -> tuple[pd.DataFrame, dt.datetime, list[str]]:
+    """Validate a log against a model's input and build its features for scoring.
+
+    Everything :meth:`SegmentationModel.score` does before the model itself is
+    needed; it takes only what a bundle's metadata holds, so it can run while the
+    fitted objects load.
+
+    Parameters
+    ----------
+    events : str, Path, pandas.DataFrame or duckdb.DuckDBPyRelation
+        The event log.
+    columns : ColumnMap
+        Column mapping of ``events``.
+    feature_config : FeatureConfig
+        The model's feature settings.
+    input_schema : mapping, optional
+        The model's :attr:`BundleMetadata.input_schema`.
+    as_of : date-like, optional
+        Snapshot (default: midnight after the last event).
+
+    Returns
+    -------
+    features : pandas.DataFrame
+        One row per user.
+    snapshot : datetime.datetime
+        The snapshot the features are at.
+    notes : list of str
+        Warnings to give (key events of the training log that never occur).
+
+    Raises
+    ------
+    DataValidationError
+        The log breaks the data contract or lacks a column the model was trained with.
+    """
+    from segmentkit.io.events import default_as_of
+
+    cutoff = to_timestamp(as_of) if as_of is not None else None
+    log = load_events(events, columns, as_of=cutoff)
+    notes = check_input(log, input_schema)
+    snapshot = cutoff if cutoff is not None else default_as_of(log)
+    return build_features(log, snapshot, feature_config), snapshot, notes
+
+
+def _empty_metadata() -> BundleMetadata:
+    from segmentkit.bundle.metadata import BundleMetadata
+
+    return BundleMetadata(as_of="")
 
 
 @dataclass
@@ -44,7 +110,7 @@ class SegmentationModel:
     propensity: dict[str, Any]
     feature_config: FeatureConfig
     columns: ColumnMap = field(default_factory=ColumnMap)
-    metadata: BundleMetadata = field(default_factory=lambda: BundleMetadata(as_of=""))
+    metadata: BundleMetadata = field(default_factory=_empty_metadata)
 
     @property
     def feature_names(self) -> list[str]:
@@ -66,6 +132,12 @@ class SegmentationModel:
         pandas.DataFrame
             ``user_id, segment_id, segment_name`` and the propensity columns.
         """
+        return frame_of_columns(self._score_columns(features, chunk_size))
+
+    def _score_columns(
+        self, features: pd.DataFrame, chunk_size: int = CHUNK_ROWS
+    ) -> dict[str, np.ndarray | pd.Series]:
+        """Return the columns of :meth:`score_features`, by name, in order (none copied)."""
         names = self.feature_names
         missing = [c for c in ["user_id", *names] if c not in features.columns]
         if missing:
@@ -87,18 +159,14 @@ class SegmentationModel:
         with threadpool_limits(limits=1, user_api="blas"):
             map_feature_chunks(features, names, assign_chunk, chunk_size)
             scores = (
-                score_propensity(self.propensity, features, chunk_size) if self.propensity else None
+                propensity_columns(self.propensity, features, chunk_size) if self.propensity else {}
             )
-        scored = pd.DataFrame(
-            {
-                "user_id": features["user_id"].reset_index(drop=True),
-                "segment_id": segment.astype(np.int64),
-                "segment_name": labels_from_codes(segmenter.segment_names_, segment),
-            }
-        )
-        if scores is not None:
-            scored = pd.concat([scored, scores.drop(columns=["user_id"])], axis=1)
-        return scored
+        return {
+            "user_id": features["user_id"].reset_index(drop=True),
+            "segment_id": segment.astype(np.int64, copy=False),
+            "segment_name": labels_from_codes(segmenter.segment_names_, segment),
+            **scores,
+        }
 
     def score(
         self,
@@ -145,16 +213,31 @@ class SegmentationModel:
         >>> model = load("models/segmentkit-demo")  # doctest: +SKIP
         >>> model.score("data/events.parquet", as_of="2025-01-01").head()  # doctest: +SKIP
         """
-        from segmentkit.io.events import default_as_of
-
-        cutoff = to_timestamp(as_of) if as_of is not None else None
-        log = load_events(events, columns or self.columns, as_of=cutoff)
-        for message in check_input(log, self.metadata.input_schema):
+        features, snapshot, notes = features_to_score(
+            events, columns or self.columns, self.feature_config, self.metadata.input_schema, as_of
+        )
+        for message in notes:
             warnings.warn(message, SegmentkitWarning, stacklevel=2)
-        snapshot = cutoff if cutoff is not None else default_as_of(log)
-        features = build_features(log, snapshot, self.feature_config)
-        scored = self.score_features(features)
-        scored["as_of"] = pd.Series(np.full(len(scored), snapshot, dtype="datetime64[us]"))
+        return self._scores_at(features, snapshot)
+
+    def warm_up(self) -> None:
+        """Do the once-per-process work of scoring now, on a few rows of zeros.
+
+        The first scoring in a process lays out the boosted trees, loads the compiled
+        kernels from numba's cache and starts the thread pools; a scoring job does this
+        in the background while the log is validated. The model is not changed and
+        later scores are the same with or without it.
+        """
+        # More rows than one block of the tree kernels, and a remainder: both kernels run.
+        n_rows = 19
+        zeros = {name: np.zeros(n_rows) for name in self.feature_names}
+        self._score_columns(pd.DataFrame({"user_id": np.arange(n_rows), **zeros}))
+
+    def _scores_at(self, features: pd.DataFrame, snapshot: dt.datetime) -> pd.DataFrame:
+        """:meth:`score`'s table from the feature table at ``snapshot``."""
+        columns = self._score_columns(features)
+        n_rows = len(features)
+        columns["as_of"] = np.full(n_rows, snapshot, dtype="datetime64[us]")
         version = self.metadata.model_version or UNSAVED_VERSION
-        scored["model_version"] = labels_from_codes([version], np.zeros(len(scored), np.intp))
-        return scored
+        columns["model_version"] = labels_from_codes([version], np.zeros(n_rows, np.intp))
+        return frame_of_columns(columns)

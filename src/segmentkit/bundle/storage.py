@@ -31,20 +31,21 @@ import re
 import shutil
 import stat
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import sklearn
-import skops.io as sio
 
-from segmentkit.bundle.metadata import BundleMetadata
 from segmentkit.bundle.model import SegmentationModel
 from segmentkit.bundle.trust import load_trusted
-from segmentkit.config import TARGET_NAME
+from segmentkit.config import TARGET_NAME, ColumnMap, FeatureConfig
 from segmentkit.errors import BundleError
 from segmentkit.serialization import from_jsonable
+
+# scikit-learn, skops and the metadata class (which pulls in the drift tests) are
+# imported where they are used: a scoring job loads them in the background.
 
 FORMAT_VERSION = 2  # 2: classes moved into subpackages (segmentkit.models.*)
 
@@ -113,6 +114,8 @@ def stage_version(model: SegmentationModel, path: str | Path) -> Path:
     BundleError
         A propensity target name is not a safe file name.
     """
+    import skops.io as sio
+
     root = Path(path)
     bad = [name for name in model.propensity if not TARGET_NAME.fullmatch(str(name))]
     if bad:
@@ -202,6 +205,7 @@ def _prune(root: Path, keep: str) -> None:
 
 def _library_versions() -> dict[str, str]:
     import duckdb
+    import sklearn
     import skops
 
     from segmentkit.version import __version__
@@ -290,13 +294,19 @@ def _check_entries(directory: Path, listed: set[str]) -> None:
             raise BundleError(f"bundle {directory}: file(s) {[entry.name]} are not in the manifest")
 
 
-def _check_versions(metadata: dict[str, Any], directory: Path) -> None:
+def _check_format(metadata: dict[str, Any], directory: Path) -> None:
     version = metadata.get("format_version")
     if version != FORMAT_VERSION:
         raise BundleError(
             f"bundle {directory} has format version {version}; this segmentkit reads "
             f"version {FORMAT_VERSION}"
         )
+
+
+def _check_versions(metadata: dict[str, Any], directory: Path) -> None:
+    import sklearn
+
+    _check_format(metadata, directory)
     saved = metadata.get("versions", {}).get("scikit-learn", "")
     if saved.split(".")[:2] != sklearn.__version__.split(".")[:2]:
         raise BundleError(
@@ -304,6 +314,73 @@ def _check_versions(metadata: dict[str, Any], directory: Path) -> None:
             f"{sklearn.__version__}: retrain or install scikit-learn "
             f"{'.'.join(saved.split('.')[:2])}.*"
         )
+
+
+@dataclass(frozen=True)
+class OpenedBundle:
+    """A bundle version whose files match their checksums, with its metadata read.
+
+    What :func:`open_bundle` returns and :func:`load_opened` builds a model from.
+    Opening takes milliseconds and imports neither scikit-learn nor skops, so a
+    scoring job knows the log's column mapping and feature settings at once and
+    builds the model in the background while it validates the log.
+
+    Attributes
+    ----------
+    directory : Path
+        The version directory.
+    listed : dict of str to str
+        File name to sha256, as in the verified manifest.
+    raw : dict
+        ``metadata.json``, parsed (its format version checked).
+    columns : ColumnMap
+        Column mapping of the training log.
+    feature_config : FeatureConfig
+        Feature settings the models were trained with.
+    input_schema : dict
+        What the training input held (see :func:`segmentkit.io.events.check_input`).
+    """
+
+    directory: Path
+    listed: dict[str, str]
+    raw: dict[str, Any]
+    columns: ColumnMap
+    feature_config: FeatureConfig
+    input_schema: dict[str, Any]
+
+
+def open_bundle(path: str | Path) -> OpenedBundle:
+    """Find a bundle's live version, verify its files and read its metadata.
+
+    Raises
+    ------
+    BundleError
+        The bundle is missing, modified or truncated, its metadata is unreadable, or
+        its format version is not this package's.
+    """
+    directory = _live_directory(Path(path))
+    listed = _verify_manifest(directory)
+    try:
+        raw = json.loads((directory / METADATA).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BundleError(f"bundle {directory}: unreadable {METADATA}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise BundleError(f"bundle {directory}: {METADATA} is not a JSON object")
+    _check_format(raw, directory)  # before reading fields whose layout may differ
+    where = f"bundle {directory}: {METADATA}"
+    if raw.get("feature_config") is None or raw.get("columns") is None:
+        raise BundleError(f"{where} lacks feature_config or columns")
+    schema = raw.get("input_schema", {})
+    if not isinstance(schema, dict):
+        raise BundleError(f"{where}.input_schema: expected an object, got {type(schema).__name__}")
+    return OpenedBundle(
+        directory,
+        listed,
+        raw,
+        from_jsonable(ColumnMap, raw["columns"], f"{where}.columns", BundleError),
+        from_jsonable(FeatureConfig, raw["feature_config"], f"{where}.feature_config", BundleError),
+        schema,
+    )
 
 
 def load_bundle(path: str | Path) -> SegmentationModel:
@@ -315,15 +392,21 @@ def load_bundle(path: str | Path) -> SegmentationModel:
         The bundle is missing, modified, truncated, from an incompatible version, or
         holds a type outside :data:`segmentkit.bundle.trust.TRUSTED_TYPES`.
     """
-    directory = _live_directory(Path(path))
-    listed = _verify_manifest(directory)
-    try:
-        raw = json.loads((directory / METADATA).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BundleError(f"bundle {directory}: unreadable {METADATA}: {exc}") from None
-    if not isinstance(raw, dict):
-        raise BundleError(f"bundle {directory}: {METADATA} is not a JSON object")
-    _check_versions(raw, directory)  # before reading fields whose layout may differ
+    return load_opened(open_bundle(path))
+
+
+def load_opened(opened: OpenedBundle) -> SegmentationModel:
+    """Build the model of an opened bundle (see :func:`load_bundle` for the checks).
+
+    Raises
+    ------
+    BundleError
+        As :func:`load_bundle`.
+    """
+    from segmentkit.bundle.metadata import BundleMetadata
+
+    directory, listed, raw = opened.directory, opened.listed, opened.raw
+    _check_versions(raw, directory)
     metadata = from_jsonable(BundleMetadata, raw, f"bundle {directory}: {METADATA}", BundleError)
     if metadata.feature_config is None or metadata.columns is None:
         raise BundleError(f"bundle {directory}: {METADATA} lacks feature_config or columns")
