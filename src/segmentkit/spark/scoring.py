@@ -30,8 +30,14 @@ from segmentkit.bundle import SegmentationModel, live_version, load_bundle, save
 from segmentkit.bundle.model import UNSAVED_VERSION
 from segmentkit.config import ColumnMap
 from segmentkit.errors import DataValidationError
-from segmentkit.features.duckdb_engine import _check_log_covers, build_features
-from segmentkit.features.spark_engine import arrow_schema, build_features_spark, feature_schema
+from segmentkit.features.duckdb_engine import _check_log_covers
+from segmentkit.features.spark_engine import (
+    arrow_schema,
+    build_features_spark,
+    feature_schema,
+    features_of_partitions,
+    partition_features,
+)
 from segmentkit.io.events import to_timestamp
 from segmentkit.io.spark import (
     SparkEventLog,
@@ -39,6 +45,7 @@ from segmentkit.io.spark import (
     default_as_of_spark,
     load_events_spark,
     partition_events,
+    partition_tables,
     release_checkpoint,
 )
 from segmentkit.scoring import CHUNK_ROWS
@@ -233,34 +240,46 @@ def _score_log(
     pieces travel as Arrow streams, a few values per partition.
     """
     spark = log.packed.sparkSession
-    features_schema = feature_schema(log.schema["user_id"].dataType, model.feature_config)
-    arrow_features = arrow_schema(features_schema)
+    features_schema = log.derived or feature_schema(
+        log.schema["user_id"].dataType, model.feature_config
+    )
     schema = _batch_schema(model, log.schema["user_id"].dataType)
     arrow_scores = arrow_schema(schema)
     columns = schema.fieldNames()
     config, bounds = model.feature_config, log.user_bounds
     has_revenue, has_session_id = log.has_revenue, log.has_session_id
+    derived = log.derived is not None
     users = log.partition_users
     starts = [sum(users[:i]) for i in range(len(users))]
     files = spark.sparkContext.broadcast(bundle_files(model))
 
-    def pieces(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        part = TaskContext.get().partitionId()
+    def partition_table(batches: Iterator[pa.RecordBatch]) -> pa.Table | None:
+        if derived:  # the features were computed as the log was loaded
+            return partition_tables(batches)
         events = partition_events(batches, has_revenue, has_session_id)
         if events is None:
+            return None
+        try:
+            return partition_features(events, as_of, config, features_schema)
+        finally:
+            events.con.close()
+
+    def pieces(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        part = TaskContext.get().partitionId()
+        table = partition_table(batches)
+        if table is None:
             return
-        table = build_features(events, as_of, config)
-        events.con.close()
-        _check_partition(table["user_id"], part, users, bounds)
+        _check_partition(table.column("user_id"), part, users, bounds)
         first = starts[part]
         for chunk in range(first // CHUNK_ROWS, (first + len(table) - 1) // CHUNK_ROWS + 1):
             lo = max(first, chunk * CHUNK_ROWS)
             hi = min(first + len(table), (chunk + 1) * CHUNK_ROWS)
-            piece = pa.Table.from_pandas(
-                table.iloc[lo - first : hi - first], schema=arrow_features, preserve_index=False
-            )
             yield pa.RecordBatch.from_pydict(
-                {"chunk": [chunk], "start": [lo], "features": [_to_stream(piece)]},
+                {
+                    "chunk": [chunk],
+                    "start": [lo],
+                    "features": [_to_stream(table.slice(lo - first, hi - lo))],
+                },
                 schema=_PIECE_SCHEMA,
             )
 
@@ -300,7 +319,7 @@ def _from_stream(blob: pa.BinaryScalar) -> pa.Table:
     return pa.ipc.open_stream(blob.as_buffer()).read_all()
 
 
-def _check_partition(user_id: pd.Series, part: int, users: tuple, bounds: tuple) -> None:
+def _check_partition(user_id: pa.ChunkedArray, part: int, users: tuple, bounds: tuple) -> None:
     """Refuse a partition that is not the range of ids the driver placed there.
 
     Scores would still be right but not bit for bit (chunks are cut by place in id
@@ -310,8 +329,8 @@ def _check_partition(user_id: pd.Series, part: int, users: tuple, bounds: tuple)
     upto = bounds[part] if part < len(bounds) else None
     if (
         len(user_id) != users[part]
-        or (above is not None and not user_id.iloc[0] > above)
-        or (upto is not None and not user_id.iloc[-1] <= upto)
+        or (above is not None and not user_id[0].as_py() > above)
+        or (upto is not None and not user_id[-1].as_py() <= upto)
     ):
         raise RuntimeError(
             f"partition {part} of the event log does not hold the users expected there "
@@ -548,7 +567,12 @@ def score_spark(
     if isinstance(events, SparkEventLog):
         log = events
     else:
-        log = load_events_spark(events, columns or model.columns, as_of=cutoff, user_ranges=True)
+        # With as_of known, the features are computed as the log is cleaned (one pass);
+        # without, as_of is read from the clean log, which is kept for them.
+        derive = features_of_partitions(cutoff, model.feature_config) if cutoff else None
+        log = load_events_spark(
+            events, columns or model.columns, as_of=cutoff, user_ranges=True, derive=derive
+        )
     try:
         snapshot = cutoff if cutoff is not None else default_as_of_spark(log)
         if log.partition_users:
