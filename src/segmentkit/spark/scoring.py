@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -283,25 +283,130 @@ def _score_log(
                 schema=_PIECE_SCHEMA,
             )
 
+    targets = [score for score, _ in _output_columns(model)]
+
     def score_chunk(group: pa.Table) -> pa.Table:
         order = np.argsort(group.column("start").to_numpy())
         blobs = group.column("features")
         rows = pa.concat_tables([_from_stream(blobs[int(i)]) for i in order]).to_pandas()
         scored = _worker_model(files.value).score_features(rows)[columns]
-        return pa.Table.from_pandas(scored, schema=arrow_scores, preserve_index=False)
+        table = pa.Table.from_pandas(scored, schema=arrow_scores, preserve_index=False)
+        nan, sketch = _sketch([scored[t].to_numpy(np.float64) for t in targets])
+        return pa.table(
+            {
+                "rows": [len(scored)],
+                "nan": [nan],
+                "sketch": [sketch],
+                "scores": [_to_stream(table)],
+            },
+            schema=_CHUNK_SCHEMA,
+        )
 
     cached: list[DataFrame] = []
     try:
-        scored = (
+        # One row per chunk: its scores as an Arrow stream, kept while the percentiles
+        # read them (in Python workers, never as rows), and a sketch of each score.
+        chunks = (
             log.packed.mapInArrow(pieces, _PIECE_SPARK_SCHEMA)
             .groupBy("chunk")
-            .applyInArrow(score_chunk, schema)
+            .applyInArrow(score_chunk, _CHUNK_SPARK_SCHEMA)
+            .persist()
         )
-        return _with_population_columns(model, scored, as_of, model_version, cached)
+        cached.append(chunks)
+        result = _chunks_with_percentiles(chunks, targets, schema)
+        if as_of is not None:
+            result = with_run_columns(result, as_of, model_version or UNSAVED_VERSION)
+        result = result.persist()
+        result.count()  # computed now, so that the chunks can go
+        return result
     finally:
         for frame in cached:
             frame.unpersist()
         files.unpersist()
+
+
+#: Values of each score per chunk that place the value ranges of the percentiles.
+_SKETCH_VALUES = 64
+_CHUNK_SCHEMA = pa.schema(
+    [
+        ("rows", pa.int64()),
+        ("nan", pa.list_(pa.int64())),
+        ("sketch", pa.list_(pa.float64())),
+        ("scores", pa.binary()),
+    ]
+)
+_CHUNK_SPARK_SCHEMA = "rows long, nan array<long>, sketch array<double>, scores binary"
+
+
+def _sketch(scores: list[np.ndarray]) -> tuple[list[int], list[float]]:
+    """NaN count per score, and evenly spaced order statistics of each (concatenated).
+
+    Each score contributes the same number of values (at most :data:`_SKETCH_VALUES`).
+    """
+    rows = len(scores[0]) if scores else 0
+    places = np.unique(np.linspace(0, rows - 1, min(rows, _SKETCH_VALUES)).round().astype(int))
+    nan, sketch = [], []
+    for values in scores:
+        ordered = np.sort(values)  # NaN last
+        nan.append(int(np.isnan(values).sum()))
+        sketch.extend(ordered[places].tolist())
+    return nan, sketch
+
+
+def _chunks_with_percentiles(
+    chunks: DataFrame, targets: list[str], schema: T.StructType
+) -> DataFrame:
+    """Return the scored rows of ``chunks`` (:func:`_score_log`) with each target's percentile.
+
+    Exactly as :func:`with_percentiles` (the same order statistics, found by the same
+    passes), but the scores are read from the chunks' Arrow streams in Python workers
+    and the value ranges are placed from the chunks' sketches, not by another pass.
+    """
+    facts = chunks.select("rows", "nan", "sketch").collect()
+    total = sum(int(row[0]) for row in facts)
+    thresholds: list[np.ndarray] = []
+    if targets and total:
+        for i, target in enumerate(targets):
+            if any(row[1][i] for row in facts):
+                raise ValueError(f"percentile_rank: scores in {target!r} contain NaN")
+        pooled = [
+            np.concatenate(
+                [np.asarray(row[2], dtype=np.float64).reshape(len(targets), -1)[i] for row in facts]
+            )
+            for i in range(len(targets))
+        ]
+        cuts = [np.unique(values) for values in pooled]
+        scores = chunks.select("scores")
+
+        def values_of(batch: pa.RecordBatch) -> Iterator[list[np.ndarray]]:
+            for blob in batch.column("scores"):
+                table = _from_stream(blob)
+                yield [table.column(t).to_numpy() for t in targets]
+
+        thresholds = _thresholds(scores, cuts, total, values_of)
+    out_fields = []
+    for field in schema.fields:
+        out_fields.append(field)
+        if field.name in targets:
+            out_fields.append(T.StructField(f"{field.name}_percentile", T.LongType(), True))
+    out_schema = T.StructType(out_fields)
+    arrow_out = arrow_schema(out_schema)
+
+    def unpack(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for blob in batch.column("scores"):
+                table = _from_stream(blob)
+                columns = []
+                for field in schema.fields:
+                    columns.append(table.column(field.name))
+                    if field.name in targets:
+                        # How many of the 100 order statistics are at or below the score.
+                        ordered = thresholds[targets.index(field.name)]
+                        values = table.column(field.name).to_numpy()
+                        columns.append(pa.array(np.searchsorted(ordered, values, side="right")))
+                yield from pa.Table.from_arrays(columns, schema=arrow_out).to_batches()
+
+    return chunks.select("scores").mapInArrow(unpack, out_schema)
 
 
 _PIECE_SCHEMA = pa.schema([("chunk", pa.int64()), ("start", pa.int64()), ("features", pa.binary())])
@@ -393,21 +498,36 @@ def with_percentiles(frame: DataFrame, columns: list[str], buckets: int | None =
         )
     cuts = [np.unique(np.asarray(c or [], dtype=np.float64)) for c in facts[len(columns) + 1 :]]
     scores = frame.select(*[values[c] for c in columns])
-    counts = _range_counts(scores, cuts)
-    # The order statistics: ranks ceil(k n / 100) for k = 1..100 (1-based), each
-    # located as (column, range, 0-based rank in the range).
+    return _add_percentiles(frame, columns, _thresholds(scores, cuts, total, _columns_of))
+
+
+def _columns_of(batch: pa.RecordBatch) -> Iterator[list[np.ndarray]]:
+    yield [column.to_numpy(zero_copy_only=False) for column in batch.columns]
+
+
+def _thresholds(
+    scores: DataFrame,
+    cuts: list[np.ndarray],
+    total: int,
+    values_of: Callable[[pa.RecordBatch], Iterator[list[np.ndarray]]],
+) -> list[np.ndarray]:
+    """Return the 100 order statistics of each score: ranks ``ceil(k n / 100)``, k = 1..100.
+
+    Two passes over ``scores`` (``values_of`` turns one of its Arrow batches into
+    arrays of each score's values): rows per value range (range ``j``: above ``j`` of
+    the column's ``cuts``), then the values of the ranges that hold a statistic.
+    """
+    counts = _range_counts(scores, cuts, values_of)
+    # Each statistic located as (column, range, 0-based rank in the range).
     ranks = [(k * total + 99) // 100 for k in range(1, 101)]
     located: dict[tuple[int, int], tuple[int, int, int]] = {}
-    for i in range(len(columns)):
+    for i in range(len(cuts)):
         starts = np.concatenate([[0], np.cumsum(counts[i])])
         for rank in ranks:
             j = int(np.searchsorted(starts, rank, side="left")) - 1
             located[(i, rank)] = (i, j, rank - 1 - int(starts[j]))
-    statistics = _order_statistics(scores, cuts, sorted(set(located.values())))
-    thresholds = [
-        np.array([statistics[located[(i, rank)]] for rank in ranks]) for i in range(len(columns))
-    ]
-    return _add_percentiles(frame, columns, thresholds)
+    statistics = _order_statistics(scores, cuts, sorted(set(located.values())), values_of)
+    return [np.array([statistics[located[(i, rank)]] for rank in ranks]) for i in range(len(cuts))]
 
 
 def _add_percentiles(
@@ -451,15 +571,20 @@ def _add_percentiles(
     )
 
 
-def _range_counts(scores: DataFrame, cuts: list[np.ndarray]) -> list[np.ndarray]:
-    """Rows per value range, per column of ``scores`` (range ``j``: above ``j`` cuts)."""
+def _range_counts(
+    scores: DataFrame,
+    cuts: list[np.ndarray],
+    values_of: Callable[[pa.RecordBatch], Iterator[list[np.ndarray]]],
+) -> list[np.ndarray]:
+    """Rows per value range, per score column (range ``j``: above ``j`` cuts)."""
 
     def count_ranges(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         totals = [np.zeros(len(c) + 1, dtype=np.int64) for c in cuts]
         for batch in batches:
-            for i, column in enumerate(batch.columns):
-                ranges = np.searchsorted(cuts[i], column.to_numpy(zero_copy_only=False), "left")
-                totals[i] += np.bincount(ranges, minlength=len(cuts[i]) + 1)
+            for arrays in values_of(batch):
+                for i, v in enumerate(arrays):
+                    ranges = np.searchsorted(cuts[i], v, "left")
+                    totals[i] += np.bincount(ranges, minlength=len(cuts[i]) + 1)
         yield pa.RecordBatch.from_pydict(
             {
                 "pos": np.repeat(np.arange(len(totals)), [len(t) for t in totals]),
@@ -478,7 +603,10 @@ def _range_counts(scores: DataFrame, cuts: list[np.ndarray]) -> list[np.ndarray]
 
 
 def _order_statistics(
-    scores: DataFrame, cuts: list[np.ndarray], wanted: list[tuple[int, int, int]]
+    scores: DataFrame,
+    cuts: list[np.ndarray],
+    wanted: list[tuple[int, int, int]],
+    values_of: Callable[[pa.RecordBatch], Iterator[list[np.ndarray]]],
 ) -> dict[tuple[int, int, int], float]:
     """Value at each wanted (column, range, 0-based rank in the range).
 
@@ -494,12 +622,12 @@ def _order_statistics(
     def distinct(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         kept = [([], []) for _ in cuts]
         for batch in batches:
-            for i, column in enumerate(batch.columns):
-                v = column.to_numpy(zero_copy_only=False)
-                ranges = np.searchsorted(cuts[i], v, "left")
-                mask = np.isin(ranges, needed[i])
-                kept[i][0].append(ranges[mask])
-                kept[i][1].append(v[mask])
+            for arrays in values_of(batch):
+                for i, v in enumerate(arrays):
+                    ranges = np.searchsorted(cuts[i], v, "left")
+                    mask = np.isin(ranges, needed[i])
+                    kept[i][0].append(ranges[mask])
+                    kept[i][1].append(v[mask])
         for i, (ranges, v) in enumerate(kept):
             if not ranges:
                 continue
