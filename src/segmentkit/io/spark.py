@@ -807,12 +807,20 @@ def user_bounds(users: DataFrame, rows: int, partitions: int) -> list:
     return sorted(set(cuts))
 
 
+#: Keys found by :func:`_partition_keys`, by number of partitions: Spark's hash is
+#: fixed (Murmur3, seed 42), so they hold in every session.
+_KEYS_BY_PARTITIONS: dict[int, list[int]] = {}
+
+
 def _partition_keys(spark: SparkSession, partitions: int) -> list[int]:
     """One bigint per partition, the ``i``-th one hashing to partition ``i``.
 
     Asks Spark itself (``pmod(hash(key), partitions)`` is how it places a row of a
-    ``repartition`` by ``key``), over enough candidates that every partition is hit.
+    ``repartition`` by ``key``), over enough candidates that every partition is hit;
+    once per number of partitions in a process.
     """
+    if partitions in _KEYS_BY_PARTITIONS:
+        return _KEYS_BY_PARTITIONS[partitions]
     candidates = 64 * partitions
     while True:
         found = dict(
@@ -822,7 +830,9 @@ def _partition_keys(spark: SparkSession, partitions: int) -> list[int]:
             .collect()
         )
         if len(found) == partitions:
-            return [int(found[i]) for i in range(partitions)]
+            keys = [int(found[i]) for i in range(partitions)]
+            _KEYS_BY_PARTITIONS[partitions] = keys
+            return keys
         candidates *= 4  # pragma: no cover - 64 candidates per partition suffice
 
 

@@ -240,9 +240,13 @@ def _score_log(
     pieces travel as Arrow streams, a few values per partition.
     """
     spark = log.packed.sparkSession
-    features_schema = log.derived or feature_schema(
-        log.schema["user_id"].dataType, model.feature_config
-    )
+    features_schema = feature_schema(log.schema["user_id"].dataType, model.feature_config)
+    if log.derived is not None and (log.derived != features_schema or log.as_of != as_of):
+        # Kept tables are trusted only as the model's features at this as_of.
+        raise DataValidationError(
+            "the log keeps derived tables, not its events: load it with "
+            "derive=features_of_partitions(as_of, model.feature_config) and the same as_of"
+        )
     schema = _batch_schema(model, log.schema["user_id"].dataType)
     arrow_scores = arrow_schema(schema)
     columns = schema.fieldNames()
