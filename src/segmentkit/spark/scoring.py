@@ -288,6 +288,8 @@ def _score_log(
             )
 
     targets = [score for score, _ in _output_columns(model)]
+    # Sketches of (together) about _SKETCH_TOTAL values per score, whatever the users.
+    sketch_size = max(16, -(-_SKETCH_TOTAL * CHUNK_ROWS // max(sum(users), 1)))
 
     def score_chunk(group: pa.Table) -> pa.Table:
         order = np.argsort(group.column("start").to_numpy())
@@ -295,7 +297,7 @@ def _score_log(
         rows = pa.concat_tables([_from_stream(blobs[int(i)]) for i in order]).to_pandas()
         scored = _worker_model(files.value).score_features(rows)[columns]
         table = pa.Table.from_pandas(scored, schema=arrow_scores, preserve_index=False)
-        nan, sketch = _sketch([scored[t].to_numpy(np.float64) for t in targets])
+        nan, sketch = _sketch([scored[t].to_numpy(np.float64) for t in targets], sketch_size)
         return pa.table(
             {
                 "rows": [len(scored)],
@@ -329,8 +331,9 @@ def _score_log(
         files.unpersist()
 
 
-#: Values of each score per chunk that place the value ranges of the percentiles.
-_SKETCH_VALUES = 64
+#: About how many values of each score all chunks' sketches hold together: they place
+#: the value ranges of the percentiles, so ranges hold about n / _SKETCH_TOTAL users.
+_SKETCH_TOTAL = 8192
 _CHUNK_SCHEMA = pa.schema(
     [
         ("rows", pa.int64()),
@@ -340,15 +343,18 @@ _CHUNK_SCHEMA = pa.schema(
     ]
 )
 _CHUNK_SPARK_SCHEMA = "rows long, nan array<long>, sketch array<double>, scores binary"
+_RANKED_SCHEMA = pa.schema(
+    [("pos", pa.int64()), ("bucket", pa.int64()), ("place", pa.int64()), ("v", pa.float64())]
+)
 
 
-def _sketch(scores: list[np.ndarray]) -> tuple[list[int], list[float]]:
-    """NaN count per score, and evenly spaced order statistics of each (concatenated).
+def _sketch(scores: list[np.ndarray], size: int) -> tuple[list[int], list[float]]:
+    """NaN count per score, and ``size`` evenly spaced order statistics of each (concatenated).
 
-    Each score contributes the same number of values (at most :data:`_SKETCH_VALUES`).
+    Each score contributes the same number of values (fewer when it has fewer).
     """
     rows = len(scores[0]) if scores else 0
-    places = np.unique(np.linspace(0, rows - 1, min(rows, _SKETCH_VALUES)).round().astype(int))
+    places = np.unique(np.linspace(0, rows - 1, min(rows, size)).round().astype(int))
     nan, sketch = [], []
     for values in scores:
         ordered = np.sort(values)  # NaN last
@@ -647,23 +653,26 @@ def _order_statistics(
             )
 
     def rank(group: pa.Table) -> pa.Table:
-        pos, bucket = group.column("pos")[0].as_py(), group.column("bucket")[0].as_py()
-        v, inverse = np.unique(group.column("v").to_numpy(), return_inverse=True)
-        after = np.cumsum(np.bincount(inverse, weights=group.column("count").to_numpy()))
-        wanted_here = places[(pos, bucket)]
-        found = v[np.searchsorted(after, np.asarray(wanted_here), side="right")]
-        return pa.table(
-            {
-                "pos": [pos] * len(wanted_here),
-                "bucket": [bucket] * len(wanted_here),
-                "place": wanted_here,
-                "v": found,
-            }
-        )
+        pos = group.column("pos")[0].as_py()
+        buckets = group.column("bucket").to_numpy()
+        values, counts = group.column("v").to_numpy(), group.column("count").to_numpy()
+        out: dict[str, list] = {"pos": [], "bucket": [], "place": [], "v": []}
+        for bucket in np.unique(buckets):
+            here = buckets == bucket
+            v, inverse = np.unique(values[here], return_inverse=True)
+            after = np.cumsum(np.bincount(inverse, weights=counts[here]))
+            wanted_here = places[(pos, int(bucket))]
+            out["v"].extend(v[np.searchsorted(after, np.asarray(wanted_here), side="right")])
+            out["place"].extend(wanted_here)
+            out["pos"].extend([pos] * len(wanted_here))
+            out["bucket"].extend([int(bucket)] * len(wanted_here))
+        return pa.table(out, schema=_RANKED_SCHEMA)
 
+    # A task per shard of the ranges (a call per range costs more than ranking it).
+    shards = int(scores.sparkSession.conf.get("spark.sql.shuffle.partitions"))
     found = (
         scores.mapInArrow(distinct, "pos long, bucket long, v double, count long")
-        .groupBy("pos", "bucket")
+        .groupBy("pos", (F.col("bucket") % F.lit(shards)).alias("shard"))
         .applyInArrow(rank, "pos long, bucket long, place long, v double")
         .collect()
     )
