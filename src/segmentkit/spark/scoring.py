@@ -233,11 +233,13 @@ def _score_log(
 ) -> DataFrame:
     """Features and scores of a log whose partitions are consecutive ranges of user ids.
 
-    Each partition's features are computed and cut, by the users' places in id order
-    (the users of the partitions before plus the place in the partition), into
-    pieces of local scoring's chunks; the pieces of a chunk meet in one group, which
-    is scored as that chunk locally (same rows, same order, so the same bits). The
-    pieces travel as Arrow streams, a few values per partition.
+    Each partition's features (kept by the log, or computed here from its events)
+    are cut, by the users' places in id order (the users of the partitions before
+    plus the place in the partition), into pieces of local scoring's chunks; the
+    pieces of a chunk meet in one group, which is scored as that chunk locally (same
+    rows, same order, so the same bits). The pieces, and each chunk's scores, travel
+    and are kept as Arrow streams, a few values per partition or chunk; the scores
+    become rows once, with their percentiles (:func:`_chunks_with_percentiles`).
     """
     spark = log.packed.sparkSession
     features_schema = feature_schema(log.schema["user_id"].dataType, model.feature_config)
@@ -696,7 +698,10 @@ def score_spark(
     (``load_events_spark(..., user_ranges=True)``), as is best for a log passed in:
     each partition's features are then scored where they are computed, cut into
     local scoring's chunks, with no other shuffle of the users than that of the
-    chunks' pieces. A log shuffled by hash is scored through
+    chunks' pieces. With ``as_of`` given, the features are computed in the same pass
+    that cleans each partition, and the events are never kept
+    (``derive=features_of_partitions(as_of, model.feature_config)``; pass such a log
+    to score it at that ``as_of``). A log shuffled by hash is scored through
     :func:`score_features_spark`, which numbers the users in id order first.
 
     Examples
