@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute
 
@@ -213,9 +214,16 @@ def local_event_log(events: pa.Table, has_revenue: bool, has_session_id: bool) -
     """
     con = connect(threads=1, memory_limit=WORKER_MEMORY)
     con.register("events", events)
+    return _summarised_log(con, "events", has_revenue, has_session_id)
+
+
+def _summarised_log(
+    con: duckdb.DuckDBPyConnection, table: str, has_revenue: bool, has_session_id: bool
+) -> EventLog:
+    """Return the :class:`EventLog` of clean events in ``con``'s ``table``, counted in one scan."""
     count, users, negative, first, last, names = con.execute(
         "SELECT count(*), count(DISTINCT user_id), count(*) FILTER (WHERE revenue < 0), "
-        "min(timestamp), max(timestamp), list(DISTINCT event) FROM events"
+        f"min(timestamp), max(timestamp), list(DISTINCT event) FROM {table}"
     ).fetchall()[0]
     report = DataQualityReport(
         rows_read=count,
@@ -231,7 +239,7 @@ def local_event_log(events: pa.Table, has_revenue: bool, has_session_id: bool) -
     )
     return EventLog(
         con=con,
-        table="events",
+        table=table,
         _report=report,
         has_revenue=has_revenue,
         has_session_id=has_session_id,
@@ -279,27 +287,34 @@ def _pack_partition(
     con = connect(threads=1, memory_limit=WORKER_MEMORY)
     con.register("_sk_rows", pa.Table.from_batches(batches))
     del batches
-    clean = con.sql(
+    distinct = (
         "SELECT DISTINCT user_id, make_timestamp(ts_us) AS timestamp, event, revenue, "
         "session_id FROM _sk_rows"
-    ).to_arrow_table()
-    con.close()
-    refunds = pa.compute.sum(pa.compute.less(clean.column("revenue"), 0)).as_py() or 0
-    users = pa.compute.count_distinct(clean.column("user_id")).as_py()
-    yield pa.RecordBatch.from_pydict(
-        {"rows": [clean.num_rows], "users": [users], "negative": [refunds], "events": [None]},
-        schema=_PACKED_SCHEMA,
     )
     if derive is None:
+        clean = con.sql(distinct).to_arrow_table()
+        con.close()
+        rows = clean.num_rows
+        refunds = pa.compute.sum(pa.compute.less(clean.column("revenue"), 0)).as_py() or 0
+        users = pa.compute.count_distinct(clean.column("user_id")).as_py()
         kept, options = clean, pa.ipc.IpcWriteOptions(compression="lz4")
     else:
-        log = local_event_log(clean, has_revenue, has_session_id)
+        # The clean events stay in DuckDB (its own table scans faster than Arrow's),
+        # counted by the log's one summary scan.
         try:
+            con.execute(f"CREATE TEMP TABLE events AS {distinct}")
+            con.unregister("_sk_rows")
+            log = _summarised_log(con, "events", has_revenue, has_session_id)
+            report = log.report
+            rows, users, refunds = report.rows_clean, report.users, report.negative_revenue_rows
             kept = derive(log)
         finally:
-            log.con.close()
-        del clean
+            con.close()
         options = pa.ipc.IpcWriteOptions()
+    yield pa.RecordBatch.from_pydict(
+        {"rows": [rows], "users": [users], "negative": [refunds], "events": [None]},
+        schema=_PACKED_SCHEMA,
+    )
     for chunk in kept.to_batches(max_chunksize=_PACK_ROWS):
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, chunk.schema, options=options) as writer:
