@@ -62,3 +62,35 @@ def test_frame_holds_the_clean_events_and_release_frees_them(clean_spark, events
     pd.testing.assert_frame_equal(rows, clean, check_dtype=False)
     log.release()
     assert spark.sparkContext._jsc.getPersistentRDDs().size() == 0
+
+
+def test_a_log_loaded_with_derive_keeps_the_features_and_refuses_event_reads(
+    spark, events_with_copies
+):
+    from segmentkit.features.spark_engine import features_of_partitions
+    from segmentkit.io.events import to_timestamp
+
+    source = spark.createDataFrame(events_with_copies)
+    cutoff = to_timestamp(AS_OF)
+    log = io_spark.load_events_spark(
+        source, as_of=AS_OF, derive=features_of_partitions(cutoff, None)
+    )
+    try:
+        local = load_events(events_with_copies, as_of=AS_OF)
+        # The same report as a log that keeps its events, and the local features.
+        assert log.report == local.report
+        theirs = io_spark.derived_frame(log).toPandas()
+        theirs = theirs.sort_values("user_id", kind="stable").reset_index(drop=True)
+        pd.testing.assert_frame_equal(theirs, build_features(local, AS_OF))
+        with pytest.raises(TypeError, match="keeps the derived tables"):
+            log.frame  # noqa: B018 - the property raises
+        with pytest.raises(TypeError, match="not its events"):
+            build_features_spark(log, AS_OF)
+    finally:
+        log.release()
+    events_log = io_spark.load_events_spark(source, as_of=AS_OF)
+    try:
+        with pytest.raises(TypeError, match="keeps its events"):
+            io_spark.derived_frame(events_log)
+    finally:
+        events_log.release()

@@ -147,3 +147,30 @@ def test_training_on_spark_fits_a_stratified_sample_and_scores_everyone(spark, t
     assert len(scores) == sample["population"]
     again = train_model_spark(config, str(path), sample_users=600)
     assert sorted(again.result.features["user_id"]) == sorted(run.result.features["user_id"])
+
+
+def test_a_log_keeping_its_features_scores_as_local_only_at_its_own_as_of(spark, trained):
+    from segmentkit.errors import DataValidationError
+    from segmentkit.features.spark_engine import features_of_partitions
+    from segmentkit.io.events import to_timestamp
+    from segmentkit.io.spark import load_events_spark
+    from segmentkit.spark.scoring import score_spark
+
+    model, path, _ = trained
+    as_of = to_timestamp("2024-11-20")
+    log = load_events_spark(
+        str(path),
+        model.columns,
+        as_of=as_of,
+        user_ranges=True,
+        derive=features_of_partitions(as_of, model.feature_config),
+    )
+    try:
+        scores = score_spark(model, log, as_of=as_of)
+        assert_same_scores(model.score(str(path), as_of=as_of), scores.toPandas())
+        scores.unpersist()
+        # Its features are those at as_of: scoring at another date is refused.
+        with pytest.raises(DataValidationError, match="keeps derived tables"):
+            score_spark(model, log, as_of="2024-11-19")
+    finally:
+        log.release()

@@ -16,6 +16,7 @@ module is imported only on request, never by ``import segmentkit``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterator
 
 import pyarrow as pa
@@ -23,10 +24,13 @@ import pyarrow as pa
 from segmentkit.config import ColumnMap, FeatureConfig
 from segmentkit.features.definitions import describe_features
 from segmentkit.features.duckdb_engine import _check_log_covers, build_features
-from segmentkit.io.events import to_timestamp
+from segmentkit.io.events import EventLog, to_timestamp
 from segmentkit.io.spark import (
+    Derive,
+    DeriveFactory,
     SparkEventLog,
     SparkEventSource,
+    derived_frame,
     load_events_spark,
     partition_events,
 )
@@ -37,7 +41,13 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("the Spark engine needs pyspark: pip install 'segmentkit[spark]'") from exc
 
-__all__ = ["arrow_schema", "build_features_spark", "feature_schema"]
+__all__ = [
+    "arrow_schema",
+    "build_features_spark",
+    "feature_schema",
+    "features_of_partitions",
+    "partition_features",
+]
 
 
 def build_features_spark(
@@ -73,31 +83,58 @@ def build_features_spark(
     config = config or FeatureConfig()
     cutoff = to_timestamp(as_of)
     if not isinstance(events, SparkEventLog):
-        events = load_events_spark(events, columns, as_of=cutoff)
-    else:
-        _check_log_covers(events.as_of, cutoff)
+        # One pass: each partition is cleaned and its features computed in the same
+        # Python worker (the events are never kept); the features are kept instead.
+        log = load_events_spark(
+            events, columns, as_of=cutoff, derive=features_of_partitions(cutoff, config)
+        )
+        return derived_frame(log)
+    if events.derived is not None:
+        raise TypeError("build_features_spark: this log keeps derived tables, not its events")
+    _check_log_covers(events.as_of, cutoff)
     schema = feature_schema(events.schema["user_id"].dataType, config)
-    arrow_features = arrow_schema(schema)
     has_revenue, has_session_id = events.has_revenue, events.has_session_id
-    names = schema.fieldNames()
 
     def features(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         log = partition_events(batches, has_revenue, has_session_id)
         if log is None:
             return
-        table = build_features(log, cutoff, config)
-        log.con.close()
-        if list(table.columns) != names:
-            # An executor whose segmentkit declares other features than the driver's.
-            raise NotImplementedError(
-                f"the feature engine on this executor returns {list(table.columns)}, "
-                f"the driver's catalogue declares {names}"
-            )
-        yield from pa.Table.from_pandas(
-            table, schema=arrow_features, preserve_index=False
-        ).to_batches()
+        try:
+            yield from partition_features(log, cutoff, config, schema).to_batches()
+        finally:
+            log.con.close()
 
     return events.packed.mapInArrow(features, schema)
+
+
+def features_of_partitions(as_of: dt.datetime, config: FeatureConfig) -> DeriveFactory:
+    """``derive`` for :func:`load_events_spark` that keeps each partition's features."""
+
+    def derive(user_type: T.DataType) -> tuple[Derive, T.StructType]:
+        schema = feature_schema(user_type, config)
+        return functools.partial(
+            partition_features, as_of=as_of, config=config, schema=schema
+        ), schema
+
+    return derive
+
+
+def partition_features(
+    log: EventLog, as_of: dt.datetime, config: FeatureConfig, schema: T.StructType
+) -> pa.Table:
+    """Return the local engine's features of one partition's events (Arrow, ``schema``).
+
+    Runs in a Python worker; ``schema`` is the driver's :func:`feature_schema`.
+    """
+    table = build_features(log, as_of, config)
+    names = schema.fieldNames()
+    if list(table.columns) != names:
+        # An executor whose segmentkit declares other features than the driver's.
+        raise NotImplementedError(
+            f"the feature engine on this executor returns {list(table.columns)}, "
+            f"the driver's catalogue declares {names}"
+        )
+    return pa.Table.from_pandas(table, schema=arrow_schema(schema), preserve_index=False)
 
 
 _ARROW_TYPES = {T.StringType: pa.string(), T.LongType: pa.int64(), T.DoubleType: pa.float64()}

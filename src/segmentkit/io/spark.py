@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import glob
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute
 
@@ -53,9 +55,11 @@ __all__ = [
     "SparkEventLog",
     "SparkEventSource",
     "default_as_of_spark",
+    "derived_frame",
     "epoch_us",
     "load_events_spark",
     "partition_events",
+    "partition_tables",
     "range_index",
     "read_events_spark",
     "release_checkpoint",
@@ -79,6 +83,12 @@ _PACKED_SCHEMA = pa.schema(
 _PACKED_SPARK_SCHEMA = "rows long, users long, negative long, events binary"
 
 SparkEventSource = str | Path | list | DataFrame
+#: A function of one partition's clean events (run in a Python worker) whose table a
+#: log loaded with ``derive`` keeps instead of the events.
+Derive = Callable[[EventLog], pa.Table]
+#: What ``load_events_spark(derive=...)`` takes: given the Spark type of the clean user
+#: ids, the function to run on each partition and the schema of its tables.
+DeriveFactory = Callable[[T.DataType], tuple[Derive, T.StructType]]
 
 
 #: Most rows of the log in one partition, so in one Python worker's DuckDB (roughly:
@@ -117,6 +127,10 @@ class SparkEventLog:
         hold consecutive ranges of ids, in order, and a user's place among all users
         in id order is the users of the partitions before its own plus its place in
         its partition (what scoring needs to cut local scoring's chunks).
+    derived : pyspark.sql.types.StructType or None
+        When loaded with ``derive``: the schema of the tables :attr:`packed` holds
+        instead of the events (read them with :func:`derived_frame` or
+        :func:`partition_tables`); ``None`` when it holds the events.
     """
 
     packed: DataFrame
@@ -127,6 +141,7 @@ class SparkEventLog:
     as_of: dt.datetime | None
     partition_users: tuple[int, ...] = ()
     user_bounds: tuple = ()
+    derived: T.StructType | None = None
 
     @property
     def frame(self) -> DataFrame:
@@ -138,6 +153,7 @@ class SparkEventLog:
         """
         from pyspark.sql.pandas.types import to_arrow_schema
 
+        _require_events(self)
         arrow_schema = to_arrow_schema(self.schema)
         has_revenue, has_session_id = self.has_revenue, self.has_session_id
 
@@ -173,18 +189,41 @@ def partition_events(
     rows, users, refunds and first and last events (the rest is counted over the
     whole log by :func:`load_events_spark`). ``None`` for an empty partition.
     """
+    table = partition_tables(batches)
+    return None if table is None else local_event_log(table, has_revenue, has_session_id)
+
+
+def partition_tables(batches: Iterable[pa.RecordBatch]) -> pa.Table | None:
+    """Return the table packed in one partition of ``SparkEventLog.packed`` (or ``None``).
+
+    The events, or what ``derive`` made of them when the log was loaded with it.
+    """
     tables = []
     for batch in batches:
         for blob in batch.column("events"):
             if blob.is_valid:
                 tables.append(pa.ipc.open_stream(blob.as_buffer()).read_all())
-    if not tables:
-        return None
+    return pa.concat_tables(tables) if tables else None
+
+
+def local_event_log(events: pa.Table, has_revenue: bool, has_session_id: bool) -> EventLog:
+    """Return a local :class:`EventLog` over clean events (the local engine's columns).
+
+    DuckDB (one thread, :data:`WORKER_MEMORY`) reads the Arrow table in place; see
+    :func:`partition_events` for what its report counts.
+    """
     con = connect(threads=1, memory_limit=WORKER_MEMORY)
-    con.register("events", pa.concat_tables(tables))
+    con.register("events", events)
+    return _summarised_log(con, "events", has_revenue, has_session_id)
+
+
+def _summarised_log(
+    con: duckdb.DuckDBPyConnection, table: str, has_revenue: bool, has_session_id: bool
+) -> EventLog:
+    """Return the :class:`EventLog` of clean events in ``con``'s ``table``, counted in one scan."""
     count, users, negative, first, last, names = con.execute(
         "SELECT count(*), count(DISTINCT user_id), count(*) FILTER (WHERE revenue < 0), "
-        "min(timestamp), max(timestamp), list(DISTINCT event) FROM events"
+        f"min(timestamp), max(timestamp), list(DISTINCT event) FROM {table}"
     ).fetchall()[0]
     report = DataQualityReport(
         rows_read=count,
@@ -200,7 +239,7 @@ def partition_events(
     )
     return EventLog(
         con=con,
-        table="events",
+        table=table,
         _report=report,
         has_revenue=has_revenue,
         has_session_id=has_session_id,
@@ -209,11 +248,38 @@ def partition_events(
     )
 
 
-def _pack_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def derived_frame(log: SparkEventLog) -> DataFrame:
+    """Return the rows of the tables a log loaded with ``derive`` keeps (``log.derived``)."""
+    if log.derived is None:
+        raise TypeError("derived_frame: this log keeps its events (read them as log.frame)")
+
+    def unpack(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        table = partition_tables(batches)
+        if table is not None:
+            yield from table.to_batches()
+
+    return log.packed.mapInArrow(unpack, log.derived)
+
+
+def _require_events(log: SparkEventLog) -> None:
+    if log.derived is not None:
+        raise TypeError(
+            "this log was loaded with derive: it keeps the derived tables, not the events"
+        )
+
+
+def _pack_partition(
+    batches: Iterator[pa.RecordBatch],
+    derive: Derive | None = None,
+    has_revenue: bool = False,
+    has_session_id: bool = False,
+) -> Iterator[pa.RecordBatch]:
     """Drop a partition's exact duplicates, count it, and pack it into Arrow IPC streams.
 
     Runs in a Python worker on one partition of the shuffle by user; yields one row of
-    counts (clean rows, users, refunds) then one row per :data:`_PACK_ROWS` events.
+    counts (clean rows, users, refunds) then one row per :data:`_PACK_ROWS` rows of
+    the packed table: the clean events (lz4), or ``derive`` of their
+    :func:`local_event_log` (uncompressed: a derived table is read soon, and once).
     """
     batches = [batch for batch in batches if batch.num_rows]
     if not batches:
@@ -221,19 +287,35 @@ def _pack_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatc
     con = connect(threads=1, memory_limit=WORKER_MEMORY)
     con.register("_sk_rows", pa.Table.from_batches(batches))
     del batches
-    clean = con.sql(
+    distinct = (
         "SELECT DISTINCT user_id, make_timestamp(ts_us) AS timestamp, event, revenue, "
         "session_id FROM _sk_rows"
-    ).to_arrow_table()
-    con.close()
-    refunds = pa.compute.sum(pa.compute.less(clean.column("revenue"), 0)).as_py() or 0
-    users = pa.compute.count_distinct(clean.column("user_id")).as_py()
+    )
+    if derive is None:
+        clean = con.sql(distinct).to_arrow_table()
+        con.close()
+        rows = clean.num_rows
+        refunds = pa.compute.sum(pa.compute.less(clean.column("revenue"), 0)).as_py() or 0
+        users = pa.compute.count_distinct(clean.column("user_id")).as_py()
+        kept, options = clean, pa.ipc.IpcWriteOptions(compression="lz4")
+    else:
+        # The clean events stay in DuckDB (its own table scans faster than Arrow's),
+        # counted by the log's one summary scan.
+        try:
+            con.execute(f"CREATE TEMP TABLE events AS {distinct}")
+            con.unregister("_sk_rows")
+            log = _summarised_log(con, "events", has_revenue, has_session_id)
+            report = log.report
+            rows, users, refunds = report.rows_clean, report.users, report.negative_revenue_rows
+            kept = derive(log)
+        finally:
+            con.close()
+        options = pa.ipc.IpcWriteOptions()
     yield pa.RecordBatch.from_pydict(
-        {"rows": [clean.num_rows], "users": [users], "negative": [refunds], "events": [None]},
+        {"rows": [rows], "users": [users], "negative": [refunds], "events": [None]},
         schema=_PACKED_SCHEMA,
     )
-    options = pa.ipc.IpcWriteOptions(compression="lz4")
-    for chunk in clean.to_batches(max_chunksize=_PACK_ROWS):
+    for chunk in kept.to_batches(max_chunksize=_PACK_ROWS):
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, chunk.schema, options=options) as writer:
             writer.write_batch(chunk)
@@ -378,6 +460,7 @@ def load_events_spark(
     min_users: int = 1,
     spark: SparkSession | None = None,
     user_ranges: bool = False,
+    derive: DeriveFactory | None = None,
 ) -> SparkEventLog:
     """Check a Spark event log against the data contract and clean it.
 
@@ -409,6 +492,15 @@ def load_events_spark(
         ``i + 1``) rather than by hash, at the cost of a pass over a sample of the
         user id column: what scoring needs to cut local scoring's chunks without
         another shuffle (:func:`segmentkit.spark.scoring.score_spark` asks for it).
+    derive : callable, optional
+        Given the Spark type of the clean user ids, returns a function and a schema:
+        the function takes one partition's clean events (a local
+        :class:`~segmentkit.io.events.EventLog` holding every event of its users),
+        runs in the Python worker that cleans that partition, and returns an Arrow
+        table of that schema. The log then keeps these tables, not the events
+        (:func:`derived_frame` reads them), so that one pass over the shuffled rows
+        cleans and computes (the features, in
+        :func:`segmentkit.features.spark_engine.build_features_spark`).
 
     Returns
     -------
@@ -443,7 +535,7 @@ def load_events_spark(
             f"events: expected a Spark DataFrame or Parquet/CSV paths, got {type(source).__name__}"
         )
     with utc_session(spark):
-        return _validate(raw, columns, as_of, on_invalid, min_users, user_ranges)
+        return _validate(raw, columns, as_of, on_invalid, min_users, user_ranges, derive)
 
 
 def _validate(
@@ -453,6 +545,7 @@ def _validate(
     on_invalid: str,
     min_users: int,
     user_ranges: bool,
+    derive: DeriveFactory | None = None,
 ) -> SparkEventLog:
     fields = {field.name: field for field in raw.schema.fields}
     check_mapped_columns(columns, raw.columns)
@@ -532,8 +625,17 @@ def _validate(
     by_user, shuffle, bounds = _partitioned_by_user(
         observed.where(keep).select(*typed), raw, user.alias("user_id") if user_ranges else None
     )
+    function, derived = derive(by_user.schema["user_id"].dataType) if derive else (None, None)
     try:
-        packed = _pack(by_user)
+        packed = _pack(
+            by_user,
+            functools.partial(
+                _pack_partition,
+                derive=function,
+                has_revenue=has_revenue,
+                has_session_id=has_session,
+            ),
+        )
         counts = shuffle.observedMetrics().get(name).get()
         counts = [counts.get(i) for i in range(len(checks))]
     finally:
@@ -619,6 +721,7 @@ def _validate(
         as_of=cutoff,
         partition_users=tuple(partition_users) if bounds is not None else (),
         user_bounds=tuple(bounds or ()),
+        derived=derived,
     )
 
 
@@ -719,12 +822,20 @@ def user_bounds(users: DataFrame, rows: int, partitions: int) -> list:
     return sorted(set(cuts))
 
 
+#: Keys found by :func:`_partition_keys`, by number of partitions: Spark's hash is
+#: fixed (Murmur3, seed 42), so they hold in every session.
+_KEYS_BY_PARTITIONS: dict[int, list[int]] = {}
+
+
 def _partition_keys(spark: SparkSession, partitions: int) -> list[int]:
     """One bigint per partition, the ``i``-th one hashing to partition ``i``.
 
     Asks Spark itself (``pmod(hash(key), partitions)`` is how it places a row of a
-    ``repartition`` by ``key``), over enough candidates that every partition is hit.
+    ``repartition`` by ``key``), over enough candidates that every partition is hit;
+    once per number of partitions in a process.
     """
+    if partitions in _KEYS_BY_PARTITIONS:
+        return _KEYS_BY_PARTITIONS[partitions]
     candidates = 64 * partitions
     while True:
         found = dict(
@@ -734,7 +845,9 @@ def _partition_keys(spark: SparkSession, partitions: int) -> list[int]:
             .collect()
         )
         if len(found) == partitions:
-            return [int(found[i]) for i in range(partitions)]
+            keys = [int(found[i]) for i in range(partitions)]
+            _KEYS_BY_PARTITIONS[partitions] = keys
+            return keys
         candidates *= 4  # pragma: no cover - 64 candidates per partition suffice
 
 
@@ -753,7 +866,9 @@ def range_index(value: Column, bounds: Sequence) -> Column:
     return search(0, len(bounds))
 
 
-def _pack(by_user: DataFrame) -> DataFrame:
+def _pack(
+    by_user: DataFrame, pack_partition: Callable[[Iterator[pa.RecordBatch]], Iterator]
+) -> DataFrame:
     """Drop duplicates, count and pack each partition (:func:`_pack_partition`), and keep it.
 
     The one pass that converts the events to Arrow: later passes read the packed
@@ -762,7 +877,7 @@ def _pack(by_user: DataFrame) -> DataFrame:
     spark = by_user.sparkSession
     # Fewer, larger Arrow batches cost the JVM less (read when the job runs, here).
     with session_conf(spark, _ARROW_BATCH, str(_PACK_ROWS)):
-        return by_user.mapInArrow(_pack_partition, _PACKED_SPARK_SCHEMA).localCheckpoint(eager=True)
+        return by_user.mapInArrow(pack_partition, _PACKED_SPARK_SCHEMA).localCheckpoint(eager=True)
 
 
 def default_as_of_spark(log: SparkEventLog) -> dt.datetime:

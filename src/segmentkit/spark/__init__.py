@@ -23,8 +23,9 @@ from pyspark.sql import DataFrame, SparkSession
 
 from segmentkit.errors import DataValidationError
 from segmentkit.features.spark_engine import build_features_spark as build_features
+from segmentkit.features.spark_engine import features_of_partitions
 from segmentkit.io.events import DataQualityReport
-from segmentkit.io.spark import SparkEventLog
+from segmentkit.io.spark import SparkEventLog, derived_frame
 from segmentkit.io.spark import default_as_of_spark as default_as_of
 from segmentkit.io.spark import load_events_spark as load_events
 from segmentkit.spark.scoring import score_features_spark as score_features
@@ -38,6 +39,8 @@ __all__ = [
     "SparkTrainingResult",
     "build_features",
     "default_as_of",
+    "derived_frame",
+    "features_of_partitions",
     "get_session",
     "load_events",
     "score",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,14 @@ from segmentkit.bundle import SegmentationModel, live_version, load_bundle, save
 from segmentkit.bundle.model import UNSAVED_VERSION
 from segmentkit.config import ColumnMap
 from segmentkit.errors import DataValidationError
-from segmentkit.features.duckdb_engine import _check_log_covers, build_features
-from segmentkit.features.spark_engine import arrow_schema, build_features_spark, feature_schema
+from segmentkit.features.duckdb_engine import _check_log_covers
+from segmentkit.features.spark_engine import (
+    arrow_schema,
+    build_features_spark,
+    feature_schema,
+    features_of_partitions,
+    partition_features,
+)
 from segmentkit.io.events import to_timestamp
 from segmentkit.io.spark import (
     SparkEventLog,
@@ -39,6 +45,7 @@ from segmentkit.io.spark import (
     default_as_of_spark,
     load_events_spark,
     partition_events,
+    partition_tables,
     release_checkpoint,
 )
 from segmentkit.scoring import CHUNK_ROWS
@@ -226,63 +233,192 @@ def _score_log(
 ) -> DataFrame:
     """Features and scores of a log whose partitions are consecutive ranges of user ids.
 
-    Each partition's features are computed and cut, by the users' places in id order
-    (the users of the partitions before plus the place in the partition), into
-    pieces of local scoring's chunks; the pieces of a chunk meet in one group, which
-    is scored as that chunk locally (same rows, same order, so the same bits). The
-    pieces travel as Arrow streams, a few values per partition.
+    Each partition's features (kept by the log, or computed here from its events)
+    are cut, by the users' places in id order (the users of the partitions before
+    plus the place in the partition), into pieces of local scoring's chunks; the
+    pieces of a chunk meet in one group, which is scored as that chunk locally (same
+    rows, same order, so the same bits). The pieces, and each chunk's scores, travel
+    and are kept as Arrow streams, a few values per partition or chunk; the scores
+    become rows once, with their percentiles (:func:`_chunks_with_percentiles`).
     """
     spark = log.packed.sparkSession
     features_schema = feature_schema(log.schema["user_id"].dataType, model.feature_config)
-    arrow_features = arrow_schema(features_schema)
+    if log.derived is not None and (log.derived != features_schema or log.as_of != as_of):
+        # Kept tables are trusted only as the model's features at this as_of.
+        raise DataValidationError(
+            "the log keeps derived tables, not its events: load it with "
+            "derive=features_of_partitions(as_of, model.feature_config) and the same as_of"
+        )
     schema = _batch_schema(model, log.schema["user_id"].dataType)
     arrow_scores = arrow_schema(schema)
     columns = schema.fieldNames()
     config, bounds = model.feature_config, log.user_bounds
     has_revenue, has_session_id = log.has_revenue, log.has_session_id
+    derived = log.derived is not None
     users = log.partition_users
     starts = [sum(users[:i]) for i in range(len(users))]
     files = spark.sparkContext.broadcast(bundle_files(model))
 
-    def pieces(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        part = TaskContext.get().partitionId()
+    def partition_table(batches: Iterator[pa.RecordBatch]) -> pa.Table | None:
+        if derived:  # the features were computed as the log was loaded
+            return partition_tables(batches)
         events = partition_events(batches, has_revenue, has_session_id)
         if events is None:
+            return None
+        try:
+            return partition_features(events, as_of, config, features_schema)
+        finally:
+            events.con.close()
+
+    def pieces(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        part = TaskContext.get().partitionId()
+        table = partition_table(batches)
+        if table is None:
             return
-        table = build_features(events, as_of, config)
-        events.con.close()
-        _check_partition(table["user_id"], part, users, bounds)
+        _check_partition(table.column("user_id"), part, users, bounds)
         first = starts[part]
         for chunk in range(first // CHUNK_ROWS, (first + len(table) - 1) // CHUNK_ROWS + 1):
             lo = max(first, chunk * CHUNK_ROWS)
             hi = min(first + len(table), (chunk + 1) * CHUNK_ROWS)
-            piece = pa.Table.from_pandas(
-                table.iloc[lo - first : hi - first], schema=arrow_features, preserve_index=False
-            )
             yield pa.RecordBatch.from_pydict(
-                {"chunk": [chunk], "start": [lo], "features": [_to_stream(piece)]},
+                {
+                    "chunk": [chunk],
+                    "start": [lo],
+                    "features": [_to_stream(table.slice(lo - first, hi - lo))],
+                },
                 schema=_PIECE_SCHEMA,
             )
+
+    targets = [score for score, _ in _output_columns(model)]
+    # Sketches of (together) about _SKETCH_TOTAL values per score, whatever the users.
+    sketch_size = max(16, -(-_SKETCH_TOTAL * CHUNK_ROWS // max(sum(users), 1)))
 
     def score_chunk(group: pa.Table) -> pa.Table:
         order = np.argsort(group.column("start").to_numpy())
         blobs = group.column("features")
         rows = pa.concat_tables([_from_stream(blobs[int(i)]) for i in order]).to_pandas()
         scored = _worker_model(files.value).score_features(rows)[columns]
-        return pa.Table.from_pandas(scored, schema=arrow_scores, preserve_index=False)
+        table = pa.Table.from_pandas(scored, schema=arrow_scores, preserve_index=False)
+        nan, sketch = _sketch([scored[t].to_numpy(np.float64) for t in targets], sketch_size)
+        return pa.table(
+            {
+                "rows": [len(scored)],
+                "nan": [nan],
+                "sketch": [sketch],
+                "scores": [_to_stream(table)],
+            },
+            schema=_CHUNK_SCHEMA,
+        )
 
     cached: list[DataFrame] = []
     try:
-        scored = (
+        # One row per chunk: its scores as an Arrow stream, kept while the percentiles
+        # read them (in Python workers, never as rows), and a sketch of each score.
+        chunks = (
             log.packed.mapInArrow(pieces, _PIECE_SPARK_SCHEMA)
             .groupBy("chunk")
-            .applyInArrow(score_chunk, schema)
+            .applyInArrow(score_chunk, _CHUNK_SPARK_SCHEMA)
+            .persist()
         )
-        return _with_population_columns(model, scored, as_of, model_version, cached)
+        cached.append(chunks)
+        result = _chunks_with_percentiles(chunks, targets, schema)
+        if as_of is not None:
+            result = with_run_columns(result, as_of, model_version or UNSAVED_VERSION)
+        result = result.persist()
+        result.count()  # computed now, so that the chunks can go
+        return result
     finally:
         for frame in cached:
             frame.unpersist()
         files.unpersist()
+
+
+#: About how many values of each score all chunks' sketches hold together: they place
+#: the value ranges of the percentiles, so ranges hold about n / _SKETCH_TOTAL users.
+_SKETCH_TOTAL = 8192
+_CHUNK_SCHEMA = pa.schema(
+    [
+        ("rows", pa.int64()),
+        ("nan", pa.list_(pa.int64())),
+        ("sketch", pa.list_(pa.float64())),
+        ("scores", pa.binary()),
+    ]
+)
+_CHUNK_SPARK_SCHEMA = "rows long, nan array<long>, sketch array<double>, scores binary"
+_RANKED_SCHEMA = pa.schema(
+    [("pos", pa.int64()), ("bucket", pa.int64()), ("place", pa.int64()), ("v", pa.float64())]
+)
+
+
+def _sketch(scores: list[np.ndarray], size: int) -> tuple[list[int], list[float]]:
+    """NaN count per score, and ``size`` evenly spaced order statistics of each (concatenated).
+
+    Each score contributes the same number of values (fewer when it has fewer).
+    """
+    rows = len(scores[0]) if scores else 0
+    places = np.unique(np.linspace(0, rows - 1, min(rows, size)).round().astype(int))
+    nan, sketch = [], []
+    for values in scores:
+        ordered = np.sort(values)  # NaN last
+        nan.append(int(np.isnan(values).sum()))
+        sketch.extend(ordered[places].tolist())
+    return nan, sketch
+
+
+def _chunks_with_percentiles(
+    chunks: DataFrame, targets: list[str], schema: T.StructType
+) -> DataFrame:
+    """Return the scored rows of ``chunks`` (:func:`_score_log`) with each target's percentile.
+
+    Exactly as :func:`with_percentiles` (the same order statistics, found by the same
+    passes), but the scores are read from the chunks' Arrow streams in Python workers
+    and the value ranges are placed from the chunks' sketches, not by another pass.
+    """
+    facts = chunks.select("rows", "nan", "sketch").collect()
+    total = sum(int(row[0]) for row in facts)
+    thresholds: list[np.ndarray] = []
+    if targets and total:
+        for i, target in enumerate(targets):
+            if any(row[1][i] for row in facts):
+                raise ValueError(f"percentile_rank: scores in {target!r} contain NaN")
+        pooled = [
+            np.concatenate(
+                [np.asarray(row[2], dtype=np.float64).reshape(len(targets), -1)[i] for row in facts]
+            )
+            for i in range(len(targets))
+        ]
+        cuts = [np.unique(values) for values in pooled]
+        scores = chunks.select("scores")
+
+        def values_of(batch: pa.RecordBatch) -> Iterator[list[np.ndarray]]:
+            for blob in batch.column("scores"):
+                table = _from_stream(blob)
+                yield [table.column(t).to_numpy() for t in targets]
+
+        thresholds = _thresholds(scores, cuts, total, values_of)
+    out_fields = []
+    for field in schema.fields:
+        out_fields.append(field)
+        if field.name in targets:
+            out_fields.append(T.StructField(f"{field.name}_percentile", T.LongType(), True))
+    out_schema = T.StructType(out_fields)
+    arrow_out = arrow_schema(out_schema)
+
+    def unpack(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for blob in batch.column("scores"):
+                table = _from_stream(blob)
+                columns = []
+                for field in schema.fields:
+                    columns.append(table.column(field.name))
+                    if field.name in targets:
+                        # How many of the 100 order statistics are at or below the score.
+                        ordered = thresholds[targets.index(field.name)]
+                        values = table.column(field.name).to_numpy()
+                        columns.append(pa.array(np.searchsorted(ordered, values, side="right")))
+                yield from pa.Table.from_arrays(columns, schema=arrow_out).to_batches()
+
+    return chunks.select("scores").mapInArrow(unpack, out_schema)
 
 
 _PIECE_SCHEMA = pa.schema([("chunk", pa.int64()), ("start", pa.int64()), ("features", pa.binary())])
@@ -300,7 +436,7 @@ def _from_stream(blob: pa.BinaryScalar) -> pa.Table:
     return pa.ipc.open_stream(blob.as_buffer()).read_all()
 
 
-def _check_partition(user_id: pd.Series, part: int, users: tuple, bounds: tuple) -> None:
+def _check_partition(user_id: pa.ChunkedArray, part: int, users: tuple, bounds: tuple) -> None:
     """Refuse a partition that is not the range of ids the driver placed there.
 
     Scores would still be right but not bit for bit (chunks are cut by place in id
@@ -310,8 +446,8 @@ def _check_partition(user_id: pd.Series, part: int, users: tuple, bounds: tuple)
     upto = bounds[part] if part < len(bounds) else None
     if (
         len(user_id) != users[part]
-        or (above is not None and not user_id.iloc[0] > above)
-        or (upto is not None and not user_id.iloc[-1] <= upto)
+        or (above is not None and not user_id[0].as_py() > above)
+        or (upto is not None and not user_id[-1].as_py() <= upto)
     ):
         raise RuntimeError(
             f"partition {part} of the event log does not hold the users expected there "
@@ -374,21 +510,36 @@ def with_percentiles(frame: DataFrame, columns: list[str], buckets: int | None =
         )
     cuts = [np.unique(np.asarray(c or [], dtype=np.float64)) for c in facts[len(columns) + 1 :]]
     scores = frame.select(*[values[c] for c in columns])
-    counts = _range_counts(scores, cuts)
-    # The order statistics: ranks ceil(k n / 100) for k = 1..100 (1-based), each
-    # located as (column, range, 0-based rank in the range).
+    return _add_percentiles(frame, columns, _thresholds(scores, cuts, total, _columns_of))
+
+
+def _columns_of(batch: pa.RecordBatch) -> Iterator[list[np.ndarray]]:
+    yield [column.to_numpy(zero_copy_only=False) for column in batch.columns]
+
+
+def _thresholds(
+    scores: DataFrame,
+    cuts: list[np.ndarray],
+    total: int,
+    values_of: Callable[[pa.RecordBatch], Iterator[list[np.ndarray]]],
+) -> list[np.ndarray]:
+    """Return the 100 order statistics of each score: ranks ``ceil(k n / 100)``, k = 1..100.
+
+    Two passes over ``scores`` (``values_of`` turns one of its Arrow batches into
+    arrays of each score's values): rows per value range (range ``j``: above ``j`` of
+    the column's ``cuts``), then the values of the ranges that hold a statistic.
+    """
+    counts = _range_counts(scores, cuts, values_of)
+    # Each statistic located as (column, range, 0-based rank in the range).
     ranks = [(k * total + 99) // 100 for k in range(1, 101)]
     located: dict[tuple[int, int], tuple[int, int, int]] = {}
-    for i in range(len(columns)):
+    for i in range(len(cuts)):
         starts = np.concatenate([[0], np.cumsum(counts[i])])
         for rank in ranks:
             j = int(np.searchsorted(starts, rank, side="left")) - 1
             located[(i, rank)] = (i, j, rank - 1 - int(starts[j]))
-    statistics = _order_statistics(scores, cuts, sorted(set(located.values())))
-    thresholds = [
-        np.array([statistics[located[(i, rank)]] for rank in ranks]) for i in range(len(columns))
-    ]
-    return _add_percentiles(frame, columns, thresholds)
+    statistics = _order_statistics(scores, cuts, sorted(set(located.values())), values_of)
+    return [np.array([statistics[located[(i, rank)]] for rank in ranks]) for i in range(len(cuts))]
 
 
 def _add_percentiles(
@@ -432,15 +583,20 @@ def _add_percentiles(
     )
 
 
-def _range_counts(scores: DataFrame, cuts: list[np.ndarray]) -> list[np.ndarray]:
-    """Rows per value range, per column of ``scores`` (range ``j``: above ``j`` cuts)."""
+def _range_counts(
+    scores: DataFrame,
+    cuts: list[np.ndarray],
+    values_of: Callable[[pa.RecordBatch], Iterator[list[np.ndarray]]],
+) -> list[np.ndarray]:
+    """Rows per value range, per score column (range ``j``: above ``j`` cuts)."""
 
     def count_ranges(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         totals = [np.zeros(len(c) + 1, dtype=np.int64) for c in cuts]
         for batch in batches:
-            for i, column in enumerate(batch.columns):
-                ranges = np.searchsorted(cuts[i], column.to_numpy(zero_copy_only=False), "left")
-                totals[i] += np.bincount(ranges, minlength=len(cuts[i]) + 1)
+            for arrays in values_of(batch):
+                for i, v in enumerate(arrays):
+                    ranges = np.searchsorted(cuts[i], v, "left")
+                    totals[i] += np.bincount(ranges, minlength=len(cuts[i]) + 1)
         yield pa.RecordBatch.from_pydict(
             {
                 "pos": np.repeat(np.arange(len(totals)), [len(t) for t in totals]),
@@ -459,7 +615,10 @@ def _range_counts(scores: DataFrame, cuts: list[np.ndarray]) -> list[np.ndarray]
 
 
 def _order_statistics(
-    scores: DataFrame, cuts: list[np.ndarray], wanted: list[tuple[int, int, int]]
+    scores: DataFrame,
+    cuts: list[np.ndarray],
+    wanted: list[tuple[int, int, int]],
+    values_of: Callable[[pa.RecordBatch], Iterator[list[np.ndarray]]],
 ) -> dict[tuple[int, int, int], float]:
     """Value at each wanted (column, range, 0-based rank in the range).
 
@@ -475,12 +634,12 @@ def _order_statistics(
     def distinct(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         kept = [([], []) for _ in cuts]
         for batch in batches:
-            for i, column in enumerate(batch.columns):
-                v = column.to_numpy(zero_copy_only=False)
-                ranges = np.searchsorted(cuts[i], v, "left")
-                mask = np.isin(ranges, needed[i])
-                kept[i][0].append(ranges[mask])
-                kept[i][1].append(v[mask])
+            for arrays in values_of(batch):
+                for i, v in enumerate(arrays):
+                    ranges = np.searchsorted(cuts[i], v, "left")
+                    mask = np.isin(ranges, needed[i])
+                    kept[i][0].append(ranges[mask])
+                    kept[i][1].append(v[mask])
         for i, (ranges, v) in enumerate(kept):
             if not ranges:
                 continue
@@ -496,23 +655,26 @@ def _order_statistics(
             )
 
     def rank(group: pa.Table) -> pa.Table:
-        pos, bucket = group.column("pos")[0].as_py(), group.column("bucket")[0].as_py()
-        v, inverse = np.unique(group.column("v").to_numpy(), return_inverse=True)
-        after = np.cumsum(np.bincount(inverse, weights=group.column("count").to_numpy()))
-        wanted_here = places[(pos, bucket)]
-        found = v[np.searchsorted(after, np.asarray(wanted_here), side="right")]
-        return pa.table(
-            {
-                "pos": [pos] * len(wanted_here),
-                "bucket": [bucket] * len(wanted_here),
-                "place": wanted_here,
-                "v": found,
-            }
-        )
+        pos = group.column("pos")[0].as_py()
+        buckets = group.column("bucket").to_numpy()
+        values, counts = group.column("v").to_numpy(), group.column("count").to_numpy()
+        out: dict[str, list] = {"pos": [], "bucket": [], "place": [], "v": []}
+        for bucket in np.unique(buckets):
+            here = buckets == bucket
+            v, inverse = np.unique(values[here], return_inverse=True)
+            after = np.cumsum(np.bincount(inverse, weights=counts[here]))
+            wanted_here = places[(pos, int(bucket))]
+            out["v"].extend(v[np.searchsorted(after, np.asarray(wanted_here), side="right")])
+            out["place"].extend(wanted_here)
+            out["pos"].extend([pos] * len(wanted_here))
+            out["bucket"].extend([int(bucket)] * len(wanted_here))
+        return pa.table(out, schema=_RANKED_SCHEMA)
 
+    # A task per shard of the ranges (a call per range costs more than ranking it).
+    shards = int(scores.sparkSession.conf.get("spark.sql.shuffle.partitions"))
     found = (
         scores.mapInArrow(distinct, "pos long, bucket long, v double, count long")
-        .groupBy("pos", "bucket")
+        .groupBy("pos", (F.col("bucket") % F.lit(shards)).alias("shard"))
         .applyInArrow(rank, "pos long, bucket long, place long, v double")
         .collect()
     )
@@ -536,7 +698,10 @@ def score_spark(
     (``load_events_spark(..., user_ranges=True)``), as is best for a log passed in:
     each partition's features are then scored where they are computed, cut into
     local scoring's chunks, with no other shuffle of the users than that of the
-    chunks' pieces. A log shuffled by hash is scored through
+    chunks' pieces. With ``as_of`` given, the features are computed in the same pass
+    that cleans each partition, and the events are never kept
+    (``derive=features_of_partitions(as_of, model.feature_config)``; pass such a log
+    to score it at that ``as_of``). A log shuffled by hash is scored through
     :func:`score_features_spark`, which numbers the users in id order first.
 
     Examples
@@ -548,7 +713,12 @@ def score_spark(
     if isinstance(events, SparkEventLog):
         log = events
     else:
-        log = load_events_spark(events, columns or model.columns, as_of=cutoff, user_ranges=True)
+        # With as_of known, the features are computed as the log is cleaned (one pass);
+        # without, as_of is read from the clean log, which is kept for them.
+        derive = features_of_partitions(cutoff, model.feature_config) if cutoff else None
+        log = load_events_spark(
+            events, columns or model.columns, as_of=cutoff, user_ranges=True, derive=derive
+        )
     try:
         snapshot = cutoff if cutoff is not None else default_as_of_spark(log)
         if log.partition_users:
