@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from segmentkit.config import ColumnMap, Config
+from segmentkit.config import ColumnMap, Config, FeatureConfig
 from segmentkit.errors import ConfigError, SegmentkitError, SegmentkitWarning
 
 if TYPE_CHECKING:
@@ -532,12 +532,15 @@ def _spark_log(
     columns: ColumnMap | None = None,
     min_users: int = 1,
     user_ranges: bool = False,
+    feature_config: FeatureConfig | None = None,
 ) -> tuple[Any, Any]:
     """Start (or join) a Spark session and validate the log there: ``(sks, log)``.
 
     ``sks`` is :mod:`segmentkit.spark`, imported only here (pyspark is optional);
     ``columns`` defaults to params' mapping; ``user_ranges`` shuffles users into
     consecutive id ranges (scoring: each partition then holds whole scoring chunks).
+    With ``as_of`` and ``feature_config`` given, each partition is cleaned and its
+    features computed in one pass, and the log keeps only the features.
     """
     try:
         from segmentkit import spark as sks
@@ -546,6 +549,11 @@ def _spark_log(
     with output.step("Starting Spark"):
         session = sks.get_session()
     source = _events_path(cfg, events, output)
+    derive = None
+    if as_of is not None and feature_config is not None:
+        from segmentkit.io.events import to_timestamp
+
+        derive = sks.features_of_partitions(to_timestamp(as_of), feature_config)
     with output.step("Validating events"):
         log = sks.load_events(
             source,
@@ -555,6 +563,7 @@ def _spark_log(
             min_users=min_users,
             spark=session,
             user_ranges=user_ranges,
+            derive=derive,
         )
     return sks, log
 
@@ -564,11 +573,14 @@ def _features_on_spark(
 ) -> None:
     """``features --engine spark``: distributed validation and features, a Parquet dataset out."""
     cfg = _config(params)
-    sks, log = _spark_log(cfg, events, as_of or cfg.data.as_of, output)
+    sks, log = _spark_log(cfg, events, as_of or cfg.data.as_of, output, feature_config=cfg.features)
     try:
         snapshot = log.as_of or sks.default_as_of(log)
         with output.step("Features"):
-            sks.write_parquet(sks.build_features(log, snapshot, cfg.features), out)
+            if log.derived is not None:  # computed while validating
+                sks.write_parquet(sks.derived_frame(log), out)
+            else:
+                sks.write_parquet(sks.build_features(log, snapshot, cfg.features), out)
     finally:
         log.release()  # the events kept on the executors
     report = log.report
@@ -596,7 +608,15 @@ def _score_on_spark(
     with output.step(f"Loading {model}"):
         loaded = api.load(model, tracking_uri=cfg.tracking.tracking_uri)
     # As local scoring: the model's column mapping, and as_of only from the command line.
-    sks, log = _spark_log(cfg, events, as_of, output, columns=loaded.columns, user_ranges=True)
+    sks, log = _spark_log(
+        cfg,
+        events,
+        as_of,
+        output,
+        columns=loaded.columns,
+        user_ranges=True,
+        feature_config=loaded.feature_config,
+    )
     with output.step("Scoring"):
         try:
             scores = sks.score(loaded, log, as_of=log.as_of)

@@ -58,6 +58,17 @@ def sorted_frame(frame):
     return frame.sort_values("user_id", kind="stable").reset_index(drop=True)
 
 
+def assert_same_scores(distributed, local, name):
+    assert list(distributed.columns) == list(local.columns)
+    for column in local.columns:
+        kind = str if local[column].dtype.kind in "OT" else local[column].dtype
+        np.testing.assert_array_equal(
+            distributed[column].astype(kind).to_numpy(),
+            local[column].astype(kind).to_numpy(),
+            err_msg=f"{name}: {column}",
+        )
+
+
 def test_features_on_spark_equal_local_features(spark, in_workdir, capsys):
     glob = str(in_workdir / "events" / "*.parquet")
     assert run(["features", "--events", glob, "--out", "local.parquet"], capsys)[0] == 0
@@ -69,6 +80,28 @@ def test_features_on_spark_equal_local_features(spark, in_workdir, capsys):
     pd.testing.assert_frame_equal(
         sorted_frame(pd.read_parquet("spark.parquet")),
         sorted_frame(pd.read_parquet("local.parquet")),
+        check_dtype=False,
+        check_exact=False,
+        rtol=1e-12,
+    )
+
+
+def test_features_on_spark_at_an_as_of_equal_local_features(spark, in_workdir, capsys):
+    # With --as-of the Spark engine computes the features while it validates (one pass).
+    glob = str(in_workdir / "events" / "*.parquet")
+    as_of = ["--as-of", "2024-10-01"]
+    assert run(["features", "--events", glob, *as_of, "--out", "local.parquet"], capsys)[0] == 0
+    code, out, err = run(
+        ["features", "--events", glob, *as_of, "--out", "spark.parquet", "--engine", "spark"],
+        capsys,
+    )
+    assert code == 0, err
+    assert "as of 2024-10-01 written to spark.parquet" in out
+    local = sorted_frame(pd.read_parquet("local.parquet"))
+    assert 0 < len(local) < 700  # a snapshot inside the log, not everyone yet
+    pd.testing.assert_frame_equal(
+        sorted_frame(pd.read_parquet("spark.parquet")),
+        local,
         check_dtype=False,
         check_exact=False,
         rtol=1e-12,
@@ -97,18 +130,16 @@ def test_train_and_score_on_spark(clean_spark, in_workdir, capsys):
     assert code == 0, err
     local = sorted_frame(pd.read_parquet("l.parquet"))
     for name in ("s.parquet", "all.parquet"):
-        distributed = sorted_frame(pd.read_parquet(name))
-        assert list(distributed.columns) == list(local.columns)
-        for column in local.columns:
-            np.testing.assert_array_equal(
-                distributed[column]
-                .astype(str if local[column].dtype.kind in "OT" else local[column].dtype)
-                .to_numpy(),
-                local[column]
-                .astype(str if local[column].dtype.kind in "OT" else local[column].dtype)
-                .to_numpy(),
-                err_msg=f"{name}: {column}",
-            )
+        assert_same_scores(sorted_frame(pd.read_parquet(name)), local, name)
+    # With --as-of, Spark scores from features computed while it validates (one pass).
+    as_of = ["--as-of", "2024-12-01"]
+    score = ["score", "--model", bundle, "--events", glob, *as_of]
+    assert run([*score, "--out", "l2.parquet"], capsys)[0] == 0
+    code, _, err = run([*score, "--out", "s2.parquet", "--engine", "spark"], capsys)
+    assert code == 0, err
+    local_at = sorted_frame(pd.read_parquet("l2.parquet"))
+    assert str(local_at["as_of"].iloc[0]).startswith("2024-12-01")
+    assert_same_scores(sorted_frame(pd.read_parquet("s2.parquet")), local_at, "s2.parquet")
     assert spark.sparkContext._jsc.getPersistentRDDs().size() == 0  # nothing left cached
 
     # The registered pyfunc scores a Spark DataFrame through spark_udf without a
