@@ -82,7 +82,7 @@ def build_features(
     if span_days == 0:
         return _finish(_empty_table(config), config)
     blocks = -(-span_days // _BLOCK_DAYS)
-    sql = _feature_sql(events, cutoff, config, vocabulary, blocks)
+    sql = _feature_sql(events, cutoff, config, vocabulary, blocks, span_days)
     table = events.con.execute(sql).df()
     _note_users(events, cutoff, len(table))
     return _finish(_decode_day_bits(table, config, blocks), config)
@@ -390,6 +390,7 @@ def _feature_sql(
     config: FeatureConfig,
     vocabulary: list[str] | None,
     blocks: int,
+    span_days: int,
 ) -> str:
     """Return the SQL of the feature table with raw day bitmaps (see :func:`_decode_day_bits`).
 
@@ -401,6 +402,12 @@ def _feature_sql(
     aggregation in any order gives bit-identical features (and models). Active
     days are OR-ed into 63-day bitmaps (``day_bits_<j>`` holds days ago
     63j..63j+62), which replaces a costly distinct count over (user, day) pairs.
+
+    Every event before T is fewer than ``span_days`` days before it, so a window
+    of at least ``span_days`` days holds every event: its counts and sums are the
+    totals, written without a filter (DuckDB then computes each of them once).
+    Measured at 200k users: a filtered revenue sum costs about a quarter of a
+    bare ``GROUP BY user_id`` count.
     """
     t = sql_timestamp(cutoff)
     windows = sorted(config.windows)
@@ -421,15 +428,20 @@ def _feature_sql(
     for name in key_events:
         hit = _key_event_hit(name, vocabulary)
         per_user.append(f"count(*) FILTER (WHERE {hit}) AS {slug(name)}_events")
+    per_user_sessions = ["count(*) AS sessions_total"]
     for w in windows:
+        if w >= span_days:  # the window holds every event (see above)
+            per_user += [f"count(*) AS events_{w}d", f"sum(revenue) AS revenue_{w}d"]
+            per_user_sessions.append(f"count(*) AS sessions_{w}d")
+            continue
         per_user += [
             f"count(*) FILTER (WHERE days_ago < {w}) AS events_{w}d",
             f"coalesce(sum(revenue) FILTER (WHERE days_ago < {w}), 0) AS revenue_{w}d",
         ]
+        per_user_sessions.append(
+            f"count(*) FILTER (WHERE start_us < {w * MICROS_PER_DAY}) AS sessions_{w}d"
+        )
     per_user += _day_bit_columns(blocks)
-    per_user_sessions = ["count(*) AS sessions_total"] + [
-        f"count(*) FILTER (WHERE start_us < {w * MICROS_PER_DAY}) AS sessions_{w}d" for w in windows
-    ]
     distinct_events = "bit_count(u.event_bits)"
     distinct_join = ""
     if vocabulary is None:
