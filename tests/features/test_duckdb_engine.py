@@ -1,4 +1,3 @@
-import dataclasses
 import math
 
 import duckdb
@@ -9,12 +8,7 @@ import pytest
 from conftest import AS_OF
 from segmentkit.config import ColumnMap, FeatureConfig
 from segmentkit.errors import DataValidationError
-from segmentkit.features import (
-    build_features,
-    build_features_many,
-    describe_features,
-    feature_names,
-)
+from segmentkit.features import build_features, describe_features, feature_names
 from segmentkit.io.events import load_events
 from segmentkit.io.synth import generate_events
 
@@ -405,18 +399,3 @@ def test_windows_holding_the_whole_history_equal_filtered_counts(windows, gap_mi
     widest = max(windows)
     if widest >= 20:
         assert (table[f"events_{widest}d"] == table["events_total"]).all()
-
-
-def test_sessions_are_the_same_whether_session_ids_are_known_complete():
-    # A log whose every row has a session id groups sessions without the per-timestamp
-    # key of rows lacking one; the features must not change.
-    log = generate_events(300, 60, seed=11)
-    events = log.events.assign(user_id=log.events["user_id"].astype(str))
-    loaded = load_events(events)
-    assert loaded.session_ids_complete
-    as_of = pd.Timestamp(log.end) - pd.Timedelta(days=5)
-    fast = build_features(loaded, as_of, CONFIG)
-    general = build_features(dataclasses.replace(loaded, session_ids_complete=False), as_of, CONFIG)
-    pd.testing.assert_frame_equal(fast, general)
-    many = build_features_many(loaded, [as_of - pd.Timedelta(days=20), as_of], CONFIG)[-1]
-    pd.testing.assert_frame_equal(many, fast)

@@ -358,19 +358,3 @@ def test_repeated_hashes_match_a_sort_of_the_values(size):
     ordered = np.sort(values)
     expected = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
     assert np.array_equal(_repeated(values.copy()), expected)
-
-
-def test_session_ids_complete_is_known_from_validation(tiny_log):
-    assert load_events(tiny_log).session_ids_complete
-    missing = tiny_log.astype({"session_id": object})
-    missing.loc[2, "session_id"] = None
-    assert not load_events(missing).session_ids_complete
-    # Only the clean rows count: a row dropped for its null user id, or cut off by
-    # as_of, may lack a session id.
-    dropped = missing.copy()
-    dropped.loc[2, "user_id"] = None
-    assert load_events(dropped).session_ids_complete
-    late = missing.copy()
-    late.loc[2, "timestamp"] = pd.Timestamp("2024-03-01")
-    assert load_events(late, as_of="2024-02-01").session_ids_complete
-    assert not load_events(tiny_log, ColumnMap(session_id=None)).session_ids_complete

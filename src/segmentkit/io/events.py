@@ -118,9 +118,6 @@ class EventLog:
         Column names of the source, in order.
     event_names : tuple of str or None
         Every event name of the clean log, sorted (``None`` when not known).
-    session_ids_complete : bool
-        Whether validation found a session id on every clean row (``False`` when not
-        known); the feature query then groups sessions by (user, session id) alone.
     users_counted : bool
         Whether ``report.users`` was counted while loading; when not, :attr:`report`
         counts the users on first use, unless a feature table covering every clean
@@ -138,7 +135,6 @@ class EventLog:
     source_columns: tuple[str, ...] = ()
     event_names: tuple[str, ...] | None = None
     users_counted: bool = True
-    session_ids_complete: bool = False
     # The report once its users are known (filled at most once; not part of equality).
     _known: dict[str, DataQualityReport] = dataclasses.field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -620,10 +616,6 @@ def load_events(
         # The feature builder needs the event names; knowing them here saves it a scan.
         "event_names": f"list(DISTINCT {event_expr}) FILTER (WHERE {keep})",
     }
-    if has_session:
-        # Without null session ids the sessions need no per-timestamp key (see
-        # EventLog.session_ids_complete).
-        checks["null_session"] = f"count(*) FILTER (WHERE {keep} AND {session_expr} IS NULL)"
     # Counting users hashes every user id: with min_users <= 1 the feature query,
     # which groups by user anyway, counts them (see EventLog.report).
     count_users = min_users > 1
@@ -708,7 +700,6 @@ def load_events(
         source_columns=tuple(types),
         event_names=tuple(sorted(found["event_names"] or ())),
         users_counted=count_users,
-        session_ids_complete=has_session and found.get("null_session") == 0,
     )
 
 
