@@ -399,3 +399,41 @@ def test_windows_holding_the_whole_history_equal_filtered_counts(windows, gap_mi
     widest = max(windows)
     if widest >= 20:
         assert (table[f"events_{widest}d"] == table["events_total"]).all()
+
+
+@pytest.mark.parametrize("share_without_id", [0.0, 0.3, 1.0])
+def test_sessions_with_some_rows_lacking_a_session_id_match_a_naive_count(share_without_id):
+    # Rows with an id form (user, id) sessions; rows without one form one session per
+    # (user, timestamp). The query groups the two kinds apart: checked against pandas.
+    rng = np.random.default_rng(7)
+    n = 2000
+    as_of = pd.Timestamp("2024-03-01")
+    minutes_before = rng.integers(1, 40 * 24 * 60 // 10, n) * 10  # ties on a 10-minute grid
+    events = pd.DataFrame(
+        {
+            "user_id": rng.integers(0, 30, n).astype(str),
+            "timestamp": as_of - pd.to_timedelta(minutes_before, unit="m"),
+            "event": "view",
+            "session_id": (minutes_before // 600).astype(object),
+        }
+    )
+    events.loc[rng.random(n) < share_without_id, "session_id"] = None
+    config = FeatureConfig(windows=(7, 60), key_events=())
+    table = build_features(events, as_of, config).set_index("user_id")
+    with_id = events.dropna(subset=["session_id"])
+    starts = pd.concat(
+        [
+            with_id.groupby(["user_id", "session_id"])["timestamp"].min().reset_index(),
+            events[events["session_id"].isna()][["user_id", "timestamp"]].drop_duplicates(),
+        ]
+    )
+    recent = (as_of - starts["timestamp"]) < pd.Timedelta(days=7)
+    expected = pd.DataFrame(
+        {
+            "sessions_total": starts.groupby("user_id").size(),
+            "sessions_7d": recent.groupby(starts["user_id"]).sum(),
+        }
+    )
+    pd.testing.assert_frame_equal(
+        table[["sessions_total", "sessions_7d"]], expected.loc[table.index], check_dtype=False
+    )
