@@ -509,9 +509,10 @@ def load_events(
         hashes (one half of the hash range per core, sorted in small buckets); only
         rows whose hash repeats are compared exactly, and the rest of a Parquet log is
         still read in place. It is most of validation's CPU time: on the 29.2M-event
-        log of ``benchmarks/features.py`` about 4.7 s of CPU (1.46 bare ``GROUP BY
-        user_id`` counts, against 0.46 for every other check; 2 cores, loaded) and
-        no extra peak memory. Turn it off only for logs known to be free of
+        log of ``benchmarks/features.py`` about 4.3 s of CPU (1.35 bare ``GROUP BY
+        user_id`` counts, against 0.44 for every other check; 2 cores, load 8-13),
+        of which DuckDB's scan of the row hashes is half (``--floor``: 0.67 counts),
+        and no extra peak memory. Turn it off only for logs known to be free of
         duplicates.
 
     Returns
