@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/features.py [--users 1000000] [--days 38] [--runs 3] [--pandas]
+    python benchmarks/features.py [--users 1000000] [--days 38] [--runs 3] [--pandas] [--floor]
 
 Generates (or reuses) a demo log (29.2M events for the default 1M users / 38 days,
 time-ordered like a real export) in one Parquet file under
@@ -34,6 +34,13 @@ method. Methods, interleaved run by run so that machine noise hits all alike:
     ratio loop / many is printed.
 ``duckdb-count``
     The baseline: a bare ``SELECT user_id, count(*) ... GROUP BY user_id`` over the file.
+``floor-*`` (``--floor``)
+    Lower bounds of parts of the work, each a minimal DuckDB query over the file,
+    its result streamed as Arrow batches: ``floor-sessions`` (sessions per user
+    from session ids and nothing else), ``floor-gap-sessions`` (the same for
+    30-minute gap sessions, as the engine cuts them), ``floor-sort`` (every row
+    ordered by user and time: what "one ordered pass per user" costs before any
+    computing) and ``floor-hash`` (the row hashes the duplicate check reads).
 ``pandas`` (``--pandas``)
     Read the file, then a groupby with the naive aggregates (count, distinct days,
     distinct events, revenue, first and last event).
@@ -134,6 +141,29 @@ def polars_features(path: str, as_of: dt.datetime):
     )
 
 
+def floor_query(method: str, path: str, as_of: dt.datetime) -> str:
+    """Return the SQL of a ``floor-*`` method (see the module docstring)."""
+    t, src = f"TIMESTAMP '{as_of.isoformat(sep=' ')}'", f"read_parquet('{path}')"
+    gap_us = GAP_MINUTES * 60_000_000
+    pieces = f"""
+        SELECT user_id, min(us) AS last_us, max(us) AS first_us
+        FROM (SELECT user_id, epoch_us({t}) - epoch_us(timestamp) AS us
+              FROM {src} WHERE timestamp < {t})
+        GROUP BY user_id, us // {gap_us}
+        QUALIFY coalesce(
+            lead(last_us) OVER (PARTITION BY user_id ORDER BY first_us) > first_us + {gap_us},
+            true)"""
+    return {
+        "floor-sessions": f"""SELECT user_id, count(*) FROM (
+            SELECT user_id FROM {src} WHERE timestamp < {t} GROUP BY user_id, session_id
+            ) GROUP BY user_id""",
+        "floor-gap-sessions": f"SELECT user_id, count(*) FROM ({pieces}) GROUP BY user_id",
+        "floor-sort": f"SELECT user_id, timestamp FROM {src} WHERE timestamp < {t} "
+        "ORDER BY user_id, timestamp",
+        "floor-hash": f"SELECT hash(user_id, timestamp, event, revenue, session_id) FROM {src}",
+    }[method]
+
+
 def peak_rss_gib() -> float:
     """Peak resident memory of this process since it started, in GiB.
 
@@ -212,6 +242,12 @@ def child(method: str, path: str, as_of_text: str, out: str | None) -> None:
                 f"SELECT user_id, count(*) FROM read_parquet('{path}') GROUP BY user_id"
             ).fetchall()
         )
+    elif method.startswith("floor-"):
+        con = duckdb.connect()
+        con.execute("SET enable_progress_bar = false")
+        rows = 0
+        for batch in con.sql(floor_query(method, path, as_of)).to_arrow_reader(1 << 20):
+            rows += batch.num_rows
     elif method == "pandas":
         df = pd.read_parquet(path)
         df = df[df["timestamp"] < pd.Timestamp(as_of)]
@@ -284,6 +320,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--pandas", action="store_true", help="also time the naive pandas code")
     parser.add_argument("--no-polars", action="store_true", help="skip the polars baseline")
+    parser.add_argument(
+        "--floor", action="store_true", help="also time the floor-* queries (lower bounds)"
+    )
     parser.add_argument("--only", nargs="+", help="time only these methods")
     parser.add_argument(
         "--snapshots",
@@ -312,6 +351,8 @@ def main() -> None:
     methods += ["segmentkit-loop", "segmentkit-many"] if args.snapshots > 1 else []
     methods += [] if args.no_polars else ["polars"]
     methods += ["pandas"] if args.pandas else []
+    floors = ["floor-sessions", "floor-gap-sessions", "floor-sort", "floor-hash"]
+    methods += floors if args.floor else []
     methods = [m for m in methods if args.only is None or m in args.only]
     if "polars" in methods:
         with tempfile.TemporaryDirectory() as tmp:
@@ -368,6 +409,11 @@ def main() -> None:
         print(f"  {'bare count':16s} {wall:6.2f} s; {cpu:6.2f} s  (1.00; 1.00)")
 
     print("ratios (wall; cpu)")
+    for m in [m for m in methods if m.startswith("floor-") and "duckdb-count" in methods]:
+        print(
+            f"  {m} / duckdb-count: {ratio(m, 'duckdb-count', 'seconds'):.2f}; "
+            f"{ratio(m, 'duckdb-count', 'cpu_s'):.2f}"
+        )
     if "segmentkit-loop" in results and "segmentkit-many" in results:
         print(
             f"  segmentkit-loop / segmentkit-many ({args.snapshots} snapshots): "

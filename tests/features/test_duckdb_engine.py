@@ -344,3 +344,96 @@ def test_median_gaps_kernel_matches_numpy_median_of_day_differences():
         if len(days) > 1:
             expected[row] = np.median(np.diff(days))
     np.testing.assert_array_equal(_median_gaps(bits), expected)
+
+
+def _naive_window_features(
+    events: pd.DataFrame, as_of: pd.Timestamp, windows: tuple[int, ...], gap_minutes: int | None
+) -> pd.DataFrame:
+    """Events, revenue and sessions per window, by filtering the rows of each window."""
+    past = events[events["timestamp"] < as_of].sort_values(["user_id", "timestamp"])
+    if gap_minutes is None:
+        starts = past.groupby(["user_id", "session_id"])["timestamp"].min().reset_index()
+    else:
+        previous = past.groupby("user_id")["timestamp"].shift()
+        starts = past[
+            previous.isna() | (past["timestamp"] - previous > pd.Timedelta(minutes=gap_minutes))
+        ]
+    row_days = (as_of - past["timestamp"]) // pd.Timedelta(days=1)
+    start_days = (as_of - starts["timestamp"]) // pd.Timedelta(days=1)
+    out = {}
+    for w in windows:
+        out[f"events_{w}d"] = (row_days < w).groupby(past["user_id"]).sum()
+        out[f"revenue_{w}d"] = (
+            past["revenue"].where(row_days < w, 0.0).groupby(past["user_id"]).sum()
+        )
+        out[f"sessions_{w}d"] = (start_days < w).groupby(starts["user_id"]).sum()
+    return pd.DataFrame(out)
+
+
+@pytest.mark.parametrize("windows", [(19, 20), (20, 21), (5, 19), (3, 60)], ids=str)
+@pytest.mark.parametrize("gap_minutes", [None, 45], ids=["session-ids", "gap-45min"])
+def test_windows_holding_the_whole_history_equal_filtered_counts(windows, gap_minutes):
+    # The first event is 19.5 days before as_of: the log spans 20 days, so a 20-day
+    # window holds every event and a 19-day one does not (the query skips the filter
+    # of a window that holds every event; both sides of that edge are checked).
+    rng = np.random.default_rng(3)
+    n = 600
+    as_of = pd.Timestamp("2024-03-01")
+    minutes_before = rng.integers(1, int(19.5 * 24 * 60), n)
+    minutes_before[0] = int(19.5 * 24 * 60)
+    events = pd.DataFrame(
+        {
+            "user_id": rng.integers(0, 12, n).astype(str),
+            "timestamp": as_of - pd.to_timedelta(minutes_before, unit="m"),
+            "event": rng.choice(["view", "purchase"], n),
+            "revenue": rng.integers(-3, 40, n) / 4,
+            "session_id": minutes_before // 240,
+        }
+    )
+    columns = ColumnMap(session_id=None) if gap_minutes is not None else None
+    config = FeatureConfig(windows=windows, session_gap_minutes=gap_minutes or 30, key_events=())
+    table = build_features(load_events(events, columns), as_of, config).set_index("user_id")
+    expected = _naive_window_features(events, as_of, windows, gap_minutes)
+    got = table[expected.columns].loc[expected.index]
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_names=False)
+    widest = max(windows)
+    if widest >= 20:
+        assert (table[f"events_{widest}d"] == table["events_total"]).all()
+
+
+@pytest.mark.parametrize("share_without_id", [0.0, 0.3, 1.0])
+def test_sessions_with_some_rows_lacking_a_session_id_match_a_naive_count(share_without_id):
+    # Rows with an id form (user, id) sessions; rows without one form one session per
+    # (user, timestamp). The query groups the two kinds apart: checked against pandas.
+    rng = np.random.default_rng(7)
+    n = 2000
+    as_of = pd.Timestamp("2024-03-01")
+    minutes_before = rng.integers(1, 40 * 24 * 60 // 10, n) * 10  # ties on a 10-minute grid
+    events = pd.DataFrame(
+        {
+            "user_id": rng.integers(0, 30, n).astype(str),
+            "timestamp": as_of - pd.to_timedelta(minutes_before, unit="m"),
+            "event": "view",
+            "session_id": (minutes_before // 600).astype(object),
+        }
+    )
+    events.loc[rng.random(n) < share_without_id, "session_id"] = None
+    config = FeatureConfig(windows=(7, 60), key_events=())
+    table = build_features(events, as_of, config).set_index("user_id")
+    with_id = events.dropna(subset=["session_id"])
+    starts = pd.concat(
+        [
+            with_id.groupby(["user_id", "session_id"])["timestamp"].min().reset_index(),
+            events[events["session_id"].isna()][["user_id", "timestamp"]].drop_duplicates(),
+        ]
+    )
+    recent = (as_of - starts["timestamp"]) < pd.Timedelta(days=7)
+    expected = pd.DataFrame(
+        {
+            "sessions_total": starts.groupby("user_id").size(),
+            "sessions_7d": recent.groupby(starts["user_id"]).sum(),
+        }
+    )
+    pd.testing.assert_frame_equal(
+        table[["sessions_total", "sessions_7d"]], expected.loc[table.index], check_dtype=False
+    )

@@ -82,7 +82,7 @@ def build_features(
     if span_days == 0:
         return _finish(_empty_table(config), config)
     blocks = -(-span_days // _BLOCK_DAYS)
-    sql = _feature_sql(events, cutoff, config, vocabulary, blocks)
+    sql = _feature_sql(events, cutoff, config, vocabulary, blocks, span_days)
     table = events.con.execute(sql).df()
     _note_users(events, cutoff, len(table))
     return _finish(_decode_day_bits(table, config, blocks), config)
@@ -390,6 +390,7 @@ def _feature_sql(
     config: FeatureConfig,
     vocabulary: list[str] | None,
     blocks: int,
+    span_days: int,
 ) -> str:
     """Return the SQL of the feature table with raw day bitmaps (see :func:`_decode_day_bits`).
 
@@ -401,6 +402,12 @@ def _feature_sql(
     aggregation in any order gives bit-identical features (and models). Active
     days are OR-ed into 63-day bitmaps (``day_bits_<j>`` holds days ago
     63j..63j+62), which replaces a costly distinct count over (user, day) pairs.
+
+    Every event before T is fewer than ``span_days`` days before it, so a window
+    of at least ``span_days`` days holds every event: its counts and sums are the
+    totals, written without a filter (DuckDB then computes each of them once).
+    Measured at 200k users: a filtered revenue sum costs about a quarter of a
+    bare ``GROUP BY user_id`` count.
     """
     t = sql_timestamp(cutoff)
     windows = sorted(config.windows)
@@ -421,15 +428,20 @@ def _feature_sql(
     for name in key_events:
         hit = _key_event_hit(name, vocabulary)
         per_user.append(f"count(*) FILTER (WHERE {hit}) AS {slug(name)}_events")
+    per_user_sessions = ["count(*) AS sessions_total"]
     for w in windows:
+        if w >= span_days:  # the window holds every event (see above)
+            per_user += [f"count(*) AS events_{w}d", f"sum(revenue) AS revenue_{w}d"]
+            per_user_sessions.append(f"count(*) AS sessions_{w}d")
+            continue
         per_user += [
             f"count(*) FILTER (WHERE days_ago < {w}) AS events_{w}d",
             f"coalesce(sum(revenue) FILTER (WHERE days_ago < {w}), 0) AS revenue_{w}d",
         ]
+        per_user_sessions.append(
+            f"count(*) FILTER (WHERE start_us < {w * MICROS_PER_DAY}) AS sessions_{w}d"
+        )
     per_user += _day_bit_columns(blocks)
-    per_user_sessions = ["count(*) AS sessions_total"] + [
-        f"count(*) FILTER (WHERE start_us < {w * MICROS_PER_DAY}) AS sessions_{w}d" for w in windows
-    ]
     distinct_events = "bit_count(u.event_bits)"
     distinct_join = ""
     if vocabulary is None:
@@ -551,12 +563,22 @@ def _session_sql(events: EventLog, config: FeatureConfig) -> str:
     apart, so only the piece's first event can start a session, and it does when
     the previous piece of that user ended more than a gap before it. Only the
     pieces, a few times fewer than events, are sorted.
+
+    Rows with and without a session id are grouped apart, each by two keys: a
+    third key for the rows without one (their timestamp) made this grouping a
+    fifth costlier (measured at 200k users). The rows without an id are read in a
+    scan of their own, which DuckDB skips by the column's null statistics when
+    there are none (Parquet row groups, tables).
     """
     if events.has_session_id:
         return """
         SELECT user_id, max(before_us) AS start_us
-        FROM base
-        GROUP BY user_id, session_id, CASE WHEN session_id IS NULL THEN timestamp END"""
+        FROM base WHERE session_id IS NOT NULL
+        GROUP BY user_id, session_id
+        UNION ALL
+        SELECT user_id, before_us AS start_us
+        FROM base WHERE session_id IS NULL
+        GROUP BY user_id, before_us"""
     gap_us = int(config.session_gap_minutes) * 60_000_000
     return f"""
         SELECT user_id, first_us AS start_us
