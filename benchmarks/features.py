@@ -33,7 +33,8 @@ method. Methods, interleaved run by run so that machine noise hits all alike:
     ``build_features_many`` (one pre-aggregation of the log into user-days); the
     ratio loop / many is printed.
 ``duckdb-count``
-    The baseline: a bare ``SELECT user_id, count(*) ... GROUP BY user_id`` over the file.
+    The baseline: a bare ``SELECT user_id, count(*) ... GROUP BY user_id`` over the file,
+    fetched as a pandas frame like segmentkit's tables.
 ``floor-*`` (``--floor``)
     Lower bounds of parts of the work, each a minimal DuckDB query over the file,
     its result streamed as Arrow batches: ``floor-sessions`` (sessions per user
@@ -237,10 +238,11 @@ def child(method: str, path: str, as_of_text: str, out: str | None) -> None:
     elif method == "duckdb-count":
         con = duckdb.connect()
         con.execute("SET enable_progress_bar = false")
+        # A pandas frame, as segmentkit returns (not Python tuples, dearer per row).
         rows = len(
             con.execute(
                 f"SELECT user_id, count(*) FROM read_parquet('{path}') GROUP BY user_id"
-            ).fetchall()
+            ).df()
         )
     elif method.startswith("floor-"):
         con = duckdb.connect()
