@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from segmentkit.config import FeatureConfig, PropensityConfig, TargetConfig
 from segmentkit.errors import ConfigError, DataValidationError, InsufficientDataError
@@ -511,21 +512,25 @@ def fit_propensity(
                 "metrics are those the choice was made on (optimistic)"
             )
         # The winner's backtest model and its final model are independent fits of about
-        # the same size: with threads to spare they run side by side (each fit's own
-        # calibration pair then runs inline on its thread), the same models either way.
-        jobs = {}
+        # the same size, and the baselines small ones beside them: with threads to spare
+        # they run side by side, the two large ones first (each fit's own calibration
+        # pair then runs inline on its thread), the same models either way.
+        jobs: dict[str, tuple] = {}
         if best != "complement":
-            jobs["final"] = (X_fin, y_fin, s_fin, end)
+            jobs["final"] = (best, X_fin, y_fin, s_fin, end)
             if best not in scores:
-                jobs["backtest"] = (X_bt, y_bt, s_bt, plan.evaluation)
-            if "bgnbd" in best:  # fitted here once, not by both threads
-                for job in jobs.values():
-                    bgnbd_at(job[-1])
+                jobs["backtest"] = (best, X_bt, y_bt, s_bt, plan.evaluation)
+        for name in BASELINES:
+            if name not in scores and name != best:
+                jobs[name] = (name, X_bt, y_bt, s_bt, plan.evaluation)
+        for job in jobs.values():
+            if "bgnbd" in job[0]:  # fitted here once, not on the workers
+                bgnbd_at(job[-1])
         fits = dict(
             zip(
                 jobs,
                 _map_fits(
-                    lambda X, y, s, t, best=best, make=make: make(best, t).fit(X, y, snapshot=s),
+                    lambda name, X, y, s, t, make=make: make(name, t).fit(X, y, snapshot=s),
                     list(jobs.values()),
                     n_threads,
                 ),
@@ -534,11 +539,7 @@ def fit_propensity(
         )
         for name in dict.fromkeys((best, *BASELINES)):
             if name not in scores:
-                fitted[name] = (
-                    fits["backtest"]
-                    if name == best and "backtest" in fits
-                    else make(name, plan.evaluation).fit(X_bt, y_bt, snapshot=s_bt)
-                )
+                fitted[name] = fits["backtest"] if name == best else fits[name]
                 if _parse_variant(name)[1] == "season":
                     shift = season(fitted[name], plan.evaluation, build=build)
                     fitted[name].set_params(level_shift=shift or 0.0)
@@ -670,7 +671,11 @@ def _map_fits(fit: Callable[..., Any], jobs: list[tuple], n_threads: int | None)
     With ``n_threads=None`` a fit may use every core, so the jobs run one after the other.
     """
     if n_threads is not None and 2 * n_threads <= usable_cores():
-        return thread_map(fit, *zip(*jobs, strict=True)) if jobs else []
+        # BLAS threads are one process-wide setting, which each fit's threadpool_limits
+        # sets and restores: held here, the order in which the fits end cannot leave
+        # the caller's later BLAS work on another thread count.
+        with threadpool_limits(limits=n_threads, user_api="blas"):
+            return thread_map(fit, *zip(*jobs, strict=True)) if jobs else []
     return [fit(*job) for job in jobs]
 
 
