@@ -71,10 +71,11 @@ def in_background(function: Callable[..., T], *args: Any) -> Future[T]:
     """Start ``function(*args)`` on the shared pool and return its future.
 
     For single-threaded work (one OpenMP/BLAS thread) that the caller overlaps with
-    its own: it holds one worker, so calls of :func:`thread_map` meanwhile run on the
-    other worker(s), queued, and never more threads than cores compute at once. With
-    one core, or from a pool worker, the call runs inline and the future is already
-    done. Exceptions are raised by ``future.result()``.
+    its own: it holds one worker, so calls of :func:`thread_map` meanwhile queue on
+    the other worker(s) and the pool never runs more jobs than there are cores (the
+    caller's own thread comes on top). With one core, or from a pool worker, the call
+    runs inline and the future is already done. Exceptions are raised by
+    ``future.result()``.
 
     Examples
     --------
