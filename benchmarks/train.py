@@ -15,7 +15,9 @@ Each run also times the baseline on the same file, a bare DuckDB
 that moment, so that figures from a loaded machine can be compared).
 
 Prints, per size, the medians of ``--runs`` runs: wall time of each stage of
-``train_model`` (loading and validation, features, segmentation, propensity), total,
+``train_model`` (loading and validation, features, segmentation, propensity; with the
+propensity fits side by side, segmentation runs beside them: ``segmentation_alongside``
+is its own run time, overlapping ``propensity``, and ``segmentation`` the wait it adds), total,
 CPU time, peak RSS, the ratio total / bare count, the ratio to the issue's target
 (100k: 40 s, 300k: 75 s, 1M: 180 s, where defined), the chosen family and the
 out-of-time evaluation metrics of every propensity target (so that a speed-up which

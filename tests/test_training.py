@@ -134,3 +134,69 @@ def test_train_model_refuses_a_log_too_short_for_the_horizon_before_segmenting(
     monkeypatch.setattr(Segmenter, "fit", segmenting)
     with pytest.raises(InsufficientDataError, match=r"at most 44 day\(s\)"):
         train_model(config, two_behaviours_log)
+
+
+ALONGSIDE = load_config(
+    overrides={
+        "segmentation": {"k_range": [2, 4], "n_bootstrap": 3, "bootstrap_sample": 1500},
+        "propensity": {
+            "n_threads": 1,
+            "targets": [
+                {"name": "churn", "kind": "inactivity"},
+                {"name": "purchase", "kind": "event", "event": "purchase"},
+            ],
+        },
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def demo_log():
+    from segmentkit.io.synth import generate_events
+
+    return generate_events(1500, 240, seed=3).events
+
+
+def test_segmentation_beside_the_propensity_models_gives_the_same_result(demo_log, monkeypatch):
+    from segmentkit.parallel import usable_cores
+
+    if usable_cores() < 2:
+        pytest.skip("one core: segmentation always runs first")
+    alongside = train_model(ALONGSIDE, demo_log)
+    assert "segmentation_alongside" in alongside.timings
+    monkeypatch.setattr("segmentkit.training.usable_cores", lambda: 1)
+    first = train_model(ALONGSIDE, demo_log)
+    assert "segmentation_alongside" not in first.timings
+    np.testing.assert_array_equal(alongside.segments, first.segments)
+    assert alongside.model.segmenter.segment_names_ == first.model.segmenter.segment_names_
+    assert alongside.propensity.choice == first.propensity.choice
+    pd.testing.assert_frame_equal(
+        alongside.propensity.evaluation.metrics, first.propensity.evaluation.metrics
+    )
+
+
+def test_a_segmentation_error_wins_over_a_propensity_error_raised_meanwhile(
+    two_behaviours_log, monkeypatch
+):
+    from segmentkit.errors import ConfigError
+
+    config = load_config(
+        overrides={
+            "data": {"columns": {"session_id": None}},
+            "propensity": {"n_threads": 1, "targets": [{"name": "churn", "kind": "inactivity"}]},
+        }
+    )
+
+    def propensity_fails(*args, **kwargs):
+        raise ConfigError("propensity failed")
+
+    def segmentation_fails(*args, **kwargs):
+        raise InsufficientDataError("segmentation failed")
+
+    monkeypatch.setattr("segmentkit.models.propensity_training.fit_propensity", propensity_fails)
+    with pytest.raises(ConfigError, match="propensity failed"):
+        train_model(config, two_behaviours_log)
+    monkeypatch.setattr(Segmenter, "fit", segmentation_fails)
+    # Segmentation ran first before it ran alongside: its error is the one reported.
+    with pytest.raises(InsufficientDataError, match="segmentation failed"):
+        train_model(config, two_behaviours_log)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-__all__ = ["thread_map", "usable_cores"]
+__all__ = ["in_background", "thread_map", "usable_cores"]
 
 T = TypeVar("T")
 
@@ -65,3 +65,28 @@ def thread_map(function: Callable[..., T], *iterables: Iterable[Any]) -> list[T]
         return [function(*args) for args in calls]
     futures = [_pool().submit(function, *args) for args in calls]
     return [future.result() for future in futures]
+
+
+def in_background(function: Callable[..., T], *args: Any) -> Future[T]:
+    """Start ``function(*args)`` on the shared pool and return its future.
+
+    For single-threaded work (one OpenMP/BLAS thread) that the caller overlaps with
+    its own: it holds one worker, so calls of :func:`thread_map` meanwhile queue on
+    the other worker(s) and the pool never runs more jobs than there are cores (the
+    caller's own thread comes on top). With one core, or from a pool worker, the call
+    runs inline and the future is already done. Exceptions are raised by
+    ``future.result()``.
+
+    Examples
+    --------
+    >>> in_background(pow, 2, 10).result()
+    1024
+    """
+    if usable_cores() == 1 or getattr(_WORKER, "active", False):
+        done: Future[T] = Future()
+        try:
+            done.set_result(function(*args))
+        except Exception as error:  # raised by result(), as from a worker
+            done.set_exception(error)
+        return done
+    return _pool().submit(function, *args)

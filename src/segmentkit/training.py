@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from segmentkit.bundle import SegmentationModel
 from segmentkit.bundle.metadata import BundleMetadata
@@ -27,6 +28,7 @@ from segmentkit.io.events import (
     load_events,
     to_timestamp,
 )
+from segmentkit.parallel import in_background, usable_cores
 
 __all__ = ["TrainingResult", "data_fingerprint", "load_snapshot", "make_segmenter", "train_model"]
 
@@ -137,6 +139,18 @@ def make_segmenter(config: Config) -> Any:
     )
 
 
+def _fit_segmenter(
+    segmenter: Any, features: pd.DataFrame, reference: Any | None
+) -> tuple[Any, float]:
+    """Fit ``segmenter`` on one OpenMP/BLAS thread; return it and the seconds it took."""
+    import time
+
+    start = time.perf_counter()
+    with threadpool_limits(limits=1):
+        segmenter.fit(features, reference=reference)
+    return segmenter, time.perf_counter() - start
+
+
 def data_fingerprint(log: EventLog) -> str:
     """Order-independent fingerprint of the clean log (an aggregate hash, no rows)."""
     value = log.con.execute(
@@ -225,24 +239,54 @@ def train_model(
     with step("Features as of " + f"{snapshot:%Y-%m-%d}"):
         features = build_features(log, snapshot, config.features)
     names = feature_names(config.features)
-    with step("Segmentation"):
-        segmenter = make_segmenter(config)
-        segmenter.fit(
-            features[names], reference=reference.segmenter if reference is not None else None
-        )
-        segments = np.asarray(segmenter.labels_, dtype=np.int64)
-    propensity = None
-    if config.propensity.targets:
-        with step("Propensity models"):
-            propensity = fit_propensity(
-                log,
-                snapshot,
-                config.features,
-                config.propensity,
-                n_threads=config.propensity.n_threads,
-                as_of_features=features,
-                extra_snapshots=extra_snapshots,
+    segmenter = make_segmenter(config)
+    reference_segmenter = reference.segmenter if reference is not None else None
+    n_threads = config.propensity.n_threads
+    # With fits side by side (one thread each), segmentation runs single-threaded on a
+    # pool worker beside the propensity models (which need nothing from it): it fills
+    # the core their single-threaded stretches leave idle, and their fits queue on the
+    # other worker meanwhile. Otherwise the fits use every core: it runs first, as is.
+    alongside = (
+        bool(config.propensity.targets)
+        and n_threads is not None
+        and 2 * n_threads <= usable_cores()
+    )
+    with contextlib.ExitStack() as scope:
+        if alongside:
+            # BLAS threads are one process-wide setting that every fit's and the
+            # segmentation's threadpool_limits set and then restore: held at n_threads
+            # here, no interleaving of those leaves the main thread's BLAS work (BG/NBD
+            # inputs, metrics) on a thread count that depends on scheduling.
+            scope.enter_context(threadpool_limits(limits=n_threads, user_api="blas"))
+            segmentation = in_background(
+                _fit_segmenter, segmenter, features[names], reference_segmenter
             )
+        else:
+            with step("Segmentation"):
+                segmenter.fit(features[names], reference=reference_segmenter)
+        propensity = None
+        try:
+            if config.propensity.targets:
+                with step("Propensity models"):
+                    propensity = fit_propensity(
+                        log,
+                        snapshot,
+                        config.features,
+                        config.propensity,
+                        n_threads=n_threads,
+                        as_of_features=features,
+                        extra_snapshots=extra_snapshots,
+                    )
+        except Exception:
+            if alongside:  # segmentation's error, if any, as when it ran first
+                segmentation.result()
+            raise
+        if alongside:
+            # Timed as the wait it adds; its own run time (beside the propensity models)
+            # as segmentation_alongside.
+            with step("Segmentation"):
+                segmenter, timings["segmentation_alongside"] = segmentation.result()
+    segments = np.asarray(segmenter.labels_, dtype=np.int64)
     shares = np.bincount(segments, minlength=segmenter.n_segments_) / len(segments)
     metadata = BundleMetadata(
         as_of=snapshot.isoformat(),

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from segmentkit.config import FeatureConfig, PropensityConfig, TargetConfig
 from segmentkit.errors import ConfigError, DataValidationError, InsufficientDataError
@@ -417,12 +418,15 @@ def fit_propensity(
             sel_scored = selection_plan.evaluation
             if any("bgnbd" in name for name in ranked):
                 bgnbd_at(sel_scored)  # once, before the threads
+            # Costliest first: two workers taking the queue in that order finish together
+            # (list scheduling), not with a boosted fit left alone at the end.
+            by_cost = _costliest_first(ranked)
             fitted_candidates = dict(
                 zip(
-                    ranked,
+                    by_cost,
                     _map_fits(
                         lambda name, t, X, y, s, make=make: make(name, t).fit(X, y, snapshot=s),
-                        [(name, sel_scored, X_st, y_st, s_st) for name in ranked],
+                        [(name, sel_scored, X_st, y_st, s_st) for name in by_cost],
                         n_threads,
                     ),
                     strict=True,
@@ -508,21 +512,25 @@ def fit_propensity(
                 "metrics are those the choice was made on (optimistic)"
             )
         # The winner's backtest model and its final model are independent fits of about
-        # the same size: with threads to spare they run side by side (each fit's own
-        # calibration pair then runs inline on its thread), the same models either way.
-        jobs = {}
+        # the same size, and the baselines small ones beside them: with threads to spare
+        # they run side by side, the two large ones first (each fit's own calibration
+        # pair then runs inline on its thread), the same models either way.
+        jobs: dict[str, tuple] = {}
         if best != "complement":
-            jobs["final"] = (X_fin, y_fin, s_fin, end)
+            jobs["final"] = (best, X_fin, y_fin, s_fin, end)
             if best not in scores:
-                jobs["backtest"] = (X_bt, y_bt, s_bt, plan.evaluation)
-            if "bgnbd" in best:  # fitted here once, not by both threads
-                for job in jobs.values():
-                    bgnbd_at(job[-1])
+                jobs["backtest"] = (best, X_bt, y_bt, s_bt, plan.evaluation)
+        for name in BASELINES:
+            if name not in scores and name != best:
+                jobs[name] = (name, X_bt, y_bt, s_bt, plan.evaluation)
+        for job in jobs.values():
+            if "bgnbd" in job[0]:  # fitted here once, not on the workers
+                bgnbd_at(job[-1])
         fits = dict(
             zip(
                 jobs,
                 _map_fits(
-                    lambda X, y, s, t, best=best, make=make: make(best, t).fit(X, y, snapshot=s),
+                    lambda name, X, y, s, t, make=make: make(name, t).fit(X, y, snapshot=s),
                     list(jobs.values()),
                     n_threads,
                 ),
@@ -531,11 +539,7 @@ def fit_propensity(
         )
         for name in dict.fromkeys((best, *BASELINES)):
             if name not in scores:
-                fitted[name] = (
-                    fits["backtest"]
-                    if name == best and "backtest" in fits
-                    else make(name, plan.evaluation).fit(X_bt, y_bt, snapshot=s_bt)
-                )
+                fitted[name] = fits["backtest"] if name == best else fits[name]
                 if _parse_variant(name)[1] == "season":
                     shift = season(fitted[name], plan.evaluation, build=build)
                     fitted[name].set_params(level_shift=shift or 0.0)
@@ -667,8 +671,34 @@ def _map_fits(fit: Callable[..., Any], jobs: list[tuple], n_threads: int | None)
     With ``n_threads=None`` a fit may use every core, so the jobs run one after the other.
     """
     if n_threads is not None and 2 * n_threads <= usable_cores():
-        return thread_map(fit, *zip(*jobs, strict=True)) if jobs else []
+        # BLAS threads are one process-wide setting, which each fit's threadpool_limits
+        # sets and restores: held here, the order in which the fits end cannot leave
+        # the caller's later BLAS work on another thread count.
+        with threadpool_limits(limits=n_threads, user_api="blas"):
+            return thread_map(fit, *zip(*jobs, strict=True)) if jobs else []
     return [fit(*job) for job in jobs]
+
+
+# Relative fitting cost of the families (CPU seconds of one candidate at 100k selection
+# rows, benchmarks/train.py): boosted trees about twice a logistic model, BG/NBD inputs
+# a little more, the BG/NBD and score baselines next to nothing.
+_FIT_COST = {"hgb": 20, "logistic": 9, "bgnbd": 1, "rfm": 1, "recency": 1}
+
+
+def _costliest_first(names: Sequence[str]) -> list[str]:
+    """``names`` ordered by expected fitting cost, costliest first (ties keep their order).
+
+    Examples
+    --------
+    >>> _costliest_first(["logistic", "hgb", "logistic+bgnbd", "hgb+bgnbd", "bgnbd"])
+    ['hgb+bgnbd', 'hgb', 'logistic+bgnbd', 'logistic', 'bgnbd']
+    """
+
+    def cost(name: str) -> int:
+        family, _, variant = _parse_variant(name)[0].partition("+")
+        return _FIT_COST.get(family, 1) + (1 if variant == "bgnbd" else 0)
+
+    return sorted(names, key=lambda name: -cost(name))
 
 
 def _planned_snapshots(
