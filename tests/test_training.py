@@ -200,3 +200,30 @@ def test_a_segmentation_error_wins_over_a_propensity_error_raised_meanwhile(
     # Segmentation ran first before it ran alongside: its error is the one reported.
     with pytest.raises(InsufficientDataError, match="segmentation failed"):
         train_model(config, two_behaviours_log)
+
+
+def test_segmentation_alongside_starts_after_the_snapshot_features_are_built(demo_log, monkeypatch):
+    # The one-pass snapshot build holds the most memory: segmentation, which holds
+    # its own, starts once it is done.
+    from segmentkit import training
+    from segmentkit.models import propensity_training
+    from segmentkit.parallel import usable_cores
+
+    if usable_cores() < 2:
+        pytest.skip("one core: segmentation always runs first")
+    order = []
+    build, segment = propensity_training.features_at, training._fit_segmenter
+
+    def building(*args, **kwargs):
+        order.append("features")
+        return build(*args, **kwargs)
+
+    def segmenting(*args, **kwargs):
+        order.append("segmentation")
+        return segment(*args, **kwargs)
+
+    monkeypatch.setattr(propensity_training, "features_at", building)
+    monkeypatch.setattr(training, "_fit_segmenter", segmenting)
+    result = train_model(ALONGSIDE, demo_log)
+    assert "segmentation_alongside" in result.timings
+    assert order[0] == "features" and order.count("segmentation") == 1

@@ -144,6 +144,7 @@ def fit_propensity(
     training_rows_max: int | None = None,
     as_of_features: pd.DataFrame | None = None,
     extra_snapshots: Sequence[dt.date | dt.datetime | str] = (),
+    after_snapshot_features: Callable[[], object] | None = None,
 ) -> PropensityResult:
     """Fit, evaluate out of time and choose a calibrated model per target.
 
@@ -181,6 +182,11 @@ def fit_propensity(
         Further snapshot times (at or before ``as_of``) whose feature tables the caller
         needs too (a refresh's drift checks): built in the same pass over the log as
         the training snapshots and returned in ``PropensityResult.extra_features``.
+    after_snapshot_features : callable, optional
+        Called with no argument once every snapshot's features are built, before the
+        first label or fit: training starts the segmentation there, so that it runs
+        beside the fits but not beside the one-pass feature build, the step that holds
+        the most memory.
 
     Returns
     -------
@@ -264,6 +270,8 @@ def fit_propensity(
             f"{end.isoformat(sep=' ')}: their features would read events the fit may not"
         )
     features_at(log, [*planned, end, *extra], feature_config, cache)
+    if after_snapshot_features is not None:
+        after_snapshot_features()
     bgnbd_fits: dict[dt.datetime, np.ndarray] = {}
 
     def bgnbd_at(when: dt.datetime) -> np.ndarray:
