@@ -582,7 +582,7 @@ def _features_on_spark(
             else:
                 sks.write_parquet(sks.build_features(log, snapshot, cfg.features), out)
     finally:
-        log.release()  # the events kept on the executors
+        log.release()  # what the log keeps on the executors (events or features)
     report = log.report
     output.echo(
         f"features of {report.users:,} users as of {snapshot:%Y-%m-%d} written to {out} "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -144,8 +145,6 @@ def _fit_segmenter(
     segmenter: Any, features: pd.DataFrame, reference: Any | None
 ) -> tuple[Any, float]:
     """Fit ``segmenter`` on one OpenMP/BLAS thread; return it and the seconds it took."""
-    import time
-
     start = time.perf_counter()
     with threadpool_limits(limits=1):
         segmenter.fit(features, reference=reference)
@@ -218,8 +217,6 @@ def train_model(
     -------
     TrainingResult
     """
-    import time
-
     from segmentkit.drift import build_feature_reference
     from segmentkit.models.labels import check_history
     from segmentkit.models.propensity_training import fit_propensity
