@@ -173,3 +173,13 @@ def test_unknown_engine_is_a_one_line_error(in_workdir, capsys):
 def test_scores_option_needs_the_spark_engine(in_workdir, capsys):
     code, _, err = run(["train", "--scores", "x.parquet"], capsys)
     assert code == 2 and "--scores is for --engine spark" in err
+
+
+def test_an_unreadable_as_of_on_spark_is_a_one_line_error(spark, in_workdir, capsys):
+    glob = str(in_workdir / "events" / "*.parquet")
+    command = ["features", "--events", glob, "--as-of", "soon", "--out", "x.parquet"]
+    code, _, err = run([*command, "--engine", "spark"], capsys)
+    assert code == 2
+    assert err.strip().startswith("error: as_of: expected an ISO 8601 date or datetime")
+    assert err.strip().endswith("got 'soon'") and len(err.strip().splitlines()) == 1
+    assert not (in_workdir / "x.parquet").exists()
