@@ -10,8 +10,12 @@ snapshot (``as_of - horizon``), the same split and the same users.
 Beside the realized figures it prints what explains a calibration miss: the purchase
 rate of every labeled snapshot the models saw and the realized one, the worst decile
 gap on segmentkit's own out-of-time evaluation snapshot (``as_of - horizon``, inside
-the history) next to the realized one, and for the generated logs the rate of every
-planted archetype in the latest labeled window and in the scored one.
+the history) next to the realized one, segmentkit's predicted and observed rate per
+decile, the worst decile gap once the level is right (``gap_at_level``: every
+log-odds moved by ``level_error``, the shift that matches the realized rate; what is
+left is the shape of the calibration map and noise, ``gap_floor``), and for the
+generated logs the rate of every planted archetype in the latest labeled window and
+in the scored one.
 
 The realistic scenarios (see :func:`scenarios`) stand in for real logs: a CDNOW-like
 single cohort, a seasonal order table scored at the peak, on the rise and with a year
@@ -35,6 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import brentq
+from scipy.special import expit, logit
 from scipy.stats import spearmanr
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
@@ -324,6 +330,42 @@ def worst_decile_gap(y: np.ndarray, p: np.ndarray) -> float:
     return max(abs(p[b].mean() - y[b].mean()) for b in np.array_split(order, 10))
 
 
+def decile_table(y: np.ndarray, p: np.ndarray) -> pd.DataFrame:
+    """Mean predicted and observed rate in ten equal-count bins of the prediction (low to high)."""
+    order = np.argsort(p, kind="stable")
+    bins = np.array_split(order, 10)
+    return pd.DataFrame(
+        {
+            "predicted": [p[b].mean() for b in bins],
+            "observed": [y[b].mean() for b in bins],
+            "users": [b.size for b in bins],
+        },
+        index=pd.RangeIndex(1, 11, name="decile"),
+    ).assign(gap=lambda t: t["predicted"] - t["observed"])
+
+
+def level_error(y: np.ndarray, p: np.ndarray) -> float:
+    """Log-odds shift that brings the mean prediction to the observed rate (0 = level right).
+
+    Positive: the predictions are too low. The calibration-in-the-large part of a miss.
+    """
+    rate = float(np.mean(y))
+    if not 0.0 < rate < 1.0:
+        return 0.0
+    z = logit(np.clip(p, 1e-9, 1 - 1e-9))
+    return float(brentq(lambda d: float(np.mean(expit(z + d))) - rate, -20.0, 20.0))
+
+
+def gap_at_realized_level(y: np.ndarray, p: np.ndarray) -> float:
+    """Worst decile gap once the level is right (every log-odds moved by :func:`level_error`).
+
+    What is left is the shape of the calibration map (its slope, or more) and noise:
+    next to the gap it says how much of a miss is the level.
+    """
+    shifted = expit(logit(np.clip(p, 1e-9, 1 - 1e-9)) + level_error(y, p))
+    return worst_decile_gap(y, shifted)
+
+
 def gap_noise_floor(p: np.ndarray, draws: int = 200, seed: int = 0) -> float:
     """90th percentile of the worst decile gap of a perfectly calibrated model (y ~ Bernoulli(p)).
 
@@ -343,6 +385,8 @@ def metrics(y_buy, p_buy, n_buy, e_buy, y_churn, p_churn) -> dict[str, float]:
         "brier": brier_score_loss(y_buy, p_buy),
         "gap": worst_decile_gap(y_buy, p_buy),
         "gap_floor": gap_noise_floor(p_buy),
+        "gap_at_level": gap_at_realized_level(y_buy, p_buy),
+        "level_error": level_error(y_buy, p_buy),
         "p_total": p_buy.sum() / y_buy.sum(),
         "spearman": spearmanr(n_buy, e_buy).statistic,
         "count_total": e_buy.sum() / n_buy.sum(),
@@ -451,6 +495,7 @@ def evaluate(scenario: Scenario, features_cfg: FeatureConfig, cfg: PropensityCon
             total, lower, upper = model.expected_total(scores[column].to_numpy())
             interval[name] = (total, lower, upper, float(truth.sum()))
     return {
+        "deciles": decile_table(y_buy, scores["p_purchase"].to_numpy()),
         "interval": interval,
         "notes": getattr(result.evaluation, "notes", ()),
         "table": pd.DataFrame(out).T,
@@ -529,6 +574,8 @@ def main() -> None:
             f"worst decile gap on the internal evaluation snapshot {res['internal_gap']:.3f} "
             f"vs realized {table.loc['segmentkit', 'gap']:.3f}"
         )
+        print("segmentkit purchase deciles (predicted - observed):")
+        print(res["deciles"].round(4).T.to_string())
         if res["archetypes"] is not None:
             print(
                 "planted archetypes (share now, purchase rate last labeled -> realized, "
@@ -548,6 +595,8 @@ def main() -> None:
                 "p_cover": _inside(res["interval"].get("purchase")),
                 "n_cover": _inside(res["interval"].get("purchases")),
                 "gap_floor": table.loc["segmentkit", "gap_floor"],
+                "gap_at_level": table.loc["segmentkit", "gap_at_level"],
+                "level_err": table.loc["segmentkit", "level_error"],
                 "internal_auc": res["internal_auc"],
             }
         )
