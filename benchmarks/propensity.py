@@ -26,9 +26,11 @@ scenario stops between 70-82 % or 78-90 % of it), so in the scenarios built on t
 labeled window and the scored one: the scored period is not like any period in the
 history, and no model fitted on the past can be calibrated on it.
 
-Usage: python benchmarks/propensity.py [n_users] [--horizon DAYS] [--draw N] [scenario ...]
-(default 20000 users, a 30-day horizon, every scenario; ``--draw N`` > 0: other random
-draws of the same scenarios). A log too short for the horizon is reported as skipped.
+Usage: python benchmarks/propensity.py [n_users] [--horizon DAYS] [--draw N]
+[--seasonal-days DAYS] [scenario ...] (default 20000 users, a 30-day horizon, every
+scenario; ``--draw N`` > 0: other random draws of the same scenarios;
+``--seasonal-days`` moves the seasonal order table's start back, same arrivals per
+day). A log too short for the horizon is reported as skipped.
 """
 
 from __future__ import annotations
@@ -204,11 +206,16 @@ _SYNTH_END = pd.Timestamp("2025-01-01")
 _SEASONAL_LOG_END = pd.Timestamp("2026-03-01")
 
 
-def scenarios(n_users: int, wanted: set[str] | None = None, draw: int = 0) -> list[Scenario]:
+def scenarios(
+    n_users: int, wanted: set[str] | None = None, draw: int = 0, seasonal_days: int = 900
+) -> list[Scenario]:
     """Return the benchmark's logs (only those in ``wanted``, when given).
 
     ``draw`` > 0 gives other random draws of the same scenarios (every generator's
     seed moved by ``1000 draw``): a result should hold on them too, not on one seed.
+    ``seasonal_days`` sets how far back the seasonal order table starts (same end,
+    ``n_users`` scaled with it, so the same arrivals per day): how old the customer
+    base was a year before the scored period, where the seasonal step is measured.
 
     Realistic ones, standing in for the real logs segmentkit is judged on:
 
@@ -239,10 +246,14 @@ def scenarios(n_users: int, wanted: set[str] | None = None, draw: int = 0) -> li
             _SYNTH_END,
             rich=False,
         ),
-        "seasonal_peak": lambda: _seasonal("seasonal_peak", n_users, "2025-12-16", shift),
-        "seasonal_offpeak": lambda: _seasonal("seasonal_offpeak", n_users, "2025-08-18", shift),
+        "seasonal_peak": lambda: _seasonal(
+            "seasonal_peak", n_users, "2025-12-16", shift, log_days=seasonal_days
+        ),
+        "seasonal_offpeak": lambda: _seasonal(
+            "seasonal_offpeak", n_users, "2025-08-18", shift, log_days=seasonal_days
+        ),
         "seasonal_1y_peak": lambda: _seasonal(
-            "seasonal_1y_peak", n_users, "2025-12-16", shift, 395
+            "seasonal_1y_peak", n_users, "2025-12-16", shift, 395, log_days=seasonal_days
         ),
         "default_hazard": lambda: _synth(
             "default_hazard", "default", n_users, 7 + shift, rich=True, lifecycle="hazard"
@@ -290,9 +301,15 @@ def _synth(
 
 
 def _seasonal(
-    name: str, n_users: int, end: str, shift: int = 0, days: int | None = None
+    name: str,
+    n_users: int,
+    end: str,
+    shift: int = 0,
+    days: int | None = None,
+    log_days: int = 900,
 ) -> Scenario:
-    events = seasonal_log(n_users, _SEASONAL_LOG_END, seed=19 + shift)
+    users = round(n_users * log_days / 900)
+    events = seasonal_log(users, _SEASONAL_LOG_END, seed=19 + shift, n_days=log_days)
     end_ts = pd.Timestamp(end)
     return Scenario(name, _until(events, end_ts, days), end_ts, rich=False)
 
@@ -524,6 +541,12 @@ def main() -> None:
     parser.add_argument("scenario", nargs="*", help="scenario names (default: every one)")
     parser.add_argument("--horizon", type=int, default=HORIZON, help="label window, days")
     parser.add_argument("--draw", type=int, default=0, help="> 0: another random draw")
+    parser.add_argument(
+        "--seasonal-days",
+        type=int,
+        default=900,
+        help="span of the seasonal order table (users scaled with it): 1265 = a year older",
+    )
     args = parser.parse_args()
     horizon, draw, n_users, wanted = args.horizon, args.draw, args.n_users, set(args.scenario)
     cfg = load_config("params.yaml")
@@ -537,7 +560,7 @@ def main() -> None:
     )
     pd.set_option("display.width", 160)
     summary = []
-    for scenario in scenarios(n_users, wanted, draw):
+    for scenario in scenarios(n_users, wanted, draw, args.seasonal_days):
         try:
             res = evaluate(scenario, cfg.features, prop)
         except InsufficientDataError as error:
