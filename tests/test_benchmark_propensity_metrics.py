@@ -67,3 +67,19 @@ def test_decile_table_lists_predicted_and_observed_rates_low_to_high(bench):
     assert table["predicted"].tolist() == pytest.approx(np.linspace(0.1, 1.0, 10).tolist())
     assert table["gap"].tolist() == pytest.approx([0.1] * 10)
     assert table["users"].tolist() == [10] * 10
+
+
+def test_an_older_seasonal_log_starts_a_year_earlier_with_the_same_arrivals_per_day(bench):
+    default = bench.scenarios(3000, {"seasonal_peak"}, 0)[0].events
+    assert default.equals(bench.scenarios(3000, {"seasonal_peak"}, 0, seasonal_days=900)[0].events)
+    older = bench.scenarios(3000, {"seasonal_peak"}, 0, seasonal_days=1265)[0].events
+    start = bench._SEASONAL_LOG_END - bench.pd.Timedelta(days=1265)
+    assert older["timestamp"].min() - start < bench.pd.Timedelta(days=30)
+    assert default["timestamp"].min() - older["timestamp"].min() > bench.pd.Timedelta(days=330)
+
+    def arrivals(events):
+        born = events.groupby("user_id")["timestamp"].min()
+        return int((born >= default["timestamp"].min() + bench.pd.Timedelta(days=60)).sum())
+
+    # The customers born in the span both logs cover: about as many (Poisson noise).
+    assert abs(arrivals(older) - arrivals(default)) < 4 * np.sqrt(arrivals(default))
