@@ -10,8 +10,12 @@ snapshot (``as_of - horizon``), the same split and the same users.
 Beside the realized figures it prints what explains a calibration miss: the purchase
 rate of every labeled snapshot the models saw and the realized one, the worst decile
 gap on segmentkit's own out-of-time evaluation snapshot (``as_of - horizon``, inside
-the history) next to the realized one, and for the generated logs the rate of every
-planted archetype in the latest labeled window and in the scored one.
+the history) next to the realized one, segmentkit's predicted and observed rate per
+decile, the worst decile gap once the level is right (``gap_at_level``: every
+log-odds moved by ``level_error``, the shift that matches the realized rate; what is
+left is the shape of the calibration map and noise, ``gap_floor``), and for the
+generated logs the rate of every planted archetype in the latest labeled window and
+in the scored one.
 
 The realistic scenarios (see :func:`scenarios`) stand in for real logs: a CDNOW-like
 single cohort, a seasonal order table scored at the peak, on the rise and with a year
@@ -22,9 +26,11 @@ scenario stops between 70-82 % or 78-90 % of it), so in the scenarios built on t
 labeled window and the scored one: the scored period is not like any period in the
 history, and no model fitted on the past can be calibrated on it.
 
-Usage: python benchmarks/propensity.py [n_users] [--horizon DAYS] [--draw N] [scenario ...]
-(default 20000 users, a 30-day horizon, every scenario; ``--draw N`` > 0: other random
-draws of the same scenarios). A log too short for the horizon is reported as skipped.
+Usage: python benchmarks/propensity.py [n_users] [--horizon DAYS] [--draw N]
+[--seasonal-days DAYS] [scenario ...] (default 20000 users, a 30-day horizon, every
+scenario; ``--draw N`` > 0: other random draws of the same scenarios;
+``--seasonal-days`` moves the seasonal order table's start back, same arrivals per
+day). A log too short for the horizon is reported as skipped.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import brentq
+from scipy.special import expit, logit
 from scipy.stats import spearmanr
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
@@ -198,11 +206,16 @@ _SYNTH_END = pd.Timestamp("2025-01-01")
 _SEASONAL_LOG_END = pd.Timestamp("2026-03-01")
 
 
-def scenarios(n_users: int, wanted: set[str] | None = None, draw: int = 0) -> list[Scenario]:
+def scenarios(
+    n_users: int, wanted: set[str] | None = None, draw: int = 0, seasonal_days: int = 900
+) -> list[Scenario]:
     """Return the benchmark's logs (only those in ``wanted``, when given).
 
     ``draw`` > 0 gives other random draws of the same scenarios (every generator's
     seed moved by ``1000 draw``): a result should hold on them too, not on one seed.
+    ``seasonal_days`` sets how far back the seasonal order table starts (same end,
+    ``n_users`` scaled with it, so the same arrivals per day): how old the customer
+    base was a year before the scored period, where the seasonal step is measured.
 
     Realistic ones, standing in for the real logs segmentkit is judged on:
 
@@ -233,10 +246,14 @@ def scenarios(n_users: int, wanted: set[str] | None = None, draw: int = 0) -> li
             _SYNTH_END,
             rich=False,
         ),
-        "seasonal_peak": lambda: _seasonal("seasonal_peak", n_users, "2025-12-16", shift),
-        "seasonal_offpeak": lambda: _seasonal("seasonal_offpeak", n_users, "2025-08-18", shift),
+        "seasonal_peak": lambda: _seasonal(
+            "seasonal_peak", n_users, "2025-12-16", shift, log_days=seasonal_days
+        ),
+        "seasonal_offpeak": lambda: _seasonal(
+            "seasonal_offpeak", n_users, "2025-08-18", shift, log_days=seasonal_days
+        ),
         "seasonal_1y_peak": lambda: _seasonal(
-            "seasonal_1y_peak", n_users, "2025-12-16", shift, 395
+            "seasonal_1y_peak", n_users, "2025-12-16", shift, 395, log_days=seasonal_days
         ),
         "default_hazard": lambda: _synth(
             "default_hazard", "default", n_users, 7 + shift, rich=True, lifecycle="hazard"
@@ -284,9 +301,15 @@ def _synth(
 
 
 def _seasonal(
-    name: str, n_users: int, end: str, shift: int = 0, days: int | None = None
+    name: str,
+    n_users: int,
+    end: str,
+    shift: int = 0,
+    days: int | None = None,
+    log_days: int = 900,
 ) -> Scenario:
-    events = seasonal_log(n_users, _SEASONAL_LOG_END, seed=19 + shift)
+    users = round(n_users * log_days / 900)
+    events = seasonal_log(users, _SEASONAL_LOG_END, seed=19 + shift, n_days=log_days)
     end_ts = pd.Timestamp(end)
     return Scenario(name, _until(events, end_ts, days), end_ts, rich=False)
 
@@ -324,6 +347,42 @@ def worst_decile_gap(y: np.ndarray, p: np.ndarray) -> float:
     return max(abs(p[b].mean() - y[b].mean()) for b in np.array_split(order, 10))
 
 
+def decile_table(y: np.ndarray, p: np.ndarray) -> pd.DataFrame:
+    """Mean predicted and observed rate in ten equal-count bins of the prediction (low to high)."""
+    order = np.argsort(p, kind="stable")
+    bins = np.array_split(order, 10)
+    return pd.DataFrame(
+        {
+            "predicted": [p[b].mean() for b in bins],
+            "observed": [y[b].mean() for b in bins],
+            "users": [b.size for b in bins],
+        },
+        index=pd.RangeIndex(1, 11, name="decile"),
+    ).assign(gap=lambda t: t["predicted"] - t["observed"])
+
+
+def level_error(y: np.ndarray, p: np.ndarray) -> float:
+    """Log-odds shift that brings the mean prediction to the observed rate (0 = level right).
+
+    Positive: the predictions are too low. The calibration-in-the-large part of a miss.
+    """
+    rate = float(np.mean(y))
+    if not 0.0 < rate < 1.0:
+        return 0.0
+    z = logit(np.clip(p, 1e-9, 1 - 1e-9))
+    return float(brentq(lambda d: float(np.mean(expit(z + d))) - rate, -20.0, 20.0))
+
+
+def gap_at_realized_level(y: np.ndarray, p: np.ndarray) -> float:
+    """Worst decile gap once the level is right (every log-odds moved by :func:`level_error`).
+
+    What is left is the shape of the calibration map (its slope, or more) and noise:
+    next to the gap it says how much of a miss is the level.
+    """
+    shifted = expit(logit(np.clip(p, 1e-9, 1 - 1e-9)) + level_error(y, p))
+    return worst_decile_gap(y, shifted)
+
+
 def gap_noise_floor(p: np.ndarray, draws: int = 200, seed: int = 0) -> float:
     """90th percentile of the worst decile gap of a perfectly calibrated model (y ~ Bernoulli(p)).
 
@@ -343,6 +402,8 @@ def metrics(y_buy, p_buy, n_buy, e_buy, y_churn, p_churn) -> dict[str, float]:
         "brier": brier_score_loss(y_buy, p_buy),
         "gap": worst_decile_gap(y_buy, p_buy),
         "gap_floor": gap_noise_floor(p_buy),
+        "gap_at_level": gap_at_realized_level(y_buy, p_buy),
+        "level_error": level_error(y_buy, p_buy),
         "p_total": p_buy.sum() / y_buy.sum(),
         "spearman": spearmanr(n_buy, e_buy).statistic,
         "count_total": e_buy.sum() / n_buy.sum(),
@@ -451,6 +512,7 @@ def evaluate(scenario: Scenario, features_cfg: FeatureConfig, cfg: PropensityCon
             total, lower, upper = model.expected_total(scores[column].to_numpy())
             interval[name] = (total, lower, upper, float(truth.sum()))
     return {
+        "deciles": decile_table(y_buy, scores["p_purchase"].to_numpy()),
         "interval": interval,
         "notes": getattr(result.evaluation, "notes", ()),
         "table": pd.DataFrame(out).T,
@@ -479,6 +541,12 @@ def main() -> None:
     parser.add_argument("scenario", nargs="*", help="scenario names (default: every one)")
     parser.add_argument("--horizon", type=int, default=HORIZON, help="label window, days")
     parser.add_argument("--draw", type=int, default=0, help="> 0: another random draw")
+    parser.add_argument(
+        "--seasonal-days",
+        type=int,
+        default=900,
+        help="span of the seasonal order table (users scaled with it): 1265 = a year older",
+    )
     args = parser.parse_args()
     horizon, draw, n_users, wanted = args.horizon, args.draw, args.n_users, set(args.scenario)
     cfg = load_config("params.yaml")
@@ -492,7 +560,7 @@ def main() -> None:
     )
     pd.set_option("display.width", 160)
     summary = []
-    for scenario in scenarios(n_users, wanted, draw):
+    for scenario in scenarios(n_users, wanted, draw, args.seasonal_days):
         try:
             res = evaluate(scenario, cfg.features, prop)
         except InsufficientDataError as error:
@@ -529,6 +597,8 @@ def main() -> None:
             f"worst decile gap on the internal evaluation snapshot {res['internal_gap']:.3f} "
             f"vs realized {table.loc['segmentkit', 'gap']:.3f}"
         )
+        print("segmentkit purchase deciles (predicted - observed):")
+        print(res["deciles"].round(4).T.to_string())
         if res["archetypes"] is not None:
             print(
                 "planted archetypes (share now, purchase rate last labeled -> realized, "
@@ -548,6 +618,8 @@ def main() -> None:
                 "p_cover": _inside(res["interval"].get("purchase")),
                 "n_cover": _inside(res["interval"].get("purchases")),
                 "gap_floor": table.loc["segmentkit", "gap_floor"],
+                "gap_at_level": table.loc["segmentkit", "gap_at_level"],
+                "level_err": table.loc["segmentkit", "level_error"],
                 "internal_auc": res["internal_auc"],
             }
         )
