@@ -706,6 +706,10 @@ class PropensityModel(BaseEstimator):
     (True, ['Low', 'Medium', 'High'])
     """
 
+    # A model saved before this parameter existed has no instance value: the class one
+    # (the default) keeps get_params, set_params and its old interval working.
+    level_risk_moves: int | None = None
+
     def __init__(
         self,
         target: str = "target",
@@ -1175,7 +1179,7 @@ class PropensityModel(BaseEstimator):
         _check_level_risk(self.level_risk)
         # Models saved before these were stored keep the interval they had (normal
         # quantile, Poisson noise).
-        risk_moves = getattr(self, "level_risk_moves", None)
+        risk_moves = self.level_risk_moves
         _check_level_risk_moves(risk_moves)
         p = np.asarray(scores, dtype=float)
         total = float(p.sum())
