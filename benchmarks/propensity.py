@@ -504,7 +504,7 @@ def evaluate(scenario: Scenario, features_cfg: FeatureConfig, cfg: PropensityCon
                 "segmentkit_mean_p": now.groupby("archetype")["p"].mean(),
             }
         )
-    interval, legacy = {}, {}
+    interval, legacy, parts = {}, {}, {}
     for name, column, truth in (
         ("purchase", "p_purchase", y_buy),
         ("purchases", "expected_purchases", n_buy),
@@ -515,10 +515,16 @@ def evaluate(scenario: Scenario, features_cfg: FeatureConfig, cfg: PropensityCon
             interval[name] = (total, lower, upper, float(truth.sum()))
             total, lower, upper = legacy_model(model).expected_total(scores[column].to_numpy())
             legacy[name] = (total, lower, upper, float(truth.sum()))
+            parts[name] = (
+                f"level_risk {model.level_risk}, level_risk_moves {model.level_risk_moves}, "
+                f"level_sd_ {model.level_sd_:.4f} ({model.level_sd_moves_} moves), "
+                f"count_dispersion_ {model.count_dispersion_:.3f}"
+            )
     return {
         "deciles": decile_table(y_buy, scores["p_purchase"].to_numpy()),
         "interval": interval,
         "legacy_interval": legacy,
+        "interval_parts": parts,
         "notes": getattr(result.evaluation, "notes", ()),
         "table": pd.DataFrame(out).T,
         "choice": result.choice,
@@ -676,7 +682,7 @@ def main() -> None:
             print(
                 f"{name}: predicted total {total:.0f} [90%: {lower:.0f}, {upper:.0f}], "
                 f"realized {truth:.0f} ({inside}); before the t quantile and the count "
-                f"dispersion [{old_lower:.0f}, {old_upper:.0f}]"
+                f"dispersion [{old_lower:.0f}, {old_upper:.0f}]; {res['interval_parts'][name]}"
             )
         interval_log += interval_rows(
             scenario.name,

@@ -19,8 +19,10 @@ from segmentkit.models.propensity import (
 )
 from segmentkit.models.propensity_training import (
     LevelVerdict,
+    _independent_moves,
     _latest_season_verdict,
     _level_note,
+    _level_risk,
     _season_verdict,
     _simplest_within_noise,
     fit_propensity,
@@ -181,6 +183,23 @@ def test_a_model_saved_before_the_interval_fixes_loads_and_keeps_its_interval(xy
     assert loaded.expected_total(p, coverage=0.9) == pytest.approx(
         (total, total - half, total + half)
     )
+
+
+def test_level_risk_counts_its_moves_and_overlapping_ones_by_the_path_they_cover():
+    import datetime as dt
+
+    day = lambda n: dt.datetime(2024, 1, 1) + dt.timedelta(days=n)  # noqa: E731
+    # Three moves one horizon apart: 0.1, -0.2, 0.2 -> RMS sqrt(0.03), 3 degrees of freedom.
+    levels = {day(0): 0.0, day(30): 0.1, day(60): -0.1, day(90): 0.1}
+    risk, moves = _level_risk(levels, 30, seasonal=False)
+    assert (risk, moves) == (pytest.approx(np.sqrt(0.03)), 3)
+    assert _level_risk({day(0): 0.0, day(30): 0.1}, 30, seasonal=False) is None  # one move
+    # Eight 90-day moves 30 days apart cover 300 days: 3 horizons, not 8 moves.
+    overlapping = {day(30 * i): 0.01 * i for i in range(11)}
+    assert _level_risk(overlapping, 90, seasonal=False)[1] == 3
+    # A gap: moves ending at 90, 120 (overlap) and 300 cover 120 + 90 = 210 days.
+    assert _independent_moves([day(90), day(120), day(300)], 90) == 2
+    assert _independent_moves([day(0), day(10)], 90) == 1
 
 
 @pytest.mark.parametrize("moves", [0, -2, 2.5, True, "3", float("nan")])

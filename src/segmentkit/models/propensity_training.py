@@ -1117,8 +1117,10 @@ def _level_risk(
     when the level takes the seasonal step. It sizes the level part of the expected
     total's interval (:meth:`PropensityModel.expected_total`); the training snapshots
     alone (two or three moves) understate it where the level moves with the season.
-    The number of moves is the interval's Student t degrees of freedom (an RMS of few
-    moves is a noisy scale). None with fewer than two moves measured.
+    The second value is the interval's Student t degrees of freedom (an RMS of few
+    moves is a noisy scale): the number of moves, or where snapshots closer than one
+    horizon make them overlap (a long horizon), how many horizons they span together
+    (:func:`_independent_moves`). None with fewer than two moves measured.
 
     Examples
     --------
@@ -1130,7 +1132,7 @@ def _level_risk(
     """
     step = dt.timedelta(days=horizon)
     period = dt.timedelta(days=SEASON_DAYS)
-    moves = []
+    moves, ends = [], []
     for t in residuals:
         if t - step not in residuals:
             continue
@@ -1140,9 +1142,37 @@ def _level_risk(
                 continue
             move -= residuals[t - period] - residuals[t - step - period]
         moves.append(move)
+        ends.append(t)
     if len(moves) < 2:
         return None
-    return float(np.sqrt(np.mean(np.square(moves)))), len(moves)
+    return float(np.sqrt(np.mean(np.square(moves)))), _independent_moves(ends, horizon)
+
+
+def _independent_moves(ends: Sequence[dt.datetime], horizon: int) -> int:
+    """How many horizons the moves ``(t - h, t]`` cover together, at least 1.
+
+    Moves one horizon apart or more are independent pieces of the level's path: their
+    number. Moves that overlap (snapshots every 30 days, a 90-day horizon) share most
+    of their path, so they count as the horizons of path they cover (rounded down):
+    eight moves 30 days apart over 90 days cover 300 days, 3 horizons.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> day = lambda n: dt.datetime(2024, 1, 1) + dt.timedelta(days=n)
+    >>> _independent_moves([day(30 * i) for i in range(8)], 90)
+    3
+    >>> _independent_moves([day(0), day(30), day(90)], 30)
+    3
+    """
+    span = dt.timedelta(days=horizon)
+    covered = dt.timedelta(0)
+    reach = None  # end of the path covered so far (moves taken from the earliest)
+    for end in sorted(ends):
+        start = end - span if reach is None else max(end - span, reach)
+        covered += end - start
+        reach = end
+    return max(int(covered / span + 1e-9), 1)
 
 
 def _level_note(
