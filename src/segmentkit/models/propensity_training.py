@@ -1119,7 +1119,7 @@ def _level_risk(
     alone (two or three moves) understate it where the level moves with the season.
     The second value is the interval's Student t degrees of freedom (an RMS of few
     moves is a noisy scale): the number of moves, or where snapshots closer than one
-    horizon make them overlap (a long horizon), how many horizons they span together
+    horizon make them overlap (a long horizon), their effective number
     (:func:`_independent_moves`). None with fewer than two moves measured.
 
     Examples
@@ -1149,30 +1149,29 @@ def _level_risk(
 
 
 def _independent_moves(ends: Sequence[dt.datetime], horizon: int) -> int:
-    """How many horizons the moves ``(t - h, t]`` cover together, at least 1.
+    """Effective number of independent moves ``(t - h, t]`` ending at ``ends``, at least 1.
 
     Moves one horizon apart or more are independent pieces of the level's path: their
-    number. Moves that overlap (snapshots every 30 days, a 90-day horizon) share most
-    of their path, so they count as the horizons of path they cover (rounded down):
-    eight moves 30 days apart over 90 days cover 300 days, 3 horizons.
+    number. Moves that overlap (snapshots every 30 days, a 90-day horizon) share part of
+    their path: for a level moving by independent steps, two moves correlate by the
+    share of the horizon they have in common, and the mean square of ``n`` of them has
+    ``n^2 / sum_ij rho_ij^2`` degrees of freedom (Satterthwaite), rounded to the
+    nearest whole number.
 
     Examples
     --------
     >>> import datetime as dt
     >>> day = lambda n: dt.datetime(2024, 1, 1) + dt.timedelta(days=n)
-    >>> _independent_moves([day(30 * i) for i in range(8)], 90)
-    3
     >>> _independent_moves([day(0), day(30), day(90)], 30)
     3
+    >>> _independent_moves([day(30 * i) for i in range(8)], 90)  # 64 / 15.56
+    4
+    >>> _independent_moves([day(0), day(30), day(60)], 90)  # 9 / 5
+    2
     """
-    span = dt.timedelta(days=horizon)
-    covered = dt.timedelta(0)
-    reach = None  # end of the path covered so far (moves taken from the earliest)
-    for end in sorted(ends):
-        start = end - span if reach is None else max(end - span, reach)
-        covered += end - start
-        reach = end
-    return max(int(covered / span + 1e-9), 1)
+    days = np.array([(end - ends[0]) / dt.timedelta(days=1) for end in ends])
+    shared = np.clip(1.0 - np.abs(days[:, None] - days[None, :]) / horizon, 0.0, None)
+    return max(int(np.floor(len(ends) ** 2 / float(np.sum(shared**2)) + 0.5)), 1)
 
 
 def _level_note(
