@@ -19,7 +19,6 @@ from segmentkit.models.propensity import (
 )
 from segmentkit.models.propensity_training import (
     LevelVerdict,
-    _independent_moves,
     _latest_season_verdict,
     _level_note,
     _level_risk,
@@ -185,7 +184,7 @@ def test_a_model_saved_before_the_interval_fixes_loads_and_keeps_its_interval(xy
     )
 
 
-def test_level_risk_counts_its_moves_and_overlapping_ones_by_their_correlation():
+def test_level_risk_counts_its_moves():
     import datetime as dt
 
     day = lambda n: dt.datetime(2024, 1, 1) + dt.timedelta(days=n)  # noqa: E731
@@ -194,13 +193,9 @@ def test_level_risk_counts_its_moves_and_overlapping_ones_by_their_correlation()
     risk, moves = _level_risk(levels, 30, seasonal=False)
     assert (risk, moves) == (pytest.approx(np.sqrt(0.03)), 3)
     assert _level_risk({day(0): 0.0, day(30): 0.1}, 30, seasonal=False) is None  # one move
-    # Eight 90-day moves 30 days apart: correlations 1, 2/3, 1/3 by the share of path in
-    # common, sum of squares 8 + 2 (7 x 4/9 + 6 x 1/9) = 15.56: 64 / 15.56 = 4.1 -> 4.
+    # Moves that overlap (90 days, 30 apart) count as moves too (see _level_risk).
     overlapping = {day(30 * i): 0.01 * i for i in range(11)}
-    assert _level_risk(overlapping, 90, seasonal=False)[1] == 4
-    # A gap: moves ending at 90, 120 (2/3 shared) and 300: 9 / (3 + 2 x 4/9) = 2.3 -> 2.
-    assert _independent_moves([day(90), day(120), day(300)], 90) == 2
-    assert _independent_moves([day(0), day(10)], 90) == 1  # 4 / (2 + 2 x 64/81) = 1.1
+    assert _level_risk(overlapping, 90, seasonal=False) == (pytest.approx(0.03), 8)
 
 
 @pytest.mark.parametrize("moves", [0, -2, 2.5, True, "3", float("nan")])
