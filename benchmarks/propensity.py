@@ -36,8 +36,10 @@ day). A log too short for the horizon is reported as skipped.
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -502,7 +504,7 @@ def evaluate(scenario: Scenario, features_cfg: FeatureConfig, cfg: PropensityCon
                 "segmentkit_mean_p": now.groupby("archetype")["p"].mean(),
             }
         )
-    interval = {}
+    interval, legacy, parts = {}, {}, {}
     for name, column, truth in (
         ("purchase", "p_purchase", y_buy),
         ("purchases", "expected_purchases", n_buy),
@@ -511,9 +513,18 @@ def evaluate(scenario: Scenario, features_cfg: FeatureConfig, cfg: PropensityCon
         if hasattr(model, "expected_total"):
             total, lower, upper = model.expected_total(scores[column].to_numpy())
             interval[name] = (total, lower, upper, float(truth.sum()))
+            total, lower, upper = legacy_model(model).expected_total(scores[column].to_numpy())
+            legacy[name] = (total, lower, upper, float(truth.sum()))
+            parts[name] = (
+                f"level_risk {model.level_risk}, level_risk_moves {model.level_risk_moves}, "
+                f"level_sd_ {model.level_sd_:.4f} ({model.level_sd_moves_} moves), "
+                f"count_dispersion_ {model.count_dispersion_:.3f}"
+            )
     return {
         "deciles": decile_table(y_buy, scores["p_purchase"].to_numpy()),
         "interval": interval,
+        "legacy_interval": legacy,
+        "interval_parts": parts,
         "notes": getattr(result.evaluation, "notes", ()),
         "table": pd.DataFrame(out).T,
         "choice": result.choice,
@@ -525,6 +536,74 @@ def evaluate(scenario: Scenario, features_cfg: FeatureConfig, cfg: PropensityCon
         "users": len(feats),
         "base_rate": (float(prev_y["purchase"].mean()), float(y_buy.mean())),
     }
+
+
+def legacy_model(model):
+    """Return the model as a bundle saved before the interval's fixes loads it.
+
+    Without ``level_risk_moves``, ``level_sd_moves_`` and ``count_dispersion_``: normal
+    quantiles and Poisson noise (same scores, same total; only the interval differs).
+    """
+    old = copy.copy(model)
+    for name in ("level_risk_moves", "level_sd_moves_", "count_dispersion_"):
+        old.__dict__.pop(name, None)
+    return old
+
+
+def interval_rows(
+    scenario: str, horizon: int, draw: int, intervals: dict[str, dict[str, tuple]]
+) -> list[dict]:
+    """One row per target and interval version: inside?, relative width, total error.
+
+    Examples
+    --------
+    >>> rows = interval_rows("s", 30, 0, {"new": {"purchase": (100.0, 90.0, 112.0, 95.0)}})
+    >>> rows[0]["inside"], round(rows[0]["rel_width"], 4), round(rows[0]["rel_error"], 4)
+    (True, 0.22, -0.05)
+    """
+    rows = []
+    for version, by_target in intervals.items():
+        for target, (total, lower, upper, truth) in by_target.items():
+            rows.append(
+                {
+                    "scenario": scenario,
+                    "horizon": horizon,
+                    "draw": draw,
+                    "target": target,
+                    "version": version,
+                    "total": total,
+                    "lower": lower,
+                    "upper": upper,
+                    "realized": truth,
+                    "inside": bool(lower <= truth <= upper),
+                    "rel_width": (upper - lower) / total if total > 0 else float("nan"),
+                    "rel_error": truth / total - 1.0 if total > 0 else float("nan"),
+                }
+            )
+    return rows
+
+
+def coverage_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Coverage (share of realized totals inside) and median relative width, by group.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"horizon": [30, 30, 30], "target": ["n", "n", "n"],
+    ...                      "version": ["new"] * 3, "inside": [True, False, True],
+    ...                      "rel_width": [0.1, 0.3, 0.2]})
+    >>> coverage_table(rows).to_dict("records")[0]  # doctest: +NORMALIZE_WHITESPACE
+    {'horizon': 30, 'target': 'n', 'version': 'new', 'runs': 3, 'covered': 2,
+     'coverage': 0.6667, 'median_rel_width': 0.2}
+    """
+    grouped = rows.groupby(["horizon", "target", "version"], sort=True)
+    out = grouped.agg(
+        runs=("inside", "size"),
+        covered=("inside", "sum"),
+        coverage=("inside", "mean"),
+        median_rel_width=("rel_width", "median"),
+    ).reset_index()
+    out["covered"] = out["covered"].astype(int)
+    return out.round(4)
 
 
 def _inside(interval: tuple[float, float, float, float] | None) -> str:
@@ -547,7 +626,20 @@ def main() -> None:
         default=900,
         help="span of the seasonal order table (users scaled with it): 1265 = a year older",
     )
+    parser.add_argument(
+        "--intervals-csv",
+        help="append one row per scenario, target and interval version (new / legacy) to "
+        "this CSV, to pool coverage over horizons and draws; with only this file given "
+        "(no run), print the pooled coverage",
+    )
+    parser.add_argument(
+        "--pool", action="store_true", help="only print the coverage pooled in --intervals-csv"
+    )
     args = parser.parse_args()
+    if args.pool:
+        pooled = pd.read_csv(args.intervals_csv)
+        print(coverage_table(pooled).to_string(index=False))
+        return
     horizon, draw, n_users, wanted = args.horizon, args.draw, args.n_users, set(args.scenario)
     cfg = load_config("params.yaml")
     prop = PropensityConfig(
@@ -560,6 +652,7 @@ def main() -> None:
     )
     pd.set_option("display.width", 160)
     summary = []
+    interval_log: list[dict] = []
     for scenario in scenarios(n_users, wanted, draw, args.seasonal_days):
         try:
             res = evaluate(scenario, cfg.features, prop)
@@ -585,10 +678,18 @@ def main() -> None:
         )
         for name, (total, lower, upper, truth) in res["interval"].items():
             inside = "inside" if lower <= truth <= upper else "OUTSIDE"
+            _, old_lower, old_upper, _ = res["legacy_interval"][name]
             print(
                 f"{name}: predicted total {total:.0f} [90%: {lower:.0f}, {upper:.0f}], "
-                f"realized {truth:.0f} ({inside})"
+                f"realized {truth:.0f} ({inside}); before the t quantile and the count "
+                f"dispersion [{old_lower:.0f}, {old_upper:.0f}]; {res['interval_parts'][name]}"
             )
+        interval_log += interval_rows(
+            scenario.name,
+            horizon,
+            draw,
+            {"new": res["interval"], "legacy": res["legacy_interval"]},
+        )
         for note in res["notes"]:
             print("note:", note)
         rates = ", ".join(f"{d}: {r:.3f}" for d, r in sorted(res["history"].items()))
@@ -624,6 +725,13 @@ def main() -> None:
             }
         )
     print("\nsummary\n", pd.DataFrame(summary).round(4).to_string(index=False))
+    if interval_log:
+        intervals = pd.DataFrame(interval_log)
+        print("\ntotal intervals (nominal 90 %): coverage and median relative width")
+        print(coverage_table(intervals).to_string(index=False))
+        if args.intervals_csv:
+            path = Path(args.intervals_csv)
+            intervals.to_csv(path, mode="a", header=not path.exists(), index=False)
 
 
 if __name__ == "__main__":

@@ -1046,7 +1046,9 @@ def test_expected_total_interval_by_hand(xy):
     assert model.level_sd_ == pytest.approx(np.sqrt(np.mean(np.diff(np.log(rates)) ** 2)))
     p = np.array([0.5, 0.5, 0.2])
     total, lower, upper = model.expected_total(p, coverage=0.9)
-    half = 1.6448536 * np.sqrt(0.25 + 0.25 + 0.16 + (1.2 * model.level_sd_) ** 2)
+    # The level part: Student t with the 2 snapshot moves (0.95 quantile 2.919986).
+    level = 2.919986 * 1.2 * model.level_sd_
+    half = np.sqrt(1.6448536**2 * (0.25 + 0.25 + 0.16) + level**2)
     assert (total, lower, upper) == pytest.approx((1.2, max(1.2 - half, 0.0), 1.2 + half))
 
 

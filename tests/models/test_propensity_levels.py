@@ -5,16 +5,23 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+import skops.io as sio
 
+from segmentkit.bundle.trust import TRUSTED_TYPES, file_types
 from segmentkit.config import FeatureConfig, PropensityConfig, TargetConfig
 from segmentkit.errors import ConfigError
 from segmentkit.io.events import load_events
 from segmentkit.models.labels import build_labels
-from segmentkit.models.propensity import PropensityModel, isotonic_probability
+from segmentkit.models.propensity import (
+    PropensityModel,
+    count_dispersion,
+    isotonic_probability,
+)
 from segmentkit.models.propensity_training import (
     LevelVerdict,
     _latest_season_verdict,
     _level_note,
+    _level_risk,
     _season_verdict,
     _simplest_within_noise,
     fit_propensity,
@@ -64,8 +71,9 @@ def test_expected_total_interval_with_a_level_risk_by_hand(xy):
     counts.fit(X, y, snapshot=snapshot)
     total, lower, upper = counts.expected_total(np.array([20.0, 10.0]), coverage=0.9)
     down, up = 30.0 - 30.0 * np.exp(-z * 0.3), 30.0 * np.exp(z * 0.3) - 30.0
+    noise = z**2 * 30 * counts.count_dispersion_  # Poisson, scaled by the dispersion
     assert (total, lower, upper) == pytest.approx(
-        (30.0, 30.0 - np.sqrt(z**2 * 30 + down**2), 30.0 + np.sqrt(z**2 * 30 + up**2))
+        (30.0, 30.0 - np.sqrt(noise + down**2), 30.0 + np.sqrt(noise + up**2))
     )
 
 
@@ -77,6 +85,136 @@ def test_level_risk_must_be_finite_and_not_negative(xy, risk):
     model = PropensityModel(random_state=0).fit(X, y, snapshot=snapshot)
     with pytest.raises(ConfigError, match="level_risk must be None or a finite number >= 0"):
         model.set_params(level_risk=risk).expected_total(np.array([0.5]))
+
+
+def test_level_part_uses_student_t_with_as_many_degrees_of_freedom_as_moves(xy):
+    X, y, snapshot = xy
+    model = PropensityModel("buy", "event", event="x", random_state=0).fit(X, y, snapshot=snapshot)
+    p = np.full(40, 0.25)
+    noise = 1.6448536**2 * 40 * 0.25 * 0.75  # the outcome noise keeps the normal quantile
+    # t quantiles at 0.95 with 2 and 3 degrees of freedom (tables): 2.919986, 2.353363.
+    for moves, k in ((2, 2.919986), (3, 2.353363)):
+        _, lower, upper = model.set_params(level_risk=0.3, level_risk_moves=moves).expected_total(
+            p, coverage=0.9
+        )
+        shifted = 40 / (1 + 3 * np.exp(-np.array([-1.0, 1.0]) * k * 0.3))
+        assert lower == pytest.approx(10 - np.sqrt(noise + (10 - shifted[0]) ** 2), rel=1e-6)
+        assert upper == pytest.approx(10 + np.sqrt(noise + (shifted[1] - 10) ** 2), rel=1e-6)
+    # Fewer moves, a wider interval; many moves, about the normal one.
+    widths = []
+    for moves in (2, 3, 10, 10_000):
+        _, lower, upper = model.set_params(level_risk_moves=moves).expected_total(p)
+        widths.append(upper - lower)
+    assert widths == sorted(widths, reverse=True)
+    normal = model.set_params(level_risk_moves=None).expected_total(p)
+    assert normal[1:] == pytest.approx(
+        model.set_params(level_risk_moves=10**7).expected_total(p)[1:], rel=1e-5
+    )
+
+
+def test_level_sd_part_uses_student_t_with_the_training_snapshot_moves(xy):
+    X, y, snapshot = xy
+    model = PropensityModel("churn", "inactivity", random_state=0).fit(X, y, snapshot=snapshot)
+    assert model.level_sd_moves_ == 2  # three training snapshots
+    p = np.array([0.5, 0.5, 0.2])
+    total, lower, upper = model.expected_total(p, coverage=0.9)
+    noise, level = 1.6448536**2 * 0.66, 2.919986 * 1.2 * model.level_sd_
+    half = np.sqrt(noise + level**2)
+    assert (total, lower, upper) == pytest.approx((1.2, max(1.2 - half, 0.0), 1.2 + half))
+    one = PropensityModel("churn", "inactivity", random_state=0).fit(X, y)
+    assert one.level_sd_moves_ == 0 and np.isnan(one.level_sd_)
+
+
+def test_count_dispersion_on_a_small_sample_by_hand():
+    # Pearson: (1 + 4 + 2 + 4.5) / 4 = 2.875; under-dispersed counts are floored at 1.
+    y, mu = np.array([0, 3, 0, 5]), np.array([1.0, 1.0, 2.0, 2.0])
+    assert count_dispersion(y, mu) == pytest.approx(2.875)
+    assert count_dispersion(np.array([1, 1, 1]), np.array([1.0, 1.0, 1.0])) == 1.0
+    # Rows expected at 0 carry no Poisson variance to scale: left out.
+    assert count_dispersion(np.array([0, 3, 0, 5, 2]), np.r_[mu, 0.0]) == pytest.approx(2.875)
+    assert count_dispersion(np.array([2]), np.array([0.0])) == 1.0
+
+
+def test_count_model_measures_overdispersion_out_of_time(xy):
+    X, _, snapshot = xy
+    rng = np.random.default_rng(3)
+    mean = 1 + X["events_30d"].to_numpy() / 3
+    poisson = rng.poisson(mean)
+    # Negative binomial with shape 0.5: variance mean + 2 mean^2, about 4 to 6 x mean here.
+    bursty = rng.poisson(rng.gamma(0.5, mean / 0.5))
+    make = lambda: PropensityModel("n", "count", event="x", random_state=0)  # noqa: E731
+    calm = make().fit(X, poisson, snapshot=snapshot)
+    wild = make().fit(X, bursty, snapshot=snapshot)
+    assert 1.0 <= calm.count_dispersion_ < 1.5
+    assert wild.count_dispersion_ > 3.0
+    # It scales the outcome noise only: same total, a wider interval.
+    p = np.array([20.0, 10.0])
+    z = 1.6448536
+    total, lower, upper = wild.expected_total(p, coverage=0.9)
+    level = 2.919986 * 30.0 * wild.level_sd_  # the snapshots' level part, 2 moves
+    half = np.sqrt(z**2 * 30.0 * wild.count_dispersion_ + level**2)
+    assert (total, lower, upper) == pytest.approx((30.0, 30.0 - half, 30.0 + half))
+    binary = PropensityModel("buy", "event", event="x", random_state=0)
+    assert binary.fit(X, (poisson > 1).astype(int), snapshot=snapshot).count_dispersion_ == 1.0
+
+
+def test_a_model_saved_before_the_interval_fixes_loads_and_keeps_its_interval(xy):
+    X, _, snapshot = xy
+    counts = np.random.default_rng(3).poisson(np.random.default_rng(4).gamma(0.5, 4.0, len(X)))
+    model = PropensityModel("n", "count", event="x", random_state=0, level_risk=0.3)
+    model.fit(X, counts, snapshot=snapshot)
+    # As pickled by the code before: none of the three attributes exist.
+    for name in ("level_risk_moves", "level_sd_moves_", "count_dispersion_"):
+        del model.__dict__[name]
+    blob = sio.dumps(model)
+    assert file_types(blob) <= TRUSTED_TYPES
+    loaded = sio.loads(blob, trusted=sorted(TRUSTED_TYPES))
+    p = loaded.predict(X)
+    z = 1.6448536
+    total = p.sum()
+    down, up = total * (1 - np.exp(-z * 0.3)), total * (np.exp(z * 0.3) - 1)
+    assert loaded.expected_total(p, coverage=0.9) == pytest.approx(
+        (total, total - np.sqrt(z**2 * total + down**2), total + np.sqrt(z**2 * total + up**2))
+    )
+    # Without a level risk: the training snapshots' level_sd_ with the normal quantile.
+    loaded.set_params(level_risk=None)
+    half = np.sqrt(z**2 * total + (z * total * loaded.level_sd_) ** 2)
+    assert loaded.expected_total(p, coverage=0.9) == pytest.approx(
+        (total, total - half, total + half)
+    )
+
+
+def test_level_risk_counts_its_moves():
+    import datetime as dt
+
+    day = lambda n: dt.datetime(2024, 1, 1) + dt.timedelta(days=n)  # noqa: E731
+    # Three moves one horizon apart: 0.1, -0.2, 0.2 -> RMS sqrt(0.03), 3 degrees of freedom.
+    levels = {day(0): 0.0, day(30): 0.1, day(60): -0.1, day(90): 0.1}
+    risk, moves = _level_risk(levels, 30, seasonal=False)
+    assert (risk, moves) == (pytest.approx(np.sqrt(0.03)), 3)
+    assert _level_risk({day(0): 0.0, day(30): 0.1}, 30, seasonal=False) is None  # one move
+    # Moves that overlap (90 days, 30 apart) count as moves too (see _level_risk).
+    overlapping = {day(30 * i): 0.01 * i for i in range(11)}
+    assert _level_risk(overlapping, 90, seasonal=False) == (pytest.approx(0.03), 8)
+
+
+@pytest.mark.parametrize("moves", [0, -2, 2.5, True, "3", float("nan")])
+def test_level_risk_moves_must_be_a_positive_integer(xy, moves):
+    X, y, snapshot = xy
+    match = "level_risk_moves must be None or an integer >= 1"
+    with pytest.raises(ConfigError, match=match):
+        PropensityModel(level_risk=0.2, level_risk_moves=moves).fit(X, y, snapshot=snapshot)
+    model = PropensityModel(random_state=0).fit(X, y, snapshot=snapshot)
+    with pytest.raises(ConfigError, match=match):
+        model.set_params(level_risk=0.2, level_risk_moves=moves).expected_total(np.array([0.5]))
+
+
+@pytest.mark.parametrize("coverage", [0.0, 1.0, 1.5, -0.1, float("nan")])
+def test_expected_total_coverage_must_be_inside_0_1(xy, coverage):
+    X, y, snapshot = xy
+    model = PropensityModel(random_state=0).fit(X, y, snapshot=snapshot)
+    with pytest.raises(ConfigError, match="coverage must be strictly between 0 and 1"):
+        model.expected_total(np.array([0.5]), coverage=coverage)
 
 
 def _log(amplitude: float, n_users: int = 2500, seed: int = 1) -> pd.DataFrame:
@@ -113,6 +251,7 @@ def test_seasonal_step_is_used_where_the_history_shows_a_season():
         assert any(n.startswith(f"{target}: seasonal step used") for n in result.evaluation.notes)
         assert result.models[target].level_shift > 0  # the level rises into autumn
         assert result.models[target].level_risk > 0
+        assert result.models[target].level_risk_moves >= 2  # the t quantile's df
     model = result.models["purchase"]
     from segmentkit.features import build_features
 

@@ -63,6 +63,7 @@ import pandas as pd
 from scipy.optimize import brentq
 from scipy.special import expit
 from scipy.stats import norm
+from scipy.stats import t as student_t
 from sklearn.base import BaseEstimator, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
@@ -489,6 +490,68 @@ def _check_level_risk(level_risk: float | None) -> None:
         )
 
 
+def _check_level_risk_moves(moves: int | None) -> None:
+    if moves is not None and (
+        isinstance(moves, bool) or not isinstance(moves, (int, np.integer)) or moves < 1
+    ):
+        raise ConfigError(
+            f"PropensityModel: level_risk_moves must be None or an integer >= 1, got {moves!r}"
+        )
+
+
+def _check_coverage(coverage: float) -> None:
+    if not (np.isfinite(coverage) and 0.0 < coverage < 1.0):
+        raise ConfigError(
+            f"PropensityModel.expected_total: coverage must be strictly between 0 and 1, "
+            f"got {coverage!r}"
+        )
+
+
+def level_quantile(coverage: float, moves: int | None) -> float:
+    """Two-sided quantile of a level move measured as the RMS of ``moves`` past moves.
+
+    The RMS of ``n`` moves whose mean is taken as 0 is a noisy estimate of their scale
+    (``n`` degrees of freedom): a new move over that RMS follows Student's t with ``n``
+    degrees of freedom, not the normal, so two or three moves give a wider interval.
+    ``None`` (number unknown, e.g. a model saved before it was stored) keeps the normal.
+
+    Examples
+    --------
+    >>> round(level_quantile(0.9, None), 4), round(level_quantile(0.9, 2), 4)
+    (1.6449, 2.92)
+    >>> round(level_quantile(0.9, 3), 4), round(level_quantile(0.9, 1000), 4)
+    (2.3534, 1.6464)
+    """
+    upper = 0.5 + coverage / 2.0
+    if moves is None:
+        return float(norm.ppf(upper))
+    return float(student_t.ppf(upper, df=moves))
+
+
+def count_dispersion(y: np.ndarray, expected: np.ndarray) -> float:
+    """Pearson dispersion of counts around their expectations, floored at 1.
+
+    ``sum((y - mu)^2 / mu) / n`` over the rows with ``mu > 0``: the factor by which the
+    variance of real counts exceeds the Poisson variance ``mu`` (overdispersion: some
+    users buy in bursts). Measured out of time, it includes what the model misses per
+    user. Floored at 1 (a Poisson variance is the least assumed); 1 without rows.
+
+    Examples
+    --------
+    >>> count_dispersion(np.array([0, 2, 0, 6]), np.array([1.0, 1.0, 2.0, 4.0]))
+    1.25
+    >>> count_dispersion(np.array([1, 1]), np.array([1.0, 1.0]))
+    1.0
+    """
+    y = np.asarray(y, dtype=float)
+    expected = np.asarray(expected, dtype=float)
+    rows = expected > 0
+    if not rows.any():
+        return 1.0
+    pearson = np.square(y[rows] - expected[rows]) / expected[rows]
+    return max(float(np.mean(pearson)), 1.0)
+
+
 def _snapshot_days(snapshot: np.ndarray) -> np.ndarray:
     """Snapshot times in days: datetime64 values, or numbers taken as seconds."""
     if np.issubdtype(snapshot.dtype, np.datetime64):
@@ -565,6 +628,11 @@ class PropensityModel(BaseEstimator):
         :func:`segmentkit.models.propensity_training.fit_propensity`); sizes the level
         part of :meth:`expected_total`'s interval instead of ``level_sd_``. It may be
         set after fit.
+    level_risk_moves : int, optional
+        How many measured moves ``level_risk`` is the RMS of: the level part of the
+        interval then uses Student's t with that many degrees of freedom instead of the
+        normal (:func:`level_quantile`). None keeps the normal (as for models saved
+        before it was stored).
     source : PropensityModel, optional
         Fitted ``kind="event"`` model whose complement a ``complement`` model returns.
     n_threads : int, optional
@@ -602,6 +670,13 @@ class PropensityModel(BaseEstimator):
         RMS relative change of the label level between consecutive training
         snapshots (NaN with one snapshot); sizes :meth:`expected_total`'s interval
         when ``level_risk`` is None.
+    level_sd_moves_ : int
+        How many snapshot-to-snapshot moves ``level_sd_`` is the RMS of (the Student t
+        degrees of freedom of its part of the interval; 0 when not measured).
+    count_dispersion_ : float
+        Pearson dispersion (:func:`count_dispersion`) of the counts on the calibration
+        rows (the latest snapshot, out of time) around the calibrated expectations; it
+        scales the Poisson outcome noise of :meth:`expected_total`. 1.0 for 0/1 targets.
     calibrator_ : LogisticRegression, IsotonicRegression or None
         Fitted on out-of-time raw scores (``None`` for counts).
     scale_ : float
@@ -631,6 +706,10 @@ class PropensityModel(BaseEstimator):
     (True, ['Low', 'Medium', 'High'])
     """
 
+    # A model saved before this parameter existed has no instance value: the class one
+    # (the default) keeps get_params, set_params and its old interval working.
+    level_risk_moves: int | None = None
+
     def __init__(
         self,
         target: str = "target",
@@ -650,6 +729,7 @@ class PropensityModel(BaseEstimator):
         level_shift: float = 0.0,
         level_risk: float | None = None,
         bgnbd_params: Any = None,
+        level_risk_moves: int | None = None,
     ):
         self.target = target
         self.kind = kind
@@ -668,6 +748,7 @@ class PropensityModel(BaseEstimator):
         self.level_shift = level_shift
         self.level_risk = level_risk
         self.bgnbd_params = bgnbd_params
+        self.level_risk_moves = level_risk_moves
 
     def __sklearn_tags__(self):
         """Return scikit-learn tags: a Poisson-like regressor for counts, 0/1 targets otherwise.
@@ -714,6 +795,7 @@ class PropensityModel(BaseEstimator):
                 f"PropensityModel: level_shift must be a finite number, got {self.level_shift!r}"
             )
         _check_level_risk(self.level_risk)
+        _check_level_risk_moves(self.level_risk_moves)
         _check_bgnbd_params(self.bgnbd_params)
         shares = (self.high_share, self.medium_share)
         if not (self.high_share > 0 and self.medium_share >= 0 and sum(shares) < 1):
@@ -789,6 +871,10 @@ class PropensityModel(BaseEstimator):
                 )
         latest = snapshot == np.max(snapshot) if snapshot is not None else None
         self.level_sd_ = _level_sd(y, snapshot)
+        self.level_sd_moves_ = (
+            int(np.unique(snapshot).size - 1) if np.isfinite(self.level_sd_) else 0
+        )
+        self.count_dispersion_ = 1.0
         if self.family == "complement":
             return self._fit_complement(X, latest)
         if population is not None:
@@ -842,6 +928,7 @@ class PropensityModel(BaseEstimator):
             self.calibrator_ = None
             total = float(np.sum(raw))
             self.scale_ = float(np.sum(cal_y) / total) if total > 0 else 1.0
+            self.count_dispersion_ = count_dispersion(cal_y, self.scale_ * np.asarray(raw))
 
         self.estimator_ = estimator if estimator is not None else clone(base).fit(design, y)
         self.level_offset_ = 0.0
@@ -1066,18 +1153,21 @@ class PropensityModel(BaseEstimator):
     def expected_total(self, scores: Any, coverage: float = 0.9) -> tuple[float, float, float]:
         """Return the expected total of scored users (positives, or events) with an interval.
 
-        The interval combines the outcome noise given the scores (Bernoulli, or Poisson
-        for counts) with the risk that the level moves between the latest labeled
-        period and the scored one: with ``level_risk``, the totals at the level moved
-        by -/+ z ``level_risk`` on the link scale (asymmetric); else how much the
-        level moved between consecutive training snapshots (``level_sd_``, relative).
+        The interval combines the outcome noise given the scores (Bernoulli; for counts
+        Poisson scaled by ``count_dispersion_``) with the risk that the level moves
+        between the latest labeled period and the scored one: with ``level_risk``, the
+        totals at the level moved by -/+ k ``level_risk`` on the link scale
+        (asymmetric); else how much the level moved between consecutive training
+        snapshots (``level_sd_``, relative). k is Student's t quantile with as many
+        degrees of freedom as moves measured (``level_risk_moves``,
+        ``level_sd_moves_``), the normal one where that number is unknown.
 
         Parameters
         ----------
         scores : array-like
             Output of :meth:`predict` for the users to total.
         coverage : float
-            Two-sided normal coverage of the interval.
+            Two-sided coverage of the interval, strictly between 0 and 1.
 
         Returns
         -------
@@ -1085,19 +1175,29 @@ class PropensityModel(BaseEstimator):
             ``total, lower, upper`` (``lower`` floored at 0).
         """
         check_is_fitted(self)
+        _check_coverage(coverage)
         _check_level_risk(self.level_risk)
+        # Models saved before these were stored keep the interval they had (normal
+        # quantile, Poisson noise).
+        risk_moves = self.level_risk_moves
+        _check_level_risk_moves(risk_moves)
         p = np.asarray(scores, dtype=float)
         total = float(p.sum())
-        noise = float(p.sum()) if self.kind == "count" else float(np.sum(p * (1.0 - p)))
+        if self.kind == "count":
+            noise = getattr(self, "count_dispersion_", 1.0) * total
+        else:
+            noise = float(np.sum(p * (1.0 - p)))
         z = float(norm.ppf(0.5 + coverage / 2.0))
         if self.level_risk is not None:
-            # The level moved by -/+ z level_risk on the link scale: asymmetric, and a
+            k = level_quantile(coverage, risk_moves)
+            # The level moved by -/+ k level_risk on the link scale: asymmetric, and a
             # total of probabilities stays inside [0, n] however large the risk.
-            down = total - float(shift_level(p, -z * self.level_risk, self.kind).sum())
-            up = float(shift_level(p, z * self.level_risk, self.kind).sum()) - total
+            down = total - float(shift_level(p, -k * self.level_risk, self.kind).sum())
+            up = float(shift_level(p, k * self.level_risk, self.kind).sum()) - total
         else:
             level = 0.0 if not np.isfinite(self.level_sd_) else self.level_sd_
-            down = up = z * total * level
+            sd_moves = getattr(self, "level_sd_moves_", 0) or None
+            down = up = level_quantile(coverage, sd_moves) * total * level
         lower = total - np.sqrt(z**2 * noise + down**2)
         upper = total + np.sqrt(z**2 * noise + up**2)
         return total, max(float(lower), 0.0), float(upper)
