@@ -358,3 +358,26 @@ def test_repeated_hashes_match_a_sort_of_the_values(size):
     ordered = np.sort(values)
     expected = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
     assert np.array_equal(_repeated(values.copy()), expected)
+
+
+def test_repeated_values_in_one_crowded_bucket_and_sharing_low_bits():
+    from segmentkit.io import events
+
+    rng = np.random.default_rng(3)
+    # More copies of one value than the table of a bucket holds (sorted instead) ...
+    crowded = np.full(events._TABLE_SLOTS, 2**62 + 5, dtype=np.uint64)
+    # ... and values with equal low bits: they probe past each other in the table.
+    same_low_bits = (np.arange(1, 40, dtype=np.uint64) << np.uint64(50)) | np.uint64(7)
+    values = np.concatenate(
+        [
+            crowded,
+            same_low_bits,
+            same_low_bits[::3],
+            rng.integers(0, 2**63, 20_000, dtype=np.int64).view(np.uint64),
+        ]
+    )
+    rng.shuffle(values)
+    ordered = np.sort(values)
+    expected = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    assert expected.size >= 14
+    assert np.array_equal(events._repeated(values.copy()), expected)
