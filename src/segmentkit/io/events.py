@@ -527,9 +527,9 @@ def load_events(
     check_duplicates : bool
         Look for exact duplicate rows and drop them (default). The check reads one
         64-bit hash per kept row (8 bytes a row in memory) and looks for repeated
-        hashes (one half of the hash range per core, sorted in small buckets); only
-        rows whose hash repeats are compared exactly, and the rest of a Parquet log is
-        still read in place. It is most of validation's CPU time: on the 29.2M-event
+        hashes (one half of the hash range per core, bucket by bucket in a small
+        table that stays in cache); only rows whose hash repeats are compared
+        exactly, and the rest of a Parquet log is still read in place. It is most of validation's CPU time: on the 29.2M-event
         log of ``benchmarks/features.py`` about 4.3 s of CPU (1.35 bare ``GROUP BY
         user_id`` counts, against 0.44 for every other check; 2 cores, load 8-13),
         of which DuckDB's scan of the row hashes is half (``--floor``: 0.67 counts),
@@ -742,7 +742,7 @@ def _repeated_hashes(
     rows are then compared exactly. The hashes are streamed into one array of 8
     bytes a row, those below 2**63 from its start and the others from its end, so
     that equal hashes share a half; each half is searched for repeats on its own
-    core (:func:`_repeated`: buckets sorted in cache). Measured, with numpy sorting
+    core (:func:`_repeated`: a small table per bucket, in cache). Measured, with numpy sorting
     the halves, on the 29.2M-row log of ``benchmarks/features.py``:
     4.7 s of CPU against 6.6 s for DuckDB's ``count(DISTINCT hash)``, and 230 MB
     instead of the 0.6 GiB its hash table added to the peak; filling the halves
