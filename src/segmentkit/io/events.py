@@ -529,12 +529,12 @@ def load_events(
         64-bit hash per kept row (8 bytes a row in memory) and looks for repeated
         hashes (one half of the hash range per core, bucket by bucket in a small
         table that stays in cache); only rows whose hash repeats are compared
-        exactly, and the rest of a Parquet log is still read in place. It is most of validation's CPU time: on the 29.2M-event
-        log of ``benchmarks/features.py`` about 4.3 s of CPU (1.35 bare ``GROUP BY
-        user_id`` counts, against 0.44 for every other check; 2 cores, load 8-13),
-        of which DuckDB's scan of the row hashes is half (``--floor``: 0.67 counts),
-        and no extra peak memory. Turn it off only for logs known to be free of
-        duplicates.
+        exactly, and the rest of a Parquet log is still read in place. It is most of
+        validation's CPU time: on the 29.2M-event log of ``benchmarks/features.py``
+        about 3.6 s of CPU (1.21 bare ``GROUP BY user_id`` counts, against 0.45 for
+        every other check; 2 cores, load 4-7), of which DuckDB's scan of the row
+        hashes is over half (``--floor``: 0.67 counts), and no extra peak memory.
+        Turn it off only for logs known to be free of duplicates.
 
     Returns
     -------
