@@ -340,3 +340,26 @@ def test_progress_on_a_terminal_shows_a_spinner_then_the_duration(capsys, monkey
     lines = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", capsys.readouterr().out).splitlines()
     assert lines[-1].startswith("  Propensity models: done in ")
     assert not any("nested" in line for line in lines)
+
+
+def test_score_collects_garbage_rarely_while_it_runs_then_restores(tmp_path, capsys, monkeypatch):
+    import gc
+
+    from segmentkit import api
+    from segmentkit.errors import DataValidationError
+
+    during = []
+
+    def fake_load_and_score(*args, **kwargs):
+        during.append(gc.get_threshold())
+        raise DataValidationError("events file not found: x.parquet")
+
+    monkeypatch.setattr(api, "load_and_score", fake_load_and_score)
+    before = gc.get_threshold()
+    code, _, err = run(
+        ["score", "--model", "m", "--events", "x.parquet", "--out", str(tmp_path / "s.parquet")],
+        capsys,
+    )
+    assert code == 2 and "events file not found" in err
+    assert during[0][0] > before[0]
+    assert gc.get_threshold() == before

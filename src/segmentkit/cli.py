@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import os
 import sys
 import time
@@ -412,6 +413,25 @@ def _where_it_went(result: TrainResult, report: Path | None = None) -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _rare_collections() -> Iterator[None]:
+    """Run the cyclic garbage collector's young collections 140 times less often.
+
+    Loading a model imports scikit-learn, scipy and skops (a few hundred thousand
+    objects), and with the default thresholds the collector walks the survivors
+    again and again: measured, a fifth of the CPU of loading a bundle (0.4 s), which
+    a scoring job spends while DuckDB wants both cores. The work in between makes
+    few reference cycles (column arrays, not rows). The previous thresholds are
+    restored afterwards.
+    """
+    previous = gc.get_threshold()
+    gc.set_threshold(100_000, 50, 1_000)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+
+
 @app.command("score", short_help="Score users with a saved model.", epilog=EXIT_CODES_HELP)
 def score(
     model: Annotated[str, typer.Option("--model", help="Bundle path or models:/NAME@ALIAS.")],
@@ -438,11 +458,12 @@ def score(
     output = _Output(quiet)
     cfg = _config(params)
     source = _events_path(cfg, events, output)
-    loaded, scores = api.load_and_score(
-        model, source, as_of=as_of, tracking_uri=cfg.tracking.tracking_uri, progress=output.step
-    )
-    with output.step(f"Writing {out}"):
-        write_table(scores, out)
+    with _rare_collections():
+        loaded, scores = api.load_and_score(
+            model, source, as_of=as_of, tracking_uri=cfg.tracking.tracking_uri, progress=output.step
+        )
+        with output.step(f"Writing {out}"):
+            write_table(scores, out)
     snapshot = scores["as_of"].iloc[0] if len(scores) else None
     output.echo(
         f"scored {len(scores):,} users with {model} (version "

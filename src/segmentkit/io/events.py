@@ -297,6 +297,27 @@ def _register_source(con: duckdb.DuckDBPyConnection, source: EventSource) -> str
     )
 
 
+def _no_nulls_recorded(con: duckdb.DuckDBPyConnection, source_sql: str, column: str) -> bool:
+    """Whether the Parquet statistics of ``source_sql`` record no null in ``column``.
+
+    True only for a Parquet source whose every row group records a null count of
+    the column, all zero (the statistics DuckDB itself prunes row groups by);
+    anything else (CSV, a frame, a statistic missing or unreadable) gives False.
+    """
+    prefix = "read_parquet("
+    if not source_sql.startswith(prefix):
+        return False
+    try:
+        chunks, counted, nulls = con.execute(
+            f"SELECT count(*), count(stats_null_count), coalesce(sum(stats_null_count), 0) "
+            f"FROM parquet_metadata({source_sql[len(prefix) :]} WHERE path_in_schema = ?",
+            [column],
+        ).fetchall()[0]
+    except duckdb.Error:
+        return False
+    return chunks > 0 and counted == chunks and nulls == 0
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -506,14 +527,14 @@ def load_events(
     check_duplicates : bool
         Look for exact duplicate rows and drop them (default). The check reads one
         64-bit hash per kept row (8 bytes a row in memory) and looks for repeated
-        hashes (one half of the hash range per core, sorted in small buckets); only
-        rows whose hash repeats are compared exactly, and the rest of a Parquet log is
-        still read in place. It is most of validation's CPU time: on the 29.2M-event
-        log of ``benchmarks/features.py`` about 4.3 s of CPU (1.35 bare ``GROUP BY
-        user_id`` counts, against 0.44 for every other check; 2 cores, load 8-13),
-        of which DuckDB's scan of the row hashes is half (``--floor``: 0.67 counts),
-        and no extra peak memory. Turn it off only for logs known to be free of
-        duplicates.
+        hashes (one half of the hash range per core, bucket by bucket in a small
+        table that stays in cache); only rows whose hash repeats are compared
+        exactly, and the rest of a Parquet log is still read in place. It is most of
+        validation's CPU time: on the 29.2M-event log of ``benchmarks/features.py``
+        about 3.6 s of CPU (1.21 bare ``GROUP BY user_id`` counts, against 0.45 for
+        every other check; 2 cores, load 4-7), of which DuckDB's scan of the row
+        hashes is over half (``--floor``: 0.67 counts), and no extra peak memory.
+        Turn it off only for logs known to be free of duplicates.
 
     Returns
     -------
@@ -581,8 +602,15 @@ def load_events(
         if has_revenue
         else "false"
     )
-    late = f"{user_col} IS NOT NULL AND ({ts_expr}) >= {cutoff_sql}" if cutoff_sql else "false"
-    keep_base = f"{user_col} IS NOT NULL AND {ts_col} IS NOT NULL"
+    # Checking user ids for null decodes every id, half the CPU of this scan on the
+    # 29.2M-row log of benchmarks/scoring.py (about 1 s): a Parquet log whose
+    # statistics record no null id is not checked again.
+    if _no_nulls_recorded(con, source_sql, columns.user_id):
+        user_null, user_present = "false", "true"
+    else:
+        user_null, user_present = f"{user_col} IS NULL", f"{user_col} IS NOT NULL"
+    late = f"{user_present} AND ({ts_expr}) >= {cutoff_sql}" if cutoff_sql else "false"
+    keep_base = f"{user_present} AND {ts_col} IS NOT NULL"
     if cutoff_sql:
         keep_base += f" AND ({ts_expr}) < {cutoff_sql}"
     # A row without an event name is dropped and counted, like one without a user id.
@@ -605,9 +633,9 @@ def load_events(
         "rows_read": "count(*)",
         "bad_ts": f"count(*) FILTER (WHERE {bad_ts})",
         "bad_rev": f"count(*) FILTER (WHERE {bad_rev})",
-        "null_user": f"count(*) FILTER (WHERE {user_col} IS NULL)",
+        "null_user": f"count(*) FILTER (WHERE {user_null})",
         "null_ts": f"count(*) FILTER (WHERE {ts_col} IS NULL)",
-        "invalid": f"count(*) FILTER (WHERE {user_col} IS NULL OR {ts_col} IS NULL)",
+        "invalid": f"count(*) FILTER (WHERE {user_null} OR {ts_col} IS NULL)",
         "after": f"count(*) FILTER (WHERE {late})",
         "first": f"min({ts_expr}) FILTER (WHERE {keep})",
         "last": f"max({ts_expr}) FILTER (WHERE {keep})",
@@ -714,7 +742,7 @@ def _repeated_hashes(
     rows are then compared exactly. The hashes are streamed into one array of 8
     bytes a row, those below 2**63 from its start and the others from its end, so
     that equal hashes share a half; each half is searched for repeats on its own
-    core (:func:`_repeated`: buckets sorted in cache). Measured, with numpy sorting
+    core (:func:`_repeated`: a small table per bucket, in cache). Measured, with numpy sorting
     the halves, on the 29.2M-row log of ``benchmarks/features.py``:
     4.7 s of CPU against 6.6 s for DuckDB's ``count(DISTINCT hash)``, and 230 MB
     instead of the 0.6 GiB its hash table added to the peak; filling the halves
@@ -776,12 +804,15 @@ def _split_kernel() -> Callable[[np.ndarray, np.ndarray, int, int], tuple[int, i
 def _repeated(values: np.ndarray) -> np.ndarray:
     """Return the values occurring more than once in unsigned 64-bit ``values``, sorted.
 
-    The values are copied into buckets of a few dozen by their top bits (one counting
-    pass, then a scatter, an eighth of the buckets at a time), then each bucket is
-    sorted in cache and neighbours are compared: measured on the 29.2M hashes of
-    ``benchmarks/features.py``, about 20% less CPU than numpy sorting each half of
-    them, for a scratch of an eighth of ``values`` (which is left as it is). Runs
-    without holding the GIL.
+    The values are copied into buckets of about a thousand by their top bits (one
+    counting pass, then a scatter, an eighth of the buckets at a time), then the
+    values of each bucket go into a small open-addressing table that stays in cache
+    (keyed by their low bits), where a value met a second time is a repeat. Measured
+    on 14.6M random hashes (half of the 29.2M rows of ``benchmarks/features.py``):
+    0.31 s of CPU against 0.69 s for sorting buckets of 64 in cache and about 1.1 s
+    for numpy's sort, for a scratch of an eighth of ``values`` (which is left as it
+    is). A bucket too large for the table (many copies of one row) is sorted instead.
+    Runs without holding the GIL.
 
     Examples
     --------
@@ -789,10 +820,17 @@ def _repeated(values: np.ndarray) -> np.ndarray:
     [3, 7]
     """
     values = np.ascontiguousarray(values, dtype=np.uint64)
-    # A bucket per 64 values on average; +1 because a half of the hash range (see
+    # About _BUCKET_VALUES values a bucket; +1 because a half of the hash range (see
     # _repeated_hashes) leaves the top bit constant.
-    bits = min(24, max(1, int(np.ceil(np.log2(max(len(values), 1) / 64))) + 1))
+    per_bucket = max(len(values), 1) / _BUCKET_VALUES
+    bits = min(24, max(1, int(np.ceil(np.log2(max(per_bucket, 1.0)))) + 1))
     return np.sort(_repeated_kernel()(values, bits))
+
+
+#: Mean values per bucket of :func:`_repeated`, and the slots of its table (a power
+#: of two, at least twice the buckets it takes: larger buckets are sorted instead).
+_BUCKET_VALUES = 1024
+_TABLE_SLOTS = 4096
 
 
 def _repeated_in_buckets(values: np.ndarray, bits: int) -> np.ndarray:  # pragma: no cover
@@ -808,6 +846,11 @@ def _repeated_in_buckets(values: np.ndarray, bits: int) -> np.ndarray:  # pragma
         starts[bucket + 1] += starts[bucket]
     found = np.empty(64, values.dtype)
     n_found = 0
+    # The table: a slot is in use for the current bucket when its owner is that bucket
+    # (no clearing between buckets); copies counts to 2 (a repeat is recorded once).
+    slots = np.empty(_TABLE_SLOTS, values.dtype)
+    owner = np.full(_TABLE_SLOTS, -1, np.int64)
+    copies = np.zeros(_TABLE_SLOTS, np.uint8)
     # Buckets are filled a slice of consecutive buckets at a time (one sequential read
     # of ``values`` per slice), so that the scratch holds about 1/_SLICES of the values.
     n_buckets = 1 << bits
@@ -826,15 +869,42 @@ def _repeated_in_buckets(values: np.ndarray, bits: int) -> np.ndarray:  # pragma
                 scratch[ends[bucket - first]] = value
                 ends[bucket - first] += 1
         for bucket in range(first, last):
-            ordered = scratch[starts[bucket] - base : starts[bucket + 1] - base]
-            ordered.sort()
-            for i in range(1, ordered.size):
-                if ordered[i] == ordered[i - 1] and (i == 1 or ordered[i - 1] != ordered[i - 2]):
+            members = scratch[starts[bucket] - base : starts[bucket + 1] - base]
+            size = members.size
+            if size < 2:
+                continue
+            if 2 * size > _TABLE_SLOTS:  # many copies of a few values: sort them
+                members.sort()
+                for i in range(1, size):
+                    if members[i] == members[i - 1] and (
+                        i == 1 or members[i - 1] != members[i - 2]
+                    ):
+                        if n_found == found.size:
+                            grown = np.empty(2 * n_found, values.dtype)
+                            grown[:n_found] = found
+                            found = grown
+                        found[n_found] = members[i]
+                        n_found += 1
+                continue
+            mask = 8
+            while mask < 2 * size:
+                mask *= 2
+            mask = np.uint64(mask - 1)
+            for value in members:
+                slot = np.int64(value & mask)
+                while owner[slot] == bucket and slots[slot] != value:
+                    slot = np.int64((slot + 1) & mask)
+                if owner[slot] != bucket:
+                    owner[slot] = bucket
+                    slots[slot] = value
+                    copies[slot] = 1
+                elif copies[slot] == 1:
+                    copies[slot] = 2
                     if n_found == found.size:
                         grown = np.empty(2 * n_found, values.dtype)
                         grown[:n_found] = found
                         found = grown
-                    found[n_found] = ordered[i]
+                    found[n_found] = value
                     n_found += 1
         first = last
     return found[:n_found]
