@@ -381,32 +381,3 @@ def test_repeated_values_in_one_crowded_bucket_and_sharing_low_bits():
     expected = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
     assert expected.size >= 14
     assert np.array_equal(events._repeated(values.copy()), expected)
-
-
-def test_null_user_ids_of_parquet_are_counted_with_or_without_statistics(tmp_path):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from segmentkit.io.events import _no_nulls_recorded, _register_source, connect
-
-    clean = pd.DataFrame(
-        {"user_id": ["a", "b"], "timestamp": pd.to_datetime(["2024-01-01", "2024-01-02"]),
-         "event": ["view", "view"]}
-    )  # fmt: skip
-    holed = clean.assign(user_id=["c", None])
-    pq.write_table(pa.Table.from_pandas(clean), tmp_path / "1.parquet")
-    pq.write_table(pa.Table.from_pandas(holed), tmp_path / "2.parquet")
-    pq.write_table(pa.Table.from_pandas(holed), tmp_path / "bare.parquet", write_statistics=False)
-    con = connect()
-    recorded = {
-        name: _no_nulls_recorded(con, _register_source(con, str(tmp_path / name)), "user_id")
-        for name in ("1.parquet", "2.parquet", "bare.parquet", "?.parquet")
-    }
-    assert recorded == {
-        "1.parquet": True, "2.parquet": False, "bare.parquet": False, "?.parquet": False
-    }  # fmt: skip
-    for name, nulls in (("1.parquet", 0), ("bare.parquet", 1), ("?.parquet", 1)):
-        report = load_events(str(tmp_path / name)).report
-        assert (report.null_user_id, report.rows_clean) == (nulls, report.rows_read - nulls)
-    with pytest.raises(DataValidationError, match="'user_id': 1 null value"):
-        load_events(str(tmp_path / "bare.parquet"), on_invalid="error")

@@ -297,27 +297,6 @@ def _register_source(con: duckdb.DuckDBPyConnection, source: EventSource) -> str
     )
 
 
-def _no_nulls_recorded(con: duckdb.DuckDBPyConnection, source_sql: str, column: str) -> bool:
-    """Whether the Parquet statistics of ``source_sql`` record no null in ``column``.
-
-    True only for a Parquet source whose every row group records a null count of
-    the column, all zero (the statistics DuckDB itself prunes row groups by);
-    anything else (CSV, a frame, a statistic missing or unreadable) gives False.
-    """
-    prefix = "read_parquet("
-    if not source_sql.startswith(prefix):
-        return False
-    try:
-        chunks, counted, nulls = con.execute(
-            f"SELECT count(*), count(stats_null_count), coalesce(sum(stats_null_count), 0) "
-            f"FROM parquet_metadata({source_sql[len(prefix) :]} WHERE path_in_schema = ?",
-            [column],
-        ).fetchall()[0]
-    except duckdb.Error:
-        return False
-    return chunks > 0 and counted == chunks and nulls == 0
-
-
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -602,15 +581,8 @@ def load_events(
         if has_revenue
         else "false"
     )
-    # Checking user ids for null decodes every id, half the CPU of this scan on the
-    # 29.2M-row log of benchmarks/scoring.py (about 1 s): a Parquet log whose
-    # statistics record no null id is not checked again.
-    if _no_nulls_recorded(con, source_sql, columns.user_id):
-        user_null, user_present = "false", "true"
-    else:
-        user_null, user_present = f"{user_col} IS NULL", f"{user_col} IS NOT NULL"
-    late = f"{user_present} AND ({ts_expr}) >= {cutoff_sql}" if cutoff_sql else "false"
-    keep_base = f"{user_present} AND {ts_col} IS NOT NULL"
+    late = f"{user_col} IS NOT NULL AND ({ts_expr}) >= {cutoff_sql}" if cutoff_sql else "false"
+    keep_base = f"{user_col} IS NOT NULL AND {ts_col} IS NOT NULL"
     if cutoff_sql:
         keep_base += f" AND ({ts_expr}) < {cutoff_sql}"
     # A row without an event name is dropped and counted, like one without a user id.
@@ -633,9 +605,9 @@ def load_events(
         "rows_read": "count(*)",
         "bad_ts": f"count(*) FILTER (WHERE {bad_ts})",
         "bad_rev": f"count(*) FILTER (WHERE {bad_rev})",
-        "null_user": f"count(*) FILTER (WHERE {user_null})",
+        "null_user": f"count(*) FILTER (WHERE {user_col} IS NULL)",
         "null_ts": f"count(*) FILTER (WHERE {ts_col} IS NULL)",
-        "invalid": f"count(*) FILTER (WHERE {user_null} OR {ts_col} IS NULL)",
+        "invalid": f"count(*) FILTER (WHERE {user_col} IS NULL OR {ts_col} IS NULL)",
         "after": f"count(*) FILTER (WHERE {late})",
         "first": f"min({ts_expr}) FILTER (WHERE {keep})",
         "last": f"max({ts_expr}) FILTER (WHERE {keep})",
