@@ -20,13 +20,16 @@ import datetime as dt
 import functools
 import glob
 import itertools
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute
+import pyarrow.parquet as pq
 
 from segmentkit.config import ColumnMap
 from segmentkit.errors import DataValidationError
@@ -44,6 +47,7 @@ from segmentkit.io.events import (
 )
 
 try:
+    from py4j.protocol import Py4JError
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
@@ -58,6 +62,7 @@ __all__ = [
     "derived_frame",
     "epoch_us",
     "load_events_spark",
+    "parquet_user_sample",
     "partition_events",
     "partition_tables",
     "range_index",
@@ -489,9 +494,10 @@ def load_events_spark(
         Session to read paths with (default: the active session).
     user_ranges : bool
         Shuffle the users into consecutive ranges of ids (partition ``i`` before
-        ``i + 1``) rather than by hash, at the cost of a pass over a sample of the
-        user id column: what scoring needs to cut local scoring's chunks without
-        another shuffle (:func:`segmentkit.spark.scoring.score_spark` asks for it).
+        ``i + 1``) rather than by hash, at the cost of a sample of the user ids (read
+        from a few row groups of local Parquet files, else by a pass over the id
+        column): what scoring needs to cut local scoring's chunks without another
+        shuffle (:func:`segmentkit.spark.scoring.score_spark` asks for it).
     derive : callable, optional
         Given the Spark type of the clean user ids, returns a function and a schema:
         the function takes one partition's clean events (a local
@@ -510,7 +516,7 @@ def load_events_spark(
         on the executors (free them with :meth:`SparkEventLog.release`, or they go
         when garbage collected), and the data-quality report. The source is read
         once in full (``count`` reads only the footers of Parquet files; with
-        ``user_ranges``, a sample of the user id column places the ranges): the raw
+        ``user_ranges``, a sample of the user ids places the ranges): the raw
         rows' checks are observed while the shuffle reads them, the clean rows
         counted as each partition is packed.
 
@@ -604,26 +610,47 @@ def _validate(
         session.alias("session_id"),
     ]
     # One scan answers every question about the raw rows; duplicates and users are
-    # counted after the one shuffle by user (below).
+    # counted after the one shuffle by user (below). Each row's typed values and flags
+    # are computed once, in the scan's generated code: the observed metrics (evaluated
+    # row by row, outside it) then only count flags.
+    flags = {
+        "bad_ts": bad_ts,
+        "bad_rev": bad_rev,
+        "null_user": user_col.isNull(),
+        "null_ts": ts_col.isNull(),
+        "invalid": user_col.isNull() | ts_col.isNull(),
+        "late": late,
+        "keep": keep,
+        "bad_amount": keep & bad_amount,
+        "null_event": keep_base & null_event,
+    }
+    flagged = raw.select(*typed, *[flag.alias(f"_sk_{name}") for name, flag in flags.items()])
+
+    def flag(name: str) -> Column:
+        return F.col(f"_sk_{name}")
+
     checks = [
         F.count(F.lit(1)),
-        F.count_if(bad_ts),
-        F.count_if(bad_rev),
-        F.count_if(user_col.isNull()),
-        F.count_if(ts_col.isNull()),
-        F.count_if(user_col.isNull() | ts_col.isNull()),
-        F.count_if(late),
-        F.min(F.when(keep, ts_us)),
-        F.max(F.when(keep, ts_us)),
-        F.count_if(keep & bad_amount),
-        F.count_if(keep_base & null_event),
+        F.count_if(flag("bad_ts")),
+        F.count_if(flag("bad_rev")),
+        F.count_if(flag("null_user")),
+        F.count_if(flag("null_ts")),
+        F.count_if(flag("invalid")),
+        F.count_if(flag("late")),
+        F.min(F.when(flag("keep"), F.col("ts_us"))),
+        F.max(F.when(flag("keep"), F.col("ts_us"))),
+        F.count_if(flag("bad_amount")),
+        F.count_if(flag("null_event")),
     ]
     # The source is read once in full: the shuffle by user counts these checks as it reads the
     # raw rows (observed metrics), then the clean rows are counted per partition.
     name = f"segmentkit_validation_{next(_observation_ids)}"
-    observed = raw.observe(name, *[check.alias(f"c{i}") for i, check in enumerate(checks)])
+    observed = flagged.observe(name, *[check.alias(f"c{i}") for i, check in enumerate(checks)])
     by_user, shuffle, bounds = _partitioned_by_user(
-        observed.where(keep).select(*typed), raw, user.alias("user_id") if user_ranges else None
+        observed.where(flag("keep")).select("user_id", "ts_us", "event", "revenue", "session_id"),
+        raw,
+        user.alias("user_id") if user_ranges else None,
+        columns.user_id,
     )
     function, derived = derive(by_user.schema["user_id"].dataType) if derive else (None, None)
     try:
@@ -751,14 +778,15 @@ def release_shuffle(frame: DataFrame) -> None:
 
 
 def _partitioned_by_user(
-    rows: DataFrame, source: DataFrame, user: Column | None
+    rows: DataFrame, source: DataFrame, user: Column | None, user_column: str | None = None
 ) -> tuple[DataFrame, object, list | None]:
     """``rows`` after one shuffle by user, as a frame that reads that shuffle's files.
 
     Users go to partitions by the hash of their id or, when ``user`` (an expression
-    of ``source``'s columns giving the id) is given, by ranges of ids: partition ``i``
-    receives the users above ``bounds[i - 1]`` and at or below ``bounds[i]``
-    (:func:`user_bounds`, from a sample of ``user`` over ``source``). The frame's query
+    of ``source``'s columns giving the id, read from its column ``user_column``) is
+    given, by ranges of ids: partition ``i`` receives the users above
+    ``bounds[i - 1]`` and at or below ``bounds[i]`` (:func:`user_bounds`, from a
+    sample of ``source``'s ids). The frame's query
     is planned here (without adaptive execution, so that its partitions are the
     shuffle's), so that the metrics observed while the shuffle reads ``source`` can be
     read from that plan once it has run.
@@ -781,7 +809,8 @@ def _partitioned_by_user(
     bounds = None
     key = F.col("user_id")
     if user is not None:
-        bounds = user_bounds(source.select(user), total, partitions)
+        sample = parquet_user_sample(source, user_column, _sample_size(partitions))
+        bounds = user_bounds(source.select(user), total, partitions, sample)
         # Spark places a row by the hash of its key: one key per range, chosen so that
         # range i lands in partition i.
         keys = F.array(*[F.lit(k).cast("bigint") for k in _partition_keys(spark, partitions)])
@@ -797,29 +826,117 @@ def _partitioned_by_user(
 
 #: Users sampled per partition to place the bounds between partitions.
 _SAMPLE_PER_PARTITION = 256
+#: Most row groups of local Parquet files whose ids are read to place the bounds.
+_SAMPLE_ROW_GROUPS = 32
 
 
-def user_bounds(users: DataFrame, rows: int, partitions: int) -> list:
+def _sample_size(partitions: int) -> int:
+    return 2 * _SAMPLE_PER_PARTITION * partitions
+
+
+def user_bounds(users: DataFrame, rows: int, partitions: int, sample: list | None = None) -> list:
     """Ids that cut ``users`` (one column, a row per event) into ``partitions`` ranges.
 
-    From a sample of about :data:`_SAMPLE_PER_PARTITION` rows per partition (seeded:
-    the same data gives the same bounds), so ranges hold about as many events. Sorted
-    and distinct; fewer than ``partitions - 1`` when the sample has few distinct ids.
+    From ``sample`` (ids drawn evenly from the events, e.g. by
+    :func:`parquet_user_sample`) or, when it is ``None``, from a seeded sample of about
+    ``2 * _SAMPLE_PER_PARTITION`` rows per partition, which reads the whole column
+    (the same data gives the same bounds either way), so ranges hold about as many
+    events. Sorted and distinct; fewer than ``partitions - 1`` when the sample has
+    few distinct ids. Any bounds give the same results: they only balance the work.
     """
     if partitions < 2 or rows == 0:
         return []
-    fraction = min(1.0, 2 * _SAMPLE_PER_PARTITION * partitions / rows)
-    column = users.columns[0]
-    sample = sorted(
-        row[0]
-        for row in users.where(F.col(column).isNotNull())
-        .sample(fraction=fraction, seed=0)
-        .collect()
-    )
+    if sample is None:
+        fraction = min(1.0, _sample_size(partitions) / rows)
+        column = users.columns[0]
+        sample = [
+            row[0]
+            for row in users.where(F.col(column).isNotNull())
+            .sample(fraction=fraction, seed=0)
+            .collect()
+        ]
+    sample = sorted(sample)
     if not sample:
         return []
     cuts = [sample[i * len(sample) // partitions] for i in range(1, partitions)]
     return sorted(set(cuts))
+
+
+def parquet_user_sample(source: DataFrame, column: str | None, size: int) -> list | None:
+    """About ``size`` ids of ``source``'s ``column`` read from its Parquet files' row groups.
+
+    Only for a frame that is a plain read of local Parquet files with string or
+    integer ids (``None`` otherwise, or when the files cannot be read so: the caller
+    then samples with Spark). The driver reads the footers (row counts), then the
+    id column of at most :data:`_SAMPLE_ROW_GROUPS` row groups spread evenly over the
+    rows, and takes evenly spaced non-null ids from each, in proportion to its rows:
+    ids from every part of a log ordered by time (each row group spans the ids) or
+    by user (row groups follow one another), without a pass over the whole column.
+    What the driver holds is bounded by ``size`` and one row group's column, never
+    by the log's users.
+    """
+    files = _local_parquet_files(source) if column is not None else None
+    if not files:
+        return None
+    kind = source.schema[column].dataType
+    if isinstance(kind, T.StringType):
+        wanted: type = str
+    elif isinstance(kind, _INTEGER_TYPES):
+        wanted = int
+    else:
+        return None
+    if len(files) > _SAMPLE_ROW_GROUPS:
+        files = [files[i * len(files) // _SAMPLE_ROW_GROUPS] for i in range(_SAMPLE_ROW_GROUPS)]
+    try:
+        groups = []
+        for path in files:
+            meta = pq.read_metadata(path)
+            groups += [(path, i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)]
+        starts = np.cumsum([0, *(rows for _, _, rows in groups)])
+        total = int(starts[-1])
+        if total == 0:
+            return []
+        picks = min(len(groups), _SAMPLE_ROW_GROUPS)
+        # The row group holding each of `picks` evenly spaced rows.
+        chosen = sorted(
+            {
+                int(np.searchsorted(starts, (j + 0.5) * total / picks, side="right")) - 1
+                for j in range(picks)
+            }
+        )
+        chosen_rows = sum(groups[g][2] for g in chosen)
+        sample: list = []
+        for g in chosen:
+            path, index, rows = groups[g]
+            ids = pq.ParquetFile(path).read_row_group(index, columns=[column]).column(0).drop_null()
+            take = min(len(ids), -(-size * rows // chosen_rows))
+            if take:
+                places = np.unique(np.linspace(0, len(ids) - 1, take).round().astype(np.int64))
+                sample += ids.take(places).to_pylist()
+    except (OSError, KeyError, ValueError, pa.ArrowException):
+        return None
+    if not all(isinstance(v, wanted) and not isinstance(v, bool) for v in sample):
+        return None
+    return sample
+
+
+def _local_parquet_files(frame: DataFrame) -> list[str] | None:
+    """Return the local files of a frame that is a plain Parquet read (else ``None``)."""
+    try:
+        plan = frame._jdf.queryExecution().analyzed()
+        if plan.nodeName() != "LogicalRelation":
+            return None
+        relation = plan.relation()
+        if relation.getClass().getSimpleName() != "HadoopFsRelation":
+            return None
+        if relation.fileFormat().getClass().getSimpleName() != "ParquetFileFormat":
+            return None
+        uris = list(frame.inputFiles())
+    except Py4JError:  # a plan Spark cannot describe so: sampled by Spark instead
+        return None
+    if not uris or any(urllib.parse.urlparse(uri).scheme != "file" for uri in uris):
+        return None
+    return [urllib.parse.unquote(urllib.parse.urlparse(uri).path) for uri in uris]
 
 
 #: Keys found by :func:`_partition_keys`, by number of partitions: Spark's hash is
