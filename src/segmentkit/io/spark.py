@@ -871,13 +871,13 @@ def parquet_user_sample(source: DataFrame, column: str | None, size: int) -> lis
 
     Only for a frame that is a plain read of local Parquet files with string or
     integer ids (``None`` otherwise, or when the files cannot be read so: the caller
-    then samples with Spark). The driver reads the footers (row counts), then the
-    id column of at most :data:`_SAMPLE_ROW_GROUPS` row groups spread evenly over the
-    rows, and takes evenly spaced non-null ids from each, in proportion to its rows:
-    ids from every part of a log ordered by time (each row group spans the ids) or
-    by user (row groups follow one another), without a pass over the whole column.
-    What the driver holds is bounded by ``size`` and one row group's column, never
-    by the log's users.
+    then samples with Spark). One task (a Python worker, so that what it reads never
+    weighs on the driver) reads the footers, then the id column of at most
+    :data:`_SAMPLE_ROW_GROUPS` row groups spread evenly over the rows, and takes
+    evenly spaced ids from each, in proportion to its rows: ids from every part of
+    a log ordered by time (each row group spans the ids) or by user (row groups
+    follow one another), without a pass over the whole column. The driver receives
+    the ids only.
     """
     files = _local_parquet_files(source) if column is not None else None
     if not files:
@@ -891,6 +891,15 @@ def parquet_user_sample(source: DataFrame, column: str | None, size: int) -> lis
         return None
     if len(files) > _SAMPLE_ROW_GROUPS:
         files = [files[i * len(files) // _SAMPLE_ROW_GROUPS] for i in range(_SAMPLE_ROW_GROUPS)]
+    task = source.sparkSession.sparkContext.parallelize([None], 1)
+    [sample] = task.mapPartitions(lambda _: [_row_group_sample(files, column, size)]).collect()
+    if sample is None or not all(isinstance(v, wanted) and not isinstance(v, bool) for v in sample):
+        return None
+    return sample
+
+
+def _row_group_sample(files: list[str], column: str, size: int) -> list | None:
+    """Ids of :func:`parquet_user_sample` (``None`` when the files cannot be read so)."""
     try:
         groups = []
         for path in files:
@@ -912,14 +921,19 @@ def parquet_user_sample(source: DataFrame, column: str | None, size: int) -> lis
         sample: list = []
         for g in chosen:
             path, index, rows = groups[g]
-            ids = pq.ParquetFile(path).read_row_group(index, columns=[column]).column(0).drop_null()
-            take = min(len(ids), -(-size * rows // chosen_rows))
-            if take:
-                places = np.unique(np.linspace(0, len(ids) - 1, take).round().astype(np.int64))
-                sample += ids.take(places).to_pylist()
+            take = min(rows, -(-size * rows // chosen_rows))
+            places = np.unique(np.linspace(0, rows - 1, take).round().astype(np.int64))
+            # In batches, without reading ahead or threads: memory stays that of a batch.
+            reader = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 16)
+            seen = 0
+            for batch in reader.iter_batches(
+                batch_size=65_536, row_groups=[index], columns=[column], use_threads=False
+            ):
+                here = places[(places >= seen) & (places < seen + batch.num_rows)] - seen
+                ids = batch.column(0).take(pa.array(here)).drop_null()
+                sample += ids.to_pylist()
+                seen += batch.num_rows
     except (OSError, KeyError, ValueError, pa.ArrowException):
-        return None
-    if not all(isinstance(v, wanted) and not isinstance(v, bool) for v in sample):
         return None
     return sample
 
