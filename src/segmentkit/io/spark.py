@@ -78,6 +78,7 @@ _SAMPLE_ROWS = 5
 _INTEGER_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 _NUMERIC_TYPES = (*_INTEGER_TYPES, T.FloatType, T.DoubleType, T.DecimalType)
 _NANOS_AS_LONG = "spark.sql.legacy.parquet.nanosAsLong"
+_INFER_NTZ = "spark.sql.parquet.inferTimestampNTZ.enabled"
 _observation_ids = itertools.count()
 _ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
 _ARROW_BATCH_BYTES = "spark.sql.execution.arrow.maxBytesPerBatch"
@@ -376,9 +377,10 @@ def read_events_spark(spark: SparkSession, source: str | Path | Sequence[str]) -
     """Read Parquet or CSV paths, globs or URIs (anything Spark reads) into a DataFrame.
 
     Local globs are checked here so that a pattern matching nothing is reported as
-    such; other URIs are passed to Spark as they are. Parquet files with nanosecond
-    timestamps are read with those columns as integers (nanoseconds), which
-    :func:`load_events_spark` converts.
+    such; other URIs are passed to Spark as they are. Naive Parquet timestamps are
+    read as TIMESTAMP at their stored microseconds (naive times are UTC), whatever
+    the session's time zone. Parquet files with nanosecond timestamps are read with
+    those columns as integers (nanoseconds), which :func:`load_events_spark` converts.
     """
     items = [str(source)] if isinstance(source, str | Path) else [str(s) for s in source]
     paths: list[str] = []
@@ -403,7 +405,11 @@ def read_events_spark(spark: SparkSession, source: str | Path | Sequence[str]) -
             f"events {items}: expected .parquet or .csv files, got suffixes {sorted(suffixes)}"
         )
     try:
-        return spark.read.parquet(*paths)
+        # Naive Parquet timestamps are read as instants at their stored microseconds (UTC,
+        # as the contract takes them), not as TIMESTAMP_NTZ: the microseconds are then
+        # read as they are, with no time-zone conversion per row.
+        with session_conf(spark, _INFER_NTZ, "false"):
+            return spark.read.parquet(*paths)
     except Exception as exc:
         if not _is_nanos_error(exc):
             raise DataValidationError(f"events cannot be read: {exc}") from None
