@@ -94,6 +94,8 @@ def test_bounds_of_many_files_come_from_files_spread_over_them(spark, tmp_path):
     for i in range(files):
         write(events.iloc[cuts[i] : cuts[i + 1]], folder / f"part-{i:03d}.parquet", 10_000)
     raw = spark.read.parquet(str(folder))
+    # In path order (Spark lists files in no set order): the same files give the same sample.
+    assert spark_io._local_parquet_files(raw) == sorted(str(p) for p in folder.iterdir())
     sample = spark_io.parquet_user_sample(raw, "user_id", spark_io._sample_size(PARTITIONS))
     bounds = spark_io.user_bounds(raw.select("user_id"), len(events), PARTITIONS, sample)
     shares = event_shares(events, bounds)

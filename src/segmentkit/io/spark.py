@@ -960,7 +960,8 @@ def _local_parquet_files(frame: DataFrame) -> list[str] | None:
         return None
     if not uris or any(urllib.parse.urlparse(uri).scheme != "file" for uri in uris):
         return None
-    return [urllib.parse.unquote(urllib.parse.urlparse(uri).path) for uri in uris]
+    # Sorted: Spark lists them in no set order, and the sample must not depend on it.
+    return sorted(urllib.parse.unquote(urllib.parse.urlparse(uri).path) for uri in uris)
 
 
 #: Keys found by :func:`_partition_keys`, by number of partitions: Spark's hash is
