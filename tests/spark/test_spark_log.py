@@ -103,7 +103,8 @@ def test_naive_parquet_times_are_utc_whatever_the_session_time_zone(
     events = events_with_copies.copy()
     # Times in New York's spring-forward gap and autumn repeat, and before 1970.
     events.loc[:2, "timestamp"] = pd.to_datetime(
-        ["2024-03-10 02:30:00.123456", "2024-11-03 01:30:00", "1969-12-31 23:59:59.999999"]
+        ["2024-03-10 02:30:00.123456", "2024-11-03 01:30:00", "1969-12-31 23:59:59.999999"],
+        format="ISO8601",
     )
     events["timestamp"] = events["timestamp"].astype("datetime64[us]")
     path = tmp_path / "naive.parquet"
