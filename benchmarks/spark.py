@@ -13,7 +13,8 @@ For each population size, generates (or reuses) a demo log in one Parquet file u
   engine adds partitions as the log grows, one per ``ROWS_PER_PARTITION`` events):
   ``load_events_spark`` + ``build_features_spark``; ``score_spark``
   (computed and cached, then written to Spark's no-op sink and released), all from the
-  Parquet path. One fresh process per task and size runs it ``--runs`` times in one
+  Parquet path (so scoring places its user ranges from a few of the file's row
+  groups). One fresh process per task and size runs it ``--runs`` times in one
   session: the first run is *cold* (a new JVM: class loading, JIT compilation, Python
   workers starting), the later ones *warm*, as in a long-lived session on a cluster.
 

@@ -94,3 +94,32 @@ def test_a_log_loaded_with_derive_keeps_the_features_and_refuses_event_reads(
             io_spark.derived_frame(events_log)
     finally:
         events_log.release()
+
+
+def test_naive_parquet_times_are_utc_whatever_the_session_time_zone(
+    spark, events_with_copies, tmp_path
+):
+    """Read as instants at their stored microseconds: no zone conversion, no DST gap."""
+    events = events_with_copies.copy()
+    # Times in New York's spring-forward gap and autumn repeat, and before 1970.
+    events.loc[:2, "timestamp"] = pd.to_datetime(
+        ["2024-03-10 02:30:00.123456", "2024-11-03 01:30:00", "1969-12-31 23:59:59.999999"],
+        format="ISO8601",
+    )
+    events["timestamp"] = events["timestamp"].astype("datetime64[us]")
+    path = tmp_path / "naive.parquet"
+    events.to_parquet(path)
+    zone = spark.conf.get("spark.sql.session.timeZone")
+    spark.conf.set("spark.sql.session.timeZone", "America/New_York")
+    try:
+        log = io_spark.load_events_spark(str(path), spark=spark)
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", zone)
+    try:
+        local = load_events(str(path))
+        assert log.report == local.report
+        assert log.report.first_event == "1969-12-31T23:59:59.999999"
+        stamps = {row[0] for row in log.frame.select("ts_us").collect()}
+        assert stamps == set(events["timestamp"].astype("int64").tolist())
+    finally:
+        log.release()

@@ -20,13 +20,16 @@ import datetime as dt
 import functools
 import glob
 import itertools
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute
+import pyarrow.parquet as pq
 
 from segmentkit.config import ColumnMap
 from segmentkit.errors import DataValidationError
@@ -44,6 +47,7 @@ from segmentkit.io.events import (
 )
 
 try:
+    from py4j.protocol import Py4JError
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
@@ -58,6 +62,7 @@ __all__ = [
     "derived_frame",
     "epoch_us",
     "load_events_spark",
+    "parquet_user_sample",
     "partition_events",
     "partition_tables",
     "range_index",
@@ -73,8 +78,13 @@ _SAMPLE_ROWS = 5
 _INTEGER_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 _NUMERIC_TYPES = (*_INTEGER_TYPES, T.FloatType, T.DoubleType, T.DecimalType)
 _NANOS_AS_LONG = "spark.sql.legacy.parquet.nanosAsLong"
+_INFER_NTZ = "spark.sql.parquet.inferTimestampNTZ.enabled"
 _observation_ids = itertools.count()
 _ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
+_ARROW_BATCH_BYTES = "spark.sql.execution.arrow.maxBytesPerBatch"
+#: The "no byte limit" value of _ARROW_BATCH_BYTES: Spark then skips measuring the batch
+#: after every row it adds (a sixth of the JVM's time handing events to Python).
+_NO_BYTE_LIMIT = str(2**31 - 1)
 #: Events per Arrow batch sent to a worker, and per packed stream.
 _PACK_ROWS = 100_000
 _PACKED_SCHEMA = pa.schema(
@@ -367,9 +377,10 @@ def read_events_spark(spark: SparkSession, source: str | Path | Sequence[str]) -
     """Read Parquet or CSV paths, globs or URIs (anything Spark reads) into a DataFrame.
 
     Local globs are checked here so that a pattern matching nothing is reported as
-    such; other URIs are passed to Spark as they are. Parquet files with nanosecond
-    timestamps are read with those columns as integers (nanoseconds), which
-    :func:`load_events_spark` converts.
+    such; other URIs are passed to Spark as they are. Naive Parquet timestamps are
+    read as TIMESTAMP at their stored microseconds (naive times are UTC), whatever
+    the session's time zone. Parquet files with nanosecond timestamps are read with
+    those columns as integers (nanoseconds), which :func:`load_events_spark` converts.
     """
     items = [str(source)] if isinstance(source, str | Path) else [str(s) for s in source]
     paths: list[str] = []
@@ -394,7 +405,11 @@ def read_events_spark(spark: SparkSession, source: str | Path | Sequence[str]) -
             f"events {items}: expected .parquet or .csv files, got suffixes {sorted(suffixes)}"
         )
     try:
-        return spark.read.parquet(*paths)
+        # Naive Parquet timestamps are read as instants at their stored microseconds (UTC,
+        # as the contract takes them), not as TIMESTAMP_NTZ: the microseconds are then
+        # read as they are, with no time-zone conversion per row.
+        with session_conf(spark, _INFER_NTZ, "false"):
+            return spark.read.parquet(*paths)
     except Exception as exc:
         if not _is_nanos_error(exc):
             raise DataValidationError(f"events cannot be read: {exc}") from None
@@ -489,9 +504,10 @@ def load_events_spark(
         Session to read paths with (default: the active session).
     user_ranges : bool
         Shuffle the users into consecutive ranges of ids (partition ``i`` before
-        ``i + 1``) rather than by hash, at the cost of a pass over a sample of the
-        user id column: what scoring needs to cut local scoring's chunks without
-        another shuffle (:func:`segmentkit.spark.scoring.score_spark` asks for it).
+        ``i + 1``) rather than by hash, at the cost of a sample of the user ids (read
+        from a few row groups of local Parquet files, else by a pass over the id
+        column): what scoring needs to cut local scoring's chunks without another
+        shuffle (:func:`segmentkit.spark.scoring.score_spark` asks for it).
     derive : callable, optional
         Given the Spark type of the clean user ids, returns a function and a schema:
         the function takes one partition's clean events (a local
@@ -510,7 +526,7 @@ def load_events_spark(
         on the executors (free them with :meth:`SparkEventLog.release`, or they go
         when garbage collected), and the data-quality report. The source is read
         once in full (``count`` reads only the footers of Parquet files; with
-        ``user_ranges``, a sample of the user id column places the ranges): the raw
+        ``user_ranges``, a sample of the user ids places the ranges): the raw
         rows' checks are observed while the shuffle reads them, the clean rows
         counted as each partition is packed.
 
@@ -604,26 +620,47 @@ def _validate(
         session.alias("session_id"),
     ]
     # One scan answers every question about the raw rows; duplicates and users are
-    # counted after the one shuffle by user (below).
+    # counted after the one shuffle by user (below). Each row's typed values and flags
+    # are computed once, in the scan's generated code: the observed metrics (evaluated
+    # row by row, outside it) then only count flags.
+    flags = {
+        "bad_ts": bad_ts,
+        "bad_rev": bad_rev,
+        "null_user": user_col.isNull(),
+        "null_ts": ts_col.isNull(),
+        "invalid": user_col.isNull() | ts_col.isNull(),
+        "late": late,
+        "keep": keep,
+        "bad_amount": keep & bad_amount,
+        "null_event": keep_base & null_event,
+    }
+    flagged = raw.select(*typed, *[flag.alias(f"_sk_{name}") for name, flag in flags.items()])
+
+    def flag(name: str) -> Column:
+        return F.col(f"_sk_{name}")
+
     checks = [
         F.count(F.lit(1)),
-        F.count_if(bad_ts),
-        F.count_if(bad_rev),
-        F.count_if(user_col.isNull()),
-        F.count_if(ts_col.isNull()),
-        F.count_if(user_col.isNull() | ts_col.isNull()),
-        F.count_if(late),
-        F.min(F.when(keep, ts_us)),
-        F.max(F.when(keep, ts_us)),
-        F.count_if(keep & bad_amount),
-        F.count_if(keep_base & null_event),
+        F.count_if(flag("bad_ts")),
+        F.count_if(flag("bad_rev")),
+        F.count_if(flag("null_user")),
+        F.count_if(flag("null_ts")),
+        F.count_if(flag("invalid")),
+        F.count_if(flag("late")),
+        F.min(F.when(flag("keep"), F.col("ts_us"))),
+        F.max(F.when(flag("keep"), F.col("ts_us"))),
+        F.count_if(flag("bad_amount")),
+        F.count_if(flag("null_event")),
     ]
     # The source is read once in full: the shuffle by user counts these checks as it reads the
     # raw rows (observed metrics), then the clean rows are counted per partition.
     name = f"segmentkit_validation_{next(_observation_ids)}"
-    observed = raw.observe(name, *[check.alias(f"c{i}") for i, check in enumerate(checks)])
+    observed = flagged.observe(name, *[check.alias(f"c{i}") for i, check in enumerate(checks)])
     by_user, shuffle, bounds = _partitioned_by_user(
-        observed.where(keep).select(*typed), raw, user.alias("user_id") if user_ranges else None
+        observed.where(flag("keep")).select("user_id", "ts_us", "event", "revenue", "session_id"),
+        raw,
+        user.alias("user_id") if user_ranges else None,
+        columns.user_id,
     )
     function, derived = derive(by_user.schema["user_id"].dataType) if derive else (None, None)
     try:
@@ -751,14 +788,15 @@ def release_shuffle(frame: DataFrame) -> None:
 
 
 def _partitioned_by_user(
-    rows: DataFrame, source: DataFrame, user: Column | None
+    rows: DataFrame, source: DataFrame, user: Column | None, user_column: str | None = None
 ) -> tuple[DataFrame, object, list | None]:
     """``rows`` after one shuffle by user, as a frame that reads that shuffle's files.
 
     Users go to partitions by the hash of their id or, when ``user`` (an expression
-    of ``source``'s columns giving the id) is given, by ranges of ids: partition ``i``
-    receives the users above ``bounds[i - 1]`` and at or below ``bounds[i]``
-    (:func:`user_bounds`, from a sample of ``user`` over ``source``). The frame's query
+    of ``source``'s columns giving the id, read from its column ``user_column``) is
+    given, by ranges of ids: partition ``i`` receives the users above
+    ``bounds[i - 1]`` and at or below ``bounds[i]`` (:func:`user_bounds`, from a
+    sample of ``source``'s ids). The frame's query
     is planned here (without adaptive execution, so that its partitions are the
     shuffle's), so that the metrics observed while the shuffle reads ``source`` can be
     read from that plan once it has run.
@@ -781,7 +819,8 @@ def _partitioned_by_user(
     bounds = None
     key = F.col("user_id")
     if user is not None:
-        bounds = user_bounds(source.select(user), total, partitions)
+        sample = parquet_user_sample(source, user_column, _sample_size(partitions))
+        bounds = user_bounds(source.select(user), total, partitions, sample)
         # Spark places a row by the hash of its key: one key per range, chosen so that
         # range i lands in partition i.
         keys = F.array(*[F.lit(k).cast("bigint") for k in _partition_keys(spark, partitions)])
@@ -797,29 +836,132 @@ def _partitioned_by_user(
 
 #: Users sampled per partition to place the bounds between partitions.
 _SAMPLE_PER_PARTITION = 256
+#: Most row groups of local Parquet files whose ids are read to place the bounds.
+_SAMPLE_ROW_GROUPS = 32
 
 
-def user_bounds(users: DataFrame, rows: int, partitions: int) -> list:
+def _sample_size(partitions: int) -> int:
+    return 2 * _SAMPLE_PER_PARTITION * partitions
+
+
+def user_bounds(users: DataFrame, rows: int, partitions: int, sample: list | None = None) -> list:
     """Ids that cut ``users`` (one column, a row per event) into ``partitions`` ranges.
 
-    From a sample of about :data:`_SAMPLE_PER_PARTITION` rows per partition (seeded:
-    the same data gives the same bounds), so ranges hold about as many events. Sorted
-    and distinct; fewer than ``partitions - 1`` when the sample has few distinct ids.
+    From ``sample`` (ids drawn evenly from the events, e.g. by
+    :func:`parquet_user_sample`) or, when it is ``None``, from a seeded sample of about
+    ``2 * _SAMPLE_PER_PARTITION`` rows per partition, which reads the whole column
+    (the same data gives the same bounds either way), so ranges hold about as many
+    events. Sorted and distinct; fewer than ``partitions - 1`` when the sample has
+    few distinct ids. Any bounds give the same results: they only balance the work.
     """
     if partitions < 2 or rows == 0:
         return []
-    fraction = min(1.0, 2 * _SAMPLE_PER_PARTITION * partitions / rows)
-    column = users.columns[0]
-    sample = sorted(
-        row[0]
-        for row in users.where(F.col(column).isNotNull())
-        .sample(fraction=fraction, seed=0)
-        .collect()
-    )
+    if sample is None:
+        fraction = min(1.0, _sample_size(partitions) / rows)
+        column = users.columns[0]
+        sample = [
+            row[0]
+            for row in users.where(F.col(column).isNotNull())
+            .sample(fraction=fraction, seed=0)
+            .collect()
+        ]
+    sample = sorted(sample)
     if not sample:
         return []
     cuts = [sample[i * len(sample) // partitions] for i in range(1, partitions)]
     return sorted(set(cuts))
+
+
+def parquet_user_sample(source: DataFrame, column: str | None, size: int) -> list | None:
+    """About ``size`` ids of ``source``'s ``column`` read from its Parquet files' row groups.
+
+    Only for a frame that is a plain read of local Parquet files with string or
+    integer ids (``None`` otherwise, or when the files cannot be read so: the caller
+    then samples with Spark). One task (a Python worker, so that what it reads never
+    weighs on the driver) reads the footers, then the id column of at most
+    :data:`_SAMPLE_ROW_GROUPS` row groups spread evenly over the rows, and takes
+    evenly spaced ids from each, in proportion to its rows: ids from every part of
+    a log ordered by time (each row group spans the ids) or by user (row groups
+    follow one another), without a pass over the whole column. The driver receives
+    the ids only.
+    """
+    files = _local_parquet_files(source) if column is not None else None
+    if not files:
+        return None
+    kind = source.schema[column].dataType
+    if isinstance(kind, T.StringType):
+        wanted: type = str
+    elif isinstance(kind, _INTEGER_TYPES):
+        wanted = int
+    else:
+        return None
+    if len(files) > _SAMPLE_ROW_GROUPS:
+        files = [files[i * len(files) // _SAMPLE_ROW_GROUPS] for i in range(_SAMPLE_ROW_GROUPS)]
+    task = source.sparkSession.sparkContext.parallelize([None], 1)
+    [sample] = task.mapPartitions(lambda _: [_row_group_sample(files, column, size)]).collect()
+    if sample is None or not all(isinstance(v, wanted) and not isinstance(v, bool) for v in sample):
+        return None
+    return sample
+
+
+def _row_group_sample(files: list[str], column: str, size: int) -> list | None:
+    """Ids of :func:`parquet_user_sample` (``None`` when the files cannot be read so)."""
+    try:
+        groups = []
+        for path in files:
+            meta = pq.read_metadata(path)
+            groups += [(path, i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)]
+        starts = np.cumsum([0, *(rows for _, _, rows in groups)])
+        total = int(starts[-1])
+        if total == 0:
+            return []
+        picks = min(len(groups), _SAMPLE_ROW_GROUPS)
+        # The row group holding each of `picks` evenly spaced rows.
+        chosen = sorted(
+            {
+                int(np.searchsorted(starts, (j + 0.5) * total / picks, side="right")) - 1
+                for j in range(picks)
+            }
+        )
+        chosen_rows = sum(groups[g][2] for g in chosen)
+        sample: list = []
+        for g in chosen:
+            path, index, rows = groups[g]
+            take = min(rows, -(-size * rows // chosen_rows))
+            places = np.unique(np.linspace(0, rows - 1, take).round().astype(np.int64))
+            # In batches, without reading ahead or threads: memory stays that of a batch.
+            reader = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 16)
+            seen = 0
+            for batch in reader.iter_batches(
+                batch_size=65_536, row_groups=[index], columns=[column], use_threads=False
+            ):
+                here = places[(places >= seen) & (places < seen + batch.num_rows)] - seen
+                ids = batch.column(0).take(pa.array(here)).drop_null()
+                sample += ids.to_pylist()
+                seen += batch.num_rows
+    except (OSError, KeyError, ValueError, pa.ArrowException):
+        return None
+    return sample
+
+
+def _local_parquet_files(frame: DataFrame) -> list[str] | None:
+    """Return the local files of a frame that is a plain Parquet read (else ``None``)."""
+    try:
+        plan = frame._jdf.queryExecution().analyzed()
+        if plan.nodeName() != "LogicalRelation":
+            return None
+        relation = plan.relation()
+        if relation.getClass().getSimpleName() != "HadoopFsRelation":
+            return None
+        if relation.fileFormat().getClass().getSimpleName() != "ParquetFileFormat":
+            return None
+        uris = list(frame.inputFiles())
+    except Py4JError:  # a plan Spark cannot describe so: sampled by Spark instead
+        return None
+    if not uris or any(urllib.parse.urlparse(uri).scheme != "file" for uri in uris):
+        return None
+    # Sorted: Spark lists them in no set order, and the sample must not depend on it.
+    return sorted(urllib.parse.unquote(urllib.parse.urlparse(uri).path) for uri in uris)
 
 
 #: Keys found by :func:`_partition_keys`, by number of partitions: Spark's hash is
@@ -875,8 +1017,12 @@ def _pack(
     streams (a few large values per partition), not rows.
     """
     spark = by_user.sparkSession
-    # Fewer, larger Arrow batches cost the JVM less (read when the job runs, here).
-    with session_conf(spark, _ARROW_BATCH, str(_PACK_ROWS)):
+    # Fewer, larger Arrow batches cost the JVM less (read when the job runs, here); batches
+    # of _PACK_ROWS events are a few MB, so they are not also measured in bytes.
+    with (
+        session_conf(spark, _ARROW_BATCH, str(_PACK_ROWS)),
+        session_conf(spark, _ARROW_BATCH_BYTES, _NO_BYTE_LIMIT),
+    ):
         return by_user.mapInArrow(pack_partition, _PACKED_SPARK_SCHEMA).localCheckpoint(eager=True)
 
 

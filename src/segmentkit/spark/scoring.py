@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import tempfile
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -61,13 +62,26 @@ __all__ = [
 
 # Loaded models per Python worker process, by the digest of their manifest.
 _WORKER_MODELS: dict[str, SegmentationModel] = {}
+# Bundle files of the models shipped from this driver, by id of the (live) model object.
+_SHIPPED: dict[int, tuple[weakref.ref, dict[str, bytes]]] = {}
 
 
 def bundle_files(model: SegmentationModel) -> dict[str, bytes]:
-    """Save ``model`` as a bundle and return its live version's files (name to bytes)."""
+    """Return the files (name to bytes) of the live version of ``model`` saved as a bundle.
+
+    Saved once per model object in a process (saving costs about as much as scoring
+    a chunk of users): later calls for the same object return the same files, so a
+    model is taken as fixed once it has been shipped.
+    """
+    key = id(model)
+    shipped = _SHIPPED.get(key)
+    if shipped is not None and shipped[0]() is model:
+        return shipped[1]
     with tempfile.TemporaryDirectory(prefix="segmentkit-spark-") as tmp:
         live = live_version(save_bundle(model, Path(tmp) / "bundle"))
-        return {path.name: path.read_bytes() for path in sorted(live.iterdir()) if path.is_file()}
+        files = {path.name: path.read_bytes() for path in sorted(live.iterdir()) if path.is_file()}
+    _SHIPPED[key] = (weakref.ref(model, lambda _, key=key: _SHIPPED.pop(key, None)), files)
+    return files
 
 
 def _worker_model(files: dict[str, bytes]) -> SegmentationModel:
