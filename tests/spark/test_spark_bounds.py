@@ -47,6 +47,21 @@ def event_shares(frame: pd.DataFrame, bounds: list) -> np.ndarray:
     return np.bincount(ranges, minlength=len(bounds) + 1) / len(ids)
 
 
+def row_group_bounds(raw, events: pd.DataFrame) -> list:
+    """Bounds of ``PARTITIONS`` ranges placed from the row-group sample of ``raw``'s ids."""
+    from segmentkit.io.spark import _sample_size, parquet_user_sample, user_bounds
+
+    sample = parquet_user_sample(raw, "user_id", _sample_size(PARTITIONS))
+    assert sample is not None
+    return user_bounds(raw.select("user_id"), len(events), PARTITIONS, sample)
+
+
+def assert_balanced(events: pd.DataFrame, bounds: list) -> None:
+    """Each range holds about a quarter of the events (a user's events are never split)."""
+    shares = event_shares(events, bounds)
+    assert shares.min() > 0.15 and shares.max() < 0.35, shares
+
+
 @pytest.mark.parametrize(
     ("order", "row_group_size", "integer_ids"),
     [("user", 700, False), ("time", 700, False), ("user", 2_000, True), ("time", 20_000, True)],
@@ -54,7 +69,7 @@ def event_shares(frame: pd.DataFrame, bounds: list) -> np.ndarray:
 def test_bounds_from_row_groups_balance_skewed_ids(
     spark, tmp_path, order, row_group_size, integer_ids
 ):
-    from segmentkit.io.spark import _sample_size, parquet_user_sample, user_bounds
+    from segmentkit.io.spark import _sample_size, parquet_user_sample
 
     events = skewed_events(order, integer_ids)
     path = write(events, tmp_path / "events.parquet", row_group_size)
@@ -63,11 +78,9 @@ def test_bounds_from_row_groups_balance_skewed_ids(
     sample = parquet_user_sample(raw, "user_id", _sample_size(PARTITIONS))
     assert sample is not None
     assert {type(v) for v in sample} == {int if integer_ids else str}
-    bounds = user_bounds(raw.select("user_id"), len(events), PARTITIONS, sample)
+    bounds = row_group_bounds(raw, events)
     assert len(bounds) == PARTITIONS - 1
-    # Each range holds about a quarter of the events (a user's events are never split).
-    shares = event_shares(events, bounds)
-    assert shares.min() > 0.15 and shares.max() < 0.35, shares
+    assert_balanced(events, bounds)
 
 
 def test_more_row_groups_than_are_read_still_balance_a_log_sorted_by_user(spark, tmp_path):
@@ -77,10 +90,7 @@ def test_more_row_groups_than_are_read_still_balance_a_log_sorted_by_user(spark,
     path = write(events, tmp_path / "events.parquet", 250)
     assert pq.read_metadata(path).num_row_groups > spark_io._SAMPLE_ROW_GROUPS
     raw = spark.read.parquet(path)
-    sample = spark_io.parquet_user_sample(raw, "user_id", spark_io._sample_size(PARTITIONS))
-    bounds = spark_io.user_bounds(raw.select("user_id"), len(events), PARTITIONS, sample)
-    shares = event_shares(events, bounds)
-    assert shares.min() > 0.15 and shares.max() < 0.35, shares
+    assert_balanced(events, row_group_bounds(raw, events))
 
 
 def test_bounds_of_many_files_come_from_files_spread_over_them(spark, tmp_path):
@@ -96,10 +106,7 @@ def test_bounds_of_many_files_come_from_files_spread_over_them(spark, tmp_path):
     raw = spark.read.parquet(str(folder))
     # In path order (Spark lists files in no set order): the same files give the same sample.
     assert spark_io._local_parquet_files(raw) == sorted(str(p) for p in folder.iterdir())
-    sample = spark_io.parquet_user_sample(raw, "user_id", spark_io._sample_size(PARTITIONS))
-    bounds = spark_io.user_bounds(raw.select("user_id"), len(events), PARTITIONS, sample)
-    shares = event_shares(events, bounds)
-    assert shares.min() > 0.15 and shares.max() < 0.35, shares
+    assert_balanced(events, row_group_bounds(raw, events))
 
 
 def test_other_frames_are_sampled_by_spark_and_balanced_too(spark, tmp_path):
@@ -116,9 +123,7 @@ def test_other_frames_are_sampled_by_spark_and_balanced_too(spark, tmp_path):
     assert parquet_user_sample(filtered, "user_id", size) is None  # not a plain read
     assert parquet_user_sample(spark.read.csv(str(csv), header=True), "user_id", size) is None
     assert parquet_user_sample(spark.read.parquet(path), "timestamp", size) is None  # not ids
-    bounds = user_bounds(filtered.select("user_id"), len(events), PARTITIONS)
-    shares = event_shares(events, bounds)
-    assert shares.min() > 0.15 and shares.max() < 0.35, shares
+    assert_balanced(events, user_bounds(filtered.select("user_id"), len(events), PARTITIONS))
 
 
 def test_a_range_shuffle_of_a_log_sorted_by_user_is_balanced_and_exact(spark, tmp_path):
@@ -135,8 +140,7 @@ def test_a_range_shuffle_of_a_log_sorted_by_user_is_balanced_and_exact(spark, tm
     try:
         assert sum(log.partition_users) == events["user_id"].nunique()
         assert len(log.user_bounds) == PARTITIONS - 1
-        shares = event_shares(events, list(log.user_bounds))
-        assert shares.min() > 0.15 and shares.max() < 0.35, shares
+        assert_balanced(events, list(log.user_bounds))
         # Partition i holds exactly the users of range i.
         users = events.drop_duplicates("user_id")
         expected = np.bincount(

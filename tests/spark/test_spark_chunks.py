@@ -1,7 +1,9 @@
-"""Scoring a log shuffled into user ranges: chunks cut across partitions, as locally."""
+"""Scoring a log shuffled into user ranges: chunks cut across partitions, as locally;
+the model shipped to the executors as its bundle, saved once per model object."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 
 pytest.importorskip("pyspark", reason="the Spark extra is not installed")
 
+from segmentkit.bundle import load_bundle, save_bundle
 from segmentkit.config import load_config
 from segmentkit.features import build_features
 from segmentkit.io.events import default_as_of, load_events
@@ -84,3 +87,26 @@ def test_chunks_cut_across_partitions_give_the_local_chunks_scores(spark, traine
             np.testing.assert_array_equal(got.astype(local[column].dtype), expected, column)
         else:
             assert list(pd.Series(got).astype(str)) == list(pd.Series(expected).astype(str))
+
+
+def test_a_model_is_saved_once_to_ship_it_and_forgotten_with_it(trained, tmp_path, monkeypatch):
+    from segmentkit.spark import scoring
+
+    # A copy of its own, so that the test can drop it (the fixture's model lives on).
+    model = load_bundle(save_bundle(trained[0], tmp_path / "copy"))
+    saves = []
+    save = scoring.save_bundle
+    monkeypatch.setattr(scoring, "save_bundle", lambda m, p: saves.append(p) or save(m, p))
+
+    files = scoring.bundle_files(model)
+    assert scoring.bundle_files(model) is files
+    assert len(saves) == 1
+    # What the workers load goes through the bundle's checks (checksums, allowlist).
+    shipped = scoring._worker_model(files)
+    assert shipped.feature_names == model.feature_names
+    assert "MANIFEST.sha256" in files
+
+    key = id(model)
+    del model
+    gc.collect()
+    assert key not in scoring._SHIPPED
