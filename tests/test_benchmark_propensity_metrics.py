@@ -83,3 +83,20 @@ def test_an_older_seasonal_log_starts_a_year_earlier_with_the_same_arrivals_per_
 
     # The customers born in the span both logs cover: about as many (Poisson noise).
     assert abs(arrivals(older) - arrivals(default)) < 4 * np.sqrt(arrivals(default))
+
+
+def test_count_spearman_ranks_by_the_models_own_score_not_its_tied_map(bench):
+    # Realized counts: mostly zeros, as in a quarter of purchases.
+    n = np.array([0, 0, 0, 0, 0, 0, 1, 0, 2, 3], dtype=float)
+    raw = np.arange(10, dtype=float)  # the baseline's own score, no ties
+    mapped = np.array([0, 0, 0, 0, 0, 0, 0.5, 0.5, 2, 3])  # an increasing map with plateaus
+    y = (n > 0).astype(float)
+    tied = bench.metrics(y, y * 0.5 + 0.25, n, mapped, y, y * 0.5 + 0.25)
+    own = bench.metrics(y, y * 0.5 + 0.25, n, mapped, y, y * 0.5 + 0.25, count_rank=raw)
+    # By hand: n's ranks are 4 for the seven zeros (ranks 1..7), then 8, 9, 10.
+    rank_n = np.array([4.0] * 6 + [8, 4, 9, 10])
+    rank_raw = np.arange(1.0, 11.0)
+    expected = np.corrcoef(rank_n, rank_raw)[0, 1]
+    assert own["spearman"] == pytest.approx(expected, abs=1e-12)
+    # The plateaus tie the first six users (and the 7th with the 8th), which raises it.
+    assert tied["spearman"] > own["spearman"]
