@@ -59,3 +59,39 @@ def test_one_class_gives_nan_ranking_metrics():
     out = _metrics(np.zeros(50), p, "event")
     assert np.isnan(out["roc_auc"]) and np.isnan(out["pr_auc"])
     assert out["brier"] == pytest.approx(brier_score_loss(np.zeros(50), p))
+
+
+@pytest.mark.parametrize("n, levels", [(2000, None), (500, 4), (7, None)])
+def test_count_concordance_matches_somers_d_ties_included(n, levels):
+    from scipy.stats import somersd
+
+    from segmentkit.models.evaluation import count_concordance
+
+    rng = np.random.default_rng(n)
+    mu = rng.gamma(0.5, 1.0, n)
+    y = rng.poisson(mu).astype(float)
+    p = mu if levels is None else np.round(mu * levels) / levels  # tied scores
+    # Harrell's C = (1 + Somers' D of the scores given the counts) / 2.
+    expected = (1.0 + somersd(y, p).statistic) / 2.0
+    assert count_concordance(y, p) == pytest.approx(expected, abs=1e-9)
+
+
+def test_count_concordance_is_the_auc_for_zero_one_counts_and_neutral_to_ties():
+    from segmentkit.models.evaluation import count_concordance
+
+    y = np.array([0, 1, 0, 1, 1, 0, 0])
+    p = np.array([0.2, 0.9, 0.4, 0.4, 0.7, 0.1, 0.3])
+    assert count_concordance(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    # Pairs with different counts: (0,1) (0,2) (1,2); scores 5, 5, 7: one tie, two agree.
+    assert count_concordance([0, 1, 2], [5.0, 5.0, 7.0]) == pytest.approx(2.5 / 3)
+    # A score that ties everyone says nothing; counts that are all equal have no pair.
+    assert count_concordance([0, 0, 3, 1], np.zeros(4)) == 0.5
+    assert np.isnan(count_concordance([2, 2, 2], [0.1, 0.2, 0.3]))
+
+
+def test_count_metrics_add_the_concordance_for_the_report_only():
+    y = np.array([0.0, 0.0, 1.0, 3.0])
+    p = np.array([0.1, 0.4, 0.3, 2.0])
+    assert "concordance" not in _metrics(y, p, "count")
+    # Pairs with different counts: 5; only (0.4 vs 0.3) is out of order.
+    assert _metrics(y, p, "count", report=True)["concordance"] == pytest.approx(4 / 5)

@@ -561,7 +561,7 @@ def fit_propensity(
             if match is not None:
                 complement = f"1-p({match[1]})"
                 scores[complement] = 1.0 - match[0]
-        results = {name: _metrics(y_ev, p, target.kind) for name, p in scores.items()}
+        results = {name: _metrics(y_ev, p, target.kind, report=True) for name, p in scores.items()}
         choice[target.name] = best
 
         rows, deciles, calib = _report(target, y_ev, scores, results, best)
