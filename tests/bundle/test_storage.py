@@ -344,3 +344,91 @@ def test_malicious_bundle_with_a_rewritten_manifest_is_refused_by_the_cli(
     assert exit_info.value.code == 2
     assert err.count("\n") == 1 and "sklearn.utils._testing.check_output" in err
     assert not marker.exists()
+
+
+def _edit_metadata(live, edit):
+    """Rewrite metadata.json with ``edit(raw_dict) -> str`` and re-sign the manifest."""
+    raw = json.loads((live / METADATA).read_text())
+    (live / METADATA).write_text(edit(raw))
+    _rewrite_manifest(live)  # whoever can write the bundle can rewrite its manifest
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda m: json.dumps(m).replace(
+                '"format_version": 2', '"format_version": ' + "9" * 5000
+            ),
+            "unreadable metadata.json: Exceeds the limit",
+        ),
+        (
+            lambda m: json.dumps(m)[:-1] + ', "extra": ' + "[" * 100_000 + "]" * 100_000 + "}",
+            "unreadable metadata.json: nested too deeply",
+        ),
+        (
+            lambda m: json.dumps({**m, "feature_config": {**m["feature_config"], "windows": [-7]}}),
+            r"feature_config\.windows: expected one or more positive day counts",
+        ),
+        (
+            lambda m: json.dumps({**m, "feature_config": {**m["feature_config"], "windows": []}}),
+            r"feature_config\.windows: expected one or more positive day counts",
+        ),
+        (
+            lambda m: json.dumps(
+                {**m, "feature_config": {**m["feature_config"], "session_gap_minutes": 0}}
+            ),
+            r"feature_config\.session_gap_minutes: expected a positive number",
+        ),
+        (lambda m: json.dumps({**m, "as_of": "'; DROP"}), r"as_of: expected an ISO date"),
+        (lambda m: json.dumps({**m, "as_of": None}), r"as_of: expected a string"),
+    ],
+    ids=[
+        "huge-integer",
+        "deep-nesting",
+        "negative-window",
+        "no-window",
+        "zero-gap",
+        "as-of",
+        "null",
+    ],
+)
+def test_hostile_metadata_with_a_rewritten_manifest_is_a_bundle_error(tmp_path, edit, message):
+    live = live_version(save_bundle(_model(), tmp_path / "m"))
+    _edit_metadata(live, edit)
+    with pytest.raises(BundleError, match=message):
+        load_bundle(tmp_path / "m")
+
+
+def test_manifest_must_list_the_metadata_and_only_bundle_files(tmp_path):
+    live = live_version(save_bundle(_model(), tmp_path / "m"))
+    (live / METADATA).unlink()
+    _rewrite_manifest(live)
+    with pytest.raises(BundleError, match="its manifest does not list metadata.json"):
+        load_bundle(tmp_path / "m")
+
+    live = live_version(save_bundle(_model(), tmp_path / "n"))
+    (live / "model.pkl").write_bytes(b"\x80\x04K\x01.")  # listed, so not "unlisted"
+    _rewrite_manifest(live)
+    with pytest.raises(BundleError, match=r"lists file\(s\) \['model.pkl'\] a bundle does not"):
+        load_bundle(tmp_path / "n")
+
+
+@pytest.mark.parametrize("which", [CURRENT, MANIFEST])
+def test_oversized_pointer_or_manifest_is_refused_without_reading_it_whole(tmp_path, which):
+    root = save_bundle(_model(), tmp_path / "m")
+    target = root / CURRENT if which == CURRENT else live_version(root) / MANIFEST
+    limit = (
+        bundle_module._MAX_POINTER_BYTES if which == CURRENT else bundle_module._MAX_MANIFEST_BYTES
+    )
+    with target.open("a") as handle:
+        handle.write("x" * (limit + 1))
+    with pytest.raises(BundleError, match=f"{which} is larger than {limit:,} bytes"):
+        load_bundle(root)
+
+
+def test_a_file_in_place_of_a_bundle_is_a_bundle_error(tmp_path):
+    path = tmp_path / "model.skops"
+    path.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    with pytest.raises(BundleError, match="not a segmentkit bundle"):
+        load_bundle(path)

@@ -257,3 +257,26 @@ def test_file_types_reads_bytes_without_building(tmp_path):
             json.dumps({**_node("ObjectNode", "os", "system"), "protocol": PROTOCOL}),
         )
     assert file_types(buffer.getvalue()) == {"os.system"}
+
+
+def test_compressed_member_is_refused_before_it_is_inflated(tmp_path):
+    # A zip bomb: a small file whose member inflates to far more than its size on disk.
+    path = tmp_path / "bomb.skops"
+    schema = {**_list([]), "protocol": PROTOCOL, "_skops_version": skops.__version__}
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("schema.json", json.dumps(schema) + " " * (20 << 20))
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(BundleError, match=r"compressed member\(s\) \['schema.json'\]"):
+        load_trusted(path)
+
+
+def test_deeply_nested_or_huge_number_schema_is_a_bundle_error(tmp_path):
+    for name, text in [
+        ("deep", "[" * 100_000 + "]" * 100_000),
+        ("digits", '{"n": ' + "9" * 5000 + "}"),
+    ]:
+        path = tmp_path / f"{name}.skops"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("schema.json", text)
+        with pytest.raises(BundleError, match="not a readable skops file"):
+            file_types(path)

@@ -98,6 +98,8 @@ class BundleMetadata:
         """
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BundleError(f"{where} is not valid JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:
+            # ValueError also covers integers too long to parse; RecursionError, deep nesting.
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+            raise BundleError(f"{where} is not valid JSON: {reason}") from None
         return from_jsonable(cls, data, what=where, error=BundleError)

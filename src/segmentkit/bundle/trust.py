@@ -151,6 +151,24 @@ def _bit_generator_name(node: dict[str, Any]) -> str | None:
         return None
 
 
+def _check_stored(archive: zipfile.ZipFile, name: str) -> None:
+    """Refuse compressed members: a bundle's skops files are written uncompressed.
+
+    A compressed member is read by inflating it, so a small file could expand to
+    gigabytes in memory (a zip bomb) before any type is checked. Stored members
+    take exactly their size on disk.
+    """
+    compressed = sorted(
+        info.filename for info in archive.infolist() if info.compress_type != zipfile.ZIP_STORED
+    )
+    if compressed:
+        raise BundleError(
+            f"{name} holds compressed member(s) {compressed[:5]}; segmentkit writes model "
+            "files uncompressed and refuses others (a compressed member could expand without "
+            "bound)"
+        )
+
+
 def file_types(file: str | Path | bytes) -> set[str]:
     """Every ``module.name`` a skops file would import, by node kind (nothing is built).
 
@@ -168,15 +186,18 @@ def file_types(file: str | Path | bytes) -> set[str]:
     Raises
     ------
     BundleError
-        The file is not a readable skops archive.
+        The file is not a readable skops archive, or has a compressed member.
     """
     source = io.BytesIO(file) if isinstance(file, bytes) else file
     name = "skops data" if isinstance(file, bytes) else Path(file).name
     try:
         with zipfile.ZipFile(source) as archive:
+            _check_stored(archive, name)
             schema = json.loads(archive.read("schema.json"))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise BundleError(f"{name} is not a readable skops file: {exc}") from None
+    except (OSError, KeyError, ValueError, RecursionError, zipfile.BadZipFile) as exc:
+        # ValueError also covers integers too long to parse; RecursionError, nesting too deep.
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise BundleError(f"{name} is not a readable skops file: {reason}") from None
     found: set[str] = set()
     for node in _schema_nodes(schema):
         kind = node.get("__loader__")
