@@ -158,3 +158,82 @@ def test_registry_notices_hidden_keeps_stderr_when_the_block_raises(capsys):
         print("partial output before the failure", file=sys.stderr)
         raise ValueError("boom")
     assert capsys.readouterr().err == "partial output before the failure\n"
+
+
+@pytest.fixture
+def recording_server():
+    """A local HTTP server that records every request it gets (and serves a file)."""
+    import http.server
+    import threading
+
+    requests: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"not a model")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", requests
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def empty_store(tmp_path):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    mlflow.MlflowClient(tracking_uri=uri).search_experiments()
+    return uri
+
+
+def test_model_uris_other_than_models_and_runs_fetch_nothing(
+    recording_server, empty_store, tmp_path, monkeypatch
+):
+    from segmentkit.api import load
+    from segmentkit.errors import BundleError
+
+    base, requests = recording_server
+    secret = tmp_path / "outside"
+    secret.mkdir()
+    (secret / "MANIFEST.sha256").write_text("")  # a directory that looks like a bundle
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(downloads))
+    for uri, hint in [
+        (f"{base}/model", "download the bundle yourself"),
+        (f"file://{secret}", "pass the bundle directory as a path"),
+        ("s3://bucket/model", "download the bundle yourself"),
+        ("ftp://host/model", "download the bundle yourself"),
+    ]:
+        with pytest.raises(BundleError, match=f"only; {hint}"):
+            load(uri, tracking_uri=empty_store)
+    assert requests == []
+    assert list(downloads.iterdir()) == []  # nothing was copied
+
+
+def test_a_failed_model_download_leaves_no_directory_and_a_short_message(
+    empty_store, tmp_path, monkeypatch
+):
+    from segmentkit.api import load
+    from segmentkit.errors import BundleError
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(downloads))
+    long_name = "x" * 5000
+    with pytest.raises(BundleError, match=r"Registered Model with name=x+\.\.\.") as info:
+        load(f"models:/{long_name}@champion", tracking_uri=empty_store)
+    assert "... (5,017 characters)" in str(info.value)
+    assert len(str(info.value)) < 1000
+    with pytest.raises(BundleError, match=r"Invalid value|not found"):
+        load("models:/../../etc@champion", tracking_uri=empty_store)
+    assert list(downloads.iterdir()) == []
