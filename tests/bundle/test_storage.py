@@ -432,3 +432,42 @@ def test_a_file_in_place_of_a_bundle_is_a_bundle_error(tmp_path):
     path.write_bytes(b"PK\x05\x06" + b"\0" * 18)
     with pytest.raises(BundleError, match="not a segmentkit bundle"):
         load_bundle(path)
+
+
+def _arrays(obj, seen=None):
+    """Every numpy array and list reachable from ``obj``'s attributes."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        yield obj
+    elif isinstance(obj, list | tuple):
+        yield obj
+        for item in obj:
+            yield from _arrays(item, seen)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            yield from _arrays(item, seen)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+        for item in vars(obj).values():
+            yield from _arrays(item, seen)
+
+
+def test_saved_bundle_holds_nothing_with_one_value_per_training_user(tmp_path):
+    n_users = 173  # a count no other dimension of this model has
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame(rng.normal(size=(n_users, 2)), columns=["recency_days", "events_total"])
+    segmenter = Segmenter(k=2, n_bootstrap=2, random_state=0).fit(X)
+    model = SegmentationModel(
+        segmenter=segmenter,
+        propensity={},
+        feature_config=FeatureConfig(windows=(7, 30)),
+        metadata=BundleMetadata(as_of="2024-01-01", data_fingerprint="x"),
+    )
+    assert len(segmenter.labels_) == n_users  # in memory, for the training report
+    loaded = load_bundle(save_bundle(model, tmp_path / "m"))
+    per_user = [a for a in _arrays(loaded.segmenter) if len(a) == n_users]
+    assert per_user == []
+    assert hasattr(segmenter, "labels_")  # saving did not change the fitted model
+    np.testing.assert_array_equal(loaded.segmenter.predict(X), segmenter.labels_)

@@ -16,12 +16,14 @@ interrupted save leaves the previous bundle loadable; a publish registers the
 staged version in MLflow before activating it. Loading refuses symlinks, FIFOs,
 subdirectories and files the manifest does not list, verifies every checksum,
 checks format and library versions, and only admits the exact classes of
-:mod:`segmentkit.bundle.trust` before skops builds anything.
+:mod:`segmentkit.bundle.trust` before skops builds anything. Nothing with one value
+per training user is saved (the segmenter's ``labels_`` stays in memory).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import datetime as dt
 import hashlib
@@ -152,7 +154,7 @@ def stage_version(model: SegmentationModel, path: str | Path) -> Path:
     staging = root / f".{version}.partial"
     staging.mkdir()
     try:
-        files = {"segmenter.skops": model.segmenter}
+        files = {"segmenter.skops": _without_per_user_attributes(model.segmenter)}
         for name, estimator in model.propensity.items():
             files[f"propensity-{name}.skops"] = estimator
         for name, obj in files.items():
@@ -176,6 +178,22 @@ def stage_version(model: SegmentationModel, path: str | Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return root / version
+
+
+#: Fitted attributes holding one value per training user: needed while training,
+#: never for scoring, and user-level data the bundle (logged to MLflow) must not hold.
+_PER_USER_ATTRIBUTES = ("labels_",)
+
+
+def _without_per_user_attributes(estimator: Any) -> Any:
+    """Return a shallow copy of ``estimator`` without :data:`_PER_USER_ATTRIBUTES`."""
+    present = [name for name in _PER_USER_ATTRIBUTES if name in vars(estimator)]
+    if not present:
+        return estimator
+    saved = copy.copy(estimator)
+    for name in present:
+        delattr(saved, name)
+    return saved
 
 
 def activate_version(path: str | Path, version_dir: str | Path) -> None:
