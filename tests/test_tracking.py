@@ -237,3 +237,24 @@ def test_a_failed_model_download_leaves_no_directory_and_a_short_message(
     with pytest.raises(BundleError, match=r"Invalid value|not found"):
         load("models:/../../etc@champion", tracking_uri=empty_store)
     assert list(downloads.iterdir()) == []
+
+
+def test_credentials_in_event_log_uris_are_not_logged(empty_store):
+    import mlflow
+
+    from segmentkit.tracking import _log_dataset
+
+    presigned = "https://bucket.s3.amazonaws.com/events.parquet?X-Amz-Signature=s3cr3t"
+    params = {"data": {"events": "s3://AKIA:s3cr3t@bucket/events/*.parquet", "as_of": None}}
+    flat = flatten_params({**params, "spark": {"paths": [presigned, "local.parquet"]}})
+    assert flat["data.events"] == "s3://***@bucket/events/*.parquet"
+    assert (
+        flat["spark.paths"]
+        == '["https://bucket.s3.amazonaws.com/events.parquet?***", "local.parquet"]'
+    )
+    mlflow.set_tracking_uri(empty_store)
+    with mlflow.start_run() as run:
+        _log_dataset({"source": presigned, "name": "events.parquet", "digest": "d"})
+    logged = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
+    assert [d.dataset.name for d in logged] == ["events.parquet"]
+    assert "s3cr3t" not in str(logged)

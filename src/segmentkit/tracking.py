@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -43,6 +44,7 @@ __all__ = [
     "log_report",
     "log_training_run",
     "promote",
+    "redact_uri",
     "resolve_tracking_uri",
     "run_name",
     "synthetic_input_example",
@@ -260,8 +262,40 @@ def store_lock(tracking_uri: str, timeout_s: float = 600.0) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+# scheme://, then user:password@ (before the first "/"), the path, and ?query or #fragment;
+# a URI ends at whitespace or a quote (params lists are logged as JSON text).
+_URI_SECRETS = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s\"']*@)?"
+    r"(?P<rest>[^?#\s\"']*)(?P<query>[?#][^\s\"']*)?"
+)
+
+
+def redact_uri(text: str) -> str:
+    """Hide the credentials a URI may carry: its ``user:password@`` and its query string.
+
+    Event logs can be read from URIs (``s3://``, ``https://``); a presigned URL holds
+    its signature in the query and some URIs hold a password. Neither goes to MLflow.
+
+    Examples
+    --------
+    >>> redact_uri("https://me:token@host/events.parquet?X-Amz-Signature=abc")
+    'https://***@host/events.parquet?***'
+    >>> redact_uri("data/events.parquet")
+    'data/events.parquet'
+    """
+
+    def hide(match: re.Match[str]) -> str:
+        userinfo = "***@" if match["userinfo"] else ""
+        query = f"{match['query'][0]}***" if match["query"] else ""
+        return f"{match['scheme']}{userinfo}{match['rest']}{query}"
+
+    return _URI_SECRETS.sub(hide, text)
+
+
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Flatten nested params to ``section.key`` strings for ``mlflow.log_params``.
+
+    Credentials in URIs are hidden (:func:`redact_uri`).
 
     Examples
     --------
@@ -274,7 +308,8 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
         if isinstance(value, Mapping):
             flat.update(flatten_params(value, f"{name}."))
         else:
-            flat[name] = json.dumps(value) if isinstance(value, list | tuple) else str(value)
+            text = json.dumps(value) if isinstance(value, list | tuple) else str(value)
+            flat[name] = redact_uri(text)
     return flat
 
 
@@ -344,7 +379,7 @@ def _log_dataset(dataset: Mapping[str, str]) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # source-type guessing warns about future defaults
-        source = resolve_dataset_source(dataset["source"])
+        source = resolve_dataset_source(redact_uri(dataset["source"]))
     mlflow.log_input(
         MetaDataset(source=source, name=dataset.get("name"), digest=dataset.get("digest")),
         context="training",
