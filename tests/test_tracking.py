@@ -252,9 +252,14 @@ def test_credentials_in_event_log_uris_are_not_logged(empty_store):
         flat["spark.paths"]
         == '["https://bucket.s3.amazonaws.com/events.parquet?***", "local.parquet"]'
     )
+    previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(empty_store)
-    with mlflow.start_run() as run:
-        _log_dataset({"source": presigned, "name": "events.parquet", "digest": "d"})
-    logged = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
+    try:
+        experiment = mlflow.set_experiment("credentials")
+        with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
+            _log_dataset({"source": presigned, "name": "events.parquet", "digest": "d"})
+        logged = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
+    finally:
+        mlflow.set_tracking_uri(previous)
     assert [d.dataset.name for d in logged] == ["events.parquet"]
     assert "s3cr3t" not in str(logged)

@@ -14,7 +14,6 @@ import io
 import json
 import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
+from segmentkit.bundle.metadata import redact_uri
 from segmentkit.errors import BundleError, SegmentkitError, TrackingError
 
 __all__ = [
@@ -260,36 +260,6 @@ def store_lock(tracking_uri: str, timeout_s: float = 600.0) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-# scheme://, then user:password@ (before the first "/"), the path, and ?query or #fragment;
-# a URI ends at whitespace or a quote (params lists are logged as JSON text).
-_URI_SECRETS = re.compile(
-    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s\"']*@)?"
-    r"(?P<rest>[^?#\s\"']*)(?P<query>[?#][^\s\"']*)?"
-)
-
-
-def redact_uri(text: str) -> str:
-    """Hide the credentials a URI may carry: its ``user:password@`` and its query string.
-
-    Event logs can be read from URIs (``s3://``, ``https://``); a presigned URL holds
-    its signature in the query and some URIs hold a password. Neither goes to MLflow.
-
-    Examples
-    --------
-    >>> redact_uri("https://me:token@host/events.parquet?X-Amz-Signature=abc")
-    'https://***@host/events.parquet?***'
-    >>> redact_uri("data/events.parquet")
-    'data/events.parquet'
-    """
-
-    def hide(match: re.Match[str]) -> str:
-        userinfo = "***@" if match["userinfo"] else ""
-        query = f"{match['query'][0]}***" if match["query"] else ""
-        return f"{match['scheme']}{userinfo}{match['rest']}{query}"
-
-    return _URI_SECRETS.sub(hide, text)
 
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

@@ -471,3 +471,18 @@ def test_saved_bundle_holds_nothing_with_one_value_per_training_user(tmp_path):
     assert per_user == []
     assert hasattr(segmenter, "labels_")  # saving did not change the fitted model
     np.testing.assert_array_equal(loaded.segmenter.predict(X), segmenter.labels_)
+
+
+def test_saved_params_hold_no_credentials_of_uris(tmp_path):
+    model = _model()
+    presigned = "https://host/events.parquet?X-Amz-Signature=s3cr3t"
+    params = {"data": {"events": "s3://AKIA:s3cr3t@bucket/e/*.parquet"}, "paths": [presigned]}
+    model.metadata = BundleMetadata(as_of="2024-01-01", params=params)
+    live = live_version(save_bundle(model, tmp_path / "m"))
+    text = (live / METADATA).read_text()
+    assert "s3cr3t" not in text
+    saved = load_bundle(tmp_path / "m").metadata.params
+    assert saved == {
+        "data": {"events": "s3://***@bucket/e/*.parquet"},
+        "paths": ["https://host/events.parquet?***"],
+    }

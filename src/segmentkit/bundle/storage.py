@@ -143,6 +143,8 @@ def stage_version(model: SegmentationModel, path: str | Path) -> Path:
     """
     import skops.io as sio
 
+    from segmentkit.bundle.metadata import without_credentials
+
     root = Path(path)
     bad = [name for name in model.propensity if not TARGET_NAME.fullmatch(str(name))]
     if bad:
@@ -161,6 +163,7 @@ def stage_version(model: SegmentationModel, path: str | Path) -> Path:
             sio.dump(obj, staging / name)
         metadata = dataclasses.replace(
             model.metadata,
+            params=without_credentials(model.metadata.params),
             format_version=FORMAT_VERSION,
             versions=_library_versions(),
             feature_config=model.feature_config,
