@@ -486,3 +486,18 @@ def test_saved_params_hold_no_credentials_of_uris(tmp_path):
         "data": {"events": "s3://***@bucket/e/*.parquet"},
         "paths": ["https://host/events.parquet?***"],
     }
+
+
+def test_trusted_objects_in_the_wrong_file_are_refused(tmp_path):
+    other = _model(seed=1).segmenter
+    save_bundle(_model(propensity={"x": other}), tmp_path / "m")
+    with pytest.raises(BundleError, match="propensity-x.skops holds a Segmenter, not a Propensity"):
+        load_bundle(tmp_path / "m")
+
+
+def test_a_crafted_segmenter_with_too_few_names_is_refused_on_load(tmp_path):
+    model = _model()
+    model.segmenter.segment_names_ = model.segmenter.segment_names_[:1]
+    save_bundle(model, tmp_path / "m")  # only trusted types, a valid manifest
+    with pytest.raises(BundleError, match="segmenter.skops: segment_names_ should hold 2 values"):
+        load_bundle(tmp_path / "m")

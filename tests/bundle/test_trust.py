@@ -18,7 +18,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from skops.io._protocol import PROTOCOL
 
-from segmentkit.bundle.trust import TRUSTED_TYPES, check_tree_predictors, file_types, load_trusted
+from segmentkit.bundle.trust import (
+    TRUSTED_TYPES,
+    check_segmenter,
+    check_tree_predictors,
+    file_types,
+    load_trusted,
+)
 from segmentkit.errors import BundleError
 from segmentkit.models.propensity import FAMILIES, PropensityModel
 from segmentkit.models.segmentation import Segmenter
@@ -211,6 +217,7 @@ def test_every_type_of_a_fitted_segmenter_is_trusted(algorithm):
     ).fit(X)
     found = file_types(sio.dumps(segmenter))
     assert found <= TRUSTED_TYPES, sorted(found - TRUSTED_TYPES)
+    check_segmenter(sio.loads(sio.dumps(segmenter), trusted=sorted(found)))  # consistent
 
 
 @pytest.fixture(scope="module")
@@ -280,3 +287,30 @@ def test_deeply_nested_or_huge_number_schema_is_a_bundle_error(tmp_path):
             archive.writestr("schema.json", text)
         with pytest.raises(BundleError, match="not a readable skops file"):
             file_types(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: setattr(s, "segment_names_", ["a"]), "segment_names_ should hold 3 values"),
+        (lambda s: setattr(s, "segment_names_", [1, 2, 3]), "segment_names_ holds a value that"),
+        (lambda s: setattr(s, "cluster_centers_", np.zeros((3, 1))), r"cluster_centers_ has shape"),
+        (lambda s: setattr(s, "n_segments_", 10**12), r"expected \(1000000000000, "),
+        (lambda s: setattr(s, "n_segments_", "3"), "n_segments_ is '3', not a positive count"),
+        (lambda s: setattr(s, "segment_ids_", np.array([0, 1, 7])), "names a segment that does"),
+        (lambda s: setattr(s, "scale_", np.ones(1)), "scale_ should hold"),
+    ],
+    ids=["names", "name-types", "centers", "huge-count", "count-type", "ids", "scale"],
+)
+def test_inconsistent_segmenter_is_refused(edit, message):
+    X, _, _ = _features(200)
+    segmenter = Segmenter(k=3, n_bootstrap=2, random_state=0).fit(X)
+    check_segmenter(segmenter)
+    edit(segmenter)
+    with pytest.raises(BundleError, match=message):
+        check_segmenter(segmenter)
+
+
+def test_a_trusted_object_of_the_wrong_kind_is_refused():
+    with pytest.raises(BundleError, match="holds a dict, not a Segmenter"):
+        check_segmenter({"n_segments_": 3})

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from segmentkit.bundle.model import SegmentationModel
-from segmentkit.bundle.trust import load_trusted
+from segmentkit.bundle.trust import check_segmenter, load_trusted
 from segmentkit.config import TARGET_NAME, ColumnMap, Config, FeatureConfig
 from segmentkit.config import _check_values as check_config_values
 from segmentkit.errors import BundleError, ConfigError
@@ -507,6 +507,7 @@ def load_opened(opened: OpenedBundle) -> SegmentationModel:
         As :func:`load_bundle`.
     """
     from segmentkit.bundle.metadata import BundleMetadata
+    from segmentkit.models.propensity import PropensityModel
 
     directory, listed, raw = opened.directory, opened.listed, opened.raw
     _check_versions(raw, directory)
@@ -524,7 +525,13 @@ def load_opened(opened: OpenedBundle) -> SegmentationModel:
     if unlisted:
         raise BundleError(f"bundle {directory}: no model file for target(s) {unlisted}")
     segmenter = load_trusted(directory / "segmenter.skops")
+    check_segmenter(segmenter, "segmenter.skops")
     propensity = {name: load_trusted(directory / f"propensity-{name}.skops") for name in targets}
+    for name, estimator in propensity.items():
+        if not isinstance(estimator, PropensityModel):
+            raise BundleError(
+                f"propensity-{name}.skops holds a {type(estimator).__name__}, not a PropensityModel"
+            )
     feature_config = metadata.feature_config
     columns = metadata.columns
     return SegmentationModel(segmenter, propensity, feature_config, columns, metadata)
