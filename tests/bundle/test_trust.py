@@ -314,3 +314,34 @@ def test_inconsistent_segmenter_is_refused(edit, message):
 def test_a_trusted_object_of_the_wrong_kind_is_refused():
     with pytest.raises(BundleError, match="holds a dict, not a Segmenter"):
         check_segmenter({"n_segments_": 3})
+
+
+class _OpensFile:
+    """Unpickling this calls ``open(path, "w")``: proof that a pickle ran."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_pickled_object_array_inside_a_model_file_is_never_unpickled(tmp_path):
+    marker = tmp_path / "pwned"
+    payload = io.BytesIO()
+    np.save(payload, np.array([_OpensFile(marker)], dtype=object), allow_pickle=True)
+    schema = {
+        **_node("NdArrayNode", "numpy", "ndarray", type="numpy", file="a.npy", __id__=1),
+        "protocol": PROTOCOL,
+        "_skops_version": skops.__version__,
+    }
+    crafted = tmp_path / "m.skops"
+    with zipfile.ZipFile(crafted, "w") as archive:
+        archive.writestr("schema.json", json.dumps(schema))
+        archive.writestr("a.npy", payload.getvalue())
+    with pytest.raises(BundleError, match="cannot be loaded"):
+        load_trusted(crafted)
+    assert not marker.exists()
+    # The payload is real: a loader allowing pickle runs it.
+    np.load(io.BytesIO(payload.getvalue()), allow_pickle=True)
+    assert marker.exists()
