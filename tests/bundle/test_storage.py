@@ -382,6 +382,10 @@ def _edit_metadata(live, edit):
         ),
         (lambda m: json.dumps({**m, "as_of": "'; DROP"}), r"as_of: expected an ISO date"),
         (lambda m: json.dumps({**m, "as_of": None}), r"as_of: expected a string"),
+        (
+            lambda m: json.dumps({**m, "model_version": "v1\x1b]0;pwned\x07"}),
+            r"model_version 'v1\\x1b\]0;pwned\\x07' is not a bundle version name",
+        ),
     ],
     ids=[
         "huge-integer",
@@ -391,6 +395,7 @@ def _edit_metadata(live, edit):
         "zero-gap",
         "as-of",
         "null",
+        "terminal-escape",
     ],
 )
 def test_hostile_metadata_with_a_rewritten_manifest_is_a_bundle_error(tmp_path, edit, message):

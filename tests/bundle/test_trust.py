@@ -299,8 +299,26 @@ def test_deeply_nested_or_huge_number_schema_is_a_bundle_error(tmp_path):
         (lambda s: setattr(s, "n_segments_", "3"), "n_segments_ is '3', not a positive count"),
         (lambda s: setattr(s, "segment_ids_", np.array([0, 1, 7])), "names a segment that does"),
         (lambda s: setattr(s, "scale_", np.ones(1)), "scale_ should hold"),
+        (
+            lambda s: setattr(s, "segment_names_", ["a", "b", "\x1b]0;pwned\x07"]),
+            "segment_names_ holds control characters",
+        ),
+        (
+            lambda s: setattr(s, "segment_descriptions_", ["a", "b\x1b[2J", "c"]),
+            "segment_descriptions_ holds control characters",
+        ),
     ],
-    ids=["names", "name-types", "centers", "huge-count", "count-type", "ids", "scale"],
+    ids=[
+        "names",
+        "name-types",
+        "centers",
+        "huge-count",
+        "count-type",
+        "ids",
+        "scale",
+        "terminal-escape",
+        "clear-screen",
+    ],
 )
 def test_inconsistent_segmenter_is_refused(edit, message):
     X, _, _ = _features(200)

@@ -513,6 +513,11 @@ def load_opened(opened: OpenedBundle) -> SegmentationModel:
     _check_versions(raw, directory)
     metadata = from_jsonable(BundleMetadata, raw, f"bundle {directory}: {METADATA}", BundleError)
     _check_as_of(metadata.as_of, f"bundle {directory}: {METADATA}")
+    if metadata.model_version and not _VERSION_NAME.fullmatch(metadata.model_version):
+        raise BundleError(
+            f"bundle {directory}: {METADATA}.model_version {metadata.model_version[:80]!r} is "
+            "not a bundle version name"
+        )
     if metadata.feature_config is None or metadata.columns is None:
         raise BundleError(f"bundle {directory}: {METADATA} lacks feature_config or columns")
     if "segmenter.skops" not in listed:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -325,6 +326,10 @@ def check_tree_predictors(obj: Any, where: str = "model") -> None:
                 )
 
 
+#: C0 and C1 control characters (ESC starts terminal escape sequences).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def _size(obj: Any, name: str, where: str) -> int:
     value = getattr(obj, name, None)
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
@@ -381,8 +386,13 @@ def check_segmenter(obj: Any, where: str = "segmenter") -> None:
         "segment_stability_",
     ):
         _length(obj, name, n_segments, where)
-    if not all(isinstance(name, str) for name in obj.segment_names_):
-        raise BundleError(f"{where}: segment_names_ holds a value that is not text")
+    for name in ("segment_names_", "segment_descriptions_", "segment_kinds_"):
+        texts = getattr(obj, name)
+        if not all(isinstance(text, str) for text in texts):
+            raise BundleError(f"{where}: {name} holds a value that is not text")
+        if any(_CONTROL.search(text) for text in texts):
+            # Names are printed to terminals: an escape sequence could rewrite the screen.
+            raise BundleError(f"{where}: {name} holds control characters")
     ids = np.asarray(getattr(obj, "segment_ids_", None))
     if ids.ndim != 1 or ids.dtype.kind not in "iu" or ids.size == 0:
         raise BundleError(f"{where}: segment_ids_ is not a list of segment ids")
