@@ -263,3 +263,87 @@ def test_credentials_in_event_log_uris_are_not_logged(empty_store):
         mlflow.set_tracking_uri(previous)
     assert [d.dataset.name for d in logged] == ["events.parquet"]
     assert "s3cr3t" not in str(logged)
+
+
+def _texts_of(path: Path) -> list[tuple[str, str]]:
+    """(where, text) of a file, and of every member if it is a zip (a .skops model file)."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            return [
+                (f"{path}!{name}", archive.read(name).decode("latin-1"))
+                for name in archive.namelist()
+            ]
+    return [(str(path), path.read_bytes().decode("latin-1"))]
+
+
+@pytest.mark.slow
+def test_train_and_refresh_send_mlflow_aggregates_only_and_escape_hostile_names(
+    tmp_path, monkeypatch
+):
+    import datetime as dt
+
+    import mlflow
+
+    from segmentkit.drift.scenarios import steady_log
+
+    monkeypatch.chdir(tmp_path)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    log = steady_log(150, 180, 8, 30, dt.date(2025, 1, 1), seed=4)
+    log["user_id"] = "u'\"<" + log["user_id"].astype(str)  # quotes and a tag opener
+    hostile = "<script>alert(1)</script>"
+    events = log["event"].astype(str)
+    log["event"] = events.where(events != "search", hostile)
+    log.to_parquet(tmp_path / "events.parquet")
+    (tmp_path / "params.yaml").write_text(
+        "data: {events: events.parquet}\n"
+        f"features: {{key_events: [purchase, '{hostile}']}}\n"
+        "segmentation: {k: 4}\n"
+        "propensity:\n  min_positives: 20\n  targets: [{name: churn, kind: inactivity}]\n"
+        "tracking: {registered_model: sk-leak}\n"
+    )
+    for args in (["train", "--as-of", "2024-12-02"], ["refresh", "--as-of", "2025-01-01"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        assert exit_info.value.code in (0, 3), args
+
+    client = mlflow.MlflowClient(tracking_uri=store)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 2
+    files: list[Path] = []
+    for i, run in enumerate(runs):
+        dst = tmp_path / f"run{i}"
+        mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(dst))
+        files += [p for p in dst.rglob("*") if p.is_file()]
+    for version in client.search_model_versions("name='sk-leak'"):
+        dst = tmp_path / f"model{version.version}"
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/sk-leak/{version.version}", dst_path=str(dst)
+        )
+        files += [p for p in dst.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".skops" for p in files) and any(p.suffix == ".html" for p in files)
+
+    user_ids = set(log["user_id"])
+    numbers = {u.removeprefix("u'\"<") for u in user_ids}  # the ids without the prefix
+    blobs = _texts_of_run_data(client, runs) + [t for p in files for t in _texts_of(p)]
+    for where, text in blobs:
+        assert "u'\"<" not in text and "u&#x27;&quot;&lt;" not in text, where
+        leaked = [n for n in sorted(numbers)[:: max(1, len(numbers) // 300)] if n in text]
+        assert not leaked, f"{where} holds user ids {leaked[:3]}"
+        if where.endswith(".html"):
+            assert hostile not in text, where  # escaped where shown
+    assert len(user_ids) > 500
+
+
+def _texts_of_run_data(client, runs) -> list[tuple[str, str]]:
+    import json
+
+    return [
+        (
+            f"run {run.info.run_id} params, metrics and tags",
+            json.dumps({**run.data.params, **run.data.metrics, **run.data.tags}),
+        )
+        for run in runs
+    ]
