@@ -382,6 +382,20 @@ def _edit_metadata(live, edit):
         ),
         (lambda m: json.dumps({**m, "as_of": "'; DROP"}), r"as_of: expected an ISO date"),
         (lambda m: json.dumps({**m, "as_of": None}), r"as_of: expected a string"),
+        (lambda m: json.dumps({**m, "versions": []}), r"versions should map library names"),
+        (
+            lambda m: json.dumps({**m, "versions": {**m["versions"], "scikit-learn": 1}}),
+            r"versions should map library names",
+        ),
+        (lambda m: json.dumps({**m, "format_version": "2"}), r"has format version '2'"),
+        (
+            lambda m: json.dumps({**m, "input_schema": {"columns": 5}}),
+            r"input_schema\.columns: expected an object of role: column name",
+        ),
+        (
+            lambda m: json.dumps({**m, "input_schema": {"key_events_seen": "purchase"}}),
+            r"input_schema\.key_events_seen: expected a list of names",
+        ),
         (
             lambda m: json.dumps({**m, "model_version": "v1\x1b]0;pwned\x07"}),
             r"model_version 'v1\\x1b\]0;pwned\\x07' is not a bundle version name",
@@ -395,6 +409,11 @@ def _edit_metadata(live, edit):
         "zero-gap",
         "as-of",
         "null",
+        "versions-list",
+        "version-number",
+        "format-text",
+        "schema-columns",
+        "schema-events",
         "terminal-escape",
     ],
 )

@@ -370,9 +370,9 @@ def _check_entries(directory: Path, listed: set[str]) -> None:
 
 def _check_format(metadata: dict[str, Any], directory: Path) -> None:
     version = metadata.get("format_version")
-    if version != FORMAT_VERSION:
+    if version != FORMAT_VERSION or isinstance(version, bool):
         raise BundleError(
-            f"bundle {directory} has format version {version}; this segmentkit reads "
+            f"bundle {directory} has format version {version!r}; this segmentkit reads "
             f"version {FORMAT_VERSION}"
         )
 
@@ -381,7 +381,13 @@ def _check_versions(metadata: dict[str, Any], directory: Path) -> None:
     import sklearn
 
     _check_format(metadata, directory)
-    saved = metadata.get("versions", {}).get("scikit-learn", "")
+    versions = metadata.get("versions", {})
+    saved = versions.get("scikit-learn", "") if isinstance(versions, dict) else None
+    if not isinstance(saved, str):
+        raise BundleError(
+            f"bundle {directory}: {METADATA}.versions should map library names to version "
+            f"strings, got {json.dumps(versions)[:80]}"
+        )
     if saved.split(".")[:2] != sklearn.__version__.split(".")[:2]:
         raise BundleError(
             f"bundle {directory} was saved with scikit-learn {saved or 'unknown'}; installed is "
@@ -450,9 +456,7 @@ def open_bundle(path: str | Path) -> OpenedBundle:
     where = f"bundle {directory}: {METADATA}"
     if raw.get("feature_config") is None or raw.get("columns") is None:
         raise BundleError(f"{where} lacks feature_config or columns")
-    schema = raw.get("input_schema", {})
-    if not isinstance(schema, dict):
-        raise BundleError(f"{where}.input_schema: expected an object, got {type(schema).__name__}")
+    schema = _checked_input_schema(raw.get("input_schema", {}), f"{where}.input_schema")
     feature_config = from_jsonable(
         FeatureConfig, raw["feature_config"], f"{where}.feature_config", BundleError
     )
@@ -465,6 +469,27 @@ def open_bundle(path: str | Path) -> OpenedBundle:
         feature_config,
         schema,
     )
+
+
+def _checked_input_schema(schema: Any, where: str) -> dict[str, Any]:
+    """Check the input schema's layout (see :func:`segmentkit.io.events.check_input`).
+
+    ``columns`` maps roles to column names; ``key_events_seen`` and ``optional_used``
+    list names. Scoring reads these before anything else: a wrong type must fail
+    here, naming the bundle, not as a TypeError while the log is checked.
+    """
+    if not isinstance(schema, dict):
+        raise BundleError(f"{where}: expected an object, got {type(schema).__name__}")
+    columns = schema.get("columns", {})
+    if not isinstance(columns, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in columns.items()
+    ):
+        raise BundleError(f"{where}.columns: expected an object of role: column name")
+    for key in ("key_events_seen", "optional_used"):
+        names = schema.get(key, [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise BundleError(f"{where}.{key}: expected a list of names")
+    return schema
 
 
 def _check_feature_config(feature_config: FeatureConfig, where: str) -> None:
