@@ -70,3 +70,8 @@ def test_falls_back_to_the_checkout_segmentkit_runs_from(tmp_path, monkeypatch):
 def test_no_project_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="no params.yaml found in .* pass the project directory"):
         find_project(tmp_path)
+
+
+def test_an_event_log_uri_is_kept_as_it_is(tmp_path):
+    (tmp_path / "params.yaml").write_text("data: {events: 's3://bucket/events/*.parquet'}\n")
+    assert find_project(tmp_path).events == "s3://bucket/events/*.parquet"

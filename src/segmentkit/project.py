@@ -46,8 +46,13 @@ class Project:
 
     @property
     def events(self) -> str:
-        """The event log: ``data.events``, else the demo log path (may contain a glob)."""
-        return str(self.path(self.config.data.events or self.config.data.demo.path))
+        """The event log: ``data.events``, else the demo log path (may contain a glob).
+
+        A URI (``s3://bucket/events/*.parquet``) is returned as it is: as a path it
+        would lose a slash and be taken from :attr:`root`.
+        """
+        events = self.config.data.events or self.config.data.demo.path
+        return str(events) if "://" in str(events) else str(self.path(events))
 
     @property
     def model_path(self) -> Path:

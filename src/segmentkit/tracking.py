@@ -8,11 +8,13 @@ with the skops bundle as its artifact.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -28,6 +30,7 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
+from segmentkit.bundle.metadata import redact_uri
 from segmentkit.errors import BundleError, SegmentkitError, TrackingError
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "log_report",
     "log_training_run",
     "promote",
+    "redact_uri",
     "resolve_tracking_uri",
     "run_name",
     "synthetic_input_example",
@@ -261,6 +265,8 @@ def store_lock(tracking_uri: str, timeout_s: float = 600.0) -> Iterator[None]:
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Flatten nested params to ``section.key`` strings for ``mlflow.log_params``.
 
+    Credentials in URIs are hidden (:func:`redact_uri`).
+
     Examples
     --------
     >>> flatten_params({"a": {"b": 1, "c": [1, 2]}})
@@ -272,7 +278,8 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
         if isinstance(value, Mapping):
             flat.update(flatten_params(value, f"{name}."))
         else:
-            flat[name] = json.dumps(value) if isinstance(value, list | tuple) else str(value)
+            text = json.dumps(value) if isinstance(value, list | tuple) else str(value)
+            flat[name] = redact_uri(text)
     return flat
 
 
@@ -342,7 +349,7 @@ def _log_dataset(dataset: Mapping[str, str]) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # source-type guessing warns about future defaults
-        source = resolve_dataset_source(dataset["source"])
+        source = resolve_dataset_source(redact_uri(dataset["source"]))
     mlflow.log_input(
         MetaDataset(source=source, name=dataset.get("name"), digest=dataset.get("digest")),
         context="training",
@@ -604,30 +611,83 @@ def download_bundle(
 ) -> Path:
     """Download the bundle carried by a logged model (``models:/NAME@ALIAS``, ``runs:/...``).
 
+    Only ``models:/`` and ``runs:/`` URIs are resolved, through the tracking store;
+    MLflow would fetch or copy anything an ``http://``, ``s3://`` or ``file://`` URI
+    names. Without ``dst`` the download goes to a temporary directory, removed when
+    the download fails or the process ends.
+
     Raises
     ------
     BundleError
-        The URI does not resolve, or the model carries no segmentkit bundle.
+        The URI is of another kind or does not resolve, or the model carries no
+        segmentkit bundle.
     """
+    _check_model_uri(uri)
     store = resolve_tracking_uri(tracking_uri)
     database = sqlite_path(store)
     if database is not None and not database.is_file():
         # Opening a sqlite store creates it: a load must not leave an empty store behind.
         raise BundleError(
-            f"cannot load model {uri}: there is no MLflow store at {store} ({database} does "
-            "not exist); run `segmentkit train` first, pass --model PATH, or set "
+            f"cannot load model {_shown(uri)}: there is no MLflow store at {store} "
+            f"({database} does not exist); run `segmentkit train` first, pass --model PATH, or set "
             "MLFLOW_TRACKING_URI"
         )
+    own_target = dst is None
     target = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix="segmentkit-"))
+    try:
+        local = _download(uri, target, store, request_timeout_s, request_retries)
+        candidates = [p.parent for p in local.rglob("MANIFEST.sha256")]
+        if not candidates:
+            raise BundleError(f"model {_shown(uri)} carries no segmentkit bundle")
+    except BaseException:
+        if own_target:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    if own_target:
+        # The bundle is read into memory when loaded; the copy goes when the process ends.
+        atexit.register(shutil.rmtree, target, True)
+    return candidates[0]
+
+
+#: Model URIs segmentkit resolves through the tracking store. Anything else
+#: (``http://``, ``s3://``, ``file://``, ...) would make MLflow fetch or copy
+#: whatever it names, unchecked.
+_MODEL_URI_SCHEMES = ("models:/", "runs:/")
+
+
+def _shown(uri: str, limit: int = 200) -> str:
+    """Return the URI as a message shows it: cut when very long."""
+    return uri if len(uri) <= limit else f"{uri[:limit]}... ({len(uri):,} characters)"
+
+
+def _check_model_uri(uri: str) -> None:
+    """Refuse a model URI other than ``models:/...`` and ``runs:/...``."""
+    if not uri.startswith(_MODEL_URI_SCHEMES):
+        hint = (
+            "pass the bundle directory as a path"
+            if uri.startswith("file:")
+            else "download the bundle yourself and pass its directory"
+        )
+        raise BundleError(
+            f"cannot load model {_shown(uri)}: segmentkit loads a model from a bundle path, "
+            f"a models:/ URI (models:/NAME@ALIAS, models:/NAME/VERSION) or runs:/RUN_ID/PATH "
+            f"only; {hint}"
+        )
+
+
+def _download(
+    uri: str, target: Path, store: str, request_timeout_s: int, request_retries: int
+) -> Path:
+    """Download a model URI's artifacts into ``target`` (errors as :class:`BundleError`)."""
     try:
         with (
             bounded_requests(request_timeout_s, request_retries),
-            tracking_errors(store, f"loading model {uri}"),
+            tracking_errors(store, f"loading model {_shown(uri)}"),
             quiet_mlflow(),
         ):
             mlflow.set_tracking_uri(_store_uri(store))
             try:
-                local = Path(
+                return Path(
                     mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target))
                 )
             except mlflow.exceptions.MlflowException as exc:
@@ -635,12 +695,8 @@ def download_bundle(
                     "not found" in str(exc).lower()
                 ):
                     raise BundleError(
-                        f"cannot load model {uri}: {_reason(exc)} (in {store})"
+                        f"cannot load model {_shown(uri)}: {_reason(exc)} (in {store})"
                     ) from None
                 raise
     except TrackingError as exc:
         raise BundleError(str(exc)) from None
-    candidates = [p.parent for p in local.rglob("MANIFEST.sha256")]
-    if not candidates:
-        raise BundleError(f"model {uri} carries no segmentkit bundle")
-    return candidates[0]

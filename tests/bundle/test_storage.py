@@ -344,3 +344,184 @@ def test_malicious_bundle_with_a_rewritten_manifest_is_refused_by_the_cli(
     assert exit_info.value.code == 2
     assert err.count("\n") == 1 and "sklearn.utils._testing.check_output" in err
     assert not marker.exists()
+
+
+def _edit_metadata(live, edit):
+    """Rewrite metadata.json with ``edit(raw_dict) -> str`` and re-sign the manifest."""
+    raw = json.loads((live / METADATA).read_text())
+    (live / METADATA).write_text(edit(raw))
+    _rewrite_manifest(live)  # whoever can write the bundle can rewrite its manifest
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda m: json.dumps(m).replace(
+                '"format_version": 2', '"format_version": ' + "9" * 5000
+            ),
+            "unreadable metadata.json: Exceeds the limit",
+        ),
+        (
+            lambda m: json.dumps(m)[:-1] + ', "extra": ' + "[" * 100_000 + "]" * 100_000 + "}",
+            "unreadable metadata.json: nested too deeply",
+        ),
+        (
+            lambda m: json.dumps({**m, "feature_config": {**m["feature_config"], "windows": [-7]}}),
+            r"feature_config\.windows: expected one or more positive day counts",
+        ),
+        (
+            lambda m: json.dumps({**m, "feature_config": {**m["feature_config"], "windows": []}}),
+            r"feature_config\.windows: expected one or more positive day counts",
+        ),
+        (
+            lambda m: json.dumps(
+                {**m, "feature_config": {**m["feature_config"], "session_gap_minutes": 0}}
+            ),
+            r"feature_config\.session_gap_minutes: expected a positive number",
+        ),
+        (lambda m: json.dumps({**m, "as_of": "'; DROP"}), r"as_of: expected an ISO date"),
+        (lambda m: json.dumps({**m, "as_of": None}), r"as_of: expected a string"),
+        (lambda m: json.dumps({**m, "versions": []}), r"versions should map library names"),
+        (
+            lambda m: json.dumps({**m, "versions": {**m["versions"], "scikit-learn": 1}}),
+            r"versions should map library names",
+        ),
+        (lambda m: json.dumps({**m, "format_version": "2"}), r"has format version '2'"),
+        (
+            lambda m: json.dumps({**m, "input_schema": {"columns": 5}}),
+            r"input_schema\.columns: expected an object of role: column name",
+        ),
+        (
+            lambda m: json.dumps({**m, "input_schema": {"key_events_seen": "purchase"}}),
+            r"input_schema\.key_events_seen: expected a list of names",
+        ),
+        (
+            lambda m: json.dumps({**m, "model_version": "v1\x1b]0;pwned\x07"}),
+            r"model_version 'v1\\x1b\]0;pwned\\x07' is not a bundle version name",
+        ),
+    ],
+    ids=[
+        "huge-integer",
+        "deep-nesting",
+        "negative-window",
+        "no-window",
+        "zero-gap",
+        "as-of",
+        "null",
+        "versions-list",
+        "version-number",
+        "format-text",
+        "schema-columns",
+        "schema-events",
+        "terminal-escape",
+    ],
+)
+def test_hostile_metadata_with_a_rewritten_manifest_is_a_bundle_error(tmp_path, edit, message):
+    live = live_version(save_bundle(_model(), tmp_path / "m"))
+    _edit_metadata(live, edit)
+    with pytest.raises(BundleError, match=message):
+        load_bundle(tmp_path / "m")
+
+
+def test_manifest_must_list_the_metadata_and_only_bundle_files(tmp_path):
+    live = live_version(save_bundle(_model(), tmp_path / "m"))
+    (live / METADATA).unlink()
+    _rewrite_manifest(live)
+    with pytest.raises(BundleError, match="its manifest does not list metadata.json"):
+        load_bundle(tmp_path / "m")
+
+    live = live_version(save_bundle(_model(), tmp_path / "n"))
+    (live / "model.pkl").write_bytes(b"\x80\x04K\x01.")  # listed, so not "unlisted"
+    _rewrite_manifest(live)
+    with pytest.raises(BundleError, match=r"lists file\(s\) \['model.pkl'\] a bundle does not"):
+        load_bundle(tmp_path / "n")
+
+
+@pytest.mark.parametrize("which", [CURRENT, MANIFEST])
+def test_oversized_pointer_or_manifest_is_refused_without_reading_it_whole(tmp_path, which):
+    root = save_bundle(_model(), tmp_path / "m")
+    target = root / CURRENT if which == CURRENT else live_version(root) / MANIFEST
+    limit = (
+        bundle_module._MAX_POINTER_BYTES if which == CURRENT else bundle_module._MAX_MANIFEST_BYTES
+    )
+    with target.open("a") as handle:
+        handle.write("x" * (limit + 1))
+    with pytest.raises(BundleError, match=f"{which} is larger than {limit:,} bytes"):
+        load_bundle(root)
+
+
+def test_a_file_in_place_of_a_bundle_is_a_bundle_error(tmp_path):
+    path = tmp_path / "model.skops"
+    path.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    with pytest.raises(BundleError, match="not a segmentkit bundle"):
+        load_bundle(path)
+
+
+def _arrays(obj, seen=None):
+    """Every numpy array and list reachable from ``obj``'s attributes."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        yield obj
+    elif isinstance(obj, list | tuple):
+        yield obj
+        for item in obj:
+            yield from _arrays(item, seen)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            yield from _arrays(item, seen)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+        for item in vars(obj).values():
+            yield from _arrays(item, seen)
+
+
+def test_saved_bundle_holds_nothing_with_one_value_per_training_user(tmp_path):
+    n_users = 173  # a count no other dimension of this model has
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame(rng.normal(size=(n_users, 2)), columns=["recency_days", "events_total"])
+    segmenter = Segmenter(k=2, n_bootstrap=2, random_state=0).fit(X)
+    model = SegmentationModel(
+        segmenter=segmenter,
+        propensity={},
+        feature_config=FeatureConfig(windows=(7, 30)),
+        metadata=BundleMetadata(as_of="2024-01-01", data_fingerprint="x"),
+    )
+    assert len(segmenter.labels_) == n_users  # in memory, for the training report
+    loaded = load_bundle(save_bundle(model, tmp_path / "m"))
+    per_user = [a for a in _arrays(loaded.segmenter) if len(a) == n_users]
+    assert per_user == []
+    assert hasattr(segmenter, "labels_")  # saving did not change the fitted model
+    np.testing.assert_array_equal(loaded.segmenter.predict(X), segmenter.labels_)
+
+
+def test_saved_params_hold_no_credentials_of_uris(tmp_path):
+    model = _model()
+    presigned = "https://host/events.parquet?X-Amz-Signature=s3cr3t"
+    params = {"data": {"events": "s3://AKIA:s3cr3t@bucket/e/*.parquet"}, "paths": [presigned]}
+    model.metadata = BundleMetadata(as_of="2024-01-01", params=params)
+    live = live_version(save_bundle(model, tmp_path / "m"))
+    text = (live / METADATA).read_text()
+    assert "s3cr3t" not in text
+    saved = load_bundle(tmp_path / "m").metadata.params
+    assert saved == {
+        "data": {"events": "s3://***@bucket/e/*.parquet"},
+        "paths": ["https://host/events.parquet?***"],
+    }
+
+
+def test_trusted_objects_in_the_wrong_file_are_refused(tmp_path):
+    other = _model(seed=1).segmenter
+    save_bundle(_model(propensity={"x": other}), tmp_path / "m")
+    with pytest.raises(BundleError, match="propensity-x.skops holds a Segmenter, not a Propensity"):
+        load_bundle(tmp_path / "m")
+
+
+def test_a_crafted_segmenter_with_too_few_names_is_refused_on_load(tmp_path):
+    model = _model()
+    model.segmenter.segment_names_ = model.segmenter.segment_names_[:1]
+    save_bundle(model, tmp_path / "m")  # only trusted types, a valid manifest
+    with pytest.raises(BundleError, match="segmenter.skops: segment_names_ should hold 2 values"):
+        load_bundle(tmp_path / "m")

@@ -18,7 +18,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from skops.io._protocol import PROTOCOL
 
-from segmentkit.bundle.trust import TRUSTED_TYPES, check_tree_predictors, file_types, load_trusted
+from segmentkit.bundle.trust import (
+    TRUSTED_TYPES,
+    check_segmenter,
+    check_tree_predictors,
+    file_types,
+    load_trusted,
+)
 from segmentkit.errors import BundleError
 from segmentkit.models.propensity import FAMILIES, PropensityModel
 from segmentkit.models.segmentation import Segmenter
@@ -211,6 +217,7 @@ def test_every_type_of_a_fitted_segmenter_is_trusted(algorithm):
     ).fit(X)
     found = file_types(sio.dumps(segmenter))
     assert found <= TRUSTED_TYPES, sorted(found - TRUSTED_TYPES)
+    check_segmenter(sio.loads(sio.dumps(segmenter), trusted=sorted(found)))  # consistent
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +264,102 @@ def test_file_types_reads_bytes_without_building(tmp_path):
             json.dumps({**_node("ObjectNode", "os", "system"), "protocol": PROTOCOL}),
         )
     assert file_types(buffer.getvalue()) == {"os.system"}
+
+
+def test_compressed_member_is_refused_before_it_is_inflated(tmp_path):
+    # A zip bomb: a small file whose member inflates to far more than its size on disk.
+    path = tmp_path / "bomb.skops"
+    schema = {**_list([]), "protocol": PROTOCOL, "_skops_version": skops.__version__}
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("schema.json", json.dumps(schema) + " " * (20 << 20))
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(BundleError, match=r"compressed member\(s\) \['schema.json'\]"):
+        load_trusted(path)
+
+
+def test_deeply_nested_or_huge_number_schema_is_a_bundle_error(tmp_path):
+    for name, text in [
+        ("deep", "[" * 100_000 + "]" * 100_000),
+        ("digits", '{"n": ' + "9" * 5000 + "}"),
+    ]:
+        path = tmp_path / f"{name}.skops"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("schema.json", text)
+        with pytest.raises(BundleError, match="not a readable skops file"):
+            file_types(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: setattr(s, "segment_names_", ["a"]), "segment_names_ should hold 3 values"),
+        (lambda s: setattr(s, "segment_names_", [1, 2, 3]), "segment_names_ holds a value that"),
+        (lambda s: setattr(s, "cluster_centers_", np.zeros((3, 1))), r"cluster_centers_ has shape"),
+        (lambda s: setattr(s, "n_segments_", 10**12), r"expected \(1000000000000, "),
+        (lambda s: setattr(s, "n_segments_", "3"), "n_segments_ is '3', not a positive count"),
+        (lambda s: setattr(s, "segment_ids_", np.array([0, 1, 7])), "names a segment that does"),
+        (lambda s: setattr(s, "scale_", np.ones(1)), "scale_ should hold"),
+        (
+            lambda s: setattr(s, "segment_names_", ["a", "b", "\x1b]0;pwned\x07"]),
+            "segment_names_ holds control characters",
+        ),
+        (
+            lambda s: setattr(s, "segment_descriptions_", ["a", "b\x1b[2J", "c"]),
+            "segment_descriptions_ holds control characters",
+        ),
+    ],
+    ids=[
+        "names",
+        "name-types",
+        "centers",
+        "huge-count",
+        "count-type",
+        "ids",
+        "scale",
+        "terminal-escape",
+        "clear-screen",
+    ],
+)
+def test_inconsistent_segmenter_is_refused(edit, message):
+    X, _, _ = _features(200)
+    segmenter = Segmenter(k=3, n_bootstrap=2, random_state=0).fit(X)
+    check_segmenter(segmenter)
+    edit(segmenter)
+    with pytest.raises(BundleError, match=message):
+        check_segmenter(segmenter)
+
+
+def test_a_trusted_object_of_the_wrong_kind_is_refused():
+    with pytest.raises(BundleError, match="holds a dict, not a Segmenter"):
+        check_segmenter({"n_segments_": 3})
+
+
+class _OpensFile:
+    """Unpickling this calls ``open(path, "w")``: proof that a pickle ran."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_pickled_object_array_inside_a_model_file_is_never_unpickled(tmp_path):
+    marker = tmp_path / "pwned"
+    payload = io.BytesIO()
+    np.save(payload, np.array([_OpensFile(marker)], dtype=object), allow_pickle=True)
+    schema = {
+        **_node("NdArrayNode", "numpy", "ndarray", type="numpy", file="a.npy", __id__=1),
+        "protocol": PROTOCOL,
+        "_skops_version": skops.__version__,
+    }
+    crafted = tmp_path / "m.skops"
+    with zipfile.ZipFile(crafted, "w") as archive:
+        archive.writestr("schema.json", json.dumps(schema))
+        archive.writestr("a.npy", payload.getvalue())
+    with pytest.raises(BundleError, match="cannot be loaded"):
+        load_trusted(crafted)
+    assert not marker.exists()
+    # The payload is real: a loader allowing pickle runs it.
+    np.load(io.BytesIO(payload.getvalue()), allow_pickle=True)
+    assert marker.exists()

@@ -775,3 +775,19 @@ def test_remaining_validation_paths(profiles, scores, counts):
         plots.share_change(DriftReport())
     with pytest.raises(DataValidationError, match="counts must be numeric"):
         plots.migration_heatmap(counts.astype(object).assign(**{"0": ["a", "b", "c"]}))
+
+
+@pytest.mark.parametrize("figure", ["segment_sizes", "profile_heatmap"])
+def test_dollar_signs_in_names_are_drawn_as_text_not_math(profiles, close, figure):
+    import io
+
+    names = [r"$\notacommand{x}$ buyers", "$5 and $10 spenders", "<script>alert(1)</script>"]
+    fig = close(getattr(plots, figure)(profiles.assign(name=names)))
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(buffer, format="svg")  # math mode would fail on \notacommand
+    svg = buffer.getvalue()
+    assert "$5 and $10 spenders" in svg
+    assert "&lt;script&gt;" in svg and "<script" not in svg
+    # Outside the figure functions matplotlib's own default is left alone.
+    assert matplotlib.rcParams["text.parse_math"] is True

@@ -9,6 +9,8 @@ reads it as ``metadata.json``.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +19,47 @@ from segmentkit.drift.reference import FeatureReference
 from segmentkit.errors import BundleError
 from segmentkit.serialization import from_jsonable, to_jsonable
 
-__all__ = ["BundleMetadata"]
+__all__ = ["BundleMetadata", "redact_uri", "without_credentials"]
+
+# scheme://, then user:password@ (before the first "/"), the path, and ?query or #fragment;
+# a URI ends at whitespace or a quote (params lists are logged as JSON text).
+_URI_SECRETS = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s\"']*@)?"
+    r"(?P<rest>[^?#\s\"']*)(?P<query>[?#][^\s\"']*)?"
+)
+
+
+def redact_uri(text: str) -> str:
+    """Hide the credentials a URI may carry: its ``user:password@`` and its query string.
+
+    Event logs can be read from URIs (``s3://``, ``https://``); a presigned URL holds
+    its signature in the query and some URIs hold a password. Neither goes to MLflow.
+
+    Examples
+    --------
+    >>> redact_uri("https://me:token@host/events.parquet?X-Amz-Signature=abc")
+    'https://***@host/events.parquet?***'
+    >>> redact_uri("data/events.parquet")
+    'data/events.parquet'
+    """
+
+    def hide(match: re.Match[str]) -> str:
+        userinfo = "***@" if match["userinfo"] else ""
+        query = f"{match['query'][0]}***" if match["query"] else ""
+        return f"{match['scheme']}{userinfo}{match['rest']}{query}"
+
+    return _URI_SECRETS.sub(hide, text)
+
+
+def without_credentials(value: Any) -> Any:
+    """Return nested params with :func:`redact_uri` applied to every string in them."""
+    if isinstance(value, str):
+        return redact_uri(value)
+    if isinstance(value, Mapping):
+        return {key: without_credentials(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(without_credentials(item) for item in value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -98,6 +140,8 @@ class BundleMetadata:
         """
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BundleError(f"{where} is not valid JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:
+            # ValueError also covers integers too long to parse; RecursionError, deep nesting.
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+            raise BundleError(f"{where} is not valid JSON: {reason}") from None
         return from_jsonable(cls, data, what=where, error=BundleError)

@@ -16,12 +16,14 @@ interrupted save leaves the previous bundle loadable; a publish registers the
 staged version in MLflow before activating it. Loading refuses symlinks, FIFOs,
 subdirectories and files the manifest does not list, verifies every checksum,
 checks format and library versions, and only admits the exact classes of
-:mod:`segmentkit.bundle.trust` before skops builds anything.
+:mod:`segmentkit.bundle.trust` before skops builds anything. Nothing with one value
+per training user is saved (the segmenter's ``labels_`` stays in memory).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import datetime as dt
 import hashlib
@@ -39,9 +41,10 @@ import numpy as np
 import pandas as pd
 
 from segmentkit.bundle.model import SegmentationModel
-from segmentkit.bundle.trust import load_trusted
-from segmentkit.config import TARGET_NAME, ColumnMap, FeatureConfig
-from segmentkit.errors import BundleError
+from segmentkit.bundle.trust import check_segmenter, load_trusted
+from segmentkit.config import TARGET_NAME, ColumnMap, Config, FeatureConfig
+from segmentkit.config import _check_values as check_config_values
+from segmentkit.errors import BundleError, ConfigError
 from segmentkit.serialization import from_jsonable
 
 # scikit-learn, skops and the metadata class (which pulls in the drift tests) are
@@ -72,12 +75,36 @@ _FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 _STALE_POINTER_S = 60
 
 
+# Largest sizes read whole into memory. The manifest and the pointer are read before
+# anything is verified; metadata.json holds versions, params and per-feature quantiles
+# (about 150 KB for 20-odd features), not data, so these bounds are far above any
+# file segmentkit writes.
+_MAX_POINTER_BYTES = 256
+_MAX_MANIFEST_BYTES = 1 << 20
+_MAX_METADATA_BYTES = 64 << 20
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _read_bounded(path: Path, limit: int, what: str) -> str:
+    """Read a small text file of a bundle, refusing one larger than ``limit`` bytes."""
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise BundleError(
+            f"{what} is larger than {limit:,} bytes: not a file segmentkit wrote, refusing "
+            "to read it"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BundleError(f"{what} is not UTF-8 text: refusing to read it") from None
 
 
 def save_bundle(model: SegmentationModel, path: str | Path) -> Path:
@@ -116,6 +143,8 @@ def stage_version(model: SegmentationModel, path: str | Path) -> Path:
     """
     import skops.io as sio
 
+    from segmentkit.bundle.metadata import without_credentials
+
     root = Path(path)
     bad = [name for name in model.propensity if not TARGET_NAME.fullmatch(str(name))]
     if bad:
@@ -127,13 +156,14 @@ def stage_version(model: SegmentationModel, path: str | Path) -> Path:
     staging = root / f".{version}.partial"
     staging.mkdir()
     try:
-        files = {"segmenter.skops": model.segmenter}
+        files = {"segmenter.skops": _without_per_user_attributes(model.segmenter)}
         for name, estimator in model.propensity.items():
             files[f"propensity-{name}.skops"] = estimator
         for name, obj in files.items():
             sio.dump(obj, staging / name)
         metadata = dataclasses.replace(
             model.metadata,
+            params=without_credentials(model.metadata.params),
             format_version=FORMAT_VERSION,
             versions=_library_versions(),
             feature_config=model.feature_config,
@@ -151,6 +181,22 @@ def stage_version(model: SegmentationModel, path: str | Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return root / version
+
+
+#: Fitted attributes holding one value per training user: needed while training,
+#: never for scoring, and user-level data the bundle (logged to MLflow) must not hold.
+_PER_USER_ATTRIBUTES = ("labels_",)
+
+
+def _without_per_user_attributes(estimator: Any) -> Any:
+    """Return a shallow copy of ``estimator`` without :data:`_PER_USER_ATTRIBUTES`."""
+    present = [name for name in _PER_USER_ATTRIBUTES if name in vars(estimator)]
+    if not present:
+        return estimator
+    saved = copy.copy(estimator)
+    for name in present:
+        delattr(saved, name)
+    return saved
 
 
 def activate_version(path: str | Path, version_dir: str | Path) -> None:
@@ -235,7 +281,7 @@ def _live_directory(root: Path) -> Path:
         raise BundleError(f"{root}/{CURRENT} is a symlink: refusing to follow it")
     if not pointer.is_file():
         raise BundleError(f"{root} is not a segmentkit bundle: it has no {CURRENT} or {MANIFEST}")
-    name = pointer.read_text(encoding="utf-8").strip()
+    name = _read_bounded(pointer, _MAX_POINTER_BYTES, f"{root}/{CURRENT}").strip()
     live = root / name
     if not _VERSION_NAME.fullmatch(name) or live.is_symlink() or not live.is_dir():
         raise BundleError(f"{root}/{CURRENT} points to {name!r}, which is not a bundle version")
@@ -249,7 +295,8 @@ def _verify_manifest(directory: Path) -> dict[str, str]:
     if manifest.is_symlink():
         raise BundleError(f"bundle {directory}: {MANIFEST} is a symlink: refusing to load it")
     expected: dict[str, str] = {}
-    for line in manifest.read_text(encoding="utf-8").splitlines():
+    text = _read_bounded(manifest, _MAX_MANIFEST_BYTES, f"bundle {directory}: {MANIFEST}")
+    for line in text.splitlines():
         digest, _, name = line.partition("  ")
         if (
             not re.fullmatch(r"[0-9a-f]{64}", digest)
@@ -258,6 +305,7 @@ def _verify_manifest(directory: Path) -> dict[str, str]:
         ):
             raise BundleError(f"bundle {directory}: malformed manifest line {line!r}")
         expected[name] = digest
+    _check_layout(directory, set(expected))
     _check_entries(directory, set(expected))
     for name, digest in expected.items():
         file = directory / name
@@ -269,6 +317,32 @@ def _verify_manifest(directory: Path) -> dict[str, str]:
                 "(modified or truncated): refusing to load it"
             )
     return expected
+
+
+def _check_layout(directory: Path, listed: set[str]) -> None:
+    """Refuse a manifest without metadata or listing files a bundle never holds.
+
+    A bundle holds ``metadata.json``, ``segmenter.skops`` and ``propensity-<target>.skops``
+    only; anything else (a ``.pkl`` someone added and listed) is not loaded by this
+    package but could be by another tool trusting the manifest.
+    """
+    if METADATA not in listed:
+        raise BundleError(f"bundle {directory}: its manifest does not list {METADATA}")
+    unexpected = sorted(
+        name
+        for name in listed
+        if name not in (METADATA, "segmenter.skops")
+        and not (
+            name.startswith("propensity-")
+            and name.endswith(".skops")
+            and TARGET_NAME.fullmatch(name[len("propensity-") : -len(".skops")])
+        )
+    )
+    if unexpected:
+        raise BundleError(
+            f"bundle {directory}: its manifest lists file(s) {unexpected} a bundle does not "
+            f"hold (only {METADATA}, segmenter.skops and propensity-<target>.skops)"
+        )
 
 
 def _check_entries(directory: Path, listed: set[str]) -> None:
@@ -296,9 +370,9 @@ def _check_entries(directory: Path, listed: set[str]) -> None:
 
 def _check_format(metadata: dict[str, Any], directory: Path) -> None:
     version = metadata.get("format_version")
-    if version != FORMAT_VERSION:
+    if version != FORMAT_VERSION or isinstance(version, bool):
         raise BundleError(
-            f"bundle {directory} has format version {version}; this segmentkit reads "
+            f"bundle {directory} has format version {version!r}; this segmentkit reads "
             f"version {FORMAT_VERSION}"
         )
 
@@ -307,7 +381,13 @@ def _check_versions(metadata: dict[str, Any], directory: Path) -> None:
     import sklearn
 
     _check_format(metadata, directory)
-    saved = metadata.get("versions", {}).get("scikit-learn", "")
+    versions = metadata.get("versions", {})
+    saved = versions.get("scikit-learn", "") if isinstance(versions, dict) else None
+    if not isinstance(saved, str):
+        raise BundleError(
+            f"bundle {directory}: {METADATA}.versions should map library names to version "
+            f"strings, got {json.dumps(versions)[:80]}"
+        )
     if saved.split(".")[:2] != sklearn.__version__.split(".")[:2]:
         raise BundleError(
             f"bundle {directory} was saved with scikit-learn {saved or 'unknown'}; installed is "
@@ -360,27 +440,75 @@ def open_bundle(path: str | Path) -> OpenedBundle:
     """
     directory = _live_directory(Path(path))
     listed = _verify_manifest(directory)
+    text = _read_bounded(
+        directory / METADATA, _MAX_METADATA_BYTES, f"bundle {directory}: {METADATA}"
+    )
     try:
-        raw = json.loads((directory / METADATA).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BundleError(f"bundle {directory}: unreadable {METADATA}: {exc}") from None
+        raw = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        # ValueError: malformed JSON or an integer too long to parse; RecursionError:
+        # nesting deeper than the parser goes.
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise BundleError(f"bundle {directory}: unreadable {METADATA}: {reason}") from None
     if not isinstance(raw, dict):
         raise BundleError(f"bundle {directory}: {METADATA} is not a JSON object")
     _check_format(raw, directory)  # before reading fields whose layout may differ
     where = f"bundle {directory}: {METADATA}"
     if raw.get("feature_config") is None or raw.get("columns") is None:
         raise BundleError(f"{where} lacks feature_config or columns")
-    schema = raw.get("input_schema", {})
-    if not isinstance(schema, dict):
-        raise BundleError(f"{where}.input_schema: expected an object, got {type(schema).__name__}")
+    schema = _checked_input_schema(raw.get("input_schema", {}), f"{where}.input_schema")
+    feature_config = from_jsonable(
+        FeatureConfig, raw["feature_config"], f"{where}.feature_config", BundleError
+    )
+    _check_feature_config(feature_config, where)
     return OpenedBundle(
         directory,
         listed,
         raw,
         from_jsonable(ColumnMap, raw["columns"], f"{where}.columns", BundleError),
-        from_jsonable(FeatureConfig, raw["feature_config"], f"{where}.feature_config", BundleError),
+        feature_config,
         schema,
     )
+
+
+def _checked_input_schema(schema: Any, where: str) -> dict[str, Any]:
+    """Check the input schema's layout (see :func:`segmentkit.io.events.check_input`).
+
+    ``columns`` maps roles to column names; ``key_events_seen`` and ``optional_used``
+    list names. Scoring reads these before anything else: a wrong type must fail
+    here, naming the bundle, not as a TypeError while the log is checked.
+    """
+    if not isinstance(schema, dict):
+        raise BundleError(f"{where}: expected an object, got {type(schema).__name__}")
+    columns = schema.get("columns", {})
+    if not isinstance(columns, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in columns.items()
+    ):
+        raise BundleError(f"{where}.columns: expected an object of role: column name")
+    for key in ("key_events_seen", "optional_used"):
+        names = schema.get(key, [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise BundleError(f"{where}.{key}: expected a list of names")
+    return schema
+
+
+def _check_feature_config(feature_config: FeatureConfig, where: str) -> None:
+    """Hold a bundle's feature settings to the rules ``params.yaml`` is held to.
+
+    Scoring builds SQL from them: a negative or missing window must fail here, with
+    the bundle named, not inside DuckDB.
+    """
+    try:
+        check_config_values(Config(features=feature_config))
+    except ConfigError as exc:
+        raise BundleError(f"{where}: feature_config.{str(exc).removeprefix('features.')}") from None
+
+
+def _check_as_of(as_of: str, where: str) -> None:
+    try:
+        dt.datetime.fromisoformat(as_of)
+    except (TypeError, ValueError):
+        raise BundleError(f"{where}.as_of: expected an ISO date, got {as_of[:40]!r}") from None
 
 
 def load_bundle(path: str | Path) -> SegmentationModel:
@@ -404,10 +532,17 @@ def load_opened(opened: OpenedBundle) -> SegmentationModel:
         As :func:`load_bundle`.
     """
     from segmentkit.bundle.metadata import BundleMetadata
+    from segmentkit.models.propensity import PropensityModel
 
     directory, listed, raw = opened.directory, opened.listed, opened.raw
     _check_versions(raw, directory)
     metadata = from_jsonable(BundleMetadata, raw, f"bundle {directory}: {METADATA}", BundleError)
+    _check_as_of(metadata.as_of, f"bundle {directory}: {METADATA}")
+    if metadata.model_version and not _VERSION_NAME.fullmatch(metadata.model_version):
+        raise BundleError(
+            f"bundle {directory}: {METADATA}.model_version {metadata.model_version[:80]!r} is "
+            "not a bundle version name"
+        )
     if metadata.feature_config is None or metadata.columns is None:
         raise BundleError(f"bundle {directory}: {METADATA} lacks feature_config or columns")
     if "segmenter.skops" not in listed:
@@ -420,7 +555,13 @@ def load_opened(opened: OpenedBundle) -> SegmentationModel:
     if unlisted:
         raise BundleError(f"bundle {directory}: no model file for target(s) {unlisted}")
     segmenter = load_trusted(directory / "segmenter.skops")
+    check_segmenter(segmenter, "segmenter.skops")
     propensity = {name: load_trusted(directory / f"propensity-{name}.skops") for name in targets}
+    for name, estimator in propensity.items():
+        if not isinstance(estimator, PropensityModel):
+            raise BundleError(
+                f"propensity-{name}.skops holds a {type(estimator).__name__}, not a PropensityModel"
+            )
     feature_config = metadata.feature_config
     columns = metadata.columns
     return SegmentationModel(segmenter, propensity, feature_config, columns, metadata)

@@ -17,7 +17,8 @@ So segmentkit admits an object only when
   here in code and never read from the file;
 - after building, boosted-tree node arrays index only nodes and features that
   exist (scikit-learn's tree predictor does not check its indices, so a crafted
-  array could read memory out of bounds).
+  array could read memory out of bounds), and a segmenter's fitted arrays agree
+  in size (:func:`check_segmenter`).
 
 Anything else raises :class:`~segmentkit.errors.BundleError` naming the type.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +40,7 @@ from segmentkit.errors import BundleError
 __all__ = [
     "ALLOWED_NODE_KINDS",
     "TRUSTED_TYPES",
+    "check_segmenter",
     "check_tree_predictors",
     "file_types",
     "load_trusted",
@@ -151,6 +154,24 @@ def _bit_generator_name(node: dict[str, Any]) -> str | None:
         return None
 
 
+def _check_stored(archive: zipfile.ZipFile, name: str) -> None:
+    """Refuse compressed members: a bundle's skops files are written uncompressed.
+
+    A compressed member is read by inflating it, so a small file could expand to
+    gigabytes in memory (a zip bomb) before any type is checked. Stored members
+    take exactly their size on disk.
+    """
+    compressed = sorted(
+        info.filename for info in archive.infolist() if info.compress_type != zipfile.ZIP_STORED
+    )
+    if compressed:
+        raise BundleError(
+            f"{name} holds compressed member(s) {compressed[:5]}; segmentkit writes model "
+            "files uncompressed and refuses others (a compressed member could expand without "
+            "bound)"
+        )
+
+
 def file_types(file: str | Path | bytes) -> set[str]:
     """Every ``module.name`` a skops file would import, by node kind (nothing is built).
 
@@ -168,15 +189,18 @@ def file_types(file: str | Path | bytes) -> set[str]:
     Raises
     ------
     BundleError
-        The file is not a readable skops archive.
+        The file is not a readable skops archive, or has a compressed member.
     """
     source = io.BytesIO(file) if isinstance(file, bytes) else file
     name = "skops data" if isinstance(file, bytes) else Path(file).name
     try:
         with zipfile.ZipFile(source) as archive:
+            _check_stored(archive, name)
             schema = json.loads(archive.read("schema.json"))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise BundleError(f"{name} is not a readable skops file: {exc}") from None
+    except (OSError, KeyError, ValueError, RecursionError, zipfile.BadZipFile) as exc:
+        # ValueError also covers integers too long to parse; RecursionError, nesting too deep.
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise BundleError(f"{name} is not a readable skops file: {reason}") from None
     found: set[str] = set()
     for node in _schema_nodes(schema):
         kind = node.get("__loader__")
@@ -300,3 +324,85 @@ def check_tree_predictors(obj: Any, where: str = "model") -> None:
                 raise BundleError(
                     f"{where}: a boosted tree's category bitset index is out of range"
                 )
+
+
+#: C0 and C1 control characters (ESC starts terminal escape sequences).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _size(obj: Any, name: str, where: str) -> int:
+    value = getattr(obj, name, None)
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise BundleError(f"{where}: {name} is {value!r}, not a positive count")
+    return int(value)
+
+
+def _length(obj: Any, name: str, expected: int, where: str) -> Any:
+    value = getattr(obj, name, None)
+    if isinstance(value, np.ndarray):
+        length = value.shape[0] if value.ndim == 1 else None
+    else:
+        length = len(value) if isinstance(value, list | tuple) else None
+    if length != expected:
+        raise BundleError(f"{where}: {name} should hold {expected} values, not {length}")
+    return value
+
+
+def check_segmenter(obj: Any, where: str = "segmenter") -> None:
+    """Refuse a segmenter whose fitted arrays disagree with each other.
+
+    A file of trusted classes can still hold a segment name list shorter than
+    the segments, or centroids of the wrong width; scoring would then fail deep
+    inside numpy or Arrow (or index out of step). Checked once, after loading.
+
+    Raises
+    ------
+    BundleError
+        ``obj`` is not a :class:`~segmentkit.models.segmentation.Segmenter`, or a
+        fitted attribute has the wrong size, shape or range.
+    """
+    from sklearn.mixture import GaussianMixture
+
+    from segmentkit.models.segmentation import Segmenter
+
+    if not isinstance(obj, Segmenter):
+        raise BundleError(f"{where} holds a {type(obj).__name__}, not a Segmenter")
+    n_features = _size(obj, "n_features_in_", where)
+    n_segments = _size(obj, "n_segments_", where)
+    for name in ("feature_names_in_", "feature_mask_", "log_columns_", "center_", "scale_"):
+        _length(obj, name, n_features, where)
+    used = int(np.count_nonzero(np.asarray(obj.feature_mask_, dtype=bool)))
+    centers = getattr(obj, "cluster_centers_", None)
+    if not isinstance(centers, np.ndarray) or centers.shape != (n_segments, used):
+        shape = getattr(centers, "shape", None)
+        raise BundleError(
+            f"{where}: cluster_centers_ has shape {shape}, expected ({n_segments}, {used})"
+        )
+    for name in (
+        "segment_names_",
+        "segment_descriptions_",
+        "segment_kinds_",
+        "segment_sizes_",
+        "segment_stability_",
+    ):
+        _length(obj, name, n_segments, where)
+    for name in ("segment_names_", "segment_descriptions_", "segment_kinds_"):
+        texts = getattr(obj, name)
+        if not all(isinstance(text, str) for text in texts):
+            raise BundleError(f"{where}: {name} holds a value that is not text")
+        if any(_CONTROL.search(text) for text in texts):
+            # Names are printed to terminals: an escape sequence could rewrite the screen.
+            raise BundleError(f"{where}: {name} holds control characters")
+    ids = np.asarray(getattr(obj, "segment_ids_", None))
+    if ids.ndim != 1 or ids.dtype.kind not in "iu" or ids.size == 0:
+        raise BundleError(f"{where}: segment_ids_ is not a list of segment ids")
+    if ids.min() < 0 or ids.max() >= n_segments:
+        raise BundleError(f"{where}: segment_ids_ names a segment that does not exist")
+    mixture = getattr(obj, "mixture_", None)
+    if mixture is not None:
+        means = getattr(mixture, "means_", None)
+        if not isinstance(mixture, GaussianMixture) or getattr(means, "shape", None) != (
+            ids.size,
+            used,
+        ):
+            raise BundleError(f"{where}: mixture_ does not match the segments and features")

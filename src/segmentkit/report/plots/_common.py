@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
@@ -38,6 +40,21 @@ _PREDICTED_COLOR = "#fd8d3c"
 
 
 _MUTED = "#555555"
+
+
+def plain_text(function: Callable[..., Figure]) -> Callable[..., Figure]:
+    r"""Make a figure function draw every string as given: a ``$`` never starts math mode.
+
+    Segment, feature and event names come from data; in matplotlib's default
+    mode ``"$5 and $10 buyers"`` renders as a formula and ``"$\x$"`` fails to draw.
+    """
+
+    @functools.wraps(function)
+    def plain(*args: Any, **kwargs: Any) -> Figure:
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return function(*args, **kwargs)
+
+    return plain
 
 
 def _figure(width: float, height: float) -> Figure:

@@ -23,6 +23,7 @@ from segmentkit.report.plots._common import (
     _numeric,
     _pct,
     _require,
+    plain_text,
 )
 from segmentkit.text import natural_key
 
@@ -45,6 +46,7 @@ def _psi_frame(report: Any) -> tuple[pd.DataFrame, float | None, float | None]:
     return frame, warn, drift
 
 
+@plain_text
 def feature_psi(
     report: Any,
     *,
@@ -172,6 +174,7 @@ def _shares(value: Any, what: str, side: str) -> dict[str, float]:
     return out
 
 
+@plain_text
 def share_change(
     reference_shares: Any,
     current_shares: Mapping[Any, float] | pd.Series | None = None,
@@ -250,6 +253,7 @@ def share_change(
     return fig
 
 
+@plain_text
 def migration_heatmap(
     migration: Any,
     normalize: str | None = "row",
@@ -417,6 +421,7 @@ def backtest_frame(backtests: Any) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@plain_text
 def backtest_table(backtests: Any) -> Figure:
     """Render propensity backtests as a small table, status cells coloured.
 

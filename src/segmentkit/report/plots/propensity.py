@@ -24,6 +24,7 @@ from segmentkit.report.plots._common import (
     _require,
     _select_models,
     _split_by_target,
+    plain_text,
     segment_colors,
 )
 from segmentkit.report.plots.drift import _backtests
@@ -41,6 +42,7 @@ def _score_column(scores: pd.DataFrame, target: str, column: str | None, what: s
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+@plain_text
 def score_distributions(
     scores: pd.DataFrame,
     target: str,
@@ -148,6 +150,7 @@ def score_distributions(
     return fig
 
 
+@plain_text
 def outcome_by_segment(
     table: pd.DataFrame,
     *,
@@ -267,6 +270,7 @@ def calibration_frame(backtests: Any) -> pd.DataFrame:
     )
 
 
+@plain_text
 def calibration(
     table: Any,
     *,
@@ -338,6 +342,7 @@ def calibration(
     return fig
 
 
+@plain_text
 def lift_by_decile(
     table: pd.DataFrame,
     *,

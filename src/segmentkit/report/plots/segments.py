@@ -26,11 +26,13 @@ from segmentkit.report.plots._common import (
     _numeric,
     _pct,
     _require,
+    plain_text,
     segment_colors,
 )
 from segmentkit.text import natural_key
 
 
+@plain_text
 def segment_sizes(
     profiles: pd.DataFrame,
     *,
@@ -160,6 +162,7 @@ def _lift_matrix(
     return lifts, rows, [str(f) for f in features]
 
 
+@plain_text
 def profile_heatmap(
     profiles: pd.DataFrame,
     features: Sequence[str] | None = None,
@@ -288,6 +291,7 @@ def profile_heatmap(
     return fig
 
 
+@plain_text
 def embedding_map(
     embedding: Any,
     labels: Any,
@@ -390,6 +394,7 @@ def embedding_map(
     return fig
 
 
+@plain_text
 def k_selection(
     selection: pd.DataFrame,
     *,
@@ -497,6 +502,7 @@ def k_selection(
     return fig
 
 
+@plain_text
 def segment_stability(
     stability: pd.DataFrame | pd.Series,
     threshold: float = 0.75,
