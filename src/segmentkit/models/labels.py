@@ -195,7 +195,12 @@ def build_labels(
     t0 : date-like
         Snapshot time.
     target : TargetConfig
-        What to label (``inactivity``, ``event`` or ``count``).
+        What to label: ``inactivity`` (1 when the user has no event at all in the
+        window), ``event`` (1 when the event occurs) or ``count`` (how many purchase
+        *occasions*: distinct timestamps of the event, so the lines of one order,
+        which share the user and the time, count once, and so do a date-only log's
+        purchases of one day). For ``event`` and ``count``, rows with negative
+        revenue (refunds, cancelled invoices) are not occurrences of the event.
     horizon_days : int
         Length of the label window.
     as_of : date-like, optional
@@ -289,9 +294,17 @@ def build_label_table(
         if target.kind == "inactivity":
             label = f"CAST(count(*) FILTER (WHERE {window}) = 0 AS BIGINT)"
         else:
-            hit = f"{window} AND event = {sql_literal(str(target.event))}"
-            count = f"count(*) FILTER (WHERE {hit})"
-            label = count if target.kind == "count" else f"CAST({count} > 0 AS BIGINT)"
+            # A refund or cancellation (negative revenue) is not an occurrence of the
+            # event; rows of one user and event at the same time are one occasion (the
+            # lines of one order, or one day's purchases in a date-only log).
+            hit = (
+                f"{window} AND event = {sql_literal(str(target.event))} "
+                "AND NOT coalesce(revenue < 0, false)"
+            )
+            if target.kind == "count":
+                label = f"count(DISTINCT timestamp) FILTER (WHERE {hit})"
+            else:
+                label = f"CAST(count(*) FILTER (WHERE {hit}) > 0 AS BIGINT)"
         labels.append(f"{label} AS label_{index}")
         ends.append(end)
         no_event.append(int(target.kind == "inactivity"))
