@@ -213,7 +213,8 @@ def summary_from_features(features: pd.DataFrame) -> pd.DataFrame:
 
     A user is born at their first event; each later active day is a repeat
     "transaction". On a transaction log (one event type) this is exactly the
-    classic purchase summary at day resolution.
+    classic purchase summary at day resolution, except that a day with refunds only
+    counts as activity here (:func:`transaction_summary` leaves it out).
 
     Parameters
     ----------
