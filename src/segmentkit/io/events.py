@@ -314,7 +314,8 @@ def _timestamp_expr(column: str, type_name: str) -> str:
         return f"timezone('UTC', TRY_CAST(CAST({col} AS VARCHAR) AS TIMESTAMPTZ))"
     raise DataValidationError(
         f"column {column!r} (timestamp): expected datetimes or date strings, got type "
-        f"{type_name}" + (
+        f"{type_name}"
+        + (
             " (numbers such as 19970101 are not read as dates: convert them to dates first)"
             if _numeric(type_name)
             else ""
