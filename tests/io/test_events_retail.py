@@ -149,7 +149,7 @@ def test_a_date_only_purchase_log_with_integer_ids_loads(tmp_path):
         (
             "customer_id,date,amount\n1,12/1/2010 8:26,1\n2,12/13/2010 9:00,3\n",
             r"column 'date' \(timestamp\): 2 value\(s\) cannot be parsed.*row 0: "
-            r"'12/1/2010 8:26'.*expected ISO 8601",
+            r"'12/1/2010 8:26'.*expected ISO 8601 .*day and month order",
         ),
         (
             "customer_id,date,amount\n1,19970101,1\n2,19970102,3\n",

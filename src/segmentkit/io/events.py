@@ -448,11 +448,18 @@ def check_invalid_values(
             f"e.g. {example('bad_user')}"
         )
     if counts["bad_ts"]:
+        samples = example("bad_ts")
+        # Slashed dates (12/1/2010) are the common export format that cannot be read
+        # safely: say why and what to do.
+        hint = (
+            "; expected ISO 8601 dates or datetimes (YYYY-MM-DD[ HH:MM[:SS]]): day and month "
+            "order of slashed dates cannot be guessed, convert them before loading"
+            if "/" in samples
+            else ""
+        )
         raise DataValidationError(
             f"column {columns.timestamp!r} (timestamp): {counts['bad_ts']} value(s) cannot be "
-            f"parsed as a timestamp, e.g. {example('bad_ts')}; expected ISO 8601 dates or "
-            "datetimes (YYYY-MM-DD[ HH:MM[:SS]][+HH:MM]): convert other formats (e.g. "
-            "12/1/2010 8:26) before loading, since day and month order cannot be guessed"
+            f"parsed as a timestamp, e.g. {samples}{hint}"
         )
     if counts["bad_rev"]:
         raise DataValidationError(
