@@ -178,3 +178,19 @@ def test_a_clean_log_loads_without_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error", SegmentkitWarning)
         assert load_events(lines, RETAIL).report.rows_clean == 5
+
+
+def test_a_parquet_date_column_is_read_as_midnight(tmp_path):
+    raw = pd.DataFrame(
+        {
+            "customer_id": [1, 2],
+            "date": [pd.Timestamp("1997-01-01").date(), pd.Timestamp("1997-01-12").date()],
+            "amount": [11.77, 12.0],
+        }
+    )
+    path = tmp_path / "cdnow.parquet"
+    raw.to_parquet(path, index=False)
+    assert load_events(path, CDNOW).to_pandas()["timestamp"].tolist() == [
+        pd.Timestamp("1997-01-01"),
+        pd.Timestamp("1997-01-12"),
+    ]
