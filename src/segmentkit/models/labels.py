@@ -309,14 +309,25 @@ def build_label_table(
         ends.append(end)
         no_event.append(int(target.kind == "inactivity"))
     if population is None:
+        # The users before t0, then the labels from the window's rows only: the count's
+        # distinct timestamps are then sought in the window, not in the whole history.
+        filled = ", ".join(
+            f"coalesce(w.label_{i}, {value}) AS label_{i}" for i, value in enumerate(no_event)
+        )
         frame = log.con.execute(
             f"""
-            SELECT user_id, {", ".join(labels)}
-            FROM {log.table}
-            WHERE timestamp < {sql_timestamp(max(ends))}
-            GROUP BY user_id
-            HAVING min(timestamp) < {sql_timestamp(start)}
-            ORDER BY user_id
+            SELECT p.user_id, {filled}
+            FROM (
+                SELECT DISTINCT user_id FROM {log.table}
+                WHERE timestamp < {sql_timestamp(start)}
+            ) AS p
+            LEFT JOIN (
+                SELECT user_id, {", ".join(labels)}
+                FROM {log.table}
+                WHERE timestamp >= {sql_timestamp(start)} AND timestamp < {sql_timestamp(max(ends))}
+                GROUP BY user_id
+            ) AS w USING (user_id)
+            ORDER BY p.user_id
             """
         ).df()
     else:
