@@ -7,11 +7,13 @@ import pandas as pd
 import pytest
 
 from segmentkit.config import load_config
-from segmentkit.errors import InsufficientDataError
+from segmentkit.errors import InsufficientDataError, SegmentkitWarning
 from segmentkit.io.events import load_events
 from segmentkit.models.segmentation import Segmenter
 from segmentkit.training import (
+    auc_standard_error,
     data_fingerprint,
+    evidence_notes,
     load_snapshot,
     make_segmenter,
     train_model,
@@ -227,3 +229,125 @@ def test_segmentation_alongside_starts_after_the_snapshot_features_are_built(dem
     result = train_model(ALONGSIDE, demo_log)
     assert "segmentation_alongside" in result.timings
     assert order[0] == "features" and order.count("segmentation") == 1
+
+
+def _snapshots(target, backtest, evaluation, final):
+    """Snapshot rows: (users, positives) per backtest, evaluation and final snapshot."""
+    rows = []
+    for role, pairs in (("backtest", backtest), ("evaluation", [evaluation]), ("final", final)):
+        for i, (users, positives) in enumerate(pairs):
+            rows.append(
+                {
+                    "target": target,
+                    "role": role,
+                    "snapshot": pd.Timestamp("2024-06-01") - pd.Timedelta(days=30 * i),
+                    "users": users,
+                    "positives": positives,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _auc(target, value):
+    return pd.DataFrame(
+        {"target": [target], "model": ["model"], "metric": ["roc_auc"], "value": [value]}
+    )
+
+
+def test_evidence_notes_are_silent_on_a_complete_and_large_evaluation():
+    config = load_config(overrides={"propensity": {"n_snapshots": 2}}).propensity
+    snapshots = _snapshots("buy", [(9000, 900)] * 2, (20000, 2400), [(20000, 2400)] * 2)
+    assert evidence_notes(snapshots, _auc("buy", 0.8), config) == []
+
+
+def test_evidence_notes_say_how_few_snapshots_and_users_the_evaluation_saw():
+    config = load_config(overrides={"propensity": {"n_snapshots": 3}}).propensity
+    snapshots = _snapshots("buy", [(250, 40)], (300, 43), [(300, 43), (250, 40)])
+    notes = evidence_notes(snapshots, _auc("buy", 0.8), config)
+    assert len(notes) == 2
+    assert notes[0].startswith(
+        "target 'buy': the log is too short for the 3 training snapshots asked for "
+        "(propensity.n_snapshots): the out-of-time evaluation trained on 1 (250 users, "
+        "40 positives), the final model on 2 (550 users, 83 positives)"
+    )
+    assert notes[1].startswith(
+        "target 'buy': out-of-time ROC AUC 0.800 from 300 users (43 positives)"
+    )
+
+
+def test_auc_standard_error_is_the_spread_of_the_auc_over_samples():
+    from sklearn.metrics import roc_auc_score
+
+    # Binormal scores with AUC 0.8 (shift 1.19 standard deviations), 43 vs 257 users.
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(43), np.zeros(257)]
+    aucs = [
+        roc_auc_score(y, np.r_[rng.normal(1.19, 1, 43), rng.normal(0, 1, 257)]) for _ in range(400)
+    ]
+    # Hanley-McNeil assumes exponential scores: close to, a little above, the binormal spread.
+    assert np.std(aucs) <= auc_standard_error(0.8, 43, 257) <= 1.3 * np.std(aucs)
+    assert np.isnan(auc_standard_error(0.8, 0, 10))
+
+
+def _order_lines(n_users: int, days: int, seed: int) -> pd.DataFrame:
+    """An order-line table: orders of 1-6 lines sharing customer and minute, float ids."""
+    rng = np.random.default_rng(seed)
+    end = pd.Timestamp("2011-12-10")
+    rate = rng.gamma(1.0, 1 / 20.0, n_users)  # orders per day
+    first = rng.uniform(0, days - 1, n_users)
+    orders = rng.poisson(rate * (days - first)) + 1
+    user = np.repeat(np.arange(n_users), orders)
+    day = np.where(np.r_[True, user[1:] != user[:-1]], first[user], rng.uniform(first[user], days))
+    when = (end - pd.Timedelta(days=days) + pd.to_timedelta(day, unit="D")).floor("min")
+    lines = rng.integers(1, 7, user.size)
+    frame = pd.DataFrame(
+        {
+            "InvoiceNo": np.repeat(np.arange(user.size), lines),
+            "CustomerID": np.repeat(user + 12346.0, lines),
+            "InvoiceDate": np.repeat(when, lines),
+        }
+    )
+    # Different products within an order (equal rows would be true duplicates).
+    frame["StockCode"] = frame.groupby("InvoiceNo").cumcount() + 10 * rng.integers(0, 5, len(frame))
+    frame["Amount"] = rng.choice([1.25, 2.55, 4.95], len(frame))
+    return frame
+
+
+@pytest.mark.slow
+def test_train_model_on_a_short_order_line_table_says_how_little_it_saw():
+    config = load_config(
+        overrides={
+            "data": {
+                "columns": {
+                    "user_id": "CustomerID",
+                    "timestamp": "InvoiceDate",
+                    "event": None,
+                    "revenue": "Amount",
+                }
+            },
+            "segmentation": {"k": 2, "n_bootstrap": 2},
+            "propensity": {
+                "candidates": ["logistic"],
+                "targets": [{"name": "purchases", "kind": "count", "event": "purchase"}],
+            },
+        }
+    )
+    lines = _order_lines(1500, 75, seed=1)
+    with pytest.warns(SegmentkitWarning) as caught:
+        result = train_model(config, lines)
+    messages = [str(w.message) for w in caught]
+    # 75 days, a 30-day horizon: one backtest snapshot of the three asked for.
+    assert any("too short for the 3 training snapshots" in m for m in messages)
+    assert result.report.duplicate_rows == 0
+    # The count target counts orders (distinct minutes), not their lines.
+    evaluation = result.propensity.evaluation.metrics.query(
+        "target == 'purchases' and model == 'model' and metric == 'actual_total'"
+    )["value"]
+    t0 = result.as_of - pd.Timedelta(days=30)
+    window = lines[(lines["InvoiceDate"] >= t0) & (lines["InvoiceDate"] < result.as_of)]
+    before = set(lines.loc[lines["InvoiceDate"] < t0, "CustomerID"])
+    orders = window[window["CustomerID"].isin(before)].drop_duplicates(
+        ["CustomerID", "InvoiceDate"]
+    )
+    assert evaluation.iloc[0] == len(orders)
+    assert len(orders) < len(window[window["CustomerID"].isin(before)])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -19,7 +20,8 @@ from threadpoolctl import threadpool_limits
 
 from segmentkit.bundle import SegmentationModel
 from segmentkit.bundle.metadata import BundleMetadata
-from segmentkit.config import Config
+from segmentkit.config import Config, PropensityConfig
+from segmentkit.errors import SegmentkitWarning
 from segmentkit.features import build_features, feature_names
 from segmentkit.io.events import (
     DataQualityReport,
@@ -32,7 +34,19 @@ from segmentkit.io.events import (
 )
 from segmentkit.parallel import in_background, usable_cores
 
-__all__ = ["TrainingResult", "data_fingerprint", "load_snapshot", "make_segmenter", "train_model"]
+__all__ = [
+    "TrainingResult",
+    "auc_standard_error",
+    "data_fingerprint",
+    "evidence_notes",
+    "load_snapshot",
+    "make_segmenter",
+    "train_model",
+]
+
+#: A reported ROC AUC whose standard error reaches this is flagged: its second decimal
+#: is then not known, and neither is a difference of a few points to a baseline.
+AUC_SE_NOTE = 0.01
 
 Progress = Callable[[str], contextlib.AbstractContextManager[Any]]
 
@@ -58,6 +72,8 @@ class TrainingResult:
     segments: np.ndarray
     propensity: Any = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: How little the propensity evaluation saw, in words (see :func:`evidence_notes`).
+    evidence: tuple[str, ...] = ()
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Aggregate tables: k selection, segment profiles, propensity evaluation."""
@@ -109,6 +125,7 @@ class TrainingResult:
         notes = list(self.propensity.evaluation.notes) if self.propensity is not None else []
         return {
             "propensity_notes": notes,
+            "evidence_notes": list(self.evidence),
             "data_quality": self.report.to_dict(),
             "segment_features": {
                 "transaction_log": bool(getattr(segmenter, "transaction_log_", False)),
@@ -335,6 +352,14 @@ def train_model(
         columns=config.data.columns,
         metadata=metadata,
     )
+    evidence: tuple[str, ...] = ()
+    if propensity is not None:
+        evaluation = propensity.evaluation
+        evidence = tuple(
+            evidence_notes(evaluation.snapshots, evaluation.metrics, config.propensity)
+        )
+        for note in evidence:
+            warnings.warn(note, SegmentkitWarning, stacklevel=2)
     return TrainingResult(
         model=model,
         report=log.report,
@@ -343,4 +368,93 @@ def train_model(
         segments=segments,
         propensity=propensity,
         timings=timings,
+        evidence=evidence,
     )
+
+
+def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Return the standard error of a ROC AUC (Hanley and McNeil 1982).
+
+    Examples
+    --------
+    >>> round(auc_standard_error(0.8, 43, 257), 3)
+    0.042
+    >>> round(auc_standard_error(0.8, 2400, 17600), 3)
+    0.006
+    """
+    if positives < 1 or negatives < 1:
+        return float("nan")
+    q1 = auc / (2.0 - auc)
+    q2 = 2.0 * auc**2 / (1.0 + auc)
+    variance = (
+        auc * (1.0 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)
+    ) / (positives * negatives)
+    return float(np.sqrt(max(variance, 0.0)))
+
+
+def evidence_notes(
+    snapshots: pd.DataFrame, metrics: pd.DataFrame, config: PropensityConfig
+) -> list[str]:
+    """Say, per target, when the propensity evaluation rests on little data.
+
+    Parameters
+    ----------
+    snapshots : pandas.DataFrame
+        ``target, role, snapshot, users, positives`` of every snapshot used
+        (:attr:`PropensityEvaluation.snapshots`).
+    metrics : pandas.DataFrame
+        Tidy ``target, model, metric, value`` (the chosen model's rows as ``model``).
+    config : PropensityConfig
+        ``n_snapshots``, the number of training snapshots asked for.
+
+    Returns
+    -------
+    list of str
+        A sentence when a short log left fewer training snapshots than
+        ``n_snapshots`` (out-of-time backtest or final model), and one when the
+        reported out-of-time ROC AUC has a standard error of at least
+        :data:`AUC_SE_NOTE` (few users or few positives).
+
+    Examples
+    --------
+    >>> snaps = pd.DataFrame({"target": ["buy"] * 3, "role": ["backtest", "evaluation", "final"],
+    ...     "snapshot": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-02-01"]),
+    ...     "users": [250, 300, 300], "positives": [40, 43, 43]})
+    >>> auc = pd.DataFrame({"target": ["buy"], "model": ["model"], "metric": ["roc_auc"],
+    ...     "value": [0.8]})
+    >>> first, second = evidence_notes(snaps, auc, PropensityConfig(n_snapshots=3))
+    >>> first[:64]
+    "target 'buy': the log is too short for the 3 training snapshots "
+    >>> second[second.index("from"):]  # doctest: +ELLIPSIS
+    'from 300 users (43 positives) has a standard error of about 0.042; ...'
+    """
+    notes = []
+    for target, rows in snapshots.groupby("target", sort=False):
+        backtest = rows[rows["role"] == "backtest"]
+        final = rows[rows["role"] == "final"]
+        if min(len(backtest), len(final)) < config.n_snapshots:
+            notes.append(
+                f"target {target!r}: the log is too short for the {config.n_snapshots} training "
+                f"snapshots asked for (propensity.n_snapshots): the out-of-time evaluation "
+                f"trained on {len(backtest)} ({int(backtest['users'].sum())} users, "
+                f"{int(backtest['positives'].sum())} positives), the final model on "
+                f"{len(final)} ({int(final['users'].sum())} users, "
+                f"{int(final['positives'].sum())} positives)"
+            )
+        evaluation = rows[rows["role"] == "evaluation"]
+        auc = metrics[
+            (metrics["target"] == target)
+            & (metrics["model"] == "model")
+            & (metrics["metric"] == "roc_auc")
+        ]["value"]
+        if len(evaluation) != 1 or len(auc) != 1 or not np.isfinite(auc.iloc[0]):
+            continue
+        users, positives = int(evaluation["users"].iloc[0]), int(evaluation["positives"].iloc[0])
+        error = auc_standard_error(float(auc.iloc[0]), positives, users - positives)
+        if error >= AUC_SE_NOTE:
+            notes.append(
+                f"target {target!r}: out-of-time ROC AUC {auc.iloc[0]:.3f} from {users} users "
+                f"({positives} positives) has a standard error of about {error:.3f}; "
+                "differences to the baselines of that size are noise"
+            )
+    return notes

@@ -326,3 +326,19 @@ def test_summaries_name_missing_columns_and_bad_birth(transactions):
         summary_from_features(pd.DataFrame({"recency_days": [1.0], "tenure_days": [2.0]}))
     with pytest.raises(DataValidationError, match="birth must be"):
         transaction_summary(transactions, pd.Timestamp("2024-01-11"), birth="first_view")
+
+
+def test_transaction_summary_leaves_refund_days_out():
+    # A refund (negative revenue) is not a purchase: neither a repeat day nor its value.
+    raw = pd.DataFrame(
+        {
+            "user_id": ["a", "a", "a", "a"],
+            "timestamp": ["2024-01-01", "2024-01-03", "2024-01-05", "2024-01-05 12:00"],
+            "revenue": [10.0, -10.0, 8.0, 4.0],
+            "event": "purchase",
+        }
+    )
+    table = transaction_summary(load_events(raw), pd.Timestamp("2024-01-11"))
+    assert table[["frequency", "recency", "T", "monetary"]].to_dict("records") == [
+        {"frequency": 1.0, "recency": 4.0, "T": 10.0, "monetary": 12.0}
+    ]

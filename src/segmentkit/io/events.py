@@ -14,6 +14,8 @@ import datetime as dt
 import functools
 import glob
 import itertools
+import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from segmentkit.config import ColumnMap
-from segmentkit.errors import DataValidationError, InsufficientDataError
+from segmentkit.errors import DataValidationError, InsufficientDataError, SegmentkitWarning
 from segmentkit.parallel import thread_map, usable_cores
 
 __all__ = [
@@ -311,8 +313,25 @@ def _timestamp_expr(column: str, type_name: str) -> str:
     if upper == "VARCHAR" or upper.startswith("ENUM"):
         return f"timezone('UTC', TRY_CAST(CAST({col} AS VARCHAR) AS TIMESTAMPTZ))"
     raise DataValidationError(
-        f"column {column!r} (timestamp): expected datetimes or date strings, got type {type_name}"
+        f"column {column!r} (timestamp): expected datetimes or date strings, got type "
+        f"{type_name}"
+        + (
+            " (numbers such as 19970101 are not read as dates: convert them to dates first)"
+            if _numeric(type_name)
+            else ""
+        )
     )
+
+
+def _float_ids(type_name: str) -> bool:
+    """Whether user ids of this type are numbers that may hold whole values (``12345.0``).
+
+    pandas reads an integer id column with a missing value as float64, and DuckDB's CSV
+    reader types ``12345.0`` as DOUBLE: such ids are read as integers, and a value that
+    is not a whole number (or does not fit 64 bits) is refused (see ``bad_user``).
+    """
+    upper = type_name.upper()
+    return upper in ("FLOAT", "DOUBLE", "REAL") or upper.startswith("DECIMAL")
 
 
 def _user_expr(column: str, type_name: str) -> str:
@@ -320,10 +339,14 @@ def _user_expr(column: str, type_name: str) -> str:
     integer = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"}
     if upper in integer:
         return f"CAST({_quote(column)} AS BIGINT)"
+    if _float_ids(type_name):
+        # TRY_CAST: a value out of range is NULL here, and counted as bad before any use.
+        return f"TRY_CAST({_quote(column)} AS BIGINT)"
     if upper in ("VARCHAR", "UBIGINT", "HUGEINT") or upper.startswith("ENUM"):
         return f"CAST({_quote(column)} AS VARCHAR)"
     raise DataValidationError(
-        f"column {column!r} (user_id): expected strings or integers, got type {type_name}"
+        f"column {column!r} (user_id): expected strings or integers (or whole numbers stored "
+        f"as floats), got type {type_name}"
     )
 
 
@@ -402,13 +425,15 @@ def check_invalid_values(
         The contract's columns as named in the log.
     counts : mapping of str to int
         ``bad_ts``, ``bad_rev``, ``bad_amount``, ``null_event``, ``null_user``,
-        ``null_ts`` and ``invalid`` (rows without a user id or a timestamp).
+        ``null_ts`` and ``invalid`` (rows without a user id or a timestamp); optionally
+        ``bad_user`` (numeric user ids that are not whole 64-bit numbers).
     rows_usable : int
         Rows with a user id and a timestamp before the cut-off.
     on_invalid : {"drop", "error"}
         Whether null user ids, timestamps and event names are errors.
     example : callable
-        ``example(kind)`` for ``kind`` in ``bad_ts, bad_rev, bad_amount, null_event``,
+        ``example(kind)`` for ``kind`` in ``bad_ts, bad_rev, bad_amount, null_event,
+        bad_user``,
         or ``example("null", column)``: a few offending values, as text.
 
     Raises
@@ -416,15 +441,31 @@ def check_invalid_values(
     DataValidationError
         Naming the column, the number of rows and examples.
     """
+    if counts.get("bad_user"):
+        raise DataValidationError(
+            f"column {columns.user_id!r} (user_id): expected strings or integers, but "
+            f"{counts['bad_user']} numeric value(s) are not whole numbers within 64 bits, "
+            f"e.g. {example('bad_user')}"
+        )
     if counts["bad_ts"]:
+        samples = example("bad_ts")
+        # Slashed dates (12/1/2010) are the common export format that cannot be read
+        # safely: say why and what to do.
+        hint = (
+            "; expected ISO 8601 dates or datetimes (YYYY-MM-DD[ HH:MM[:SS]]): day and month "
+            "order of slashed dates cannot be guessed, convert them before loading"
+            if "/" in samples
+            else ""
+        )
         raise DataValidationError(
             f"column {columns.timestamp!r} (timestamp): {counts['bad_ts']} value(s) cannot be "
-            f"parsed as a timestamp, e.g. {example('bad_ts')}"
+            f"parsed as a timestamp, e.g. {samples}{hint}"
         )
     if counts["bad_rev"]:
         raise DataValidationError(
             f"column {columns.revenue!r} (revenue): {counts['bad_rev']} value(s) are not "
-            f"numeric, e.g. {example('bad_rev')}"
+            f"numeric, e.g. {example('bad_rev')}; expected plain numbers such as -1234.5 "
+            "(no thousands separators, decimal commas or currency signs)"
         )
     if counts["bad_amount"]:
         raise DataValidationError(
@@ -450,6 +491,42 @@ def check_invalid_values(
             f"column {column!r}: {null_user if null_user else counts['null_ts']} null value(s) "
             f"(on_invalid=error), e.g. {example('null', column)}"
         )
+
+
+def dropped_rows_message(report: DataQualityReport, columns: ColumnMap) -> str | None:
+    """Say how many rows were dropped for a missing user id, timestamp or event name.
+
+    Returns
+    -------
+    str or None
+        One sentence with each count, its share of the rows read and the column,
+        and how to refuse such rows instead; ``None`` when nothing was dropped.
+
+    Examples
+    --------
+    >>> report = DataQualityReport(rows_read=400, null_user_id=100, null_timestamp=0,
+    ...     duplicate_rows=0, at_or_after_as_of=0, negative_revenue_rows=0, rows_clean=300,
+    ...     users=20, first_event=None, last_event=None)
+    >>> dropped_rows_message(report, ColumnMap(user_id="CustomerID"))  # doctest: +ELLIPSIS
+    "dropped 100 of 400 rows (25.0%) without a user id (column 'CustomerID'): ..."
+    """
+    counts = (
+        (report.null_user_id, "a user id", columns.user_id),
+        (report.null_timestamp, "a timestamp", columns.timestamp),
+        (report.null_event, "an event name", columns.event),
+    )
+    parts = [
+        f"{n:,} of {report.rows_read:,} rows ({n / report.rows_read:.1%}) without {what} "
+        f"(column {column!r})"
+        for n, what, column in counts
+        if n
+    ]
+    if not parts:
+        return None
+    return (
+        f"dropped {' and '.join(parts)}: they count in no feature, segment or label "
+        "(data.on_invalid: error refuses such a log instead)"
+    )
 
 
 def check_enough_left(
@@ -576,6 +653,12 @@ def load_events(
     user_col, ts_col = _quote(columns.user_id), _quote(columns.timestamp)
     # Parse failures: a value is present but does not convert.
     bad_ts = f"{ts_col} IS NOT NULL AND ({ts_expr}) IS NULL"
+    bad_user = (
+        f"{user_col} IS NOT NULL AND (NOT isfinite({user_col}) OR {user_col} <> trunc({user_col}) "
+        f"OR ({user_expr}) IS NULL)"
+        if _float_ids(types[columns.user_id])
+        else "false"
+    )
     bad_rev = (
         f"{_quote(columns.revenue)} IS NOT NULL AND ({revenue_expr}) IS NULL"
         if has_revenue
@@ -604,6 +687,7 @@ def load_events(
     checks = {
         "rows_read": "count(*)",
         "bad_ts": f"count(*) FILTER (WHERE {bad_ts})",
+        "bad_user": f"count(*) FILTER (WHERE {bad_user})",
         "bad_rev": f"count(*) FILTER (WHERE {bad_rev})",
         "null_user": f"count(*) FILTER (WHERE {user_col} IS NULL)",
         "null_ts": f"count(*) FILTER (WHERE {ts_col} IS NULL)",
@@ -633,6 +717,7 @@ def load_events(
     n_null_event = found["null_event"]
     examples = {
         "bad_ts": (bad_ts, columns.timestamp),
+        "bad_user": (bad_user, columns.user_id),
         "bad_rev": (bad_rev, columns.revenue),
         "bad_amount": (f"({keep}) AND {bad_amount}", columns.revenue),
         "null_event": (f"({keep_base}) AND {null_event}", columns.event),
@@ -657,13 +742,27 @@ def load_events(
         # Every row is kept: no filter, so that later scans (the features read the
         # clean log twice) do not decode the event column only to test it for null.
         keep = "true"
-    row_hash = f"hash({user_expr}, {ts_expr}, {event_expr}, {revenue_expr}, {session_expr})"
+    # An exact duplicate is equal in every column of the source, unmapped ones included:
+    # two lines of one order (same user, time and amount, other products) are two rows.
+    # A pandas index saved with the frame (``__index_level_0__``) is not the log's data.
+    mapped = {columns.user_id, columns.timestamp, columns.event, columns.revenue}
+    mapped.add(columns.session_id)
+    unmapped = [
+        _quote(name)
+        for name in types
+        if name not in mapped and not re.fullmatch(r"__index_level_\d+__", name)
+    ]
+    row_hash = (
+        f"hash({user_expr}, {ts_expr}, {event_expr}, {revenue_expr}, {session_expr}"
+        + "".join(f", {column}" for column in unmapped)
+        + ")"
+    )
     clean_sql = f"SELECT {typed} FROM {source_sql} WHERE {keep}"
     duplicates = 0
     repeated = _repeated_hashes(con, source_sql, row_hash, keep, kept) if check_duplicates else None
     if repeated is not None and repeated.size:
         clean_sql, duplicates, refunds_dropped = _drop_duplicates(
-            con, source_sql, typed, keep, row_hash, repeated
+            con, source_sql, typed, keep, row_hash, repeated, unmapped
         )
         negative -= refunds_dropped
     few_repeats = repeated is None or repeated.size <= MAX_REPEATS_IN_VIEW
@@ -690,6 +789,9 @@ def load_events(
     )
     # Uncounted users: rows_clean > 0 proves one, all that min_users <= 1 asks.
     check_enough_left(report, cutoff, min_users if count_users else 0)
+    dropped = dropped_rows_message(report, columns)
+    if dropped is not None:
+        warnings.warn(dropped, SegmentkitWarning, stacklevel=2)
     return EventLog(
         con=con,
         table=table,
@@ -900,12 +1002,15 @@ def _drop_duplicates(
     keep: str,
     row_hash: str,
     repeated: np.ndarray,
+    unmapped: Sequence[str] = (),
 ) -> tuple[str, int, int]:
     """Return the SQL of the kept rows with exact duplicates dropped, and what was dropped.
 
     Only rows whose hash is in ``repeated`` can have a copy: those (usually few) rows
     are grouped exactly, once, into a small table holding each distinct row with its
-    number of copies; every other row is read from the source as it is.
+    number of copies; every other row is read from the source as it is. Rows are
+    compared on the contract's columns and on the ``unmapped`` source columns (quoted
+    names), which the clean log then leaves out.
 
     Returns
     -------
@@ -919,8 +1024,9 @@ def _drop_duplicates(
     con.execute(f"CREATE TEMP TABLE {hashes} AS SELECT h FROM {hashes}_frame")
     con.unregister(f"{hashes}_frame")
     candidates = f"{row_hash} IN (SELECT h FROM {hashes})"
+    extra = "".join(f", {column} AS _sk_extra_{i}" for i, column in enumerate(unmapped))
     con.execute(
-        f"CREATE TEMP TABLE {copies} AS SELECT {typed}, count(*) AS copies "
+        f"CREATE TEMP TABLE {copies} AS SELECT {typed}{extra}, count(*) AS copies "
         f"FROM {source_sql} WHERE {keep} AND {candidates} GROUP BY ALL"
     )
     dropped, refunds = con.execute(

@@ -213,7 +213,8 @@ def summary_from_features(features: pd.DataFrame) -> pd.DataFrame:
 
     A user is born at their first event; each later active day is a repeat
     "transaction". On a transaction log (one event type) this is exactly the
-    classic purchase summary at day resolution.
+    classic purchase summary at day resolution, except that a day with refunds only
+    counts as activity here (:func:`transaction_summary` leaves it out).
 
     Parameters
     ----------
@@ -276,7 +277,8 @@ def transaction_summary(
     -------
     pandas.DataFrame
         ``user_id, frequency, recency, T, monetary`` sorted by ``user_id``:
-        ``frequency`` = distinct transaction days after the birth day, ``recency``
+        ``frequency`` = distinct transaction days after the birth day (rows with
+        negative revenue, refunds, are not transactions), ``recency``
         = days from the birth day to the last of them, ``T`` = days from the birth
         day to ``as_of``, ``monetary`` = mean positive revenue per transaction day
         after the birth day (0 without one).
@@ -287,6 +289,8 @@ def transaction_summary(
         )
     end = f"TIMESTAMP '{pd.Timestamp(as_of).isoformat(sep=' ')}'"
     is_tx = "TRUE" if event is None else "event = " + "'" + str(event).replace("'", "''") + "'"
+    # A refund or cancellation (negative revenue) is not a transaction (as in the labels).
+    is_tx = f"({is_tx}) AND NOT coalesce(revenue < 0, false)"
     born = "min(day)" if birth == "first_event" else "min(day) FILTER (WHERE tx)"
     frame = log.con.execute(
         f"""

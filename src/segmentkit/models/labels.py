@@ -195,7 +195,12 @@ def build_labels(
     t0 : date-like
         Snapshot time.
     target : TargetConfig
-        What to label (``inactivity``, ``event`` or ``count``).
+        What to label: ``inactivity`` (1 when the user has no event at all in the
+        window), ``event`` (1 when the event occurs) or ``count`` (how many purchase
+        *occasions*: distinct timestamps of the event, so the lines of one order,
+        which share the user and the time, count once, and so do a date-only log's
+        purchases of one day). For ``event`` and ``count``, rows with negative
+        revenue (refunds, cancelled invoices) are not occurrences of the event.
     horizon_days : int
         Length of the label window.
     as_of : date-like, optional
@@ -289,21 +294,40 @@ def build_label_table(
         if target.kind == "inactivity":
             label = f"CAST(count(*) FILTER (WHERE {window}) = 0 AS BIGINT)"
         else:
-            hit = f"{window} AND event = {sql_literal(str(target.event))}"
-            count = f"count(*) FILTER (WHERE {hit})"
-            label = count if target.kind == "count" else f"CAST({count} > 0 AS BIGINT)"
+            # A refund or cancellation (negative revenue) is not an occurrence of the
+            # event; rows of one user and event at the same time are one occasion (the
+            # lines of one order, or one day's purchases in a date-only log).
+            hit = (
+                f"{window} AND event = {sql_literal(str(target.event))} "
+                "AND NOT coalesce(revenue < 0, false)"
+            )
+            if target.kind == "count":
+                label = f"count(DISTINCT timestamp) FILTER (WHERE {hit})"
+            else:
+                label = f"CAST(count(*) FILTER (WHERE {hit}) > 0 AS BIGINT)"
         labels.append(f"{label} AS label_{index}")
         ends.append(end)
         no_event.append(int(target.kind == "inactivity"))
     if population is None:
+        # The users before t0, then the labels from the window's rows only: the count's
+        # distinct timestamps are then sought in the window, not in the whole history.
+        filled = ", ".join(
+            f"coalesce(w.label_{i}, {value}) AS label_{i}" for i, value in enumerate(no_event)
+        )
         frame = log.con.execute(
             f"""
-            SELECT user_id, {", ".join(labels)}
-            FROM {log.table}
-            WHERE timestamp < {sql_timestamp(max(ends))}
-            GROUP BY user_id
-            HAVING min(timestamp) < {sql_timestamp(start)}
-            ORDER BY user_id
+            SELECT p.user_id, {filled}
+            FROM (
+                SELECT DISTINCT user_id FROM {log.table}
+                WHERE timestamp < {sql_timestamp(start)}
+            ) AS p
+            LEFT JOIN (
+                SELECT user_id, {", ".join(labels)}
+                FROM {log.table}
+                WHERE timestamp >= {sql_timestamp(start)} AND timestamp < {sql_timestamp(max(ends))}
+                GROUP BY user_id
+            ) AS w USING (user_id)
+            ORDER BY p.user_id
             """
         ).df()
     else:

@@ -1,0 +1,196 @@
+"""Retail transaction tables as they come: order lines, float ids, dates only, bad formats.
+
+The shapes are those of public retail logs (a CDNOW-like purchase log with dates
+only, a UCI-Online-Retail-like table of invoice lines with returns and rows without
+a customer), mapped through ``data.columns`` with ``event: null``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from segmentkit.config import ColumnMap
+from segmentkit.errors import DataValidationError, SegmentkitWarning
+from segmentkit.io.events import load_events
+
+RETAIL = ColumnMap(
+    user_id="CustomerID",
+    timestamp="InvoiceDate",
+    event=None,
+    revenue="Amount",
+    explicit=("revenue",),
+)
+CDNOW = ColumnMap(
+    user_id="customer_id", timestamp="date", event=None, revenue="amount", explicit=("revenue",)
+)
+
+
+def _order_lines() -> pd.DataFrame:
+    """Two invoices of customer 12346 and one without a customer (a quarter of the rows).
+
+    Invoice 536365 has three lines, two of them different products at the same amount;
+    C536365 cancels one line two days later; invoice 536367 has no customer id.
+    """
+    return pd.DataFrame(
+        {
+            "InvoiceNo": ["536365", "536365", "536365", "C536365", "536366", "536367"],
+            "StockCode": ["85123A", "71053", "84406B", "71053", "22752", "21730"],
+            "Quantity": [6, 6, 8, -6, 2, 6],
+            "InvoiceDate": [
+                "2010-12-01 08:26:00",
+                "2010-12-01 08:26:00",
+                "2010-12-01 08:26:00",
+                "2010-12-03 10:00:00",
+                "2010-12-05 09:01:00",
+                "2010-12-05 09:02:00",
+            ],
+            "UnitPrice": [2.55, 2.55, 2.75, 2.55, 7.65, 4.25],
+            "CustomerID": [12346.0, 12346.0, 12346.0, 12346.0, 12347.0, np.nan],
+            "Amount": [15.3, 15.3, 22.0, -15.3, 15.3, 25.5],
+        }
+    )
+
+
+def _write(frame: pd.DataFrame, tmp_path, kind: str):
+    if kind == "frame":
+        return frame
+    path = tmp_path / f"log.{kind}"
+    if kind == "csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["frame", "csv", "parquet"])
+def test_order_lines_at_one_time_are_kept_and_float_ids_read_as_integers(tmp_path, kind):
+    source = _write(_order_lines(), tmp_path, kind)
+    with pytest.warns(SegmentkitWarning, match=r"dropped 1 of 6 rows \(16.7%\) without a user id"):
+        log = load_events(source, RETAIL)
+    report = log.report
+    # The two lines of one invoice at the same amount are different products: kept.
+    assert (report.duplicate_rows, report.null_user_id, report.rows_clean) == (0, 1, 5)
+    assert report.negative_revenue_rows == 1
+    clean = log.to_pandas()
+    assert clean["user_id"].tolist() == [12346, 12346, 12346, 12346, 12347]
+    assert pd.api.types.is_integer_dtype(clean["user_id"])
+    assert set(clean["event"]) == {"purchase"}
+    assert clean["revenue"].sum() == pytest.approx(15.3 + 15.3 + 22.0 - 15.3 + 15.3)
+
+
+@pytest.mark.parametrize("kind", ["frame", "parquet"])
+def test_rows_equal_in_every_column_are_duplicates(tmp_path, kind):
+    lines = _order_lines()
+    source = _write(pd.concat([lines, lines.iloc[[0, 4]]], ignore_index=True), tmp_path, kind)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SegmentkitWarning)
+        report = load_events(source, RETAIL).report
+    assert (report.duplicate_rows, report.rows_clean) == (2, 5)
+
+
+def test_rows_equal_in_the_mapped_columns_only_are_duplicates_when_nothing_else_differs():
+    lines = _order_lines().drop(columns=["InvoiceNo", "StockCode", "Quantity", "UnitPrice"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SegmentkitWarning)
+        report = load_events(lines, RETAIL).report
+    # Without the product columns the two 15.30 lines of invoice 536365 are one row twice.
+    assert (report.duplicate_rows, report.rows_clean) == (1, 4)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [[12346.5, 12347.0], [np.inf, 12347.0], [1e30, 12347.0]],
+    ids=["fraction", "infinite", "beyond-64-bits"],
+)
+def test_float_user_ids_that_are_not_whole_numbers_are_refused(bad):
+    raw = pd.DataFrame({"CustomerID": bad, "InvoiceDate": ["2010-12-01"] * 2, "Amount": 1.0})
+    with pytest.raises(
+        DataValidationError,
+        match=r"column 'CustomerID' \(user_id\): expected strings or integers, but 1 numeric "
+        r"value\(s\) are not whole numbers within 64 bits, e\.g\. row 0",
+    ):
+        load_events(raw, RETAIL)
+
+
+def test_a_date_only_purchase_log_with_integer_ids_loads(tmp_path):
+    path = tmp_path / "cdnow.csv"
+    path.write_text(
+        "customer_id,date,cds,amount\n"
+        "1,1997-01-01,1,11.77\n"
+        "2,1997-01-12,1,12.00\n"
+        "2,1997-01-12,5,77.00\n"
+        "3,1997-01-02,2,20.76\n"
+    )
+    log = load_events(path, CDNOW)
+    clean = log.to_pandas()
+    assert clean["user_id"].tolist() == [1, 2, 2, 3]
+    # Two purchases of one day, different amounts: both kept, at midnight UTC.
+    assert clean["timestamp"].tolist() == [
+        pd.Timestamp("1997-01-01"),
+        pd.Timestamp("1997-01-12"),
+        pd.Timestamp("1997-01-12"),
+        pd.Timestamp("1997-01-02"),
+    ]
+    assert log.report.duplicate_rows == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (
+            'customer_id,date,amount\n1,1997-01-01,"1,234.50"\n2,1997-01-02,3\n',
+            r"column 'amount' \(revenue\): 1 value\(s\) are not numeric, e\.g\. row 0: "
+            r"'1,234\.50'; expected plain numbers .*no thousands separators",
+        ),
+        (
+            "customer_id,date,amount\n1,12/1/2010 8:26,1\n2,12/13/2010 9:00,3\n",
+            r"column 'date' \(timestamp\): 2 value\(s\) cannot be parsed.*row 0: "
+            r"'12/1/2010 8:26'.*expected ISO 8601 .*day and month order",
+        ),
+        (
+            "customer_id,date,amount\n1,19970101,1\n2,19970102,3\n",
+            r"column 'date' \(timestamp\): expected datetimes or date strings, got type BIGINT "
+            r"\(numbers such as 19970101 are not read as dates",
+        ),
+    ],
+    ids=["thousands-separator", "us-date", "yyyymmdd-integer"],
+)
+def test_formats_of_exported_logs_are_refused_with_what_to_do(tmp_path, text, match):
+    path = tmp_path / "log.csv"
+    path.write_text(text)
+    with pytest.raises(DataValidationError, match=match):
+        load_events(path, CDNOW)
+
+
+def test_rows_without_a_customer_are_refused_with_their_count_on_error():
+    with pytest.raises(
+        DataValidationError, match=r"column 'CustomerID': 1 null value\(s\) \(on_invalid=error\)"
+    ):
+        load_events(_order_lines(), RETAIL, on_invalid="error")
+
+
+def test_a_clean_log_loads_without_a_warning():
+    lines = _order_lines().dropna(subset=["CustomerID"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SegmentkitWarning)
+        assert load_events(lines, RETAIL).report.rows_clean == 5
+
+
+def test_a_parquet_date_column_is_read_as_midnight(tmp_path):
+    raw = pd.DataFrame(
+        {
+            "customer_id": [1, 2],
+            "date": [pd.Timestamp("1997-01-01").date(), pd.Timestamp("1997-01-12").date()],
+            "amount": [11.77, 12.0],
+        }
+    )
+    path = tmp_path / "cdnow.parquet"
+    raw.to_parquet(path, index=False)
+    assert load_events(path, CDNOW).to_pandas()["timestamp"].tolist() == [
+        pd.Timestamp("1997-01-01"),
+        pd.Timestamp("1997-01-12"),
+    ]
