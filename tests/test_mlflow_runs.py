@@ -122,3 +122,12 @@ def test_train_score_refresh_against_a_tracking_server(
     rows = example.get("data") or example.get("dataframe_split", {}).get("data")
     user_col = (example.get("columns") or example["dataframe_split"]["columns"]).index("user_id")
     assert all(str(row[user_col]).startswith("example-") for row in rows)  # no real user
+
+
+def test_input_example_ids_are_integers_when_the_log_ids_are():
+    from segmentkit.drift import build_feature_reference
+
+    reference = build_feature_reference(pd.DataFrame({"orders": [0, 1, 2, 3, 9]}), n_bins=2)
+    example = synthetic_input_example(reference, {"user_id": "long", "orders": "long"})
+    assert example["user_id"].tolist() == [-1, -2, -3]
+    assert example["user_id"].dtype == "int64"

@@ -45,7 +45,9 @@ def _publish(tmp_path, seed, uri=None, **extra):
         tracking_uri=uri or f"sqlite:///{tmp_path / 'mlflow.db'}",
         experiment="sk",
         model_name=NAME,
-        input_columns={"recency_days": "double", "events_total": "double"},
+        input_columns=extra.pop(
+            "input_columns", {"recency_days": "double", "events_total": "double"}
+        ),
         params={"seed": seed},
         metrics={"m": 1.0},
         tables={},
@@ -276,3 +278,19 @@ def test_two_trains_at_once_on_a_fresh_sqlite_store_both_succeed(tmp_path):
     assert len(versions) == sum(code == 0 for code, _ in results)
     assert client.get_model_version_by_alias("sk-concurrent", "champion").version
     assert load_bundle(tmp_path / "models" / "sk-concurrent").segmenter.n_segments_ == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("id_type", ["long", "string"])
+def test_a_log_with_integer_user_ids_publishes_with_a_matching_input_example(tmp_path, id_type):
+    from segmentkit.drift import build_feature_reference
+
+    rng = np.random.default_rng(0)
+    features = pd.DataFrame(rng.normal(size=(60, 2)), columns=["recency_days", "events_total"])
+    columns = {"user_id": id_type, "recency_days": "double", "events_total": "double"}
+    example = tracking.synthetic_input_example(build_feature_reference(features), columns)
+    # MLflow checks the example against the signature: ids typed as the log's were.
+    registered = _publish(tmp_path, seed=3, input_columns=columns, input_example=example)
+    assert registered.alias == "champion"
+    version = _client(tmp_path).get_model_version_by_alias(NAME, "champion")
+    assert version.run_id == registered.run_id

@@ -324,13 +324,19 @@ def synthetic_input_example(
     """Input rows made of training quantiles, one row per level (no real user's row).
 
     Each column of row ``i`` is that feature's ``levels[i]`` quantile, read from the
-    stored :class:`~segmentkit.drift.FeatureReference`; the user ids are made up.
-    Columns typed ``long`` in ``types`` (see :func:`input_schema`) are rounded to
-    integers so the example matches the signature.
+    stored :class:`~segmentkit.drift.FeatureReference`; the user ids are made up
+    (``example-1``..., or -1, -2... when ``types`` says the ids are integers: MLflow
+    checks the example against the signature). Columns typed ``long`` in ``types``
+    (see :func:`input_schema`) are rounded to integers so the example matches the
+    signature.
     """
     import numpy as np
 
-    rows: dict[str, Any] = {"user_id": [f"example-{i + 1}" for i in range(len(levels))]}
+    if (types or {}).get("user_id") == "long":
+        ids: list[Any] = [-(i + 1) for i in range(len(levels))]
+    else:
+        ids = [f"example-{i + 1}" for i in range(len(levels))]
+    rows: dict[str, Any] = {"user_id": ids}
     for name, ref in reference.items():
         quantiles = np.asarray(ref.quantiles, dtype=float)
         grid = np.linspace(0.0, 1.0, quantiles.size)
