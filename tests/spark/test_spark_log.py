@@ -123,3 +123,40 @@ def test_naive_parquet_times_are_utc_whatever_the_session_time_zone(
         assert stamps == set(events["timestamp"].astype("int64").tolist())
     finally:
         log.release()
+
+
+@pytest.mark.parametrize("derived", [False, True])
+def test_order_lines_equal_in_the_log_columns_are_kept_as_the_local_log_keeps_them(spark, derived):
+    t = pd.Timestamp("2024-11-20 10:00")
+    lines = pd.DataFrame(
+        {
+            "user_id": ["a", "a", "a", "a", "b", "b", "b", "c"],
+            "timestamp": [t] * 7 + [t + pd.Timedelta(hours=1)],
+            "event": ["purchase"] * 8,
+            "revenue": [2.95] * 8,
+            # a: two products at one price (kept), one line exported twice (dropped);
+            # b: a null in a different column (kept apart); c: one line.
+            "product": ["mug", "cup", "cup", "bowl", None, "x", "x", "mug"],
+            "colour": ["red", "red", "red", "red", "x", None, None, "blue"],
+        }
+    )
+    from segmentkit.features.spark_engine import features_of_partitions
+    from segmentkit.io.events import to_timestamp
+
+    local = load_events(lines, as_of=AS_OF)
+    assert local.report.duplicate_rows == 2  # a's third "cup" line and b's second row
+    derive = features_of_partitions(to_timestamp(AS_OF), None) if derived else None
+    log = io_spark.load_events_spark(spark.createDataFrame(lines), as_of=AS_OF, derive=derive)
+    try:
+        assert log.report == local.report
+        if derived:
+            theirs = io_spark.derived_frame(log).toPandas()
+            theirs = theirs.sort_values("user_id", kind="stable").reset_index(drop=True)
+            pd.testing.assert_frame_equal(theirs, build_features(local, AS_OF))
+            assert theirs["events_total"].tolist() == [3, 2, 1]
+        else:
+            rows = log.frame.toPandas()
+            assert list(rows.columns) == ["user_id", "ts_us", "event", "revenue", "session_id"]
+            assert rows.groupby("user_id").size().to_dict() == {"a": 3, "b": 2, "c": 1}
+    finally:
+        log.release()

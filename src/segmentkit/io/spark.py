@@ -20,6 +20,7 @@ import datetime as dt
 import functools
 import glob
 import itertools
+import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -278,6 +279,30 @@ def _require_events(log: SparkEventLog) -> None:
         )
 
 
+def _unmapped_hash(names: Sequence[str], columns: ColumnMap) -> Column | None:
+    """Hash of a row's source columns outside the contract (None when there are none).
+
+    An exact duplicate is equal in every column of the source, as
+    :func:`segmentkit.io.events.load_events` decides: two lines of one order (same
+    user, time and amount, other products) are two rows. The hash stands for those
+    columns in the de-duplication after the shuffle (8 bytes a row instead of every
+    column); with each column's null flag hashed too, rows that differ only in which
+    column is null do not meet, and a collision of two different rows of one user,
+    time, event, amount and session has a probability of about 2^-64. A pandas index
+    saved with the frame (``__index_level_0__``) is not the log's data.
+    """
+    mapped = {columns.user_id, columns.timestamp, columns.event, columns.revenue}
+    mapped.add(columns.session_id)
+    unmapped = [
+        F.col(f"`{name}`")
+        for name in names
+        if name not in mapped and not re.fullmatch(r"__index_level_\d+__", name)
+    ]
+    if not unmapped:
+        return None
+    return F.xxhash64(*unmapped, *[column.isNull() for column in unmapped])
+
+
 def _pack_partition(
     batches: Iterator[pa.RecordBatch],
     derive: Derive | None = None,
@@ -301,6 +326,12 @@ def _pack_partition(
         "SELECT DISTINCT user_id, make_timestamp(ts_us) AS timestamp, event, revenue, "
         "session_id FROM _sk_rows"
     )
+    if "_sk_extra" in con.sql("SELECT * FROM _sk_rows LIMIT 0").columns:
+        # Rows equal in the log's columns but not in the source's others are kept.
+        distinct = (
+            "SELECT user_id, timestamp, event, revenue, session_id FROM ("
+            f"{distinct.replace(' FROM _sk_rows', ', _sk_extra FROM _sk_rows')})"
+        )
     if derive is None:
         clean = con.sql(distinct).to_arrow_table()
         con.close()
@@ -589,6 +620,7 @@ def _validate(
                 f"got type {rev_type.simpleString().upper()}"
             )
     session = F.col(f"`{columns.session_id}`") if has_session else F.lit(None).cast("bigint")
+    extra = _unmapped_hash(raw.columns, columns)
 
     cutoff = to_timestamp(as_of) if as_of is not None else None
     user_col, ts_col = F.col(f"`{columns.user_id}`"), F.col(f"`{columns.timestamp}`")
@@ -618,6 +650,7 @@ def _validate(
         event.alias("event"),
         revenue.alias("revenue"),
         session.alias("session_id"),
+        *([extra.alias("_sk_extra")] if extra is not None else []),
     ]
     # One scan answers every question about the raw rows; duplicates and users are
     # counted after the one shuffle by user (below). Each row's typed values and flags
@@ -657,7 +690,14 @@ def _validate(
     name = f"segmentkit_validation_{next(_observation_ids)}"
     observed = flagged.observe(name, *[check.alias(f"c{i}") for i, check in enumerate(checks)])
     by_user, shuffle, bounds = _partitioned_by_user(
-        observed.where(flag("keep")).select("user_id", "ts_us", "event", "revenue", "session_id"),
+        observed.where(flag("keep")).select(
+            "user_id",
+            "ts_us",
+            "event",
+            "revenue",
+            "session_id",
+            *(["_sk_extra"] if extra is not None else []),
+        ),
         raw,
         user.alias("user_id") if user_ranges else None,
         columns.user_id,
@@ -751,7 +791,7 @@ def _validate(
         raise
     return SparkEventLog(
         packed=packed,
-        schema=by_user.schema,
+        schema=T.StructType([f for f in by_user.schema.fields if f.name != "_sk_extra"]),
         report=report,
         has_revenue=has_revenue,
         has_session_id=has_session,
