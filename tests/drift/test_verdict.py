@@ -328,3 +328,17 @@ def test_the_report_marks_changes_carried_by_newcomers():
     kinds = [f.kind for f in decide([carried, source]).findings]
     assert kinds == ["new_behaviour", "nonzero_shift"]
     assert text.rstrip().splitlines()[-1].startswith("**Recommendation:** Retrain")
+
+
+def test_event_names_from_the_log_are_inert_in_the_markdown_report():
+    from segmentkit.drift import DriftReport
+    from segmentkit.drift.markdown import refresh_markdown
+
+    hostile = "<img src=x onerror=alert(1)>"
+    results = event_mix_tests({"view": 900, hostile: 100}, {"view": 1000})
+    text = refresh_markdown(DriftReport(), decide(results), ["a"], checks=results)
+    # In the findings and the recommendation: HTML entities, shown as the name.
+    assert "event &lt;img src=x onerror=alert(1)&gt; disappeared" in text
+    assert "**Recommendation:** Check the source of event &lt;img" in text
+    # Raw only inside a code span (the events table), which viewers show as text.
+    assert text.count(hostile) == text.count(f"`{hostile}`") == 1

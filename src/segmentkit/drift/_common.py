@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -115,9 +116,30 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def _md_text(value: Any) -> str:
+    """Text of the log (event names, segment names) made inert in Markdown.
+
+    drift.md is logged to MLflow and opened in viewers that render HTML inside
+    Markdown: ``<``, ``>`` and ``&`` become entities, a line break a space. A code
+    span (text between backticks) shows its content as it is; a backtick inside it
+    would end it early, so it becomes a quote.
+
+    Examples
+    --------
+    >>> _md_text("event <script>x</script> & co")
+    'event &lt;script&gt;x&lt;/script&gt; &amp; co'
+    >>> print(_md_text("`a`b<c>`"))
+    `a'b<c>`
+    """
+    text = " ".join(str(value).splitlines())
+    if len(text) >= 2 and text.startswith("`") and text.endswith("`"):
+        return "`" + text[1:-1].replace("`", "'") + "`"
+    return html.escape(text, quote=False)
+
+
 def _md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
     def cell(value: Any) -> str:
-        return str(value).replace("|", "\\|")
+        return _md_text(value).replace("|", "\\|")
 
     lines = [
         "| " + " | ".join(cell(h) for h in header) + " |",

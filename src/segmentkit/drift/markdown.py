@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from segmentkit.drift._common import _fmt, _md_table
+from segmentkit.drift._common import _fmt, _md_table, _md_text
 from segmentkit.drift.verdict import segment_label
 
 __all__ = ["refresh_markdown", "report_markdown"]
@@ -94,7 +94,7 @@ def refresh_markdown(
         lines += [_NEWCOMERS_NOTE, ""]
     if verdict.findings:
         lines += ["## Findings", ""]
-        lines += [f"- **{f.status}** {f.message}" for f in verdict.findings[:12]]
+        lines += [f"- **{f.status}** {_md_text(f.message)}" for f in verdict.findings[:12]]
         if len(verdict.findings) > 12:
             lines.append(f"- ... and {len(verdict.findings) - 12} more (see the tables)")
         lines.append("")
@@ -280,7 +280,7 @@ def refresh_markdown(
                 for b in backtests
             ],
         )
-    lines += [f"**Recommendation:** {verdict.recommendation}", ""]
+    lines += [f"**Recommendation:** {_md_text(verdict.recommendation)}", ""]
     return "\n".join(lines)
 
 
@@ -312,7 +312,7 @@ def report_markdown(
     lines += _agreement_md(self, names, challenger_names)
     lines += _migration_md(self, names)
     lines += _backtest_md(self)
-    lines += [f"**Recommendation:** {self.verdict.recommendation}", ""]
+    lines += [f"**Recommendation:** {_md_text(self.verdict.recommendation)}", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
