@@ -200,6 +200,7 @@ def features(
     from segmentkit.features import build_features
     from segmentkit.io.events import (
         check_output_path,
+        check_output_target,
         default_as_of,
         load_events,
         to_timestamp,
@@ -210,6 +211,7 @@ def features(
     output = _Output(quiet)
     cfg = _config(params)
     source = _events_path(cfg, events, output)
+    check_output_target(out, source)
     cutoff = as_of or cfg.data.as_of
     log = load_events(
         source,
@@ -452,12 +454,13 @@ def score(
         _score_on_spark(model, out, events, as_of, params, _Output(quiet))
         return
     from segmentkit import api
-    from segmentkit.io.events import check_output_path, write_table
+    from segmentkit.io.events import check_output_path, check_output_target, write_table
 
     check_output_path(out)
     output = _Output(quiet)
     cfg = _config(params)
     source = _events_path(cfg, events, output)
+    check_output_target(out, source)
     with _rare_collections():
         loaded, scores = api.load_and_score(
             model, source, as_of=as_of, tracking_uri=cfg.tracking.tracking_uri, progress=output.step

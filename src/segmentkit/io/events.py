@@ -32,6 +32,7 @@ __all__ = [
     "EventLog",
     "EventSource",
     "check_output_path",
+    "check_output_target",
     "connect",
     "default_as_of",
     "load_events",
@@ -1050,6 +1051,47 @@ def check_output_path(out: str | Path) -> Path:
     return out
 
 
+def check_output_target(out: str | Path, events: EventSource | None = None) -> Path:
+    """Refuse, before any work, an output file that cannot be written or would replace the log.
+
+    Parameters
+    ----------
+    out : str or Path
+        The output file (``.parquet`` or ``.csv``).
+    events : event source, optional
+        The input: a path or glob naming the same file as ``out`` is refused (writing
+        the output would destroy the event log it was computed from).
+
+    Raises
+    ------
+    DataValidationError
+        ``out`` has another suffix, is a directory, is one of the input files, or its
+        directory cannot be created or written.
+    """
+    import os
+
+    out = check_output_path(out)
+    if out.is_dir():
+        raise DataValidationError(f"output {out}: is a directory; expected a file name")
+    if isinstance(events, str | Path):
+        text = str(events)
+        for path in sorted(glob.glob(text)) if glob.has_magic(text) else [text]:
+            if Path(path).exists() and Path(path).resolve() == out.resolve():
+                raise DataValidationError(
+                    f"output {out} is the events file {path}: writing the output would replace "
+                    "the event log; choose another output path"
+                )
+    # The nearest existing directory above the file: it must be a writable directory.
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise DataValidationError(f"output {out}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DataValidationError(f"output {out}: directory {parent} is not writable")
+    return out
+
+
 def write_table(frame: pd.DataFrame, out: str | Path) -> Path:
     """Write ``frame`` to Parquet or CSV (by suffix), atomically.
 
@@ -1059,9 +1101,14 @@ def write_table(frame: pd.DataFrame, out: str | Path) -> Path:
     out = check_output_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    if out.suffix.lower() == ".parquet":
-        frame.to_parquet(tmp, index=False)
-    else:
-        frame.to_csv(tmp, index=False)
-    tmp.replace(out)
+    try:
+        if out.suffix.lower() == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+        tmp.replace(out)
+    except BaseException:
+        # A failed write leaves nothing behind (e.g. a full disk, or `out` a directory).
+        tmp.unlink(missing_ok=True)
+        raise
     return out
