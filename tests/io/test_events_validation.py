@@ -9,7 +9,13 @@ import pytest
 
 from segmentkit.config import ColumnMap, load_config
 from segmentkit.errors import DataValidationError
-from segmentkit.io.events import check_input, describe_input, load_events, to_timestamp
+from segmentkit.io.events import (
+    check_input,
+    check_log_reaches_as_of,
+    describe_input,
+    load_events,
+    to_timestamp,
+)
 
 
 @pytest.mark.parametrize(
@@ -181,3 +187,48 @@ def test_cli_refuses_an_ambiguous_as_of(tmp_path, monkeypatch, capsys):
         main(["features", "--events", "e.csv", "--as-of", "01-11-2024", "--out", "f.csv"])
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.count("\n") == 1 and "ISO 8601" in err
+
+
+# --------------------------------------------------------------------------- as_of past the log
+
+
+def _days_log(days: list[str]) -> pd.DataFrame:
+    """One event a listed day at 10:00 (the log's quiet spells are the days between)."""
+    stamps = pd.to_datetime([f"{day} 10:00" for day in days])
+    return pd.DataFrame({"user_id": "a", "timestamp": stamps, "event": "view"})
+
+
+# Events on the 1st, 2nd and 5th: the longest quiet spell is 2 whole days (3rd, 4th).
+SPELL_LOG = ["2024-01-01", "2024-01-02", "2024-01-05"]
+
+
+@pytest.mark.parametrize(
+    "as_of",
+    [None, "2024-01-03", "2024-01-05T12:00", "2024-01-06", "2024-01-07", "2024-01-08T23:59"],
+)
+def test_as_of_within_the_logs_longest_quiet_spell_is_accepted(as_of):
+    log = load_events(_days_log(SPELL_LOG), as_of=as_of)
+    check_log_reaches_as_of(log)
+    assert check_input(log, None) == []
+
+
+@pytest.mark.parametrize(
+    ("as_of", "missing"),
+    [("2024-01-09", "3.0"), ("2024-01-10T12:00", "4.5"), ("2099-01-01", "27,389.0")],
+)
+def test_as_of_past_the_end_of_the_log_is_refused(as_of, missing):
+    log = load_events(_days_log(SPELL_LOG), as_of=as_of)
+    message = (
+        rf"leaves {missing} day\(s\) without any event after the day of the log's last event "
+        r"\(2024-01-05T10:00:00\), but the log never goes more than 2 whole day\(s\) "
+        r".* score as of 2024-01-06 or earlier"
+    )
+    with pytest.raises(DataValidationError, match=message):
+        check_input(log, None)
+
+
+def test_a_log_with_an_event_every_day_must_reach_the_day_before_as_of():
+    days = [f"2024-01-{d:02d}" for d in range(1, 11)]
+    check_log_reaches_as_of(load_events(_days_log(days), as_of="2024-01-11T23:59"))
+    with pytest.raises(DataValidationError, match="never goes more than 0 whole day"):
+        check_log_reaches_as_of(load_events(_days_log(days), as_of="2024-01-12"))

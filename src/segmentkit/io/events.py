@@ -31,6 +31,7 @@ __all__ = [
     "DataQualityReport",
     "EventLog",
     "EventSource",
+    "check_log_reaches_as_of",
     "check_output_path",
     "check_output_target",
     "connect",
@@ -998,8 +999,10 @@ def check_input(log: EventLog, schema: Mapping[str, Any] | None) -> list[str]:
     ------
     DataValidationError
         A column the model was trained with (e.g. ``revenue``) is absent: its features
-        would silently become zero and move users to other segments.
+        would silently become zero and move users to other segments; or the log ends
+        before its ``as_of`` (see :func:`check_log_reaches_as_of`).
     """
+    check_log_reaches_as_of(log)
     if not schema:
         return []
     trained = dict(schema.get("columns", {}))
@@ -1018,6 +1021,47 @@ def check_input(log: EventLog, schema: Mapping[str, Any] | None) -> list[str]:
             "their count features are zero for every user"
         ]
     return []
+
+
+def check_log_reaches_as_of(log: EventLog) -> None:
+    """Refuse a cut-off later than the log's end by more than its own longest quiet spell.
+
+    Features as of T describe users by what they did up to T: a log that stops days
+    before T makes every user look inactive for those days (recency grows, window
+    counts shrink), a confident wrong answer. The log itself says how long it can go
+    without any event: whole calendar days without one between its first and last
+    event. Days without events from the log's last day to ``as_of`` are accepted up
+    to that many, plus one (a partial day at each end); the midnight after the last
+    event (the default snapshot) is always accepted. The longest quiet spell is only
+    looked for when ``as_of`` is after that midnight.
+
+    Raises
+    ------
+    DataValidationError
+        Naming ``as_of``, the last event, the longest quiet spell and the snapshot to use.
+    """
+    if log.as_of is None or log.last_event is None:
+        return
+    natural = default_as_of(log)
+    if log.as_of <= natural:
+        return
+    (quiet,) = log.con.execute(
+        f"""
+        SELECT coalesce(max(day - previous - 1), 0) FROM (
+            SELECT day, lag(day) OVER (ORDER BY day) AS previous
+            FROM (SELECT DISTINCT CAST(timestamp AS DATE) AS day FROM {log.table})
+        )
+        """
+    ).fetchall()[0]
+    missing_days = (log.as_of - natural) / dt.timedelta(days=1)
+    if missing_days >= int(quiet) + 1:
+        raise DataValidationError(
+            f"as_of {log.as_of:%Y-%m-%d %H:%M} leaves {missing_days:,.1f} day(s) without any "
+            f"event after the day of the log's last event ({log.last_event}), but the log never "
+            f"goes more than {int(quiet)} whole day(s) without one: it ends before as_of, and "
+            f"every user would look inactive since; score as of {natural:%Y-%m-%d} or earlier "
+            "(the default: the midnight after the last event), or give a log that reaches as_of"
+        )
 
 
 def _first_line(exc: BaseException) -> str:
