@@ -232,3 +232,29 @@ def test_a_log_with_an_event_every_day_must_reach_the_day_before_as_of():
     check_log_reaches_as_of(load_events(_days_log(days), as_of="2024-01-11T23:59"))
     with pytest.raises(DataValidationError, match="never goes more than 0 whole day"):
         check_log_reaches_as_of(load_events(_days_log(days), as_of="2024-01-12"))
+
+
+@pytest.mark.parametrize(
+    ("spelled", "names"),
+    [
+        ({"purchase": "PURCHASE"}, "'purchase' as 'PURCHASE'"),
+        ({"add_to_cart": "Add To Cart"}, "'add_to_cart' as 'Add To Cart'"),
+        (
+            {"purchase": " purchase ", "add_to_cart": "add-to-cart"},
+            "'add_to_cart' as 'add-to-cart'",
+        ),
+    ],
+    ids=["capitals", "blanks", "separators"],
+)
+def test_key_events_spelled_otherwise_than_in_training_are_refused(tiny_log, spelled, names):
+    schema = _schema(tiny_log)
+    log = load_events(tiny_log.replace({"event": spelled}))
+    with pytest.raises(DataValidationError, match=f"column 'event' \\(event\\): .*{names}"):
+        check_input(log, schema)
+
+
+def test_a_key_event_merely_absent_is_still_a_warning_not_a_respelling(tiny_log):
+    schema = _schema(tiny_log)
+    log = load_events(tiny_log.replace({"event": {"purchase": "purchase_refunded"}}))
+    (message,) = check_input(log, schema)
+    assert "['purchase'] occurred in the training log" in message

@@ -1015,12 +1015,45 @@ def check_input(log: EventLog, schema: Mapping[str, Any] | None) -> list[str]:
         )
     expected = [str(e) for e in schema.get("key_events_seen", [])]
     unseen = sorted(set(expected) - set(key_events_seen(log, expected)))
+    renamed = _respelled_events(log, unseen)
+    if renamed:
+        pairs = ", ".join(f"{name!r} as {spelled!r}" for name, spelled in renamed.items())
+        raise DataValidationError(
+            f"column {log.columns.event!r} (event): this log spells key event(s) of the "
+            f"training log differently: {pairs}; the model would count none of them. Rename "
+            "them as in training"
+        )
     if unseen:
         return [
             f"key event(s) {unseen} occurred in the training log but never in this one: "
             "their count features are zero for every user"
         ]
     return []
+
+
+def _spelling(name: str) -> str:
+    """Return an event name without case, blanks or separators (``Add-To Cart``: ``addtocart``).
+
+    Examples
+    --------
+    >>> _spelling(" Add-To Cart") == _spelling("add_to_cart")
+    True
+    """
+    return "".join(ch for ch in name.casefold() if ch.isalnum())
+
+
+def _respelled_events(log: EventLog, names: Sequence[str]) -> dict[str, str]:
+    """Events of ``names`` that ``log`` holds only under another spelling, e.g. in capitals."""
+    if not names or log.columns.event is None:
+        return {}
+    if log.event_names is not None:
+        present = list(log.event_names)
+    else:
+        present = [
+            row[0] for row in log.con.execute(f"SELECT DISTINCT event FROM {log.table}").fetchall()
+        ]
+    spelled = {_spelling(str(name)): str(name) for name in present if name is not None}
+    return {name: spelled[_spelling(name)] for name in names if _spelling(name) in spelled}
 
 
 def check_log_reaches_as_of(log: EventLog) -> None:
