@@ -290,3 +290,24 @@ def test_a_refused_score_in_a_real_process_is_one_line_and_writes_nothing(
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("error: as_of 9999-12-31 00:00 leaves")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["events.parquet"]
+
+
+def test_score_reads_the_log_with_the_column_names_params_map(
+    bundle, two_behaviours_log, tmp_path, capsys
+):
+    renamed = two_behaviours_log.rename(columns={"user_id": "customer", "event": "action"})
+    log = tmp_path / "events.parquet"
+    renamed.to_parquet(log)
+    expected = api.score(bundle, two_behaviours_log, as_of=AS_OF)
+    mapping = ColumnMap(user_id="customer", event="action")
+    assert_frame_equal(api.score(bundle, renamed, as_of=AS_OF, columns=mapping), expected)
+    with pytest.raises(DataValidationError, match=r"missing required column\(s\) user_id"):
+        api.score(bundle, renamed, as_of=AS_OF)
+    params = tmp_path / "params.yaml"
+    params.write_text("data:\n  columns:\n    user_id: customer\n    event: action\n")
+    out = tmp_path / "scores.parquet"
+    args = ["score", "--model", str(bundle), "--events", str(log), "--out", str(out)]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--as-of", AS_OF, "--params", str(params), "-q"])
+    assert exit_info.value.code == 0
+    assert_frame_equal(pd.read_parquet(out), expected)

@@ -461,9 +461,16 @@ def score(
     cfg = _config(params)
     source = _events_path(cfg, events, output)
     check_output_target(out, source)
+    # The log is read with the model's column names unless params.yaml maps its own.
+    columns = cfg.data.columns if cfg.data.columns != ColumnMap() else None
     with _rare_collections():
         loaded, scores = api.load_and_score(
-            model, source, as_of=as_of, tracking_uri=cfg.tracking.tracking_uri, progress=output.step
+            model,
+            source,
+            as_of=as_of,
+            tracking_uri=cfg.tracking.tracking_uri,
+            progress=output.step,
+            columns=columns,
         )
         with output.step(f"Writing {out}"):
             write_table(scores, out)
