@@ -258,3 +258,47 @@ def test_a_key_event_merely_absent_is_still_a_warning_not_a_respelling(tiny_log)
     log = load_events(tiny_log.replace({"event": {"purchase": "purchase_refunded"}}))
     (message,) = check_input(log, schema)
     assert "['purchase'] occurred in the training log" in message
+
+
+# --------------------------------------------------------------------------- files and columns
+
+
+def _with_revenue_twice(tiny_log: pd.DataFrame) -> pd.DataFrame:
+    cents = tiny_log.assign(cents=tiny_log["revenue"] * 100)
+    return cents.rename(columns={"cents": "revenue"})
+
+
+@pytest.mark.parametrize("kind", ["frame", "csv", "parquet"])
+def test_a_contract_column_named_twice_is_refused(tiny_log, tmp_path, kind):
+    raw = _with_revenue_twice(tiny_log)
+    source = {"frame": raw, "csv": tmp_path / "e.csv", "parquet": tmp_path / "e.parquet"}[kind]
+    if kind == "csv":
+        raw.to_csv(source, index=False)
+    elif kind == "parquet":
+        table = pa.Table.from_pandas(tiny_log, preserve_index=False)
+        pq.write_table(table.append_column("revenue", table["revenue"]), source)
+    with pytest.raises(
+        DataValidationError, match=r"column\(s\) \['revenue'\] appear more than once"
+    ):
+        load_events(source)
+
+
+def test_a_column_really_named_like_a_copy_is_accepted(tiny_log, tmp_path):
+    path = tmp_path / "e.csv"
+    tiny_log.assign(revenue_1=1.0).to_csv(path, index=False)
+    assert load_events(path).report.rows_clean == 7
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.mkdir(), r"is a directory: name its files, e.g. '.*events.csv/\*.parquet'"),
+        (lambda p: p.write_bytes(b""), r"is empty \(0 bytes\)"),
+    ],
+    ids=["directory", "empty"],
+)
+def test_an_events_path_that_is_not_a_log_file_is_named(tmp_path, make, message):
+    path = tmp_path / "events.csv"
+    make(path)
+    with pytest.raises(DataValidationError, match=message):
+        load_events(path)

@@ -278,12 +278,19 @@ def _register_source(con: duckdb.DuckDBPyConnection, source: EventSource) -> str
         return name
     if isinstance(source, str | Path):
         text = str(source)
-        paths = sorted(glob.glob(text)) if glob.has_magic(text) else [text]
+        paths = _paths_of(text)
         if not paths:
             raise DataValidationError(f"no file matches the events pattern {text!r}")
         for path in paths:
+            if Path(path).is_dir():
+                example = Path(path) / "*.parquet"
+                raise DataValidationError(
+                    f"events {path} is a directory: name its files, e.g. '{example}'"
+                )
             if not Path(path).is_file():
                 raise DataValidationError(f"events file not found: {path}")
+            if Path(path).stat().st_size == 0:
+                raise DataValidationError(f"events file {path} is empty (0 bytes)")
         suffixes = {Path(p).suffix.lower() for p in paths}
         listed = "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
         if suffixes == {".parquet"}:
@@ -297,6 +304,46 @@ def _register_source(con: duckdb.DuckDBPyConnection, source: EventSource) -> str
         "events: expected a Parquet/CSV path or glob, a pandas DataFrame or a DuckDB relation, "
         f"got {type(source).__name__}"
     )
+
+
+def _paths_of(text: str) -> list[str]:
+    """Return the files a path or glob names (a path names itself, existing or not)."""
+    return sorted(glob.glob(text)) if glob.has_magic(text) else [text]
+
+
+def _check_columns_named_once(
+    con: duckdb.DuckDBPyConnection, source: EventSource, columns: ColumnMap, present: Sequence[str]
+) -> None:
+    """Refuse a log that names a contract column twice: which copy counts would be arbitrary.
+
+    DuckDB reads a repeated name as ``name``, ``name_1``...: only then are the file's
+    own names read (the header of a CSV, the schema of a Parquet file).
+    """
+    mapped = [getattr(columns, role) for role in ("user_id", "timestamp", "event", "revenue")]
+    mapped = [name for name in [*mapped, columns.session_id] if name is not None]
+    if isinstance(source, pd.DataFrame):
+        names = [str(name) for name in source.columns]
+    elif isinstance(source, str | Path) and any(f"{name}_1" in present for name in mapped):
+        path = "'" + _paths_of(str(source))[0].replace("'", "''") + "'"
+        if Path(path[1:-1]).suffix.lower() == ".csv":
+            names = list(
+                con.execute(
+                    f"SELECT * FROM read_csv({path}, header = false, all_varchar = true)"
+                ).fetchmany(1)[0]
+            )
+        else:
+            names = [
+                row[0]
+                for row in con.execute(f"SELECT name FROM parquet_schema({path})").fetchall()[1:]
+            ]
+    else:
+        return
+    twice = [name for name in mapped if names.count(name) > 1]
+    if twice:
+        raise DataValidationError(
+            f"column(s) {twice} appear more than once in the events; expected each column once "
+            f"(columns present: {names})"
+        )
 
 
 def _quote(name: str) -> str:
@@ -550,6 +597,7 @@ def load_events(
         raise DataValidationError(f"events cannot be read: {_first_line(exc)}") from None
     types = {row[0]: row[1] for row in schema}
 
+    _check_columns_named_once(con, source, columns, list(types))
     check_mapped_columns(columns, list(types))
     has_revenue = columns.revenue is not None and columns.revenue in types
     has_session = columns.session_id is not None and columns.session_id in types
@@ -1151,8 +1199,7 @@ def check_output_target(out: str | Path, events: EventSource | None = None) -> P
     if out.is_dir():
         raise DataValidationError(f"output {out}: is a directory; expected a file name")
     if isinstance(events, str | Path):
-        text = str(events)
-        for path in sorted(glob.glob(text)) if glob.has_magic(text) else [text]:
+        for path in _paths_of(str(events)):
             if Path(path).exists() and Path(path).resolve() == out.resolve():
                 raise DataValidationError(
                     f"output {out} is the events file {path}: writing the output would replace "
