@@ -302,3 +302,15 @@ def test_an_events_path_that_is_not_a_log_file_is_named(tmp_path, make, message)
     make(path)
     with pytest.raises(DataValidationError, match=message):
         load_events(path)
+
+
+def test_rows_dropped_as_unusable_are_a_warning_when_scoring(tiny_log):
+    raw = tiny_log.astype({"user_id": object, "event": object})
+    raw.loc[[0, 6], "user_id"] = None
+    raw.loc[2, "event"] = None
+    raw.loc[4, "timestamp"] = pd.NaT  # a purchase: row 1 is another, so none goes unseen
+    (message,) = check_input(load_events(raw), _schema(tiny_log))
+    assert message == (
+        "4 of 7 rows were dropped (2 without a user id, 1 without a timestamp, 1 without "
+        "an event name; data.on_invalid: drop): their events count for no user"
+    )

@@ -1041,7 +1041,8 @@ def check_input(log: EventLog, schema: Mapping[str, Any] | None) -> list[str]:
     Returns
     -------
     list of str
-        Warnings: key events seen in training that never occur in ``log``.
+        Warnings: rows dropped for a missing user id, timestamp or event name; key
+        events seen in training that never occur in ``log``.
 
     Raises
     ------
@@ -1051,8 +1052,9 @@ def check_input(log: EventLog, schema: Mapping[str, Any] | None) -> list[str]:
         before its ``as_of`` (see :func:`check_log_reaches_as_of`).
     """
     check_log_reaches_as_of(log)
+    notes = _dropped_rows(log._report)
     if not schema:
-        return []
+        return notes
     trained = dict(schema.get("columns", {}))
     present = _roles_present(log)
     missing = [f"{role} ({name!r})" for role, name in trained.items() if role not in present]
@@ -1072,11 +1074,27 @@ def check_input(log: EventLog, schema: Mapping[str, Any] | None) -> list[str]:
             "them as in training"
         )
     if unseen:
-        return [
+        notes.append(
             f"key event(s) {unseen} occurred in the training log but never in this one: "
             "their count features are zero for every user"
-        ]
-    return []
+        )
+    return notes
+
+
+def _dropped_rows(report: DataQualityReport) -> list[str]:
+    """Return a warning naming the rows validation dropped as unusable (none: no warning)."""
+    reasons = {
+        "a user id": report.null_user_id,
+        "a timestamp": report.null_timestamp,
+        "an event name": report.null_event,
+    }
+    dropped = [f"{count:,} without {what}" for what, count in reasons.items() if count]
+    if not dropped:
+        return []
+    return [
+        f"{sum(reasons.values()):,} of {report.rows_read:,} rows were dropped "
+        f"({', '.join(dropped)}; data.on_invalid: drop): their events count for no user"
+    ]
 
 
 def _spelling(name: str) -> str:
