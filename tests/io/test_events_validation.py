@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,6 +25,12 @@ from segmentkit.io.events import (
 def test_as_of_accepts_iso_8601_only(text):
     with pytest.raises(DataValidationError, match="expected an ISO 8601 date or datetime"):
         to_timestamp(text)
+
+
+@pytest.mark.parametrize("number", [20250101, 1735689600.0, np.int64(1735689600000), True])
+def test_as_of_refuses_numbers_rather_than_read_them_as_nanoseconds(number):
+    with pytest.raises(DataValidationError, match="a number is no date"):
+        to_timestamp(number)
 
 
 @pytest.mark.parametrize(

@@ -254,6 +254,11 @@ def to_timestamp(value: dt.date | dt.datetime | str | pd.Timestamp) -> dt.dateti
             value = dt.datetime.fromisoformat(value.strip())
         except ValueError:
             raise DataValidationError(expected) from None
+    if isinstance(value, int | float | np.number):
+        # pandas reads a number as nanoseconds since 1970 (20250101 is 1970-01-01 00:00:00.02).
+        raise DataValidationError(
+            f"{expected} (a number is no date: epoch seconds, milliseconds or YYYYMMDD?)"
+        )
     try:
         stamp = pd.Timestamp(value)
     except (ValueError, TypeError):
