@@ -368,3 +368,18 @@ def test_score_collects_garbage_rarely_while_it_runs_then_restores(tmp_path, cap
     assert code == 2 and "events file not found" in err
     assert during[0][0] > before[0]
     assert gc.get_threshold() == before
+
+
+def test_score_without_events_says_it_scores_the_demo_log_even_when_quiet(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(
+        "data:\n  demo:\n    users: 30\n    days: 20\n    path: demo.parquet\n"
+    )
+    code, out, err = run(["score", "-q", "--model", "nowhere", "--out", "s.parquet"], capsys)
+    assert out == ""
+    assert err.splitlines()[0] == (
+        "warning: no events given: using demo data (30 users, 20 days) at demo.parquet"
+    )
+    assert code == 2 and err.splitlines()[1].startswith("error: ")

@@ -459,7 +459,8 @@ def score(
     check_output_path(out)
     output = _Output(quiet)
     cfg = _config(params)
-    source = _events_path(cfg, events, output)
+    # Scores of the demo log are no scores of anyone: say so even with --quiet.
+    source = str(api.resolve_events(cfg, events or None, notify=_warn))
     check_output_target(out, source)
     # The log is read with the model's column names unless params.yaml maps its own.
     columns = cfg.data.columns if cfg.data.columns != ColumnMap() else None
@@ -718,6 +719,11 @@ def _train_on_spark(
             output.echo(f"scores of {run.sample['population']:,} users: {scores_out}")
     finally:
         log.release()  # the events kept on the executors
+
+
+def _warn(message: str) -> None:
+    """Give ``message`` as a segmentkit warning (one ``warning:`` line, even when quiet)."""
+    warnings.warn(message, SegmentkitWarning, stacklevel=2)
 
 
 def _show_warning(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
