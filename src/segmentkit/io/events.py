@@ -329,18 +329,15 @@ def _check_columns_named_once(
     if isinstance(source, pd.DataFrame):
         names = [str(name) for name in source.columns]
     elif isinstance(source, str | Path) and any(f"{name}_1" in present for name in mapped):
-        path = "'" + _paths_of(str(source))[0].replace("'", "''") + "'"
-        if Path(path[1:-1]).suffix.lower() == ".csv":
-            names = list(
-                con.execute(
-                    f"SELECT * FROM read_csv({path}, header = false, all_varchar = true)"
-                ).fetchmany(1)[0]
-            )
+        first = _paths_of(str(source))[0]
+        quoted = "'" + first.replace("'", "''") + "'"
+        if Path(first).suffix.lower() == ".csv":
+            header = f"SELECT * FROM read_csv({quoted}, header = false, all_varchar = true)"
+            names = list(con.execute(header).fetchmany(1)[0])
         else:
-            names = [
-                row[0]
-                for row in con.execute(f"SELECT name FROM parquet_schema({path})").fetchall()[1:]
-            ]
+            # The first row of a Parquet schema is its root, not a column.
+            schema = con.execute(f"SELECT name FROM parquet_schema({quoted})").fetchall()
+            names = [row[0] for row in schema[1:]]
     else:
         return
     twice = [name for name in mapped if names.count(name) > 1]
