@@ -71,6 +71,9 @@ def test_features_default_as_of_and_demo_from_params(tmp_path, capsys, monkeypat
         (["demo-data", "--users", "0", "--out", "d.csv"], "users must be at least 1"),
         (["demo-data", "--lifecycle", "cliff", "--out", "d.csv"], "unknown lifecycle 'cliff'"),
         (["features", "--params", "nope.yaml", "--out", "f.csv"], "params file not found"),
+        (["features", "--events", "x.csv", "--out", "x.csv"], "is the events file x.csv"),
+        (["score", "--model", "m", "--events", "x.csv", "--out", "x.csv"], "is the events file"),
+        (["score", "--model", "m", "--events", "x.csv", "--out", "x.csv/s.csv"], "not a directory"),
     ],
 )
 def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys, monkeypatch, args, message):
@@ -80,6 +83,8 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys, monkeypatch, arg
     assert code == 2
     assert message in err
     assert len(err.strip().splitlines()) == 1
+    # Nothing is lost: the log is as it was.
+    assert (tmp_path / "x.csv").read_text() == "user_id,timestamp,event\n1,2024-01-01,view\n"
 
 
 def test_bad_input_from_a_real_process_has_no_traceback(tmp_path):
@@ -363,3 +368,18 @@ def test_score_collects_garbage_rarely_while_it_runs_then_restores(tmp_path, cap
     assert code == 2 and "events file not found" in err
     assert during[0][0] > before[0]
     assert gc.get_threshold() == before
+
+
+def test_score_without_events_says_it_scores_the_demo_log_even_when_quiet(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(
+        "data:\n  demo:\n    users: 30\n    days: 20\n    path: demo.parquet\n"
+    )
+    code, out, err = run(["score", "-q", "--model", "nowhere", "--out", "s.parquet"], capsys)
+    assert out == ""
+    assert err.splitlines()[0] == (
+        "warning: no events given: using demo data (30 users, 20 days) at demo.parquet"
+    )
+    assert code == 2 and err.splitlines()[1].startswith("error: ")

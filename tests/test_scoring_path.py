@@ -247,3 +247,67 @@ def test_percentile_rank_of_nothing_and_of_nan():
     assert percentile_rank(np.array([])).tolist() == []
     with pytest.raises(ValueError, match="NaN"):
         percentile_rank(np.array([0.1, np.nan]))
+
+
+# --------------------------------------------------------------------------- hostile input
+
+
+@pytest.mark.parametrize("as_of", ["2024-05-26", "2099-01-01", "9999-12-31"])
+def test_an_as_of_past_the_end_of_the_log_is_refused_by_every_scoring_path(
+    bundle, two_behaviours_log, as_of
+):
+    # The log ends on 2024-03-30; its longest quiet spell is Jan 6 - Feb 29 (55 days):
+    # 56 days without events from March 31 would call every user inactive since (and
+    # 9999 crashed DuckDB).
+    model = api.load(bundle)
+    for score in (
+        lambda: api.score(bundle, two_behaviours_log, as_of=as_of),
+        lambda: api.score(model, two_behaviours_log, as_of=as_of),
+        lambda: model.score(two_behaviours_log, as_of=as_of),
+    ):
+        with pytest.raises(DataValidationError, match="it ends before as_of.*as of 2024-03-31"):
+            score()
+    assert len(api.score(bundle, two_behaviours_log, as_of="2024-05-25T23:00")) == 80
+
+
+def test_a_refused_score_in_a_real_process_is_one_line_and_writes_nothing(
+    bundle, two_behaviours_log, tmp_path
+):
+    log = tmp_path / "events.parquet"
+    two_behaviours_log.to_parquet(log)
+    out = tmp_path / "scores.csv"
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    args = ["score", "--model", str(bundle), "--events", str(log), "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "segmentkit.cli", *args, "--as-of", "9999-12-31"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: as_of 9999-12-31 00:00 leaves")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.parquet"]
+
+
+def test_score_reads_the_log_with_the_column_names_params_map(
+    bundle, two_behaviours_log, tmp_path, capsys
+):
+    renamed = two_behaviours_log.rename(columns={"user_id": "customer", "event": "action"})
+    log = tmp_path / "events.parquet"
+    renamed.to_parquet(log)
+    expected = api.score(bundle, two_behaviours_log, as_of=AS_OF)
+    mapping = ColumnMap(user_id="customer", event="action")
+    assert_frame_equal(api.score(bundle, renamed, as_of=AS_OF, columns=mapping), expected)
+    with pytest.raises(DataValidationError, match=r"missing required column\(s\) user_id"):
+        api.score(bundle, renamed, as_of=AS_OF)
+    params = tmp_path / "params.yaml"
+    params.write_text("data:\n  columns:\n    user_id: customer\n    event: action\n")
+    out = tmp_path / "scores.parquet"
+    args = ["score", "--model", str(bundle), "--events", str(log), "--out", str(out)]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--as-of", AS_OF, "--params", str(params), "-q"])
+    assert exit_info.value.code == 0
+    assert_frame_equal(pd.read_parquet(out), expected)

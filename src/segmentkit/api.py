@@ -27,7 +27,7 @@ import pandas as pd
 
 from segmentkit.bundle.model import UNSAVED_VERSION, SegmentationModel
 from segmentkit.bundle.storage import load_bundle
-from segmentkit.config import Config, load_config
+from segmentkit.config import ColumnMap, Config, load_config
 from segmentkit.errors import BundleError, ConfigError, DataValidationError, SegmentkitWarning
 from segmentkit.io.events import DataQualityReport, EventSource
 from segmentkit.text import is_mlflow_uri
@@ -478,6 +478,7 @@ def score(
     as_of: dt.date | dt.datetime | str | None = None,
     *,
     tracking_uri: str | None = None,
+    columns: ColumnMap | None = None,
 ) -> pd.DataFrame:
     """Score every user of an event log: segment and propensities as of a snapshot.
 
@@ -494,13 +495,16 @@ def score(
         Snapshot; default the midnight after the last event.
     tracking_uri : str, optional
         For MLflow URIs (default ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``).
+    columns : ColumnMap, optional
+        Column names of ``events`` (default: the training log's). The log must still
+        hold every column role the model was trained with.
 
     Returns
     -------
     pandas.DataFrame
         One row per user.
     """
-    return load_and_score(model, events, as_of, tracking_uri=tracking_uri)[1]
+    return load_and_score(model, events, as_of, tracking_uri=tracking_uri, columns=columns)[1]
 
 
 def load_and_score(
@@ -510,6 +514,7 @@ def load_and_score(
     *,
     tracking_uri: str | None = None,
     progress: Progress | None = None,
+    columns: ColumnMap | None = None,
 ) -> tuple[SegmentationModel, pd.DataFrame]:
     """Load a model and score an event log with it, the two side by side.
 
@@ -523,7 +528,7 @@ def load_and_score(
 
     Parameters
     ----------
-    model, events, as_of, tracking_uri
+    model, events, as_of, tracking_uri, columns
         As :func:`score`.
     progress : callable, optional
         ``progress(step_name)`` returns a context manager wrapping each step: reading
@@ -544,7 +549,7 @@ def load_and_score(
     step = progress or _silent
     if isinstance(model, SegmentationModel):
         with step("Scoring"):
-            return model, model.score(events, as_of=as_of)
+            return model, model.score(events, as_of=as_of, columns=columns)
     if not isinstance(model, str | Path):
         _model(model)  # raises the error naming the type
     text = str(model)
@@ -559,7 +564,11 @@ def load_and_score(
         try:
             with step("Checking the log and building features (the model loads meanwhile)"):
                 features, snapshot, notes = features_to_score(
-                    events, opened.columns, opened.feature_config, opened.input_schema, as_of
+                    events,
+                    columns or opened.columns,
+                    opened.feature_config,
+                    opened.input_schema,
+                    as_of,
                 )
         except Exception:
             failed = loading.exception()

@@ -200,6 +200,7 @@ def features(
     from segmentkit.features import build_features
     from segmentkit.io.events import (
         check_output_path,
+        check_output_target,
         default_as_of,
         load_events,
         to_timestamp,
@@ -210,6 +211,7 @@ def features(
     output = _Output(quiet)
     cfg = _config(params)
     source = _events_path(cfg, events, output)
+    check_output_target(out, source)
     cutoff = as_of or cfg.data.as_of
     log = load_events(
         source,
@@ -452,15 +454,24 @@ def score(
         _score_on_spark(model, out, events, as_of, params, _Output(quiet))
         return
     from segmentkit import api
-    from segmentkit.io.events import check_output_path, write_table
+    from segmentkit.io.events import check_output_path, check_output_target, write_table
 
     check_output_path(out)
     output = _Output(quiet)
     cfg = _config(params)
-    source = _events_path(cfg, events, output)
+    # Scores of the demo log are no scores of anyone: say so even with --quiet.
+    source = str(api.resolve_events(cfg, events or None, notify=_warn))
+    check_output_target(out, source)
+    # The log is read with the model's column names unless params.yaml maps its own.
+    columns = cfg.data.columns if cfg.data.columns != ColumnMap() else None
     with _rare_collections():
         loaded, scores = api.load_and_score(
-            model, source, as_of=as_of, tracking_uri=cfg.tracking.tracking_uri, progress=output.step
+            model,
+            source,
+            as_of=as_of,
+            tracking_uri=cfg.tracking.tracking_uri,
+            progress=output.step,
+            columns=columns,
         )
         with output.step(f"Writing {out}"):
             write_table(scores, out)
@@ -708,6 +719,11 @@ def _train_on_spark(
             output.echo(f"scores of {run.sample['population']:,} users: {scores_out}")
     finally:
         log.release()  # the events kept on the executors
+
+
+def _warn(message: str) -> None:
+    """Give ``message`` as a segmentkit warning (one ``warning:`` line, even when quiet)."""
+    warnings.warn(message, SegmentkitWarning, stacklevel=2)
 
 
 def _show_warning(message: Any, category: type, *args: Any, **kwargs: Any) -> None:

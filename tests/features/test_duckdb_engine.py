@@ -8,7 +8,12 @@ import pytest
 from conftest import AS_OF
 from segmentkit.config import ColumnMap, FeatureConfig
 from segmentkit.errors import DataValidationError
-from segmentkit.features import build_features, describe_features, feature_names
+from segmentkit.features import (
+    build_features,
+    build_features_many,
+    describe_features,
+    feature_names,
+)
 from segmentkit.io.events import load_events
 from segmentkit.io.synth import generate_events
 
@@ -437,3 +442,26 @@ def test_sessions_with_some_rows_lacking_a_session_id_match_a_naive_count(share_
     pd.testing.assert_frame_equal(
         table[["sessions_total", "sessions_7d"]], expected.loc[table.index], check_dtype=False
     )
+
+
+@pytest.mark.parametrize(
+    ("first", "as_of"),
+    [("0001-01-01 00:00", "2024-02-01"), ("2024-01-01 10:00", "9999-12-31")],
+    ids=["placeholder-timestamp", "mistyped-as-of"],
+)
+def test_a_span_of_centuries_is_refused_not_built(tiny_log, first, as_of):
+    # DuckDB crashed (SIGFPE) on the query of a span of millennia; a century is no behaviour.
+    raw = tiny_log.astype({"timestamp": str})
+    raw.loc[0, "timestamp"] = first
+    with pytest.raises(DataValidationError, match=r"expected at most 100 years of behaviour"):
+        build_features(raw, as_of)
+    log = load_events(raw, as_of=as_of)
+    with pytest.raises(DataValidationError, match=r"column 'timestamp' \(timestamp\)"):
+        build_features_many(log, [as_of, "2024-01-15"])
+
+
+def test_a_span_of_decades_is_still_built(tiny_log):
+    raw = tiny_log.astype({"timestamp": str})
+    raw.loc[0, "timestamp"] = "1970-01-01 00:00"
+    table = build_features(raw, AS_OF)
+    assert table.loc[table["user_id"] == "a", "tenure_days"].item() > 365 * 54

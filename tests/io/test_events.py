@@ -1,4 +1,6 @@
 import datetime as dt
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,6 +11,7 @@ from segmentkit.config import ColumnMap
 from segmentkit.errors import DataValidationError, InsufficientDataError
 from segmentkit.io.events import (
     check_output_path,
+    check_output_target,
     default_as_of,
     load_events,
     to_timestamp,
@@ -183,6 +186,51 @@ def test_write_table_round_trip_and_refuses_unknown_suffix(tmp_path, tiny_log):
         assert not list(path.parent.glob(".*.tmp"))
     with pytest.raises(DataValidationError, match="expected a .parquet or .csv"):
         check_output_path(tmp_path / "out.xlsx")
+
+
+def test_a_failed_write_leaves_no_file_behind(tmp_path, tiny_log, monkeypatch):
+    def full_disk(self, path, **kwargs):
+        Path(path).write_bytes(b"half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_table(tiny_log, tmp_path / "scores.parquet")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("make", "out", "message"),
+    [
+        (lambda d: (d / "scores.parquet").mkdir(), "scores.parquet", "is a directory"),
+        (lambda d: (d / "events.csv").write_text("x"), "events.csv/s.parquet", "is a file, not"),
+        (lambda d: None, "scores.json", "expected a .parquet or .csv"),
+    ],
+    ids=["directory", "parent-is-a-file", "suffix"],
+)
+def test_output_targets_that_cannot_be_written_are_refused(tmp_path, make, out, message):
+    make(tmp_path)
+    with pytest.raises(DataValidationError, match=message):
+        check_output_target(tmp_path / out)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write to any directory")
+def test_an_output_directory_without_write_permission_is_refused(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    with pytest.raises(DataValidationError, match="is not writable"):
+        check_output_target(locked / "scores.parquet")
+
+
+@pytest.mark.parametrize("pattern", ["events.parquet", "ev*.parquet", "sub/../events.parquet"])
+def test_an_output_that_is_the_event_log_is_refused(tmp_path, tiny_log, pattern, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    tiny_log.to_parquet(tmp_path / "events.parquet")
+    with pytest.raises(DataValidationError, match="is the events file"):
+        check_output_target(tmp_path / "events.parquet", pattern)
+    assert check_output_target(tmp_path / "scores.parquet", pattern) == tmp_path / "scores.parquet"
+    assert check_output_target("new/dir/s.csv", tiny_log) == Path("new/dir/s.csv")
 
 
 def test_duplicate_check_can_be_turned_off(tiny_log):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -9,7 +10,13 @@ import pytest
 
 from segmentkit.config import ColumnMap, load_config
 from segmentkit.errors import DataValidationError
-from segmentkit.io.events import check_input, describe_input, load_events, to_timestamp
+from segmentkit.io.events import (
+    check_input,
+    check_log_reaches_as_of,
+    describe_input,
+    load_events,
+    to_timestamp,
+)
 
 
 @pytest.mark.parametrize(
@@ -18,6 +25,12 @@ from segmentkit.io.events import check_input, describe_input, load_events, to_ti
 def test_as_of_accepts_iso_8601_only(text):
     with pytest.raises(DataValidationError, match="expected an ISO 8601 date or datetime"):
         to_timestamp(text)
+
+
+@pytest.mark.parametrize("number", [20250101, 1735689600.0, np.int64(1735689600000), True])
+def test_as_of_refuses_numbers_rather_than_read_them_as_nanoseconds(number):
+    with pytest.raises(DataValidationError, match="a number is no date"):
+        to_timestamp(number)
 
 
 @pytest.mark.parametrize(
@@ -181,3 +194,130 @@ def test_cli_refuses_an_ambiguous_as_of(tmp_path, monkeypatch, capsys):
         main(["features", "--events", "e.csv", "--as-of", "01-11-2024", "--out", "f.csv"])
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.count("\n") == 1 and "ISO 8601" in err
+
+
+# --------------------------------------------------------------------------- as_of past the log
+
+
+def _days_log(days: list[str]) -> pd.DataFrame:
+    """One event a listed day at 10:00 (the log's quiet spells are the days between)."""
+    stamps = pd.to_datetime([f"{day} 10:00" for day in days])
+    return pd.DataFrame({"user_id": "a", "timestamp": stamps, "event": "view"})
+
+
+# Events on the 1st, 2nd and 5th: the longest quiet spell is 2 whole days (3rd, 4th).
+SPELL_LOG = ["2024-01-01", "2024-01-02", "2024-01-05"]
+
+
+@pytest.mark.parametrize(
+    "as_of",
+    [None, "2024-01-03", "2024-01-05T12:00", "2024-01-06", "2024-01-07", "2024-01-08T23:59"],
+)
+def test_as_of_within_the_logs_longest_quiet_spell_is_accepted(as_of):
+    log = load_events(_days_log(SPELL_LOG), as_of=as_of)
+    check_log_reaches_as_of(log)
+    assert check_input(log, None) == []
+
+
+@pytest.mark.parametrize(
+    ("as_of", "missing"),
+    [("2024-01-09", "3.0"), ("2024-01-10T12:00", "4.5"), ("2099-01-01", "27,389.0")],
+)
+def test_as_of_past_the_end_of_the_log_is_refused(as_of, missing):
+    log = load_events(_days_log(SPELL_LOG), as_of=as_of)
+    message = (
+        rf"leaves {missing} day\(s\) without any event after the day of the log's last event "
+        r"\(2024-01-05T10:00:00\), but the log never goes more than 2 whole day\(s\) "
+        r".* score as of 2024-01-06 or earlier"
+    )
+    with pytest.raises(DataValidationError, match=message):
+        check_input(log, None)
+
+
+def test_a_log_with_an_event_every_day_must_reach_the_day_before_as_of():
+    days = [f"2024-01-{d:02d}" for d in range(1, 11)]
+    check_log_reaches_as_of(load_events(_days_log(days), as_of="2024-01-11T23:59"))
+    with pytest.raises(DataValidationError, match="never goes more than 0 whole day"):
+        check_log_reaches_as_of(load_events(_days_log(days), as_of="2024-01-12"))
+
+
+@pytest.mark.parametrize(
+    ("spelled", "names"),
+    [
+        ({"purchase": "PURCHASE"}, "'purchase' as 'PURCHASE'"),
+        ({"add_to_cart": "Add To Cart"}, "'add_to_cart' as 'Add To Cart'"),
+        (
+            {"purchase": " purchase ", "add_to_cart": "add-to-cart"},
+            "'add_to_cart' as 'add-to-cart'",
+        ),
+    ],
+    ids=["capitals", "blanks", "separators"],
+)
+def test_key_events_spelled_otherwise_than_in_training_are_refused(tiny_log, spelled, names):
+    schema = _schema(tiny_log)
+    log = load_events(tiny_log.replace({"event": spelled}))
+    with pytest.raises(DataValidationError, match=f"column 'event' \\(event\\): .*{names}"):
+        check_input(log, schema)
+
+
+def test_a_key_event_merely_absent_is_still_a_warning_not_a_respelling(tiny_log):
+    schema = _schema(tiny_log)
+    log = load_events(tiny_log.replace({"event": {"purchase": "purchase_refunded"}}))
+    (message,) = check_input(log, schema)
+    assert "['purchase'] occurred in the training log" in message
+
+
+# --------------------------------------------------------------------------- files and columns
+
+
+def _with_revenue_twice(tiny_log: pd.DataFrame) -> pd.DataFrame:
+    cents = tiny_log.assign(cents=tiny_log["revenue"] * 100)
+    return cents.rename(columns={"cents": "revenue"})
+
+
+@pytest.mark.parametrize("kind", ["frame", "csv", "parquet"])
+def test_a_contract_column_named_twice_is_refused(tiny_log, tmp_path, kind):
+    raw = _with_revenue_twice(tiny_log)
+    source = {"frame": raw, "csv": tmp_path / "e.csv", "parquet": tmp_path / "e.parquet"}[kind]
+    if kind == "csv":
+        raw.to_csv(source, index=False)
+    elif kind == "parquet":
+        table = pa.Table.from_pandas(tiny_log, preserve_index=False)
+        pq.write_table(table.append_column("revenue", table["revenue"]), source)
+    with pytest.raises(
+        DataValidationError, match=r"column\(s\) \['revenue'\] appear more than once"
+    ):
+        load_events(source)
+
+
+def test_a_column_really_named_like_a_copy_is_accepted(tiny_log, tmp_path):
+    path = tmp_path / "e.csv"
+    tiny_log.assign(revenue_1=1.0).to_csv(path, index=False)
+    assert load_events(path).report.rows_clean == 7
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.mkdir(), r"is a directory: name its files, e.g. '.*events.csv/\*.parquet'"),
+        (lambda p: p.write_bytes(b""), r"is empty \(0 bytes\)"),
+    ],
+    ids=["directory", "empty"],
+)
+def test_an_events_path_that_is_not_a_log_file_is_named(tmp_path, make, message):
+    path = tmp_path / "events.csv"
+    make(path)
+    with pytest.raises(DataValidationError, match=message):
+        load_events(path)
+
+
+def test_rows_dropped_as_unusable_are_a_warning_when_scoring(tiny_log):
+    raw = tiny_log.astype({"user_id": object, "event": object})
+    raw.loc[[0, 6], "user_id"] = None
+    raw.loc[2, "event"] = None
+    raw.loc[4, "timestamp"] = pd.NaT  # a purchase: row 1 is another, so none goes unseen
+    (message,) = check_input(load_events(raw), _schema(tiny_log))
+    assert message == (
+        "4 of 7 rows were dropped (2 without a user id, 1 without a timestamp, 1 without "
+        "an event name; data.on_invalid: drop): their events count for no user"
+    )

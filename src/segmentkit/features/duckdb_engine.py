@@ -31,6 +31,11 @@ _MAX_BITMAP_EVENTS = 63
 # Days per activity bitmap: 63 bits keep a BIGINT positive (unsigned integers reach
 # pandas as float64 and would lose bits).
 _BLOCK_DAYS = 63
+#: Longest span from the first event to a snapshot: a log of user behaviour spanning
+#: more has a placeholder or mistyped timestamp (or as_of), and the feature query,
+#: one bitmap column per block of the span, would grow without bound (DuckDB itself
+#: crashed near 17,000 blocks, a span of 3,000 years).
+MAX_SPAN_YEARS = 100
 _user_day_ids = itertools.count()
 
 
@@ -377,7 +382,7 @@ def _scan_facts(events: EventLog, cutoff: dt.datetime) -> tuple[list[str] | None
         if first >= cutoff:
             return [], 0
         names = list(events.event_names)
-        span_days = int((cutoff - first).total_seconds() // 86_400) + 1
+        span_days = _checked_span_days(first, cutoff, events.columns.timestamp)
         return (names if len(names) <= _MAX_BITMAP_EVENTS else None), span_days
     rows = events.con.execute(
         f"""
@@ -388,9 +393,33 @@ def _scan_facts(events: EventLog, cutoff: dt.datetime) -> tuple[list[str] | None
     if not rows:
         return [], 0
     first = min(row[1] for row in rows)
-    span_days = int((cutoff - first).total_seconds() // 86_400) + 1
+    span_days = _checked_span_days(first, cutoff, events.columns.timestamp)
     names = [row[0] for row in rows if row[0] is not None]
     return (names if len(names) <= _MAX_BITMAP_EVENTS else None), span_days
+
+
+def _checked_span_days(first: dt.datetime, cutoff: dt.datetime, column: str = "timestamp") -> int:
+    """Days from the first event to the snapshot, counting both; refused beyond MAX_SPAN_YEARS.
+
+    Raises
+    ------
+    DataValidationError
+        Naming the first event and the snapshot.
+
+    Examples
+    --------
+    >>> _checked_span_days(dt.datetime(2024, 1, 1, 12), dt.datetime(2024, 1, 3))
+    2
+    """
+    span_days = int((cutoff - first).total_seconds() // 86_400) + 1
+    if span_days > MAX_SPAN_YEARS * 366:
+        raise DataValidationError(
+            f"column {column!r} (timestamp): the events before as_of {cutoff:%Y-%m-%d} start "
+            f"on {first.date().isoformat()}, {span_days:,} days earlier; expected at most "
+            f"{MAX_SPAN_YEARS} years of behaviour (a placeholder timestamp such as 0001-01-01, "
+            "or a mistyped as_of?)"
+        )
+    return span_days
 
 
 def _feature_sql(

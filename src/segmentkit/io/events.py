@@ -33,7 +33,9 @@ __all__ = [
     "DataQualityReport",
     "EventLog",
     "EventSource",
+    "check_log_reaches_as_of",
     "check_output_path",
+    "check_output_target",
     "connect",
     "default_as_of",
     "load_events",
@@ -254,6 +256,11 @@ def to_timestamp(value: dt.date | dt.datetime | str | pd.Timestamp) -> dt.dateti
             value = dt.datetime.fromisoformat(value.strip())
         except ValueError:
             raise DataValidationError(expected) from None
+    if isinstance(value, int | float | np.number):
+        # pandas reads a number as nanoseconds since 1970 (20250101 is 1970-01-01 00:00:00.02).
+        raise DataValidationError(
+            f"{expected} (a number is no date: epoch seconds, milliseconds or YYYYMMDD?)"
+        )
     try:
         stamp = pd.Timestamp(value)
     except (ValueError, TypeError):
@@ -278,12 +285,19 @@ def _register_source(con: duckdb.DuckDBPyConnection, source: EventSource) -> str
         return name
     if isinstance(source, str | Path):
         text = str(source)
-        paths = sorted(glob.glob(text)) if glob.has_magic(text) else [text]
+        paths = _paths_of(text)
         if not paths:
             raise DataValidationError(f"no file matches the events pattern {text!r}")
         for path in paths:
+            if Path(path).is_dir():
+                example = Path(path) / "*.parquet"
+                raise DataValidationError(
+                    f"events {path} is a directory: name its files, e.g. '{example}'"
+                )
             if not Path(path).is_file():
                 raise DataValidationError(f"events file not found: {path}")
+            if Path(path).stat().st_size == 0:
+                raise DataValidationError(f"events file {path} is empty (0 bytes)")
         suffixes = {Path(p).suffix.lower() for p in paths}
         listed = "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
         if suffixes == {".parquet"}:
@@ -297,6 +311,43 @@ def _register_source(con: duckdb.DuckDBPyConnection, source: EventSource) -> str
         "events: expected a Parquet/CSV path or glob, a pandas DataFrame or a DuckDB relation, "
         f"got {type(source).__name__}"
     )
+
+
+def _paths_of(text: str) -> list[str]:
+    """Return the files a path or glob names (a path names itself, existing or not)."""
+    return sorted(glob.glob(text)) if glob.has_magic(text) else [text]
+
+
+def _check_columns_named_once(
+    con: duckdb.DuckDBPyConnection, source: EventSource, columns: ColumnMap, present: Sequence[str]
+) -> None:
+    """Refuse a log that names a contract column twice: which copy counts would be arbitrary.
+
+    DuckDB reads a repeated name as ``name``, ``name_1``...: only then are the file's
+    own names read (the header of a CSV, the schema of a Parquet file).
+    """
+    mapped = [getattr(columns, role) for role in ("user_id", "timestamp", "event", "revenue")]
+    mapped = [name for name in [*mapped, columns.session_id] if name is not None]
+    if isinstance(source, pd.DataFrame):
+        names = [str(name) for name in source.columns]
+    elif isinstance(source, str | Path) and any(f"{name}_1" in present for name in mapped):
+        first = _paths_of(str(source))[0]
+        quoted = "'" + first.replace("'", "''") + "'"
+        if Path(first).suffix.lower() == ".csv":
+            header = f"SELECT * FROM read_csv({quoted}, header = false, all_varchar = true)"
+            names = list(con.execute(header).fetchmany(1)[0])
+        else:
+            # The first row of a Parquet schema is its root, not a column.
+            schema = con.execute(f"SELECT name FROM parquet_schema({quoted})").fetchall()
+            names = [row[0] for row in schema[1:]]
+    else:
+        return
+    twice = [name for name in mapped if names.count(name) > 1]
+    if twice:
+        raise DataValidationError(
+            f"column(s) {twice} appear more than once in the events; expected each column once "
+            f"(columns present: {names})"
+        )
 
 
 def _quote(name: str) -> str:
@@ -625,6 +676,7 @@ def load_events(
         raise DataValidationError(f"events cannot be read: {_first_line(exc)}") from None
     types = {row[0]: row[1] for row in schema}
 
+    _check_columns_named_once(con, source, columns, list(types))
     check_mapped_columns(columns, list(types))
     has_revenue = columns.revenue is not None and columns.revenue in types
     has_session = columns.session_id is not None and columns.session_id in types
@@ -1097,16 +1149,20 @@ def check_input(log: EventLog, schema: Mapping[str, Any] | None) -> list[str]:
     Returns
     -------
     list of str
-        Warnings: key events seen in training that never occur in ``log``.
+        Warnings: rows dropped for a missing user id, timestamp or event name; key
+        events seen in training that never occur in ``log``.
 
     Raises
     ------
     DataValidationError
         A column the model was trained with (e.g. ``revenue``) is absent: its features
-        would silently become zero and move users to other segments.
+        would silently become zero and move users to other segments; or the log ends
+        before its ``as_of`` (see :func:`check_log_reaches_as_of`).
     """
+    check_log_reaches_as_of(log)
+    notes = _dropped_rows(log._report)
     if not schema:
-        return []
+        return notes
     trained = dict(schema.get("columns", {}))
     present = _roles_present(log)
     missing = [f"{role} ({name!r})" for role, name in trained.items() if role not in present]
@@ -1117,12 +1173,102 @@ def check_input(log: EventLog, schema: Mapping[str, Any] | None) -> list[str]:
         )
     expected = [str(e) for e in schema.get("key_events_seen", [])]
     unseen = sorted(set(expected) - set(key_events_seen(log, expected)))
+    renamed = _respelled_events(log, unseen)
+    if renamed:
+        pairs = ", ".join(f"{name!r} as {spelled!r}" for name, spelled in renamed.items())
+        raise DataValidationError(
+            f"column {log.columns.event!r} (event): this log spells key event(s) of the "
+            f"training log differently: {pairs}; the model would count none of them. Rename "
+            "them as in training"
+        )
     if unseen:
-        return [
+        notes.append(
             f"key event(s) {unseen} occurred in the training log but never in this one: "
             "their count features are zero for every user"
+        )
+    return notes
+
+
+def _dropped_rows(report: DataQualityReport) -> list[str]:
+    """Return a warning naming the rows validation dropped as unusable (none: no warning)."""
+    reasons = {
+        "a user id": report.null_user_id,
+        "a timestamp": report.null_timestamp,
+        "an event name": report.null_event,
+    }
+    dropped = [f"{count:,} without {what}" for what, count in reasons.items() if count]
+    if not dropped:
+        return []
+    return [
+        f"{sum(reasons.values()):,} of {report.rows_read:,} rows were dropped "
+        f"({', '.join(dropped)}; data.on_invalid: drop): their events count for no user"
+    ]
+
+
+def _spelling(name: str) -> str:
+    """Return an event name without case, blanks or separators (``Add-To Cart``: ``addtocart``).
+
+    Examples
+    --------
+    >>> _spelling(" Add-To Cart") == _spelling("add_to_cart")
+    True
+    """
+    return "".join(ch for ch in name.casefold() if ch.isalnum())
+
+
+def _respelled_events(log: EventLog, names: Sequence[str]) -> dict[str, str]:
+    """Events of ``names`` that ``log`` holds only under another spelling, e.g. in capitals."""
+    if not names or log.columns.event is None:
+        return {}
+    if log.event_names is not None:
+        present = list(log.event_names)
+    else:
+        present = [
+            row[0] for row in log.con.execute(f"SELECT DISTINCT event FROM {log.table}").fetchall()
         ]
-    return []
+    spelled = {_spelling(str(name)): str(name) for name in present if name is not None}
+    return {name: spelled[_spelling(name)] for name in names if _spelling(name) in spelled}
+
+
+def check_log_reaches_as_of(log: EventLog) -> None:
+    """Refuse a cut-off later than the log's end by more than its own longest quiet spell.
+
+    Features as of T describe users by what they did up to T: a log that stops days
+    before T makes every user look inactive for those days (recency grows, window
+    counts shrink), a confident wrong answer. The log itself says how long it can go
+    without any event: whole calendar days without one between its first and last
+    event. Days without events from the log's last day to ``as_of`` are accepted up
+    to that many, plus one (a partial day at each end); the midnight after the last
+    event (the default snapshot) is always accepted. The longest quiet spell is only
+    looked for when ``as_of`` is after that midnight.
+
+    Raises
+    ------
+    DataValidationError
+        Naming ``as_of``, the last event, the longest quiet spell and the snapshot to use.
+    """
+    if log.as_of is None or log.last_event is None:
+        return
+    natural = default_as_of(log)
+    if log.as_of <= natural:
+        return
+    (quiet,) = log.con.execute(
+        f"""
+        SELECT coalesce(max(day - previous - 1), 0) FROM (
+            SELECT day, lag(day) OVER (ORDER BY day) AS previous
+            FROM (SELECT DISTINCT CAST(timestamp AS DATE) AS day FROM {log.table})
+        )
+        """
+    ).fetchall()[0]
+    missing_days = (log.as_of - natural) / dt.timedelta(days=1)
+    if missing_days >= int(quiet) + 1:
+        raise DataValidationError(
+            f"as_of {log.as_of:%Y-%m-%d %H:%M} leaves {missing_days:,.1f} day(s) without any "
+            f"event after the day of the log's last event ({log.last_event}), but the log never "
+            f"goes more than {int(quiet)} whole day(s) without one: it ends before as_of, and "
+            f"every user would look inactive since; score as of {natural:%Y-%m-%d} or earlier "
+            "(the default: the midnight after the last event), or give a log that reaches as_of"
+        )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -1156,6 +1302,46 @@ def check_output_path(out: str | Path) -> Path:
     return out
 
 
+def check_output_target(out: str | Path, events: EventSource | None = None) -> Path:
+    """Refuse, before any work, an output file that cannot be written or would replace the log.
+
+    Parameters
+    ----------
+    out : str or Path
+        The output file (``.parquet`` or ``.csv``).
+    events : event source, optional
+        The input: a path or glob naming the same file as ``out`` is refused (writing
+        the output would destroy the event log it was computed from).
+
+    Raises
+    ------
+    DataValidationError
+        ``out`` has another suffix, is a directory, is one of the input files, or its
+        directory cannot be created or written.
+    """
+    import os
+
+    out = check_output_path(out)
+    if out.is_dir():
+        raise DataValidationError(f"output {out}: is a directory; expected a file name")
+    if isinstance(events, str | Path):
+        for path in _paths_of(str(events)):
+            if Path(path).exists() and Path(path).resolve() == out.resolve():
+                raise DataValidationError(
+                    f"output {out} is the events file {path}: writing the output would replace "
+                    "the event log; choose another output path"
+                )
+    # The nearest existing directory above the file: it must be a writable directory.
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise DataValidationError(f"output {out}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DataValidationError(f"output {out}: directory {parent} is not writable")
+    return out
+
+
 def write_table(frame: pd.DataFrame, out: str | Path) -> Path:
     """Write ``frame`` to Parquet or CSV (by suffix), atomically.
 
@@ -1165,9 +1351,14 @@ def write_table(frame: pd.DataFrame, out: str | Path) -> Path:
     out = check_output_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    if out.suffix.lower() == ".parquet":
-        frame.to_parquet(tmp, index=False)
-    else:
-        frame.to_csv(tmp, index=False)
-    tmp.replace(out)
+    try:
+        if out.suffix.lower() == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+        tmp.replace(out)
+    except BaseException:
+        # A failed write leaves nothing behind (e.g. a full disk, or `out` a directory).
+        tmp.unlink(missing_ok=True)
+        raise
     return out
