@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from segmentkit.config import ColumnMap, load_config
-from segmentkit.errors import DataValidationError
+from segmentkit.errors import DataValidationError, SegmentkitWarning
 from segmentkit.io.events import (
     check_input,
     check_log_reaches_as_of,
@@ -311,13 +311,19 @@ def test_an_events_path_that_is_not_a_log_file_is_named(tmp_path, make, message)
         load_events(path)
 
 
-def test_rows_dropped_as_unusable_are_a_warning_when_scoring(tiny_log):
+def test_rows_dropped_as_unusable_are_one_warning_when_scoring(tiny_log):
     raw = tiny_log.astype({"user_id": object, "event": object})
     raw.loc[[0, 6], "user_id"] = None
     raw.loc[2, "event"] = None
     raw.loc[4, "timestamp"] = pd.NaT  # a purchase: row 1 is another, so none goes unseen
-    (message,) = check_input(load_events(raw), _schema(tiny_log))
+    with pytest.warns(SegmentkitWarning) as caught:
+        log = load_events(raw)
+    (message,) = [str(w.message) for w in caught]
     assert message == (
-        "4 of 7 rows were dropped (2 without a user id, 1 without a timestamp, 1 without "
-        "an event name; data.on_invalid: drop): their events count for no user"
+        "dropped 2 of 7 rows (28.6%) without a user id (column 'user_id') and 1 of 7 rows "
+        "(14.3%) without a timestamp (column 'timestamp') and 1 of 7 rows (14.3%) without "
+        "an event name (column 'event'): they count in no feature, segment or label "
+        "(data.on_invalid: error refuses such a log instead)"
     )
+    # Scoring says it once (load_events' warning), not again.
+    assert check_input(log, _schema(tiny_log)) == []

@@ -1149,8 +1149,7 @@ def check_input(log: EventLog, schema: Mapping[str, Any] | None) -> list[str]:
     Returns
     -------
     list of str
-        Warnings: rows dropped for a missing user id, timestamp or event name; key
-        events seen in training that never occur in ``log``.
+        Warnings: key events seen in training that never occur in ``log``.
 
     Raises
     ------
@@ -1160,7 +1159,9 @@ def check_input(log: EventLog, schema: Mapping[str, Any] | None) -> list[str]:
         before its ``as_of`` (see :func:`check_log_reaches_as_of`).
     """
     check_log_reaches_as_of(log)
-    notes = _dropped_rows(log._report)
+    # Rows dropped for a missing user id, timestamp or event were already named by
+    # load_events' warning (dropped_rows_message).
+    notes: list[str] = []
     if not schema:
         return notes
     trained = dict(schema.get("columns", {}))
@@ -1187,22 +1188,6 @@ def check_input(log: EventLog, schema: Mapping[str, Any] | None) -> list[str]:
             "their count features are zero for every user"
         )
     return notes
-
-
-def _dropped_rows(report: DataQualityReport) -> list[str]:
-    """Return a warning naming the rows validation dropped as unusable (none: no warning)."""
-    reasons = {
-        "a user id": report.null_user_id,
-        "a timestamp": report.null_timestamp,
-        "an event name": report.null_event,
-    }
-    dropped = [f"{count:,} without {what}" for what, count in reasons.items() if count]
-    if not dropped:
-        return []
-    return [
-        f"{sum(reasons.values()):,} of {report.rows_read:,} rows were dropped "
-        f"({', '.join(dropped)}; data.on_invalid: drop): their events count for no user"
-    ]
 
 
 def _spelling(name: str) -> str:
