@@ -16,7 +16,7 @@ import glob
 import itertools
 import re
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -1161,24 +1161,70 @@ def check_input(log: EventLog, schema: Mapping[str, Any] | None) -> list[str]:
     check_log_reaches_as_of(log)
     # Rows dropped for a missing user id, timestamp or event were already named by
     # load_events' warning (dropped_rows_message).
+    return check_against_training(
+        schema,
+        present=_roles_present(log),
+        source_columns=list(log.source_columns),
+        event_column=log.columns.event,
+        seen=lambda expected: key_events_seen(log, expected),
+        event_names=lambda: _event_names(log),
+    )
+
+
+def check_against_training(
+    schema: Mapping[str, Any] | None,
+    *,
+    present: Mapping[str, str],
+    source_columns: Sequence[str],
+    event_column: str | None,
+    seen: Callable[[Sequence[str]], Sequence[str]],
+    event_names: Callable[[], Iterable[Any]],
+) -> list[str]:
+    """Compare a log about to be scored with the training log (shared by every engine).
+
+    Parameters
+    ----------
+    schema : mapping, optional
+        :func:`describe_input` of the training log (bundles without one are not checked).
+    present : mapping
+        Contract role to column name, for every role the log has.
+    source_columns : sequence of str
+        The log's own columns (named in the error).
+    event_column : str, optional
+        The log's event column (``None``: every row is a purchase).
+    seen : callable
+        Given key event names, returns those that occur in the log.
+    event_names : callable
+        Returns every event name of the log; only called when a key event is unseen.
+
+    Returns
+    -------
+    list of str
+        Warnings: key events seen in training that never occur in the log.
+
+    Raises
+    ------
+    DataValidationError
+        A column the model was trained with is absent, or the log spells key events
+        of the training log otherwise (e.g. in capitals).
+    """
     notes: list[str] = []
     if not schema:
         return notes
     trained = dict(schema.get("columns", {}))
-    present = _roles_present(log)
     missing = [f"{role} ({name!r})" for role, name in trained.items() if role not in present]
     if missing:
         raise DataValidationError(
             f"the model was trained with column(s) {', '.join(missing)} that this event log "
-            f"lacks; columns present: {list(log.source_columns)} (map them in data.columns)"
+            f"lacks; columns present: {list(source_columns)} (map them in data.columns)"
         )
     expected = [str(e) for e in schema.get("key_events_seen", [])]
-    unseen = sorted(set(expected) - set(key_events_seen(log, expected)))
-    renamed = _respelled_events(log, unseen)
+    unseen = sorted(set(expected) - set(seen(expected)))
+    renamed = respelled_names(unseen, event_names()) if unseen and event_column else {}
     if renamed:
         pairs = ", ".join(f"{name!r} as {spelled!r}" for name, spelled in renamed.items())
         raise DataValidationError(
-            f"column {log.columns.event!r} (event): this log spells key event(s) of the "
+            f"column {event_column!r} (event): this log spells key event(s) of the "
             f"training log differently: {pairs}; the model would count none of them. Rename "
             "them as in training"
         )
@@ -1201,16 +1247,28 @@ def _spelling(name: str) -> str:
     return "".join(ch for ch in name.casefold() if ch.isalnum())
 
 
+def _event_names(log: EventLog) -> list[Any]:
+    """Every distinct event name of ``log``."""
+    if log.event_names is not None:
+        return list(log.event_names)
+    return [row[0] for row in log.con.execute(f"SELECT DISTINCT event FROM {log.table}").fetchall()]
+
+
 def _respelled_events(log: EventLog, names: Sequence[str]) -> dict[str, str]:
     """Events of ``names`` that ``log`` holds only under another spelling, e.g. in capitals."""
     if not names or log.columns.event is None:
         return {}
-    if log.event_names is not None:
-        present = list(log.event_names)
-    else:
-        present = [
-            row[0] for row in log.con.execute(f"SELECT DISTINCT event FROM {log.table}").fetchall()
-        ]
+    return respelled_names(names, _event_names(log))
+
+
+def respelled_names(names: Sequence[str], present: Iterable[Any]) -> dict[str, str]:
+    """Names of ``names`` found in ``present`` only under another spelling, e.g. in capitals.
+
+    Examples
+    --------
+    >>> respelled_names(["purchase", "view"], ["PURCHASE", "click", None])
+    {'purchase': 'PURCHASE'}
+    """
     spelled = {_spelling(str(name)): str(name) for name in present if name is not None}
     return {name: spelled[_spelling(name)] for name in names if _spelling(name) in spelled}
 
@@ -1234,23 +1292,53 @@ def check_log_reaches_as_of(log: EventLog) -> None:
     """
     if log.as_of is None or log.last_event is None:
         return
-    natural = default_as_of(log)
-    if log.as_of <= natural:
+
+    def quiet_spell() -> int:
+        (quiet,) = log.con.execute(
+            f"""
+            SELECT coalesce(max(day - previous - 1), 0) FROM (
+                SELECT day, lag(day) OVER (ORDER BY day) AS previous
+                FROM (SELECT DISTINCT CAST(timestamp AS DATE) AS day FROM {log.table})
+            )
+            """
+        ).fetchall()[0]
+        return int(quiet)
+
+    check_as_of_reaches_log_end(log.as_of, log.last_event, quiet_spell)
+
+
+def check_as_of_reaches_log_end(
+    as_of: dt.datetime, last_event: str, quiet_spell: Callable[[], int]
+) -> None:
+    """Apply the rule of :func:`check_log_reaches_as_of` (shared by every engine).
+
+    Parameters
+    ----------
+    as_of : datetime.datetime
+        The cut-off (naive UTC).
+    last_event : str
+        The log's last event before ``as_of`` (ISO 8601).
+    quiet_spell : callable
+        Returns the most whole calendar days the log goes without any event between
+        its first and last event; only called when ``as_of`` is after the midnight
+        following the last event.
+
+    Raises
+    ------
+    DataValidationError
+        Naming ``as_of``, the last event, the longest quiet spell and the snapshot to use.
+    """
+    last = dt.datetime.fromisoformat(last_event)
+    natural = dt.datetime.combine(last.date() + dt.timedelta(days=1), dt.time())
+    if as_of <= natural:
         return
-    (quiet,) = log.con.execute(
-        f"""
-        SELECT coalesce(max(day - previous - 1), 0) FROM (
-            SELECT day, lag(day) OVER (ORDER BY day) AS previous
-            FROM (SELECT DISTINCT CAST(timestamp AS DATE) AS day FROM {log.table})
-        )
-        """
-    ).fetchall()[0]
-    missing_days = (log.as_of - natural) / dt.timedelta(days=1)
-    if missing_days >= int(quiet) + 1:
+    quiet = int(quiet_spell())
+    missing_days = (as_of - natural) / dt.timedelta(days=1)
+    if missing_days >= quiet + 1:
         raise DataValidationError(
-            f"as_of {log.as_of:%Y-%m-%d %H:%M} leaves {missing_days:,.1f} day(s) without any "
-            f"event after the day of the log's last event ({log.last_event}), but the log never "
-            f"goes more than {int(quiet)} whole day(s) without one: it ends before as_of, and "
+            f"as_of {as_of:%Y-%m-%d %H:%M} leaves {missing_days:,.1f} day(s) without any "
+            f"event after the day of the log's last event ({last_event}), but the log never "
+            f"goes more than {quiet} whole day(s) without one: it ends before as_of, and "
             f"every user would look inactive since; score as of {natural:%Y-%m-%d} or earlier "
             "(the default: the midnight after the last event), or give a log that reaches as_of"
         )
