@@ -636,13 +636,20 @@ def _score_on_spark(
     """``score --engine spark``: every user scored distributed, a Parquet dataset out."""
     from segmentkit import api
 
+    try:
+        from segmentkit.io.spark import check_spark_output_target
+    except ImportError as exc:
+        raise ConfigError(f"--engine spark: {exc}") from None
     cfg = _config(params)
+    # Refused before any Spark work: an output that would delete or join the event log.
+    source = _events_path(cfg, events, output)
+    check_spark_output_target(out, source)
     with output.step(f"Loading {model}"):
         loaded = api.load(model, tracking_uri=cfg.tracking.tracking_uri)
     # As local scoring: the model's column mapping, and as_of only from the command line.
     sks, log = _spark_log(
         cfg,
-        events,
+        source,
         as_of,
         output,
         columns=loaded.columns,

@@ -183,3 +183,41 @@ def test_an_unreadable_as_of_on_spark_is_a_one_line_error(spark, in_workdir, cap
     assert err.strip().startswith("error: as_of: expected an ISO 8601 date or datetime")
     assert err.strip().endswith("got 'soon'") and len(err.strip().splitlines()) == 1
     assert not (in_workdir / "x.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    ("events", "out", "why"),
+    [
+        ("events/*.parquet", "events/part-0.parquet", "is or holds the events"),
+        ("events/part-1.parquet", "./events/part-1.parquet", "is or holds the events"),
+        ("events/*.parquet", "events/scores.parquet", "is inside the events"),
+        ("lake.parquet/part-0.parquet", "lake.parquet", "is or holds the events"),
+        ("lake.parquet", "lake.parquet/scores.parquet", "is inside the events"),
+    ],
+)
+def test_score_on_spark_refuses_an_output_that_is_or_holds_or_joins_the_log(
+    in_workdir, capsys, events, out, why
+):
+    lake = in_workdir / "lake.parquet"
+    lake.mkdir(exist_ok=True)
+    (lake / "part-0.parquet").write_bytes((in_workdir / "events" / "part-0.parquet").read_bytes())
+    before = sorted(p.name for p in (in_workdir / "events").iterdir())
+    # Refused before the model is even looked for, and before any Spark work.
+    command = ["score", "--model", "no-such-model", "--events", events, "--out", out]
+    code, _, err = run([*command, "--engine", "spark"], capsys)
+    assert code == 2
+    assert err.startswith("error: output ") and why in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in (in_workdir / "events").iterdir()) == before
+    assert [p.name for p in lake.iterdir()] == ["part-0.parquet"]
+
+
+def test_an_existing_spark_output_dataset_may_be_replaced(in_workdir):
+    from segmentkit.io.spark import check_spark_output_target
+
+    (in_workdir / "old-scores.parquet").mkdir(exist_ok=True)
+    glob = str(in_workdir / "events" / "*.parquet")
+    assert check_spark_output_target("old-scores.parquet", glob) == "old-scores.parquet"
+    # Another file system: compared as written.
+    with pytest.raises(Exception, match="is inside the events"):
+        check_spark_output_target("s3://lake/events/x.parquet", "s3://lake/events")
+    assert check_spark_output_target("s3://lake/scores.parquet", "s3://lake/events")

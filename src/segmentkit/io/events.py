@@ -1392,8 +1392,6 @@ def check_output_target(out: str | Path, events: EventSource | None = None) -> P
         ``out`` has another suffix, is a directory, is one of the input files, or its
         directory cannot be created or written.
     """
-    import os
-
     out = check_output_path(out)
     if out.is_dir():
         raise DataValidationError(f"output {out}: is a directory; expected a file name")
@@ -1404,7 +1402,14 @@ def check_output_target(out: str | Path, events: EventSource | None = None) -> P
                     f"output {out} is the events file {path}: writing the output would replace "
                     "the event log; choose another output path"
                 )
-    # The nearest existing directory above the file: it must be a writable directory.
+    check_output_parent(out)
+    return out
+
+
+def check_output_parent(out: Path) -> None:
+    """Refuse an output whose nearest existing directory above it is a file or not writable."""
+    import os
+
     parent = out.absolute().parent
     while not parent.exists():
         parent = parent.parent
@@ -1412,7 +1417,6 @@ def check_output_target(out: str | Path, events: EventSource | None = None) -> P
         raise DataValidationError(f"output {out}: {parent} is a file, not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise DataValidationError(f"output {out}: directory {parent} is not writable")
-    return out
 
 
 def write_table(frame: pd.DataFrame, out: str | Path) -> Path:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fnmatch
 import functools
 import glob
 import itertools
@@ -42,6 +43,7 @@ from segmentkit.io.events import (
     check_enough_left,
     check_invalid_values,
     check_mapped_columns,
+    check_output_parent,
     connect,
     epoch_us,
     to_timestamp,
@@ -59,6 +61,7 @@ __all__ = [
     "MICROS_PER_DAY",
     "SparkEventLog",
     "SparkEventSource",
+    "check_spark_output_target",
     "default_as_of_spark",
     "derived_frame",
     "epoch_us",
@@ -1064,6 +1067,75 @@ def _pack(
         session_conf(spark, _ARROW_BATCH_BYTES, _NO_BYTE_LIMIT),
     ):
         return by_user.mapInArrow(pack_partition, _PACKED_SPARK_SCHEMA).localCheckpoint(eager=True)
+
+
+def check_spark_output_target(out: str | Path, events: str | Path | None = None) -> str:
+    """Refuse, before any Spark work, an output dataset that would destroy or join the log.
+
+    The Spark engine writes a Parquet *directory* and replaces whatever is at its
+    path: an existing output dataset is fine, but not one that is, or holds, an
+    events file (it would be deleted), nor one inside an events directory or matched
+    by the events glob (the scores would be read as events next time).
+
+    Parameters
+    ----------
+    out : str or Path
+        The output: a local ``.parquet`` path or a URI.
+    events : str or Path, optional
+        The input: a path, glob or URI, as :func:`read_events_spark` reads it.
+
+    Returns
+    -------
+    str
+        ``out`` as given.
+
+    Raises
+    ------
+    DataValidationError
+        ``out`` is no ``.parquet`` path nor URI, is (or holds, or lies inside) the
+        events, or its nearest existing directory is not a writable directory.
+    """
+    text = str(out)
+    if not text.rstrip("/").endswith(".parquet") and "://" not in text:
+        raise DataValidationError(f"output {text}: expected a .parquet path for the Spark engine")
+    if "://" in text and not text.startswith("file://"):
+        # Another file system: its paths are compared as written.
+        target = text.rstrip("/")
+        inputs = [str(events).rstrip("/")] if events is not None else []
+        for item in inputs:
+            if item == target or item.startswith(target + "/"):
+                raise _replaces_log(text, item)
+            if target.startswith(item + "/"):
+                raise _inside_log(text, item)
+        return text
+    target_path = Path(text.removeprefix("file://")).resolve()
+    item = str(events).removeprefix("file://") if events is not None else None
+    if item is not None and "://" not in item:
+        pattern = str(Path(item).absolute()) if glob.has_magic(item) else None
+        for path in sorted(glob.glob(item)) if pattern else [item]:
+            resolved = Path(path).resolve()
+            if resolved == target_path or target_path in resolved.parents:
+                raise _replaces_log(text, path)
+            if resolved in target_path.parents:
+                raise _inside_log(text, path)
+        if pattern and fnmatch.fnmatch(str(target_path), str(Path(pattern).resolve())):
+            raise _inside_log(text, item)
+    check_output_parent(target_path)
+    return text
+
+
+def _replaces_log(out: str, events: str) -> DataValidationError:
+    return DataValidationError(
+        f"output {out} is or holds the events {events}: Spark replaces the whole output "
+        "directory, which would delete the event log; choose another output path"
+    )
+
+
+def _inside_log(out: str, events: str) -> DataValidationError:
+    return DataValidationError(
+        f"output {out} is inside the events {events}: the scores would be read as events "
+        "next time; choose another output path"
+    )
 
 
 def default_as_of_spark(log: SparkEventLog) -> dt.datetime:
