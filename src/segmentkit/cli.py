@@ -15,7 +15,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -565,6 +565,7 @@ def _spark_log(
     min_users: int = 1,
     user_ranges: bool = False,
     feature_config: FeatureConfig | None = None,
+    key_events: Sequence[str] = (),
 ) -> tuple[Any, Any]:
     """Start (or join) a Spark session and validate the log there: ``(sks, log)``.
 
@@ -573,6 +574,8 @@ def _spark_log(
     consecutive id ranges (scoring: each partition then holds whole scoring chunks).
     With ``as_of`` and ``feature_config`` given, each partition is cleaned and its
     features computed in one pass, and the log keeps only the features.
+    ``key_events`` are counted in the validating scan (scoring checks them against
+    the training log).
     """
     try:
         from segmentkit import spark as sks
@@ -596,6 +599,7 @@ def _spark_log(
             spark=session,
             user_ranges=user_ranges,
             derive=derive,
+            key_events=key_events,
         )
     return sks, log
 
@@ -638,6 +642,7 @@ def _score_on_spark(
 
     try:
         from segmentkit.io.spark import check_spark_output_target
+        from segmentkit.spark.scoring import trained_key_events
     except ImportError as exc:
         raise ConfigError(f"--engine spark: {exc}") from None
     cfg = _config(params)
@@ -655,6 +660,7 @@ def _score_on_spark(
         columns=loaded.columns,
         user_ranges=True,
         feature_config=loaded.feature_config,
+        key_events=trained_key_events(loaded),
     )
     with output.step("Scoring"):
         try:

@@ -174,3 +174,45 @@ def test_a_log_keeping_its_features_scores_as_local_only_at_its_own_as_of(spark,
             score_spark(model, log, as_of="2024-11-19")
     finally:
         log.release()
+
+
+def local_refusal(model, events, as_of=None) -> str:
+    from segmentkit.errors import DataValidationError
+
+    with pytest.raises(DataValidationError) as refused:
+        model.score(events, as_of=as_of)
+    return str(refused.value)
+
+
+def test_an_as_of_past_the_logs_end_is_refused_as_locally(spark, trained):
+    from segmentkit.errors import DataValidationError
+    from segmentkit.spark.scoring import score_spark
+
+    model, path, _ = trained
+    last = pd.read_parquet(path, columns=["timestamp"])["timestamp"].max()
+    # Far past the log's end (it has events every day): local scoring refuses it.
+    late = f"{(last + pd.Timedelta(days=40)):%Y-%m-%d}"
+    expected = local_refusal(model, str(path), late)
+    assert "it ends before as_of" in expected
+    with pytest.raises(DataValidationError) as refused:
+        score_spark(model, str(path), as_of=late)
+    assert str(refused.value) == expected
+
+
+def test_key_events_spelled_otherwise_are_refused_as_locally(spark, trained, tmp_path):
+    from segmentkit.errors import DataValidationError
+    from segmentkit.spark.scoring import score_spark
+
+    model, path, _ = trained
+    events = pd.read_parquet(path)
+    assert model.metadata.input_schema["key_events_seen"]  # what the training log held
+    key = sorted(model.metadata.input_schema["key_events_seen"])[0]
+    names = events["event"].astype(str)
+    events["event"] = names.mask(names == key, key.upper())
+    shouted = tmp_path / "shouted.parquet"
+    events.to_parquet(shouted)
+    expected = local_refusal(model, str(shouted))
+    assert repr(key.upper()) in expected
+    with pytest.raises(DataValidationError) as refused:
+        score_spark(model, str(shouted))
+    assert str(refused.value) == expected

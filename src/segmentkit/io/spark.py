@@ -16,6 +16,7 @@ module is imported only on request, never by ``import segmentkit``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import fnmatch
 import functools
@@ -23,9 +24,10 @@ import glob
 import itertools
 import re
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -40,6 +42,8 @@ from segmentkit.io.events import (
     MICROS_PER_DAY,
     DataQualityReport,
     EventLog,
+    check_against_training,
+    check_as_of_reaches_log_end,
     check_enough_left,
     check_invalid_values,
     check_mapped_columns,
@@ -61,6 +65,7 @@ __all__ = [
     "MICROS_PER_DAY",
     "SparkEventLog",
     "SparkEventSource",
+    "check_spark_input",
     "check_spark_output_target",
     "default_as_of_spark",
     "derived_frame",
@@ -145,6 +150,18 @@ class SparkEventLog:
         When loaded with ``derive``: the schema of the tables :attr:`packed` holds
         instead of the events (read them with :func:`derived_frame` or
         :func:`partition_tables`); ``None`` when it holds the events.
+    columns : ColumnMap or None
+        The mapping the log was read with.
+    source_columns : tuple of str
+        The source's own columns.
+    key_event_rows : dict of str to int
+        Clean rows of each of the ``key_events`` asked for when loading (counted in
+        the one scan; empty when none were asked for).
+    clean_rows : pyspark.sql.DataFrame or None
+        A lazy frame of the clean rows' ``ts_us`` and ``event`` (exact duplicates
+        included): reading it reads the source again, so it is read only to settle
+        what the kept log cannot (see :func:`check_spark_input`); run it inside
+        :func:`utc_session`.
     """
 
     packed: DataFrame
@@ -156,6 +173,10 @@ class SparkEventLog:
     partition_users: tuple[int, ...] = ()
     user_bounds: tuple = ()
     derived: T.StructType | None = None
+    columns: ColumnMap | None = None
+    source_columns: tuple[str, ...] = ()
+    key_event_rows: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    clean_rows: DataFrame | None = None
 
     @property
     def frame(self) -> DataFrame:
@@ -510,6 +531,7 @@ def load_events_spark(
     spark: SparkSession | None = None,
     user_ranges: bool = False,
     derive: DeriveFactory | None = None,
+    key_events: Sequence[str] = (),
 ) -> SparkEventLog:
     """Check a Spark event log against the data contract and clean it.
 
@@ -551,6 +573,10 @@ def load_events_spark(
         (:func:`derived_frame` reads them), so that one pass over the shuffled rows
         cleans and computes (the features, in
         :func:`segmentkit.features.spark_engine.build_features_spark`).
+    key_events : sequence of str
+        Event names whose clean rows are counted in the same scan
+        (:attr:`SparkEventLog.key_event_rows`: what scoring checks against the
+        training log).
 
     Returns
     -------
@@ -585,7 +611,9 @@ def load_events_spark(
             f"events: expected a Spark DataFrame or Parquet/CSV paths, got {type(source).__name__}"
         )
     with utc_session(spark):
-        return _validate(raw, columns, as_of, on_invalid, min_users, user_ranges, derive)
+        return _validate(
+            raw, columns, as_of, on_invalid, min_users, user_ranges, derive, key_events
+        )
 
 
 def _validate(
@@ -596,6 +624,7 @@ def _validate(
     min_users: int,
     user_ranges: bool,
     derive: DeriveFactory | None = None,
+    key_events: Sequence[str] = (),
 ) -> SparkEventLog:
     fields = {field.name: field for field in raw.schema.fields}
     check_mapped_columns(columns, raw.columns)
@@ -688,6 +717,8 @@ def _validate(
         F.count_if(flag("bad_amount")),
         F.count_if(flag("null_event")),
     ]
+    key_names = sorted({str(name) for name in key_events})
+    checks += [F.count_if(flag("keep") & (F.col("event") == F.lit(name))) for name in key_names]
     # The source is read once in full: the shuffle by user counts these checks as it reads the
     # raw rows (observed metrics), then the clean rows are counted per partition.
     name = f"segmentkit_validation_{next(_observation_ids)}"
@@ -740,6 +771,7 @@ def _validate(
     )
     first, last = counts[7:9]
     n_bad_amount, n_null_event = int(counts[9]), int(counts[10])
+    key_counts = counts[11 : 11 + len(key_names)]
     examples = {
         "bad_ts": (bad_ts, columns.timestamp),
         "bad_rev": (bad_rev, columns.revenue),
@@ -802,6 +834,75 @@ def _validate(
         partition_users=tuple(partition_users) if bounds is not None else (),
         user_bounds=tuple(bounds or ()),
         derived=derived,
+        columns=columns,
+        source_columns=tuple(raw.columns),
+        key_event_rows={name: int(n) for name, n in zip(key_names, key_counts, strict=True)},
+        clean_rows=flagged.where(flag("keep")).select("ts_us", "event"),
+    )
+
+
+def check_spark_input(log: SparkEventLog, schema: Mapping[str, Any] | None) -> list[str]:
+    """Check a Spark log about to be scored as :func:`segmentkit.io.events.check_input` does.
+
+    The same rules and messages: ``as_of`` past the log's end by more than its own
+    longest quiet spell (the distinct days of the clean rows are read only when
+    ``as_of`` is after the midnight following the last event), a column the model
+    was trained with that the log lacks, key events of the training log spelled
+    otherwise (the event names are read only when a key event is unseen).
+
+    Returns
+    -------
+    list of str
+        Warnings: key events seen in training that never occur in ``log``.
+
+    Raises
+    ------
+    DataValidationError
+        As :func:`segmentkit.io.events.check_input`.
+    """
+    clean = log.clean_rows
+    if log.as_of is not None and log.report.last_event is not None and clean is not None:
+
+        def quiet_spell() -> int:
+            day = F.floor(F.col("ts_us") / F.lit(MICROS_PER_DAY)).alias("day")
+            with utc_session(clean.sparkSession):
+                days = sorted(int(row[0]) for row in clean.select(day).distinct().collect())
+            return max((b - a - 1 for a, b in itertools.pairwise(days)), default=0)
+
+        check_as_of_reaches_log_end(log.as_of, log.report.last_event, quiet_spell)
+    columns = log.columns or ColumnMap()
+    present = {"user_id": columns.user_id, "timestamp": columns.timestamp}
+    if columns.event is not None:
+        present["event"] = columns.event
+    if log.has_revenue and columns.revenue is not None:
+        present["revenue"] = columns.revenue
+    if log.has_session_id and columns.session_id is not None:
+        present["session_id"] = columns.session_id
+
+    def seen(expected: Sequence[str]) -> Sequence[str]:
+        counted = log.key_event_rows
+        if set(expected) <= set(counted):  # counted while loading: no other read
+            return [name for name in expected if counted[name]]
+        if clean is None:  # pragma: no cover - nothing to read them from
+            return list(expected)
+        names = event_names()
+        return [name for name in expected if name in names]
+
+    @functools.cache
+    def event_names() -> frozenset:
+        if clean is None:  # pragma: no cover - seen() then took every key event as seen
+            return frozenset()
+        with utc_session(clean.sparkSession):
+            rows = clean.select("event").distinct().collect()
+        return frozenset(row[0] for row in rows)
+
+    return check_against_training(
+        schema,
+        present=present,
+        source_columns=log.source_columns,
+        event_column=columns.event,
+        seen=seen,
+        event_names=event_names,
     )
 
 

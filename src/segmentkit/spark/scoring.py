@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import tempfile
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,7 +31,7 @@ from pyspark.sql import types as T
 from segmentkit.bundle import SegmentationModel, live_version, load_bundle, save_bundle
 from segmentkit.bundle.model import UNSAVED_VERSION
 from segmentkit.config import ColumnMap
-from segmentkit.errors import DataValidationError
+from segmentkit.errors import DataValidationError, SegmentkitWarning
 from segmentkit.features.duckdb_engine import _check_log_covers
 from segmentkit.features.spark_engine import (
     arrow_schema,
@@ -43,6 +44,7 @@ from segmentkit.io.events import to_timestamp
 from segmentkit.io.spark import (
     SparkEventLog,
     SparkEventSource,
+    check_spark_input,
     default_as_of_spark,
     load_events_spark,
     partition_events,
@@ -718,6 +720,11 @@ def score_spark(
     to score it at that ``as_of``). A log shuffled by hash is scored through
     :func:`score_features_spark`, which numbers the users in id order first.
 
+    The log is checked against the training log as local scoring checks it
+    (:func:`segmentkit.io.spark.check_spark_input`): ``as_of`` past the log's end,
+    trained columns missing, key events spelled otherwise are refused; key events
+    never seen are warned about.
+
     Examples
     --------
     >>> scores = score_spark(segmentkit.load("models/demo"), spark.read.parquet("events/"))
@@ -731,9 +738,16 @@ def score_spark(
         # without, as_of is read from the clean log, which is kept for them.
         derive = features_of_partitions(cutoff, model.feature_config) if cutoff else None
         log = load_events_spark(
-            events, columns or model.columns, as_of=cutoff, user_ranges=True, derive=derive
+            events,
+            columns or model.columns,
+            as_of=cutoff,
+            user_ranges=True,
+            derive=derive,
+            key_events=trained_key_events(model),
         )
     try:
+        for message in check_spark_input(log, model.metadata.input_schema):
+            warnings.warn(message, SegmentkitWarning, stacklevel=2)
         snapshot = cutoff if cutoff is not None else default_as_of_spark(log)
         if log.partition_users:
             _check_log_covers(log.as_of, snapshot)
@@ -743,6 +757,12 @@ def score_spark(
     finally:
         if log is not events:  # loaded here: the kept events are no longer needed
             log.release()
+
+
+def trained_key_events(model: SegmentationModel) -> list[str]:
+    """Return the key events the model's training log held (checked in the log to score)."""
+    schema = model.metadata.input_schema or {}
+    return [str(name) for name in schema.get("key_events_seen", [])]
 
 
 def with_run_columns(scored: DataFrame, as_of: dt.datetime, model_version: str) -> DataFrame:
