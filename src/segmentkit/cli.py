@@ -651,13 +651,15 @@ def _score_on_spark(
     check_spark_output_target(out, source)
     with output.step(f"Loading {model}"):
         loaded = api.load(model, tracking_uri=cfg.tracking.tracking_uri)
-    # As local scoring: the model's column mapping, and as_of only from the command line.
+    # As local scoring: params' data.columns when set, else the model's column mapping,
+    # and as_of only from the command line.
+    columns = cfg.data.columns if cfg.data.columns != ColumnMap() else loaded.columns
     sks, log = _spark_log(
         cfg,
         source,
         as_of,
         output,
-        columns=loaded.columns,
+        columns=columns,
         user_ranges=True,
         feature_config=loaded.feature_config,
         key_events=trained_key_events(loaded),

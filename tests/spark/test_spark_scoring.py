@@ -216,3 +216,39 @@ def test_key_events_spelled_otherwise_are_refused_as_locally(spark, trained, tmp
     with pytest.raises(DataValidationError) as refused:
         score_spark(model, str(shouted))
     assert str(refused.value) == expected
+
+
+def test_score_on_spark_reads_data_columns_and_refuses_in_one_line_as_locally(
+    spark, trained, tmp_path, monkeypatch, capsys
+):
+    from segmentkit.bundle import save_bundle
+    from segmentkit.cli import main
+
+    model, path, _ = trained
+    bundle = str(save_bundle(model, tmp_path / "bundle"))
+    # The log's own column names, mapped in params.yaml (both engines read them there).
+    events = pd.read_parquet(path).rename(
+        columns={"user_id": "customer", "timestamp": "at", "event": "action"}
+    )
+    events.to_parquet(tmp_path / "renamed.parquet")
+    (tmp_path / "params.yaml").write_text(
+        "data:\n  columns: {user_id: customer, timestamp: at, event: action}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> tuple[int, str]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["score", "--model", bundle, "--events", "renamed.parquet", *args])
+        return exit_info.value.code, capsys.readouterr().err
+
+    assert run("--out", "local.parquet")[0] == 0
+    code, err = run("--out", "spark.parquet", "--engine", "spark")
+    assert code == 0, err
+    assert_same_scores(pd.read_parquet("local.parquet"), pd.read_parquet("spark.parquet"))
+    late = f"{(events['at'].max() + pd.Timedelta(days=40)):%Y-%m-%d}"
+    local_code, local_err = run("--out", "late.parquet", "--as-of", late)
+    code, err = run("--out", "late.parquet", "--as-of", late, "--engine", "spark")
+    assert (code, local_code) == (2, 2)
+    assert err == local_err and len(err.strip().splitlines()) == 1
+    assert "it ends before as_of" in err
+    assert not (tmp_path / "late.parquet").exists()
