@@ -604,12 +604,27 @@ def _spark_log(
     return sks, log
 
 
+def _spark_output_source(cfg: Config, events: str | None, out: str | Path, output: _Output) -> str:
+    """Resolve the events source; refuse an output dataset that would delete or join it.
+
+    Checked before any Spark work (:func:`segmentkit.io.spark.check_spark_output_target`).
+    """
+    try:
+        from segmentkit.io.spark import check_spark_output_target
+    except ImportError as exc:
+        raise ConfigError(f"--engine spark: {exc}") from None
+    source = _events_path(cfg, events, output)
+    check_spark_output_target(out, source)
+    return source
+
+
 def _features_on_spark(
     out: Path, events: str | None, as_of: str | None, params: Path | None, output: _Output
 ) -> None:
     """``features --engine spark``: distributed validation and features, a Parquet dataset out."""
     cfg = _config(params)
-    sks, log = _spark_log(cfg, events, as_of or cfg.data.as_of, output, feature_config=cfg.features)
+    source = _spark_output_source(cfg, events, out, output)
+    sks, log = _spark_log(cfg, source, as_of or cfg.data.as_of, output, feature_config=cfg.features)
     try:
         snapshot = log.as_of or sks.default_as_of(log)
         with output.step("Features"):
@@ -641,14 +656,11 @@ def _score_on_spark(
     from segmentkit import api
 
     try:
-        from segmentkit.io.spark import check_spark_output_target
         from segmentkit.spark.scoring import trained_key_events
     except ImportError as exc:
         raise ConfigError(f"--engine spark: {exc}") from None
     cfg = _config(params)
-    # Refused before any Spark work: an output that would delete or join the event log.
-    source = _events_path(cfg, events, output)
-    check_spark_output_target(out, source)
+    source = _spark_output_source(cfg, events, out, output)
     with output.step(f"Loading {model}"):
         loaded = api.load(model, tracking_uri=cfg.tracking.tracking_uri)
     # As local scoring: params' data.columns when set, else the model's column mapping,
@@ -694,6 +706,8 @@ def _train_on_spark(
     from segmentkit import api
 
     cfg = _config(params)
+    if scores_out is not None:
+        events = _spark_output_source(cfg, events, scores_out, output)
     sks, log = _spark_log(cfg, events, as_of or cfg.data.as_of, output, min_users=2)
     try:
         run = sks.train_model(

@@ -195,16 +195,24 @@ def test_an_unreadable_as_of_on_spark_is_a_one_line_error(spark, in_workdir, cap
         ("lake.parquet", "lake.parquet/scores.parquet", "is inside the events"),
     ],
 )
-def test_score_on_spark_refuses_an_output_that_is_or_holds_or_joins_the_log(
-    in_workdir, capsys, events, out, why
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["score", "--model", "no-such-model", "--out"],
+        ["features", "--out"],
+        ["train", "--no-promote", "--scores"],
+    ],
+    ids=["score", "features", "train-scores"],
+)
+def test_spark_commands_refuse_an_output_that_is_or_holds_or_joins_the_log(
+    in_workdir, capsys, events, out, why, command
 ):
     lake = in_workdir / "lake.parquet"
     lake.mkdir(exist_ok=True)
     (lake / "part-0.parquet").write_bytes((in_workdir / "events" / "part-0.parquet").read_bytes())
     before = sorted(p.name for p in (in_workdir / "events").iterdir())
     # Refused before the model is even looked for, and before any Spark work.
-    command = ["score", "--model", "no-such-model", "--events", events, "--out", out]
-    code, _, err = run([*command, "--engine", "spark"], capsys)
+    code, _, err = run([*command, out, "--events", events, "--engine", "spark"], capsys)
     assert code == 2
     assert err.startswith("error: output ") and why in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in (in_workdir / "events").iterdir()) == before
