@@ -285,6 +285,8 @@ def test_too_few_positives_names_count_and_minimum():
     assert "'purchase': 3 positive(s)" in message
     assert "min_positives = 50" in message
     assert "2024-03-02" in message  # the backtest snapshot
+    # ...and what to change.
+    assert "lower propensity.min_positives, or drop 'purchase' from propensity.targets" in message
 
 
 def test_too_few_negatives_is_refused():

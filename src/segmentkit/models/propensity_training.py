@@ -102,15 +102,21 @@ def _check_positives(
     noun = what[target.kind] + (f" {target.event!r}" if target.kind == "count" else "")
     # Unique first: iterating a Timestamp column row by row costs seconds at 1M rows.
     when = ", ".join(sorted({t.date().isoformat() for t in frame["snapshot"].drop_duplicates()}))
+    # What a user can change: the window, the threshold, or the target itself.
+    remedy = (
+        f"give a longer log or more users, a longer horizon_days for {target.name!r}, a lower "
+        f"propensity.min_positives, or drop {target.name!r} from propensity.targets"
+    )
     if positive < minimum:
         raise InsufficientDataError(
             f"target {target.name!r}: {positive} positive(s) ({noun} within {horizon} days) in "
-            f"the {role} snapshot(s) {when}; at least min_positives = {minimum} are needed"
+            f"the {role} snapshot(s) {when}; at least min_positives = {minimum} are needed: "
+            f"{remedy}"
         )
     if target.kind != "count" and negative < minimum:
         raise InsufficientDataError(
             f"target {target.name!r}: only {negative} negative(s) in the {role} snapshot(s) "
-            f"{when}; at least min_positives = {minimum} of each class are needed"
+            f"{when}; at least min_positives = {minimum} of each class are needed: {remedy}"
         )
 
 
