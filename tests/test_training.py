@@ -11,7 +11,6 @@ from segmentkit.errors import InsufficientDataError, SegmentkitWarning
 from segmentkit.io.events import load_events
 from segmentkit.models.segmentation import Segmenter
 from segmentkit.training import (
-    auc_standard_error,
     data_fingerprint,
     evidence_notes,
     load_snapshot,
@@ -273,20 +272,6 @@ def test_evidence_notes_say_how_few_snapshots_and_users_the_evaluation_saw():
     assert notes[1].startswith(
         "target 'buy': out-of-time ROC AUC 0.800 from 300 users (43 positives)"
     )
-
-
-def test_auc_standard_error_is_the_spread_of_the_auc_over_samples():
-    from sklearn.metrics import roc_auc_score
-
-    # Binormal scores with AUC 0.8 (shift 1.19 standard deviations), 43 vs 257 users.
-    rng = np.random.default_rng(0)
-    y = np.r_[np.ones(43), np.zeros(257)]
-    aucs = [
-        roc_auc_score(y, np.r_[rng.normal(1.19, 1, 43), rng.normal(0, 1, 257)]) for _ in range(400)
-    ]
-    # Hanley-McNeil assumes exponential scores: close to, a little above, the binormal spread.
-    assert np.std(aucs) <= auc_standard_error(0.8, 43, 257) <= 1.3 * np.std(aucs)
-    assert np.isnan(auc_standard_error(0.8, 0, 10))
 
 
 def _order_lines(n_users: int, days: int, seed: int) -> pd.DataFrame:

@@ -462,8 +462,7 @@ def score(
     # Scores of the demo log are no scores of anyone: say so even with --quiet.
     source = str(api.resolve_events(cfg, events or None, notify=_warn))
     check_output_target(out, source)
-    # The log is read with the model's column names unless params.yaml maps its own.
-    columns = cfg.data.columns if cfg.data.columns != ColumnMap() else None
+    columns = _mapped_columns(cfg)
     with _rare_collections():
         loaded, scores = api.load_and_score(
             model,
@@ -665,7 +664,7 @@ def _score_on_spark(
         loaded = api.load(model, tracking_uri=cfg.tracking.tracking_uri)
     # As local scoring: params' data.columns when set, else the model's column mapping,
     # and as_of only from the command line.
-    columns = cfg.data.columns if cfg.data.columns != ColumnMap() else loaded.columns
+    columns = _mapped_columns(cfg) or loaded.columns
     sks, log = _spark_log(
         cfg,
         source,
@@ -748,6 +747,14 @@ def _train_on_spark(
             output.echo(f"scores of {run.sample['population']:,} users: {scores_out}")
     finally:
         log.release()  # the events kept on the executors
+
+
+def _mapped_columns(cfg: Config) -> ColumnMap | None:
+    """Return params' data.columns when it maps a column, else None.
+
+    Scoring reads the log with the model's column names unless params.yaml maps its own.
+    """
+    return cfg.data.columns if cfg.data.columns != ColumnMap() else None
 
 
 def _warn(message: str) -> None:

@@ -32,11 +32,11 @@ from segmentkit.io.events import (
     load_events,
     to_timestamp,
 )
+from segmentkit.models.evaluation import auc_standard_error
 from segmentkit.parallel import in_background, usable_cores
 
 __all__ = [
     "TrainingResult",
-    "auc_standard_error",
     "data_fingerprint",
     "evidence_notes",
     "load_snapshot",
@@ -370,26 +370,6 @@ def train_model(
         timings=timings,
         evidence=evidence,
     )
-
-
-def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
-    """Return the standard error of a ROC AUC (Hanley and McNeil 1982).
-
-    Examples
-    --------
-    >>> round(auc_standard_error(0.8, 43, 257), 3)
-    0.042
-    >>> round(auc_standard_error(0.8, 2400, 17600), 3)
-    0.006
-    """
-    if positives < 1 or negatives < 1:
-        return float("nan")
-    q1 = auc / (2.0 - auc)
-    q2 = 2.0 * auc**2 / (1.0 + auc)
-    variance = (
-        auc * (1.0 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)
-    ) / (positives * negatives)
-    return float(np.sqrt(max(variance, 0.0)))
 
 
 def evidence_notes(

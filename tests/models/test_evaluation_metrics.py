@@ -95,3 +95,17 @@ def test_count_metrics_add_the_concordance_for_the_report_only():
     assert "concordance" not in _metrics(y, p, "count")
     # Pairs with different counts: 5; only (0.4 vs 0.3) is out of order.
     assert _metrics(y, p, "count", report=True)["concordance"] == pytest.approx(4 / 5)
+
+
+def test_auc_standard_error_is_the_spread_of_the_auc_over_samples():
+    from segmentkit.models.evaluation import auc_standard_error
+
+    # Binormal scores with AUC 0.8 (shift 1.19 standard deviations), 43 vs 257 users.
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(43), np.zeros(257)]
+    aucs = [
+        roc_auc_score(y, np.r_[rng.normal(1.19, 1, 43), rng.normal(0, 1, 257)]) for _ in range(400)
+    ]
+    # Hanley-McNeil assumes exponential scores: close to, a little above, the binormal spread.
+    assert np.std(aucs) <= auc_standard_error(0.8, 43, 257) <= 1.3 * np.std(aucs)
+    assert np.isnan(auc_standard_error(0.8, 0, 10))

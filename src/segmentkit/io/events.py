@@ -350,6 +350,27 @@ def _check_columns_named_once(
         )
 
 
+def unmapped_columns(names: Sequence[str], columns: ColumnMap) -> list[str]:
+    """Return the source's columns outside the contract, which tell duplicates apart.
+
+    An exact duplicate is equal in every column of the source: two lines of one order
+    (same user, time and amount, other products) are two rows. A pandas index saved
+    with the frame (``__index_level_0__``) is not the log's data.
+
+    Examples
+    --------
+    >>> unmapped_columns(["user_id", "timestamp", "sku", "__index_level_0__"], ColumnMap())
+    ['sku']
+    """
+    mapped = {columns.user_id, columns.timestamp, columns.event, columns.revenue}
+    mapped.add(columns.session_id)
+    return [
+        name
+        for name in names
+        if name not in mapped and not re.fullmatch(r"__index_level_\d+__", name)
+    ]
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -794,16 +815,8 @@ def load_events(
         # Every row is kept: no filter, so that later scans (the features read the
         # clean log twice) do not decode the event column only to test it for null.
         keep = "true"
-    # An exact duplicate is equal in every column of the source, unmapped ones included:
-    # two lines of one order (same user, time and amount, other products) are two rows.
-    # A pandas index saved with the frame (``__index_level_0__``) is not the log's data.
-    mapped = {columns.user_id, columns.timestamp, columns.event, columns.revenue}
-    mapped.add(columns.session_id)
-    unmapped = [
-        _quote(name)
-        for name in types
-        if name not in mapped and not re.fullmatch(r"__index_level_\d+__", name)
-    ]
+    # An exact duplicate is equal in every column of the source, unmapped ones included.
+    unmapped = [_quote(name) for name in unmapped_columns(list(types), columns)]
     row_hash = (
         f"hash({user_expr}, {ts_expr}, {event_expr}, {revenue_expr}, {session_expr}"
         + "".join(f", {column}" for column in unmapped)
@@ -1093,13 +1106,23 @@ def _drop_duplicates(
 
 
 def _roles_present(log: EventLog) -> dict[str, str]:
-    columns = log.columns
+    return roles_present(log.columns, log.has_revenue, log.has_session_id)
+
+
+def roles_present(columns: ColumnMap, has_revenue: bool, has_session_id: bool) -> dict[str, str]:
+    """Return contract role to column name, for every role a log has (shared by every engine).
+
+    Examples
+    --------
+    >>> roles_present(ColumnMap(event=None), has_revenue=True, has_session_id=False)
+    {'user_id': 'user_id', 'timestamp': 'timestamp', 'revenue': 'revenue'}
+    """
     present = {"user_id": columns.user_id, "timestamp": columns.timestamp}
     if columns.event is not None:
         present["event"] = columns.event
-    if log.has_revenue and columns.revenue is not None:
+    if has_revenue and columns.revenue is not None:
         present["revenue"] = columns.revenue
-    if log.has_session_id and columns.session_id is not None:
+    if has_session_id and columns.session_id is not None:
         present["session_id"] = columns.session_id
     return present
 
@@ -1254,13 +1277,6 @@ def _event_names(log: EventLog) -> list[Any]:
     return [row[0] for row in log.con.execute(f"SELECT DISTINCT event FROM {log.table}").fetchall()]
 
 
-def _respelled_events(log: EventLog, names: Sequence[str]) -> dict[str, str]:
-    """Events of ``names`` that ``log`` holds only under another spelling, e.g. in capitals."""
-    if not names or log.columns.event is None:
-        return {}
-    return respelled_names(names, _event_names(log))
-
-
 def respelled_names(names: Sequence[str], present: Iterable[Any]) -> dict[str, str]:
     """Names of ``names`` found in ``present`` only under another spelling, e.g. in capitals.
 
@@ -1328,8 +1344,7 @@ def check_as_of_reaches_log_end(
     DataValidationError
         Naming ``as_of``, the last event, the longest quiet spell and the snapshot to use.
     """
-    last = dt.datetime.fromisoformat(last_event)
-    natural = dt.datetime.combine(last.date() + dt.timedelta(days=1), dt.time())
+    natural = midnight_after(last_event)
     if as_of <= natural:
         return
     quiet = int(quiet_spell())
@@ -1363,7 +1378,18 @@ def default_as_of(log: EventLog) -> dt.datetime:
     """
     if log.last_event is None:  # pragma: no cover - load_events refuses empty logs
         raise InsufficientDataError("the event log is empty")
-    last = dt.datetime.fromisoformat(log.last_event)
+    return midnight_after(log.last_event)
+
+
+def midnight_after(last_event: str) -> dt.datetime:
+    """Return the midnight after an event time (ISO 8601): a complete log's natural snapshot.
+
+    Examples
+    --------
+    >>> midnight_after("2024-05-01T13:00:00")
+    datetime.datetime(2024, 5, 2, 0, 0)
+    """
+    last = dt.datetime.fromisoformat(last_event)
     return dt.datetime.combine(last.date() + dt.timedelta(days=1), dt.time())
 
 

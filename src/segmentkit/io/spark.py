@@ -22,7 +22,6 @@ import fnmatch
 import functools
 import glob
 import itertools
-import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,7 +49,10 @@ from segmentkit.io.events import (
     check_output_parent,
     connect,
     epoch_us,
+    midnight_after,
+    roles_present,
     to_timestamp,
+    unmapped_columns,
 )
 
 try:
@@ -312,16 +314,9 @@ def _unmapped_hash(names: Sequence[str], columns: ColumnMap) -> Column | None:
     columns in the de-duplication after the shuffle (8 bytes a row instead of every
     column); with each column's null flag hashed too, rows that differ only in which
     column is null do not meet, and a collision of two different rows of one user,
-    time, event, amount and session has a probability of about 2^-64. A pandas index
-    saved with the frame (``__index_level_0__``) is not the log's data.
+    time, event, amount and session has a probability of about 2^-64.
     """
-    mapped = {columns.user_id, columns.timestamp, columns.event, columns.revenue}
-    mapped.add(columns.session_id)
-    unmapped = [
-        F.col(f"`{name}`")
-        for name in names
-        if name not in mapped and not re.fullmatch(r"__index_level_\d+__", name)
-    ]
+    unmapped = [F.col(f"`{name}`") for name in unmapped_columns(names, columns)]
     if not unmapped:
         return None
     return F.xxhash64(*unmapped, *[column.isNull() for column in unmapped])
@@ -871,13 +866,7 @@ def check_spark_input(log: SparkEventLog, schema: Mapping[str, Any] | None) -> l
 
         check_as_of_reaches_log_end(log.as_of, log.report.last_event, quiet_spell)
     columns = log.columns or ColumnMap()
-    present = {"user_id": columns.user_id, "timestamp": columns.timestamp}
-    if columns.event is not None:
-        present["event"] = columns.event
-    if log.has_revenue and columns.revenue is not None:
-        present["revenue"] = columns.revenue
-    if log.has_session_id and columns.session_id is not None:
-        present["session_id"] = columns.session_id
+    present = roles_present(columns, log.has_revenue, log.has_session_id)
 
     def seen(expected: Sequence[str]) -> Sequence[str]:
         counted = log.key_event_rows
@@ -1241,5 +1230,4 @@ def _inside_log(out: str, events: str) -> DataValidationError:
 
 def default_as_of_spark(log: SparkEventLog) -> dt.datetime:
     """Return the midnight after the last event (as :func:`segmentkit.data.default_as_of`)."""
-    last = dt.datetime.fromisoformat(log.report.last_event)
-    return dt.datetime.combine(last.date() + dt.timedelta(days=1), dt.time())
+    return midnight_after(log.report.last_event)

@@ -111,6 +111,26 @@ def _ranking_metrics(y: np.ndarray, order: np.ndarray, p: np.ndarray) -> tuple[f
     return float(auc), average_precision
 
 
+def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Return the standard error of a ROC AUC (Hanley and McNeil 1982).
+
+    Examples
+    --------
+    >>> round(auc_standard_error(0.8, 43, 257), 3)
+    0.042
+    >>> round(auc_standard_error(0.8, 2400, 17600), 3)
+    0.006
+    """
+    if positives < 1 or negatives < 1:
+        return float("nan")
+    q1 = auc / (2.0 - auc)
+    q2 = 2.0 * auc**2 / (1.0 + auc)
+    variance = (
+        auc * (1.0 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)
+    ) / (positives * negatives)
+    return float(np.sqrt(max(variance, 0.0)))
+
+
 def _tied_pairs(values: np.ndarray) -> float:
     _, sizes = np.unique(values, return_counts=True)
     sizes = sizes.astype(float)
