@@ -118,7 +118,8 @@ def polars_features(path: str, as_of: dt.datetime):
     aggs += [(pl.col("event") == e).sum().alias(f"{e}_events") for e in KEY_EVENTS]
     aggs += [
         rev.sum().alias("revenue_total"),
-        (rev > 0).sum().alias("orders"),
+        # Orders are purchase occasions: an order's lines share a time.
+        ts.filter(rev > 0).n_unique().alias("orders"),
         rev.filter(rev > 0).sum().alias("order_revenue"),
         (days < short).sum().alias("events_short"),
         ((days >= short) & (days < 2 * short)).sum().alias("events_previous"),

@@ -167,6 +167,40 @@ def test_transaction_table_without_event_column():
     assert table.loc[1, "median_gap_days"] == 8.0
 
 
+def test_orders_are_purchase_occasions_not_order_lines():
+    # Invoice lines: user 1's first invoice has three lines at 10:00 (one a returned
+    # item), a second invoice the next day has one line; a cancelled invoice (all lines
+    # negative) is no order. User 2 bought twice on one date of a date-only export.
+    tx = pd.DataFrame(
+        {
+            "customer": [1, 1, 1, 1, 1, 2, 2],
+            "time": pd.to_datetime(
+                [
+                    "2024-01-02 10:00",
+                    "2024-01-02 10:00",
+                    "2024-01-02 10:00",
+                    "2024-01-03 09:00",
+                    "2024-01-05 12:00",
+                    "2024-01-04 00:00",
+                    "2024-01-04 00:00",
+                ]
+            ),
+            "amount": [12.0, 8.0, -2.0, 30.0, -15.0, 5.0, 7.0],
+            "sku": ["a", "b", "c", "a", "a", "x", "y"],
+        }
+    )
+    columns = ColumnMap(
+        user_id="customer", timestamp="time", event=None, revenue="amount", session_id=None
+    )
+    table = build_features(tx, "2024-01-06", CONFIG, columns=columns).set_index("user_id")
+    assert table.loc[1, "events_total"] == 5  # rows still count as events
+    assert table.loc[1, "orders"] == 2
+    assert table.loc[1, "avg_order_value"] == (12.0 + 8.0 + 30.0) / 2
+    assert table.loc[1, "revenue_total"] == 33.0
+    assert table.loc[2, "orders"] == 1
+    assert table.loc[2, "avg_order_value"] == 12.0
+
+
 def test_as_of_beyond_the_loaded_cut_off_is_refused(tiny_log):
     log = load_events(tiny_log, as_of="2024-01-15")
     with pytest.raises(DataValidationError, match="after the cut-off"):

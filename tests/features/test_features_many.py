@@ -127,6 +127,37 @@ def test_transaction_table_from_a_raw_source():
     _assert_same_as_one_by_one(tx, dates, CONFIG, columns=columns)
 
 
+def test_order_lines_at_one_time_are_one_order_at_every_snapshot():
+    # Lines of one invoice share a time; one invoice sits exactly on a snapshot's midnight
+    # (it is after that snapshot, before the next), one straddles nothing.
+    tx = pd.DataFrame(
+        {
+            "customer": [1, 1, 1, 1, 1, 2, 2],
+            "time": pd.to_datetime(
+                [
+                    "2024-01-02 10:00",
+                    "2024-01-02 10:00",
+                    "2024-01-06 00:00",
+                    "2024-01-06 00:00",
+                    "2024-01-06 00:00",
+                    "2024-01-03 23:59",
+                    "2024-01-04 00:00",
+                ]
+            ),
+            "amount": [12.0, 8.0, 3.0, 4.0, -1.0, 5.0, 7.0],
+            "sku": ["a", "b", "a", "b", "c", "x", "y"],
+        }
+    )
+    columns = ColumnMap(
+        user_id="customer", timestamp="time", event=None, revenue="amount", session_id=None
+    )
+    dates = ["2024-01-07", "2024-01-06", "2024-01-04", "2024-01-05"]
+    many = _assert_same_as_one_by_one(tx, dates, CONFIG, columns=columns)
+    latest = many[0].set_index("user_id")
+    assert latest["orders"].to_dict() == {1: 2, 2: 2}
+    assert many[1].set_index("user_id").loc[1, "orders"] == 1
+
+
 def test_no_dates_gives_no_tables(tiny_log):
     assert build_features_many(tiny_log, [], CONFIG) == []
 

@@ -77,8 +77,13 @@ def describe_features(config: FeatureConfig | None = None) -> list[FeatureSpec]:
     ]
     specs += [
         FeatureSpec("revenue_total", "net revenue (refunds subtract)", True),
-        FeatureSpec("orders", "events with revenue > 0", True, integer=True),
-        FeatureSpec("avg_order_value", "revenue of orders / orders (0 without orders)", True),
+        FeatureSpec(
+            "orders",
+            "purchase occasions: distinct times with revenue > 0 (an order's lines are one)",
+            True,
+            integer=True,
+        ),
+        FeatureSpec("avg_order_value", "revenue of rows > 0 / orders (0 without orders)", True),
         FeatureSpec(
             "activity_trend",
             f"ln((1 + events in the last {short} days) / (1 + events in the {short} days before))",

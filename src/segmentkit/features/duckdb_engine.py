@@ -240,7 +240,6 @@ def _user_day_sql(
     per_day = [
         "count(*) AS events",
         "sum(revenue) AS revenue",
-        "count(*) FILTER (WHERE revenue > 0) AS orders",
         "coalesce(sum(revenue) FILTER (WHERE revenue > 0), 0) AS order_revenue",
         "min(timestamp) AS first_ts",
         "max(timestamp) AS last_ts",
@@ -264,9 +263,16 @@ def _user_day_sql(
                start_us % {MICROS_PER_DAY} = 0 AS on_edge, count(*) AS sessions
         FROM session_starts
         GROUP BY ALL
+    ),
+    o AS (
+        SELECT user_id, days_ago, before_us % {MICROS_PER_DAY} = 0 AS on_edge,
+               count(*) AS orders
+        FROM ({_order_times_sql()})
+        GROUP BY ALL
     )
-    SELECT d.*, coalesce(s.sessions, 0) AS sessions
+    SELECT d.*, coalesce(s.sessions, 0) AS sessions, coalesce(o.orders, 0) AS orders
     FROM d LEFT JOIN s USING (user_id, days_ago, on_edge)
+           LEFT JOIN o USING (user_id, days_ago, on_edge)
     """
 
 
@@ -455,7 +461,6 @@ def _feature_sql(
     per_user = [
         "count(*) AS events_total",
         "sum(revenue) AS revenue_total",
-        "count(*) FILTER (WHERE revenue > 0) AS orders",
         "coalesce(sum(revenue) FILTER (WHERE revenue > 0), 0) AS order_revenue",
         "min(timestamp) AS first_ts",
         "max(timestamp) AS last_ts",
@@ -503,10 +508,13 @@ def _feature_sql(
         SELECT user_id, {", ".join(per_user_sessions)}
         FROM session_starts
         GROUP BY user_id
+    ),
+    o AS (
+        SELECT user_id, count(*) AS orders FROM ({_order_times_sql()}) GROUP BY user_id
     )
     SELECT u.user_id,
            {sep.join(columns)}
-    FROM u JOIN s ON s.user_id = u.user_id {distinct_join}
+    FROM u JOIN s ON s.user_id = u.user_id LEFT JOIN o ON o.user_id = u.user_id {distinct_join}
     ORDER BY u.user_id
     """
 
@@ -531,7 +539,9 @@ def _key_event_hit(name: str, vocabulary: list[str] | None) -> str:
 
 
 def _qualify(name: str) -> str:
-    """Qualify a per-user aggregate of :func:`_feature_sql` by its CTE (``u`` or ``s``)."""
+    """Qualify a per-user aggregate of :func:`_feature_sql` by its CTE (``u``, ``s`` or ``o``)."""
+    if name == "orders":  # users without an order have no row in ``o``
+        return "coalesce(o.orders, 0)"
     return f"s.{name}" if name.startswith("sessions_") else f"u.{name}"
 
 
@@ -586,6 +596,19 @@ def _output_columns(
         f"ln((1 + {col(f'events_{short}d')}) / (1 + {col('events_previous')})) AS activity_trend",
         *passthrough,
     ]
+
+
+def _order_times_sql() -> str:
+    """Return the SQL of one row per order: a user's distinct time with revenue > 0.
+
+    An order is a purchase occasion, not a row: an order table with one row per line
+    item (many rows at one user and time) holds one order per time, as the count
+    target's labels count them (:mod:`segmentkit.models.labels`). Only rows with
+    revenue are grouped (a few percent of an event log): measured on the 1M-user
+    demo log, about a tenth more CPU for the feature query than counting rows, where
+    a ``count(DISTINCT ...)`` inside the wide aggregation cost four fifths more.
+    """
+    return "SELECT user_id, days_ago, before_us FROM base WHERE revenue > 0 GROUP BY ALL"
 
 
 def _session_sql(events: EventLog, config: FeatureConfig) -> str:
