@@ -451,6 +451,20 @@ def test_oversized_pointer_or_manifest_is_refused_without_reading_it_whole(tmp_p
         load_bundle(root)
 
 
+@pytest.mark.parametrize("name", [METADATA, "segmenter.skops"])
+def test_an_oversized_listed_file_is_refused_before_it_is_hashed(tmp_path, monkeypatch, name):
+    live = live_version(save_bundle(_model(), tmp_path / "m"))
+    size = (live / name).stat().st_size
+    attribute = "_MAX_METADATA_BYTES" if name == METADATA else "_MAX_MODEL_FILE_BYTES"
+    monkeypatch.setattr(bundle_module, attribute, size - 1)
+    hashed = []
+    real_sha256 = bundle_module._sha256
+    monkeypatch.setattr(bundle_module, "_sha256", lambda f: hashed.append(f.name) or real_sha256(f))
+    with pytest.raises(BundleError, match=f"{name} is larger than {size - 1:,} bytes"):
+        load_bundle(tmp_path / "m")
+    assert name not in hashed
+
+
 def test_a_file_in_place_of_a_bundle_is_a_bundle_error(tmp_path):
     path = tmp_path / "model.skops"
     path.write_bytes(b"PK\x05\x06" + b"\0" * 18)

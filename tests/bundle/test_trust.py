@@ -18,6 +18,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from skops.io._protocol import PROTOCOL
 
+from segmentkit.bundle import trust as trust_module
 from segmentkit.bundle.trust import (
     TRUSTED_TYPES,
     check_segmenter,
@@ -275,6 +276,18 @@ def test_compressed_member_is_refused_before_it_is_inflated(tmp_path):
     assert path.stat().st_size < 1 << 20
     with pytest.raises(BundleError, match=r"compressed member\(s\) \['schema.json'\]"):
         load_trusted(path)
+
+
+def test_oversized_schema_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    path = tmp_path / "big.skops"
+    schema = json.dumps({**_list([]), "protocol": PROTOCOL, "_skops_version": skops.__version__})
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("schema.json", schema + " " * 100)
+    monkeypatch.setattr(trust_module, "MAX_SCHEMA_BYTES", len(schema) + 99)
+    with pytest.raises(BundleError, match=r"big.skops: its schema.json is larger than"):
+        file_types(path)
+    monkeypatch.setattr(trust_module, "MAX_SCHEMA_BYTES", len(schema) + 100)
+    assert file_types(path) == {"builtins.list"}
 
 
 def test_deeply_nested_or_huge_number_schema_is_a_bundle_error(tmp_path):

@@ -82,6 +82,10 @@ _STALE_POINTER_S = 60
 _MAX_POINTER_BYTES = 256
 _MAX_MANIFEST_BYTES = 1 << 20
 _MAX_METADATA_BYTES = 64 << 20
+# Largest model file hashed: the files segmentkit writes are well under 10 MB (trees,
+# centroids and quantiles, no per-user data), and hashing reads a file whole, so a
+# multi-gigabyte file listed in a rewritten manifest is refused by its size first.
+_MAX_MODEL_FILE_BYTES = 1 << 30
 
 
 def _sha256(path: Path) -> str:
@@ -311,6 +315,12 @@ def _verify_manifest(directory: Path) -> dict[str, str]:
         file = directory / name
         if not file.is_file():
             raise BundleError(f"bundle {directory}: {name} is missing")
+        limit = _MAX_METADATA_BYTES if name == METADATA else _MAX_MODEL_FILE_BYTES
+        if file.stat().st_size > limit:
+            raise BundleError(
+                f"bundle {directory}: {name} is larger than {limit:,} bytes: not a file "
+                "segmentkit wrote, refusing to read it"
+            )
         if _sha256(file) != digest:
             raise BundleError(
                 f"bundle {directory}: {name} does not match its checksum "

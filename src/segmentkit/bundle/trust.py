@@ -154,6 +154,12 @@ def _bit_generator_name(node: dict[str, Any]) -> str | None:
         return None
 
 
+#: Largest ``schema.json`` read: it describes the objects (about 300 KB for a boosted
+#: model of 200 trees), its arrays are members of their own; parsed JSON takes several
+#: times its size in memory.
+MAX_SCHEMA_BYTES = 64 << 20
+
+
 def _check_stored(archive: zipfile.ZipFile, name: str) -> None:
     """Refuse compressed members: a bundle's skops files are written uncompressed.
 
@@ -196,6 +202,11 @@ def file_types(file: str | Path | bytes) -> set[str]:
     try:
         with zipfile.ZipFile(source) as archive:
             _check_stored(archive, name)
+            if archive.getinfo("schema.json").file_size > MAX_SCHEMA_BYTES:
+                raise BundleError(
+                    f"{name}: its schema.json is larger than {MAX_SCHEMA_BYTES:,} bytes; "
+                    "segmentkit's model files hold far smaller ones: refusing to read it"
+                )
             schema = json.loads(archive.read("schema.json"))
     except (OSError, KeyError, ValueError, RecursionError, zipfile.BadZipFile) as exc:
         # ValueError also covers integers too long to parse; RecursionError, nesting too deep.
