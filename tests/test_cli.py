@@ -255,6 +255,10 @@ def test_train_prints_segments_auc_and_where_everything_went(trained, capfd):
     auc = lines.index("out-of-time ROC AUC, model vs baselines:")
     assert lines[auc + 1].split() == ["target", "model", "recency", "rfm", "bgnbd"]
     assert [lines[auc + 2].split()[0], lines[auc + 3].split()[0]] == ["churn", "purchases"]
+    # Then the propensity notes, as in the report: at least where each level comes from.
+    notes = lines.index("notes:")
+    noted = {line.split(":")[0].removeprefix("  - ") for line in lines[notes + 1 : notes + 9]}
+    assert {"churn", "purchases"} <= noted
     # Where it went, and what to run next.
     version = live_version(root / "models" / "sk-cli").name
     assert f"bundle:  models/sk-cli (version {version})" in lines

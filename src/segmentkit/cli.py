@@ -383,6 +383,12 @@ def _training_summary(result: TrainResult) -> str:
     ]
     if len(result.evaluation):
         lines += ["", "out-of-time ROC AUC, model vs baselines:", format_table(result.compare())]
+        # What the table alone would hide (a derived churn, a churn model that loses to
+        # 1 - p(purchase), optimistic metrics, where the level comes from): as in the report.
+        propensity = result.training.propensity
+        notes = propensity.evaluation.notes if propensity is not None else ()
+        if notes:
+            lines += ["", "notes:", *(f"  - {note}" for note in notes)]
     else:
         # Without params.yaml the built-in defaults name no target: say so, not nothing.
         lines += [
