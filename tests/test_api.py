@@ -158,6 +158,26 @@ def test_score_with_integer_user_ids(result, events):
     assert scores["user_id"].dtype == np.int64
 
 
+@pytest.mark.slow
+def test_a_timestamp_format_trains_and_travels_with_the_bundle(result, events, tmp_path):
+    # The same log with epoch microseconds in a column of its own name: the same model,
+    # and the bundle reads such logs when scoring without being told again.
+    epoch = events.assign(
+        ts_us=(events["timestamp"] - pd.Timestamp("1970-01-01")) // pd.Timedelta(microseconds=1)
+    ).drop(columns="timestamp")
+    params = {
+        **PARAMS,
+        "data": {"columns": {"timestamp": "ts_us", "timestamp_format": "unix_us"}},
+    }
+    trained = segmentkit.train(epoch, params=params, as_of=END, track=False)
+    from segmentkit.bundle import save_bundle
+
+    root = save_bundle(trained.model, tmp_path / "bundle")
+    scores = segmentkit.score(root, epoch, as_of=END).drop(columns="model_version")
+    expected = segmentkit.score(result.model, events, as_of=END).drop(columns="model_version")
+    pd.testing.assert_frame_equal(scores, expected)
+
+
 def test_score_accepts_a_bundle_path_and_tags_its_version(result, events, tmp_path):
     from segmentkit.bundle import save_bundle
 

@@ -58,6 +58,13 @@ class ColumnMap:
     ``revenue`` and ``session_id`` are optional: by default they are used when the
     log has them. Mapped explicitly in ``params.yaml`` (listed in ``explicit``, which
     the loader fills in), the column must exist; mapped to ``null``, it is not used.
+
+    ``timestamp_format`` says how to read a timestamp column of text or numbers that
+    is not ISO 8601: a ``strptime`` pattern (``%m/%d/%Y %H:%M`` for UCI Online
+    Retail's ``12/1/2010 8:26``, ``%Y%m%d`` for CDNOW's ``19970101``; ``%z`` reads an
+    offset, converted to UTC), or ``unix_s``, ``unix_ms`` or ``unix_us`` for numbers
+    counting seconds, milliseconds or microseconds since 1970-01-01 UTC. A column
+    already typed as dates or timestamps is read as it is.
     """
 
     user_id: str = "user_id"
@@ -66,6 +73,7 @@ class ColumnMap:
     revenue: str | None = "revenue"
     session_id: str | None = "session_id"
     explicit: tuple[str, ...] = ()
+    timestamp_format: str | None = None
 
 
 @dataclass(frozen=True)
@@ -302,6 +310,38 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     return config
 
 
+#: ``timestamp_format`` values for epoch numbers, and their units in microseconds.
+UNIX_TIME_UNITS = {"unix_s": 1_000_000, "unix_ms": 1_000, "unix_us": 1}
+
+
+def check_timestamp_format(timestamp_format: str | None) -> None:
+    """Refuse a ``data.columns.timestamp_format`` that can read no timestamp.
+
+    The pattern's directives are checked by DuckDB when the log is read; here, only
+    its shape: a ``unix_*`` unit, or a pattern with at least a year directive.
+
+    Raises
+    ------
+    ConfigError
+        Naming the value and what is expected.
+
+    Examples
+    --------
+    >>> check_timestamp_format("%d/%m/%Y")
+    >>> check_timestamp_format("dd/mm/yyyy")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    segmentkit.errors.ConfigError: data.columns.timestamp_format: 'dd/mm/yyyy' is not ...
+    """
+    if timestamp_format is None or timestamp_format in UNIX_TIME_UNITS:
+        return
+    if not isinstance(timestamp_format, str) or not re.search(r"%-?[YyG]", timestamp_format):
+        raise ConfigError(
+            f"data.columns.timestamp_format: {timestamp_format!r} is not a strptime pattern with "
+            f"a year (e.g. '%m/%d/%Y %H:%M', '%Y%m%d') nor one of {sorted(UNIX_TIME_UNITS)}"
+        )
+
+
 def _record_explicit_columns(config: Config, raw: dict[str, Any]) -> Config:
     """Note which optional columns params.yaml names: those must exist in the log."""
     data = raw.get("data")
@@ -452,6 +492,7 @@ def _check_values(config: Config) -> None:
             "tracking: request_timeout_s must be positive, request_retries and "
             "store_lock_timeout_s zero or more"
         )
+    check_timestamp_format(config.data.columns.timestamp_format)
     unknown_roles = sorted(set(config.data.columns.explicit) - {"revenue", "session_id"})
     if unknown_roles:
         raise ConfigError(

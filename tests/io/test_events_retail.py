@@ -7,14 +7,15 @@ a customer), mapped through ``data.columns`` with ``event: null``.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from segmentkit.config import ColumnMap
-from segmentkit.errors import DataValidationError, SegmentkitWarning
+from segmentkit.config import ColumnMap, load_config
+from segmentkit.errors import ConfigError, DataValidationError, SegmentkitWarning
 from segmentkit.io.events import load_events
 
 RETAIL = ColumnMap(
@@ -154,7 +155,8 @@ def test_a_date_only_purchase_log_with_integer_ids_loads(tmp_path):
         (
             "customer_id,date,amount\n1,19970101,1\n2,19970102,3\n",
             r"column 'date' \(timestamp\): expected datetimes or date strings, got type BIGINT "
-            r"\(numbers such as 19970101 are not read as dates",
+            r"\(numbers such as 19970101 or 1433221332117 are not read as dates: set "
+            r"data\.columns\.timestamp_format, e\.g\. '%Y%m%d' or 'unix_ms'\)",
         ),
     ],
     ids=["thousands-separator", "us-date", "yyyymmdd-integer"],
@@ -164,6 +166,108 @@ def test_formats_of_exported_logs_are_refused_with_what_to_do(tmp_path, text, ma
     path.write_text(text)
     with pytest.raises(DataValidationError, match=match):
         load_events(path, CDNOW)
+
+
+@pytest.mark.parametrize(
+    ("text", "timestamp_format", "expected"),
+    [
+        # UCI Online Retail's export: month first, hours without a leading zero.
+        (
+            "customer_id,date,amount\n1,12/1/2010 8:26,1\n2,1/12/2011 10:05,3\n",
+            "%m/%d/%Y %H:%M",
+            ["2010-12-01 08:26", "2011-01-12 10:05"],
+        ),
+        # The same text read day first: the format decides, not a guess.
+        (
+            "customer_id,date,amount\n1,12/1/2010 8:26,1\n2,1/12/2011 10:05,3\n",
+            "%d/%m/%Y %H:%M",
+            ["2010-01-12 08:26", "2011-12-01 10:05"],
+        ),
+        # CDNOW: dates as yyyymmdd integers.
+        ("customer_id,date,amount\n1,19970101,1\n2,19970112,3\n", "%Y%m%d",
+         ["1997-01-01", "1997-01-12"]),
+        # An offset is converted to UTC.
+        (
+            "customer_id,date,amount\n1,2011-01-12 10:05 +0100,1\n2,2011-01-12 10:05 -0230,3\n",
+            "%Y-%m-%d %H:%M %z",
+            ["2011-01-12 09:05", "2011-01-12 12:35"],
+        ),
+        # Epoch numbers (RetailRocket-like milliseconds, seconds with a fraction).
+        ("customer_id,date,amount\n1,1433221332117,1\n2,0,3\n", "unix_ms",
+         ["2015-06-02 05:02:12.117", "1970-01-01"]),
+        ("customer_id,date,amount\n1,1433221332.5,1\n2,-86400,3\n", "unix_s",
+         ["2015-06-02 05:02:12.5", "1969-12-31"]),
+        ("customer_id,date,amount\n1,1433221332117000,1\n2,1,3\n", "unix_us",
+         ["2015-06-02 05:02:12.117", "1970-01-01 00:00:00.000001"]),
+    ],
+    ids=["us-date", "day-first", "yyyymmdd-integer", "offset", "unix-ms", "unix-s", "unix-us"],
+)  # fmt: skip
+def test_timestamp_format_reads_exported_timestamps(tmp_path, text, timestamp_format, expected):
+    path = tmp_path / "log.csv"
+    path.write_text(text)
+    columns = dataclasses.replace(CDNOW, timestamp_format=timestamp_format)
+    clean = load_events(path, columns).to_pandas().sort_values("user_id")
+    assert clean["timestamp"].tolist() == [pd.Timestamp(t) for t in expected]
+
+
+@pytest.mark.parametrize(
+    ("text", "timestamp_format", "error", "match"),
+    [
+        (
+            "customer_id,date,amount\n1,12/1/2010 8:26,1\n2,2010-12-13,3\n",
+            "%m/%d/%Y %H:%M",
+            DataValidationError,
+            r"column 'date' \(timestamp\): 1 value\(s\) cannot be parsed as a timestamp, e\.g\. "
+            r"row 1: '2010-12-13'; expected data\.columns\.timestamp_format '%m/%d/%Y %H:%M'",
+        ),
+        (
+            "customer_id,date,amount\n1,1 Dec 2010,1\n",
+            "unix_ms",
+            DataValidationError,
+            r"column 'date' \(timestamp\): data\.columns\.timestamp_format 'unix_ms' reads numbers "
+            r"since 1970, but the column has type VARCHAR",
+        ),
+        (
+            "customer_id,date,amount\n1,x,1\n",
+            "%Y-%Q",
+            ConfigError,
+            r"data\.columns\.timestamp_format: '%Y-%Q' cannot be read: .*%Q",
+        ),
+        (
+            "customer_id,date,amount\n1,99999999999999999,1\n2,1,3\n",
+            "unix_s",
+            DataValidationError,
+            r"column 'date' \(timestamp\): 1 value\(s\) cannot be parsed.*row 0: "
+            r"'99999999999999999'.*'unix_s'",
+        ),
+    ],
+    ids=["unmatched-value", "unix-on-dates", "bad-directive", "epoch-out-of-range"],
+)
+def test_timestamp_format_refusals_name_the_column_and_format(
+    tmp_path, text, timestamp_format, error, match
+):
+    path = tmp_path / "log.csv"
+    path.write_text(text)
+    columns = dataclasses.replace(CDNOW, timestamp_format=timestamp_format)
+    with pytest.raises(error, match=match):
+        load_events(path, columns, on_invalid="error")
+
+
+def test_timestamp_format_leaves_typed_timestamps_as_they_are(tmp_path):
+    raw = pd.DataFrame(
+        {"customer_id": [1], "date": [pd.Timestamp("1997-01-01 10:00")], "amount": [1.0]}
+    )
+    columns = dataclasses.replace(CDNOW, timestamp_format="%d/%m/%Y")
+    clean = load_events(raw, columns).to_pandas()
+    assert clean["timestamp"].tolist() == [pd.Timestamp("1997-01-01 10:00")]
+
+
+@pytest.mark.parametrize("value", ["dd/mm/yyyy", "%d/%m", "", "unix"])
+def test_params_refuse_a_timestamp_format_without_a_year(tmp_path, value):
+    params = tmp_path / "params.yaml"
+    params.write_text(f"data:\n  columns:\n    timestamp_format: '{value}'\n")
+    with pytest.raises(ConfigError, match=r"data\.columns\.timestamp_format: .* is not a strptime"):
+        load_config(params)
 
 
 def test_rows_without_a_customer_are_refused_with_their_count_on_error():

@@ -160,3 +160,13 @@ def test_order_lines_equal_in_the_log_columns_are_kept_as_the_local_log_keeps_th
             assert rows.groupby("user_id").size().to_dict() == {"a": 3, "b": 2, "c": 1}
     finally:
         log.release()
+
+
+def test_a_timestamp_format_is_refused_on_spark_before_any_spark_work():
+    from segmentkit.config import ColumnMap
+    from segmentkit.errors import ConfigError
+
+    columns = ColumnMap(timestamp_format="%m/%d/%Y %H:%M")
+    # No session is needed (nor started): the refusal comes first.
+    with pytest.raises(ConfigError, match=r"timestamp_format \('%m/%d/%Y %H:%M'\) is read by"):
+        io_spark.load_events_spark("events.csv", columns)

@@ -25,9 +25,15 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from segmentkit.config import ColumnMap
-from segmentkit.errors import DataValidationError, InsufficientDataError, SegmentkitWarning
+from segmentkit.config import UNIX_TIME_UNITS, ColumnMap
+from segmentkit.errors import (
+    ConfigError,
+    DataValidationError,
+    InsufficientDataError,
+    SegmentkitWarning,
+)
 from segmentkit.parallel import thread_map, usable_cores
+from segmentkit.text import sql_literal
 
 __all__ = [
     "DataQualityReport",
@@ -375,24 +381,66 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _timestamp_expr(column: str, type_name: str) -> str:
+# Epoch numbers at or beyond this many microseconds (about year 5138) are refused as
+# unparseable, not read: DuckDB's timestamps end near year 294,000 and fail past it.
+_MAX_EPOCH_US = 10**17
+
+
+def _timestamp_expr(column: str, type_name: str, timestamp_format: str | None = None) -> str:
+    """Return the SQL reading the timestamp column as a UTC TIMESTAMP (NULL where it fails).
+
+    ``timestamp_format`` (see :class:`~segmentkit.config.ColumnMap`) applies to text and
+    numbers; a column typed as dates or timestamps is read as it is.
+    """
     col = _quote(column)
     upper = type_name.upper()
     if upper == "TIMESTAMP WITH TIME ZONE":
         return f"timezone('UTC', {col})"
     if upper.startswith("TIMESTAMP") or upper == "DATE":
         return f"CAST({col} AS TIMESTAMP)"
-    if upper == "VARCHAR" or upper.startswith("ENUM"):
+    text = upper == "VARCHAR" or upper.startswith("ENUM")
+    if timestamp_format in UNIX_TIME_UNITS:
+        if not _numeric(type_name):
+            raise DataValidationError(
+                f"column {column!r} (timestamp): data.columns.timestamp_format "
+                f"{timestamp_format!r} reads numbers since 1970, but the column has type "
+                f"{type_name}"
+            )
+        # In DOUBLE: exact for whole microseconds until year 2255, and never overflows.
+        unit = UNIX_TIME_UNITS[timestamp_format]
+        micros = f"TRY_CAST(round(CAST({col} AS DOUBLE) * {unit}) AS BIGINT)"
+        return f"CASE WHEN abs({micros}) < {_MAX_EPOCH_US} THEN make_timestamp({micros}) END"
+    if timestamp_format is not None and (text or _numeric(type_name)):
+        pattern = sql_literal(timestamp_format)
+        parsed = f"try_strptime(CAST({col} AS VARCHAR), {pattern})"
+        # A pattern with an offset or zone (%z, %Z) gives times with a time zone: in UTC.
+        zoned = re.search("%[zZ]", timestamp_format)
+        return f"timezone('UTC', {parsed})" if zoned else parsed
+    if text:
         return f"timezone('UTC', TRY_CAST(CAST({col} AS VARCHAR) AS TIMESTAMPTZ))"
     raise DataValidationError(
         f"column {column!r} (timestamp): expected datetimes or date strings, got type "
         f"{type_name}"
         + (
-            " (numbers such as 19970101 are not read as dates: convert them to dates first)"
+            " (numbers such as 19970101 or 1433221332117 are not read as dates: set "
+            "data.columns.timestamp_format, e.g. '%Y%m%d' or 'unix_ms')"
             if _numeric(type_name)
             else ""
         )
     )
+
+
+def _check_timestamp_pattern(con: duckdb.DuckDBPyConnection, columns: ColumnMap) -> None:
+    """Refuse a ``timestamp_format`` pattern DuckDB cannot read, before any scan."""
+    pattern = columns.timestamp_format
+    if pattern is None or pattern in UNIX_TIME_UNITS:
+        return
+    try:
+        con.execute("SELECT try_strptime('', ?)", [pattern]).fetchall()
+    except duckdb.Error as exc:
+        raise ConfigError(
+            f"data.columns.timestamp_format: {pattern!r} cannot be read: {_first_line(exc)}"
+        ) from None
 
 
 def _float_ids(type_name: str) -> bool:
@@ -523,12 +571,16 @@ def check_invalid_values(
         samples = example("bad_ts")
         # Slashed dates (12/1/2010) are the common export format that cannot be read
         # safely: say why and what to do.
-        hint = (
-            "; expected ISO 8601 dates or datetimes (YYYY-MM-DD[ HH:MM[:SS]]): day and month "
-            "order of slashed dates cannot be guessed, convert them before loading"
-            if "/" in samples
-            else ""
-        )
+        if columns.timestamp_format is not None:
+            hint = f"; expected data.columns.timestamp_format {columns.timestamp_format!r}"
+        elif "/" in samples:
+            hint = (
+                "; expected ISO 8601 dates or datetimes (YYYY-MM-DD[ HH:MM[:SS]]): day and "
+                "month order of slashed dates cannot be guessed: set "
+                "data.columns.timestamp_format (e.g. '%m/%d/%Y %H:%M') or convert them"
+            )
+        else:
+            hint = ""
         raise DataValidationError(
             f"column {columns.timestamp!r} (timestamp): {counts['bad_ts']} value(s) cannot be "
             f"parsed as a timestamp, e.g. {samples}{hint}"
@@ -702,7 +754,8 @@ def load_events(
     has_revenue = columns.revenue is not None and columns.revenue in types
     has_session = columns.session_id is not None and columns.session_id in types
 
-    ts_expr = _timestamp_expr(columns.timestamp, types[columns.timestamp])
+    _check_timestamp_pattern(con, columns)
+    ts_expr = _timestamp_expr(columns.timestamp, types[columns.timestamp], columns.timestamp_format)
     user_expr = _user_expr(columns.user_id, types[columns.user_id])
     event_expr = (
         f"CAST({_quote(columns.event)} AS VARCHAR)" if columns.event is not None else "'purchase'"

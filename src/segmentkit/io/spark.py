@@ -35,7 +35,7 @@ import pyarrow.compute
 import pyarrow.parquet as pq
 
 from segmentkit.config import ColumnMap
-from segmentkit.errors import DataValidationError
+from segmentkit.errors import ConfigError, DataValidationError
 from segmentkit.io.events import (
     MAX_REVENUE,
     MICROS_PER_DAY,
@@ -593,6 +593,12 @@ def load_events_spark(
     if on_invalid not in ("drop", "error"):
         raise DataValidationError(f"on_invalid: expected 'drop' or 'error', got {on_invalid!r}")
     columns = columns or ColumnMap()
+    if columns.timestamp_format is not None:
+        # Spark's patterns are not strptime's: refused rather than read otherwise.
+        raise ConfigError(
+            f"data.columns.timestamp_format ({columns.timestamp_format!r}) is read by the local "
+            "engine only: on Spark, convert the timestamp column to timestamps first"
+        )
     if isinstance(source, DataFrame):
         raw = source
         spark = raw.sparkSession
