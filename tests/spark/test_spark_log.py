@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -170,3 +171,50 @@ def test_a_timestamp_format_is_refused_on_spark_before_any_spark_work():
     # No session is needed (nor started): the refusal comes first.
     with pytest.raises(ConfigError, match=r"timestamp_format \('%m/%d/%Y %H:%M'\) is read by"):
         io_spark.load_events_spark("events.csv", columns)
+
+
+def _float_id_lines(ids) -> pd.DataFrame:
+    """Order lines whose customer ids pandas wrote as floats (a gap makes the column float)."""
+    return pd.DataFrame(
+        {
+            "CustomerID": ids,
+            "timestamp": pd.to_datetime(
+                ["2024-11-20 10:00", "2024-11-21 10:00", "2024-11-22 00:00"]
+            ),
+            "event": ["purchase"] * 3,
+            "revenue": [2.0, 3.0, 4.0],
+        }
+    )
+
+
+def test_whole_float_ids_are_integers_as_locally(spark):
+    from segmentkit.config import ColumnMap
+
+    lines = _float_id_lines([12346.0, 12347.0, np.nan])
+    columns = ColumnMap(user_id="CustomerID")
+    local = load_events(lines, columns, as_of=AS_OF, on_invalid="drop")
+    log = io_spark.load_events_spark(spark.createDataFrame(lines), columns, as_of=AS_OF)
+    try:
+        assert log.report == local.report
+        rows = log.frame.toPandas().sort_values("user_id")
+        assert rows["user_id"].tolist() == [12346, 12347]
+        assert str(rows["user_id"].dtype) == "int64"
+    finally:
+        log.release()
+
+
+@pytest.mark.parametrize("bad", [12346.5, np.inf, 1e30], ids=["fraction", "infinite", "beyond"])
+def test_float_ids_that_are_not_whole_numbers_are_refused_as_locally(spark, bad):
+    from segmentkit.config import ColumnMap
+    from segmentkit.errors import DataValidationError
+
+    lines = _float_id_lines([bad, 12347.0, 12348.0])
+    message = (
+        r"column 'CustomerID' \(user_id\): expected strings or integers, but 1 numeric "
+        r"value\(s\) are not whole numbers within 64 bits, e\.g\. "
+    )
+    columns = ColumnMap(user_id="CustomerID")
+    with pytest.raises(DataValidationError, match=message):
+        load_events(lines, columns, as_of=AS_OF)
+    with pytest.raises(DataValidationError, match=message):
+        io_spark.load_events_spark(spark.createDataFrame(lines), columns, as_of=AS_OF)

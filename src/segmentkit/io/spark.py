@@ -498,15 +498,31 @@ def _timestamp_us(column: str, field: T.StructField) -> Column:
     )
 
 
+def _float_ids(kind: T.DataType) -> bool:
+    """Whether user ids of this type are numbers that may hold whole values (``12345.0``).
+
+    As locally (``segmentkit.io.events._float_ids``): pandas writes an integer id column
+    with a missing value as doubles; whole values are read as integers, others refused.
+    """
+    return isinstance(kind, T.FloatType | T.DoubleType) or (
+        isinstance(kind, T.DecimalType) and kind.scale > 0
+    )
+
+
 def _user_expr(column: str, kind: T.DataType) -> Column:
+    """Return the typed user id (NULL for a float id that is not a whole 64-bit number)."""
     col = F.col(f"`{column}`")
     if isinstance(kind, _INTEGER_TYPES):
         return col.cast("bigint")
+    if _float_ids(kind):
+        # Not floor(): on doubles it returns a long, and overflows (ANSI mode) past 64
+        # bits. NaN and infinity leave a NaN remainder; try_cast nulls the rest.
+        return F.when(col % F.lit(1) == 0, col.try_cast("bigint"))
     if isinstance(kind, T.StringType) or (isinstance(kind, T.DecimalType) and kind.scale == 0):
         return col.cast("string")
     raise DataValidationError(
-        f"column {column!r} (user_id): expected strings or integers, "
-        f"got type {kind.simpleString().upper()}"
+        f"column {column!r} (user_id): expected strings or integers (or whole numbers stored "
+        f"as floats), got type {kind.simpleString().upper()}"
     )
 
 
@@ -658,6 +674,11 @@ def _validate(
     cutoff = to_timestamp(as_of) if as_of is not None else None
     user_col, ts_col = F.col(f"`{columns.user_id}`"), F.col(f"`{columns.timestamp}`")
     bad_ts = ts_col.isNotNull() & ts_us.isNull()
+    bad_user = (
+        user_col.isNotNull() & user.isNull()
+        if _float_ids(fields[columns.user_id].dataType)
+        else F.lit(False)
+    )
     bad_rev = (
         F.col(f"`{columns.revenue}`").isNotNull() & revenue.isNull()
         if has_revenue
@@ -691,6 +712,7 @@ def _validate(
     # row by row, outside it) then only count flags.
     flags = {
         "bad_ts": bad_ts,
+        "bad_user": bad_user,
         "bad_rev": bad_rev,
         "null_user": user_col.isNull(),
         "null_ts": ts_col.isNull(),
@@ -717,6 +739,7 @@ def _validate(
         F.max(F.when(flag("keep"), F.col("ts_us"))),
         F.count_if(flag("bad_amount")),
         F.count_if(flag("null_event")),
+        F.count_if(flag("bad_user")),
     ]
     key_names = sorted({str(name) for name in key_events})
     checks += [F.count_if(flag("keep") & (F.col("event") == F.lit(name))) for name in key_names]
@@ -771,10 +794,11 @@ def _validate(
         int(c) for c in counts[:7]
     )
     first, last = counts[7:9]
-    n_bad_amount, n_null_event = int(counts[9]), int(counts[10])
-    key_counts = counts[11 : 11 + len(key_names)]
+    n_bad_amount, n_null_event, n_bad_user = int(counts[9]), int(counts[10]), int(counts[11])
+    key_counts = counts[12 : 12 + len(key_names)]
     examples = {
         "bad_ts": (bad_ts, columns.timestamp),
+        "bad_user": (bad_user, columns.user_id),
         "bad_rev": (bad_rev, columns.revenue),
         "bad_amount": (keep & bad_amount, columns.revenue),
         "null_event": (keep_base & null_event, columns.event),
@@ -787,6 +811,7 @@ def _validate(
 
     counts_by_name = {
         "bad_ts": n_bad_ts,
+        "bad_user": n_bad_user,
         "bad_rev": n_bad_rev,
         "bad_amount": n_bad_amount,
         "null_event": n_null_event,
