@@ -6,6 +6,7 @@ from segmentkit.features import build_features
 from segmentkit.io.synth import generate_events
 from segmentkit.models.naming import (
     EVIDENCE_COLUMNS,
+    describe_segment,
     feature_words,
     name_segments,
     rule_name,
@@ -221,3 +222,23 @@ def test_same_behaviour_same_name_across_bootstrap_resamples(scenario):
                 assert refit.segment_kinds_[s] == base.segment_kinds_[match]
                 if refit.k_ == base.k_:
                     assert refit.segment_names_[s] == base.segment_names_[match]
+
+
+def test_descriptions_read_right_when_refunds_make_spend_negative():
+    # A segment of refunders: its mean spend is just below zero, the population's
+    # positive. Printed as a ratio this read "spend -0.0x average".
+    features = ["revenue_30d", "active_days_30d", "orders", "avg_order_value"]
+    text = describe_segment(
+        pd.Series(dtype=float),
+        np.array([-0.01, 0.0, 1.02, -0.5]),
+        np.array([-2.0, -1.5, 1.0, 2.5]),
+        features,
+    )
+    assert "x average" not in text
+    assert "spend, last 30 days below zero (refunds exceed purchases)" in text
+    assert "no active days, last 30 days" in text
+    # Opposite signs the other way: the population nets refunds, the segment does not.
+    assert "order value above zero, the average below" in text
+    assert describe_segment(
+        pd.Series(dtype=float), np.array([1.02]), np.array([1.0]), ["orders"]
+    ) == "orders about average"

@@ -46,6 +46,7 @@ whatever the segment ids or the resample.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -400,7 +401,7 @@ def describe_segment(
             facts.append(text.format(value))
     parts = []
     for j in np.argsort(-np.abs(np.nan_to_num(z)), kind="stable")[:3]:
-        parts.append(_phrase(features[j], float(lifts[j])))
+        parts.append(_phrase(features[j], float(lifts[j]), float(z[j])))
     head = ", ".join(facts)
     tail = ", ".join(parts)
     return f"{head}; {tail}" if head and tail else head or tail
@@ -420,17 +421,40 @@ def feature_words(feature: str) -> str:
     return feature.replace("_", " ")
 
 
-def _phrase(feature: str, lift: float) -> str:
+#: Lifts within this distance of 1 read "about average" (a ratio printed as 1.0x says nothing).
+_ABOUT_AVERAGE = 0.05
+
+
+def _phrase(feature: str, lift: float, z: float = math.nan) -> str:
+    """Words for one lift; ``z`` (the standardized segment mean) signs a negative lift.
+
+    A negative lift means the segment's mean and the population's have opposite
+    signs: spend is negative where refunds exceed purchases.
+
+    Examples
+    --------
+    >>> _phrase("revenue_30d", -0.02, -0.8)
+    'spend, last 30 days below zero (refunds exceed purchases)'
+    >>> _phrase("active_days_30d", 0.0), _phrase("orders", 1.02)
+    ('no active days, last 30 days', 'orders about average')
+    """
     label = feature_words(feature)
     if feature in DIFFERENCE_FEATURES:
         return f"{label} {lift:+.2f} vs average"
     if np.isnan(lift):
         return f"{label} n/a"
+    if abs(lift - 1.0) < _ABOUT_AVERAGE:
+        return f"{label} about average"
     if lift >= 1.0:
         return f"{label} {lift:.1f}x average"
-    if lift >= 0:
+    if lift > 0:
         return f"{label} {1.0 - lift:.0%} below average"
-    return f"{label} {lift:.1f}x average"
+    if lift == 0:
+        return f"no {label}"
+    if z > 0:  # the segment is above a population whose mean is below zero
+        return f"{label} above zero, the average below"
+    money = feature.startswith("revenue") or feature == "avg_order_value"
+    return f"{label} below zero" + (" (refunds exceed purchases)" if money else "")
 
 
 # ------------------------------------------------------------ profile helpers
