@@ -803,7 +803,13 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         self.segment_kinds_ = kinds
         self.segment_names_ = names
         self.segment_descriptions_ = [
-            describe_segment(evidence.iloc[s], self.segment_lifts_[s], self.segment_z_[s], used)
+            describe_segment(
+                evidence.iloc[s],
+                self.segment_lifts_[s],
+                self.segment_z_[s],
+                used,
+                transaction_log=self.transaction_log_,
+            )
             if present[s]
             else "absent in this fit"
             for s in range(self.n_segments_)
