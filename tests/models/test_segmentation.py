@@ -419,7 +419,7 @@ def test_auto_k_never_reports_a_segment_of_a_handful_of_users(seed):
 def test_auto_k_says_so_when_every_candidate_has_a_tiny_segment():
     rng = np.random.default_rng(1)
     X = np.vstack([rng.normal(0, 1, size=(27, 3)), rng.normal(20, 1, size=(3, 3))])
-    with pytest.warns(StabilityWarning, match="share >= 0.333; using k=3"):
+    with pytest.warns(StabilityWarning, match=r"share >= 0.333 \(10 users\); using k=3"):
         model = Segmenter(**FAST).fit(X)
     assert not model.k_rule_met_
 

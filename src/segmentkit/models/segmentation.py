@@ -697,9 +697,10 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             chosen, rule_met, how = rows[0]["k"], True, "chosen: fixed k"
             record_stability(rows[0], stability(chosen))
         if not rule_met and self.k == "auto":
+            floor = f" ({MIN_SEGMENT_USERS} users)" if min_share > self.min_share else ""
             warnings.warn(
                 f"no k in {self.k_range} gave segments with bootstrap Jaccard >= "
-                f"{self.min_stability} and share >= {min_share:.3g}; using k={chosen}, "
+                f"{self.min_stability} and share >= {min_share:.3g}{floor}; using k={chosen}, "
                 "the most stable candidate",
                 StabilityWarning,
                 stacklevel=3,
