@@ -45,6 +45,17 @@ def test_unstable_small_or_unseparated_candidates_are_not_eligible():
     assert choose_k(rows, 0.75, 0.02)[:2] == (3, True)
 
 
+def test_when_nothing_is_stable_a_tiny_segment_is_not_the_fallback():
+    rows = [
+        row(3, 0.60, 0.30, 0.20, 0.9),
+        row(4, 0.70, 0.35, 0.01, 0.1),  # most stable, but a segment below min share
+        row(5, 0.50, 0.30, 0.10, 0.9),
+    ]
+    assert choose_k(rows, 0.75, 0.02)[:2] == (3, False)
+    # Only when every candidate has a tiny segment is the most stable of them used.
+    assert choose_k([{**r, "min_share": 0.01} for r in rows], 0.75, 0.02)[:2] == (4, False)
+
+
 def test_without_separated_k_the_best_silhouette_among_stable_wins():
     rows = [
         row(3, 0.9, 0.50, 0.2, 0.9),

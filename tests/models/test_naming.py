@@ -6,6 +6,7 @@ from segmentkit.features import build_features
 from segmentkit.io.synth import generate_events
 from segmentkit.models.naming import (
     EVIDENCE_COLUMNS,
+    describe_segment,
     feature_words,
     name_segments,
     rule_name,
@@ -221,3 +222,53 @@ def test_same_behaviour_same_name_across_bootstrap_resamples(scenario):
                 assert refit.segment_kinds_[s] == base.segment_kinds_[match]
                 if refit.k_ == base.k_:
                     assert refit.segment_names_[s] == base.segment_names_[match]
+
+
+def test_descriptions_read_right_when_refunds_make_spend_negative():
+    # A segment of refunders: its mean spend is just below zero, the population's
+    # positive. Printed as a ratio this read "spend -0.0x average".
+    features = ["revenue_30d", "active_days_30d", "orders", "avg_order_value"]
+    text = describe_segment(
+        pd.Series(dtype=float),
+        np.array([-0.01, 0.0, 1.02, -0.5]),
+        np.array([-2.0, -1.5, 1.0, 2.5]),
+        features,
+    )
+    assert "x average" not in text
+    assert "spend, last 30 days below zero (refunds exceed purchases)" in text
+    assert "no active days, last 30 days" in text
+    # Opposite signs the other way: the population nets refunds, the segment does not.
+    assert "order value above zero, the average below" in text
+    assert (
+        describe_segment(pd.Series(dtype=float), np.array([1.02]), np.array([1.0]), ["orders"])
+        == "orders about average"
+    )
+
+
+def test_transaction_log_descriptions_name_only_what_the_log_has():
+    # A purchase-only log has no visits, sessions or browsing: its descriptions
+    # speak of transactions and purchases.
+    log = generate_events(scenario="transactions", users=600, days=240, seed=1)
+    X = build_features(log.events, as_of=log.end).drop(columns="user_id")
+    model = Segmenter(n_bootstrap=3, random_state=0).fit(X)
+    assert model.transaction_log_
+    text = " | ".join(model.segment_descriptions_)
+    for word in ("events", "visit", "session", "active days", "kinds of action", "add-to-cart"):
+        assert word not in text
+    assert "transactions" in text or "purchase" in text
+
+
+def test_recency_qualifier_says_lapsed_only_of_lapsed_segments():
+    evidence = pd.DataFrame(
+        {
+            "share_top_value": [0.6, 0.7, 0.1, 0.1],
+            "value_rank": [0.8, 0.8, 0.3, 0.3],
+            "frequency_rank": [0.8, 0.8, 0.3, 0.3],
+            "share_fading": [0.1, 0.0, 0.3, 0.2],
+            "share_long_lapsed": [0.0, 0.0, 0.6, 0.7],
+            "typical_recency_days": [56.0, 16.0, 150.0, 400.0],
+        }
+    )
+    names = name_segments(evidence, ["a", "b", "c", "d"])[1]
+    assert names[:2] == ["Champions (less recent)", "Champions (more recent)"]
+    assert names[2:] == ["Hibernating (more recent)", "Hibernating (longer lapsed)"]

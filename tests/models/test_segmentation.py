@@ -5,12 +5,17 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from segmentkit.errors import ConfigError, InsufficientDataError
+from segmentkit.errors import (
+    ConfigError,
+    DataValidationError,
+    InsufficientDataError,
+    SegmentkitWarning,
+)
 from segmentkit.features import build_features
 from segmentkit.io.synth import SCENARIOS, generate_events
 from segmentkit.models.k_selection import _best_jaccard
 from segmentkit.models.naming import _lifts
-from segmentkit.models.segmentation import Segmenter, StabilityWarning
+from segmentkit.models.segmentation import MIN_SEGMENT_USERS, Segmenter, StabilityWarning
 
 FAST = dict(n_bootstrap=5, random_state=0)
 
@@ -349,3 +354,100 @@ def test_invalid_params(params, match):
     X, _ = blobs(THREE)
     with pytest.raises(ConfigError, match=match):
         Segmenter(**{"k": 3, **params}).fit(X)
+
+
+# ------------------------------------------------- real-log-shaped inputs
+def _table(n=120, seed=0):
+    X, _ = blobs(THREE, n=n // 3, seed=seed)
+    index = pd.Index([f"u{i:03d}" for i in range(X.shape[0])], name="user_id")
+    return pd.DataFrame(X, columns=["recency_days", "orders"], index=index)
+
+
+@pytest.mark.parametrize(("value", "word"), [(np.nan, "NaN"), (np.inf, "inf"), (-np.inf, "inf")])
+def test_missing_or_infinite_values_name_the_column_and_rows(value, word):
+    X = _table()
+    X.iloc[[3, 7], 1] = value
+    with pytest.raises(
+        DataValidationError, match=rf"column 'orders': {word} in 2 rows \(u003, u007\)"
+    ):
+        Segmenter(k=3, **FAST).fit(X)
+    model = Segmenter(k=3, **FAST).fit(_table())
+    with pytest.raises(DataValidationError, match=rf"column 'orders': {word} in 2 rows"):
+        model.predict(X)
+
+
+def test_missing_values_in_an_array_name_the_position():
+    X = _table().to_numpy(copy=True)
+    X[5, 0] = np.nan
+    with pytest.raises(DataValidationError, match=r"column 0 \(position\): NaN in 1 row \(5\)"):
+        Segmenter(k=3, **FAST).fit(X)
+
+
+def test_an_id_column_in_the_feature_table_is_named():
+    X = _table().reset_index()  # user_id back as a column of strings
+    with pytest.raises(DataValidationError, match="column 'user_id' is not numeric.*'u000'"):
+        Segmenter(k=3, **FAST).fit(X)
+    # Numbers stored as text are numbers.
+    assert Segmenter(k=3, **FAST).fit(_table().astype(str)).k_ == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda X: X.drop(columns="orders"), "missing:\n- orders"),
+        (lambda X: X.assign(spend=1.0), "unseen at fit time:\n- spend"),
+        (lambda X: X.to_numpy()[:, :1], "1 features, but Segmenter is expecting 2"),
+    ],
+)
+def test_scoring_a_table_with_other_columns_is_a_data_error(change, match):
+    model = Segmenter(k=3, **FAST).fit(_table())
+    with pytest.raises(DataValidationError, match=match):
+        model.predict(change(_table()))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_auto_k_never_reports_a_segment_of_a_handful_of_users(seed):
+    # Three groups of 19 users and a tight knot of 3 beside one of them: min_share
+    # (2%) alone allowed a "segment" of the 3 (k=4), which no one can act on.
+    rng = np.random.default_rng(seed)
+    X = np.vstack([blobs(THREE, n=19, seed=seed)[0], rng.normal((3, -3), 0.3, size=(3, 2))])
+    model = Segmenter(**FAST).fit(X)
+    assert model.k_rule_met_
+    assert model.segment_sizes_.min() >= MIN_SEGMENT_USERS
+
+
+def test_auto_k_says_so_when_every_candidate_has_a_tiny_segment():
+    rng = np.random.default_rng(1)
+    X = np.vstack([rng.normal(0, 1, size=(27, 3)), rng.normal(20, 1, size=(3, 3))])
+    with pytest.warns(StabilityWarning, match=r"share >= 0.333 \(10 users\); using k=3"):
+        model = Segmenter(**FAST).fit(X)
+    assert not model.k_rule_met_
+
+
+def test_auto_k_on_too_few_users_says_how_many_it_needs():
+    X = _table().iloc[[0, 1, 40, 41, 80]]
+    with pytest.raises(InsufficientDataError, match="needs at least 30 users .* found 5"):
+        Segmenter(**FAST).fit(X)
+    # A fixed k is the user's call.
+    assert Segmenter(k=2, **FAST).fit(X).k_ == 2
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_one_continuous_population_is_not_reported_as_distinct_groups(seed):
+    # One population varying along one factor (as activity does in a homogeneous
+    # log): k-means cuts it the same way on every resample, but nothing separates
+    # the pieces. The fit says so instead of presenting confident segments.
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(400, 1)) + 0.3 * rng.normal(size=(400, 4))
+    with pytest.warns(StabilityWarning, match="not distinct groups"):
+        model = Segmenter(k_range=(3, 5), **FAST).fit(X)
+    assert model.segments_separated_ is False
+    assert issubclass(StabilityWarning, SegmentkitWarning)  # the CLI prints it as one line
+
+
+def test_distinct_groups_are_reported_as_separated():
+    X, _ = blobs(THREE, n=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StabilityWarning)
+        model = Segmenter(k_range=(3, 5), **FAST).fit(X)
+    assert model.k_ == 3 and model.segments_separated_ is True

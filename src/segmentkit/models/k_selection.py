@@ -22,8 +22,9 @@ alone accepts reproducible cuts through one elongated group (k-means cuts a
 skewed group the same way on every resample). When no k separates every
 segment (heavily overlapping behaviour), the stable k with the best
 silhouette is used, preferring the smallest k within
-:data:`SILHOUETTE_TOLERANCE`; when no k is stable either, the most stable k,
-and the rule is reported as not met.
+:data:`SILHOUETTE_TOLERANCE`; when no k is stable either, the most stable k
+whose segments are all above the minimum share (any k when none is), and the
+rule is reported as not met.
 
 Bootstraps are the expensive part, so :func:`search_k` computes them lazily: it
 scores every k's separation and share on one fit each, then bootstraps
@@ -125,7 +126,10 @@ def choose_k(
         best = max(_nan_to(r["silhouette"], -1.0) for r in stable)
         close = [r for r in stable if _nan_to(r["silhouette"], -1.0) >= best - SILHOUETTE_TOLERANCE]
         return min(r["k"] for r in close), True, _CHOSEN_SILHOUETTE
-    ranked = sorted(rows, key=lambda r: (-_nan_to(r["min_jaccard"], -1.0), r["k"]))
+    # Segments below the minimum share are what the rule refuses first: only when
+    # every candidate has one is the most stable of them used.
+    pool = [r for r in rows if r["min_share"] >= min_share] or rows
+    ranked = sorted(pool, key=lambda r: (-_nan_to(r["min_jaccard"], -1.0), r["k"]))
     return ranked[0]["k"], False, _CHOSEN_FALLBACK
 
 
@@ -210,7 +214,7 @@ def _reason(
     if row["k"] == chosen:
         return how
     if row["min_share"] < min_share:
-        return f"a segment below min share ({row['min_share']:.1%})"
+        return f"a segment below min share ({row['min_share']:.1%} < {min_share:.1%})"
     if not _separated(row):
         valley = row.get("valley_ratio", math.nan)
         if math.isnan(valley):

@@ -46,6 +46,7 @@ whatever the segment ids or the resample.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -103,6 +104,18 @@ FEATURE_WORDS: dict[str, str] = {
     "activity_trend": "activity trend",
     "median_gap_days": "days between visits",
 }
+
+#: Words that differ in a transaction log (every event is a purchase row: an
+#: order, an invoice line or a refund; no visits, no browsing), so a description
+#: never names behaviour the log does not have.
+TRANSACTION_WORDS: dict[str, str] = {
+    "recency_days": "days since last purchase",
+    "events_total": "transactions",
+    "active_days_total": "days with a purchase",
+    "events_per_session": "transactions per day",
+    "median_gap_days": "days between purchases",
+}
+_TRANSACTION_WINDOW_WORDS = {"active_days": "days with a purchase", "events": "transactions"}
 
 EVIDENCE_COLUMNS = (
     "share_new",
@@ -353,13 +366,27 @@ def name_segments(
     return kinds, names
 
 
+#: Recency qualifiers for segments whose members mostly are not lapsed.
+_NOT_LAPSED = {"longer lapsed": "less recent", "lapsed": "recent"}
+
+
 def _qualify(group: pd.DataFrame) -> list[str]:
     """Words telling apart segments that share a name, on the first clear difference.
 
     Quantities are tried in a fixed order (value, frequency, buyers, recency,
     tenure); a difference is clear when ranks or shares differ by at least
     0.15, or medians of days by a factor of at least 2. The highest gets the
-    first word, the lowest the last, any others the middle one.
+    first word, the lowest the last, any others the middle one. "Lapsed" is
+    said only of segments whose members mostly are (fading or long lapsed):
+    two groups of Champions bought 2 and 8 weeks ago are "more" and "less
+    recent", not lapsed.
+
+    Examples
+    --------
+    >>> group = pd.DataFrame({"typical_recency_days": [56.0, 16.0],
+    ...                       "share_fading": [0.1, 0.0], "share_long_lapsed": [0.0, 0.0]})
+    >>> _qualify(group.reindex(columns=list(EVIDENCE_COLUMNS)))
+    ['less recent', 'more recent']
     """
     for column, *words in _QUALIFIERS:
         values = group[column].to_numpy(dtype=float)
@@ -367,6 +394,12 @@ def _qualify(group: pd.DataFrame) -> list[str]:
             order = np.argsort(-values, kind="stable")
             out = [words[1]] * len(group)
             out[order[0]], out[order[-1]] = words[0], words[2]
+            if column == "typical_recency_days":
+                inactive = np.nansum(group[["share_fading", "share_long_lapsed"]], axis=1)
+                out = [
+                    _NOT_LAPSED.get(word, word) if inactive[i] < MAJORITY else word
+                    for i, word in enumerate(out)
+                ]
             return out
     return [str(i + 1) for i in range(len(group))]
 
@@ -378,9 +411,16 @@ def _clear_difference(column: str, values: np.ndarray) -> bool:
 
 
 def describe_segment(
-    evidence: pd.Series, lifts: np.ndarray, z: np.ndarray, features: Sequence[str]
+    evidence: pd.Series,
+    lifts: np.ndarray,
+    z: np.ndarray,
+    features: Sequence[str],
+    transaction_log: bool = False,
 ) -> str:
     """One line a marketer can read: the deciding facts, then the strongest lifts.
+
+    With ``transaction_log`` features are worded as purchases (see
+    :func:`feature_words`).
 
     Examples
     --------
@@ -400,37 +440,76 @@ def describe_segment(
             facts.append(text.format(value))
     parts = []
     for j in np.argsort(-np.abs(np.nan_to_num(z)), kind="stable")[:3]:
-        parts.append(_phrase(features[j], float(lifts[j])))
+        parts.append(_phrase(features[j], float(lifts[j]), float(z[j]), transaction_log))
     head = ", ".join(facts)
     tail = ", ".join(parts)
     return f"{head}; {tail}" if head and tail else head or tail
 
 
-def feature_words(feature: str) -> str:
-    """Plain words for a feature name ("revenue_90d" -> "spend, last 90 days")."""
+def feature_words(feature: str, transaction_log: bool = False) -> str:
+    """Plain words for a feature name ("revenue_90d" -> "spend, last 90 days").
+
+    In a transaction log every event is a purchase row: ``transaction_log=True``
+    says "transactions", "days with a purchase", "days between purchases"
+    instead of events, active days and visits.
+
+    Examples
+    --------
+    >>> feature_words("events_90d"), feature_words("events_90d", transaction_log=True)
+    ('events, last 90 days', 'transactions, last 90 days')
+    """
+    if transaction_log and feature in TRANSACTION_WORDS:
+        return TRANSACTION_WORDS[feature]
     if feature in FEATURE_WORDS:
         return FEATURE_WORDS[feature]
     match = re.fullmatch(r"(active_days|events|sessions|revenue)_(\d+)d", feature)
     if match:
         base = {"active_days": "active days", "events": "events", "sessions": "sessions",
                 "revenue": "spend"}[match.group(1)]  # fmt: skip
+        if transaction_log:
+            base = _TRANSACTION_WINDOW_WORDS.get(match.group(1), base)
         return f"{base}, last {match.group(2)} days"
     if feature.endswith("_events"):
         return f"{feature[: -len('_events')].replace('_', ' ')} events"
     return feature.replace("_", " ")
 
 
-def _phrase(feature: str, lift: float) -> str:
-    label = feature_words(feature)
+#: Lifts within this distance of 1 read "about average" (a ratio printed as 1.0x says nothing).
+_ABOUT_AVERAGE = 0.05
+
+
+def _phrase(feature: str, lift: float, z: float = math.nan, transaction_log: bool = False) -> str:
+    """Words for one lift; ``z`` (the standardized segment mean) signs a negative lift.
+
+    A negative lift means the segment's mean and the population's have opposite
+    signs: spend is negative where refunds exceed purchases.
+
+    Examples
+    --------
+    >>> _phrase("revenue_30d", -0.02, -0.8)
+    'spend, last 30 days below zero (refunds exceed purchases)'
+    >>> _phrase("active_days_30d", 0.0), _phrase("orders", 1.02)
+    ('no active days, last 30 days', 'orders about average')
+    """
+    label = feature_words(feature, transaction_log)
     if feature in DIFFERENCE_FEATURES:
         return f"{label} {lift:+.2f} vs average"
     if np.isnan(lift):
         return f"{label} n/a"
+    if abs(lift - 1.0) < _ABOUT_AVERAGE:
+        return f"{label} about average"
     if lift >= 1.0:
         return f"{label} {lift:.1f}x average"
-    if lift >= 0:
+    if lift >= 0.005:
         return f"{label} {1.0 - lift:.0%} below average"
-    return f"{label} {lift:.1f}x average"
+    if lift > 0:  # would print as "100% below average"
+        return f"almost no {label}"
+    if lift == 0:
+        return f"no {label}"
+    if z > 0:  # the segment is above a population whose mean is below zero
+        return f"{label} above zero, the average below"
+    money = feature.startswith("revenue") or feature == "avg_order_value"
+    return f"{label} below zero" + (" (refunds exceed purchases)" if money else "")
 
 
 # ------------------------------------------------------------ profile helpers

@@ -26,9 +26,20 @@ With ``k="auto"`` every k in ``k_range`` is fitted on a subsample of at most
 ``bootstrap_sample`` users; the largest k whose segments are all stable
 (bootstrap Jaccard >= ``min_stability``, as in Hennig's ``clusterboot``),
 separated from their nearest segment by a density dip, and at least
-``min_share`` of users wins. Why, and the fallbacks, are in
-:mod:`segmentkit.models.k_selection`. Every candidate's scores and the reason it
-was or was not chosen are kept in :attr:`Segmenter.selection_`.
+``min_share`` of users (and :data:`MIN_SEGMENT_USERS` users) wins. Why, and the
+fallbacks, are in :mod:`segmentkit.models.k_selection`. Every candidate's scores
+and the reason it was or was not chosen are kept in :attr:`Segmenter.selection_`.
+When the chosen segments are not separated (one continuous population: k-means
+cuts it the same way on every resample, but no density dip lies between the
+pieces) :attr:`Segmenter.segments_separated_` is False and a
+:class:`StabilityWarning` says so; it also says when no k met the rule.
+
+Input
+-----
+A column that is not numeric (an id, a text column), a NaN or an infinite value
+is refused with a :class:`~segmentkit.errors.DataValidationError` naming the
+column and its first rows (by the table's index); so is a table whose columns
+differ from the ones the model was fitted on.
 
 Naming
 ------
@@ -56,7 +67,12 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from segmentkit.errors import ConfigError, InsufficientDataError
+from segmentkit.errors import (
+    ConfigError,
+    DataValidationError,
+    InsufficientDataError,
+    SegmentkitWarning,
+)
 from segmentkit.io.transactions import (
     constant_or_duplicate_columns,
     transaction_redundant_features,
@@ -73,6 +89,7 @@ from segmentkit.models.clustering import (
     _subsample,
 )
 from segmentkit.models.k_selection import (
+    VALLEY_RATIO,
     _silhouette,
     _stability,
     _stability_hdbscan,
@@ -92,13 +109,18 @@ from segmentkit.models.naming import (
     strongest_feature_name,
 )
 
+#: Fewest users a segment found with ``k="auto"`` may hold (on top of ``min_share``):
+#: the profile, name and stability of a handful of users are not something to act
+#: on, and on a small table ``min_share`` alone allows segments of one or two users.
+MIN_SEGMENT_USERS = 10
+
 #: A refitted segment keeps its reference name unless its rule-based name changed
 #: or its centroid moved more than this many standard units (Euclidean, reference space).
 RENAME_SHIFT = 1.5
 
 
-class StabilityWarning(UserWarning):
-    """No candidate k met the stability and share rule."""
+class StabilityWarning(SegmentkitWarning):
+    """The segments found fall short of the k rule (unstable, too small or not separated)."""
 
 
 class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -126,7 +148,8 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
     min_stability : float, default=0.75
         Minimum mean Jaccard every segment needs for k to be eligible.
     min_share : float, default=0.02
-        Minimum share of the smallest segment for k to be eligible.
+        Minimum share of the smallest segment for k to be eligible; with
+        ``k="auto"`` a segment also needs :data:`MIN_SEGMENT_USERS` users.
     silhouette_sample : int, default=2000
         Users (of the subsample) on which the silhouette is computed (for every
         candidate k; it costs the square of this number, and serves the report
@@ -150,6 +173,10 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         Number of segments found in this fit.
     k_rule_met_ : bool
         Whether the chosen k met the selection rule (always True for a fixed k).
+    segments_separated_ : bool
+        Whether every chosen segment is separated from its nearest one by a
+        density dip (valley ratio <= ``VALLEY_RATIO``); False means the segments
+        are cuts through one continuous population.
     log_columns_ : ndarray of bool
         Which columns were log-transformed.
     center_, scale_ : ndarray
@@ -234,7 +261,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             The fitted estimator.
         """
         self._check_params()
-        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=1)
+        X = self._validated(X, reset=True)
         n = X.shape[0]
         if n < 2:
             raise InsufficientDataError(
@@ -273,6 +300,9 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             )
         self.k_ = int(centers.shape[0])
         self.k_rule_met_ = bool(rule_met)
+        valley = table["valley_ratio"][table["chosen"].index(True)]
+        # NaN (not measured) is not separated.
+        self.segments_separated_ = bool(valley <= VALLEY_RATIO)
 
         # Canonical ids: largest segment first; then, with a reference, its ids.
         sizes = np.bincount(labels, minlength=self.k_)
@@ -323,7 +353,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         ndarray of shape (n_samples, n_features)
         """
         check_is_fitted(self)
-        return self._transform_features(validate_data(self, X, dtype=np.float64, reset=False))
+        return self._transform_features(self._validated(X, reset=False))
 
     # -------------------------------------------------------------- predict
     def predict(self, X: Any) -> np.ndarray:
@@ -457,6 +487,32 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         return out
 
     # ------------------------------------------------------------ internals
+    def _validated(self, X: Any, reset: bool) -> np.ndarray:
+        """``X`` as a float array, or a :class:`DataValidationError` naming columns and rows.
+
+        Non-numeric columns (an id, a text column) and missing or infinite values
+        are refused with the columns and the first rows concerned; scikit-learn's
+        own refusals (columns missing, extra or reordered against fit, wrong
+        width) keep their message as a :class:`DataValidationError`.
+        """
+        if isinstance(X, pd.DataFrame):
+            _check_numeric_columns(X)
+        try:
+            out = validate_data(
+                self,
+                X,
+                dtype=np.float64,
+                ensure_min_samples=1,
+                reset=reset,
+                ensure_all_finite=False,
+            )
+        except DataValidationError:
+            raise
+        except ValueError as exc:
+            raise DataValidationError(f"feature table: {exc}") from exc
+        _check_finite(out, X)
+        return out
+
     def _check_params(self) -> None:
         if self.algorithm not in _ALGORITHMS:
             raise ConfigError(f"algorithm: expected one of {_ALGORITHMS}, got {self.algorithm!r}")
@@ -530,6 +586,33 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         self.feature_mask_ = mask
         self.dropped_features_ = dropped
 
+    def _min_share(self, n: int) -> float:
+        """Smallest segment share ``k="auto"`` accepts: ``min_share`` and MIN_SEGMENT_USERS."""
+        if self.k != "auto":
+            return float(self.min_share)
+        return max(float(self.min_share), MIN_SEGMENT_USERS / n)
+
+    def _warn_if_not_separated(
+        self, rows: list[dict[str, Any]], chosen: int, rule_met: bool
+    ) -> None:
+        """Say when ``k="auto"`` found no k whose segments are separated groups."""
+        if self.k != "auto" or not rule_met:
+            return  # a fixed k is the user's call; an unmet rule has its own warning
+        valley = next(r["valley_ratio"] for r in rows if r["k"] == chosen)
+        if valley <= VALLEY_RATIO:
+            return
+        measured = [r["valley_ratio"] for r in rows if not math.isnan(r["valley_ratio"])]
+        best = min(measured) if measured else math.nan
+        warnings.warn(
+            f"no k in {tuple(self.k_range)} gives segments separated from their neighbours "
+            f"(lowest density dip between neighbouring segments {best:.2f}; separated is <= "
+            f"{VALLEY_RATIO}): the k={chosen} segments are stable cuts through one continuous "
+            "population, not distinct groups of users; read them as ranges of behaviour, "
+            "and their names as relative",
+            StabilityWarning,
+            stacklevel=4,
+        )
+
     def _candidate_ks(self, n: int, n_distinct: int) -> list[int]:
         if self.k != "auto":
             k = int(self.k)
@@ -541,13 +624,19 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
                 )
             return [k]
         low, high = (int(v) for v in self.k_range)
-        # The silhouette needs k < number of users scored.
-        ks = [k for k in range(low, high + 1) if k < n_distinct]
-        if not ks:
+        if n_distinct <= low:  # the silhouette needs k < number of users scored
             raise InsufficientDataError(
                 f"k='auto' with k_range=({low}, {high}) needs at least {low + 1} distinct users, "
                 f"found {n_distinct}"
             )
+        if n < low * MIN_SEGMENT_USERS:
+            raise InsufficientDataError(
+                f"k='auto' with k_range=({low}, {high}) needs at least {low * MIN_SEGMENT_USERS} "
+                f"users ({low} segments of at least {MIN_SEGMENT_USERS} users), found {n}; "
+                "use more users or set a fixed k"
+            )
+        # No k can give every segment MIN_SEGMENT_USERS users beyond n // MIN_SEGMENT_USERS.
+        ks = [k for k in range(low, high + 1) if k < n_distinct and k * MIN_SEGMENT_USERS <= n]
         return ks
 
     def _fit_partition(
@@ -560,6 +649,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
     ) -> tuple[np.ndarray, np.ndarray, Any, np.ndarray, dict[str, list], bool]:
         Zs = Z[sub]
         whole = sub.size == Z.shape[0]
+        min_share = self._min_share(Z.shape[0])
         rows: list[dict[str, Any]] = []
         fits = {}
         distinct_s = _count_distinct(Zs)
@@ -572,7 +662,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             shares = np.bincount(labels_s, minlength=k) / labels_s.size
             sil = worst_sil = math.nan
             valleys = np.full(k, np.nan)
-            if shares.min() >= self.min_share or self.k != "auto":
+            if shares.min() >= min_share or self.k != "auto":
                 # A candidate with a too-small segment can never be chosen: skip its scores.
                 with threadpool_limits(limits=1):
                     sil, worst_sil = _silhouette(Zs, labels_s, self.silhouette_sample, seed)
@@ -602,19 +692,21 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             return jaccards[k][order]  # reported by segment size
 
         if self.k == "auto":
-            chosen, rule_met, how = search_k(rows, stability, self.min_stability, self.min_share)
+            chosen, rule_met, how = search_k(rows, stability, self.min_stability, min_share)
         else:
             chosen, rule_met, how = rows[0]["k"], True, "chosen: fixed k"
             record_stability(rows[0], stability(chosen))
-        if not rule_met and len(rows) > 1:
+        if not rule_met and self.k == "auto":
+            floor = f" ({MIN_SEGMENT_USERS} users)" if min_share > self.min_share else ""
             warnings.warn(
                 f"no k in {self.k_range} gave segments with bootstrap Jaccard >= "
-                f"{self.min_stability} and share >= {self.min_share}; using k={chosen}, "
+                f"{self.min_stability} and share >= {min_share:.3g}{floor}; using k={chosen}, "
                 "the most stable candidate",
                 StabilityWarning,
                 stacklevel=3,
             )
-        table = _table(rows, chosen, how, self.min_stability, self.min_share)
+        table = _table(rows, chosen, how, self.min_stability, min_share)
+        self._warn_if_not_separated(rows, chosen, rule_met)
         labels_s, centers_s, mixture_s, seed, _ = fits[chosen]
         jac = jaccards[chosen]
         if whole:
@@ -655,7 +747,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         # HDBSCAN finds density-separated clusters itself: its rule is stability and share.
         rule_met = bool(
             (math.isnan(row["min_jaccard"]) or row["min_jaccard"] >= self.min_stability)
-            and row["min_share"] >= self.min_share
+            and row["min_share"] >= self._min_share(Z.shape[0])
         )
         if not rule_met:
             warnings.warn(
@@ -665,7 +757,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
                 stacklevel=3,
             )
         how = "chosen: hdbscan" + ("" if rule_met else " (rule not met)")
-        table = _table([row], k, how, self.min_stability, self.min_share)
+        table = _table([row], k, how, self.min_stability, self._min_share(Z.shape[0]))
         return labels, centers, None, jac, table, rule_met
 
     def _fit_profiles(self, X: np.ndarray, Z: np.ndarray, n_ids: int) -> None:
@@ -712,7 +804,13 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         self.segment_kinds_ = kinds
         self.segment_names_ = names
         self.segment_descriptions_ = [
-            describe_segment(evidence.iloc[s], self.segment_lifts_[s], self.segment_z_[s], used)
+            describe_segment(
+                evidence.iloc[s],
+                self.segment_lifts_[s],
+                self.segment_z_[s],
+                used,
+                transaction_log=self.transaction_log_,
+            )
             if present[s]
             else "absent in this fit"
             for s in range(self.n_segments_)
@@ -752,6 +850,63 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
                 n += 1
             taken.add(names[s])
         return names
+
+
+# -------------------------------------------------------------- validation
+#: Rows quoted in an error about a feature table.
+_ROWS_SHOWN = 5
+
+
+def _row_labels(X: Any, rows: np.ndarray) -> str:
+    """Name the first of ``rows`` by the table's own index (positions for an array)."""
+    index = X.index if isinstance(X, pd.DataFrame) else None
+    shown = [str(index[r]) if index is not None else str(r) for r in rows[:_ROWS_SHOWN]]
+    more = f" and {rows.size - _ROWS_SHOWN} more" if rows.size > _ROWS_SHOWN else ""
+    return ", ".join(shown) + more
+
+
+def _check_numeric_columns(X: pd.DataFrame) -> None:
+    """Refuse columns holding values that are not numbers (an id, a text column)."""
+    for name in X.columns:
+        column = X[name]
+        if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            continue
+        numbers_ = pd.to_numeric(column, errors="coerce")
+        bad = np.flatnonzero(numbers_.isna().to_numpy() & column.notna().to_numpy())
+        if bad.size:
+            samples = ", ".join(repr(v) for v in column.iloc[bad[:3]].tolist())
+            raise DataValidationError(
+                f"feature table: column {name!r} is not numeric ({bad.size} of {len(column)} "
+                f"rows, e.g. rows {_row_labels(X, bad)}: {samples}); segments are found on "
+                "numeric features only: drop id and text columns (e.g. "
+                "table.drop(columns='user_id'))"
+            )
+
+
+def _check_finite(values: np.ndarray, X: Any) -> None:
+    """Refuse NaN and infinite values, naming the columns and their first rows."""
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    names = getattr(X, "columns", None)
+    parts = []
+    for j in np.flatnonzero(bad.any(axis=0)):
+        rows = np.flatnonzero(bad[:, j])
+        kinds = " and ".join(
+            word
+            for word, hit in (
+                ("NaN", np.isnan(values[rows, j]).any()),
+                ("inf", np.isinf(values[rows, j]).any()),
+            )
+            if hit
+        )
+        name = repr(str(names[j])) if names is not None else f"{j} (position)"
+        noun = "row" if rows.size == 1 else "rows"
+        parts.append(f"column {name}: {kinds} in {rows.size} {noun} ({_row_labels(X, rows)})")
+    raise DataValidationError(
+        "feature table has missing (NaN) or infinite (inf) values, which segments cannot "
+        "place: " + "; ".join(parts) + ". Fill or drop those rows first"
+    )
 
 
 # -------------------------------------------------------------- alignment
