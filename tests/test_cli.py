@@ -387,3 +387,33 @@ def test_score_without_events_says_it_scores_the_demo_log_even_when_quiet(
         "warning: no events given: using demo data (30 users, 20 days) at demo.parquet"
     )
     assert code == 2 and err.splitlines()[1].startswith("error: ")
+
+
+@pytest.mark.parametrize("separated", [True, False])
+def test_segments_says_when_they_are_cuts_through_one_population(
+    tmp_path, capsys, monkeypatch, separated
+):
+    from segmentkit.bundle import SegmentationModel, save_bundle
+    from segmentkit.bundle.metadata import BundleMetadata
+    from segmentkit.config import FeatureConfig
+    from segmentkit.models.segmentation import Segmenter
+
+    rng = np.random.default_rng(0)
+    # One Gaussian cloud, or two clouds far apart: k=2 cuts the first, finds the second.
+    X = rng.normal(size=(400, 2))
+    if separated:
+        X[200:] += 12.0
+    table = pd.DataFrame(np.exp(X / 4), columns=["recency_days", "events_total"])
+    segmenter = Segmenter(k=2, n_bootstrap=3, random_state=0).fit(table)
+    assert segmenter.segments_separated_ is separated
+    model = SegmentationModel(
+        segmenter=segmenter,
+        propensity={},
+        feature_config=FeatureConfig(windows=(7, 30)),
+        metadata=BundleMetadata(as_of="2024-01-01", data_fingerprint="x"),
+    )
+    save_bundle(model, tmp_path / "m")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(["segments", "--model", "m"], capsys)
+    assert code == 0, err
+    assert ("note: no density dip separates these segments" in out) is not separated

@@ -376,11 +376,27 @@ def _segment_lines(table: pd.DataFrame) -> str:
     return format_table(shown[["id", "share", "users", "stability", "name", "description"]])
 
 
+def _separation_note(segmenter: Any) -> str | None:
+    """One line when the segments are cuts through one continuous population, else None.
+
+    Bundles saved before ``segments_separated_`` existed say nothing.
+    """
+    if getattr(segmenter, "segments_separated_", True) is not False:
+        return None
+    return (
+        "note: no density dip separates these segments: they are stable cuts through one "
+        "continuous population (ranges of behaviour), not distinct groups; names are relative"
+    )
+
+
 def _training_summary(result: TrainResult) -> str:
     lines = [
         f"{len(result.segments)} segments as of {result.as_of:%Y-%m-%d}:",
         _segment_lines(result.segments),
     ]
+    separation = _separation_note(result.model.segmenter)
+    if separation:
+        lines.append(separation)
     if len(result.evaluation):
         lines += ["", "out-of-time ROC AUC, model vs baselines:", format_table(result.compare())]
         # What the table alone would hide (a derived churn, a churn model that loses to
@@ -509,6 +525,9 @@ def segments(
         f"{loaded.metadata.as_of[:10]} (version {loaded.metadata.model_version or 'unsaved'}):"
     )
     typer.echo(_segment_lines(api.segments(loaded)))
+    separation = _separation_note(loaded.segmenter)
+    if separation:
+        typer.echo(separation)
 
 
 @app.command("report", short_help="Write a self-contained HTML report.", epilog=EXIT_CODES_HELP)
