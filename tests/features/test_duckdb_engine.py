@@ -201,6 +201,26 @@ def test_orders_are_purchase_occasions_not_order_lines():
     assert table.loc[2, "avg_order_value"] == 12.0
 
 
+@pytest.mark.parametrize("lines", [False, True], ids=["one-line-orders", "order-lines"])
+def test_orders_are_the_same_whether_rows_or_order_times_are_counted(lines):
+    # The duplicate check tells whether an order may have several lines; where it
+    # found none, rows with revenue are counted, and the table must not change.
+    events = generate_events(300, 60, seed=2).events
+    if lines:  # a second line for some orders: same user and time, another amount
+        orders = events[events["revenue"] > 0].iloc[::3].assign(revenue=1.25)
+        events = pd.concat([events, orders], ignore_index=True)
+    checked = load_events(events, as_of="2024-12-20")
+    unchecked = load_events(events, as_of="2024-12-20", check_duplicates=False)
+    assert checked.order_times_unique is (not lines)
+    assert unchecked.order_times_unique is None
+    table = build_features(checked, "2024-12-20")
+    pd.testing.assert_frame_equal(table, build_features(unchecked, "2024-12-20"))
+    many = build_features_many(checked, ["2024-12-01", "2024-12-20"])
+    pd.testing.assert_frame_equal(many[1], table)
+    if lines:
+        assert (table["orders"] < table["events_total"]).any()
+
+
 def test_as_of_beyond_the_loaded_cut_off_is_refused(tiny_log):
     log = load_events(tiny_log, as_of="2024-01-15")
     with pytest.raises(DataValidationError, match="after the cut-off"):

@@ -237,9 +237,11 @@ def _user_day_sql(
     """
     code, event_bits = _event_code(vocabulary)
     key_events = list(dict.fromkeys(config.key_events))
+    one_line_orders = events.order_times_unique is True
     per_day = [
         "count(*) AS events",
         "sum(revenue) AS revenue",
+        *(["count(*) FILTER (WHERE revenue > 0) AS orders"] if one_line_orders else []),
         "coalesce(sum(revenue) FILTER (WHERE revenue > 0), 0) AS order_revenue",
         "min(timestamp) AS first_ts",
         "max(timestamp) AS last_ts",
@@ -249,6 +251,17 @@ def _user_day_sql(
         for name in key_events
     ]
     sep = ",\n               "
+    orders_sql = orders_column = orders_join = ""
+    if not one_line_orders:
+        orders_sql = f""",
+    o AS (
+        SELECT user_id, days_ago, before_us % {MICROS_PER_DAY} = 0 AS on_edge,
+               count(*) AS orders
+        FROM ({_order_times_sql()})
+        GROUP BY ALL
+    )"""
+        orders_column = ", coalesce(o.orders, 0) AS orders"
+        orders_join = "\n           LEFT JOIN o USING (user_id, days_ago, on_edge)"
     return f"""
     WITH base AS NOT MATERIALIZED ({_base_sql(events, latest, code)}),
     d AS (
@@ -263,16 +276,9 @@ def _user_day_sql(
                start_us % {MICROS_PER_DAY} = 0 AS on_edge, count(*) AS sessions
         FROM session_starts
         GROUP BY ALL
-    ),
-    o AS (
-        SELECT user_id, days_ago, before_us % {MICROS_PER_DAY} = 0 AS on_edge,
-               count(*) AS orders
-        FROM ({_order_times_sql()})
-        GROUP BY ALL
-    )
-    SELECT d.*, coalesce(s.sessions, 0) AS sessions, coalesce(o.orders, 0) AS orders
-    FROM d LEFT JOIN s USING (user_id, days_ago, on_edge)
-           LEFT JOIN o USING (user_id, days_ago, on_edge)
+    ){orders_sql}
+    SELECT d.*, coalesce(s.sessions, 0) AS sessions{orders_column}
+    FROM d LEFT JOIN s USING (user_id, days_ago, on_edge){orders_join}
     """
 
 
@@ -458,9 +464,11 @@ def _feature_sql(
     short = windows[0]
     key_events = list(dict.fromkeys(config.key_events))
     code, event_bits = _event_code(vocabulary)
+    one_line_orders = events.order_times_unique is True
     per_user = [
         "count(*) AS events_total",
         "sum(revenue) AS revenue_total",
+        *(["count(*) FILTER (WHERE revenue > 0) AS orders"] if one_line_orders else []),
         "coalesce(sum(revenue) FILTER (WHERE revenue > 0), 0) AS order_revenue",
         "min(timestamp) AS first_ts",
         "max(timestamp) AS last_ts",
@@ -494,7 +502,16 @@ def _feature_sql(
                   FROM {events.table} WHERE timestamp < {t} GROUP BY user_id) x
               ON x.user_id = u.user_id"""
     sep = ",\n               "
-    columns = _output_columns(cutoff, config, blocks, distinct_events, _qualify)
+    qualify = _qualify
+    orders_sql = orders_join = ""
+    if not one_line_orders:
+        orders_sql = f""",
+    o AS (
+        SELECT user_id, count(*) AS orders FROM ({_order_times_sql()}) GROUP BY user_id
+    )"""
+        orders_join = "LEFT JOIN o ON o.user_id = u.user_id"
+        qualify = _qualify_with_orders
+    columns = _output_columns(cutoff, config, blocks, distinct_events, qualify)
     return f"""
     WITH base AS NOT MATERIALIZED ({_base_sql(events, cutoff, code)}),
     u AS (
@@ -508,13 +525,10 @@ def _feature_sql(
         SELECT user_id, {", ".join(per_user_sessions)}
         FROM session_starts
         GROUP BY user_id
-    ),
-    o AS (
-        SELECT user_id, count(*) AS orders FROM ({_order_times_sql()}) GROUP BY user_id
-    )
+    ){orders_sql}
     SELECT u.user_id,
            {sep.join(columns)}
-    FROM u JOIN s ON s.user_id = u.user_id LEFT JOIN o ON o.user_id = u.user_id {distinct_join}
+    FROM u JOIN s ON s.user_id = u.user_id {orders_join} {distinct_join}
     ORDER BY u.user_id
     """
 
@@ -539,10 +553,15 @@ def _key_event_hit(name: str, vocabulary: list[str] | None) -> str:
 
 
 def _qualify(name: str) -> str:
-    """Qualify a per-user aggregate of :func:`_feature_sql` by its CTE (``u``, ``s`` or ``o``)."""
+    """Qualify a per-user aggregate of :func:`_feature_sql` by its CTE (``u`` or ``s``)."""
+    return f"s.{name}" if name.startswith("sessions_") else f"u.{name}"
+
+
+def _qualify_with_orders(name: str) -> str:
+    """:func:`_qualify`, with ``orders`` from the CTE of order times ``o``."""
     if name == "orders":  # users without an order have no row in ``o``
         return "coalesce(o.orders, 0)"
-    return f"s.{name}" if name.startswith("sessions_") else f"u.{name}"
+    return _qualify(name)
 
 
 def _base_sql(events: EventLog, cutoff: dt.datetime, code: str) -> str:
@@ -603,10 +622,13 @@ def _order_times_sql() -> str:
 
     An order is a purchase occasion, not a row: an order table with one row per line
     item (many rows at one user and time) holds one order per time, as the count
-    target's labels count them (:mod:`segmentkit.models.labels`). Only rows with
-    revenue are grouped (a few percent of an event log): measured on the 1M-user
-    demo log, about a tenth more CPU for the feature query than counting rows, where
-    a ``count(DISTINCT ...)`` inside the wide aggregation cost four fifths more.
+    target's labels count them (:mod:`segmentkit.models.labels`). Grouping only the
+    rows with revenue (a few percent of an event log) still reads every user id again:
+    measured on the 1M-user demo log, a tenth more CPU for the feature query (a
+    ``count(DISTINCT ...)`` inside the wide aggregation cost four fifths more). So it
+    is used only where orders may have several lines: when the log's duplicate check
+    found no two rows with revenue at one user and time
+    (:attr:`~segmentkit.io.events.EventLog.order_times_unique`), rows are orders.
     """
     return "SELECT user_id, days_ago, before_us FROM base WHERE revenue > 0 GROUP BY ALL"
 
