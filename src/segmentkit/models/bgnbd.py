@@ -46,6 +46,7 @@ import pandas as pd
 from scipy.integrate import quad
 from scipy.optimize import minimize
 from scipy.special import betaln, expit, gammaln, hyp2f1
+from scipy.stats import beta as beta_distribution
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
@@ -505,12 +506,38 @@ def _expected(r, alpha, a, b, x, t_x, T, t) -> np.ndarray:
     tail = np.where(series > 0, logged, direct)
     out = alive * c / (a - 1.0) * tail
     bad = ~np.isfinite(out) | (out < 0)
-    if bad.any():
-        out[bad] = [
-            alive[i] * _expected_by_quadrature(r, alpha, a, b, x[i], T[i], t)
-            for i in np.flatnonzero(bad)
-        ]
+    for value in np.unique(x[bad]):
+        rows = np.flatnonzero(bad & (x == value))
+        if a < 2.0 or b + value < 2.0:  # a density with a cusp or a pole: adaptive
+            given = [_expected_by_quadrature(r, alpha, a, b, value, T[i], t) for i in rows]
+        else:
+            given = _expected_on_nodes(r, alpha, a, b, float(value), T[rows], t)
+        out[rows] = alive[rows] * np.asarray(given)
     return out
+
+
+#: Gauss-Legendre nodes of :func:`_expected_on_nodes` (measured against adaptive
+#: quadrature: relative error below 1e-12 from Beta(2, 3) to Beta(5000, 90000); with
+#: a < 2 the density's cusp at 0 costs digits, so those go to the adaptive one).
+_LEGENDRE_NODES = 96
+
+
+def _expected_on_nodes(r, alpha, a, b, x: float, T: np.ndarray, t) -> np.ndarray:
+    """E[Y(t) | alive] of customers sharing ``x``, for Beta(a, b + x) with a, b + x >= 2.
+
+    Where the hypergeometric form fails on a posterior of p concentrated far from both
+    ends (a and b + x in the hundreds or more, as fitted on logs where nearly everyone
+    stays, it overflows for young customers), the expectation over p is a sum over
+    fixed nodes spanning all but 1e-12 of each tail, for every customer at once (an
+    adaptive quadrature per customer took seconds per thousand).
+    """
+    posterior = beta_distribution(a, b + x)
+    low, high = posterior.ppf([1e-12, 1.0 - 1e-12])
+    nodes, weights = np.polynomial.legendre.leggauss(_LEGENDRE_NODES)
+    p = low + (high - low) * (nodes + 1.0) / 2.0
+    weights = weights * (high - low) / 2.0 * posterior.pdf(p)
+    ratio = np.log(alpha + T)[:, None] - np.log(alpha + T[:, None] + p * t)
+    return (-np.expm1((r + x) * ratio) / p) @ weights
 
 
 def _expected_by_quadrature(r, alpha, a, b, x, T, t) -> float:
@@ -526,10 +553,22 @@ def _expected_by_quadrature(r, alpha, a, b, x, T, t) -> float:
             return (r + x) * t / (alpha + T)
         return -np.expm1((r + x) * np.log((alpha + T) / (alpha + T + p * t))) / p
 
-    # The Beta density's endpoint singularities are handled exactly by the "alg" weight
-    # p^(a - 1) (1 - p)^(b + x - 1).
-    value, _ = quad(bounded, 0.0, 1.0, weight="alg", wvar=(a - 1.0, b + x - 1.0), limit=200)
-    return float(value / np.exp(betaln(a, b + x)))
+    if a < 1.0 or b + x < 1.0:
+        # The Beta density's endpoint singularities are handled exactly by the "alg"
+        # weight p^(a - 1) (1 - p)^(b + x - 1).
+        value, _ = quad(bounded, 0.0, 1.0, weight="alg", wvar=(a - 1.0, b + x - 1.0), limit=200)
+        return float(value / np.exp(betaln(a, b + x)))
+    # A bounded density, possibly concentrated far from both ends (a and b + x in the
+    # hundreds, as fitted on logs where nearly everyone stays): there the weight's form
+    # fails (its normalizing Beta function underflows, its integral loses all digits),
+    # so the density itself, evaluated in log space, is integrated where it is not
+    # negligible.
+    posterior = beta_distribution(a, b + x)
+    low, high = posterior.ppf([1e-12, 1.0 - 1e-12])
+    value, _ = quad(
+        lambda p: bounded(p) * posterior.pdf(p), low, high, limit=200, points=[posterior.mean()]
+    )
+    return float(value)
 
 
 def bgnbd_predictions(
