@@ -824,8 +824,17 @@ class Verdict:
         return data
 
 
+def _f(value: Any, spec: str) -> str:
+    """Format a number for a sentence: ``n/a`` when it is missing or not finite."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    return f"{number:{spec}}" if math.isfinite(number) else "n/a"
+
+
 def _pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
+    return f"{100 * value:.1f}%" if math.isfinite(value) else "n/a"
 
 
 def _segment_share_words(r: DriftResult) -> str:
@@ -840,7 +849,8 @@ def _segment_share_words(r: DriftResult) -> str:
 def _new_behaviour_words(r: DriftResult) -> str:
     d = r.details
     features = ", ".join(
-        f"{f['feature']} {f['ratio_to_population']:.1f}x" for f in d.get("distinct_features", [])
+        f"{f['feature']} {_f(f['ratio_to_population'], '.1f')}x"
+        for f in d.get("distinct_features", [])
     )
     return (
         f"a new behaviour group: {d['misfits_now']} of {d['newcomers_now']} users who joined "
@@ -869,42 +879,46 @@ def _nonzero_psi_words(r: DriftResult) -> str:
     d = r.details
     return (
         f"{r.subject} changed among users with a non-zero value: median "
-        f"{d['median_then']:.4g} at the champion's snapshot, {d['median_now']:.4g} now "
-        f"(PSI {d['raw_psi']:.2f}, ageing alone {d['expected_psi'] or 0:.2f})"
+        f"{_f(d['median_then'], '.4g')} at the champion's snapshot, "
+        f"{_f(d['median_now'], '.4g')} now "
+        f"(PSI {_f(d['raw_psi'], '.2f')}, ageing alone {_f(d['expected_psi'] or 0, '.2f')})"
     )
 
 
 def _nonzero_shift_words(r: DriftResult) -> str:
     d = r.details
     return (
-        f"{r.subject} among users with a non-zero value moved {d['ratio']:.2f}x since the "
-        f"champion (geometric mean {d['geometric_mean_then']:.4g} -> "
-        f"{d['geometric_mean_now']:.4g}; ageing alone {d['expected_ratio']:.2f}x)"
+        f"{r.subject} among users with a non-zero value moved {_f(d['ratio'], '.2f')}x since the "
+        f"champion (geometric mean {_f(d['geometric_mean_then'], '.4g')} -> "
+        f"{_f(d['geometric_mean_now'], '.4g')}; ageing alone {_f(d['expected_ratio'], '.2f')}x)"
     )
 
 
 def _aged_psi_words(r: DriftResult) -> str:
     d = r.details
     return (
-        f"{r.subject} drifted beyond ageing: PSI {d['raw_psi']:.2f} since the champion, "
-        f"{d['expected_psi'] or 0:.2f} from ageing alone (median {d['reference_median']:.4g} "
-        f"-> {d['current_median']:.4g})"
+        f"{r.subject} drifted beyond ageing: PSI {_f(d['raw_psi'], '.2f')} since the champion, "
+        f"{_f(d['expected_psi'] or 0, '.2f')} from ageing alone "
+        f"(median {_f(d['reference_median'], '.4g')} "
+        f"-> {_f(d['current_median'], '.4g')})"
     )
 
 
 def _history_words(r: DriftResult) -> str:
     return (
         f"{r.subject} at the champion's snapshot differs when recomputed from today's log "
-        f"(PSI {r.score:.2f}): events before that date were added, removed or changed"
+        f"(PSI {_f(r.score, '.2f')}): events before that date were added, removed or changed"
     )
 
 
 def _auc_drop_words(r: DriftResult) -> str:
-    return f"the champion's {r.subject} model lost {r.score:.3f} ROC AUC on outcomes now known"
+    return (
+        f"the champion's {r.subject} model lost {_f(r.score, '.3f')} ROC AUC on outcomes now known"
+    )
 
 
 def _ari_words(r: DriftResult) -> str:
-    return f"the challenger's segments agree with the champion's only at ARI {r.score:.2f}"
+    return f"the challenger's segments agree with the champion's only at ARI {_f(r.score, '.2f')}"
 
 
 #: Per test: the sentence of a judged result and the action it alone calls for.
@@ -945,24 +959,43 @@ def _newcomer_words(result: DriftResult) -> str:
     )
 
 
+def _plain_words(result: DriftResult) -> str:
+    return f"{result.test} on {result.subject}: {result.score:.3g}"
+
+
+def _words(describe: Callable[[DriftResult], str], result: DriftResult) -> str:
+    """Return the sentence of ``result``, or its bare score when the sentence cannot be made.
+
+    A drift.json written by another version, or edited by hand, may lack a detail
+    the sentence needs: the report still renders.
+    """
+    try:
+        return describe(result)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return _plain_words(result)
+
+
 def _finding(result: DriftResult) -> Finding | None:
     """Return a judged result in words (None for OK results)."""
     if result.status == "OK":
         return None
     if result.details.get("carried_by") == "newcomers" and result.test in _FINDING_WORDS:
         return Finding(
-            "new_behaviour", result.subject, result.status, _newcomer_words(result), "retrain"
+            "new_behaviour",
+            result.subject,
+            result.status,
+            _words(_newcomer_words, result),
+            "retrain",
         )
     if result.test not in _FINDING_WORDS:
-        text = f"{result.test} on {result.subject}: {result.score:.3g}"
-        return Finding(result.test, result.subject, result.status, text, "retrain")
+        return Finding(result.test, result.subject, result.status, _plain_words(result), "retrain")
     words, action = _FINDING_WORDS[result.test]
     kind, subject = result.test, result.subject
     if kind == "segment_share":
-        kind = _SEGMENT_CHANGE_KINDS.get(result.details.get("change", "changed"), kind)
+        kind = _SEGMENT_CHANGE_KINDS.get(str(result.details.get("change", "changed")), kind)
     elif kind == "new_behaviour":
         subject = "newcomers"
-    return Finding(kind, subject, result.status, words(result), action)
+    return Finding(kind, subject, result.status, _words(words, result), action)
 
 
 def _recommendation(action: Action, finding: Finding | None) -> str:
