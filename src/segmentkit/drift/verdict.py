@@ -72,8 +72,10 @@ __all__ = [
     "history_test",
     "new_behaviour_test",
     "newcomer_attribution",
+    "newcomer_intake_test",
     "nonzero_psi_test",
     "nonzero_shift_test",
+    "psi_noise",
     "segment_label",
     "segment_share_tests",
 ]
@@ -102,10 +104,18 @@ _KIND_ORDER = (
     "nonzero_psi",
     "aged_psi",
     "event_appeared",
+    "newcomer_intake",
     "history",
     "auc_drop",
     "ari",
 )
+
+#: Binomial standard errors a segment's share must move by to count (beside the ratio).
+SHARE_Z = 3.0
+
+#: Users a segment must have held (vanished) or hold (appeared) at today's size for the
+#: change to be beyond chance (Poisson: no user where 7 are expected has odds of 0.1 %).
+SHARE_MIN_COUNT = 7
 
 #: Share below which a segment counts as empty in ratios (keeps scores finite).
 _SHARE_FLOOR = 1e-4
@@ -155,6 +165,48 @@ def _values(values: Any, what: str) -> np.ndarray:
     return array[np.isfinite(array)]
 
 
+#: Chance, per test, that sampling alone would cross a PSI threshold (see :func:`psi_noise`).
+PSI_NOISE_LEVEL = 0.001
+
+
+def psi_noise(n_bins: int, n_reference: int, n_current: int) -> float:
+    """PSI two samples of one distribution exceed by chance with probability ``PSI_NOISE_LEVEL``.
+
+    To second order PSI is a chi-square statistic: for bin shares estimated from
+    ``n_reference`` and ``n_current`` users, ``PSI ~ chi2(n_bins - 1) * (1 /
+    n_reference + 1 / n_current)``. The calibrated PSI tests add this allowance to
+    their thresholds, so a refresh of a few hundred users is not judged as if it
+    had the champion's thousands (about 0.15 at 200 against 2,000 users over 10
+    bins; 0.03 at 2,000 against 2,000).
+
+    Examples
+    --------
+    >>> round(psi_noise(10, 2000, 200), 3), round(psi_noise(10, 2000, 2000), 3)
+    (0.153, 0.028)
+    """
+    from scipy.stats import chi2
+
+    if n_bins < 2 or n_reference < 1 or n_current < 1:
+        return 0.0
+    return float(chi2.ppf(1 - PSI_NOISE_LEVEL, n_bins - 1)) * (1 / n_reference + 1 / n_current)
+
+
+def _judged_beyond_noise(
+    test: str,
+    subject: str,
+    score: float,
+    warn: float | None,
+    drift: float | None,
+    noise: float,
+    details: dict[str, Any],
+) -> DriftResult:
+    """Judge ``score`` against thresholds raised by ``noise`` (the nominal ones are kept)."""
+    status = _judge(
+        score, None if warn is None else warn + noise, None if drift is None else drift + noise
+    )
+    return DriftResult(test, subject, score, warn, drift, status, {**details, "noise": noise})
+
+
 # --------------------------------------------------------------------------- features
 
 
@@ -201,12 +253,13 @@ def aged_psi_test(
     if baseline_values is not None and _values(baseline_values, reference.name).size:
         expected = psi_test(reference, baseline_values, None, None).score
     score = max(raw.score - (expected or 0.0), 0.0)
-    return _judged_result(
+    return _judged_beyond_noise(
         "aged_psi",
         reference.name,
         score,
         warn,
         drift,
+        psi_noise(reference.n_bins, reference.n, raw.details["n"]),
         {
             "raw_psi": raw.score,
             "expected_psi": expected,
@@ -266,12 +319,13 @@ def nonzero_psi_test(
         if base_pos.size >= min_nonzero:
             expected = psi_test(reference, base_pos, None, None).score
     score = max(raw - (expected or 0.0), 0.0)
-    return _judged_result(
+    return _judged_beyond_noise(
         "nonzero_psi",
         name,
         score,
         warn,
         drift,
+        psi_noise(reference.n_bins, int(then_pos.size), int(now_pos.size)),
         {
             "raw_psi": raw,
             "expected_psi": expected,
@@ -415,6 +469,7 @@ def segment_share_tests(
     warn_ratio: float = 1.5,
     drift_ratio: float = 2.0,
     max_trend: float = 2.0,
+    z: float = SHARE_Z,
 ) -> list[DriftResult]:
     """Judge each champion segment's share now against the share ageing predicts.
 
@@ -426,9 +481,12 @@ def segment_share_tests(
 
     A segment that held at least ``min_share`` and now holds less than
     ``gone_share`` *vanished*; one that held less than ``gone_share`` and now
-    holds at least ``min_share`` *appeared*: both are DRIFT. Otherwise the score is
+    holds at least ``min_share`` *appeared*: both are DRIFT, when the share
+    concerned comes to :data:`SHARE_MIN_COUNT` users at today's size. Otherwise the score is
     ``max(current, expected) / min(current, expected)``, judged against
-    ``warn_ratio`` and ``drift_ratio`` when the larger share reaches ``min_share``.
+    ``warn_ratio`` and ``drift_ratio`` when the larger share reaches ``min_share``
+    and the difference exceeds ``z`` binomial standard errors of a share among
+    today's users (a segment of 10 users out of 200 halves by chance).
 
     Parameters
     ----------
@@ -466,6 +524,7 @@ def segment_share_tests(
     n_segments = max(reference.size, int(np.max(current_labels, initial=-1)) + 1)
     reference = np.r_[reference, np.zeros(n_segments - reference.size)]
     current = _shares(current_labels, n_segments)
+    n_users = max(int(np.asarray(current_labels).size), 1)
     trend = np.ones(n_segments)
     if then_labels is not None and baseline_labels is not None:
         then, base = _shares(then_labels, n_segments), _shares(baseline_labels, n_segments)
@@ -476,14 +535,17 @@ def segment_share_tests(
     for seg in range(n_segments):
         ref, now = float(reference[seg]), float(current[seg])
         expected = ref * float(trend[seg])
-        if ref >= min_share and now < gone_share:
+        # Vanished or appeared only where chance cannot do it: a 2% segment has no user
+        # among 200 in one refresh of 60, so at least SHARE_MIN_COUNT users are needed.
+        if ref >= min_share and now < gone_share and ref * n_users >= SHARE_MIN_COUNT:
             change, status, score = "vanished", "DRIFT", ref / max(now, _SHARE_FLOOR)
-        elif ref < gone_share and now >= min_share:
+        elif ref < gone_share and now >= min_share and now * n_users >= SHARE_MIN_COUNT:
             change, status, score = "appeared", "DRIFT", now / max(ref, _SHARE_FLOOR)
         else:
             low, high = sorted((now, expected))
             score = high / max(low, _SHARE_FLOOR) if high > 0 else 1.0
-            judged = high >= min_share
+            spread = math.sqrt(min(max(expected, now), 1.0) * (1 - min(expected, 1.0)) / n_users)
+            judged = high >= min_share and abs(now - expected) >= z * spread
             status = _judge(score, warn_ratio, drift_ratio) if judged else "OK"
             change = "steady" if status == "OK" else ("grew" if now > expected else "shrank")
         results.append(
@@ -616,6 +678,68 @@ def new_behaviour_test(
 
 
 # --------------------------------------------------------------------------- events
+
+
+#: Intake of new users, now against the interval before, that counts as a change
+#: (either way) when it is also beyond ``INTAKE_Z`` standard errors of the counts.
+INTAKE_RATIO_WARN = 1.5
+INTAKE_Z = 3.0
+
+
+def newcomer_intake_test(
+    newcomers_then: int,
+    newcomers_now: int,
+    *,
+    ratio_warn: float = INTAKE_RATIO_WARN,
+    z: float = INTAKE_Z,
+    min_users: int = 20,
+) -> DriftResult:
+    """How many users joined since the champion against how many joined in the interval before.
+
+    Both groups have the same age at their snapshot, so ageing cancels out. A
+    surge (a new acquisition channel, a campaign) or a collapse (sign-ups no
+    longer tracked) changes the population's mix even when each newcomer behaves
+    like the earlier ones, which no feature or segment test sees when the
+    newcomers spread over the segments: it is a WARN (never DRIFT; the champion's
+    segments still describe these users, and :func:`new_behaviour_test` says when
+    they do not). ``score`` is the larger of the ratio and its inverse; the log
+    ratio must also exceed ``z`` standard errors of two Poisson counts.
+
+    Examples
+    --------
+    >>> newcomer_intake_test(300, 310).status, newcomer_intake_test(300, 720).status
+    ('OK', 'WARN')
+    """
+    _check(ratio_warn, None, "newcomer_intake")
+    then, now = _count_of(newcomers_then), _count_of(newcomers_now)
+    judged = min(then, now) >= min_users
+    ratio = (now + 0.5) / (then + 0.5)
+    score = max(ratio, 1 / ratio)
+    se = math.sqrt(1 / (now + 0.5) + 1 / (then + 0.5))
+    beyond_noise = abs(math.log(ratio)) >= z * se
+    status: Status = "WARN" if judged and beyond_noise and score >= ratio_warn else "OK"
+    return DriftResult(
+        test="newcomer_intake",
+        subject="newcomers",
+        score=score,
+        warn_threshold=ratio_warn,
+        drift_threshold=None,
+        status=status,
+        details={
+            "newcomers_then": then,
+            "newcomers_now": now,
+            "ratio": now / then if then else math.inf,
+            "standard_error": se,
+            "judged": judged,
+        },
+    )
+
+
+def _count_of(value: Any) -> int:
+    count = int(value)
+    if count < 0:
+        raise DataValidationError(f"newcomer_intake: counts must be >= 0, got {count}")
+    return count
 
 
 def event_mix_tests(
@@ -911,6 +1035,17 @@ def _history_words(r: DriftResult) -> str:
     )
 
 
+def _intake_words(r: DriftResult) -> str:
+    d = r.details
+    way = "more" if d["newcomers_now"] >= d["newcomers_then"] else "fewer"
+    return (
+        f"{d['newcomers_now']} users joined since the champion against "
+        f"{d['newcomers_then']} in the interval before ({_f(d['ratio'], '.2f')}x, "
+        f"{way}): the population's mix is changing (a new acquisition channel or campaign, "
+        "or sign-ups no longer logged)"
+    )
+
+
 def _auc_drop_words(r: DriftResult) -> str:
     return (
         f"the champion's {r.subject} model lost {_f(r.score, '.3f')} ROC AUC on outcomes now known"
@@ -932,6 +1067,7 @@ _FINDING_WORDS: dict[str, tuple[Callable[[DriftResult], str], Action]] = {
     "aged_psi": (_aged_psi_words, "check_source"),
     "history": (_history_words, "check_source"),
     "auc_drop": (_auc_drop_words, "retrain"),
+    "newcomer_intake": (_intake_words, "retrain"),
     "ari": (_ari_words, "promote"),
 }
 
