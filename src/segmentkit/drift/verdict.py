@@ -25,6 +25,10 @@ recomputed at the same distance"):
     before (the same age, so ageing cancels out): the share of them lying beyond
     the distance 99 % of their segment's users had at the champion's snapshot.
     A jump is a group of users whose behaviour no champion segment describes.
+``newcomer_intake``
+    How many users joined since the champion against the interval before (the
+    same age): a surge or a collapse changes the population's mix even when each
+    newcomer fits a segment. WARN only.
 ``event_vanished`` / ``event_appeared``
     Event types that stop (or start) being logged between the two intervals.
 ``history``
@@ -40,6 +44,11 @@ before each snapshot, compared the same way), who show at most half of the
 change; :func:`decide` reports it as a new behaviour (retrain), not as a source
 to check. A source problem (spend logged at half, an event lost) shows in the
 established users too.
+
+Sampling noise is allowed for: the PSI tests raise their thresholds by the PSI
+two samples of one distribution reach by chance at these sizes
+(:func:`psi_noise`), and segment shares must also move by several binomial
+standard errors, so a refresh of a few hundred users is judged as such.
 
 Every test is a pure function returning a :class:`~segmentkit.drift.DriftResult`;
 :func:`decide` turns results into a :class:`Verdict` with findings in words and one
