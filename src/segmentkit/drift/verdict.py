@@ -485,8 +485,9 @@ def segment_share_tests(
     The expected share is ``reference_share * trend`` where ``trend`` is the
     segment's share at the champion's snapshot over its share one interval
     before, both recomputed from today's log (``then_labels``,
-    ``baseline_labels``), clipped to ``[1/max_trend, max_trend]``. Without them
-    the trend is 1.
+    ``baseline_labels``), clipped to ``[1/max_trend, max_trend]``; it is 1
+    without them, or when it lies within two standard errors of 1 (on a small
+    log the previous interval's shares are noise).
 
     A segment that held at least ``min_share`` and now holds less than
     ``gone_share`` *vanished*; one that held less than ``gone_share`` and now
@@ -537,9 +538,15 @@ def segment_share_tests(
     trend = np.ones(n_segments)
     if then_labels is not None and baseline_labels is not None:
         then, base = _shares(then_labels, n_segments), _shares(baseline_labels, n_segments)
+        n_then = max(int(np.asarray(then_labels).size), 1)
+        n_base = max(int(np.asarray(baseline_labels).size), 1)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where((then > 0) & (base > 0), then / base, 1.0)
-        trend = np.clip(ratio, 1.0 / max_trend, max_trend)
+            # Standard error of the log ratio of two binomial shares: a trend within
+            # two of them is noise (a small log), and correcting for it adds noise.
+            se = np.sqrt((1 - then) / (n_then * then) + (1 - base) / (n_base * base))
+        real = (then > 0) & (base > 0) & (np.abs(np.log(ratio)) > 2 * np.nan_to_num(se))
+        trend = np.clip(np.where(real, ratio, 1.0), 1.0 / max_trend, max_trend)
     results = []
     for seg in range(n_segments):
         ref, now = float(reference[seg]), float(current[seg])
