@@ -147,3 +147,20 @@ def test_refresh_checks_on_200_users_and_on_an_acquisition_surge():
     assert "DRIFT" not in small and small.count("OK") >= 2, verdicts["small"]
     for status, top in verdicts["surge"]:
         assert status == "WARN" and top in ("newcomer_intake", "segment_share"), verdicts["surge"]
+
+
+def test_history_allows_for_an_extract_but_not_for_a_rewritten_past():
+    from segmentkit.drift.verdict import history_test
+
+    rng = np.random.default_rng(4)
+    values = np.round(rng.lognormal(2, 1, 2000))
+    reference = build_feature_reference(pd.DataFrame({"events_total": values}))["events_total"]
+    assert history_test(reference, values).score == pytest.approx(0.0, abs=1e-12)
+    extracts = [history_test(reference, rng.choice(values, 200, replace=False)) for _ in range(100)]
+    assert sum(r.status == "OK" for r in extracts) >= 98
+    # The same users with half of their events lost is a rewritten past, at any size.
+    lost = np.round(values * 0.5)
+    assert history_test(reference, lost).status == "DRIFT"
+    assert history_test(reference, lost[:200]).status == "DRIFT"
+    # The most active tenth of users removed from the log: the past changed.
+    assert history_test(reference, np.sort(values)[:1800]).status == "DRIFT"

@@ -65,7 +65,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from segmentkit.drift._common import DriftResult, _judge, _judged_result
+from segmentkit.drift._common import DriftResult, _judge
 from segmentkit.drift.reference import FeatureReference, build_feature_reference
 from segmentkit.drift.stats import population_stability_index, psi_test
 from segmentkit.errors import ConfigError, DataValidationError
@@ -193,11 +193,16 @@ def psi_noise(n_bins: int, n_reference: int, n_current: int) -> float:
     >>> round(psi_noise(10, 2000, 200), 3), round(psi_noise(10, 2000, 2000), 3)
     (0.153, 0.028)
     """
+    if n_reference < 1 or n_current < 1:
+        return 0.0
+    return _chance_chi2(n_bins) * (1 / n_reference + 1 / n_current)
+
+
+def _chance_chi2(n_bins: int) -> float:
+    """Chi-square value over ``n_bins`` bins that chance exceeds with ``PSI_NOISE_LEVEL``."""
     from scipy.stats import chi2
 
-    if n_bins < 2 or n_reference < 1 or n_current < 1:
-        return 0.0
-    return float(chi2.ppf(1 - PSI_NOISE_LEVEL, n_bins - 1)) * (1 / n_reference + 1 / n_current)
+    return float(chi2.ppf(1 - PSI_NOISE_LEVEL, n_bins - 1)) if n_bins >= 2 else 0.0
 
 
 def _judged_beyond_noise(
@@ -435,6 +440,9 @@ def history_test(
 
     The same log at the same as_of gives the same features, so any difference
     means events before the champion's snapshot were added, removed or changed.
+    When the log holds fewer (or more) users than the champion saw, the thresholds
+    allow for the sampling difference alone (a 200-user extract of a 2,000-user log
+    differs by chance), as :func:`psi_noise` does for independent samples.
 
     Examples
     --------
@@ -446,13 +454,19 @@ def history_test(
     """
     _check(warn, drift, f"history {reference.name!r}")
     result = psi_test(reference, recomputed_values, None, None)
-    return _judged_result(
+    n = int(result.details["n"])
+    # A log holding part of the champion's users (an extract) differs from the stored
+    # reference by sampling alone: the finite-population form of psi_noise, zero when
+    # the user counts agree (the same log must give the same features).
+    noise = _chance_chi2(reference.n_bins) * abs(1 / max(n, 1) - 1 / max(reference.n, 1))
+    return _judged_beyond_noise(
         "history",
         reference.name,
         result.score,
         warn,
         drift,
-        {"n": result.details["n"], "reference_n": reference.n},
+        noise,
+        {"n": n, "reference_n": reference.n},
     )
 
 
