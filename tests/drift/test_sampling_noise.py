@@ -92,61 +92,31 @@ def test_newcomer_intake(then, now, status):
     assert result.details["newcomers_then"] == then and result.details["newcomers_now"] == now
 
 
-@pytest.mark.slow
-def test_refresh_checks_on_200_users_and_on_an_acquisition_surge():
-    """Calibrated checks on a steady log: a 200-user extract is OK, a 20% intake surge WARNs."""
-    from segmentkit.config import load_config
-    from segmentkit.drift.checks import calibrated_checks
-    from segmentkit.drift.scenarios import steady_log
-    from segmentkit.drift.verdict import decide
-    from segmentkit.features import build_features
-    from segmentkit.io.events import load_events
-    from segmentkit.io.synth import generate_events
-    from segmentkit.training import train_model
+def test_variant_logs_change_what_they_say():
+    from segmentkit.drift.scenarios import add_new_users, extract_users, repeat_sessions, steady_log
 
-    config = load_config(
-        None,
-        {"segmentation": {"k_range": [3, 8], "n_bootstrap": 5}, "propensity": {"targets": []}},
-    )
-    end = dt.date(2025, 1, 1)
-    as_of = dt.datetime(2025, 1, 1)
-    champion_as_of = as_of - dt.timedelta(days=30)
-    verdicts: dict[str, list[tuple[str, str | None]]] = {"small": [], "surge": []}
-    for seed in (700, 701, 702):
-        events = steady_log(300, 180, 10, 30, end, seed=seed)
-        champion = train_model(config, events, champion_as_of)
-        users = events["user_id"].drop_duplicates().sample(200, random_state=seed)
-        joined = generate_events(len(champion.features) // 5, 30, seed=seed, end=end).events
-        joined = joined.astype({"user_id": str, "event": str})
-        joined = joined[joined["timestamp"] >= champion_as_of]
-        joined["user_id"] = "new-" + joined["user_id"]
-        joined["session_id"] += int(events["session_id"].max()) + 1
-        logs = {
-            "small": events[events["user_id"].isin(users)],
-            "surge": pd.concat([events, joined], ignore_index=True),
-        }
-        for name, frame in logs.items():
-            log = load_events(frame, config.data.columns)
-            segmenter = champion.model.segmenter
-            checks = calibrated_checks(
-                log=log,
-                segmenter=segmenter,
-                reference=champion.model.metadata.feature_reference,
-                reference_shares=champion.model.metadata.segment_shares,
-                segment_names=list(segmenter.segment_names_),
-                feature_config=champion.model.feature_config,
-                champion_as_of=champion_as_of,
-                as_of=as_of,
-                current=build_features(log, as_of, config.features),
-                config=config.drift,
-            )
-            verdict = decide(checks.results)
-            top = verdict.findings[0].kind if verdict.findings else None
-            verdicts[name].append((verdict.status, top))
-    small = [status for status, _ in verdicts["small"]]
-    assert "DRIFT" not in small and small.count("OK") >= 2, verdicts["small"]
-    for status, top in verdicts["surge"]:
-        assert status == "WARN" and top in ("newcomer_intake", "segment_share"), verdicts["surge"]
+    events = steady_log(40, 90, 4, 30, dt.date(2025, 1, 1), seed=1)
+    since, until = dt.datetime(2024, 12, 2), dt.datetime(2025, 1, 1)
+    joined = add_new_users(events, 30, since, until, seed=1)
+    new = joined[~joined["user_id"].isin(events["user_id"])]
+    assert new["user_id"].nunique() == 30 and new["timestamp"].min() >= pd.Timestamp(since)
+    assert not set(new["session_id"]) & set(events["session_id"])
+    peak = repeat_sessions(events, since, until, seed=1)
+    recent = (events["timestamp"] >= pd.Timestamp(since)).sum()
+    assert recent < (peak["timestamp"] >= pd.Timestamp(since)).sum() <= 2 * recent
+    assert len(peak[peak["timestamp"] < pd.Timestamp(since)]) == len(events) - recent
+    assert extract_users(events, 25, seed=1)["user_id"].nunique() == 25
+
+
+@pytest.mark.slow
+def test_variants_get_the_right_verdict_over_seeds():
+    """More users, small extracts: OK; an acquisition surge: WARN; a peak season, a price
+    change, a lost event: DRIFT, each named first (seeds not used while developing)."""
+    from segmentkit.drift.scenarios import VARIANTS, calibration_table
+
+    table = calibration_table(range(700, 703), ["unchanged", *VARIANTS])
+    wrong = table[~table["correct"]]
+    assert len(wrong) <= 1, wrong.to_string()  # 27 verdicts; one WARN at 200 users is chance
 
 
 def test_history_allows_for_an_extract_but_not_for_a_rewritten_past():

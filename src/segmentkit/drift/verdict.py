@@ -554,12 +554,15 @@ def segment_share_tests(
         then, base = _shares(then_labels, n_segments), _shares(baseline_labels, n_segments)
         n_then = max(int(np.asarray(then_labels).size), 1)
         n_base = max(int(np.asarray(baseline_labels).size), 1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where((then > 0) & (base > 0), then / base, 1.0)
-            # Standard error of the log ratio of two binomial shares: a trend within
-            # two of them is noise (a small log), and correcting for it adds noise.
-            se = np.sqrt((1 - then) / (n_then * then) + (1 - base) / (n_base * base))
-        real = (then > 0) & (base > 0) & (np.abs(np.log(ratio)) > 2 * np.nan_to_num(se))
+        both = (then > 0) & (base > 0)
+        safe_then, safe_base = np.where(both, then, 1.0), np.where(both, base, 1.0)
+        ratio = np.where(both, safe_then / safe_base, 1.0)
+        # Standard error of the log ratio of two binomial shares: a trend within
+        # two of them is noise (a small log), and correcting for it adds noise.
+        se = np.sqrt(
+            (1 - safe_then) / (n_then * safe_then) + (1 - safe_base) / (n_base * safe_base)
+        )
+        real = both & (np.abs(np.log(ratio)) > 2 * se)
         trend = np.clip(np.where(real, ratio, 1.0), 1.0 / max_trend, max_trend)
     results = []
     for seg in range(n_segments):
@@ -711,9 +714,10 @@ def new_behaviour_test(
 
 
 #: Intake of new users, now against the interval before, that counts as a change
-#: (either way) when it is also beyond ``INTAKE_Z`` standard errors of the counts.
+#: (either way) when the ratio is that far from 1 even ``INTAKE_Z`` standard errors
+#: of the counts closer to it (an extract of a few hundred users varies by chance).
 INTAKE_RATIO_WARN = 1.5
-INTAKE_Z = 3.0
+INTAKE_Z = 2.0
 
 
 def newcomer_intake_test(
@@ -732,8 +736,9 @@ def newcomer_intake_test(
     like the earlier ones, which no feature or segment test sees when the
     newcomers spread over the segments: it is a WARN (never DRIFT; the champion's
     segments still describe these users, and :func:`new_behaviour_test` says when
-    they do not). ``score`` is the larger of the ratio and its inverse; the log
-    ratio must also exceed ``z`` standard errors of two Poisson counts.
+    they do not). ``score`` is the larger of the ratio and its inverse; it counts
+    when ``|ln ratio| - z * se >= ln ratio_warn``, with ``se`` the standard error
+    of the log ratio of two Poisson counts.
 
     Examples
     --------
@@ -746,8 +751,8 @@ def newcomer_intake_test(
     ratio = (now + 0.5) / (then + 0.5)
     score = max(ratio, 1 / ratio)
     se = math.sqrt(1 / (now + 0.5) + 1 / (then + 0.5))
-    beyond_noise = abs(math.log(ratio)) >= z * se
-    status: Status = "WARN" if judged and beyond_noise and score >= ratio_warn else "OK"
+    beyond_noise = abs(math.log(ratio)) - z * se >= math.log(ratio_warn)
+    status: Status = "WARN" if judged and beyond_noise else "OK"
     return DriftResult(
         test="newcomer_intake",
         subject="newcomers",
