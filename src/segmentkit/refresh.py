@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import glob
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,12 +29,25 @@ from segmentkit.drift import (
     segment_agreement,
 )
 from segmentkit.drift.checks import baseline_snapshot, calibrated_checks
-from segmentkit.errors import InsufficientDataError, SegmentkitWarning
-from segmentkit.io.events import EventLog, EventSource, check_input, to_timestamp
+from segmentkit.errors import DataValidationError, InsufficientDataError, SegmentkitWarning
+from segmentkit.io.events import (
+    EventLog,
+    EventSource,
+    check_input,
+    key_events_seen,
+    to_timestamp,
+)
 from segmentkit.models.labels import build_label_table, features_at
 from segmentkit.training import Progress, TrainingResult, _silent, load_snapshot, train_model
 
-__all__ = ["RefreshResult", "calibrated_report", "refresh_model", "standardized_centroids"]
+__all__ = [
+    "RefreshResult",
+    "calibrated_report",
+    "check_refresh_log",
+    "check_reports_dir",
+    "refresh_model",
+    "standardized_centroids",
+]
 
 
 @dataclass
@@ -61,6 +76,92 @@ def standardized_centroids(
     for seg in np.unique(labels):
         centroids[seg] = z[labels == seg].mean(axis=0)
     return centroids
+
+
+def check_refresh_log(log: EventLog, champion: SegmentationModel) -> None:
+    """Refuse a log a refresh cannot compare with the champion, before any training.
+
+    A refresh recomputes the champion's snapshot from the log and compares it with
+    what the champion stored: the log must reach back before the champion's
+    ``as_of``, and must name events as the champion's log did. Without this, a
+    log of only recent events, or one exported with other event names, would be
+    reported as drift of every feature ("check the source") after a full training.
+
+    Parameters
+    ----------
+    log : EventLog
+        The validated log of the refresh.
+    champion : SegmentationModel
+        The model in production.
+
+    Raises
+    ------
+    InsufficientDataError
+        The log has no event before the champion's ``as_of``.
+    DataValidationError
+        None of the key events the champion's training log held occurs in the log.
+    """
+    champion_as_of = to_timestamp(champion.metadata.as_of)
+    first = log.report.first_event
+    if first is None or to_timestamp(first) >= champion_as_of:
+        raise InsufficientDataError(
+            f"refresh: the event log starts at {first} and the champion's as_of is "
+            f"{champion_as_of:%Y-%m-%d}: a refresh recomputes the champion's snapshot from the "
+            "log, so give it the champion's period too (the training log extended to now), "
+            "not only the events since"
+        )
+    schema = champion.metadata.input_schema or {}
+    expected = sorted(str(e) for e in schema.get("key_events_seen", []))
+    if expected and log.columns.event is not None and not key_events_seen(log, expected):
+        present = sorted(map(str, log.event_names or ()))
+        shown = present[:10] + (["..."] if len(present) > 10 else [])
+        raise DataValidationError(
+            f"refresh: column {log.columns.event!r} (event) holds none of the key events of the "
+            f"champion's training log {expected}; events present: {shown}. The log names events "
+            "otherwise than the champion's: rename them (or map another column in data.columns)"
+        )
+
+
+def check_reports_dir(reports_dir: str | Path, events: Any = None) -> Path:
+    """Refuse, before any work, a reports directory that is or lies inside the event log.
+
+    Parameters
+    ----------
+    reports_dir : str or Path
+        Where ``refresh-<as_of>/`` is to be written.
+    events : event source, optional
+        The refresh's input; paths and globs are compared, other sources are not.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    DataValidationError
+        ``reports_dir`` is an existing file, is the events path, or lies inside an
+        events directory (the reports would be read as events next time).
+
+    Examples
+    --------
+    >>> check_reports_dir("reports", "events.parquet")
+    PosixPath('reports')
+    """
+    out = Path(reports_dir)
+    if out.exists() and not out.is_dir():
+        raise DataValidationError(f"--reports {out}: is a file; expected a directory")
+    if isinstance(events, str | Path):
+        text = str(events)
+        paths = sorted(glob.glob(text)) if glob.has_magic(text) else [text]
+        target = out.resolve()
+        for path in paths:
+            source = Path(path).resolve()
+            if source == target or source in target.parents:
+                raise DataValidationError(
+                    f"--reports {out}: is or lies inside the events {path}; the reports would "
+                    "be read as events next time: choose another directory"
+                )
+    return out
 
 
 def _targets(config: Config) -> dict[str, TargetConfig]:
@@ -189,6 +290,7 @@ def refresh_model(
             f"refresh as_of {snapshot:%Y-%m-%d} is before the champion's as_of "
             f"{champion_as_of:%Y-%m-%d}"
         )
+    check_refresh_log(log, champion)
     # The drift checks read the features at the champion's snapshot and one interval
     # before it: built in the challenger's pass over the log when the settings match.
     baseline_as_of = baseline_snapshot(champion_as_of, snapshot)

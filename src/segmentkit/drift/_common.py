@@ -116,25 +116,58 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+#: Unicode direction controls (embeddings, overrides, isolates): in a name from the
+#: log they would reorder the text around it on screen (``"\u202eevil"`` shows as
+#: ``"live"``; a share after it reads backwards), so reports show them as code points.
+_DIRECTION_CONTROLS = {
+    code: f"<U+{code:04X}>"
+    for code in (0x200E, 0x200F, *range(0x202A, 0x202F), 0x061C, *range(0x2066, 0x206A))
+}
+
+
+def inert_text(value: Any) -> str:
+    """Return ``str(value)`` with Unicode direction controls written as ``<U+XXXX>``.
+
+    Escaping for HTML or Markdown comes after: the marker's ``<`` and ``>`` are
+    escaped like any other text.
+
+    Examples
+    --------
+    >>> inert_text("\u202eevil")
+    '<U+202E>evil'
+    """
+    return str(value).translate(_DIRECTION_CONTROLS)
+
+
+#: Markdown characters that start a link or an image (``[x](url)``, ``![x](url)``),
+#: and a backslash that would escape the punctuation after it: escaped in text from
+#: the log (a backslash before a space or a letter stays as it is, readable).
+_MD_SPECIAL = re.compile(r"([\[\]]|\\(?=[!-/:-@\[-`{-~]))")
+
+
 def _md_text(value: Any) -> str:
-    """Text of the log (event names, segment names) made inert in Markdown.
+    r"""Text of the log (event names, segment names) made inert in Markdown.
 
     drift.md is logged to MLflow and opened in viewers that render HTML inside
-    Markdown: ``<``, ``>`` and ``&`` become entities, a line break a space. A code
-    span (text between backticks) shows its content as it is; a backtick inside it
-    would end it early, so it becomes a quote.
+    Markdown: ``<``, ``>`` and ``&`` become entities, a line break a space,
+    brackets and backslashes are escaped (no link or image can be formed, so no
+    viewer fetches anything), and direction controls are shown as code points. A
+    code span (text between backticks) shows its content as it is; a backtick
+    inside it would end it early, so it becomes a quote.
 
     Examples
     --------
     >>> _md_text("event <script>x</script> & co")
     'event &lt;script&gt;x&lt;/script&gt; &amp; co'
+    >>> print(_md_text("![x](https://example.com/p.png)"))
+    !\[x\](https://example.com/p.png)
     >>> print(_md_text("`a`b<c>`"))
     `a'b<c>`
     """
-    text = " ".join(str(value).splitlines())
+    text = " ".join(inert_text(value).splitlines())
     if len(text) >= 2 and text.startswith("`") and text.endswith("`"):
         return "`" + text[1:-1].replace("`", "'") + "`"
-    return html.escape(text, quote=False)
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 
 def _md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:

@@ -30,6 +30,7 @@ from segmentkit.drift.verdict import (
     history_test,
     new_behaviour_test,
     newcomer_attribution,
+    newcomer_intake_test,
     nonzero_psi_test,
     nonzero_shift_test,
     segment_share_tests,
@@ -283,6 +284,11 @@ def calibrated_checks(
                 warn=config.new_behaviour_warn,
                 drift=config.new_behaviour_drift,
                 min_users=config.new_behaviour_min_users,
+            )
+        )
+        results.append(
+            newcomer_intake_test(
+                len(newcomers_then), len(newcomers_now), min_users=config.new_behaviour_min_users
             )
         )
     mix_psi = float("nan")

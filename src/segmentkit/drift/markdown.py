@@ -22,6 +22,15 @@ def _pct(value: Any) -> str:
     return f"{100 * value:.1f}%"
 
 
+def _num(value: Any, spec: str, unit: str = "") -> str:
+    """Format a number, ``n/a`` when it is missing or not finite (NaN, inf)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    return f"{number:{spec}}{unit}" if math.isfinite(number) else "n/a"
+
+
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
     return [*_md_table(header, rows), ""]
 
@@ -162,10 +171,10 @@ def refresh_markdown(
             [
                 [
                     f"`{r.subject}`",
-                    f"{r.details['geometric_mean_then']:.4g}",
-                    f"{r.details['geometric_mean_now']:.4g}",
-                    f"{r.details['ratio']:.2f}x",
-                    f"{r.details['expected_ratio']:.2f}x",
+                    _num(r.details["geometric_mean_then"], ".4g"),
+                    _num(r.details["geometric_mean_now"], ".4g"),
+                    _num(r.details["ratio"], ".2f", "x"),
+                    _num(r.details["expected_ratio"], ".2f", "x"),
                     _fmt(nonzero[r.subject].score) if r.subject in nonzero else "n/a",
                     _status(r, nonzero.get(r.subject)),
                 ]
@@ -226,13 +235,13 @@ def refresh_markdown(
         if agreement.appeared:
             lines += [
                 "Only in the challenger: "
-                + ", ".join(segment_label(s, names_after) for s in agreement.appeared),
+                + _md_text(", ".join(segment_label(s, names_after) for s in agreement.appeared)),
                 "",
             ]
         if agreement.vanished:
             lines += [
                 "Only in the champion: "
-                + ", ".join(segment_label(s, champion_names) for s in agreement.vanished),
+                + _md_text(", ".join(segment_label(s, champion_names) for s in agreement.vanished)),
                 "",
             ]
     migration = getattr(report, "migration", None)
@@ -273,8 +282,8 @@ def refresh_markdown(
                     b.n,
                     _fmt(b.training_auc),
                     _fmt(b.auc),
-                    f"{b.auc_drop:+.3f}",
-                    f"{b.predicted_total:.0f} / {b.observed_total:.0f}",
+                    _num(b.auc_drop, "+.3f"),
+                    f"{_num(b.predicted_total, '.0f')} / {_num(b.observed_total, '.0f')}",
                     b.status,
                 ]
                 for b in backtests
@@ -355,7 +364,7 @@ def _share_md(self: Any, names: Sequence[str] | None) -> list[str]:
             segment_label(d["segment"], names),
             _fmt(d["reference_share"]),
             _fmt(d["current_share"]),
-            f"{d['current_share'] - d['reference_share']:+.3f}",
+            _num(d["current_share"] - d["reference_share"], "+.3f"),
         ]
         for d in s.details.get("segments", [])
     ]
@@ -396,10 +405,10 @@ def _agreement_md(
         "",
     ]
     if a.appeared:
-        shown = ", ".join(segment_label(s, after) for s in a.appeared)
+        shown = _md_text(", ".join(segment_label(s, after) for s in a.appeared))
         lines += [f"Appeared (challenger only): {shown}", ""]
     if a.vanished:
-        gone = ", ".join(segment_label(v, names) for v in a.vanished)
+        gone = _md_text(", ".join(segment_label(v, names) for v in a.vanished))
         lines += [f"Vanished (champion only): {gone}", ""]
     return lines
 
@@ -434,10 +443,10 @@ def _backtest_md(self: Any) -> list[str]:
             b.n,
             _fmt(b.training_auc),
             _fmt(b.auc),
-            f"{b.auc_drop:+.3f}",
+            _num(b.auc_drop, "+.3f"),
             _fmt(b.training_brier),
             _fmt(b.brier),
-            f"{b.predicted_total:.0f} / {b.observed_total:.0f}",
+            f"{_num(b.predicted_total, '.0f')} / {_num(b.observed_total, '.0f')}",
             b.status,
         ]
         for b in self.backtests

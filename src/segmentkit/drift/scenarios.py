@@ -29,14 +29,19 @@ from segmentkit.io.synth import Archetype, generate_events
 __all__ = [
     "DEAL_HUNTER",
     "PLANTED",
+    "VARIANTS",
     "add_behaviour_group",
+    "add_new_users",
     "calibration_table",
     "drop_event",
     "drop_users",
+    "extract_users",
     "planted_scenarios",
+    "repeat_sessions",
     "scale_revenue",
     "steady_log",
     "valuable_segment",
+    "variant_scenarios",
 ]
 
 #: A behaviour none of the demo archetypes has: many short, search-and-cart sessions
@@ -190,6 +195,59 @@ def add_behaviour_group(
     return out.sort_values("timestamp", kind="stable").reset_index(drop=True)
 
 
+def add_new_users(
+    events: pd.DataFrame, n_users: int, since: dt.datetime, until: dt.datetime, seed: int = 0
+) -> pd.DataFrame:
+    """Add ``n_users`` demo users (the usual archetype mix) joining from ``since`` to ``until``.
+
+    An acquisition channel bringing more of the same kind of users.
+
+    Raises
+    ------
+    ConfigError
+        If ``n_users < 1`` or the window is shorter than 30 days.
+    """
+    days = (pd.Timestamp(until) - pd.Timestamp(since)).days
+    if n_users < 1:
+        raise ConfigError(f"add_new_users: n_users must be at least 1, got {n_users}")
+    if days < 30:
+        raise ConfigError(f"add_new_users: the window must span 30 days or more, got {days}")
+    group = _plain(generate_events(n_users, days, seed=seed, end=pd.Timestamp(until).date()).events)
+    group["user_id"] = "joined-" + group["user_id"]
+    group["session_id"] = group["session_id"] + int(np.asarray(events["session_id"]).max()) + 1
+    out = pd.concat([_plain(events), group], ignore_index=True)
+    return out.sort_values("timestamp", kind="stable").reset_index(drop=True)
+
+
+def repeat_sessions(
+    events: pd.DataFrame, since: dt.datetime, until: dt.datetime, seed: int = 0
+) -> pd.DataFrame:
+    """Every session from ``since`` on happens twice (again 1-5 hours later): a peak season.
+
+    Events pushed to ``until`` or later are dropped.
+    """
+    out = _plain(events)
+    recent = out[out["timestamp"] >= pd.Timestamp(since)]
+    sessions = recent["session_id"].unique()
+    delay = pd.Series(np.random.default_rng(seed).integers(1, 6, sessions.size), index=sessions)
+    again = recent.copy()
+    again["timestamp"] = again["timestamp"] + pd.to_timedelta(
+        again["session_id"].map(delay), unit="h"
+    )
+    again = again[again["timestamp"] < pd.Timestamp(until)]
+    again["session_id"] = again["session_id"] + int(out["session_id"].max()) + 1
+    out = pd.concat([out, again], ignore_index=True)
+    return out.sort_values("timestamp", kind="stable").reset_index(drop=True)
+
+
+def extract_users(events: pd.DataFrame, n_users: int, seed: int = 0) -> pd.DataFrame:
+    """Every event of ``n_users`` users drawn at random: a small extract of the same log."""
+    out = _plain(events)
+    users = out["user_id"].drop_duplicates()
+    chosen = users.sample(min(n_users, users.size), random_state=seed)
+    return out[out["user_id"].isin(chosen)].reset_index(drop=True)
+
+
 #: Planted changes of :func:`planted_scenarios`, with the test that must name each.
 PLANTED: dict[str, str] = {
     "segment_vanishes": "segment_vanished|segment_share",
@@ -197,6 +255,56 @@ PLANTED: dict[str, str] = {
     "new_behaviour_group": "new_behaviour",
     "key_event_disappears": "event_vanished",
 }
+
+
+#: Variants of :func:`variant_scenarios`: ``"OK"`` (nothing changed that matters), or
+#: the least status and the tests one of which must come first.
+VARIANTS: dict[str, str] = {
+    "more_users": "OK",
+    "extract_200_users": "OK",
+    "extract_600_users": "OK",
+    "acquisition_surge": "WARN:newcomer_intake|segment_share",
+    "seasonal_peak": "DRIFT:nonzero_shift|nonzero_psi|aged_psi|new_behaviour",
+    "price_doubles": "DRIFT:nonzero_shift|nonzero_psi|aged_psi",
+    "search_not_logged": "DRIFT:event_vanished",
+    "page_view_not_logged": "DRIFT:event_vanished",
+}
+
+
+def variant_scenarios(
+    events: pd.DataFrame,
+    n_champion_users: int,
+    champion_as_of: dt.datetime,
+    as_of: dt.datetime,
+    *,
+    more_users: pd.DataFrame | None = None,
+    seed: int = 0,
+) -> dict[str, pd.DataFrame]:
+    """Return one log per :data:`VARIANTS` key: what real logs do between two refreshes.
+
+    ``more_users`` is a log of other users of the same process (e.g. a second
+    :func:`steady_log` with another seed) added to ``events`` for ``"more_users"``;
+    the acquisition surge adds a fifth of ``n_champion_users`` new users after the
+    champion; a price change doubles revenue; a tracking bug stops logging one event.
+    """
+    out = {
+        "extract_200_users": extract_users(events, 200, seed),
+        "extract_600_users": extract_users(events, 600, seed),
+        "acquisition_surge": add_new_users(
+            events, max(n_champion_users // 5, 1), champion_as_of, as_of, seed=seed
+        ),
+        "seasonal_peak": repeat_sessions(events, champion_as_of, as_of, seed=seed),
+        "price_doubles": scale_revenue(events, 2.0, champion_as_of),
+        "search_not_logged": drop_event(events, "search", champion_as_of),
+        "page_view_not_logged": drop_event(events, "page_view", champion_as_of),
+    }
+    if more_users is not None:
+        extra = _plain(more_users)
+        extra["user_id"] = "more-" + extra["user_id"]
+        extra["session_id"] = extra["session_id"] + int(np.asarray(events["session_id"]).max()) + 1
+        both = pd.concat([_plain(events), extra], ignore_index=True)
+        out["more_users"] = both.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    return out
 
 
 def valuable_segment(features: pd.DataFrame, labels: np.ndarray, min_share: float = 0.05) -> int:
@@ -257,6 +365,9 @@ def planted_scenarios(
     }
 
 
+_LEVELS = {"OK": 0, "WARN": 1, "DRIFT": 2}
+
+
 def calibration_table(
     seeds: Iterable[int],
     scenarios: Iterable[str] | None = None,
@@ -312,8 +423,22 @@ def calibration_table(
         planted = planted_scenarios(
             events, champion.features, champion.segments, champion_as_of, as_of, seed=seed
         )
+        wanted = set(PLANTED) | {"unchanged"} if scenarios is None else set(scenarios)
+        if wanted & set(VARIANTS):
+            more = steady_log(
+                max(users_per_cohort // 10, 1),
+                cohort_days,
+                n_cohorts,
+                interval_days,
+                end,
+                seed=seed + 7777,
+            )
+            variants = variant_scenarios(
+                events, len(champion.features), champion_as_of, as_of, more_users=more, seed=seed
+            )
+            planted |= {name: (frame, None) for name, frame in variants.items()}
         for name, (log_frame, segment) in planted.items():
-            if scenarios is not None and name not in scenarios:
+            if name not in wanted:
                 continue
             log = load_events(log_frame, config.data.columns)
             checks = calibrated_checks(
@@ -330,9 +455,16 @@ def calibration_table(
             )
             verdict = decide(checks.results)
             top = verdict.findings[0] if verdict.findings else None
-            expected = PLANTED.get(name, "OK")
-            if name == "unchanged":
+            expected = PLANTED.get(name, VARIANTS.get(name, "OK"))
+            if expected == "OK":
                 correct = verdict.status == "OK"
+            elif name in VARIANTS:
+                least, kinds = expected.split(":")
+                correct = (
+                    _LEVELS[verdict.status] >= _LEVELS[least]
+                    and top is not None
+                    and top.kind in kinds.split("|")
+                )
             else:
                 correct = (
                     verdict.status == "DRIFT"

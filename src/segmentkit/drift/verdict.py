@@ -25,6 +25,10 @@ recomputed at the same distance"):
     before (the same age, so ageing cancels out): the share of them lying beyond
     the distance 99 % of their segment's users had at the champion's snapshot.
     A jump is a group of users whose behaviour no champion segment describes.
+``newcomer_intake``
+    How many users joined since the champion against the interval before (the
+    same age): a surge or a collapse changes the population's mix even when each
+    newcomer fits a segment. WARN only.
 ``event_vanished`` / ``event_appeared``
     Event types that stop (or start) being logged between the two intervals.
 ``history``
@@ -41,6 +45,11 @@ change; :func:`decide` reports it as a new behaviour (retrain), not as a source
 to check. A source problem (spend logged at half, an event lost) shows in the
 established users too.
 
+Sampling noise is allowed for: the PSI tests raise their thresholds by the PSI
+two samples of one distribution reach by chance at these sizes
+(:func:`psi_noise`), and segment shares must also move by several binomial
+standard errors, so a refresh of a few hundred users is judged as such.
+
 Every test is a pure function returning a :class:`~segmentkit.drift.DriftResult`;
 :func:`decide` turns results into a :class:`Verdict` with findings in words and one
 recommendation line.
@@ -56,7 +65,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from segmentkit.drift._common import DriftResult, _judge, _judged_result
+from segmentkit.drift._common import DriftResult, _judge
 from segmentkit.drift.reference import FeatureReference, build_feature_reference
 from segmentkit.drift.stats import population_stability_index, psi_test
 from segmentkit.errors import ConfigError, DataValidationError
@@ -72,8 +81,10 @@ __all__ = [
     "history_test",
     "new_behaviour_test",
     "newcomer_attribution",
+    "newcomer_intake_test",
     "nonzero_psi_test",
     "nonzero_shift_test",
+    "psi_noise",
     "segment_label",
     "segment_share_tests",
 ]
@@ -102,10 +113,18 @@ _KIND_ORDER = (
     "nonzero_psi",
     "aged_psi",
     "event_appeared",
+    "newcomer_intake",
     "history",
     "auc_drop",
     "ari",
 )
+
+#: Binomial standard errors a segment's share must move by to count (beside the ratio).
+SHARE_Z = 3.0
+
+#: Users a segment must have held (vanished) or hold (appeared) at today's size for the
+#: change to be beyond chance (Poisson: no user where 7 are expected has odds of 0.1 %).
+SHARE_MIN_COUNT = 7
 
 #: Share below which a segment counts as empty in ratios (keeps scores finite).
 _SHARE_FLOOR = 1e-4
@@ -155,6 +174,53 @@ def _values(values: Any, what: str) -> np.ndarray:
     return array[np.isfinite(array)]
 
 
+#: Chance, per test, that sampling alone would cross a PSI threshold (see :func:`psi_noise`).
+PSI_NOISE_LEVEL = 0.001
+
+
+def psi_noise(n_bins: int, n_reference: int, n_current: int) -> float:
+    """PSI two samples of one distribution exceed by chance with probability ``PSI_NOISE_LEVEL``.
+
+    To second order PSI is a chi-square statistic: for bin shares estimated from
+    ``n_reference`` and ``n_current`` users, ``PSI ~ chi2(n_bins - 1) * (1 /
+    n_reference + 1 / n_current)``. The calibrated PSI tests add this allowance to
+    their thresholds, so a refresh of a few hundred users is not judged as if it
+    had the champion's thousands (about 0.15 at 200 against 2,000 users over 10
+    bins; 0.03 at 2,000 against 2,000).
+
+    Examples
+    --------
+    >>> round(psi_noise(10, 2000, 200), 3), round(psi_noise(10, 2000, 2000), 3)
+    (0.153, 0.028)
+    """
+    if n_reference < 1 or n_current < 1:
+        return 0.0
+    return _chance_chi2(n_bins) * (1 / n_reference + 1 / n_current)
+
+
+def _chance_chi2(n_bins: int) -> float:
+    """Chi-square value over ``n_bins`` bins that chance exceeds with ``PSI_NOISE_LEVEL``."""
+    from scipy.stats import chi2
+
+    return float(chi2.ppf(1 - PSI_NOISE_LEVEL, n_bins - 1)) if n_bins >= 2 else 0.0
+
+
+def _judged_beyond_noise(
+    test: str,
+    subject: str,
+    score: float,
+    warn: float | None,
+    drift: float | None,
+    noise: float,
+    details: dict[str, Any],
+) -> DriftResult:
+    """Judge ``score`` against thresholds raised by ``noise`` (the nominal ones are kept)."""
+    status = _judge(
+        score, None if warn is None else warn + noise, None if drift is None else drift + noise
+    )
+    return DriftResult(test, subject, score, warn, drift, status, {**details, "noise": noise})
+
+
 # --------------------------------------------------------------------------- features
 
 
@@ -201,12 +267,13 @@ def aged_psi_test(
     if baseline_values is not None and _values(baseline_values, reference.name).size:
         expected = psi_test(reference, baseline_values, None, None).score
     score = max(raw.score - (expected or 0.0), 0.0)
-    return _judged_result(
+    return _judged_beyond_noise(
         "aged_psi",
         reference.name,
         score,
         warn,
         drift,
+        psi_noise(reference.n_bins, reference.n, raw.details["n"]),
         {
             "raw_psi": raw.score,
             "expected_psi": expected,
@@ -266,12 +333,13 @@ def nonzero_psi_test(
         if base_pos.size >= min_nonzero:
             expected = psi_test(reference, base_pos, None, None).score
     score = max(raw - (expected or 0.0), 0.0)
-    return _judged_result(
+    return _judged_beyond_noise(
         "nonzero_psi",
         name,
         score,
         warn,
         drift,
+        psi_noise(reference.n_bins, int(then_pos.size), int(now_pos.size)),
         {
             "raw_psi": raw,
             "expected_psi": expected,
@@ -372,6 +440,9 @@ def history_test(
 
     The same log at the same as_of gives the same features, so any difference
     means events before the champion's snapshot were added, removed or changed.
+    When the log holds fewer (or more) users than the champion saw, the thresholds
+    allow for the sampling difference alone (a 200-user extract of a 2,000-user log
+    differs by chance), as :func:`psi_noise` does for independent samples.
 
     Examples
     --------
@@ -383,13 +454,19 @@ def history_test(
     """
     _check(warn, drift, f"history {reference.name!r}")
     result = psi_test(reference, recomputed_values, None, None)
-    return _judged_result(
+    n = int(result.details["n"])
+    # A log holding part of the champion's users (an extract) differs from the stored
+    # reference by sampling alone: the finite-population form of psi_noise, zero when
+    # the user counts agree (the same log must give the same features).
+    noise = _chance_chi2(reference.n_bins) * abs(1 / max(n, 1) - 1 / max(reference.n, 1))
+    return _judged_beyond_noise(
         "history",
         reference.name,
         result.score,
         warn,
         drift,
-        {"n": result.details["n"], "reference_n": reference.n},
+        noise,
+        {"n": n, "reference_n": reference.n},
     )
 
 
@@ -415,20 +492,25 @@ def segment_share_tests(
     warn_ratio: float = 1.5,
     drift_ratio: float = 2.0,
     max_trend: float = 2.0,
+    z: float = SHARE_Z,
 ) -> list[DriftResult]:
     """Judge each champion segment's share now against the share ageing predicts.
 
     The expected share is ``reference_share * trend`` where ``trend`` is the
     segment's share at the champion's snapshot over its share one interval
     before, both recomputed from today's log (``then_labels``,
-    ``baseline_labels``), clipped to ``[1/max_trend, max_trend]``. Without them
-    the trend is 1.
+    ``baseline_labels``), clipped to ``[1/max_trend, max_trend]``; it is 1
+    without them, or when it lies within two standard errors of 1 (on a small
+    log the previous interval's shares are noise).
 
     A segment that held at least ``min_share`` and now holds less than
     ``gone_share`` *vanished*; one that held less than ``gone_share`` and now
-    holds at least ``min_share`` *appeared*: both are DRIFT. Otherwise the score is
+    holds at least ``min_share`` *appeared*: both are DRIFT, when the share
+    concerned comes to :data:`SHARE_MIN_COUNT` users at today's size. Otherwise the score is
     ``max(current, expected) / min(current, expected)``, judged against
-    ``warn_ratio`` and ``drift_ratio`` when the larger share reaches ``min_share``.
+    ``warn_ratio`` and ``drift_ratio`` when the larger share reaches ``min_share``
+    and the difference exceeds ``z`` binomial standard errors of a share among
+    today's users (a segment of 10 users out of 200 halves by chance).
 
     Parameters
     ----------
@@ -466,24 +548,37 @@ def segment_share_tests(
     n_segments = max(reference.size, int(np.max(current_labels, initial=-1)) + 1)
     reference = np.r_[reference, np.zeros(n_segments - reference.size)]
     current = _shares(current_labels, n_segments)
+    n_users = max(int(np.asarray(current_labels).size), 1)
     trend = np.ones(n_segments)
     if then_labels is not None and baseline_labels is not None:
         then, base = _shares(then_labels, n_segments), _shares(baseline_labels, n_segments)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where((then > 0) & (base > 0), then / base, 1.0)
-        trend = np.clip(ratio, 1.0 / max_trend, max_trend)
+        n_then = max(int(np.asarray(then_labels).size), 1)
+        n_base = max(int(np.asarray(baseline_labels).size), 1)
+        both = (then > 0) & (base > 0)
+        safe_then, safe_base = np.where(both, then, 1.0), np.where(both, base, 1.0)
+        ratio = np.where(both, safe_then / safe_base, 1.0)
+        # Standard error of the log ratio of two binomial shares: a trend within
+        # two of them is noise (a small log), and correcting for it adds noise.
+        se = np.sqrt(
+            (1 - safe_then) / (n_then * safe_then) + (1 - safe_base) / (n_base * safe_base)
+        )
+        real = both & (np.abs(np.log(ratio)) > 2 * se)
+        trend = np.clip(np.where(real, ratio, 1.0), 1.0 / max_trend, max_trend)
     results = []
     for seg in range(n_segments):
         ref, now = float(reference[seg]), float(current[seg])
         expected = ref * float(trend[seg])
-        if ref >= min_share and now < gone_share:
+        # Vanished or appeared only where chance cannot do it: a 2% segment has no user
+        # among 200 in one refresh of 60, so at least SHARE_MIN_COUNT users are needed.
+        if ref >= min_share and now < gone_share and ref * n_users >= SHARE_MIN_COUNT:
             change, status, score = "vanished", "DRIFT", ref / max(now, _SHARE_FLOOR)
-        elif ref < gone_share and now >= min_share:
+        elif ref < gone_share and now >= min_share and now * n_users >= SHARE_MIN_COUNT:
             change, status, score = "appeared", "DRIFT", now / max(ref, _SHARE_FLOOR)
         else:
             low, high = sorted((now, expected))
             score = high / max(low, _SHARE_FLOOR) if high > 0 else 1.0
-            judged = high >= min_share
+            spread = math.sqrt(min(max(expected, now), 1.0) * (1 - min(expected, 1.0)) / n_users)
+            judged = high >= min_share and abs(now - expected) >= z * spread
             status = _judge(score, warn_ratio, drift_ratio) if judged else "OK"
             change = "steady" if status == "OK" else ("grew" if now > expected else "shrank")
         results.append(
@@ -616,6 +711,70 @@ def new_behaviour_test(
 
 
 # --------------------------------------------------------------------------- events
+
+
+#: Intake of new users, now against the interval before, that counts as a change
+#: (either way) when the ratio is that far from 1 even ``INTAKE_Z`` standard errors
+#: of the counts closer to it (an extract of a few hundred users varies by chance).
+INTAKE_RATIO_WARN = 1.5
+INTAKE_Z = 2.0
+
+
+def newcomer_intake_test(
+    newcomers_then: int,
+    newcomers_now: int,
+    *,
+    ratio_warn: float = INTAKE_RATIO_WARN,
+    z: float = INTAKE_Z,
+    min_users: int = 20,
+) -> DriftResult:
+    """How many users joined since the champion against how many joined in the interval before.
+
+    Both groups have the same age at their snapshot, so ageing cancels out. A
+    surge (a new acquisition channel, a campaign) or a collapse (sign-ups no
+    longer tracked) changes the population's mix even when each newcomer behaves
+    like the earlier ones, which no feature or segment test sees when the
+    newcomers spread over the segments: it is a WARN (never DRIFT; the champion's
+    segments still describe these users, and :func:`new_behaviour_test` says when
+    they do not). ``score`` is the larger of the ratio and its inverse; it counts
+    when ``|ln ratio| - z * se >= ln ratio_warn``, with ``se`` the standard error
+    of the log ratio of two Poisson counts.
+
+    Examples
+    --------
+    >>> newcomer_intake_test(300, 310).status, newcomer_intake_test(300, 720).status
+    ('OK', 'WARN')
+    """
+    _check(ratio_warn, None, "newcomer_intake")
+    then, now = _count_of(newcomers_then), _count_of(newcomers_now)
+    judged = min(then, now) >= min_users
+    ratio = (now + 0.5) / (then + 0.5)
+    score = max(ratio, 1 / ratio)
+    se = math.sqrt(1 / (now + 0.5) + 1 / (then + 0.5))
+    beyond_noise = abs(math.log(ratio)) - z * se >= math.log(ratio_warn)
+    status: Status = "WARN" if judged and beyond_noise else "OK"
+    return DriftResult(
+        test="newcomer_intake",
+        subject="newcomers",
+        score=score,
+        warn_threshold=ratio_warn,
+        drift_threshold=None,
+        status=status,
+        details={
+            "newcomers_then": then,
+            "newcomers_now": now,
+            "ratio": now / then if then else math.inf,
+            "standard_error": se,
+            "judged": judged,
+        },
+    )
+
+
+def _count_of(value: Any) -> int:
+    count = int(value)
+    if count < 0:
+        raise DataValidationError(f"newcomer_intake: counts must be >= 0, got {count}")
+    return count
 
 
 def event_mix_tests(
@@ -824,8 +983,17 @@ class Verdict:
         return data
 
 
+def _f(value: Any, spec: str) -> str:
+    """Format a number for a sentence: ``n/a`` when it is missing or not finite."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    return f"{number:{spec}}" if math.isfinite(number) else "n/a"
+
+
 def _pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
+    return f"{100 * value:.1f}%" if math.isfinite(value) else "n/a"
 
 
 def _segment_share_words(r: DriftResult) -> str:
@@ -840,7 +1008,8 @@ def _segment_share_words(r: DriftResult) -> str:
 def _new_behaviour_words(r: DriftResult) -> str:
     d = r.details
     features = ", ".join(
-        f"{f['feature']} {f['ratio_to_population']:.1f}x" for f in d.get("distinct_features", [])
+        f"{f['feature']} {_f(f['ratio_to_population'], '.1f')}x"
+        for f in d.get("distinct_features", [])
     )
     return (
         f"a new behaviour group: {d['misfits_now']} of {d['newcomers_now']} users who joined "
@@ -869,42 +1038,57 @@ def _nonzero_psi_words(r: DriftResult) -> str:
     d = r.details
     return (
         f"{r.subject} changed among users with a non-zero value: median "
-        f"{d['median_then']:.4g} at the champion's snapshot, {d['median_now']:.4g} now "
-        f"(PSI {d['raw_psi']:.2f}, ageing alone {d['expected_psi'] or 0:.2f})"
+        f"{_f(d['median_then'], '.4g')} at the champion's snapshot, "
+        f"{_f(d['median_now'], '.4g')} now "
+        f"(PSI {_f(d['raw_psi'], '.2f')}, ageing alone {_f(d['expected_psi'] or 0, '.2f')})"
     )
 
 
 def _nonzero_shift_words(r: DriftResult) -> str:
     d = r.details
     return (
-        f"{r.subject} among users with a non-zero value moved {d['ratio']:.2f}x since the "
-        f"champion (geometric mean {d['geometric_mean_then']:.4g} -> "
-        f"{d['geometric_mean_now']:.4g}; ageing alone {d['expected_ratio']:.2f}x)"
+        f"{r.subject} among users with a non-zero value moved {_f(d['ratio'], '.2f')}x since the "
+        f"champion (geometric mean {_f(d['geometric_mean_then'], '.4g')} -> "
+        f"{_f(d['geometric_mean_now'], '.4g')}; ageing alone {_f(d['expected_ratio'], '.2f')}x)"
     )
 
 
 def _aged_psi_words(r: DriftResult) -> str:
     d = r.details
     return (
-        f"{r.subject} drifted beyond ageing: PSI {d['raw_psi']:.2f} since the champion, "
-        f"{d['expected_psi'] or 0:.2f} from ageing alone (median {d['reference_median']:.4g} "
-        f"-> {d['current_median']:.4g})"
+        f"{r.subject} drifted beyond ageing: PSI {_f(d['raw_psi'], '.2f')} since the champion, "
+        f"{_f(d['expected_psi'] or 0, '.2f')} from ageing alone "
+        f"(median {_f(d['reference_median'], '.4g')} "
+        f"-> {_f(d['current_median'], '.4g')})"
     )
 
 
 def _history_words(r: DriftResult) -> str:
     return (
         f"{r.subject} at the champion's snapshot differs when recomputed from today's log "
-        f"(PSI {r.score:.2f}): events before that date were added, removed or changed"
+        f"(PSI {_f(r.score, '.2f')}): events before that date were added, removed or changed"
+    )
+
+
+def _intake_words(r: DriftResult) -> str:
+    d = r.details
+    way = "more" if d["newcomers_now"] >= d["newcomers_then"] else "fewer"
+    return (
+        f"{d['newcomers_now']} users joined since the champion against "
+        f"{d['newcomers_then']} in the interval before ({_f(d['ratio'], '.2f')}x, "
+        f"{way}): the population's mix is changing (a new acquisition channel or campaign, "
+        "or sign-ups no longer logged)"
     )
 
 
 def _auc_drop_words(r: DriftResult) -> str:
-    return f"the champion's {r.subject} model lost {r.score:.3f} ROC AUC on outcomes now known"
+    return (
+        f"the champion's {r.subject} model lost {_f(r.score, '.3f')} ROC AUC on outcomes now known"
+    )
 
 
 def _ari_words(r: DriftResult) -> str:
-    return f"the challenger's segments agree with the champion's only at ARI {r.score:.2f}"
+    return f"the challenger's segments agree with the champion's only at ARI {_f(r.score, '.2f')}"
 
 
 #: Per test: the sentence of a judged result and the action it alone calls for.
@@ -918,6 +1102,7 @@ _FINDING_WORDS: dict[str, tuple[Callable[[DriftResult], str], Action]] = {
     "aged_psi": (_aged_psi_words, "check_source"),
     "history": (_history_words, "check_source"),
     "auc_drop": (_auc_drop_words, "retrain"),
+    "newcomer_intake": (_intake_words, "retrain"),
     "ari": (_ari_words, "promote"),
 }
 
@@ -945,24 +1130,43 @@ def _newcomer_words(result: DriftResult) -> str:
     )
 
 
+def _plain_words(result: DriftResult) -> str:
+    return f"{result.test} on {result.subject}: {result.score:.3g}"
+
+
+def _words(describe: Callable[[DriftResult], str], result: DriftResult) -> str:
+    """Return the sentence of ``result``, or its bare score when the sentence cannot be made.
+
+    A drift.json written by another version, or edited by hand, may lack a detail
+    the sentence needs: the report still renders.
+    """
+    try:
+        return describe(result)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return _plain_words(result)
+
+
 def _finding(result: DriftResult) -> Finding | None:
     """Return a judged result in words (None for OK results)."""
     if result.status == "OK":
         return None
     if result.details.get("carried_by") == "newcomers" and result.test in _FINDING_WORDS:
         return Finding(
-            "new_behaviour", result.subject, result.status, _newcomer_words(result), "retrain"
+            "new_behaviour",
+            result.subject,
+            result.status,
+            _words(_newcomer_words, result),
+            "retrain",
         )
     if result.test not in _FINDING_WORDS:
-        text = f"{result.test} on {result.subject}: {result.score:.3g}"
-        return Finding(result.test, result.subject, result.status, text, "retrain")
+        return Finding(result.test, result.subject, result.status, _plain_words(result), "retrain")
     words, action = _FINDING_WORDS[result.test]
     kind, subject = result.test, result.subject
     if kind == "segment_share":
-        kind = _SEGMENT_CHANGE_KINDS.get(result.details.get("change", "changed"), kind)
+        kind = _SEGMENT_CHANGE_KINDS.get(str(result.details.get("change", "changed")), kind)
     elif kind == "new_behaviour":
         subject = "newcomers"
-    return Finding(kind, subject, result.status, words(result), action)
+    return Finding(kind, subject, result.status, _words(words, result), action)
 
 
 def _recommendation(action: Action, finding: Finding | None) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from segmentkit.drift._common import inert_text
 from segmentkit.report import plots
 from segmentkit.version import __version__
 
@@ -41,6 +42,9 @@ __all__ = [
 
 #: Propensity models drawn in the charts: the chosen one and the two baselines.
 _SHOWN_MODELS = ("model", "recency", "rfm")
+
+#: Characters :func:`inert_text` rewrites (Unicode direction controls).
+_CONTROLS = re.compile("[\u200e\u200f\u202a-\u202e\u061c\u2066-\u2069]")
 
 _STATUS_COLORS = {"OK": "#2e7d32", "WARN": "#b26a00", "DRIFT": "#b3261e"}
 
@@ -61,6 +65,7 @@ dl.facts dd { margin: 0; }
 table { border-collapse: collapse; width: 100%; margin: 8px 0 12px; font-size: 0.92em; }
 th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line);
   vertical-align: top; }
+h1, h2, h3, p, dd, dt, th, td, figcaption { overflow-wrap: anywhere; }
 th { background: var(--band); font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr:nth-child(even) td { background: #fbfbfc; }
@@ -117,6 +122,11 @@ class ReportContent:
     migration: pd.DataFrame | None = None
     drift_tables: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     notes: Sequence[str] = ()
+
+
+def _esc(value: Any) -> str:
+    """Text for the page: HTML-escaped (quotes too), direction controls shown as code points."""
+    return html.escape(inert_text(value), quote=True)
 
 
 def _fold(lift: float) -> str:
@@ -214,7 +224,9 @@ def figure_svg(figure: Any, key: str, description: str = "") -> str:
             .replace(f"url(#{ident})", f"url(#{prefix}-{ident})")
             .replace(f'href="#{ident}"', f'href="#{prefix}-{ident}"')
         )
-    label = html.escape(description or key, quote=True)
+    # Text in the charts comes from the log too: direction controls become visible.
+    markup = _CONTROLS.sub(lambda found: _esc(found.group()), markup)
+    label = _esc(description or key)
     return markup.replace("<svg", f'<svg role="img" aria-label="{label}"', 1)
 
 
@@ -227,24 +239,24 @@ def _cell(value: Any) -> tuple[str, bool]:
         if not math.isfinite(value):
             return "n/a", True
         return (f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.0f}"), True
-    return html.escape(str(value)), False
+    return _esc(str(value)), False
 
 
 def _table(frame: pd.DataFrame, *, index: bool = False, percent: Sequence[str] = ()) -> str:
     columns = list(frame.columns)
     head = "".join(
-        f'<th class="num">{html.escape(str(c))}</th>'
+        f'<th class="num">{_esc(str(c))}</th>'
         if pd.api.types.is_numeric_dtype(frame[c])
-        else f"<th>{html.escape(str(c))}</th>"
+        else f"<th>{_esc(str(c))}</th>"
         for c in columns
     )
     if index:
-        head = f"<th>{html.escape(str(frame.index.name or ''))}</th>" + head
+        head = f"<th>{_esc(str(frame.index.name or ''))}</th>" + head
     body = []
     for label, row in frame.iterrows():
         cells = []
         if index:
-            cells.append(f"<th>{html.escape(str(label))}</th>")
+            cells.append(f"<th>{_esc(str(label))}</th>")
         for column in columns:
             value = row[column]
             if (
@@ -262,7 +274,7 @@ def _table(frame: pd.DataFrame, *, index: bool = False, percent: Sequence[str] =
 
 def _badge(status: str) -> str:
     color = _STATUS_COLORS.get(status, "#5f6368")
-    return f'<span class="badge" style="background:{color}">{html.escape(status)}</span>'
+    return f'<span class="badge" style="background:{color}">{_esc(status)}</span>'
 
 
 def _verdict_html(verdict: Any) -> str:
@@ -270,7 +282,7 @@ def _verdict_html(verdict: Any) -> str:
     parts = [
         f'<div class="verdict" style="border-color:{border}">',
         f"<p>Refresh status: {_badge(verdict.status)}</p>",
-        f'<p class="recommendation">Recommendation: {html.escape(verdict.recommendation)}</p>',
+        f'<p class="recommendation">Recommendation: {_esc(verdict.recommendation)}</p>',
         "</div>",
     ]
     if verdict.findings:
@@ -292,20 +304,17 @@ def render_html(content: ReportContent) -> str:
         "<head>",
         '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{html.escape(content.title)}</title>",
+        f"<title>{_esc(content.title)}</title>",
         f"<style>{_CSS}</style>",
         "</head>",
         "<body><main>",
-        f"<h1>{html.escape(content.title)}</h1>",
+        f"<h1>{_esc(content.title)}</h1>",
     ]
     if content.facts:
         out.append('<dl class="facts">')
-        out += [
-            f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(str(v))}</dd>"
-            for k, v in content.facts
-        ]
+        out += [f"<dt>{_esc(str(k))}</dt><dd>{_esc(str(v))}</dd>" for k, v in content.facts]
         out.append("</dl>")
-    out += [f'<p class="note">{html.escape(n)}</p>' for n in content.notes]
+    out += [f'<p class="note">{_esc(n)}</p>' for n in content.notes]
     if content.verdict is not None:
         out += [
             '<section id="verdict">',
@@ -320,11 +329,11 @@ def render_html(content: ReportContent) -> str:
                 _table(content.migration, index=True),
             ]
         for title, frame in content.drift_tables.items():
-            out += [f"<h3>{html.escape(title)}</h3>", _table(frame)]
+            out += [f"<h3>{_esc(title)}</h3>", _table(frame)]
         # The verdict ends as it began: with what to do and why.
         out += [
             '<p class="recommendation closing">Recommendation: '
-            f"{html.escape(content.verdict.recommendation)}</p>",
+            f"{_esc(content.verdict.recommendation)}</p>",
             "</section>",
         ]
     if content.segments is not None and len(content.segments):
@@ -340,14 +349,14 @@ def render_html(content: ReportContent) -> str:
             out += [
                 "<figure>",
                 figure_svg(figure, key, caption),
-                f"<figcaption>{html.escape(caption)}</figcaption>",
+                f"<figcaption>{_esc(caption)}</figcaption>",
                 "</figure>",
             ]
         out.append("</section>")
     for title, frame in content.tables.items():
-        out += [f"<h2>{html.escape(title)}</h2>", _table(frame)]
+        out += [f"<h2>{_esc(title)}</h2>", _table(frame)]
     out += [
-        f"<footer>segmentkit {html.escape(__version__)} · generated "
+        f"<footer>segmentkit {_esc(__version__)} · generated "
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC · aggregates only, no user-level data"
         "</footer>",
         "</main></body></html>",
@@ -416,6 +425,19 @@ def _drift_status(result: Any) -> str:
     return f"{result.status} (newcomers)" if carried else result.status
 
 
+def _number(value: Any) -> float:
+    """Return a detail read back from drift.json as a float (NaN if missing or not a number)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _share(value: Any) -> str:
+    number = _number(value)
+    return f"{100 * number:.1f}%" if math.isfinite(number) else "n/a"
+
+
 def _drift_tables(report: Any, names: Sequence[str]) -> dict[str, pd.DataFrame]:
     """Segment shares and the strongest calibrated feature changes, as tables with names."""
     tables: dict[str, pd.DataFrame] = {}
@@ -426,10 +448,10 @@ def _drift_tables(report: Any, names: Sequence[str]) -> dict[str, pd.DataFrame]:
             [
                 {
                     "segment": r.subject,
-                    "champion's snapshot": f"{100 * r.details['reference_share']:.1f}%",
-                    "expected from ageing": f"{100 * r.details['expected_share']:.1f}%",
-                    "now": f"{100 * r.details['current_share']:.1f}%",
-                    "change": r.details["change"],
+                    "champion's snapshot": _share(r.details.get("reference_share")),
+                    "expected from ageing": _share(r.details.get("expected_share")),
+                    "now": _share(r.details.get("current_share")),
+                    "change": str(r.details.get("change", "")),
                     "status": _drift_status(r),
                 }
                 for r in shares
@@ -441,10 +463,8 @@ def _drift_tables(report: Any, names: Sequence[str]) -> dict[str, pd.DataFrame]:
             [
                 {
                     "feature": r.subject,
-                    "PSI since the champion": r.details["raw_psi"],
-                    "PSI from ageing alone": r.details["expected_psi"]
-                    if r.details["expected_psi"] is not None
-                    else float("nan"),
+                    "PSI since the champion": _number(r.details.get("raw_psi")),
+                    "PSI from ageing alone": _number(r.details.get("expected_psi")),
                     "excess": r.score,
                     "status": _drift_status(r),
                 }

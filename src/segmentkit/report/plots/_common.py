@@ -15,6 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
+from segmentkit.drift._common import inert_text
 from segmentkit.errors import DataValidationError, InsufficientDataError
 from segmentkit.text import natural_key
 
@@ -87,20 +88,39 @@ def _numeric(frame: pd.DataFrame, column: str, what: str) -> np.ndarray:
         raise DataValidationError(f"{what}: column {column!r} is not numeric") from None
 
 
+#: Longest name a chart shows: longer ones are cut with an ellipsis (tables keep them
+#: whole), so one long name from the log cannot squeeze the plot to nothing.
+LABEL_MAX = 48
+
+
+def display_label(text: Any) -> str:
+    """Return a name as a chart shows it: direction controls visible, cut to ``LABEL_MAX``.
+
+    Examples
+    --------
+    >>> display_label("Champions")
+    'Champions'
+    >>> len(display_label("x" * 500)) == LABEL_MAX
+    True
+    """
+    shown = inert_text(text)
+    return shown if len(shown) <= LABEL_MAX else shown[: LABEL_MAX - 1] + "\u2026"
+
+
 def _label_names(labels: Sequence[Any], names: Mapping[Any, str] | Sequence[str] | None) -> list:
     """Display name of each label: ``names[label]`` (mapping, or sequence by position)."""
     if names is None:
-        return [str(label) for label in labels]
+        return [display_label(label) for label in labels]
     if isinstance(names, Mapping):
         by_str = {str(k): str(v) for k, v in names.items()}
-        return [by_str.get(str(label), str(label)) for label in labels]
+        return [display_label(by_str.get(str(label), str(label))) for label in labels]
     names = list(names)
     out = []
     for label in labels:
         try:
-            out.append(str(names[int(label)]))
+            out.append(display_label(names[int(label)]))
         except (ValueError, TypeError, IndexError):
-            out.append(str(label))
+            out.append(display_label(label))
     return out
 
 

@@ -26,6 +26,7 @@ from segmentkit.report.plots._common import (
     _numeric,
     _pct,
     _require,
+    display_label,
     plain_text,
     segment_colors,
 )
@@ -86,11 +87,10 @@ def segment_sizes(
     if np.any(~np.isfinite(shares)) or np.any((shares < 0) | (shares > 1 + 1e-9)):
         raise DataValidationError(f"{what}: column {share_col!r} must hold shares in [0, 1]")
     sizes = _numeric(profiles, size_col, what) if size_col is not None else None
-    labels = (
-        profiles[name_col].astype(str).tolist()
-        if name_col is not None
-        else [str(i) for i in profiles.index]
-    )
+    labels = [
+        display_label(n)
+        for n in (profiles[name_col].tolist() if name_col is not None else profiles.index)
+    ]
     colors = list(segment_colors(range(len(labels))).values())
     order = np.argsort(-shares, kind="stable") if sort else np.arange(len(labels))
 
@@ -159,7 +159,7 @@ def _lift_matrix(
     if not columns:
         raise InsufficientDataError(f"{what}: no features to plot")
     lifts = np.column_stack([_numeric(profiles, c, what) for c in columns])
-    return lifts, rows, [str(f) for f in features]
+    return lifts, [display_label(r) for r in rows], [display_label(f) for f in features]
 
 
 @plain_text
