@@ -147,12 +147,6 @@ def test_reports_dir_that_is_or_lies_inside_the_log_is_refused(
     assert check_reports_dir("reports", events_arg).name == "reports"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api.refresh must call segmentkit.refresh.check_reports_dir(reports_dir, source) "
-    "before loading the champion (api.py is not this branch's to edit); today the command "
-    "trains the challenger and then fails with NotADirectoryError, exit 1",
-)
 def test_refresh_command_refuses_reports_in_the_event_log_before_any_work(
     events, champion, tmp_path, monkeypatch, capsys
 ):

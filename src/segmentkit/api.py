@@ -722,11 +722,14 @@ def refresh(
     RefreshResult
         ``exit_code`` is what the CLI exits with: 0 (OK, WARN) or 3 (DRIFT).
     """
-    from segmentkit.refresh import refresh_model
+    from segmentkit.refresh import check_reports_dir, refresh_model
 
     config = load_params(params)
     step = progress or _silent
     source = resolve_events(config, events)
+    if reports_dir is not None:
+        # Before any work: reports written into the event log would be read as events.
+        check_reports_dir(reports_dir, source)
     with step("Loading the champion"):
         reference = champion_model(config, champion)
     result = refresh_model(reference, config, source, as_of, progress=step)
