@@ -417,3 +417,8 @@ def test_segments_says_when_they_are_cuts_through_one_population(
     code, out, err = run(["segments", "--model", "m"], capsys)
     assert code == 0, err
     assert ("note: no density dip separates these segments" in out) is not separated
+    # The HTML report says it under its facts.
+    from segmentkit.report.html import model_report, render_html
+
+    page = render_html(model_report(model))
+    assert ("Segments: no density dip separates these segments" in page) is not separated

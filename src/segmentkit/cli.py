@@ -377,16 +377,11 @@ def _segment_lines(table: pd.DataFrame) -> str:
 
 
 def _separation_note(segmenter: Any) -> str | None:
-    """One line when the segments are cuts through one continuous population, else None.
+    """``note: ...`` when the segments are cuts through one continuous population."""
+    from segmentkit.models.segmentation import separation_note
 
-    Bundles saved before ``segments_separated_`` existed say nothing.
-    """
-    if getattr(segmenter, "segments_separated_", True) is not False:
-        return None
-    return (
-        "note: no density dip separates these segments: they are stable cuts through one "
-        "continuous population (ranges of behaviour), not distinct groups; names are relative"
-    )
+    note = separation_note(segmenter)
+    return None if note is None else f"note: {note}"
 
 
 def _training_summary(result: TrainResult) -> str:

@@ -114,6 +114,28 @@ from segmentkit.models.naming import (
 #: on, and on a small table ``min_share`` alone allows segments of one or two users.
 MIN_SEGMENT_USERS = 10
 
+
+def separation_note(segmenter: Any) -> str | None:
+    """One sentence for readers when the segments are cuts through one population, else None.
+
+    Said by ``segmentkit train``, ``segmentkit segments`` and the HTML report; models
+    saved before :attr:`Segmenter.segments_separated_` existed say nothing.
+
+    Examples
+    --------
+    >>> class Fitted:
+    ...     segments_separated_ = False
+    >>> separation_note(Fitted())[:40]
+    'no density dip separates these segments:'
+    """
+    if getattr(segmenter, "segments_separated_", True) is not False:
+        return None
+    return (
+        "no density dip separates these segments: they are stable cuts through one "
+        "continuous population (ranges of behaviour), not distinct groups; names are relative"
+    )
+
+
 #: A refitted segment keeps its reference name unless its rule-based name changed
 #: or its centroid moved more than this many standard units (Euclidean, reference space).
 RENAME_SHIFT = 1.5

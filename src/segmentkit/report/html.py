@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from segmentkit.drift._common import inert_text
+from segmentkit.models.segmentation import separation_note
 from segmentkit.report import plots
 from segmentkit.version import __version__
 
@@ -522,12 +523,14 @@ def model_report(
         tables["Propensity models, out of time"] = evaluation.pivot_table(
             index="target", columns="metric", values="value", aggfunc="first"
         ).reset_index()
+    separation = separation_note(segmenter)
     content = ReportContent(
         title=title or "Segment report",
         facts=head,
         segments=segment_summary(segmenter),
         figures=figures,
         tables=tables,
+        notes=[f"Segments: {separation}"] if separation else [],
     )
     if refresh is not None:
         content.verdict = refresh.verdict
