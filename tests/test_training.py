@@ -94,6 +94,10 @@ def test_result_metrics_count_users_and_shares(result):
     assert metrics["segments/k"] == 2
     assert metrics["segments/min_share"] == pytest.approx(0.5)
     assert {"time/loading_s", "time/segmentation_s"} <= set(metrics)
+    # The two verdicts on the segments, as 0/1 metrics a run list can filter on.
+    segmenter = result.model.segmenter
+    assert metrics["segments/k_rule_met"] == float(segmenter.k_rule_met_)
+    assert metrics["segments/separated"] == float(segmenter.segments_separated_)
 
 
 def test_result_tables_and_documents_without_propensity(result):

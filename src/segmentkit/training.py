@@ -111,6 +111,12 @@ class TrainingResult:
             "segments/k": segmenter.n_segments_,
             "segments/min_share": float(shares.min()),
         }
+        # Whether k's rule held and the segments are separated groups (1) or cuts
+        # through one population (0): what a reader of the run should know first.
+        for key, attribute in (("k_rule_met", "k_rule_met_"), ("separated", "segments_separated_")):
+            value = getattr(segmenter, attribute, None)
+            if value is not None:
+                out[f"segments/{key}"] = float(bool(value))
         profiles = segmenter.profiles_
         if "stability" in profiles.columns and profiles["stability"].notna().any():
             out["segments/min_stability"] = float(profiles["stability"].min())

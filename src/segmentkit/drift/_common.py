@@ -18,7 +18,7 @@ from segmentkit.errors import (
     InsufficientDataError,
 )
 from segmentkit.serialization import from_jsonable, to_jsonable
-from segmentkit.text import natural_key
+from segmentkit.text import inert_text, natural_key
 
 Status = Literal["OK", "WARN", "DRIFT"]
 
@@ -114,29 +114,6 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     return f"{value:.{digits}f}"
-
-
-#: Unicode direction controls (embeddings, overrides, isolates): in a name from the
-#: log they would reorder the text around it on screen (``"\u202eevil"`` shows as
-#: ``"live"``; a share after it reads backwards), so reports show them as code points.
-_DIRECTION_CONTROLS = {
-    code: f"<U+{code:04X}>"
-    for code in (0x200E, 0x200F, *range(0x202A, 0x202F), 0x061C, *range(0x2066, 0x206A))
-}
-
-
-def inert_text(value: Any) -> str:
-    """Return ``str(value)`` with Unicode direction controls written as ``<U+XXXX>``.
-
-    Escaping for HTML or Markdown comes after: the marker's ``<`` and ``>`` are
-    escaped like any other text.
-
-    Examples
-    --------
-    >>> inert_text("\u202eevil")
-    '<U+202E>evil'
-    """
-    return str(value).translate(_DIRECTION_CONTROLS)
 
 
 #: Markdown characters that start a link or an image (``[x](url)``, ``![x](url)``),

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from segmentkit.drift._common import inert_text
 from segmentkit.models.segmentation import separation_note
 from segmentkit.report import plots
+from segmentkit.text import inert_text
 from segmentkit.version import __version__
 
 __all__ = [

@@ -15,9 +15,8 @@ from matplotlib.axes import Axes
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
-from segmentkit.drift._common import inert_text
 from segmentkit.errors import DataValidationError, InsufficientDataError
-from segmentkit.text import natural_key
+from segmentkit.text import inert_text, natural_key
 
 #: Colour of each drift status (``"n/a"`` when a value was not judged).
 STATUS_COLORS: Mapping[str, str] = {
