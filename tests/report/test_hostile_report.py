@@ -4,13 +4,11 @@ malicious source could hold. Everything must stay text, on one self-contained pa
 from __future__ import annotations
 
 import html.parser
-import os
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from chromium import open_in_chromium
 
 from segmentkit.drift import DriftReport, DriftResult, migration_matrix
 from segmentkit.drift.verdict import event_mix_tests, segment_share_tests
@@ -27,8 +25,6 @@ HOSTILE = [
     "</td></tr></table><img src=x onerror=alert(4)>",
     "[link](javascript:alert(5)) ![img](https://example.com/p.png)",
 ]
-CHROMIUM = os.environ.get("SEGMENTKIT_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 DIRECTION_CONTROLS = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u061c\u2066\u2067\u2068\u2069"
 #: Tags a report may contain: HTML of the page and SVG of matplotlib's charts.
 ALLOWED_TAGS = {
@@ -234,32 +230,13 @@ def test_sixty_segments_render():
 @pytest.mark.browser
 def test_hostile_page_in_headless_chromium(page, tmp_path):
     """No console error, no dialog (no script ran), no request, no sideways scrolling."""
-    try:
-        from playwright import sync_api as playwright
-    except ImportError:  # never skipped: CI installs it with the test extra
-        pytest.fail("playwright is missing: pip install -e '.[test]'")
-    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).is_file():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium")
+    with open_in_chromium(page, tmp_path) as (tab, messages, requests):
+        widths = tab.evaluate(
+            "() => [document.documentElement.scrollWidth, "
+            "document.documentElement.clientWidth, document.scripts.length]"
+        )
+        text = tab.inner_text("body")
     path = tmp_path / "report.html"
-    path.write_text(page, encoding="utf-8")
-    messages: list[str] = []
-    requests: list[str] = []
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            tab = browser.new_page(viewport={"width": 1366, "height": 900})
-            tab.on("console", lambda m: messages.append(f"{m.type}: {m.text}"))
-            tab.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
-            tab.on("dialog", lambda d: (messages.append(f"dialog: {d.message}"), d.dismiss()))
-            tab.on("request", lambda r: requests.append(r.url))
-            tab.goto(path.as_uri(), wait_until="load")
-            widths = tab.evaluate(
-                "() => [document.documentElement.scrollWidth, "
-                "document.documentElement.clientWidth, document.scripts.length]"
-            )
-            text = tab.inner_text("body")
-        finally:
-            browser.close()
     assert messages == []
     assert requests == [path.as_uri()]
     scroll_width, client_width, scripts = widths

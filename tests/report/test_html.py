@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from chromium import open_in_chromium
 
 from segmentkit.config import load_config
 from segmentkit.drift import DriftReport, DriftResult, migration_matrix
@@ -35,16 +36,6 @@ CONFIG = load_config(
         "propensity": {"targets": [{"name": "churn", "kind": "inactivity"}], "min_positives": 20},
     }
 )
-CHROMIUM = os.environ.get("SEGMENTKIT_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -174,31 +165,12 @@ _OVERLAPS = """
 @pytest.mark.browser
 def test_report_renders_in_headless_chromium(page, model, tmp_path):
     """Open the page in a real browser: no console errors, names and verdict in the DOM."""
-    try:
-        from playwright import sync_api as playwright
-    except ImportError:  # never skipped: CI installs it with the test extra
-        pytest.fail("playwright is missing: pip install -e '.[test]'")
-    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).is_file():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium")
-    path = tmp_path / "report.html"
-    path.write_text(page, encoding="utf-8")
-    messages: list[str] = []
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            tab = browser.new_page(viewport={"width": 1366, "height": 900})
-            tab.on("console", lambda m: messages.append(f"{m.type}: {m.text}"))
-            tab.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
-            requests: list[str] = []
-            tab.on("request", lambda r: requests.append(r.url))
-            tab.goto(path.as_uri(), wait_until="load")
-            text = tab.inner_text("body")
-            overlaps = tab.evaluate(_OVERLAPS)
-            tab.screenshot(path=str(tmp_path / "report.png"), full_page=True)
-            tab.emulate_media(media="print")
-            print_text = tab.inner_text("body")
-        finally:
-            browser.close()
+    with open_in_chromium(page, tmp_path) as (tab, messages, requests):
+        text = tab.inner_text("body")
+        overlaps = tab.evaluate(_OVERLAPS)
+        tab.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        tab.emulate_media(media="print")
+        print_text = tab.inner_text("body")
     errors = [m for m in messages if m.startswith(("error", "pageerror"))]
     assert not errors, errors
     assert [u for u in requests if not u.startswith("file:")] == []  # nothing from the network
