@@ -74,6 +74,10 @@ def test_features_default_as_of_and_demo_from_params(tmp_path, capsys, monkeypat
         (["features", "--events", "x.csv", "--out", "x.csv"], "is the events file x.csv"),
         (["score", "--model", "m", "--events", "x.csv", "--out", "x.csv"], "is the events file"),
         (["score", "--model", "m", "--events", "x.csv", "--out", "x.csv/s.csv"], "not a directory"),
+        (
+            ["score", "--model", "m", "--events", "*.csv", "--out", "s.csv"],
+            "matches the events glob",
+        ),
     ],
 )
 def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys, monkeypatch, args, message):

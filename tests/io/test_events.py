@@ -233,6 +233,31 @@ def test_an_output_that_is_the_event_log_is_refused(tmp_path, tiny_log, pattern,
     assert check_output_target("new/dir/s.csv", tiny_log) == Path("new/dir/s.csv")
 
 
+@pytest.mark.parametrize(
+    ("pattern", "out", "refused"),
+    [
+        ("logs/*.parquet", "logs/scores.parquet", True),
+        ("logs/part-*.parquet", "logs/../logs/part-scores.parquet", True),
+        ("logs/*.parquet", "logs/sub/scores.parquet", False),  # * stays in one directory
+        ("logs/*.parquet", "scores.parquet", False),
+        ("logs/part-*.parquet", "logs/scores.parquet", False),
+        ("logs/**/*.parquet", "logs/sub/scores.parquet", True),  # DuckDB: any depth,
+        ("logs/**/*.parquet", "logs/scores.parquet", True),  # none included
+    ],
+)
+def test_an_output_the_events_glob_would_read_next_time_is_refused(
+    tmp_path, tiny_log, monkeypatch, pattern, out, refused
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "logs" / "sub").mkdir(parents=True)
+    tiny_log.to_parquet(tmp_path / "logs" / "part-0.parquet")
+    if refused:
+        with pytest.raises(DataValidationError, match=r"matches the events glob .*next run"):
+            check_output_target(out, pattern)
+    else:
+        assert check_output_target(out, pattern) == Path(out)
+
+
 def test_duplicate_check_can_be_turned_off(tiny_log):
     raw = pd.concat([tiny_log, tiny_log.iloc[[0]]])
     checked = load_events(raw)

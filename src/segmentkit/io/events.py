@@ -11,14 +11,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import fnmatch
 import functools
 import glob
 import itertools
+import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import duckdb
@@ -1504,14 +1506,41 @@ def check_output_target(out: str | Path, events: EventSource | None = None) -> P
                     f"output {out} is the events file {path}: writing the output would replace "
                     "the event log; choose another output path"
                 )
+        if _glob_would_read(str(events), out):
+            raise DataValidationError(
+                f"output {out} matches the events glob {events}: the next run would read the "
+                "output as events; write it outside what the glob matches"
+            )
     check_output_parent(out)
     return out
 
 
+def _glob_would_read(pattern: str, out: Path) -> bool:
+    """Whether a glob of event files would match ``out`` once it is written.
+
+    Compared component by component, as DuckDB expands the glob (``*`` stays within
+    one directory, ``**`` spans any depth), on absolute, normalized paths.
+
+    Examples
+    --------
+    >>> _glob_would_read("data/*.parquet", Path("data/../data/scores.parquet"))
+    True
+    >>> _glob_would_read("data/*.parquet", Path("data/sub/scores.parquet"))
+    False
+    >>> _glob_would_read("data/**/*.parquet", Path("data/sub/deeper/scores.parquet"))
+    True
+    """
+    if not glob.has_magic(pattern):
+        return False
+    absolute = os.path.normpath(os.path.abspath(pattern))
+    target = os.path.normpath(out.absolute())
+    if "**" in absolute:  # any depth, none included: wildcards may then cross directories
+        return any(fnmatch.fnmatch(target, p) for p in (absolute, absolute.replace("**/", "")))
+    return PurePath(target).match(absolute)
+
+
 def check_output_parent(out: Path) -> None:
     """Refuse an output whose nearest existing directory above it is a file or not writable."""
-    import os
-
     parent = out.absolute().parent
     while not parent.exists():
         parent = parent.parent
