@@ -6,7 +6,15 @@ import datetime as dt
 import re
 from typing import Any
 
-__all__ = ["inert_text", "is_mlflow_uri", "natural_key", "slug", "sql_literal", "sql_timestamp"]
+__all__ = [
+    "DIRECTION_CONTROLS",
+    "inert_text",
+    "is_mlflow_uri",
+    "natural_key",
+    "slug",
+    "sql_literal",
+    "sql_timestamp",
+]
 
 
 def sql_timestamp(value: dt.datetime) -> str:
@@ -74,7 +82,7 @@ def is_mlflow_uri(text: str) -> bool:
 #: Unicode direction controls (embeddings, overrides, isolates): in a name from the
 #: log they would reorder the text around it on screen (``"\u202eevil"`` shows as
 #: ``"live"``; a share after it reads backwards), so reports show them as code points.
-_DIRECTION_CONTROLS = {
+DIRECTION_CONTROLS = {
     code: f"<U+{code:04X}>"
     for code in (0x200E, 0x200F, *range(0x202A, 0x202F), 0x061C, *range(0x2066, 0x206A))
 }
@@ -91,4 +99,4 @@ def inert_text(value: Any) -> str:
     >>> inert_text("\u202eevil")
     '<U+202E>evil'
     """
-    return str(value).translate(_DIRECTION_CONTROLS)
+    return str(value).translate(DIRECTION_CONTROLS)

@@ -241,7 +241,7 @@ def _user_day_sql(
     per_day = [
         "count(*) AS events",
         "sum(revenue) AS revenue",
-        *(["count(*) FILTER (WHERE revenue > 0) AS orders"] if one_line_orders else []),
+        *([_ORDERS_AS_ROWS] if one_line_orders else []),
         "coalesce(sum(revenue) FILTER (WHERE revenue > 0), 0) AS order_revenue",
         "min(timestamp) AS first_ts",
         "max(timestamp) AS last_ts",
@@ -468,7 +468,7 @@ def _feature_sql(
     per_user = [
         "count(*) AS events_total",
         "sum(revenue) AS revenue_total",
-        *(["count(*) FILTER (WHERE revenue > 0) AS orders"] if one_line_orders else []),
+        *([_ORDERS_AS_ROWS] if one_line_orders else []),
         "coalesce(sum(revenue) FILTER (WHERE revenue > 0), 0) AS order_revenue",
         "min(timestamp) AS first_ts",
         "max(timestamp) AS last_ts",
@@ -615,6 +615,11 @@ def _output_columns(
         f"ln((1 + {col(f'events_{short}d')}) / (1 + {col('events_previous')})) AS activity_trend",
         *passthrough,
     ]
+
+
+#: Orders as rows with revenue: exact where no order has several lines (see
+#: :func:`_order_times_sql` for the others).
+_ORDERS_AS_ROWS = "count(*) FILTER (WHERE revenue > 0) AS orders"
 
 
 def _order_times_sql() -> str:

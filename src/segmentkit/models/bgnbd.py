@@ -531,13 +531,19 @@ def _expected_on_nodes(r, alpha, a, b, x: float, T: np.ndarray, t) -> np.ndarray
     fixed nodes spanning all but 1e-12 of each tail, for every customer at once (an
     adaptive quadrature per customer took seconds per thousand).
     """
-    posterior = beta_distribution(a, b + x)
-    low, high = posterior.ppf([1e-12, 1.0 - 1e-12])
+    posterior, low, high = _posterior_span(a, b + x)
     nodes, weights = np.polynomial.legendre.leggauss(_LEGENDRE_NODES)
     p = low + (high - low) * (nodes + 1.0) / 2.0
     weights = weights * (high - low) / 2.0 * posterior.pdf(p)
     ratio = np.log(alpha + T)[:, None] - np.log(alpha + T[:, None] + p * t)
     return (-np.expm1((r + x) * ratio) / p) @ weights
+
+
+def _posterior_span(a: float, b: float) -> tuple[Any, float, float]:
+    """Beta(a, b) and the interval holding all but 1e-12 of each of its tails."""
+    posterior = beta_distribution(a, b)
+    low, high = posterior.ppf([1e-12, 1.0 - 1e-12])
+    return posterior, float(low), float(high)
 
 
 def _expected_by_quadrature(r, alpha, a, b, x, T, t) -> float:
@@ -563,8 +569,7 @@ def _expected_by_quadrature(r, alpha, a, b, x, T, t) -> float:
     # fails (its normalizing Beta function underflows, its integral loses all digits),
     # so the density itself, evaluated in log space, is integrated where it is not
     # negligible.
-    posterior = beta_distribution(a, b + x)
-    low, high = posterior.ppf([1e-12, 1.0 - 1e-12])
+    posterior, low, high = _posterior_span(a, b + x)
     value, _ = quad(
         lambda p: bounded(p) * posterior.pdf(p), low, high, limit=200, points=[posterior.mean()]
     )

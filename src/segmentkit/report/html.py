@@ -27,7 +27,7 @@ import pandas as pd
 
 from segmentkit.models.segmentation import separation_note
 from segmentkit.report import plots
-from segmentkit.text import inert_text
+from segmentkit.text import DIRECTION_CONTROLS, inert_text
 from segmentkit.version import __version__
 
 __all__ = [
@@ -44,8 +44,8 @@ __all__ = [
 #: Propensity models drawn in the charts: the chosen one and the two baselines.
 _SHOWN_MODELS = ("model", "recency", "rfm")
 
-#: Characters :func:`inert_text` rewrites (Unicode direction controls).
-_CONTROLS = re.compile("[\u200e\u200f\u202a-\u202e\u061c\u2066-\u2069]")
+#: What :func:`inert_text` writes for each direction control, escaped for markup.
+_CONTROLS_IN_MARKUP = {code: html.escape(shown) for code, shown in DIRECTION_CONTROLS.items()}
 
 _STATUS_COLORS = {"OK": "#2e7d32", "WARN": "#b26a00", "DRIFT": "#b3261e"}
 
@@ -226,7 +226,7 @@ def figure_svg(figure: Any, key: str, description: str = "") -> str:
             .replace(f'href="#{ident}"', f'href="#{prefix}-{ident}"')
         )
     # Text in the charts comes from the log too: direction controls become visible.
-    markup = _CONTROLS.sub(lambda found: _esc(found.group()), markup)
+    markup = markup.translate(_CONTROLS_IN_MARKUP)
     label = _esc(description or key)
     return markup.replace("<svg", f'<svg role="img" aria-label="{label}"', 1)
 
