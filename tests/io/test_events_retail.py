@@ -268,6 +268,12 @@ def test_params_refuse_a_timestamp_format_without_a_year(tmp_path, value):
     params.write_text(f"data:\n  columns:\n    timestamp_format: '{value}'\n")
     with pytest.raises(ConfigError, match=r"data\.columns\.timestamp_format: .* is not a strptime"):
         load_config(params)
+    # The same refusal for a ColumnMap given to the Python API, before any scan.
+    columns = dataclasses.replace(CDNOW, timestamp_format=value)
+    path = tmp_path / "log.csv"
+    path.write_text("customer_id,date,amount\n1,12/1/2010,1\n")
+    with pytest.raises(ConfigError, match=r"data\.columns\.timestamp_format: .* is not a strptime"):
+        load_events(path, columns)
 
 
 def test_rows_without_a_customer_are_refused_with_their_count_on_error():

@@ -27,7 +27,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from segmentkit.config import UNIX_TIME_UNITS, ColumnMap
+from segmentkit.config import UNIX_TIME_UNITS, ColumnMap, check_timestamp_format
 from segmentkit.errors import (
     ConfigError,
     DataValidationError,
@@ -438,7 +438,12 @@ def _timestamp_expr(column: str, type_name: str, timestamp_format: str | None = 
 
 
 def _check_timestamp_pattern(con: duckdb.DuckDBPyConnection, columns: ColumnMap) -> None:
-    """Refuse a ``timestamp_format`` pattern DuckDB cannot read, before any scan."""
+    """Refuse a ``timestamp_format`` pattern DuckDB cannot read, before any scan.
+
+    Its shape is checked here too (not only when params.yaml is read): a ``ColumnMap``
+    given to the Python API gets the same refusal.
+    """
+    check_timestamp_format(columns.timestamp_format)
     pattern = columns.timestamp_format
     if pattern is None or pattern in UNIX_TIME_UNITS:
         return
