@@ -28,18 +28,31 @@ scenario stops between 70-82 % or 78-90 % of it), so in the scenarios built on t
 labeled window and the scored one: the scored period is not like any period in the
 history, and no model fitted on the past can be calibrated on it.
 
+One real log is offered, named explicitly (it is never part of the default run):
+``cdnow``, CDNOW's full purchase log (23,570 customers who first bought in the first
+quarter of 1997, every purchase to 30 June 1998; Fader & Hardie's data set and the
+issue's log A). It is fetched once from the ``lifetimes`` wheel on PyPI, checked
+against the SHA-256 pinned here and kept in ``benchmarks/.data``; ``--cdnow-end``
+moves the cut-off back (the log is read as exported that day) for other origins.
+
 Usage: python benchmarks/propensity.py [n_users] [--horizon DAYS] [--draw N]
-[--seasonal-days DAYS] [scenario ...] (default 20000 users, a 30-day horizon, every
-scenario; ``--draw N`` > 0: other random draws of the same scenarios;
-``--seasonal-days`` moves the seasonal order table's start back, same arrivals per
-day). A log too short for the horizon is reported as skipped.
+[--seasonal-days DAYS] [--cdnow-end DATE] [scenario ...] (default 20000 users, a
+30-day horizon, every generated scenario; ``--draw N`` > 0: other random draws of the
+same scenarios; ``--seasonal-days`` moves the seasonal order table's start back, same
+arrivals per day). A log too short for the horizon is reported as skipped.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
+import io
+import subprocess
+import sys
+import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,10 +222,16 @@ CLIFF = ("default", "seasonal", "transactions", "seasonal_transactions")
 
 _SYNTH_END = pd.Timestamp("2025-01-01")
 _SEASONAL_LOG_END = pd.Timestamp("2026-03-01")
+# The day after CDNOW's last purchase: the whole log.
+CDNOW_END = "1998-07-01"
 
 
 def scenarios(
-    n_users: int, wanted: set[str] | None = None, draw: int = 0, seasonal_days: int = 900
+    n_users: int,
+    wanted: set[str] | None = None,
+    draw: int = 0,
+    seasonal_days: int = 900,
+    cdnow_end: str = CDNOW_END,
 ) -> list[Scenario]:
     """Return the benchmark's logs (only those in ``wanted``, when given).
 
@@ -221,6 +240,7 @@ def scenarios(
     ``seasonal_days`` sets how far back the seasonal order table starts (same end,
     ``n_users`` scaled with it, so the same arrivals per day): how old the customer
     base was a year before the scored period, where the seasonal step is measured.
+    ``cdnow_end``: the real log ``cdnow`` as exported on that day (only when wanted).
 
     Realistic ones, standing in for the real logs segmentkit is judged on:
 
@@ -287,7 +307,16 @@ def scenarios(
             rich=False,
         ),
     }
-    return [make() for name, make in makers.items() if not wanted or name in wanted]
+    real = {
+        "cdnow": lambda: Scenario(
+            "cdnow",
+            _until(cdnow_events(fetch_cdnow()), pd.Timestamp(cdnow_end)),
+            pd.Timestamp(cdnow_end),
+            rich=False,
+        ),
+    }
+    generated = [make() for name, make in makers.items() if not wanted or name in wanted]
+    return generated + [make() for name, make in real.items() if wanted and name in wanted]
 
 
 def _synth(
@@ -317,6 +346,58 @@ def _seasonal(
     events = seasonal_log(users, _SEASONAL_LOG_END, seed=19 + shift, n_days=log_days)
     end_ts = pd.Timestamp(end)
     return Scenario(name, _until(events, end_ts, days), end_ts, rich=False)
+
+
+# --- a real log ------------------------------------------------------------------
+
+# CDNOW's master file as shipped in the lifetimes 0.11.3 wheel (MIT; the data set is
+# Fader & Hardie's): both hashes pinned, so a changed download is refused.
+CDNOW_WHEEL = ("lifetimes==0.11.3", "Lifetimes-0.11.3-py3-none-any.whl")
+CDNOW_WHEEL_SHA256 = "261e3dc89977c2b60767ca6728aaa29d429de0c814635070a749c36555895da8"
+CDNOW_MEMBER = "lifetimes/datasets/CDNOW_master.txt"
+CDNOW_SHA256 = "eff6889ed364c5199d6eacbbeb7a6d559971df4406ac876f322c373f00a072ef"
+CDNOW_PATH = Path(__file__).resolve().parent / ".data" / "CDNOW_master.txt"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def fetch_cdnow(path: Path = CDNOW_PATH) -> bytes:
+    """Return CDNOW's master file, downloading the wheel that holds it when not cached."""
+    if not path.exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", CDNOW_WHEEL[0], "--no-deps",
+                 "--only-binary", ":all:", "--dest", tmp, "--quiet"],
+                check=True,
+            )  # fmt: skip
+            wheel = Path(tmp) / CDNOW_WHEEL[1]
+            if _sha256(wheel.read_bytes()) != CDNOW_WHEEL_SHA256:
+                raise SystemExit(f"{CDNOW_WHEEL[1]}: SHA-256 differs from the pinned one")
+            with zipfile.ZipFile(wheel) as archive:
+                data = archive.read(CDNOW_MEMBER)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    data = path.read_bytes()
+    if _sha256(data) != CDNOW_SHA256:
+        raise SystemExit(
+            f"{path}: SHA-256 differs from CDNOW's master file; delete it to fetch again"
+        )
+    return data
+
+
+def cdnow_events(data: bytes) -> pd.DataFrame:
+    """CDNOW's rows (customer, yyyymmdd, CDs, dollars) as a purchase log."""
+    raw = pd.read_csv(io.BytesIO(data), sep=r"\s+", dtype={"customer_id": str, "date": str})
+    return pd.DataFrame(
+        {
+            "user_id": raw["customer_id"],
+            "timestamp": pd.to_datetime(raw["date"], format="%Y%m%d"),
+            "event": "purchase",
+            "revenue": raw["dollar_value"].astype(float),
+        }
+    )
 
 
 # --- baselines -----------------------------------------------------------------
@@ -655,6 +736,11 @@ def main() -> None:
         help="span of the seasonal order table (users scaled with it): 1265 = a year older",
     )
     parser.add_argument(
+        "--cdnow-end",
+        default=CDNOW_END,
+        help=f"cut-off of the real log cdnow: the day after the last event read ({CDNOW_END})",
+    )
+    parser.add_argument(
         "--intervals-csv",
         help="append one row per scenario, target and interval version (new / legacy) to "
         "this CSV, to pool coverage over horizons and draws; with only this file given "
@@ -681,7 +767,7 @@ def main() -> None:
     pd.set_option("display.width", 160)
     summary = []
     interval_log: list[dict] = []
-    for scenario in scenarios(n_users, wanted, draw, args.seasonal_days):
+    for scenario in scenarios(n_users, wanted, draw, args.seasonal_days, args.cdnow_end):
         try:
             res = evaluate(scenario, cfg.features, prop)
         except InsufficientDataError as error:

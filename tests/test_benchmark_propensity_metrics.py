@@ -100,3 +100,33 @@ def test_count_spearman_ranks_by_the_models_own_score_not_its_tied_map(bench):
     assert own["spearman"] == pytest.approx(expected, abs=1e-12)
     # The plateaus tie the first six users (and the 7th with the 8th), which raises it.
     assert tied["spearman"] > own["spearman"]
+
+
+# --- the real log -------------------------------------------------------------------
+
+_CDNOW_ROWS = b""" customer_id  date number_of_cds  dollar_value
+ 00001 19970101  1   11.77
+ 00002 19970112  1   12.00
+ 00002 19970112  5   77.00
+ 23570 19980630  2   25.74
+"""
+
+
+def test_cdnow_rows_are_read_as_a_purchase_log(bench):
+    events = bench.cdnow_events(_CDNOW_ROWS)
+    assert events["user_id"].tolist() == ["00001", "00002", "00002", "23570"]  # zeros kept
+    assert events["timestamp"].dt.strftime("%Y-%m-%d").tolist() == [
+        "1997-01-01",
+        "1997-01-12",
+        "1997-01-12",
+        "1998-06-30",
+    ]
+    assert events["revenue"].tolist() == [11.77, 12.0, 77.0, 25.74]
+    assert set(events["event"]) == {"purchase"}
+
+
+def test_a_cdnow_file_with_another_hash_is_refused_not_read(bench, tmp_path):
+    path = tmp_path / "CDNOW_master.txt"
+    path.write_bytes(_CDNOW_ROWS)  # cached, so nothing is downloaded
+    with pytest.raises(SystemExit, match="SHA-256 differs from CDNOW's master file"):
+        bench.fetch_cdnow(path)

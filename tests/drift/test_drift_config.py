@@ -159,7 +159,10 @@ def test_thresholds_from_params_reach_every_calibrated_check():
     }
     seen = set()
     for result in results:
-        if result.test in expected:
+        if result.test == "aged_psi" and result.subject == "tenure_days":
+            # Reported without a status: see test_tenure_is_reported_not_judged.
+            assert (result.warn_threshold, result.drift_threshold) == (None, None)
+        elif result.test in expected:
             seen.add(result.test)
             assert (result.warn_threshold, result.drift_threshold) == pytest.approx(
                 expected[result.test]

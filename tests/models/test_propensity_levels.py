@@ -22,6 +22,7 @@ from segmentkit.models.propensity_training import (
     _latest_season_verdict,
     _level_note,
     _level_risk,
+    _season_base_share,
     _season_verdict,
     _simplest_within_noise,
     fit_propensity,
@@ -227,10 +228,17 @@ def _log(amplitude: float, n_users: int = 2500, seed: int = 1) -> pd.DataFrame:
     birth = rng.integers(0, days.size // 2, n_users)
     alive = np.arange(days.size)[None, :] >= birth[:, None]
     rate = rng.gamma(2.0, 0.015, n_users)
-    counts = rng.poisson(np.outer(rate, season) * alive)
+    return _purchases(rng, days, birth, np.outer(rate, season) * alive)
+
+
+def _purchases(
+    rng: np.random.Generator, days: pd.DatetimeIndex, birth: np.ndarray, daily_rate: np.ndarray
+) -> pd.DataFrame:
+    """Poisson purchases at ``daily_rate`` (users x days), plus one on each user's first day."""
+    counts = rng.poisson(daily_rate)
     user, day = np.nonzero(counts)
     user, day = np.repeat(user, counts[user, day]), np.repeat(day, counts[user, day])
-    user, day = np.r_[np.arange(n_users), user], np.r_[birth, day]
+    user, day = np.r_[np.arange(birth.size), user], np.r_[birth, day]
     return pd.DataFrame(
         {
             "user_id": np.char.add("u", user.astype(str)),
@@ -270,6 +278,52 @@ def test_no_seasonal_step_without_a_season():
     result = fit_propensity(log, pd.Timestamp("2024-09-01"), FeatureConfig(), config, n_threads=1)
     assert not result.choice["purchase"].endswith("-season")
     assert any(n.startswith("purchase: seasonal step not used") for n in result.evaluation.notes)
+
+
+# --- a seasonal step measured on a younger customer base ----------------------------
+
+
+def test_season_base_share_by_hand():
+    import datetime as dt
+
+    # A year before 1 Jan 2025 the log (from 1 Jul 2023) was 185 days old.
+    end, first = dt.datetime(2025, 1, 1), dt.datetime(2023, 7, 1)
+    tenure = np.array([10.0, 185.0, 185.5, 300.0, 500.0])
+    assert _season_base_share(tenure, end, first) == (0.4, 185.0)
+    assert _season_base_share(np.array([]), end, first) == (0.0, 185.0)
+    # A log shorter than a year: nobody is that young.
+    assert _season_base_share(tenure, end, dt.datetime(2024, 6, 1))[0] == 0.0
+
+
+def _cohort_log(n_users: int = 2500, seed: int = 1) -> pd.DataFrame:
+    """One cohort arriving in 75 days, buying 7x as often in its first weeks, no season."""
+    rng = np.random.default_rng(seed)
+    days = pd.date_range("2023-01-01", "2024-07-01", freq="D", inclusive="left")
+    birth = rng.integers(0, 75, n_users)
+    age = np.arange(days.size)[None, :] - birth[:, None]
+    boost = 1.0 + 6.0 * np.exp(-np.clip(age, 0, None) / 40.0)
+    rate = rng.gamma(2.0, 0.01, n_users)[:, None]
+    return _purchases(rng, days, birth, rate * boost * (age >= 0))
+
+
+@pytest.mark.slow
+def test_no_seasonal_step_from_one_snapshot_for_a_single_cohort_a_year_on():
+    # A year before May 2024 every customer was at most 4 months old and buying fast:
+    # that move is the cohort's ageing. Before the rule, the purchase model took it as
+    # a seasonal step (-0.48 on the log-odds scale) on the selection snapshot's win.
+    log = load_events(_cohort_log())
+    result = fit_propensity(log, pd.Timestamp("2024-05-01"), FeatureConfig(), CONFIG, n_threads=1)
+    notes = result.evaluation.notes
+    for target in ("purchase", "purchases"):
+        assert not result.choice[target].endswith("-season")
+        assert result.models[target].level_shift == 0.0
+    (overruled,) = [n for n in notes if n.startswith("purchase: seasonal step not used")]
+    assert overruled == (
+        "purchase: seasonal step not used: it won on the selection snapshot only, and a year "
+        "before the scored period every customer was at most 121 days old, and 0.0% of the "
+        "users scored now are that young (under 5%): one snapshot cannot tell the season "
+        "from how behaviour changes in a customer's first months"
+    )
 
 
 def test_simplest_family_within_noise_of_the_best_is_kept():

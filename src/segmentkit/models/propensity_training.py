@@ -65,6 +65,11 @@ class LevelVerdict(NamedTuple):
 
 # Snapshots a level rule must be tested on before its verdict counts.
 _VERDICT_MIN_TESTS = 3
+#: A seasonal step is measured a year before the scored period, on customers no
+#: older than the log then was. Where fewer than this share of the users scored now
+#: are that young (see :func:`_season_base_share`), one snapshot's win (selection or
+#: evaluation) does not choose it: only the history's verdict over several does.
+SEASON_MIN_YOUNG_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,41 @@ def _first_event(log: EventLog, as_of: dt.datetime) -> dt.datetime:
     if first is None:
         raise InsufficientDataError(f"the event log has no event before as_of {as_of}")
     return first
+
+
+def _season_base_share(
+    tenure_days: np.ndarray, end: dt.datetime, first: dt.datetime
+) -> tuple[float, float]:
+    """Share of the users scored at ``end`` as young as any customer a year earlier.
+
+    The seasonal step into ``[end, end + h)`` is the move of the level a year earlier
+    (:func:`segmentkit.models.labels.season_snapshots`), measured on customers at most
+    ``end - P - first`` days old. Where nobody scored now is that young (a single
+    cohort a year after it arrived, as in CDNOW's log), that move is how behaviour
+    changes in a customer's first months as much as the season, and one snapshot where
+    the step helped proves little: on CDNOW scored over June 1998 a step of +1.17 on
+    the log-odds scale won the selection snapshot and predicted 1.9 x the realized
+    total. (Within one cohort, age and calendar move together; only a step that keeps
+    predicting the level's moves over several snapshots is a season.)
+
+    Returns
+    -------
+    share : float
+        Share of ``tenure_days`` at most the oldest age a year earlier.
+    oldest_days : float
+        That age, in days (negative when the log does not reach a year back).
+
+    Examples
+    --------
+    >>> end, first = dt.datetime(2025, 1, 1), dt.datetime(2023, 7, 1)
+    >>> _season_base_share(np.array([10.0, 100.0, 300.0, 500.0]), end, first)
+    (0.5, 185.0)
+    """
+    period = dt.timedelta(days=SEASON_DAYS)
+    oldest_days = (end - period - first) / dt.timedelta(days=1)
+    if len(tenure_days) == 0:
+        return 0.0, oldest_days
+    return float(np.mean(np.asarray(tenure_days) <= oldest_days)), oldest_days
 
 
 def _split(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -278,6 +318,19 @@ def fit_propensity(
     features_at(log, [*planned, end, *extra], feature_config, cache)
     if after_snapshot_features is not None:
         after_snapshot_features()
+    young_share, young_days = _season_base_share(
+        cache[end]["tenure_days"].to_numpy(dtype=float), end, first
+    )
+    # Where nobody scored now is as young as the customers of a year earlier, one
+    # snapshot cannot tell a seasonal step from how behaviour changes with age: the
+    # step then needs the history's verdict over several snapshots.
+    season_one_snapshot = young_share >= SEASON_MIN_YOUNG_SHARE
+    young_base = (
+        f"a year before the scored period every customer was at most {young_days:.0f} days "
+        f"old, and {young_share:.1%} of the users scored now are that young (under "
+        f"{SEASON_MIN_YOUNG_SHARE:.0%}): one snapshot cannot tell the season from how "
+        "behaviour changes in a customer's first months"
+    )
     bgnbd_fits: dict[dt.datetime, np.ndarray] = {}
 
     def bgnbd_at(when: dt.datetime) -> np.ndarray:
@@ -503,6 +556,12 @@ def fit_propensity(
                     best = min(
                         (family_sel, f"{family_sel}{_NO_LEVEL}"), key=lambda v: chosen[v][key]
                     )
+            if not season_one_snapshot and not on_history and _parse_variant(best)[1] == "season":
+                best = min((family_sel, f"{family_sel}{_NO_LEVEL}"), key=lambda v: chosen[v][key])
+                notes.append(
+                    f"{target.name}: seasonal step not used: it won on the selection snapshot "
+                    f"only, and {young_base}"
+                )
             seasonal = _parse_variant(best)[1] == "season"
             # No trend rule: the selection candidate's residual level drifts with the
             # population's ageing (its tenure extrapolation), which a model refitted on
@@ -597,12 +656,16 @@ def fit_propensity(
         # (the reported model keeps the level it was chosen with, so the report stays
         # that of a choice made without the evaluation snapshot).
         final_level = best
-        if (
+        no_season = None
+        on_evaluation_only = (
             not season_checked
             and best != "complement"
             and _parse_variant(best)[1] in ("latest", "none")
             and season_snapshots(plan.evaluation, horizon, first_event=first) is not None
-        ):
+        )
+        if on_evaluation_only and not season_one_snapshot:
+            no_season = f"no seasonal term: {young_base}"
+        elif on_evaluation_only:
             reported = fitted[best]
             step = season(reported, plan.evaluation, build=build)
             if step is not None:
@@ -652,6 +715,7 @@ def fit_propensity(
                     horizon,
                     on_history,
                     on_evaluation=final_level != best,
+                    no_season=no_season,
                 )
             )
         if target.kind == "event":
@@ -1164,8 +1228,13 @@ def _level_note(
     horizon: int,
     on_history: bool = True,
     on_evaluation: bool = False,
+    no_season: str | None = None,
 ) -> str:
-    """Say how the chosen model sets its level for the scored period, and why not by season."""
+    """Say how the chosen model sets its level for the scored period, and why not by season.
+
+    ``no_season`` says why no seasonal term was offered when the log is long enough for
+    one (default: the log is too short to check one out of time).
+    """
     _, level = _parse_variant(best)
     how = {
         "none": "the model's own level (the latest snapshot's level lost out of time)",
@@ -1188,9 +1257,10 @@ def _level_note(
     )
     text = f"{name}: level of the scored period from {how}, chosen on {where}"
     if not season_checked and not on_evaluation:
-        text += (
-            f"; no seasonal term: a year-over-year index checked out of time needs the log to "
-            f"reach {SEASON_DAYS} + 3 x {horizon} days before as_of"
+        text += "; " + (
+            no_season
+            or f"no seasonal term: a year-over-year index checked out of time needs the log "
+            f"to reach {SEASON_DAYS} + 3 x {horizon} days before as_of"
         )
     return text
 
