@@ -91,6 +91,26 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys, monkeypatch, arg
     assert (tmp_path / "x.csv").read_text() == "user_id,timestamp,event\n1,2024-01-01,view\n"
 
 
+def test_train_refuses_a_target_event_the_log_does_not_have(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rows = "user_id,timestamp,event\n" + "".join(
+        f"{u},2024-01-0{d},{e}\n" for u in "abc" for d, e in ((2, "view"), (5, "order"))
+    )
+    (tmp_path / "x.csv").write_text(rows)
+    params = "propensity:\n  targets:\n    - {name: purchase, kind: event, event: purchase}\n"
+    (tmp_path / "params.yaml").write_text(params)
+    code, _, err = run(["train", "--params", "params.yaml", "--events", "x.csv"], capsys)
+    assert code == 2
+    assert err == (
+        "error: propensity.targets.purchase: event 'purchase' does not occur in the log, so "
+        "every label would be 0; the log's events are 'order', 'view'. Set the target's "
+        "`event` in params.yaml to the log's name for it\n"
+    )
+    # Refused before any work: nothing written, the log as it was.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "x.csv"]
+    assert (tmp_path / "x.csv").read_text() == rows
+
+
 def test_bad_input_from_a_real_process_has_no_traceback(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("user_id,timestamp,event\n1,not-a-time,view\n")

@@ -242,7 +242,7 @@ def train_model(
     """
     from segmentkit.drift import build_feature_reference
     from segmentkit.models.labels import check_history
-    from segmentkit.models.propensity_training import fit_propensity
+    from segmentkit.models.propensity_training import check_target_events, fit_propensity
 
     timings: dict[str, float] = {}
 
@@ -255,7 +255,9 @@ def train_model(
 
     with step("Loading and validating events"):
         log, snapshot = load_snapshot(config, events, as_of, min_users=2)
-    # A log too short for the propensity targets is refused before segmentation's work.
+    # A log without a target's event, or too short for the targets, is refused before
+    # segmentation's work.
+    check_target_events(log, config.propensity.targets)
     check_history(snapshot, log.first_event, config.propensity)
     with step("Features as of " + f"{snapshot:%Y-%m-%d}"):
         features = build_features(log, snapshot, config.features)

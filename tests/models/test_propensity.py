@@ -236,7 +236,7 @@ def test_log_too_short_names_the_dates():
         {
             "user_id": [str(i % 7) for i in range(40)],
             "timestamp": pd.date_range("2024-03-01", periods=40, freq="D"),
-            "event": "view",
+            "event": ["view", "purchase"] * 20,
         }
     )
     log = load_events(raw)
@@ -1260,3 +1260,34 @@ def test_final_bgnbd_is_fitted_on_the_users_scored_at_as_of(logs, as_of):
     # Never in the other order (the least active, below 1e-12, share one score).
     assert (np.diff(p[np.argsort(baseline, kind="stable")]) >= 0).all()
     assert spearmanr(p, baseline).statistic > 0.9999
+
+
+# --- a target's event missing from the log -------------------------------------------
+
+
+def _renamed_log(purchase_name: str) -> pd.DataFrame:
+    """Three users, purchases named ``purchase_name``."""
+    return pd.DataFrame(
+        {
+            "user_id": ["a", "a", "b", "c"],
+            "timestamp": pd.to_datetime(["2024-01-02", "2024-01-20", "2024-01-05", "2024-01-09"]),
+            "event": ["page_view", purchase_name, "page_view", purchase_name],
+        }
+    )
+
+
+def test_a_target_event_missing_from_the_log_is_refused_naming_the_logs_events():
+    log = load_events(_renamed_log("order"))
+    with pytest.raises(ConfigError) as error:
+        fit_propensity(log, pd.Timestamp("2024-02-01"), FEATURES, CONFIG, n_threads=1)
+    assert str(error.value) == (
+        "propensity.targets.purchase: event 'purchase' does not occur in the log, so every "
+        "label would be 0; the log's events are 'order', 'page_view'. Set the target's "
+        "`event` in params.yaml to the log's name for it"
+    )
+
+
+def test_a_target_event_differing_only_in_case_is_pointed_out():
+    log = load_events(_renamed_log("Purchase"))
+    with pytest.raises(ConfigError, match=r"did you mean 'Purchase'\? \(event names are case"):
+        fit_propensity(log, pd.Timestamp("2024-02-01"), FEATURES, CONFIG, n_threads=1)

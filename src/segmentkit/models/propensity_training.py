@@ -276,6 +276,7 @@ def fit_propensity(
             )
     for target in config.targets:
         _check_target(target)
+    check_target_events(log, config.targets)
     rows_max = training_rows_max if training_rows_max is not None else config.training_rows_max
     rows_max = rows_max if rows_max is not None else np.iinfo(np.int64).max
     first = _first_event(log, end)
@@ -1287,6 +1288,33 @@ def _stratified_sample(frame: pd.DataFrame, max_rows: int, seed: int | None) -> 
         for rows in groups.values()
     ]
     return frame.iloc[np.sort(np.concatenate(keep))]
+
+
+def check_target_events(log: EventLog, targets: Sequence[TargetConfig]) -> None:
+    """Refuse a target whose event never occurs in the log: every label would be 0.
+
+    Without this, a log calling its purchases ``order`` failed later on "0 positives in
+    the backtest snapshots", which sends people to the log's length, not to the name.
+    """
+    names = log.event_names
+    if names is None:
+        rows = log.con.execute(f"SELECT DISTINCT CAST(event AS VARCHAR) FROM {log.table}")
+        names = tuple(sorted(str(row[0]) for row in rows.fetchall()))
+    for target in targets:
+        if target.kind not in ("event", "count") or target.event in names:
+            continue
+        same_but_case = [n for n in names if n.casefold() == str(target.event).casefold()]
+        hint = (
+            f"; did you mean {same_but_case[0]!r}? (event names are case-sensitive)"
+            if same_but_case
+            else ""
+        )
+        listed = ", ".join(repr(n) for n in names[:20]) + (", ..." if len(names) > 20 else "")
+        raise ConfigError(
+            f"propensity.targets.{target.name}: event {target.event!r} does not occur in the "
+            f"log, so every label would be 0; the log's events are {listed}{hint}. Set the "
+            "target's `event` in params.yaml to the log's name for it"
+        )
 
 
 def _single_event(log: EventLog, as_of: dt.datetime) -> str | None:
