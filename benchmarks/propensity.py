@@ -35,8 +35,8 @@ issue's log A). It is fetched once from the ``lifetimes`` wheel on PyPI, checked
 against the SHA-256 pinned here and kept in ``benchmarks/.data``; ``--cdnow-end``
 moves the cut-off back (the log is read as exported that day) for other origins.
 
-Usage: python benchmarks/propensity.py [n_users] [--horizon DAYS] [--draw N]
-[--seasonal-days DAYS] [--cdnow-end DATE] [scenario ...] (default 20000 users, a
+Usage: python benchmarks/propensity.py [n_users] [scenario ...] [--horizon DAYS] [--draw N]
+[--seasonal-days DAYS] [--cdnow-end DATE] (default 20000 users, a
 30-day horizon, every generated scenario; ``--draw N`` > 0: other random draws of the
 same scenarios; ``--seasonal-days`` moves the seasonal order table's start back, same
 arrivals per day). A log too short for the horizon is reported as skipped.
@@ -725,8 +725,13 @@ def _inside(interval: tuple[float, float, float, float] | None) -> str:
 def main() -> None:
     """Run the benchmark and print one table per scenario."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("n_users", nargs="?", type=int, default=20_000)
-    parser.add_argument("scenario", nargs="*", help="scenario names (default: every one)")
+    parser.add_argument(
+        "positional",
+        nargs="*",
+        metavar="[n_users] scenario",
+        help="users per generated log (default 20000), then scenario names (default: every "
+        "generated one)",
+    )
     parser.add_argument("--horizon", type=int, default=HORIZON, help="label window, days")
     parser.add_argument("--draw", type=int, default=0, help="> 0: another random draw")
     parser.add_argument(
@@ -754,8 +759,10 @@ def main() -> None:
         pooled = pd.read_csv(args.intervals_csv)
         print(coverage_table(pooled).to_string(index=False))
         return
-    horizon, draw, n_users, wanted = args.horizon, args.draw, args.n_users, set(args.scenario)
-    cfg = load_config("params.yaml")
+    positional = list(args.positional)
+    n_users = int(positional.pop(0)) if positional and positional[0].isdigit() else 20_000
+    horizon, draw, wanted = args.horizon, args.draw, set(positional)
+    cfg = load_config(Path(__file__).resolve().parent.parent / "params.yaml")
     prop = PropensityConfig(
         horizon_days=horizon,
         n_snapshots=cfg.propensity.n_snapshots,
