@@ -11,7 +11,7 @@ import pytest
 from chromium import open_in_chromium
 
 from segmentkit.drift import DriftReport, DriftResult, migration_matrix
-from segmentkit.drift.verdict import event_mix_tests, segment_share_tests
+from segmentkit.drift.verdict import decide, event_mix_tests, segment_share_tests
 from segmentkit.report import plots
 from segmentkit.report.html import ReportContent, _drift_tables, migration_table, render_html
 from segmentkit.report.plots._common import LABEL_MAX
@@ -243,3 +243,38 @@ def test_hostile_page_in_headless_chromium(page, tmp_path):
     assert scripts == 0
     assert scroll_width <= client_width  # a 5,000-letter name wraps instead of widening the page
     assert "<script>alert(1)</script>" in text  # shown as text
+
+
+@pytest.mark.browser
+def test_a_migration_table_with_long_names_fits_and_keeps_its_row_labels(page, tmp_path):
+    # CDNOW's refresh: five segments named like "0 · Hibernating (higher value)". The
+    # column headers did not wrap, so the table widened the page and squeezed the row
+    # labels to one letter per line.
+    names = [
+        "Hibernating (higher value)",
+        "Hibernating (lower value)",
+        "Hibernating (mid value)",
+        "Champions (more recent)",
+        "Champions (less recent)",
+    ]
+    labels = [f"{i} · {name}" for i, name in enumerate(names)]
+    counts = np.arange(25).reshape(5, 5) * 997
+    migration = pd.DataFrame(counts, index=pd.Index(labels, name="then"), columns=labels)
+    content = ReportContent(title="t", verdict=decide([]), migration=migration)
+    with open_in_chromium(render_html(content), tmp_path) as (tab, messages, _):
+        scroll_width, client_width = tab.evaluate(
+            "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+        )
+        label_widths = tab.evaluate(
+            "() => Array.from(document.querySelectorAll('tbody th')).map(th => th.offsetWidth)"
+        )
+        label_heights = tab.evaluate(
+            "() => Array.from(document.querySelectorAll('tbody th')).map(th => th.offsetHeight)"
+        )
+    assert messages == []
+    assert scroll_width <= client_width
+    assert len(label_widths) == 5
+    # A row label keeps whole words on a line: wider than its longest word, at most
+    # three lines high (it was 1 letter wide and 40 lines high).
+    assert min(label_widths) >= 90
+    assert max(label_heights) <= 3 * 22

@@ -69,6 +69,10 @@ th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line
 h1, h2, h3, p, dd, dt, th, td, figcaption { overflow-wrap: anywhere; }
 th { background: var(--band); font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+thead th { overflow-wrap: break-word; }
+thead th.num { white-space: normal; }
+tbody th { min-width: 10em; }
+.table-wrap { overflow-x: auto; }
 tr:nth-child(even) td { background: #fbfbfc; }
 .badge { display: inline-block; padding: 2px 10px; border-radius: 12px; color: #fff;
   font-weight: 700;
@@ -270,7 +274,13 @@ def _table(frame: pd.DataFrame, *, index: bool = False, percent: Sequence[str] =
                 text, numeric = _cell(value)
             cells.append(f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    # Column headers wrap and row labels keep a readable width (a migration table's
+    # long segment names squeezed them to a letter per line); a table wider than the
+    # page still scrolls inside its own box, not the page.
+    return (
+        f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def _badge(status: str) -> str:
