@@ -236,3 +236,19 @@ def test_refresh_a_month_later_on_unchanged_behaviour_is_ok_and_says_so(tmp_path
     assert markdown.rstrip().splitlines()[-1].startswith("**Recommendation:** No action")
     for seg_id, name in enumerate(champion.segmenter.segment_names_):
         assert f"{seg_id} · {name}" in markdown
+
+
+def test_the_champions_first_event_is_read_from_its_bundle_or_left_out():
+    from types import SimpleNamespace
+
+    from segmentkit.refresh import _stored_first_event
+
+    def champion(quality):
+        return SimpleNamespace(metadata=SimpleNamespace(data_quality=quality))
+
+    assert _stored_first_event(champion({"first_event": "1997-01-01T00:00:00"})) == dt.datetime(
+        1997, 1, 1
+    )
+    # A bundle saved without it, or with something else there: no claim about the start.
+    for quality in ({}, None, {"first_event": None}, {"first_event": "not a date"}):
+        assert _stored_first_event(champion(quality)) is None

@@ -353,11 +353,21 @@ def refresh_model(
             then=previous_features,
             config=config.drift,
             baseline=tables.get(baseline_as_of),
+            champion_first_event=_stored_first_event(champion),
         )
         report = calibrated_report(raw, checks.results)
     return RefreshResult(
         challenger=challenger, report=report, champion_as_of=champion_as_of, as_of=snapshot
     )
+
+
+def _stored_first_event(champion: Any) -> dt.datetime | None:
+    """First event of the champion's training log, as its bundle recorded it (None if not)."""
+    stored = (champion.metadata.data_quality or {}).get("first_event")
+    try:
+        return to_timestamp(stored) if stored else None
+    except (TypeError, ValueError, DataValidationError):
+        return None
 
 
 def refresh_summary(result: RefreshResult) -> dict[str, Any]:

@@ -227,6 +227,38 @@ def test_a_rewritten_history_sends_people_to_the_source_first():
     assert "events_total" in verdict.recommendation
 
 
+def test_a_log_starting_after_the_champions_is_named_as_the_cause():
+    share = _result(
+        "segment_share",
+        "2 · Champions",
+        "DRIFT",
+        change="grew",
+        reference_share=0.05,
+        expected_share=0.05,
+        current_share=0.2,
+        segment="2",
+        trend=1.0,
+    )
+    starts = {
+        "log_first_event": "1997-07-01T00:00:00",
+        "champion_first_event": "1997-01-01T00:00:00",
+    }
+    history = _result("history", "tenure_days", "DRIFT", n=10, reference_n=10, **starts)
+    verdict = decide([share, history])
+    assert verdict.action == "check_source"
+    assert verdict.recommendation.startswith(
+        "Check the source of the log: it now starts on 1997-07-01, the champion's training "
+        "log on 1997-01-01, so its oldest events are missing (as in a rolling export) and its "
+        "history before the champion's snapshot changed (tenure_days). Refresh on a log "
+        "reaching back to 1997-01-01, or train a new champion on this one. Also: "
+    )
+    (finding,) = [f for f in verdict.findings if f.kind == "history"]
+    assert finding.message.endswith(
+        "(the log now starts on 1997-07-01, the champion's training log on 1997-01-01: its "
+        "oldest events are missing, as in a rolling export)"
+    )
+
+
 def test_warnings_only_mean_no_action_and_nothing_means_ok():
     warn = _result("event_appeared", "wishlist", "WARN", share_now=0.02)
     verdict = decide([warn])

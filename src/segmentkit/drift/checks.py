@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -127,6 +127,31 @@ def _attributed(
     return [newcomer_attribution(r, by_key.get((r.test, r.subject)), max_share) for r in results]
 
 
+def _with_log_start(
+    history: dict[str, DriftResult], log: Any, champion_first_event: dt.datetime | None
+) -> dict[str, DriftResult]:
+    """Add where both logs start to the history tests that fired, when today's starts later.
+
+    A rolling export ("the last 12 months") drops the oldest events: every feature
+    counted from a user's first event, and every user seen only then, differs at the
+    champion's snapshot. The history tests catch it; this names the cause.
+    """
+    first = getattr(getattr(log, "report", None), "first_event", None)
+    if champion_first_event is None or first is None:
+        return history
+    first, champion_first = pd.Timestamp(first), pd.Timestamp(champion_first_event)
+    if first <= champion_first:
+        return history
+    starts = {
+        "log_first_event": first.isoformat(),
+        "champion_first_event": champion_first.isoformat(),
+    }
+    return {
+        name: r if r.status == "OK" else replace(r, details={**r.details, **starts})
+        for name, r in history.items()
+    }
+
+
 def baseline_snapshot(champion_as_of: dt.datetime, as_of: dt.datetime) -> dt.datetime | None:
     """Snapshot one refresh interval before the champion's: the "no change" baseline.
 
@@ -159,6 +184,7 @@ def calibrated_checks(
     then: pd.DataFrame | None = None,
     config: DriftConfig | None = None,
     baseline: pd.DataFrame | None = None,
+    champion_first_event: dt.datetime | None = None,
 ) -> CalibratedChecks:
     """Run every calibrated check of a refresh.
 
@@ -183,6 +209,9 @@ def calibrated_checks(
     baseline : pandas.DataFrame, optional
         Features at :func:`baseline_snapshot` recomputed from ``log`` (built if not
         given).
+    champion_first_event : datetime, optional
+        First event of the champion's training log: where today's log starts later
+        (a rolling export), the history tests that fire say so.
 
     Returns
     -------
@@ -213,6 +242,7 @@ def calibrated_checks(
         name: history_test(reference[name], _column(then, name), config.psi_warn, config.psi_drift)
         for name in features
     }
+    history = _with_log_start(history, log, champion_first_event)
     # Telling newcomers from users already there compares both on the champion's
     # snapshot recomputed from today's log: only meaningful when that past is the
     # one the champion stored (a rewritten past is a source problem by itself).

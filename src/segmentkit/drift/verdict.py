@@ -1064,10 +1064,25 @@ def _aged_psi_words(r: DriftResult) -> str:
 
 
 def _history_words(r: DriftResult) -> str:
-    return (
+    text = (
         f"{r.subject} at the champion's snapshot differs when recomputed from today's log "
         f"(PSI {_f(r.score, '.2f')}): events before that date were added, removed or changed"
     )
+    starts = _log_starts(r.details)
+    if starts is None:
+        return text
+    return (
+        f"{text} (the log now starts on {starts[0]}, the champion's training log on "
+        f"{starts[1]}: its oldest events are missing, as in a rolling export)"
+    )
+
+
+def _log_starts(details: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Days today's log and the champion's began, when today's begins later (else None)."""
+    first, champion_first = details.get("log_first_event"), details.get("champion_first_event")
+    if not first or not champion_first:
+        return None
+    return str(first)[:10], str(champion_first)[:10]
 
 
 def _intake_words(r: DriftResult) -> str:
@@ -1228,8 +1243,18 @@ def decide(results: Sequence[DriftResult]) -> Verdict:
         # A past that changed explains most other findings: the source comes first.
         action = "check_source"
         shown = ", ".join(rewritten[:3]) + (", ..." if len(rewritten) > 3 else "")
-        recommendation = (
-            f"Check the source of the log: its history before the champion's snapshot changed "
-            f"({shown}), and {top.message}."
-        )
+        starts = next((_log_starts(r.details) for r in results if r.test == "history"), None)
+        if starts is None:
+            recommendation = (
+                "Check the source of the log: its history before the champion's snapshot "
+                f"changed ({shown}), and {top.message}."
+            )
+        else:
+            recommendation = (
+                f"Check the source of the log: it now starts on {starts[0]}, the champion's "
+                f"training log on {starts[1]}, so its oldest events are missing (as in a "
+                "rolling export) and its history before the champion's snapshot changed "
+                f"({shown}). Refresh on a log reaching back to {starts[1]}, or train a new "
+                f"champion on this one. Also: {top.message}."
+            )
     return Verdict(status, tuple(findings), action, recommendation, tuple(results))
