@@ -178,18 +178,23 @@ def _result(test, subject, status, **details):
     return DriftResult(test, subject, 1.0, 0.1, 0.25, status, details)
 
 
-def test_verdict_names_the_most_important_reason_and_recommends_one_action():
-    share = _result(
+def _share(change, reference_share, current_share):
+    """A DRIFT share result of segment 2 (Champions), steady before."""
+    return _result(
         "segment_share",
         "2 · Champions",
         "DRIFT",
-        change="vanished",
-        reference_share=0.2,
-        expected_share=0.2,
-        current_share=0.0,
+        change=change,
+        reference_share=reference_share,
+        expected_share=reference_share,
+        current_share=current_share,
         segment="2",
         trend=1.0,
     )
+
+
+def test_verdict_names_the_most_important_reason_and_recommends_one_action():
+    share = _share("vanished", 0.2, 0.0)
     psi = _result(
         "aged_psi",
         "tenure_days",
@@ -209,17 +214,7 @@ def test_verdict_names_the_most_important_reason_and_recommends_one_action():
 
 
 def test_a_rewritten_history_sends_people_to_the_source_first():
-    share = _result(
-        "segment_share",
-        "2 · Champions",
-        "DRIFT",
-        change="shrank",
-        reference_share=0.2,
-        expected_share=0.2,
-        current_share=0.05,
-        segment="2",
-        trend=1.0,
-    )
+    share = _share("shrank", 0.2, 0.05)
     history = _result("history", "events_total", "DRIFT", n=10, reference_n=10)
     verdict = decide([share, history])
     assert verdict.findings[0].kind == "segment_share"
@@ -228,17 +223,7 @@ def test_a_rewritten_history_sends_people_to_the_source_first():
 
 
 def test_a_log_starting_after_the_champions_is_named_as_the_cause():
-    share = _result(
-        "segment_share",
-        "2 · Champions",
-        "DRIFT",
-        change="grew",
-        reference_share=0.05,
-        expected_share=0.05,
-        current_share=0.2,
-        segment="2",
-        trend=1.0,
-    )
+    share = _share("grew", 0.05, 0.2)
     starts = {
         "log_first_event": "1997-07-01T00:00:00",
         "champion_first_event": "1997-01-01T00:00:00",
