@@ -45,7 +45,7 @@ def test_tenure_is_reported_not_judged():
 
 
 def _log_starting(day: str) -> SimpleNamespace:
-    return SimpleNamespace(report=SimpleNamespace(first_event=day + "T00:00:00"))
+    return SimpleNamespace(first_event=day + "T00:00:00")
 
 
 def test_history_tests_that_fired_say_the_log_starts_after_the_champions():

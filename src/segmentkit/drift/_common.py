@@ -235,6 +235,11 @@ class DriftResult:
         """Whether the status is ``DRIFT``."""
         return self.status == "DRIFT"
 
+    @property
+    def judged(self) -> bool:
+        """Whether the score was judged against a threshold (else only reported)."""
+        return (self.warn_threshold, self.drift_threshold) != (None, None)
+
     def to_dict(self) -> dict[str, Any]:
         """Return the result as JSON-safe values."""
         return to_jsonable(self)

@@ -136,7 +136,7 @@ def _with_log_start(
     counted from a user's first event, and every user seen only then, differs at the
     champion's snapshot. The history tests catch it; this names the cause.
     """
-    first = getattr(getattr(log, "report", None), "first_event", None)
+    first = log.first_event
     if champion_first_event is None or first is None:
         return history
     first, champion_first = pd.Timestamp(first), pd.Timestamp(champion_first_event)

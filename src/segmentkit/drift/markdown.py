@@ -47,12 +47,8 @@ def _status(*results: Any) -> str:
     """Worst status of ``results``, marked when every result that fired is carried by newcomers."""
     fired = [r for r in results if r is not None and r.status != "OK"]
     if not fired:
-        judged = [
-            r
-            for r in results
-            if r is not None and (r.warn_threshold, r.drift_threshold) != (None, None)
-        ]
-        return "OK" if judged or not any(r is not None for r in results) else "not judged"
+        shown = [r for r in results if r is not None]
+        return "OK" if not shown or any(r.judged for r in shown) else "not judged"
     worst = max((r.status for r in fired), key=("OK", "WARN", "DRIFT").index)
     carried = all(r.details.get("carried_by") == "newcomers" for r in fired)
     return worst + (NEWCOMERS_MARK if carried else "")

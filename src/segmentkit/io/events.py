@@ -1273,7 +1273,7 @@ def check_input(log: EventLog, schema: Mapping[str, Any] | None) -> list[str]:
         source_columns=list(log.source_columns),
         event_column=log.columns.event,
         seen=lambda expected: key_events_seen(log, expected),
-        event_names=lambda: _event_names(log),
+        event_names=lambda: distinct_event_names(log),
     )
 
 
@@ -1353,7 +1353,7 @@ def _spelling(name: str) -> str:
     return "".join(ch for ch in name.casefold() if ch.isalnum())
 
 
-def _event_names(log: EventLog) -> list[Any]:
+def distinct_event_names(log: EventLog) -> list[Any]:
     """Every distinct event name of ``log``."""
     if log.event_names is not None:
         return list(log.event_names)

@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_limits
 from segmentkit.config import FeatureConfig, PropensityConfig, TargetConfig
 from segmentkit.errors import ConfigError, DataValidationError, InsufficientDataError
 from segmentkit.features import feature_names
-from segmentkit.io.events import EventLog, to_timestamp
+from segmentkit.io.events import EventLog, distinct_event_names, to_timestamp
 from segmentkit.models.evaluation import (
     _CALIBRATION_COLUMNS,
     PropensityEvaluation,
@@ -1296,10 +1296,7 @@ def check_target_events(log: EventLog, targets: Sequence[TargetConfig]) -> None:
     Without this, a log calling its purchases ``order`` failed later on "0 positives in
     the backtest snapshots", which sends people to the log's length, not to the name.
     """
-    names = log.event_names
-    if names is None:
-        rows = log.con.execute(f"SELECT DISTINCT CAST(event AS VARCHAR) FROM {log.table}")
-        names = tuple(sorted(str(row[0]) for row in rows.fetchall()))
+    names = sorted(map(str, distinct_event_names(log)))
     for target in targets:
         if target.kind not in ("event", "count") or target.event in names:
             continue

@@ -432,8 +432,7 @@ def segment_figures(segmenter: Any) -> dict[str, tuple[Any, str]]:
 
 def _drift_status(result: Any) -> str:
     """Status of a check, marked when the change is carried by users who joined since."""
-    thresholds = (getattr(result, "warn_threshold", 0.0), getattr(result, "drift_threshold", 0.0))
-    if thresholds == (None, None):
+    if not result.judged:
         return "not judged"
     carried = result.status != "OK" and result.details.get("carried_by") == "newcomers"
     return f"{result.status} (newcomers)" if carried else result.status
