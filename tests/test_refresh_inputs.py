@@ -85,6 +85,24 @@ def test_log_with_other_event_names_is_refused_not_reported_as_drift(events, cha
     assert "['add_to_cart', 'purchase']" in message and "'cart'" in message
 
 
+def test_full_event_log_for_a_transaction_champion_is_refused_not_reported_as_drift(
+    events, no_training
+):
+    # Trained on the purchases alone, as a transaction table (every row a purchase).
+    purchases = events[events["event"] == "purchase"].drop(columns=["event"])
+    as_transactions = load_config(
+        overrides={
+            "segmentation": {"k": 3, "n_bootstrap": 0, "random_state": 0},
+            "propensity": {"targets": []},
+            "data": {"columns": {"event": None}},
+        }
+    )
+    champion = train_model(as_transactions, purchases, CHAMPION_AS_OF).model
+    with pytest.raises(DataValidationError, match="trained on a transaction table") as info:
+        refresh_model(champion, CONFIG, events, END)
+    assert "'page_view'" in str(info.value) and "'purchase'" not in str(info.value)
+
+
 def test_one_event_no_longer_logged_is_still_drift_not_refused(events, champion):
     lost = events[~((events["event"] == "add_to_cart") & (events["timestamp"] >= CHAMPION_AS_OF))]
     verdict = refresh_model(champion, CONFIG, lost, END).report.verdict

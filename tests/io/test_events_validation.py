@@ -267,6 +267,34 @@ def test_a_key_event_merely_absent_is_still_a_warning_not_a_respelling(tiny_log)
     assert "['purchase'] occurred in the training log" in message
 
 
+def _transaction_schema(tiny_log):
+    """What a model trained on tiny_log's purchases as a transaction table recorded."""
+    purchases = tiny_log[tiny_log["event"] == "purchase"].drop(columns=["event"])
+    log = load_events(purchases, ColumnMap(event=None))
+    return describe_input(log, key_events=["purchase", "add_to_cart"])
+
+
+def test_a_full_event_log_for_a_transaction_model_is_refused(tiny_log):
+    schema = _transaction_schema(tiny_log)
+    assert "event" not in schema["columns"]
+    with pytest.raises(
+        DataValidationError,
+        match=r"column 'event' \(event\): the model was trained on a transaction table "
+        r".* other events \['add_to_cart', 'refund', 'view'\]",
+    ):
+        check_input(load_events(tiny_log), schema)
+
+
+def test_an_event_column_of_purchases_only_fits_a_transaction_model(tiny_log):
+    schema = _transaction_schema(tiny_log)
+    purchases = tiny_log[tiny_log["event"] == "purchase"]
+    assert check_input(load_events(purchases), schema) == []
+    # The reverse (a model trained with events, scored on a transaction table) lacks a column.
+    events_schema = _schema(tiny_log)
+    with pytest.raises(DataValidationError, match=r"trained with column\(s\) event \('event'\)"):
+        check_input(load_events(purchases, ColumnMap(event=None)), events_schema)
+
+
 # --------------------------------------------------------------------------- files and columns
 
 

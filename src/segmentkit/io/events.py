@@ -1311,8 +1311,10 @@ def check_against_training(
     Raises
     ------
     DataValidationError
-        A column the model was trained with is absent, or the log spells key events
-        of the training log otherwise (e.g. in capitals).
+        A column the model was trained with is absent, the log spells key events of
+        the training log otherwise (e.g. in capitals), or the model was trained on a
+        transaction table (no event column) and this log holds other events than
+        ``purchase``.
     """
     notes: list[str] = []
     if not schema:
@@ -1324,6 +1326,8 @@ def check_against_training(
             f"the model was trained with column(s) {', '.join(missing)} that this event log "
             f"lacks; columns present: {list(source_columns)} (map them in data.columns)"
         )
+    if trained and "event" not in trained and event_column is not None:
+        _check_purchases_only(event_column, event_names())
     expected = [str(e) for e in schema.get("key_events_seen", [])]
     unseen = sorted(set(expected) - set(seen(expected)))
     renamed = respelled_names(unseen, event_names()) if unseen and event_column else {}
@@ -1340,6 +1344,27 @@ def check_against_training(
             "their count features are zero for every user"
         )
     return notes
+
+
+def _check_purchases_only(event_column: str, names: Iterable[Any]) -> None:
+    """Refuse other events in a log given to a model trained on a transaction table.
+
+    A model trained with ``data.columns.event: null`` read every row as a purchase:
+    its ``events_*`` and ``sessions_*`` features count purchases. Fed a log whose
+    events include views or carts, the same features would count every event, and
+    every user would look many times as active as in training (a confident wrong
+    segment and score, and a refresh that reports the difference as drift).
+    """
+    others = sorted({str(name) for name in names} - {"purchase"})
+    if not others:  # a column holding only 'purchase' reads as the training table did
+        return
+    shown = others[:10] + (["..."] if len(others) > 10 else [])
+    raise DataValidationError(
+        f"column {event_column!r} (event): the model was trained on a transaction table "
+        "(data.columns.event: null, every row a purchase), but this log has other events "
+        f"{shown}; its features would count them all as purchases. Give it the purchase rows "
+        "only, with data.columns.event: null as in training, or train a model on this event log"
+    )
 
 
 def _spelling(name: str) -> str:
