@@ -178,6 +178,23 @@ def test_a_timestamp_format_trains_and_travels_with_the_bundle(result, events, t
     pd.testing.assert_frame_equal(scores, expected)
 
 
+@pytest.mark.slow
+def test_a_unit_price_and_quantity_train_and_travel_with_the_bundle(result, events, tmp_path):
+    # The same log as order lines give it: revenue = unit price x quantity (2 units of half
+    # the amount, exact in binary). The same model, and the bundle multiplies when scoring.
+    priced = events.assign(unit_price=events["revenue"] / 2, units=2).drop(columns="revenue")
+    params = {**PARAMS, "data": {"columns": {"revenue": "unit_price", "quantity": "units"}}}
+    trained = segmentkit.train(priced, params=params, as_of=END, track=False)
+    from segmentkit.bundle import save_bundle
+
+    root = save_bundle(trained.model, tmp_path / "bundle")
+    scores = segmentkit.score(root, priced, as_of=END).drop(columns="model_version")
+    expected = segmentkit.score(result.model, events, as_of=END).drop(columns="model_version")
+    pd.testing.assert_frame_equal(scores, expected)
+    with pytest.raises(DataValidationError, match=r"missing required column\(s\) quantity"):
+        segmentkit.score(root, priced.drop(columns="units"), as_of=END)
+
+
 def test_score_accepts_a_bundle_path_and_tags_its_version(result, events, tmp_path):
     from segmentkit.bundle import save_bundle
 

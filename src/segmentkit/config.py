@@ -65,6 +65,13 @@ class ColumnMap:
     offset, converted to UTC), or ``unix_s``, ``unix_ms`` or ``unix_us`` for numbers
     counting seconds, milliseconds or microseconds since 1970-01-01 UTC. A column
     already typed as dates or timestamps is read as it is.
+
+    ``quantity`` names a column of units for order-line exports that give a unit price
+    but no amount (UCI Online Retail's ``UnitPrice`` and ``Quantity``): mapped, the
+    ``revenue`` column is read as the unit price and a row's revenue is price times
+    quantity (a negative quantity, a returned line, gives a refund). Never used unless
+    mapped: a log whose revenue column already holds line amounts would be
+    multiplied twice.
     """
 
     user_id: str = "user_id"
@@ -74,6 +81,7 @@ class ColumnMap:
     session_id: str | None = "session_id"
     explicit: tuple[str, ...] = ()
     timestamp_format: str | None = None
+    quantity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -493,6 +501,11 @@ def _check_values(config: Config) -> None:
             "store_lock_timeout_s zero or more"
         )
     check_timestamp_format(config.data.columns.timestamp_format)
+    if config.data.columns.quantity is not None and config.data.columns.revenue is None:
+        raise ConfigError(
+            f"data.columns.quantity ({config.data.columns.quantity!r}) multiplies the unit price "
+            "in data.columns.revenue, which is null: map revenue to the unit price column"
+        )
     unknown_roles = sorted(set(config.data.columns.explicit) - {"revenue", "session_id"})
     if unknown_roles:
         raise ConfigError(

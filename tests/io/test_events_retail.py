@@ -304,3 +304,141 @@ def test_a_parquet_date_column_is_read_as_midnight(tmp_path):
         pd.Timestamp("1997-01-01"),
         pd.Timestamp("1997-01-12"),
     ]
+
+
+# --------------------------------------------------------------------------- unit price x quantity
+
+#: The same order lines read as UCI Online Retail gives them: a unit price and a quantity.
+PRICED = dataclasses.replace(RETAIL, revenue="UnitPrice", quantity="Quantity")
+
+
+@pytest.mark.parametrize("kind", ["frame", "csv", "parquet"])
+def test_unit_price_times_quantity_is_the_revenue(tmp_path, kind):
+    from segmentkit.config import FeatureConfig
+    from segmentkit.features import build_features
+
+    lines = _order_lines()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SegmentkitWarning)
+        priced = load_events(_write(lines.drop(columns=["Amount"]), tmp_path, kind), PRICED)
+        amounts = load_events(lines, RETAIL)
+    # 6 x 2.55, 6 x 2.55, 8 x 2.75, -6 x 2.55 (the cancelled line: a refund), 2 x 7.65
+    clean = priced.to_pandas()
+    assert clean["revenue"].tolist() == pytest.approx([15.3, 15.3, 22.0, -15.3, 15.3])
+    assert priced.report == amounts.report
+    config = FeatureConfig(windows=(30,), key_events=("purchase",))
+    pd.testing.assert_frame_equal(
+        build_features(priced, "2011-01-01", config), build_features(amounts, "2011-01-01", config)
+    )
+
+
+def test_lines_of_equal_amount_at_other_prices_are_not_duplicates():
+    # 0 units at two prices, and 3 x 2.0 against 2 x 3.0: equal amounts, different lines.
+    lines = pd.DataFrame(
+        {
+            "CustomerID": [1, 1, 1, 1, 1],
+            "InvoiceDate": ["2010-12-01 08:26"] * 5,
+            "UnitPrice": [2.0, 3.0, 1.0, 5.0, 5.0],
+            "Quantity": [3, 2, 0, 0, 0],
+        }
+    )
+    report = load_events(lines, PRICED).report
+    # Only the last line, equal in every column to the one before, is a copy.
+    assert (report.duplicate_rows, report.rows_clean) == (1, 4)
+
+
+def test_a_quantity_that_is_not_a_number_is_refused_naming_the_column():
+    lines = _order_lines().drop(columns=["Amount"]).astype({"Quantity": str})
+    lines.loc[4, "Quantity"] = "2 pcs"
+    with pytest.raises(
+        DataValidationError,
+        match=r"column 'Quantity' \(quantity\): 1 value\(s\) are not numeric, e\.g\. "
+        r"row 4: '2 pcs'",
+    ):
+        load_events(lines, PRICED)
+
+
+def test_a_quantity_column_of_dates_is_refused():
+    lines = _order_lines().drop(columns=["Amount"])
+    lines["Quantity"] = pd.Timestamp("2010-12-01")
+    with pytest.raises(
+        DataValidationError, match=r"column 'Quantity' \(quantity\): expected numbers, got type"
+    ):
+        load_events(lines, PRICED)
+
+
+def test_an_amount_too_large_names_price_and_quantity():
+    lines = _order_lines().drop(columns=["Amount"])
+    lines.loc[0, "Quantity"] = 10**12
+    with pytest.raises(
+        DataValidationError,
+        match=r"column 'UnitPrice' \(revenue\) times quantity 'Quantity': 1 value\(s\) are NaN, "
+        r"infinite or not below 1e\+12",
+    ):
+        load_events(lines, PRICED)
+
+
+@pytest.mark.parametrize(
+    ("columns", "match"),
+    [
+        (
+            dataclasses.replace(PRICED, revenue=None),
+            r"'Quantity' \(quantity\) multiplies the unit price in the revenue column "
+            r"\(not mapped\)",
+        ),
+        (
+            dataclasses.replace(PRICED, revenue="price", explicit=()),
+            r"'Quantity' \(quantity\) multiplies the unit price in the revenue column "
+            r"\('price', absent\)",
+        ),
+        (
+            dataclasses.replace(PRICED, quantity="Qty"),
+            r"missing required column\(s\) quantity \('Qty'\)",
+        ),
+    ],
+    ids=["no-price-mapped", "price-column-absent", "quantity-column-absent"],
+)
+def test_a_quantity_without_its_price_or_its_column_is_refused(columns, match):
+    with pytest.raises(DataValidationError, match=match):
+        load_events(_order_lines().drop(columns=["Amount"]), columns)
+
+
+def test_params_refuse_a_quantity_without_a_unit_price(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("data:\n  columns:\n    revenue: null\n    quantity: Quantity\n")
+    with pytest.raises(ConfigError, match=r"data.columns.quantity \('Quantity'\) multiplies"):
+        load_config(params)
+
+
+def test_a_quantity_column_is_never_used_unless_mapped():
+    lines = pd.DataFrame(
+        {
+            "user_id": [1, 1],
+            "timestamp": ["2010-12-01 08:26", "2010-12-02 08:26"],
+            "event": "purchase",
+            "revenue": [15.3, 22.0],
+            "quantity": [6, 8],
+        }
+    )
+    assert load_events(lines).to_pandas()["revenue"].tolist() == [15.3, 22.0]
+
+
+def test_scoring_refuses_a_log_read_with_another_meaning_of_revenue():
+    from segmentkit.io.events import check_input, describe_input
+
+    lines = _order_lines()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SegmentkitWarning)
+        priced = load_events(lines, PRICED)
+        amounts = load_events(lines, RETAIL)
+    assert describe_input(priced)["columns"]["quantity"] == "Quantity"
+    # Trained on price x quantity, given amounts without the quantity: a column is missing.
+    with pytest.raises(DataValidationError, match=r"trained with column\(s\) quantity"):
+        check_input(amounts, describe_input(priced))
+    # Trained on amounts, given a quantity: the revenue would be multiplied again.
+    with pytest.raises(
+        DataValidationError,
+        match=r"column 'Quantity' \(quantity\): the model was trained on revenue as the log gave",
+    ):
+        check_input(priced, describe_input(amounts))
+    assert check_input(priced, describe_input(priced)) == []

@@ -218,3 +218,53 @@ def test_float_ids_that_are_not_whole_numbers_are_refused_as_locally(spark, bad)
         load_events(lines, columns, as_of=AS_OF)
     with pytest.raises(DataValidationError, match=message):
         io_spark.load_events_spark(spark.createDataFrame(lines), columns, as_of=AS_OF)
+
+
+def _priced_lines(quantities) -> pd.DataFrame:
+    t = pd.Timestamp("2024-11-20 10:00")
+    return pd.DataFrame(
+        {
+            "user_id": ["a", "a", "a", "a", "b"],
+            "timestamp": [t] * 4 + [t + pd.Timedelta(hours=1)],
+            "event": ["purchase"] * 5,
+            "price": [2.0, 3.0, 5.0, 5.0, 2.55],
+            "qty": quantities,
+        }
+    )
+
+
+def test_unit_price_times_quantity_is_read_as_locally(spark):
+    from segmentkit.config import ColumnMap
+    from segmentkit.features.spark_engine import features_of_partitions
+    from segmentkit.io.events import to_timestamp
+
+    # 3 x 2.0 and 2 x 3.0 are two lines; 0 x 5.0 twice is one line exported twice.
+    lines = _priced_lines([3, 2, 0, 0, -6])
+    columns = ColumnMap(revenue="price", quantity="qty")
+    local = load_events(lines, columns, as_of=AS_OF)
+    assert (local.report.duplicate_rows, local.report.negative_revenue_rows) == (1, 1)
+    derive = features_of_partitions(to_timestamp(AS_OF), None)
+    log = io_spark.load_events_spark(
+        spark.createDataFrame(lines), columns, as_of=AS_OF, derive=derive
+    )
+    try:
+        assert log.report == local.report
+        theirs = io_spark.derived_frame(log).toPandas()
+        theirs = theirs.sort_values("user_id", kind="stable").reset_index(drop=True)
+        pd.testing.assert_frame_equal(theirs, build_features(local, AS_OF))
+        assert theirs["revenue_total"].tolist() == pytest.approx([12.0, -15.3])
+    finally:
+        log.release()
+
+
+def test_a_quantity_that_is_not_a_number_is_refused_as_locally(spark):
+    from segmentkit.config import ColumnMap
+    from segmentkit.errors import DataValidationError
+
+    lines = _priced_lines(["3", "2", "0", "zero", "-6"])
+    columns = ColumnMap(revenue="price", quantity="qty")
+    message = r"column 'qty' \(quantity\): 1 value\(s\) are not numeric, e\.g\. "
+    with pytest.raises(DataValidationError, match=message):
+        load_events(lines, columns, as_of=AS_OF)
+    with pytest.raises(DataValidationError, match=message):
+        io_spark.load_events_spark(spark.createDataFrame(lines), columns, as_of=AS_OF)

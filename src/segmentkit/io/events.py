@@ -340,7 +340,7 @@ def _check_columns_named_once(
     own names read (the header of a CSV, the schema of a Parquet file).
     """
     mapped = [getattr(columns, role) for role in ("user_id", "timestamp", "event", "revenue")]
-    mapped = [name for name in [*mapped, columns.session_id] if name is not None]
+    mapped = [name for name in [*mapped, columns.session_id, columns.quantity] if name is not None]
     if isinstance(source, pd.DataFrame):
         names = [str(name) for name in source.columns]
     elif isinstance(source, str | Path) and any(f"{name}_1" in present for name in mapped):
@@ -368,15 +368,18 @@ def unmapped_columns(names: Sequence[str], columns: ColumnMap) -> list[str]:
 
     An exact duplicate is equal in every column of the source: two lines of one order
     (same user, time and amount, other products) are two rows. A pandas index saved
-    with the frame (``__index_level_0__``) is not the log's data.
+    with the frame (``__index_level_0__``) is not the log's data. With a ``quantity``
+    column the clean revenue is a product (price times quantity), so the unit price
+    and the quantity themselves are compared: 0 units at two prices are two rows.
 
     Examples
     --------
     >>> unmapped_columns(["user_id", "timestamp", "sku", "__index_level_0__"], ColumnMap())
     ['sku']
     """
-    mapped = {columns.user_id, columns.timestamp, columns.event, columns.revenue}
-    mapped.add(columns.session_id)
+    mapped = {columns.user_id, columns.timestamp, columns.event, columns.session_id}
+    if columns.quantity is None:
+        mapped.add(columns.revenue)
     return [
         name
         for name in names
@@ -490,6 +493,35 @@ def _numeric(type_name: str) -> bool:
     }  # fmt: skip
 
 
+def _number_expr(column: str, type_name: str, role: str) -> str:
+    """Return the SQL reading a numeric column as DOUBLE (NULL where its text is no number)."""
+    if _numeric(type_name):
+        return f"CAST({_quote(column)} AS DOUBLE)"
+    if type_name.upper() == "VARCHAR":
+        return f"TRY_CAST({_quote(column)} AS DOUBLE)"
+    raise DataValidationError(f"column {column!r} ({role}): expected numbers, got type {type_name}")
+
+
+def check_quantity_has_price(columns: ColumnMap, has_revenue: bool, present: Sequence[str]) -> None:
+    """Refuse a quantity column without the unit price it multiplies (shared by every engine).
+
+    Examples
+    --------
+    >>> check_quantity_has_price(ColumnMap(quantity="qty"), False, ["user_id", "qty"])
+    Traceback (most recent call last):
+    ...
+    segmentkit.errors.DataValidationError: column 'qty' (quantity) multiplies the unit price ...
+    """
+    if columns.quantity is None or has_revenue:
+        return
+    price = "not mapped" if columns.revenue is None else f"{columns.revenue!r}, absent"
+    raise DataValidationError(
+        f"column {columns.quantity!r} (quantity) multiplies the unit price in the revenue "
+        f"column ({price}); columns present: {list(present)} (map data.columns.revenue to the "
+        "unit price)"
+    )
+
+
 def _samples(con: duckdb.DuckDBPyConnection, source_sql: str, condition: str, column: str) -> str:
     rows = con.execute(
         f"""
@@ -524,6 +556,8 @@ def check_mapped_columns(columns: ColumnMap, present: Sequence[str]) -> None:
     required = {"user_id": columns.user_id, "timestamp": columns.timestamp}
     if columns.event is not None:
         required["event"] = columns.event
+    if columns.quantity is not None:
+        required["quantity"] = columns.quantity
     missing = [f"{role} ({name!r})" for role, name in required.items() if name not in present]
     if missing:
         raise DataValidationError(
@@ -558,14 +592,15 @@ def check_invalid_values(
     counts : mapping of str to int
         ``bad_ts``, ``bad_rev``, ``bad_amount``, ``null_event``, ``null_user``,
         ``null_ts`` and ``invalid`` (rows without a user id or a timestamp); optionally
-        ``bad_user`` (numeric user ids that are not whole 64-bit numbers).
+        ``bad_user`` (numeric user ids that are not whole 64-bit numbers) and ``bad_qty``
+        (quantities that are not numbers).
     rows_usable : int
         Rows with a user id and a timestamp before the cut-off.
     on_invalid : {"drop", "error"}
         Whether null user ids, timestamps and event names are errors.
     example : callable
-        ``example(kind)`` for ``kind`` in ``bad_ts, bad_rev, bad_amount, null_event,
-        bad_user``,
+        ``example(kind)`` for ``kind`` in ``bad_ts, bad_rev, bad_qty, bad_amount,
+        null_event, bad_user``,
         or ``example("null", column)``: a few offending values, as text.
 
     Raises
@@ -603,10 +638,16 @@ def check_invalid_values(
             f"numeric, e.g. {example('bad_rev')}; expected plain numbers such as -1234.5 "
             "(no thousands separators, decimal commas or currency signs)"
         )
-    if counts["bad_amount"]:
+    if counts.get("bad_qty"):
         raise DataValidationError(
-            f"column {columns.revenue!r} (revenue): {counts['bad_amount']} value(s) are NaN, "
-            f"infinite or not below {MAX_REVENUE:.0e} in absolute value, e.g. "
+            f"column {columns.quantity!r} (quantity): {counts['bad_qty']} value(s) are not "
+            f"numeric, e.g. {example('bad_qty')}; expected plain numbers such as -3"
+        )
+    if counts["bad_amount"]:
+        times = f" times quantity {columns.quantity!r}" if columns.quantity is not None else ""
+        raise DataValidationError(
+            f"column {columns.revenue!r} (revenue){times}: {counts['bad_amount']} value(s) are "
+            f"NaN, infinite or not below {MAX_REVENUE:.0e} in absolute value, e.g. "
             f"{example('bad_amount')}"
         )
     null_event = counts["null_event"]
@@ -772,17 +813,13 @@ def load_events(
     event_expr = (
         f"CAST({_quote(columns.event)} AS VARCHAR)" if columns.event is not None else "'purchase'"
     )
-    revenue_expr = "CAST(NULL AS DOUBLE)"
+    check_quantity_has_price(columns, has_revenue, list(types))
+    revenue_expr = price_expr = "CAST(NULL AS DOUBLE)"
     if has_revenue:
-        rev_type = types[columns.revenue]
-        if _numeric(rev_type):
-            revenue_expr = f"CAST({_quote(columns.revenue)} AS DOUBLE)"
-        elif rev_type.upper() == "VARCHAR":
-            revenue_expr = f"TRY_CAST({_quote(columns.revenue)} AS DOUBLE)"
-        else:
-            raise DataValidationError(
-                f"column {columns.revenue!r} (revenue): expected numbers, got type {rev_type}"
-            )
+        revenue_expr = price_expr = _number_expr(columns.revenue, types[columns.revenue], "revenue")
+    if columns.quantity is not None:
+        quantity_expr = _number_expr(columns.quantity, types[columns.quantity], "quantity")
+        revenue_expr = f"(({price_expr}) * ({quantity_expr}))"
     # Session ids keep their own type: hashing integers is much cheaper than strings.
     session_expr = _quote(columns.session_id) if has_session else "CAST(NULL AS BIGINT)"
 
@@ -798,8 +835,13 @@ def load_events(
         else "false"
     )
     bad_rev = (
-        f"{_quote(columns.revenue)} IS NOT NULL AND ({revenue_expr}) IS NULL"
+        f"{_quote(columns.revenue)} IS NOT NULL AND ({price_expr}) IS NULL"
         if has_revenue
+        else "false"
+    )
+    bad_qty = (
+        f"{_quote(columns.quantity)} IS NOT NULL AND ({quantity_expr}) IS NULL"
+        if columns.quantity is not None
         else "false"
     )
     late = f"{user_col} IS NOT NULL AND ({ts_expr}) >= {cutoff_sql}" if cutoff_sql else "false"
@@ -827,6 +869,7 @@ def load_events(
         "bad_ts": f"count(*) FILTER (WHERE {bad_ts})",
         "bad_user": f"count(*) FILTER (WHERE {bad_user})",
         "bad_rev": f"count(*) FILTER (WHERE {bad_rev})",
+        "bad_qty": f"count(*) FILTER (WHERE {bad_qty})",
         "null_user": f"count(*) FILTER (WHERE {user_col} IS NULL)",
         "null_ts": f"count(*) FILTER (WHERE {ts_col} IS NULL)",
         "invalid": f"count(*) FILTER (WHERE {user_col} IS NULL OR {ts_col} IS NULL)",
@@ -857,6 +900,7 @@ def load_events(
         "bad_ts": (bad_ts, columns.timestamp),
         "bad_user": (bad_user, columns.user_id),
         "bad_rev": (bad_rev, columns.revenue),
+        "bad_qty": (bad_qty, columns.quantity),
         "bad_amount": (f"({keep}) AND {bad_amount}", columns.revenue),
         "null_event": (f"({keep_base}) AND {null_event}", columns.event),
     }
@@ -1205,6 +1249,8 @@ def roles_present(columns: ColumnMap, has_revenue: bool, has_session_id: bool) -
         present["event"] = columns.event
     if has_revenue and columns.revenue is not None:
         present["revenue"] = columns.revenue
+        if columns.quantity is not None:
+            present["quantity"] = columns.quantity
     if has_session_id and columns.session_id is not None:
         present["session_id"] = columns.session_id
     return present
@@ -1312,9 +1358,9 @@ def check_against_training(
     ------
     DataValidationError
         A column the model was trained with is absent, the log spells key events of
-        the training log otherwise (e.g. in capitals), or the model was trained on a
+        the training log otherwise (e.g. in capitals), the model was trained on a
         transaction table (no event column) and this log holds other events than
-        ``purchase``.
+        ``purchase``, or this log has a quantity column that training did not have.
     """
     notes: list[str] = []
     if not schema:
@@ -1325,6 +1371,12 @@ def check_against_training(
         raise DataValidationError(
             f"the model was trained with column(s) {', '.join(missing)} that this event log "
             f"lacks; columns present: {list(source_columns)} (map them in data.columns)"
+        )
+    if trained and "quantity" in present and "quantity" not in trained:
+        raise DataValidationError(
+            f"column {present['quantity']!r} (quantity): the model was trained on revenue as the "
+            "log gave it (no quantity column); this log's revenue would be multiplied by its "
+            "quantity: map data.columns.quantity to null, as in training"
         )
     if trained and "event" not in trained and event_column is not None:
         _check_purchases_only(event_column, event_names())

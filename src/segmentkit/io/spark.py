@@ -47,6 +47,7 @@ from segmentkit.io.events import (
     check_invalid_values,
     check_mapped_columns,
     check_output_parent,
+    check_quantity_has_price,
     connect,
     epoch_us,
     midnight_after,
@@ -303,6 +304,17 @@ def _require_events(log: SparkEventLog) -> None:
         raise TypeError(
             "this log was loaded with derive: it keeps the derived tables, not the events"
         )
+
+
+def _number(column: str, data_type: T.DataType, role: str) -> Column:
+    """Read a numeric column as double (null where its text is no number), as locally."""
+    if isinstance(data_type, _NUMERIC_TYPES):
+        return F.col(f"`{column}`").cast("double")
+    if isinstance(data_type, T.StringType):
+        return F.expr(f"try_cast(`{column}` AS DOUBLE)")
+    raise DataValidationError(
+        f"column {column!r} ({role}): expected numbers, got type {data_type.simpleString().upper()}"
+    )
 
 
 def _unmapped_hash(names: Sequence[str], columns: ColumnMap) -> Column | None:
@@ -655,19 +667,13 @@ def _validate(
         if columns.event is not None
         else F.lit("purchase")
     )
-    revenue = F.lit(None).cast("double")
+    check_quantity_has_price(columns, has_revenue, raw.columns)
+    revenue = price = quantity = F.lit(None).cast("double")
     if has_revenue:
-        rev_type = fields[columns.revenue].dataType
-        rev_col = F.col(f"`{columns.revenue}`")
-        if isinstance(rev_type, _NUMERIC_TYPES):
-            revenue = rev_col.cast("double")
-        elif isinstance(rev_type, T.StringType):
-            revenue = F.expr(f"try_cast(`{columns.revenue}` AS DOUBLE)")
-        else:
-            raise DataValidationError(
-                f"column {columns.revenue!r} (revenue): expected numbers, "
-                f"got type {rev_type.simpleString().upper()}"
-            )
+        revenue = price = _number(columns.revenue, fields[columns.revenue].dataType, "revenue")
+    if columns.quantity is not None:
+        quantity = _number(columns.quantity, fields[columns.quantity].dataType, "quantity")
+        revenue = price * quantity
     session = F.col(f"`{columns.session_id}`") if has_session else F.lit(None).cast("bigint")
     extra = _unmapped_hash(raw.columns, columns)
 
@@ -680,8 +686,11 @@ def _validate(
         else F.lit(False)
     )
     bad_rev = (
-        F.col(f"`{columns.revenue}`").isNotNull() & revenue.isNull()
-        if has_revenue
+        F.col(f"`{columns.revenue}`").isNotNull() & price.isNull() if has_revenue else F.lit(False)
+    )
+    bad_qty = (
+        F.col(f"`{columns.quantity}`").isNotNull() & quantity.isNull()
+        if columns.quantity is not None
         else F.lit(False)
     )
     late = (
@@ -714,6 +723,7 @@ def _validate(
         "bad_ts": bad_ts,
         "bad_user": bad_user,
         "bad_rev": bad_rev,
+        "bad_qty": bad_qty,
         "null_user": user_col.isNull(),
         "null_ts": ts_col.isNull(),
         "invalid": user_col.isNull() | ts_col.isNull(),
@@ -740,6 +750,7 @@ def _validate(
         F.count_if(flag("bad_amount")),
         F.count_if(flag("null_event")),
         F.count_if(flag("bad_user")),
+        F.count_if(flag("bad_qty")),
     ]
     key_names = sorted({str(name) for name in key_events})
     checks += [F.count_if(flag("keep") & (F.col("event") == F.lit(name))) for name in key_names]
@@ -795,11 +806,13 @@ def _validate(
     )
     first, last = counts[7:9]
     n_bad_amount, n_null_event, n_bad_user = int(counts[9]), int(counts[10]), int(counts[11])
-    key_counts = counts[12 : 12 + len(key_names)]
+    n_bad_qty = int(counts[12])
+    key_counts = counts[13 : 13 + len(key_names)]
     examples = {
         "bad_ts": (bad_ts, columns.timestamp),
         "bad_user": (bad_user, columns.user_id),
         "bad_rev": (bad_rev, columns.revenue),
+        "bad_qty": (bad_qty, columns.quantity),
         "bad_amount": (keep & bad_amount, columns.revenue),
         "null_event": (keep_base & null_event, columns.event),
     }
@@ -813,6 +826,7 @@ def _validate(
         "bad_ts": n_bad_ts,
         "bad_user": n_bad_user,
         "bad_rev": n_bad_rev,
+        "bad_qty": n_bad_qty,
         "bad_amount": n_bad_amount,
         "null_event": n_null_event,
         "null_user": null_user,
