@@ -163,14 +163,96 @@ def test_order_lines_equal_in_the_log_columns_are_kept_as_the_local_log_keeps_th
         log.release()
 
 
-def test_a_timestamp_format_is_refused_on_spark_before_any_spark_work():
+_STAMPS = {
+    # UCI Online Retail's text (months and hours without a leading zero).
+    "%m/%d/%Y %H:%M": ["12/1/2010 8:26", "12/13/2010 17:05", "1/4/2011 9:00", "11/30/2011 23:59"],
+    # CDNOW's integers.
+    "%Y%m%d": [19970101, 19970218, 19980630, 19971231],
+    # Offsets, converted to UTC.
+    "%Y-%m-%d %H:%M:%S%z": [
+        "2024-11-20 10:00:00+0100",
+        "2024-11-20 10:00:00-0530",
+        "2024-11-21 00:30:00+0000",
+        "2024-11-22 23:00:00+0200",
+    ],
+    # RetailRocket's epoch milliseconds.
+    "unix_ms": [1433221332117, 1433224214164, 1433221999827, 1438400163914],
+}
+
+
+def _stamped(timestamp_format: str, values: list) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": ["a", "a", "b", "c"],
+            "when": values,
+            "event": ["view", "purchase", "purchase", "view"],
+            "revenue": [0.0, 5.0, 7.5, 0.0],
+        }
+    )
+
+
+@pytest.mark.parametrize("timestamp_format", list(_STAMPS), ids=["uci", "cdnow", "offset", "ms"])
+def test_a_timestamp_format_reads_as_locally(spark, timestamp_format):
+    from segmentkit.config import ColumnMap
+
+    lines = _stamped(timestamp_format, _STAMPS[timestamp_format])
+    columns = ColumnMap(timestamp="when", timestamp_format=timestamp_format)
+    local = load_events(lines, columns)
+    log = io_spark.load_events_spark(spark.createDataFrame(lines), columns)
+    try:
+        assert log.report == local.report
+        rows = log.frame.toPandas().sort_values(["user_id", "ts_us"]).reset_index(drop=True)
+        expected = local.to_pandas().sort_values(["user_id", "timestamp"])
+        micros = (expected["timestamp"] - pd.Timestamp("1970-01-01")) // pd.Timedelta("1us")
+        assert rows["ts_us"].tolist() == micros.tolist()
+    finally:
+        log.release()
+
+
+def test_a_timestamp_format_reads_a_csv_as_locally(spark, tmp_path):
+    # Spark reads every CSV column as text, DuckDB infers numbers: the same times either way.
+    from segmentkit.config import ColumnMap
+
+    path = tmp_path / "events.csv"
+    _stamped("unix_ms", _STAMPS["unix_ms"]).to_csv(path, index=False)
+    columns = ColumnMap(timestamp="when", timestamp_format="unix_ms")
+    local = load_events(path, columns)
+    log = io_spark.load_events_spark(str(path), columns, spark=spark)
+    try:
+        assert log.report == local.report
+        assert log.report.first_event == "2015-06-02T05:02:12.117000"
+    finally:
+        log.release()
+
+
+def test_a_timestamp_the_format_does_not_match_is_refused_as_locally(spark):
+    from segmentkit.config import ColumnMap
+    from segmentkit.errors import DataValidationError
+
+    values = [*_STAMPS["%m/%d/%Y %H:%M"][:3], "2011-11-30 23:59"]
+    lines = _stamped("%m/%d/%Y %H:%M", values)
+    columns = ColumnMap(timestamp="when", timestamp_format="%m/%d/%Y %H:%M")
+    message = (
+        # Spark's rows have no number (no order): the value alone.
+        r"column 'when' \(timestamp\): 1 value\(s\) cannot be parsed as a timestamp, e\.g\. "
+        r"(row 3: )?'2011-11-30 23:59'; expected data.columns.timestamp_format '%m/%d/%Y %H:%M'"
+    )
+    with pytest.raises(DataValidationError, match=message):
+        load_events(lines, columns)
+    with pytest.raises(DataValidationError, match=message):
+        io_spark.load_events_spark(spark.createDataFrame(lines), columns)
+
+
+def test_a_timestamp_pattern_duckdb_cannot_read_is_refused_before_any_spark_work():
     from segmentkit.config import ColumnMap
     from segmentkit.errors import ConfigError
 
-    columns = ColumnMap(timestamp_format="%m/%d/%Y %H:%M")
-    # No session is needed (nor started): the refusal comes first.
-    with pytest.raises(ConfigError, match=r"timestamp_format \('%m/%d/%Y %H:%M'\) is read by"):
+    columns = ColumnMap(timestamp_format="%Y %Q")
+    # No session is needed (nor started): the refusal comes first, as locally.
+    with pytest.raises(ConfigError, match=r"timestamp_format: '%Y %Q' cannot be read"):
         io_spark.load_events_spark("events.csv", columns)
+    with pytest.raises(ConfigError, match=r"timestamp_format: '%Y %Q' cannot be read"):
+        load_events(pd.DataFrame({"user_id": [1], "timestamp": ["2024"], "event": ["v"]}), columns)
 
 
 def _float_id_lines(ids) -> pd.DataFrame:

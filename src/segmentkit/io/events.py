@@ -396,7 +396,7 @@ def _quote(name: str) -> str:
 _MAX_EPOCH_US = 10**17
 
 
-def _timestamp_expr(column: str, type_name: str, timestamp_format: str | None = None) -> str:
+def timestamp_sql(column: str, type_name: str, timestamp_format: str | None = None) -> str:
     """Return the SQL reading the timestamp column as a UTC TIMESTAMP (NULL where it fails).
 
     ``timestamp_format`` (see :class:`~segmentkit.config.ColumnMap`) applies to text and
@@ -440,7 +440,7 @@ def _timestamp_expr(column: str, type_name: str, timestamp_format: str | None = 
     )
 
 
-def _check_timestamp_pattern(con: duckdb.DuckDBPyConnection, columns: ColumnMap) -> None:
+def check_timestamp_pattern(con: duckdb.DuckDBPyConnection, columns: ColumnMap) -> None:
     """Refuse a ``timestamp_format`` pattern DuckDB cannot read, before any scan.
 
     Its shape is checked here too (not only when params.yaml is read): a ``ColumnMap``
@@ -807,8 +807,8 @@ def load_events(
     has_revenue = columns.revenue is not None and columns.revenue in types
     has_session = columns.session_id is not None and columns.session_id in types
 
-    _check_timestamp_pattern(con, columns)
-    ts_expr = _timestamp_expr(columns.timestamp, types[columns.timestamp], columns.timestamp_format)
+    check_timestamp_pattern(con, columns)
+    ts_expr = timestamp_sql(columns.timestamp, types[columns.timestamp], columns.timestamp_format)
     user_expr = _user_expr(columns.user_id, types[columns.user_id])
     event_expr = (
         f"CAST({_quote(columns.event)} AS VARCHAR)" if columns.event is not None else "'purchase'"

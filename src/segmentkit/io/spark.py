@@ -34,8 +34,8 @@ import pyarrow as pa
 import pyarrow.compute
 import pyarrow.parquet as pq
 
-from segmentkit.config import ColumnMap
-from segmentkit.errors import ConfigError, DataValidationError
+from segmentkit.config import UNIX_TIME_UNITS, ColumnMap
+from segmentkit.errors import DataValidationError
 from segmentkit.io.events import (
     MAX_REVENUE,
     MICROS_PER_DAY,
@@ -48,10 +48,12 @@ from segmentkit.io.events import (
     check_mapped_columns,
     check_output_parent,
     check_quantity_has_price,
+    check_timestamp_pattern,
     connect,
     epoch_us,
     midnight_after,
     roles_present,
+    timestamp_sql,
     to_timestamp,
     unmapped_columns,
 )
@@ -510,6 +512,61 @@ def _timestamp_us(column: str, field: T.StructField) -> Column:
     )
 
 
+#: The column of microseconds that :func:`_with_formatted_timestamps` adds to the raw rows.
+_FORMATTED_TS = "_sk_formatted_ts_us"
+
+
+def _formatted(field: T.StructField, timestamp_format: str | None) -> bool:
+    """Whether the column is read with ``timestamp_format``: text or numbers, as locally."""
+    readable = isinstance(field.dataType, (T.StringType, *_NUMERIC_TYPES))
+    return timestamp_format is not None and readable
+
+
+def _with_formatted_timestamps(
+    raw: DataFrame, field: T.StructField, timestamp_format: str
+) -> DataFrame:
+    """Add the timestamp column read with ``timestamp_format`` (microseconds, UTC).
+
+    Spark's datetime patterns are not strptime's (``M`` against ``%m``, leniency on
+    digits differs), so the column is read by the local engine's own DuckDB
+    expression (:func:`segmentkit.io.events.timestamp_sql`), batch by batch in the
+    executors: the same values parse, the same fail, as locally. A CSV read by Spark
+    holds text where DuckDB infers numbers; epoch numbers in text are read as numbers.
+
+    Raises
+    ------
+    DataValidationError
+        The column's type cannot be read with the format (as locally), before any
+        Spark work.
+    """
+    from pyspark.sql.pandas.types import to_arrow_type
+
+    column = field.name
+    con = connect(threads=1)
+    empty = pa.table({column: pa.array([], type=to_arrow_type(field.dataType))})
+    type_name = str(con.from_arrow(empty).types[0])
+    source = "_sk_batch"
+    if timestamp_format in UNIX_TIME_UNITS and type_name == "VARCHAR":
+        quoted = '"' + column.replace('"', '""') + '"'
+        source = f"(SELECT TRY_CAST({quoted} AS DOUBLE) AS {quoted} FROM _sk_batch)"
+        type_name = "DOUBLE"
+    # Raises here, on the driver, for a type the format cannot read.
+    sql = f"SELECT epoch_us({timestamp_sql(column, type_name, timestamp_format)}) FROM {source}"
+    index = raw.columns.index(column)
+
+    def parse(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        worker = connect(threads=1)
+        worker.execute("SET preserve_insertion_order = true")  # one value per row, in order
+        for batch in batches:
+            worker.register("_sk_batch", pa.table({column: batch.column(index)}))
+            micros = worker.sql(sql).to_arrow_table().column(0).combine_chunks()
+            worker.unregister("_sk_batch")
+            yield batch.append_column(_FORMATTED_TS, micros.cast(pa.int64()))
+
+    schema = T.StructType([*raw.schema.fields, T.StructField(_FORMATTED_TS, T.LongType())])
+    return raw.mapInArrow(parse, schema)
+
+
 def _float_ids(kind: T.DataType) -> bool:
     """Whether user ids of this type are numbers that may hold whole values (``12345.0``).
 
@@ -621,12 +678,8 @@ def load_events_spark(
     if on_invalid not in ("drop", "error"):
         raise DataValidationError(f"on_invalid: expected 'drop' or 'error', got {on_invalid!r}")
     columns = columns or ColumnMap()
-    if columns.timestamp_format is not None:
-        # Spark's patterns are not strptime's: refused rather than read otherwise.
-        raise ConfigError(
-            f"data.columns.timestamp_format ({columns.timestamp_format!r}) is read by the local "
-            "engine only: on Spark, convert the timestamp column to timestamps first"
-        )
+    # A pattern DuckDB cannot read is refused before any Spark work, as locally.
+    check_timestamp_pattern(connect(threads=1), columns)
     if isinstance(source, DataFrame):
         raw = source
         spark = raw.sparkSession
@@ -656,11 +709,16 @@ def _validate(
     key_events: Sequence[str] = (),
 ) -> SparkEventLog:
     fields = {field.name: field for field in raw.schema.fields}
-    check_mapped_columns(columns, raw.columns)
+    source_columns = list(raw.columns)
+    check_mapped_columns(columns, source_columns)
     has_revenue = columns.revenue is not None and columns.revenue in fields
     has_session = columns.session_id is not None and columns.session_id in fields
 
-    ts_us = _timestamp_us(columns.timestamp, fields[columns.timestamp])
+    if _formatted(fields[columns.timestamp], columns.timestamp_format):
+        raw = _with_formatted_timestamps(raw, fields[columns.timestamp], columns.timestamp_format)
+        ts_us = F.col(_FORMATTED_TS)
+    else:
+        ts_us = _timestamp_us(columns.timestamp, fields[columns.timestamp])
     user = _user_expr(columns.user_id, fields[columns.user_id].dataType)
     event = (
         F.col(f"`{columns.event}`").cast("string")
@@ -675,7 +733,7 @@ def _validate(
         quantity = _number(columns.quantity, fields[columns.quantity].dataType, "quantity")
         revenue = price * quantity
     session = F.col(f"`{columns.session_id}`") if has_session else F.lit(None).cast("bigint")
-    extra = _unmapped_hash(raw.columns, columns)
+    extra = _unmapped_hash(source_columns, columns)
 
     cutoff = to_timestamp(as_of) if as_of is not None else None
     user_col, ts_col = F.col(f"`{columns.user_id}`"), F.col(f"`{columns.timestamp}`")
