@@ -404,8 +404,9 @@ def _training_summary(result: TrainResult) -> str:
         # Without params.yaml the built-in defaults name no target: say so, not nothing.
         lines += [
             "",
-            "no propensity model: params.yaml names no propensity.targets (see the "
-            "README's params.yaml for churn, purchase and purchase-count targets)",
+            "no propensity model: no propensity.targets are configured (the built-in "
+            "defaults, used without --params or a ./params.yaml, name none; see the README's "
+            "params.yaml for churn, purchase and purchase-count targets)",
         ]
     return "\n".join(lines)
 

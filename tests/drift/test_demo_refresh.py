@@ -54,7 +54,7 @@ def test_train_then_refresh_on_the_demo_data_says_ok(project, capsys):
     assert "drift status: OK (exit code 0)" in out
     assert "recommendation: No action" in out
     # Segments only (no target named): the summary says so rather than nothing.
-    assert "no propensity model: params.yaml names no propensity.targets" in out
+    assert "no propensity model: no propensity.targets are configured" in out
     report, markdown = _report(project, "2025-01-01")
     assert report["status"] == "OK"
     assert markdown.rstrip().splitlines()[-1].startswith("**Recommendation:** No action")

@@ -1287,7 +1287,19 @@ def test_a_target_event_missing_from_the_log_is_refused_naming_the_logs_events()
     )
 
 
-def test_a_target_event_differing_only_in_case_is_pointed_out():
-    log = load_events(_renamed_log("Purchase"))
-    with pytest.raises(ConfigError, match=r"did you mean 'Purchase'\? \(event names are case"):
+@pytest.mark.parametrize("spelled", ["Purchase", " purchase", "PURCHASE"])
+def test_a_target_event_spelled_otherwise_is_pointed_out(spelled):
+    log = load_events(_renamed_log(spelled))
+    with pytest.raises(ConfigError, match=rf"did you mean '{spelled}'\? \(event names must match"):
         fit_propensity(log, pd.Timestamp("2024-02-01"), FEATURES, CONFIG, n_threads=1)
+
+
+def test_a_key_event_spelled_with_other_separators_is_pointed_out():
+    # The hint matches names as the scoring check does: 'add-to-cart' for 'add_to_cart'.
+    from segmentkit.config import TargetConfig
+    from segmentkit.models.propensity_training import check_target_events
+
+    log = load_events(_renamed_log("add-to-cart"))
+    target = TargetConfig(name="cart", kind="event", event="add_to_cart")
+    with pytest.raises(ConfigError, match=r"did you mean 'add-to-cart'\?"):
+        check_target_events(log, [target])

@@ -350,3 +350,30 @@ def test_a_quantity_that_is_not_a_number_is_refused_as_locally(spark):
         load_events(lines, columns, as_of=AS_OF)
     with pytest.raises(DataValidationError, match=message):
         io_spark.load_events_spark(spark.createDataFrame(lines), columns, as_of=AS_OF)
+
+
+@pytest.mark.parametrize(
+    ("ids", "expected"),
+    [
+        # UCI Online Retail: pandas wrote integer ids with gaps as floats.
+        (["12346.0", "12347.0", "", "12348.0"], [12346, 12347, 12348]),
+        # CDNOW: ids with leading zeros stay text, as DuckDB reads them.
+        (["00001", "00002", "00010", "00001"], ["00001", "00002", "00010"]),
+    ],
+    ids=["float-ids", "leading-zeros"],
+)
+def test_csv_columns_of_numbers_are_typed_as_locally(spark, tmp_path, ids, expected):
+    path = tmp_path / "orders.csv"
+    lines = ["user_id,timestamp,event,revenue"] + [
+        f"{user},2024-11-{20 + i} 10:00,purchase,{2.5 * (i + 1)}" for i, user in enumerate(ids)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    local = load_events(path)
+    log = io_spark.load_events_spark(str(path), spark=spark)
+    try:
+        assert log.report == local.report
+        rows = log.frame.toPandas()
+        assert sorted(set(rows["user_id"])) == expected == sorted(set(local.to_pandas()["user_id"]))
+        assert rows["revenue"].sum() == local.to_pandas()["revenue"].sum()
+    finally:
+        log.release()

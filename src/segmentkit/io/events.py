@@ -316,7 +316,7 @@ def _register_source(con: duckdb.DuckDBPyConnection, source: EventSource) -> str
         if suffixes == {".parquet"}:
             return f"read_parquet({listed})"
         if suffixes == {".csv"}:
-            return f"read_csv({listed}, header = true, union_by_name = true)"
+            return csv_source_sql(paths)
         raise DataValidationError(
             f"events {text!r}: expected .parquet or .csv files, got suffixes {sorted(suffixes)}"
         )
@@ -324,6 +324,12 @@ def _register_source(con: duckdb.DuckDBPyConnection, source: EventSource) -> str
         "events: expected a Parquet/CSV path or glob, a pandas DataFrame or a DuckDB relation, "
         f"got {type(source).__name__}"
     )
+
+
+def csv_source_sql(paths: Sequence[str]) -> str:
+    """Return the SQL reading CSV files as every engine types them (DuckDB's sniffer)."""
+    listed = "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+    return f"read_csv({listed}, header = true, union_by_name = true)"
 
 
 def _paths_of(text: str) -> list[str]:

@@ -50,6 +50,7 @@ from segmentkit.io.events import (
     check_quantity_has_price,
     check_timestamp_pattern,
     connect,
+    csv_source_sql,
     epoch_us,
     midnight_after,
     roles_present,
@@ -428,6 +429,45 @@ def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
             spark.conf.set(key, previous)
 
 
+#: DuckDB's names of the integer types its CSV reader infers (the rest of its numbers
+#: are DOUBLE or DECIMAL).
+_DUCKDB_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"}
+
+
+def _typed_as_duckdb(frame: DataFrame, paths: list[str]) -> DataFrame:
+    """Give a CSV's columns of numbers the types the local engine reads them with.
+
+    Spark reads every CSV column as text (its own inference would drop the leading
+    zeros of ids such as CDNOW's ``00001``, which DuckDB keeps as text). The local
+    engine reads the same files with DuckDB, whose CSV sniffer types a column of
+    numbers as integers or doubles: customer ids such as UCI's ``12346.0`` are then
+    whole numbers (read as integers) and scores keep them as integers. So DuckDB
+    sniffs the files here, as :func:`segmentkit.io.events.load_events` reads them,
+    and the columns it reads as numbers are cast alike (a value that is no number
+    becomes null, as an unparseable value).
+    """
+    con = connect(threads=1)
+    try:
+        types = con.execute(f"DESCRIBE SELECT * FROM {csv_source_sql(paths)}").fetchall()
+    except duckdb.Error:  # the local engine would refuse it too; Spark reads it as text
+        return frame
+    casts = {}
+    for name, type_name, *_ in types:
+        base = str(type_name).split("(")[0]
+        if name not in frame.columns:
+            continue
+        if base in _DUCKDB_INTEGERS or (base.startswith("U") and base[1:] in _DUCKDB_INTEGERS):
+            casts[name] = "bigint"
+        elif base in ("DOUBLE", "FLOAT", "DECIMAL"):
+            casts[name] = "double"
+    return frame.select(
+        *[
+            F.col(f"`{name}`").try_cast(casts[name]).alias(name) if name in casts else f"`{name}`"
+            for name in frame.columns
+        ]
+    )
+
+
 def _from_epoch_us(micros: int) -> dt.datetime:
     return dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=int(micros))
 
@@ -463,7 +503,9 @@ def read_events_spark(spark: SparkSession, source: str | Path | Sequence[str]) -
         paths += [str(Path(path).resolve()) for path in matches]
     suffixes = {Path(p.rstrip("/")).suffix.lower() for p in paths}
     if suffixes == {".csv"}:
-        return spark.read.csv(paths, header=True, inferSchema=False)
+        frame = spark.read.csv(paths, header=True, inferSchema=False)
+        local_files = [path for path in paths if "://" not in path]
+        return _typed_as_duckdb(frame, local_files) if len(local_files) == len(paths) else frame
     if suffixes - {".parquet", ""}:
         raise DataValidationError(
             f"events {items}: expected .parquet or .csv files, got suffixes {sorted(suffixes)}"

@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_limits
 from segmentkit.config import FeatureConfig, PropensityConfig, TargetConfig
 from segmentkit.errors import ConfigError, DataValidationError, InsufficientDataError
 from segmentkit.features import feature_names
-from segmentkit.io.events import EventLog, distinct_event_names, to_timestamp
+from segmentkit.io.events import EventLog, distinct_event_names, respelled_names, to_timestamp
 from segmentkit.models.evaluation import (
     _CALIBRATION_COLUMNS,
     PropensityEvaluation,
@@ -1300,11 +1300,10 @@ def check_target_events(log: EventLog, targets: Sequence[TargetConfig]) -> None:
     for target in targets:
         if target.kind not in ("event", "count") or target.event in names:
             continue
-        same_but_case = [n for n in names if n.casefold() == str(target.event).casefold()]
+        # The same name in other capitals, blanks or separators ('Add-To-Cart').
+        respelled = respelled_names([str(target.event)], names).get(str(target.event))
         hint = (
-            f"; did you mean {same_but_case[0]!r}? (event names are case-sensitive)"
-            if same_but_case
-            else ""
+            f"; did you mean {respelled!r}? (event names must match exactly)" if respelled else ""
         )
         listed = ", ".join(repr(n) for n in names[:20]) + (", ..." if len(names) > 20 else "")
         raise ConfigError(
