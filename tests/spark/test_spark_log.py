@@ -377,3 +377,16 @@ def test_csv_columns_of_numbers_are_typed_as_locally(spark, tmp_path, ids, expec
         assert rows["revenue"].sum() == local.to_pandas()["revenue"].sum()
     finally:
         log.release()
+
+
+def test_a_csv_of_numeric_dates_without_a_format_is_refused_as_locally(spark, tmp_path):
+    from segmentkit.errors import DataValidationError
+
+    path = tmp_path / "cdnow.csv"
+    path.write_text("user_id,timestamp,event\n00001,19970101,purchase\n00002,19970218,purchase\n")
+    with pytest.raises(DataValidationError) as local:
+        load_events(path)
+    with pytest.raises(DataValidationError) as on_spark:
+        io_spark.load_events_spark(str(path), spark=spark)
+    assert str(on_spark.value) == str(local.value)
+    assert "set data.columns.timestamp_format, e.g. '%Y%m%d'" in str(local.value)

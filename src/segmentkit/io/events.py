@@ -436,14 +436,15 @@ def timestamp_sql(column: str, type_name: str, timestamp_format: str | None = No
         return f"timezone('UTC', TRY_CAST(CAST({col} AS VARCHAR) AS TIMESTAMPTZ))"
     raise DataValidationError(
         f"column {column!r} (timestamp): expected datetimes or date strings, got type "
-        f"{type_name}"
-        + (
-            " (numbers such as 19970101 or 1433221332117 are not read as dates: set "
-            "data.columns.timestamp_format, e.g. '%Y%m%d' or 'unix_ms')"
-            if _numeric(type_name)
-            else ""
-        )
+        f"{type_name}" + (NUMERIC_TIMESTAMP_HINT if _numeric(type_name) else "")
     )
+
+
+#: Said where a timestamp column holds numbers and no ``timestamp_format`` reads them.
+NUMERIC_TIMESTAMP_HINT = (
+    " (numbers such as 19970101 or 1433221332117 are not read as dates: set "
+    "data.columns.timestamp_format, e.g. '%Y%m%d' or 'unix_ms')"
+)
 
 
 def check_timestamp_pattern(con: duckdb.DuckDBPyConnection, columns: ColumnMap) -> None:

@@ -39,6 +39,7 @@ from segmentkit.errors import DataValidationError
 from segmentkit.io.events import (
     MAX_REVENUE,
     MICROS_PER_DAY,
+    NUMERIC_TIMESTAMP_HINT,
     DataQualityReport,
     EventLog,
     check_against_training,
@@ -551,6 +552,7 @@ def _timestamp_us(column: str, field: T.StructField) -> Column:
     raise DataValidationError(
         f"column {column!r} (timestamp): expected datetimes or date strings, "
         f"got type {kind.simpleString().upper()}"
+        + (NUMERIC_TIMESTAMP_HINT if isinstance(kind, _NUMERIC_TYPES) else "")
     )
 
 
