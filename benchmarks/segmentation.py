@@ -16,13 +16,16 @@ It also times ``k="auto"`` against a fit with k fixed at the planted number
 (same data, same run; medians over the runs) and prints the ratio.
 
 Run: ``python benchmarks/segmentation.py [--scenarios ...] [--seeds 0 1 2 3 4]
-[--users 5000] [--days 240]``; ``--speed USERS`` times auto vs fixed k on one
-larger default log instead (``--events PATH``: a cached default-scenario Parquet log).
+[--users 5000] [--days 240]``; a scenario written ``small_vip@0.03`` has its small
+group at that share of users (the other archetypes rescaled); ``--speed USERS`` times
+auto vs fixed k on one larger default log instead (``--events PATH``: a cached
+default-scenario Parquet log).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -74,8 +77,25 @@ def _names_right(truth: np.ndarray, labels: np.ndarray, names: list[str]) -> tup
     return right, checked
 
 
+def small_group_archetypes(scenario: str, share: float) -> tuple:
+    """Return the scenario's archetypes with its small group at ``share`` (others rescaled)."""
+    spec = SCENARIOS[scenario]
+    old = next(a.share for a in spec.archetypes if a.name == spec.small_group)
+    return tuple(
+        dataclasses.replace(
+            a, share=share if a.name == spec.small_group else a.share * (1 - share) / (1 - old)
+        )
+        for a in spec.archetypes
+    )
+
+
 def run(scenario: str, seed: int, users: int, days: int) -> dict:
-    log = generate_events(scenario=scenario, users=users, days=days, seed=seed)
+    # "small_vip@0.03": the scenario with its small group at 3 % of users.
+    scenario, _, share = scenario.partition("@")
+    archetypes = small_group_archetypes(scenario, float(share)) if share else None
+    log = generate_events(
+        scenario=scenario, users=users, days=days, seed=seed, archetypes=archetypes
+    )
     table = build_features(log.events, as_of=log.end)
     truth = log.truth.set_index("user_id").loc[table["user_id"].astype(str), "archetype"]
     truth = truth.to_numpy()
@@ -83,7 +103,7 @@ def run(scenario: str, seed: int, users: int, days: int) -> dict:
     spec = SCENARIOS[scenario]
     auto, auto_s = _fit(X, random_state=seed)
     row = {
-        "scenario": scenario,
+        "scenario": f"{scenario}@{share}" if share else scenario,
         "seed": seed,
         "true_k": spec.distinct_groups,
         "k": auto.k_,

@@ -65,3 +65,13 @@ def test_train_benchmark_slope_recovers_a_line_and_its_exponent():
     assert exponent == pytest.approx(1.0)
     _, exponent = train.slope(sizes, [1e-9 * n**2 for n in sizes])
     assert exponent == pytest.approx(2.0)
+
+
+def test_segmentation_benchmark_sets_the_small_groups_share():
+    bench = _script("segmentation")
+    archetypes = bench.small_group_archetypes("small_vip", 0.03)
+    shares = {a.name: a.share for a in archetypes}
+    assert shares["vip"] == 0.03
+    assert sum(shares.values()) == pytest.approx(1.0)
+    # The large archetypes keep their proportions to one another.
+    assert shares["casual"] / shares["dormant"] == pytest.approx(0.32 / 0.26)
