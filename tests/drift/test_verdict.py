@@ -102,6 +102,23 @@ def _labels(shares, n=10_000):
     return np.repeat(np.arange(len(shares)), counts)
 
 
+def test_a_noisy_trend_on_a_small_log_is_applied_with_its_error():
+    # 600 users: the lapsed segment grew 0.16 -> 0.20 in the previous interval (a log
+    # ratio of 0.22, under two of its standard errors of 0.12). Dropping it as noise
+    # expected 0.20 now and warned on 0.30; with the trend 0.25 is expected: no warning.
+    then, base = _labels([0.5, 0.3, 0.2], 600), _labels([0.54, 0.3, 0.16], 600)
+    steady = segment_share_tests(
+        [0.5, 0.3, 0.2], _labels([0.42, 0.28, 0.30], 600), then_labels=then, baseline_labels=base
+    )
+    assert steady[2].details["trend"] == pytest.approx(1.25)
+    assert [r.status for r in steady] == ["OK", "OK", "OK"]
+    # A move far beyond the trend and its error still warns on the same small log.
+    moved = segment_share_tests(
+        [0.5, 0.3, 0.2], _labels([0.30, 0.25, 0.45], 600), then_labels=then, baseline_labels=base
+    )
+    assert moved[2].status in ("WARN", "DRIFT") and moved[2].details["change"] == "grew"
+
+
 def test_a_vanished_segment_is_drift_and_named():
     names = ["Casual", "Hibernating", "Champions"]
     results = segment_share_tests([0.5, 0.3, 0.2], _labels([0.62, 0.378, 0.002]), names)
