@@ -312,9 +312,8 @@ def _register_source(con: duckdb.DuckDBPyConnection, source: EventSource) -> str
             if Path(path).stat().st_size == 0:
                 raise DataValidationError(f"events file {path} is empty (0 bytes)")
         suffixes = {Path(p).suffix.lower() for p in paths}
-        listed = "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
         if suffixes == {".parquet"}:
-            return f"read_parquet({listed})"
+            return f"read_parquet({_sql_list(paths)})"
         if suffixes == {".csv"}:
             return csv_source_sql(paths)
         raise DataValidationError(
@@ -328,8 +327,12 @@ def _register_source(con: duckdb.DuckDBPyConnection, source: EventSource) -> str
 
 def csv_source_sql(paths: Sequence[str]) -> str:
     """Return the SQL reading CSV files as every engine types them (DuckDB's sniffer)."""
-    listed = "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
-    return f"read_csv({listed}, header = true, union_by_name = true)"
+    return f"read_csv({_sql_list(paths)}, header = true, union_by_name = true)"
+
+
+def _sql_list(texts: Sequence[str]) -> str:
+    """Quote texts as an SQL list of string literals."""
+    return "[" + ", ".join(sql_literal(text) for text in texts) + "]"
 
 
 def _paths_of(text: str) -> list[str]:
@@ -351,7 +354,7 @@ def _check_columns_named_once(
         names = [str(name) for name in source.columns]
     elif isinstance(source, str | Path) and any(f"{name}_1" in present for name in mapped):
         first = _paths_of(str(source))[0]
-        quoted = "'" + first.replace("'", "''") + "'"
+        quoted = sql_literal(first)
         if Path(first).suffix.lower() == ".csv":
             header = f"SELECT * FROM read_csv({quoted}, header = false, all_varchar = true)"
             names = list(con.execute(header).fetchmany(1)[0])
@@ -1269,7 +1272,7 @@ def key_events_seen(log: EventLog, key_events: Sequence[str]) -> list[str]:
         return []
     if log.event_names is not None:  # known from validation: no need to read the log again
         return sorted(set(map(str, key_events)) & set(log.event_names))
-    names = ", ".join("'" + str(name).replace("'", "''") + "'" for name in key_events)
+    names = ", ".join(sql_literal(str(name)) for name in key_events)
     rows = log.con.execute(
         f"SELECT DISTINCT event FROM {log.table} WHERE event IN ({names})"
     ).fetchall()

@@ -722,8 +722,9 @@ def load_events_spark(
     if on_invalid not in ("drop", "error"):
         raise DataValidationError(f"on_invalid: expected 'drop' or 'error', got {on_invalid!r}")
     columns = columns or ColumnMap()
-    # A pattern DuckDB cannot read is refused before any Spark work, as locally.
-    check_timestamp_pattern(connect(threads=1), columns)
+    if columns.timestamp_format is not None:
+        # A pattern DuckDB cannot read is refused before any Spark work, as locally.
+        check_timestamp_pattern(connect(threads=1), columns)
     if isinstance(source, DataFrame):
         raw = source
         spark = raw.sparkSession
