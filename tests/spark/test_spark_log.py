@@ -339,13 +339,26 @@ def test_unit_price_times_quantity_is_read_as_locally(spark):
         log.release()
 
 
-def test_a_quantity_that_is_not_a_number_is_refused_as_locally(spark):
+@pytest.mark.parametrize(
+    ("quantities", "message"),
+    [
+        (
+            ["3", "2", "0", "zero", "-6"],
+            r"column 'qty' \(quantity\): 1 value\(s\) are not numeric, e\.g\. ",
+        ),
+        (
+            [pd.Timestamp("2024-11-01")] * 5,
+            r"column 'qty' \(quantity\): expected numbers, got type (TIMESTAMP|TIMESTAMP_NTZ)",
+        ),
+    ],
+    ids=["text", "dates"],
+)
+def test_a_quantity_that_is_not_a_number_is_refused_as_locally(spark, quantities, message):
     from segmentkit.config import ColumnMap
     from segmentkit.errors import DataValidationError
 
-    lines = _priced_lines(["3", "2", "0", "zero", "-6"])
+    lines = _priced_lines(quantities)
     columns = ColumnMap(revenue="price", quantity="qty")
-    message = r"column 'qty' \(quantity\): 1 value\(s\) are not numeric, e\.g\. "
     with pytest.raises(DataValidationError, match=message):
         load_events(lines, columns, as_of=AS_OF)
     with pytest.raises(DataValidationError, match=message):
@@ -390,16 +403,3 @@ def test_a_csv_of_numeric_dates_without_a_format_is_refused_as_locally(spark, tm
         io_spark.load_events_spark(str(path), spark=spark)
     assert str(on_spark.value) == str(local.value)
     assert "set data.columns.timestamp_format, e.g. '%Y%m%d'" in str(local.value)
-
-
-def test_a_quantity_column_of_dates_is_refused_as_locally(spark):
-    from segmentkit.config import ColumnMap
-    from segmentkit.errors import DataValidationError
-
-    lines = _priced_lines([3, 2, 0, 0, -6]).assign(qty=pd.Timestamp("2024-11-01"))
-    columns = ColumnMap(revenue="price", quantity="qty")
-    message = r"column 'qty' \(quantity\): expected numbers, got type (TIMESTAMP|TIMESTAMP_NTZ)"
-    with pytest.raises(DataValidationError, match=message):
-        load_events(lines, columns, as_of=AS_OF)
-    with pytest.raises(DataValidationError, match=message):
-        io_spark.load_events_spark(spark.createDataFrame(lines), columns, as_of=AS_OF)
