@@ -54,6 +54,62 @@ def _two_behaviours(n_per_group: int = 40) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "timestamp", "event", "revenue"])
 
 
+def _rees_columns():
+    from segmentkit.config import ColumnMap
+
+    return ColumnMap(
+        user_id="user_id",
+        timestamp="event_time",
+        event="event_type",
+        revenue="price",
+        session_id="user_session",
+        explicit=("revenue", "session_id"),
+    )
+
+
+def _rees_rows() -> pd.DataFrame:
+    """Two users browsing a multi-category store, as REES46 exports them (a price on every row).
+
+    User 1 views two products (one twice at the same second, exported twice), carts
+    one and buys it; user 2 views, carts and removes a phone, then views and buys a
+    case. Money spent: user 1 289.52, user 2 12.00.
+    """
+    return pd.DataFrame(
+        {
+            "event_time": [
+                "2019-10-01 10:00:00 UTC",
+                "2019-10-01 10:00:00 UTC",
+                "2019-10-01 10:01:00 UTC",
+                "2019-10-01 10:02:00 UTC",
+                "2019-10-01 10:05:00 UTC",
+                "2019-10-02 18:00:00 UTC",
+                "2019-10-02 18:01:00 UTC",
+                "2019-10-02 18:03:00 UTC",
+                "2019-10-02 18:04:00 UTC",
+                "2019-10-02 18:05:00 UTC",
+            ],
+            "event_type": ["view", "view", "view", "cart", "purchase"]
+            + ["view", "cart", "remove_from_cart", "view", "purchase"],
+            "product_id": [1004, 1004, 2001, 2001, 2001, 3001, 3001, 3001, 3002, 3002],
+            "price": [489.07, 489.07, 289.52, 289.52, 289.52, 699.0, 699.0, 699.0, 12.0, 12.0],
+            "user_id": [541312140] * 5 + [554748717] * 5,
+            "user_session": ["s1"] * 5 + ["s2"] * 5,
+        }
+    )
+
+
+@pytest.fixture
+def priced_views() -> pd.DataFrame:
+    """A log with a price on every event (see ``_rees_rows``)."""
+    return _rees_rows()
+
+
+@pytest.fixture
+def priced_view_columns():
+    """Its mapping, without ``revenue_events``."""
+    return _rees_columns()
+
+
 @pytest.fixture
 def two_behaviours() -> pd.DataFrame:
     """80 users in two planted groups (see ``_two_behaviours``)."""

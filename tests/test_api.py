@@ -195,6 +195,28 @@ def test_a_unit_price_and_quantity_train_and_travel_with_the_bundle(result, even
         segmentkit.score(root, priced.drop(columns="units"), as_of=END)
 
 
+@pytest.mark.slow
+def test_a_price_on_every_event_trains_with_revenue_events_and_travels_with_the_bundle(
+    result, events, tmp_path
+):
+    # The same log with a product price on every view and cart too (as REES46 gives it):
+    # named revenue_events read the same model; the bundle masks again when scoring.
+    paid = events["event"].isin(["purchase", "refund"])
+    priced = events.assign(price=events["revenue"].where(paid, 19.99)).drop(columns="revenue")
+    columns = {"revenue": "price", "revenue_events": ["purchase", "refund"]}
+    with pytest.raises(DataValidationError, match=r"same amount recurs on rows of 6 events"):
+        segmentkit.train(priced, params={**PARAMS, "data": {"columns": {"revenue": "price"}}})
+    trained = segmentkit.train(
+        priced, params={**PARAMS, "data": {"columns": columns}}, as_of=END, track=False
+    )
+    from segmentkit.bundle import save_bundle
+
+    root = save_bundle(trained.model, tmp_path / "bundle")
+    scores = segmentkit.score(root, priced, as_of=END).drop(columns="model_version")
+    expected = segmentkit.score(result.model, events, as_of=END).drop(columns="model_version")
+    pd.testing.assert_frame_equal(scores, expected)
+
+
 def test_score_accepts_a_bundle_path_and_tags_its_version(result, events, tmp_path):
     from segmentkit.bundle import save_bundle
 

@@ -91,6 +91,25 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys, monkeypatch, arg
     assert (tmp_path / "x.csv").read_text() == "user_id,timestamp,event\n1,2024-01-01,view\n"
 
 
+def test_train_refuses_a_price_on_every_event_in_one_line(
+    tmp_path, capsys, monkeypatch, priced_views
+):
+    monkeypatch.chdir(tmp_path)
+    priced_views.to_csv(tmp_path / "x.csv", index=False)
+    before = (tmp_path / "x.csv").read_bytes()
+    (tmp_path / "params.yaml").write_text(
+        "data:\n  columns: {timestamp: event_time, event: event_type, revenue: price}\n"
+    )
+    code, _, err = run(["train", "--params", "params.yaml", "--events", "x.csv"], capsys)
+    assert code == 2
+    assert err.startswith(
+        "error: column 'price' (revenue): one user's same amount recurs on rows of 4 events"
+    )
+    assert "data.columns.revenue_events" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "x.csv"]
+    assert (tmp_path / "x.csv").read_bytes() == before
+
+
 def test_train_refuses_a_target_event_the_log_does_not_have(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rows = "user_id,timestamp,event\n" + "".join(

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
-from segmentkit.errors import ConfigError
+from segmentkit.errors import ConfigError, SegmentkitError
 from segmentkit.serialization import from_jsonable, to_jsonable
 
 __all__ = [
@@ -72,6 +72,12 @@ class ColumnMap:
     quantity (a negative quantity, a returned line, gives a refund). Never used unless
     mapped: a log whose revenue column already holds line amounts would be
     multiplied twice.
+
+    ``revenue_events`` names the events whose revenue is money spent or refunded
+    (``purchase``, ``refund``): the revenue of every other row is ignored. Logs that
+    give a product's price on every row (views and carts too, as REES46's exports
+    do) need it; ``None`` counts the revenue of every row, and a log with positive
+    amounts on rows of more than one event is then refused rather than summed.
     """
 
     user_id: str = "user_id"
@@ -82,6 +88,7 @@ class ColumnMap:
     explicit: tuple[str, ...] = ()
     timestamp_format: str | None = None
     quantity: str | None = None
+    revenue_events: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -350,6 +357,41 @@ def check_timestamp_format(timestamp_format: str | None) -> None:
         )
 
 
+def check_revenue_events(columns: ColumnMap, error: type[SegmentkitError] = ConfigError) -> None:
+    """Refuse a ``data.columns.revenue_events`` that cannot select any revenue.
+
+    Checked on ``params.yaml`` (a :class:`ConfigError` before any work) and where the
+    log is read (``error``: a ``DataValidationError`` for a ``ColumnMap`` built in code).
+
+    Examples
+    --------
+    >>> check_revenue_events(ColumnMap(revenue_events=("purchase", "refund")))
+    >>> check_revenue_events(ColumnMap(revenue_events=()))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    segmentkit.errors.ConfigError: data.columns.revenue_events: expected one or more event ...
+    """
+    chosen = columns.revenue_events
+    if chosen is None:
+        return
+    if not chosen or not all(isinstance(name, str) and name for name in chosen):
+        raise error(
+            "data.columns.revenue_events: expected one or more event names (e.g. [purchase]) "
+            f"or null, got {list(chosen)}"
+        )
+    if columns.revenue is None:
+        raise error(
+            f"data.columns.revenue_events ({list(chosen)}) selects the rows whose revenue "
+            "counts, but data.columns.revenue is null: map revenue to the amount column"
+        )
+    if columns.event is None:
+        raise error(
+            f"data.columns.revenue_events ({list(chosen)}) needs an event column, but "
+            "data.columns.event is null (a transaction table, every row a purchase): "
+            "set revenue_events to null"
+        )
+
+
 def _record_explicit_columns(config: Config, raw: dict[str, Any]) -> Config:
     """Note which optional columns params.yaml names: those must exist in the log."""
     data = raw.get("data")
@@ -506,6 +548,7 @@ def _check_values(config: Config) -> None:
             f"data.columns.quantity ({config.data.columns.quantity!r}) multiplies the unit price "
             "in data.columns.revenue, which is null: map revenue to the unit price column"
         )
+    check_revenue_events(config.data.columns)
     unknown_roles = sorted(set(config.data.columns.explicit) - {"revenue", "session_id"})
     if unknown_roles:
         raise ConfigError(

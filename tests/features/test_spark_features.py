@@ -147,6 +147,8 @@ def test_many_event_types_and_integer_user_ids(spark):
             "revenue": rng.choice([0.0, 9.99, -3.5], n),
         }
     )
+    # Amounts on one event only: 9.99 on every event would be a price, refused.
+    events["revenue"] = events["revenue"].where(events["event"] == "e1", 0.0)
     local = build_features(events, "2024-03-15", columns=ColumnMap(session_id=None))
     distributed = build_features_spark(
         to_spark(spark, events), "2024-03-15", columns=ColumnMap(session_id=None)

@@ -403,3 +403,45 @@ def test_a_csv_of_numeric_dates_without_a_format_is_refused_as_locally(spark, tm
         io_spark.load_events_spark(str(path), spark=spark)
     assert str(on_spark.value) == str(local.value)
     assert "set data.columns.timestamp_format, e.g. '%Y%m%d'" in str(local.value)
+
+
+def test_a_price_on_every_event_is_refused_as_locally(spark, priced_views, priced_view_columns):
+    from segmentkit.errors import DataValidationError
+
+    with pytest.raises(DataValidationError) as local:
+        load_events(priced_views, priced_view_columns, as_of=AS_OF)
+    raw = spark.createDataFrame(priced_views)
+    with pytest.raises(DataValidationError) as theirs:
+        io_spark.load_events_spark(raw, priced_view_columns, as_of=AS_OF)
+    assert str(theirs.value) == str(local.value)
+
+
+@pytest.mark.parametrize("chosen", [("purchase",), ("Purchase",)], ids=["kept", "respelled"])
+def test_revenue_events_read_as_locally(spark, chosen, priced_views, priced_view_columns):
+    import dataclasses
+
+    from segmentkit.errors import DataValidationError
+    from segmentkit.features.spark_engine import features_of_partitions
+    from segmentkit.io.events import to_timestamp
+
+    as_of = "2019-11-01"
+    columns = dataclasses.replace(priced_view_columns, revenue_events=chosen)
+    raw = spark.createDataFrame(priced_views)
+    if chosen == ("Purchase",):
+        with pytest.raises(DataValidationError) as local:
+            load_events(priced_views, columns, as_of=as_of)
+        with pytest.raises(DataValidationError) as theirs:
+            io_spark.load_events_spark(raw, columns, as_of=as_of)
+        assert str(theirs.value) == str(local.value)
+        return
+    local = load_events(priced_views, columns, as_of=as_of)
+    derive = features_of_partitions(to_timestamp(as_of), None)
+    log = io_spark.load_events_spark(raw, columns, as_of=as_of, derive=derive)
+    try:
+        assert log.report == local.report
+        theirs = io_spark.derived_frame(log).toPandas()
+        theirs = theirs.sort_values("user_id", kind="stable").reset_index(drop=True)
+        pd.testing.assert_frame_equal(theirs, build_features(local, as_of))
+        assert theirs["revenue_total"].tolist() == pytest.approx([289.52, 12.0])
+    finally:
+        log.release()

@@ -22,6 +22,7 @@ import fnmatch
 import functools
 import glob
 import itertools
+import json
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute
 import pyarrow.parquet as pq
 
-from segmentkit.config import UNIX_TIME_UNITS, ColumnMap
+from segmentkit.config import UNIX_TIME_UNITS, ColumnMap, check_revenue_events
 from segmentkit.errors import DataValidationError
 from segmentkit.io.events import (
     MAX_REVENUE,
@@ -49,6 +50,8 @@ from segmentkit.io.events import (
     check_mapped_columns,
     check_output_parent,
     check_quantity_has_price,
+    check_revenue_by_event,
+    check_revenue_column_for_events,
     check_timestamp_pattern,
     connect,
     csv_source_sql,
@@ -777,6 +780,10 @@ def _validate(
     if columns.quantity is not None:
         quantity = _number(columns.quantity, fields[columns.quantity].dataType, "quantity")
         revenue = price * quantity
+    check_revenue_events(columns, DataValidationError)
+    check_revenue_column_for_events(columns, has_revenue)
+    if columns.revenue_events is not None:
+        revenue = F.when(event.isin(*columns.revenue_events), revenue)
     session = F.col(f"`{columns.session_id}`") if has_session else F.lit(None).cast("bigint")
     extra = _unmapped_hash(source_columns, columns)
 
@@ -857,6 +864,12 @@ def _validate(
     ]
     key_names = sorted({str(name) for name in key_events})
     checks += [F.count_if(flag("keep") & (F.col("event") == F.lit(name))) for name in key_names]
+    # Events with amounts above 0, and (to check revenue_events' spelling) every event, as
+    # JSON text: observed metrics reach Python as Java objects, and text converts.
+    paid_event = F.when(flag("keep") & (F.col("revenue") > 0), F.col("event"))
+    checks.append(F.to_json(F.collect_set(paid_event)))
+    if columns.revenue_events is not None:
+        checks.append(F.to_json(F.collect_set(F.when(flag("keep"), F.col("event")))))
     # The source is read once in full: the shuffle by user counts these checks as it reads the
     # raw rows (observed metrics), then the clean rows are counted per partition.
     name = f"segmentkit_validation_{next(_observation_ids)}"
@@ -911,6 +924,7 @@ def _validate(
     n_bad_amount, n_null_event, n_bad_user = int(counts[9]), int(counts[10]), int(counts[11])
     n_bad_qty = int(counts[12])
     key_counts = counts[13 : 13 + len(key_names)]
+    paid_events, *event_names = (json.loads(names) for names in counts[13 + len(key_names) :])
     examples = {
         "bad_ts": (bad_ts, columns.timestamp),
         "bad_user": (bad_user, columns.user_id),
@@ -944,6 +958,13 @@ def _validate(
             on_invalid=on_invalid,
             example=example,
         )
+        if has_revenue and columns.event is not None:
+            check_revenue_by_event(
+                columns,
+                paid_events or (),
+                lambda: event_names[0] if event_names else (),
+                lambda: _paid_rows(flagged.where(flag("keep") & (F.col("revenue") > 0))),
+            )
     except BaseException:
         release_checkpoint(packed)
         raise
@@ -982,6 +1003,22 @@ def _validate(
         key_event_rows={name: int(n) for name, n in zip(key_names, key_counts, strict=True)},
         clean_rows=flagged.where(flag("keep")).select("ts_us", "event"),
     )
+
+
+def _paid_rows(paid: DataFrame) -> dict[str, tuple[int, int]]:
+    """Count, per event of ``paid`` (rows with revenue above 0), its rows and recurring ones.
+
+    A row recurs when its user and amount recur on another event (see
+    ``check_revenue_by_event``).
+    """
+    kinds = paid.groupBy("user_id", "revenue").agg(F.count_distinct("event").alias("n"))
+    counts = (
+        paid.join(kinds, ["user_id", "revenue"])
+        .groupBy("event")
+        .agg(F.count(F.lit(1)), F.count_if(F.col("n") > 1))
+        .collect()
+    )
+    return {str(name): (int(n), int(shared)) for name, n, shared in counts}
 
 
 def check_spark_input(log: SparkEventLog, schema: Mapping[str, Any] | None) -> list[str]:
