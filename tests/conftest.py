@@ -88,8 +88,10 @@ def _rees_rows() -> pd.DataFrame:
                 "2019-10-02 18:04:00 UTC",
                 "2019-10-02 18:05:00 UTC",
             ],
-            "event_type": ["view", "view", "view", "cart", "purchase"]
-            + ["view", "cart", "remove_from_cart", "view", "purchase"],
+            "event_type": [
+                *("view", "view", "view", "cart", "purchase"),
+                *("view", "cart", "remove_from_cart", "view", "purchase"),
+            ],
             "product_id": [1004, 1004, 2001, 2001, 2001, 3001, 3001, 3001, 3002, 3002],
             "price": [489.07, 489.07, 289.52, 289.52, 289.52, 699.0, 699.0, 699.0, 12.0, 12.0],
             "user_id": [541312140] * 5 + [554748717] * 5,

@@ -1294,6 +1294,18 @@ def test_a_target_event_spelled_otherwise_is_pointed_out(spelled):
         fit_propensity(log, pd.Timestamp("2024-02-01"), FEATURES, CONFIG, n_threads=1)
 
 
+def test_a_target_event_the_log_also_spells_otherwise_is_refused_with_its_rows():
+    # Two exports concatenated: one spells purchases 'purchase', the other 'Purchase'.
+    log = load_events(pd.concat([_renamed_log("purchase"), _renamed_log("Purchase")]))
+    with pytest.raises(ConfigError) as error:
+        fit_propensity(log, pd.Timestamp("2024-02-01"), FEATURES, CONFIG, n_threads=1)
+    assert str(error.value) == (
+        "propensity.targets.purchase: the log spells event 'purchase' in 2 ways (rows: "
+        "'purchase' 2, 'Purchase' 2); labels would count only 'purchase'. Give the log one "
+        "spelling (e.g. lower-case its event column)"
+    )
+
+
 def test_a_key_event_spelled_with_other_separators_is_pointed_out():
     # The hint matches names as the scoring check does: 'add-to-cart' for 'add_to_cart'.
     from segmentkit.config import TargetConfig

@@ -1593,6 +1593,21 @@ def respelled_names(names: Sequence[str], present: Iterable[Any]) -> dict[str, s
     return {name: spelled[_spelling(name)] for name in names if _spelling(name) in spelled}
 
 
+def other_spellings(name: str, present: Iterable[Any]) -> list[str]:
+    """Names of ``present`` that spell ``name`` otherwise (capitals, blanks, separators).
+
+    Examples
+    --------
+    >>> other_spellings("purchase", ["purchase", "Purchase", "page_view", None])
+    ['Purchase']
+    """
+    key = _spelling(name)
+    return sorted(
+        str(other) for other in present if other is not None and str(other) != name
+        and _spelling(str(other)) == key
+    )  # fmt: skip
+
+
 def check_log_reaches_as_of(log: EventLog) -> None:
     """Refuse a cut-off later than the log's end by more than its own longest quiet spell.
 

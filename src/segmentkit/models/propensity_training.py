@@ -18,7 +18,13 @@ from threadpoolctl import threadpool_limits
 from segmentkit.config import FeatureConfig, PropensityConfig, TargetConfig
 from segmentkit.errors import ConfigError, DataValidationError, InsufficientDataError
 from segmentkit.features import feature_names
-from segmentkit.io.events import EventLog, distinct_event_names, respelled_names, to_timestamp
+from segmentkit.io.events import (
+    EventLog,
+    distinct_event_names,
+    other_spellings,
+    respelled_names,
+    to_timestamp,
+)
 from segmentkit.models.evaluation import (
     _CALIBRATION_COLUMNS,
     PropensityEvaluation,
@@ -47,7 +53,7 @@ from segmentkit.models.propensity import (
     shift_level,
 )
 from segmentkit.parallel import thread_map, usable_cores
-from segmentkit.text import sql_timestamp
+from segmentkit.text import sql_literal, sql_timestamp
 
 
 class LevelVerdict(NamedTuple):
@@ -1298,7 +1304,10 @@ def check_target_events(log: EventLog, targets: Sequence[TargetConfig]) -> None:
     """
     names = sorted(map(str, distinct_event_names(log)))
     for target in targets:
-        if target.kind not in ("event", "count") or target.event in names:
+        if target.kind not in ("event", "count"):
+            continue
+        if target.event in names:
+            _check_one_spelling(log, target, other_spellings(str(target.event), names))
             continue
         # The same name in other capitals, blanks or separators ('Add-To-Cart').
         respelled = respelled_names([str(target.event)], names).get(str(target.event))
@@ -1311,6 +1320,30 @@ def check_target_events(log: EventLog, targets: Sequence[TargetConfig]) -> None:
             f"log, so every label would be 0; the log's events are {listed}{hint}. Set the "
             "target's `event` in params.yaml to the log's name for it"
         )
+
+
+def _check_one_spelling(log: EventLog, target: TargetConfig, others: Sequence[str]) -> None:
+    """Refuse a target event that the log also spells otherwise (two sources merged).
+
+    Labels count the exact name only: with ``Purchase`` beside ``purchase`` (a tracker
+    renamed, two exports concatenated) part of the purchases would be labelled 0 and
+    the model would learn a wrong rate without a word.
+    """
+    if not others:
+        return
+    spelled = [str(target.event), *others]
+    rows = dict(
+        log.con.execute(
+            f"SELECT event, count(*) FROM {log.table} WHERE event IN "
+            f"({', '.join(sql_literal(name) for name in spelled)}) GROUP BY ALL"
+        ).fetchall()
+    )
+    counted = ", ".join(f"{name!r} {rows.get(name, 0):,}" for name in spelled)
+    raise ConfigError(
+        f"propensity.targets.{target.name}: the log spells event {target.event!r} in "
+        f"{len(spelled)} ways (rows: {counted}); labels would count only {target.event!r}. "
+        "Give the log one spelling (e.g. lower-case its event column)"
+    )
 
 
 def _single_event(log: EventLog, as_of: dt.datetime) -> str | None:
