@@ -149,8 +149,67 @@ def test_missing_file_and_empty_glob(tmp_path):
 def test_unsupported_file_suffix(tmp_path):
     path = tmp_path / "events.json"
     path.write_text("{}")
-    with pytest.raises(DataValidationError, match=r"expected .parquet or .csv"):
+    with pytest.raises(
+        DataValidationError, match=r"expected .parquet, .csv or .csv.gz files, got \['.json'\]"
+    ):
         load_events(path)
+
+
+def _spark_output_dir(root, frame: pd.DataFrame):
+    """A table as Spark writes it: part files, a _SUCCESS marker, checksums, leftovers."""
+    root.mkdir()
+    half = len(frame) // 2
+    frame.iloc[:half].to_parquet(root / "part-00000.snappy.parquet")
+    frame.iloc[half:].to_parquet(root / "part-00001.snappy.parquet")
+    (root / "_SUCCESS").write_bytes(b"")
+    (root / ".part-00000.snappy.parquet.crc").write_bytes(b"crc")
+    (root / "_temporary" / "0").mkdir(parents=True)
+    (root / "_temporary" / "0" / "part-00002.snappy.parquet").write_bytes(b"half-written")
+    return root
+
+
+def test_a_directory_is_read_as_its_files_as_spark_writes_them(tiny_log, tmp_path):
+    directory = _spark_output_dir(tmp_path / "events", tiny_log)
+    expected = load_events(tiny_log).report
+    assert load_events(directory).report == expected
+    assert load_events(f"{directory}/").report == expected
+
+
+def test_partition_directories_give_their_column(tiny_log, tmp_path):
+    for day, rows in tiny_log.groupby(tiny_log["timestamp"].dt.date):
+        part = tmp_path / "events" / f"day={day}"
+        part.mkdir(parents=True)
+        rows.to_parquet(part / "data.parquet")
+    log = load_events(tmp_path / "events")
+    assert log.source_columns[-1] == "day"
+    assert log.report == load_events(tiny_log).report
+
+
+def test_gzipped_csv_reads_as_the_csv(tiny_log, tmp_path):
+    tiny_log.to_csv(tmp_path / "events.csv.gz", index=False)
+    tiny_log.to_csv(tmp_path / "events.csv", index=False)
+    gzipped = load_events(tmp_path / "events.csv.gz")
+    assert gzipped.report == load_events(tmp_path / "events.csv").report
+    pd.testing.assert_frame_equal(
+        gzipped.to_pandas(), load_events(tmp_path / "events.csv").to_pandas()
+    )
+
+
+def test_a_directory_mixing_parquet_and_csv_is_refused(tiny_log, tmp_path):
+    (tmp_path / "events").mkdir()
+    tiny_log.to_csv(tmp_path / "events" / "a.csv", index=False)
+    tiny_log.to_parquet(tmp_path / "events" / "b.parquet")
+    with pytest.raises(DataValidationError, match=r"Parquet and CSV files mixed; name one kind"):
+        load_events(tmp_path / "events")
+
+
+def test_an_output_inside_the_events_directory_is_refused(tiny_log, tmp_path):
+    from segmentkit.io.events import check_output_target
+
+    directory = _spark_output_dir(tmp_path / "events", tiny_log)
+    with pytest.raises(DataValidationError, match=r"is inside the events directory"):
+        check_output_target(directory / "scores.parquet", directory)
+    assert check_output_target(tmp_path / "scores.parquet", directory).name == "scores.parquet"
 
 
 def test_unreadable_file_is_a_validation_error(tmp_path):

@@ -445,3 +445,39 @@ def test_revenue_events_read_as_locally(spark, chosen, priced_views, priced_view
         assert theirs["revenue_total"].tolist() == pytest.approx([289.52, 12.0])
     finally:
         log.release()
+
+
+def _events_as_files(root, frame: pd.DataFrame, layout: str):
+    """Write ``frame`` as a Spark output directory, partition directories or a gzip CSV."""
+    root.mkdir()
+    if layout == "csv.gz":
+        frame.to_csv(root / "events.csv.gz", index=False)
+        return root / "events.csv.gz"
+    if layout == "partitions":
+        for day, rows in frame.groupby(frame["timestamp"].dt.strftime("%Y-%m")):
+            (root / f"month={day}").mkdir()
+            rows.to_parquet(root / f"month={day}" / "data.parquet")
+        return root
+    half = len(frame) // 2
+    frame.iloc[:half].to_parquet(root / "part-00000.parquet")
+    frame.iloc[half:].to_parquet(root / "part-00001.parquet")
+    (root / "_SUCCESS").write_bytes(b"")
+    (root / "_temporary").mkdir()
+    (root / "_temporary" / "part-00002.parquet").write_bytes(b"half-written")
+    return root
+
+
+@pytest.mark.parametrize("layout", ["spark-output", "partitions", "csv.gz"])
+def test_directories_and_gzip_csv_are_read_as_locally(spark, tmp_path, layout):
+    events = generate_events(60, 60, seed=2).events
+    events["user_id"] = events["user_id"].astype(str)
+    events["event"] = events["event"].astype(str)
+    source = _events_as_files(tmp_path / "events", events, layout)
+    local = load_events(source, as_of=AS_OF)
+    log = io_spark.load_events_spark(str(source), as_of=AS_OF, spark=spark)
+    try:
+        assert log.report == local.report
+        assert log.source_columns == local.source_columns
+        assert (layout == "partitions") == ("month" in local.source_columns)
+    finally:
+        log.release()

@@ -306,32 +306,82 @@ def _register_source(con: duckdb.DuckDBPyConnection, source: EventSource) -> str
         con.register(name, source.to_arrow_table())
         return name
     if isinstance(source, str | Path):
-        text = str(source)
-        paths = _paths_of(text)
-        if not paths:
-            raise DataValidationError(f"no file matches the events pattern {text!r}")
-        for path in paths:
-            if Path(path).is_dir():
-                example = Path(path) / "*.parquet"
-                raise DataValidationError(
-                    f"events {path} is a directory: name its files, e.g. '{example}'"
-                )
-            if not Path(path).is_file():
-                raise DataValidationError(f"events file not found: {path}")
-            if Path(path).stat().st_size == 0:
-                raise DataValidationError(f"events file {path} is empty (0 bytes)")
-        suffixes = {Path(p).suffix.lower() for p in paths}
-        if suffixes == {".parquet"}:
-            return f"read_parquet({_sql_list(paths)})"
-        if suffixes == {".csv"}:
-            return csv_source_sql(paths)
-        raise DataValidationError(
-            f"events {text!r}: expected .parquet or .csv files, got suffixes {sorted(suffixes)}"
-        )
+        kind, paths = event_files(str(source))
+        return f"read_parquet({_sql_list(paths)})" if kind == "parquet" else csv_source_sql(paths)
     raise DataValidationError(
         "events: expected a Parquet/CSV path or glob, a pandas DataFrame or a DuckDB relation, "
         f"got {type(source).__name__}"
     )
+
+
+#: File names read as each kind of event file (DuckDB and Spark read gzip by its suffix).
+_FILE_KINDS = {".parquet": "parquet", ".csv": "csv", ".csv.gz": "csv"}
+
+
+def file_kind(path: str) -> str | None:
+    """Return ``"parquet"`` or ``"csv"`` for an event file's name, else None."""
+    name = Path(path).name.lower()
+    return next((kind for end, kind in _FILE_KINDS.items() if name.endswith(end)), None)
+
+
+def _files_in(directory: Path) -> list[str]:
+    """Event files anywhere below ``directory``, as Spark and Hive lay out a table.
+
+    Names starting with ``_`` or ``.`` at any depth are skipped, as Spark skips them
+    (``_SUCCESS``, ``_temporary/`` of an unfinished job, ``.crc`` checksums); the
+    partition directories (``date=2024-01-01/``) are read, their values as columns.
+    """
+    return sorted(
+        str(path)
+        for path in directory.rglob("*")
+        if path.is_file()
+        and file_kind(str(path)) is not None
+        and not any(part[:1] in "_." for part in path.relative_to(directory).parts)
+    )
+
+
+def event_files(text: str) -> tuple[str, list[str]]:
+    """Resolve a local path, glob or directory of event files into their kind and files.
+
+    Shared by every engine. A directory stands for its Parquet or CSV files at any depth
+    (see :func:`_files_in`); ``.csv.gz`` files are CSV.
+
+    Raises
+    ------
+    DataValidationError
+        Nothing matches, a file is missing or empty, a name is neither Parquet nor CSV,
+        or Parquet and CSV files are mixed.
+    """
+    files: list[str] = []
+    for path in _paths_of(text):
+        if Path(path).is_dir():
+            found = _files_in(Path(path))
+            if not found:
+                raise DataValidationError(
+                    f"events directory {path} holds no .parquet, .csv or .csv.gz file"
+                )
+            files += found
+            continue
+        if not Path(path).is_file():
+            raise DataValidationError(f"events file not found: {path}")
+        files.append(path)
+    if not files:
+        raise DataValidationError(f"no file matches the events pattern {text!r}")
+    for path in files:
+        if Path(path).stat().st_size == 0:
+            raise DataValidationError(f"events file {path} is empty (0 bytes)")
+    kinds = {file_kind(path) for path in files}
+    if None in kinds:
+        odd = sorted({Path(p).suffix.lower() or Path(p).name for p in files if not file_kind(p)})
+        raise DataValidationError(
+            f"events {text!r}: expected .parquet, .csv or .csv.gz files, got {odd}"
+        )
+    if len(kinds) > 1:
+        raise DataValidationError(
+            f"events {text!r}: Parquet and CSV files mixed; name one kind, e.g. "
+            f"'{Path(text) / '**' / '*.parquet'}'"
+        )
+    return kinds.pop(), files
 
 
 def csv_source_sql(paths: Sequence[str]) -> str:
@@ -1746,6 +1796,11 @@ def check_output_target(out: str | Path, events: EventSource | None = None) -> P
                 raise DataValidationError(
                     f"output {out} is the events file {path}: writing the output would replace "
                     "the event log; choose another output path"
+                )
+            if Path(path).is_dir() and Path(path).resolve() in out.resolve().parents:
+                raise DataValidationError(
+                    f"output {out} is inside the events directory {path}: the next run would "
+                    "read the output as events; write it outside that directory"
                 )
         if _glob_would_read(str(events), out):
             raise DataValidationError(

@@ -56,6 +56,8 @@ from segmentkit.io.events import (
     connect,
     csv_source_sql,
     epoch_us,
+    event_files,
+    file_kind,
     midnight_after,
     roles_present,
     timestamp_sql,
@@ -484,48 +486,57 @@ def _is_nanos_error(exc: Exception) -> bool:
 def read_events_spark(spark: SparkSession, source: str | Path | Sequence[str]) -> DataFrame:
     """Read Parquet or CSV paths, globs or URIs (anything Spark reads) into a DataFrame.
 
-    Local globs are checked here so that a pattern matching nothing is reported as
-    such; other URIs are passed to Spark as they are. Naive Parquet timestamps are
-    read as TIMESTAMP at their stored microseconds (naive times are UTC), whatever
-    the session's time zone. Parquet files with nanosecond timestamps are read with
-    those columns as integers (nanoseconds), which :func:`load_events_spark` converts.
+    Local paths, globs and directories are resolved into files by the local engine's
+    rules (:func:`segmentkit.io.events.event_files`: a directory stands for its Parquet
+    or CSV files at any depth, partition directories giving their columns; ``.csv.gz``
+    is CSV), with the same messages; other URIs are passed to Spark as they are. Naive
+    Parquet timestamps are read as TIMESTAMP at their stored microseconds (naive times
+    are UTC), whatever the session's time zone. Parquet files with nanosecond
+    timestamps are read with those columns as integers (nanoseconds), which
+    :func:`load_events_spark` converts.
     """
     items = [str(source)] if isinstance(source, str | Path) else [str(s) for s in source]
     paths: list[str] = []
+    kinds: set[str | None] = set()
+    base_paths: list[str] = []
     for item in items:
         if "://" in item and not item.startswith("file://"):
             paths.append(item)
+            # A remote name without a suffix is a directory of Parquet files, as Spark writes.
+            kinds.add(file_kind(item.rstrip("/")) or ("parquet" if not Path(item).suffix else None))
             continue
         local = item.removeprefix("file://")
-        matches = sorted(glob.glob(local)) if glob.has_magic(local) else [local]
-        if not matches:
-            raise DataValidationError(f"no file matches the events pattern {item!r}")
-        for path in matches:
-            if not Path(path).exists():
-                raise DataValidationError(f"events file not found: {path}")
+        kind, files = event_files(local)  # the local engine's rules and messages
+        kinds.add(kind)
         # The JVM resolves relative paths against its own working directory.
-        paths += [str(Path(path).resolve()) for path in matches]
-    suffixes = {Path(p.rstrip("/")).suffix.lower() for p in paths}
-    if suffixes == {".csv"}:
-        frame = spark.read.csv(paths, header=True, inferSchema=False)
+        paths += [str(Path(path).resolve()) for path in files]
+        if Path(local).is_dir():
+            base_paths.append(str(Path(local).resolve()))
+    if kinds - {"parquet", "csv"} or len(kinds) > 1:
+        raise DataValidationError(
+            f"events {items}: expected .parquet, .csv or .csv.gz files of one kind, got "
+            f"{sorted({Path(p.rstrip('/')).suffix.lower() for p in paths})}"
+        )
+    reader = spark.read
+    if len(items) == 1 and len(base_paths) == 1:
+        # Partition directories (date=2024-01-01/) give their columns, as DuckDB reads them.
+        reader = reader.option("basePath", base_paths[0])
+    if kinds == {"csv"}:
+        frame = reader.csv(paths, header=True, inferSchema=False)
         local_files = [path for path in paths if "://" not in path]
         return _typed_as_duckdb(frame, local_files) if len(local_files) == len(paths) else frame
-    if suffixes - {".parquet", ""}:
-        raise DataValidationError(
-            f"events {items}: expected .parquet or .csv files, got suffixes {sorted(suffixes)}"
-        )
     try:
         # Naive Parquet timestamps are read as instants at their stored microseconds (UTC,
         # as the contract takes them), not as TIMESTAMP_NTZ: the microseconds are then
         # read as they are, with no time-zone conversion per row.
         with session_conf(spark, _INFER_NTZ, "false"):
-            return spark.read.parquet(*paths)
+            return reader.parquet(*paths)
     except Exception as exc:
         if not _is_nanos_error(exc):
             raise DataValidationError(f"events cannot be read: {exc}") from None
     # The setting is read when the scan runs, so it stays on for this session.
     spark.conf.set(_NANOS_AS_LONG, "true")
-    return _mark_nanos(spark.read.parquet(*paths))
+    return _mark_nanos(reader.parquet(*paths))
 
 
 def _mark_nanos(frame: DataFrame) -> DataFrame:
