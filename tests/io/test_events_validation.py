@@ -355,3 +355,32 @@ def test_rows_dropped_as_unusable_are_one_warning_when_scoring(tiny_log):
     )
     # Scoring says it once (load_events' warning), not again.
     assert check_input(log, _schema(tiny_log)) == []
+
+
+@pytest.mark.parametrize(
+    ("renamed", "columns", "message"),
+    [
+        (
+            {"user_id": "UserID"},
+            None,
+            r"missing required column\(s\) user_id \('user_id'\); columns present: \['UserID', "
+            r".*\]; did you mean 'UserID' for 'user_id'\? \(column names must match exactly\)$",
+        ),
+        (
+            {"revenue": "Revenue"},
+            ColumnMap(explicit=("revenue",)),
+            r"column\(s\) revenue \('revenue'\) mapped in data.columns are absent; .*; did you "
+            r"mean 'Revenue' for 'revenue'\?",
+        ),
+    ],
+    ids=["required", "explicit"],
+)
+def test_a_missing_column_spelled_otherwise_is_pointed_out(tiny_log, renamed, columns, message):
+    with pytest.raises(DataValidationError, match=message):
+        load_events(tiny_log.rename(columns=renamed), columns)
+
+
+def test_a_missing_column_with_no_near_name_gets_no_hint(tiny_log):
+    with pytest.raises(DataValidationError) as error:
+        load_events(tiny_log.rename(columns={"user_id": "visitor"}))
+    assert "did you mean" not in str(error.value)

@@ -628,21 +628,41 @@ def check_mapped_columns(columns: ColumnMap, present: Sequence[str]) -> None:
         required["event"] = columns.event
     if columns.quantity is not None:
         required["quantity"] = columns.quantity
-    missing = [f"{role} ({name!r})" for role, name in required.items() if name not in present]
+    names = [str(name) for name in present]
+    missing = [name for name in required.values() if name not in present]
     if missing:
+        listed = [f"{role} ({name!r})" for role, name in required.items() if name in missing]
         raise DataValidationError(
-            f"missing required column(s) {', '.join(missing)}; columns present: {list(present)}"
+            f"missing required column(s) {', '.join(listed)}; columns present: {list(present)}"
+            + _column_hint(missing, names)
         )
-    absent = [
-        f"{role} ({getattr(columns, role)!r})"
+    absent_roles = [
+        role
         for role in columns.explicit
         if getattr(columns, role) is not None and getattr(columns, role) not in present
     ]
-    if absent:
+    if absent_roles:
+        absent = [f"{role} ({getattr(columns, role)!r})" for role in absent_roles]
         raise DataValidationError(
             f"column(s) {', '.join(absent)} mapped in data.columns are absent; columns present: "
             f"{list(present)} (map the role to null if the log has no such column)"
+            + _column_hint([getattr(columns, role) for role in absent_roles], names)
         )
+
+
+def _column_hint(missing: Sequence[str], present: Sequence[str]) -> str:
+    """Point at present columns that spell missing ones otherwise ('UserID' for 'user_id').
+
+    Examples
+    --------
+    >>> _column_hint(["user_id"], ["UserID", "timestamp"])
+    "; did you mean 'UserID' for 'user_id'? (column names must match exactly)"
+    """
+    renamed = respelled_names(list(missing), present)
+    if not renamed:
+        return ""
+    pairs = ", ".join(f"{spelled!r} for {name!r}" for name, spelled in renamed.items())
+    return f"; did you mean {pairs}? (column names must match exactly)"
 
 
 def check_invalid_values(
