@@ -384,3 +384,49 @@ def test_a_missing_column_with_no_near_name_gets_no_hint(tiny_log):
     with pytest.raises(DataValidationError) as error:
         load_events(tiny_log.rename(columns={"user_id": "visitor"}))
     assert "did you mean" not in str(error.value)
+
+
+def _with_a_row_from_a_wrong_clock(tiny_log: pd.DataFrame) -> pd.DataFrame:
+    """tiny_log plus one view stamped a year after today (a device clock gone wrong)."""
+    ahead = pd.Timestamp.now("UTC").tz_localize(None).normalize() + pd.Timedelta(days=366)
+    wrong = pd.DataFrame(
+        {"user_id": ["b"], "timestamp": [ahead], "event": ["view"], "revenue": [0.0],
+         "session_id": ["s9"]}
+    )  # fmt: skip
+    return pd.concat([tiny_log, wrong], ignore_index=True)
+
+
+def test_a_row_dated_after_today_is_refused_when_the_snapshot_defaults_to_the_log_end(tiny_log):
+    raw = _with_a_row_from_a_wrong_clock(tiny_log)
+    with pytest.raises(DataValidationError) as error:
+        load_events(raw)
+    ahead = raw["timestamp"].iloc[-1]
+    assert str(error.value).startswith(
+        f"events: 1 row(s) are dated after today ({pd.Timestamp.now('UTC').date()}), the last at "
+        f"{ahead.isoformat(sep=' ')}, e.g. row 7: '{ahead.isoformat(sep=' ')}': a wrong clock? "
+        f"The snapshot would default to {(ahead + pd.Timedelta(days=1)).date()}"
+    )
+    # With the snapshot given, the row is excluded and counted like any later row.
+    log = load_events(raw, as_of="2024-02-01")
+    assert (log.report.at_or_after_as_of, log.report.rows_clean) == (1, 7)
+
+
+def test_events_up_to_tomorrow_are_accepted(tiny_log):
+    # A day of grace: a log exported from a time zone ahead of UTC ends "tomorrow".
+    tomorrow = pd.Timestamp.now("UTC").tz_localize(None).normalize() + pd.Timedelta(
+        days=1, hours=23
+    )
+    raw = tiny_log.assign(timestamp=tiny_log["timestamp"].where(tiny_log.index < 6, tomorrow))
+    assert load_events(raw).report.last_event == tomorrow.isoformat()
+
+
+@pytest.mark.parametrize("stamp", ["19970101", "1433221332117"], ids=["cdnow-date", "epoch-ms"])
+def test_dates_written_as_digits_in_text_get_the_timestamp_format_hint(stamp):
+    raw = pd.DataFrame({"user_id": ["a"], "timestamp": [stamp], "event": ["view"]})
+    with pytest.raises(DataValidationError) as error:
+        load_events(raw)
+    assert str(error.value) == (
+        f"column 'timestamp' (timestamp): 1 value(s) cannot be parsed as a timestamp, e.g. "
+        f"row 0: '{stamp}' (numbers such as 19970101 or 1433221332117 are not read as dates: "
+        "set data.columns.timestamp_format, e.g. '%Y%m%d' or 'unix_ms')"
+    )

@@ -481,3 +481,28 @@ def test_directories_and_gzip_csv_are_read_as_locally(spark, tmp_path, layout):
         assert (layout == "partitions") == ("month" in local.source_columns)
     finally:
         log.release()
+
+
+def test_a_row_dated_after_today_is_refused_as_locally(spark, tiny_log):
+    from segmentkit.errors import DataValidationError
+
+    ahead = pd.Timestamp.now("UTC").tz_localize(None).normalize() + pd.Timedelta(days=400)
+    raw = tiny_log.assign(timestamp=tiny_log["timestamp"].where(tiny_log.index < 6, ahead))
+    with pytest.raises(DataValidationError) as local:
+        load_events(raw)
+    with pytest.raises(DataValidationError) as theirs:
+        io_spark.load_events_spark(spark.createDataFrame(raw))
+    # The same message but for the example, which Spark gives without a row number.
+    assert str(theirs.value) == str(local.value).replace("row 6: ", "")
+
+
+@pytest.mark.parametrize("stamp", ["19970101", "1433221332117"], ids=["cdnow-date", "epoch-ms"])
+def test_dates_written_as_digits_in_text_are_refused_as_locally(spark, stamp):
+    from segmentkit.errors import DataValidationError
+
+    raw = pd.DataFrame({"user_id": ["a", "b"], "timestamp": [stamp] * 2, "event": ["view"] * 2})
+    with pytest.raises(DataValidationError) as local:
+        load_events(raw)
+    with pytest.raises(DataValidationError) as theirs:
+        io_spark.load_events_spark(spark.createDataFrame(raw))
+    assert str(theirs.value) == str(local.value).replace("row 0: ", "").replace("row 1: ", "")

@@ -40,7 +40,7 @@ from segmentkit.errors import (
     SegmentkitWarning,
 )
 from segmentkit.parallel import thread_map, usable_cores
-from segmentkit.text import sql_literal
+from segmentkit.text import sql_literal, sql_timestamp
 
 __all__ = [
     "DataQualityReport",
@@ -716,6 +716,8 @@ def check_invalid_values(
                 "month order of slashed dates cannot be guessed: set "
                 "data.columns.timestamp_format (e.g. '%m/%d/%Y %H:%M') or convert them"
             )
+        elif re.search(r"'-?\d{6,}(\.\d*)?'", samples):  # digits as text: CDNOW, epoch exports
+            hint = NUMERIC_TIMESTAMP_HINT
         else:
             hint = ""
         raise DataValidationError(
@@ -886,6 +888,60 @@ def dropped_rows_message(report: DataQualityReport, columns: ColumnMap) -> str |
     return (
         f"dropped {' and '.join(parts)}: they count in no feature, segment or label "
         "(data.on_invalid: error refuses such a log instead)"
+    )
+
+
+def check_no_future_events(
+    cutoff: dt.datetime | None,
+    last: dt.datetime | None,
+    rows_after: Callable[[dt.datetime], int],
+    example: Callable[[dt.datetime], str],
+    today: dt.date | None = None,
+) -> None:
+    """Refuse events dated after today when the snapshot is left to the log's end.
+
+    Without ``as_of`` the snapshot is the midnight after the last event: one row
+    stamped 2099 by a wrong device clock would put it in 2099, and every user would
+    look inactive since (a confident wrong answer for everyone). A day of grace covers
+    time zones. With ``as_of`` given, later rows are excluded and counted as usual.
+    Shared by every engine.
+
+    Parameters
+    ----------
+    cutoff : datetime, optional
+        ``as_of`` as given (``None``: the snapshot defaults to the log's end).
+    last : datetime, optional
+        The last clean event.
+    rows_after : callable
+        Given a time, the clean rows at or after it (only called to refuse).
+    example : callable
+        Given a time, a few offending values, as text (only called to refuse).
+    today : date, optional
+        Today's date in UTC (default: the clock's).
+
+    Examples
+    --------
+    >>> at = dt.datetime(2099, 6, 1, 10)
+    >>> check_no_future_events(None, at, lambda t: 1, lambda t: "row 7: '2099-06-01 10:00'",
+    ...                        today=dt.date(2026, 11, 30))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    segmentkit.errors.DataValidationError: events: 1 row(s) are dated after today ...
+    >>> check_no_future_events(None, dt.datetime(2026, 12, 1, 23), int, str,
+    ...                        today=dt.date(2026, 11, 30))  # within the day of grace
+    """
+    if cutoff is not None or last is None:
+        return
+    today = today or dt.datetime.now(dt.UTC).date()
+    limit = dt.datetime.combine(today + dt.timedelta(days=2), dt.time())
+    if last < limit:
+        return
+    raise DataValidationError(
+        f"events: {rows_after(limit):,} row(s) are dated after today ({today}), the last at "
+        f"{last.isoformat(sep=' ')}, e.g. {example(limit)}: a wrong clock? The snapshot "
+        f"would default to {midnight_after(last.isoformat()).date()}, the midnight after the "
+        "last event, and every user would look inactive since. Set data.as_of (--as-of) to "
+        "the log's real end: rows at or after it are excluded and counted"
     )
 
 
@@ -1111,6 +1167,18 @@ def load_events(
         rows_usable=rows_read - invalid - after,
         on_invalid=on_invalid,
         example=example,
+    )
+
+    def kept_from(limit: dt.datetime) -> str:
+        return f"({keep}) AND ({ts_expr}) >= {sql_timestamp(limit)}"
+
+    check_no_future_events(
+        cutoff,
+        last,
+        lambda limit: con.execute(
+            f"SELECT count(*) FROM {source_sql} WHERE {kept_from(limit)}"
+        ).fetchall()[0][0],
+        lambda limit: _samples(con, source_sql, kept_from(limit), columns.timestamp),
     )
 
     def paid_rows() -> dict[str, tuple[int, int]]:

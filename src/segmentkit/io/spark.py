@@ -48,6 +48,7 @@ from segmentkit.io.events import (
     check_enough_left,
     check_invalid_values,
     check_mapped_columns,
+    check_no_future_events,
     check_output_parent,
     check_quantity_has_price,
     check_revenue_by_event,
@@ -653,10 +654,17 @@ def _user_expr(column: str, kind: T.DataType) -> Column:
     )
 
 
-def _samples(frame: DataFrame, condition: Column, column: str) -> str:
+def _samples(
+    frame: DataFrame,
+    condition: Column,
+    column: str,
+    shown: Callable[[Any], str] | None = None,
+) -> str:
     # Spark has no row order: the message shows offending values, not row numbers.
-    values = frame.where(condition).select(F.col(f"`{column}`").cast("string")).limit(_SAMPLE_ROWS)
-    return ", ".join(repr(row[0]) for row in values.collect())
+    value = F.col(f"`{column}`")
+    values = frame.where(condition).select(value if shown else value.cast("string"))
+    rows = [row[0] for row in values.limit(_SAMPLE_ROWS).collect()]
+    return ", ".join(repr(shown(v) if shown and v is not None else v) for v in rows)
 
 
 def load_events_spark(
@@ -968,6 +976,22 @@ def _validate(
             rows_usable=rows_read - invalid - after,
             on_invalid=on_invalid,
             example=example,
+        )
+        last_event = _from_epoch_us(last) if last is not None else None
+
+        def kept_from(limit: dt.datetime) -> Column:
+            return flag("keep") & (F.col("ts_us") >= F.lit(epoch_us(limit)))
+
+        check_no_future_events(
+            cutoff,
+            last_event,
+            lambda limit: flagged.where(kept_from(limit)).count(),
+            lambda limit: _samples(
+                flagged.where(kept_from(limit)).select(F.col("ts_us")),
+                F.lit(True),
+                "ts_us",
+                shown=lambda micros: _from_epoch_us(int(micros)).isoformat(sep=" "),
+            ),
         )
         if has_revenue and columns.event is not None:
             check_revenue_by_event(
