@@ -55,14 +55,19 @@ ParamsOption = Annotated[
 ]
 EventsOption = Annotated[
     str | None,
-    typer.Option("--events", help="Event log path or glob (default: params, else demo data)."),
+    typer.Option(
+        "--events",
+        help="Event log: a Parquet or CSV file, glob or directory (default: params, else "
+        "demo data).",
+    ),
 ]
 EngineOption = Annotated[
     str,
     typer.Option(
         "--engine",
         help="duckdb (embedded, default) or spark (pip install 'segmentkit[spark]'; "
-        "events: Parquet paths, globs or URIs; output: a Parquet dataset).",
+        "events: Parquet or CSV paths, globs, directories or URIs; output: a Parquet "
+        "dataset).",
     ),
 ]
 AsOfOption = Annotated[
