@@ -340,3 +340,27 @@ def test_train_model_on_a_short_order_line_table_says_how_little_it_saw():
     )
     assert evaluation.iloc[0] == len(orders)
     assert len(orders) < len(window[window["CustomerID"].isin(before)])
+
+
+def test_key_events_the_log_never_holds_are_named_with_its_events(two_behaviours_log):
+    # Key events are counted by exact name: 'Add-To-Cart' counts the log's 'add_to_cart'
+    # rows as 0, which only the user can put right.
+    config = load_config(
+        overrides={
+            "data": {"columns": {"session_id": None}},
+            "segmentation": {"k": 2, "n_bootstrap": 2},
+            "propensity": {"targets": []},
+            "features": {"key_events": ["purchase", "Add-To-Cart", "wishlist"]},
+        }
+    )
+    log = two_behaviours_log.copy()
+    views = log.index[log["event"] == "view"]
+    log.loc[views[::7], "event"] = "add_to_cart"
+    with pytest.warns(SegmentkitWarning) as caught:
+        train_model(config, log)
+    notes = [str(w.message) for w in caught if "key_events" in str(w.message)]
+    assert notes == [
+        "features.key_events ['Add-To-Cart', 'wishlist'] never occur in this log, so their count "
+        "features are 0 for every user; the log's events are 'add_to_cart', 'purchase', 'view'; "
+        "did you mean 'add_to_cart' for 'Add-To-Cart'?"
+    ]

@@ -1551,6 +1551,32 @@ def key_events_seen(log: EventLog, key_events: Sequence[str]) -> list[str]:
     return sorted(str(row[0]) for row in rows)
 
 
+def unseen_key_events_note(log: EventLog, key_events: Sequence[str]) -> str | None:
+    """Say which ``features.key_events`` never occur in a training log, or None.
+
+    Their count features are then 0 for every user: usually the log names the event
+    otherwise ('cart' for 'add_to_cart'), which only the user can tell.
+    """
+    seen = set(key_events_seen(log, key_events))
+    missing = [str(name) for name in key_events if str(name) not in seen]
+    if not missing:
+        return None
+    names = sorted(map(str, distinct_event_names(log)))
+    renamed = respelled_names(missing, names)
+    hint = (
+        "; did you mean "
+        + ", ".join(f"{spelled!r} for {name!r}" for name, spelled in renamed.items())
+        + "?"
+        if renamed
+        else ""
+    )
+    listed = ", ".join(repr(name) for name in names[:12]) + (", ..." if len(names) > 12 else "")
+    return (
+        f"features.key_events {missing} never occur in this log, so their count features "
+        f"are 0 for every user; the log's events are {listed}{hint}"
+    )
+
+
 def describe_input(log: EventLog, key_events: Sequence[str] = ()) -> dict[str, Any]:
     """Describe what a training log held (recorded in the bundle, checked when scoring).
 
