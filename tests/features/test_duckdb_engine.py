@@ -299,12 +299,18 @@ def test_matches_a_naive_pandas_implementation_on_demo_data():
         np.testing.assert_allclose(left, expected[column], err_msg=column)
 
 
-def test_rows_without_session_id_are_one_session_each(tiny_log):
+def test_rows_without_session_id_are_cut_into_sessions_at_gaps(tiny_log):
     raw = tiny_log.copy()
     raw["session_id"] = raw["session_id"].astype(object)
     raw.loc[[3, 4], "session_id"] = None  # two of the three events of s3 lose their id
     table = build_features(raw, AS_OF, CONFIG).set_index("user_id")
+    # s1, s2, what is left of s3 (23:50), and 23:00 + 23:20 without ids: 20 minutes
+    # apart, within the 30-minute gap, one session (it was one per timestamp, two).
+    assert table.loc["a", "sessions_total"] == 4
+    short_gap = FeatureConfig(windows=(7, 30), session_gap_minutes=15, key_events=())
+    table = build_features(raw, AS_OF, short_gap).set_index("user_id")
     assert table.loc["a", "sessions_total"] == 5
+    assert table.loc["a", "events_per_session"] == pytest.approx(6 / 5)
 
 
 def _naive_gap_sessions(
@@ -462,8 +468,9 @@ def test_windows_holding_the_whole_history_equal_filtered_counts(windows, gap_mi
 
 @pytest.mark.parametrize("share_without_id", [0.0, 0.3, 1.0])
 def test_sessions_with_some_rows_lacking_a_session_id_match_a_naive_count(share_without_id):
-    # Rows with an id form (user, id) sessions; rows without one form one session per
-    # (user, timestamp). The query groups the two kinds apart: checked against pandas.
+    # Rows with an id form (user, id) sessions; rows without one are cut at 30-minute
+    # gaps among themselves. The query groups the two kinds apart: checked against a
+    # sort-based pandas sessionization.
     rng = np.random.default_rng(7)
     n = 2000
     as_of = pd.Timestamp("2024-03-01")
@@ -480,10 +487,13 @@ def test_sessions_with_some_rows_lacking_a_session_id_match_a_naive_count(share_
     config = FeatureConfig(windows=(7, 60), key_events=())
     table = build_features(events, as_of, config).set_index("user_id")
     with_id = events.dropna(subset=["session_id"])
+    without = events[events["session_id"].isna()].sort_values(["user_id", "timestamp"])
+    previous = without.groupby("user_id")["timestamp"].shift()
+    cut = previous.isna() | (without["timestamp"] - previous > pd.Timedelta(minutes=30))
     starts = pd.concat(
         [
             with_id.groupby(["user_id", "session_id"])["timestamp"].min().reset_index(),
-            events[events["session_id"].isna()][["user_id", "timestamp"]].drop_duplicates(),
+            without.loc[cut, ["user_id", "timestamp"]],
         ]
     )
     recent = (as_of - starts["timestamp"]) < pd.Timedelta(days=7)

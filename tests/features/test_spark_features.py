@@ -72,7 +72,7 @@ def edge_case_log() -> pd.DataFrame:
         # b: one old event (median gap falls back to tenure), exact duplicates
         ("b", "2023-12-01 12:00", "view", 0.0, "s4"),
         ("b", "2023-12-01 12:00", "view", 0.0, "s4"),
-        # c: no session ids (one session per timestamp), ties, revenue with many decimals
+        # c: no session ids (cut at gaps), ties, revenue with many decimals
         ("c", "2024-01-10 08:00", "purchase", 0.1234565, None),
         ("c", "2024-01-10 08:00", "view", 0.0, None),
         ("c", "2024-01-10 08:29", "view", 0.0, None),

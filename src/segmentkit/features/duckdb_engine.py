@@ -643,36 +643,26 @@ def _session_sql(events: EventLog, config: FeatureConfig) -> str:
 
     ``start_us`` is the ``before_us`` of the session's first event.
 
-    With session ids, a session is a (user, session id) group; rows without an id
-    form one session per timestamp. Without them, sessions are cut where a user's
-    previous event is more than ``session_gap_minutes`` earlier. Instead of
-    sorting every event by user and time, events are first grouped into pieces
-    (user, slice of one gap's length): events within a piece are less than a gap
-    apart, so only the piece's first event can start a session, and it does when
-    the previous piece of that user ended more than a gap before it. Only the
-    pieces, a few times fewer than events, are sorted.
+    With session ids, a session is a (user, session id) group; the rows without an id
+    (a tracker that sets one only for some events, say) are cut into sessions at gaps
+    among themselves, as a log without ids is: three such clicks a minute apart are
+    one session, not three. Without ids, sessions are cut where a user's previous
+    event is more than ``session_gap_minutes`` earlier. Instead of sorting every
+    event by user and time, events are first grouped into pieces (user, slice of one
+    gap's length): events within a piece are less than a gap apart, so only the
+    piece's first event can start a session, and it does when the previous piece of
+    that user ended more than a gap before it. Only the pieces, a few times fewer
+    than events, are sorted.
 
-    Rows with and without a session id are grouped apart, each by two keys: a
-    third key for the rows without one (their timestamp) made this grouping a
-    fifth costlier (measured at 200k users). The rows without an id are read in a
-    scan of their own, which DuckDB skips by the column's null statistics when
-    there are none (Parquet row groups, tables).
+    The rows without an id are read in a scan of their own, which DuckDB skips by
+    the column's null statistics when there are none (Parquet row groups, tables).
     """
-    if events.has_session_id:
-        return """
-        SELECT user_id, max(before_us) AS start_us
-        FROM base WHERE session_id IS NOT NULL
-        GROUP BY user_id, session_id
-        UNION ALL
-        SELECT user_id, before_us AS start_us
-        FROM base WHERE session_id IS NULL
-        GROUP BY user_id, before_us"""
     gap_us = int(config.session_gap_minutes) * 60_000_000
-    return f"""
+    gap_sessions = f"""
         SELECT user_id, first_us AS start_us
         FROM (
             SELECT user_id, min(before_us) AS last_us, max(before_us) AS first_us
-            FROM base
+            FROM base {{where}}
             GROUP BY user_id, before_us // {gap_us}
         )
         -- the previous piece of the user is the next one in time-before-as_of order
@@ -680,6 +670,13 @@ def _session_sql(events: EventLog, config: FeatureConfig) -> str:
             lead(last_us) OVER (PARTITION BY user_id ORDER BY first_us) > first_us + {gap_us},
             true
         )"""
+    if events.has_session_id:
+        return """
+        SELECT user_id, max(before_us) AS start_us
+        FROM base WHERE session_id IS NOT NULL
+        GROUP BY user_id, session_id
+        UNION ALL""" + gap_sessions.format(where="WHERE session_id IS NULL")
+    return gap_sessions.format(where="")
 
 
 def _decode_day_bits(table: pd.DataFrame, config: FeatureConfig, blocks: int) -> pd.DataFrame:
