@@ -342,25 +342,34 @@ def test_train_model_on_a_short_order_line_table_says_how_little_it_saw():
     assert len(orders) < len(window[window["CustomerID"].isin(before)])
 
 
-def test_key_events_the_log_never_holds_are_named_with_its_events(two_behaviours_log):
-    # Key events are counted by exact name: 'Add-To-Cart' counts the log's 'add_to_cart'
-    # rows as 0, which only the user can put right.
+def _key_event_notes(log: pd.DataFrame, key_events: list[str]) -> list[str]:
     config = load_config(
         overrides={
             "data": {"columns": {"session_id": None}},
             "segmentation": {"k": 2, "n_bootstrap": 2},
             "propensity": {"targets": []},
-            "features": {"key_events": ["purchase", "Add-To-Cart", "wishlist"]},
+            "features": {"key_events": key_events},
         }
     )
+    with pytest.warns(SegmentkitWarning) as caught:
+        train_model(config, log)
+    return [str(w.message) for w in caught if "key_events" in str(w.message)]
+
+
+def test_key_events_the_log_never_holds_are_named_with_its_events(two_behaviours_log):
+    # Key events are counted by exact name: 'Add-To-Cart' counts the log's 'add_to_cart'
+    # rows as 0, which only the user can put right.
     log = two_behaviours_log.copy()
     views = log.index[log["event"] == "view"]
     log.loc[views[::7], "event"] = "add_to_cart"
-    with pytest.warns(SegmentkitWarning) as caught:
-        train_model(config, log)
-    notes = [str(w.message) for w in caught if "key_events" in str(w.message)]
-    assert notes == [
+    assert _key_event_notes(log, ["purchase", "Add-To-Cart", "wishlist"]) == [
         "features.key_events ['Add-To-Cart', 'wishlist'] never occur in this log, so their count "
         "features are 0 for every user; the log's events are 'add_to_cart', 'purchase', 'view'; "
         "did you mean 'add_to_cart' for 'Add-To-Cart'?"
+    ]
+    # Two exports merged: the second spells carts otherwise, and those are not counted.
+    log.loc[views[3::7], "event"] = "Add To Cart"
+    assert _key_event_notes(log, ["purchase", "add_to_cart"]) == [
+        "features.key_events: the log also spells 'add_to_cart' as ['Add To Cart']; only the "
+        "rows spelled 'add_to_cart' are counted in its feature (give the log one spelling)"
     ]

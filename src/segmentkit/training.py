@@ -29,9 +29,9 @@ from segmentkit.io.events import (
     EventSource,
     default_as_of,
     describe_input,
+    key_events_notes,
     load_events,
     to_timestamp,
-    unseen_key_events_note,
 )
 from segmentkit.models.evaluation import auc_standard_error
 from segmentkit.parallel import in_background, usable_cores
@@ -369,9 +369,8 @@ def train_model(
         )
         for note in evidence:
             warnings.warn(note, SegmentkitWarning, stacklevel=2)
-    unseen = unseen_key_events_note(log, config.features.key_events)
-    if unseen is not None:
-        warnings.warn(unseen, SegmentkitWarning, stacklevel=2)
+    for note in key_events_notes(log, config.features.key_events):
+        warnings.warn(note, SegmentkitWarning, stacklevel=2)
     return TrainingResult(
         model=model,
         report=log.report,

@@ -184,3 +184,21 @@ def test_params_yaml_refuses_revenue_events_that_select_nothing(columns, message
 def test_params_yaml_reads_revenue_events_as_a_tuple():
     config = load_config(overrides={"data": {"columns": {"revenue_events": ["purchase"]}}})
     assert config.data.columns.revenue_events == ("purchase",)
+
+
+def test_a_paid_event_spelled_two_ways_is_named_in_the_refusal():
+    # One user's 9.99 purchases under two spellings recur across "events": the refusal
+    # says the two names are one event.
+    rows = pd.DataFrame(
+        {
+            "user_id": ["a"] * 4,
+            "timestamp": ["2024-01-01", "2024-02-01", "2024-03-01", "2024-04-01"],
+            "event": ["purchase", "purchase", "Purchase", "Purchase"],
+            "revenue": [9.99] * 4,
+        }
+    )
+    with pytest.raises(DataValidationError) as refused:
+        load_events(rows)
+    assert str(refused.value).endswith(
+        "e.g. [purchase] ('Purchase' and 'purchase' spell one event: give the log one spelling)"
+    )

@@ -838,12 +838,21 @@ def check_revenue_by_event(
             for name, (n, shared) in ranked[:8]
         )
         more = f" and {len(ranked) - 8} more" if len(ranked) > 8 else ""
+        twins = sorted(
+            {tuple(sorted([name, *other_spellings(name, rows)])) for name in rows}
+            - {(name,) for name in rows}
+        )
+        spelled = "".join(
+            f" ({' and '.join(map(repr, group))} spell one event: give the log one spelling)"
+            for group in twins
+        )
         raise DataValidationError(
             f"column {columns.revenue!r} (revenue): one user's same amount recurs on rows of "
             f"{len(ranked)} events ({shown}{more} with an amount above 0 share it with "
             "another event): a price carried on every event, not money paid; summed, "
             "viewed or carted products would count as spending. Name the events whose "
             "amounts were paid (and refunded) in data.columns.revenue_events, e.g. [purchase]"
+            + spelled
         )
     names = [str(name) for name in event_names() if name is not None]
     renamed = respelled_names(sorted(set(chosen) - set(names)), names)
@@ -1551,30 +1560,40 @@ def key_events_seen(log: EventLog, key_events: Sequence[str]) -> list[str]:
     return sorted(str(row[0]) for row in rows)
 
 
-def unseen_key_events_note(log: EventLog, key_events: Sequence[str]) -> str | None:
-    """Say which ``features.key_events`` never occur in a training log, or None.
+def key_events_notes(log: EventLog, key_events: Sequence[str]) -> list[str]:
+    """Say which ``features.key_events`` a training log never holds or spells two ways.
 
-    Their count features are then 0 for every user: usually the log names the event
-    otherwise ('cart' for 'add_to_cart'), which only the user can tell.
+    Key events are counted by exact name. One the log never holds has a count feature
+    of 0 for every user: usually the log names it otherwise ('cart' for
+    'add_to_cart'), which only the user can tell. One the log also spells otherwise
+    ('add_to_cart' beside 'Add To Cart', two sources merged) is counted in part.
     """
+    names = sorted(map(str, distinct_event_names(log)))
     seen = set(key_events_seen(log, key_events))
     missing = [str(name) for name in key_events if str(name) not in seen]
-    if not missing:
-        return None
-    names = sorted(map(str, distinct_event_names(log)))
-    renamed = respelled_names(missing, names)
-    hint = (
-        "; did you mean "
-        + ", ".join(f"{spelled!r} for {name!r}" for name, spelled in renamed.items())
-        + "?"
-        if renamed
-        else ""
-    )
-    listed = ", ".join(repr(name) for name in names[:12]) + (", ..." if len(names) > 12 else "")
-    return (
-        f"features.key_events {missing} never occur in this log, so their count features "
-        f"are 0 for every user; the log's events are {listed}{hint}"
-    )
+    notes = []
+    if missing:
+        renamed = respelled_names(missing, names)
+        hint = (
+            "; did you mean "
+            + ", ".join(f"{spelled!r} for {name!r}" for name, spelled in renamed.items())
+            + "?"
+            if renamed
+            else ""
+        )
+        listed = ", ".join(repr(n) for n in names[:12]) + (", ..." if len(names) > 12 else "")
+        notes.append(
+            f"features.key_events {missing} never occur in this log, so their count features "
+            f"are 0 for every user; the log's events are {listed}{hint}"
+        )
+    for name in sorted(seen):
+        others = other_spellings(name, names)
+        if others:
+            notes.append(
+                f"features.key_events: the log also spells {name!r} as {others}; only the rows "
+                f"spelled {name!r} are counted in its feature (give the log one spelling)"
+            )
+    return notes
 
 
 def describe_input(log: EventLog, key_events: Sequence[str] = ()) -> dict[str, Any]:
