@@ -303,15 +303,24 @@ def _with_revenue_twice(tiny_log: pd.DataFrame) -> pd.DataFrame:
     return cents.rename(columns={"cents": "revenue"})
 
 
-@pytest.mark.parametrize("kind", ["frame", "csv", "parquet"])
+@pytest.mark.parametrize("kind", ["frame", "csv", "csv.gz", "parquet", "directory"])
 def test_a_contract_column_named_twice_is_refused(tiny_log, tmp_path, kind):
     raw = _with_revenue_twice(tiny_log)
-    source = {"frame": raw, "csv": tmp_path / "e.csv", "parquet": tmp_path / "e.parquet"}[kind]
-    if kind == "csv":
+    source = {
+        "frame": raw,
+        "csv": tmp_path / "e.csv",
+        "csv.gz": tmp_path / "e.csv.gz",
+        "parquet": tmp_path / "e.parquet",
+        "directory": tmp_path / "events",
+    }[kind]
+    if kind in ("csv", "csv.gz"):
         raw.to_csv(source, index=False)
-    elif kind == "parquet":
+    elif kind in ("parquet", "directory"):
         table = pa.Table.from_pandas(tiny_log, preserve_index=False)
-        pq.write_table(table.append_column("revenue", table["revenue"]), source)
+        if kind == "directory":  # as Spark writes a table: the files are inside
+            source.mkdir()
+        target = source / "part-00000.parquet" if kind == "directory" else source
+        pq.write_table(table.append_column("revenue", table["revenue"]), target)
     with pytest.raises(
         DataValidationError, match=r"column\(s\) \['revenue'\] appear more than once"
     ):

@@ -412,9 +412,9 @@ def _check_columns_named_once(
     if isinstance(source, pd.DataFrame):
         names = [str(name) for name in source.columns]
     elif isinstance(source, str | Path) and any(f"{name}_1" in present for name in mapped):
-        first = _paths_of(str(source))[0]
-        quoted = sql_literal(first)
-        if Path(first).suffix.lower() == ".csv":
+        kind, files = event_files(str(source))  # a directory, or .csv.gz, as read
+        quoted = sql_literal(files[0])
+        if kind == "csv":
             header = f"SELECT * FROM read_csv({quoted}, header = false, all_varchar = true)"
             names = list(con.execute(header).fetchmany(1)[0])
         else:
