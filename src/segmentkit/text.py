@@ -11,7 +11,9 @@ __all__ = [
     "inert_text",
     "is_mlflow_uri",
     "natural_key",
+    "quoted_names",
     "slug",
+    "sql_identifier",
     "sql_literal",
     "sql_timestamp",
 ]
@@ -37,6 +39,28 @@ def sql_literal(text: str) -> str:
     "'o''clock'"
     """
     return "'" + text.replace("'", "''") + "'"
+
+
+def sql_identifier(name: str) -> str:
+    """Quote a column name as an SQL identifier (double quotes doubled).
+
+    Examples
+    --------
+    >>> sql_identifier('a"b')
+    '"a""b"'
+    """
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quoted_names(names: list[str], limit: int) -> str:
+    """List names quoted, the first ``limit`` of them (``...`` for the rest), for messages.
+
+    Examples
+    --------
+    >>> quoted_names(["order", "page_view", "view"], 2)
+    "'order', 'page_view', ..."
+    """
+    return ", ".join(repr(name) for name in names[:limit]) + (", ..." if len(names) > limit else "")
 
 
 def slug(name: str) -> str:

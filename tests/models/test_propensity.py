@@ -1276,11 +1276,15 @@ def _renamed_log(purchase_name: str) -> pd.DataFrame:
     )
 
 
-def test_a_target_event_missing_from_the_log_is_refused_naming_the_logs_events():
-    log = load_events(_renamed_log("order"))
+def _target_refusal(raw: pd.DataFrame) -> str:
+    """The message ``fit_propensity`` refuses ``raw`` with (the purchase target's check)."""
     with pytest.raises(ConfigError) as error:
-        fit_propensity(log, pd.Timestamp("2024-02-01"), FEATURES, CONFIG, n_threads=1)
-    assert str(error.value) == (
+        fit_propensity(load_events(raw), pd.Timestamp("2024-02-01"), FEATURES, CONFIG, n_threads=1)
+    return str(error.value)
+
+
+def test_a_target_event_missing_from_the_log_is_refused_naming_the_logs_events():
+    assert _target_refusal(_renamed_log("order")) == (
         "propensity.targets.purchase: event 'purchase' does not occur in the log, so every "
         "label would be 0; the log's events are 'order', 'page_view'. Set the target's "
         "`event` in params.yaml to the log's name for it"
@@ -1296,10 +1300,8 @@ def test_a_target_event_spelled_otherwise_is_pointed_out(spelled):
 
 def test_a_target_event_the_log_also_spells_otherwise_is_refused_with_its_rows():
     # Two exports concatenated: one spells purchases 'purchase', the other 'Purchase'.
-    log = load_events(pd.concat([_renamed_log("purchase"), _renamed_log("Purchase")]))
-    with pytest.raises(ConfigError) as error:
-        fit_propensity(log, pd.Timestamp("2024-02-01"), FEATURES, CONFIG, n_threads=1)
-    assert str(error.value) == (
+    merged = pd.concat([_renamed_log("purchase"), _renamed_log("Purchase")])
+    assert _target_refusal(merged) == (
         "propensity.targets.purchase: the log spells event 'purchase' in 2 ways (rows: "
         "'purchase' 2, 'Purchase' 2); labels would count only 'purchase'. Give the log one "
         "spelling (e.g. lower-case its event column)"

@@ -40,7 +40,7 @@ from segmentkit.errors import (
     SegmentkitWarning,
 )
 from segmentkit.parallel import thread_map, usable_cores
-from segmentkit.text import sql_literal, sql_timestamp
+from segmentkit.text import quoted_names, sql_identifier, sql_literal, sql_timestamp
 
 __all__ = [
     "DataQualityReport",
@@ -456,10 +456,6 @@ def unmapped_columns(names: Sequence[str], columns: ColumnMap) -> list[str]:
     ]
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 # Epoch numbers at or beyond this many microseconds (about year 5138) are refused as
 # unparseable, not read: DuckDB's timestamps end near year 294,000 and fail past it.
 _MAX_EPOCH_US = 10**17
@@ -471,7 +467,7 @@ def timestamp_sql(column: str, type_name: str, timestamp_format: str | None = No
     ``timestamp_format`` (see :class:`~segmentkit.config.ColumnMap`) applies to text and
     numbers; a column typed as dates or timestamps is read as it is.
     """
-    col = _quote(column)
+    col = sql_identifier(column)
     upper = type_name.upper()
     if upper == "TIMESTAMP WITH TIME ZONE":
         return f"timezone('UTC', {col})"
@@ -543,12 +539,12 @@ def _user_expr(column: str, type_name: str) -> str:
     upper = type_name.upper()
     integer = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"}
     if upper in integer:
-        return f"CAST({_quote(column)} AS BIGINT)"
+        return f"CAST({sql_identifier(column)} AS BIGINT)"
     if _float_ids(type_name):
         # TRY_CAST: a value out of range is NULL here, and counted as bad before any use.
-        return f"TRY_CAST({_quote(column)} AS BIGINT)"
+        return f"TRY_CAST({sql_identifier(column)} AS BIGINT)"
     if upper in ("VARCHAR", "UBIGINT", "HUGEINT") or upper.startswith("ENUM"):
-        return f"CAST({_quote(column)} AS VARCHAR)"
+        return f"CAST({sql_identifier(column)} AS VARCHAR)"
     raise DataValidationError(
         f"column {column!r} (user_id): expected strings or integers (or whole numbers stored "
         f"as floats), got type {type_name}"
@@ -566,9 +562,9 @@ def _numeric(type_name: str) -> bool:
 def _number_expr(column: str, type_name: str, role: str) -> str:
     """Return the SQL reading a numeric column as DOUBLE (NULL where its text is no number)."""
     if _numeric(type_name):
-        return f"CAST({_quote(column)} AS DOUBLE)"
+        return f"CAST({sql_identifier(column)} AS DOUBLE)"
     if type_name.upper() == "VARCHAR":
-        return f"TRY_CAST({_quote(column)} AS DOUBLE)"
+        return f"TRY_CAST({sql_identifier(column)} AS DOUBLE)"
     raise DataValidationError(f"column {column!r} ({role}): expected numbers, got type {type_name}")
 
 
@@ -595,7 +591,7 @@ def check_quantity_has_price(columns: ColumnMap, has_revenue: bool, present: Seq
 def _samples(con: duckdb.DuckDBPyConnection, source_sql: str, condition: str, column: str) -> str:
     rows = con.execute(
         f"""
-        SELECT _row, CAST({_quote(column)} AS VARCHAR) AS value
+        SELECT _row, CAST({sql_identifier(column)} AS VARCHAR) AS value
         FROM (SELECT row_number() OVER () - 1 AS _row, * FROM {source_sql})
         WHERE {condition}
         ORDER BY _row
@@ -658,11 +654,28 @@ def _column_hint(missing: Sequence[str], present: Sequence[str]) -> str:
     >>> _column_hint(["user_id"], ["UserID", "timestamp"])
     "; did you mean 'UserID' for 'user_id'? (column names must match exactly)"
     """
+    hint = did_you_mean(missing, present)
+    return f"{hint} (column names must match exactly)" if hint else ""
+
+
+def did_you_mean(missing: Sequence[str], present: Iterable[Any]) -> str:
+    """``; did you mean 'X' for 'x'?`` for names of ``present`` spelling missing ones otherwise.
+
+    Examples
+    --------
+    >>> did_you_mean(["add_to_cart", "wishlist"], ["Add-To-Cart", "view"])
+    "; did you mean 'Add-To-Cart' for 'add_to_cart'?"
+    >>> did_you_mean(["wishlist"], ["view"])
+    ''
+    """
     renamed = respelled_names(list(missing), present)
     if not renamed:
         return ""
-    pairs = ", ".join(f"{spelled!r} for {name!r}" for name, spelled in renamed.items())
-    return f"; did you mean {pairs}? (column names must match exactly)"
+    return (
+        "; did you mean "
+        + ", ".join(f"{spelled!r} for {name!r}" for name, spelled in renamed.items())
+        + "?"
+    )
 
 
 def check_invalid_values(
@@ -762,8 +775,13 @@ def check_invalid_values(
         )
 
 
-def check_revenue_column_for_events(columns: ColumnMap, has_revenue: bool) -> None:
-    """Refuse ``revenue_events`` for a log without the revenue column it selects from."""
+def check_revenue_selection(columns: ColumnMap, has_revenue: bool) -> None:
+    """Refuse ``revenue_events`` that cannot select revenue from this log (every engine).
+
+    The rules of :func:`segmentkit.config.check_revenue_events` (for a ``ColumnMap``
+    built in code), and a log without the revenue column the events select from.
+    """
+    check_revenue_events(columns, DataValidationError)
     if columns.revenue_events is not None and not has_revenue:
         raise DataValidationError(
             f"data.columns.revenue_events ({list(columns.revenue_events)}) selects the rows "
@@ -1059,7 +1077,9 @@ def load_events(
     ts_expr = timestamp_sql(columns.timestamp, types[columns.timestamp], columns.timestamp_format)
     user_expr = _user_expr(columns.user_id, types[columns.user_id])
     event_expr = (
-        f"CAST({_quote(columns.event)} AS VARCHAR)" if columns.event is not None else "'purchase'"
+        f"CAST({sql_identifier(columns.event)} AS VARCHAR)"
+        if columns.event is not None
+        else "'purchase'"
     )
     check_quantity_has_price(columns, has_revenue, list(types))
     revenue_expr = price_expr = "CAST(NULL AS DOUBLE)"
@@ -1068,17 +1088,16 @@ def load_events(
     if columns.quantity is not None:
         quantity_expr = _number_expr(columns.quantity, types[columns.quantity], "quantity")
         revenue_expr = f"(({price_expr}) * ({quantity_expr}))"
-    check_revenue_events(columns, DataValidationError)
-    check_revenue_column_for_events(columns, has_revenue)
+    check_revenue_selection(columns, has_revenue)
     if columns.revenue_events is not None:
         chosen = ", ".join(sql_literal(name) for name in columns.revenue_events)
         revenue_expr = f"(CASE WHEN ({event_expr}) IN ({chosen}) THEN {revenue_expr} END)"
     # Session ids keep their own type: hashing integers is much cheaper than strings.
-    session_expr = _quote(columns.session_id) if has_session else "CAST(NULL AS BIGINT)"
+    session_expr = sql_identifier(columns.session_id) if has_session else "CAST(NULL AS BIGINT)"
 
     cutoff = to_timestamp(as_of) if as_of is not None else None
     cutoff_sql = f"TIMESTAMP '{cutoff.isoformat(sep=' ')}'" if cutoff is not None else None
-    user_col, ts_col = _quote(columns.user_id), _quote(columns.timestamp)
+    user_col, ts_col = sql_identifier(columns.user_id), sql_identifier(columns.timestamp)
     # Parse failures: a value is present but does not convert.
     bad_ts = f"{ts_col} IS NOT NULL AND ({ts_expr}) IS NULL"
     bad_user = (
@@ -1088,12 +1107,12 @@ def load_events(
         else "false"
     )
     bad_rev = (
-        f"{_quote(columns.revenue)} IS NOT NULL AND ({price_expr}) IS NULL"
+        f"{sql_identifier(columns.revenue)} IS NOT NULL AND ({price_expr}) IS NULL"
         if has_revenue
         else "false"
     )
     bad_qty = (
-        f"{_quote(columns.quantity)} IS NOT NULL AND ({quantity_expr}) IS NULL"
+        f"{sql_identifier(columns.quantity)} IS NOT NULL AND ({quantity_expr}) IS NULL"
         if columns.quantity is not None
         else "false"
     )
@@ -1168,7 +1187,7 @@ def load_events(
     def example(kind: str, column: str | None = None) -> str:
         if kind in examples:
             return _samples(con, source_sql, *examples[kind])
-        return _samples(con, source_sql, f"{_quote(column)} IS NULL", column)
+        return _samples(con, source_sql, f"{sql_identifier(column)} IS NULL", column)
 
     check_invalid_values(
         columns,
@@ -1216,7 +1235,7 @@ def load_events(
         # clean log twice) do not decode the event column only to test it for null.
         keep = "true"
     # An exact duplicate is equal in every column of the source, unmapped ones included.
-    unmapped = [_quote(name) for name in unmapped_columns(list(types), columns)]
+    unmapped = [sql_identifier(name) for name in unmapped_columns(list(types), columns)]
     row_hash = (
         f"hash({user_expr}, {ts_expr}, {event_expr}, {revenue_expr}, {session_expr}"
         + "".join(f", {column}" for column in unmapped)
@@ -1573,18 +1592,10 @@ def key_events_notes(log: EventLog, key_events: Sequence[str]) -> list[str]:
     missing = [str(name) for name in key_events if str(name) not in seen]
     notes = []
     if missing:
-        renamed = respelled_names(missing, names)
-        hint = (
-            "; did you mean "
-            + ", ".join(f"{spelled!r} for {name!r}" for name, spelled in renamed.items())
-            + "?"
-            if renamed
-            else ""
-        )
-        listed = ", ".join(repr(n) for n in names[:12]) + (", ..." if len(names) > 12 else "")
         notes.append(
             f"features.key_events {missing} never occur in this log, so their count features "
-            f"are 0 for every user; the log's events are {listed}{hint}"
+            f"are 0 for every user; the log's events are {quoted_names(names, 12)}"
+            + did_you_mean(missing, names)
         )
     for name in sorted(seen):
         others = other_spellings(name, names)

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute
 import pyarrow.parquet as pq
 
-from segmentkit.config import UNIX_TIME_UNITS, ColumnMap, check_revenue_events
+from segmentkit.config import UNIX_TIME_UNITS, ColumnMap
 from segmentkit.errors import DataValidationError
 from segmentkit.io.events import (
     MAX_REVENUE,
@@ -52,7 +52,7 @@ from segmentkit.io.events import (
     check_output_parent,
     check_quantity_has_price,
     check_revenue_by_event,
-    check_revenue_column_for_events,
+    check_revenue_selection,
     check_timestamp_pattern,
     connect,
     csv_source_sql,
@@ -65,6 +65,7 @@ from segmentkit.io.events import (
     to_timestamp,
     unmapped_columns,
 )
+from segmentkit.text import sql_identifier
 
 try:
     from py4j.protocol import Py4JError
@@ -606,7 +607,7 @@ def _with_formatted_timestamps(
     type_name = str(con.from_arrow(empty).types[0])
     source = "_sk_batch"
     if timestamp_format in UNIX_TIME_UNITS and type_name == "VARCHAR":
-        quoted = '"' + column.replace('"', '""') + '"'
+        quoted = sql_identifier(column)
         source = f"(SELECT TRY_CAST({quoted} AS DOUBLE) AS {quoted} FROM _sk_batch)"
         type_name = "DOUBLE"
     # Raises here, on the driver, for a type the format cannot read.
@@ -799,8 +800,7 @@ def _validate(
     if columns.quantity is not None:
         quantity = _number(columns.quantity, fields[columns.quantity].dataType, "quantity")
         revenue = price * quantity
-    check_revenue_events(columns, DataValidationError)
-    check_revenue_column_for_events(columns, has_revenue)
+    check_revenue_selection(columns, has_revenue)
     if columns.revenue_events is not None:
         revenue = F.when(event.isin(*columns.revenue_events), revenue)
     session = F.col(f"`{columns.session_id}`") if has_session else F.lit(None).cast("bigint")
@@ -987,8 +987,8 @@ def _validate(
             last_event,
             lambda limit: flagged.where(kept_from(limit)).count(),
             lambda limit: _samples(
-                flagged.where(kept_from(limit)).select(F.col("ts_us")),
-                F.lit(True),
+                flagged,
+                kept_from(limit),
                 "ts_us",
                 shown=lambda micros: _from_epoch_us(int(micros)).isoformat(sep=" "),
             ),

@@ -53,7 +53,7 @@ from segmentkit.models.propensity import (
     shift_level,
 )
 from segmentkit.parallel import thread_map, usable_cores
-from segmentkit.text import sql_literal, sql_timestamp
+from segmentkit.text import quoted_names, sql_literal, sql_timestamp
 
 
 class LevelVerdict(NamedTuple):
@@ -1314,11 +1314,10 @@ def check_target_events(log: EventLog, targets: Sequence[TargetConfig]) -> None:
         hint = (
             f"; did you mean {respelled!r}? (event names must match exactly)" if respelled else ""
         )
-        listed = ", ".join(repr(n) for n in names[:20]) + (", ..." if len(names) > 20 else "")
         raise ConfigError(
             f"propensity.targets.{target.name}: event {target.event!r} does not occur in the "
-            f"log, so every label would be 0; the log's events are {listed}{hint}. Set the "
-            "target's `event` in params.yaml to the log's name for it"
+            f"log, so every label would be 0; the log's events are {quoted_names(names, 20)}"
+            f"{hint}. Set the target's `event` in params.yaml to the log's name for it"
         )
 
 
