@@ -506,3 +506,17 @@ def test_dates_written_as_digits_in_text_are_refused_as_locally(spark, stamp):
     with pytest.raises(DataValidationError) as theirs:
         io_spark.load_events_spark(spark.createDataFrame(raw))
     assert str(theirs.value) == str(local.value).replace("row 0: ", "").replace("row 1: ", "")
+
+
+@pytest.mark.parametrize(
+    "uris",
+    [["s3://bucket/events.json"], ["s3://bucket/a.csv", "s3://bucket/b.parquet"]],
+    ids=["other-suffix", "mixed-kinds"],
+)
+def test_remote_uris_of_another_kind_or_of_mixed_kinds_are_refused_before_reading(spark, uris):
+    from segmentkit.errors import DataValidationError
+
+    with pytest.raises(
+        DataValidationError, match=r"expected \.parquet, \.csv or \.csv\.gz files of one kind"
+    ):
+        io_spark.read_events_spark(spark, uris)
