@@ -113,6 +113,38 @@ def priced_view_columns():
 
 
 @pytest.fixture
+def taobao_csv(tmp_path):
+    """Taobao's ``UserBehavior.csv`` layout, with no header row: user, item, category,
+    behaviour, epoch seconds; two users, five lines."""
+    lines = [
+        "1,2268318,2520377,pv,1511544070",
+        "1,2333346,2520771,pv,1511561733",
+        "1,2576651,149192,buy,1511572885",
+        "2,3830808,4181361,pv,1511593493",
+        "2,4365585,2520377,cart,1511596146",
+    ]
+    path = tmp_path / "UserBehavior.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def taobao_columns():
+    """Its mapping, the column names given in ``csv_header``."""
+    from segmentkit.config import ColumnMap
+
+    return ColumnMap(
+        user_id="user",
+        timestamp="time",
+        event="behavior",
+        revenue=None,
+        session_id=None,
+        timestamp_format="unix_s",
+        csv_header=("user", "item", "category", "behavior", "time"),
+    )
+
+
+@pytest.fixture
 def two_behaviours() -> pd.DataFrame:
     """80 users in two planted groups (see ``_two_behaviours``)."""
     return _two_behaviours()

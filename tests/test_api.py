@@ -217,6 +217,36 @@ def test_a_price_on_every_event_trains_with_revenue_events_and_travels_with_the_
     pd.testing.assert_frame_equal(scores, expected)
 
 
+@pytest.mark.slow
+def test_a_headerless_csv_trains_and_its_names_travel_with_the_bundle(events, tmp_path):
+    # A CSV without a header row (as Taobao's UserBehavior.csv): named in params, every
+    # line is read; the bundle keeps the names, so `score` reads the file as training did.
+    names = ["user", "when", "what", "amount", "session"]
+    events.to_csv(tmp_path / "events.csv", header=False, index=False)
+    mapping = dict(
+        zip(["user_id", "timestamp", "event", "revenue", "session_id"], names, strict=True)
+    )
+    columns = {**mapping, "csv_header": names}
+    trained = segmentkit.train(
+        tmp_path / "events.csv",
+        params={**PARAMS, "data": {"columns": columns}},
+        as_of=END,
+        track=False,
+    )
+    assert trained.data_quality.rows_read == len(events)
+    from segmentkit.bundle import save_bundle
+
+    root = save_bundle(trained.model, tmp_path / "bundle")
+    scores = segmentkit.score(root, tmp_path / "events.csv", as_of=END)
+    assert len(scores) == events["user_id"].nunique()
+    # The same rows with their names, in Parquet, score alike: the names are the file's.
+    named = pd.read_csv(tmp_path / "events.csv", header=None, names=names)
+    named.to_parquet(tmp_path / "events.parquet")
+    pd.testing.assert_frame_equal(
+        scores, segmentkit.score(root, tmp_path / "events.parquet", as_of=END)
+    )
+
+
 def test_score_accepts_a_bundle_path_and_tags_its_version(result, events, tmp_path):
     from segmentkit.bundle import save_bundle
 

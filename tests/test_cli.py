@@ -110,6 +110,30 @@ def test_train_refuses_a_price_on_every_event_in_one_line(
     assert (tmp_path / "x.csv").read_bytes() == before
 
 
+def test_train_points_a_headerless_csv_at_csv_header_in_one_line(
+    tmp_path, capsys, monkeypatch, taobao_csv, taobao_columns
+):
+    monkeypatch.chdir(tmp_path)
+    before = taobao_csv.read_bytes()
+    (tmp_path / "params.yaml").write_text(
+        "data:\n  columns: {user_id: user, timestamp: time, event: behavior}\n"
+    )
+    code, _, err = run(["train", "--events", taobao_csv.name], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: missing required column(s) user_id ('user'), timestamp")
+    assert err.rstrip().endswith("name their 5 columns in order in data.columns.csv_header")
+    # Named one column short: refused before any work, the file as it was.
+    (tmp_path / "params.yaml").write_text(
+        "data:\n  columns: {user_id: user, timestamp: time, event: behavior, "
+        "csv_header: [user, item, behavior, time]}\n"
+    )
+    code, _, err = run(["train", "--events", taobao_csv.name], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: data.columns.csv_header names 4 column(s)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["UserBehavior.csv", "params.yaml"]
+    assert taobao_csv.read_bytes() == before
+
+
 def test_train_refuses_a_target_event_the_log_does_not_have(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rows = "user_id,timestamp,event\n" + "".join(

@@ -78,6 +78,12 @@ class ColumnMap:
     give a product's price on every row (views and carts too, as REES46's exports
     do) need it; ``None`` counts the revenue of every row, and a log with positive
     amounts on rows of more than one event is then refused rather than summed.
+
+    ``csv_header`` names, in order, the columns of CSV files that have no header row
+    (Taobao's ``UserBehavior.csv``: ``user, item, category, behavior, time``); their
+    first line is then read as data. ``None`` reads each file's first line as its
+    column names. Parquet files and DataFrames name their own columns: it is not used
+    for them.
     """
 
     user_id: str = "user_id"
@@ -89,6 +95,7 @@ class ColumnMap:
     timestamp_format: str | None = None
     quantity: str | None = None
     revenue_events: tuple[str, ...] | None = None
+    csv_header: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -392,6 +399,37 @@ def check_revenue_events(columns: ColumnMap, error: type[SegmentkitError] = Conf
         )
 
 
+def check_csv_header(columns: ColumnMap, error: type[SegmentkitError] = ConfigError) -> None:
+    """Refuse a ``data.columns.csv_header`` that cannot name a file's columns.
+
+    Checked on ``params.yaml`` and where the log is read, as
+    :func:`check_revenue_events`.
+
+    Examples
+    --------
+    >>> check_csv_header(ColumnMap(csv_header=("user_id", "timestamp", "event")))
+    >>> check_csv_header(ColumnMap(csv_header=("user", "event", "user")))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    segmentkit.errors.ConfigError: data.columns.csv_header: names 'user' twice; ...
+    """
+    names = columns.csv_header
+    if names is None:
+        return
+    if not names or not all(isinstance(name, str) and name.strip() for name in names):
+        raise error(
+            "data.columns.csv_header: expected the names of a headerless CSV's columns in "
+            "order (e.g. [user_id, item_id, category_id, event, timestamp]) or null, got "
+            f"{list(names)}"
+        )
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise error(
+            f"data.columns.csv_header: names {', '.join(map(repr, twice))} twice; expected each "
+            "column named once"
+        )
+
+
 def _record_explicit_columns(config: Config, raw: dict[str, Any]) -> Config:
     """Note which optional columns params.yaml names: those must exist in the log."""
     data = raw.get("data")
@@ -549,6 +587,7 @@ def _check_values(config: Config) -> None:
             "in data.columns.revenue, which is null: map revenue to the unit price column"
         )
     check_revenue_events(config.data.columns)
+    check_csv_header(config.data.columns)
     unknown_roles = sorted(set(config.data.columns.explicit) - {"revenue", "session_id"})
     if unknown_roles:
         raise ConfigError(

@@ -520,3 +520,43 @@ def test_remote_uris_of_another_kind_or_of_mixed_kinds_are_refused_before_readin
         DataValidationError, match=r"expected \.parquet, \.csv or \.csv\.gz files of one kind"
     ):
         io_spark.read_events_spark(spark, uris)
+
+
+@pytest.mark.parametrize("layout", ["file", "partitions"])
+def test_a_headerless_csv_is_read_as_locally(spark, tmp_path, layout, taobao_csv, taobao_columns):
+    source = taobao_csv
+    if layout == "partitions":
+        lines = taobao_csv.read_text().splitlines()
+        source = tmp_path / "logs"
+        for day, part in (("1", lines[:3]), ("2", lines[3:])):
+            (source / f"day={day}").mkdir(parents=True)
+            (source / f"day={day}" / "part.csv").write_text("\n".join(part) + "\n")
+    local = load_events(source, taobao_columns)
+    log = io_spark.load_events_spark(str(source), taobao_columns, spark=spark)
+    try:
+        assert log.report == local.report and log.report.rows_read == 5
+        assert log.source_columns == local.source_columns
+        theirs = log.frame.toPandas()["user_id"].sort_values().tolist()
+        assert theirs == local.to_pandas()["user_id"].sort_values().tolist() == [1, 1, 1, 2, 2]
+    finally:
+        log.release()
+
+
+def test_a_headerless_csv_of_another_width_is_refused_as_locally(spark, taobao_csv, taobao_columns):
+    import dataclasses
+
+    from segmentkit.errors import DataValidationError
+
+    columns = dataclasses.replace(taobao_columns, csv_header=taobao_columns.csv_header[:4])
+    with pytest.raises(DataValidationError) as local:
+        load_events(taobao_csv, columns)
+    with pytest.raises(DataValidationError) as theirs:
+        io_spark.load_events_spark(str(taobao_csv), columns, spark=spark)
+    assert str(theirs.value) == str(local.value)
+    # Remote files are not read before Spark's scan: Spark's own fields are counted.
+    frame = spark.read.csv(str(taobao_csv), header=False)
+    with pytest.raises(DataValidationError, match=r"names 4 column\(s\) .* have 5 field\(s\)"):
+        io_spark._named_fields(frame, columns.csv_header, "s3://bucket/UserBehavior.csv")
+    with_day = frame.withColumn("day", frame["_c0"])
+    named = io_spark._named_fields(with_day, taobao_columns.csv_header, "s3://bucket/logs")
+    assert named.columns == [*taobao_columns.csv_header, "day"]

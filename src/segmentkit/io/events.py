@@ -30,6 +30,7 @@ import pandas as pd
 from segmentkit.config import (
     UNIX_TIME_UNITS,
     ColumnMap,
+    check_csv_header,
     check_revenue_events,
     check_timestamp_format,
 )
@@ -294,8 +295,14 @@ def to_timestamp(value: dt.date | dt.datetime | str | pd.Timestamp) -> dt.dateti
     return stamp.to_pydatetime()
 
 
-def _register_source(con: duckdb.DuckDBPyConnection, source: EventSource) -> str:
-    """Make ``source`` queryable in ``con`` and return a SQL expression that reads it."""
+def _register_source(
+    con: duckdb.DuckDBPyConnection, source: EventSource, csv_header: Sequence[str] | None = None
+) -> str:
+    """Make ``source`` queryable in ``con`` and return a SQL expression that reads it.
+
+    ``csv_header`` names the columns of CSV files without a header row (see
+    :class:`~segmentkit.config.ColumnMap`); other sources name their own.
+    """
     name = f"_sk_raw_{next(_table_ids)}"
     if isinstance(source, pd.DataFrame):
         con.register(name, source)
@@ -307,7 +314,11 @@ def _register_source(con: duckdb.DuckDBPyConnection, source: EventSource) -> str
         return name
     if isinstance(source, str | Path):
         kind, paths = event_files(str(source))
-        return f"read_parquet({_sql_list(paths)})" if kind == "parquet" else csv_source_sql(paths)
+        if kind == "parquet":
+            return f"read_parquet({_sql_list(paths)})"
+        if csv_header is not None:
+            check_headerless_csv(con, paths[0], csv_header)
+        return csv_source_sql(paths, csv_header)
     raise DataValidationError(
         "events: expected a Parquet/CSV path or glob, a pandas DataFrame or a DuckDB relation, "
         f"got {type(source).__name__}"
@@ -384,9 +395,52 @@ def event_files(text: str) -> tuple[str, list[str]]:
     return kinds.pop(), files
 
 
-def csv_source_sql(paths: Sequence[str]) -> str:
-    """Return the SQL reading CSV files as every engine types them (DuckDB's sniffer)."""
-    return f"read_csv({_sql_list(paths)}, header = true, union_by_name = true)"
+def csv_source_sql(paths: Sequence[str], csv_header: Sequence[str] | None = None) -> str:
+    """Return the SQL reading CSV files as every engine types them (DuckDB's sniffer).
+
+    With ``csv_header`` the files have no header row and these are their columns, in
+    the same order in every file.
+    """
+    if csv_header is None:
+        return f"read_csv({_sql_list(paths)}, header = true, union_by_name = true)"
+    return f"read_csv({_sql_list(paths)}, header = false, names = {_sql_list(csv_header)})"
+
+
+def check_headerless_csv(
+    con: duckdb.DuckDBPyConnection, path: str, csv_header: Sequence[str]
+) -> None:
+    """Refuse ``data.columns.csv_header`` for a CSV file it does not describe.
+
+    Read from the file's first line: its number of fields must be the number of names
+    (DuckDB would name the rest ``column5``..., or fail on fewer), and a first line
+    that spells the names themselves is a header row, which would be read as data.
+
+    Raises
+    ------
+    DataValidationError
+        Naming the file, the counts or the header line.
+    """
+    first = (
+        f"SELECT * FROM read_csv({sql_literal(path)}, header = false, all_varchar = true, "
+        "hive_partitioning = false) LIMIT 1"
+    )
+    try:
+        rows = con.execute(first).fetchall()
+    except duckdb.Error as exc:
+        raise DataValidationError(f"events cannot be read: {_first_line(exc)}") from None
+    line = [value or "" for value in rows[0]] if rows else []
+    if len(line) != len(csv_header):
+        raise DataValidationError(
+            f"data.columns.csv_header names {len(csv_header)} column(s) {list(csv_header)}, but "
+            f"the first line of {path} has {len(line)} field(s): {line}; expected one name per "
+            "field, in order"
+        )
+    if [value.strip().casefold() for value in line] == [n.strip().casefold() for n in csv_header]:
+        raise DataValidationError(
+            f"data.columns.csv_header is set, but the first line of {path} is a header row "
+            f"({line}) that would be read as data; set csv_header to null to read the names "
+            "from the file"
+        )
 
 
 def _sql_list(texts: Sequence[str]) -> str:
@@ -411,7 +465,11 @@ def _check_columns_named_once(
     mapped = [name for name in [*mapped, columns.session_id, columns.quantity] if name is not None]
     if isinstance(source, pd.DataFrame):
         names = [str(name) for name in source.columns]
-    elif isinstance(source, str | Path) and any(f"{name}_1" in present for name in mapped):
+    elif (
+        isinstance(source, str | Path)
+        and columns.csv_header is None  # else the names given, checked distinct, are read
+        and any(f"{name}_1" in present for name in mapped)
+    ):
         kind, files = event_files(str(source))  # a directory, or .csv.gz, as read
         quoted = sql_literal(files[0])
         if kind == "csv":
@@ -630,7 +688,7 @@ def check_mapped_columns(columns: ColumnMap, present: Sequence[str]) -> None:
         listed = [f"{role} ({name!r})" for role, name in required.items() if name in missing]
         raise DataValidationError(
             f"missing required column(s) {', '.join(listed)}; columns present: {list(present)}"
-            + _column_hint(missing, names)
+            + (_column_hint(missing, names) or _header_hint(names, columns))
         )
     absent_roles = [
         role
@@ -656,6 +714,38 @@ def _column_hint(missing: Sequence[str], present: Sequence[str]) -> str:
     """
     hint = did_you_mean(missing, present)
     return f"{hint} (column names must match exactly)" if hint else ""
+
+
+#: A column name that reads as a number or a date: a value, not a name.
+_VALUE_LIKE = re.compile(
+    r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T].*)?"
+)
+
+
+def _header_hint(present: Sequence[str], columns: ColumnMap) -> str:
+    """Point at column names that are values: a file without a header row read as having one.
+
+    Examples
+    --------
+    >>> _header_hint(["618", "4253121", "pv", "1511544070"], ColumnMap())  # doctest: +ELLIPSIS
+    "; column names such as '618', '4253121', '1511544070' look like values, not names: ...
+    >>> _header_hint(["UserID", "when"], ColumnMap())
+    ''
+    """
+    named = columns.csv_header or ()
+    values = [n for n in present if _VALUE_LIKE.fullmatch(n.strip()) and n not in named]
+    if not values:
+        return ""
+    if columns.csv_header is not None:
+        return (
+            f"; column names such as {quoted_names(values, 3)} look like values, not names: "
+            "data.columns.csv_header names the columns of CSV files only"
+        )
+    return (
+        f"; column names such as {quoted_names(values, 3)} look like values, not names: was "
+        "a first line of data read as the header? For CSV files without a header row, name "
+        f"their {len(present)} columns in order in data.columns.csv_header"
+    )
 
 
 def did_you_mean(missing: Sequence[str], present: Iterable[Any]) -> str:
@@ -1060,8 +1150,9 @@ def load_events(
     if on_invalid not in ("drop", "error"):
         raise DataValidationError(f"on_invalid: expected 'drop' or 'error', got {on_invalid!r}")
     columns = columns or ColumnMap()
+    check_csv_header(columns, DataValidationError)
     con = con or connect()
-    source_sql = _register_source(con, source)
+    source_sql = _register_source(con, source, columns.csv_header)
     try:
         schema = con.execute(f"DESCRIBE SELECT * FROM {source_sql}").fetchall()
     except duckdb.Error as exc:

@@ -23,6 +23,7 @@ import functools
 import glob
 import itertools
 import json
+import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute
 import pyarrow.parquet as pq
 
-from segmentkit.config import UNIX_TIME_UNITS, ColumnMap
+from segmentkit.config import UNIX_TIME_UNITS, ColumnMap, check_csv_header
 from segmentkit.errors import DataValidationError
 from segmentkit.io.events import (
     MAX_REVENUE,
@@ -46,6 +47,7 @@ from segmentkit.io.events import (
     check_against_training,
     check_as_of_reaches_log_end,
     check_enough_left,
+    check_headerless_csv,
     check_invalid_values,
     check_mapped_columns,
     check_no_future_events,
@@ -442,7 +444,9 @@ def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
 _DUCKDB_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"}
 
 
-def _typed_as_duckdb(frame: DataFrame, paths: list[str]) -> DataFrame:
+def _typed_as_duckdb(
+    frame: DataFrame, paths: list[str], csv_header: Sequence[str] | None = None
+) -> DataFrame:
     """Give a CSV's columns of numbers the types the local engine reads them with.
 
     Spark reads every CSV column as text (its own inference would drop the leading
@@ -456,7 +460,9 @@ def _typed_as_duckdb(frame: DataFrame, paths: list[str]) -> DataFrame:
     """
     con = connect(threads=1)
     try:
-        types = con.execute(f"DESCRIBE SELECT * FROM {csv_source_sql(paths)}").fetchall()
+        types = con.execute(
+            f"DESCRIBE SELECT * FROM {csv_source_sql(paths, csv_header)}"
+        ).fetchall()
     except duckdb.Error:  # the local engine would refuse it too; Spark reads it as text
         return frame
     casts = {}
@@ -485,7 +491,11 @@ def _is_nanos_error(exc: Exception) -> bool:
     return "PARQUET_TYPE_ILLEGAL" in text and "NANOS" in text
 
 
-def read_events_spark(spark: SparkSession, source: str | Path | Sequence[str]) -> DataFrame:
+def read_events_spark(
+    spark: SparkSession,
+    source: str | Path | Sequence[str],
+    csv_header: Sequence[str] | None = None,
+) -> DataFrame:
     """Read Parquet or CSV paths, globs or URIs (anything Spark reads) into a DataFrame.
 
     Local paths, globs and directories are resolved into files by the local engine's
@@ -495,7 +505,8 @@ def read_events_spark(spark: SparkSession, source: str | Path | Sequence[str]) -
     Parquet timestamps are read as TIMESTAMP at their stored microseconds (naive times
     are UTC), whatever the session's time zone. Parquet files with nanosecond
     timestamps are read with those columns as integers (nanoseconds), which
-    :func:`load_events_spark` converts.
+    :func:`load_events_spark` converts. ``csv_header`` names the columns of CSV files
+    without a header row, as locally (``data.columns.csv_header``).
     """
     items = [str(source)] if isinstance(source, str | Path) else [str(s) for s in source]
     paths: list[str] = []
@@ -524,9 +535,15 @@ def read_events_spark(spark: SparkSession, source: str | Path | Sequence[str]) -
         # Partition directories (date=2024-01-01/) give their columns, as DuckDB reads them.
         reader = reader.option("basePath", base_paths[0])
     if kinds == {"csv"}:
-        frame = reader.csv(paths, header=True, inferSchema=False)
         local_files = [path for path in paths if "://" not in path]
-        return _typed_as_duckdb(frame, local_files) if len(local_files) == len(paths) else frame
+        if csv_header is not None and local_files:
+            check_headerless_csv(connect(threads=1), local_files[0], csv_header)
+        frame = reader.csv(paths, header=csv_header is None, inferSchema=False)
+        if csv_header is not None:
+            frame = _named_fields(frame, csv_header, paths[0])
+        if len(local_files) < len(paths):
+            return frame
+        return _typed_as_duckdb(frame, local_files, csv_header)
     try:
         # Naive Parquet timestamps are read as instants at their stored microseconds (UTC,
         # as the contract takes them), not as TIMESTAMP_NTZ: the microseconds are then
@@ -539,6 +556,25 @@ def read_events_spark(spark: SparkSession, source: str | Path | Sequence[str]) -
     # The setting is read when the scan runs, so it stays on for this session.
     spark.conf.set(_NANOS_AS_LONG, "true")
     return _mark_nanos(reader.parquet(*paths))
+
+
+def _named_fields(frame: DataFrame, csv_header: Sequence[str], first: str) -> DataFrame:
+    """Name the fields (``_c0``, ``_c1``...) Spark reads from headerless CSV files.
+
+    Partition columns (``date=2024-01-01/``) keep their names. For remote files, the
+    one place the number of fields is known before the scan.
+    """
+    fields = [name for name in frame.columns if re.fullmatch(r"_c\d+", name)]
+    if len(fields) != len(csv_header):
+        raise DataValidationError(
+            f"data.columns.csv_header names {len(csv_header)} column(s) {list(csv_header)}, but "
+            f"the events ({first}) have {len(fields)} field(s); expected one name per field, "
+            "in order"
+        )
+    names = dict(zip(fields, csv_header, strict=True))
+    return frame.select(
+        *[F.col(f"`{name}`").alias(names.get(name, name)) for name in frame.columns]
+    )
 
 
 def _mark_nanos(frame: DataFrame) -> DataFrame:
@@ -745,6 +781,7 @@ def load_events_spark(
     if on_invalid not in ("drop", "error"):
         raise DataValidationError(f"on_invalid: expected 'drop' or 'error', got {on_invalid!r}")
     columns = columns or ColumnMap()
+    check_csv_header(columns, DataValidationError)
     if columns.timestamp_format is not None:
         # A pattern DuckDB cannot read is refused before any Spark work, as locally.
         check_timestamp_pattern(connect(threads=1), columns)
@@ -755,7 +792,7 @@ def load_events_spark(
         spark = spark or SparkSession.getActiveSession()
         if spark is None:
             raise DataValidationError("events: reading paths on Spark needs an active SparkSession")
-        raw = read_events_spark(spark, source)
+        raw = read_events_spark(spark, source, columns.csv_header)
     else:
         raise DataValidationError(
             f"events: expected a Spark DataFrame or Parquet/CSV paths, got {type(source).__name__}"
@@ -1034,7 +1071,7 @@ def _validate(
         user_bounds=tuple(bounds or ()),
         derived=derived,
         columns=columns,
-        source_columns=tuple(raw.columns),
+        source_columns=tuple(source_columns),
         key_event_rows={name: int(n) for name, n in zip(key_names, key_counts, strict=True)},
         clean_rows=flagged.where(flag("keep")).select("ts_us", "event"),
     )
