@@ -113,6 +113,19 @@ def priced_view_columns():
 
 
 @pytest.fixture
+def nine_days() -> pd.DataFrame:
+    """10 users, one view every hour for nine days: 2,160 rows."""
+    hours = pd.date_range("2024-12-23", periods=9 * 24, freq="h")
+    return pd.DataFrame(
+        {
+            "user_id": [f"u{i}" for i in range(10) for _ in hours],
+            "timestamp": list(hours) * 10,
+            "event": "view",
+        }
+    )
+
+
+@pytest.fixture
 def taobao_csv(tmp_path):
     """Taobao's ``UserBehavior.csv`` layout, with no header row: user, item, category,
     behaviour, epoch seconds; two users, five lines."""

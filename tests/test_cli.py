@@ -34,6 +34,23 @@ def test_demo_data_then_features(tmp_path, capsys):
     assert "as of 2024-12-01" in out
 
 
+def test_features_drops_stray_dates_with_a_warning_or_refuses_them(
+    tmp_path, capsys, monkeypatch, nine_days
+):
+    monkeypatch.chdir(tmp_path)
+    stray = pd.DataFrame({"user_id": ["u3"], "timestamp": ["1970-01-01"], "event": ["view"]})
+    pd.concat([nine_days.astype({"timestamp": str}), stray]).to_csv("x.csv", index=False)
+    code, out, err = run(["features", "--events", "x.csv", "--out", "f.csv"], capsys)
+    assert code == 0 and "as of 2025-01-01" in out
+    assert err.startswith("warning: dropped 1 of 2,161 rows (0.05%) dated '1970-01-01'")
+    assert pd.read_csv("f.csv")["tenure_days"].max() < 10
+    (tmp_path / "params.yaml").write_text("data:\n  on_invalid: error\n")
+    code, _, err = run(["features", "--events", "x.csv", "--out", "g.csv"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: events: 1 of 2,161 rows (0.05%) dated '1970-01-01'")
+    assert not (tmp_path / "g.csv").exists()
+
+
 def test_demo_data_lifecycle_reaches_the_generator(tmp_path, capsys):
     from segmentkit.io.synth import generate_events
 

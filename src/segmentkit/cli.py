@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from segmentkit.api import TrainResult
+    from segmentkit.io.events import DataQualityReport
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -230,10 +231,7 @@ def features(
     report = log.report
     output.echo(
         f"features of {len(table):,} users as of {snapshot:%Y-%m-%d} written to {out} "
-        f"({report.rows_clean:,} events used; dropped: {report.duplicate_rows} duplicates, "
-        f"{report.null_user_id + report.null_timestamp + report.null_event} with null ids, "
-        "timestamps or events; "
-        f"{report.at_or_after_as_of} at or after as_of)"
+        f"({_rows_used(report)})"
     )
 
 
@@ -662,10 +660,17 @@ def _features_on_spark(
     report = log.report
     output.echo(
         f"features of {report.users:,} users as of {snapshot:%Y-%m-%d} written to {out} "
-        f"({report.rows_clean:,} events used; dropped: {report.duplicate_rows} duplicates, "
+        f"({_rows_used(report)})"
+    )
+
+
+def _rows_used(report: DataQualityReport) -> str:
+    """Say what the features used and what validation dropped (both engines' ``features``)."""
+    return (
+        f"{report.rows_clean:,} events used; dropped: {report.duplicate_rows} duplicates, "
         f"{report.null_user_id + report.null_timestamp + report.null_event} with null ids, "
-        "timestamps or events; "
-        f"{report.at_or_after_as_of} at or after as_of)"
+        f"timestamps or events, {report.stray_timestamp} with stray dates; "
+        f"{report.at_or_after_as_of} at or after as_of"
     )
 
 

@@ -109,6 +109,7 @@ class TrainingResult:
             "data/null_rows": self.report.null_user_id
             + self.report.null_timestamp
             + self.report.null_event,
+            "data/stray_rows": self.report.stray_timestamp,
             "segments/k": segmenter.n_segments_,
             "segments/min_share": float(shares.min()),
         }

@@ -560,3 +560,39 @@ def test_a_headerless_csv_of_another_width_is_refused_as_locally(spark, taobao_c
     with_day = frame.withColumn("day", frame["_c0"])
     named = io_spark._named_fields(with_day, taobao_columns.csv_header, "s3://bucket/logs")
     assert named.columns == [*taobao_columns.csv_header, "day"]
+
+
+@pytest.mark.parametrize("on_invalid", ["drop", "error"])
+def test_stray_rows_are_dropped_or_refused_as_locally(spark, nine_days, on_invalid):
+    import warnings
+
+    from segmentkit.errors import DataValidationError, SegmentkitWarning
+
+    stray = pd.DataFrame(
+        {"user_id": "u3", "timestamp": pd.to_datetime(["1970-01-01", "2037-04-02"]), "event": "x"}
+    )
+    raw = pd.concat([nine_days, stray], ignore_index=True)
+
+    def loaded(load):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                log = load()
+            except DataValidationError as exc:
+                return str(exc), []
+        said = [str(w.message) for w in caught if issubclass(w.category, SegmentkitWarning)]
+        return log, said
+
+    local, local_said = loaded(lambda: load_events(raw, on_invalid=on_invalid))
+    theirs, their_said = loaded(
+        lambda: io_spark.load_events_spark(spark.createDataFrame(raw), on_invalid=on_invalid)
+    )
+    assert their_said == local_said
+    if on_invalid == "error":
+        assert theirs == local and local.startswith("events: 2 of 2,162 rows")
+        return
+    try:
+        assert theirs.report == local.report and local.report.stray_timestamp == 2
+        assert len(local_said) == 1 and local_said[0].startswith("dropped 2 of 2,162 rows")
+    finally:
+        theirs.release()

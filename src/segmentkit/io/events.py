@@ -95,6 +95,9 @@ class DataQualityReport:
         ISO timestamps (UTC) of the first and last clean events.
     null_event : int
         Rows dropped for a missing event name (0 for a transaction table).
+    stray_timestamp : int
+        Rows dropped as strays: dated a year or more without any event away from the
+        rest of the log, and too few to be part of it (see :func:`find_stray_rows`).
     duplicates_checked : bool
         Whether exact duplicates were looked for (``load_events(check_duplicates=...)``).
     """
@@ -111,6 +114,7 @@ class DataQualityReport:
     last_event: str | None
     null_event: int = 0
     duplicates_checked: bool = True
+    stray_timestamp: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as a plain dict."""
@@ -972,6 +976,120 @@ def check_revenue_by_event(
         )
 
 
+#: Days without any event that set rows apart from the rest of a log as strays.
+STRAY_GAP_DAYS = 365
+#: Largest share of a log's rows that can be strays: more is a part of the log.
+STRAY_SHARE = 0.001
+
+
+@dataclass(frozen=True)
+class StrayRows:
+    """Rows dated far away from the rest of the log (see :func:`find_stray_rows`).
+
+    Attributes
+    ----------
+    first_day, last_day : datetime.date
+        The first and last days of the log's bulk, the rows kept.
+    days : tuple of datetime.date
+        The days of the strays.
+    rows : int
+        How many rows the strays are.
+    """
+
+    first_day: dt.date
+    last_day: dt.date
+    days: tuple[dt.date, ...]
+    rows: int
+
+    def bulk_bounds(self) -> tuple[dt.datetime, dt.datetime]:
+        """Return the bulk as times: its first midnight and the midnight after its last day."""
+        start = dt.datetime.combine(self.first_day, dt.time())
+        return start, dt.datetime.combine(self.last_day + dt.timedelta(days=1), dt.time())
+
+
+def could_hold_strays(first: dt.datetime | None, last: dt.datetime | None) -> bool:
+    """Whether the log spans enough days for a gap of :data:`STRAY_GAP_DAYS` (else no day count)."""
+    if first is None or last is None:
+        return False
+    return (last.date() - first.date()).days > STRAY_GAP_DAYS
+
+
+def find_stray_rows(day_rows: Mapping[dt.date, int]) -> StrayRows | None:
+    """Find the rows a placeholder date or a wrong clock set far away from the log.
+
+    The days with events are cut at every stretch of :data:`STRAY_GAP_DAYS` or more
+    days without any event; the piece with the most rows is the log (the latest of
+    equal pieces). The other pieces are strays when together they hold at most
+    :data:`STRAY_SHARE` of the rows: an epoch-0 ``1970-01-01`` or a ``1902`` in a log
+    of 2017, which would make their users decades old and stretch every time scale.
+    More rows than that on the far side of a year's silence are a part of the log
+    (an older export, a business that paused), kept as they are.
+
+    Parameters
+    ----------
+    day_rows : mapping of datetime.date to int
+        Rows per day with events.
+
+    Returns
+    -------
+    StrayRows or None
+        None when there is no stray.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> days = {dt.date(2024, 12, 1) + dt.timedelta(days=i): 1000 for i in range(9)}
+    >>> strays = find_stray_rows({**days, dt.date(1970, 1, 1): 2, dt.date(2008, 5, 17): 1})
+    >>> strays.rows, [day.isoformat() for day in strays.days], strays.first_day.isoformat()
+    (3, ['1970-01-01', '2008-05-17'], '2024-12-01')
+    >>> find_stray_rows({**days, dt.date(1970, 1, 1): 10}) is None  # 10 of 9,010 rows: a part
+    True
+    """
+    days = sorted(day_rows)
+    pieces: list[list[dt.date]] = [[days[0]]] if days else []
+    for previous, day in itertools.pairwise(days):
+        if (day - previous).days - 1 >= STRAY_GAP_DAYS:
+            pieces.append([])
+        pieces[-1].append(day)
+    if len(pieces) < 2:
+        return None
+    rows = [sum(day_rows[day] for day in piece) for piece in pieces]
+    bulk = max(range(len(pieces)), key=lambda i: (rows[i], i))
+    outside = sum(rows) - rows[bulk]
+    if outside > STRAY_SHARE * sum(rows):
+        return None
+    strays = tuple(day for i, piece in enumerate(pieces) if i != bulk for day in piece)
+    return StrayRows(pieces[bulk][0], pieces[bulk][-1], strays, int(outside))
+
+
+def check_stray_rows(
+    strays: StrayRows, rows_read: int, columns: ColumnMap, on_invalid: str
+) -> None:
+    """Warn that the strays are dropped, or refuse them (``on_invalid="error"``).
+
+    Shared by every engine, so that the messages are the same everywhere.
+    """
+    share = strays.rows / rows_read
+    percent = f"{share:.2%}" if share >= 1e-4 else "under 0.01%"
+    said = (
+        f"{strays.rows:,} of {rows_read:,} rows ({percent}) "
+        f"dated {quoted_names([day.isoformat() for day in strays.days], 5)} (column "
+        f"{columns.timestamp!r}), {STRAY_GAP_DAYS} or more days without any event away from "
+        f"the rest of the log ({strays.first_day} to {strays.last_day})"
+    )
+    if on_invalid == "error":
+        raise DataValidationError(
+            f"events: {said}: placeholder dates or a wrong clock? data.on_invalid: drop drops "
+            "and counts them"
+        )
+    warnings.warn(
+        f"dropped {said}: placeholder dates or a wrong clock; they count in no feature, segment "
+        "or label (data.on_invalid: error refuses such a log instead)",
+        SegmentkitWarning,
+        stacklevel=3,
+    )
+
+
 def dropped_rows_message(report: DataQualityReport, columns: ColumnMap) -> str | None:
     """Say how many rows were dropped for a missing user id, timestamp or event name.
 
@@ -1225,43 +1343,49 @@ def load_events(
         f"{user_expr} AS user_id, {ts_expr} AS timestamp, {event_expr} AS event, "
         f"{revenue_expr} AS revenue, {session_expr} AS session_id"
     )
-    # One scan answers every question: each check is a named count over the source.
-    # A new check is one more entry here and one test of its count below.
-    checks = {
-        "rows_read": "count(*)",
-        "bad_ts": f"count(*) FILTER (WHERE {bad_ts})",
-        "bad_user": f"count(*) FILTER (WHERE {bad_user})",
-        "bad_rev": f"count(*) FILTER (WHERE {bad_rev})",
-        "bad_qty": f"count(*) FILTER (WHERE {bad_qty})",
-        "null_user": f"count(*) FILTER (WHERE {user_col} IS NULL)",
-        "null_ts": f"count(*) FILTER (WHERE {ts_col} IS NULL)",
-        "invalid": f"count(*) FILTER (WHERE {user_col} IS NULL OR {ts_col} IS NULL)",
-        "after": f"count(*) FILTER (WHERE {late})",
-        "first": f"min({ts_expr}) FILTER (WHERE {keep})",
-        "last": f"max({ts_expr}) FILTER (WHERE {keep})",
-        "negative": f"count(*) FILTER (WHERE {keep} AND ({revenue_expr}) < 0)",
-        "bad_amount": f"count(*) FILTER (WHERE {keep} AND {bad_amount})",
-        "null_event": f"count(*) FILTER (WHERE {keep_base} AND {null_event})",
-        # The feature builder needs the event names; knowing them here saves it a scan.
-        "event_names": f"list(DISTINCT {event_expr}) FILTER (WHERE {keep})",
-    }
-    if has_revenue and columns.event is not None:
-        # The first and last events with amounts above 0: whether there are several (see
-        # check_revenue_by_event), cheaper than listing them (0.08 s against 0.10 s on the
-        # 29.2M events of benchmarks/features.py, over a 0.26 s scan).
-        paid = f"{keep} AND ({revenue_expr}) > 0"
-        checks["paid_first"] = f"min({event_expr}) FILTER (WHERE {paid})"
-        checks["paid_last"] = f"max({event_expr}) FILTER (WHERE {paid})"
     # Counting users hashes every user id: with min_users <= 1 the feature query,
     # which groups by user anyway, counts them (see EventLog.report).
     count_users = min_users > 1
-    if count_users:
-        checks["users"] = f"count(DISTINCT {user_expr}) FILTER (WHERE {keep})"
-    try:
-        values = con.execute(f"SELECT {', '.join(checks.values())} FROM {source_sql}").fetchall()[0]
-    except duckdb.Error as exc:
-        raise DataValidationError(f"events cannot be read: {_first_line(exc)}") from None
-    found = dict(zip(checks, values, strict=True))
+
+    def scan(keep: str) -> dict[str, Any]:
+        # One scan answers every question: each check is a named count over the source.
+        # A new check is one more entry here and one test of its count below.
+        checks = {
+            "rows_read": "count(*)",
+            "bad_ts": f"count(*) FILTER (WHERE {bad_ts})",
+            "bad_user": f"count(*) FILTER (WHERE {bad_user})",
+            "bad_rev": f"count(*) FILTER (WHERE {bad_rev})",
+            "bad_qty": f"count(*) FILTER (WHERE {bad_qty})",
+            "null_user": f"count(*) FILTER (WHERE {user_col} IS NULL)",
+            "null_ts": f"count(*) FILTER (WHERE {ts_col} IS NULL)",
+            "invalid": f"count(*) FILTER (WHERE {user_col} IS NULL OR {ts_col} IS NULL)",
+            "after": f"count(*) FILTER (WHERE {late})",
+            "first": f"min({ts_expr}) FILTER (WHERE {keep})",
+            "last": f"max({ts_expr}) FILTER (WHERE {keep})",
+            "negative": f"count(*) FILTER (WHERE {keep} AND ({revenue_expr}) < 0)",
+            "bad_amount": f"count(*) FILTER (WHERE {keep} AND {bad_amount})",
+            "null_event": f"count(*) FILTER (WHERE {keep_base} AND {null_event})",
+            # The feature builder needs the event names; knowing them here saves it a scan.
+            "event_names": f"list(DISTINCT {event_expr}) FILTER (WHERE {keep})",
+        }
+        if has_revenue and columns.event is not None:
+            # The first and last events with amounts above 0: whether there are several (see
+            # check_revenue_by_event), cheaper than listing them (0.08 s against 0.10 s on the
+            # 29.2M events of benchmarks/features.py, over a 0.26 s scan).
+            paid = f"{keep} AND ({revenue_expr}) > 0"
+            checks["paid_first"] = f"min({event_expr}) FILTER (WHERE {paid})"
+            checks["paid_last"] = f"max({event_expr}) FILTER (WHERE {paid})"
+        if count_users:
+            checks["users"] = f"count(DISTINCT {user_expr}) FILTER (WHERE {keep})"
+        try:
+            values = con.execute(
+                f"SELECT {', '.join(checks.values())} FROM {source_sql}"
+            ).fetchall()[0]
+        except duckdb.Error as exc:
+            raise DataValidationError(f"events cannot be read: {_first_line(exc)}") from None
+        return dict(zip(checks, values, strict=True))
+
+    found = scan(keep)
     rows_read, invalid, after = found["rows_read"], found["invalid"], found["after"]
     null_user, null_ts, users = found["null_user"], found["null_ts"], found.get("users", 0)
     negative, first, last = found["negative"], found["first"], found["last"]
@@ -1287,6 +1411,22 @@ def load_events(
         on_invalid=on_invalid,
         example=example,
     )
+    strays = None
+    if could_hold_strays(first, last):
+        day_rows = con.execute(
+            f"SELECT CAST(({ts_expr}) AS DATE), count(*) FROM {source_sql} WHERE {keep} "
+            "GROUP BY ALL"
+        ).fetchall()
+        strays = find_stray_rows(dict(day_rows))
+    if strays is not None:
+        check_stray_rows(strays, rows_read, columns, on_invalid)
+        # The log is its bulk: every check is read again without the strays.
+        start, end = (sql_timestamp(day) for day in strays.bulk_bounds())
+        keep = f"({keep}) AND ({ts_expr}) >= {start} AND ({ts_expr}) < {end}"
+        found = scan(keep)
+        negative, first, last = found["negative"], found["first"], found["last"]
+        users = found.get("users", 0)
+    n_stray = strays.rows if strays is not None else 0
 
     def kept_from(limit: dt.datetime) -> str:
         return f"({keep}) AND ({ts_expr}) >= {sql_timestamp(limit)}"
@@ -1320,7 +1460,7 @@ def load_events(
     )
 
     table = f"_sk_events_{next(_table_ids)}"
-    kept = rows_read - invalid - after - n_null_event
+    kept = rows_read - invalid - after - n_null_event - n_stray
     if kept == rows_read:
         # Every row is kept: no filter, so that later scans (the features read the
         # clean log twice) do not decode the event column only to test it for null.
@@ -1359,6 +1499,7 @@ def load_events(
         null_user_id=int(null_user),
         null_timestamp=int(null_ts),
         null_event=int(n_null_event),
+        stray_timestamp=int(n_stray),
         duplicate_rows=int(duplicates),
         at_or_after_as_of=int(after),
         negative_revenue_rows=int(negative),

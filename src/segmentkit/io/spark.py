@@ -25,6 +25,7 @@ import itertools
 import json
 import re
 import urllib.parse
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,13 +38,14 @@ import pyarrow.compute
 import pyarrow.parquet as pq
 
 from segmentkit.config import UNIX_TIME_UNITS, ColumnMap, check_csv_header
-from segmentkit.errors import DataValidationError
+from segmentkit.errors import DataValidationError, SegmentkitWarning
 from segmentkit.io.events import (
     MAX_REVENUE,
     MICROS_PER_DAY,
     NUMERIC_TIMESTAMP_HINT,
     DataQualityReport,
     EventLog,
+    StrayRows,
     check_against_training,
     check_as_of_reaches_log_end,
     check_enough_left,
@@ -55,12 +57,16 @@ from segmentkit.io.events import (
     check_quantity_has_price,
     check_revenue_by_event,
     check_revenue_selection,
+    check_stray_rows,
     check_timestamp_pattern,
     connect,
+    could_hold_strays,
     csv_source_sql,
+    dropped_rows_message,
     epoch_us,
     event_files,
     file_kind,
+    find_stray_rows,
     midnight_after,
     roles_present,
     timestamp_sql,
@@ -812,7 +818,12 @@ def _validate(
     user_ranges: bool,
     derive: DeriveFactory | None = None,
     key_events: Sequence[str] = (),
+    strays: StrayRows | None = None,
 ) -> SparkEventLog:
+    """Validate ``raw`` in one pass; again, without them, when it finds stray rows.
+
+    ``strays``, found by the first pass, are left out of the second.
+    """
     fields = {field.name: field for field in raw.schema.fields}
     source_columns = list(raw.columns)
     check_mapped_columns(columns, source_columns)
@@ -870,6 +881,9 @@ def _validate(
     # A row without an event name is dropped and counted, like one without a user id.
     null_event = event.isNull() if columns.event is not None else F.lit(False)
     keep = keep_base & ~null_event
+    if strays is not None:
+        start, end = (epoch_us(bound) for bound in strays.bulk_bounds())
+        keep = keep & (ts_us >= F.lit(start)) & (ts_us < F.lit(end))
     # Revenue is summed as DECIMAL(18, 6) in the features: NaN, infinity and amounts of
     # 1e12 or more do not fit (and are data errors, not amounts).
     bad_amount = revenue.isNotNull() & (F.isnan(revenue) | ~(F.abs(revenue) < MAX_REVENUE))
@@ -1015,6 +1029,27 @@ def _validate(
             example=example,
         )
         last_event = _from_epoch_us(last) if last is not None else None
+        first_event = _from_epoch_us(first) if first is not None else None
+        if strays is None and could_hold_strays(first_event, last_event):
+            day = F.floor(F.col("ts_us") / F.lit(MICROS_PER_DAY)).alias("day")
+            days = flagged.where(flag("keep")).groupBy(day).count().collect()
+            epoch = dt.date(1970, 1, 1)
+            found = find_stray_rows({epoch + dt.timedelta(days=int(d)): n for d, n in days})
+            if found is not None:
+                check_stray_rows(found, rows_read, columns, on_invalid)
+                release_checkpoint(packed)
+                # The log is its bulk: read again without the strays (only when there are).
+                return _validate(
+                    raw,
+                    columns,
+                    as_of,
+                    on_invalid,
+                    min_users,
+                    user_ranges,
+                    derive,
+                    key_events,
+                    strays=found,
+                )
 
         def kept_from(limit: dt.datetime) -> Column:
             return flag("keep") & (F.col("ts_us") >= F.lit(epoch_us(limit)))
@@ -1040,12 +1075,14 @@ def _validate(
     except BaseException:
         release_checkpoint(packed)
         raise
-    kept = rows_read - invalid - after - n_null_event
+    n_stray = strays.rows if strays is not None else 0
+    kept = rows_read - invalid - after - n_null_event - n_stray
     report = DataQualityReport(
         rows_read=rows_read,
         null_user_id=null_user,
         null_timestamp=null_ts,
         null_event=n_null_event,
+        stray_timestamp=n_stray,
         duplicate_rows=kept - rows_clean,
         at_or_after_as_of=after,
         negative_revenue_rows=negative,
@@ -1060,6 +1097,9 @@ def _validate(
     except Exception:
         release_checkpoint(packed)
         raise
+    dropped = dropped_rows_message(report, columns)
+    if dropped is not None:
+        warnings.warn(dropped, SegmentkitWarning, stacklevel=3)
     return SparkEventLog(
         packed=packed,
         schema=T.StructType([f for f in by_user.schema.fields if f.name != "_sk_extra"]),
