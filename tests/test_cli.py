@@ -51,6 +51,22 @@ def test_features_drops_stray_dates_with_a_warning_or_refuses_them(
     assert not (tmp_path / "g.csv").exists()
 
 
+def test_features_refuses_to_snapshot_after_a_late_tail_in_one_line(
+    tmp_path, capsys, monkeypatch, nine_days
+):
+    monkeypatch.chdir(tmp_path)
+    tail = pd.DataFrame({"user_id": ["u3"], "timestamp": ["2025-01-16 04:00"], "event": ["view"]})
+    pd.concat([nine_days.astype({"timestamp": str}), tail]).to_csv("x.csv", index=False)
+    code, _, err = run(["features", "--events", "x.csv", "--out", "f.csv"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: events: the last 1 row(s), on '2025-01-16', come 15 day(s)")
+    assert not (tmp_path / "f.csv").exists()
+    code, out, _ = run(
+        ["features", "--events", "x.csv", "--as-of", "2025-01-01", "--out", "f.csv"], capsys
+    )
+    assert code == 0 and out.rstrip().endswith("1 at or after as_of)")
+
+
 def test_demo_data_lifecycle_reaches_the_generator(tmp_path, capsys):
     from segmentkit.io.synth import generate_events
 

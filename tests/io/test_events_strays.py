@@ -125,3 +125,47 @@ def test_find_stray_rows_takes_the_later_of_equal_pieces():
     strays = find_stray_rows(_days({"2020-01-01": (10, 1), "2024-01-01": (10, 1)}))
     assert strays is None  # 10 of 20 rows: no piece is tiny
     assert find_stray_rows({}) is None and find_stray_rows({dt.date(2024, 1, 1): 5}) is None
+
+
+def test_the_default_snapshot_does_not_follow_a_few_rows_after_a_silence(nine_days):
+    from segmentkit.io.events import default_as_of
+
+    log = load_events(_with(nine_days, "2025-01-16 04:00"))
+    with pytest.raises(DataValidationError) as err:
+        default_as_of(log)
+    assert str(err.value) == (
+        "events: the last 1 row(s), on '2025-01-16', come 15 day(s) without any event after "
+        "the rest of the log (2024-12-23 to 2024-12-31), which never went more than 0 day(s) "
+        "without one: a wrong clock or a stray export? The snapshot would default to "
+        "2025-01-17, the midnight after them, and every user would look inactive since. Set "
+        "data.as_of (--as-of) to the log's real end, e.g. 2025-01-01: rows at or after it are "
+        "excluded and counted"
+    )
+    # As told: the row is excluded and counted, and the snapshot is the log's end.
+    told = load_events(_with(nine_days, "2025-01-16 04:00"), as_of="2025-01-01")
+    assert told.report.at_or_after_as_of == 1 and default_as_of(told) == dt.datetime(2025, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        ["2025-01-07"],  # 6 days without events: a pause, not a silence
+        ["2025-01-16"] * 3,  # 3 rows are 0.14% of the log: its end
+    ],
+    ids=["short-pause", "too-many"],
+)
+def test_a_short_pause_or_a_real_end_keeps_the_default_snapshot(nine_days, stamps):
+    from segmentkit.io.events import default_as_of
+
+    log = load_events(_with(nine_days, *[f"{s} 0{i}:00" for i, s in enumerate(stamps)]))
+    expected = pd.Timestamp(stamps[-1]).normalize() + pd.Timedelta(days=1)
+    assert default_as_of(log) == expected.to_pydatetime()
+
+
+def test_a_tail_after_a_silence_the_log_already_knew_is_its_end(nine_days):
+    from segmentkit.io.events import default_as_of
+
+    # The log went 21 days without events once: a tail 8 days after its last day is no stray.
+    earlier = nine_days.assign(timestamp=nine_days["timestamp"] - pd.Timedelta(days=30))
+    log = load_events(pd.concat([earlier, _with(nine_days, "2025-01-09 10:00")]))
+    assert default_as_of(log) == dt.datetime(2025, 1, 10)

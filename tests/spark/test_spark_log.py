@@ -102,9 +102,10 @@ def test_naive_parquet_times_are_utc_whatever_the_session_time_zone(
 ):
     """Read as instants at their stored microseconds: no zone conversion, no DST gap."""
     events = events_with_copies.copy()
-    # Times in New York's spring-forward gap and autumn repeat, and before 1970.
-    events.loc[:2, "timestamp"] = pd.to_datetime(
-        ["2024-03-10 02:30:00.123456", "2024-11-03 01:30:00", "1969-12-31 23:59:59.999999"],
+    # Times in New York's spring-forward gap and autumn repeat, and before 1970 (on 10 rows,
+    # 0.14% of the log: more than strays a year of silence sets apart, which are dropped).
+    events.loc[:11, "timestamp"] = pd.to_datetime(
+        ["2024-03-10 02:30:00.123456", "2024-11-03 01:30:00"] + ["1969-12-31 23:59:59.999999"] * 10,
         format="ISO8601",
     )
     events["timestamp"] = events["timestamp"].astype("datetime64[us]")
@@ -596,3 +597,23 @@ def test_stray_rows_are_dropped_or_refused_as_locally(spark, nine_days, on_inval
         assert len(local_said) == 1 and local_said[0].startswith("dropped 2 of 2,162 rows")
     finally:
         theirs.release()
+
+
+def test_the_default_snapshot_refuses_a_late_tail_as_locally(spark, nine_days):
+    from segmentkit.errors import DataValidationError
+    from segmentkit.io.events import default_as_of
+
+    tail = pd.DataFrame(
+        {"user_id": ["u3"], "timestamp": pd.to_datetime(["2025-01-16 04:00"]), "event": ["view"]}
+    )
+    raw = pd.concat([nine_days, tail], ignore_index=True)
+    with pytest.raises(DataValidationError) as local:
+        default_as_of(load_events(raw))
+    log = io_spark.load_events_spark(spark.createDataFrame(raw))
+    try:
+        with pytest.raises(DataValidationError) as theirs:
+            io_spark.default_as_of_spark(log)
+    finally:
+        log.release()
+    assert str(theirs.value) == str(local.value)
+    assert str(local.value).startswith("events: the last 1 row(s), on '2025-01-16', come 15 day")

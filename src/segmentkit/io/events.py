@@ -2123,7 +2123,70 @@ def default_as_of(log: EventLog) -> dt.datetime:
     """
     if log.last_event is None:  # pragma: no cover - load_events refuses empty logs
         raise InsufficientDataError("the event log is empty")
+    day_rows = log.con.execute(
+        f"SELECT CAST(timestamp AS DATE), count(*) FROM {log.table} GROUP BY ALL"
+    ).fetchall()
+    check_no_late_tail(dict(day_rows), log.last_event)
     return midnight_after(log.last_event)
+
+
+#: Fewest days without any event that can set a log's last rows apart (see
+#: :func:`check_no_late_tail`): shorter pauses are a weekend or an outage.
+TAIL_GAP_DAYS = 7
+
+
+def check_no_late_tail(day_rows: Mapping[dt.date, int], last_event: str) -> None:
+    """Refuse to default the snapshot past a few rows that a silence sets after the log.
+
+    The default snapshot is the midnight after the last event. When the last rows, at
+    most :data:`STRAY_SHARE` of the log, come after more days without any event than
+    the log ever went without one before (and at least :data:`TAIL_GAP_DAYS`), they
+    are a wrong clock or a stray export, not the log's end: the snapshot would follow
+    them and every user would look inactive since the log's real end. The rule of
+    :func:`check_log_reaches_as_of`, for the snapshot the log itself would set.
+
+    Raises
+    ------
+    DataValidationError
+        Naming the rows, their days, the silence before them and the snapshot to set.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> days = {dt.date(2024, 12, 1) + dt.timedelta(days=i): 500 for i in range(31)}
+    >>> check_no_late_tail({**days, dt.date(2025, 1, 20): 3}, "2025-01-20T10:00:00")
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    segmentkit.errors.DataValidationError: events: the last 3 row(s), on '2025-01-20', come ...
+    >>> check_no_late_tail(days, "2024-12-31T23:00:00")
+    """
+    days = sorted(day_rows)
+    limit = STRAY_SHARE * sum(day_rows.values())
+    gaps = [(day - previous).days - 1 for previous, day in itertools.pairwise(days)]
+    # longest[k]: the longest silence among days[0..k] (the first k gaps).
+    longest = list(itertools.accumulate(gaps, max, initial=0))
+    tail, tail_rows = None, 0
+    for i in range(len(days) - 1, 0, -1):
+        tail_rows += day_rows[days[i]]
+        if tail_rows > limit:
+            break
+        gap = gaps[i - 1]
+        if gap >= TAIL_GAP_DAYS and gap > longest[i - 1]:
+            tail = (i, tail_rows, gap, longest[i - 1])
+    if tail is None:
+        return
+    i, rows, gap, quiet = tail
+    end = midnight_after(days[i - 1].isoformat())
+    raise DataValidationError(
+        f"events: the last {rows:,} row(s), on "
+        f"{quoted_names([day.isoformat() for day in days[i:]], 5)}, come {gap} day(s) without "
+        f"any event after the rest of the log ({days[0]} to {days[i - 1]}), which never went "
+        f"more than {quiet} day(s) without one: a wrong clock or a stray export? The "
+        f"snapshot would default to {midnight_after(last_event).date()}, the midnight after "
+        "them, and every user would look inactive since. Set data.as_of (--as-of) to the "
+        f"log's real end, e.g. {end.date()}: rows at or after it are excluded and counted"
+    )
 
 
 def midnight_after(last_event: str) -> dt.datetime:

@@ -53,6 +53,7 @@ from segmentkit.io.events import (
     check_invalid_values,
     check_mapped_columns,
     check_no_future_events,
+    check_no_late_tail,
     check_output_parent,
     check_quantity_has_price,
     check_revenue_by_event,
@@ -1527,4 +1528,11 @@ def _inside_log(out: str, events: str) -> DataValidationError:
 
 def default_as_of_spark(log: SparkEventLog) -> dt.datetime:
     """Return the midnight after the last event (as :func:`segmentkit.data.default_as_of`)."""
+    day = F.floor(F.col("ts_us") / F.lit(MICROS_PER_DAY)).alias("day")
+    epoch = dt.date(1970, 1, 1)
+    day_rows = {
+        epoch + dt.timedelta(days=int(d)): n
+        for d, n in log.clean_rows.groupBy(day).count().collect()
+    }
+    check_no_late_tail(day_rows, log.report.last_event)
     return midnight_after(log.report.last_event)
