@@ -289,6 +289,30 @@ def test_too_few_positives_names_count_and_minimum():
     assert "lower propensity.min_positives, or drop 'purchase' from propensity.targets" in message
 
 
+def test_no_positives_because_no_user_returns_points_at_the_user_id():
+    # One order per id, as Olist's customer_id: nobody ever comes back.
+    stamps = pd.date_range("2024-01-01", "2024-04-30 23:00", periods=400)
+    orders = pd.DataFrame({"user_id": [f"o{i}" for i in range(400)], "timestamp": stamps})
+    log = load_events(orders, ColumnMap(event=None, revenue=None, session_id=None))
+    config = PropensityConfig(n_snapshots=1, min_positives=5, targets=(PURCHASE,))
+    with pytest.raises(InsufficientDataError) as err:
+        fit_propensity(log, "2024-05-01", FEATURES, config)
+    assert str(err.value).startswith("target 'purchase': 0 positive(s)")
+    assert str(err.value).endswith(
+        "(no user of the log was active on two days: is data.columns.user_id an id per person, "
+        "or one per order, as Olist's customer_id?)"
+    )
+    # Users who do come back (but too few buy) get no such hint.
+    with pytest.raises(InsufficientDataError) as err:
+        fit_propensity(
+            _steady_log(purchasers=3),
+            "2024-05-01",
+            FEATURES,
+            PropensityConfig(n_snapshots=1, min_positives=50, targets=(PURCHASE,)),
+        )
+    assert "active on two days" not in str(err.value)
+
+
 def test_too_few_negatives_is_refused():
     config = PropensityConfig(
         n_snapshots=1,

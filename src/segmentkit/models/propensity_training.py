@@ -157,13 +157,36 @@ def _check_positives(
         raise InsufficientDataError(
             f"target {target.name!r}: {positive} positive(s) ({noun} within {horizon} days) in "
             f"the {role} snapshot(s) {when}; at least min_positives = {minimum} are needed: "
-            f"{remedy}"
+            f"{remedy}" + _one_day_users_hint(frame, target)
         )
     if target.kind != "count" and negative < minimum:
         raise InsufficientDataError(
             f"target {target.name!r}: only {negative} negative(s) in the {role} snapshot(s) "
             f"{when}; at least min_positives = {minimum} of each class are needed: {remedy}"
         )
+
+
+def _one_day_users_hint(frame: pd.DataFrame, target: TargetConfig) -> str:
+    """Point out a user id that names an order: no user of the log came back on another day.
+
+    Olist's orders give each order its own ``customer_id`` (the person is
+    ``customer_unique_id``): mapped as the user, nobody ever returns, and no purchase
+    target can have positives.
+
+    Examples
+    --------
+    >>> from segmentkit.config import TargetConfig
+    >>> frame = pd.DataFrame({"active_days_total": [1, 1, 1], "label": [0, 0, 0]})
+    >>> _one_day_users_hint(frame, TargetConfig("purchase", "event", "purchase"))[:46]
+    ' (no user of the log was active on two days: i'
+    """
+    days = frame.get("active_days_total")
+    if target.kind == "inactivity" or days is None or len(days) == 0 or days.max() > 1:
+        return ""
+    return (
+        " (no user of the log was active on two days: is data.columns.user_id an id per person, "
+        "or one per order, as Olist's customer_id?)"
+    )
 
 
 def _snapshot_rows(frame: pd.DataFrame, name: str, role: str, horizon: int) -> list[dict]:
