@@ -617,3 +617,27 @@ def test_the_default_snapshot_refuses_a_late_tail_as_locally(spark, nine_days):
         log.release()
     assert str(theirs.value) == str(local.value)
     assert str(local.value).startswith("events: the last 1 row(s), on '2025-01-16', come 15 day")
+
+
+@pytest.mark.parametrize("sep", [";", "\t", ","], ids=["semicolon", "tab", "comma"])
+def test_csv_delimiters_and_doubled_quotes_are_read_as_locally(spark, tmp_path, sep):
+    # Excel's exports in many locales separate by ';'; Spark reads ',' unless told.
+    path = tmp_path / "events.csv"
+    rows = pd.DataFrame(
+        {
+            "user_id": ['say "hi"', "b", "b"],
+            "timestamp": ["2024-01-01 10:00", "2024-01-02 11:00", "2024-01-03 12:00"],
+            "event": ["view", "purchase", "view"],
+            "revenue": [0.0, 12.5, 0.0],
+        }
+    )
+    rows.to_csv(path, index=False, sep=sep)
+    assert '"say ""hi"""' in path.read_text()  # RFC 4180: quotes doubled inside quotes
+    local = load_events(path)
+    log = io_spark.load_events_spark(str(path), spark=spark)
+    try:
+        assert log.report == local.report and log.source_columns == tuple(rows.columns)
+        theirs = sorted(log.frame.toPandas()["user_id"])
+        assert theirs == sorted(local.to_pandas()["user_id"]) == ["b", "b", 'say "hi"']
+    finally:
+        log.release()

@@ -545,7 +545,8 @@ def read_events_spark(
         local_files = [path for path in paths if "://" not in path]
         if csv_header is not None and local_files:
             check_headerless_csv(connect(threads=1), local_files[0], csv_header)
-        frame = reader.csv(paths, header=csv_header is None, inferSchema=False)
+        dialect = _csv_dialect(local_files[0]) if local_files else {}
+        frame = reader.csv(paths, header=csv_header is None, inferSchema=False, **dialect)
         if csv_header is not None:
             frame = _named_fields(frame, csv_header, paths[0])
         if len(local_files) < len(paths):
@@ -563,6 +564,30 @@ def read_events_spark(
     # The setting is read when the scan runs, so it stays on for this session.
     spark.conf.set(_NANOS_AS_LONG, "true")
     return _mark_nanos(reader.parquet(*paths))
+
+
+def _csv_dialect(path: str) -> dict[str, str]:
+    """Spark's CSV options for the delimiter, quote and escape DuckDB's sniffer finds.
+
+    The local engine reads CSV files with DuckDB, which detects the delimiter; Spark
+    reads commas unless told. A ``;``- or tab-separated export (Excel's, in many
+    locales) would be one column on Spark and a log locally. Quotes are escaped by
+    doubling them, as RFC 4180 and DuckDB read them, unless the file shows otherwise
+    (Spark's default escape is a backslash).
+    """
+    try:
+        sep, quote, escape = (
+            connect(threads=1)
+            .execute("SELECT Delimiter, Quote, Escape FROM sniff_csv(?)", [path])
+            .fetchone()
+        )
+    except duckdb.Error:  # the local engine would refuse it too; Spark reads its defaults
+        return {}
+    found = {"quote": quote, "escape": escape}
+    return {
+        "sep": sep,
+        **{key: '"' if value == "(empty)" else value for key, value in found.items()},
+    }
 
 
 def _named_fields(frame: DataFrame, csv_header: Sequence[str], first: str) -> DataFrame:
