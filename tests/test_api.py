@@ -218,6 +218,26 @@ def test_a_price_on_every_event_trains_with_revenue_events_and_travels_with_the_
 
 
 @pytest.mark.slow
+def test_positive_refunds_train_with_refund_events_and_travel_with_the_bundle(
+    result, events, tmp_path
+):
+    # The same log with its refunds given as amounts above 0 (as GA4 exports them).
+    positive = events.assign(revenue=events["revenue"].abs())
+    with pytest.raises(DataValidationError, match=r"event\(s\) 'refund' have amounts above 0"):
+        segmentkit.train(positive, params=PARAMS, as_of=END, track=False)
+    columns = {"refund_events": ["refund"]}
+    trained = segmentkit.train(
+        positive, params={**PARAMS, "data": {"columns": columns}}, as_of=END, track=False
+    )
+    from segmentkit.bundle import save_bundle
+
+    root = save_bundle(trained.model, tmp_path / "bundle")
+    scores = segmentkit.score(root, positive, as_of=END).drop(columns="model_version")
+    expected = segmentkit.score(result.model, events, as_of=END).drop(columns="model_version")
+    pd.testing.assert_frame_equal(scores, expected)
+
+
+@pytest.mark.slow
 def test_a_headerless_csv_trains_and_its_names_travel_with_the_bundle(events, tmp_path):
     # A CSV without a header row (as Taobao's UserBehavior.csv): named in params, every
     # line is read; the bundle keeps the names, so `score` reads the file as training did.

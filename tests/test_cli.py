@@ -167,6 +167,18 @@ def test_train_points_a_headerless_csv_at_csv_header_in_one_line(
     assert taobao_csv.read_bytes() == before
 
 
+def test_train_refuses_refunds_given_above_0_in_one_line(tmp_path, capsys, monkeypatch, tiny_log):
+    monkeypatch.chdir(tmp_path)
+    tiny_log.assign(revenue=tiny_log["revenue"].abs()).to_csv("x.csv", index=False)
+    before = (tmp_path / "x.csv").read_bytes()
+    code, _, err = run(["train", "--events", "x.csv"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: column 'revenue' (revenue): event(s) 'refund' have amounts")
+    assert "data.columns.refund_events" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.csv"]
+    assert (tmp_path / "x.csv").read_bytes() == before
+
+
 def test_train_refuses_a_target_event_the_log_does_not_have(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rows = "user_id,timestamp,event\n" + "".join(

@@ -79,6 +79,11 @@ class ColumnMap:
     do) need it; ``None`` counts the revenue of every row, and a log with positive
     amounts on rows of more than one event is then refused rather than summed.
 
+    ``refund_events`` names the events whose amounts are money returned, read as
+    negative whatever sign the log gives them (GA4's ``refund``, a payment
+    processor's refund rows carry amounts above 0); summed as they are, refunds
+    would count as spending.
+
     ``csv_header`` names, in order, the columns of CSV files that have no header row
     (Taobao's ``UserBehavior.csv``: ``user, item, category, behavior, time``); their
     first line is then read as data. ``None`` reads each file's first line as its
@@ -96,6 +101,7 @@ class ColumnMap:
     quantity: str | None = None
     revenue_events: tuple[str, ...] | None = None
     csv_header: tuple[str, ...] | None = None
+    refund_events: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -365,7 +371,7 @@ def check_timestamp_format(timestamp_format: str | None) -> None:
 
 
 def check_revenue_events(columns: ColumnMap, error: type[SegmentkitError] = ConfigError) -> None:
-    """Refuse a ``data.columns.revenue_events`` that cannot select any revenue.
+    """Refuse ``data.columns.revenue_events`` or ``refund_events`` that cannot apply.
 
     Checked on ``params.yaml`` (a :class:`ConfigError` before any work) and where the
     log is read (``error``: a ``DataValidationError`` for a ``ColumnMap`` built in code).
@@ -378,25 +384,45 @@ def check_revenue_events(columns: ColumnMap, error: type[SegmentkitError] = Conf
     ...
     segmentkit.errors.ConfigError: data.columns.revenue_events: expected one or more event ...
     """
-    chosen = columns.revenue_events
-    if chosen is None:
-        return
-    if not chosen or not all(isinstance(name, str) and name for name in chosen):
-        raise error(
-            "data.columns.revenue_events: expected one or more event names (e.g. [purchase]) "
-            f"or null, got {list(chosen)}"
-        )
-    if columns.revenue is None:
-        raise error(
-            f"data.columns.revenue_events ({list(chosen)}) selects the rows whose revenue "
-            "counts, but data.columns.revenue is null: map revenue to the amount column"
-        )
-    if columns.event is None:
-        raise error(
-            f"data.columns.revenue_events ({list(chosen)}) needs an event column, but "
-            "data.columns.event is null (a transaction table, every row a purchase): "
-            "set revenue_events to null"
-        )
+    settings = {
+        "revenue_events": (
+            columns.revenue_events,
+            "selects the rows whose revenue counts",
+            "purchase",
+        ),
+        "refund_events": (
+            columns.refund_events,
+            "names the rows whose amounts are refunds",
+            "refund",
+        ),
+    }
+    for setting, (chosen, does, example) in settings.items():
+        if chosen is None:
+            continue
+        if not chosen or not all(isinstance(name, str) and name for name in chosen):
+            raise error(
+                f"data.columns.{setting}: expected one or more event names (e.g. [{example}]) "
+                f"or null, got {list(chosen)}"
+            )
+        if columns.revenue is None:
+            raise error(
+                f"data.columns.{setting} ({list(chosen)}) {does}, but data.columns.revenue is "
+                "null: map revenue to the amount column"
+            )
+        if columns.event is None:
+            raise error(
+                f"data.columns.{setting} ({list(chosen)}) needs an event column, but "
+                "data.columns.event is null (a transaction table, every row a purchase): "
+                f"set {setting} to null"
+            )
+    if columns.refund_events is not None and columns.revenue_events is not None:
+        ignored = [name for name in columns.refund_events if name not in columns.revenue_events]
+        if ignored:
+            raise error(
+                f"data.columns.refund_events {ignored} are not in revenue_events "
+                f"({list(columns.revenue_events)}): their amounts would be ignored, not "
+                "subtracted; add them to revenue_events"
+            )
 
 
 def check_csv_header(columns: ColumnMap, error: type[SegmentkitError] = ConfigError) -> None:

@@ -641,3 +641,36 @@ def test_csv_delimiters_and_doubled_quotes_are_read_as_locally(spark, tmp_path, 
         assert theirs == sorted(local.to_pandas()["user_id"]) == ["b", "b", 'say "hi"']
     finally:
         log.release()
+
+
+@pytest.mark.parametrize(
+    "refunds", [None, ("refund",), ("Refund",)], ids=["none", "named", "respelled"]
+)
+def test_positive_refunds_are_read_as_locally(spark, tiny_log, refunds):
+    from segmentkit.config import ColumnMap
+    from segmentkit.errors import DataValidationError
+    from segmentkit.features.spark_engine import features_of_partitions
+    from segmentkit.io.events import to_timestamp
+
+    as_of = "2024-02-01"
+    positive = tiny_log.assign(revenue=tiny_log["revenue"].abs())
+    columns = ColumnMap(refund_events=refunds)
+    raw = spark.createDataFrame(positive)
+    if refunds != ("refund",):
+        with pytest.raises(DataValidationError) as local:
+            load_events(positive, columns, as_of=as_of)
+        with pytest.raises(DataValidationError) as theirs:
+            io_spark.load_events_spark(raw, columns, as_of=as_of)
+        assert str(theirs.value) == str(local.value)
+        return
+    local = load_events(positive, columns, as_of=as_of)
+    derive = features_of_partitions(to_timestamp(as_of), None)
+    log = io_spark.load_events_spark(raw, columns, as_of=as_of, derive=derive)
+    try:
+        assert log.report == local.report and log.report.negative_revenue_rows == 1
+        theirs = io_spark.derived_frame(log).toPandas()
+        theirs = theirs.sort_values("user_id", kind="stable").reset_index(drop=True)
+        pd.testing.assert_frame_equal(theirs, build_features(local, as_of))
+        assert theirs["revenue_total"].tolist() == pytest.approx([70.0, 0.0])
+    finally:
+        log.release()

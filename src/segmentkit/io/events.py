@@ -41,7 +41,7 @@ from segmentkit.errors import (
     SegmentkitWarning,
 )
 from segmentkit.parallel import thread_map, usable_cores
-from segmentkit.text import quoted_names, sql_identifier, sql_literal, sql_timestamp
+from segmentkit.text import quoted_names, slug, sql_identifier, sql_literal, sql_timestamp
 
 __all__ = [
     "DataQualityReport",
@@ -901,18 +901,22 @@ def check_revenue_by_event(
     So, without ``data.columns.revenue_events``, a log whose amounts above 0 lie on
     rows of two or more events is refused when, for one of those events, at least
     :data:`RECURRING_AMOUNT_SHARE` of its rows with an amount share their user and
-    amount with a row of another event. With ``revenue_events``, a chosen event that
-    the log spells otherwise is refused: its revenue would be ignored without a word.
+    amount with a row of another event. With ``revenue_events`` (or ``refund_events``),
+    a chosen event that the log spells otherwise is refused: its revenue would be
+    ignored (its refunds counted as spending) without a word. An event named as a
+    refund with amounts above 0 is refused unless one of the two settings names it
+    (:func:`_check_refunds_not_paid`).
 
     Parameters
     ----------
     columns : ColumnMap
         The mapping the log is read with.
     paid_events : iterable
-        Events of the clean rows whose revenue is above 0 (after ``revenue_events``), or
-        any two of them when there are more: only whether there are two is read.
+        Events of the clean rows whose revenue is above 0 (after ``revenue_events`` and
+        ``refund_events``).
     event_names : callable
-        Returns every event of the clean rows (only called with ``revenue_events``).
+        Returns every event of the clean rows (only called with ``revenue_events`` or
+        ``refund_events``).
     paid_rows : callable
         Returns, per event, its clean rows with revenue above 0 and how many of them
         share their user and amount with a row of another event (only called when
@@ -936,43 +940,81 @@ def check_revenue_by_event(
     ...
     segmentkit.errors.DataValidationError: column 'price' (revenue): one user's same amount ...
     """
-    chosen = columns.revenue_events
-    if chosen is None:
-        paid = {str(name) for name in paid_events if name is not None}
-        if len(paid) < 2:
-            return
-        rows = paid_rows()
-        if not any(shared >= RECURRING_AMOUNT_SHARE * n > 0 for n, shared in rows.values()):
-            return  # payments of several kinds: every amount counts
-        ranked = sorted(rows.items(), key=lambda item: (-item[1][0], item[0]))
-        shown = ", ".join(
-            f"{name!r} {shared:,} of {n:,} row{'' if n == 1 else 's'}"
-            for name, (n, shared) in ranked[:8]
-        )
-        more = f" and {len(ranked) - 8} more" if len(ranked) > 8 else ""
-        twins = sorted(
-            {tuple(sorted([name, *other_spellings(name, rows)])) for name in rows}
-            - {(name,) for name in rows}
-        )
-        spelled = "".join(
-            f" ({' and '.join(map(repr, group))} spell one event: give the log one spelling)"
-            for group in twins
-        )
+    if columns.revenue_events is not None or columns.refund_events is not None:
+        _check_spelled_as_the_log(columns, [str(n) for n in event_names() if n is not None])
+    paid = {str(name) for name in paid_events if name is not None}
+    _check_refunds_not_paid(columns, paid)
+    if columns.revenue_events is not None or len(paid) < 2:
+        return
+    rows = paid_rows()
+    if not any(shared >= RECURRING_AMOUNT_SHARE * n > 0 for n, shared in rows.values()):
+        return  # payments of several kinds: every amount counts
+    ranked = sorted(rows.items(), key=lambda item: (-item[1][0], item[0]))
+    shown = ", ".join(
+        f"{name!r} {shared:,} of {n:,} row{'' if n == 1 else 's'}"
+        for name, (n, shared) in ranked[:8]
+    )
+    more = f" and {len(ranked) - 8} more" if len(ranked) > 8 else ""
+    twins = sorted(
+        {tuple(sorted([name, *other_spellings(name, rows)])) for name in rows}
+        - {(name,) for name in rows}
+    )
+    spelled = "".join(
+        f" ({' and '.join(map(repr, group))} spell one event: give the log one spelling)"
+        for group in twins
+    )
+    raise DataValidationError(
+        f"column {columns.revenue!r} (revenue): one user's same amount recurs on rows of "
+        f"{len(ranked)} events ({shown}{more} with an amount above 0 share it with "
+        "another event): a price carried on every event, not money paid; summed, "
+        "viewed or carted products would count as spending. Name the events whose "
+        "amounts were paid (and refunded) in data.columns.revenue_events, e.g. [purchase]" + spelled
+    )
+
+
+def _check_spelled_as_the_log(columns: ColumnMap, names: Sequence[str]) -> None:
+    """Refuse ``revenue_events`` or ``refund_events`` naming an event the log spells otherwise."""
+    settings = {
+        "revenue_events": (columns.revenue_events, "the revenue of those rows would be ignored"),
+        "refund_events": (columns.refund_events, "those refunds would count as spending"),
+    }
+    for setting, (named, consequence) in settings.items():
+        renamed = respelled_names(sorted(set(named or ()) - set(names)), names)
+        if renamed:
+            pairs = ", ".join(f"{name!r} as {spelled!r}" for name, spelled in renamed.items())
+            raise DataValidationError(
+                f"data.columns.{setting}: this log spells {pairs}; {consequence}. Spell the "
+                "events as the log does"
+            )
+
+
+def _refund_like(name: str) -> bool:
+    """Whether an event name says refund (``refund``, ``Order Refunded``).
+
+    Examples
+    --------
+    >>> [_refund_like(n) for n in ["refund", "Order Refunded", "refunds", "return_visit"]]
+    [True, True, True, False]
+    """
+    return bool({"refund", "refunds", "refunded"} & set(slug(name).split("_")))
+
+
+def _check_refunds_not_paid(columns: ColumnMap, paid: set[str]) -> None:
+    """Refuse a refund event whose amounts above 0 would be summed as spending.
+
+    An event named as a refund (:func:`_refund_like`) with amounts above 0 that
+    ``refund_events`` does not name is refunds given as positive amounts (GA4's
+    ``refund``): summed, they would add to spending. An event that ``revenue_events``
+    names explicitly is counted as its amounts say.
+    """
+    named = set(columns.refund_events or ()) | set(columns.revenue_events or ())
+    positive = sorted(name for name in paid if _refund_like(name) and name not in named)
+    if positive:
         raise DataValidationError(
-            f"column {columns.revenue!r} (revenue): one user's same amount recurs on rows of "
-            f"{len(ranked)} events ({shown}{more} with an amount above 0 share it with "
-            "another event): a price carried on every event, not money paid; summed, "
-            "viewed or carted products would count as spending. Name the events whose "
-            "amounts were paid (and refunded) in data.columns.revenue_events, e.g. [purchase]"
-            + spelled
-        )
-    names = [str(name) for name in event_names() if name is not None]
-    renamed = respelled_names(sorted(set(chosen) - set(names)), names)
-    if renamed:
-        pairs = ", ".join(f"{name!r} as {spelled!r}" for name, spelled in renamed.items())
-        raise DataValidationError(
-            f"data.columns.revenue_events: this log spells {pairs}; the revenue of those "
-            "rows would be ignored. Spell the events as the log does"
+            f"column {columns.revenue!r} (revenue): event(s) {quoted_names(positive, 5)} have "
+            "amounts above 0, which would be summed as spending: refunds given as positive "
+            "amounts? Name them in data.columns.refund_events (their amounts are then read as "
+            "money returned), or, if they are money paid, in data.columns.revenue_events"
         )
 
 
@@ -1301,6 +1343,12 @@ def load_events(
     if columns.revenue_events is not None:
         chosen = ", ".join(sql_literal(name) for name in columns.revenue_events)
         revenue_expr = f"(CASE WHEN ({event_expr}) IN ({chosen}) THEN {revenue_expr} END)"
+    if columns.refund_events is not None:
+        refunds = ", ".join(sql_literal(name) for name in columns.refund_events)
+        revenue_expr = (
+            f"(CASE WHEN ({event_expr}) IN ({refunds}) THEN -abs({revenue_expr}) "
+            f"ELSE {revenue_expr} END)"
+        )
     # Session ids keep their own type: hashing integers is much cheaper than strings.
     session_expr = sql_identifier(columns.session_id) if has_session else "CAST(NULL AS BIGINT)"
 
@@ -1369,12 +1417,10 @@ def load_events(
             "event_names": f"list(DISTINCT {event_expr}) FILTER (WHERE {keep})",
         }
         if has_revenue and columns.event is not None:
-            # The first and last events with amounts above 0: whether there are several (see
-            # check_revenue_by_event), cheaper than listing them (0.08 s against 0.10 s on the
-            # 29.2M events of benchmarks/features.py, over a 0.26 s scan).
+            # The events with amounts above 0 (see check_revenue_by_event): 0.10 s on the
+            # 29.2M events of benchmarks/features.py, over a 0.26 s scan.
             paid = f"{keep} AND ({revenue_expr}) > 0"
-            checks["paid_first"] = f"min({event_expr}) FILTER (WHERE {paid})"
-            checks["paid_last"] = f"max({event_expr}) FILTER (WHERE {paid})"
+            checks["paid_events"] = f"list(DISTINCT {event_expr}) FILTER (WHERE {paid})"
         if count_users:
             checks["users"] = f"count(DISTINCT {user_expr}) FILTER (WHERE {keep})"
         try:
@@ -1453,10 +1499,7 @@ def load_events(
         return {str(name): (int(n), int(shared)) for name, n, shared in rows}
 
     check_revenue_by_event(
-        columns,
-        {found.get("paid_first"), found.get("paid_last")} - {None},
-        lambda: found["event_names"] or (),
-        paid_rows,
+        columns, found.get("paid_events") or (), lambda: found["event_names"] or (), paid_rows
     )
 
     table = f"_sk_events_{next(_table_ids)}"

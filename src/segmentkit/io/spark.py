@@ -877,6 +877,8 @@ def _validate(
     check_revenue_selection(columns, has_revenue)
     if columns.revenue_events is not None:
         revenue = F.when(event.isin(*columns.revenue_events), revenue)
+    if columns.refund_events is not None:
+        revenue = F.when(event.isin(*columns.refund_events), -F.abs(revenue)).otherwise(revenue)
     session = F.col(f"`{columns.session_id}`") if has_session else F.lit(None).cast("bigint")
     extra = _unmapped_hash(source_columns, columns)
 
@@ -960,11 +962,12 @@ def _validate(
     ]
     key_names = sorted({str(name) for name in key_events})
     checks += [F.count_if(flag("keep") & (F.col("event") == F.lit(name))) for name in key_names]
-    # Events with amounts above 0, and (to check revenue_events' spelling) every event, as
-    # JSON text: observed metrics reach Python as Java objects, and text converts.
+    # Events with amounts above 0, and (to check revenue_events' and refund_events' spelling)
+    # every event, as JSON text: observed metrics reach Python as Java objects, and text
+    # converts.
     paid_event = F.when(flag("keep") & (F.col("revenue") > 0), F.col("event"))
     checks.append(F.to_json(F.collect_set(paid_event)))
-    if columns.revenue_events is not None:
+    if columns.revenue_events is not None or columns.refund_events is not None:
         checks.append(F.to_json(F.collect_set(F.when(flag("keep"), F.col("event")))))
     # The source is read once in full: the shuffle by user counts these checks as it reads the
     # raw rows (observed metrics), then the clean rows are counted per partition.
