@@ -235,6 +235,16 @@ def test_positive_refunds_train_with_refund_events_and_travel_with_the_bundle(
     scores = segmentkit.score(root, positive, as_of=END).drop(columns="model_version")
     expected = segmentkit.score(result.model, events, as_of=END).drop(columns="model_version")
     pd.testing.assert_frame_equal(scores, expected)
+    # Scored with a mapping that reads the refunds otherwise: refused, bundle or in memory.
+    from segmentkit.config import ColumnMap
+
+    message = (
+        r"^data\.columns\.refund_events: the model was trained with \['refund'\], this "
+        r"mapping gives None; revenue would be read otherwise than the model learnt it"
+    )
+    for model in (root, trained.model):
+        with pytest.raises(DataValidationError, match=message):
+            segmentkit.score(model, positive, as_of=END, columns=ColumnMap())
 
 
 @pytest.mark.slow

@@ -85,6 +85,22 @@ def test_log_with_other_event_names_is_refused_not_reported_as_drift(events, cha
     assert "['add_to_cart', 'purchase']" in message and "'cart'" in message
 
 
+def test_revenue_read_otherwise_than_the_champion_is_refused(events, champion, no_training):
+    counted = load_config(
+        overrides={
+            "segmentation": {"k": 3, "n_bootstrap": 0, "random_state": 0},
+            "propensity": {"targets": []},
+            "data": {"columns": {"revenue_events": ["purchase"]}},
+        }
+    )
+    with pytest.raises(DataValidationError) as info:
+        refresh_model(champion, counted, events, END)
+    assert str(info.value).startswith(
+        "data.columns.revenue_events: the model was trained with None, this mapping gives "
+        "['purchase']"
+    )
+
+
 def test_full_event_log_for_a_transaction_champion_is_refused_not_reported_as_drift(
     events, no_training
 ):

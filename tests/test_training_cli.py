@@ -262,6 +262,20 @@ def test_tampered_bundle_is_refused_by_score(trained, capsys, monkeypatch, tmp_p
     assert "does not match its checksum" in err
 
 
+def test_score_refuses_a_mapping_that_reads_revenue_otherwise(trained, capsys, monkeypatch):
+    # The model summed every row's revenue; a params.yaml naming revenue_events would not.
+    monkeypatch.chdir(trained)
+    (trained / "other.yaml").write_text("data:\n  columns: {revenue_events: [purchase, refund]}\n")
+    args = ["score", "--model", "models/sk-test", "--events", "data/demo.parquet"]
+    code, _, err = run([*args, "--params", "other.yaml", "--out", "other.csv"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith(
+        "error: data.columns.revenue_events: the model was trained with None, this mapping "
+        "gives ['purchase', 'refund']"
+    )
+    assert not (trained / "other.csv").exists()
+
+
 def test_chunked_scoring_matches_scikit_learn_exactly(trained, monkeypatch):
     model = segmentkit.load(trained / "models" / "sk-test")
     features = segmentkit.build_features(

@@ -569,6 +569,7 @@ def load_and_score(
                     opened.feature_config,
                     opened.input_schema,
                     as_of,
+                    trained_columns=opened.columns,
                 )
         except Exception:
             failed = loading.exception()

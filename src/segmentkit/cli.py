@@ -684,6 +684,7 @@ def _score_on_spark(
 ) -> None:
     """``score --engine spark``: every user scored distributed, a Parquet dataset out."""
     from segmentkit import api
+    from segmentkit.io.events import check_revenue_read_as_trained
 
     try:
         from segmentkit.spark.scoring import trained_key_events
@@ -696,6 +697,7 @@ def _score_on_spark(
     # As local scoring: params' data.columns when set, else the model's column mapping,
     # and as_of only from the command line.
     columns = _mapped_columns(cfg) or loaded.columns
+    check_revenue_read_as_trained(loaded.columns, columns)
     sks, log = _spark_log(
         cfg,
         source,

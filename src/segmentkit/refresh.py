@@ -34,6 +34,7 @@ from segmentkit.io.events import (
     EventLog,
     EventSource,
     check_input,
+    check_revenue_read_as_trained,
     key_events_seen,
     to_timestamp,
 )
@@ -282,7 +283,9 @@ def refresh_model(
     champion_as_of = to_timestamp(champion.metadata.as_of)
     with progress("Loading and validating events"):
         log, snapshot = load_snapshot(config, events, as_of)
-    # The champion scores this log: refuse it without a column the champion was trained on.
+    # The champion scores this log: refuse it without a column the champion was trained on,
+    # or with revenue read otherwise.
+    check_revenue_read_as_trained(champion.columns, log.columns)
     for message in check_input(log, champion.metadata.input_schema):
         warnings.warn(message, SegmentkitWarning, stacklevel=2)
     if snapshot < champion_as_of:

@@ -218,6 +218,21 @@ def test_key_events_spelled_otherwise_are_refused_as_locally(spark, trained, tmp
     assert str(refused.value) == expected
 
 
+def test_revenue_read_otherwise_than_in_training_is_refused_as_locally(spark, trained):
+    from segmentkit.config import ColumnMap
+    from segmentkit.errors import DataValidationError
+    from segmentkit.spark.scoring import score_spark
+
+    model, path, _ = trained
+    counted = ColumnMap(revenue_events=("purchase",))
+    with pytest.raises(DataValidationError) as local:
+        model.score(str(path), columns=counted)
+    with pytest.raises(DataValidationError) as theirs:
+        score_spark(model, str(path), columns=counted)
+    assert str(theirs.value) == str(local.value)
+    assert str(local.value).startswith("data.columns.revenue_events: the model was trained with")
+
+
 def test_score_on_spark_reads_data_columns_and_refuses_in_one_line_as_locally(
     spark, trained, tmp_path, monkeypatch, capsys
 ):

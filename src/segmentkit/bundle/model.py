@@ -39,6 +39,7 @@ def features_to_score(
     feature_config: FeatureConfig,
     input_schema: Mapping[str, Any] | None,
     as_of: dt.date | dt.datetime | str | None = None,
+    trained_columns: ColumnMap | None = None,
 ) -> tuple[pd.DataFrame, dt.datetime, list[str]]:
     """Validate a log against a model's input and build its features for scoring.
 
@@ -58,6 +59,9 @@ def features_to_score(
         The model's :attr:`BundleMetadata.input_schema`.
     as_of : date-like, optional
         Snapshot (default: midnight after the last event).
+    trained_columns : ColumnMap, optional
+        The model's own mapping: revenue must be read as it was (its ``revenue_events``
+        and ``refund_events``).
 
     Returns
     -------
@@ -73,8 +77,9 @@ def features_to_score(
     DataValidationError
         The log breaks the data contract or lacks a column the model was trained with.
     """
-    from segmentkit.io.events import default_as_of
+    from segmentkit.io.events import check_revenue_read_as_trained, default_as_of
 
+    check_revenue_read_as_trained(trained_columns, columns)
     cutoff = to_timestamp(as_of) if as_of is not None else None
     log = load_events(events, columns, as_of=cutoff)
     notes = check_input(log, input_schema)
@@ -214,7 +219,12 @@ class SegmentationModel:
         >>> model.score("data/events.parquet", as_of="2025-01-01").head()  # doctest: +SKIP
         """
         features, snapshot, notes = features_to_score(
-            events, columns or self.columns, self.feature_config, self.metadata.input_schema, as_of
+            events,
+            columns or self.columns,
+            self.feature_config,
+            self.metadata.input_schema,
+            as_of,
+            trained_columns=self.columns,
         )
         for message in notes:
             warnings.warn(message, SegmentkitWarning, stacklevel=2)

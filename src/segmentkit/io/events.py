@@ -869,6 +869,36 @@ def check_invalid_values(
         )
 
 
+def check_revenue_read_as_trained(trained: ColumnMap | None, given: ColumnMap) -> None:
+    """Refuse to score with revenue read otherwise than the model was trained with.
+
+    ``revenue_events`` and ``refund_events`` decide which amounts count and with
+    which sign: scored with others (a ``columns=`` or a params.yaml mapping that
+    leaves them out), the value features would mean something else than the model
+    learnt, and the scores would be confidently wrong.
+
+    Examples
+    --------
+    >>> check_revenue_read_as_trained(ColumnMap(revenue_events=("purchase",)), ColumnMap())
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    segmentkit.errors.DataValidationError: data.columns.revenue_events: the model was trained ...
+    """
+    if trained is None:
+        return
+    for setting in ("revenue_events", "refund_events"):
+        then, now = getattr(trained, setting), getattr(given, setting)
+        if set(then or ()) != set(now or ()):
+            raise DataValidationError(
+                f"data.columns.{setting}: the model was trained with "
+                f"{list(then) if then is not None else None}, this mapping gives "
+                f"{list(now) if now is not None else None}; revenue would be read otherwise "
+                "than the model learnt it. Score with the model's own mapping (no "
+                f"data.columns) or the same {setting}"
+            )
+
+
 def check_revenue_selection(columns: ColumnMap, has_revenue: bool) -> None:
     """Refuse ``revenue_events`` that cannot select revenue from this log (every engine).
 

@@ -40,7 +40,7 @@ from segmentkit.features.spark_engine import (
     features_of_partitions,
     partition_features,
 )
-from segmentkit.io.events import to_timestamp
+from segmentkit.io.events import check_revenue_read_as_trained, to_timestamp
 from segmentkit.io.spark import (
     SparkEventLog,
     SparkEventSource,
@@ -731,6 +731,8 @@ def score_spark(
     ... # doctest: +SKIP
     """
     cutoff = to_timestamp(as_of) if as_of is not None else None
+    given = events.columns if isinstance(events, SparkEventLog) else columns or model.columns
+    check_revenue_read_as_trained(model.columns, given)
     if isinstance(events, SparkEventLog):
         log = events
     else:
