@@ -442,3 +442,46 @@ def test_scoring_refuses_a_log_read_with_another_meaning_of_revenue():
     ):
         check_input(priced, describe_input(amounts))
     assert check_input(priced, describe_input(priced)) == []
+
+
+def test_csv_ids_that_look_like_decimals_are_read_as_text_exactly(tmp_path):
+    # Ids shaped as GA4's user_pseudo_id: as doubles, these two are one number.
+    first, second = "1026454.427111206501", "1026454.427111206502"
+    assert float(first) == float(second)
+    path = tmp_path / "ga4.csv"
+    path.write_text(
+        "user_pseudo_id,event_timestamp,event_name\n"
+        f"{first},1604512629336826,page_view\n"
+        f"{second},1604512629336900,page_view\n"
+        f"{second},1604512699336900,purchase\n"
+    )
+    columns = ColumnMap(
+        user_id="user_pseudo_id",
+        timestamp="event_timestamp",
+        event="event_name",
+        timestamp_format="unix_us",
+    )
+    rows = load_events(path, columns).to_pandas()
+    assert rows.groupby("user_id").size().to_dict() == {first: 1, second: 2}
+
+
+def test_csv_ids_that_are_whole_decimals_stay_integers(tmp_path):
+    # UCI's CustomerID, written by pandas with gaps: 12346.0.
+    path = tmp_path / "uci.csv"
+    path.write_text("CustomerID,InvoiceDate,Amount\n12346.0,2010-12-01,1\n,2010-12-01,1\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SegmentkitWarning)
+        rows = load_events(path, RETAIL).to_pandas()
+    assert rows["user_id"].tolist() == [12346]
+
+
+def test_float_ids_with_fractions_in_a_frame_point_at_reading_them_as_text():
+    raw = pd.DataFrame(
+        {"CustomerID": [1026454.4271112065], "InvoiceDate": ["2010-12-01"], "Amount": 1.0}
+    )
+    with pytest.raises(DataValidationError) as err:
+        load_events(raw, RETAIL)
+    assert str(err.value).endswith(
+        "(ids that look like decimals, such as GA4's user_pseudo_id 1026454.4271112065, are "
+        "text: give the column as text, e.g. pandas' read_csv(..., dtype={'CustomerID': str}))"
+    )

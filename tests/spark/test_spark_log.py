@@ -674,3 +674,30 @@ def test_positive_refunds_are_read_as_locally(spark, tiny_log, refunds):
         assert theirs["revenue_total"].tolist() == pytest.approx([70.0, 0.0])
     finally:
         log.release()
+
+
+def test_csv_ids_that_look_like_decimals_are_text_as_locally(spark, tmp_path):
+    from segmentkit.config import ColumnMap
+
+    path = tmp_path / "ga4.csv"
+    path.write_text(
+        "user_pseudo_id,event_timestamp,event_name\n"
+        "1026454.427111206501,1604512629336826,page_view\n"
+        "1026454.427111206502,1604512629336900,page_view\n"
+        "20.0,1604512699336900,purchase\n"
+    )
+    columns = ColumnMap(
+        user_id="user_pseudo_id",
+        timestamp="event_timestamp",
+        event="event_name",
+        timestamp_format="unix_us",
+    )
+    local = load_events(path, columns)
+    log = io_spark.load_events_spark(str(path), columns, spark=spark)
+    try:
+        assert log.report == local.report
+        theirs = sorted(log.frame.toPandas()["user_id"])
+        expected = ["1026454.427111206501", "1026454.427111206502", "20.0"]
+        assert theirs == sorted(local.to_pandas()["user_id"]) == expected
+    finally:
+        log.release()

@@ -300,12 +300,12 @@ def to_timestamp(value: dt.date | dt.datetime | str | pd.Timestamp) -> dt.dateti
 
 
 def _register_source(
-    con: duckdb.DuckDBPyConnection, source: EventSource, csv_header: Sequence[str] | None = None
+    con: duckdb.DuckDBPyConnection, source: EventSource, columns: ColumnMap
 ) -> str:
     """Make ``source`` queryable in ``con`` and return a SQL expression that reads it.
 
-    ``csv_header`` names the columns of CSV files without a header row (see
-    :class:`~segmentkit.config.ColumnMap`); other sources name their own.
+    CSV files are read by :func:`csv_source`, with ``columns``' header names and user
+    id column; other sources name and type their own columns.
     """
     name = f"_sk_raw_{next(_table_ids)}"
     if isinstance(source, pd.DataFrame):
@@ -320,9 +320,9 @@ def _register_source(
         kind, paths = event_files(str(source))
         if kind == "parquet":
             return f"read_parquet({_sql_list(paths)})"
-        if csv_header is not None:
-            check_headerless_csv(con, paths[0], csv_header)
-        return csv_source_sql(paths, csv_header)
+        if columns.csv_header is not None:
+            check_headerless_csv(con, paths[0], columns.csv_header)
+        return csv_source(con, paths, columns)
     raise DataValidationError(
         "events: expected a Parquet/CSV path or glob, a pandas DataFrame or a DuckDB relation, "
         f"got {type(source).__name__}"
@@ -399,15 +399,42 @@ def event_files(text: str) -> tuple[str, list[str]]:
     return kinds.pop(), files
 
 
-def csv_source_sql(paths: Sequence[str], csv_header: Sequence[str] | None = None) -> str:
-    """Return the SQL reading CSV files as every engine types them (DuckDB's sniffer).
+def csv_source_sql(
+    paths: Sequence[str], csv_header: Sequence[str] | None = None, text_column: str | None = None
+) -> str:
+    """Return the SQL reading CSV files as DuckDB's sniffer types them.
 
     With ``csv_header`` the files have no header row and these are their columns, in
-    the same order in every file.
+    the same order in every file. ``text_column`` is read as text, whatever it looks
+    like.
     """
+    text = f", types = {{{sql_literal(text_column)}: 'VARCHAR'}}" if text_column else ""
     if csv_header is None:
-        return f"read_csv({_sql_list(paths)}, header = true, union_by_name = true)"
-    return f"read_csv({_sql_list(paths)}, header = false, names = {_sql_list(csv_header)})"
+        return f"read_csv({_sql_list(paths)}, header = true, union_by_name = true{text})"
+    return f"read_csv({_sql_list(paths)}, header = false, names = {_sql_list(csv_header)}{text})"
+
+
+def csv_source(con: duckdb.DuckDBPyConnection, paths: Sequence[str], columns: ColumnMap) -> str:
+    """Return the SQL reading CSV files as every engine types them.
+
+    As DuckDB's sniffer types them, but for a user id column it reads as decimals of
+    which some have a fraction: those are text that looks like a number (GA4's
+    ``user_pseudo_id`` ``1026454.4271112065``), read as text, exactly (as doubles,
+    ids 17 digits long would lose their last digits and merge users). Ids that are
+    all whole (UCI's ``12346.0``) stay numbers, read as integers.
+    """
+    sql = csv_source_sql(paths, columns.csv_header)
+    try:
+        types = {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()}
+    except duckdb.Error:
+        return sql  # refused with the reader's own message where the log is read
+    if not _float_ids(str(types.get(columns.user_id, ""))):
+        return sql
+    user = f"CAST({sql_identifier(columns.user_id)} AS DOUBLE)"
+    (fractions,) = con.execute(
+        f"SELECT count(*) FILTER (WHERE isfinite({user}) AND {user} <> trunc({user})) FROM {sql}"
+    ).fetchone()
+    return csv_source_sql(paths, columns.csv_header, columns.user_id) if fractions else sql
 
 
 def check_headerless_csv(
@@ -809,7 +836,9 @@ def check_invalid_values(
         raise DataValidationError(
             f"column {columns.user_id!r} (user_id): expected strings or integers, but "
             f"{counts['bad_user']} numeric value(s) are not whole numbers within 64 bits, "
-            f"e.g. {example('bad_user')}"
+            f"e.g. {example('bad_user')} (ids that look like decimals, such as GA4's "
+            "user_pseudo_id 1026454.4271112065, are text: give the column as text, e.g. "
+            "pandas' read_csv(..., dtype={" + repr(columns.user_id) + ": str}))"
         )
     if counts["bad_ts"]:
         samples = example("bad_ts")
@@ -1342,7 +1371,7 @@ def load_events(
     columns = columns or ColumnMap()
     check_csv_header(columns, DataValidationError)
     con = con or connect()
-    source_sql = _register_source(con, source, columns.csv_header)
+    source_sql = _register_source(con, source, columns)
     try:
         schema = con.execute(f"DESCRIBE SELECT * FROM {source_sql}").fetchall()
     except duckdb.Error as exc:

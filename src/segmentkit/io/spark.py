@@ -62,7 +62,7 @@ from segmentkit.io.events import (
     check_timestamp_pattern,
     connect,
     could_hold_strays,
-    csv_source_sql,
+    csv_source,
     dropped_rows_message,
     epoch_us,
     event_files,
@@ -451,9 +451,7 @@ def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
 _DUCKDB_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"}
 
 
-def _typed_as_duckdb(
-    frame: DataFrame, paths: list[str], csv_header: Sequence[str] | None = None
-) -> DataFrame:
+def _typed_as_duckdb(frame: DataFrame, paths: list[str], columns: ColumnMap) -> DataFrame:
     """Give a CSV's columns of numbers the types the local engine reads them with.
 
     Spark reads every CSV column as text (its own inference would drop the leading
@@ -461,15 +459,14 @@ def _typed_as_duckdb(
     engine reads the same files with DuckDB, whose CSV sniffer types a column of
     numbers as integers or doubles: customer ids such as UCI's ``12346.0`` are then
     whole numbers (read as integers) and scores keep them as integers. So DuckDB
-    sniffs the files here, as :func:`segmentkit.io.events.load_events` reads them,
+    sniffs the files here, as :func:`segmentkit.io.events.load_events` reads them
+    (:func:`segmentkit.io.events.csv_source`: ids that look like decimals stay text),
     and the columns it reads as numbers are cast alike (a value that is no number
     becomes null, as an unparseable value).
     """
     con = connect(threads=1)
     try:
-        types = con.execute(
-            f"DESCRIBE SELECT * FROM {csv_source_sql(paths, csv_header)}"
-        ).fetchall()
+        types = con.execute(f"DESCRIBE SELECT * FROM {csv_source(con, paths, columns)}").fetchall()
     except duckdb.Error:  # the local engine would refuse it too; Spark reads it as text
         return frame
     casts = {}
@@ -499,9 +496,7 @@ def _is_nanos_error(exc: Exception) -> bool:
 
 
 def read_events_spark(
-    spark: SparkSession,
-    source: str | Path | Sequence[str],
-    csv_header: Sequence[str] | None = None,
+    spark: SparkSession, source: str | Path | Sequence[str], columns: ColumnMap | None = None
 ) -> DataFrame:
     """Read Parquet or CSV paths, globs or URIs (anything Spark reads) into a DataFrame.
 
@@ -512,9 +507,11 @@ def read_events_spark(
     Parquet timestamps are read as TIMESTAMP at their stored microseconds (naive times
     are UTC), whatever the session's time zone. Parquet files with nanosecond
     timestamps are read with those columns as integers (nanoseconds), which
-    :func:`load_events_spark` converts. ``csv_header`` names the columns of CSV files
-    without a header row, as locally (``data.columns.csv_header``).
+    :func:`load_events_spark` converts. CSV files are read with ``columns``' header
+    names (``data.columns.csv_header``) and typed as locally (:func:`_typed_as_duckdb`).
     """
+    columns = columns or ColumnMap()
+    csv_header = columns.csv_header
     items = [str(source)] if isinstance(source, str | Path) else [str(s) for s in source]
     paths: list[str] = []
     kinds: set[str | None] = set()
@@ -551,7 +548,7 @@ def read_events_spark(
             frame = _named_fields(frame, csv_header, paths[0])
         if len(local_files) < len(paths):
             return frame
-        return _typed_as_duckdb(frame, local_files, csv_header)
+        return _typed_as_duckdb(frame, local_files, columns)
     try:
         # Naive Parquet timestamps are read as instants at their stored microseconds (UTC,
         # as the contract takes them), not as TIMESTAMP_NTZ: the microseconds are then
@@ -824,7 +821,7 @@ def load_events_spark(
         spark = spark or SparkSession.getActiveSession()
         if spark is None:
             raise DataValidationError("events: reading paths on Spark needs an active SparkSession")
-        raw = read_events_spark(spark, source, columns.csv_header)
+        raw = read_events_spark(spark, source, columns)
     else:
         raise DataValidationError(
             f"events: expected a Spark DataFrame or Parquet/CSV paths, got {type(source).__name__}"
