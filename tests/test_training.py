@@ -13,6 +13,7 @@ from segmentkit.models.segmentation import Segmenter
 from segmentkit.training import (
     data_fingerprint,
     evidence_notes,
+    heavy_user_notes,
     load_snapshot,
     make_segmenter,
     train_model,
@@ -373,3 +374,39 @@ def test_key_events_the_log_never_holds_are_named_with_its_events(two_behaviours
         "features.key_events: the log also spells 'add_to_cart' as ['Add To Cart']; only the "
         "rows spelled 'add_to_cart' are counted in its feature (give the log one spelling)"
     ]
+
+
+def _events_per_user(counts: dict[str, int]) -> pd.DataFrame:
+    return pd.DataFrame({"user_id": list(counts), "events_total": list(counts.values())})
+
+
+def test_a_user_id_holding_much_of_the_log_is_named():
+    # 100 users of 10 events; 'guest' holds 2,000 of 2,990 (66.9%), 200x the median.
+    table = _events_per_user({"guest": 2000, **{f"u{i}": 10 for i in range(99)}})
+    (note,) = heavy_user_notes(table)
+    assert note.startswith(
+        "user id 'guest' holds 66.9% of the training users' events (2,000, 200x the median "
+        "user's 10): a placeholder id for anonymous traffic, a bot or a shared account?"
+    )
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [
+        {"heavy": 999, **{f"u{i}": 10 for i in range(99)}},  # 99.9x the median
+        {"heavy": 2000, **{f"u{i}": 10 for i in range(4000)}},  # 4.8% of the events
+        {"a": 6, "b": 1},  # a small log: 86% of 7 events, 6 times the median
+    ],
+    ids=["ratio-under-100", "share-under-5%", "small-log"],
+)
+def test_heavy_but_plausible_users_are_not_named(counts):
+    assert heavy_user_notes(_events_per_user(counts)) == []
+
+
+def test_training_warns_about_a_placeholder_user_id(two_behaviours):
+    guest = two_behaviours.iloc[[0]].assign(user_id="0")
+    crowd = guest.loc[guest.index.repeat(10_000)].assign(
+        timestamp=pd.date_range("2024-03-01", periods=10_000, freq="2min")
+    )
+    with pytest.warns(SegmentkitWarning, match=r"^user id '0' holds \d+\.\d% of the training"):
+        train_model(CONFIG, pd.concat([two_behaviours, crowd], ignore_index=True))

@@ -370,7 +370,7 @@ def train_model(
         )
         for note in evidence:
             warnings.warn(note, SegmentkitWarning, stacklevel=2)
-    for note in key_events_notes(log, config.features.key_events):
+    for note in [*key_events_notes(log, config.features.key_events), *heavy_user_notes(features)]:
         warnings.warn(note, SegmentkitWarning, stacklevel=2)
     return TrainingResult(
         model=model,
@@ -382,6 +382,49 @@ def train_model(
         timings=timings,
         evidence=evidence,
     )
+
+
+#: Share of all events above which one user id is said to dominate the log...
+HEAVY_USER_SHARE = 0.05
+#: ...when it also holds this many times the events of the median user.
+HEAVY_USER_RATIO = 100
+
+
+def heavy_user_notes(features: pd.DataFrame) -> list[str]:
+    """Name user ids that hold a large share of the log's events, far beyond any person.
+
+    A placeholder id for anonymous traffic (``0``, ``guest``), a bot or a shared
+    account makes one "user" of many: it stays in every feature, segment and label,
+    and its activity lifts the averages that segment names are told against. Said,
+    not refused: a very heavy real user is possible. Ids with at least
+    :data:`HEAVY_USER_SHARE` of the events and :data:`HEAVY_USER_RATIO` times the
+    median user's, the three heaviest.
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"user_id": ["0", *map(str, range(1, 200))],
+    ...                       "events_total": [50_000] + [10] * 199})
+    >>> heavy_user_notes(table)[0][:70]
+    "user id '0' holds 96.2% of the training users' events (50,000, 5,000x "
+    """
+    if "events_total" not in features or len(features) < 2:
+        return []
+    events = features["events_total"].to_numpy(dtype=float)
+    total, median = float(events.sum()), float(np.median(events))
+    if total <= 0:
+        return []
+    heavy = (events >= HEAVY_USER_SHARE * total) & (events >= HEAVY_USER_RATIO * max(median, 1.0))
+    top = np.argsort(-events[heavy], kind="stable")[:3]
+    ids, counts = features["user_id"].to_numpy()[heavy][top], events[heavy][top]
+    return [
+        f"user id {str(user)!r} holds {count / total:.1%} of the training users' events "
+        f"({count:,.0f}, {count / max(median, 1.0):,.0f}x the median user's {median:,.0f}): a "
+        "placeholder id for anonymous traffic, a bot or a shared account? It is one user in "
+        "every feature, segment and label, and lifts the averages segments are described "
+        "against; if it stands for many people, give its rows a null user id (they are then "
+        "dropped and counted)"
+        for user, count in zip(ids, counts, strict=True)
+    ]
 
 
 def evidence_notes(
