@@ -19,6 +19,7 @@ from segmentkit.io.synth import generate_events
 from segmentkit.report import plots
 from segmentkit.report.html import (
     ReportContent,
+    data_quality_table,
     figure_svg,
     model_report,
     render_html,
@@ -108,6 +109,17 @@ def test_the_verdict_section_ends_with_the_recommendation(page):
     last = re.findall(r"<p[^>]*>(.*?)</p>", section)[-1]
     assert last.startswith("Recommendation: Promote the challenger")
     assert section.rstrip().endswith("</p>")
+
+
+def test_the_training_logs_counts_are_in_the_report(model, page):
+    quality = model.metadata.data_quality
+    assert "Training log: rows read, dropped and used" in page
+    assert f"<td>rows read</td><td>{quality['rows_read']:,}</td>" in page.replace("\n", "")
+    table = data_quality_table({**quality, "stray_timestamp": 3, "duplicates_checked": False})
+    rows = dict(table.itertuples(index=False))
+    assert rows["dropped: stray dates, a year or more away from the log"] == "3"
+    assert "dropped: exact duplicates" not in rows  # not looked for: no count to show
+    assert rows["first event"] == quality["first_event"].replace("T", " ")
 
 
 def test_report_without_propensity_or_refresh_still_renders(model):

@@ -487,6 +487,51 @@ def _drift_tables(report: Any, names: Sequence[str]) -> dict[str, pd.DataFrame]:
     return tables
 
 
+#: What each count of the training log's data-quality report is, in the order read.
+_QUALITY_ROWS = (
+    ("rows_read", "rows read"),
+    ("null_user_id", "dropped: no user id"),
+    ("null_timestamp", "dropped: no timestamp"),
+    ("null_event", "dropped: no event name"),
+    ("stray_timestamp", "dropped: stray dates, a year or more away from the log"),
+    ("at_or_after_as_of", "excluded: at or after as_of"),
+    ("duplicate_rows", "dropped: exact duplicates"),
+    ("rows_clean", "rows used"),
+    ("negative_revenue_rows", "of which refunds (revenue below 0)"),
+)
+
+
+def data_quality_table(quality: Mapping[str, Any]) -> pd.DataFrame:
+    """Tabulate the training log's counts: read, dropped and used (aggregates only).
+
+    Rows that were not looked for (``duplicates_checked`` false) or are absent from
+    an older bundle's report are left out; the first and last events close the table.
+
+    Examples
+    --------
+    >>> table = data_quality_table({"rows_read": 10, "null_user_id": 2, "rows_clean": 8,
+    ...                             "first_event": "2024-01-01T10:00:00"})
+    >>> for row in table.itertuples(index=False):
+    ...     print(*row, sep=": ")
+    rows read: 10
+    dropped: no user id: 2
+    rows used: 8
+    first event: 2024-01-01 10:00:00
+    """
+    rows = [
+        (label, f"{int(quality[key]):,}")
+        for key, label in _QUALITY_ROWS
+        if key in quality
+        and not (key == "duplicate_rows" and quality.get("duplicates_checked") is False)
+    ]
+    rows += [
+        (label, str(quality[key]).replace("T", " "))
+        for key, label in (("first_event", "first event"), ("last_event", "last event"))
+        if quality.get(key)
+    ]
+    return pd.DataFrame(rows, columns=["training log", "rows"])
+
+
 def model_report(
     model: Any,
     *,
@@ -535,6 +580,9 @@ def model_report(
         tables["Propensity models, out of time"] = evaluation.pivot_table(
             index="target", columns="metric", values="value", aggfunc="first"
         ).reset_index()
+    quality = data_quality_table(getattr(metadata, "data_quality", None) or {})
+    if len(quality):
+        tables["Training log: rows read, dropped and used"] = quality
     separation = separation_note(segmenter)
     content = ReportContent(
         title=title or "Segment report",
