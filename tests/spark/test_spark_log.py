@@ -701,3 +701,29 @@ def test_csv_ids_that_look_like_decimals_are_text_as_locally(spark, tmp_path):
         assert theirs == sorted(local.to_pandas()["user_id"]) == expected
     finally:
         log.release()
+
+
+def test_rows_dropped_for_null_ids_are_warned_about_as_locally(spark, tiny_log):
+    import warnings
+
+    from segmentkit.errors import SegmentkitWarning
+
+    raw = tiny_log.assign(user_id=tiny_log["user_id"].where(tiny_log.index != 2))
+
+    def said(load):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            log = load()
+        return log, [str(w.message) for w in caught if issubclass(w.category, SegmentkitWarning)]
+
+    _, local = said(lambda: load_events(raw))
+    log, theirs = said(lambda: io_spark.load_events_spark(spark.createDataFrame(raw)))
+    log.release()
+    assert (
+        theirs
+        == local
+        == [
+            "dropped 1 of 7 rows (14.3%) without a user id (column 'user_id'): they count in no "
+            "feature, segment or label (data.on_invalid: error refuses such a log instead)"
+        ]
+    )
