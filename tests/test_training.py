@@ -17,6 +17,7 @@ from segmentkit.training import (
     load_snapshot,
     make_segmenter,
     train_model,
+    window_notes,
 )
 
 CONFIG = load_config(
@@ -410,3 +411,16 @@ def test_training_warns_about_a_placeholder_user_id(two_behaviours):
     )
     with pytest.warns(SegmentkitWarning, match=r"^user id '0' holds \d+\.\d% of the training"):
         train_model(CONFIG, pd.concat([two_behaviours, crowd], ignore_index=True))
+
+
+def test_windows_longer_than_the_log_are_named():
+    import datetime as dt
+
+    # Taobao's nine days with the default windows.
+    (note,) = window_notes((30, 90), "2017-11-25T00:00:00", dt.datetime(2017, 12, 4))
+    assert note == (
+        "features.windows [30, 90] reach back before the first event (9.0 days before as_of): "
+        "their features count every event of every user, as the totals do; windows within "
+        "the log (e.g. [2, 4]) tell recent behaviour apart"
+    )
+    assert window_notes((7, 9), "2017-11-25T00:00:00", dt.datetime(2017, 12, 4)) == []

@@ -370,7 +370,12 @@ def train_model(
         )
         for note in evidence:
             warnings.warn(note, SegmentkitWarning, stacklevel=2)
-    for note in [*key_events_notes(log, config.features.key_events), *heavy_user_notes(features)]:
+    notes = [
+        *key_events_notes(log, config.features.key_events),
+        *window_notes(config.features.windows, log.first_event, snapshot),
+        *heavy_user_notes(features),
+    ]
+    for note in notes:
         warnings.warn(note, SegmentkitWarning, stacklevel=2)
     return TrainingResult(
         model=model,
@@ -382,6 +387,38 @@ def train_model(
         timings=timings,
         evidence=evidence,
     )
+
+
+def window_notes(
+    windows: Sequence[int], first_event: str | None, snapshot: dt.datetime
+) -> list[str]:
+    """Say which feature windows reach back before the log's first event.
+
+    Such a window holds every event of every user: its counts repeat the totals, and
+    the segments see no recent behaviour (a 9-day log, such as Taobao's, with the
+    default windows of 30 and 90 days).
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> window_notes([7, 30, 90], "2017-11-25T00:00:00", dt.datetime(2017, 12, 4))[0][:59]
+    'features.windows [30, 90] reach back before the first event'
+    >>> window_notes([7], "2017-11-25T00:00:00", dt.datetime(2017, 12, 4))
+    []
+    """
+    if first_event is None:
+        return []
+    history = (snapshot - dt.datetime.fromisoformat(first_event)) / dt.timedelta(days=1)
+    longer = [w for w in windows if w > history]
+    if not longer:
+        return []
+    return [
+        f"features.windows {longer} reach back before the first event ({history:.1f} days "
+        "before as_of): their features count every event of every user, as the totals do; "
+        "windows within the log (e.g. "
+        f"{sorted({max(1, int(history // 4)), max(1, int(history // 2))})}) tell recent "
+        "behaviour apart"
+    ]
 
 
 #: Share of all events above which one user id is said to dominate the log...
