@@ -195,6 +195,21 @@ def test_a_unit_price_and_quantity_train_and_travel_with_the_bundle(result, even
         segmentkit.score(root, priced.drop(columns="units"), as_of=END)
 
 
+def _trained_with_columns_scores_as(result, events, shaped, columns, tmp_path):
+    """Train on ``shaped`` (``events`` exported otherwise) read with ``columns``; its saved
+    bundle must score ``shaped`` as ``result``'s model scores ``events``."""
+    from segmentkit.bundle import save_bundle
+
+    trained = segmentkit.train(
+        shaped, params={**PARAMS, "data": {"columns": columns}}, as_of=END, track=False
+    )
+    root = save_bundle(trained.model, tmp_path / "bundle")
+    scores = segmentkit.score(root, shaped, as_of=END).drop(columns="model_version")
+    expected = segmentkit.score(result.model, events, as_of=END).drop(columns="model_version")
+    pd.testing.assert_frame_equal(scores, expected)
+    return trained, root
+
+
 @pytest.mark.slow
 def test_a_price_on_every_event_trains_with_revenue_events_and_travels_with_the_bundle(
     result, events, tmp_path
@@ -206,15 +221,7 @@ def test_a_price_on_every_event_trains_with_revenue_events_and_travels_with_the_
     columns = {"revenue": "price", "revenue_events": ["purchase", "refund"]}
     with pytest.raises(DataValidationError, match=r"same amount recurs on rows of 6 events"):
         segmentkit.train(priced, params={**PARAMS, "data": {"columns": {"revenue": "price"}}})
-    trained = segmentkit.train(
-        priced, params={**PARAMS, "data": {"columns": columns}}, as_of=END, track=False
-    )
-    from segmentkit.bundle import save_bundle
-
-    root = save_bundle(trained.model, tmp_path / "bundle")
-    scores = segmentkit.score(root, priced, as_of=END).drop(columns="model_version")
-    expected = segmentkit.score(result.model, events, as_of=END).drop(columns="model_version")
-    pd.testing.assert_frame_equal(scores, expected)
+    _trained_with_columns_scores_as(result, events, priced, columns, tmp_path)
 
 
 @pytest.mark.slow
@@ -226,15 +233,7 @@ def test_positive_refunds_train_with_refund_events_and_travel_with_the_bundle(
     with pytest.raises(DataValidationError, match=r"event\(s\) 'refund' have amounts above 0"):
         segmentkit.train(positive, params=PARAMS, as_of=END, track=False)
     columns = {"refund_events": ["refund"]}
-    trained = segmentkit.train(
-        positive, params={**PARAMS, "data": {"columns": columns}}, as_of=END, track=False
-    )
-    from segmentkit.bundle import save_bundle
-
-    root = save_bundle(trained.model, tmp_path / "bundle")
-    scores = segmentkit.score(root, positive, as_of=END).drop(columns="model_version")
-    expected = segmentkit.score(result.model, events, as_of=END).drop(columns="model_version")
-    pd.testing.assert_frame_equal(scores, expected)
+    trained, root = _trained_with_columns_scores_as(result, events, positive, columns, tmp_path)
     # Scored with a mapping that reads the refunds otherwise: refused, bundle or in memory.
     from segmentkit.config import ColumnMap
 

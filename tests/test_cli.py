@@ -34,13 +34,18 @@ def test_demo_data_then_features(tmp_path, capsys):
     assert "as of 2024-12-01" in out
 
 
+def _features_of_nine_days_and(nine_days, stamp, capsys):
+    """`features` on x.csv: the nine days and one more view of u3 at ``stamp``."""
+    extra = pd.DataFrame({"user_id": ["u3"], "timestamp": [stamp], "event": ["view"]})
+    pd.concat([nine_days.astype({"timestamp": str}), extra]).to_csv("x.csv", index=False)
+    return run(["features", "--events", "x.csv", "--out", "f.csv"], capsys)
+
+
 def test_features_drops_stray_dates_with_a_warning_or_refuses_them(
     tmp_path, capsys, monkeypatch, nine_days
 ):
     monkeypatch.chdir(tmp_path)
-    stray = pd.DataFrame({"user_id": ["u3"], "timestamp": ["1970-01-01"], "event": ["view"]})
-    pd.concat([nine_days.astype({"timestamp": str}), stray]).to_csv("x.csv", index=False)
-    code, out, err = run(["features", "--events", "x.csv", "--out", "f.csv"], capsys)
+    code, out, err = _features_of_nine_days_and(nine_days, "1970-01-01", capsys)
     assert code == 0 and "as of 2025-01-01" in out
     assert err.startswith("warning: dropped 1 of 2,161 rows (0.05%) dated '1970-01-01'")
     assert pd.read_csv("f.csv")["tenure_days"].max() < 10
@@ -55,9 +60,7 @@ def test_features_refuses_to_snapshot_after_a_late_tail_in_one_line(
     tmp_path, capsys, monkeypatch, nine_days
 ):
     monkeypatch.chdir(tmp_path)
-    tail = pd.DataFrame({"user_id": ["u3"], "timestamp": ["2025-01-16 04:00"], "event": ["view"]})
-    pd.concat([nine_days.astype({"timestamp": str}), tail]).to_csv("x.csv", index=False)
-    code, _, err = run(["features", "--events", "x.csv", "--out", "f.csv"], capsys)
+    code, _, err = _features_of_nine_days_and(nine_days, "2025-01-16 04:00", capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert err.startswith("error: events: the last 1 row(s), on '2025-01-16', come 15 day(s)")
     assert not (tmp_path / "f.csv").exists()

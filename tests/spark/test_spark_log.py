@@ -421,29 +421,41 @@ def test_a_price_on_every_event_is_refused_as_locally(spark, priced_views, price
 def test_revenue_events_read_as_locally(spark, chosen, priced_views, priced_view_columns):
     import dataclasses
 
+    columns = dataclasses.replace(priced_view_columns, revenue_events=chosen)
+    if chosen == ("Purchase",):
+        _refused_alike(spark, priced_views, columns, "2019-11-01")
+        return
+    theirs, _ = _features_alike(spark, priced_views, columns, "2019-11-01")
+    assert theirs["revenue_total"].tolist() == pytest.approx([289.52, 12.0])
+
+
+def _refused_alike(spark, frame: pd.DataFrame, columns, as_of: str) -> None:
+    """Both engines refuse ``frame`` read with ``columns``, with one message."""
     from segmentkit.errors import DataValidationError
+
+    with pytest.raises(DataValidationError) as local:
+        load_events(frame, columns, as_of=as_of)
+    with pytest.raises(DataValidationError) as theirs:
+        io_spark.load_events_spark(spark.createDataFrame(frame), columns, as_of=as_of)
+    assert str(theirs.value) == str(local.value)
+
+
+def _features_alike(spark, frame: pd.DataFrame, columns, as_of: str):
+    """Spark's report and features of ``frame`` equal the local ones: return them."""
     from segmentkit.features.spark_engine import features_of_partitions
     from segmentkit.io.events import to_timestamp
 
-    as_of = "2019-11-01"
-    columns = dataclasses.replace(priced_view_columns, revenue_events=chosen)
-    raw = spark.createDataFrame(priced_views)
-    if chosen == ("Purchase",):
-        with pytest.raises(DataValidationError) as local:
-            load_events(priced_views, columns, as_of=as_of)
-        with pytest.raises(DataValidationError) as theirs:
-            io_spark.load_events_spark(raw, columns, as_of=as_of)
-        assert str(theirs.value) == str(local.value)
-        return
-    local = load_events(priced_views, columns, as_of=as_of)
+    local = load_events(frame, columns, as_of=as_of)
     derive = features_of_partitions(to_timestamp(as_of), None)
-    log = io_spark.load_events_spark(raw, columns, as_of=as_of, derive=derive)
+    log = io_spark.load_events_spark(
+        spark.createDataFrame(frame), columns, as_of=as_of, derive=derive
+    )
     try:
         assert log.report == local.report
         theirs = io_spark.derived_frame(log).toPandas()
         theirs = theirs.sort_values("user_id", kind="stable").reset_index(drop=True)
         pd.testing.assert_frame_equal(theirs, build_features(local, as_of))
-        assert theirs["revenue_total"].tolist() == pytest.approx([289.52, 12.0])
+        return theirs, log.report
     finally:
         log.release()
 
@@ -648,32 +660,15 @@ def test_csv_delimiters_and_doubled_quotes_are_read_as_locally(spark, tmp_path, 
 )
 def test_positive_refunds_are_read_as_locally(spark, tiny_log, refunds):
     from segmentkit.config import ColumnMap
-    from segmentkit.errors import DataValidationError
-    from segmentkit.features.spark_engine import features_of_partitions
-    from segmentkit.io.events import to_timestamp
 
-    as_of = "2024-02-01"
     positive = tiny_log.assign(revenue=tiny_log["revenue"].abs())
     columns = ColumnMap(refund_events=refunds)
-    raw = spark.createDataFrame(positive)
     if refunds != ("refund",):
-        with pytest.raises(DataValidationError) as local:
-            load_events(positive, columns, as_of=as_of)
-        with pytest.raises(DataValidationError) as theirs:
-            io_spark.load_events_spark(raw, columns, as_of=as_of)
-        assert str(theirs.value) == str(local.value)
+        _refused_alike(spark, positive, columns, "2024-02-01")
         return
-    local = load_events(positive, columns, as_of=as_of)
-    derive = features_of_partitions(to_timestamp(as_of), None)
-    log = io_spark.load_events_spark(raw, columns, as_of=as_of, derive=derive)
-    try:
-        assert log.report == local.report and log.report.negative_revenue_rows == 1
-        theirs = io_spark.derived_frame(log).toPandas()
-        theirs = theirs.sort_values("user_id", kind="stable").reset_index(drop=True)
-        pd.testing.assert_frame_equal(theirs, build_features(local, as_of))
-        assert theirs["revenue_total"].tolist() == pytest.approx([70.0, 0.0])
-    finally:
-        log.release()
+    theirs, report = _features_alike(spark, positive, columns, "2024-02-01")
+    assert report.negative_revenue_rows == 1
+    assert theirs["revenue_total"].tolist() == pytest.approx([70.0, 0.0])
 
 
 def test_csv_ids_that_look_like_decimals_are_text_as_locally(spark, tmp_path):
