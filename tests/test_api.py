@@ -7,6 +7,7 @@ module fixture shared by the tests that need it.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import duckdb
 import mlflow
@@ -274,6 +275,26 @@ def test_a_headerless_csv_trains_and_its_names_travel_with_the_bundle(events, tm
     pd.testing.assert_frame_equal(
         scores, segmentkit.score(root, tmp_path / "events.parquet", as_of=END)
     )
+
+
+def test_revenue_in_another_unit_is_refused_when_scoring(result, events, tmp_path):
+    from segmentkit.bundle import save_bundle
+
+    root = save_bundle(result.model, tmp_path / "bundle")
+    cents = events.assign(revenue=events["revenue"] * 100)
+    for model in (root, result.model):
+        with pytest.raises(DataValidationError) as err:
+            segmentkit.score(model, cents, as_of=END)
+        # About 100 times: the training side is read from the stored quantiles.
+        assert re.match(
+            r"revenue: the scored users' typical order value is (9\d|10\d) times the "
+            r"training log's \([\d,.]+ against [\d,.]+, medians of avg_order_value among "
+            r"buyers\): revenue in another unit or currency \(cents for units\)\?",
+            str(err.value),
+        )
+    # Twice the spending is a change to score (and for refresh to measure), not a unit.
+    doubled = segmentkit.score(root, events.assign(revenue=events["revenue"] * 2), as_of=END)
+    assert len(doubled) == events["user_id"].nunique()
 
 
 def test_score_accepts_a_bundle_path_and_tags_its_version(result, events, tmp_path):

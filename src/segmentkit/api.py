@@ -570,6 +570,7 @@ def load_and_score(
                     opened.input_schema,
                     as_of,
                     trained_columns=opened.columns,
+                    reference=opened.raw.get("feature_reference"),
                 )
         except Exception:
             failed = loading.exception()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,83 @@ if TYPE_CHECKING:
 UNSAVED_VERSION = "unsaved"
 
 
+#: How many times the training log's typical order value a scored log's may be (or a
+#: fraction as small) before its revenue is taken for another unit or currency.
+REVENUE_UNIT_RATIO = 30.0
+#: The order-value feature whose typical value tells revenue's unit.
+ORDER_VALUE = "avg_order_value"
+#: Fewest buyers, on each side, whose order values are compared (the feature reference's
+#: privacy floor, ``segmentkit.drift.reference.MIN_GROUP``).
+FEWEST_BUYERS = 20
+
+
+def _typical_positive(quantiles: Sequence[float], n: int) -> float | None:
+    """Median of the values above 0, from quantiles at ``linspace(0, 1, len)`` of ``n``.
+
+    None with fewer than :data:`FEWEST_BUYERS` values above 0 (too few to say).
+
+    Examples
+    --------
+    >>> _typical_positive([0.0, 0.0, 10.0, 20.0, 30.0], 100)
+    20.0
+    """
+    levels = np.linspace(0.0, 1.0, len(quantiles))
+    values = np.asarray(quantiles, dtype=float)
+    above = values > 0
+    if not above.any():
+        return None
+    first = float(levels[int(np.argmax(above))])
+    if n * (1.0 - first) < FEWEST_BUYERS:
+        return None
+    return float(np.interp(first + (1.0 - first) / 2.0, levels, values))
+
+
+def check_revenue_unit(features: pd.DataFrame, reference: Mapping[str, Any]) -> None:
+    """Refuse to score a log whose order values are of another scale than training's.
+
+    Revenue in cents where training had units, or in another currency, makes every
+    buyer a big spender: value segments and scores confidently wrong, and nothing
+    else in the log looks amiss. The typical order value (the median
+    ``avg_order_value`` of users with an order) of the scored users is compared with
+    the training log's (from its stored quantiles); a ratio beyond
+    :data:`REVENUE_UNIT_RATIO` either way is refused. Models trained without revenue,
+    and logs with fewer than :data:`FEWEST_BUYERS` buyers on either side, are not checked.
+    ``reference`` holds :class:`~segmentkit.drift.reference.FeatureReference` objects or
+    their JSON (a bundle opened, not loaded).
+
+    Raises
+    ------
+    DataValidationError
+        Naming both typical values and their ratio.
+    """
+    stored = reference.get(ORDER_VALUE)
+    if stored is None or ORDER_VALUE not in features:
+        return
+    # Read by name: importing the drift package would load scipy on the score path.
+    quantiles, n = (
+        (stored["quantiles"], stored["n"])
+        if isinstance(stored, Mapping)
+        else (stored.quantiles, stored.n)
+    )
+    trained = _typical_positive(quantiles, int(n))
+    values = features[ORDER_VALUE].to_numpy(dtype=float, na_value=np.nan)
+    values = values[np.isfinite(values) & (values > 0)]
+    if trained is None or values.size < FEWEST_BUYERS:
+        return
+    scored = float(np.median(values))
+    ratio = scored / trained
+    if 1.0 / REVENUE_UNIT_RATIO <= ratio <= REVENUE_UNIT_RATIO:
+        return
+    times = f"{ratio:,.0f} times" if ratio > 1 else f"1/{1 / ratio:,.0f} of"
+    raise DataValidationError(
+        f"revenue: the scored users' typical order value is {times} the training log's "
+        f"({scored:,.2f} against {trained:,.2f}, medians of {ORDER_VALUE} among buyers): "
+        "revenue in another unit or currency (cents for units)? Every value segment and "
+        "score would be confidently wrong; give revenue in the training log's unit, or "
+        "train on this log"
+    )
+
+
 def features_to_score(
     events: EventSource,
     columns: ColumnMap,
@@ -40,6 +117,7 @@ def features_to_score(
     input_schema: Mapping[str, Any] | None,
     as_of: dt.date | dt.datetime | str | None = None,
     trained_columns: ColumnMap | None = None,
+    reference: Mapping[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, dt.datetime, list[str]]:
     """Validate a log against a model's input and build its features for scoring.
 
@@ -62,6 +140,10 @@ def features_to_score(
     trained_columns : ColumnMap, optional
         The model's own mapping: revenue must be read as it was (its ``revenue_events``
         and ``refund_events``).
+    reference : mapping, optional
+        The model's feature reference (:attr:`BundleMetadata.feature_reference`, or its
+        JSON): revenue must be of the training log's scale
+        (:func:`segmentkit.drift.reference.check_revenue_unit`).
 
     Returns
     -------
@@ -84,7 +166,9 @@ def features_to_score(
     log = load_events(events, columns, as_of=cutoff)
     notes = check_input(log, input_schema)
     snapshot = cutoff if cutoff is not None else default_as_of(log)
-    return build_features(log, snapshot, feature_config), snapshot, notes
+    features = build_features(log, snapshot, feature_config)
+    check_revenue_unit(features, reference or {})
+    return features, snapshot, notes
 
 
 def _empty_metadata() -> BundleMetadata:
@@ -225,6 +309,7 @@ class SegmentationModel:
             self.metadata.input_schema,
             as_of,
             trained_columns=self.columns,
+            reference=self.metadata.feature_reference,
         )
         for message in notes:
             warnings.warn(message, SegmentkitWarning, stacklevel=2)
