@@ -68,6 +68,12 @@ def _write(tmp_path, text):
         ("features: {windows: [1, 2}\n", "not valid YAML"),
         ("segmentation:\n  min_share: yes\n", "expected a number"),
         ("propensity:\n  training_rows_max: 10\n", "training_rows_max: expected null or at least"),
+        # Taobao's other export codes behaviours as numbers: YAML reads 4 as a number.
+        (
+            "features:\n  key_events: [4, cart]\n",
+            r"params.features.key_events\[0\]: expected a string, got 4 \(quote it: '4'\)$",
+        ),
+        ("data:\n  columns: {user_id: [a]}\n", r"user_id: expected a string, got \['a'\]$"),
     ],
 )
 def test_invalid_params_are_refused_with_the_key(tmp_path, text, message):

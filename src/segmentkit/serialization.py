@@ -174,7 +174,13 @@ class _Reader:
             return value
         if hint is str:
             if not isinstance(value, str):
-                raise _Problem(f"{where}: expected a string, got {value!r}")
+                # YAML reads 4, 2024 or 1.5 as numbers: an event or column named so is quoted.
+                quote = (
+                    f" (quote it: '{value}')"
+                    if isinstance(value, int | float) and not isinstance(value, bool)
+                    else ""
+                )
+                raise _Problem(f"{where}: expected a string, got {value!r}{quote}")
             return value
         raise TypeError(f"from_jsonable cannot read type {hint!r} ({where})")
 
