@@ -84,6 +84,10 @@ class ColumnMap:
     processor's refund rows carry amounts above 0); summed as they are, refunds
     would count as spending.
 
+    ``csv_encoding`` is the text encoding of CSV files: ``utf-8`` (``None``, the
+    default), ``latin-1`` (ISO-8859-1, as Excel and older tools export, e.g. the UCI
+    Online Retail ``data.csv`` on Kaggle) or ``utf-16``.
+
     ``csv_header`` names, in order, the columns of CSV files that have no header row
     (Taobao's ``UserBehavior.csv``: ``user, item, category, behavior, time``); their
     first line is then read as data. ``None`` reads each file's first line as its
@@ -102,6 +106,7 @@ class ColumnMap:
     revenue_events: tuple[str, ...] | None = None
     csv_header: tuple[str, ...] | None = None
     refund_events: tuple[str, ...] | None = None
+    csv_encoding: str | None = None
 
 
 @dataclass(frozen=True)
@@ -425,8 +430,12 @@ def check_revenue_events(columns: ColumnMap, error: type[SegmentkitError] = Conf
             )
 
 
+#: CSV encodings both engines read, and their names for Spark (Java's charsets).
+CSV_ENCODINGS = {"utf-8": "UTF-8", "latin-1": "ISO-8859-1", "utf-16": "UTF-16"}
+
+
 def check_csv_header(columns: ColumnMap, error: type[SegmentkitError] = ConfigError) -> None:
-    """Refuse a ``data.columns.csv_header`` that cannot name a file's columns.
+    """Refuse a ``csv_header`` that cannot name a file's columns, or an unread ``csv_encoding``.
 
     Checked on ``params.yaml`` and where the log is read, as
     :func:`check_revenue_events`.
@@ -439,6 +448,11 @@ def check_csv_header(columns: ColumnMap, error: type[SegmentkitError] = ConfigEr
     ...
     segmentkit.errors.ConfigError: data.columns.csv_header: names 'user' twice; ...
     """
+    if columns.csv_encoding is not None and columns.csv_encoding not in CSV_ENCODINGS:
+        raise error(
+            f"data.columns.csv_encoding: expected one of {sorted(CSV_ENCODINGS)} or null (utf-8), "
+            f"got {columns.csv_encoding!r}"
+        )
     names = columns.csv_header
     if names is None:
         return

@@ -722,3 +722,25 @@ def test_rows_dropped_for_null_ids_are_warned_about_as_locally(spark, tiny_log):
             "feature, segment or label (data.on_invalid: error refuses such a log instead)"
         ]
     )
+
+
+def test_a_latin1_csv_is_refused_or_read_as_locally(spark, tmp_path):
+    from segmentkit.config import ColumnMap
+    from segmentkit.errors import DataValidationError
+
+    path = tmp_path / "export.csv"
+    lines = ["user_id,timestamp,event", "u1,2024-01-01 10:00,vue", "u2,2024-01-02,achat café"]
+    path.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    with pytest.raises(DataValidationError) as local:
+        load_events(path)
+    # Spark would read the byte as U+FFFD without a word: refused as locally.
+    with pytest.raises(DataValidationError) as theirs:
+        io_spark.load_events_spark(str(path), spark=spark)
+    assert str(theirs.value) == str(local.value)
+    columns = ColumnMap(csv_encoding="latin-1")
+    log = io_spark.load_events_spark(str(path), columns, spark=spark)
+    try:
+        assert log.report == load_events(path, columns).report
+        assert sorted(log.frame.toPandas()["event"]) == ["achat café", "vue"]
+    finally:
+        log.release()

@@ -321,7 +321,7 @@ def _register_source(
         if kind == "parquet":
             return f"read_parquet({_sql_list(paths)})"
         if columns.csv_header is not None:
-            check_headerless_csv(con, paths[0], columns.csv_header)
+            check_headerless_csv(con, paths[0], columns.csv_header, columns.csv_encoding)
         return csv_source(con, paths, columns)
     raise DataValidationError(
         "events: expected a Parquet/CSV path or glob, a pandas DataFrame or a DuckDB relation, "
@@ -399,19 +399,20 @@ def event_files(text: str) -> tuple[str, list[str]]:
     return kinds.pop(), files
 
 
-def csv_source_sql(
-    paths: Sequence[str], csv_header: Sequence[str] | None = None, text_column: str | None = None
-) -> str:
+def csv_source_sql(paths: Sequence[str], columns: ColumnMap, text_column: str | None = None) -> str:
     """Return the SQL reading CSV files as DuckDB's sniffer types them.
 
-    With ``csv_header`` the files have no header row and these are their columns, in
-    the same order in every file. ``text_column`` is read as text, whatever it looks
-    like.
+    With ``columns.csv_header`` the files have no header row and these are their
+    columns, in the same order in every file; ``columns.csv_encoding`` is their text
+    encoding. ``text_column`` is read as text, whatever it looks like.
     """
-    text = f", types = {{{sql_literal(text_column)}: 'VARCHAR'}}" if text_column else ""
-    if csv_header is None:
-        return f"read_csv({_sql_list(paths)}, header = true, union_by_name = true{text})"
-    return f"read_csv({_sql_list(paths)}, header = false, names = {_sql_list(csv_header)}{text})"
+    options = f", types = {{{sql_literal(text_column)}: 'VARCHAR'}}" if text_column else ""
+    if columns.csv_encoding is not None:
+        options += f", encoding = {sql_literal(columns.csv_encoding)}"
+    if columns.csv_header is None:
+        return f"read_csv({_sql_list(paths)}, header = true, union_by_name = true{options})"
+    names = _sql_list(columns.csv_header)
+    return f"read_csv({_sql_list(paths)}, header = false, names = {names}{options})"
 
 
 def csv_source(con: duckdb.DuckDBPyConnection, paths: Sequence[str], columns: ColumnMap) -> str:
@@ -423,7 +424,7 @@ def csv_source(con: duckdb.DuckDBPyConnection, paths: Sequence[str], columns: Co
     ids 17 digits long would lose their last digits and merge users). Ids that are
     all whole (UCI's ``12346.0``) stay numbers, read as integers.
     """
-    sql = csv_source_sql(paths, columns.csv_header)
+    sql = csv_source_sql(paths, columns)
     try:
         types = {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()}
     except duckdb.Error:
@@ -434,11 +435,14 @@ def csv_source(con: duckdb.DuckDBPyConnection, paths: Sequence[str], columns: Co
     (fractions,) = con.execute(
         f"SELECT count(*) FILTER (WHERE isfinite({user}) AND {user} <> trunc({user})) FROM {sql}"
     ).fetchone()
-    return csv_source_sql(paths, columns.csv_header, columns.user_id) if fractions else sql
+    return csv_source_sql(paths, columns, columns.user_id) if fractions else sql
 
 
 def check_headerless_csv(
-    con: duckdb.DuckDBPyConnection, path: str, csv_header: Sequence[str]
+    con: duckdb.DuckDBPyConnection,
+    path: str,
+    csv_header: Sequence[str],
+    encoding: str | None = None,
 ) -> None:
     """Refuse ``data.columns.csv_header`` for a CSV file it does not describe.
 
@@ -451,14 +455,15 @@ def check_headerless_csv(
     DataValidationError
         Naming the file, the counts or the header line.
     """
+    encoded = f", encoding = {sql_literal(encoding)}" if encoding else ""
     first = (
         f"SELECT * FROM read_csv({sql_literal(path)}, header = false, all_varchar = true, "
-        "hive_partitioning = false) LIMIT 1"
+        f"hive_partitioning = false{encoded}) LIMIT 1"
     )
     try:
         rows = con.execute(first).fetchall()
     except duckdb.Error as exc:
-        raise DataValidationError(f"events cannot be read: {_first_line(exc)}") from None
+        raise unreadable(exc) from None
     line = [value or "" for value in rows[0]] if rows else []
     if len(line) != len(csv_header):
         raise DataValidationError(
@@ -1375,7 +1380,7 @@ def load_events(
     try:
         schema = con.execute(f"DESCRIBE SELECT * FROM {source_sql}").fetchall()
     except duckdb.Error as exc:
-        raise DataValidationError(f"events cannot be read: {_first_line(exc)}") from None
+        raise unreadable(exc) from None
     types = {row[0]: row[1] for row in schema}
 
     _check_columns_named_once(con, source, columns, list(types))
@@ -1487,7 +1492,7 @@ def load_events(
                 f"SELECT {', '.join(checks.values())} FROM {source_sql}"
             ).fetchall()[0]
         except duckdb.Error as exc:
-            raise DataValidationError(f"events cannot be read: {_first_line(exc)}") from None
+            raise unreadable(exc) from None
         return dict(zip(checks, values, strict=True))
 
     found = scan(keep)
@@ -2204,6 +2209,24 @@ def check_as_of_reaches_log_end(
             f"every user would look inactive since; score as of {natural:%Y-%m-%d} or earlier "
             "(the default: the midnight after the last event), or give a log that reaches as_of"
         )
+
+
+def unreadable(exc: BaseException) -> DataValidationError:
+    """Return the error for events the reader fails on: its first line, or what to do.
+
+    A CSV that is not UTF-8 (Latin-1, as Excel and older tools export it) fails with
+    DuckDB's "Invalid unicode" a few lines in: it gets the setting that reads it.
+    """
+    text = str(exc)
+    if "Invalid unicode" in text or "not utf-8 encoded" in text:
+        line = re.search(r"CSV Error on Line: (\d+)", text)
+        where = f" (line {line.group(1)})" if line else ""
+        return DataValidationError(
+            f"events cannot be read as UTF-8{where}: a CSV exported as Latin-1 (ISO-8859-1, "
+            "as Excel and older tools write it, e.g. '£' or 'é' in one byte)? Set "
+            "data.columns.csv_encoding: latin-1 (or utf-16)"
+        )
+    return DataValidationError(f"events cannot be read: {_first_line(exc)}")
 
 
 def _first_line(exc: BaseException) -> str:

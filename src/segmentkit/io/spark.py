@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute
 import pyarrow.parquet as pq
 
-from segmentkit.config import UNIX_TIME_UNITS, ColumnMap, check_csv_header
+from segmentkit.config import CSV_ENCODINGS, UNIX_TIME_UNITS, ColumnMap, check_csv_header
 from segmentkit.errors import DataValidationError, SegmentkitWarning
 from segmentkit.io.events import (
     MAX_REVENUE,
@@ -73,8 +73,9 @@ from segmentkit.io.events import (
     timestamp_sql,
     to_timestamp,
     unmapped_columns,
+    unreadable,
 )
-from segmentkit.text import sql_identifier
+from segmentkit.text import sql_identifier, sql_literal
 
 try:
     from py4j.protocol import Py4JError
@@ -467,8 +468,12 @@ def _typed_as_duckdb(frame: DataFrame, paths: list[str], columns: ColumnMap) -> 
     con = connect(threads=1)
     try:
         types = con.execute(f"DESCRIBE SELECT * FROM {csv_source(con, paths, columns)}").fetchall()
-    except duckdb.Error:  # the local engine would refuse it too; Spark reads it as text
-        return frame
+    except duckdb.Error as exc:  # the local engine would refuse it too
+        refusal = unreadable(exc)
+        if "csv_encoding" in str(refusal):
+            # Spark would read the bytes as U+FFFD without a word: refused as locally.
+            raise refusal from None
+        return frame  # Spark reads it as text
     casts = {}
     for name, type_name, *_ in types:
         base = str(type_name).split("(")[0]
@@ -541,8 +546,12 @@ def read_events_spark(
     if kinds == {"csv"}:
         local_files = [path for path in paths if "://" not in path]
         if csv_header is not None and local_files:
-            check_headerless_csv(connect(threads=1), local_files[0], csv_header)
-        dialect = _csv_dialect(local_files[0]) if local_files else {}
+            check_headerless_csv(
+                connect(threads=1), local_files[0], csv_header, columns.csv_encoding
+            )
+        dialect = _csv_dialect(local_files[0], columns.csv_encoding) if local_files else {}
+        if columns.csv_encoding is not None:
+            dialect["encoding"] = CSV_ENCODINGS[columns.csv_encoding]
         frame = reader.csv(paths, header=csv_header is None, inferSchema=False, **dialect)
         if csv_header is not None:
             frame = _named_fields(frame, csv_header, paths[0])
@@ -563,7 +572,7 @@ def read_events_spark(
     return _mark_nanos(reader.parquet(*paths))
 
 
-def _csv_dialect(path: str) -> dict[str, str]:
+def _csv_dialect(path: str, encoding: str | None = None) -> dict[str, str]:
     """Spark's CSV options for the delimiter, quote and escape DuckDB's sniffer finds.
 
     The local engine reads CSV files with DuckDB, which detects the delimiter; Spark
@@ -572,10 +581,11 @@ def _csv_dialect(path: str) -> dict[str, str]:
     doubling them, as RFC 4180 and DuckDB read them, unless the file shows otherwise
     (Spark's default escape is a backslash).
     """
+    encoded = f", encoding = {sql_literal(encoding)}" if encoding else ""
     try:
         sep, quote, escape = (
             connect(threads=1)
-            .execute("SELECT Delimiter, Quote, Escape FROM sniff_csv(?)", [path])
+            .execute(f"SELECT Delimiter, Quote, Escape FROM sniff_csv(?{encoded})", [path])
             .fetchone()
         )
     except duckdb.Error:  # the local engine would refuse it too; Spark reads its defaults
