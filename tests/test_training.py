@@ -377,6 +377,25 @@ def test_key_events_the_log_never_holds_are_named_with_its_events(two_behaviours
     ]
 
 
+def test_a_transaction_table_gets_no_key_event_note(two_behaviours_log):
+    # Every row is a purchase by construction: 'add_to_cart' cannot occur, nothing to say.
+    import warnings
+
+    purchases = two_behaviours_log[two_behaviours_log["event"] == "purchase"].drop(columns="event")
+    config = load_config(
+        overrides={
+            "data": {"columns": {"session_id": None, "event": None}},
+            "segmentation": {"k": 2, "n_bootstrap": 2},
+            "propensity": {"targets": []},
+            "features": {"key_events": ["purchase", "add_to_cart"]},
+        }
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train_model(config, purchases)
+    assert not [w for w in caught if "key_events" in str(w.message)]
+
+
 def _events_per_user(counts: dict[str, int]) -> pd.DataFrame:
     return pd.DataFrame({"user_id": list(counts), "events_total": list(counts.values())})
 

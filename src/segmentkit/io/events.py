@@ -1924,8 +1924,12 @@ def key_events_notes(log: EventLog, key_events: Sequence[str]) -> list[str]:
     Key events are counted by exact name. One the log never holds has a count feature
     of 0 for every user: usually the log names it otherwise ('cart' for
     'add_to_cart'), which only the user can tell. One the log also spells otherwise
-    ('add_to_cart' beside 'Add To Cart', two sources merged) is counted in part.
+    ('add_to_cart' beside 'Add To Cart', two sources merged) is counted in part. A
+    transaction table (no event column: every row a purchase) holds no other event by
+    construction: nothing is said.
     """
+    if log.columns.event is None:
+        return []
     names = sorted(map(str, distinct_event_names(log)))
     seen = set(key_events_seen(log, key_events))
     missing = [str(name) for name in key_events if str(name) not in seen]
