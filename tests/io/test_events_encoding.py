@@ -31,8 +31,8 @@ def test_a_latin1_csv_is_refused_with_the_setting_that_reads_it(latin1_csv):
     with pytest.raises(DataValidationError) as err:
         load_events(latin1_csv)
     assert str(err.value) == (
-        "events cannot be read as UTF-8 (line 3): a CSV exported as Latin-1 (ISO-8859-1, as "
-        "Excel and older tools write it, e.g. '£' or 'é' in one byte)? Set "
+        f"events cannot be read as UTF-8 ({latin1_csv}, line 3): a CSV exported as Latin-1 "
+        "(ISO-8859-1, as Excel and older tools write it, e.g. '£' or 'é' in one byte)? Set "
         "data.columns.csv_encoding: latin-1 (or utf-16)"
     )
 
@@ -54,3 +54,63 @@ def test_an_encoding_no_engine_reads_is_refused(latin1_csv):
         load_events(latin1_csv, ColumnMap(csv_encoding="cp1252"))
     with pytest.raises(ConfigError, match=message):
         load_config(overrides={"data": {"columns": {"csv_encoding": "cp1252"}}})
+
+
+def _export(tmp_path, last_line: str, rows: int = 25_000):
+    """``rows`` well-formed lines, then ``last_line``; DuckDB types the columns from the
+    first 20,480 lines, so with more, the last one is met only while reading."""
+    lines = [LINES[0]] + [
+        f"u{i % 50},2024-01-01 10:{i % 60:02d},view,{i % 7}.5" for i in range(rows)
+    ]
+    path = tmp_path / "export.csv"
+    path.write_text("\n".join([*lines, last_line]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "last_line, said",
+    [
+        (
+            LINES[0],
+            "line 25002 repeats the header ('user_id,timestamp,event,revenue'): CSV files "
+            "concatenated with their headers? Remove the repeated header lines, or give the "
+            "files as a glob or a directory, each read with its own header",
+        ),
+        (
+            "u1,2024-06-01 00:00,view,n/a",
+            "line 25002: column 'revenue' holds 'n/a', where its first rows hold DOUBLE values (a "
+            "CSV column is typed from its first rows): a stray value, such as 'n/a' for a "
+            "missing one? Blank it, or correct it",
+        ),
+        (
+            "u1,2024-06-01 00:00,view,12,50",
+            "line 25002 has 5 fields where the header has 4 ('u1,2024-06-01 00:00,view,12,50'): "
+            "a delimiter inside a value (a decimal comma, a comma in a product name) that is not "
+            "quoted? Quote such values, or export with another delimiter",
+        ),
+    ],
+    ids=["header-again", "stray-value", "unquoted-comma"],
+)
+def test_a_line_the_csv_reader_stops_on_is_named_with_the_reason(tmp_path, last_line, said):
+    path = _export(tmp_path, last_line)
+    with pytest.raises(DataValidationError) as err:
+        load_events(path)
+    assert str(err.value) == f"events: {path}, {said}"
+
+
+def test_a_csv_whose_first_lines_split_unevenly_is_named_with_the_reason(tmp_path):
+    path = _export(tmp_path, "u1,2024-06-01 00:00,view,12,50", rows=3000)
+    with pytest.raises(DataValidationError) as err:
+        load_events(path)
+    assert str(err.value) == (
+        f"events: {path} cannot be split into columns: no delimiter (',', ';', '|', tab) gives "
+        "its first lines one number of fields. A delimiter inside a value (a decimal comma, a "
+        "comma in a product name) that is not quoted? Quote such values, or export with "
+        "another delimiter"
+    )
+
+
+def test_values_met_within_the_first_lines_get_the_contracts_messages(tmp_path):
+    # Typed from a sample that holds them, the columns are text: validation names the rows.
+    with pytest.raises(DataValidationError, match=r"row 3000: 'n/a'; expected plain numbers"):
+        load_events(_export(tmp_path, "u1,2024-06-01 00:00,view,n/a", rows=3000))

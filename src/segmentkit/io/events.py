@@ -2216,19 +2216,75 @@ def check_as_of_reaches_log_end(
 
 
 def unreadable(exc: BaseException) -> DataValidationError:
-    """Return the error for events the reader fails on: its first line, or what to do.
+    r"""Return the error for events the reader fails on: what went wrong, and where.
 
-    A CSV that is not UTF-8 (Latin-1, as Excel and older tools export it) fails with
-    DuckDB's "Invalid unicode" a few lines in: it gets the setting that reads it.
+    DuckDB's CSV errors put the reason on the lines after "CSV Error on Line: N",
+    which a one-line message would drop. Three are common in exports and get their
+    own message:
+
+    - a file that is not UTF-8 (Latin-1, as Excel and older tools write it): the
+      setting that reads it;
+    - a value of another type than the column's first rows, the sample DuckDB types
+      the column from: the header line again (files concatenated with their
+      headers), or a stray value such as ``n/a``;
+    - a line with more or fewer fields than the header (an unquoted comma in a value),
+      or, among the first lines, no delimiter that splits them alike.
+
+    Examples
+    --------
+    >>> text = (
+    ...     'Conversion Error: CSV Error on Line: 25002\n'
+    ...     'Original Line: user_id,timestamp,event,revenue\n'
+    ...     'Error when converting column "revenue". Could not convert string "revenue" '
+    ...     "to 'DOUBLE'\n\n  file = all.csv\n")
+    >>> print(unreadable(RuntimeError(text)))  # doctest: +ELLIPSIS
+    events: all.csv, line 25002 repeats the header ('user_id,timestamp,event,revenue'): ...
     """
     text = str(exc)
+    line = re.search(r"CSV Error on Line: (\d+)", text)
+    source = re.search(r"^\s*file = (.+)$", text, re.MULTILINE)
+    where = (
+        f"{source.group(1).strip() + ', ' if source else ''}line {line.group(1) if line else '?'}"
+    )
+    original = re.search(r"^Original Line: (.*)$", text, re.MULTILINE)
+    shown = repr(original.group(1)[:200]) if original else "?"
     if "Invalid unicode" in text or "not utf-8 encoded" in text:
-        line = re.search(r"CSV Error on Line: (\d+)", text)
-        where = f" (line {line.group(1)})" if line else ""
         return DataValidationError(
-            f"events cannot be read as UTF-8{where}: a CSV exported as Latin-1 (ISO-8859-1, "
-            "as Excel and older tools write it, e.g. '£' or 'é' in one byte)? Set "
+            f"events cannot be read as UTF-8 ({where}): a CSV exported as Latin-1 "
+            "(ISO-8859-1, as Excel and older tools write it, e.g. '£' or 'é' in one byte)? Set "
             "data.columns.csv_encoding: latin-1 (or utf-16)"
+        )
+    converting = re.search(
+        r'converting column "(.*?)"\. Could not convert string "(.*?)" to \'(\w+)', text
+    )
+    if converting:
+        column, value, kind = converting.groups()
+        if value == column:
+            return DataValidationError(
+                f"events: {where} repeats the header ({shown}): CSV files concatenated with "
+                "their headers? Remove the repeated header lines, or give the files as a glob "
+                "or a directory, each read with its own header"
+            )
+        return DataValidationError(
+            f"events: {where}: column {column!r} holds {value!r}, where its first rows hold "
+            f"{kind} values (a CSV column is typed from its first rows): a stray value, such "
+            "as 'n/a' for a missing one? Blank it, or correct it"
+        )
+    sniffed = re.search(r'Error when sniffing file "(.*?)"', text)
+    if sniffed and "parsing dialect" in text:
+        return DataValidationError(
+            f"events: {sniffed.group(1)} cannot be split into columns: no delimiter (',', ';', "
+            "'|', tab) gives its first lines one number of fields. A delimiter inside a value "
+            "(a decimal comma, a comma in a product name) that is not quoted? Quote such "
+            "values, or export with another delimiter"
+        )
+    fields = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text)
+    if fields:
+        expected, found = fields.groups()
+        return DataValidationError(
+            f"events: {where} has {found} fields where the header has {expected} ({shown}): "
+            "a delimiter inside a value (a decimal comma, a comma in a product name) that is "
+            "not quoted? Quote such values, or export with another delimiter"
         )
     return DataValidationError(f"events cannot be read: {_first_line(exc)}")
 
