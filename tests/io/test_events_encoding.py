@@ -114,3 +114,14 @@ def test_values_met_within_the_first_lines_get_the_contracts_messages(tmp_path):
     # Typed from a sample that holds them, the columns are text: validation names the rows.
     with pytest.raises(DataValidationError, match=r"row 3000: 'n/a'; expected plain numbers"):
         load_events(_export(tmp_path, "u1,2024-06-01 00:00,view,n/a", rows=3000))
+
+
+def test_the_header_again_within_the_first_lines_is_named_too(tmp_path):
+    with pytest.raises(DataValidationError) as err:
+        load_events(_export(tmp_path, LINES[0], rows=3000))
+    assert str(err.value) == (
+        "column 'timestamp' (timestamp): 1 value(s) cannot be parsed as a timestamp, e.g. "
+        "row 3000: 'timestamp'; the column's own name as a value is the header line again: "
+        "CSV files concatenated with their headers? Remove the repeated header lines, or give "
+        "the files as a glob or a directory, each read with its own header"
+    )

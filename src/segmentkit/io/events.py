@@ -593,6 +593,14 @@ def timestamp_sql(column: str, type_name: str, timestamp_format: str | None = No
     )
 
 
+#: Said where the timestamp column holds its own name as a value (checked first: a
+#: repeated header line fails there before any other column).
+REPEATED_HEADER_HINT = (
+    "; the column's own name as a value is the header line again: CSV files concatenated "
+    "with their headers? Remove the repeated header lines, or give the files as a glob or a "
+    "directory, each read with its own header"
+)
+
 #: Said where a timestamp column holds numbers and no ``timestamp_format`` reads them.
 NUMERIC_TIMESTAMP_HINT = (
     " (numbers such as 19970101 or 1433221332117 are not read as dates: set "
@@ -849,7 +857,9 @@ def check_invalid_values(
         samples = example("bad_ts")
         # Slashed dates (12/1/2010) are the common export format that cannot be read
         # safely: say why and what to do.
-        if columns.timestamp_format is not None:
+        if repr(columns.timestamp) in samples:
+            hint = REPEATED_HEADER_HINT
+        elif columns.timestamp_format is not None:
             hint = f"; expected data.columns.timestamp_format {columns.timestamp_format!r}"
         elif "/" in samples:
             hint = (
