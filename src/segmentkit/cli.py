@@ -697,6 +697,7 @@ def _score_on_spark(
     # As local scoring: params' data.columns when set, else the model's column mapping,
     # and as_of only from the command line.
     columns = _mapped_columns(cfg) or loaded.columns
+    # score_spark checks this too, but only after the Spark pass over the log.
     check_revenue_read_as_trained(loaded.columns, columns)
     sks, log = _spark_log(
         cfg,

@@ -27,10 +27,15 @@ def latin1_csv(tmp_path):
     return path
 
 
-def test_a_latin1_csv_is_refused_with_the_setting_that_reads_it(latin1_csv):
+def _refusal(source) -> str:
+    """The message ``load_events`` refuses ``source`` with."""
     with pytest.raises(DataValidationError) as err:
-        load_events(latin1_csv)
-    assert str(err.value) == (
+        load_events(source)
+    return str(err.value)
+
+
+def test_a_latin1_csv_is_refused_with_the_setting_that_reads_it(latin1_csv):
+    assert _refusal(latin1_csv) == (
         f"events cannot be read as UTF-8 ({latin1_csv}, line 3): a CSV exported as Latin-1 "
         "(ISO-8859-1, as Excel and older tools write it, e.g. '£' or 'é' in one byte)? Set "
         "data.columns.csv_encoding: latin-1 (or utf-16)"
@@ -93,16 +98,12 @@ def _export(tmp_path, last_line: str, rows: int = 25_000):
 )
 def test_a_line_the_csv_reader_stops_on_is_named_with_the_reason(tmp_path, last_line, said):
     path = _export(tmp_path, last_line)
-    with pytest.raises(DataValidationError) as err:
-        load_events(path)
-    assert str(err.value) == f"events: {path}, {said}"
+    assert _refusal(path) == f"events: {path}, {said}"
 
 
 def test_a_csv_whose_first_lines_split_unevenly_is_named_with_the_reason(tmp_path):
     path = _export(tmp_path, "u1,2024-06-01 00:00,view,12,50", rows=3000)
-    with pytest.raises(DataValidationError) as err:
-        load_events(path)
-    assert str(err.value) == (
+    assert _refusal(path) == (
         f"events: {path} cannot be split into columns: no delimiter (',', ';', '|', tab) gives "
         "its first lines one number of fields. A delimiter inside a value (a decimal comma, a "
         "comma in a product name) that is not quoted? Quote such values, or export with "
@@ -117,9 +118,7 @@ def test_values_met_within_the_first_lines_get_the_contracts_messages(tmp_path):
 
 
 def test_the_header_again_within_the_first_lines_is_named_too(tmp_path):
-    with pytest.raises(DataValidationError) as err:
-        load_events(_export(tmp_path, LINES[0], rows=3000))
-    assert str(err.value) == (
+    assert _refusal(_export(tmp_path, LINES[0], rows=3000)) == (
         "column 'timestamp' (timestamp): 1 value(s) cannot be parsed as a timestamp, e.g. "
         "row 3000: 'timestamp'; the column's own name as a value is the header line again: "
         "CSV files concatenated with their headers? Remove the repeated header lines, or give "

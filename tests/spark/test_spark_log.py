@@ -318,26 +318,13 @@ def _priced_lines(quantities) -> pd.DataFrame:
 
 def test_unit_price_times_quantity_is_read_as_locally(spark):
     from segmentkit.config import ColumnMap
-    from segmentkit.features.spark_engine import features_of_partitions
-    from segmentkit.io.events import to_timestamp
 
     # 3 x 2.0 and 2 x 3.0 are two lines; 0 x 5.0 twice is one line exported twice.
     lines = _priced_lines([3, 2, 0, 0, -6])
     columns = ColumnMap(revenue="price", quantity="qty")
-    local = load_events(lines, columns, as_of=AS_OF)
-    assert (local.report.duplicate_rows, local.report.negative_revenue_rows) == (1, 1)
-    derive = features_of_partitions(to_timestamp(AS_OF), None)
-    log = io_spark.load_events_spark(
-        spark.createDataFrame(lines), columns, as_of=AS_OF, derive=derive
-    )
-    try:
-        assert log.report == local.report
-        theirs = io_spark.derived_frame(log).toPandas()
-        theirs = theirs.sort_values("user_id", kind="stable").reset_index(drop=True)
-        pd.testing.assert_frame_equal(theirs, build_features(local, AS_OF))
-        assert theirs["revenue_total"].tolist() == pytest.approx([12.0, -15.3])
-    finally:
-        log.release()
+    theirs, report = _features_alike(spark, lines, columns, AS_OF)
+    assert (report.duplicate_rows, report.negative_revenue_rows) == (1, 1)
+    assert theirs["revenue_total"].tolist() == pytest.approx([12.0, -15.3])
 
 
 @pytest.mark.parametrize(
@@ -407,14 +394,7 @@ def test_a_csv_of_numeric_dates_without_a_format_is_refused_as_locally(spark, tm
 
 
 def test_a_price_on_every_event_is_refused_as_locally(spark, priced_views, priced_view_columns):
-    from segmentkit.errors import DataValidationError
-
-    with pytest.raises(DataValidationError) as local:
-        load_events(priced_views, priced_view_columns, as_of=AS_OF)
-    raw = spark.createDataFrame(priced_views)
-    with pytest.raises(DataValidationError) as theirs:
-        io_spark.load_events_spark(raw, priced_view_columns, as_of=AS_OF)
-    assert str(theirs.value) == str(local.value)
+    _refused_alike(spark, priced_views, priced_view_columns, AS_OF)
 
 
 @pytest.mark.parametrize("chosen", [("purchase",), ("Purchase",)], ids=["kept", "respelled"])

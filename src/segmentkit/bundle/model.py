@@ -143,7 +143,7 @@ def features_to_score(
     reference : mapping, optional
         The model's feature reference (:attr:`BundleMetadata.feature_reference`, or its
         JSON): revenue must be of the training log's scale
-        (:func:`segmentkit.drift.reference.check_revenue_unit`).
+        (:func:`check_revenue_unit`).
 
     Returns
     -------

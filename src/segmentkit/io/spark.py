@@ -1066,51 +1066,43 @@ def _validate(
         )
         last_event = _from_epoch_us(last) if last is not None else None
         first_event = _from_epoch_us(first) if first is not None else None
+        found = None
         if strays is None and could_hold_strays(first_event, last_event):
-            day = F.floor(F.col("ts_us") / F.lit(MICROS_PER_DAY)).alias("day")
-            days = flagged.where(flag("keep")).groupBy(day).count().collect()
-            epoch = dt.date(1970, 1, 1)
-            found = find_stray_rows({epoch + dt.timedelta(days=int(d)): n for d, n in days})
-            if found is not None:
-                check_stray_rows(found, rows_read, columns, on_invalid)
-                release_checkpoint(packed)
-                # The log is its bulk: read again without the strays (only when there are).
-                return _validate(
-                    raw,
-                    columns,
-                    as_of,
-                    on_invalid,
-                    min_users,
-                    user_ranges,
-                    derive,
-                    key_events,
-                    strays=found,
-                )
+            found = find_stray_rows(_day_rows(flagged.where(flag("keep"))))
+        if found is not None:
+            check_stray_rows(found, rows_read, columns, on_invalid)
+        else:
 
-        def kept_from(limit: dt.datetime) -> Column:
-            return flag("keep") & (F.col("ts_us") >= F.lit(epoch_us(limit)))
+            def kept_from(limit: dt.datetime) -> Column:
+                return flag("keep") & (F.col("ts_us") >= F.lit(epoch_us(limit)))
 
-        check_no_future_events(
-            cutoff,
-            last_event,
-            lambda limit: flagged.where(kept_from(limit)).count(),
-            lambda limit: _samples(
-                flagged,
-                kept_from(limit),
-                "ts_us",
-                shown=lambda micros: _from_epoch_us(int(micros)).isoformat(sep=" "),
-            ),
-        )
-        if has_revenue and columns.event is not None:
-            check_revenue_by_event(
-                columns,
-                paid_events or (),
-                lambda: event_names[0] if event_names else (),
-                lambda: _paid_rows(flagged.where(flag("keep") & (F.col("revenue") > 0))),
+            check_no_future_events(
+                cutoff,
+                last_event,
+                lambda limit: flagged.where(kept_from(limit)).count(),
+                lambda limit: _samples(
+                    flagged,
+                    kept_from(limit),
+                    "ts_us",
+                    shown=lambda micros: _from_epoch_us(int(micros)).isoformat(sep=" "),
+                ),
             )
+            if has_revenue and columns.event is not None:
+                check_revenue_by_event(
+                    columns,
+                    paid_events or (),
+                    lambda: event_names[0] if event_names else (),
+                    lambda: _paid_rows(flagged.where(flag("keep") & (F.col("revenue") > 0))),
+                )
     except BaseException:
         release_checkpoint(packed)
         raise
+    if found is not None:
+        release_checkpoint(packed)
+        # The log is its bulk: read again without the strays (only when there are).
+        return _validate(
+            raw, columns, as_of, on_invalid, min_users, user_ranges, derive, key_events, found
+        )
     n_stray = strays.rows if strays is not None else 0
     kept = rows_read - invalid - after - n_null_event - n_stray
     report = DataQualityReport(
@@ -1563,11 +1555,12 @@ def _inside_log(out: str, events: str) -> DataValidationError:
 
 def default_as_of_spark(log: SparkEventLog) -> dt.datetime:
     """Return the midnight after the last event (as :func:`segmentkit.data.default_as_of`)."""
+    check_no_late_tail(_day_rows(log.clean_rows), log.report.last_event)
+    return midnight_after(log.report.last_event)
+
+
+def _day_rows(rows: DataFrame) -> dict[dt.date, int]:
+    """Rows per UTC day with events, of a frame with ``ts_us`` (one small Spark job)."""
     day = F.floor(F.col("ts_us") / F.lit(MICROS_PER_DAY)).alias("day")
     epoch = dt.date(1970, 1, 1)
-    day_rows = {
-        epoch + dt.timedelta(days=int(d)): n
-        for d, n in log.clean_rows.groupBy(day).count().collect()
-    }
-    check_no_late_tail(day_rows, log.report.last_event)
-    return midnight_after(log.report.last_event)
+    return {epoch + dt.timedelta(days=int(d)): n for d, n in rows.groupBy(day).count().collect()}
