@@ -157,6 +157,58 @@ def taobao_columns():
     )
 
 
+def _mixpanel_records(log: pd.DataFrame) -> list[dict]:
+    """``log``'s rows as Mixpanel exports them; revenue only on the events that carry it."""
+    records = []
+    for row in log.itertuples(index=False):
+        properties = {
+            "time": int(pd.Timestamp(row.timestamp).timestamp()),
+            "distinct_id": str(row.user_id),
+            "$session_id": str(row.session_id),
+            "$os": "iOS",
+        }
+        if row.revenue:
+            properties["revenue"] = float(row.revenue)
+        records.append({"event": str(row.event), "properties": properties})
+    return records
+
+
+@pytest.fixture
+def mixpanel_export():
+    """Write a log (the contract's columns) as Mixpanel's JSON export: nested properties.
+
+    One object per line, gzipped for a ``.gz`` name, one array for a ``.json`` name.
+    """
+    import gzip
+    import json
+
+    def write(log: pd.DataFrame, path):
+        records = _mixpanel_records(log)
+        if str(path).endswith(".json"):
+            path.write_text(json.dumps(records, indent=1))
+            return path
+        opener = gzip.open if str(path).endswith(".gz") else open
+        with opener(path, "wt", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(record) + "\n" for record in records)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def mixpanel_columns():
+    """The mapping of a Mixpanel export (see ``mixpanel_export``)."""
+    from segmentkit.config import ColumnMap
+
+    return ColumnMap(
+        user_id="properties.distinct_id",
+        timestamp="properties.time",
+        timestamp_format="unix_s",
+        revenue="properties.revenue",
+        session_id="properties.$session_id",
+    )
+
+
 @pytest.fixture
 def two_behaviours() -> pd.DataFrame:
     """80 users in two planted groups (see ``_two_behaviours``)."""

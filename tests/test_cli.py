@@ -41,6 +41,38 @@ def _features_of_nine_days_and(nine_days, stamp, capsys):
     return run(["features", "--events", "x.csv", "--out", "f.csv"], capsys)
 
 
+def test_features_of_a_mixpanel_json_export_mapped_by_its_nested_keys(
+    tmp_path, capsys, monkeypatch, tiny_log, mixpanel_export
+):
+    monkeypatch.chdir(tmp_path)
+    mixpanel_export(tiny_log, tmp_path / "export.jsonl")
+    tiny_log.to_csv("flat.csv", index=False)
+    (tmp_path / "params.yaml").write_text(
+        "data:\n  columns:\n    user_id: properties.distinct_id\n    timestamp: properties.time\n"
+        "    timestamp_format: unix_s\n    revenue: properties.revenue\n"
+        "    session_id: properties.$session_id\n"
+    )
+    code, out, _ = run(["features", "--events", "export.jsonl", "--out", "f.csv"], capsys)
+    assert code == 0 and "as of 2024-01-31" in out
+    (tmp_path / "params.yaml").unlink()
+    assert run(["features", "--events", "flat.csv", "--out", "g.csv"], capsys)[0] == 0
+    pd.testing.assert_frame_equal(pd.read_csv("f.csv"), pd.read_csv("g.csv"))
+
+
+def test_a_json_export_with_a_line_that_is_not_json_is_refused_in_one_line(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "export.jsonl").write_text(
+        '{"user_id": "a", "timestamp": "2024-01-01 10:00:00", "event": "view"}\n'
+        '{"user_id": "b", "timestamp": "2024-01-01 11:00:00", "event": "vi\n'
+    )
+    code, _, err = run(["features", "--events", "export.jsonl", "--out", "f.csv"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: events: export.jsonl, line 2 is not JSON (")
+    assert not (tmp_path / "f.csv").exists()
+
+
 def test_features_drops_stray_dates_with_a_warning_or_refuses_them(
     tmp_path, capsys, monkeypatch, nine_days
 ):

@@ -336,7 +336,10 @@ def test_a_column_really_named_like_a_copy_is_accepted(tiny_log, tmp_path):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda p: p.mkdir(), r"events directory .*events.csv holds no .parquet, .csv or .csv.gz"),
+        (
+            lambda p: p.mkdir(),
+            r"events directory .*events.csv holds no event file; expected Parquet",
+        ),
         (lambda p: p.write_bytes(b""), r"is empty \(0 bytes\)"),
     ],
     ids=["directory", "empty"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -476,6 +478,96 @@ def test_directories_and_gzip_csv_are_read_as_locally(spark, tmp_path, layout):
         log.release()
 
 
+@pytest.mark.parametrize("name", ["events.jsonl", "events.json", "events.ndjson.gz"])
+def test_json_exports_are_read_as_locally(spark, tmp_path, mixpanel_export, mixpanel_columns, name):
+    from segmentkit.features.spark_engine import features_of_partitions
+    from segmentkit.io.events import to_timestamp
+
+    events = generate_events(60, 60, seed=2).events
+    source = str(mixpanel_export(events, tmp_path / name))
+    local = load_events(source, mixpanel_columns, as_of=AS_OF)
+    derive = features_of_partitions(to_timestamp(AS_OF), None)
+    log = io_spark.load_events_spark(
+        source, mixpanel_columns, as_of=AS_OF, spark=spark, derive=derive
+    )
+    try:
+        assert log.report == local.report
+        assert local.report.rows_read == len(events)
+        assert log.source_columns == local.source_columns
+        theirs = io_spark.derived_frame(log).toPandas()
+        theirs = theirs.sort_values("user_id", kind="stable").reset_index(drop=True)
+        pd.testing.assert_frame_equal(theirs, build_features(local, AS_OF))
+    finally:
+        log.release()
+
+
+def test_a_json_line_that_is_not_json_is_refused_as_locally(spark, tmp_path):
+    from segmentkit.errors import DataValidationError
+
+    path = tmp_path / "cut.jsonl"
+    path.write_text(
+        '{"user_id": "a", "timestamp": "2024-01-01 10:00:00", "event": "view"}\n'
+        '{"user_id": "b", "timestamp": "2024-01-01 11:00:00", "event": \n'
+    )
+    with pytest.raises(DataValidationError) as local:
+        load_events(str(path))
+    with pytest.raises(DataValidationError) as theirs:
+        io_spark.load_events_spark(str(path), spark=spark)
+    assert str(theirs.value) == str(local.value)
+    assert "line 2 is not JSON" in str(local.value)
+
+
+def test_pretty_printed_json_objects_are_read_locally_and_refused_by_spark(spark, tmp_path):
+    from segmentkit.errors import DataValidationError
+
+    path = tmp_path / "pretty.json"
+    records = [{"user_id": u, "timestamp": "2024-01-01 10:00:00", "event": "view"} for u in "ab"]
+    path.write_text("".join(json.dumps(record, indent=2) + "\n" for record in records))
+    assert load_events(str(path)).report.rows_clean == 2
+    with pytest.raises(DataValidationError) as err:
+        io_spark.load_events_spark(str(path), spark=spark)
+    assert str(err.value).startswith(f"events: {path}, line 1 is not JSON ('{{'): expected one")
+
+
+def test_a_remote_json_record_that_is_not_json_is_named_by_spark(spark, tmp_path, monkeypatch):
+    from segmentkit.errors import DataValidationError
+
+    path = tmp_path / "cut.jsonl"
+    path.write_text('{"user_id": "a", "timestamp": "2024-01-01 10:00:00"}\n<html>\n')
+    # As for a file Spark reads from object storage, which the driver cannot open.
+    monkeypatch.setattr(io_spark, "first_bad_json_line", lambda path: None)
+    with pytest.raises(DataValidationError) as err:
+        io_spark.read_events_spark(spark, str(path))
+    assert str(err.value) == (
+        f"events ['{path}']: a record is not JSON ('<html>'): expected one JSON object per line "
+        "(JSON lines), or one JSON array of objects per file"
+    )
+
+
+def test_an_export_wrapping_its_events_in_one_object_is_refused_as_locally(spark, tmp_path):
+    from segmentkit.errors import DataValidationError
+
+    path = tmp_path / "export.jsonl"
+    record = {"user_id": "a", "timestamp": "2024-01-01 10:00:00", "event": "view"}
+    path.write_text(json.dumps({"exported": "2024-02-01", "events": [record, record]}) + "\n")
+    with pytest.raises(DataValidationError) as local:
+        load_events(str(path))
+    with pytest.raises(DataValidationError) as theirs:
+        io_spark.load_events_spark(str(path), spark=spark)
+    assert str(theirs.value) == str(local.value)
+    assert "jq -c '.events[]'" in str(local.value)
+
+
+def test_json_arrays_and_json_lines_mixed_are_refused(spark, tmp_path, tiny_log, mixpanel_export):
+    from segmentkit.errors import DataValidationError
+
+    (tmp_path / "events").mkdir()
+    mixpanel_export(tiny_log, tmp_path / "events" / "a.json")
+    mixpanel_export(tiny_log, tmp_path / "events" / "b.jsonl")
+    with pytest.raises(DataValidationError, match="JSON arrays and JSON lines mixed"):
+        io_spark.read_events_spark(spark, str(tmp_path / "events"))
+
+
 def test_a_row_dated_after_today_is_refused_as_locally(spark, tiny_log):
     from segmentkit.errors import DataValidationError
 
@@ -503,14 +595,14 @@ def test_dates_written_as_digits_in_text_are_refused_as_locally(spark, stamp):
 
 @pytest.mark.parametrize(
     "uris",
-    [["s3://bucket/events.json"], ["s3://bucket/a.csv", "s3://bucket/b.parquet"]],
+    [["s3://bucket/events.xlsx"], ["s3://bucket/a.csv", "s3://bucket/b.parquet"]],
     ids=["other-suffix", "mixed-kinds"],
 )
 def test_remote_uris_of_another_kind_or_of_mixed_kinds_are_refused_before_reading(spark, uris):
     from segmentkit.errors import DataValidationError
 
     with pytest.raises(
-        DataValidationError, match=r"expected \.parquet, \.csv or \.csv\.gz files of one kind"
+        DataValidationError, match=r"expected Parquet \(\.parquet\), CSV .* of one kind"
     ):
         io_spark.read_events_spark(spark, uris)
 

@@ -14,7 +14,9 @@ import datetime as dt
 import fnmatch
 import functools
 import glob
+import gzip
 import itertools
+import json
 import os
 import re
 import warnings
@@ -320,6 +322,8 @@ def _register_source(
         kind, paths = event_files(str(source))
         if kind == "parquet":
             return f"read_parquet({_sql_list(paths)})"
+        if kind == "json":
+            return json_source(con, paths, columns)
         if columns.csv_header is not None:
             check_headerless_csv(con, paths[0], columns.csv_header, columns.csv_encoding)
         return csv_source(con, paths, columns)
@@ -330,13 +334,41 @@ def _register_source(
 
 
 #: File names read as each kind of event file (DuckDB and Spark read gzip by its suffix).
-_FILE_KINDS = {".parquet": "parquet", ".csv": "csv", ".csv.gz": "csv"}
+#: Tab-separated and ``.txt`` exports are CSV whose delimiter the reader detects.
+_FILE_KINDS = {
+    f"{stem}{gzip}": kind
+    for stem, kind in (
+        (".parquet", "parquet"),
+        (".csv", "csv"),
+        (".tsv", "csv"),
+        (".txt", "csv"),
+        (".jsonl", "json"),
+        (".ndjson", "json"),
+        (".json", "json"),
+    )
+    for gzip in (("",) if kind == "parquet" else ("", ".gz"))
+}
+
+#: The names of the files each kind reads, for messages.
+FILE_NAMES = (
+    "Parquet (.parquet), CSV (.csv, .tsv, .txt) or JSON lines (.jsonl, .ndjson, .json) "
+    "files, the text ones optionally gzipped (.gz)"
+)
 
 
 def file_kind(path: str) -> str | None:
-    """Return ``"parquet"`` or ``"csv"`` for an event file's name, else None."""
+    """Return ``"parquet"``, ``"csv"`` or ``"json"`` for an event file's name, else None.
+
+    Examples
+    --------
+    >>> [file_kind(name) for name in ("a.parquet", "b.TSV", "c.jsonl.gz", "d.xlsx")]
+    ['parquet', 'csv', 'json', None]
+    """
     name = Path(path).name.lower()
     return next((kind for end, kind in _FILE_KINDS.items() if name.endswith(end)), None)
+
+
+_KIND_NAMES = {"csv": "CSV", "json": "JSON", "parquet": "Parquet"}
 
 
 def _files_in(directory: Path) -> list[str]:
@@ -364,8 +396,8 @@ def event_files(text: str) -> tuple[str, list[str]]:
     Raises
     ------
     DataValidationError
-        Nothing matches, a file is missing or empty, a name is neither Parquet nor CSV,
-        or Parquet and CSV files are mixed.
+        Nothing matches, a file is missing or empty, a name is of no kind read
+        (:data:`FILE_NAMES`), or kinds are mixed.
     """
     files: list[str] = []
     for path in _paths_of(text):
@@ -373,7 +405,7 @@ def event_files(text: str) -> tuple[str, list[str]]:
             found = _files_in(Path(path))
             if not found:
                 raise DataValidationError(
-                    f"events directory {path} holds no .parquet, .csv or .csv.gz file"
+                    f"events directory {path} holds no event file; expected {FILE_NAMES}"
                 )
             files += found
             continue
@@ -388,12 +420,11 @@ def event_files(text: str) -> tuple[str, list[str]]:
     kinds = {file_kind(path) for path in files}
     if None in kinds:
         odd = sorted({Path(p).suffix.lower() or Path(p).name for p in files if not file_kind(p)})
-        raise DataValidationError(
-            f"events {text!r}: expected .parquet, .csv or .csv.gz files, got {odd}"
-        )
+        raise DataValidationError(f"events {text!r}: expected {FILE_NAMES}, got {odd}")
     if len(kinds) > 1:
+        mixed = " and ".join(_KIND_NAMES[kind] for kind in sorted(kinds))
         raise DataValidationError(
-            f"events {text!r}: Parquet and CSV files mixed; name one kind, e.g. "
+            f"events {text!r}: {mixed} files mixed; name one kind, e.g. "
             f"'{Path(text) / '**' / '*.parquet'}'"
         )
     return kinds.pop(), files
@@ -436,6 +467,102 @@ def csv_source(con: duckdb.DuckDBPyConnection, paths: Sequence[str], columns: Co
         f"SELECT count(*) FILTER (WHERE isfinite({user}) AND {user} <> trunc({user})) FROM {sql}"
     ).fetchone()
     return csv_source_sql(paths, columns, columns.user_id) if fractions else sql
+
+
+def json_source_sql(paths: Sequence[str], types: Mapping[str, str] | None = None) -> str:
+    """Return the SQL reading JSON files as DuckDB types them, nested objects as structs.
+
+    One JSON object per line (JSON lines), or one array of objects per file. Without
+    ``types`` (column name to DuckDB type), every record is read to type the columns
+    (``sample_size = -1``): a key that first occurs late in the file (a revenue
+    property only purchases carry) is then a column, not dropped. That pass runs
+    whenever the SQL is planned, so the SQL that validation scans again and again is
+    given the types it found.
+    """
+    options = "sample_size = -1"
+    if types is not None:
+        listed = ", ".join(
+            f"{sql_literal(name)}: {sql_literal(kind)}" for name, kind in types.items()
+        )
+        options = f"columns = {{{listed}}}"
+    return f"read_json({_sql_list(paths)}, format = 'auto', records = true, {options})"
+
+
+def flat_fields(name: str, children: Callable[[Any], Any], kind: Any) -> list[tuple[str, ...]]:
+    """Return the path of every leaf of a column, nested objects flattened (shared by engines).
+
+    ``children(kind)`` gives the ``(name, kind)`` fields of a nested object's type,
+    or None for any other type; lists and leaves are kept whole. A log exported as
+    JSON (Mixpanel's ``properties.distinct_id``, Segment's ``properties.revenue``)
+    then maps its nested keys by their dotted path, e.g. ``user_id: properties.distinct_id``.
+
+    Examples
+    --------
+    >>> spec = {"a": 1, "b": {"c": 2, "d": {"e": 3}}}
+    >>> fields = lambda kind: list(kind.items()) if isinstance(kind, dict) else None
+    >>> flat_fields("p", fields, spec)
+    [('p', 'a'), ('p', 'b', 'c'), ('p', 'b', 'd', 'e')]
+    """
+    inner = children(kind)
+    if not inner:
+        return [(name,)]
+    return [(name, *path) for field, sub in inner for path in flat_fields(field, children, sub)]
+
+
+def _duckdb_fields(kind: duckdb.typing.DuckDBPyType) -> list[tuple[str, Any]] | None:
+    return list(kind.children) if kind.id == "struct" else None
+
+
+def json_source(
+    con: duckdb.DuckDBPyConnection, paths: Sequence[str], columns: ColumnMap | None = None
+) -> str:
+    """Return the SQL reading JSON files with nested objects as dotted columns.
+
+    A key ``time`` inside ``properties`` is the column ``properties.time``; the
+    columns of flat records are read as they are (:func:`json_source_sql`).
+
+    Raises
+    ------
+    DataValidationError
+        The files hold one object whose key lists the records (``{"events": [...]}``),
+        not the records: ``columns``' user id is then none of the columns.
+    """
+    try:
+        relation = con.sql(f"SELECT * FROM {json_source_sql(paths)}")
+        named = dict(zip(relation.columns, relation.types, strict=True))
+    except duckdb.Error:
+        return json_source_sql(paths)  # refused with the reader's own message when read
+    raw = json_source_sql(paths, {name: str(kind) for name, kind in named.items()})
+    fields = [
+        path for name, kind in named.items() for path in flat_fields(name, _duckdb_fields, kind)
+    ]
+    lists = [name for name, kind in named.items() if _records_list(kind)]
+    user = (columns or ColumnMap()).user_id
+    if lists and user not in {".".join(path) for path in fields}:
+        raise DataValidationError(
+            f"events: {paths[0]} holds objects whose {lists[0]!r} lists records, and no column "
+            f"{user!r} (columns present: {['.'.join(path) for path in fields]}): an export "
+            "wrapping its events in one object? Give one event per line, e.g. "
+            f"jq -c '.{lists[0]}[]' {Path(paths[0]).name} > events.jsonl"
+        )
+    if all(len(path) == 1 for path in fields):
+        return raw
+    select = ", ".join(
+        f"{_struct_path(path)} AS {sql_identifier('.'.join(path))}" for path in fields
+    )
+    return f"(SELECT {select} FROM {raw})"
+
+
+def _records_list(kind: duckdb.typing.DuckDBPyType) -> bool:
+    """Whether a column's type is a list of objects (records)."""
+    return kind.id == "list" and kind.child.id == "struct"
+
+
+def _struct_path(path: tuple[str, ...]) -> str:
+    expr = sql_identifier(path[0])
+    for field in path[1:]:
+        expr = f"struct_extract({expr}, {sql_literal(field)})"
+    return expr
 
 
 def check_headerless_csv(
@@ -511,6 +638,8 @@ def _check_columns_named_once(
         if kind == "csv":
             header = f"SELECT * FROM read_csv({quoted}, header = false, all_varchar = true)"
             names = list(con.execute(header).fetchmany(1)[0])
+        elif kind == "json":  # a key given twice in one object: its last value counts
+            return
         else:
             # The first row of a Parquet schema is its root, not a column.
             schema = con.execute(f"SELECT name FROM parquet_schema({quoted})").fetchall()
@@ -2280,6 +2409,13 @@ def unreadable(exc: BaseException) -> DataValidationError:
             f"{kind} values (a CSV column is typed from its first rows): a stray value, such "
             "as 'n/a' for a missing one? Blank it, or correct it"
         )
+    malformed = re.search(
+        r'Malformed JSON in file "(.*?)", at byte \d+ in [^:]*: (.*?)\.?\s*$',
+        text,
+        re.MULTILINE,
+    )
+    if malformed:
+        return not_json(*malformed.groups())
     sniffed = re.search(r'Error when sniffing file "(.*?)"', text)
     if sniffed and "parsing dialect" in text:
         return DataValidationError(
@@ -2297,6 +2433,52 @@ def unreadable(exc: BaseException) -> DataValidationError:
             "not quoted? Quote such values, or export with another delimiter"
         )
     return DataValidationError(f"events cannot be read: {_first_line(exc)}")
+
+
+def not_json(path: str, reason: str) -> DataValidationError:
+    """Return the error for a JSON file the reader stops on, naming its first bad line.
+
+    Shared by every engine: the line is found again here, as DuckDB's line number is
+    not the line's (one more, or a record's number) and Spark gives none.
+    """
+    bad = first_bad_json_line(path)
+    where = f"line {bad[0]} is not JSON ({bad[1][:200]!r})" if bad else f"is not JSON ({reason})"
+    return DataValidationError(
+        f"events: {path}, {where}: expected one JSON object per line (JSON lines), or one "
+        "JSON array of objects per file"
+    )
+
+
+def first_bad_json_line(path: str) -> tuple[int, str] | None:
+    r"""Return the number and text of a JSON lines file's first line that is not JSON.
+
+    Read only when the reader has refused the file. None for a file of one JSON array
+    (its lines are not records), or when every line parses.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+    ...     _ = f.write('{"a": 1}\n\n<html>\n{"a": 2}\n')
+    >>> first_bad_json_line(f.name)
+    (3, '<html>')
+    """
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace") as lines:
+            for number, line in enumerate(lines, 1):
+                text = line.strip()
+                if number == 1 and text.startswith("["):
+                    return None
+                if not text:
+                    continue
+                try:
+                    json.loads(text)
+                except ValueError:
+                    return number, text
+    except OSError:
+        return None
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

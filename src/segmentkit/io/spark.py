@@ -21,6 +21,7 @@ import datetime as dt
 import fnmatch
 import functools
 import glob
+import gzip
 import itertools
 import json
 import re
@@ -40,6 +41,7 @@ import pyarrow.parquet as pq
 from segmentkit.config import CSV_ENCODINGS, UNIX_TIME_UNITS, ColumnMap, check_csv_header
 from segmentkit.errors import DataValidationError, SegmentkitWarning
 from segmentkit.io.events import (
+    FILE_NAMES,
     MAX_REVENUE,
     MICROS_PER_DAY,
     NUMERIC_TIMESTAMP_HINT,
@@ -68,7 +70,11 @@ from segmentkit.io.events import (
     event_files,
     file_kind,
     find_stray_rows,
+    first_bad_json_line,
+    flat_fields,
+    json_source,
     midnight_after,
+    not_json,
     roles_present,
     timestamp_sql,
     to_timestamp,
@@ -452,8 +458,10 @@ def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
 _DUCKDB_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"}
 
 
-def _typed_as_duckdb(frame: DataFrame, paths: list[str], columns: ColumnMap) -> DataFrame:
-    """Give a CSV's columns of numbers the types the local engine reads them with.
+def _typed_as_duckdb(
+    frame: DataFrame, paths: list[str], columns: ColumnMap, kind: str = "csv"
+) -> DataFrame:
+    """Give a CSV's (or JSON's) columns of numbers the types the local engine reads them with.
 
     Spark reads every CSV column as text (its own inference would drop the leading
     zeros of ids such as CDNOW's ``00001``, which DuckDB keeps as text). The local
@@ -463,11 +471,13 @@ def _typed_as_duckdb(frame: DataFrame, paths: list[str], columns: ColumnMap) -> 
     sniffs the files here, as :func:`segmentkit.io.events.load_events` reads them
     (:func:`segmentkit.io.events.csv_source`: ids that look like decimals stay text),
     and the columns it reads as numbers are cast alike (a value that is no number
-    becomes null, as an unparseable value).
+    becomes null, as an unparseable value). JSON files are read with every value as
+    text (:func:`_read_json`) and typed by DuckDB's reading of them in the same way.
     """
     con = connect(threads=1)
+    source = json_source(con, paths, columns) if kind == "json" else csv_source(con, paths, columns)
     try:
-        types = con.execute(f"DESCRIBE SELECT * FROM {csv_source(con, paths, columns)}").fetchall()
+        types = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
     except duckdb.Error as exc:  # the local engine would refuse it too
         refusal = unreadable(exc)
         if "csv_encoding" in str(refusal):
@@ -483,10 +493,13 @@ def _typed_as_duckdb(frame: DataFrame, paths: list[str], columns: ColumnMap) -> 
             casts[name] = "bigint"
         elif base in ("DOUBLE", "FLOAT", "DECIMAL"):
             casts[name] = "double"
+    # In DuckDB's order of the columns: Spark orders a JSON file's keys by name.
+    order = [name for name, *_ in types if name in frame.columns]
+    order += [name for name in frame.columns if name not in order]
     return frame.select(
         *[
             F.col(f"`{name}`").try_cast(casts[name]).alias(name) if name in casts else f"`{name}`"
-            for name in frame.columns
+            for name in order
         ]
     )
 
@@ -534,9 +547,9 @@ def read_events_spark(
         paths += [str(Path(path).resolve()) for path in files]
         if Path(local).is_dir():
             base_paths.append(str(Path(local).resolve()))
-    if kinds - {"parquet", "csv"} or len(kinds) > 1:
+    if kinds - {"parquet", "csv", "json"} or len(kinds) > 1:
         raise DataValidationError(
-            f"events {items}: expected .parquet, .csv or .csv.gz files of one kind, got "
+            f"events {items}: expected {FILE_NAMES}, of one kind; got "
             f"{sorted({Path(p.rstrip('/')).suffix.lower() for p in paths})}"
         )
     reader = spark.read
@@ -558,6 +571,12 @@ def read_events_spark(
         if len(local_files) < len(paths):
             return frame
         return _typed_as_duckdb(frame, local_files, columns)
+    if kinds == {"json"}:
+        frame = _read_json(reader, paths)
+        local_files = [path for path in paths if "://" not in path]
+        if len(local_files) < len(paths):
+            return frame
+        return _typed_as_duckdb(frame, local_files, columns, "json")
     try:
         # Naive Parquet timestamps are read as instants at their stored microseconds (UTC,
         # as the contract takes them), not as TIMESTAMP_NTZ: the microseconds are then
@@ -570,6 +589,79 @@ def read_events_spark(
     # The setting is read when the scan runs, so it stays on for this session.
     spark.conf.set(_NANOS_AS_LONG, "true")
     return _mark_nanos(reader.parquet(*paths))
+
+
+#: The column Spark's JSON reader puts a line it cannot parse in.
+_CORRUPT_JSON = "_sk_corrupt_record"
+
+
+def _read_json(reader: Any, paths: list[str]) -> DataFrame:
+    """Read JSON files as the local engine does, every value as text, objects flattened.
+
+    Lines (JSON lines) or, for files that start with ``[``, one array of objects per
+    file (Spark's ``multiLine``; the two are not mixed). Every value is read as text
+    (``primitivesAsString``), so that ids keep their digits and DuckDB's reading types
+    the numbers (:func:`_typed_as_duckdb`); nested objects become dotted columns
+    (``properties.time``), as :func:`segmentkit.io.events.json_source` names them. A
+    line that is not JSON is refused: Spark's default would read it as a row of nulls.
+    """
+    arrays = {_json_array(path) for path in paths if "://" not in path}
+    if len(arrays) > 1:
+        raise DataValidationError(
+            f"events {paths}: JSON arrays and JSON lines mixed; give files of one layout"
+        )
+    frame = reader.json(
+        paths,
+        primitivesAsString=True,
+        multiLine=arrays == {True},
+        mode="PERMISSIVE",
+        columnNameOfCorruptRecord=_CORRUPT_JSON,
+    )
+    if _CORRUPT_JSON in frame.columns:  # the schema's inference read a line it could not parse
+        for path in paths:
+            if "://" not in path and first_bad_json_line(path):
+                raise not_json(path, "")
+        # Remote files: Spark names the record (a cached frame, as Spark requires when
+        # every line may be corrupt and that column is the only one).
+        frame = frame.cache()
+        bad = frame.where(F.col(_CORRUPT_JSON).isNotNull()).first()
+        frame.unpersist()
+        if bad is not None:
+            raise DataValidationError(
+                f"events {paths}: a record is not JSON ({str(bad[_CORRUPT_JSON])[:200]!r}): "
+                "expected one JSON object per line (JSON lines), or one JSON array of objects "
+                "per file"
+            )
+        frame = frame.drop(_CORRUPT_JSON)
+    return frame.select(
+        *[
+            _field(path).alias(".".join(path))
+            for field in frame.schema.fields
+            for path in flat_fields(field.name, _spark_fields, field.dataType)
+        ]
+    )
+
+
+def _field(path: tuple[str, ...]) -> Column:
+    """Return the nested field at ``path`` (names taken as they are: dots, ``$``...)."""
+    column = F.col(f"`{path[0]}`")
+    for name in path[1:]:
+        column = column.getField(name)
+    return column
+
+
+def _spark_fields(kind: T.DataType) -> list[tuple[str, T.DataType]] | None:
+    if isinstance(kind, T.StructType):
+        return [(field.name, field.dataType) for field in kind.fields]
+    return None
+
+
+def _json_array(path: str) -> bool:
+    """Whether a JSON file starts with ``[`` (one array of objects), not with lines."""
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        start = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return start[:1] == b"["
 
 
 def _csv_dialect(path: str, encoding: str | None = None) -> dict[str, str]:
@@ -698,8 +790,12 @@ def _with_formatted_timestamps(
             worker.unregister("_sk_batch")
             yield batch.append_column(_FORMATTED_TS, micros.cast(pa.int64()))
 
-    schema = T.StructType([*raw.schema.fields, T.StructField(_FORMATTED_TS, T.LongType())])
-    return raw.mapInArrow(parse, schema)
+    # Spark's Arrow maps cannot resolve names holding a dot (a JSON log's flattened
+    # ``properties.time``): they run on positional names, renamed back after.
+    names = raw.columns
+    plain = raw.toDF(*[f"_sk_c{i}" for i in range(len(names))])
+    schema = T.StructType([*plain.schema.fields, T.StructField(_FORMATTED_TS, T.LongType())])
+    return plain.mapInArrow(parse, schema).toDF(*names, _FORMATTED_TS)
 
 
 def _float_ids(kind: T.DataType) -> bool:
