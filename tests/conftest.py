@@ -210,6 +210,50 @@ def mixpanel_columns():
 
 
 @pytest.fixture
+def ga4_export():
+    """Write a log as GA4's BigQuery export to JSON: INT64 values (times) as strings.
+
+    ``event_timestamp`` in microseconds, revenue under ``ecommerce``, the session id in
+    the ``event_params`` list (which a mapping cannot reach), ids as GA4's decimals.
+    """
+    import json
+
+    def write(log: pd.DataFrame, path):
+        lines = []
+        number = {user: i for i, user in enumerate(pd.unique(log["user_id"]))}
+        for row in log.itertuples(index=False):
+            stamp = pd.Timestamp(row.timestamp)
+            record = {
+                "event_date": stamp.strftime("%Y%m%d"),
+                "event_timestamp": str(stamp.value // 1000),
+                "event_name": str(row.event),
+                "event_params": [{"key": "ga_session_id", "value": {"int_value": "17"}}],
+                "user_pseudo_id": f"{1026454 + number[row.user_id]}.4271112065",
+                "ecommerce": {"purchase_revenue": float(row.revenue) if row.revenue else None},
+            }
+            lines.append(json.dumps(record) + "\n")
+        path.write_text("".join(lines))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def ga4_columns():
+    """The mapping of a GA4 export (see ``ga4_export``)."""
+    from segmentkit.config import ColumnMap
+
+    return ColumnMap(
+        user_id="user_pseudo_id",
+        timestamp="event_timestamp",
+        timestamp_format="unix_us",
+        event="event_name",
+        revenue="ecommerce.purchase_revenue",
+        session_id=None,
+    )
+
+
+@pytest.fixture
 def two_behaviours() -> pd.DataFrame:
     """80 users in two planted groups (see ``_two_behaviours``)."""
     return _two_behaviours()

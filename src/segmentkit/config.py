@@ -63,7 +63,8 @@ class ColumnMap:
     is not ISO 8601: a ``strptime`` pattern (``%m/%d/%Y %H:%M`` for UCI Online
     Retail's ``12/1/2010 8:26``, ``%Y%m%d`` for CDNOW's ``19970101``; ``%z`` reads an
     offset, converted to UTC), or ``unix_s``, ``unix_ms`` or ``unix_us`` for numbers
-    counting seconds, milliseconds or microseconds since 1970-01-01 UTC. A column
+    (or numbers in text) counting seconds, milliseconds or microseconds since 1970-01-01
+    UTC. A column
     already typed as dates or timestamps is read as it is.
 
     ``quantity`` names a column of units for order-line exports that give a unit price

@@ -131,3 +131,33 @@ def test_an_export_wrapping_its_events_in_one_object_is_refused_with_the_way_out
         "(columns present: ['exported', 'events']): an export wrapping its events in one "
         "object? Give one event per line, e.g. jq -c '.events[]' export.json > events.jsonl"
     )
+
+
+def test_a_ga4_export_reads_its_microseconds_given_as_text(
+    tiny_log, tmp_path, ga4_export, ga4_columns
+):
+    log = load_events(ga4_export(tiny_log, tmp_path / "ga4.jsonl"), ga4_columns, as_of=AS_OF)
+    rows = log.to_pandas()
+    assert rows["timestamp"].sort_values().tolist() == tiny_log["timestamp"].sort_values().tolist()
+    assert sorted(rows["revenue"].dropna()) == [-10.0, 30.0, 50.0]
+    assert sorted(rows["user_id"].unique()) == ["1026454.4271112065", "1026455.4271112065"]
+
+
+def test_text_that_is_no_number_is_an_unparseable_epoch_time():
+    raw = pd.DataFrame({"user_id": ["a", "b"], "timestamp": ["1609459200", "n/a"], "event": "v"})
+    with pytest.raises(DataValidationError) as err:
+        load_events(raw, ColumnMap(timestamp_format="unix_s"))
+    assert str(err.value) == (
+        "column 'timestamp' (timestamp): 1 value(s) cannot be parsed as a timestamp, e.g. "
+        "row 1: 'n/a'; expected data.columns.timestamp_format 'unix_s'"
+    )
+
+
+def test_an_epoch_format_on_a_column_of_true_and_false_is_refused():
+    raw = pd.DataFrame({"user_id": ["a", "b"], "timestamp": [True, False], "event": "v"})
+    with pytest.raises(DataValidationError) as err:
+        load_events(raw, ColumnMap(timestamp_format="unix_s"))
+    assert str(err.value) == (
+        "column 'timestamp' (timestamp): data.columns.timestamp_format 'unix_s' reads numbers "
+        "since 1970, but the column has type BOOLEAN"
+    )

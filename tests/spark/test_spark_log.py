@@ -478,18 +478,26 @@ def test_directories_and_gzip_csv_are_read_as_locally(spark, tmp_path, layout):
         log.release()
 
 
-@pytest.mark.parametrize("name", ["events.jsonl", "events.json", "events.ndjson.gz"])
-def test_json_exports_are_read_as_locally(spark, tmp_path, mixpanel_export, mixpanel_columns, name):
+@pytest.mark.parametrize(
+    ("export", "name"),
+    [
+        ("mixpanel", "events.jsonl"),
+        ("mixpanel", "events.json"),
+        ("mixpanel", "events.ndjson.gz"),
+        ("ga4", "events.jsonl"),
+    ],
+)
+def test_json_exports_are_read_as_locally(spark, tmp_path, request, export, name):
     from segmentkit.features.spark_engine import features_of_partitions
     from segmentkit.io.events import to_timestamp
 
     events = generate_events(60, 60, seed=2).events
-    source = str(mixpanel_export(events, tmp_path / name))
-    local = load_events(source, mixpanel_columns, as_of=AS_OF)
+    write = request.getfixturevalue(f"{export}_export")
+    columns = request.getfixturevalue(f"{export}_columns")
+    source = str(write(events, tmp_path / name))
+    local = load_events(source, columns, as_of=AS_OF)
     derive = features_of_partitions(to_timestamp(AS_OF), None)
-    log = io_spark.load_events_spark(
-        source, mixpanel_columns, as_of=AS_OF, spark=spark, derive=derive
-    )
+    log = io_spark.load_events_spark(source, columns, as_of=AS_OF, spark=spark, derive=derive)
     try:
         assert log.report == local.report
         assert local.report.rows_read == len(events)

@@ -698,15 +698,18 @@ def timestamp_sql(column: str, type_name: str, timestamp_format: str | None = No
         return f"CAST({col} AS TIMESTAMP)"
     text = upper == "VARCHAR" or upper.startswith("ENUM")
     if timestamp_format in UNIX_TIME_UNITS:
-        if not _numeric(type_name):
+        if not (_numeric(type_name) or text):
             raise DataValidationError(
                 f"column {column!r} (timestamp): data.columns.timestamp_format "
                 f"{timestamp_format!r} reads numbers since 1970, but the column has type "
                 f"{type_name}"
             )
         # In DOUBLE: exact for whole microseconds until year 2255, and never overflows.
+        # Numbers in text (BigQuery's JSON exports give INT64 as strings, e.g. GA4's
+        # event_timestamp): text that is no number is unparseable.
         unit = UNIX_TIME_UNITS[timestamp_format]
-        micros = f"TRY_CAST(round(CAST({col} AS DOUBLE) * {unit}) AS BIGINT)"
+        number = f"TRY_CAST({col} AS DOUBLE)" if text else f"CAST({col} AS DOUBLE)"
+        micros = f"TRY_CAST(round({number} * {unit}) AS BIGINT)"
         return f"CASE WHEN abs({micros}) < {_MAX_EPOCH_US} THEN make_timestamp({micros}) END"
     if timestamp_format is not None and (text or _numeric(type_name)):
         pattern = sql_literal(timestamp_format)
