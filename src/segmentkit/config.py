@@ -64,8 +64,7 @@ class ColumnMap:
     Retail's ``12/1/2010 8:26``, ``%Y%m%d`` for CDNOW's ``19970101``; ``%z`` reads an
     offset, converted to UTC), or ``unix_s``, ``unix_ms`` or ``unix_us`` for numbers
     (or numbers in text) counting seconds, milliseconds or microseconds since 1970-01-01
-    UTC. A column
-    already typed as dates or timestamps is read as it is.
+    UTC. A column already typed as dates or timestamps is read as it is.
 
     ``quantity`` names a column of units for order-line exports that give a unit price
     but no amount (UCI Online Retail's ``UnitPrice`` and ``Quantity``): mapped, the
