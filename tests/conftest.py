@@ -254,6 +254,39 @@ def ga4_columns():
 
 
 @pytest.fixture
+def cdnow_txt(tmp_path):
+    """CDNOW's ``CDNOW_master.txt`` layout: columns aligned by spaces, no header, CRLF;
+    customer, date, CDs, dollars; three customers, six lines."""
+    lines = [
+        " 00001 19970101  1   11.77",
+        " 00002 19970112  1   12.00",
+        " 00002 19970112  5   77.00",
+        " 00003 19970102  2   20.76",
+        " 00003 19970330  2   20.76",
+        " 00003 19970402  2   19.54",
+    ]
+    path = tmp_path / "CDNOW_master.txt"
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    return path
+
+
+@pytest.fixture
+def cdnow_columns():
+    """Its mapping, the column names given in ``csv_header``."""
+    from segmentkit.config import ColumnMap
+
+    return ColumnMap(
+        user_id="customer",
+        timestamp="date",
+        timestamp_format="%Y%m%d",
+        event=None,
+        revenue="dollars",
+        session_id=None,
+        csv_header=("customer", "date", "cds", "dollars"),
+    )
+
+
+@pytest.fixture
 def two_behaviours() -> pd.DataFrame:
     """80 users in two planted groups (see ``_two_behaviours``)."""
     return _two_behaviours()

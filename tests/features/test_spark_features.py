@@ -247,6 +247,8 @@ BAD_INPUTS = {
         lambda e: e,
         {"columns": ColumnMap(revenue="amount", explicit=("revenue",))},
     ),
+    # Named otherwise than its role in ColumnMap(...), not in params.yaml: meant all the same.
+    "absent-named-column": (lambda e: e, {"columns": ColumnMap(session_id="sid")}),
     "all-after-as-of": (lambda e: e, {"as_of": "2020-01-01"}),
     "too-few-users": (lambda e: e, {"min_users": 50}),
     "bad-on-invalid": (lambda e: e, {"on_invalid": "ignore"}),
@@ -268,6 +270,7 @@ BAD_INPUT_RULES = {
     "all-null-event": "column 'event' (event): all 24 value(s) are null",
     "null-event-error": "column 'event': 1 null value(s) (on_invalid=error)",
     "absent-mapped-column": "revenue ('amount') mapped in data.columns are absent",
+    "absent-named-column": "session_id ('sid') mapped in data.columns are absent",
     "all-after-as-of": "0 null events, 24 at or after as_of",
     "too-few-users": "at least 50 are needed",
     "bad-on-invalid": "on_invalid: expected",

@@ -154,8 +154,16 @@ def test_unsupported_file_suffix(tmp_path):
     assert str(err.value) == (
         f"events {str(path)!r}: expected Parquet (.parquet), CSV (.csv, .tsv, .txt) or JSON "
         "lines (.jsonl, .ndjson, .json) files, the text ones optionally gzipped (.gz), got "
-        "['.xlsx']"
+        "['.xlsx']; an Excel workbook (UCI's 'Online Retail.xlsx') is not read: save its sheet "
+        "as CSV UTF-8, or pass pandas.read_excel(path) as a DataFrame"
     )
+
+
+def test_an_archive_is_refused_with_what_to_do(tmp_path):
+    path = tmp_path / "export.zip"
+    path.write_bytes(b"PK")
+    with pytest.raises(DataValidationError, match=r"'\.zip'\]; an archive is not read: unzip it"):
+        load_events(path)
 
 
 def _spark_output_dir(root, frame: pd.DataFrame):

@@ -154,12 +154,16 @@ def test_revenue_events_need_a_revenue_and_an_event_column(priced_views, priced_
     rows = priced_views.drop(columns="price")
     without_revenue = dataclasses.replace(
         priced_view_columns,
-        revenue="amount",
+        revenue="revenue",
         explicit=("session_id",),
         revenue_events=("purchase",),
     )
-    with pytest.raises(DataValidationError, match=r"no revenue column 'amount'"):
+    with pytest.raises(DataValidationError, match=r"no revenue column 'revenue'"):
         load_events(rows, without_revenue, as_of=AS_OF)
+    # A column named otherwise than its role is meant: its absence is refused first.
+    named = dataclasses.replace(without_revenue, revenue="amount")
+    with pytest.raises(DataValidationError, match=r"revenue \('amount'\) mapped in data.columns"):
+        load_events(rows, named, as_of=AS_OF)
     transactions = dataclasses.replace(
         priced_view_columns, event=None, revenue_events=("purchase",)
     )

@@ -392,6 +392,19 @@ def test_a_missing_column_spelled_otherwise_is_pointed_out(tiny_log, renamed, co
         load_events(tiny_log.rename(columns=renamed), columns)
 
 
+def test_a_role_named_otherwise_in_the_api_is_refused_when_absent(tiny_log):
+    # Only params.yaml recorded its mappings as explicit: ColumnMap(revenue="amount")
+    # on a log without 'amount' trained without revenue features, without a word.
+    with pytest.raises(DataValidationError) as err:
+        load_events(tiny_log, ColumnMap(revenue="amount"))
+    assert str(err.value) == (
+        "column(s) revenue ('amount') mapped in data.columns are absent; columns present: "
+        "['user_id', 'timestamp', 'event', 'revenue', 'session_id'] (map the role to null if "
+        "the log has no such column)"
+    )
+    assert not load_events(tiny_log.drop(columns="revenue"), ColumnMap()).has_revenue
+
+
 def test_a_missing_column_with_no_near_name_gets_no_hint(tiny_log):
     with pytest.raises(DataValidationError) as error:
         load_events(tiny_log.rename(columns={"user_id": "visitor"}))

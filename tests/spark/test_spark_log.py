@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -633,6 +634,41 @@ def test_a_headerless_csv_is_read_as_locally(spark, tmp_path, layout, taobao_csv
         assert theirs == local.to_pandas()["user_id"].sort_values().tolist() == [1, 1, 1, 2, 2]
     finally:
         log.release()
+
+
+@pytest.mark.parametrize("header", [False, True], ids=["headerless", "header-line"])
+def test_columns_aligned_by_spaces_are_read_as_locally(
+    spark, tmp_path, cdnow_txt, cdnow_columns, header
+):
+    source, columns = cdnow_txt, cdnow_columns
+    if header:
+        source = tmp_path / "with_header.txt"
+        source.write_bytes(b"customer  date cds\tdollars\r\n" + cdnow_txt.read_bytes())
+        columns = dataclasses.replace(cdnow_columns, csv_header=None)
+    local = load_events(source, columns)
+    log = io_spark.load_events_spark(str(source), columns, spark=spark)
+    try:
+        assert log.report == local.report and local.report.rows_clean == 6
+        assert log.source_columns == local.source_columns
+        rows = log.frame.toPandas().sort_values(["user_id", "ts_us"]).reset_index(drop=True)
+        assert rows["user_id"].tolist() == local.to_pandas()["user_id"].tolist()
+        assert rows["revenue"].tolist() == local.to_pandas()["revenue"].tolist()
+    finally:
+        log.release()
+
+
+def test_a_line_of_columns_aligned_by_spaces_of_another_width_is_refused_as_locally(
+    spark, cdnow_txt, cdnow_columns
+):
+    from segmentkit.errors import DataValidationError
+
+    cdnow_txt.write_bytes(cdnow_txt.read_bytes() + b" 00004 19970405  1   9.99 gift card\r\n")
+    with pytest.raises(DataValidationError) as local:
+        load_events(cdnow_txt, cdnow_columns)
+    with pytest.raises(DataValidationError) as theirs:
+        io_spark.load_events_spark(str(cdnow_txt), cdnow_columns, spark=spark)
+    assert str(theirs.value) == str(local.value)
+    assert "'00004 19970405 1 9.99 gift card'" in str(local.value)
 
 
 def test_a_headerless_csv_of_another_width_is_refused_as_locally(spark, taobao_csv, taobao_columns):

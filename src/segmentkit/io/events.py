@@ -324,7 +324,7 @@ def _register_source(
             return f"read_parquet({_sql_list(paths)})"
         if kind == "json":
             return json_source(con, paths, columns)
-        if columns.csv_header is not None:
+        if columns.csv_header is not None and aligned_names(con, paths[0], columns) is None:
             check_headerless_csv(con, paths[0], columns.csv_header, columns.csv_encoding)
         return csv_source(con, paths, columns)
     raise DataValidationError(
@@ -369,6 +369,15 @@ def file_kind(path: str) -> str | None:
 
 
 _KIND_NAMES = {"csv": "CSV", "json": "JSON", "parquet": "Parquet"}
+
+#: What to do with files that public logs and exports come as, but that are not read.
+_OTHER_FILES = {
+    ".xlsx": "an Excel workbook (UCI's 'Online Retail.xlsx') is not read: save its sheet as "
+    "CSV UTF-8, or pass pandas.read_excel(path) as a DataFrame",
+    ".xls": "an Excel workbook is not read: save its sheet as CSV UTF-8, or pass "
+    "pandas.read_excel(path) as a DataFrame",
+    ".zip": "an archive is not read: unzip it and give the files (or their directory)",
+}
 
 
 def _files_in(directory: Path) -> list[str]:
@@ -420,7 +429,10 @@ def event_files(text: str) -> tuple[str, list[str]]:
     kinds = {file_kind(path) for path in files}
     if None in kinds:
         odd = sorted({Path(p).suffix.lower() or Path(p).name for p in files if not file_kind(p)})
-        raise DataValidationError(f"events {text!r}: expected {FILE_NAMES}, got {odd}")
+        raise DataValidationError(
+            f"events {text!r}: expected {FILE_NAMES}, got {odd}"
+            + "".join(f"; {_OTHER_FILES[end]}" for end in odd if end in _OTHER_FILES)
+        )
     if len(kinds) > 1:
         mixed = " and ".join(_KIND_NAMES[kind] for kind in sorted(kinds))
         raise DataValidationError(
@@ -455,6 +467,9 @@ def csv_source(con: duckdb.DuckDBPyConnection, paths: Sequence[str], columns: Co
     ids 17 digits long would lose their last digits and merge users). Ids that are
     all whole (UCI's ``12346.0``) stay numbers, read as integers.
     """
+    names = aligned_names(con, paths[0], columns)
+    if names is not None:
+        return aligned_source(con, paths, names, columns)
     sql = csv_source_sql(paths, columns)
     try:
         types = {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()}
@@ -565,6 +580,111 @@ def _struct_path(path: tuple[str, ...]) -> str:
     return expr
 
 
+#: How many first lines tell a file of columns aligned by spaces (CDNOW_master.txt).
+_ALIGNED_SAMPLE = 100
+
+
+def raw_lines_sql(paths: Sequence[str], encoding: str | None = None) -> str:
+    """Return the SQL reading text files as lines, one VARCHAR column ``line``, untouched."""
+    encoded = f", encoding = {sql_literal(encoding)}" if encoding else ""
+    return (
+        f"read_csv({_sql_list(paths)}, header = false, columns = {{'line': 'VARCHAR'}}, "
+        f"delim = chr(31), quote = '', escape = '', auto_detect = false, strict_mode = false"
+        f"{encoded})"
+    )
+
+
+def split_fields(line: str) -> list[str]:
+    """Split a line of columns aligned by spaces into its fields (shared by every engine).
+
+    Examples
+    --------
+    >>> split_fields(" 00001 19970101  1   11.77")
+    ['00001', '19970101', '1', '11.77']
+    """
+    return line.split()
+
+
+def aligned_names(
+    con: duckdb.DuckDBPyConnection, path: str, columns: ColumnMap
+) -> list[str] | None:
+    """Return the column names of a file of columns aligned by spaces, else None.
+
+    Such files (CDNOW's ``CDNOW_master.txt``: `` 00001 19970101  1   11.77``) have no
+    delimiter a CSV reader finds: it reads each line as one column, or fails. A file is
+    read so when DuckDB's sniffer finds one column (or none), and its first line and
+    all but one in ten (or one) of its first lines split on runs of spaces or tabs
+    into the same number (two or more) of fields. The names are
+    ``columns.csv_header`` (checked against the first line as for CSV files), else the
+    first line's fields.
+
+    Raises
+    ------
+    DataValidationError
+        ``csv_header`` does not describe the file's first line.
+    """
+    encoded = f", encoding = {sql_literal(columns.csv_encoding)}" if columns.csv_encoding else ""
+    try:
+        sniffed = con.execute(f"SELECT Columns FROM sniff_csv(?{encoded})", [path]).fetchone()[0]
+    except duckdb.Error:  # no delimiter splits the first lines alike: maybe runs of spaces
+        sniffed = [None]
+    if len(sniffed) != 1:
+        return None
+    try:
+        rows = con.execute(
+            f"SELECT line FROM {raw_lines_sql([path], columns.csv_encoding)} "
+            f"LIMIT {_ALIGNED_SAMPLE}"
+        ).fetchall()
+    except duckdb.Error:
+        return None  # the CSV reader refuses it with its own message
+    lines = [split_fields(line) for (line,) in rows if line and line.strip()]
+    widths = [len(fields) for fields in lines]
+    # Most lines alike (a stray line is refused by name when the file is read).
+    strays = len(widths) - widths.count(widths[0]) if widths else 0
+    if not lines or widths[0] < 2 or strays > max(1, len(widths) // 10):
+        return None
+    first = lines[0]
+    if columns.csv_header is None:
+        return first
+    check_first_line(path, first, columns.csv_header)
+    return list(columns.csv_header)
+
+
+def aligned_source(
+    con: duckdb.DuckDBPyConnection, paths: Sequence[str], names: Sequence[str], columns: ColumnMap
+) -> str:
+    """Return the SQL reading files of columns aligned by spaces, every field as text.
+
+    Without ``csv_header``, the lines that name the columns (each file's first) are
+    skipped; blank lines are skipped. The fields are text, as Spark reads
+    them (numbers are read as numbers where the log is validated).
+
+    Raises
+    ------
+    DataValidationError
+        A line has another number of fields than the names.
+    """
+    lines = raw_lines_sql(paths, columns.csv_encoding)
+    stripped = "regexp_replace(line, '^\\s+|\\s+$', '', 'g')"
+    split = (
+        f"(SELECT string_split_regex({stripped}, '\\s+') AS f FROM {lines} WHERE {stripped} <> '')"
+    )
+    if columns.csv_header is None:  # the lines that name the columns (each file's first)
+        split = f"(SELECT f FROM {split} WHERE f <> {_sql_list(names)})"
+    (bad, example) = con.execute(
+        f"SELECT count(*), any_value(array_to_string(f, ' ')) FROM {split} "
+        f"WHERE len(f) <> {len(names)}"
+    ).fetchone()
+    if bad:
+        raise DataValidationError(
+            f"events: {bad:,} line(s) of {paths[0] if len(paths) == 1 else list(paths)} (columns "
+            f"aligned by spaces) have another number of fields than the {len(names)} names "
+            f"{list(names)}, e.g. {example!r}: a value holding a space?"
+        )
+    fields = ", ".join(f"f[{i}] AS {sql_identifier(name)}" for i, name in enumerate(names, 1))
+    return f"(SELECT {fields} FROM {split})"
+
+
 def check_headerless_csv(
     con: duckdb.DuckDBPyConnection,
     path: str,
@@ -591,7 +711,12 @@ def check_headerless_csv(
         rows = con.execute(first).fetchall()
     except duckdb.Error as exc:
         raise unreadable(exc) from None
-    line = [value or "" for value in rows[0]] if rows else []
+    check_first_line(path, [value or "" for value in rows[0]] if rows else [], csv_header)
+
+
+def check_first_line(path: str, line: Sequence[str], csv_header: Sequence[str]) -> None:
+    """Refuse ``csv_header`` for a file whose first line has other fields or spells them."""
+    line = list(line)
     if len(line) != len(csv_header):
         raise DataValidationError(
             f"data.columns.csv_header names {len(csv_header)} column(s) {list(csv_header)}, but "
@@ -866,9 +991,14 @@ def check_mapped_columns(columns: ColumnMap, present: Sequence[str]) -> None:
             f"missing required column(s) {', '.join(listed)}; columns present: {list(present)}"
             + (_column_hint(missing, names) or _header_hint(names, columns))
         )
+    # A role given a name of its own (revenue: amount) is meant, wherever it was set
+    # (params.yaml or ColumnMap(...)): absent, it is refused, never left out silently.
+    named = {role for role in ("revenue", "session_id") if getattr(columns, role) != role}
+    if columns.quantity is not None:  # an absent price: check_quantity_has_price says more
+        named.discard("revenue")
     absent_roles = [
         role
-        for role in columns.explicit
+        for role in sorted(set(columns.explicit) | named)
         if getattr(columns, role) is not None and getattr(columns, role) not in present
     ]
     if absent_roles:

@@ -48,6 +48,7 @@ from segmentkit.io.events import (
     DataQualityReport,
     EventLog,
     StrayRows,
+    aligned_names,
     check_against_training,
     check_as_of_reaches_log_end,
     check_enough_left,
@@ -558,6 +559,11 @@ def read_events_spark(
         reader = reader.option("basePath", base_paths[0])
     if kinds == {"csv"}:
         local_files = [path for path in paths if "://" not in path]
+        aligned = (
+            aligned_names(connect(threads=1), local_files[0], columns) if local_files else None
+        )
+        if aligned is not None:
+            return _read_aligned(reader, paths, aligned, columns)
         if csv_header is not None and local_files:
             check_headerless_csv(
                 connect(threads=1), local_files[0], csv_header, columns.csv_encoding
@@ -589,6 +595,47 @@ def read_events_spark(
     # The setting is read when the scan runs, so it stays on for this session.
     spark.conf.set(_NANOS_AS_LONG, "true")
     return _mark_nanos(reader.parquet(*paths))
+
+
+def _read_aligned(
+    reader: Any, paths: list[str], names: Sequence[str], columns: ColumnMap
+) -> DataFrame:
+    """Read files of columns aligned by spaces as the local engine does, fields as text.
+
+    See :func:`segmentkit.io.events.aligned_names`: lines split on runs of spaces or
+    tabs, blank lines and (without ``csv_header``) each file's first line skipped.
+
+    Raises
+    ------
+    DataValidationError
+        A line has another number of fields than the names, as locally.
+    """
+    if columns.csv_encoding is not None:
+        raise DataValidationError(
+            f"events {paths}: Spark reads files of columns aligned by spaces as UTF-8 only, "
+            f"not {columns.csv_encoding}; convert them, or read them with the local engine"
+        )
+    lines = reader.text(paths)
+    value = F.regexp_replace(F.col("value"), r"^\s+|\s+$", "")
+    fields = F.split(value, r"\s+")
+    rows = lines.where(value != "").withColumn("_sk_fields", fields)
+    if columns.csv_header is None:
+        # Each file's first line names the columns: the lines that spell them are dropped.
+        rows = rows.where(F.concat_ws(" ", "_sk_fields") != " ".join(names))
+    bad = rows.where(F.size("_sk_fields") != len(names))
+    found = bad.agg(F.count("*").alias("n"), F.first(F.concat_ws(" ", "_sk_fields"))).first()
+    if found[0]:
+        shown = paths[0] if len(paths) == 1 else list(paths)
+        raise DataValidationError(
+            f"events: {found[0]:,} line(s) of {shown} (columns aligned by spaces) have another "
+            f"number of fields than the {len(names)} names {list(names)}, e.g. {found[1]!r}: a "
+            "value holding a space?"
+        )
+    partitions = [name for name in lines.columns if name != "value"]
+    return rows.select(
+        *[F.col("_sk_fields")[i].alias(name) for i, name in enumerate(names)],
+        *[F.col(f"`{name}`") for name in partitions],
+    )
 
 
 #: The column Spark's JSON reader puts a line it cannot parse in.
