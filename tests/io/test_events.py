@@ -152,8 +152,8 @@ def test_unsupported_file_suffix(tmp_path):
     with pytest.raises(DataValidationError) as err:
         load_events(path)
     assert str(err.value) == (
-        f"events {str(path)!r}: expected Parquet (.parquet), CSV (.csv, .tsv, .txt) or JSON "
-        "lines (.jsonl, .ndjson, .json) files, the text ones optionally gzipped (.gz), got "
+        f"events {str(path)!r}: expected Parquet (.parquet), CSV (.csv, .tsv, .txt, .dat) or "
+        "JSON lines (.jsonl, .ndjson, .json) files, the text ones optionally gzipped (.gz), got "
         "['.xlsx']; an Excel workbook (UCI's 'Online Retail.xlsx') is not read: save its sheet "
         "as CSV UTF-8, or pass pandas.read_excel(path) as a DataFrame"
     )

@@ -97,7 +97,7 @@ def test_a_mapped_key_absent_from_every_record_lists_the_dotted_columns(
 def test_tab_separated_and_txt_files_are_csv(tiny_log, tmp_path):
     tiny_log.to_csv(tmp_path / "events.csv", index=False)
     expected = load_events(tmp_path / "events.csv").to_pandas()
-    for name in ("events.tsv", "events.txt", "events.tsv.gz"):
+    for name in ("events.tsv", "events.txt", "events.tsv.gz", "yoochoose-clicks.dat"):
         tiny_log.to_csv(tmp_path / name, index=False, sep="\t")
         pd.testing.assert_frame_equal(load_events(tmp_path / name).to_pandas(), expected)
 

@@ -334,7 +334,8 @@ def _register_source(
 
 
 #: File names read as each kind of event file (DuckDB and Spark read gzip by its suffix).
-#: Tab-separated and ``.txt`` exports are CSV whose delimiter the reader detects.
+#: Tab-separated, ``.txt`` and ``.dat`` exports (YooChoose's ``yoochoose-clicks.dat``)
+#: are CSV whose delimiter the reader detects.
 _FILE_KINDS = {
     f"{stem}{gzip}": kind
     for stem, kind in (
@@ -342,6 +343,7 @@ _FILE_KINDS = {
         (".csv", "csv"),
         (".tsv", "csv"),
         (".txt", "csv"),
+        (".dat", "csv"),
         (".jsonl", "json"),
         (".ndjson", "json"),
         (".json", "json"),
@@ -351,7 +353,7 @@ _FILE_KINDS = {
 
 #: The names of the files each kind reads, for messages.
 FILE_NAMES = (
-    "Parquet (.parquet), CSV (.csv, .tsv, .txt) or JSON lines (.jsonl, .ndjson, .json) "
+    "Parquet (.parquet), CSV (.csv, .tsv, .txt, .dat) or JSON lines (.jsonl, .ndjson, .json) "
     "files, the text ones optionally gzipped (.gz)"
 )
 

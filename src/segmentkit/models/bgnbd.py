@@ -51,6 +51,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from segmentkit.errors import DataValidationError, InsufficientDataError
+from segmentkit.text import sql_literal, sql_timestamp
 
 __all__ = [
     "BetaGeoModel",
@@ -288,8 +289,8 @@ def transaction_summary(
         raise DataValidationError(
             f"birth must be 'first_event' or 'first_transaction', got {birth!r}"
         )
-    end = f"TIMESTAMP '{pd.Timestamp(as_of).isoformat(sep=' ')}'"
-    is_tx = "TRUE" if event is None else "event = " + "'" + str(event).replace("'", "''") + "'"
+    end = sql_timestamp(pd.Timestamp(as_of).to_pydatetime())
+    is_tx = "TRUE" if event is None else f"event = {sql_literal(str(event))}"
     # A refund or cancellation (negative revenue) is not a transaction (as in the labels).
     is_tx = f"({is_tx}) AND NOT coalesce(revenue < 0, false)"
     born = "min(day)" if birth == "first_event" else "min(day) FILTER (WHERE tx)"
