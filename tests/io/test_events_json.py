@@ -161,3 +161,20 @@ def test_an_epoch_format_on_a_column_of_true_and_false_is_refused():
         "column 'timestamp' (timestamp): data.columns.timestamp_format 'unix_s' reads numbers "
         "since 1970, but the column has type BOOLEAN"
     )
+
+
+def test_nested_parquet_structs_are_dotted_columns_as_in_json(
+    tiny_log, tmp_path, ga4_export, ga4_columns
+):
+    import pyarrow.json
+    import pyarrow.parquet as pq
+
+    lines = ga4_export(tiny_log, tmp_path / "ga4.jsonl")
+    table = pyarrow.json.read_json(lines)
+    assert pyarrow.types.is_struct(table.schema.field("ecommerce").type)
+    pq.write_table(table, tmp_path / "ga4.parquet")
+    expected = load_events(lines, ga4_columns, as_of=AS_OF)
+    log = load_events(tmp_path / "ga4.parquet", ga4_columns, as_of=AS_OF)
+    assert "ecommerce.purchase_revenue" in log.source_columns
+    assert log.report == expected.report
+    pd.testing.assert_frame_equal(log.to_pandas(), expected.to_pandas())

@@ -423,6 +423,18 @@ def _refused_alike(spark, frame: pd.DataFrame, columns, as_of: str) -> None:
     assert str(theirs.value) == str(local.value)
 
 
+def _file_refused_alike(spark, path, columns=None) -> str:
+    """Both engines refuse the file at ``path`` with one message: return it."""
+    from segmentkit.errors import DataValidationError
+
+    with pytest.raises(DataValidationError) as local:
+        load_events(str(path), columns)
+    with pytest.raises(DataValidationError) as theirs:
+        io_spark.load_events_spark(str(path), columns, spark=spark)
+    assert str(theirs.value) == str(local.value)
+    return str(local.value)
+
+
 def _features_alike(spark, frame: pd.DataFrame, columns, as_of: str):
     """Spark's report and features of ``frame`` equal the local ones: return them."""
     from segmentkit.features.spark_engine import features_of_partitions
@@ -486,16 +498,23 @@ def test_directories_and_gzip_csv_are_read_as_locally(spark, tmp_path, layout):
         ("mixpanel", "events.json"),
         ("mixpanel", "events.ndjson.gz"),
         ("ga4", "events.jsonl"),
+        ("ga4", "events.parquet"),  # its nested structs, as BigQuery exports them to Parquet
     ],
 )
 def test_json_exports_are_read_as_locally(spark, tmp_path, request, export, name):
+    import pyarrow.json
+    import pyarrow.parquet as pq
+
     from segmentkit.features.spark_engine import features_of_partitions
     from segmentkit.io.events import to_timestamp
 
     events = generate_events(60, 60, seed=2).events
     write = request.getfixturevalue(f"{export}_export")
     columns = request.getfixturevalue(f"{export}_columns")
-    source = str(write(events, tmp_path / name))
+    source = str(write(events, tmp_path / name.replace(".parquet", ".jsonl")))
+    if name.endswith(".parquet"):
+        pq.write_table(pyarrow.json.read_json(source), tmp_path / name)
+        source = str(tmp_path / name)
     local = load_events(source, columns, as_of=AS_OF)
     derive = features_of_partitions(to_timestamp(AS_OF), None)
     log = io_spark.load_events_spark(source, columns, as_of=AS_OF, spark=spark, derive=derive)
@@ -511,19 +530,13 @@ def test_json_exports_are_read_as_locally(spark, tmp_path, request, export, name
 
 
 def test_a_json_line_that_is_not_json_is_refused_as_locally(spark, tmp_path):
-    from segmentkit.errors import DataValidationError
 
     path = tmp_path / "cut.jsonl"
     path.write_text(
         '{"user_id": "a", "timestamp": "2024-01-01 10:00:00", "event": "view"}\n'
         '{"user_id": "b", "timestamp": "2024-01-01 11:00:00", "event": \n'
     )
-    with pytest.raises(DataValidationError) as local:
-        load_events(str(path))
-    with pytest.raises(DataValidationError) as theirs:
-        io_spark.load_events_spark(str(path), spark=spark)
-    assert str(theirs.value) == str(local.value)
-    assert "line 2 is not JSON" in str(local.value)
+    assert "line 2 is not JSON" in _file_refused_alike(spark, path)
 
 
 def test_pretty_printed_json_objects_are_read_locally_and_refused_by_spark(spark, tmp_path):
@@ -554,17 +567,11 @@ def test_a_remote_json_record_that_is_not_json_is_named_by_spark(spark, tmp_path
 
 
 def test_an_export_wrapping_its_events_in_one_object_is_refused_as_locally(spark, tmp_path):
-    from segmentkit.errors import DataValidationError
 
     path = tmp_path / "export.jsonl"
     record = {"user_id": "a", "timestamp": "2024-01-01 10:00:00", "event": "view"}
     path.write_text(json.dumps({"exported": "2024-02-01", "events": [record, record]}) + "\n")
-    with pytest.raises(DataValidationError) as local:
-        load_events(str(path))
-    with pytest.raises(DataValidationError) as theirs:
-        io_spark.load_events_spark(str(path), spark=spark)
-    assert str(theirs.value) == str(local.value)
-    assert "jq -c '.events[]'" in str(local.value)
+    assert "jq -c '.events[]'" in _file_refused_alike(spark, path)
 
 
 def test_json_arrays_and_json_lines_mixed_are_refused(spark, tmp_path, tiny_log, mixpanel_export):
@@ -660,15 +667,10 @@ def test_columns_aligned_by_spaces_are_read_as_locally(
 def test_a_line_of_columns_aligned_by_spaces_of_another_width_is_refused_as_locally(
     spark, cdnow_txt, cdnow_columns
 ):
-    from segmentkit.errors import DataValidationError
 
     cdnow_txt.write_bytes(cdnow_txt.read_bytes() + b" 00004 19970405  1   9.99 gift card\r\n")
-    with pytest.raises(DataValidationError) as local:
-        load_events(cdnow_txt, cdnow_columns)
-    with pytest.raises(DataValidationError) as theirs:
-        io_spark.load_events_spark(str(cdnow_txt), cdnow_columns, spark=spark)
-    assert str(theirs.value) == str(local.value)
-    assert "'00004 19970405 1 9.99 gift card'" in str(local.value)
+    message = _file_refused_alike(spark, cdnow_txt, cdnow_columns)
+    assert "'00004 19970405 1 9.99 gift card'" in message
 
 
 def test_a_headerless_csv_of_another_width_is_refused_as_locally(spark, taobao_csv, taobao_columns):

@@ -321,7 +321,7 @@ def _register_source(
     if isinstance(source, str | Path):
         kind, paths = event_files(str(source))
         if kind == "parquet":
-            return f"read_parquet({_sql_list(paths)})"
+            return nested_as_dotted(con, f"read_parquet({_sql_list(paths)})")
         if kind == "json":
             return json_source(con, paths, columns)
         if columns.csv_header is not None and aligned_names(con, paths[0], columns) is None:
@@ -562,6 +562,27 @@ def json_source(
             "wrapping its events in one object? Give one event per line, e.g. "
             f"jq -c '.{lists[0]}[]' {Path(paths[0]).name} > events.jsonl"
         )
+    return _dotted_sql(raw, fields)
+
+
+def nested_as_dotted(con: duckdb.DuckDBPyConnection, raw: str) -> str:
+    """Return the SQL reading ``raw`` (a Parquet read) with nested structs as dotted columns.
+
+    As JSON objects are read (:func:`json_source`): a BigQuery export's ``ecommerce``
+    struct gives ``ecommerce.purchase_revenue``. Flat files are read as they are.
+    """
+    try:
+        relation = con.sql(f"SELECT * FROM {raw}")
+        named = dict(zip(relation.columns, relation.types, strict=True))
+    except duckdb.Error:
+        return raw  # refused with the reader's own message where the log is read
+    fields = [
+        path for name, kind in named.items() for path in flat_fields(name, _duckdb_fields, kind)
+    ]
+    return _dotted_sql(raw, fields)
+
+
+def _dotted_sql(raw: str, fields: Sequence[tuple[str, ...]]) -> str:
     if all(len(path) == 1 for path in fields):
         return raw
     select = ", ".join(
@@ -1868,7 +1889,7 @@ def load_events(
         )
         negative -= refunds_dropped
     few_repeats = repeated is None or repeated.size <= MAX_REPEATS_IN_VIEW
-    if source_sql.startswith("read_parquet(") and few_repeats:
+    if "read_parquet(" in source_sql and few_repeats:
         # Parquet is cheap to re-scan: a view saves copying the log into memory.
         con.execute(f"CREATE TEMP VIEW {table} AS {clean_sql}")
     else:

@@ -588,13 +588,13 @@ def read_events_spark(
         # as the contract takes them), not as TIMESTAMP_NTZ: the microseconds are then
         # read as they are, with no time-zone conversion per row.
         with session_conf(spark, _INFER_NTZ, "false"):
-            return reader.parquet(*paths)
+            return _nested_as_dotted(reader.parquet(*paths))
     except Exception as exc:
         if not _is_nanos_error(exc):
             raise DataValidationError(f"events cannot be read: {exc}") from None
     # The setting is read when the scan runs, so it stays on for this session.
     spark.conf.set(_NANOS_AS_LONG, "true")
-    return _mark_nanos(reader.parquet(*paths))
+    return _mark_nanos(_nested_as_dotted(reader.parquet(*paths)))
 
 
 def _read_aligned(
@@ -680,6 +680,13 @@ def _read_json(reader: Any, paths: list[str]) -> DataFrame:
                 "per file"
             )
         frame = frame.drop(_CORRUPT_JSON)
+    return _nested_as_dotted(frame)
+
+
+def _nested_as_dotted(frame: DataFrame) -> DataFrame:
+    """Read nested structs (JSON objects, Parquet structs) as dotted columns, as locally."""
+    if not any(isinstance(field.dataType, T.StructType) for field in frame.schema.fields):
+        return frame
     return frame.select(
         *[
             _field(path).alias(".".join(path))
