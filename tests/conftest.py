@@ -210,6 +210,47 @@ def mixpanel_columns():
 
 
 @pytest.fixture
+def segment_export():
+    """Write a log as Segment's JSON lines: ISO times with milliseconds and ``Z``,
+    ``userId``, ``properties.revenue``; plus one anonymous page call (``userId`` null)."""
+    import json
+
+    def write(log: pd.DataFrame, path):
+        records = [
+            {
+                "type": "track",
+                "event": str(row.event),
+                "userId": str(row.user_id),
+                "timestamp": pd.Timestamp(row.timestamp).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+                + "Z",
+                "properties": {"revenue": float(row.revenue)} if row.revenue else {},
+                "context": {"session": str(row.session_id)},
+            }
+            for row in log.itertuples(index=False)
+        ]
+        first = pd.Timestamp(log["timestamp"].min()).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        records.append({"type": "page", "anonymousId": "x1", "userId": None, "timestamp": first})
+        path.write_text("".join(json.dumps(record) + "\n" for record in records))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def segment_columns():
+    """The mapping of a Segment export (see ``segment_export``)."""
+    from segmentkit.config import ColumnMap
+
+    return ColumnMap(
+        user_id="userId",
+        timestamp="timestamp",
+        event="event",
+        revenue="properties.revenue",
+        session_id="context.session",
+    )
+
+
+@pytest.fixture
 def ga4_export():
     """Write a log as GA4's BigQuery export to JSON: INT64 values (times) as strings.
 

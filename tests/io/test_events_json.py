@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from segmentkit.config import ColumnMap
-from segmentkit.errors import DataValidationError
+from segmentkit.errors import DataValidationError, SegmentkitWarning
 from segmentkit.features import build_features
 from segmentkit.io.events import load_events
 
@@ -50,21 +50,26 @@ def test_an_array_file_and_gzipped_lines_read_as_the_lines(
     pd.testing.assert_frame_equal(log.to_pandas(), lines.to_pandas())
 
 
-def test_a_key_first_seen_late_in_the_file_is_a_column(tmp_path):
-    # Purchases, the only events with revenue, come after DuckDB's 20,480-record
-    # sample: typed from a sample, the column would not exist.
+def test_a_nested_key_first_seen_late_and_rarely_is_a_column(tmp_path):
+    # Purchases, the only events with an amount, come after DuckDB's 20,480-record
+    # sample, and hold it in 2 of 25,002 objects (DuckDB would type such sparse
+    # objects as maps): either way the column would not exist.
     views = [
-        {"user": f"u{i % 500}", "ts": f"2024-01-{1 + i % 28:02d} 10:00:00", "event": "view"}
+        {
+            "user": f"u{i % 500}",
+            "ts": f"2024-01-{1 + i % 28:02d} 10:00:00",
+            "event": "view",
+            "properties": {"page": "/"},
+        }
         for i in range(25_000)
     ]
     buys = [
-        {"user": "u1", "ts": "2024-01-29 10:00:00", "event": "purchase", "amount": 20.5},
-        {"user": "u2", "ts": "2024-01-29 11:00:00", "event": "purchase", "amount": 4.5},
+        {"user": u, "ts": "2024-01-29 10:00:00", "event": "purchase", "properties": {"amount": a}}
+        for u, a in (("u1", 20.5), ("u2", 4.5))
     ]
     path = tmp_path / "late.jsonl"
     _lines(path, views + buys)
-    log = load_events(path, ColumnMap(user_id="user", timestamp="ts", revenue="amount"))
-    assert log.has_revenue
+    log = load_events(path, ColumnMap(user_id="user", timestamp="ts", revenue="properties.amount"))
     revenue = log.to_pandas().groupby("user_id")["revenue"].sum()
     assert revenue[["u1", "u2"]].tolist() == [20.5, 4.5]
     assert revenue.drop(["u1", "u2"]).eq(0).all()
@@ -178,3 +183,14 @@ def test_nested_parquet_structs_are_dotted_columns_as_in_json(
     assert "ecommerce.purchase_revenue" in log.source_columns
     assert log.report == expected.report
     pd.testing.assert_frame_equal(log.to_pandas(), expected.to_pandas())
+
+
+def test_a_segment_export_reads_its_iso_times_and_drops_anonymous_calls(
+    tiny_log, tmp_path, segment_export, segment_columns
+):
+    path = segment_export(tiny_log, tmp_path / "segment.jsonl")
+    with pytest.warns(SegmentkitWarning, match=r"dropped 1 of 8 rows \(12\.5%\) without a user id"):
+        log = load_events(path, segment_columns, as_of=AS_OF)
+    assert log.report.null_user_id == 1 and log.report.rows_read == len(tiny_log) + 1
+    flat = load_events(tiny_log, as_of=AS_OF)
+    pd.testing.assert_frame_equal(build_features(log, AS_OF), build_features(flat, AS_OF))
