@@ -88,6 +88,11 @@ class ColumnMap:
     default), ``latin-1`` (ISO-8859-1, as Excel and older tools export, e.g. the UCI
     Online Retail ``data.csv`` on Kaggle) or ``utf-16``.
 
+    ``decimal_comma`` reads amounts written with a decimal comma (``12,5``, as Excel
+    writes them in many European locales, with ``;`` between fields): the revenue and
+    quantity columns' text, where it is text. A value with another comma or a dot
+    besides (``1.234,5``) is then not a number.
+
     ``csv_header`` names, in order, the columns of CSV files that have no header row
     (Taobao's ``UserBehavior.csv``: ``user, item, category, behavior, time``); their
     first line is then read as data. ``None`` reads each file's first line as its
@@ -107,6 +112,7 @@ class ColumnMap:
     csv_header: tuple[str, ...] | None = None
     refund_events: tuple[str, ...] | None = None
     csv_encoding: str | None = None
+    decimal_comma: bool = False
 
 
 @dataclass(frozen=True)

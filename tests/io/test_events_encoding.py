@@ -124,3 +124,54 @@ def test_the_header_again_within_the_first_lines_is_named_too(tmp_path):
         "CSV files concatenated with their headers? Remove the repeated header lines, or give "
         "the files as a glob or a directory, each read with its own header"
     )
+
+
+#: Excel's CSV in many European locales: "sep=;" first, ';' between fields, decimal commas.
+EUROPEAN_LINES = [
+    "sep=;",
+    "user_id;timestamp;event;revenue;quantity",
+    "u1;2024-01-01 10:00;view;0;1",
+    "u1;2024-01-01 10:05;purchase;12,5;2",
+    "u2;2024-01-02 11:00;purchase;-3,25;0,5",
+    "u2;2024-01-03 11:00;purchase;7;1",
+]
+
+
+@pytest.fixture
+def european_csv(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text("\n".join(EUROPEAN_LINES) + "\n")
+    return path
+
+
+def test_decimal_commas_are_refused_with_the_setting_that_reads_them(european_csv):
+    assert _refusal(european_csv) == (
+        "column 'revenue' (revenue): 2 value(s) are not numeric, e.g. row 1: '12,5', row 2: "
+        "'-3,25'; expected plain numbers such as -1234.5 (no thousands separators, decimal "
+        "commas or currency signs); for decimal commas set data.columns.decimal_comma: true"
+    )
+
+
+def test_decimal_comma_reads_revenue_and_quantity(european_csv):
+    log = load_events(european_csv, ColumnMap(quantity="quantity", decimal_comma=True))
+    # revenue is the unit price times the quantity: 12.5 x 2, -3.25 x 0.5, 7 x 1.
+    assert log.to_pandas()["revenue"].tolist() == [0.0, 25.0, -1.625, 7.0]
+
+
+def test_decimal_comma_leaves_a_thousands_dot_unread(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text("user_id;timestamp;event;revenue\nu1;2024-01-01 10:00;purchase;1.234,5\n")
+    with pytest.raises(DataValidationError) as err:
+        load_events(path, ColumnMap(decimal_comma=True))
+    assert str(err.value) == (
+        "column 'revenue' (revenue): 1 value(s) are not numeric, e.g. row 0: '1.234,5'; "
+        "expected plain numbers such as -1234.5 (no thousands separators, decimal commas or "
+        "currency signs)"
+    )
+
+
+def test_decimal_comma_must_be_true_or_false(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("data:\n  columns:\n    decimal_comma: 'yes'\n")
+    with pytest.raises(ConfigError, match=r"decimal_comma: expected true or false, got 'yes'"):
+        load_config(path)

@@ -945,13 +945,34 @@ def _numeric(type_name: str) -> bool:
     }  # fmt: skip
 
 
-def _number_expr(column: str, type_name: str, role: str) -> str:
-    """Return the SQL reading a numeric column as DOUBLE (NULL where its text is no number)."""
+def _number_expr(column: str, type_name: str, role: str, decimal_comma: bool = False) -> str:
+    """Return the SQL reading a numeric column as DOUBLE (NULL where its text is no number).
+
+    With ``decimal_comma``, text reads ``12,5`` as 12.5 (:func:`decimal_text_sql`).
+    """
     if _numeric(type_name):
         return f"CAST({sql_identifier(column)} AS DOUBLE)"
     if type_name.upper() == "VARCHAR":
-        return f"TRY_CAST({sql_identifier(column)} AS DOUBLE)"
+        text = sql_identifier(column)
+        return f"TRY_CAST({decimal_text_sql(text) if decimal_comma else text} AS DOUBLE)"
     raise DataValidationError(f"column {column!r} ({role}): expected numbers, got type {type_name}")
+
+
+def decimal_text_sql(text: str) -> str:
+    """Return the SQL turning a decimal comma into a point, for text with no dot (every engine).
+
+    Text holding a dot as well (``1.234,5``) is left with its comma, so it is no number.
+
+    Examples
+    --------
+    >>> import duckdb
+    >>> values = ["12,5", "-3", "1.234,5", "7,"]
+    >>> duckdb.sql(f"SELECT TRY_CAST({decimal_text_sql('v')} AS DOUBLE) FROM "
+    ...            f"unnest({values}) AS t(v)").fetchall()
+    [(12.5,), (-3.0,), (None,), (None,)]
+    """
+    comma = f"regexp_full_match({text}, '\\s*-?\\d*,\\d+\\s*')"
+    return f"CASE WHEN {comma} THEN replace({text}, ',', '.') ELSE {text} END"
 
 
 def check_quantity_has_price(columns: ColumnMap, has_revenue: bool, present: Sequence[str]) -> None:
@@ -1165,10 +1186,13 @@ def check_invalid_values(
             f"parsed as a timestamp, e.g. {samples}{hint}"
         )
     if counts["bad_rev"]:
+        shown = example("bad_rev")
+        comma = re.search(r"'\s*-?\d*,\d+\s*'", shown) and not columns.decimal_comma
         raise DataValidationError(
             f"column {columns.revenue!r} (revenue): {counts['bad_rev']} value(s) are not "
-            f"numeric, e.g. {example('bad_rev')}; expected plain numbers such as -1234.5 "
+            f"numeric, e.g. {shown}; expected plain numbers such as -1234.5 "
             "(no thousands separators, decimal commas or currency signs)"
+            + ("; for decimal commas set data.columns.decimal_comma: true" if comma else "")
         )
     if counts.get("bad_qty"):
         raise DataValidationError(
@@ -1698,9 +1722,13 @@ def load_events(
     check_quantity_has_price(columns, has_revenue, list(types))
     revenue_expr = price_expr = "CAST(NULL AS DOUBLE)"
     if has_revenue:
-        revenue_expr = price_expr = _number_expr(columns.revenue, types[columns.revenue], "revenue")
+        revenue_expr = price_expr = _number_expr(
+            columns.revenue, types[columns.revenue], "revenue", columns.decimal_comma
+        )
     if columns.quantity is not None:
-        quantity_expr = _number_expr(columns.quantity, types[columns.quantity], "quantity")
+        quantity_expr = _number_expr(
+            columns.quantity, types[columns.quantity], "quantity", columns.decimal_comma
+        )
         revenue_expr = f"(({price_expr}) * ({quantity_expr}))"
     check_revenue_selection(columns, has_revenue)
     if columns.revenue_events is not None:

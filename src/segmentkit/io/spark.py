@@ -334,12 +334,16 @@ def _require_events(log: SparkEventLog) -> None:
         )
 
 
-def _number(column: str, data_type: T.DataType, role: str) -> Column:
+def _number(column: str, data_type: T.DataType, role: str, decimal_comma: bool = False) -> Column:
     """Read a numeric column as double (null where its text is no number), as locally."""
     if isinstance(data_type, _NUMERIC_TYPES):
         return F.col(f"`{column}`").cast("double")
     if isinstance(data_type, T.StringType):
-        return F.expr(f"try_cast(`{column}` AS DOUBLE)")
+        text = F.col(f"`{column}`")
+        if decimal_comma:  # as segmentkit.io.events.decimal_text_sql
+            comma = text.rlike(r"^\s*-?\d*,\d+\s*$")
+            text = F.when(comma, F.regexp_replace(text, ",", ".")).otherwise(text)
+        return text.try_cast("double")
     raise DataValidationError(
         f"column {column!r} ({role}): expected numbers, got type {data_type.simpleString().upper()}"
     )
@@ -1027,9 +1031,13 @@ def _validate(
     check_quantity_has_price(columns, has_revenue, raw.columns)
     revenue = price = quantity = F.lit(None).cast("double")
     if has_revenue:
-        revenue = price = _number(columns.revenue, fields[columns.revenue].dataType, "revenue")
+        revenue = price = _number(
+            columns.revenue, fields[columns.revenue].dataType, "revenue", columns.decimal_comma
+        )
     if columns.quantity is not None:
-        quantity = _number(columns.quantity, fields[columns.quantity].dataType, "quantity")
+        quantity = _number(
+            columns.quantity, fields[columns.quantity].dataType, "quantity", columns.decimal_comma
+        )
         revenue = price * quantity
     check_revenue_selection(columns, has_revenue)
     if columns.revenue_events is not None:
