@@ -649,20 +649,27 @@ def test_a_headerless_csv_is_read_as_locally(spark, tmp_path, layout, taobao_csv
         log.release()
 
 
-@pytest.mark.parametrize("header", [False, True], ids=["headerless", "header-line"])
+@pytest.mark.parametrize("layout", ["headerless", "header-line", "partitions"])
 def test_columns_aligned_by_spaces_are_read_as_locally(
-    spark, tmp_path, cdnow_txt, cdnow_columns, header
+    spark, tmp_path, cdnow_txt, cdnow_columns, layout
 ):
     source, columns = cdnow_txt, cdnow_columns
-    if header:
+    if layout == "header-line":
         source = tmp_path / "with_header.txt"
         source.write_bytes(b"customer  date cds\tdollars\r\n" + cdnow_txt.read_bytes())
         columns = dataclasses.replace(cdnow_columns, csv_header=None)
+    if layout == "partitions":
+        source = tmp_path / "orders"
+        lines = cdnow_txt.read_bytes().splitlines(keepends=True)
+        for part, rows in (("part=1", lines[:3]), ("part=2", lines[3:])):
+            (source / part).mkdir(parents=True)
+            (source / part / "lines.txt").write_bytes(b"".join(rows))
     local = load_events(source, columns)
     log = io_spark.load_events_spark(str(source), columns, spark=spark)
     try:
         assert log.report == local.report and local.report.rows_clean == 6
         assert log.source_columns == local.source_columns
+        assert ("part" in local.source_columns) == (layout == "partitions")
         rows = log.frame.toPandas().sort_values(["user_id", "ts_us"]).reset_index(drop=True)
         assert rows["user_id"].tolist() == local.to_pandas()["user_id"].tolist()
         assert rows["revenue"].tolist() == local.to_pandas()["revenue"].tolist()

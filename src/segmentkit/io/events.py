@@ -693,14 +693,16 @@ def aligned_source(
     """
     lines = raw_lines_sql(paths, columns.csv_encoding)
     stripped = "regexp_replace(line, '^\\s+|\\s+$', '', 'g')"
+    # Partition directories (day=2024-01-01/) give their columns beside the line.
     split = (
-        f"(SELECT string_split_regex({stripped}, '\\s+') AS f FROM {lines} WHERE {stripped} <> '')"
+        f"(SELECT *, string_split_regex({stripped}, '\\s+') AS f FROM {lines} "
+        f"WHERE {stripped} <> '')"
     )
     if columns.csv_header is None:  # the lines that name the columns (each file's first)
-        split = f"(SELECT f FROM {split} WHERE f <> {_sql_list(names)})"
+        split = f"(SELECT * FROM {split} WHERE f <> {_sql_list(names)})"
+    # The first bad line in text order, the example every engine gives.
     (bad, example) = con.execute(
-        f"SELECT count(*), any_value(array_to_string(f, ' ')) FROM {split} "
-        f"WHERE len(f) <> {len(names)}"
+        f"SELECT count(*), min(array_to_string(f, ' ')) FROM {split} WHERE len(f) <> {len(names)}"
     ).fetchone()
     if bad:
         raise DataValidationError(
@@ -709,7 +711,7 @@ def aligned_source(
             f"{list(names)}, e.g. {example!r}: a value holding a space?"
         )
     fields = ", ".join(f"f[{i}] AS {sql_identifier(name)}" for i, name in enumerate(names, 1))
-    return f"(SELECT {fields} FROM {split})"
+    return f"(SELECT {fields}, * EXCLUDE (line, f) FROM {split})"
 
 
 def check_headerless_csv(

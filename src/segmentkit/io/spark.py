@@ -627,7 +627,7 @@ def _read_aligned(
         # Each file's first line names the columns: the lines that spell them are dropped.
         rows = rows.where(F.concat_ws(" ", "_sk_fields") != " ".join(names))
     bad = rows.where(F.size("_sk_fields") != len(names))
-    found = bad.agg(F.count("*").alias("n"), F.first(F.concat_ws(" ", "_sk_fields"))).first()
+    found = bad.agg(F.count("*"), F.min(F.concat_ws(" ", "_sk_fields"))).first()
     if found[0]:
         shown = paths[0] if len(paths) == 1 else list(paths)
         raise DataValidationError(
