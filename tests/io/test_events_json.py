@@ -194,3 +194,16 @@ def test_a_segment_export_reads_its_iso_times_and_drops_anonymous_calls(
     assert log.report.null_user_id == 1 and log.report.rows_read == len(tiny_log) + 1
     flat = load_events(tiny_log, as_of=AS_OF)
     pd.testing.assert_frame_equal(build_features(log, AS_OF), build_features(flat, AS_OF))
+
+
+def test_a_json_file_that_is_not_utf8_is_refused_with_how_to_reencode_it(tmp_path):
+    path = tmp_path / "export.jsonl"
+    line = '{"user_id": "a", "timestamp": "2024-01-01 10:00:00", "event": "achat café"}\n'
+    path.write_bytes(line.encode("latin-1"))
+    with pytest.raises(DataValidationError) as err:
+        load_events(path)
+    assert str(err.value) == (
+        f"events: {path} is not UTF-8 (invalid UTF-8 encoding in string), as JSON must be: "
+        "exported as Latin-1? Re-encode it, e.g. iconv -f latin1 -t utf-8 export.jsonl > "
+        "utf8.jsonl"
+    )

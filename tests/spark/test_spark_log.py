@@ -545,6 +545,14 @@ def test_a_json_line_that_is_not_json_is_refused_as_locally(spark, tmp_path):
     assert "line 2 is not JSON" in _file_refused_alike(spark, path)
 
 
+def test_a_latin1_json_file_is_refused_as_locally(spark, tmp_path):
+    path = tmp_path / "export.jsonl"
+    line = '{"user_id": "a", "timestamp": "2024-01-01 10:00:00", "event": "achat café"}\n'
+    path.write_bytes(line.encode("latin-1"))
+    # Spark would read the byte as U+FFFD without a word.
+    assert "is not UTF-8" in _file_refused_alike(spark, path)
+
+
 def test_pretty_printed_json_objects_are_read_locally_and_refused_by_spark(spark, tmp_path):
     from segmentkit.errors import DataValidationError
 
@@ -557,17 +565,17 @@ def test_pretty_printed_json_objects_are_read_locally_and_refused_by_spark(spark
     assert str(err.value).startswith(f"events: {path}, line 1 is not JSON ('{{'): expected one")
 
 
-def test_a_remote_json_record_that_is_not_json_is_named_by_spark(spark, tmp_path, monkeypatch):
+def test_a_remote_json_record_that_is_not_json_is_named_by_spark(spark, tmp_path):
     from segmentkit.errors import DataValidationError
 
     path = tmp_path / "cut.jsonl"
     path.write_text('{"user_id": "a", "timestamp": "2024-01-01 10:00:00"}\n<html>\n')
-    # As for a file Spark reads from object storage, which the driver cannot open.
-    monkeypatch.setattr(io_spark, "first_bad_json_line", lambda path: None)
+    # A URI, as of object storage: the driver does not open it, Spark finds the line.
+    uri = f"file://{path}"
     with pytest.raises(DataValidationError) as err:
-        io_spark.read_events_spark(spark, str(path))
+        io_spark._refuse_corrupt_json(spark.read, [uri])
     assert str(err.value) == (
-        f"events ['{path}']: a record is not JSON ('<html>'): expected one JSON object per line "
+        f"events ['{uri}']: a record is not JSON ('<html>'): expected one JSON object per line "
         "(JSON lines), or one JSON array of objects per file"
     )
 

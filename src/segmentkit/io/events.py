@@ -2631,10 +2631,15 @@ def not_json(path: str, reason: str) -> DataValidationError:
     Shared by every engine: the line is found again here, as DuckDB's line number is
     not the line's (one more, or a record's number) and Spark gives none.
     """
+    if "UTF-8" in reason:
+        return DataValidationError(
+            f"events: {path} is not UTF-8 ({reason}), as JSON must be: exported as Latin-1? "
+            f"Re-encode it, e.g. iconv -f latin1 -t utf-8 {Path(path).name} > utf8.jsonl"
+        )
     bad = first_bad_json_line(path)
-    where = f"line {bad[0]} is not JSON ({bad[1][:200]!r})" if bad else f"is not JSON ({reason})"
+    where = f", line {bad[0]} is not JSON ({bad[1][:200]!r})" if bad else f" is not JSON ({reason})"
     return DataValidationError(
-        f"events: {path}, {where}: expected one JSON object per line (JSON lines), or one "
+        f"events: {path}{where}: expected one JSON object per line (JSON lines), or one "
         "JSON array of objects per file"
     )
 

@@ -74,6 +74,7 @@ from segmentkit.io.events import (
     first_bad_json_line,
     flat_fields,
     json_source,
+    json_source_sql,
     midnight_after,
     not_json,
     roles_present,
@@ -485,7 +486,7 @@ def _typed_as_duckdb(
         types = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
     except duckdb.Error as exc:  # the local engine would refuse it too
         refusal = unreadable(exc)
-        if "csv_encoding" in str(refusal):
+        if kind == "json" or "csv_encoding" in str(refusal):
             # Spark would read the bytes as U+FFFD without a word: refused as locally.
             raise refusal from None
         return frame  # Spark reads it as text
@@ -669,22 +670,38 @@ def _read_json(reader: Any, paths: list[str]) -> DataFrame:
         columnNameOfCorruptRecord=_CORRUPT_JSON,
     )
     if _CORRUPT_JSON in frame.columns:  # the schema's inference read a line it could not parse
-        for path in paths:
-            if "://" not in path and first_bad_json_line(path):
-                raise not_json(path, "")
-        # Remote files: Spark names the record (a cached frame, as Spark requires when
-        # every line may be corrupt and that column is the only one).
-        frame = frame.cache()
-        bad = frame.where(F.col(_CORRUPT_JSON).isNotNull()).first()
-        frame.unpersist()
-        if bad is not None:
-            raise DataValidationError(
-                f"events {paths}: a record is not JSON ({str(bad[_CORRUPT_JSON])[:200]!r}): "
-                "expected one JSON object per line (JSON lines), or one JSON array of objects "
-                "per file"
-            )
+        _refuse_corrupt_json(reader, paths)
         frame = frame.drop(_CORRUPT_JSON)
     return _nested_as_dotted(frame)
+
+
+def _refuse_corrupt_json(reader: Any, paths: list[str]) -> None:
+    """Refuse JSON files Spark read a corrupt record in, naming it as locally.
+
+    Local files are diagnosed as the local engine does (their first line that is not
+    JSON, or DuckDB's reason, e.g. bytes that are not UTF-8, which Spark would read
+    as U+FFFD); other files by the first line whose text is not JSON.
+    """
+    local = [path for path in paths if "://" not in path]
+    for path in local:
+        if first_bad_json_line(path):
+            raise not_json(path, "")
+    if local:
+        try:
+            connect(threads=1).execute(f"DESCRIBE SELECT * FROM {json_source_sql(local)}")
+        except duckdb.Error as exc:
+            raise unreadable(exc) from None
+    text = F.trim(F.col("value"))
+    bad = (
+        reader.text(paths)
+        .where((text != "") & F.get_json_object(F.col("value"), "$").isNull())
+        .first()
+    )
+    if bad is not None:
+        raise DataValidationError(
+            f"events {paths}: a record is not JSON ({str(bad['value'])[:200]!r}): expected one "
+            "JSON object per line (JSON lines), or one JSON array of objects per file"
+        )
 
 
 def _nested_as_dotted(frame: DataFrame) -> DataFrame:
