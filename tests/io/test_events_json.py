@@ -207,3 +207,14 @@ def test_a_json_file_that_is_not_utf8_is_refused_with_how_to_reencode_it(tmp_pat
         "exported as Latin-1? Re-encode it, e.g. iconv -f latin1 -t utf-8 export.jsonl > "
         "utf8.jsonl"
     )
+
+
+def test_a_key_only_the_last_of_many_files_holds_is_a_column(tmp_path):
+    # Exports come as one file an hour; DuckDB types JSON from its first 32 files.
+    (tmp_path / "export").mkdir()
+    for hour in range(40):
+        record = {"user_id": f"u{hour}", "timestamp": f"2024-01-02 {hour % 24:02d}:00:00"}
+        record |= {"event": "purchase", "revenue": 5.0} if hour == 39 else {"event": "view"}
+        _lines(tmp_path / "export" / f"hour-{hour:02d}.jsonl", [record])
+    log = load_events(tmp_path / "export", ColumnMap(revenue="revenue"))
+    assert log.to_pandas()["revenue"].fillna(0).sum() == 5.0

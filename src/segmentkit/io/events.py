@@ -491,16 +491,19 @@ def json_source_sql(paths: Sequence[str], types: Mapping[str, str] | None = None
 
     One JSON object per line (JSON lines), or one array of objects per file. Without
     ``types`` (column name to DuckDB type), every record is read to type the columns
-    (``sample_size = -1``): a key that first occurs late in the file (a revenue
-    property only purchases carry) is then a column, not dropped; every object is a
-    struct, never a map. That pass runs
+    (``sample_size = -1``, in every file): a key that first occurs late (a revenue
+    property only purchases carry, in the 40th hourly file of an export) is then a
+    column, not dropped; every object is a struct, never a map. That pass runs
     whenever the SQL is planned, so the SQL that validation scans again and again is
     given the types it found.
     """
     # Objects are always structs, as Spark reads them: DuckDB would type as a MAP an
     # object whose keys are few in its records (Segment's properties.revenue, on
     # purchases only) or many, and its keys would be no columns.
-    options = "sample_size = -1, field_appearance_threshold = 0, map_inference_threshold = -1"
+    options = (
+        "sample_size = -1, maximum_sample_files = -1, field_appearance_threshold = 0, "
+        "map_inference_threshold = -1"
+    )
     if types is not None:
         listed = ", ".join(
             f"{sql_literal(name)}: {sql_literal(kind)}" for name, kind in types.items()
