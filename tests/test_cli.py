@@ -59,6 +59,21 @@ def test_features_of_a_mixpanel_json_export_mapped_by_its_nested_keys(
     pd.testing.assert_frame_equal(pd.read_csv("f.csv"), pd.read_csv("g.csv"))
 
 
+def test_features_of_cdnow_master_txt_as_published(tmp_path, capsys, monkeypatch, cdnow_txt):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(
+        f"data:\n  events: {cdnow_txt.name}\n  columns:\n    user_id: customer\n"
+        "    timestamp: date\n    timestamp_format: '%Y%m%d'\n    event: null\n"
+        "    revenue: dollars\n    session_id: null\n"
+        "    csv_header: [customer, date, cds, dollars]\n"
+    )
+    code, out, _ = run(["features", "--out", "f.csv"], capsys)
+    assert code == 0 and "features of 3 users as of 1997-04-03" in out
+    table = pd.read_csv("f.csv", dtype={"user_id": str}).set_index("user_id")
+    assert table.index.tolist() == ["00001", "00002", "00003"]
+    assert table.loc["00002", "revenue_total"] == 89.0
+
+
 def test_a_json_export_with_a_line_that_is_not_json_is_refused_in_one_line(
     tmp_path, capsys, monkeypatch
 ):
