@@ -328,6 +328,30 @@ def cdnow_columns():
 
 
 @pytest.fixture
+def properties_map_parquet(tmp_path):
+    """An event table as a Spark job writes it: ``properties`` a map of text; user a's
+    first view is in it twice (an exact duplicate, map included), b's purchase pays 12.5."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    stamps = ["2024-01-01 10:00", "2024-01-01 10:00", "2024-01-01 11:00", "2024-01-01 12:00"]
+    table = pa.table(
+        {
+            "user_id": ["a", "a", "b", "a"],
+            "timestamp": pa.array(pd.to_datetime(stamps), pa.timestamp("us")),
+            "event": ["view", "view", "purchase", "view"],
+            "properties": pa.array(
+                [[("page", "/")], [("page", "/")], [("revenue", "12.5")], [("page", "/x")]],
+                pa.map_(pa.string(), pa.string()),
+            ),
+        }
+    )
+    path = tmp_path / "events.parquet"
+    pq.write_table(table, path)
+    return path
+
+
+@pytest.fixture
 def two_behaviours() -> pd.DataFrame:
     """80 users in two planted groups (see ``_two_behaviours``)."""
     return _two_behaviours()

@@ -218,3 +218,11 @@ def test_a_key_only_the_last_of_many_files_holds_is_a_column(tmp_path):
         _lines(tmp_path / "export" / f"hour-{hour:02d}.jsonl", [record])
     log = load_events(tmp_path / "export", ColumnMap(revenue="revenue"))
     assert log.to_pandas()["revenue"].fillna(0).sum() == 5.0
+
+
+def test_a_key_of_a_properties_map_is_mapped_by_its_dotted_name(properties_map_parquet):
+    columns = ColumnMap(revenue="properties.revenue", session_id=None)
+    log = load_events(properties_map_parquet, columns)
+    assert log.source_columns[-2:] == ("properties", "properties.revenue")
+    assert log.report.duplicate_rows == 1
+    assert log.to_pandas()["revenue"].dropna().tolist() == [12.5]

@@ -321,7 +321,9 @@ def _register_source(
     if isinstance(source, str | Path):
         kind, paths = event_files(str(source))
         if kind == "parquet":
-            return nested_as_dotted(con, f"read_parquet({_sql_list(paths)})")
+            return map_keys_sql(
+                con, nested_as_dotted(con, f"read_parquet({_sql_list(paths)})"), columns
+            )
         if kind == "json":
             return json_source(con, paths, columns)
         if columns.csv_header is not None and aligned_names(con, paths[0], columns) is None:
@@ -587,6 +589,50 @@ def nested_as_dotted(con: duckdb.DuckDBPyConnection, raw: str) -> str:
         path for name, kind in named.items() for path in flat_fields(name, _duckdb_fields, kind)
     ]
     return _dotted_sql(raw, fields)
+
+
+def map_keys(columns: ColumnMap, present: Mapping[str, bool]) -> list[tuple[str, str, str]]:
+    """Return ``(name, map column, key)`` for every mapped name that is a key of a map.
+
+    ``present`` tells, for each column of the log, whether it is a map (a table Spark
+    wrote keeps its ``properties`` as a map, whose keys vary by row and name no
+    columns). A role mapped to ``properties.revenue``, where ``properties`` is a map,
+    reads that key. Shared by every engine.
+
+    Examples
+    --------
+    >>> map_keys(ColumnMap(revenue="properties.revenue"), {"user_id": False, "properties": True})
+    [('properties.revenue', 'properties', 'revenue')]
+    """
+    roles = ("user_id", "timestamp", "event", "revenue", "session_id", "quantity")
+    found = []
+    for name in dict.fromkeys(getattr(columns, role) for role in roles):
+        if name is None or name in present or "." not in name:
+            continue
+        column, key = name.rsplit(".", 1)
+        if present.get(column):
+            found.append((name, column, key))
+    return found
+
+
+def map_keys_sql(con: duckdb.DuckDBPyConnection, sql: str, columns: ColumnMap) -> str:
+    """Return the SQL reading ``sql`` with the map keys ``columns`` names as columns."""
+    try:
+        relation = con.sql(f"SELECT * FROM {sql}")
+        present = {
+            name: kind.id == "map"
+            for name, kind in zip(relation.columns, relation.types, strict=True)
+        }
+    except duckdb.Error:
+        return sql  # refused with the reader's own message where the log is read
+    keys = map_keys(columns, present)
+    if not keys:
+        return sql
+    extracted = ", ".join(
+        f"map_extract_value({sql_identifier(column)}, {sql_literal(key)}) AS {sql_identifier(name)}"
+        for name, column, key in keys
+    )
+    return f"(SELECT *, {extracted} FROM {sql})"
 
 
 def _dotted_sql(raw: str, fields: Sequence[tuple[str, ...]]) -> str:

@@ -75,6 +75,7 @@ from segmentkit.io.events import (
     flat_fields,
     json_source,
     json_source_sql,
+    map_keys,
     midnight_after,
     not_json,
     roles_present,
@@ -350,7 +351,9 @@ def _number(column: str, data_type: T.DataType, role: str, decimal_comma: bool =
     )
 
 
-def _unmapped_hash(names: Sequence[str], columns: ColumnMap) -> Column | None:
+def _unmapped_hash(
+    names: Sequence[str], columns: ColumnMap, fields: Mapping[str, T.StructField] | None = None
+) -> Column | None:
     """Hash of a row's source columns outside the contract (None when there are none).
 
     An exact duplicate is equal in every column of the source, as
@@ -359,12 +362,31 @@ def _unmapped_hash(names: Sequence[str], columns: ColumnMap) -> Column | None:
     columns in the de-duplication after the shuffle (8 bytes a row instead of every
     column); with each column's null flag hashed too, rows that differ only in which
     column is null do not meet, and a collision of two different rows of one user,
-    time, event, amount and session has a probability of about 2^-64.
+    time, event, amount and session has a probability of about 2^-64. Spark hashes no
+    map (a ``properties`` map of a table Spark wrote): a column holding one is hashed
+    as its JSON text.
     """
-    unmapped = [F.col(f"`{name}`") for name in unmapped_columns(names, columns)]
+    fields = fields or {}
+    unmapped = [
+        F.to_json(F.col(f"`{name}`"))
+        if name in fields and _holds_map(fields[name].dataType)
+        else F.col(f"`{name}`")
+        for name in unmapped_columns(names, columns)
+    ]
     if not unmapped:
         return None
     return F.xxhash64(*unmapped, *[column.isNull() for column in unmapped])
+
+
+def _holds_map(kind: T.DataType) -> bool:
+    """Whether a type is, or holds, a map."""
+    if isinstance(kind, T.MapType):
+        return True
+    if isinstance(kind, T.ArrayType):
+        return _holds_map(kind.elementType)
+    if isinstance(kind, T.StructType):
+        return any(_holds_map(field.dataType) for field in kind.fields)
+    return False
 
 
 def _pack_partition(
@@ -593,13 +615,13 @@ def read_events_spark(
         # as the contract takes them), not as TIMESTAMP_NTZ: the microseconds are then
         # read as they are, with no time-zone conversion per row.
         with session_conf(spark, _INFER_NTZ, "false"):
-            return _nested_as_dotted(reader.parquet(*paths))
+            return _with_map_keys(_nested_as_dotted(reader.parquet(*paths)), columns)
     except Exception as exc:
         if not _is_nanos_error(exc):
             raise DataValidationError(f"events cannot be read: {exc}") from None
     # The setting is read when the scan runs, so it stays on for this session.
     spark.conf.set(_NANOS_AS_LONG, "true")
-    return _mark_nanos(_nested_as_dotted(reader.parquet(*paths)))
+    return _with_map_keys(_mark_nanos(_nested_as_dotted(reader.parquet(*paths))), columns)
 
 
 def _read_aligned(
@@ -702,6 +724,14 @@ def _refuse_corrupt_json(reader: Any, paths: list[str]) -> None:
             f"events {paths}: a record is not JSON ({str(bad['value'])[:200]!r}): expected one "
             "JSON object per line (JSON lines), or one JSON array of objects per file"
         )
+
+
+def _with_map_keys(frame: DataFrame, columns: ColumnMap) -> DataFrame:
+    """Add the map keys ``columns`` names as columns, as locally (:func:`map_keys`)."""
+    present = {field.name: isinstance(field.dataType, T.MapType) for field in frame.schema.fields}
+    for name, column, key in map_keys(columns, present):
+        frame = frame.withColumn(name, F.col(f"`{column}`").getItem(key))
+    return frame
 
 
 def _nested_as_dotted(frame: DataFrame) -> DataFrame:
@@ -1062,7 +1092,7 @@ def _validate(
     if columns.refund_events is not None:
         revenue = F.when(event.isin(*columns.refund_events), -F.abs(revenue)).otherwise(revenue)
     session = F.col(f"`{columns.session_id}`") if has_session else F.lit(None).cast("bigint")
-    extra = _unmapped_hash(source_columns, columns)
+    extra = _unmapped_hash(source_columns, columns, fields)
 
     cutoff = to_timestamp(as_of) if as_of is not None else None
     user_col, ts_col = F.col(f"`{columns.user_id}`"), F.col(f"`{columns.timestamp}`")
