@@ -553,15 +553,11 @@ def json_source(
         The files hold one object whose key lists the records (``{"events": [...]}``),
         not the records: ``columns``' user id is then none of the columns.
     """
-    try:
-        relation = con.sql(f"SELECT * FROM {json_source_sql(paths)}")
-        named = dict(zip(relation.columns, relation.types, strict=True))
-    except duckdb.Error:
+    named = _column_types(con, json_source_sql(paths))
+    if named is None:
         return json_source_sql(paths)  # refused with the reader's own message when read
     raw = json_source_sql(paths, {name: str(kind) for name, kind in named.items()})
-    fields = [
-        path for name, kind in named.items() for path in flat_fields(name, _duckdb_fields, kind)
-    ]
+    fields = _leaf_paths(named)
     lists = [name for name, kind in named.items() if _records_list(kind)]
     user = (columns or ColumnMap()).user_id
     if lists and user not in {".".join(path) for path in fields}:
@@ -580,15 +576,27 @@ def nested_as_dotted(con: duckdb.DuckDBPyConnection, raw: str) -> str:
     As JSON objects are read (:func:`json_source`): a BigQuery export's ``ecommerce``
     struct gives ``ecommerce.purchase_revenue``. Flat files are read as they are.
     """
-    try:
-        relation = con.sql(f"SELECT * FROM {raw}")
-        named = dict(zip(relation.columns, relation.types, strict=True))
-    except duckdb.Error:
+    named = _column_types(con, raw)
+    if named is None:
         return raw  # refused with the reader's own message where the log is read
-    fields = [
+    return _dotted_sql(raw, _leaf_paths(named))
+
+
+def _column_types(
+    con: duckdb.DuckDBPyConnection, sql: str
+) -> dict[str, duckdb.typing.DuckDBPyType] | None:
+    """Return the columns ``sql`` reads and their types, or None where DuckDB cannot plan it."""
+    try:
+        relation = con.sql(f"SELECT * FROM {sql}")
+    except duckdb.Error:
+        return None
+    return dict(zip(relation.columns, relation.types, strict=True))
+
+
+def _leaf_paths(named: Mapping[str, duckdb.typing.DuckDBPyType]) -> list[tuple[str, ...]]:
+    return [
         path for name, kind in named.items() for path in flat_fields(name, _duckdb_fields, kind)
     ]
-    return _dotted_sql(raw, fields)
 
 
 def map_keys(columns: ColumnMap, present: Mapping[str, bool]) -> list[tuple[str, str, str]]:
@@ -617,15 +625,10 @@ def map_keys(columns: ColumnMap, present: Mapping[str, bool]) -> list[tuple[str,
 
 def map_keys_sql(con: duckdb.DuckDBPyConnection, sql: str, columns: ColumnMap) -> str:
     """Return the SQL reading ``sql`` with the map keys ``columns`` names as columns."""
-    try:
-        relation = con.sql(f"SELECT * FROM {sql}")
-        present = {
-            name: kind.id == "map"
-            for name, kind in zip(relation.columns, relation.types, strict=True)
-        }
-    except duckdb.Error:
+    named = _column_types(con, sql)
+    if named is None:
         return sql  # refused with the reader's own message where the log is read
-    keys = map_keys(columns, present)
+    keys = map_keys(columns, {name: kind.id == "map" for name, kind in named.items()})
     if not keys:
         return sql
     extracted = ", ".join(
@@ -749,7 +752,7 @@ def aligned_source(
     )
     if columns.csv_header is None:  # the lines that name the columns (each file's first)
         split = f"(SELECT * FROM {split} WHERE f <> {_sql_list(names)})"
-    # The first bad line in text order, the example every engine gives.
+    # The least bad line in text order: the example every engine gives.
     (bad, example) = con.execute(
         f"SELECT count(*), min(array_to_string(f, ' ')) FROM {split} WHERE len(f) <> {len(names)}"
     ).fetchone()
