@@ -18,6 +18,13 @@ from segmentkit.io.events import load_events
 AS_OF = "2024-02-01"
 
 
+def _refusal(source) -> str:
+    """The message ``load_events`` refuses ``source`` with."""
+    with pytest.raises(DataValidationError) as err:
+        load_events(source)
+    return str(err.value)
+
+
 def _lines(path, records) -> None:
     path.write_text("".join(json.dumps(record) + "\n" for record in records))
 
@@ -82,9 +89,7 @@ def test_a_line_that_is_not_json_is_refused_with_its_number(tmp_path):
         "<html>Gateway Timeout</html>\n"  # an export cut by a proxy's error page
         '{"user_id": "b", "timestamp": "2024-01-01 11:00:00", "event": "view"}\n'
     )
-    with pytest.raises(DataValidationError) as err:
-        load_events(path)
-    assert str(err.value) == (
+    assert _refusal(path) == (
         f"events: {path}, line 2 is not JSON ('<html>Gateway Timeout</html>'): expected one "
         "JSON object per line (JSON lines), or one JSON array of objects per file"
     )
@@ -129,9 +134,7 @@ def test_an_export_wrapping_its_events_in_one_object_is_refused_with_the_way_out
             indent=2,
         )
     )
-    with pytest.raises(DataValidationError) as err:
-        load_events(path)
-    assert str(err.value) == (
+    assert _refusal(path) == (
         f"events: {path} holds objects whose 'events' lists records, and no column 'user_id' "
         "(columns present: ['exported', 'events']): an export wrapping its events in one "
         "object? Give one event per line, e.g. jq -c '.events[]' export.json > events.jsonl"
@@ -200,9 +203,7 @@ def test_a_json_file_that_is_not_utf8_is_refused_with_how_to_reencode_it(tmp_pat
     path = tmp_path / "export.jsonl"
     line = '{"user_id": "a", "timestamp": "2024-01-01 10:00:00", "event": "achat café"}\n'
     path.write_bytes(line.encode("latin-1"))
-    with pytest.raises(DataValidationError) as err:
-        load_events(path)
-    assert str(err.value) == (
+    assert _refusal(path) == (
         f"events: {path} is not UTF-8 (invalid UTF-8 encoding in string), as JSON must be: "
         "exported as Latin-1? Re-encode it, e.g. iconv -f latin1 -t utf-8 export.jsonl > "
         "utf8.jsonl"

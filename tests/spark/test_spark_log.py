@@ -440,6 +440,21 @@ def _file_refused_alike(spark, path, columns=None) -> str:
     return str(local.value)
 
 
+def _file_read_alike(spark, source, columns=None):
+    """Both engines read the file(s) at ``source`` into one report and columns.
+
+    Returns the local log and Spark's clean rows (a pandas frame).
+    """
+    local = load_events(source, columns)
+    log = io_spark.load_events_spark(str(source), columns, spark=spark)
+    try:
+        assert log.report == local.report
+        assert log.source_columns == local.source_columns
+        return local, log.frame.toPandas()
+    finally:
+        log.release()
+
+
 def _features_alike(spark, frame: pd.DataFrame, columns, as_of: str):
     """Spark's report and features of ``frame`` equal the local ones: return them."""
     from segmentkit.features.spark_engine import features_of_partitions
@@ -646,15 +661,10 @@ def test_a_headerless_csv_is_read_as_locally(spark, tmp_path, layout, taobao_csv
         for day, part in (("1", lines[:3]), ("2", lines[3:])):
             (source / f"day={day}").mkdir(parents=True)
             (source / f"day={day}" / "part.csv").write_text("\n".join(part) + "\n")
-    local = load_events(source, taobao_columns)
-    log = io_spark.load_events_spark(str(source), taobao_columns, spark=spark)
-    try:
-        assert log.report == local.report and log.report.rows_read == 5
-        assert log.source_columns == local.source_columns
-        theirs = log.frame.toPandas()["user_id"].sort_values().tolist()
-        assert theirs == local.to_pandas()["user_id"].sort_values().tolist() == [1, 1, 1, 2, 2]
-    finally:
-        log.release()
+    local, rows = _file_read_alike(spark, source, taobao_columns)
+    assert local.report.rows_read == 5
+    theirs = rows["user_id"].sort_values().tolist()
+    assert theirs == local.to_pandas()["user_id"].sort_values().tolist() == [1, 1, 1, 2, 2]
 
 
 @pytest.mark.parametrize("layout", ["headerless", "header-line", "partitions"])
@@ -672,17 +682,12 @@ def test_columns_aligned_by_spaces_are_read_as_locally(
         for part, rows in (("part=1", lines[:3]), ("part=2", lines[3:])):
             (source / part).mkdir(parents=True)
             (source / part / "lines.txt").write_bytes(b"".join(rows))
-    local = load_events(source, columns)
-    log = io_spark.load_events_spark(str(source), columns, spark=spark)
-    try:
-        assert log.report == local.report and local.report.rows_clean == 6
-        assert log.source_columns == local.source_columns
-        assert ("part" in local.source_columns) == (layout == "partitions")
-        rows = log.frame.toPandas().sort_values(["user_id", "ts_us"]).reset_index(drop=True)
-        assert rows["user_id"].tolist() == local.to_pandas()["user_id"].tolist()
-        assert rows["revenue"].tolist() == local.to_pandas()["revenue"].tolist()
-    finally:
-        log.release()
+    local, rows = _file_read_alike(spark, source, columns)
+    assert local.report.rows_clean == 6
+    assert ("part" in local.source_columns) == (layout == "partitions")
+    rows = rows.sort_values(["user_id", "ts_us"]).reset_index(drop=True)
+    assert rows["user_id"].tolist() == local.to_pandas()["user_id"].tolist()
+    assert rows["revenue"].tolist() == local.to_pandas()["revenue"].tolist()
 
 
 def test_a_line_of_columns_aligned_by_spaces_of_another_width_is_refused_as_locally(
@@ -907,12 +912,6 @@ def test_a_table_with_a_properties_map_is_read_as_locally(spark, properties_map_
     from segmentkit.config import ColumnMap
 
     columns = ColumnMap(revenue=revenue, session_id=None)
-    local = load_events(properties_map_parquet, columns)
-    log = io_spark.load_events_spark(str(properties_map_parquet), columns, spark=spark)
-    try:
-        assert log.report == local.report and local.report.duplicate_rows == 1
-        assert log.source_columns == local.source_columns
-        paid = log.frame.toPandas()["revenue"].dropna().tolist()
-        assert paid == ([12.5] if revenue else [])
-    finally:
-        log.release()
+    local, rows = _file_read_alike(spark, properties_map_parquet, columns)
+    assert local.report.duplicate_rows == 1
+    assert rows["revenue"].dropna().tolist() == ([12.5] if revenue else [])
