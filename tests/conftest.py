@@ -352,6 +352,20 @@ def properties_map_parquet(tmp_path):
 
 
 @pytest.fixture
+def posthog_csv(tmp_path):
+    """PostHog's CSV export: ``properties`` a JSON object in text; u1 pays 12.5."""
+    lines = [
+        "uuid,event,properties,timestamp,distinct_id",
+        '1,$pageview,"{""$session_id"": ""s1"", ""$current_url"": ""/""}",2024-01-01 10:00:00,u1',
+        '2,purchase,"{""$session_id"": ""s1"", ""revenue"": 12.5}",2024-01-01 10:05:00,u1',
+        '3,$pageview,"{""$session_id"": ""s2""}",2024-01-02 10:00:00,u2',
+    ]
+    path = tmp_path / "posthog.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
 def two_behaviours() -> pd.DataFrame:
     """80 users in two planted groups (see ``_two_behaviours``)."""
     return _two_behaviours()

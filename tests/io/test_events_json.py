@@ -20,8 +20,13 @@ AS_OF = "2024-02-01"
 
 def _refusal(source) -> str:
     """The message ``load_events`` refuses ``source`` with."""
+    return _refusal_with(source, None)
+
+
+def _refusal_with(source, columns) -> str:
+    """The message ``load_events`` refuses ``source`` read with ``columns`` with."""
     with pytest.raises(DataValidationError) as err:
-        load_events(source)
+        load_events(source, columns)
     return str(err.value)
 
 
@@ -227,3 +232,21 @@ def test_a_key_of_a_properties_map_is_mapped_by_its_dotted_name(properties_map_p
     assert log.source_columns[-2:] == ("properties", "properties.revenue")
     assert log.report.duplicate_rows == 1
     assert log.to_pandas()["revenue"].dropna().tolist() == [12.5]
+
+
+POSTHOG = ColumnMap(
+    user_id="distinct_id", revenue="properties.revenue", session_id="properties.$session_id"
+)
+
+
+def test_keys_of_json_objects_in_a_text_column_are_read_by_their_dotted_name(posthog_csv):
+    log = load_events(posthog_csv, POSTHOG)
+    rows = log.to_pandas()
+    assert rows["session_id"].tolist() == ["s1", "s1", "s2"]
+    assert rows["revenue"].fillna(0).tolist() == [0.0, 12.5, 0.0]
+
+
+def test_a_dotted_name_on_a_text_column_without_json_is_refused_as_absent(posthog_csv):
+    columns = ColumnMap(user_id="distinct_id", session_id="uuid.session")
+    message = _refusal_with(posthog_csv, columns)
+    assert message.startswith("column(s) session_id ('uuid.session') mapped in data.columns are")

@@ -915,3 +915,14 @@ def test_a_table_with_a_properties_map_is_read_as_locally(spark, properties_map_
     local, rows = _file_read_alike(spark, properties_map_parquet, columns)
     assert local.report.duplicate_rows == 1
     assert rows["revenue"].dropna().tolist() == ([12.5] if revenue else [])
+
+
+def test_keys_of_json_text_are_read_as_locally(spark, posthog_csv):
+    from segmentkit.config import ColumnMap
+
+    columns = ColumnMap(
+        user_id="distinct_id", revenue="properties.revenue", session_id="properties.$session_id"
+    )
+    local, rows = _file_read_alike(spark, posthog_csv, columns)
+    assert sorted(rows["session_id"]) == sorted(local.to_pandas()["session_id"])
+    assert rows["revenue"].dropna().tolist() == [12.5]

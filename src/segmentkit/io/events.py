@@ -321,14 +321,13 @@ def _register_source(
     if isinstance(source, str | Path):
         kind, paths = event_files(str(source))
         if kind == "parquet":
-            return map_keys_sql(
-                con, nested_as_dotted(con, f"read_parquet({_sql_list(paths)})"), columns
-            )
+            parquet = nested_as_dotted(con, f"read_parquet({_sql_list(paths)})")
+            return object_keys_sql(con, parquet, columns)
         if kind == "json":
             return json_source(con, paths, columns)
         if columns.csv_header is not None and aligned_names(con, paths[0], columns) is None:
             check_headerless_csv(con, paths[0], columns.csv_header, columns.csv_encoding)
-        return csv_source(con, paths, columns)
+        return object_keys_sql(con, csv_source(con, paths, columns), columns)
     raise DataValidationError(
         "events: expected a Parquet/CSV path or glob, a pandas DataFrame or a DuckDB relation, "
         f"got {type(source).__name__}"
@@ -599,43 +598,100 @@ def _leaf_paths(named: Mapping[str, duckdb.typing.DuckDBPyType]) -> list[tuple[s
     ]
 
 
-def map_keys(columns: ColumnMap, present: Mapping[str, bool]) -> list[tuple[str, str, str]]:
-    """Return ``(name, map column, key)`` for every mapped name that is a key of a map.
+def object_keys(
+    columns: ColumnMap, kinds: Mapping[str, str | None]
+) -> list[tuple[str, str, str, str]]:
+    """Return ``(name, column, key, kind)`` for every mapped name that is a key of an object.
 
-    ``present`` tells, for each column of the log, whether it is a map (a table Spark
-    wrote keeps its ``properties`` as a map, whose keys vary by row and name no
-    columns). A role mapped to ``properties.revenue``, where ``properties`` is a map,
-    reads that key. Shared by every engine.
+    ``kinds`` tells, for each column of the log, whether it holds objects whose keys
+    name no columns: ``"map"`` (a table Spark wrote keeps its ``properties`` as a
+    map) or ``"json"`` (text holding JSON objects, as PostHog's and Amplitude's CSV
+    exports give ``properties``), else None. A role mapped to ``properties.revenue``
+    then reads that key of ``properties``. Shared by every engine.
 
     Examples
     --------
-    >>> map_keys(ColumnMap(revenue="properties.revenue"), {"user_id": False, "properties": True})
-    [('properties.revenue', 'properties', 'revenue')]
+    >>> object_keys(ColumnMap(revenue="properties.revenue"), {"user_id": None, "properties": "map"})
+    [('properties.revenue', 'properties', 'revenue', 'map')]
     """
-    roles = ("user_id", "timestamp", "event", "revenue", "session_id", "quantity")
     found = []
-    for name in dict.fromkeys(getattr(columns, role) for role in roles):
-        if name is None or name in present or "." not in name:
+    for name in mapped_names(columns):
+        if name in kinds or "." not in name:
             continue
         column, key = name.rsplit(".", 1)
-        if present.get(column):
-            found.append((name, column, key))
+        if kinds.get(column) and not re.search("['\"\\\\]", key):
+            found.append((name, column, key, kinds[column]))
     return found
 
 
-def map_keys_sql(con: duckdb.DuckDBPyConnection, sql: str, columns: ColumnMap) -> str:
-    """Return the SQL reading ``sql`` with the map keys ``columns`` names as columns."""
+def mapped_names(columns: ColumnMap) -> list[str]:
+    """Return the column names ``columns`` maps the contract's roles to, once each."""
+    roles = ("user_id", "timestamp", "event", "revenue", "session_id", "quantity")
+    names = (getattr(columns, role) for role in roles)
+    return [name for name in dict.fromkeys(names) if name is not None]
+
+
+def text_candidates(columns: ColumnMap, text_columns: Iterable[str]) -> list[str]:
+    """Return the text columns a mapped dotted name could be a JSON key of."""
+    texts = {name: "json" for name in text_columns}
+    return sorted({column for _, column, _, _ in object_keys(columns, texts)})
+
+
+def holds_json_objects(values: Iterable[Any]) -> bool:
+    """Whether any of a text column's first values is a JSON object (shared by every engine).
+
+    Examples
+    --------
+    >>> holds_json_objects(["", '{"revenue": 12.5}']), holds_json_objects(["a.b", "[1]"])
+    (True, False)
+    """
+    for value in values:
+        text = str(value).strip() if value is not None else ""
+        if text.startswith("{"):
+            with contextlib.suppress(ValueError):
+                if isinstance(json.loads(text), dict):
+                    return True
+    return False
+
+
+#: How many values of a text column tell whether it holds JSON objects.
+JSON_SAMPLE = 1000
+
+
+def object_keys_sql(con: duckdb.DuckDBPyConnection, sql: str, columns: ColumnMap) -> str:
+    """Return the SQL reading ``sql`` with the object keys ``columns`` names as columns.
+
+    See :func:`object_keys`; a text column counts as JSON when one of its first
+    non-null values is a JSON object (:func:`holds_json_objects`).
+    """
+    if not any("." in name for name in mapped_names(columns)):
+        return sql  # no mapped name has a dot: nothing to look for
     named = _column_types(con, sql)
     if named is None:
         return sql  # refused with the reader's own message where the log is read
-    keys = map_keys(columns, {name: kind.id == "map" for name, kind in named.items()})
+    kinds: dict[str, str | None] = {
+        name: "map" if kind.id == "map" else None for name, kind in named.items()
+    }
+    for column in text_candidates(columns, [n for n, k in named.items() if k.id == "varchar"]):
+        quoted = sql_identifier(column)
+        values = con.execute(
+            f"SELECT {quoted} FROM {sql} WHERE {quoted} IS NOT NULL LIMIT {JSON_SAMPLE}"
+        ).fetchall()
+        kinds[column] = "json" if holds_json_objects(value for (value,) in values) else None
+    keys = object_keys(columns, kinds)
     if not keys:
         return sql
-    extracted = ", ".join(
-        f"map_extract_value({sql_identifier(column)}, {sql_literal(key)}) AS {sql_identifier(name)}"
-        for name, column, key in keys
-    )
+    extracted = ", ".join(f"{_key_sql(*key[1:])} AS {sql_identifier(key[0])}" for key in keys)
     return f"(SELECT *, {extracted} FROM {sql})"
+
+
+def _key_sql(column: str, key: str, kind: str) -> str:
+    quoted = sql_identifier(column)
+    if kind == "map":
+        return f"map_extract_value({quoted}, {sql_literal(key)})"
+    # Text that is no JSON reads as null, as Spark's get_json_object gives it.
+    path = sql_literal(f'$."{key}"')
+    return f"CASE WHEN json_valid({quoted}) THEN json_extract_string({quoted}, {path}) END"
 
 
 def _dotted_sql(raw: str, fields: Sequence[tuple[str, ...]]) -> str:

@@ -42,6 +42,7 @@ from segmentkit.config import CSV_ENCODINGS, UNIX_TIME_UNITS, ColumnMap, check_c
 from segmentkit.errors import DataValidationError, SegmentkitWarning
 from segmentkit.io.events import (
     FILE_NAMES,
+    JSON_SAMPLE,
     MAX_REVENUE,
     MICROS_PER_DAY,
     NUMERIC_TIMESTAMP_HINT,
@@ -73,12 +74,15 @@ from segmentkit.io.events import (
     find_stray_rows,
     first_bad_json_line,
     flat_fields,
+    holds_json_objects,
     json_source,
     json_source_sql,
-    map_keys,
+    mapped_names,
     midnight_after,
     not_json,
+    object_keys,
     roles_present,
+    text_candidates,
     timestamp_sql,
     to_timestamp,
     unmapped_columns,
@@ -602,8 +606,8 @@ def read_events_spark(
         if csv_header is not None:
             frame = _named_fields(frame, csv_header, paths[0])
         if len(local_files) < len(paths):
-            return frame
-        return _typed_as_duckdb(frame, local_files, columns)
+            return _with_object_keys(frame, columns)
+        return _with_object_keys(_typed_as_duckdb(frame, local_files, columns), columns)
     if kinds == {"json"}:
         frame = _read_json(reader, paths)
         local_files = [path for path in paths if "://" not in path]
@@ -615,13 +619,13 @@ def read_events_spark(
         # as the contract takes them), not as TIMESTAMP_NTZ: the microseconds are then
         # read as they are, with no time-zone conversion per row.
         with session_conf(spark, _INFER_NTZ, "false"):
-            return _with_map_keys(_nested_as_dotted(reader.parquet(*paths)), columns)
+            return _with_object_keys(_nested_as_dotted(reader.parquet(*paths)), columns)
     except Exception as exc:
         if not _is_nanos_error(exc):
             raise DataValidationError(f"events cannot be read: {exc}") from None
     # The setting is read when the scan runs, so it stays on for this session.
     spark.conf.set(_NANOS_AS_LONG, "true")
-    return _with_map_keys(_mark_nanos(_nested_as_dotted(reader.parquet(*paths))), columns)
+    return _with_object_keys(_mark_nanos(_nested_as_dotted(reader.parquet(*paths))), columns)
 
 
 def _read_aligned(
@@ -726,11 +730,27 @@ def _refuse_corrupt_json(reader: Any, paths: list[str]) -> None:
         )
 
 
-def _with_map_keys(frame: DataFrame, columns: ColumnMap) -> DataFrame:
-    """Add the map keys ``columns`` names as columns, as locally (:func:`map_keys`)."""
-    present = {field.name: isinstance(field.dataType, T.MapType) for field in frame.schema.fields}
-    for name, column, key in map_keys(columns, present):
-        frame = frame.withColumn(name, F.col(f"`{column}`").getItem(key))
+def _with_object_keys(frame: DataFrame, columns: ColumnMap) -> DataFrame:
+    """Add the object keys ``columns`` names as columns, as locally.
+
+    See :func:`segmentkit.io.events.object_keys_sql`: keys of maps, and of text
+    columns whose first non-null values hold a JSON object.
+    """
+    if not any("." in name for name in mapped_names(columns)):
+        return frame
+    kinds: dict[str, str | None] = {
+        field.name: "map" if isinstance(field.dataType, T.MapType) else None
+        for field in frame.schema.fields
+    }
+    texts = [f.name for f in frame.schema.fields if isinstance(f.dataType, T.StringType)]
+    for column in text_candidates(columns, texts):
+        quoted = F.col(f"`{column}`")
+        values = frame.select(quoted).where(quoted.isNotNull()).limit(JSON_SAMPLE).collect()
+        kinds[column] = "json" if holds_json_objects(row[0] for row in values) else None
+    for name, column, key, kind in object_keys(columns, kinds):
+        quoted = F.col(f"`{column}`")
+        value = quoted.getItem(key) if kind == "map" else F.get_json_object(quoted, f"$['{key}']")
+        frame = frame.withColumn(name, value)
     return frame
 
 
