@@ -197,8 +197,15 @@ def test_a_segment_export_reads_its_iso_times_and_drops_anonymous_calls(
     tiny_log, tmp_path, segment_export, segment_columns
 ):
     path = segment_export(tiny_log, tmp_path / "segment.jsonl")
-    with pytest.warns(SegmentkitWarning, match=r"dropped 1 of 8 rows \(12\.5%\) without a user id"):
+    with pytest.warns(SegmentkitWarning) as caught:
         log = load_events(path, segment_columns, as_of=AS_OF)
+    assert str(caught[0].message) == (
+        "dropped 1 of 8 rows (12.5%) without a user id (column 'userId'): they count in no "
+        "feature, segment or label (data.on_invalid: error refuses such a log instead); "
+        "column(s) 'anonymousId' hold a value on every row without a user id (anonymous users "
+        "or devices?): map data.columns.user_id to one of them to keep those rows (every user "
+        "is then known by it)"
+    )
     assert log.report.null_user_id == 1 and log.report.rows_read == len(tiny_log) + 1
     flat = load_events(tiny_log, as_of=AS_OF)
     pd.testing.assert_frame_equal(build_features(log, AS_OF), build_features(flat, AS_OF))
@@ -250,3 +257,16 @@ def test_a_dotted_name_on_a_text_column_without_json_is_refused_as_absent(postho
     columns = ColumnMap(user_id="distinct_id", session_id="uuid.session")
     message = _refusal_with(posthog_csv, columns)
     assert message.startswith("column(s) session_id ('uuid.session') mapped in data.columns are")
+
+
+def test_an_id_column_missing_on_some_anonymous_rows_is_not_named(tmp_path):
+    rows = [
+        {"userId": "a", "anonymousId": "x1", "timestamp": "2024-01-01 10:00:00", "event": "v"},
+        {"userId": None, "anonymousId": "x2", "timestamp": "2024-01-01 11:00:00", "event": "v"},
+        {"userId": None, "timestamp": "2024-01-01 12:00:00", "event": "v"},
+    ]
+    path = tmp_path / "export.jsonl"
+    _lines(path, rows)
+    with pytest.warns(SegmentkitWarning) as caught:
+        load_events(path, ColumnMap(user_id="userId", revenue=None, session_id=None))
+    assert str(caught[0].message).endswith("(data.on_invalid: error refuses such a log instead)")

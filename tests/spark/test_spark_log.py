@@ -926,3 +926,18 @@ def test_keys_of_json_text_are_read_as_locally(spark, posthog_csv):
     local, rows = _file_read_alike(spark, posthog_csv, columns)
     assert sorted(rows["session_id"]) == sorted(local.to_pandas()["session_id"])
     assert rows["revenue"].dropna().tolist() == [12.5]
+
+
+def test_the_anonymous_id_hint_is_given_as_locally(spark, tmp_path, tiny_log, segment_export):
+    from segmentkit.config import ColumnMap
+    from segmentkit.errors import SegmentkitWarning
+
+    path = str(segment_export(tiny_log, tmp_path / "segment.jsonl"))
+    columns = ColumnMap(user_id="userId", revenue=None, session_id=None)
+    with pytest.warns(SegmentkitWarning) as local:
+        load_events(path, columns)
+    with pytest.warns(SegmentkitWarning) as theirs:
+        io_spark.load_events_spark(path, columns, spark=spark).release()
+    ours = [str(w.message) for w in theirs if issubclass(w.category, SegmentkitWarning)]
+    assert ours == [str(w.message) for w in local]
+    assert "'anonymousId' hold a value on every row without a user id" in str(local[0].message)

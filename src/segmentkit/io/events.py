@@ -1629,8 +1629,32 @@ def check_stray_rows(
     )
 
 
-def dropped_rows_message(report: DataQualityReport, columns: ColumnMap) -> str | None:
+#: Names of the columns exports identify anonymous users or devices by (Segment's
+#: ``anonymousId``, Amplitude's ``device_id`` and ``amplitude_id``, GA4's
+#: ``user_pseudo_id``, web analytics' visitor and cookie ids).
+_ANONYMOUS_IDS = re.compile(r"anonym|device|pseudo|visitor|cookie|client_?id|amplitude_id", re.I)
+
+
+def anonymous_id_columns(source_columns: Sequence[str], columns: ColumnMap) -> list[str]:
+    """Return the unmapped columns whose names say they identify anonymous users or devices.
+
+    Examples
+    --------
+    >>> anonymous_id_columns(["userId", "anonymousId", "event", "device_id"], ColumnMap("userId"))
+    ['anonymousId', 'device_id']
+    """
+    mapped = set(mapped_names(columns))
+    return [name for name in source_columns if name not in mapped and _ANONYMOUS_IDS.search(name)]
+
+
+def dropped_rows_message(
+    report: DataQualityReport, columns: ColumnMap, anonymous_ids: Sequence[str] = ()
+) -> str | None:
     """Say how many rows were dropped for a missing user id, timestamp or event name.
+
+    ``anonymous_ids`` are columns that hold a value on every row without a user id
+    (an export's anonymous or device id): the message names them as a way to keep
+    those rows.
 
     Returns
     -------
@@ -1659,9 +1683,16 @@ def dropped_rows_message(report: DataQualityReport, columns: ColumnMap) -> str |
     ]
     if not parts:
         return None
+    keep = ""
+    if report.null_user_id and anonymous_ids:
+        keep = (
+            f"; column(s) {quoted_names(list(anonymous_ids), 3)} hold a value on every row "
+            "without a user id (anonymous users or devices?): map data.columns.user_id to one "
+            "of them to keep those rows (every user is then known by it)"
+        )
     return (
         f"dropped {' and '.join(parts)}: they count in no feature, segment or label "
-        "(data.on_invalid: error refuses such a log instead)"
+        f"(data.on_invalid: error refuses such a log instead){keep}"
     )
 
 
@@ -2055,7 +2086,16 @@ def load_events(
     )
     # Uncounted users: rows_clean > 0 proves one, all that min_users <= 1 asks.
     check_enough_left(report, cutoff, min_users if count_users else 0)
-    dropped = dropped_rows_message(report, columns)
+    anonymous = []
+    candidates = anonymous_id_columns(list(types), columns) if null_user else []
+    if candidates:
+        held = con.execute(
+            "SELECT "
+            + ", ".join(f"bool_and({sql_identifier(name)} IS NOT NULL)" for name in candidates)
+            + f" FROM {source_sql} WHERE {sql_identifier(columns.user_id)} IS NULL"
+        ).fetchone()
+        anonymous = [name for name, every in zip(candidates, held, strict=True) if every]
+    dropped = dropped_rows_message(report, columns, anonymous)
     if dropped is not None:
         warnings.warn(dropped, SegmentkitWarning, stacklevel=2)
     return EventLog(

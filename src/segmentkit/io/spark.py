@@ -50,6 +50,7 @@ from segmentkit.io.events import (
     EventLog,
     StrayRows,
     aligned_names,
+    anonymous_id_columns,
     check_against_training,
     check_as_of_reaches_log_end,
     check_enough_left,
@@ -1350,7 +1351,16 @@ def _validate(
     except Exception:
         release_checkpoint(packed)
         raise
-    dropped = dropped_rows_message(report, columns)
+    anonymous = []
+    candidates = anonymous_id_columns(source_columns, columns) if report.null_user_id else []
+    if candidates:  # as locally: the columns that hold a value on every row without a user id
+        held = (
+            raw.where(F.col(f"`{columns.user_id}`").isNull())
+            .agg(*[F.bool_and(F.col(f"`{name}`").isNotNull()) for name in candidates])
+            .first()
+        )
+        anonymous = [name for name, every in zip(candidates, held, strict=True) if every]
+    dropped = dropped_rows_message(report, columns, anonymous)
     if dropped is not None:
         warnings.warn(dropped, SegmentkitWarning, stacklevel=3)
     return SparkEventLog(
