@@ -813,13 +813,24 @@ def aligned_source(
         f"SELECT count(*), min(array_to_string(f, ' ')) FROM {split} WHERE len(f) <> {len(names)}"
     ).fetchone()
     if bad:
-        raise DataValidationError(
-            f"events: {bad:,} line(s) of {paths[0] if len(paths) == 1 else list(paths)} (columns "
-            f"aligned by spaces) have another number of fields than the {len(names)} names "
-            f"{list(names)}, e.g. {example!r}: a value holding a space?"
-        )
+        raise aligned_width_error(paths, names, bad, example)
     fields = ", ".join(f"f[{i}] AS {sql_identifier(name)}" for i, name in enumerate(names, 1))
     return f"(SELECT {fields}, * EXCLUDE (line, f) FROM {split})"
+
+
+def aligned_width_error(
+    paths: Sequence[str], names: Sequence[str], bad: int, example: str
+) -> DataValidationError:
+    """Return the error for lines of an aligned file that have another number of fields.
+
+    Shared by every engine; ``example`` is the least such line in text order.
+    """
+    shown = paths[0] if len(paths) == 1 else list(paths)
+    return DataValidationError(
+        f"events: {bad:,} line(s) of {shown} (columns aligned by spaces) have another number "
+        f"of fields than the {len(names)} names {list(names)}, e.g. {example!r}: a value "
+        "holding a space?"
+    )
 
 
 def check_headerless_csv(
@@ -2773,6 +2784,18 @@ def unreadable(exc: BaseException) -> DataValidationError:
     return DataValidationError(f"events cannot be read: {_first_line(exc)}")
 
 
+#: The layouts JSON event files are read in, as refusals state them.
+JSON_LAYOUTS = (
+    "expected one JSON object per line (JSON lines), or one JSON array of objects per file"
+)
+
+
+def open_event_file(path: str, mode: str = "rb", **options: Any) -> Any:
+    """Open a local event file, gunzipping a ``.gz`` one (as DuckDB and Spark read it)."""
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    return opener(path, mode, **options)
+
+
 def not_json(path: str, reason: str) -> DataValidationError:
     """Return the error for a JSON file the reader stops on, naming its first bad line.
 
@@ -2786,10 +2809,7 @@ def not_json(path: str, reason: str) -> DataValidationError:
         )
     bad = first_bad_json_line(path)
     where = f", line {bad[0]} is not JSON ({bad[1][:200]!r})" if bad else f" is not JSON ({reason})"
-    return DataValidationError(
-        f"events: {path}{where}: expected one JSON object per line (JSON lines), or one "
-        "JSON array of objects per file"
-    )
+    return DataValidationError(f"events: {path}{where}: {JSON_LAYOUTS}")
 
 
 def first_bad_json_line(path: str) -> tuple[int, str] | None:
@@ -2806,9 +2826,8 @@ def first_bad_json_line(path: str) -> tuple[int, str] | None:
     >>> first_bad_json_line(f.name)
     (3, '<html>')
     """
-    opener = gzip.open if path.lower().endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8", errors="replace") as lines:
+        with open_event_file(path, "rt", encoding="utf-8", errors="replace") as lines:
             for number, line in enumerate(lines, 1):
                 text = line.strip()
                 if number == 1 and text.startswith("["):

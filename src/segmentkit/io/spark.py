@@ -21,7 +21,6 @@ import datetime as dt
 import fnmatch
 import functools
 import glob
-import gzip
 import itertools
 import json
 import re
@@ -42,6 +41,7 @@ from segmentkit.config import CSV_ENCODINGS, UNIX_TIME_UNITS, ColumnMap, check_c
 from segmentkit.errors import DataValidationError, SegmentkitWarning
 from segmentkit.io.events import (
     FILE_NAMES,
+    JSON_LAYOUTS,
     JSON_SAMPLE,
     MAX_REVENUE,
     MICROS_PER_DAY,
@@ -50,6 +50,7 @@ from segmentkit.io.events import (
     EventLog,
     StrayRows,
     aligned_names,
+    aligned_width_error,
     anonymous_id_columns,
     check_against_training,
     check_as_of_reaches_log_end,
@@ -82,6 +83,7 @@ from segmentkit.io.events import (
     midnight_after,
     not_json,
     object_keys,
+    open_event_file,
     roles_present,
     text_candidates,
     timestamp_sql,
@@ -657,12 +659,7 @@ def _read_aligned(
     bad = rows.where(F.size("_sk_fields") != len(names))
     found = bad.agg(F.count("*"), F.min(F.concat_ws(" ", "_sk_fields"))).first()
     if found[0]:
-        shown = paths[0] if len(paths) == 1 else list(paths)
-        raise DataValidationError(
-            f"events: {found[0]:,} line(s) of {shown} (columns aligned by spaces) have another "
-            f"number of fields than the {len(names)} names {list(names)}, e.g. {found[1]!r}: a "
-            "value holding a space?"
-        )
+        raise aligned_width_error(paths, names, found[0], found[1])
     partitions = [name for name in lines.columns if name != "value"]
     return rows.select(
         *[F.col("_sk_fields")[i].alias(name) for i, name in enumerate(names)],
@@ -726,8 +723,7 @@ def _refuse_corrupt_json(reader: Any, paths: list[str]) -> None:
     )
     if bad is not None:
         raise DataValidationError(
-            f"events {paths}: a record is not JSON ({str(bad['value'])[:200]!r}): expected one "
-            "JSON object per line (JSON lines), or one JSON array of objects per file"
+            f"events {paths}: a record is not JSON ({str(bad['value'])[:200]!r}): {JSON_LAYOUTS}"
         )
 
 
@@ -784,8 +780,7 @@ def _spark_fields(kind: T.DataType) -> list[tuple[str, T.DataType]] | None:
 
 def _json_array(path: str) -> bool:
     """Whether a JSON file starts with ``[`` (one array of objects), not with lines."""
-    opener = gzip.open if path.lower().endswith(".gz") else open
-    with opener(path, "rb") as handle:
+    with open_event_file(path) as handle:
         start = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
     return start[:1] == b"["
 
