@@ -941,3 +941,16 @@ def test_the_anonymous_id_hint_is_given_as_locally(spark, tmp_path, tiny_log, se
     ours = [str(w.message) for w in theirs if issubclass(w.category, SegmentkitWarning)]
     assert ours == [str(w.message) for w in local]
     assert "'anonymousId' hold a value on every row without a user id" in str(local[0].message)
+
+
+def test_an_aligned_file_in_another_encoding_is_refused_by_spark(spark, cdnow_txt, cdnow_columns):
+    from segmentkit.errors import DataValidationError
+
+    columns = dataclasses.replace(cdnow_columns, csv_encoding="latin-1")
+    assert load_events(cdnow_txt, columns).report.rows_clean == 6
+    with pytest.raises(DataValidationError) as err:
+        io_spark.load_events_spark(str(cdnow_txt), columns, spark=spark)
+    assert str(err.value) == (
+        f"events ['{cdnow_txt}']: Spark reads files of columns aligned by spaces as UTF-8 only, "
+        "not latin-1; convert them, or read them with the local engine"
+    )
