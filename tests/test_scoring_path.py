@@ -217,8 +217,26 @@ def test_open_bundle_reads_the_settings_scoring_needs(bundle):
         ),
         (lambda meta: meta.update({"input_schema": [1]}), "input_schema: expected an object"),
         (lambda meta: meta.update({"format_version": 1}), "format version 1"),
+        (
+            lambda meta: meta.update({"data_quality": {"first_event": "last spring"}}),
+            r"data_quality.first_event: expected an ISO time or null, got 'last spring'",
+        ),
+        (
+            lambda meta: meta.update({"data_quality": {"first_event": 20240101}}),
+            r"data_quality.first_event: expected an ISO time or null, got '20240101'",
+        ),
+        (lambda meta: meta.update({"data_quality": []}), "data_quality: expected an object"),
     ],
-    ids=["no-columns", "null-feature-config", "bad-window", "schema-not-object", "old-format"],
+    ids=[
+        "no-columns",
+        "null-feature-config",
+        "bad-window",
+        "schema-not-object",
+        "old-format",
+        "first-event-text",
+        "first-event-number",
+        "data-quality-list",
+    ],
 )
 def test_open_bundle_refuses_unusable_metadata(bundle, tmp_path, edit, message):
     root = save_bundle(api.load(bundle), tmp_path / "m")

@@ -571,6 +571,8 @@ def load_and_score(
                     as_of,
                     trained_columns=opened.columns,
                     reference=opened.raw.get("feature_reference"),
+                    trained_as_of=opened.raw.get("as_of"),
+                    trained_first_event=(opened.raw.get("data_quality") or {}).get("first_event"),
                 )
         except Exception:
             failed = loading.exception()

@@ -286,6 +286,9 @@ def refresh_model(
     # The champion scores this log: refuse it without a column the champion was trained on,
     # or with revenue read otherwise.
     check_revenue_read_as_trained(champion.columns, log.columns)
+    # First the refresh's own refusals: a log renamed as a whole is told as such, before
+    # the scoring check counts the training log's events it lacks.
+    check_refresh_log(log, champion)
     for message in check_input(log, champion.metadata.input_schema):
         warnings.warn(message, SegmentkitWarning, stacklevel=2)
     if snapshot < champion_as_of:
@@ -293,7 +296,6 @@ def refresh_model(
             f"refresh as_of {snapshot:%Y-%m-%d} is before the champion's as_of "
             f"{champion_as_of:%Y-%m-%d}"
         )
-    check_refresh_log(log, champion)
     # The drift checks read the features at the champion's snapshot and one interval
     # before it: built in the challenger's pass over the log when the settings match.
     baseline_as_of = baseline_snapshot(champion_as_of, snapshot)

@@ -397,6 +397,18 @@ def _edit_metadata(live, edit):
             r"input_schema\.key_events_seen: expected a list of names",
         ),
         (
+            lambda m: json.dumps({**m, "input_schema": {"event_shares": {"view": 2}}}),
+            r"input_schema\.event_shares: expected an object of event name: share in \[0, 1\]",
+        ),
+        (
+            lambda m: json.dumps({**m, "input_schema": {"event_shares": {"view": True}}}),
+            r"input_schema\.event_shares: expected an object of event name: share in \[0, 1\]",
+        ),
+        (
+            lambda m: json.dumps({**m, "input_schema": {"event_shares": ["view"]}}),
+            r"input_schema\.event_shares: expected an object of event name: share in \[0, 1\]",
+        ),
+        (
             lambda m: json.dumps({**m, "model_version": "v1\x1b]0;pwned\x07"}),
             r"model_version 'v1\\x1b\]0;pwned\\x07' is not a bundle version name",
         ),
@@ -414,6 +426,9 @@ def _edit_metadata(live, edit):
         "format-text",
         "schema-columns",
         "schema-events",
+        "shares-above-one",
+        "shares-boolean",
+        "shares-list",
         "terminal-escape",
     ],
 )

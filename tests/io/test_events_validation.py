@@ -165,9 +165,59 @@ def test_scoring_input_without_a_trained_column_is_refused(tiny_log, column):
 def test_key_event_never_seen_is_a_warning(tiny_log):
     schema = _schema(tiny_log)
     log = load_events(tiny_log[tiny_log["event"] != "add_to_cart"])
-    (message,) = check_input(log, schema)
-    assert "['add_to_cart']" in message
+    key_event, share = check_input(log, schema)
+    assert "['add_to_cart']" in key_event
+    # 1 of the training log's 7 rows: the counts of every activity are lower too.
+    assert share.startswith("event(s) ['add_to_cart'] held 14% of the training log's rows")
     assert check_input(load_events(tiny_log), schema) == []
+
+
+def test_input_schema_records_each_events_share_of_rows(tiny_log):
+    assert _schema(tiny_log)["event_shares"] == {
+        "view": 3 / 7,
+        "purchase": 2 / 7,
+        "add_to_cart": 1 / 7,
+        "refund": 1 / 7,
+    }
+    assert _transaction_schema(tiny_log)["event_shares"] == {}
+
+
+def test_a_log_lacking_events_that_held_most_training_rows_is_refused(tiny_log):
+    schema = _schema(tiny_log)
+    purchases = load_events(tiny_log[tiny_log["event"].isin(["purchase", "refund"])])
+    with pytest.raises(DataValidationError) as refused:
+        check_input(purchases, schema)
+    assert str(refused.value) == (
+        "column 'event' (event): event(s) ['view', 'add_to_cart'] held 57% of the training "
+        "log's rows and never occur in this log; events present: ['purchase', 'refund']. "
+        "Every user's counts of events, sessions and active days would shrink, and segments "
+        "and scores be confidently wrong: an export of some events only? Give the log with "
+        "every event, as in training"
+    )
+    # Not one of the training log's events: named otherwise, not cut.
+    renamed = tiny_log.replace({"event": {"view": "v", "purchase": "p", "refund": "r"}})
+    with pytest.raises(DataValidationError, match=r"names its events otherwise\? Rename them"):
+        check_input(load_events(renamed[renamed["event"] != "add_to_cart"]), schema)
+
+
+def test_absent_events_spelled_otherwise_are_named(tiny_log):
+    schema = _schema(tiny_log)
+    (message,) = check_input(load_events(tiny_log.replace({"event": {"view": "View"}})), schema)
+    assert message == (
+        "event(s) ['view'] held 43% of the training log's rows and never occur in this log; "
+        "spelled otherwise here: 'view' as 'View': counts of events, sessions and active days "
+        "are lower than in training"
+    )
+
+
+def test_rarely_held_or_unrecorded_events_are_not_judged(tiny_log):
+    schema = _schema(tiny_log)
+    rare = {**schema, "event_shares": {**schema["event_shares"], "gift": 0.09}}
+    assert check_input(load_events(tiny_log), rare) == []  # 9 % of training rows
+    unrecorded = {k: v for k, v in schema.items() if k != "event_shares"}  # older bundles
+    purchases = load_events(tiny_log[tiny_log["event"] == "purchase"])
+    (message,) = check_input(purchases, unrecorded)
+    assert "['add_to_cart'] occurred in the training log" in message
 
 
 def test_rows_without_an_event_name_are_dropped_and_counted(tiny_log):
@@ -263,8 +313,9 @@ def test_key_events_spelled_otherwise_than_in_training_are_refused(tiny_log, spe
 def test_a_key_event_merely_absent_is_still_a_warning_not_a_respelling(tiny_log):
     schema = _schema(tiny_log)
     log = load_events(tiny_log.replace({"event": {"purchase": "purchase_completed"}}))
-    (message,) = check_input(log, schema)
-    assert "['purchase'] occurred in the training log" in message
+    key_event, share = check_input(log, schema)
+    assert "['purchase'] occurred in the training log" in key_event
+    assert share.startswith("event(s) ['purchase'] held 29% of the training log's rows")
 
 
 def _transaction_schema(tiny_log):
@@ -365,8 +416,12 @@ def test_rows_dropped_as_unusable_are_one_warning_when_scoring(tiny_log):
         "an event name (column 'event'): they count in no feature, segment or label "
         "(data.on_invalid: error refuses such a log instead)"
     )
-    # Scoring says it once (load_events' warning), not again.
-    assert check_input(log, _schema(tiny_log)) == []
+    # Scoring says it once (load_events' warning), not again; every view was among the
+    # dropped rows, which it says as the training log's events that this log lacks.
+    assert check_input(log, _schema(tiny_log)) == [
+        "event(s) ['view'] held 43% of the training log's rows and never occur in this log: "
+        "counts of events, sessions and active days are lower than in training"
+    ]
 
 
 @pytest.mark.parametrize(

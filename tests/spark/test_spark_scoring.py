@@ -199,6 +199,50 @@ def test_an_as_of_past_the_logs_end_is_refused_as_locally(spark, trained):
     assert str(refused.value) == expected
 
 
+def test_a_log_starting_too_late_is_refused_or_warned_as_locally(spark, trained, tmp_path):
+    import warnings
+
+    from segmentkit.errors import DataValidationError, SegmentkitWarning
+    from segmentkit.spark.scoring import score_spark
+
+    model, path, as_of = trained
+    events = pd.read_parquet(path)
+    extract = tmp_path / "extract.parquet"
+    events[events["timestamp"] >= pd.Timestamp(as_of) - pd.Timedelta(days=20)].to_parquet(extract)
+    expected = local_refusal(model, str(extract))
+    assert "an extract of recent events only?" in expected
+    with pytest.raises(DataValidationError) as refused:
+        score_spark(model, str(extract))
+    assert str(refused.value) == expected
+    # A rolling export reaching back past the windows: scored, with the same warning.
+    rolling = tmp_path / "rolling.parquet"
+    events[events["timestamp"] >= pd.Timestamp(as_of) - pd.Timedelta(days=120)].to_parquet(rolling)
+    said = {}
+    for engine, run in (("local", model.score), ("spark", lambda p: score_spark(model, p))):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SegmentkitWarning)
+            scored = run(str(rolling))
+        if engine == "spark":
+            scored.unpersist()
+        said[engine] = [str(w.message) for w in caught if "tenure" in str(w.message)]
+    assert len(said["local"]) == 1 and said["spark"] == said["local"]
+
+
+def test_a_log_lacking_most_trained_events_is_refused_as_locally(spark, trained, tmp_path):
+    from segmentkit.errors import DataValidationError
+    from segmentkit.spark.scoring import score_spark
+
+    model, path, _ = trained
+    events = pd.read_parquet(path)
+    purchases = tmp_path / "purchases.parquet"
+    events[events["event"].isin(["purchase", "add_to_cart"])].to_parquet(purchases)
+    expected = local_refusal(model, str(purchases))
+    assert "an export of some events only?" in expected
+    with pytest.raises(DataValidationError) as refused:
+        score_spark(model, str(purchases))
+    assert str(refused.value) == expected
+
+
 def test_key_events_spelled_otherwise_are_refused_as_locally(spark, trained, tmp_path):
     from segmentkit.errors import DataValidationError
     from segmentkit.spark.scoring import score_spark

@@ -110,6 +110,115 @@ def check_revenue_unit(features: pd.DataFrame, reference: Mapping[str, Any]) -> 
     )
 
 
+#: Share of the training users whose tenure was longer than a scored log's history
+#: from which scoring warns that their tenure is cut.
+CUT_TENURE_SHARE = 0.05
+#: Days a scored log's history may fall short of what it needs: a partial day at each
+#: end (a log of whole days cut at a time of day, a first event just after midnight).
+HISTORY_SLACK_DAYS = 1.0
+#: The feature whose stored quantiles tell how long the training users had been active.
+TENURE = "tenure_days"
+
+
+def check_history_for_scoring(
+    first_event: str | None,
+    snapshot: dt.datetime,
+    windows: Sequence[int],
+    trained_as_of: str | None,
+    trained_first_event: str | None,
+    reference: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Refuse a log to score that starts too late for the model's features (shared by engines).
+
+    Features describe a user by everything before the snapshot: an extract of the
+    last two weeks makes every user look new, cuts the 90-day counts at two weeks and
+    scores them all, confidently wrong, without a sign. A log that starts later than
+    the training log did lacks events that happened; it is refused when it does not
+    reach back as far as the longest feature window (or as far as the training
+    log's start, when that is nearer the snapshot). A log that starts later but
+    reaches back far enough gets a warning when :data:`CUT_TENURE_SHARE` or more of
+    the training users had been active longer than it reaches (from the stored
+    quantiles of ``tenure_days``, aged to the snapshot): their tenure is cut (a
+    rolling export). A log that starts where the training log did, or earlier, is
+    whole (a snapshot early in a young log is short, and true); bundles that do not
+    record where their training log started are not checked.
+
+    Parameters
+    ----------
+    first_event : str, optional
+        The scored log's first event before ``snapshot`` (ISO 8601); ``None``: none.
+    snapshot : datetime.datetime
+        The scoring snapshot.
+    windows : sequence of int
+        The model's feature windows, in days.
+    trained_as_of, trained_first_event : str, optional
+        The training snapshot and the training log's first event (ISO 8601).
+    reference : mapping, optional
+        The model's feature reference: :class:`~segmentkit.drift.reference.FeatureReference`
+        objects or their JSON.
+
+    Returns
+    -------
+    list of str
+        The warning about cut tenures, if any.
+
+    Raises
+    ------
+    DataValidationError
+        Naming where both logs start, how far back the log reaches, the windows, and
+        how far back it must reach.
+
+    Examples
+    --------
+    >>> check_history_for_scoring("2024-12-17T08:00:00", dt.datetime(2025, 1, 1), [30, 90],
+    ...                           "2024-12-01T00:00:00", "2024-05-06T02:06:49")
+    Traceback (most recent call last):
+    ...
+    segmentkit.errors.DataValidationError: the log to score starts on 2024-12-17T08:00:00, ...
+    """
+    if first_event is None or not trained_as_of or not trained_first_event:
+        return []
+    day = dt.timedelta(days=1)
+    first, trained_first = to_timestamp(first_event), to_timestamp(trained_first_event)
+    later = (first - trained_first) / day
+    if later <= HISTORY_SLACK_DAYS:
+        return []
+    history = (snapshot - first) / day
+    needed = min(max(windows, default=0), (snapshot - trained_first) / day)
+    if history + HISTORY_SLACK_DAYS < needed:
+        raise DataValidationError(
+            f"the log to score starts on {first_event}, {later:.1f} days after the training "
+            f"log did ({trained_first_event}), and reaches back {history:.1f} days before "
+            f"as_of {snapshot:%Y-%m-%d}; the model counts behaviour over up to "
+            f"{max(windows)} days (features.windows {sorted(windows)}): every user's "
+            f"counts over them, tenure and recency would be cut at {history:.1f} days, and "
+            "the scores confidently wrong (an extract of recent events only?); give a log "
+            f"that reaches back at least {needed:.0f} days before as_of"
+        )
+    stored = (reference or {}).get(TENURE)
+    if stored is None:
+        return []
+    quantiles = np.asarray(
+        stored["quantiles"] if isinstance(stored, Mapping) else stored.quantiles, dtype=float
+    )
+    if len(quantiles) < 2:
+        return []
+    # A training user of tenure t is t + (snapshot - training as_of) days old at the snapshot.
+    aged = (snapshot - to_timestamp(trained_as_of)) / day
+    reached = history + HISTORY_SLACK_DAYS - aged
+    older = 1.0 - float(np.interp(reached, quantiles, np.linspace(0.0, 1.0, len(quantiles))))
+    if older < CUT_TENURE_SHARE:
+        return []
+    return [
+        f"the log to score starts on {first_event}, {later:.1f} days after the training log "
+        f"did ({trained_first_event}), and reaches back {history:.1f} days before as_of "
+        f"{snapshot:%Y-%m-%d}: about {older:.0%} of the training users had been active "
+        f"longer, so the tenure of such users is cut at {history:.1f} days and they are "
+        "scored and segmented as newer than they are (a rolling export?); give the log from "
+        "its start for their tenure"
+    ]
+
+
 def features_to_score(
     events: EventSource,
     columns: ColumnMap,
@@ -118,6 +227,8 @@ def features_to_score(
     as_of: dt.date | dt.datetime | str | None = None,
     trained_columns: ColumnMap | None = None,
     reference: Mapping[str, Any] | None = None,
+    trained_as_of: str | None = None,
+    trained_first_event: str | None = None,
 ) -> tuple[pd.DataFrame, dt.datetime, list[str]]:
     """Validate a log against a model's input and build its features for scoring.
 
@@ -144,6 +255,9 @@ def features_to_score(
         The model's feature reference (:attr:`BundleMetadata.feature_reference`, or its
         JSON): revenue must be of the training log's scale
         (:func:`check_revenue_unit`).
+    trained_as_of, trained_first_event : str, optional
+        The training snapshot and the training log's first event: the log must reach
+        back far enough (:func:`check_history_for_scoring`).
 
     Returns
     -------
@@ -152,7 +266,8 @@ def features_to_score(
     snapshot : datetime.datetime
         The snapshot the features are at.
     notes : list of str
-        Warnings to give (key events of the training log that never occur).
+        Warnings to give (key events of the training log that never occur, tenures
+        cut by a log that starts later than the training log).
 
     Raises
     ------
@@ -166,6 +281,14 @@ def features_to_score(
     log = load_events(events, columns, as_of=cutoff)
     notes = check_input(log, input_schema)
     snapshot = cutoff if cutoff is not None else default_as_of(log)
+    notes += check_history_for_scoring(
+        log.first_event,
+        snapshot,
+        feature_config.windows,
+        trained_as_of,
+        trained_first_event,
+        reference,
+    )
     features = build_features(log, snapshot, feature_config)
     check_revenue_unit(features, reference or {})
     return features, snapshot, notes
@@ -310,10 +433,34 @@ class SegmentationModel:
             as_of,
             trained_columns=self.columns,
             reference=self.metadata.feature_reference,
+            **self._trained_start(),
         )
         for message in notes:
             warnings.warn(message, SegmentkitWarning, stacklevel=2)
         return self._scores_at(features, snapshot)
+
+    def _trained_start(self) -> dict[str, str | None]:
+        """Return the training snapshot and the training log's first event (None if not kept)."""
+        return {
+            "trained_as_of": self.metadata.as_of or None,
+            "trained_first_event": (self.metadata.data_quality or {}).get("first_event"),
+        }
+
+    def check_history(self, first_event: str | None, snapshot: dt.datetime) -> list[str]:
+        """Check that a log to score reaches back far enough (:func:`check_history_for_scoring`).
+
+        Returns
+        -------
+        list of str
+            The warning about cut tenures, if any.
+        """
+        return check_history_for_scoring(
+            first_event,
+            snapshot,
+            self.feature_config.windows,
+            reference=self.metadata.feature_reference,
+            **self._trained_start(),
+        )
 
     def warm_up(self) -> None:
         """Do the once-per-process work of scoring now, on a few rows of zeros.

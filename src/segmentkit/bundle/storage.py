@@ -467,6 +467,7 @@ def open_bundle(path: str | Path) -> OpenedBundle:
     if raw.get("feature_config") is None or raw.get("columns") is None:
         raise BundleError(f"{where} lacks feature_config or columns")
     schema = _checked_input_schema(raw.get("input_schema", {}), f"{where}.input_schema")
+    _check_recorded_start(raw.get("data_quality", {}), f"{where}.data_quality")
     feature_config = from_jsonable(
         FeatureConfig, raw["feature_config"], f"{where}.feature_config", BundleError
     )
@@ -485,8 +486,9 @@ def _checked_input_schema(schema: Any, where: str) -> dict[str, Any]:
     """Check the input schema's layout (see :func:`segmentkit.io.events.check_input`).
 
     ``columns`` maps roles to column names; ``key_events_seen`` and ``optional_used``
-    list names. Scoring reads these before anything else: a wrong type must fail
-    here, naming the bundle, not as a TypeError while the log is checked.
+    list names; ``event_shares`` maps event names to shares of rows. Scoring reads these
+    before anything else: a wrong type must fail here, naming the bundle, not as a
+    TypeError while the log is checked.
     """
     if not isinstance(schema, dict):
         raise BundleError(f"{where}: expected an object, got {type(schema).__name__}")
@@ -499,7 +501,37 @@ def _checked_input_schema(schema: Any, where: str) -> dict[str, Any]:
         names = schema.get(key, [])
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise BundleError(f"{where}.{key}: expected a list of names")
+    shares = schema.get("event_shares", {})
+    if not isinstance(shares, dict) or not all(
+        isinstance(name, str)
+        and isinstance(share, int | float)
+        and not isinstance(share, bool)
+        and 0.0 <= share <= 1.0
+        for name, share in shares.items()
+    ):
+        raise BundleError(
+            f"{where}.event_shares: expected an object of event name: share in [0, 1]"
+        )
     return schema
+
+
+def _check_recorded_start(data_quality: Any, where: str) -> None:
+    """Check the training log's first event, which scoring compares the log's start with.
+
+    Read before the log is checked: a value that is no ISO time must fail here, naming
+    the bundle, not as an error about the log.
+    """
+    if not isinstance(data_quality, dict):
+        raise BundleError(f"{where}: expected an object, got {type(data_quality).__name__}")
+    first = data_quality.get("first_event")
+    if first is None:
+        return
+    try:
+        dt.datetime.fromisoformat(first)
+    except (TypeError, ValueError):
+        raise BundleError(
+            f"{where}.first_event: expected an ISO time or null, got {str(first)[:40]!r}"
+        ) from None
 
 
 def _check_feature_config(feature_config: FeatureConfig, where: str) -> None:

@@ -2438,6 +2438,18 @@ def key_events_notes(log: EventLog, key_events: Sequence[str]) -> list[str]:
     return notes
 
 
+#: Events of a training log recorded with their share of its rows: those holding at
+#: least this share...
+RECORDED_EVENT_SHARE = 0.001
+#: ...the most frequent first, at most this many.
+MAX_RECORDED_EVENTS = 100
+#: Share of the training log's rows held by events that a log to score never holds from
+#: which it is refused (every count would shrink)...
+ABSENT_EVENTS_REFUSED = 0.5
+#: ...and from which scoring warns.
+ABSENT_EVENTS_WARNED = 0.1
+
+
 def describe_input(log: EventLog, key_events: Sequence[str] = ()) -> dict[str, Any]:
     """Describe what a training log held (recorded in the bundle, checked when scoring).
 
@@ -2446,14 +2458,35 @@ def describe_input(log: EventLog, key_events: Sequence[str] = ()) -> dict[str, A
     dict
         ``columns``: contract role to the log's column name, for every role present;
         ``optional_used``: the optional roles (``revenue``, ``session_id``) the
-        features were built from; ``key_events_seen``: the key events that occurred.
-        Names only, never values.
+        features were built from; ``key_events_seen``: the key events that occurred;
+        ``event_shares``: each event's share of the log's rows (see
+        :func:`event_shares`). Names and shares only, never values.
     """
     present = _roles_present(log)
     return {
         "columns": present,
         "optional_used": [role for role in ("revenue", "session_id") if role in present],
         "key_events_seen": key_events_seen(log, key_events),
+        "event_shares": event_shares(log),
+    }
+
+
+def event_shares(log: EventLog) -> dict[str, float]:
+    """Each event's share of a clean log's rows, for the events scoring checks for.
+
+    The events holding at least :data:`RECORDED_EVENT_SHARE` of the rows, the most
+    frequent first, at most :data:`MAX_RECORDED_EVENTS`; none for a transaction table
+    (no event column).
+    """
+    if log.columns.event is None:
+        return {}
+    rows = log.con.execute(
+        f"""SELECT event, count(*) AS n, sum(count(*)) OVER () AS total
+        FROM {log.table} WHERE event IS NOT NULL
+        GROUP BY event ORDER BY n DESC, event LIMIT {MAX_RECORDED_EVENTS}"""
+    ).fetchall()
+    return {
+        str(name): n / float(total) for name, n, total in rows if n / total >= RECORDED_EVENT_SHARE
     }
 
 
@@ -2564,7 +2597,59 @@ def check_against_training(
             f"key event(s) {unseen} occurred in the training log but never in this one: "
             "their count features are zero for every user"
         )
+    shares = schema.get("event_shares") or {}
+    if shares and event_column is not None:
+        notes += _absent_events(shares, event_column, event_names())
     return notes
+
+
+def _absent_events(
+    shares: Mapping[str, float], event_column: str, present: Iterable[Any]
+) -> list[str]:
+    """Refuse (or warn about) a log that lacks events holding much of the training log.
+
+    An export of purchases only, scored by a model trained on every click, makes
+    every user's counts of events, sessions and active days shrink: segments and
+    scores confidently wrong. Events holding :data:`ABSENT_EVENTS_REFUSED` or more
+    of the training log's rows and absent here are refused, from
+    :data:`ABSENT_EVENTS_WARNED` warned about.
+
+    Examples
+    --------
+    >>> _absent_events({"view": 0.7, "buy": 0.2}, "event", ["buy", "view"])
+    []
+    >>> _absent_events({"view": 0.7, "cart": 0.1, "buy": 0.2}, "event", ["buy", "view"])[0][:53]
+    "event(s) ['cart'] held 10% of the training log's rows"
+    """
+    names = {str(name) for name in present if name is not None}
+    absent = {name: float(share) for name, share in shares.items() if name not in names}
+    lost = sum(absent.values())
+    if lost < ABSENT_EVENTS_WARNED:
+        return []
+    listed = quoted_names(sorted(absent, key=lambda name: -absent[name]), 10)
+    respelled = respelled_names(list(absent), names)
+    spelled = (
+        "; spelled otherwise here: "
+        + ", ".join(f"{name!r} as {other!r}" for name, other in respelled.items())
+        if respelled
+        else ""
+    )
+    said = (
+        f"event(s) [{listed}] held {lost:.0%} of the training log's rows and never occur in "
+        f"this log{spelled}"
+    )
+    if lost >= ABSENT_EVENTS_REFUSED:
+        remedy = (
+            "an export of some events only? Give the log with every event, as in training"
+            if names & set(shares)
+            else "the log names its events otherwise? Rename them as in training"
+        )
+        raise DataValidationError(
+            f"column {event_column!r} (event): {said}; events present: "
+            f"[{quoted_names(sorted(names), 10)}]. Every user's counts of events, sessions and "
+            f"active days would shrink, and segments and scores be confidently wrong: {remedy}"
+        )
+    return [f"{said}: counts of events, sessions and active days are lower than in training"]
 
 
 def _check_purchases_only(event_column: str, names: Iterable[Any]) -> None:

@@ -722,8 +722,9 @@ def score_spark(
 
     The log is checked against the training log as local scoring checks it
     (:func:`segmentkit.io.spark.check_spark_input`): ``as_of`` past the log's end,
-    trained columns missing, key events spelled otherwise are refused; key events
-    never seen are warned about.
+    trained columns missing, key events spelled otherwise, a log that starts too late
+    for the model's features (:meth:`SegmentationModel.check_history`) are refused;
+    key events never seen and tenures cut by a later start are warned about.
 
     Examples
     --------
@@ -751,6 +752,8 @@ def score_spark(
         for message in check_spark_input(log, model.metadata.input_schema):
             warnings.warn(message, SegmentkitWarning, stacklevel=2)
         snapshot = cutoff if cutoff is not None else default_as_of_spark(log)
+        for message in model.check_history(log.report.first_event, snapshot):
+            warnings.warn(message, SegmentkitWarning, stacklevel=2)
         if log.partition_users:
             _check_log_covers(log.as_of, snapshot)
             return _score_log(model, log, snapshot, model.metadata.model_version)
