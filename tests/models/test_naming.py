@@ -272,3 +272,29 @@ def test_recency_qualifier_says_lapsed_only_of_lapsed_segments():
     names = name_segments(evidence, ["a", "b", "c", "d"])[1]
     assert names[:2] == ["Champions (less recent)", "Champions (more recent)"]
     assert names[2:] == ["Hibernating (more recent)", "Hibernating (longer lapsed)"]
+
+
+def test_descriptions_skip_lifts_that_repeat_one_already_said():
+    # The recent buyers of a one-cohort log (CDNOW's) hold nearly all of the last 30
+    # days' purchases: every 30-day count is 1 / share times the average, three times
+    # "12.1x" in one line.
+    features = ["revenue_30d", "active_days_30d", "events_30d", "revenue_90d", "orders"]
+    text = describe_segment(
+        pd.Series(dtype=float),
+        np.array([12.1, 12.08, 12.1, 4.5, 2.0]),
+        np.array([3.0, 2.9, 2.8, 1.5, 1.0]),
+        features,
+        transaction_log=True,
+    )
+    assert text == (
+        "spend, last 30 days 12.1x average, spend, last 90 days 4.5x average, orders 2.0x average"
+    )
+    # "Nothing in the last 30 days" is said once, not once per count.
+    features = ["active_days_30d", "events_30d", "sessions_30d", "revenue_total"]
+    text = describe_segment(
+        pd.Series(dtype=float),
+        np.array([0.0, 0.0, 0.0, 0.2]),
+        np.array([-2, -2, -2, -1.0]),
+        features,
+    )
+    assert text == "no active days, last 30 days, spend 80% below average"

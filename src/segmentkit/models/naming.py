@@ -438,9 +438,20 @@ def describe_segment(
         value = float(evidence.get(key, np.nan))
         if _at_least(value, MAJORITY):
             facts.append(text.format(value))
-    parts = []
-    for j in np.argsort(-np.abs(np.nan_to_num(z)), kind="stable")[:3]:
-        parts.append(_phrase(features[j], float(lifts[j]), float(z[j]), transaction_log))
+    parts: list[str] = []
+    said: list[float] = []
+    for j in np.argsort(-np.abs(np.nan_to_num(z)), kind="stable"):
+        if len(parts) == 3:
+            break
+        lift = float(lifts[j])
+        # A lift that repeats one already said tells nothing new: where a segment holds
+        # nearly all of a window's activity (the recent buyers of a one-cohort log),
+        # every count of that window is 1 / share times the average.
+        if features[j] not in DIFFERENCE_FEATURES and np.isfinite(lift):
+            if any(math.isclose(lift, other, rel_tol=0.02, abs_tol=1e-9) for other in said):
+                continue
+            said.append(lift)
+        parts.append(_phrase(features[j], lift, float(z[j]), transaction_log))
     head = ", ".join(facts)
     tail = ", ".join(parts)
     return f"{head}; {tail}" if head and tail else head or tail
