@@ -243,6 +243,32 @@ def test_a_log_lacking_most_trained_events_is_refused_as_locally(spark, trained,
     assert str(refused.value) == expected
 
 
+def test_revenue_of_another_unit_is_refused_as_locally(spark, trained, tmp_path):
+    from segmentkit.errors import DataValidationError
+    from segmentkit.io.spark import load_events_spark
+    from segmentkit.spark.scoring import score_spark
+
+    model, path, _ = trained
+    events = pd.read_parquet(path)
+    events["revenue"] = events["revenue"] * 100  # cents for units
+    cents = tmp_path / "cents.parquet"
+    events.to_parquet(cents)
+    expected = local_refusal(model, str(cents))
+    assert expected.startswith("revenue: the scored users' typical order value is 99 times")
+    # Scored where each partition's users are (the CLI's way) and from a feature table.
+    with pytest.raises(DataValidationError) as refused:
+        score_spark(model, str(cents))
+    assert str(refused.value) == expected
+    log = load_events_spark(str(cents), model.columns)
+    try:
+        assert not log.partition_users
+        with pytest.raises(DataValidationError) as refused:
+            score_spark(model, log)
+        assert str(refused.value) == expected
+    finally:
+        log.release()
+
+
 def test_key_events_spelled_otherwise_are_refused_as_locally(spark, trained, tmp_path):
     from segmentkit.errors import DataValidationError
     from segmentkit.spark.scoring import score_spark

@@ -71,32 +71,59 @@ def check_revenue_unit(features: pd.DataFrame, reference: Mapping[str, Any]) -> 
     buyer a big spender: value segments and scores confidently wrong, and nothing
     else in the log looks amiss. The typical order value (the median
     ``avg_order_value`` of users with an order) of the scored users is compared with
-    the training log's (from its stored quantiles); a ratio beyond
-    :data:`REVENUE_UNIT_RATIO` either way is refused. Models trained without revenue,
-    and logs with fewer than :data:`FEWEST_BUYERS` buyers on either side, are not checked.
-    ``reference`` holds :class:`~segmentkit.drift.reference.FeatureReference` objects or
-    their JSON (a bundle opened, not loaded).
+    the training log's (see :func:`check_order_value_scale`).
 
     Raises
     ------
     DataValidationError
         Naming both typical values and their ratio.
     """
-    stored = reference.get(ORDER_VALUE)
-    if stored is None or ORDER_VALUE not in features:
+    if ORDER_VALUE not in features:
         return
+    values = features[ORDER_VALUE].to_numpy(dtype=float, na_value=np.nan)
+    values = values[np.isfinite(values) & (values > 0)]
+    scored = float(np.median(values)) if values.size else None
+    check_order_value_scale(scored, int(values.size), reference)
+
+
+def trained_order_value(reference: Mapping[str, Any]) -> float | None:
+    """The training log's typical order value, from the stored reference (None: unknown).
+
+    The median ``avg_order_value`` of its buyers; ``None`` for a model trained without
+    revenue or with fewer than :data:`FEWEST_BUYERS` buyers (nothing to compare with).
+    """
+    stored = reference.get(ORDER_VALUE)
+    if stored is None:
+        return None
     # Read by name: importing the drift package would load scipy on the score path.
     quantiles, n = (
         (stored["quantiles"], stored["n"])
         if isinstance(stored, Mapping)
         else (stored.quantiles, stored.n)
     )
-    trained = _typical_positive(quantiles, int(n))
-    values = features[ORDER_VALUE].to_numpy(dtype=float, na_value=np.nan)
-    values = values[np.isfinite(values) & (values > 0)]
-    if trained is None or values.size < FEWEST_BUYERS:
+    return _typical_positive(quantiles, int(n))
+
+
+def check_order_value_scale(
+    scored: float | None, buyers: int, reference: Mapping[str, Any]
+) -> None:
+    """Compare the scored users' typical order value with the training log's (every engine).
+
+    ``scored`` is the median ``avg_order_value`` of the ``buyers`` scored users with an
+    order. The training side comes from its stored quantiles; a ratio beyond
+    :data:`REVENUE_UNIT_RATIO` either way is refused. Models trained without revenue,
+    and logs with fewer than :data:`FEWEST_BUYERS` buyers on either side, are not
+    checked. ``reference`` holds :class:`~segmentkit.drift.reference.FeatureReference`
+    objects or their JSON (a bundle opened, not loaded).
+
+    Raises
+    ------
+    DataValidationError
+        Naming both typical values and their ratio.
+    """
+    trained = trained_order_value(reference)
+    if trained is None or scored is None or buyers < FEWEST_BUYERS:
         return
-    scored = float(np.median(values))
     ratio = scored / trained
     if 1.0 / REVENUE_UNIT_RATIO <= ratio <= REVENUE_UNIT_RATIO:
         return

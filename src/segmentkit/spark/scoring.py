@@ -29,7 +29,12 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from segmentkit.bundle import SegmentationModel, live_version, load_bundle, save_bundle
-from segmentkit.bundle.model import UNSAVED_VERSION
+from segmentkit.bundle.model import (
+    ORDER_VALUE,
+    UNSAVED_VERSION,
+    check_order_value_scale,
+    trained_order_value,
+)
 from segmentkit.config import ColumnMap
 from segmentkit.errors import DataValidationError, SegmentkitWarning
 from segmentkit.features.duckdb_engine import _check_log_covers
@@ -309,12 +314,19 @@ def _score_log(
     # Sketches of (together) about _SKETCH_TOTAL values per score, whatever the users.
     sketch_size = max(16, -(-_SKETCH_TOTAL * CHUNK_ROWS // max(sum(users), 1)))
 
+    # The scored users' order values ride along with their scores (not among the
+    # output columns), for the revenue-unit check of local scoring.
+    order_check = trained_order_value(model.metadata.feature_reference) is not None
+
     def score_chunk(group: pa.Table) -> pa.Table:
         order = np.argsort(group.column("start").to_numpy())
         blobs = group.column("features")
         rows = pa.concat_tables([_from_stream(blobs[int(i)]) for i in order]).to_pandas()
         scored = _worker_model(files.value).score_features(rows)[columns]
         table = pa.Table.from_pandas(scored, schema=arrow_scores, preserve_index=False)
+        if order_check:
+            values = rows[ORDER_VALUE].to_numpy(dtype=np.float64)
+            table = table.append_column(_ORDER_VALUES, pa.array(values, pa.float64()))
         nan, sketch = _sketch([scored[t].to_numpy(np.float64) for t in targets], sketch_size)
         return pa.table(
             {
@@ -337,6 +349,10 @@ def _score_log(
             .persist()
         )
         cached.append(chunks)
+        if order_check:
+            _check_order_values(
+                chunks.select("scores").mapInArrow(_order_values, "v double"), model
+            )
         result = _chunks_with_percentiles(chunks, targets, schema)
         if as_of is not None:
             result = with_run_columns(result, as_of, model_version or UNSAVED_VERSION)
@@ -352,6 +368,34 @@ def _score_log(
 #: About how many values of each score all chunks' sketches hold together: they place
 #: the value ranges of the percentiles, so ranges hold about n / _SKETCH_TOTAL users.
 _SKETCH_TOTAL = 8192
+#: The column of the chunks' Arrow streams that holds the scored users' order values.
+_ORDER_VALUES = "_sk_order_value"
+
+
+def _order_values(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The order values of the chunks' streams (:func:`_score_log`), one row each (``v``)."""
+    for batch in batches:
+        for blob in batch.column("scores"):
+            values = _from_stream(blob).column(_ORDER_VALUES).to_numpy(zero_copy_only=False)
+            yield pa.RecordBatch.from_arrays([pa.array(values, pa.float64())], names=["v"])
+
+
+def _check_order_values(values: DataFrame, model: SegmentationModel) -> None:
+    """Refuse order values of another scale than training's, as local scoring does.
+
+    ``values`` holds every scored user's ``avg_order_value`` in column ``v``; the exact
+    median of the positive ones (Spark's ``percentile``: the mean of the two middle
+    values, as numpy's median) goes to
+    :func:`~segmentkit.bundle.model.check_order_value_scale`.
+    """
+    positive = values.where(F.col("v") > 0)  # NaN is above every number in Spark
+    row = positive.where(~F.isnan("v")).agg(
+        F.count("v").alias("n"), F.expr("percentile(v, 0.5)").alias("median")
+    )
+    n, median = row.first()
+    check_order_value_scale(median, int(n), model.metadata.feature_reference)
+
+
 _CHUNK_SCHEMA = pa.schema(
     [
         ("rows", pa.int64()),
@@ -758,6 +802,8 @@ def score_spark(
             _check_log_covers(log.as_of, snapshot)
             return _score_log(model, log, snapshot, model.metadata.model_version)
         features = build_features_spark(log, snapshot, model.feature_config)
+        if trained_order_value(model.metadata.feature_reference) is not None:
+            _check_order_values(features.select(F.col(ORDER_VALUE).alias("v")), model)
         return score_features_spark(model, features, snapshot, model.metadata.model_version)
     finally:
         if log is not events:  # loaded here: the kept events are no longer needed
