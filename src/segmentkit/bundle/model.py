@@ -87,7 +87,7 @@ def check_revenue_unit(features: pd.DataFrame, reference: Mapping[str, Any]) -> 
 
 
 def trained_order_value(reference: Mapping[str, Any]) -> float | None:
-    """The training log's typical order value, from the stored reference (None: unknown).
+    """Return the training log's typical order value from the stored reference (None: unknown).
 
     The median ``avg_order_value`` of its buyers; ``None`` for a model trained without
     revenue or with fewer than :data:`FEWEST_BUYERS` buyers (nothing to compare with).

@@ -373,7 +373,7 @@ _ORDER_VALUES = "_sk_order_value"
 
 
 def _order_values(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """The order values of the chunks' streams (:func:`_score_log`), one row each (``v``)."""
+    """Yield the order values of the chunks' streams (:func:`_score_log`), one row each (``v``)."""
     for batch in batches:
         for blob in batch.column("scores"):
             values = _from_stream(blob).column(_ORDER_VALUES).to_numpy(zero_copy_only=False)
