@@ -197,6 +197,10 @@ class SparkEventLog:
     key_event_rows : dict of str to int
         Clean rows of each of the ``key_events`` asked for when loading (counted in
         the one scan; empty when none were asked for).
+    event_names : tuple of str or None
+        Every event name of the clean rows, collected in the one scan (as the local
+        engine's :attr:`segmentkit.io.events.EventLog.event_names`); ``None`` when not
+        known.
     clean_rows : pyspark.sql.DataFrame or None
         A lazy frame of the clean rows' ``ts_us`` and ``event`` (exact duplicates
         included): reading it reads the source again, so it is read only to settle
@@ -217,6 +221,7 @@ class SparkEventLog:
     source_columns: tuple[str, ...] = ()
     key_event_rows: Mapping[str, int] = dataclasses.field(default_factory=dict)
     clean_rows: DataFrame | None = None
+    event_names: tuple[str, ...] | None = None
 
     @property
     def frame(self) -> DataFrame:
@@ -1190,13 +1195,12 @@ def _validate(
     ]
     key_names = sorted({str(name) for name in key_events})
     checks += [F.count_if(flag("keep") & (F.col("event") == F.lit(name))) for name in key_names]
-    # Events with amounts above 0, and (to check revenue_events' and refund_events' spelling)
-    # every event, as JSON text: observed metrics reach Python as Java objects, and text
-    # converts.
+    # Events with amounts above 0, and every event (to check revenue_events' and
+    # refund_events' spelling, and a log to score against the training log's events), as
+    # JSON text: observed metrics reach Python as Java objects, and text converts.
     paid_event = F.when(flag("keep") & (F.col("revenue") > 0), F.col("event"))
     checks.append(F.to_json(F.collect_set(paid_event)))
-    if columns.revenue_events is not None or columns.refund_events is not None:
-        checks.append(F.to_json(F.collect_set(F.when(flag("keep"), F.col("event")))))
+    checks.append(F.to_json(F.collect_set(F.when(flag("keep"), F.col("event")))))
     # The source is read once in full: the shuffle by user counts these checks as it reads the
     # raw rows (observed metrics), then the clean rows are counted per partition.
     name = f"segmentkit_validation_{next(_observation_ids)}"
@@ -1251,7 +1255,7 @@ def _validate(
     n_bad_amount, n_null_event, n_bad_user = int(counts[9]), int(counts[10]), int(counts[11])
     n_bad_qty = int(counts[12])
     key_counts = counts[13 : 13 + len(key_names)]
-    paid_events, *event_names = (json.loads(names) for names in counts[13 + len(key_names) :])
+    paid_events, every_event = (json.loads(names) for names in counts[13 + len(key_names) :])
     examples = {
         "bad_ts": (bad_ts, columns.timestamp),
         "bad_user": (bad_user, columns.user_id),
@@ -1312,7 +1316,7 @@ def _validate(
                 check_revenue_by_event(
                     columns,
                     paid_events or (),
-                    lambda: event_names[0] if event_names else (),
+                    lambda: every_event or (),
                     lambda: _paid_rows(flagged.where(flag("keep") & (F.col("revenue") > 0))),
                 )
     except BaseException:
@@ -1372,6 +1376,7 @@ def _validate(
         source_columns=tuple(source_columns),
         key_event_rows={name: int(n) for name, n in zip(key_names, key_counts, strict=True)},
         clean_rows=flagged.where(flag("keep")).select("ts_us", "event"),
+        event_names=tuple(sorted(str(name) for name in every_event or () if name is not None)),
     )
 
 
@@ -1434,6 +1439,8 @@ def check_spark_input(log: SparkEventLog, schema: Mapping[str, Any] | None) -> l
 
     @functools.cache
     def event_names() -> frozenset:
+        if log.event_names is not None:  # collected while loading: no other read
+            return frozenset(log.event_names)
         if clean is None:  # pragma: no cover - seen() then took every key event as seen
             return frozenset()
         with utc_session(clean.sparkSession):

@@ -314,8 +314,8 @@ def _score_log(
     # Sketches of (together) about _SKETCH_TOTAL values per score, whatever the users.
     sketch_size = max(16, -(-_SKETCH_TOTAL * CHUNK_ROWS // max(sum(users), 1)))
 
-    # The scored users' order values ride along with their scores (not among the
-    # output columns), for the revenue-unit check of local scoring.
+    # The scored buyers' order values ride along with each chunk's scores, for the
+    # revenue-unit check of local scoring.
     order_check = trained_order_value(model.metadata.feature_reference) is not None
 
     def score_chunk(group: pa.Table) -> pa.Table:
@@ -324,9 +324,7 @@ def _score_log(
         rows = pa.concat_tables([_from_stream(blobs[int(i)]) for i in order]).to_pandas()
         scored = _worker_model(files.value).score_features(rows)[columns]
         table = pa.Table.from_pandas(scored, schema=arrow_scores, preserve_index=False)
-        if order_check:
-            values = rows[ORDER_VALUE].to_numpy(dtype=np.float64)
-            table = table.append_column(_ORDER_VALUES, pa.array(values, pa.float64()))
+        bought = rows[ORDER_VALUE].to_numpy(dtype=np.float64) if order_check else np.empty(0)
         nan, sketch = _sketch([scored[t].to_numpy(np.float64) for t in targets], sketch_size)
         return pa.table(
             {
@@ -334,6 +332,7 @@ def _score_log(
                 "nan": [nan],
                 "sketch": [sketch],
                 "scores": [_to_stream(table)],
+                "order_values": [bought[np.isfinite(bought) & (bought > 0)].tolist()],
             },
             schema=_CHUNK_SCHEMA,
         )
@@ -350,9 +349,7 @@ def _score_log(
         )
         cached.append(chunks)
         if order_check:
-            _check_order_values(
-                chunks.select("scores").mapInArrow(_order_values, "v double"), model
-            )
+            _check_order_values(chunks.select(F.explode("order_values").alias("v")), model)
         result = _chunks_with_percentiles(chunks, targets, schema)
         if as_of is not None:
             result = with_run_columns(result, as_of, model_version or UNSAVED_VERSION)
@@ -368,16 +365,6 @@ def _score_log(
 #: About how many values of each score all chunks' sketches hold together: they place
 #: the value ranges of the percentiles, so ranges hold about n / _SKETCH_TOTAL users.
 _SKETCH_TOTAL = 8192
-#: The column of the chunks' Arrow streams that holds the scored users' order values.
-_ORDER_VALUES = "_sk_order_value"
-
-
-def _order_values(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """Yield the order values of the chunks' streams (:func:`_score_log`), one row each (``v``)."""
-    for batch in batches:
-        for blob in batch.column("scores"):
-            values = _from_stream(blob).column(_ORDER_VALUES).to_numpy(zero_copy_only=False)
-            yield pa.RecordBatch.from_arrays([pa.array(values, pa.float64())], names=["v"])
 
 
 def _check_order_values(values: DataFrame, model: SegmentationModel) -> None:
@@ -402,9 +389,12 @@ _CHUNK_SCHEMA = pa.schema(
         ("nan", pa.list_(pa.int64())),
         ("sketch", pa.list_(pa.float64())),
         ("scores", pa.binary()),
+        ("order_values", pa.list_(pa.float64())),
     ]
 )
-_CHUNK_SPARK_SCHEMA = "rows long, nan array<long>, sketch array<double>, scores binary"
+_CHUNK_SPARK_SCHEMA = (
+    "rows long, nan array<long>, sketch array<double>, scores binary, order_values array<double>"
+)
 _RANKED_SCHEMA = pa.schema(
     [("pos", pa.int64()), ("bucket", pa.int64()), ("place", pa.int64()), ("v", pa.float64())]
 )
