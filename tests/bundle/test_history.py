@@ -11,16 +11,12 @@ import pytest
 
 import segmentkit
 from segmentkit.bundle import save_bundle
-from segmentkit.bundle.metadata import BundleMetadata
-from segmentkit.bundle.model import SegmentationModel, check_history_for_scoring
+from segmentkit.bundle.model import check_history_for_scoring
 from segmentkit.cli import main
 from segmentkit.config import FeatureConfig
 from segmentkit.drift.reference import build_feature_reference
 from segmentkit.errors import DataValidationError, SegmentkitWarning
-from segmentkit.features import build_features, feature_names
-from segmentkit.io.events import describe_input, load_events
 from segmentkit.io.synth import generate_events
-from segmentkit.models.segmentation import Segmenter
 
 TRAINED_AS_OF = "2024-07-01T00:00:00"
 TRAINED_FIRST = "2024-01-01T00:00:00"
@@ -129,23 +125,10 @@ FEATURES = FeatureConfig(windows=(30,), key_events=("purchase",))
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, segments_model):
     """A model trained on 120 days of a generated log, saved as a bundle."""
     demo = generate_events(n_users=150, n_days=120, seed=2)
-    log = load_events(demo.events)
-    table = build_features(log, demo.end, FEATURES)
-    names = feature_names(FEATURES)
-    model = SegmentationModel(
-        segmenter=Segmenter(k=3, n_bootstrap=2, random_state=0).fit(table[names]),
-        propensity={},
-        feature_config=FEATURES,
-        metadata=BundleMetadata(
-            as_of=demo.end.isoformat(),
-            input_schema=describe_input(log, FEATURES.key_events),
-            feature_reference=build_feature_reference(table[["user_id", *names]]),
-            data_quality={"first_event": log.first_event},
-        ),
-    )
+    model = segments_model(demo.events, demo.end, FEATURES)
     return model, save_bundle(model, tmp_path_factory.mktemp("history") / "m"), demo
 
 

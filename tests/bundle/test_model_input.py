@@ -6,33 +6,17 @@ import warnings
 
 import pytest
 
-from segmentkit.bundle.metadata import BundleMetadata
-from segmentkit.bundle.model import SegmentationModel
 from segmentkit.config import FeatureConfig
 from segmentkit.errors import DataValidationError, SegmentkitWarning
-from segmentkit.features import build_features, feature_names
-from segmentkit.io.events import describe_input, load_events
 from segmentkit.io.synth import generate_events
-from segmentkit.models.segmentation import Segmenter
 
 FEATURES = FeatureConfig(windows=(30,), key_events=("purchase", "add_to_cart"))
 
 
 @pytest.fixture(scope="module")
-def trained():
+def trained(segments_model):
     demo = generate_events(n_users=150, n_days=60, seed=2)
-    log = load_events(demo.events)
-    table = build_features(log, demo.end, FEATURES)
-    names = feature_names(FEATURES)
-    model = SegmentationModel(
-        segmenter=Segmenter(k=3, n_bootstrap=2, random_state=0).fit(table[names]),
-        propensity={},
-        feature_config=FEATURES,
-        metadata=BundleMetadata(
-            as_of=demo.end.isoformat(), input_schema=describe_input(log, FEATURES.key_events)
-        ),
-    )
-    return model, demo
+    return segments_model(demo.events, demo.end, FEATURES), demo
 
 
 @pytest.mark.parametrize("column", ["revenue", "session_id"])
