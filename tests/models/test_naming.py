@@ -298,3 +298,11 @@ def test_descriptions_skip_lifts_that_repeat_one_already_said():
         features,
     )
     assert text == "no active days, last 30 days, spend 80% below average"
+    # Nor "99% below" and then "98% below" (the hibernating users of the demo log).
+    text = describe_segment(
+        pd.Series(dtype=float),
+        np.array([0.01, 0.02, 3.2]),
+        np.array([-2.0, -1.9, 1.5]),
+        ["events_90d", "active_days_90d", "recency_days"],
+    )
+    assert text == "events, last 90 days 99% below average, days since last activity 3.2x average"

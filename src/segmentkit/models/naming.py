@@ -448,13 +448,30 @@ def describe_segment(
         # nearly all of a window's activity (the recent buyers of a one-cohort log),
         # every count of that window is 1 / share times the average.
         if features[j] not in DIFFERENCE_FEATURES and np.isfinite(lift):
-            if any(math.isclose(lift, other, rel_tol=0.02, abs_tol=1e-9) for other in said):
+            if any(_same_lift(lift, other) for other in said):
                 continue
             said.append(lift)
         parts.append(_phrase(features[j], lift, float(z[j]), transaction_log))
     head = ", ".join(facts)
     tail = ", ".join(parts)
     return f"{head}; {tail}" if head and tail else head or tail
+
+
+#: Lifts below this (a twentieth of the average) all say "almost none".
+_ALMOST_NONE = 0.05
+
+
+def _same_lift(lift: float, other: float) -> bool:
+    """Whether two lifts say the same thing: within 2%, or both almost none.
+
+    Examples
+    --------
+    >>> _same_lift(12.1, 12.08), _same_lift(0.01, 0.02), _same_lift(0.01, 0.2)
+    (True, True, False)
+    """
+    if 0.0 <= lift < _ALMOST_NONE and 0.0 <= other < _ALMOST_NONE:
+        return True
+    return math.isclose(lift, other, rel_tol=0.02, abs_tol=1e-9)
 
 
 def feature_words(feature: str, transaction_log: bool = False) -> str:
