@@ -543,7 +543,7 @@ def load_and_score(
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from segmentkit.bundle.model import features_to_score
+    from segmentkit.bundle.model import features_to_score, trained_start
     from segmentkit.bundle.storage import open_bundle
 
     step = progress or _silent
@@ -571,8 +571,7 @@ def load_and_score(
                     as_of,
                     trained_columns=opened.columns,
                     reference=opened.raw.get("feature_reference"),
-                    trained_as_of=opened.raw.get("as_of"),
-                    trained_first_event=(opened.raw.get("data_quality") or {}).get("first_event"),
+                    **trained_start(opened.raw.get("as_of"), opened.raw.get("data_quality")),
                 )
         except Exception:
             failed = loading.exception()

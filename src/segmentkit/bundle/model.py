@@ -147,6 +147,23 @@ HISTORY_SLACK_DAYS = 1.0
 TENURE = "tenure_days"
 
 
+def trained_start(as_of: str | None, data_quality: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return where training stood, as :func:`check_history_for_scoring` takes it.
+
+    From a bundle's metadata, loaded or opened: the training snapshot and the training
+    log's first event (``data_quality.first_event``), ``None`` where not kept.
+
+    Examples
+    --------
+    >>> trained_start("2025-01-01T00:00:00", {"first_event": "2024-05-06T02:06:49"})
+    {'trained_as_of': '2025-01-01T00:00:00', 'trained_first_event': '2024-05-06T02:06:49'}
+    """
+    return {
+        "trained_as_of": as_of or None,
+        "trained_first_event": (data_quality or {}).get("first_event"),
+    }
+
+
 def check_history_for_scoring(
     first_event: str | None,
     snapshot: dt.datetime,
@@ -460,18 +477,11 @@ class SegmentationModel:
             as_of,
             trained_columns=self.columns,
             reference=self.metadata.feature_reference,
-            **self._trained_start(),
+            **trained_start(self.metadata.as_of, self.metadata.data_quality),
         )
         for message in notes:
             warnings.warn(message, SegmentkitWarning, stacklevel=2)
         return self._scores_at(features, snapshot)
-
-    def _trained_start(self) -> dict[str, str | None]:
-        """Return the training snapshot and the training log's first event (None if not kept)."""
-        return {
-            "trained_as_of": self.metadata.as_of or None,
-            "trained_first_event": (self.metadata.data_quality or {}).get("first_event"),
-        }
 
     def check_history(self, first_event: str | None, snapshot: dt.datetime) -> list[str]:
         """Check that a log to score reaches back far enough (:func:`check_history_for_scoring`).
@@ -486,7 +496,7 @@ class SegmentationModel:
             snapshot,
             self.feature_config.windows,
             reference=self.metadata.feature_reference,
-            **self._trained_start(),
+            **trained_start(self.metadata.as_of, self.metadata.data_quality),
         )
 
     def warm_up(self) -> None:

@@ -375,8 +375,8 @@ def _check_order_values(values: DataFrame, model: SegmentationModel) -> None:
     values, as numpy's median) goes to
     :func:`~segmentkit.bundle.model.check_order_value_scale`.
     """
-    positive = values.where(F.col("v") > 0)  # NaN is above every number in Spark
-    row = positive.where(~F.isnan("v")).agg(
+    # NaN is above every number in Spark: it is left out by name.
+    row = values.where((F.col("v") > 0) & ~F.isnan("v")).agg(
         F.count("v").alias("n"), F.expr("percentile(v, 0.5)").alias("median")
     )
     n, median = row.first()
